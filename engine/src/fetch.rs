@@ -1,0 +1,670 @@
+//! Downloading one file from every live holder at once.
+//!
+//! # Architecture
+//! One coordinator task (the caller of [`fetch`]) owns the download. It spawns one worker per
+//! holder; a worker keeps one QUIC connection and runs several *lanes*, each a loop of "ask
+//! the [`Scheduler`] for a chunk, request it, verify it, write it at its offset". Lanes share
+//! the scheduler behind a `std::sync::Mutex` taken only for the synchronous decision, never
+//! across an `.await`. The coordinator wakes twice a second to tell the tracker about newly
+//! verified chunks, persist progress for resuming, re-locate holders from time to time, and
+//! notice completion.
+//!
+//! # Trust
+//! The manifest is checked against the requested id before anything else. Each chunk is
+//! checked against the manifest before it is written; a peer that sends a bad chunk is banned
+//! for this download and the chunk is asked of someone else. At the end the file is read back
+//! from disk and hashed as a whole before it is renamed into place, in the same directory, so
+//! a partial or wrong file never appears under the final name.
+//!
+//! # Durability
+//! Progress is saved in sled only after the partial file has been synced, so a saved chunk
+//! record never points at bytes that might not be on disk; on resume, recorded chunks are
+//! hashed again anyway (cheap next to the network).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quinn::Connection;
+use rayon::prelude::*;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::bitfield::Bitfield;
+use crate::error::{Error, Result};
+use crate::hashing;
+use crate::ids::{FileId, PeerId};
+use crate::manifest::Manifest;
+use crate::name;
+use crate::node::Node;
+use crate::progress::Progress;
+use crate::protocol::{ErrorCode, Holder, Request, Response};
+use crate::scheduler::{Scheduler, Verdict};
+use crate::state::DownloadRecord;
+use crate::store::Held;
+use crate::transport;
+
+/// Bytes requested from one peer at once: enough to keep a fast link busy.
+const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
+/// Requests in flight per peer, whatever the chunk size.
+const MIN_LANES: u64 = 4;
+const MAX_LANES: u64 = 32;
+/// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the coordinator wakes.
+const TICK: Duration = Duration::from_millis(500);
+/// How often holders are re-located while all is well, and while chunks lack a holder.
+const RELOCATE_EVERY: Duration = Duration::from_secs(15);
+const RELOCATE_STARVED: Duration = Duration::from_secs(3);
+
+/// How to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// The file is written under this directory, at its manifest name.
+    pub out_dir: PathBuf,
+    /// Only use the peer with this id (or id prefix) or address.
+    pub from: Option<String>,
+    /// Replace an existing file with different content.
+    pub force: bool,
+    /// Give up after this long without finishing.
+    pub timeout: Option<Duration>,
+    /// Counters for a progress display.
+    pub progress: Arc<Progress>,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            out_dir: PathBuf::from("."),
+            from: None,
+            force: false,
+            timeout: None,
+            progress: Arc::default(),
+        }
+    }
+}
+
+/// What a finished fetch did.
+#[derive(Debug, Clone)]
+pub struct FetchReport {
+    /// The file's id.
+    pub id: FileId,
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// Where it was written.
+    pub path: PathBuf,
+    /// The file was already there, complete.
+    pub already_complete: bool,
+    /// Chunks that were already verified on disk from an earlier run.
+    pub resumed_chunks: u32,
+    /// Bytes of verified chunks received, per peer.
+    pub received: HashMap<PeerId, u64>,
+    /// Peers banned for sending bad data.
+    pub banned: Vec<PeerId>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl FetchReport {
+    /// Total bytes received in verified chunks.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.values().sum()
+    }
+}
+
+/// What the lanes and the coordinator share.
+struct Shared {
+    scheduler: Scheduler,
+    cancels: HashMap<(PeerId, u32), CancellationToken>,
+    workers: HashSet<PeerId>,
+    newly_verified: Vec<u32>,
+    dirty: bool,
+    received: HashMap<PeerId, u64>,
+    banned: Vec<PeerId>,
+    fatal: Option<Error>,
+}
+
+struct Context {
+    node: Node,
+    id: FileId,
+    manifest: Arc<Manifest>,
+    file: Arc<File>,
+    held: Arc<Held>,
+    shared: Mutex<Shared>,
+    changed: Notify,
+    done: CancellationToken,
+    progress: Arc<Progress>,
+    lanes: usize,
+}
+
+impl Context {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().expect("fetch state lock poisoned")
+    }
+}
+
+pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Result<FetchReport> {
+    let started = Instant::now();
+    let tracker = node.tracker()?.clone();
+    let located = tracker.locate(id).await?;
+    located
+        .manifest
+        .verify(&id)
+        .map_err(|source| Error::Manifest { file: Some(id), source })?;
+    let manifest = Arc::new(located.manifest);
+    let final_path = name::path_in(&options.out_dir, &manifest.name)
+        .map_err(|e| Error::Manifest { file: Some(id), source: e.into() })?;
+    let parent = final_path.parent().expect("a joined path has a parent").to_owned();
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    options.progress.set_total(manifest.size);
+
+    if final_path.exists() {
+        if same_content(&final_path, &manifest).await? {
+            info!(path = %final_path.display(), "already complete");
+            options.progress.advance(manifest.size);
+            node.store().add(manifest.clone(), final_path.clone(), Bitfield::full(manifest.chunk_count));
+            return Ok(FetchReport {
+                id,
+                manifest,
+                path: final_path,
+                already_complete: true,
+                resumed_chunks: 0,
+                received: HashMap::new(),
+                banned: Vec::new(),
+                elapsed: started.elapsed(),
+            });
+        }
+        if !options.force {
+            return Err(Error::Exists(final_path));
+        }
+    }
+
+    let partial_path = partial_path_for(&final_path);
+    let (file, have) = open_partial(node, &id, &manifest, &partial_path).await?;
+    let resumed_chunks = have.count();
+    options.progress.advance(have.iter().map(|c| u64::from(manifest.chunk_len(c))).sum());
+    let held = node.store().add(manifest.clone(), partial_path.clone(), have.clone());
+    if let Err(e) = node.announce(&held).await {
+        warn!("could not announce the download to the tracker: {e}");
+    }
+
+    let lanes = (PIPELINE_BYTES / u64::from(manifest.chunk_size)).clamp(MIN_LANES, MAX_LANES) as usize;
+    let ctx = Arc::new(Context {
+        node: node.clone(),
+        id,
+        manifest: manifest.clone(),
+        file: Arc::new(file),
+        held: held.clone(),
+        shared: Mutex::new(Shared {
+            scheduler: Scheduler::new(have),
+            cancels: HashMap::new(),
+            workers: HashSet::new(),
+            newly_verified: Vec::new(),
+            dirty: false,
+            received: HashMap::new(),
+            banned: Vec::new(),
+            fatal: None,
+        }),
+        changed: Notify::new(),
+        done: node.shutdown_token().child_token(),
+        progress: options.progress.clone(),
+        lanes,
+    });
+    let workers = TaskTracker::new();
+    let from = options.from.clone();
+    add_holders(&ctx, &workers, located.holders, from.as_deref());
+    let no_source = {
+        let shared = ctx.lock();
+        shared.workers.is_empty() && !shared.scheduler.is_complete()
+    };
+    if from.is_some() && no_source {
+        return Err(Error::NotFound(format!(
+            "no live holder of {} matches --from {}",
+            id.short(),
+            from.unwrap_or_default()
+        )));
+    }
+
+    let result = coordinate(&ctx, &workers, &tracker, started, options.timeout, from.as_deref()).await;
+    ctx.done.cancel();
+    workers.close();
+    workers.wait().await;
+    let flushed = flush(&ctx, &tracker, &partial_path).await;
+    result?;
+    flushed?;
+
+    verify_whole(&ctx, &partial_path).await?;
+    std::fs::rename(&partial_path, &final_path).map_err(|e| Error::io(&final_path, e))?;
+    held.set_path(final_path.clone());
+    if let Err(e) = node.state().remove_download(&id) {
+        warn!("{e}");
+    }
+    let shared = ctx.lock();
+    Ok(FetchReport {
+        id,
+        manifest,
+        path: final_path,
+        already_complete: false,
+        resumed_chunks,
+        received: shared.received.clone(),
+        banned: shared.banned.clone(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// `dir/.name.swarm-part`: hidden, in the same directory so the final rename is atomic.
+fn partial_path_for(final_path: &Path) -> PathBuf {
+    let base = final_path.file_name().expect("validated names end in a file name").to_string_lossy();
+    final_path.with_file_name(format!(".{base}.swarm-part"))
+}
+
+async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if len != manifest.size {
+        return Ok(false);
+    }
+    let (path, chunk_size) = (path.to_owned(), manifest.chunk_size);
+    let hashes = tokio::task::spawn_blocking(move || hashing::hash_file(&path, chunk_size).map_err(|e| Error::io(&path, e)))
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))??;
+    Ok(hashes.global == manifest.hash)
+}
+
+/// Opens (or creates) the partial file at its full size, and works out which chunks an
+/// earlier run left verified in it.
+async fn open_partial(node: &Node, id: &FileId, manifest: &Arc<Manifest>, path: &Path) -> Result<(File, Bitfield)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    if file.metadata().map_err(|e| Error::io(path, e))?.len() != manifest.size {
+        file.set_len(manifest.size).map_err(|e| Error::io(path, e))?;
+    }
+    let recorded = node
+        .state()
+        .download(id)?
+        .filter(|r| r.partial == path)
+        .map(|r| r.chunks)
+        .unwrap_or_else(|| Bitfield::new(manifest.chunk_count));
+    if recorded.count() == 0 {
+        return Ok((file, recorded));
+    }
+    let (file, manifest) = (Arc::new(file), manifest.clone());
+    let check = file.clone();
+    let have = tokio::task::spawn_blocking(move || {
+        let good: Vec<u32> = recorded
+            .iter()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .filter(|&c| {
+                let mut buf = vec![0u8; manifest.chunk_len(c) as usize];
+                check.read_exact_at(&mut buf, manifest.chunk_offset(c)).is_ok() && manifest.chunk_matches(c, &buf)
+            })
+            .collect();
+        let mut have = Bitfield::new(manifest.chunk_count);
+        good.into_iter().for_each(|c| {
+            have.set(c);
+        });
+        have
+    })
+    .await
+    .map_err(|e| Error::Transport(e.to_string()))?;
+    info!(chunks = have.count(), "resuming with chunks verified by an earlier run");
+    let file = Arc::try_unwrap(file).expect("the check task has ended");
+    Ok((file, have))
+}
+
+fn add_holders(ctx: &Arc<Context>, workers: &TaskTracker, holders: Vec<Holder>, from: Option<&str>) {
+    let me = ctx.node.id();
+    let mut shared = ctx.lock();
+    for holder in holders {
+        if holder.peer == me || !matches_from(&holder, from) {
+            continue;
+        }
+        shared.scheduler.add_peer(holder.peer, &holder.chunks);
+        if shared.scheduler.is_active(&holder.peer) && shared.workers.insert(holder.peer) {
+            let ctx = ctx.clone();
+            let span = tracing::debug_span!("peer", peer = %holder.peer.short(), addr = %holder.addr);
+            workers.spawn(async move { peer_worker(ctx, holder.peer, holder.addr).await }.instrument(span));
+        }
+    }
+    drop(shared);
+    ctx.changed.notify_waiters();
+}
+
+fn matches_from(holder: &Holder, from: Option<&str>) -> bool {
+    match from {
+        None => true,
+        Some(from) => {
+            from.parse::<SocketAddr>().is_ok_and(|a| a == holder.addr)
+                || (from.len() >= 8 && holder.peer.to_string().starts_with(&from.to_ascii_lowercase()))
+        }
+    }
+}
+
+async fn coordinate(
+    ctx: &Arc<Context>,
+    workers: &TaskTracker,
+    tracker: &crate::tracker_client::TrackerClient,
+    started: Instant,
+    timeout: Option<Duration>,
+    from: Option<&str>,
+) -> Result<()> {
+    let mut ticker = tokio::time::interval(TICK);
+    let mut last_locate = Instant::now();
+    let mut starved_reported = 0;
+    loop {
+        tokio::select! {
+            _ = ctx.done.cancelled() => {}
+            _ = ticker.tick() => {}
+        }
+        if let Some(e) = ctx.lock().fatal.take() {
+            return Err(e);
+        }
+        if ctx.node.is_shutting_down() {
+            return Err(Error::Cancelled);
+        }
+        let (complete, unavailable, peers) = {
+            let shared = ctx.lock();
+            (
+                shared.scheduler.is_complete(),
+                shared.scheduler.unavailable(),
+                shared.workers.len(),
+            )
+        };
+        ctx.progress.set_peers(peers as u64);
+        if complete {
+            return Ok(());
+        }
+        flush(ctx, tracker, &ctx.held.path()).await?;
+        if unavailable > 0 && unavailable != starved_reported {
+            warn!("waiting for {unavailable} chunks that no live peer holds");
+            starved_reported = unavailable;
+        }
+        let every = if unavailable > 0 || peers == 0 { RELOCATE_STARVED } else { RELOCATE_EVERY };
+        if last_locate.elapsed() >= every {
+            last_locate = Instant::now();
+            match tracker.locate(ctx.id).await {
+                Ok(located) if located.manifest == *ctx.manifest => add_holders(ctx, workers, located.holders, from),
+                Ok(_) => warn!("the tracker now returns a different manifest for this id; ignoring it"),
+                Err(e) => debug!("re-locating holders failed (continuing with known peers): {e}"),
+            }
+        }
+        if let Some(limit) = timeout {
+            if started.elapsed() >= limit {
+                let missing = ctx.manifest.chunk_count - ctx.lock().scheduler.have().count();
+                return Err(Error::Timeout(format!(
+                    "gave up after {limit:?}: {missing} chunks still missing ({unavailable} with no live holder)"
+                )));
+            }
+        }
+    }
+}
+
+/// Syncs the partial file, then records progress in sled and tells the tracker about newly
+/// verified chunks.
+async fn flush(ctx: &Arc<Context>, tracker: &crate::tracker_client::TrackerClient, partial: &Path) -> Result<()> {
+    let (newly, dirty) = {
+        let mut shared = ctx.lock();
+        let dirty = std::mem::take(&mut shared.dirty);
+        (std::mem::take(&mut shared.newly_verified), dirty)
+    };
+    if dirty {
+        let file = ctx.file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .map_err(|e| Error::io(partial, e))?;
+        let record = DownloadRecord {
+            manifest: (*ctx.manifest).clone(),
+            partial: partial.to_owned(),
+            chunks: ctx.held.chunks(),
+        };
+        ctx.node.state().save_download(&ctx.id, &record)?;
+    }
+    if !newly.is_empty() {
+        if let Err(e) = tracker.have(ctx.id, newly).await {
+            debug!("could not tell the tracker about new chunks: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads the finished file back and checks it against the global hash.
+async fn verify_whole(ctx: &Arc<Context>, partial: &Path) -> Result<()> {
+    let (path, manifest) = (partial.to_owned(), ctx.manifest.clone());
+    let hashes = tokio::task::spawn_blocking(move || hashing::hash_file(&path, manifest.chunk_size).map_err(|e| Error::io(&path, e)))
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))??;
+    if hashes.global != ctx.manifest.hash {
+        let bad = hashes.chunks.iter().zip(&ctx.manifest.chunks).filter(|(a, b)| a != b).count();
+        return Err(Error::Integrity(format!(
+            "{} does not match the file's hash after download ({bad} chunks differ on disk); run the fetch again to repair it",
+            partial.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Why one chunk request did not deliver.
+enum Failure {
+    /// The data did not match the manifest.
+    Corrupt(String),
+    /// The peer says it lacks the chunk.
+    NotHeld,
+    /// The peer is busy.
+    Busy,
+    /// The connection is gone.
+    Gone(String),
+    /// Anything else (stall, protocol error, peer-side failure).
+    Other(String),
+}
+
+async fn peer_worker(ctx: Arc<Context>, peer: PeerId, addr: SocketAddr) {
+    let connection = tokio::select! {
+        _ = ctx.done.cancelled() => None,
+        c = ctx.node.transport().connect(addr, Some(peer)) => match c {
+            Ok((connection, _)) => Some(connection),
+            Err(e) => {
+                warn!("cannot reach peer {} at {addr}: {e}", peer.short());
+                None
+            }
+        },
+    };
+    if let Some(connection) = connection {
+        let lanes: Vec<_> = (0..ctx.lanes)
+            .map(|_| tokio::spawn(lane(ctx.clone(), connection.clone(), peer).in_current_span()))
+            .collect();
+        for lane in lanes {
+            let _ = lane.await;
+        }
+        connection.close(0u32.into(), b"done");
+    }
+    let mut shared = ctx.lock();
+    shared.workers.remove(&peer);
+    if !shared.scheduler.is_banned(&peer) {
+        shared.scheduler.remove_peer(&peer);
+    }
+    drop(shared);
+    ctx.changed.notify_waiters();
+}
+
+async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId) {
+    loop {
+        let next = {
+            let mut shared = ctx.lock();
+            if !shared.scheduler.is_active(&peer) || shared.scheduler.is_complete() {
+                return;
+            }
+            shared.scheduler.next(&peer).map(|chunk| {
+                let token = ctx.done.child_token();
+                shared.cancels.insert((peer, chunk), token.clone());
+                (chunk, token)
+            })
+        };
+        let Some((chunk, token)) = next else {
+            let changed = ctx.changed.notified();
+            tokio::select! {
+                _ = ctx.done.cancelled() => return,
+                _ = changed => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            continue;
+        };
+        let outcome = tokio::select! {
+            _ = token.cancelled() => None,
+            result = request_chunk(&ctx, &connection, chunk) => Some(result),
+        };
+        match settle(&ctx, peer, chunk, outcome) {
+            Next::Continue => {}
+            Next::Stop => return,
+            Next::BackOff => {
+                tokio::time::sleep(Duration::from_millis(100 + rand::random::<u64>() % 200)).await;
+            }
+        }
+    }
+}
+
+/// What a lane does after a request settled.
+enum Next {
+    Continue,
+    BackOff,
+    Stop,
+}
+
+/// Records the outcome of a request (`None`: cancelled) in the scheduler.
+fn settle(ctx: &Context, peer: PeerId, chunk: u32, outcome: Option<Result<u32, Failure>>) -> Next {
+    let mut shared = ctx.lock();
+    shared.cancels.remove(&(peer, chunk));
+    let next = match outcome {
+        None => {
+            shared.scheduler.cancelled(&peer, chunk);
+            Next::Continue
+        }
+        Some(Ok(len)) => {
+            if let Some(others) = shared.scheduler.completed(&peer, chunk) {
+                for other in others {
+                    if let Some(token) = shared.cancels.remove(&(other, chunk)) {
+                        token.cancel();
+                    }
+                }
+                ctx.held.mark(chunk);
+                shared.newly_verified.push(chunk);
+                shared.dirty = true;
+                *shared.received.entry(peer).or_default() += u64::from(len);
+                ctx.progress.advance(u64::from(len));
+                if shared.scheduler.is_complete() {
+                    ctx.done.cancel();
+                }
+            }
+            Next::Continue
+        }
+        Some(Err(Failure::Corrupt(why))) => {
+            warn!("peer {} sent a bad chunk {chunk} ({why}); banned for this download", peer.short());
+            shared.scheduler.ban(&peer);
+            shared.banned.push(peer);
+            Next::Stop
+        }
+        Some(Err(Failure::NotHeld)) => {
+            shared.scheduler.lacks(&peer, chunk);
+            Next::Continue
+        }
+        Some(Err(Failure::Busy)) => {
+            shared.scheduler.cancelled(&peer, chunk);
+            Next::BackOff
+        }
+        Some(Err(Failure::Gone(why))) => {
+            debug!("connection lost: {why}");
+            shared.scheduler.remove_peer(&peer);
+            Next::Stop
+        }
+        Some(Err(Failure::Other(why))) => {
+            debug!("chunk {chunk} failed: {why}");
+            if shared.scheduler.failed(&peer, chunk) == Verdict::Dropped {
+                warn!("peer {} failed too often; not using it for this download", peer.short());
+                Next::Stop
+            } else {
+                Next::Continue
+            }
+        }
+    };
+    drop(shared);
+    ctx.changed.notify_waiters();
+    next
+}
+
+/// Asks for one chunk, verifies it and writes it in place. Returns its length.
+async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Result<u32, Failure> {
+    if let Some(reason) = connection.close_reason() {
+        return Err(Failure::Gone(reason.to_string()));
+    }
+    let request = Request::GetChunk { file: ctx.id, index: chunk };
+    let exchange = tokio::time::timeout(STALL_TIMEOUT, transport::exchange(connection, &request));
+    let (response, mut recv) = match exchange.await {
+        Err(_) => return Err(Failure::Other("no answer within the stall timeout".into())),
+        Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
+        Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
+        Ok(Ok(answer)) => answer,
+    };
+    let expected = ctx.manifest.chunk_len(chunk);
+    match response {
+        Response::Chunk { len } if len == expected => {}
+        Response::Chunk { len } => {
+            let _ = recv.stop(crate::protocol::CANCELLED.into());
+            return Err(Failure::Corrupt(format!("announced {len} bytes, the chunk has {expected}")));
+        }
+        Response::Error { code: ErrorCode::Busy, .. } => return Err(Failure::Busy),
+        Response::Error {
+            code: ErrorCode::NotHeld | ErrorCode::NotFound,
+            ..
+        } => return Err(Failure::NotHeld),
+        Response::Error { code, message } => return Err(Failure::Other(format!("{code:?}: {message}"))),
+        other => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
+    }
+    let mut data = vec![0u8; expected as usize];
+    let mut filled = 0;
+    while filled < data.len() {
+        match tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut data[filled..])).await {
+            Err(_) => {
+                let _ = recv.stop(crate::protocol::CANCELLED.into());
+                return Err(Failure::Other("transfer stalled".into()));
+            }
+            Ok(Ok(Some(n))) => filled += n,
+            Ok(Ok(None)) => return Err(Failure::Corrupt(format!("stream ended after {filled} of {expected} bytes"))),
+            Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
+            Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
+        }
+    }
+    let (manifest, file) = (ctx.manifest.clone(), ctx.file.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        if !manifest.chunk_matches(chunk, &data) {
+            return Ok(false);
+        }
+        file.write_all_at(&data, manifest.chunk_offset(chunk)).map(|_| true)
+    })
+    .await
+    .map_err(|e| Failure::Other(e.to_string()))?;
+    match written {
+        Ok(true) => Ok(expected),
+        Ok(false) => Err(Failure::Corrupt("content does not match the manifest".into())),
+        Err(e) => {
+            let path = ctx.held.path();
+            let mut shared = ctx.lock();
+            if shared.fatal.is_none() {
+                shared.fatal = Some(Error::io(&path, e));
+            }
+            drop(shared);
+            ctx.done.cancel();
+            Err(Failure::Other("write failed".into()))
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! # swarm-engine
+//!
+//! The library behind `swarm`: everything but argument parsing.
+//!
+//! - [`manifest`], [`hashing`], [`name`]: what a file is, chunk by chunk, and the rules for names.
+//! - [`protocol`]: the wire protocol (its module doc is the specification).
+//! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
+//! - [`store`], [`server`]: the files a node holds and the chunk server that hands them out.
+//! - [`scheduler`], [`fetch`]: which chunk from which peer next, and the download driver.
+//! - [`tracker_client`]: talking to a tracker.
+//! - [`state`]: persistent node state in sled.
+//! - [`node`]: a running peer, tying the rest together.
+#![warn(missing_docs)]
+
+pub mod bitfield;
+mod error;
+pub mod fetch;
+pub mod hashing;
+pub mod identity;
+pub mod ids;
+pub mod manifest;
+pub mod name;
+pub mod netutil;
+pub mod node;
+pub mod progress;
+pub mod protocol;
+pub mod scheduler;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tracker_client;
+pub mod transport;
+
+pub use bitfield::Bitfield;
+pub use error::{Error, ErrorKind, Result};
+pub use fetch::{FetchOptions, FetchReport};
+pub use identity::Identity;
+pub use ids::{Digest, FileId, PeerId};
+pub use manifest::{Manifest, DEFAULT_CHUNK_SIZE};
+pub use node::{Node, NodeConfig, SeededFile};
+pub use progress::Progress;
+pub use protocol::CatalogueEntry;
+pub use tracker_client::TrackerAddr;
+pub use transport::Transport;

@@ -1,0 +1,284 @@
+//! Manifests: what a file is, chunk by chunk. A manifest's id is the BLAKE3 hash of its
+//! canonical encoding, so whoever holds an id can check any manifest handed to them, and from
+//! there every chunk and the whole file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hashing::{self, FileHashes};
+use crate::ids::{Digest, FileId};
+use crate::name::{validate_name, NameError};
+
+/// Smallest chunk size: 64 KiB.
+pub const MIN_CHUNK_SIZE: u32 = 64 * 1024;
+/// Largest chunk size: 16 MiB.
+pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
+/// Default chunk size: 1 MiB.
+pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
+/// Most chunks in one manifest: 262,144, whose hashes take 8 MiB. With 16 MiB chunks that is a
+/// 4 TiB file; [`chunk_size_for`] moves to bigger chunks when a file would need more.
+pub const MAX_CHUNKS: u32 = 1 << 18;
+
+/// Describes one file: its name, size, global hash and the hash of every chunk.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Relative `/`-separated path inside the shared directory.
+    pub name: String,
+    /// BLAKE3 of the whole content.
+    pub hash: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes per chunk (the last chunk may be shorter): a power of two.
+    pub chunk_size: u32,
+    /// Number of chunks, `size.div_ceil(chunk_size)`.
+    pub chunk_count: u32,
+    /// Each chunk's BLAKE3 chaining value (see [`crate::hashing`]).
+    pub chunks: Vec<Digest>,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// The name is unsafe.
+    #[error("bad file name: {0}")]
+    Name(#[from] NameError),
+    /// The chunk size is not an allowed power of two.
+    #[error("chunk size {0} is not a power of two between 64 KiB and 16 MiB")]
+    ChunkSize(u32),
+    /// The chunk count does not follow from size and chunk size.
+    #[error("chunk count {count} does not match size {size} with chunk size {chunk_size}")]
+    ChunkCount {
+        /// Claimed count.
+        count: u32,
+        /// Claimed size.
+        size: u64,
+        /// Claimed chunk size.
+        chunk_size: u32,
+    },
+    /// More chunks than [`MAX_CHUNKS`].
+    #[error("{0} chunks is more than the limit of {MAX_CHUNKS}")]
+    TooManyChunks(u64),
+    /// The hash list is not as long as the chunk count.
+    #[error("{listed} chunk hashes listed for {count} chunks")]
+    HashCount {
+        /// Hashes present.
+        listed: usize,
+        /// Chunk count claimed.
+        count: u32,
+    },
+    /// The chunk hashes do not combine into the global hash.
+    #[error("the chunk hashes do not add up to the file's hash")]
+    Inconsistent,
+    /// The manifest does not hash to the id it was fetched under.
+    #[error("manifest hashes to {actual}, not to the requested id {expected}")]
+    WrongId {
+        /// The id asked for.
+        expected: FileId,
+        /// What the manifest hashes to.
+        actual: FileId,
+    },
+}
+
+/// Checks that `chunk_size` is a power of two between [`MIN_CHUNK_SIZE`] and [`MAX_CHUNK_SIZE`].
+pub fn check_chunk_size(chunk_size: u32) -> Result<(), ManifestError> {
+    if chunk_size.is_power_of_two() && (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+        Ok(())
+    } else {
+        Err(ManifestError::ChunkSize(chunk_size))
+    }
+}
+
+/// The chunk size to use for a `size`-byte file: `preferred`, doubled as often as needed to stay
+/// within [`MAX_CHUNKS`].
+pub fn chunk_size_for(size: u64, preferred: u32) -> u32 {
+    let mut chunk_size = preferred;
+    while size.div_ceil(u64::from(chunk_size)) > u64::from(MAX_CHUNKS) && chunk_size < MAX_CHUNK_SIZE {
+        chunk_size *= 2;
+    }
+    chunk_size
+}
+
+/// bincode configuration of the canonical encoding: variable-length integers, little endian.
+pub(crate) fn canonical_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+impl Manifest {
+    /// Hashes the file at `path` and describes it under `name`.
+    pub fn from_file(path: &Path, name: &str, chunk_size: u32) -> Result<Manifest, crate::Error> {
+        validate_name(name).map_err(ManifestError::from)?;
+        check_chunk_size(chunk_size)?;
+        let size = std::fs::metadata(path).map_err(|e| crate::Error::io(path, e))?.len();
+        let chunk_size = chunk_size_for(size, chunk_size);
+        let FileHashes { size, chunks, global } =
+            hashing::hash_file(path, chunk_size).map_err(|e| crate::Error::io(path, e))?;
+        let manifest = Manifest {
+            name: name.to_owned(),
+            hash: global,
+            size,
+            chunk_size,
+            chunk_count: chunks.len() as u32,
+            chunks,
+        };
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// The canonical encoding whose BLAKE3 hash is the file id.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, canonical_config()).expect("a manifest always encodes")
+    }
+
+    /// This manifest's file id.
+    pub fn id(&self) -> FileId {
+        blake3::hash(&self.canonical_bytes()).into()
+    }
+
+    /// Checks every internal rule: safe name, allowed chunk size, counts that agree, and chunk
+    /// hashes that combine into the global hash.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        validate_name(&self.name)?;
+        check_chunk_size(self.chunk_size)?;
+        let expected = self.size.div_ceil(u64::from(self.chunk_size));
+        if expected > u64::from(MAX_CHUNKS) {
+            return Err(ManifestError::TooManyChunks(expected));
+        }
+        if expected != u64::from(self.chunk_count) {
+            return Err(ManifestError::ChunkCount {
+                count: self.chunk_count,
+                size: self.size,
+                chunk_size: self.chunk_size,
+            });
+        }
+        if self.chunks.len() != self.chunk_count as usize {
+            return Err(ManifestError::HashCount {
+                listed: self.chunks.len(),
+                count: self.chunk_count,
+            });
+        }
+        match hashing::global_from_chunks(self.size, self.chunk_size, &self.chunks) {
+            Some(global) if global != self.hash => Err(ManifestError::Inconsistent),
+            _ => Ok(()),
+        }
+    }
+
+    /// Validates the manifest and checks that it is the one `id` names.
+    pub fn verify(&self, id: &FileId) -> Result<(), ManifestError> {
+        let actual = self.id();
+        if actual != *id {
+            return Err(ManifestError::WrongId { expected: *id, actual });
+        }
+        self.validate()
+    }
+
+    /// Byte offset of chunk `index`.
+    pub fn chunk_offset(&self, index: u32) -> u64 {
+        u64::from(index) * u64::from(self.chunk_size)
+    }
+
+    /// Length in bytes of chunk `index` (the last one may be short).
+    pub fn chunk_len(&self, index: u32) -> u32 {
+        let rest = self.size.saturating_sub(self.chunk_offset(index));
+        rest.min(u64::from(self.chunk_size)) as u32
+    }
+
+    /// Does `data` hash to chunk `index`'s recorded hash?
+    pub fn chunk_matches(&self, index: u32, data: &[u8]) -> bool {
+        self.chunks.get(index as usize).is_some_and(|expected| {
+            data.len() == self.chunk_len(index) as usize
+                && hashing::chunk_hash(u64::from(index), self.chunk_size, data) == *expected
+        })
+    }
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("chunk_size", &self.chunk_size)
+            .field("chunk_count", &self.chunk_count)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn manifest_of(data: &[u8], chunk_size: u32) -> Manifest {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(data).unwrap();
+        Manifest::from_file(file.path(), "dir/file.bin", chunk_size).unwrap()
+    }
+
+    #[test]
+    fn builds_valid_manifests_at_edge_sizes() {
+        let cs = MIN_CHUNK_SIZE;
+        for len in [0usize, 1, cs as usize, cs as usize + 1, 3 * cs as usize - 5] {
+            let data = vec![7u8; len];
+            let m = manifest_of(&data, cs);
+            assert_eq!(m.size, len as u64);
+            assert_eq!(m.chunk_count as usize, len.div_ceil(cs as usize));
+            assert_eq!(m.hash, blake3::hash(&data).into());
+            m.validate().unwrap();
+            m.verify(&m.id()).unwrap();
+            for i in 0..m.chunk_count {
+                let start = m.chunk_offset(i) as usize;
+                let end = start + m.chunk_len(i) as usize;
+                assert!(m.chunk_matches(i, &data[start..end]));
+                assert!(!m.chunk_matches(i, &data[start..end - 1]));
+            }
+        }
+    }
+
+    #[test]
+    fn detects_tampering() {
+        let m = manifest_of(&[1u8; 200_000], MIN_CHUNK_SIZE);
+        let id = m.id();
+        let mut renamed = m.clone();
+        renamed.name = "other".into();
+        assert!(matches!(renamed.verify(&id), Err(ManifestError::WrongId { .. })));
+
+        let mut swapped = m.clone();
+        swapped.chunks.swap(0, 1);
+        assert_eq!(swapped.validate(), Err(ManifestError::Inconsistent));
+
+        let mut count = m.clone();
+        count.chunk_count += 1;
+        assert!(matches!(count.validate(), Err(ManifestError::ChunkCount { .. })));
+
+        let mut huge = m.clone();
+        huge.size = u64::MAX;
+        assert!(matches!(huge.validate(), Err(ManifestError::TooManyChunks(_))));
+
+        let mut odd = m;
+        odd.chunk_size = 100_000;
+        assert_eq!(odd.validate(), Err(ManifestError::ChunkSize(100_000)));
+    }
+
+    #[test]
+    fn chunk_size_grows_for_huge_files() {
+        assert_eq!(chunk_size_for(1 << 30, DEFAULT_CHUNK_SIZE), DEFAULT_CHUNK_SIZE);
+        let big = 1u64 << 40; // 1 TiB
+        let cs = chunk_size_for(big, DEFAULT_CHUNK_SIZE);
+        assert!(big.div_ceil(u64::from(cs)) <= u64::from(MAX_CHUNKS));
+        assert_eq!(cs, 4 << 20);
+    }
+
+    #[test]
+    fn offsets_do_not_wrap_past_4_gib() {
+        let m = Manifest {
+            name: "big".into(),
+            hash: Digest([0; 32]),
+            size: 5 << 30,
+            chunk_size: MAX_CHUNK_SIZE,
+            chunk_count: 320,
+            chunks: vec![Digest([0; 32]); 320],
+        };
+        assert_eq!(m.chunk_offset(319), 319 * u64::from(MAX_CHUNK_SIZE));
+        assert_eq!(m.chunk_len(319), MAX_CHUNK_SIZE);
+    }
+}

@@ -1,0 +1,320 @@
+//! A peer node: identity, QUIC endpoint, chunk server, local state and its session with the
+//! tracker. Seeding and fetching are operations on a running node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::fetch::{self, FetchOptions, FetchReport};
+use crate::identity::Identity;
+use crate::ids::{FileId, PeerId};
+use crate::manifest::Manifest;
+use crate::name;
+use crate::progress::Progress;
+use crate::protocol::CatalogueEntry;
+use crate::server;
+use crate::state::StateDb;
+use crate::store::{Held, Store};
+use crate::tracker_client::{Located, Registration, RegisteredOrNot, TrackerAddr, TrackerClient};
+use crate::transport::Transport;
+
+/// How a node is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Keys and sled state live here.
+    pub state_dir: PathBuf,
+    /// Address of the QUIC endpoint.
+    pub listen: SocketAddr,
+    /// The tracker, if any.
+    pub tracker: Option<TrackerAddr>,
+    /// Address to give out instead of the one the tracker observes.
+    pub advertise: Option<SocketAddr>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            state_dir: PathBuf::from(".swarm"),
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            tracker: None,
+            advertise: None,
+        }
+    }
+}
+
+/// One file shared by [`Node::seed_dir`].
+#[derive(Debug, Clone)]
+pub struct SeededFile {
+    /// Its id.
+    pub id: FileId,
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// Where it is on disk.
+    pub path: PathBuf,
+}
+
+/// A running peer node. Cheap to clone; every clone is the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Transport,
+    store: Arc<Store>,
+    state: StateDb,
+    tracker: Option<Arc<TrackerClient>>,
+    advertise: Option<SocketAddr>,
+    registration: Mutex<Option<Registration>>,
+    shutdown: CancellationToken,
+    uploads: TaskTracker,
+    background: TaskTracker,
+}
+
+impl Node {
+    /// Loads (or creates) the identity and state in `config.state_dir`, binds the endpoint and
+    /// starts serving chunks. Does not contact the tracker yet.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| Error::io(&config.state_dir, e))?;
+        let identity = Arc::new(Identity::load_or_create(&config.state_dir)?);
+        let state = StateDb::open(&config.state_dir)?;
+        let transport = Transport::bind(identity, config.listen)?;
+        let tracker = config
+            .tracker
+            .map(|addr| Arc::new(TrackerClient::new(transport.clone(), addr, Some(state.clone()))));
+        let node = Node {
+            inner: Arc::new(Inner {
+                transport: transport.clone(),
+                store: Arc::new(Store::default()),
+                state,
+                tracker,
+                advertise: config.advertise,
+                registration: Mutex::new(None),
+                shutdown: CancellationToken::new(),
+                uploads: TaskTracker::new(),
+                background: TaskTracker::new(),
+            }),
+        };
+        let inner = &node.inner;
+        inner.background.spawn(server::serve(
+            transport,
+            inner.store.clone(),
+            inner.shutdown.clone(),
+            inner.uploads.clone(),
+        ));
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> PeerId {
+        self.inner.transport.id()
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.transport.local_addr()
+    }
+
+    /// The files this node holds.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    pub(crate) fn state(&self) -> &StateDb {
+        &self.inner.state
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// The tracker client, or an error saying how to name a tracker.
+    pub fn tracker(&self) -> Result<&Arc<TrackerClient>> {
+        self.inner.tracker.as_ref().ok_or_else(|| Error::Tracker {
+            addr: "(none)".into(),
+            message: "no tracker given: pass --tracker HOST:PORT or set SWARM_TRACKER".into(),
+        })
+    }
+
+    /// Registers with the tracker, announces every held file, and keeps the session alive in
+    /// the background (re-registering if the tracker forgets this peer, e.g. after a restart).
+    pub async fn join_tracker(&self) -> Result<Registration> {
+        let registration = self.register_and_announce().await?;
+        let node = self.clone();
+        let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
+        self.inner.background.spawn(async move { node.keepalive_loop(period).await });
+        Ok(registration)
+    }
+
+    async fn register_and_announce(&self) -> Result<Registration> {
+        let tracker = self.tracker()?;
+        let registration = tracker.register(self.inner.advertise).await?;
+        *self.inner.registration.lock().await = Some(registration);
+        for held in self.inner.store.all() {
+            tracker.announce(&held.manifest, &held.chunks()).await?;
+        }
+        Ok(registration)
+    }
+
+    async fn keepalive_loop(&self, period: Duration) {
+        let Ok(tracker) = self.tracker() else { return };
+        let mut ticker = tokio::time::interval(period);
+        ticker.tick().await;
+        let mut healthy = true;
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let outcome = match tracker.keepalive().await {
+                Ok(RegisteredOrNot::Ok) => Ok(()),
+                Ok(RegisteredOrNot::NotRegistered) => {
+                    info!("tracker forgot this peer; registering again");
+                    self.register_and_announce().await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) if !healthy => {
+                    info!("tracker reachable again");
+                    healthy = true;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if healthy {
+                        warn!("keepalive failed, will keep trying: {e}");
+                    }
+                    healthy = false;
+                }
+            }
+        }
+    }
+
+    /// Announces a held file to the tracker if this node has joined it.
+    pub(crate) async fn announce(&self, held: &Held) -> Result<()> {
+        if self.inner.registration.lock().await.is_none() {
+            return Ok(());
+        }
+        let tracker = self.tracker()?;
+        if tracker.announce(&held.manifest, &held.chunks()).await? == RegisteredOrNot::NotRegistered {
+            self.register_and_announce().await?;
+        }
+        Ok(())
+    }
+
+    /// Hashes every regular file under `dir` (symlinks are not followed), holds them, and
+    /// announces them if the node has joined a tracker. `progress` counts bytes hashed.
+    pub async fn seed_dir(&self, dir: &Path, chunk_size: u32, progress: &Progress) -> Result<Vec<SeededFile>> {
+        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let mut files = Vec::new();
+        for entry in walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name() {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(&root).to_owned();
+                Error::io(&path, e.into())
+            })?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            match name::name_of(&root, entry.path()) {
+                Some(name) => {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    progress.add_total(size);
+                    files.push((entry.into_path(), name, size));
+                }
+                None => warn!(path = %entry.path().display(), "skipped: its name cannot be shared (not UTF-8 or unsafe)"),
+            }
+        }
+        let mut seeded = Vec::with_capacity(files.len());
+        for (path, name, size) in files {
+            let manifest = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size))
+                    .await
+                    .map_err(|e| Error::Transport(e.to_string()))??
+            };
+            progress.advance(size);
+            seeded.push(self.hold_complete(manifest, path).await?);
+        }
+        Ok(seeded)
+    }
+
+    /// Holds a complete, already hashed file and announces it.
+    pub async fn hold_complete(&self, manifest: Manifest, path: PathBuf) -> Result<SeededFile> {
+        let manifest = Arc::new(manifest);
+        let chunks = crate::bitfield::Bitfield::full(manifest.chunk_count);
+        let held = self.inner.store.add(manifest.clone(), path.clone(), chunks);
+        self.announce(&held).await?;
+        Ok(SeededFile {
+            id: held.id,
+            manifest,
+            path,
+        })
+    }
+
+    /// Downloads a file (see [`crate::fetch`]).
+    pub async fn fetch(&self, file: FileId, options: FetchOptions) -> Result<FetchReport> {
+        fetch::fetch(self, file, options).await
+    }
+
+    /// The tracker's catalogue.
+    pub async fn list(&self) -> Result<Vec<CatalogueEntry>> {
+        self.tracker()?.list().await
+    }
+
+    /// Catalogue entries whose name equals or contains `query`.
+    pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<CatalogueEntry>> {
+        self.tracker()?.search(query, exact).await
+    }
+
+    /// The file whose id is or starts with `text`.
+    pub async fn resolve(&self, text: &str) -> Result<FileId> {
+        self.tracker()?.resolve(text).await
+    }
+
+    /// A file's manifest (checked against its id) and who holds which chunks.
+    pub async fn locate(&self, file: FileId) -> Result<Located> {
+        let located = self.tracker()?.locate(file).await?;
+        located
+            .manifest
+            .verify(&file)
+            .map_err(|source| Error::Manifest { file: Some(file), source })?;
+        Ok(located)
+    }
+
+    /// Leaves the tracker, stops accepting requests, lets uploads in flight finish (up to
+    /// `grace`), and closes the endpoint.
+    pub async fn shutdown(&self, grace: Duration) {
+        if self.inner.registration.lock().await.take().is_some() {
+            if let Ok(tracker) = self.tracker() {
+                if let Err(e) = tokio::time::timeout(Duration::from_secs(3), tracker.leave()).await.unwrap_or_else(|_| {
+                    Err(Error::Timeout("leaving the tracker timed out".into()))
+                }) {
+                    warn!("could not tell the tracker we are leaving: {e}");
+                }
+            }
+        }
+        self.inner.shutdown.cancel();
+        self.inner.uploads.close();
+        if tokio::time::timeout(grace, self.inner.uploads.wait()).await.is_err() {
+            warn!("uploads still running after {grace:?}; closing anyway");
+        }
+        self.inner.background.close();
+        self.inner.transport.close().await;
+    }
+
+    /// Has [`Node::shutdown`] begun?
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+}

@@ -1,0 +1,49 @@
+//! Progress counters that long operations update and front ends poll (the CLI draws bars from
+//! them). Plain atomics: cheap to update from many tasks, never blocking.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters for one operation (hashing a directory, or one fetch).
+#[derive(Debug, Default)]
+pub struct Progress {
+    total: AtomicU64,
+    done: AtomicU64,
+    peers: AtomicU64,
+}
+
+impl Progress {
+    /// Sets the total number of bytes expected.
+    pub fn set_total(&self, bytes: u64) {
+        self.total.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Adds to the total.
+    pub fn add_total(&self, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` as done.
+    pub fn advance(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the number of peers currently in use.
+    pub fn set_peers(&self, peers: u64) {
+        self.peers.store(peers, Ordering::Relaxed);
+    }
+
+    /// Bytes expected in all.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Bytes done so far.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Peers in use.
+    pub fn peers(&self) -> u64 {
+        self.peers.load(Ordering::Relaxed)
+    }
+}

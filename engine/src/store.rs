@@ -1,0 +1,137 @@
+//! The files a node can serve: for each, its manifest, where its bytes are on disk and which
+//! chunks are verified there. Downloads appear here as soon as they start, so that a peer
+//! serves what it has while it still downloads.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::bitfield::Bitfield;
+use crate::ids::FileId;
+use crate::manifest::Manifest;
+
+/// One file a node holds, fully or in part.
+#[derive(Debug)]
+pub struct Held {
+    /// The file's manifest.
+    pub manifest: Arc<Manifest>,
+    /// The file's id.
+    pub id: FileId,
+    path: Mutex<PathBuf>,
+    chunks: RwLock<Bitfield>,
+}
+
+/// Why a chunk could not be read for serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The chunk is not (or no longer) held.
+    #[error("chunk {0} is not held")]
+    NotHeld(u32),
+    /// The bytes on disk no longer match the manifest; the chunk was dropped from the held set.
+    #[error("chunk {index} of {path} no longer matches its manifest (file changed on disk?)")]
+    Changed {
+        /// Chunk index.
+        index: u32,
+        /// File read.
+        path: PathBuf,
+    },
+    /// Reading failed.
+    #[error("reading chunk {index} of {path}: {source}")]
+    Io {
+        /// Chunk index.
+        index: u32,
+        /// File read.
+        path: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
+}
+
+impl Held {
+    /// Which chunks are verified on disk.
+    pub fn chunks(&self) -> Bitfield {
+        self.chunks.read().expect("lock poisoned").clone()
+    }
+
+    /// Is chunk `index` verified on disk?
+    pub fn has(&self, index: u32) -> bool {
+        self.chunks.read().expect("lock poisoned").get(index)
+    }
+
+    /// Records chunk `index` as verified on disk.
+    pub fn mark(&self, index: u32) {
+        self.chunks.write().expect("lock poisoned").set(index);
+    }
+
+    /// Where the bytes are now.
+    pub fn path(&self) -> PathBuf {
+        self.path.lock().expect("lock poisoned").clone()
+    }
+
+    /// Points at a new location (after the partial file is renamed into place).
+    pub fn set_path(&self, path: PathBuf) {
+        *self.path.lock().expect("lock poisoned") = path;
+    }
+
+    /// Reads chunk `index` from disk and checks it against the manifest before handing it out.
+    /// Blocking: call from a blocking thread.
+    pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, ReadError> {
+        if !self.has(index) {
+            return Err(ReadError::NotHeld(index));
+        }
+        let path = self.path();
+        let io_error = |source| ReadError::Io {
+            index,
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io_error)?;
+        let mut data = vec![0u8; self.manifest.chunk_len(index) as usize];
+        file.read_exact_at(&mut data, self.manifest.chunk_offset(index))
+            .map_err(io_error)?;
+        if !self.manifest.chunk_matches(index, &data) {
+            self.chunks.write().expect("lock poisoned").unset(index);
+            return Err(ReadError::Changed { index, path });
+        }
+        Ok(data)
+    }
+}
+
+/// Every file this node holds, by id.
+#[derive(Debug, Default)]
+pub struct Store {
+    files: RwLock<HashMap<FileId, Arc<Held>>>,
+}
+
+impl Store {
+    /// Adds (or replaces) a file held at `path` with `chunks` verified.
+    pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield) -> Arc<Held> {
+        let id = manifest.id();
+        let held = Arc::new(Held {
+            manifest,
+            id,
+            path: Mutex::new(path),
+            chunks: RwLock::new(chunks),
+        });
+        self.files.write().expect("lock poisoned").insert(id, held.clone());
+        held
+    }
+
+    /// The file with id `id`, if held.
+    pub fn get(&self, id: &FileId) -> Option<Arc<Held>> {
+        self.files.read().expect("lock poisoned").get(id).cloned()
+    }
+
+    /// Stops holding `id`.
+    pub fn remove(&self, id: &FileId) -> Option<Arc<Held>> {
+        self.files.write().expect("lock poisoned").remove(id)
+    }
+
+    /// Every held file.
+    pub fn all(&self) -> Vec<Arc<Held>> {
+        self.files.read().expect("lock poisoned").values().cloned().collect()
+    }
+}

@@ -1,0 +1,315 @@
+//! Talking to a tracker: address parsing (`HOST:PORT` or `ID@HOST:PORT`), trust on first use
+//! for unpinned trackers, one long-lived connection re-dialled when it drops, and a typed
+//! method per request.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use quinn::Connection;
+use tokio::sync::Mutex;
+
+use crate::bitfield::Bitfield;
+use crate::error::{Error, Result};
+use crate::ids::{FileId, PeerId};
+use crate::manifest::Manifest;
+use crate::protocol::{CatalogueEntry, ErrorCode, Holder, Request, Response};
+use crate::state::StateDb;
+use crate::transport::{self, Transport};
+
+/// Where a tracker is, and optionally which id it must prove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerAddr {
+    /// `HOST:PORT`, resolved at each dial.
+    pub host_port: String,
+    /// The pinned id, from `ID@HOST:PORT`.
+    pub id: Option<PeerId>,
+}
+
+impl FromStr for TrackerAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (id, host_port) = match s.split_once('@') {
+            Some((id, rest)) => (
+                Some(id.parse::<PeerId>().map_err(|e| format!("bad tracker id in `{s}`: {e}"))?),
+                rest,
+            ),
+            None => (None, s),
+        };
+        match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(TrackerAddr {
+                host_port: host_port.to_owned(),
+                id,
+            }),
+            _ => Err(format!("`{s}` is not HOST:PORT or ID@HOST:PORT")),
+        }
+    }
+}
+
+impl fmt::Display for TrackerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.id {
+            Some(id) => write!(f, "{id}@{}", self.host_port),
+            None => f.write_str(&self.host_port),
+        }
+    }
+}
+
+/// A file located through the tracker.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The manifest as the tracker sent it (not yet checked).
+    pub manifest: Manifest,
+    /// Live holders.
+    pub holders: Vec<Holder>,
+}
+
+/// What the tracker answered to `Register`.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration {
+    /// The address the tracker gives out for this peer.
+    pub addr: SocketAddr,
+    /// Seconds of silence after which the tracker drops this peer.
+    pub timeout_secs: u64,
+}
+
+/// A connection to one tracker, re-dialled on demand.
+pub struct TrackerClient {
+    transport: Transport,
+    addr: TrackerAddr,
+    state: Option<StateDb>,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl TrackerClient {
+    /// A client for the tracker at `addr`; with `state`, unpinned trackers are remembered on
+    /// first contact and must keep the same id afterwards.
+    pub fn new(transport: Transport, addr: TrackerAddr, state: Option<StateDb>) -> TrackerClient {
+        TrackerClient {
+            transport,
+            addr,
+            state,
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// The tracker's address as given.
+    pub fn addr(&self) -> &TrackerAddr {
+        &self.addr
+    }
+
+    fn error(&self, message: impl Into<String>) -> Error {
+        Error::Tracker {
+            addr: self.addr.host_port.clone(),
+            message: message.into(),
+        }
+    }
+
+    async fn dial(&self) -> Result<Connection> {
+        let target = tokio::net::lookup_host(&self.addr.host_port)
+            .await
+            .map_err(|e| self.error(format!("cannot resolve: {e}")))?
+            .find(|a| a.is_ipv4() == self.transport.local_addr().is_ipv4())
+            .ok_or_else(|| self.error("no address of a usable family"))?;
+        let remembered = match (&self.addr.id, &self.state) {
+            (Some(_), _) | (None, None) => None,
+            (None, Some(state)) => state.known_tracker(&self.addr.host_port)?,
+        };
+        let expected = self.addr.id.or(remembered);
+        let (connection, id) = self.transport.connect(target, expected).await.map_err(|e| {
+            let hint = match (remembered, self.addr.id) {
+                (Some(known), None) => format!(
+                    "; this tracker was known as {known}: if it was re-keyed on purpose, pass --tracker NEWID@{}",
+                    self.addr.host_port
+                ),
+                _ => "; is `swarm tracker` running there?".to_owned(),
+            };
+            self.error(format!("cannot connect: {e}{hint}"))
+        })?;
+        if expected.is_none() {
+            if let Some(state) = &self.state {
+                state.remember_tracker(&self.addr.host_port, id)?;
+            }
+            tracing::info!(tracker = %id.short(), addr = %self.addr.host_port, "trusting tracker on first use");
+        }
+        Ok(connection)
+    }
+
+    /// Sends `request`, dialling (again) if needed, and returns the answer; error answers
+    /// become [`Error::Tracker`] unless they carry `NotFound`/`NotRegistered` codes, which
+    /// callers handle, and are returned as responses.
+    pub async fn request(&self, request: &Request) -> Result<Response> {
+        let mut last_error = None;
+        for _ in 0..2 {
+            let connection = self.connection().await?;
+            match transport::exchange(&connection, request).await {
+                Ok((response, _)) => return Ok(response),
+                Err(e) => {
+                    self.forget(&connection).await;
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(self.error(format!("request failed: {}", last_error.expect("loop ran"))))
+    }
+
+    /// The live connection, dialled if there is none. The lock is held while dialling so that
+    /// concurrent requests share one new connection.
+    async fn connection(&self) -> Result<Connection> {
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(c.clone());
+        }
+        let c = self.dial().await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget(&self, failed: &Connection) {
+        let mut slot = self.connection.lock().await;
+        if slot.as_ref().is_some_and(|c| c.stable_id() == failed.stable_id()) {
+            *slot = None;
+        }
+    }
+
+    fn unexpected(&self, response: Response) -> Error {
+        match response {
+            Response::Error { code, message } => self.error(format!("{message} ({code:?})")),
+            other => self.error(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// Starts this peer's session at the tracker.
+    pub async fn register(&self, advertise: Option<SocketAddr>) -> Result<Registration> {
+        match self.request(&Request::Register { advertise }).await? {
+            Response::Registered { addr, timeout_secs, .. } => Ok(Registration { addr, timeout_secs }),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Tells the tracker this peer holds `chunks` of the file `manifest` describes.
+    pub async fn announce(&self, manifest: &Manifest, chunks: &Bitfield) -> Result<RegisteredOrNot> {
+        let request = Request::Announce {
+            manifest: manifest.clone(),
+            chunks: chunks.clone(),
+        };
+        self.simple(request).await
+    }
+
+    /// Tells the tracker about newly verified chunks.
+    pub async fn have(&self, file: FileId, chunks: Vec<u32>) -> Result<RegisteredOrNot> {
+        self.simple(Request::HaveChunks { file, chunks }).await
+    }
+
+    /// Tells the tracker this peer no longer holds `file`.
+    pub async fn withdraw(&self, file: FileId) -> Result<RegisteredOrNot> {
+        self.simple(Request::Withdraw { file }).await
+    }
+
+    /// Refreshes this peer at the tracker.
+    pub async fn keepalive(&self) -> Result<RegisteredOrNot> {
+        self.simple(Request::Keepalive).await
+    }
+
+    /// Leaves the tracker gracefully.
+    pub async fn leave(&self) -> Result<()> {
+        self.simple(Request::Leave).await.map(|_| ())
+    }
+
+    async fn simple(&self, request: Request) -> Result<RegisteredOrNot> {
+        match self.request(&request).await? {
+            Response::Ok => Ok(RegisteredOrNot::Ok),
+            Response::Error {
+                code: ErrorCode::NotRegistered,
+                ..
+            } => Ok(RegisteredOrNot::NotRegistered),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// The whole catalogue.
+    pub async fn list(&self) -> Result<Vec<CatalogueEntry>> {
+        match self.request(&Request::List).await? {
+            Response::Catalogue(entries) => Ok(entries),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Files whose name equals or contains `query`.
+    pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<CatalogueEntry>> {
+        let request = Request::Search {
+            query: query.to_owned(),
+            exact,
+        };
+        match self.request(&request).await? {
+            Response::Catalogue(entries) => Ok(entries),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// The unique file whose id is or starts with `text` (8+ hex digits).
+    pub async fn resolve(&self, text: &str) -> Result<FileId> {
+        if let Ok(id) = text.parse::<FileId>() {
+            return Ok(id);
+        }
+        if !crate::ids::is_id_prefix(text) {
+            return Err(Error::NotFound(format!(
+                "`{text}` is not a file id: give the 64-digit id or a prefix of at least 8 hex digits"
+            )));
+        }
+        let prefix = text.to_ascii_lowercase();
+        match self.request(&Request::Resolve { prefix: prefix.clone() }).await? {
+            Response::Matches(matches) => match matches.as_slice() {
+                [] => Err(Error::NotFound(format!("no file id starts with {prefix} at tracker {}", self.addr.host_port))),
+                [(id, _)] => Ok(*id),
+                _ => Err(Error::AmbiguousId {
+                    prefix,
+                    candidates: matches,
+                }),
+            },
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// A file's manifest and holders.
+    pub async fn locate(&self, file: FileId) -> Result<Located> {
+        match self.request(&Request::Locate { file }).await? {
+            Response::Located { manifest, holders } => Ok(Located { manifest, holders }),
+            Response::Error {
+                code: ErrorCode::NotFound,
+                ..
+            } => Err(Error::NotFound(format!("file {file} is not in the catalogue of tracker {}", self.addr.host_port))),
+            other => Err(self.unexpected(other)),
+        }
+    }
+}
+
+/// Whether the tracker still knew this peer when it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisteredOrNot {
+    /// Done.
+    Ok,
+    /// The tracker has forgotten this peer (it restarted, or the peer was silent too long):
+    /// register again and re-announce.
+    NotRegistered,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tracker_addresses() {
+        let plain: TrackerAddr = "tracker:7070".parse().unwrap();
+        assert_eq!(plain.host_port, "tracker:7070");
+        assert_eq!(plain.id, None);
+        let id = PeerId([7; 32]);
+        let pinned: TrackerAddr = format!("{id}@10.0.0.1:7070").parse().unwrap();
+        assert_eq!(pinned.id, Some(id));
+        assert_eq!(pinned.to_string(), format!("{id}@10.0.0.1:7070"));
+        assert!("nohost".parse::<TrackerAddr>().is_err());
+        assert!("x@h:1".parse::<TrackerAddr>().is_err());
+        assert!("h:99999".parse::<TrackerAddr>().is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! QUIC transport: one endpoint per node that both accepts and dials, mutual TLS that proves
+//! node ids, and the request/response exchange on a bidirectional stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
+use rustls::pki_types::CertificateDer;
+
+use crate::error::{Error, Result};
+use crate::identity::{self, ClientIdVerifier, Identity, ServerIdVerifier};
+use crate::ids::PeerId;
+use crate::protocol::{self, ProtocolError, Request, Response, ALPN};
+
+/// Most streams a remote node may have open towards us at once. Chunk servers further bound
+/// concurrent uploads; this only keeps a single connection from holding unbounded state.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Per-stream flow-control window: two default chunks, so one request never waits for credit.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// Per-connection flow-control window: enough for a full pipeline of requests in flight.
+const CONNECTION_WINDOW: u32 = 24 * 1024 * 1024;
+/// A connection with no traffic at all for this long is dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pings keep idle connections (e.g. to the tracker) open through NATs and idle timers.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Name presented in TLS; ids, not names, are what is checked.
+const SERVER_NAME: &str = "swarm";
+
+/// A node's QUIC endpoint and identity.
+#[derive(Clone)]
+pub struct Transport {
+    endpoint: Endpoint,
+    identity: Arc<Identity>,
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(u64::from(CONNECTION_WINDOW))
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("30 s fits")));
+    Arc::new(config)
+}
+
+impl Transport {
+    /// Binds an endpoint on `addr` (port 0 picks a free one) for `identity`.
+    pub fn bind(identity: Arc<Identity>, addr: SocketAddr) -> Result<Transport> {
+        let provider = identity::provider();
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .with_client_cert_verifier(Arc::new(ClientIdVerifier { provider }))
+            .with_single_cert(identity.cert_chain(), identity.private_key())
+            .map_err(tls_error)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.max_early_data_size = 0;
+        let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport_config());
+        let endpoint = Endpoint::server(server, addr)
+            .map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;
+        Ok(Transport { endpoint, identity })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> PeerId {
+        self.identity.id()
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("a bound endpoint has an address")
+    }
+
+    /// The underlying endpoint, for accepting connections.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Dials `addr`. With `expected` set, the handshake fails unless the other side proves
+    /// that id; either way the id it proved is returned.
+    pub async fn connect(&self, addr: SocketAddr, expected: Option<PeerId>) -> Result<(Connection, PeerId), String> {
+        let provider = identity::provider();
+        let verifier = Arc::new(ServerIdVerifier {
+            expected,
+            provider: provider.clone(),
+        });
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.identity.cert_chain(), self.identity.private_key())
+            .map_err(|e| e.to_string())?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+        client.transport_config(transport_config());
+        let connecting = self
+            .endpoint
+            .connect_with(client, addr, SERVER_NAME)
+            .map_err(|e| e.to_string())?;
+        let connection = connecting.await.map_err(|e| e.to_string())?;
+        let id = remote_id(&connection).ok_or("the other side showed no usable certificate")?;
+        Ok((connection, id))
+    }
+
+    /// Stops accepting, closes every connection and waits briefly for the close to be sent.
+    pub async fn close(&self) {
+        self.endpoint.close(VarInt::from_u32(0), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+fn tls_error(e: impl std::fmt::Display) -> Error {
+    Error::Transport(format!("TLS set-up failed: {e}"))
+}
+
+/// The id the remote side of `connection` proved during the handshake.
+pub fn remote_id(connection: &Connection) -> Option<PeerId> {
+    let certs = connection.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    identity::peer_id_of(certs.first()?).ok()
+}
+
+/// Sends `request` on a new stream of `connection` and reads the answer frame. For
+/// [`Response::Chunk`] the stream is returned so the caller can read the data that follows.
+pub async fn exchange(connection: &Connection, request: &Request) -> Result<(Response, RecvStream), ProtocolError> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(std::io::Error::from)?;
+    send_frame(&mut send, request).await?;
+    send.finish().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let response = protocol::read_frame(&mut recv).await?;
+    Ok((response, recv))
+}
+
+/// Writes one frame to `stream`.
+pub async fn send_frame<T: serde::Serialize>(stream: &mut SendStream, message: &T) -> Result<(), ProtocolError> {
+    stream
+        .write_all(&protocol::encode_frame(message))
+        .await
+        .map_err(std::io::Error::from)?;
+    Ok(())
+}
