@@ -569,9 +569,11 @@ fn settle(ctx: &Context, peer: PeerId, chunk: u32, outcome: Option<Result<u32, F
             Next::Continue
         }
         Some(Err(Failure::Corrupt(why))) => {
-            warn!("peer {} sent a bad chunk {chunk} ({why}); banned for this download", peer.short());
-            shared.scheduler.ban(&peer);
-            shared.banned.push(peer);
+            if !shared.scheduler.is_banned(&peer) {
+                warn!("peer {} sent a bad chunk {chunk} ({why}); banned for this download", peer.short());
+                shared.scheduler.ban(&peer);
+                shared.banned.push(peer);
+            }
             Next::Stop
         }
         Some(Err(Failure::NotHeld)) => {
@@ -638,7 +640,12 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
                 let _ = recv.stop(crate::protocol::CANCELLED.into());
                 return Err(Failure::Other("transfer stalled".into()));
             }
-            Ok(Ok(Some(n))) => filled += n,
+            Ok(Ok(Some(n))) => {
+                filled += n;
+                if let Some(limit) = ctx.node.download_limit() {
+                    limit.acquire(n).await;
+                }
+            }
             Ok(Ok(None)) => return Err(Failure::Corrupt(format!("stream ended after {filled} of {expected} bytes"))),
             Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
             Ok(Err(e)) => return Err(Failure::Other(e.to_string())),

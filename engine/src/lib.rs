@@ -24,6 +24,7 @@ pub mod netutil;
 pub mod node;
 pub mod progress;
 pub mod protocol;
+pub mod ratelimit;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -19,6 +19,7 @@ use crate::manifest::Manifest;
 use crate::name;
 use crate::progress::Progress;
 use crate::protocol::CatalogueEntry;
+use crate::ratelimit::RateLimiter;
 use crate::server;
 use crate::state::StateDb;
 use crate::store::{Held, Store};
@@ -36,6 +37,10 @@ pub struct NodeConfig {
     pub tracker: Option<TrackerAddr>,
     /// Address to give out instead of the one the tracker observes.
     pub advertise: Option<SocketAddr>,
+    /// Cap on bytes per second uploaded, across all connections.
+    pub max_upload_rate: Option<u64>,
+    /// Cap on bytes per second downloaded, across all downloads.
+    pub max_download_rate: Option<u64>,
 }
 
 impl Default for NodeConfig {
@@ -45,6 +50,8 @@ impl Default for NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             tracker: None,
             advertise: None,
+            max_upload_rate: None,
+            max_download_rate: None,
         }
     }
 }
@@ -76,6 +83,7 @@ struct Inner {
     shutdown: CancellationToken,
     uploads: TaskTracker,
     background: TaskTracker,
+    download_limit: Option<Arc<RateLimiter>>,
 }
 
 impl Node {
@@ -100,6 +108,7 @@ impl Node {
                 shutdown: CancellationToken::new(),
                 uploads: TaskTracker::new(),
                 background: TaskTracker::new(),
+                download_limit: config.max_download_rate.map(|r| Arc::new(RateLimiter::new(r))),
             }),
         };
         let inner = &node.inner;
@@ -108,6 +117,7 @@ impl Node {
             inner.store.clone(),
             inner.shutdown.clone(),
             inner.uploads.clone(),
+            config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
         ));
         Ok(node)
     }
@@ -133,6 +143,10 @@ impl Node {
 
     pub(crate) fn state(&self) -> &StateDb {
         &self.inner.state
+    }
+
+    pub(crate) fn download_limit(&self) -> Option<&RateLimiter> {
+        self.inner.download_limit.as_deref()
     }
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {

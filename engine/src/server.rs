@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
+use crate::ratelimit::RateLimiter;
 use crate::protocol::{self, ErrorCode, ProtocolError, Request, Response};
 use crate::store::{ReadError, Store};
 use crate::transport::{self, Transport};
@@ -21,10 +22,18 @@ use crate::transport::{self, Transport};
 pub const MAX_UPLOADS: usize = 32;
 /// A request frame must arrive this soon after its stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Under an upload limit, data goes out in slices this big so the rate stays smooth.
+const RATE_SLICE: usize = 64 * 1024;
 
 /// Accepts connections on `transport` and serves chunks from `store` until `shutdown` fires.
 /// Uploads in flight are tracked by `uploads` so the caller can wait for them.
-pub async fn serve(transport: Transport, store: Arc<Store>, shutdown: CancellationToken, uploads: TaskTracker) {
+pub async fn serve(
+    transport: Transport,
+    store: Arc<Store>,
+    shutdown: CancellationToken,
+    uploads: TaskTracker,
+    limit: Option<Arc<RateLimiter>>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_UPLOADS));
     loop {
         let incoming = tokio::select! {
@@ -38,6 +47,7 @@ pub async fn serve(transport: Transport, store: Arc<Store>, shutdown: Cancellati
         let permits = permits.clone();
         let uploads = uploads.clone();
         let shutdown = shutdown.clone();
+        let limit = limit.clone();
         tokio::spawn(async move {
             let connection = match incoming.await {
                 Ok(connection) => connection,
@@ -48,7 +58,7 @@ pub async fn serve(transport: Transport, store: Arc<Store>, shutdown: Cancellati
             };
             let peer = transport::remote_id(&connection).map(|id| id.short()).unwrap_or_default();
             let span = tracing::debug_span!("conn", %peer, addr = %connection.remote_address());
-            serve_connection(connection, store, permits, uploads, shutdown)
+            serve_connection(connection, store, permits, uploads, shutdown, limit)
                 .instrument(span)
                 .await;
         });
@@ -61,6 +71,7 @@ async fn serve_connection(
     permits: Arc<Semaphore>,
     uploads: TaskTracker,
     shutdown: CancellationToken,
+    limit: Option<Arc<RateLimiter>>,
 ) {
     loop {
         let (send, recv) = tokio::select! {
@@ -75,15 +86,22 @@ async fn serve_connection(
         };
         let store = store.clone();
         let permits = permits.clone();
+        let limit = limit.clone();
         uploads.spawn(async move {
-            if let Err(e) = serve_stream(send, recv, &store, &permits).await {
+            if let Err(e) = serve_stream(send, recv, &store, &permits, limit.as_deref()).await {
                 debug!("request failed: {e}");
             }
         });
     }
 }
 
-async fn serve_stream(mut send: SendStream, mut recv: RecvStream, store: &Store, permits: &Semaphore) -> Result<(), ProtocolError> {
+async fn serve_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    store: &Store,
+    permits: &Semaphore,
+    limit: Option<&RateLimiter>,
+) -> Result<(), ProtocolError> {
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<Request, _>(&mut recv)).await {
         Err(_) => return reply(&mut send, Response::error(ErrorCode::Malformed, "no request within 10 s")).await,
         Ok(Err(e)) => {
@@ -123,7 +141,15 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, store: &Store,
         Err(join) => return reply(&mut send, Response::error(ErrorCode::Internal, join.to_string())).await,
     };
     transport::send_frame(&mut send, &Response::Chunk { len: data.len() as u32 }).await?;
-    send.write_all(&data).await.map_err(std::io::Error::from)?;
+    match limit {
+        None => send.write_all(&data).await.map_err(std::io::Error::from)?,
+        Some(limit) => {
+            for slice in data.chunks(RATE_SLICE) {
+                limit.acquire(slice.len()).await;
+                send.write_all(slice).await.map_err(std::io::Error::from)?;
+            }
+        }
+    }
     let _ = send.finish();
     // Wait until the peer has the data (or gives up) so that a graceful exit lets it finish.
     let _ = send.stopped().await;

@@ -1,0 +1,322 @@
+//! End-to-end swarm tests on real loopback sockets, in one process: a tracker, seeders and
+//! fetchers through the engine API, plus a lying tracker and a corrupting peer built from the
+//! engine's own transport and protocol.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_engine::bitfield::Bitfield;
+use swarm_engine::protocol::{self, Request, Response};
+use swarm_engine::tracker_client::TrackerClient;
+use swarm_engine::{
+    Error, FetchOptions, FileId, Identity, Manifest, Node, NodeConfig, PeerId, Progress, TrackerAddr, Transport,
+};
+use swarm_tracker::{Tracker, TrackerConfig};
+
+const CHUNK: u32 = 64 * 1024;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn pinned(tracker: &Tracker) -> TrackerAddr {
+    TrackerAddr {
+        host_port: tracker.local_addr().to_string(),
+        id: Some(tracker.id()),
+    }
+}
+
+async fn start_tracker(dir: &Path) -> Tracker {
+    Tracker::start(TrackerConfig {
+        state_dir: dir.join("tracker"),
+        listen: loopback(),
+        peer_timeout: Duration::from_secs(180),
+    })
+    .await
+    .unwrap()
+}
+
+async fn start_node(dir: &Path, name: &str, tracker: TrackerAddr, upload_rate: Option<u64>) -> Node {
+    let node = Node::start(NodeConfig {
+        state_dir: dir.join(name),
+        listen: loopback(),
+        tracker: Some(tracker),
+        advertise: None,
+        max_upload_rate: upload_rate,
+        max_download_rate: None,
+    })
+    .await
+    .unwrap();
+    node.join_tracker().await.unwrap();
+    node
+}
+
+/// Deterministic pseudo-random content.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+fn options(out: &Path) -> FetchOptions {
+    FetchOptions {
+        out_dir: out.to_owned(),
+        timeout: Some(Duration::from_secs(60)),
+        ..FetchOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_seeders_serve_every_shape_of_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("big/several-chunks.bin", content(40 * CHUNK as usize + 12_345, 1)),
+        ("empty.txt", Vec::new()),
+        ("exact.bin", content(3 * CHUNK as usize, 2)),
+        ("tiny.txt", b"hello swarm".to_vec()),
+    ];
+    let mut seeders = Vec::new();
+    let mut seeded = Vec::new();
+    for i in 0..3 {
+        let share = tmp.path().join(format!("share{i}"));
+        for (name, data) in &files {
+            write(&share, name, data);
+        }
+        let node = start_node(tmp.path(), &format!("seeder{i}"), pinned(&tracker), None).await;
+        seeded = node.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+        seeders.push(node);
+    }
+    assert_eq!(seeded.len(), files.len());
+
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let listed = fetcher.list().await.unwrap();
+    assert_eq!(listed.len(), files.len());
+    assert!(listed.iter().all(|e| e.holders == 3 || e.size == 0), "{listed:?}");
+
+    let out = tmp.path().join("out");
+    for file in &seeded {
+        let report = fetcher.fetch(file.id, options(&out)).await.unwrap();
+        let want = &files.iter().find(|(n, _)| *n == file.manifest.name).unwrap().1;
+        let got = std::fs::read(out.join(&file.manifest.name)).unwrap();
+        assert!(got == *want, "{} differs", file.manifest.name);
+        assert_eq!(report.bytes_received(), want.len() as u64);
+        if file.manifest.chunk_count >= 40 {
+            assert!(report.received.len() >= 2, "expected several sources, got {:?}", report.received);
+        }
+    }
+    // No partial files are left behind.
+    let leftovers: Vec<_> = walk(&out).into_iter().filter(|p| p.to_string_lossy().contains("swarm-part")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Fetching again is "already complete" without downloading.
+    let again = fetcher.fetch(seeded[0].id, options(&out)).await.unwrap();
+    assert!(again.already_complete);
+    assert_eq!(again.bytes_received(), 0);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_done_fetcher_serves_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let data = content(64 * CHUNK as usize, 3); // 4 MiB
+    let share = tmp.path().join("share");
+    write(&share, "movie.bin", &data);
+
+    // The seeder uploads at 2 MB/s, so the first fetcher is about half done after a second.
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), Some(2_000_000)).await;
+    let id = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap()[0].id;
+
+    let first = start_node(tmp.path(), "first", pinned(&tracker), None).await;
+    let first_progress = Arc::new(Progress::default());
+    let first_fetch = {
+        let (first, out) = (first.clone(), tmp.path().join("out1"));
+        let progress = first_progress.clone();
+        tokio::spawn(async move { first.fetch(id, FetchOptions { progress, ..options(&out) }).await })
+    };
+    while first_progress.done() < data.len() as u64 / 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The seeder leaves: from now on, half the file exists only at the first fetcher.
+    seeder.shutdown(Duration::from_secs(1)).await;
+
+    let second = start_node(tmp.path(), "second", pinned(&tracker), None).await;
+    let second_fetch = {
+        let (second, out) = (second.clone(), tmp.path().join("out2"));
+        tokio::spawn(async move { second.fetch(id, options(&out)).await })
+    };
+    // Let the second fetcher take what the first has, then bring a full copy back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reseeder = start_node(tmp.path(), "reseeder", pinned(&tracker), None).await;
+    reseeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+
+    let first_report = first_fetch.await.unwrap().unwrap();
+    let second_report = second_fetch.await.unwrap().unwrap();
+    assert_eq!(std::fs::read(&first_report.path).unwrap(), data);
+    assert_eq!(std::fs::read(&second_report.path).unwrap(), data);
+    let from_first = second_report.received.get(&first.id()).copied().unwrap_or(0);
+    assert!(from_first > 0, "the second fetcher got nothing from the first: {:?}", second_report.received);
+}
+
+/// A tracker that answers every `Locate` with a tampered copy of `manifest`.
+async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandle<()>) {
+    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
+    let endpoint = transport.endpoint().clone();
+    let task = tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let manifest = manifest.clone();
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    let request: Request = protocol::read_frame(&mut recv).await.unwrap();
+                    let response = match request {
+                        Request::Register { .. } => Response::Registered {
+                            addr: connection.remote_address(),
+                            peer: PeerId([0; 32]),
+                            timeout_secs: 180,
+                        },
+                        Request::Locate { .. } => {
+                            let mut tampered = manifest.clone();
+                            tampered.name = "evil.bin".into();
+                            Response::Located {
+                                manifest: tampered,
+                                holders: vec![],
+                            }
+                        }
+                        _ => Response::Ok,
+                    };
+                    swarm_engine::transport::send_frame(&mut send, &response).await.unwrap();
+                    let _ = send.finish();
+                    let _ = send.stopped().await;
+                }
+            });
+        }
+    });
+    (transport, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_manifest_from_a_lying_tracker_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "share/real.bin", &content(100_000, 4));
+    let manifest = Manifest::from_file(&path, "real.bin", CHUNK).unwrap();
+    let id = manifest.id();
+    let (liar, _task) = lying_tracker(manifest).await;
+    let liar_addr = TrackerAddr {
+        host_port: liar.local_addr().to_string(),
+        id: Some(liar.id()),
+    };
+    let fetcher = start_node(tmp.path(), "fetcher", liar_addr, None).await;
+    let out = tmp.path().join("out");
+    let err = fetcher.fetch(id, options(&out)).await.unwrap_err();
+    assert!(matches!(err, Error::Manifest { .. }), "{err}");
+    assert_eq!(err.kind(), swarm_engine::ErrorKind::Integrity);
+    assert!(!out.join("evil.bin").exists() && !out.join("real.bin").exists());
+}
+
+/// A peer that registers a real manifest at the tracker and serves garbage for every chunk.
+async fn corrupting_peer(tracker: &Tracker, manifest: &Manifest) -> (PeerId, tokio::task::JoinHandle<()>) {
+    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
+    let client = TrackerClient::new(transport.clone(), pinned(tracker), None);
+    client.register(None).await.unwrap();
+    client.announce(manifest, &Bitfield::full(manifest.chunk_count)).await.unwrap();
+    let endpoint = transport.endpoint().clone();
+    let chunk_len = manifest.chunk_size as usize;
+    let task = tokio::spawn(async move {
+        let _client = client; // keeps the tracker session's connection open
+        while let Some(incoming) = endpoint.accept().await {
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    let Ok(Request::GetChunk { .. }) = protocol::read_frame(&mut recv).await else { return };
+                    let garbage = vec![0xEE; chunk_len];
+                    let header = Response::Chunk { len: garbage.len() as u32 };
+                    let _ = swarm_engine::transport::send_frame(&mut send, &header).await;
+                    let _ = send.write_all(&garbage).await;
+                    let _ = send.finish();
+                }
+            });
+        }
+    });
+    (transport.id(), task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupting_peer_is_banned_and_the_file_arrives_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let data = content(32 * CHUNK as usize, 5);
+    let share = tmp.path().join("share");
+    write(&share, "data.bin", &data);
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    let file = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap().remove(0);
+    let (liar, _task) = corrupting_peer(&tracker, &file.manifest).await;
+
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    assert_eq!(fetcher.locate(file.id).await.unwrap().holders.len(), 2);
+    let out = tmp.path().join("out");
+    let report = fetcher.fetch(file.id, options(&out)).await.unwrap();
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
+    assert_eq!(report.banned, vec![liar]);
+    assert!(!report.received.contains_key(&liar));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_ambiguous_ids_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let node = start_node(tmp.path(), "node", pinned(&tracker), None).await;
+    let err = node.resolve("0123456789abcdef").await.unwrap_err();
+    assert_eq!(err.kind(), swarm_engine::ErrorKind::NotFound, "{err}");
+    let err = node.fetch(FileId([9; 32]), options(tmp.path())).await.unwrap_err();
+    assert_eq!(err.kind(), swarm_engine::ErrorKind::NotFound, "{err}");
+    assert!(node.resolve("abc").await.is_err(), "prefixes under 8 digits are refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_tracker_id_is_refused_by_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let wrong = TrackerAddr {
+        host_port: tracker.local_addr().to_string(),
+        id: Some(PeerId([1; 32])),
+    };
+    let node = Node::start(NodeConfig {
+        state_dir: tmp.path().join("node"),
+        listen: loopback(),
+        tracker: Some(wrong),
+        ..NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    let err = node.join_tracker().await.unwrap_err();
+    assert!(err.to_string().contains("expected node"), "{err}");
+}
