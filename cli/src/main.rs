@@ -1,1 +1,68 @@
-fn main(){}
+//! The `swarm` binary: parses arguments, installs logging, runs one subcommand and maps its
+//! outcome to an exit code. Everything else lives in the engine and tracker crates.
+
+mod args;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use swarm_engine::ErrorKind;
+
+use args::{exit, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo runs a whole swarm in one process: only its summary is of interest.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info,quinn=warn,quinn_proto=warn,sled=warn",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Tracker(args) => commands::tracker(args).await,
+            Command::Seed(args) => commands::seed(args).await,
+            Command::Fetch(args) => commands::fetch(args).await,
+            Command::Ls(args) => commands::ls(args).await,
+            Command::Search(args) => commands::search(args).await,
+            Command::Peers(args) => commands::peers(args).await,
+            Command::Demo(args) => commands::demo(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let kind = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<swarm_engine::Error>())
+        .map(swarm_engine::Error::kind);
+    match kind {
+        Some(ErrorKind::NotFound) => exit::NOT_FOUND,
+        Some(ErrorKind::Integrity) => exit::INTEGRITY,
+        Some(ErrorKind::Io) => exit::IO,
+        Some(ErrorKind::Timeout) => exit::TIMEOUT,
+        _ => exit::OTHER,
+    }
+}

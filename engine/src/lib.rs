@@ -8,7 +8,7 @@
 //! - [`store`], [`server`]: the files a node holds and the chunk server that hands them out.
 //! - [`scheduler`], [`fetch`]: which chunk from which peer next, and the download driver.
 //! - [`tracker_client`]: talking to a tracker.
-//! - [`state`]: persistent node state in sled.
+//! - [`state`], [`known_trackers`]: persistent node state (sled) and trackers met before.
 //! - [`node`]: a running peer, tying the rest together.
 #![warn(missing_docs)]
 
@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod hashing;
 pub mod identity;
 pub mod ids;
+pub mod known_trackers;
 pub mod manifest;
 pub mod name;
 pub mod netutil;
@@ -41,5 +42,5 @@ pub use manifest::{Manifest, DEFAULT_CHUNK_SIZE};
 pub use node::{Node, NodeConfig, SeededFile};
 pub use progress::Progress;
 pub use protocol::CatalogueEntry;
-pub use tracker_client::TrackerAddr;
+pub use tracker_client::{TrackerAddr, TrackerClient};
 pub use transport::Transport;

@@ -16,6 +16,7 @@ use crate::fetch::{self, FetchOptions, FetchReport};
 use crate::identity::Identity;
 use crate::ids::{FileId, PeerId};
 use crate::manifest::Manifest;
+use crate::known_trackers::KnownTrackers;
 use crate::name;
 use crate::progress::Progress;
 use crate::protocol::CatalogueEntry;
@@ -96,7 +97,7 @@ impl Node {
         let transport = Transport::bind(identity, config.listen)?;
         let tracker = config
             .tracker
-            .map(|addr| Arc::new(TrackerClient::new(transport.clone(), addr, Some(state.clone()))));
+            .map(|addr| Arc::new(TrackerClient::new(transport.clone(), addr, Some(KnownTrackers::in_dir(&config.state_dir)))));
         let node = Node {
             inner: Arc::new(Inner {
                 transport: transport.clone(),

@@ -1,11 +1,10 @@
-//! A node's persistent state in sled, under its state directory: the trackers it has met
-//! (remembered like SSH's known hosts) and its downloads in progress.
+//! A node's persistent state in sled, under its state directory: its downloads in progress.
 
 use std::path::{Path, PathBuf};
 
 use crate::bitfield::Bitfield;
 use crate::error::{Error, Result};
-use crate::ids::{FileId, PeerId};
+use crate::ids::FileId;
 use crate::manifest::{canonical_config, Manifest};
 
 /// The node's sled database.
@@ -47,21 +46,6 @@ impl StateDb {
             path: self.path.clone(),
             message: e.to_string(),
         }
-    }
-
-    /// The id remembered for the tracker at `addr`, if any.
-    pub fn known_tracker(&self, addr: &str) -> Result<Option<PeerId>> {
-        let tree = self.db.open_tree("known_trackers").map_err(|e| self.error(e))?;
-        let value = tree.get(addr).map_err(|e| self.error(e))?;
-        Ok(value.and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()).map(PeerId))
-    }
-
-    /// Remembers that the tracker at `addr` is `id`.
-    pub fn remember_tracker(&self, addr: &str, id: PeerId) -> Result<()> {
-        let tree = self.db.open_tree("known_trackers").map_err(|e| self.error(e))?;
-        tree.insert(addr, id.as_bytes()).map_err(|e| self.error(e))?;
-        tree.flush().map_err(|e| self.error(e))?;
-        Ok(())
     }
 
     /// The saved record of the download of `file`, if any.

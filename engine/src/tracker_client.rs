@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::ids::{FileId, PeerId};
 use crate::manifest::Manifest;
 use crate::protocol::{CatalogueEntry, ErrorCode, Holder, Request, Response};
-use crate::state::StateDb;
+use crate::identity::Identity;
+use crate::known_trackers::KnownTrackers;
 use crate::transport::{self, Transport};
 
 /// Where a tracker is, and optionally which id it must prove.
@@ -78,20 +79,29 @@ pub struct Registration {
 pub struct TrackerClient {
     transport: Transport,
     addr: TrackerAddr,
-    state: Option<StateDb>,
+    known: Option<KnownTrackers>,
     connection: Mutex<Option<Connection>>,
 }
 
 impl TrackerClient {
-    /// A client for the tracker at `addr`; with `state`, unpinned trackers are remembered on
+    /// A client for the tracker at `addr`; with `known`, unpinned trackers are remembered on
     /// first contact and must keep the same id afterwards.
-    pub fn new(transport: Transport, addr: TrackerAddr, state: Option<StateDb>) -> TrackerClient {
+    pub fn new(transport: Transport, addr: TrackerAddr, known: Option<KnownTrackers>) -> TrackerClient {
         TrackerClient {
             transport,
             addr,
-            state,
+            known,
             connection: Mutex::new(None),
         }
+    }
+
+    /// A client with a throwaway identity and endpoint, for one-off queries (`ls`, `search`).
+    pub fn ephemeral(addr: TrackerAddr, known: Option<KnownTrackers>) -> Result<TrackerClient> {
+        let transport = Transport::bind(
+            std::sync::Arc::new(Identity::generate()?),
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+        )?;
+        Ok(TrackerClient::new(transport, addr, known))
     }
 
     /// The tracker's address as given.
@@ -112,9 +122,9 @@ impl TrackerClient {
             .map_err(|e| self.error(format!("cannot resolve: {e}")))?
             .find(|a| a.is_ipv4() == self.transport.local_addr().is_ipv4())
             .ok_or_else(|| self.error("no address of a usable family"))?;
-        let remembered = match (&self.addr.id, &self.state) {
+        let remembered = match (&self.addr.id, &self.known) {
             (Some(_), _) | (None, None) => None,
-            (None, Some(state)) => state.known_tracker(&self.addr.host_port)?,
+            (None, Some(known)) => known.get(&self.addr.host_port)?,
         };
         let expected = self.addr.id.or(remembered);
         let (connection, id) = self.transport.connect(target, expected).await.map_err(|e| {
@@ -128,17 +138,15 @@ impl TrackerClient {
             self.error(format!("cannot connect: {e}{hint}"))
         })?;
         if expected.is_none() {
-            if let Some(state) = &self.state {
-                state.remember_tracker(&self.addr.host_port, id)?;
+            if let Some(known) = &self.known {
+                known.remember(&self.addr.host_port, id)?;
             }
             tracing::info!(tracker = %id.short(), addr = %self.addr.host_port, "trusting tracker on first use");
         }
         Ok(connection)
     }
 
-    /// Sends `request`, dialling (again) if needed, and returns the answer; error answers
-    /// become [`Error::Tracker`] unless they carry `NotFound`/`NotRegistered` codes, which
-    /// callers handle, and are returned as responses.
+    /// Sends `request`, dialling (again) if needed, and returns the answer as it came.
     pub async fn request(&self, request: &Request) -> Result<Response> {
         let mut last_error = None;
         for _ in 0..2 {

@@ -1,0 +1,264 @@
+//! Command-line arguments. Every flag can also come from a `SWARM_*` environment variable.
+//! These types stay here: they are turned into the engine's plain config structs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use swarm_engine::TrackerAddr;
+
+/// Exit codes, also listed in `swarm --help`.
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// Any other failure (network, protocol).
+    pub const OTHER: u8 = 1;
+    // 2 is bad usage; clap exits with it on its own.
+    /// The file, id or peer was not found.
+    pub const NOT_FOUND: u8 = 3;
+    /// A manifest or content failed verification.
+    pub const INTEGRITY: u8 = 4;
+    /// Reading or writing local files failed.
+    pub const IO: u8 = 5;
+    /// Gave up after --timeout.
+    pub const TIMEOUT: u8 = 6;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  done
+  1  other failure (network, protocol)
+  2  bad usage
+  3  not found (file id, name or peer)
+  4  integrity failure (a manifest or content did not match its hash)
+  5  I/O error (reading or writing local files)
+  6  timed out (--timeout)
+
+Environment: every flag has a SWARM_* variable, e.g. SWARM_TRACKER, SWARM_STATE.
+Logs: SWARM_LOG=debug (or any tracing filter).";
+
+/// swarm: move big files between many machines, fast, every byte verified.
+#[derive(Debug, Parser)]
+#[command(name = "swarm", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a tracker: the catalogue of files and of who holds which chunks.
+    Tracker(TrackerArgs),
+    /// Share every file under DIR (starts a tracker in-process if none is given).
+    Seed(SeedArgs),
+    /// Download a file by id (or a unique prefix of 8+ hex digits) from every peer holding it.
+    Fetch(FetchArgs),
+    /// List the tracker's catalogue.
+    Ls(QueryArgs),
+    /// Find files by name (substring, or --exact).
+    Search(SearchArgs),
+    /// Show which peers hold which chunks of a file.
+    Peers(PeersArgs),
+    /// Generate a file, seed it from several in-process peers and fetch it, printing the rate.
+    Demo(DemoArgs),
+}
+
+/// Options every peer node takes.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// State directory (keys, known trackers, download progress). Give each node on one
+    /// machine its own.
+    #[arg(long, env = "SWARM_STATE")]
+    pub state: Option<PathBuf>,
+    /// Address of this node's QUIC endpoint.
+    #[arg(long, env = "SWARM_LISTEN", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Address other peers should use to reach this node (default: as the tracker sees it).
+    #[arg(long, env = "SWARM_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// Cap on upload rate across all connections, e.g. 40MB/s or 100Mbit/s.
+    #[arg(long, env = "SWARM_MAX_UPLOAD_RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
+    /// Cap on download rate across all downloads, e.g. 40MB/s or 100Mbit/s.
+    #[arg(long, env = "SWARM_MAX_DOWNLOAD_RATE", value_parser = parse_rate)]
+    pub max_download_rate: Option<u64>,
+}
+
+/// `swarm tracker`
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// State directory (keys and the manifest catalogue).
+    #[arg(long, env = "SWARM_STATE")]
+    pub state: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "SWARM_LISTEN", default_value = "0.0.0.0:7070")]
+    pub listen: SocketAddr,
+    /// Drop peers silent for this long (e.g. 180s, 3m).
+    #[arg(long, env = "SWARM_PEER_TIMEOUT", default_value = "180s", value_parser = parse_duration)]
+    pub peer_timeout: Duration,
+}
+
+/// `swarm seed`
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Directory to share.
+    pub dir: PathBuf,
+    /// Tracker as HOST:PORT or ID@HOST:PORT; without one, a tracker starts in-process.
+    #[arg(long, env = "SWARM_TRACKER")]
+    pub tracker: Option<TrackerAddr>,
+    /// Chunk size: a power of two from 64KiB to 16MiB.
+    #[arg(long, env = "SWARM_CHUNK_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// Where the in-process tracker listens (only without --tracker).
+    #[arg(long, env = "SWARM_TRACKER_LISTEN", default_value = "0.0.0.0:7070")]
+    pub tracker_listen: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// `swarm fetch`
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// File id, or a unique prefix of at least 8 hex digits.
+    pub id: String,
+    /// Tracker as HOST:PORT or ID@HOST:PORT.
+    #[arg(long, env = "SWARM_TRACKER")]
+    pub tracker: TrackerAddr,
+    /// Directory to write into (the file lands at its name inside it).
+    #[arg(short = 'o', long = "output", env = "SWARM_OUTPUT", default_value = ".")]
+    pub output: PathBuf,
+    /// Fetch only from this peer (id, id prefix, or HOST:PORT).
+    #[arg(long, env = "SWARM_FROM")]
+    pub from: Option<String>,
+    /// Keep serving the file after it is complete, until Ctrl-C.
+    #[arg(long, env = "SWARM_SEED")]
+    pub seed: bool,
+    /// Replace an existing file whose content differs.
+    #[arg(long)]
+    pub force: bool,
+    /// Give up (exit code 6) if not done within this time, e.g. 10m.
+    #[arg(long, env = "SWARM_TIMEOUT", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Options of the catalogue queries.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Tracker as HOST:PORT or ID@HOST:PORT.
+    #[arg(long, env = "SWARM_TRACKER")]
+    pub tracker: TrackerAddr,
+    /// State directory (for the known-trackers file).
+    #[arg(long, env = "SWARM_STATE")]
+    pub state: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm search`
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Name, or part of a name (case-insensitive).
+    pub name: String,
+    /// Match the whole name exactly.
+    #[arg(long)]
+    pub exact: bool,
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+/// `swarm peers`
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// File id, or a unique prefix of at least 8 hex digits.
+    pub id: String,
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+/// `swarm demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Size of the generated file.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub size: u64,
+    /// Number of seeders.
+    #[arg(long, default_value_t = 4)]
+    pub seeders: usize,
+    /// Chunk size.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// Work directory (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Parses sizes such as `1MiB`, `64KiB`, `1GB` or `4096`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{text}` is not a size like 1MiB: {e}"))
+}
+
+/// Parses rates such as `40MB/s`, `100Mbit/s` or `1GiB/s` into bytes per second.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let body = text.trim().trim_end_matches("/s").trim_end_matches("ps");
+    let bits = ["bit", "Bit", "b"].iter().find_map(|suffix| {
+        let number = body.strip_suffix(suffix)?;
+        // "Mb" means megabits; "MB" and "MiB" are bytes and handled below.
+        let (digits, scale) = match number.chars().last()? {
+            'k' | 'K' => (&number[..number.len() - 1], 1e3),
+            'M' => (&number[..number.len() - 1], 1e6),
+            'G' => (&number[..number.len() - 1], 1e9),
+            c if c.is_ascii_digit() => (number, 1.0),
+            _ => return None,
+        };
+        digits.trim().parse::<f64>().ok().map(|n| n * scale / 8.0)
+    });
+    let bytes = match bits {
+        Some(bytes) => bytes as u64,
+        None => parse_size(body)?,
+    };
+    if bytes == 0 {
+        return Err(format!("`{text}` is not a positive rate"));
+    }
+    Ok(bytes)
+}
+
+/// Parses durations such as `180s`, `3m` or `1h30m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 180s: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_sizes() {
+        assert_eq!(parse_rate("40MB/s").unwrap(), 40_000_000);
+        assert_eq!(parse_rate("100Mbit/s").unwrap(), 12_500_000);
+        assert_eq!(parse_rate("1GiB/s").unwrap(), 1 << 30);
+        assert_eq!(parse_rate("8kbit").unwrap(), 1000);
+        assert!(parse_rate("0MB/s").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_duration("3m").unwrap(), Duration::from_secs(180));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

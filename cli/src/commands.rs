@@ -1,0 +1,348 @@
+//! One function per subcommand: turn arguments into engine configs, call the engine, print.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rand::{RngCore, SeedableRng};
+use swarm_engine::known_trackers::KnownTrackers;
+use swarm_engine::netutil::reachable_addr;
+use swarm_engine::{FetchOptions, Node, NodeConfig, Progress, SeededFile, TrackerAddr, TrackerClient};
+use swarm_tracker::{Tracker, TrackerConfig};
+use tracing::info;
+
+use crate::args::{DemoArgs, FetchArgs, NodeArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, TrackerArgs};
+use crate::output;
+
+/// How long a graceful exit waits for uploads in flight.
+const EXIT_GRACE: Duration = Duration::from_secs(30);
+
+fn default_state(sub: &str) -> PathBuf {
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("swarm").join(sub)
+}
+
+fn node_config(args: &NodeArgs, tracker: Option<TrackerAddr>) -> NodeConfig {
+    NodeConfig {
+        state_dir: args.state.clone().unwrap_or_else(|| default_state("node")),
+        listen: args.listen,
+        tracker,
+        advertise: args.advertise,
+        max_upload_rate: args.max_upload_rate,
+        max_download_rate: args.max_download_rate,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Shuts `node` down gracefully; a second signal cuts it short.
+async fn leave(node: &Node) {
+    eprintln!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
+    tokio::select! {
+        _ = node.shutdown(EXIT_GRACE) => {}
+        _ = shutdown_signal() => eprintln!("forced exit"),
+    }
+}
+
+/// `swarm tracker`
+pub async fn tracker(args: TrackerArgs) -> Result<()> {
+    let tracker = Tracker::start(TrackerConfig {
+        state_dir: args.state.unwrap_or_else(|| default_state("tracker")),
+        listen: args.listen,
+        peer_timeout: args.peer_timeout,
+    })
+    .await?;
+    let reachable = reachable_addr(tracker.local_addr());
+    println!("tracker {} listening on {}; peers use --tracker {}@{}", tracker.id(), tracker.local_addr(), tracker.id(), reachable);
+    info!(files = tracker.catalogue_size(), "catalogue loaded");
+    shutdown_signal().await;
+    tracker.stop().await;
+    Ok(())
+}
+
+/// Starts the in-process tracker of `swarm seed` when no tracker is given.
+async fn embedded_tracker(state_dir: &Path, listen: SocketAddr) -> Result<Tracker> {
+    let config = TrackerConfig {
+        state_dir: state_dir.join("tracker"),
+        listen,
+        ..TrackerConfig::default()
+    };
+    match Tracker::start(config.clone()).await {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            eprintln!("cannot listen on {listen} ({e}); the in-process tracker takes a free port instead");
+            let any_port = SocketAddr::new(listen.ip(), 0);
+            Ok(Tracker::start(TrackerConfig { listen: any_port, ..config }).await?)
+        }
+    }
+}
+
+/// `swarm seed`
+pub async fn seed(args: SeedArgs) -> Result<()> {
+    if !args.dir.is_dir() {
+        bail!("{} is not a directory: give the folder to share", args.dir.display());
+    }
+    let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
+    swarm_engine::manifest::check_chunk_size(chunk_size)?;
+    let mut config = node_config(&args.node, args.tracker.clone());
+    let mut embedded = None;
+    let public_tracker = match &args.tracker {
+        Some(addr) => addr.to_string(),
+        None => {
+            let tracker = embedded_tracker(&config.state_dir, args.tracker_listen).await?;
+            let local = tracker.local_addr();
+            let reachable = reachable_addr(local);
+            eprintln!(
+                "no --tracker given: started one in this process, id {} on {local}",
+                tracker.id().short()
+            );
+            let loopback = SocketAddr::new(if local.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() }, local.port());
+            config.tracker = Some(TrackerAddr {
+                host_port: loopback.to_string(),
+                id: Some(tracker.id()),
+            });
+            embedded = Some(tracker);
+            format!("{}@{reachable}", embedded.as_ref().expect("just set").id())
+        }
+    };
+    let node = Node::start(config).await?;
+    let registration = node.join_tracker().await?;
+    info!(addr = %registration.addr, "registered with the tracker");
+    let progress = Arc::new(Progress::default());
+    let display = output::show_progress("hashing", progress.clone(), false);
+    let started = Instant::now();
+    let seeded = node.seed_dir(&args.dir, chunk_size, &progress).await;
+    display.finish().await;
+    let seeded = seeded?;
+    let hashed: u64 = seeded.iter().map(|f| f.manifest.size).sum();
+    eprintln!(
+        "sharing {} file(s), {} (hashed at {:.0} MB/s); Ctrl-C to stop",
+        seeded.len(),
+        output::bytes(hashed),
+        output::mb_per_sec(hashed, started.elapsed())
+    );
+    for file in &seeded {
+        print_seeded(file, &public_tracker);
+    }
+    shutdown_signal().await;
+    leave(&node).await;
+    if let Some(tracker) = embedded {
+        tracker.stop().await;
+    }
+    Ok(())
+}
+
+fn print_seeded(file: &SeededFile, tracker: &str) {
+    println!("{}  {:>10}  {}", file.id, output::bytes(file.manifest.size), file.manifest.name);
+    println!("    swarm fetch {} --tracker {tracker}", file.id);
+}
+
+/// `swarm fetch`
+pub async fn fetch(args: FetchArgs) -> Result<()> {
+    let node = Node::start(node_config(&args.node, Some(args.tracker.clone()))).await?;
+    let id = node.resolve(&args.id).await?;
+    let registration = node.join_tracker().await;
+    if let Err(e) = &registration {
+        eprintln!("warning: could not register with the tracker ({e}); fetching without serving others");
+    }
+    let progress = Arc::new(Progress::default());
+    let options = FetchOptions {
+        out_dir: args.output.clone(),
+        from: args.from.clone(),
+        force: args.force,
+        timeout: args.timeout,
+        progress: progress.clone(),
+    };
+    let display = output::show_progress(&format!("fetching {}", id.short()), progress, true);
+    let result = tokio::select! {
+        result = node.fetch(id, options) => result.map_err(anyhow::Error::from),
+        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted; run the same command again to resume")),
+    };
+    display.finish().await;
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            node.shutdown(Duration::from_secs(2)).await;
+            return Err(e);
+        }
+    };
+    if report.already_complete {
+        println!("{} already complete ({})", report.path.display(), output::bytes(report.manifest.size));
+    } else {
+        let received = report.bytes_received();
+        println!(
+            "{}  {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
+            report.path.display(),
+            output::bytes(report.manifest.size),
+            report.elapsed.as_secs_f64(),
+            output::mb_per_sec(received, report.elapsed),
+            report.received.len(),
+            if report.resumed_chunks > 0 { format!(", {} chunks resumed", report.resumed_chunks) } else { String::new() }
+        );
+        for peer in &report.banned {
+            eprintln!("warning: peer {peer} sent corrupt data and was banned for this download");
+        }
+    }
+    if args.seed {
+        eprintln!("seeding {} until Ctrl-C", report.path.display());
+        shutdown_signal().await;
+        leave(&node).await;
+    } else {
+        node.shutdown(EXIT_GRACE).await;
+    }
+    Ok(())
+}
+
+fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
+    let state = args.state.clone().unwrap_or_else(|| default_state("node"));
+    Ok(TrackerClient::ephemeral(args.tracker.clone(), Some(KnownTrackers::in_dir(&state)))?)
+}
+
+/// `swarm ls`
+pub async fn ls(args: QueryArgs) -> Result<()> {
+    let entries = query_client(&args)?.list().await?;
+    output::catalogue(&entries, args.json);
+    Ok(())
+}
+
+/// `swarm search`
+pub async fn search(args: SearchArgs) -> Result<()> {
+    let entries = query_client(&args.query)?.search(&args.name, args.exact).await?;
+    if entries.is_empty() && !args.query.json {
+        return Err(swarm_engine::Error::NotFound(format!("no file name matches `{}`", args.name)).into());
+    }
+    output::catalogue(&entries, args.query.json);
+    Ok(())
+}
+
+/// `swarm peers`
+pub async fn peers(args: PeersArgs) -> Result<()> {
+    let client = query_client(&args.query)?;
+    let id = client.resolve(&args.id).await?;
+    let located = client.locate(id).await?;
+    located
+        .manifest
+        .verify(&id)
+        .map_err(|source| swarm_engine::Error::Manifest { file: Some(id), source })?;
+    output::holders(&located.manifest.name, located.manifest.chunk_count, &located.holders, args.query.json);
+    Ok(())
+}
+
+/// `swarm demo`: everything in one process on loopback.
+pub async fn demo(args: DemoArgs) -> Result<()> {
+    let temp;
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary directory")?;
+            temp.path().to_owned()
+        }
+    };
+    let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
+    swarm_engine::manifest::check_chunk_size(chunk_size)?;
+    let share = dir.join("share");
+    let data = share.join("demo.bin");
+    eprintln!("generating {} of random data in {}", output::bytes(args.size), data.display());
+    let size = args.size;
+    let path = data.clone();
+    tokio::task::spawn_blocking(move || generate(&path, size))
+        .await?
+        .with_context(|| format!("writing {}", data.display()))?;
+
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let tracker = Tracker::start(TrackerConfig {
+        state_dir: dir.join("tracker"),
+        listen: loopback,
+        ..TrackerConfig::default()
+    })
+    .await?;
+    let tracker_addr = TrackerAddr {
+        host_port: tracker.local_addr().to_string(),
+        id: Some(tracker.id()),
+    };
+    let start_node = |name: String| {
+        let config = NodeConfig {
+            state_dir: dir.join(name),
+            listen: loopback,
+            tracker: Some(tracker_addr.clone()),
+            ..NodeConfig::default()
+        };
+        async move {
+            let node = Node::start(config).await?;
+            node.join_tracker().await?;
+            anyhow::Ok(node)
+        }
+    };
+    let seeders = args.seeders.max(1);
+    let mut nodes = Vec::new();
+    let first = start_node("seeder0".into()).await?;
+    let started = Instant::now();
+    let file = first.seed_dir(&share, chunk_size, &Progress::default()).await?.remove(0);
+    let hash_time = started.elapsed();
+    nodes.push(first);
+    for i in 1..seeders {
+        let node = start_node(format!("seeder{i}")).await?;
+        node.hold_complete((*file.manifest).clone(), file.path.clone()).await?;
+        nodes.push(node);
+    }
+    eprintln!(
+        "hashed at {:.0} MB/s; {seeders} seeder(s) share {} as {}",
+        output::mb_per_sec(args.size, hash_time),
+        file.manifest.name,
+        file.id.short()
+    );
+
+    let fetcher = start_node("fetcher".into()).await?;
+    let progress = Arc::new(Progress::default());
+    let display = output::show_progress("fetching", progress.clone(), true);
+    let options = FetchOptions {
+        out_dir: dir.join("fetched"),
+        progress,
+        ..FetchOptions::default()
+    };
+    let report = fetcher.fetch(file.id, options).await;
+    display.finish().await;
+    let report = report?;
+    println!(
+        "fetched {} from {} seeder(s) in {:.2} s: {:.0} MB/s, every chunk and the whole file verified",
+        output::bytes(report.manifest.size),
+        report.received.len(),
+        report.elapsed.as_secs_f64(),
+        output::mb_per_sec(report.bytes_received(), report.elapsed)
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        let got = report.received.get(&node.id()).copied().unwrap_or(0);
+        println!("  seeder{i} {}: {}", node.id().short(), output::bytes(got));
+    }
+    fetcher.shutdown(Duration::from_secs(1)).await;
+    for node in &nodes {
+        node.shutdown(Duration::from_secs(1)).await;
+    }
+    tracker.stop().await;
+    Ok(())
+}
+
+/// Writes `size` pseudo-random bytes to `path`.
+fn generate(path: &Path, size: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(path.parent().expect("a file path has a parent"))?;
+    let mut out = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path)?);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
+    let mut block = vec![0u8; 4 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        rng.fill_bytes(&mut block[..n]);
+        out.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    out.flush()
+}

@@ -1,0 +1,194 @@
+//! Printing: tables for people, JSON for scripts, progress bars on a terminal and plain log
+//! lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use swarm_engine::protocol::{CatalogueEntry, Holder};
+use swarm_engine::Progress;
+
+/// Human-readable bytes (binary units).
+pub fn bytes(n: u64) -> String {
+    bytesize::ByteSize::b(n).display().iec().to_string()
+}
+
+/// Megabytes (10^6) per second over `elapsed`.
+pub fn mb_per_sec(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
+}
+
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    id: String,
+    name: &'a str,
+    size: u64,
+    chunks: u32,
+    holders: u32,
+    available_chunks: u32,
+}
+
+/// Prints catalogue entries as a table or JSON.
+pub fn catalogue(entries: &[CatalogueEntry], json: bool) {
+    if json {
+        let rows: Vec<EntryJson> = entries
+            .iter()
+            .map(|e| EntryJson {
+                id: e.file.to_string(),
+                name: &e.name,
+                size: e.size,
+                chunks: e.chunk_count,
+                holders: e.holders,
+                available_chunks: e.available,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows).expect("plain data serializes"));
+        return;
+    }
+    if entries.is_empty() {
+        println!("(no files)");
+        return;
+    }
+    println!("{:<16}  {:>10}  {:>8}  {:>7}  {:>9}  NAME", "ID", "SIZE", "CHUNKS", "HOLDERS", "AVAILABLE");
+    for e in entries {
+        let available = if e.chunk_count == 0 {
+            100.0
+        } else {
+            100.0 * f64::from(e.available) / f64::from(e.chunk_count)
+        };
+        println!(
+            "{:<16}  {:>10}  {:>8}  {:>7}  {:>8.0}%  {}",
+            &e.file.to_string()[..16],
+            bytes(e.size),
+            e.chunk_count,
+            e.holders,
+            available,
+            e.name
+        );
+    }
+}
+
+#[derive(Serialize)]
+struct HolderJson {
+    peer: String,
+    addr: String,
+    chunks: u32,
+    complete: bool,
+}
+
+/// Prints who holds which chunks.
+pub fn holders(name: &str, chunk_count: u32, holders: &[Holder], json: bool) {
+    if json {
+        let rows: Vec<HolderJson> = holders
+            .iter()
+            .map(|h| HolderJson {
+                peer: h.peer.to_string(),
+                addr: h.addr.to_string(),
+                chunks: h.chunks.count(),
+                complete: h.chunks.is_complete(),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows).expect("plain data serializes"));
+        return;
+    }
+    println!("{name}: {} live holder(s), {chunk_count} chunks", holders.len());
+    if holders.is_empty() {
+        return;
+    }
+    println!("{:<16}  {:<22}  {:>13}  HOLDS", "PEER", "ADDRESS", "CHUNKS");
+    for h in holders {
+        let pct = if chunk_count == 0 {
+            100.0
+        } else {
+            100.0 * f64::from(h.chunks.count()) / f64::from(chunk_count)
+        };
+        println!(
+            "{:<16}  {:<22}  {:>13}  {:.0}%",
+            &h.peer.to_string()[..16],
+            h.addr,
+            format!("{}/{}", h.chunks.count(), chunk_count),
+            pct
+        );
+    }
+}
+
+/// Shows `progress` until the returned guard is dropped: a bar on a terminal, a log line
+/// every few seconds otherwise.
+pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> ProgressGuard {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    let label = label.to_owned();
+    let task = tokio::spawn(async move {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::new(progress.total());
+            let template = if with_peers {
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {prefix}"
+            } else {
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+            bar.set_message(label.clone());
+            bar
+        });
+        let started = Instant::now();
+        let mut last_log = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(if terminal { 100 } else { 1000 }));
+        loop {
+            let stopping = tokio::select! {
+                _ = token.cancelled() => true,
+                _ = ticker.tick() => false,
+            };
+            let (done, total) = (progress.done(), progress.total());
+            match &bar {
+                Some(bar) => {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                    bar.set_prefix(format!("{} peer(s)", progress.peers()));
+                }
+                None if last_log.elapsed() >= Duration::from_secs(5) || (stopping && done > 0) => {
+                    last_log = Instant::now();
+                    eprintln!(
+                        "{label}: {} of {} ({:.1} MB/s){}",
+                        bytes(done),
+                        bytes(total),
+                        mb_per_sec(done, started.elapsed()),
+                        if with_peers { format!(", {} peer(s)", progress.peers()) } else { String::new() }
+                    );
+                }
+                None => {}
+            }
+            if stopping {
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                return;
+            }
+        }
+    });
+    ProgressGuard { stop, task: Some(task) }
+}
+
+/// Stops a progress display.
+pub struct ProgressGuard {
+    stop: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProgressGuard {
+    /// Stops the display and waits for it to clear.
+    pub async fn finish(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
