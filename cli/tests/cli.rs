@@ -1,0 +1,232 @@
+//! Black-box tests of the real `swarm` binary on loopback: tracker, seed, ls, search, peers,
+//! fetch, `--json`, exit codes, the in-process tracker, and graceful leave.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarm");
+
+/// A child process that is killed when dropped, with its stdout read line by line.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("SWARM_TRACKER")
+            .env("SWARM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("swarm binary starts");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the process printed a line in time")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("swarm did not exit after SIGTERM");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SWARM_TRACKER")
+        .env("SWARM_LOG", "warn")
+        .output()
+        .expect("swarm binary runs")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("valid JSON on stdout")
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(u32::from(seed)) as u8).collect()
+}
+
+/// Starts `swarm tracker` and returns it with the pinned address peers should use.
+fn start_tracker(dir: &Path) -> (Proc, String) {
+    let state = dir.join("tracker");
+    let tracker = Proc::spawn(&["tracker", "--state", s(&state), "--listen", "127.0.0.1:0", "--peer-timeout", "30s"]);
+    let line = tracker.line();
+    let addr = line
+        .split("--tracker ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected tracker banner: {line}"))
+        .trim()
+        .to_owned();
+    (tracker, addr)
+}
+
+/// Starts `swarm seed` on `share` and returns it with the (id, name) of each file.
+fn start_seeder(dir: &Path, name: &str, share: &Path, extra: &[&str], files: usize) -> (Proc, Vec<(String, String)>, Vec<String>) {
+    let state = dir.join(name);
+    let mut args = vec!["seed", s(share), "--state", s(&state), "--listen", "127.0.0.1:0", "--chunk-size", "64KiB"];
+    args.extend_from_slice(extra);
+    let seeder = Proc::spawn(&args);
+    let mut seeded = Vec::new();
+    let mut commands = Vec::new();
+    while seeded.len() < files {
+        let line = seeder.line();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        seeded.push((fields[0].to_owned(), fields.last().unwrap().to_string()));
+        commands.push(seeder.line().trim().to_owned());
+    }
+    (seeder, seeded, commands)
+}
+
+fn write(path: PathBuf, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn tracker_seed_ls_search_peers_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    let movie = content(20 * 65536 + 77, 3);
+    write(share.join("films/movie.bin"), &movie);
+    write(share.join("notes.txt"), b"swarm notes");
+    let (tracker, addr) = start_tracker(tmp.path());
+    let (seeder, seeded, commands) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 2);
+    assert!(commands[0].starts_with(&format!("swarm fetch {} --tracker {addr}", seeded[0].0)), "{commands:?}");
+
+    let listed = json(&run(&["ls", "--tracker", &addr, "--state", s(&tmp.path().join("q")), "--json"]));
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["films/movie.bin", "notes.txt"]);
+    assert_eq!(listed[0]["holders"], 1);
+    assert_eq!(listed[0]["size"], movie.len());
+
+    let table = run(&["ls", "--tracker", &addr]);
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("films/movie.bin") && table.contains("HOLDERS"), "{table}");
+
+    let found = json(&run(&["search", "MOVIE", "--tracker", &addr, "--json"]));
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let movie_id = found[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(run(&["search", "nothing-like-this", "--tracker", &addr]).status.code(), Some(3));
+
+    let holders = json(&run(&["peers", &movie_id[..10], "--tracker", &addr, "--json"]));
+    assert_eq!(holders.as_array().unwrap().len(), 1);
+    assert_eq!(holders[0]["complete"], true);
+
+    // Fetch by a 12-digit prefix.
+    let out = tmp.path().join("out");
+    let fetched = run(&[
+        "fetch", &movie_id[..12], "--tracker", &addr, "-o", s(&out), "--state", s(&tmp.path().join("fetcher")), "--listen", "127.0.0.1:0",
+    ]);
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(std::fs::read(out.join("films/movie.bin")).unwrap(), movie);
+    assert!(String::from_utf8_lossy(&fetched.stdout).contains("verified"));
+
+    // Unknown ids exit with "not found"; a bad prefix too.
+    let missing = run(&["fetch", "0000000000", "--tracker", &addr, "-o", s(&out), "--state", s(&tmp.path().join("f2"))]);
+    assert_eq!(missing.status.code(), Some(3), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no file id starts with"));
+
+    // A graceful exit tells the tracker at once.
+    assert!(seeder.terminate().success());
+    let after = json(&run(&["ls", "--tracker", &addr, "--json"]));
+    assert_eq!(after[0]["holders"], 0, "the seeder left: {after}");
+    assert!(tracker.terminate().success());
+}
+
+#[test]
+fn seed_alone_starts_its_own_tracker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    let data = content(3 * 65536 + 1, 5);
+    write(share.join("data.bin"), &data);
+    let (seeder, seeded, commands) =
+        start_seeder(tmp.path(), "seeder", &share, &["--tracker-listen", "127.0.0.1:0"], 1);
+    // The printed command is the whole recipe: run it as printed, plus an output directory.
+    let words: Vec<&str> = commands[0].split_whitespace().collect();
+    assert_eq!(&words[..3], &["swarm", "fetch", seeded[0].0.as_str()]);
+    let out = tmp.path().join("out");
+    let mut args: Vec<&str> = words[1..].to_vec();
+    let state = tmp.path().join("fetcher");
+    args.extend(["-o", s(&out), "--state", s(&state), "--listen", "127.0.0.1:0"]);
+    let fetched = run(&args);
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
+
+    // Fetching again finds the file complete; different content is not overwritten.
+    let again = run(&args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already complete"));
+    std::fs::write(out.join("data.bin"), b"something else").unwrap();
+    let refused = run(&args);
+    assert_eq!(refused.status.code(), Some(5), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    args.push("--force");
+    assert!(run(&args).status.success());
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
+    drop(seeder);
+}
+
+#[test]
+fn usage_errors_and_help() {
+    let help = run(&["--help"]);
+    let text = String::from_utf8(help.stdout).unwrap();
+    assert!(text.contains("Exit codes") && text.contains("integrity failure"), "{text}");
+    assert_eq!(run(&["fetch"]).status.code(), Some(2));
+    assert_eq!(run(&["ls", "--tracker", "no-port"]).status.code(), Some(2));
+    let missing = run(&["seed", "/definitely/not/here", "--tracker", "127.0.0.1:9"]);
+    assert_ne!(missing.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not a directory"));
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = run(&["demo", "--size", "8MiB", "--seeders", "3", "--chunk-size", "256KiB", "--dir", s(tmp.path())]);
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let text = String::from_utf8(demo.stdout).unwrap();
+    assert!(text.contains("verified") && text.contains("MB/s"), "{text}");
+    assert_eq!(
+        std::fs::read(tmp.path().join("fetched/demo.bin")).unwrap(),
+        std::fs::read(tmp.path().join("share/demo.bin")).unwrap()
+    );
+}
