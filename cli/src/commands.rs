@@ -20,7 +20,10 @@ use crate::output;
 const EXIT_GRACE: Duration = Duration::from_secs(30);
 
 fn default_state(sub: &str) -> PathBuf {
-    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("swarm").join(sub)
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("swarm")
+        .join(sub)
 }
 
 fn node_config(args: &NodeArgs, tracker: Option<TrackerAddr>) -> NodeConfig {
@@ -36,7 +39,8 @@ fn node_config(args: &NodeArgs, tracker: Option<TrackerAddr>) -> NodeConfig {
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -61,7 +65,13 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
     })
     .await?;
     let reachable = reachable_addr(tracker.local_addr());
-    println!("tracker {} listening on {}; peers use --tracker {}@{}", tracker.id(), tracker.local_addr(), tracker.id(), reachable);
+    println!(
+        "tracker {} listening on {}; peers use --tracker {}@{}",
+        tracker.id(),
+        tracker.local_addr(),
+        tracker.id(),
+        reachable
+    );
     info!(files = tracker.catalogue_size(), "catalogue loaded");
     shutdown_signal().await;
     tracker.stop().await;
@@ -80,7 +90,11 @@ async fn embedded_tracker(state_dir: &Path, listen: SocketAddr) -> Result<Tracke
         Err(e) => {
             eprintln!("cannot listen on {listen} ({e}); the in-process tracker takes a free port instead");
             let any_port = SocketAddr::new(listen.ip(), 0);
-            Ok(Tracker::start(TrackerConfig { listen: any_port, ..config }).await?)
+            Ok(Tracker::start(TrackerConfig {
+                listen: any_port,
+                ..config
+            })
+            .await?)
         }
     }
 }
@@ -104,7 +118,14 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
                 "no --tracker given: started one in this process, id {} on {local}",
                 tracker.id().short()
             );
-            let loopback = SocketAddr::new(if local.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() }, local.port());
+            let loopback = SocketAddr::new(
+                if local.is_ipv4() {
+                    [127, 0, 0, 1].into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                },
+                local.port(),
+            );
             config.tracker = Some(TrackerAddr {
                 host_port: loopback.to_string(),
                 id: Some(tracker.id()),
@@ -141,7 +162,12 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
 }
 
 fn print_seeded(file: &SeededFile, tracker: &str) {
-    println!("{}  {:>10}  {}", file.id, output::bytes(file.manifest.size), file.manifest.name);
+    println!(
+        "{}  {:>10}  {}",
+        file.id,
+        output::bytes(file.manifest.size),
+        file.manifest.name
+    );
     println!("    swarm fetch {} --tracker {tracker}", file.id);
 }
 
@@ -175,7 +201,11 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         }
     };
     if report.already_complete {
-        println!("{} already complete ({})", report.path.display(), output::bytes(report.manifest.size));
+        println!(
+            "{} already complete ({})",
+            report.path.display(),
+            output::bytes(report.manifest.size)
+        );
     } else {
         let received = report.bytes_received();
         println!(
@@ -185,7 +215,11 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             report.elapsed.as_secs_f64(),
             output::mb_per_sec(received, report.elapsed),
             report.received.len(),
-            if report.resumed_chunks > 0 { format!(", {} chunks resumed", report.resumed_chunks) } else { String::new() }
+            if report.resumed_chunks > 0 {
+                format!(", {} chunks resumed", report.resumed_chunks)
+            } else {
+                String::new()
+            }
         );
         for peer in &report.banned {
             eprintln!("warning: peer {peer} sent corrupt data and was banned for this download");
@@ -203,7 +237,10 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
 
 fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
     let state = args.state.clone().unwrap_or_else(|| default_state("node"));
-    Ok(TrackerClient::ephemeral(args.tracker.clone(), Some(KnownTrackers::in_dir(&state)))?)
+    Ok(TrackerClient::ephemeral(
+        args.tracker.clone(),
+        Some(KnownTrackers::in_dir(&state)),
+    )?)
 }
 
 /// `swarm ls`
@@ -232,7 +269,12 @@ pub async fn peers(args: PeersArgs) -> Result<()> {
         .manifest
         .verify(&id)
         .map_err(|source| swarm_engine::Error::Manifest { file: Some(id), source })?;
-    output::holders(&located.manifest.name, located.manifest.chunk_count, &located.holders, args.query.json);
+    output::holders(
+        &located.manifest.name,
+        located.manifest.chunk_count,
+        &located.holders,
+        args.query.json,
+    );
     Ok(())
 }
 
@@ -250,7 +292,11 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     swarm_engine::manifest::check_chunk_size(chunk_size)?;
     let share = dir.join("share");
     let data = share.join("demo.bin");
-    eprintln!("generating {} of random data in {}", output::bytes(args.size), data.display());
+    eprintln!(
+        "generating {} of random data in {}",
+        output::bytes(args.size),
+        data.display()
+    );
     let size = args.size;
     let path = data.clone();
     tokio::task::spawn_blocking(move || generate(&path, size))
@@ -285,7 +331,10 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     let mut nodes = Vec::new();
     let first = start_node("seeder0".into()).await?;
     let started = Instant::now();
-    let file = first.seed_dir(&share, chunk_size, &Progress::default()).await?.remove(0);
+    let file = first
+        .seed_dir(&share, chunk_size, &Progress::default())
+        .await?
+        .remove(0);
     let hash_time = started.elapsed();
     nodes.push(first);
     for i in 1..seeders {

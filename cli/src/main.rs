@@ -19,8 +19,8 @@ fn main() -> ExitCode {
         Command::Demo(_) => "warn",
         _ => "info,quinn=warn,quinn_proto=warn,sled=warn",
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

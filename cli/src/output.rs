@@ -44,14 +44,20 @@ pub fn catalogue(entries: &[CatalogueEntry], json: bool) {
                 available_chunks: e.available,
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).expect("plain data serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("plain data serializes")
+        );
         return;
     }
     if entries.is_empty() {
         println!("(no files)");
         return;
     }
-    println!("{:<16}  {:>10}  {:>8}  {:>7}  {:>9}  NAME", "ID", "SIZE", "CHUNKS", "HOLDERS", "AVAILABLE");
+    println!(
+        "{:<16}  {:>10}  {:>8}  {:>7}  {:>9}  NAME",
+        "ID", "SIZE", "CHUNKS", "HOLDERS", "AVAILABLE"
+    );
     for e in entries {
         let available = if e.chunk_count == 0 {
             100.0
@@ -90,7 +96,10 @@ pub fn holders(name: &str, chunk_count: u32, holders: &[Holder], json: bool) {
                 complete: h.chunks.is_complete(),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).expect("plain data serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("plain data serializes")
+        );
         return;
     }
     println!("{name}: {} live holder(s), {chunk_count} chunks", holders.len());
@@ -129,7 +138,11 @@ pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> 
             } else {
                 "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
             };
-            bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
             bar.set_message(label.clone());
             bar
         });
@@ -155,7 +168,11 @@ pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> 
                         bytes(done),
                         bytes(total),
                         mb_per_sec(done, started.elapsed()),
-                        if with_peers { format!(", {} peer(s)", progress.peers()) } else { String::new() }
+                        if with_peers {
+                            format!(", {} peer(s)", progress.peers())
+                        } else {
+                            String::new()
+                        }
                     );
                 }
                 None => {}

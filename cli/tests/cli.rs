@@ -83,13 +83,23 @@ fn s(path: &Path) -> &str {
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(u32::from(seed)) as u8).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(u32::from(seed)) as u8)
+        .collect()
 }
 
 /// Starts `swarm tracker` and returns it with the pinned address peers should use.
 fn start_tracker(dir: &Path) -> (Proc, String) {
     let state = dir.join("tracker");
-    let tracker = Proc::spawn(&["tracker", "--state", s(&state), "--listen", "127.0.0.1:0", "--peer-timeout", "30s"]);
+    let tracker = Proc::spawn(&[
+        "tracker",
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-timeout",
+        "30s",
+    ]);
     let line = tracker.line();
     let addr = line
         .split("--tracker ")
@@ -101,9 +111,24 @@ fn start_tracker(dir: &Path) -> (Proc, String) {
 }
 
 /// Starts `swarm seed` on `share` and returns it with the (id, name) of each file.
-fn start_seeder(dir: &Path, name: &str, share: &Path, extra: &[&str], files: usize) -> (Proc, Vec<(String, String)>, Vec<String>) {
+fn start_seeder(
+    dir: &Path,
+    name: &str,
+    share: &Path,
+    extra: &[&str],
+    files: usize,
+) -> (Proc, Vec<(String, String)>, Vec<String>) {
     let state = dir.join(name);
-    let mut args = vec!["seed", s(share), "--state", s(&state), "--listen", "127.0.0.1:0", "--chunk-size", "64KiB"];
+    let mut args = vec![
+        "seed",
+        s(share),
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+    ];
     args.extend_from_slice(extra);
     let seeder = Proc::spawn(&args);
     let mut seeded = Vec::new();
@@ -131,10 +156,25 @@ fn tracker_seed_ls_search_peers_fetch() {
     write(share.join("notes.txt"), b"swarm notes");
     let (tracker, addr) = start_tracker(tmp.path());
     let (seeder, seeded, commands) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 2);
-    assert!(commands[0].starts_with(&format!("swarm fetch {} --tracker {addr}", seeded[0].0)), "{commands:?}");
+    assert!(
+        commands[0].starts_with(&format!("swarm fetch {} --tracker {addr}", seeded[0].0)),
+        "{commands:?}"
+    );
 
-    let listed = json(&run(&["ls", "--tracker", &addr, "--state", s(&tmp.path().join("q")), "--json"]));
-    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let listed = json(&run(&[
+        "ls",
+        "--tracker",
+        &addr,
+        "--state",
+        s(&tmp.path().join("q")),
+        "--json",
+    ]));
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["films/movie.bin", "notes.txt"]);
     assert_eq!(listed[0]["holders"], 1);
     assert_eq!(listed[0]["size"], movie.len());
@@ -142,12 +182,18 @@ fn tracker_seed_ls_search_peers_fetch() {
     let table = run(&["ls", "--tracker", &addr]);
     assert!(table.status.success());
     let table = String::from_utf8(table.stdout).unwrap();
-    assert!(table.contains("films/movie.bin") && table.contains("HOLDERS"), "{table}");
+    assert!(
+        table.contains("films/movie.bin") && table.contains("HOLDERS"),
+        "{table}"
+    );
 
     let found = json(&run(&["search", "MOVIE", "--tracker", &addr, "--json"]));
     assert_eq!(found.as_array().unwrap().len(), 1);
     let movie_id = found[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(run(&["search", "nothing-like-this", "--tracker", &addr]).status.code(), Some(3));
+    assert_eq!(
+        run(&["search", "nothing-like-this", "--tracker", &addr]).status.code(),
+        Some(3)
+    );
 
     let holders = json(&run(&["peers", &movie_id[..10], "--tracker", &addr, "--json"]));
     assert_eq!(holders.as_array().unwrap().len(), 1);
@@ -156,15 +202,38 @@ fn tracker_seed_ls_search_peers_fetch() {
     // Fetch by a 12-digit prefix.
     let out = tmp.path().join("out");
     let fetched = run(&[
-        "fetch", &movie_id[..12], "--tracker", &addr, "-o", s(&out), "--state", s(&tmp.path().join("fetcher")), "--listen", "127.0.0.1:0",
+        "fetch",
+        &movie_id[..12],
+        "--tracker",
+        &addr,
+        "-o",
+        s(&out),
+        "--state",
+        s(&tmp.path().join("fetcher")),
+        "--listen",
+        "127.0.0.1:0",
     ]);
     assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
     assert_eq!(std::fs::read(out.join("films/movie.bin")).unwrap(), movie);
     assert!(String::from_utf8_lossy(&fetched.stdout).contains("verified"));
 
     // Unknown ids exit with "not found"; a bad prefix too.
-    let missing = run(&["fetch", "0000000000", "--tracker", &addr, "-o", s(&out), "--state", s(&tmp.path().join("f2"))]);
-    assert_eq!(missing.status.code(), Some(3), "{}", String::from_utf8_lossy(&missing.stderr));
+    let missing = run(&[
+        "fetch",
+        "0000000000",
+        "--tracker",
+        &addr,
+        "-o",
+        s(&out),
+        "--state",
+        s(&tmp.path().join("f2")),
+    ]);
+    assert_eq!(
+        missing.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no file id starts with"));
 
     // A graceful exit tells the tracker at once.
@@ -198,7 +267,12 @@ fn seed_alone_starts_its_own_tracker() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("already complete"));
     std::fs::write(out.join("data.bin"), b"something else").unwrap();
     let refused = run(&args);
-    assert_eq!(refused.status.code(), Some(5), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(
+        refused.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
     args.push("--force");
     assert!(run(&args).status.success());
@@ -210,7 +284,10 @@ fn seed_alone_starts_its_own_tracker() {
 fn usage_errors_and_help() {
     let help = run(&["--help"]);
     let text = String::from_utf8(help.stdout).unwrap();
-    assert!(text.contains("Exit codes") && text.contains("integrity failure"), "{text}");
+    assert!(
+        text.contains("Exit codes") && text.contains("integrity failure"),
+        "{text}"
+    );
     assert_eq!(run(&["fetch"]).status.code(), Some(2));
     assert_eq!(run(&["ls", "--tracker", "no-port"]).status.code(), Some(2));
     let missing = run(&["seed", "/definitely/not/here", "--tracker", "127.0.0.1:9"]);
@@ -221,7 +298,17 @@ fn usage_errors_and_help() {
 #[test]
 fn demo_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = run(&["demo", "--size", "8MiB", "--seeders", "3", "--chunk-size", "256KiB", "--dir", s(tmp.path())]);
+    let demo = run(&[
+        "demo",
+        "--size",
+        "8MiB",
+        "--seeders",
+        "3",
+        "--chunk-size",
+        "256KiB",
+        "--dir",
+        s(tmp.path()),
+    ]);
     assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
     let text = String::from_utf8(demo.stdout).unwrap();
     assert!(text.contains("verified") && text.contains("MB/s"), "{text}");

@@ -146,9 +146,15 @@ mod tests {
 
     #[test]
     fn detects_malformed() {
-        let bad = Bitfield { len: 3, words: vec![0b1000] };
+        let bad = Bitfield {
+            len: 3,
+            words: vec![0b1000],
+        };
         assert!(!bad.is_well_formed());
-        let short = Bitfield { len: 65, words: vec![0] };
+        let short = Bitfield {
+            len: 65,
+            words: vec![0],
+        };
         assert!(!short.is_well_formed());
     }
 }

@@ -158,8 +158,10 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         .verify(&id)
         .map_err(|source| Error::Manifest { file: Some(id), source })?;
     let manifest = Arc::new(located.manifest);
-    let final_path = name::path_in(&options.out_dir, &manifest.name)
-        .map_err(|e| Error::Manifest { file: Some(id), source: e.into() })?;
+    let final_path = name::path_in(&options.out_dir, &manifest.name).map_err(|e| Error::Manifest {
+        file: Some(id),
+        source: e.into(),
+    })?;
     let parent = final_path.parent().expect("a joined path has a parent").to_owned();
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     options.progress.set_total(manifest.size);
@@ -168,7 +170,11 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         if same_content(&final_path, &manifest).await? {
             info!(path = %final_path.display(), "already complete");
             options.progress.advance(manifest.size);
-            node.store().add(manifest.clone(), final_path.clone(), Bitfield::full(manifest.chunk_count));
+            node.store().add(
+                manifest.clone(),
+                final_path.clone(),
+                Bitfield::full(manifest.chunk_count),
+            );
             return Ok(FetchReport {
                 id,
                 manifest,
@@ -188,7 +194,9 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     let partial_path = partial_path_for(&final_path);
     let (file, have) = open_partial(node, &id, &manifest, &partial_path).await?;
     let resumed_chunks = have.count();
-    options.progress.advance(have.iter().map(|c| u64::from(manifest.chunk_len(c))).sum());
+    options
+        .progress
+        .advance(have.iter().map(|c| u64::from(manifest.chunk_len(c))).sum());
     let held = node.store().add(manifest.clone(), partial_path.clone(), have.clone());
     if let Err(e) = node.announce(&held).await {
         warn!("could not announce the download to the tracker: {e}");
@@ -260,7 +268,10 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
 
 /// `dir/.name.swarm-part`: hidden, in the same directory so the final rename is atomic.
 fn partial_path_for(final_path: &Path) -> PathBuf {
-    let base = final_path.file_name().expect("validated names end in a file name").to_string_lossy();
+    let base = final_path
+        .file_name()
+        .expect("validated names end in a file name")
+        .to_string_lossy();
     final_path.with_file_name(format!(".{base}.swarm-part"))
 }
 
@@ -270,9 +281,10 @@ async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {
         return Ok(false);
     }
     let (path, chunk_size) = (path.to_owned(), manifest.chunk_size);
-    let hashes = tokio::task::spawn_blocking(move || hashing::hash_file(&path, chunk_size).map_err(|e| Error::io(&path, e)))
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))??;
+    let hashes =
+        tokio::task::spawn_blocking(move || hashing::hash_file(&path, chunk_size).map_err(|e| Error::io(&path, e)))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))??;
     Ok(hashes.global == manifest.hash)
 }
 
@@ -390,7 +402,11 @@ async fn coordinate(
             warn!("waiting for {unavailable} chunks that no live peer holds");
             starved_reported = unavailable;
         }
-        let every = if unavailable > 0 || peers == 0 { RELOCATE_STARVED } else { RELOCATE_EVERY };
+        let every = if unavailable > 0 || peers == 0 {
+            RELOCATE_STARVED
+        } else {
+            RELOCATE_EVERY
+        };
         if last_locate.elapsed() >= every {
             last_locate = Instant::now();
             match tracker.locate(ctx.id).await {
@@ -442,11 +458,18 @@ async fn flush(ctx: &Arc<Context>, tracker: &crate::tracker_client::TrackerClien
 /// Reads the finished file back and checks it against the global hash.
 async fn verify_whole(ctx: &Arc<Context>, partial: &Path) -> Result<()> {
     let (path, manifest) = (partial.to_owned(), ctx.manifest.clone());
-    let hashes = tokio::task::spawn_blocking(move || hashing::hash_file(&path, manifest.chunk_size).map_err(|e| Error::io(&path, e)))
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))??;
+    let hashes = tokio::task::spawn_blocking(move || {
+        hashing::hash_file(&path, manifest.chunk_size).map_err(|e| Error::io(&path, e))
+    })
+    .await
+    .map_err(|e| Error::Transport(e.to_string()))??;
     if hashes.global != ctx.manifest.hash {
-        let bad = hashes.chunks.iter().zip(&ctx.manifest.chunks).filter(|(a, b)| a != b).count();
+        let bad = hashes
+            .chunks
+            .iter()
+            .zip(&ctx.manifest.chunks)
+            .filter(|(a, b)| a != b)
+            .count();
         return Err(Error::Integrity(format!(
             "{} does not match the file's hash after download ({bad} chunks differ on disk); run the fetch again to repair it",
             partial.display()
@@ -570,7 +593,10 @@ fn settle(ctx: &Context, peer: PeerId, chunk: u32, outcome: Option<Result<u32, F
         }
         Some(Err(Failure::Corrupt(why))) => {
             if !shared.scheduler.is_banned(&peer) {
-                warn!("peer {} sent a bad chunk {chunk} ({why}); banned for this download", peer.short());
+                warn!(
+                    "peer {} sent a bad chunk {chunk} ({why}); banned for this download",
+                    peer.short()
+                );
                 shared.scheduler.ban(&peer);
                 shared.banned.push(peer);
             }
@@ -609,7 +635,10 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
     if let Some(reason) = connection.close_reason() {
         return Err(Failure::Gone(reason.to_string()));
     }
-    let request = Request::GetChunk { file: ctx.id, index: chunk };
+    let request = Request::GetChunk {
+        file: ctx.id,
+        index: chunk,
+    };
     let exchange = tokio::time::timeout(STALL_TIMEOUT, transport::exchange(connection, &request));
     let (response, mut recv) = match exchange.await {
         Err(_) => return Err(Failure::Other("no answer within the stall timeout".into())),
@@ -622,9 +651,13 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
         Response::Chunk { len } if len == expected => {}
         Response::Chunk { len } => {
             let _ = recv.stop(crate::protocol::CANCELLED.into());
-            return Err(Failure::Corrupt(format!("announced {len} bytes, the chunk has {expected}")));
+            return Err(Failure::Corrupt(format!(
+                "announced {len} bytes, the chunk has {expected}"
+            )));
         }
-        Response::Error { code: ErrorCode::Busy, .. } => return Err(Failure::Busy),
+        Response::Error {
+            code: ErrorCode::Busy, ..
+        } => return Err(Failure::Busy),
         Response::Error {
             code: ErrorCode::NotHeld | ErrorCode::NotFound,
             ..
@@ -646,7 +679,11 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
                     limit.acquire(n).await;
                 }
             }
-            Ok(Ok(None)) => return Err(Failure::Corrupt(format!("stream ended after {filled} of {expected} bytes"))),
+            Ok(Ok(None)) => {
+                return Err(Failure::Corrupt(format!(
+                    "stream ended after {filled} of {expected} bytes"
+                )))
+            }
             Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
             Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
         }

@@ -31,10 +31,10 @@ impl KnownTrackers {
         };
         Ok(text
             .lines()
+            .rev()
             .filter_map(|line| line.split_once(' '))
             .filter(|(addr, _)| *addr == host_port)
-            .filter_map(|(_, id)| id.trim().parse().ok())
-            .last())
+            .find_map(|(_, id)| id.trim().parse().ok()))
     }
 
     /// Remembers that `host_port` is `id`.

@@ -115,7 +115,10 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(validate_name(name), Err(want), "{name:?}");
         }
-        assert!(matches!(validate_name(&"a".repeat(4097)), Err(NameError::TooLong(4097))));
+        assert!(matches!(
+            validate_name(&"a".repeat(4097)),
+            Err(NameError::TooLong(4097))
+        ));
         assert_eq!(validate_name(&"a".repeat(4096)), Ok(()));
     }
 

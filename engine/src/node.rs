@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, FetchReport};
 use crate::identity::Identity;
 use crate::ids::{FileId, PeerId};
-use crate::manifest::Manifest;
 use crate::known_trackers::KnownTrackers;
+use crate::manifest::Manifest;
 use crate::name;
 use crate::progress::Progress;
 use crate::protocol::CatalogueEntry;
@@ -24,7 +24,7 @@ use crate::ratelimit::RateLimiter;
 use crate::server;
 use crate::state::StateDb;
 use crate::store::{Held, Store};
-use crate::tracker_client::{Located, Registration, RegisteredOrNot, TrackerAddr, TrackerClient};
+use crate::tracker_client::{Located, RegisteredOrNot, Registration, TrackerAddr, TrackerClient};
 use crate::transport::Transport;
 
 /// How a node is set up.
@@ -95,9 +95,13 @@ impl Node {
         let identity = Arc::new(Identity::load_or_create(&config.state_dir)?);
         let state = StateDb::open(&config.state_dir)?;
         let transport = Transport::bind(identity, config.listen)?;
-        let tracker = config
-            .tracker
-            .map(|addr| Arc::new(TrackerClient::new(transport.clone(), addr, Some(KnownTrackers::in_dir(&config.state_dir)))));
+        let tracker = config.tracker.map(|addr| {
+            Arc::new(TrackerClient::new(
+                transport.clone(),
+                addr,
+                Some(KnownTrackers::in_dir(&config.state_dir)),
+            ))
+        });
         let node = Node {
             inner: Arc::new(Inner {
                 transport: transport.clone(),
@@ -168,7 +172,9 @@ impl Node {
         let registration = self.register_and_announce().await?;
         let node = self.clone();
         let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
-        self.inner.background.spawn(async move { node.keepalive_loop(period).await });
+        self.inner
+            .background
+            .spawn(async move { node.keepalive_loop(period).await });
         Ok(registration)
     }
 
@@ -247,7 +253,9 @@ impl Node {
                     progress.add_total(size);
                     files.push((entry.into_path(), name, size));
                 }
-                None => warn!(path = %entry.path().display(), "skipped: its name cannot be shared (not UTF-8 or unsafe)"),
+                None => {
+                    warn!(path = %entry.path().display(), "skipped: its name cannot be shared (not UTF-8 or unsafe)")
+                }
             }
         }
         let mut seeded = Vec::with_capacity(files.len());
@@ -300,10 +308,10 @@ impl Node {
     /// A file's manifest (checked against its id) and who holds which chunks.
     pub async fn locate(&self, file: FileId) -> Result<Located> {
         let located = self.tracker()?.locate(file).await?;
-        located
-            .manifest
-            .verify(&file)
-            .map_err(|source| Error::Manifest { file: Some(file), source })?;
+        located.manifest.verify(&file).map_err(|source| Error::Manifest {
+            file: Some(file),
+            source,
+        })?;
         Ok(located)
     }
 
@@ -312,9 +320,10 @@ impl Node {
     pub async fn shutdown(&self, grace: Duration) {
         if self.inner.registration.lock().await.take().is_some() {
             if let Ok(tracker) = self.tracker() {
-                if let Err(e) = tokio::time::timeout(Duration::from_secs(3), tracker.leave()).await.unwrap_or_else(|_| {
-                    Err(Error::Timeout("leaving the tracker timed out".into()))
-                }) {
+                if let Err(e) = tokio::time::timeout(Duration::from_secs(3), tracker.leave())
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Timeout("leaving the tracker timed out".into())))
+                {
                     warn!("could not tell the tracker we are leaving: {e}");
                 }
             }

@@ -248,15 +248,20 @@ pub fn encode_frame<T: Serialize>(message: &T) -> Vec<u8> {
 
 /// Decodes a frame body (version plus payload, without the length prefix).
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ProtocolError> {
-    let (version, payload) = body.split_at_checked(2).ok_or(ProtocolError::FrameSize(body.len() as u32))?;
+    let (version, payload) = body
+        .split_at_checked(2)
+        .ok_or(ProtocolError::FrameSize(body.len() as u32))?;
     let version = u16::from_be_bytes([version[0], version[1]]);
     if version != PROTOCOL_VERSION {
         return Err(ProtocolError::Version { theirs: version });
     }
-    let (message, used) = bincode::serde::decode_from_slice(payload, config())
-        .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let (message, used) =
+        bincode::serde::decode_from_slice(payload, config()).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     if used != payload.len() {
-        return Err(ProtocolError::Malformed(format!("{} trailing bytes", payload.len() - used)));
+        return Err(ProtocolError::Malformed(format!(
+            "{} trailing bytes",
+            payload.len() - used
+        )));
     }
     Ok(message)
 }

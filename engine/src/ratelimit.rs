@@ -74,6 +74,9 @@ mod tests {
         assert_eq!(limiter.take(1000), Duration::ZERO, "within the burst");
         let wait = limiter.take(1_000_000);
         // 1 MB over a 100 kB burst at 1 MB/s: about 0.9 s of debt.
-        assert!(wait > Duration::from_millis(800) && wait < Duration::from_millis(1000), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(800) && wait < Duration::from_millis(1000),
+            "{wait:?}"
+        );
     }
 }

@@ -229,7 +229,11 @@ impl Scheduler {
     pub fn remove_peer(&mut self, peer: &PeerId) {
         let Some(slot) = self.peers.get(peer) else { return };
         let requested: Vec<u32> = slot.requested.iter().copied().collect();
-        let chunks: Vec<u32> = if slot.banned { Vec::new() } else { slot.chunks.iter().collect() };
+        let chunks: Vec<u32> = if slot.banned {
+            Vec::new()
+        } else {
+            slot.chunks.iter().collect()
+        };
         for c in requested {
             self.release(peer, c);
         }
@@ -285,9 +289,16 @@ impl Scheduler {
             assert!(self.in_flight[c as usize] <= MAX_DUPLICATES);
             let holders = self.peers.values().filter(|p| !p.banned && p.chunks.get(c)).count();
             assert_eq!(holders as u32, self.availability[c as usize], "availability of {c}");
-            assert_eq!(self.queue.contains(&self.key(c)), self.queued(c), "queue membership of {c}");
+            assert_eq!(
+                self.queue.contains(&self.key(c)),
+                self.queued(c),
+                "queue membership of {c}"
+            );
         }
-        assert_eq!(self.queue.len(), (0..self.have.len()).filter(|&c| self.queued(c)).count());
+        assert_eq!(
+            self.queue.len(),
+            (0..self.have.len()).filter(|&c| self.queued(c)).count()
+        );
     }
 }
 

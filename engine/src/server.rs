@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
-use crate::ratelimit::RateLimiter;
 use crate::protocol::{self, ErrorCode, ProtocolError, Request, Response};
+use crate::ratelimit::RateLimiter;
 use crate::store::{ReadError, Store};
 use crate::transport::{self, Transport};
 
@@ -56,7 +56,9 @@ pub async fn serve(
                     return;
                 }
             };
-            let peer = transport::remote_id(&connection).map(|id| id.short()).unwrap_or_default();
+            let peer = transport::remote_id(&connection)
+                .map(|id| id.short())
+                .unwrap_or_default();
             let span = tracing::debug_span!("conn", %peer, addr = %connection.remote_address());
             serve_connection(connection, store, permits, uploads, shutdown, limit)
                 .instrument(span)
@@ -103,7 +105,13 @@ async fn serve_stream(
     limit: Option<&RateLimiter>,
 ) -> Result<(), ProtocolError> {
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<Request, _>(&mut recv)).await {
-        Err(_) => return reply(&mut send, Response::error(ErrorCode::Malformed, "no request within 10 s")).await,
+        Err(_) => {
+            return reply(
+                &mut send,
+                Response::error(ErrorCode::Malformed, "no request within 10 s"),
+            )
+            .await
+        }
         Ok(Err(e)) => {
             let code = match e {
                 ProtocolError::Version { .. } => ErrorCode::VersionMismatch,
@@ -115,16 +123,35 @@ async fn serve_stream(
         Ok(Ok(request)) => request,
     };
     let Request::GetChunk { file, index } = request else {
-        return reply(&mut send, Response::error(ErrorCode::Unsupported, "this node is a peer; it only answers GetChunk")).await;
+        return reply(
+            &mut send,
+            Response::error(ErrorCode::Unsupported, "this node is a peer; it only answers GetChunk"),
+        )
+        .await;
     };
     let Some(held) = store.get(&file) else {
-        return reply(&mut send, Response::error(ErrorCode::NotFound, format!("file {} is not held here", file.short()))).await;
+        return reply(
+            &mut send,
+            Response::error(ErrorCode::NotFound, format!("file {} is not held here", file.short())),
+        )
+        .await;
     };
     if !held.has(index) {
-        return reply(&mut send, Response::error(ErrorCode::NotHeld, format!("chunk {index} of {} is not held here", file.short()))).await;
+        return reply(
+            &mut send,
+            Response::error(
+                ErrorCode::NotHeld,
+                format!("chunk {index} of {} is not held here", file.short()),
+            ),
+        )
+        .await;
     }
     let Ok(_permit) = permits.try_acquire() else {
-        return reply(&mut send, Response::error(ErrorCode::Busy, "too many uploads in progress; try another peer")).await;
+        return reply(
+            &mut send,
+            Response::error(ErrorCode::Busy, "too many uploads in progress; try another peer"),
+        )
+        .await;
     };
     let data = match tokio::task::spawn_blocking(move || held.read_chunk(index)).await {
         Ok(Ok(data)) => data,

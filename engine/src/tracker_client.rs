@@ -11,11 +11,11 @@ use tokio::sync::Mutex;
 
 use crate::bitfield::Bitfield;
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::ids::{FileId, PeerId};
+use crate::known_trackers::KnownTrackers;
 use crate::manifest::Manifest;
 use crate::protocol::{CatalogueEntry, ErrorCode, Holder, Request, Response};
-use crate::identity::Identity;
-use crate::known_trackers::KnownTrackers;
 use crate::transport::{self, Transport};
 
 /// Where a tracker is, and optionally which id it must prove.
@@ -33,7 +33,10 @@ impl FromStr for TrackerAddr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (id, host_port) = match s.split_once('@') {
             Some((id, rest)) => (
-                Some(id.parse::<PeerId>().map_err(|e| format!("bad tracker id in `{s}`: {e}"))?),
+                Some(
+                    id.parse::<PeerId>()
+                        .map_err(|e| format!("bad tracker id in `{s}`: {e}"))?,
+                ),
                 rest,
             ),
             None => (None, s),
@@ -269,7 +272,10 @@ impl TrackerClient {
         let prefix = text.to_ascii_lowercase();
         match self.request(&Request::Resolve { prefix: prefix.clone() }).await? {
             Response::Matches(matches) => match matches.as_slice() {
-                [] => Err(Error::NotFound(format!("no file id starts with {prefix} at tracker {}", self.addr.host_port))),
+                [] => Err(Error::NotFound(format!(
+                    "no file id starts with {prefix} at tracker {}",
+                    self.addr.host_port
+                ))),
                 [(id, _)] => Ok(*id),
                 _ => Err(Error::AmbiguousId {
                     prefix,
@@ -287,7 +293,10 @@ impl TrackerClient {
             Response::Error {
                 code: ErrorCode::NotFound,
                 ..
-            } => Err(Error::NotFound(format!("file {file} is not in the catalogue of tracker {}", self.addr.host_port))),
+            } => Err(Error::NotFound(format!(
+                "file {file} is not in the catalogue of tracker {}",
+                self.addr.host_port
+            ))),
             other => Err(self.unexpected(other)),
         }
     }

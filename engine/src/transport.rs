@@ -63,8 +63,8 @@ impl Transport {
         let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport_config());
-        let endpoint = Endpoint::server(server, addr)
-            .map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;
+        let endpoint =
+            Endpoint::server(server, addr).map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;
         Ok(Transport { endpoint, identity })
     }
 
@@ -124,7 +124,10 @@ fn tls_error(e: impl std::fmt::Display) -> Error {
 
 /// The id the remote side of `connection` proved during the handshake.
 pub fn remote_id(connection: &Connection) -> Option<PeerId> {
-    let certs = connection.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let certs = connection
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
     identity::peer_id_of(certs.first()?).ok()
 }
 

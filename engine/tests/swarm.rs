@@ -117,11 +117,18 @@ async fn three_seeders_serve_every_shape_of_file() {
         assert!(got == *want, "{} differs", file.manifest.name);
         assert_eq!(report.bytes_received(), want.len() as u64);
         if file.manifest.chunk_count >= 40 {
-            assert!(report.received.len() >= 2, "expected several sources, got {:?}", report.received);
+            assert!(
+                report.received.len() >= 2,
+                "expected several sources, got {:?}",
+                report.received
+            );
         }
     }
     // No partial files are left behind.
-    let leftovers: Vec<_> = walk(&out).into_iter().filter(|p| p.to_string_lossy().contains("swarm-part")).collect();
+    let leftovers: Vec<_> = walk(&out)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("swarm-part"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // Fetching again is "already complete" without downloading.
@@ -160,7 +167,17 @@ async fn a_half_done_fetcher_serves_another() {
     let first_fetch = {
         let (first, out) = (first.clone(), tmp.path().join("out1"));
         let progress = first_progress.clone();
-        tokio::spawn(async move { first.fetch(id, FetchOptions { progress, ..options(&out) }).await })
+        tokio::spawn(async move {
+            first
+                .fetch(
+                    id,
+                    FetchOptions {
+                        progress,
+                        ..options(&out)
+                    },
+                )
+                .await
+        })
     };
     while first_progress.done() < data.len() as u64 / 2 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -183,7 +200,11 @@ async fn a_half_done_fetcher_serves_another() {
     assert_eq!(std::fs::read(&first_report.path).unwrap(), data);
     assert_eq!(std::fs::read(&second_report.path).unwrap(), data);
     let from_first = second_report.received.get(&first.id()).copied().unwrap_or(0);
-    assert!(from_first > 0, "the second fetcher got nothing from the first: {:?}", second_report.received);
+    assert!(
+        from_first > 0,
+        "the second fetcher got nothing from the first: {:?}",
+        second_report.received
+    );
 }
 
 /// A tracker that answers every `Locate` with a tampered copy of `manifest`.
@@ -247,7 +268,10 @@ async fn corrupting_peer(tracker: &Tracker, manifest: &Manifest) -> (PeerId, tok
     let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
     let client = TrackerClient::new(transport.clone(), pinned(tracker), None);
     client.register(None).await.unwrap();
-    client.announce(manifest, &Bitfield::full(manifest.chunk_count)).await.unwrap();
+    client
+        .announce(manifest, &Bitfield::full(manifest.chunk_count))
+        .await
+        .unwrap();
     let endpoint = transport.endpoint().clone();
     let chunk_len = manifest.chunk_size as usize;
     let task = tokio::spawn(async move {
@@ -256,9 +280,13 @@ async fn corrupting_peer(tracker: &Tracker, manifest: &Manifest) -> (PeerId, tok
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else { return };
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                    let Ok(Request::GetChunk { .. }) = protocol::read_frame(&mut recv).await else { return };
+                    let Ok(Request::GetChunk { .. }) = protocol::read_frame(&mut recv).await else {
+                        return;
+                    };
                     let garbage = vec![0xEE; chunk_len];
-                    let header = Response::Chunk { len: garbage.len() as u32 };
+                    let header = Response::Chunk {
+                        len: garbage.len() as u32,
+                    };
                     let _ = swarm_engine::transport::send_frame(&mut send, &header).await;
                     let _ = send.write_all(&garbage).await;
                     let _ = send.finish();
@@ -277,7 +305,11 @@ async fn a_corrupting_peer_is_banned_and_the_file_arrives_intact() {
     let share = tmp.path().join("share");
     write(&share, "data.bin", &data);
     let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
-    let file = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap().remove(0);
+    let file = seeder
+        .seed_dir(&share, CHUNK, &Progress::default())
+        .await
+        .unwrap()
+        .remove(0);
     let (liar, _task) = corrupting_peer(&tracker, &file.manifest).await;
 
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
@@ -298,7 +330,10 @@ async fn unknown_and_ambiguous_ids_are_reported() {
     assert_eq!(err.kind(), swarm_engine::ErrorKind::NotFound, "{err}");
     let err = node.fetch(FileId([9; 32]), options(tmp.path())).await.unwrap_err();
     assert_eq!(err.kind(), swarm_engine::ErrorKind::NotFound, "{err}");
-    assert!(node.resolve("abc").await.is_err(), "prefixes under 8 digits are refused");
+    assert!(
+        node.resolve("abc").await.is_err(),
+        "prefixes under 8 digits are refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,7 +89,12 @@ impl Tracker {
         });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(accept_loop(transport.clone(), service.clone(), shutdown.clone(), tasks.clone()));
+        tasks.spawn(accept_loop(
+            transport.clone(),
+            service.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
         tasks.spawn(expiry_loop(service, shutdown.clone(), config.peer_timeout));
         Ok(Tracker {
             transport,
@@ -154,12 +159,20 @@ async fn accept_loop(transport: Transport, service: Arc<Service>, shutdown: Canc
                 return;
             };
             let span = tracing::info_span!("peer", peer = %peer.short(), addr = %connection.remote_address());
-            serve_connection(connection, peer, service, shutdown, streams).instrument(span).await;
+            serve_connection(connection, peer, service, shutdown, streams)
+                .instrument(span)
+                .await;
         });
     }
 }
 
-async fn serve_connection(connection: Connection, peer: PeerId, service: Arc<Service>, shutdown: CancellationToken, tasks: TaskTracker) {
+async fn serve_connection(
+    connection: Connection,
+    peer: PeerId,
+    service: Arc<Service>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
     loop {
         let (send, recv) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -184,7 +197,13 @@ async fn serve_connection(connection: Connection, peer: PeerId, service: Arc<Ser
     }
 }
 
-async fn serve_stream(mut send: SendStream, mut recv: RecvStream, peer: PeerId, remote: SocketAddr, service: &Service) -> Result<(), ProtocolError> {
+async fn serve_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    peer: PeerId,
+    remote: SocketAddr,
+    service: &Service,
+) -> Result<(), ProtocolError> {
     let response = match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<Request, _>(&mut recv)).await {
         Err(_) => Response::error(ErrorCode::Malformed, "no request within 10 s"),
         Ok(Err(e @ ProtocolError::Version { .. })) => Response::error(ErrorCode::VersionMismatch, e.to_string()),
@@ -253,7 +272,9 @@ impl Service {
                     },
                     None => Response::error(ErrorCode::NotFound, format!("file {file} is not in the catalogue")),
                 },
-                Request::GetChunk { .. } => Response::error(ErrorCode::Unsupported, "this node is a tracker; it holds no content"),
+                Request::GetChunk { .. } => {
+                    Response::error(ErrorCode::Unsupported, "this node is a tracker; it holds no content")
+                }
             }
         };
         if let Some(manifest) = new_manifest {
@@ -274,7 +295,11 @@ async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let dead = service.state.lock().expect("tracker state lock poisoned").expire(Instant::now());
+        let dead = service
+            .state
+            .lock()
+            .expect("tracker state lock poisoned")
+            .expire(Instant::now());
         for peer in dead {
             info!(peer = %peer.short(), "expired after {timeout:?} of silence");
         }

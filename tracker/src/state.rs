@@ -106,17 +106,25 @@ impl TrackerState {
     }
 
     fn live_peer(&mut self, peer: &PeerId, now: Instant) -> Result<&mut PeerRecord, Refusal> {
-        let record = self
-            .peers
-            .get_mut(peer)
-            .ok_or_else(|| refuse(ErrorCode::NotRegistered, "not registered (or expired): send Register first"))?;
+        let record = self.peers.get_mut(peer).ok_or_else(|| {
+            refuse(
+                ErrorCode::NotRegistered,
+                "not registered (or expired): send Register first",
+            )
+        })?;
         record.last_seen = now;
         Ok(record)
     }
 
     /// `peer` holds `chunks` of `manifest`. Returns the file id and whether the manifest was
     /// new to the catalogue.
-    pub fn announce(&mut self, peer: PeerId, manifest: Manifest, chunks: Bitfield, now: Instant) -> Result<(FileId, bool), Refusal> {
+    pub fn announce(
+        &mut self,
+        peer: PeerId,
+        manifest: Manifest,
+        chunks: Bitfield,
+        now: Instant,
+    ) -> Result<(FileId, bool), Refusal> {
         if chunks.len() != manifest.chunk_count || !chunks.is_well_formed() {
             return Err(refuse(ErrorCode::Invalid, "chunk bitfield does not fit the manifest"));
         }
@@ -148,7 +156,10 @@ impl TrackerState {
     pub fn have(&mut self, peer: PeerId, file: FileId, chunks: &[u32], now: Instant) -> Result<(), Refusal> {
         let record = self.live_peer(&peer, now)?;
         if !record.files.contains(&file) {
-            return Err(refuse(ErrorCode::NotFound, "announce the file before registering chunks of it"));
+            return Err(refuse(
+                ErrorCode::NotFound,
+                "announce the file before registering chunks of it",
+            ));
         }
         let held = self
             .files
@@ -316,7 +327,9 @@ mod tests {
         let chunk_size = 65536u32;
         let size = u64::from(chunks) * u64::from(chunk_size);
         let data = vec![1u8; chunk_size as usize];
-        let hashes: Vec<_> = (0..chunks).map(|i| chunk_hash(u64::from(i), chunk_size, &data)).collect();
+        let hashes: Vec<_> = (0..chunks)
+            .map(|i| chunk_hash(u64::from(i), chunk_size, &data))
+            .collect();
         Manifest {
             name: name.into(),
             hash: swarm_engine::hashing::global_from_chunks(size, chunk_size, &hashes).unwrap(),
@@ -388,10 +401,16 @@ mod tests {
             ErrorCode::NotRegistered
         );
         t.register(a, addr(1), now);
-        assert_eq!(t.announce(a, m.clone(), Bitfield::full(3), now).unwrap_err().code, ErrorCode::Invalid);
+        assert_eq!(
+            t.announce(a, m.clone(), Bitfield::full(3), now).unwrap_err().code,
+            ErrorCode::Invalid
+        );
         let mut evil = m;
         evil.name = "../etc/passwd".into();
-        assert_eq!(t.announce(a, evil, Bitfield::full(2), now).unwrap_err().code, ErrorCode::Invalid);
+        assert_eq!(
+            t.announce(a, evil, Bitfield::full(2), now).unwrap_err().code,
+            ErrorCode::Invalid
+        );
         assert!(t.list().is_empty());
         t.check_invariants();
     }

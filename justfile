@@ -1,0 +1,21 @@
+# swarm: common tasks. `just --list` shows them.
+
+# Build the release binary (target/release/swarm).
+build:
+    cargo build --release
+
+# The test suite, as CI runs it (the 4 GiB test included).
+test:
+    bash .ci/run
+
+# Seed a generated 1 GiB file from 4 in-process peers and fetch it, printing the rate.
+demo size="1GiB" seeders="4":
+    cargo run --release -p swarm-cli -- demo --size {{size}} --seeders {{seeders}}
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lints, as CI runs them.
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
