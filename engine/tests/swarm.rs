@@ -131,6 +131,21 @@ async fn three_seeders_serve_every_shape_of_file() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
+    // --from restricts the fetch to one chosen peer.
+    let chosen = seeders[1].id();
+    let only = FetchOptions {
+        from: Some(chosen.to_string()[..10].to_owned()),
+        ..options(&tmp.path().join("from-one"))
+    };
+    let report = fetcher.fetch(seeded[0].id, only).await.unwrap();
+    assert_eq!(report.received.keys().collect::<Vec<_>>(), vec![&chosen]);
+    let nobody = FetchOptions {
+        from: Some("127.0.0.1:9".into()),
+        ..options(&tmp.path().join("from-none"))
+    };
+    let err = fetcher.fetch(seeded[0].id, nobody).await.unwrap_err();
+    assert_eq!(err.kind(), swarm_engine::ErrorKind::NotFound, "{err}");
+
     // Fetching again is "already complete" without downloading.
     let again = fetcher.fetch(seeded[0].id, options(&out)).await.unwrap();
     assert!(again.already_complete);

@@ -1,0 +1,117 @@
+//! The chunk server answers every bad request with a clear error frame, over real QUIC.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use swarm_engine::protocol::{self, ErrorCode, Request, Response, PROTOCOL_VERSION};
+use swarm_engine::transport::{self, Transport};
+use swarm_engine::{FileId, Identity, Node, NodeConfig, Progress};
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn error_code(response: Response) -> ErrorCode {
+    match response {
+        Response::Error { code, message } => {
+            assert!(!message.is_empty());
+            code
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_error_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("f.bin"), vec![3u8; 200_000]).unwrap();
+    let node = Node::start(NodeConfig {
+        state_dir: tmp.path().join("node"),
+        listen: loopback(),
+        ..NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    let file = node
+        .seed_dir(&share, 65536, &Progress::default())
+        .await
+        .unwrap()
+        .remove(0);
+
+    let client = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
+    let (connection, proved) = client.connect(node.local_addr(), Some(node.id())).await.unwrap();
+    assert_eq!(proved, node.id());
+
+    // A real chunk comes back with its data.
+    let (response, mut recv) = transport::exchange(
+        &connection,
+        &Request::GetChunk {
+            file: file.id,
+            index: 3,
+        },
+    )
+    .await
+    .unwrap();
+    let Response::Chunk { len } = response else {
+        panic!("{response:?}")
+    };
+    assert_eq!(len, file.manifest.chunk_len(3));
+    let data = recv.read_to_end(1 << 20).await.unwrap();
+    assert!(file.manifest.chunk_matches(3, &data));
+
+    let unknown = Request::GetChunk {
+        file: FileId([7; 32]),
+        index: 0,
+    };
+    assert_eq!(
+        error_code(transport::exchange(&connection, &unknown).await.unwrap().0).await,
+        ErrorCode::NotFound
+    );
+    let out_of_range = Request::GetChunk {
+        file: file.id,
+        index: 99,
+    };
+    assert_eq!(
+        error_code(transport::exchange(&connection, &out_of_range).await.unwrap().0).await,
+        ErrorCode::NotHeld
+    );
+    assert_eq!(
+        error_code(transport::exchange(&connection, &Request::List).await.unwrap().0).await,
+        ErrorCode::Unsupported
+    );
+
+    // A frame from a future protocol version is answered with VersionMismatch.
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    let mut frame = protocol::encode_frame(&Request::Keepalive);
+    frame[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
+    send.write_all(&frame).await.unwrap();
+    send.finish().unwrap();
+    let answer: Response = protocol::read_frame(&mut recv).await.unwrap();
+    assert_eq!(error_code(answer).await, ErrorCode::VersionMismatch);
+
+    // Garbage is answered with Malformed, and the node keeps serving.
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff]).await.unwrap();
+    send.finish().unwrap();
+    let answer: Response = protocol::read_frame(&mut recv).await.unwrap();
+    assert_eq!(error_code(answer).await, ErrorCode::Malformed);
+    let again = transport::exchange(
+        &connection,
+        &Request::GetChunk {
+            file: file.id,
+            index: 0,
+        },
+    )
+    .await
+    .unwrap()
+    .0;
+    assert!(matches!(again, Response::Chunk { .. }));
+
+    // Dialling the node while expecting another id fails the handshake.
+    let wrong = client
+        .connect(node.local_addr(), Some(swarm_engine::PeerId([1; 32])))
+        .await;
+    assert!(wrong.is_err());
+}
