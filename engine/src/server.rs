@@ -4,24 +4,21 @@
 //! fetcher asks someone else rather than queueing here.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use quinn::{Connection, RecvStream, SendStream};
+use quinn::{RecvStream, SendStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, warn};
 
-use crate::protocol::{self, ErrorCode, ProtocolError, Request, Response};
+use crate::protocol::{ErrorCode, ProtocolError, Request, Response};
 use crate::ratelimit::RateLimiter;
 use crate::store::{ReadError, Store};
-use crate::transport::{self, Transport};
+use crate::transport::{self, IncomingStream, Transport};
 
 /// Uploads served at once by one node. Each holds one chunk in memory (1 MiB by default), so
 /// this also bounds the server's buffer memory.
 pub const MAX_UPLOADS: usize = 32;
-/// A request frame must arrive this soon after its stream opens.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Under an upload limit, data goes out in slices this big so the rate stays smooth.
 const RATE_SLICE: usize = 64 * 1024;
 
@@ -35,66 +32,15 @@ pub async fn serve(
     limit: Option<Arc<RateLimiter>>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_UPLOADS));
-    loop {
-        let incoming = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            incoming = transport.endpoint().accept() => match incoming {
-                Some(incoming) => incoming,
-                None => break,
-            },
-        };
-        let store = store.clone();
-        let permits = permits.clone();
-        let uploads = uploads.clone();
-        let shutdown = shutdown.clone();
-        let limit = limit.clone();
-        tokio::spawn(async move {
-            let connection = match incoming.await {
-                Ok(connection) => connection,
-                Err(e) => {
-                    debug!("incoming connection failed: {e}");
-                    return;
-                }
-            };
-            let peer = transport::remote_id(&connection)
-                .map(|id| id.short())
-                .unwrap_or_default();
-            let span = tracing::debug_span!("conn", %peer, addr = %connection.remote_address());
-            serve_connection(connection, store, permits, uploads, shutdown, limit)
-                .instrument(span)
-                .await;
-        });
-    }
-}
-
-async fn serve_connection(
-    connection: Connection,
-    store: Arc<Store>,
-    permits: Arc<Semaphore>,
-    uploads: TaskTracker,
-    shutdown: CancellationToken,
-    limit: Option<Arc<RateLimiter>>,
-) {
-    loop {
-        let (send, recv) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            stream = connection.accept_bi() => match stream {
-                Ok(stream) => stream,
-                Err(e) => {
-                    debug!("connection ended: {e}");
-                    return;
-                }
-            },
-        };
-        let store = store.clone();
-        let permits = permits.clone();
-        let limit = limit.clone();
-        uploads.spawn(async move {
-            if let Err(e) = serve_stream(send, recv, &store, &permits, limit.as_deref()).await {
+    transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
+        let (store, permits, limit) = (store.clone(), permits.clone(), limit.clone());
+        async move {
+            if let Err(e) = serve_stream(stream.send, stream.recv, &store, &permits, limit.as_deref()).await {
                 debug!("request failed: {e}");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn serve_stream(
@@ -104,23 +50,9 @@ async fn serve_stream(
     permits: &Semaphore,
     limit: Option<&RateLimiter>,
 ) -> Result<(), ProtocolError> {
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<Request, _>(&mut recv)).await {
-        Err(_) => {
-            return reply(
-                &mut send,
-                Response::error(ErrorCode::Malformed, "no request within 10 s"),
-            )
-            .await
-        }
-        Ok(Err(e)) => {
-            let code = match e {
-                ProtocolError::Version { .. } => ErrorCode::VersionMismatch,
-                _ => ErrorCode::Malformed,
-            };
-            reply(&mut send, Response::error(code, e.to_string())).await?;
-            return Err(e);
-        }
-        Ok(Ok(request)) => request,
+    let request = match transport::read_request(&mut recv).await {
+        Ok(request) => request,
+        Err(refusal) => return reply(&mut send, refusal).await,
     };
     let Request::GetChunk { file, index } = request else {
         return reply(
@@ -184,7 +116,5 @@ async fn serve_stream(
 }
 
 async fn reply(send: &mut SendStream, response: Response) -> Result<(), ProtocolError> {
-    transport::send_frame(send, &response).await?;
-    let _ = send.finish();
-    Ok(())
+    transport::respond(send, &response).await
 }

@@ -8,11 +8,14 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, Instrument};
 
 use crate::error::{Error, Result};
 use crate::identity::{self, ClientIdVerifier, Identity, ServerIdVerifier};
 use crate::ids::PeerId;
-use crate::protocol::{self, ProtocolError, Request, Response, ALPN};
+use crate::protocol::{self, ErrorCode, ProtocolError, Request, Response, ALPN};
 
 /// Most streams a remote node may have open towards us at once. Chunk servers further bound
 /// concurrent uploads; this only keeps a single connection from holding unbounded state.
@@ -25,6 +28,8 @@ const CONNECTION_WINDOW: u32 = 24 * 1024 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pings keep idle connections (e.g. to the tracker) open through NATs and idle timers.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// A request frame must arrive this soon after its stream opens.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Name presented in TLS; ids, not names, are what is checked.
 const SERVER_NAME: &str = "swarm";
 
@@ -147,5 +152,93 @@ pub async fn send_frame<T: serde::Serialize>(stream: &mut SendStream, message: &
         .write_all(&protocol::encode_frame(message))
         .await
         .map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// A request stream opened by a remote node.
+pub struct IncomingStream {
+    /// The id the remote node proved in the TLS handshake.
+    pub peer: PeerId,
+    /// Where it connected from.
+    pub remote: SocketAddr,
+    /// Our sending half.
+    pub send: SendStream,
+    /// Our receiving half.
+    pub recv: RecvStream,
+}
+
+/// Accepts connections on `transport` until `shutdown` fires and runs `handle` on every
+/// stream they open, as a task tracked by `streams` (so callers can wait for work in flight).
+/// Each connection gets a span with the peer's id and address.
+pub async fn accept_streams<H, F>(transport: Transport, shutdown: CancellationToken, streams: TaskTracker, handle: H)
+where
+    H: Fn(IncomingStream) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            incoming = transport.endpoint().accept() => match incoming {
+                Some(incoming) => incoming,
+                None => return,
+            },
+        };
+        let (shutdown, streams, handle) = (shutdown.clone(), streams.clone(), handle.clone());
+        tokio::spawn(async move {
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    debug!("incoming connection failed: {e}");
+                    return;
+                }
+            };
+            let Some(peer) = remote_id(&connection) else {
+                connection.close(VarInt::from_u32(1), b"no usable certificate");
+                return;
+            };
+            let remote = connection.remote_address();
+            let span = tracing::info_span!("peer", peer = %peer.short(), addr = %remote);
+            async move {
+                loop {
+                    let (send, recv) = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        stream = connection.accept_bi() => match stream {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                debug!("connection ended: {e}");
+                                return;
+                            }
+                        },
+                    };
+                    let stream = IncomingStream {
+                        peer,
+                        remote,
+                        send,
+                        recv,
+                    };
+                    streams.spawn(handle(stream).in_current_span());
+                }
+            }
+            .instrument(span)
+            .await;
+        });
+    }
+}
+
+/// Reads the request frame of an incoming stream; on failure, returns the error response to
+/// send back (`Malformed`, or `VersionMismatch` naming both versions).
+pub async fn read_request(recv: &mut RecvStream) -> Result<Request, Response> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<Request, _>(recv)).await {
+        Err(_) => Err(Response::error(ErrorCode::Malformed, "no request within 10 s")),
+        Ok(Err(e @ ProtocolError::Version { .. })) => Err(Response::error(ErrorCode::VersionMismatch, e.to_string())),
+        Ok(Err(e)) => Err(Response::error(ErrorCode::Malformed, e.to_string())),
+        Ok(Ok(request)) => Ok(request),
+    }
+}
+
+/// Sends `response` as the answer on `send` and finishes the stream.
+pub async fn respond(send: &mut SendStream, response: &Response) -> Result<(), ProtocolError> {
+    send_frame(send, response).await?;
+    let _ = send.finish();
     Ok(())
 }

@@ -98,7 +98,8 @@ async fn three_seeders_serve_every_shape_of_file() {
         for (name, data) in &files {
             write(&share, name, data);
         }
-        let node = start_node(tmp.path(), &format!("seeder{i}"), pinned(&tracker), None).await;
+        // Capped at 4 MB/s each, so every seeder is still busy when the others connect.
+        let node = start_node(tmp.path(), &format!("seeder{i}"), pinned(&tracker), Some(4_000_000)).await;
         seeded = node.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
         seeders.push(node);
     }
@@ -319,7 +320,8 @@ async fn a_corrupting_peer_is_banned_and_the_file_arrives_intact() {
     let data = content(32 * CHUNK as usize, 5);
     let share = tmp.path().join("share");
     write(&share, "data.bin", &data);
-    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    // The honest seeder is capped (2 MiB at 1 MB/s) so that the liar is certain to be asked.
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), Some(1_000_000)).await;
     let file = seeder
         .seed_dir(&share, CHUNK, &Progress::default())
         .await

@@ -7,18 +7,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quinn::{Connection, RecvStream, SendStream};
-use swarm_engine::protocol::{self, ErrorCode, ProtocolError, Request, Response};
-use swarm_engine::transport::{self, Transport};
+use swarm_engine::protocol::{ErrorCode, ProtocolError, Request, Response};
+use swarm_engine::transport::{self, IncomingStream, Transport};
 use swarm_engine::{Error, Identity, Manifest, PeerId, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
 use crate::state::TrackerState;
-
-/// A request frame must arrive this soon after its stream opens.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a tracker is set up.
 #[derive(Debug, Clone)]
@@ -89,11 +85,19 @@ impl Tracker {
         });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(accept_loop(
+        let handler = service.clone();
+        tasks.spawn(transport::accept_streams(
             transport.clone(),
-            service.clone(),
             shutdown.clone(),
             tasks.clone(),
+            move |stream: IncomingStream| {
+                let service = handler.clone();
+                async move {
+                    if let Err(e) = serve_stream(stream, &service).await {
+                        debug!("request failed: {e}");
+                    }
+                }
+            },
         ));
         tasks.spawn(expiry_loop(service, shutdown.clone(), config.peer_timeout));
         Ok(Tracker {
@@ -134,85 +138,13 @@ fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
         .map(|(m, _)| m)
 }
 
-async fn accept_loop(transport: Transport, service: Arc<Service>, shutdown: CancellationToken, tasks: TaskTracker) {
-    loop {
-        let incoming = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            incoming = transport.endpoint().accept() => match incoming {
-                Some(incoming) => incoming,
-                None => return,
-            },
-        };
-        let service = service.clone();
-        let shutdown = shutdown.clone();
-        let streams = tasks.clone();
-        tasks.spawn(async move {
-            let connection = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    debug!("incoming connection failed: {e}");
-                    return;
-                }
-            };
-            let Some(peer) = transport::remote_id(&connection) else {
-                connection.close(1u32.into(), b"no certificate");
-                return;
-            };
-            let span = tracing::info_span!("peer", peer = %peer.short(), addr = %connection.remote_address());
-            serve_connection(connection, peer, service, shutdown, streams)
-                .instrument(span)
-                .await;
-        });
-    }
-}
-
-async fn serve_connection(
-    connection: Connection,
-    peer: PeerId,
-    service: Arc<Service>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
-    loop {
-        let (send, recv) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            stream = connection.accept_bi() => match stream {
-                Ok(s) => s,
-                Err(e) => {
-                    debug!("connection ended: {e}");
-                    return;
-                }
-            },
-        };
-        let service = service.clone();
-        let remote = connection.remote_address();
-        tasks.spawn(
-            async move {
-                if let Err(e) = serve_stream(send, recv, peer, remote, &service).await {
-                    debug!("request failed: {e}");
-                }
-            }
-            .in_current_span(),
-        );
-    }
-}
-
-async fn serve_stream(
-    mut send: SendStream,
-    mut recv: RecvStream,
-    peer: PeerId,
-    remote: SocketAddr,
-    service: &Service,
-) -> Result<(), ProtocolError> {
-    let response = match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<Request, _>(&mut recv)).await {
-        Err(_) => Response::error(ErrorCode::Malformed, "no request within 10 s"),
-        Ok(Err(e @ ProtocolError::Version { .. })) => Response::error(ErrorCode::VersionMismatch, e.to_string()),
-        Ok(Err(e)) => Response::error(ErrorCode::Malformed, e.to_string()),
-        Ok(Ok(request)) => service.handle(peer, remote, request),
+async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(), ProtocolError> {
+    let response = match transport::read_request(&mut stream.recv).await {
+        Ok(request) => service.handle(stream.peer, stream.remote, request),
+        Err(refusal) => refusal,
     };
-    transport::send_frame(&mut send, &response).await?;
-    let _ = send.finish();
-    let _ = send.stopped().await;
+    transport::respond(&mut stream.send, &response).await?;
+    let _ = stream.send.stopped().await;
     Ok(())
 }
 
