@@ -25,19 +25,25 @@ pub struct DownloadRecord {
     pub chunks: Bitfield,
 }
 
+/// Opens the sled database at `path`, turning the lock held by another process into an error
+/// that says what to do.
+pub fn open_sled(path: &Path) -> Result<sled::Db> {
+    sled::open(path).map_err(|e| Error::State {
+        path: path.to_owned(),
+        message: match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                "in use by another swarm process; give each node its own --state DIR".to_owned()
+            }
+            other => other.to_string(),
+        },
+    })
+}
+
 impl StateDb {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<StateDb> {
         let path = dir.join("state.sled");
-        let db = sled::open(&path).map_err(|e| Error::State {
-            path: path.clone(),
-            message: match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    "in use by another swarm process; give each node its own --state DIR".to_owned()
-                }
-                other => other.to_string(),
-            },
-        })?;
+        let db = open_sled(&path)?;
         Ok(StateDb { db, path })
     }
 

@@ -58,14 +58,9 @@ impl Tracker {
         let db_path = config.state_dir.join("tracker.sled");
         let db_error = |e: sled::Error| Error::State {
             path: db_path.clone(),
-            message: match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    "in use by another tracker; give each tracker its own --state DIR".to_owned()
-                }
-                other => other.to_string(),
-            },
+            message: e.to_string(),
         };
-        let db = sled::open(&db_path).map_err(db_error)?;
+        let db = swarm_engine::state::open_sled(&db_path)?;
         let manifests = db.open_tree("manifests").map_err(db_error)?;
         let mut state = TrackerState::new(config.peer_timeout);
         for item in manifests.iter() {
