@@ -142,6 +142,13 @@ pub struct FetchArgs {
     /// Give up (exit code 6) if not done within this time, e.g. 10m.
     #[arg(long, env = "SWARM_TIMEOUT", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Reserve the file's whole size on disk before fetching, so that the disk cannot fill up
+    /// halfway.
+    #[arg(long, env = "SWARM_PREALLOCATE")]
+    pub preallocate: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }

@@ -143,12 +143,29 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
     let seeded = node.seed_dir(&args.dir, chunk_size, &progress).await;
     display.finish().await;
     let seeded = seeded?;
-    let hashed: u64 = seeded.iter().map(|f| f.manifest.size).sum();
+    let total: u64 = seeded.iter().map(|f| f.manifest.size).sum();
+    let hashed: u64 = seeded.iter().filter(|f| f.hashed).map(|f| f.manifest.size).sum();
+    let unchanged = seeded.iter().filter(|f| !f.hashed).count();
+    let mut how = Vec::new();
+    if unchanged > 0 {
+        how.push(format!("{unchanged} unchanged since the last run, not re-hashed"));
+    }
+    if hashed > 0 {
+        how.push(format!(
+            "{} hashed at {:.0} MB/s",
+            output::bytes(hashed),
+            output::mb_per_sec(hashed, started.elapsed())
+        ));
+    }
     eprintln!(
-        "sharing {} file(s), {} (hashed at {:.0} MB/s); Ctrl-C to stop",
+        "sharing {} file(s), {}{}; Ctrl-C to stop",
         seeded.len(),
-        output::bytes(hashed),
-        output::mb_per_sec(hashed, started.elapsed())
+        output::bytes(total),
+        if how.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", how.join("; "))
+        }
     );
     for file in &seeded {
         print_seeded(file, &public_tracker);
@@ -185,6 +202,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         from: args.from.clone(),
         force: args.force,
         timeout: args.timeout,
+        preallocate: args.preallocate,
         progress: progress.clone(),
     };
     let display = output::show_progress(&format!("fetching {}", id.short()), progress, true);
@@ -200,7 +218,9 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             return Err(e);
         }
     };
-    if report.already_complete {
+    if args.json {
+        output::fetch_report(&report);
+    } else if report.already_complete {
         println!(
             "{} already complete ({})",
             report.path.display(),
@@ -339,7 +359,8 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     nodes.push(first);
     for i in 1..seeders {
         let node = start_node(format!("seeder{i}")).await?;
-        node.hold_complete((*file.manifest).clone(), file.path.clone()).await?;
+        node.hold_complete((*file.manifest).clone(), file.path.clone(), true)
+            .await?;
         nodes.push(node);
     }
     eprintln!(

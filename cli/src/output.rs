@@ -12,12 +12,43 @@ use swarm_engine::Progress;
 
 /// Human-readable bytes (binary units).
 pub fn bytes(n: u64) -> String {
-    bytesize::ByteSize::b(n).display().iec().to_string()
+    swarm_engine::human(n)
 }
 
 /// Megabytes (10^6) per second over `elapsed`.
 pub fn mb_per_sec(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
+}
+
+#[derive(Serialize)]
+struct FetchJson<'a> {
+    id: String,
+    name: &'a str,
+    path: &'a std::path::Path,
+    size: u64,
+    already_complete: bool,
+    resumed_chunks: u32,
+    received_bytes: u64,
+    received_from: std::collections::BTreeMap<String, u64>,
+    banned: Vec<String>,
+    seconds: f64,
+}
+
+/// Prints a finished fetch as JSON.
+pub fn fetch_report(report: &swarm_engine::FetchReport) {
+    let row = FetchJson {
+        id: report.id.to_string(),
+        name: &report.manifest.name,
+        path: &report.path,
+        size: report.manifest.size,
+        already_complete: report.already_complete,
+        resumed_chunks: report.resumed_chunks,
+        received_bytes: report.bytes_received(),
+        received_from: report.received.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
+        banned: report.banned.iter().map(|p| p.to_string()).collect(),
+        seconds: report.elapsed.as_secs_f64(),
+    };
+    println!("{}", serde_json::to_string_pretty(&row).expect("plain data serializes"));
 }
 
 #[derive(Serialize)]

@@ -89,6 +89,19 @@ pub enum Error {
         /// What went wrong, and what to do.
         message: String,
     },
+    /// The disk holding a download has too little free space.
+    #[error(
+        "not enough space for {path}: {} more needed, {} free. Free some space and run the same command again; verified chunks are kept",
+        human(*needed), human(*available)
+    )]
+    NoSpace {
+        /// The file being written.
+        path: PathBuf,
+        /// Bytes still to be written.
+        needed: u64,
+        /// Bytes free on its file system when this was noticed.
+        available: u64,
+    },
     /// The output already exists with other content.
     #[error("{0} already exists with different content; pass --force to replace it")]
     Exists(PathBuf),
@@ -114,11 +127,16 @@ impl Error {
         match self {
             Error::NotFound(_) | Error::AmbiguousId { .. } => ErrorKind::NotFound,
             Error::Manifest { .. } | Error::Integrity(_) => ErrorKind::Integrity,
-            Error::Io { .. } | Error::Exists(_) | Error::State { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::NoSpace { .. } | Error::Exists(_) | Error::State { .. } => ErrorKind::Io,
             Error::Timeout(_) => ErrorKind::Timeout,
             _ => ErrorKind::Other,
         }
     }
+}
+
+/// `bytes` for people, in binary units: "1.5 GiB".
+pub fn human(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
 impl From<ManifestError> for Error {

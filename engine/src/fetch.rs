@@ -17,9 +17,16 @@
 //! a partial or wrong file never appears under the final name.
 //!
 //! # Durability
-//! Progress is saved in sled only after the partial file has been synced, so a saved chunk
-//! record never points at bytes that might not be on disk; on resume, recorded chunks are
-//! hashed again anyway (cheap next to the network).
+//! A chunk is written in place only after it is verified, and the partial file is synced before
+//! progress is recorded in sled, so a record never points at bytes that might not be on disk.
+//! On resume the record is not trusted anyway: every chunk of the partial file is hashed again
+//! (cheap next to the network), which also keeps chunks written after the last record. So a
+//! crash at any moment loses at most the chunks that were in flight, never a verified one.
+//!
+//! # Disk space
+//! Before fetching, the bytes still to write are compared with the free space of the output's
+//! file system (`--preallocate` reserves them instead); a disk that fills up during the fetch
+//! stops it with [`Error::NoSpace`], keeping every verified chunk for the next run.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -30,11 +37,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quinn::Connection;
-use rayon::prelude::*;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, trace, warn, Instrument};
 
 use crate::bitfield::Bitfield;
 use crate::error::{Error, Result};
@@ -47,7 +53,7 @@ use crate::progress::Progress;
 use crate::protocol::{ErrorCode, Holder, Request, Response};
 use crate::scheduler::{Scheduler, Verdict};
 use crate::state::DownloadRecord;
-use crate::store::Held;
+use crate::store::{self, Held};
 use crate::transport;
 
 /// Bytes requested from one peer at once: enough to keep a fast link busy.
@@ -74,6 +80,8 @@ pub struct FetchOptions {
     pub force: bool,
     /// Give up after this long without finishing.
     pub timeout: Option<Duration>,
+    /// Reserve the file's whole size on disk before fetching.
+    pub preallocate: bool,
     /// Counters for a progress display.
     pub progress: Arc<Progress>,
 }
@@ -85,6 +93,7 @@ impl Default for FetchOptions {
             from: None,
             force: false,
             timeout: None,
+            preallocate: false,
             progress: Arc::default(),
         }
     }
@@ -192,11 +201,9 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     }
 
     let partial_path = partial_path_for(&final_path);
-    let (file, have) = open_partial(node, &id, &manifest, &partial_path).await?;
+    let (file, have) = open_partial(&manifest, &partial_path, options.preallocate).await?;
     let resumed_chunks = have.count();
-    options
-        .progress
-        .advance(have.iter().map(|c| u64::from(manifest.chunk_len(c))).sum());
+    options.progress.advance(held_bytes(&manifest, &have));
     let held = node.store().add(manifest.clone(), partial_path.clone(), have.clone());
     if let Err(e) = node.announce(&held).await {
         warn!("could not announce the download to the tracker: {e}");
@@ -288,9 +295,15 @@ async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {
     Ok(hashes.global == manifest.hash)
 }
 
-/// Opens (or creates) the partial file at its full size, and works out which chunks an
-/// earlier run left verified in it.
-async fn open_partial(node: &Node, id: &FileId, manifest: &Arc<Manifest>, path: &Path) -> Result<(File, Bitfield)> {
+/// Opens (or creates) the partial file at its full size, finds the chunks an earlier run left
+/// verified in it, and makes sure the rest will fit on its file system.
+///
+/// Every chunk of an existing partial file is hashed again, not only the ones recorded in sled:
+/// a chunk written after the last record (just before a crash) is kept too, and one changed on
+/// disk since is dropped. Holes read as zeros and hash fast; hashing runs on every core and is
+/// far quicker than fetching the chunk again.
+async fn open_partial(manifest: &Arc<Manifest>, path: &Path, preallocate: bool) -> Result<(File, Bitfield)> {
+    let existed = path.exists();
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -301,38 +314,57 @@ async fn open_partial(node: &Node, id: &FileId, manifest: &Arc<Manifest>, path: 
     if file.metadata().map_err(|e| Error::io(path, e))?.len() != manifest.size {
         file.set_len(manifest.size).map_err(|e| Error::io(path, e))?;
     }
-    let recorded = node
-        .state()
-        .download(id)?
-        .filter(|r| r.partial == path)
-        .map(|r| r.chunks)
-        .unwrap_or_else(|| Bitfield::new(manifest.chunk_count));
-    if recorded.count() == 0 {
-        return Ok((file, recorded));
+    let have = if existed && manifest.chunk_count > 0 {
+        let (file, manifest) = (Arc::new(file), manifest.clone());
+        let check = file.clone();
+        let have = tokio::task::spawn_blocking(move || store::chunks_on_disk(&check, &manifest))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        info!(
+            chunks = have.count(),
+            "resuming with the chunks already verified on disk"
+        );
+        (Arc::try_unwrap(file).expect("the check task has ended"), have)
+    } else {
+        (file, Bitfield::new(manifest.chunk_count))
+    };
+    let (file, have) = have;
+    let missing = manifest.size - held_bytes(manifest, &have);
+    if preallocate {
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, manifest.size)
+            .map_err(|e| no_space_or_io(path, missing, &file, e.into()))?;
+    } else if let Some(available) = free_space(&file) {
+        if available < missing {
+            return Err(Error::NoSpace {
+                path: path.to_owned(),
+                needed: missing,
+                available,
+            });
+        }
     }
-    let (file, manifest) = (Arc::new(file), manifest.clone());
-    let check = file.clone();
-    let have = tokio::task::spawn_blocking(move || {
-        let good: Vec<u32> = recorded
-            .iter()
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .filter(|&c| {
-                let mut buf = vec![0u8; manifest.chunk_len(c) as usize];
-                check.read_exact_at(&mut buf, manifest.chunk_offset(c)).is_ok() && manifest.chunk_matches(c, &buf)
-            })
-            .collect();
-        let mut have = Bitfield::new(manifest.chunk_count);
-        good.into_iter().for_each(|c| {
-            have.set(c);
-        });
-        have
-    })
-    .await
-    .map_err(|e| Error::Transport(e.to_string()))?;
-    info!(chunks = have.count(), "resuming with chunks verified by an earlier run");
-    let file = Arc::try_unwrap(file).expect("the check task has ended");
     Ok((file, have))
+}
+
+fn held_bytes(manifest: &Manifest, have: &Bitfield) -> u64 {
+    have.iter().map(|c| u64::from(manifest.chunk_len(c))).sum()
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `file`, if it says.
+fn free_space(file: &File) -> Option<u64> {
+    let stats = rustix::fs::fstatvfs(file).ok()?;
+    (stats.f_blocks > 0).then(|| stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+/// Turns "disk full" into [`Error::NoSpace`] with the figures, anything else into an I/O error.
+fn no_space_or_io(path: &Path, needed: u64, file: &File, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Error::NoSpace {
+            path: path.to_owned(),
+            needed,
+            available: free_space(file).unwrap_or(0),
+        },
+        _ => Error::io(path, e),
+    }
 }
 
 fn add_holders(ctx: &Arc<Context>, workers: &TaskTracker, holders: Vec<Holder>, from: Option<&str>) {
@@ -698,13 +730,18 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
     .await
     .map_err(|e| Failure::Other(e.to_string()))?;
     match written {
-        Ok(true) => Ok(expected),
+        Ok(true) => {
+            trace!(chunk, bytes = expected, "chunk written");
+            Ok(expected)
+        }
         Ok(false) => Err(Failure::Corrupt("content does not match the manifest".into())),
         Err(e) => {
             let path = ctx.held.path();
+            let missing = ctx.manifest.size - held_bytes(&ctx.manifest, &ctx.held.chunks());
+            let error = no_space_or_io(&path, missing, &ctx.file, e);
             let mut shared = ctx.lock();
             if shared.fatal.is_none() {
-                shared.fatal = Some(Error::io(&path, e));
+                shared.fatal = Some(error);
             }
             drop(shared);
             ctx.done.cancel();

@@ -34,7 +34,7 @@ pub mod tracker_client;
 pub mod transport;
 
 pub use bitfield::Bitfield;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{human, Error, ErrorKind, Result};
 pub use fetch::{FetchOptions, FetchReport};
 pub use identity::Identity;
 pub use ids::{Digest, FileId, PeerId};

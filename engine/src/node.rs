@@ -1,15 +1,16 @@
 //! A peer node: identity, QUIC endpoint, chunk server, local state and its session with the
 //! tracker. Seeding and fetching are operations on a running node.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, FetchReport};
@@ -21,11 +22,14 @@ use crate::name;
 use crate::progress::Progress;
 use crate::protocol::CatalogueEntry;
 use crate::ratelimit::RateLimiter;
-use crate::server;
-use crate::state::StateDb;
+use crate::server::{self, ServerContext};
+use crate::state::{FileStamp, SeededRecord, StateDb};
 use crate::store::{Held, Store};
 use crate::tracker_client::{Located, RegisteredOrNot, Registration, TrackerAddr, TrackerClient};
 use crate::transport::Transport;
+
+/// Files waiting for a re-check after the chunk server found them changed on disk.
+const CHANGE_QUEUE: usize = 64;
 
 /// How a node is set up.
 #[derive(Debug, Clone)]
@@ -66,6 +70,8 @@ pub struct SeededFile {
     pub manifest: Arc<Manifest>,
     /// Where it is on disk.
     pub path: PathBuf,
+    /// Hashed in this run; false if its manifest was known from an earlier run.
+    pub hashed: bool,
 }
 
 /// A running peer node. Cheap to clone; every clone is the same node.
@@ -117,13 +123,22 @@ impl Node {
             }),
         };
         let inner = &node.inner;
+        let (changed, changes) = mpsc::channel(CHANGE_QUEUE);
+        let context = ServerContext {
+            store: inner.store.clone(),
+            limit: config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
+            changed,
+        };
         inner.background.spawn(server::serve(
             transport,
-            inner.store.clone(),
+            context,
             inner.shutdown.clone(),
             inner.uploads.clone(),
-            config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
         ));
+        let recheck = node.clone();
+        inner
+            .background
+            .spawn(async move { recheck.recheck_changed(changes).await });
         Ok(node)
     }
 
@@ -222,6 +237,66 @@ impl Node {
         }
     }
 
+    /// Re-checks held files the chunk server found changed on disk: hashes them again, keeps
+    /// the chunks that still match, and tells the tracker (withdrawing the file if nothing
+    /// matches any more).
+    async fn recheck_changed(&self, mut changes: mpsc::Receiver<FileId>) {
+        let mut pending = std::collections::BTreeSet::new();
+        loop {
+            let first = tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                next = changes.recv() => match next { Some(file) => file, None => return },
+            };
+            pending.insert(first);
+            while let Ok(file) = changes.try_recv() {
+                pending.insert(file);
+            }
+            while let Some(file) = pending.pop_first() {
+                self.recheck(file).await;
+            }
+        }
+    }
+
+    async fn recheck(&self, file: FileId) {
+        let Some(held) = self.inner.store.get(&file) else {
+            return;
+        };
+        let before = held.chunks();
+        let (path, manifest) = (held.path(), held.manifest.clone());
+        let check = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+            Ok(f) => crate::store::chunks_on_disk(&f, &manifest),
+            Err(_) => crate::bitfield::Bitfield::new(manifest.chunk_count),
+        });
+        let Ok(now) = check.await else { return };
+        // Only chunks held before the check and not matching now are dropped: a chunk that a
+        // download writes meanwhile stays.
+        let lost: Vec<u32> = before.iter().filter(|&c| !now.get(c)).collect();
+        if lost.is_empty() {
+            return;
+        }
+        held.unmark(&lost);
+        let path = held.path();
+        if held.chunks().count() == 0 {
+            warn!(
+                file = %file.short(),
+                "{} changed on disk and no chunk matches its manifest any more; withdrawing it from the tracker",
+                path.display()
+            );
+            self.stop_holding(file).await;
+        } else {
+            warn!(
+                file = %file.short(),
+                "{} changed on disk: {} of {} chunks no longer match its manifest; telling the tracker",
+                path.display(),
+                lost.len(),
+                before.count()
+            );
+            if let Err(e) = self.announce(&held).await {
+                warn!("could not update the tracker: {e}");
+            }
+        }
+    }
+
     /// Announces a held file to the tracker if this node has joined it.
     pub(crate) async fn announce(&self, held: &Held) -> Result<()> {
         if self.inner.registration.lock().await.is_none() {
@@ -234,11 +309,17 @@ impl Node {
         Ok(())
     }
 
-    /// Hashes every regular file under `dir` (symlinks are not followed), holds them, and
-    /// announces them if the node has joined a tracker. `progress` counts bytes hashed.
+    /// Shares every regular file under `dir` (symlinks are not followed): holds them and
+    /// announces them if the node has joined a tracker. A file unchanged since this node last
+    /// seeded it (same size, modification time and inode) reuses the manifest saved in sled;
+    /// the others are hashed, and the ids of files that changed or vanished since are withdrawn
+    /// from the tracker. `progress` counts bytes hashed.
     pub async fn seed_dir(&self, dir: &Path, chunk_size: u32, progress: &Progress) -> Result<Vec<SeededFile>> {
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let mut files = Vec::new();
+        let state = self.state();
+        let mut previous: HashMap<PathBuf, SeededRecord> = state.seeded_under(&root)?.into_iter().collect();
+        let mut seeded = Vec::new();
+        let mut to_hash = Vec::new();
         for entry in walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name() {
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(&root).to_owned();
@@ -247,33 +328,82 @@ impl Node {
             if !entry.file_type().is_file() {
                 continue;
             }
-            match name::name_of(&root, entry.path()) {
-                Some(name) => {
-                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    progress.add_total(size);
-                    files.push((entry.into_path(), name, size));
+            let Some(name) = name::name_of(&root, entry.path()) else {
+                warn!(path = %entry.path().display(), "skipped: its name cannot be shared (not UTF-8 or unsafe)");
+                continue;
+            };
+            let path = entry.into_path();
+            let stamp = FileStamp::of(&std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?);
+            match previous.remove(&path) {
+                Some(record)
+                    if record.stamp == stamp
+                        && record.manifest.name == name
+                        && record.manifest.chunk_size == chunk_size =>
+                {
+                    seeded.push(self.hold_complete(record.manifest, path, false).await?);
                 }
-                None => {
-                    warn!(path = %entry.path().display(), "skipped: its name cannot be shared (not UTF-8 or unsafe)")
+                stale => {
+                    progress.add_total(stamp.size);
+                    to_hash.push((path, name, stamp, stale.map(|r| r.manifest.id())));
                 }
             }
         }
-        let mut seeded = Vec::with_capacity(files.len());
-        for (path, name, size) in files {
+        for (path, _) in previous {
+            // Seeded before but gone now.
+            self.forget_seeded(&path).await?;
+        }
+        for (path, name, stamp, stale_id) in to_hash {
             let manifest = {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size))
                     .await
                     .map_err(|e| Error::Transport(e.to_string()))??
             };
-            progress.advance(size);
-            seeded.push(self.hold_complete(manifest, path).await?);
+            progress.advance(stamp.size);
+            if let Some(old) = stale_id.filter(|old| *old != manifest.id()) {
+                info!(path = %path.display(), old = %old.short(), "changed since it was last seeded; withdrawing its old id");
+                self.stop_holding(old).await;
+            }
+            state.save_seeded(
+                &path,
+                &SeededRecord {
+                    stamp,
+                    manifest: manifest.clone(),
+                },
+            )?;
+            seeded.push(self.hold_complete(manifest, path, true).await?);
         }
+        state.flush()?;
+        seeded.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         Ok(seeded)
     }
 
-    /// Holds a complete, already hashed file and announces it.
-    pub async fn hold_complete(&self, manifest: Manifest, path: PathBuf) -> Result<SeededFile> {
+    /// Forgets a file seeded from `path` that is no longer there.
+    async fn forget_seeded(&self, path: &Path) -> Result<()> {
+        if let Some(record) = self.state().seeded(path)? {
+            info!(path = %path.display(), "no longer there; withdrawing it");
+            self.stop_holding(record.manifest.id()).await;
+        }
+        self.state().remove_seeded(path)
+    }
+
+    /// Stops serving `file` and withdraws it from the tracker (best effort: a tracker that
+    /// does not list it is fine).
+    pub async fn stop_holding(&self, file: FileId) {
+        self.inner.store.remove(&file);
+        if self.inner.registration.lock().await.is_none() {
+            return;
+        }
+        if let Ok(tracker) = self.tracker() {
+            if let Err(e) = tracker.withdraw(file).await {
+                debug!(file = %file.short(), "withdraw: {e}");
+            }
+        }
+    }
+
+    /// Holds a complete, already hashed file and announces it. `hashed` says whether it was
+    /// hashed just now (rather than known from an earlier run).
+    pub async fn hold_complete(&self, manifest: Manifest, path: PathBuf, hashed: bool) -> Result<SeededFile> {
         let manifest = Arc::new(manifest);
         let chunks = crate::bitfield::Bitfield::full(manifest.chunk_count);
         let held = self.inner.store.add(manifest.clone(), path.clone(), chunks);
@@ -282,6 +412,7 @@ impl Node {
             id: held.id,
             manifest,
             path,
+            hashed,
         })
     }
 

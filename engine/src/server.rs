@@ -3,14 +3,16 @@
 //! [`MAX_UPLOADS`] uploads run at once per node, beyond which the answer is `Busy` so that the
 //! fetcher asks someone else rather than queueing here.
 
+use std::io;
 use std::sync::Arc;
 
 use quinn::{RecvStream, SendStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::ids::FileId;
 use crate::protocol::{ErrorCode, ProtocolError, Request, Response};
 use crate::ratelimit::RateLimiter;
 use crate::store::{ReadError, Store};
@@ -22,20 +24,26 @@ pub const MAX_UPLOADS: usize = 32;
 /// Under an upload limit, data goes out in slices this big so the rate stays smooth.
 const RATE_SLICE: usize = 64 * 1024;
 
-/// Accepts connections on `transport` and serves chunks from `store` until `shutdown` fires.
-/// Uploads in flight are tracked by `uploads` so the caller can wait for them.
-pub async fn serve(
-    transport: Transport,
-    store: Arc<Store>,
-    shutdown: CancellationToken,
-    uploads: TaskTracker,
-    limit: Option<Arc<RateLimiter>>,
-) {
+/// What the chunk server needs besides its endpoint.
+#[derive(Clone)]
+pub struct ServerContext {
+    /// The files served.
+    pub store: Arc<Store>,
+    /// Upload cap across all connections.
+    pub limit: Option<Arc<RateLimiter>>,
+    /// Told about files whose bytes on disk no longer match what is held (changed, truncated
+    /// or deleted), so that the node re-checks them and updates the tracker.
+    pub changed: mpsc::Sender<FileId>,
+}
+
+/// Accepts connections on `transport` and serves chunks until `shutdown` fires. Uploads in
+/// flight are tracked by `uploads` so the caller can wait for them.
+pub async fn serve(transport: Transport, context: ServerContext, shutdown: CancellationToken, uploads: TaskTracker) {
     let permits = Arc::new(Semaphore::new(MAX_UPLOADS));
     transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
-        let (store, permits, limit) = (store.clone(), permits.clone(), limit.clone());
+        let (context, permits) = (context.clone(), permits.clone());
         async move {
-            if let Err(e) = serve_stream(stream.send, stream.recv, &store, &permits, limit.as_deref()).await {
+            if let Err(e) = serve_stream(stream.send, stream.recv, &context, &permits).await {
                 debug!("request failed: {e}");
             }
         }
@@ -46,10 +54,10 @@ pub async fn serve(
 async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
-    store: &Store,
+    context: &ServerContext,
     permits: &Semaphore,
-    limit: Option<&RateLimiter>,
 ) -> Result<(), ProtocolError> {
+    let (store, limit) = (&context.store, context.limit.as_deref());
     let request = match transport::read_request(&mut recv).await {
         Ok(request) => request,
         Err(refusal) => return reply(&mut send, refusal).await,
@@ -88,13 +96,21 @@ async fn serve_stream(
     let data = match tokio::task::spawn_blocking(move || held.read_chunk(index)).await {
         Ok(Ok(data)) => data,
         Ok(Err(e)) => {
-            if matches!(e, ReadError::Changed { .. }) {
-                warn!(file = %file.short(), chunk = index, "not serving: {e}");
-            }
-            let code = match e {
+            let code = match &e {
+                ReadError::NotHeld(_) => ErrorCode::NotHeld,
+                ReadError::Changed { .. } => ErrorCode::NotHeld,
+                ReadError::Io { source, .. }
+                    if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) =>
+                {
+                    ErrorCode::NotHeld
+                }
                 ReadError::Io { .. } => ErrorCode::Internal,
-                _ => ErrorCode::NotHeld,
             };
+            if !matches!(e, ReadError::NotHeld(_)) {
+                warn!(file = %file.short(), chunk = index, "not serving: {e}");
+                // Full: a re-check is already queued.
+                let _ = context.changed.try_send(file);
+            }
             return reply(&mut send, Response::error(code, e.to_string())).await;
         }
         Err(join) => return reply(&mut send, Response::error(ErrorCode::Internal, join.to_string())).await,

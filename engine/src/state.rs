@@ -1,5 +1,8 @@
-//! A node's persistent state in sled, under its state directory: its downloads in progress.
+//! A node's persistent state in sled, under its state directory: its downloads in progress and
+//! the manifests of the files it seeded, so that an unchanged file is not hashed twice.
 
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::bitfield::Bitfield;
@@ -23,6 +26,38 @@ pub struct DownloadRecord {
     pub partial: PathBuf,
     /// Chunks verified and written there.
     pub chunks: Bitfield,
+}
+
+/// What identifies one version of a file on disk without reading it: if any part differs, the
+/// file is hashed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    /// Length in bytes.
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds since the epoch.
+    pub modified: (i64, i64),
+    /// Inode number (a file replaced by another one gets a new one).
+    pub inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of a file's metadata.
+    pub fn of(metadata: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+/// What is remembered of a seeded file between runs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SeededRecord {
+    /// The file on disk when it was hashed.
+    pub stamp: FileStamp,
+    /// Its manifest.
+    pub manifest: Manifest,
 }
 
 /// Opens the sled database at `path`, turning the lock held by another process into an error
@@ -77,6 +112,71 @@ impl StateDb {
         Ok(())
     }
 
+    /// Every saved download record.
+    pub fn downloads(&self) -> Result<Vec<(FileId, DownloadRecord)>> {
+        let tree = self.db.open_tree("downloads").map_err(|e| self.error(e))?;
+        let mut records = Vec::new();
+        for item in tree.iter() {
+            let (key, _) = item.map_err(|e| self.error(e))?;
+            let Ok(id) = <[u8; 32]>::try_from(key.as_ref()) else {
+                continue;
+            };
+            let id = FileId(id);
+            if let Some(record) = self.download(&id)? {
+                records.push((id, record));
+            }
+        }
+        Ok(records)
+    }
+
+    /// The record of the file seeded from `path` (absolute), if any.
+    pub fn seeded(&self, path: &Path) -> Result<Option<SeededRecord>> {
+        let tree = self.db.open_tree("seeded").map_err(|e| self.error(e))?;
+        let Some(bytes) = tree.get(path.as_os_str().as_bytes()).map_err(|e| self.error(e))? else {
+            return Ok(None);
+        };
+        Ok(decode_seeded(&bytes))
+    }
+
+    /// Every seeded-file record whose path is under `root`.
+    pub fn seeded_under(&self, root: &Path) -> Result<Vec<(PathBuf, SeededRecord)>> {
+        let tree = self.db.open_tree("seeded").map_err(|e| self.error(e))?;
+        let mut prefix = root.as_os_str().as_bytes().to_vec();
+        if prefix.last() != Some(&b'/') {
+            prefix.push(b'/');
+        }
+        let mut records = Vec::new();
+        for item in tree.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            if let Some(record) = decode_seeded(&value) {
+                records.push((PathBuf::from(std::ffi::OsStr::from_bytes(&key)), record));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Remembers the manifest of the file at `path` (absolute).
+    pub fn save_seeded(&self, path: &Path, record: &SeededRecord) -> Result<()> {
+        let tree = self.db.open_tree("seeded").map_err(|e| self.error(e))?;
+        let bytes = bincode::serde::encode_to_vec(record, canonical_config()).map_err(|e| self.error(e))?;
+        tree.insert(path.as_os_str().as_bytes(), bytes)
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Forgets the seeded file at `path`.
+    pub fn remove_seeded(&self, path: &Path) -> Result<()> {
+        let tree = self.db.open_tree("seeded").map_err(|e| self.error(e))?;
+        tree.remove(path.as_os_str().as_bytes()).map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Writes everything saved so far to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     /// Forgets a finished download.
     pub fn remove_download(&self, file: &FileId) -> Result<()> {
         let tree = self.db.open_tree("downloads").map_err(|e| self.error(e))?;
@@ -84,4 +184,12 @@ impl StateDb {
         tree.flush().map_err(|e| self.error(e))?;
         Ok(())
     }
+}
+
+/// A seeded-file record, or nothing if it no longer decodes or its manifest is invalid (the
+/// file is then simply hashed again).
+fn decode_seeded(bytes: &[u8]) -> Option<SeededRecord> {
+    let (record, _): (SeededRecord, _) = bincode::serde::decode_from_slice(bytes, canonical_config()).ok()?;
+    record.manifest.validate().ok()?;
+    Some(record)
 }

@@ -9,6 +9,8 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+use rayon::prelude::*;
+
 use crate::bitfield::Bitfield;
 use crate::ids::FileId;
 use crate::manifest::Manifest;
@@ -30,7 +32,7 @@ pub enum ReadError {
     /// The chunk is not (or no longer) held.
     #[error("chunk {0} is not held")]
     NotHeld(u32),
-    /// The bytes on disk no longer match the manifest; the chunk was dropped from the held set.
+    /// The bytes on disk no longer match the manifest (the node re-checks the file).
     #[error("chunk {index} of {path} no longer matches its manifest (file changed on disk?)")]
     Changed {
         /// Chunk index.
@@ -71,6 +73,14 @@ impl Held {
         self.path.lock().expect("lock poisoned").clone()
     }
 
+    /// Records chunks as no longer verified on disk.
+    pub fn unmark(&self, lost: &[u32]) {
+        let mut chunks = self.chunks.write().expect("lock poisoned");
+        for &c in lost {
+            chunks.unset(c);
+        }
+    }
+
     /// Points at a new location (after the partial file is renamed into place).
     pub fn set_path(&self, path: PathBuf) {
         *self.path.lock().expect("lock poisoned") = path;
@@ -93,11 +103,27 @@ impl Held {
         file.read_exact_at(&mut data, self.manifest.chunk_offset(index))
             .map_err(io_error)?;
         if !self.manifest.chunk_matches(index, &data) {
-            self.chunks.write().expect("lock poisoned").unset(index);
             return Err(ReadError::Changed { index, path });
         }
         Ok(data)
     }
+}
+
+/// The chunks of `file` whose bytes on disk match `manifest`, hashed on every core. A chunk
+/// that cannot be read (the file is shorter) does not match.
+pub fn chunks_on_disk(file: &File, manifest: &Manifest) -> Bitfield {
+    let good: Vec<u32> = (0..manifest.chunk_count)
+        .into_par_iter()
+        .filter(|&c| {
+            let mut buf = vec![0u8; manifest.chunk_len(c) as usize];
+            file.read_exact_at(&mut buf, manifest.chunk_offset(c)).is_ok() && manifest.chunk_matches(c, &buf)
+        })
+        .collect();
+    let mut have = Bitfield::new(manifest.chunk_count);
+    for c in good {
+        have.set(c);
+    }
+    have
 }
 
 /// Every file this node holds, by id.

@@ -1,0 +1,204 @@
+//! Durability on real loopback sockets: a seeder whose files change under it, re-seeding from
+//! the saved manifests, and a tracker restarted in the middle of a fetch.
+
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use swarm_engine::{FileId, Node, PeerId, Progress};
+use swarm_tracker::{Tracker, TrackerConfig};
+
+mod common;
+use common::*;
+
+/// The chunks `peer` holds of `file` according to the tracker (None: not listed as a holder).
+async fn held_by(asker: &Node, file: FileId, peer: PeerId) -> Option<Vec<u32>> {
+    let located = asker.locate(file).await.ok()?;
+    located
+        .holders
+        .into_iter()
+        .find(|h| h.peer == peer)
+        .map(|h| h.chunks.iter().collect())
+}
+
+/// Polls until the tracker lists `peer`'s chunks of `file` as `expected`, or panics.
+async fn wait_for_holding(asker: &Node, file: FileId, peer: PeerId, expected: Option<Vec<u32>>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = held_by(asker, file, peer).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tracker still lists {now:?} for {}, expected {expected:?}",
+            file.short()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeder_never_serves_changed_bytes_and_withdraws_what_it_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let a = content(40 * CHUNK as usize, 11);
+    let b = content(20 * CHUNK as usize + 99, 12);
+    let (share1, share2) = (tmp.path().join("share1"), tmp.path().join("share2"));
+    for share in [&share1, &share2] {
+        write(share, "a.bin", &a);
+        write(share, "b.bin", &b);
+    }
+    let changing = start_node(tmp.path(), "changing", pinned(&tracker), None).await;
+    let seeded = changing.seed_dir(&share1, CHUNK, &Progress::default()).await.unwrap();
+    let (a_id, b_id) = (seeded[0].id, seeded[1].id);
+    // An honest, slower seeder with the original files.
+    let honest = start_node(tmp.path(), "honest", pinned(&tracker), Some(8_000_000)).await;
+    honest.seed_dir(&share2, CHUNK, &Progress::default()).await.unwrap();
+    let me = changing.id();
+
+    // Chunk 5 of a.bin changes in place, same size: the seeder does not know yet.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(share1.join("a.bin"))
+        .unwrap();
+    file.write_all_at(b"edited by hand", 5 * u64::from(CHUNK) + 100)
+        .unwrap();
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out1");
+    fetcher.fetch(a_id, options(&out)).await.unwrap();
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
+    let expected: Vec<u32> = (0..40).filter(|&c| c != 5).collect();
+    wait_for_holding(&fetcher, a_id, me, Some(expected)).await;
+
+    // b.bin is cut short in the middle of chunk 5: chunks 5.. are gone.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(share1.join("b.bin"))
+        .unwrap();
+    file.set_len(5 * u64::from(CHUNK) + 10).unwrap();
+    let out = tmp.path().join("out2");
+    fetcher.fetch(b_id, options(&out)).await.unwrap();
+    assert_eq!(std::fs::read(out.join("b.bin")).unwrap(), b);
+    wait_for_holding(&fetcher, b_id, me, Some((0..5).collect())).await;
+
+    // a.bin is deleted: nothing of it is left to serve, so the file is withdrawn.
+    std::fs::remove_file(share1.join("a.bin")).unwrap();
+    let second = start_node(tmp.path(), "second", pinned(&tracker), None).await;
+    let out = tmp.path().join("out3");
+    second.fetch(a_id, options(&out)).await.unwrap();
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
+    wait_for_holding(&second, a_id, me, None).await;
+    assert!(changing.store().get(&a_id).is_none());
+}
+
+fn seed_names(seeded: &[swarm_engine::SeededFile]) -> Vec<(String, bool)> {
+    seeded.iter().map(|f| (f.manifest.name.clone(), f.hashed)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseeding_skips_unchanged_files_and_withdraws_changed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let share = tmp.path().join("share");
+    write(&share, "keep.bin", &content(300_000, 1));
+    write(&share, "edit.bin", &content(200_000, 2));
+    write(&share, "gone.bin", &content(100_000, 3));
+    let node = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    let first = node.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+    assert_eq!(
+        seed_names(&first),
+        [
+            ("edit.bin".into(), true),
+            ("gone.bin".into(), true),
+            ("keep.bin".into(), true)
+        ]
+    );
+
+    // Nothing changed: nothing is hashed, the ids are the same.
+    let progress = Progress::default();
+    let again = node.seed_dir(&share, CHUNK, &progress).await.unwrap();
+    assert!(again.iter().all(|f| !f.hashed), "{:?}", seed_names(&again));
+    assert_eq!(
+        again.iter().map(|f| f.id).collect::<Vec<_>>(),
+        first.iter().map(|f| f.id).collect::<Vec<_>>()
+    );
+    assert_eq!(progress.total(), 0, "no byte was read for hashing");
+
+    // One file grows, one is deleted.
+    let edited = std::fs::OpenOptions::new()
+        .write(true)
+        .open(share.join("edit.bin"))
+        .unwrap();
+    edited.write_all_at(b"more", 200_000).unwrap();
+    std::fs::remove_file(share.join("gone.bin")).unwrap();
+    let third = node.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+    assert_eq!(
+        seed_names(&third),
+        [("edit.bin".into(), true), ("keep.bin".into(), false)]
+    );
+    assert_ne!(third[0].id, first[0].id);
+    let me = node.id();
+    let asker = start_node(tmp.path(), "asker", pinned(&tracker), None).await;
+    assert_eq!(
+        held_by(&asker, first[0].id, me).await,
+        None,
+        "old id of edit.bin withdrawn"
+    );
+    assert_eq!(held_by(&asker, first[1].id, me).await, None, "gone.bin withdrawn");
+    assert!(held_by(&asker, third[0].id, me).await.is_some());
+
+    // A new process with the same state directory does not hash anything either.
+    node.shutdown(Duration::from_secs(1)).await;
+    drop(node);
+    let restarted = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    let fourth = restarted.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+    assert_eq!(
+        seed_names(&fourth),
+        [("edit.bin".into(), false), ("keep.bin".into(), false)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = TrackerConfig {
+        state_dir: tmp.path().join("tracker"),
+        listen: loopback(),
+        peer_timeout: Duration::from_secs(3),
+    };
+    let tracker = Tracker::start(config.clone()).await.unwrap();
+    let addr = pinned(&tracker);
+    let data = content(48 * CHUNK as usize, 21);
+    let share = tmp.path().join("share");
+    write(&share, "movie.bin", &data);
+    // 1 MB/s: the fetch of 3 MiB is still running when the tracker goes away.
+    let seeder = start_node(tmp.path(), "seeder", addr.clone(), Some(1_000_000)).await;
+    let id = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap()[0].id;
+    let fetcher = start_node(tmp.path(), "fetcher", addr.clone(), None).await;
+    let out = tmp.path().join("out");
+    let fetch = {
+        let (fetcher, out) = (fetcher.clone(), out.clone());
+        tokio::spawn(async move { fetcher.fetch(id, options(&out)).await })
+    };
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    tracker.stop().await;
+    drop(tracker);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarted = Tracker::start(TrackerConfig {
+        listen: addr.host_port.parse().unwrap(),
+        ..config
+    })
+    .await
+    .unwrap();
+    let back = Instant::now();
+    assert_eq!(restarted.catalogue_size(), 1, "the catalogue comes back from sled");
+
+    let report = fetch.await.unwrap().unwrap();
+    assert_eq!(std::fs::read(out.join("movie.bin")).unwrap(), data);
+    assert_eq!(report.bytes_received(), data.len() as u64);
+    // The seeder re-registers on its own (keepalive every peer_timeout / 3 = 1 s).
+    wait_for_holding(&fetcher, id, seeder.id(), Some((0..48).collect())).await;
+    println!("seeder listed again {:?} after the tracker came back", back.elapsed());
+    restarted.stop().await;
+}
