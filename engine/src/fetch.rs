@@ -330,17 +330,25 @@ async fn open_partial(manifest: &Arc<Manifest>, path: &Path, preallocate: bool) 
     };
     let (file, have) = have;
     let missing = manifest.size - held_bytes(manifest, &have);
-    if preallocate {
+    let room = if preallocate {
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, manifest.size)
-            .map_err(|e| no_space_or_io(path, missing, &file, e.into()))?;
-    } else if let Some(available) = free_space(&file) {
-        if available < missing {
-            return Err(Error::NoSpace {
+            .map_err(|e| no_space_or_io(path, missing, &file, e.into()))
+    } else {
+        match free_space(&file) {
+            Some(available) if available < missing => Err(Error::NoSpace {
                 path: path.to_owned(),
                 needed: missing,
                 available,
-            });
+            }),
+            _ => Ok(()),
         }
+    };
+    if let Err(e) = room {
+        if !existed {
+            // Nothing was fetched into it yet: leave no empty file behind.
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
     }
     Ok((file, have))
 }
@@ -557,7 +565,7 @@ async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId) {
     loop {
         let next = {
             let mut shared = ctx.lock();
-            if !shared.scheduler.is_active(&peer) || shared.scheduler.is_complete() {
+            if ctx.done.is_cancelled() || !shared.scheduler.is_active(&peer) || shared.scheduler.is_complete() {
                 return;
             }
             shared.scheduler.next(&peer).map(|chunk| {
@@ -725,15 +733,16 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
         if !manifest.chunk_matches(chunk, &data) {
             return Ok(false);
         }
-        file.write_all_at(&data, manifest.chunk_offset(chunk)).map(|_| true)
+        file.write_all_at(&data, manifest.chunk_offset(chunk))?;
+        // Logged here, right after the write, so that a trace of a killed run is exact.
+        trace!(chunk, bytes = data.len(), "chunk written");
+        Ok(true)
     })
+    .in_current_span()
     .await
     .map_err(|e| Failure::Other(e.to_string()))?;
     match written {
-        Ok(true) => {
-            trace!(chunk, bytes = expected, "chunk written");
-            Ok(expected)
-        }
+        Ok(true) => Ok(expected),
         Ok(false) => Err(Failure::Corrupt("content does not match the manifest".into())),
         Err(e) => {
             let path = ctx.held.path();

@@ -1,6 +1,7 @@
 //! QUIC transport: one endpoint per node that both accepts and dials, mutual TLS that proves
 //! node ids, and the request/response exchange on a bidirectional stream.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,6 +176,7 @@ where
     H: Fn(IncomingStream) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    let live = LiveConnections::default();
     loop {
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -183,7 +185,7 @@ where
                 None => return,
             },
         };
-        let (shutdown, streams, handle) = (shutdown.clone(), streams.clone(), handle.clone());
+        let (shutdown, streams, handle, live) = (shutdown.clone(), streams.clone(), handle.clone(), live.clone());
         tokio::spawn(async move {
             let connection = match incoming.await {
                 Ok(connection) => connection,
@@ -197,7 +199,9 @@ where
                 return;
             };
             let remote = connection.remote_address();
+            live.insert(peer, &connection);
             let span = tracing::info_span!("peer", peer = %peer.short(), addr = %remote);
+            let (forget, closing) = (live.clone(), connection.clone());
             async move {
                 loop {
                     let (send, recv) = tokio::select! {
@@ -221,7 +225,41 @@ where
             }
             .instrument(span)
             .await;
+            forget.remove(peer, &closing);
         });
+    }
+}
+
+/// The connections accepted from each peer. A node process uses one endpoint, so a new
+/// connection from the same peer id but another address means that the peer restarted (for
+/// instance after a crash): its old connections are dead even if no timeout has said so yet,
+/// and are closed at once so that they stop holding uploads.
+#[derive(Clone, Default)]
+struct LiveConnections(Arc<std::sync::Mutex<HashMap<PeerId, Vec<Connection>>>>);
+
+impl LiveConnections {
+    fn insert(&self, peer: PeerId, connection: &Connection) {
+        let mut live = self.0.lock().expect("connection table lock poisoned");
+        let mine = live.entry(peer).or_default();
+        mine.retain(|old| {
+            let stale = old.remote_address() != connection.remote_address();
+            if stale {
+                debug!(peer = %peer.short(), old = %old.remote_address(), "peer reconnected from a new address; closing its old connection");
+                old.close(VarInt::from_u32(0), b"superseded by a newer connection from the same peer");
+            }
+            !stale
+        });
+        mine.push(connection.clone());
+    }
+
+    fn remove(&self, peer: PeerId, connection: &Connection) {
+        let mut live = self.0.lock().expect("connection table lock poisoned");
+        if let Some(mine) = live.get_mut(&peer) {
+            mine.retain(|c| c.stable_id() != connection.stable_id());
+            if mine.is_empty() {
+                live.remove(&peer);
+            }
+        }
     }
 }
 

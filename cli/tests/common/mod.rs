@@ -1,0 +1,152 @@
+//! Helpers shared by the black-box tests of the `swarm` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_swarm");
+
+/// A child process that is killed when dropped, with its stdout read line by line.
+pub struct Proc {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("SWARM_TRACKER")
+            .env("SWARM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("swarm binary starts");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    pub fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the process printed a line in time")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        // The shell's built-in kill, so no procps package is needed.
+        Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status()
+            .unwrap();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("swarm did not exit after SIGTERM");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SWARM_TRACKER")
+        .env("SWARM_LOG", "warn")
+        .output()
+        .expect("swarm binary runs")
+}
+
+pub fn json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("valid JSON on stdout")
+}
+
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+pub fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(u32::from(seed)) as u8)
+        .collect()
+}
+
+/// Starts `swarm tracker` and returns it with the pinned address peers should use.
+pub fn start_tracker(dir: &Path) -> (Proc, String) {
+    let state = dir.join("tracker");
+    let tracker = Proc::spawn(&[
+        "tracker",
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-timeout",
+        "30s",
+    ]);
+    let line = tracker.line();
+    let addr = line
+        .split("--tracker ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected tracker banner: {line}"))
+        .trim()
+        .to_owned();
+    (tracker, addr)
+}
+
+/// Starts `swarm seed` on `share` and returns it with the (id, name) of each file.
+pub fn start_seeder(
+    dir: &Path,
+    name: &str,
+    share: &Path,
+    extra: &[&str],
+    files: usize,
+) -> (Proc, Vec<(String, String)>, Vec<String>) {
+    let state = dir.join(name);
+    let mut args = vec![
+        "seed",
+        s(share),
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+    ];
+    args.extend_from_slice(extra);
+    let seeder = Proc::spawn(&args);
+    let mut seeded = Vec::new();
+    let mut commands = Vec::new();
+    while seeded.len() < files {
+        let line = seeder.line();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        seeded.push((fields[0].to_owned(), fields.last().unwrap().to_string()));
+        commands.push(seeder.line().trim().to_owned());
+    }
+    (seeder, seeded, commands)
+}
+
+pub fn write(path: PathBuf, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
