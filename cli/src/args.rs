@@ -62,6 +62,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Show which peers hold which chunks of a file.
     Peers(PeersArgs),
+    /// Show this node's downloads (with progress) and seeded files.
+    Status(StatusArgs),
     /// Generate a file, seed it from several in-process peers and fetch it, printing the rate.
     Demo(DemoArgs),
 }
@@ -186,6 +188,17 @@ pub struct PeersArgs {
     pub id: String,
     #[command(flatten)]
     pub query: QueryArgs,
+}
+
+/// `swarm status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The node's state directory.
+    #[arg(long, env = "SWARM_STATE")]
+    pub state: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `swarm demo`

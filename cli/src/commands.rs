@@ -13,7 +13,7 @@ use swarm_engine::{FetchOptions, Node, NodeConfig, Progress, SeededFile, Tracker
 use swarm_tracker::{Tracker, TrackerConfig};
 use tracing::info;
 
-use crate::args::{DemoArgs, FetchArgs, NodeArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, TrackerArgs};
+use crate::args::{DemoArgs, FetchArgs, NodeArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, StatusArgs, TrackerArgs};
 use crate::output;
 
 /// How long a graceful exit waits for uploads in flight.
@@ -118,14 +118,7 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
                 "no --tracker given: started one in this process, id {} on {local}",
                 tracker.id().short()
             );
-            let loopback = SocketAddr::new(
-                if local.is_ipv4() {
-                    [127, 0, 0, 1].into()
-                } else {
-                    std::net::Ipv6Addr::LOCALHOST.into()
-                },
-                local.port(),
-            );
+            let loopback = swarm_engine::netutil::loopback_for(local);
             config.tracker = Some(TrackerAddr {
                 host_port: loopback.to_string(),
                 id: Some(tracker.id()),
@@ -261,6 +254,14 @@ fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
         args.tracker.clone(),
         Some(KnownTrackers::in_dir(&state)),
     )?)
+}
+
+/// `swarm status`
+pub async fn status(args: StatusArgs) -> Result<()> {
+    let state = args.state.unwrap_or_else(|| default_state("node"));
+    let (source, files) = swarm_engine::status::of_state_dir(&state).await?;
+    output::status(&state, source, &files, args.json);
+    Ok(())
 }
 
 /// `swarm ls`

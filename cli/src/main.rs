@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             Command::Ls(args) => commands::ls(args).await,
             Command::Search(args) => commands::search(args).await,
             Command::Peers(args) => commands::peers(args).await,
+            Command::Status(args) => commands::status(args).await,
             Command::Demo(args) => commands::demo(args).await,
         }
     });

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use swarm_engine::protocol::{CatalogueEntry, Holder};
+use swarm_engine::status::{FileState, FileStatus, Source};
 use swarm_engine::Progress;
 
 /// Human-readable bytes (binary units).
@@ -18,6 +19,75 @@ pub fn bytes(n: u64) -> String {
 /// Megabytes (10^6) per second over `elapsed`.
 pub fn mb_per_sec(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    id: String,
+    name: &'a str,
+    path: &'a std::path::Path,
+    state: &'static str,
+    size: u64,
+    chunks: u32,
+    chunks_held: u32,
+    bytes_held: u64,
+    running: bool,
+}
+
+fn state_word(state: FileState) -> &'static str {
+    match state {
+        FileState::Downloading => "downloading",
+        FileState::Paused => "paused",
+        FileState::Seeding => "seeding",
+    }
+}
+
+/// Prints a node's status as a table or JSON.
+pub fn status(state_dir: &std::path::Path, source: Source, files: &[FileStatus], json: bool) {
+    if json {
+        let rows: Vec<StatusJson> = files
+            .iter()
+            .map(|f| StatusJson {
+                id: f.id.to_string(),
+                name: &f.name,
+                path: &f.path,
+                state: state_word(f.state),
+                size: f.size,
+                chunks: f.chunk_count,
+                chunks_held: f.chunks_held,
+                bytes_held: f.bytes_held,
+                running: matches!(source, Source::RunningNode(_)),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("plain data serializes")
+        );
+        return;
+    }
+    match source {
+        Source::RunningNode(addr) => println!("node running at {addr} (state {})", state_dir.display()),
+        Source::SavedState => println!("no node running on {}; saved state:", state_dir.display()),
+    }
+    if files.is_empty() {
+        println!("(no downloads and no seeded files)");
+        return;
+    }
+    println!(
+        "{:<11}  {:>6}  {:>15}  {:>10}  {:<16}  NAME",
+        "STATE", "DONE", "CHUNKS", "SIZE", "ID"
+    );
+    for file in files {
+        println!(
+            "{:<11}  {:>5.1}%  {:>15}  {:>10}  {:<16}  {}",
+            state_word(file.state),
+            file.percent(),
+            format!("{}/{}", file.chunks_held, file.chunk_count),
+            bytes(file.size),
+            file.id.short(),
+            file.name
+        );
+    }
 }
 
 #[derive(Serialize)]

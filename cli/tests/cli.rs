@@ -93,6 +93,18 @@ fn tracker_seed_ls_search_peers_fetch() {
     );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no file id starts with"));
 
+    // `swarm status` asks the running seeder (its sled state is locked by it).
+    let status = json(&run(&["status", "--state", s(&tmp.path().join("seeder")), "--json"]));
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{status}");
+    assert!(
+        rows.iter().all(|r| r["state"] == "seeding" && r["running"] == true),
+        "{status}"
+    );
+    assert_eq!(rows[0]["bytes_held"], movie.len());
+    let table = String::from_utf8(run(&["status", "--state", s(&tmp.path().join("seeder"))]).stdout).unwrap();
+    assert!(table.contains("node running at") && table.contains("100.0%"), "{table}");
+
     // A graceful exit tells the tracker at once.
     assert!(seeder.terminate().success());
     let after = json(&run(&["ls", "--tracker", &addr, "--json"]));

@@ -108,6 +108,12 @@ fn a_fetch_killed_at_random_moments_resumes_without_fetching_a_chunk_twice() {
         before_last.extend(written);
     }
     assert!(!before_last.is_empty(), "the killed runs made progress");
+    // No node runs now: `swarm status` reads the saved state and shows the paused download.
+    let status = json(&run(&["status", "--state", s(&state), "--json"]));
+    assert_eq!(status[0]["name"], "big.bin", "{status}");
+    assert_eq!(status[0]["state"], "paused");
+    assert_eq!(status[0]["running"], false);
+    assert_eq!(status[0]["chunks"], chunks);
 
     let log = tmp.path().join("last.log");
     let last = fetch_command(&id, &addr, &out, &state, &log, &[]).output().unwrap();

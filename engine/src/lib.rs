@@ -9,7 +9,7 @@
 //! - [`scheduler`], [`fetch`]: which chunk from which peer next, and the download driver.
 //! - [`tracker_client`]: talking to a tracker.
 //! - [`state`], [`known_trackers`]: persistent node state (sled) and trackers met before.
-//! - [`node`]: a running peer, tying the rest together.
+//! - [`node`]: a running peer, tying the rest together; [`status`]: what it holds, for people.
 #![warn(missing_docs)]
 
 pub mod bitfield;
@@ -29,6 +29,7 @@ pub mod ratelimit;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod tracker_client;
 pub mod transport;

@@ -19,3 +19,17 @@ pub fn reachable_addr(bound: SocketAddr) -> SocketAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     SocketAddr::new(ip, bound.port())
 }
+
+/// The address a process on this machine should use for a socket bound to `bound`: loopback
+/// of the same family if the bind address is unspecified, the bound address otherwise.
+pub fn loopback_for(bound: SocketAddr) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let ip = if bound.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    };
+    SocketAddr::new(ip, bound.port())
+}

@@ -24,6 +24,7 @@ use crate::protocol::CatalogueEntry;
 use crate::ratelimit::RateLimiter;
 use crate::server::{self, ServerContext};
 use crate::state::{FileStamp, SeededRecord, StateDb};
+use crate::status;
 use crate::store::{Held, Store};
 use crate::tracker_client::{Located, RegisteredOrNot, Registration, TrackerAddr, TrackerClient};
 use crate::transport::Transport;
@@ -128,7 +129,13 @@ impl Node {
             store: inner.store.clone(),
             limit: config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
             changed,
+            own_id: node.id(),
+            state: inner.state.clone(),
         };
+        // `swarm status` finds the running node here.
+        let address_file = config.state_dir.join(status::ADDRESS_FILE);
+        let reachable = crate::netutil::loopback_for(node.local_addr());
+        std::fs::write(&address_file, reachable.to_string()).map_err(|e| Error::io(&address_file, e))?;
         inner.background.spawn(server::serve(
             transport,
             context,

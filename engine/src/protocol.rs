@@ -108,6 +108,9 @@ pub enum Request {
         /// Chunk index.
         index: u32,
     },
+    /// Peer: what do you hold and fetch? Answered only on a connection made with the node's
+    /// own key (by `swarm status` on the same machine).
+    Status,
 }
 
 /// One entry of the tracker's catalogue.
@@ -193,6 +196,8 @@ pub enum Response {
         /// Number of bytes that follow.
         len: u32,
     },
+    /// Answer to `Status`.
+    Status(Vec<crate::status::FileStatus>),
     /// The request failed.
     Error {
         /// What kind of failure.

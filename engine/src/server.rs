@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::ids::FileId;
+use crate::ids::{FileId, PeerId};
 use crate::protocol::{ErrorCode, ProtocolError, Request, Response};
 use crate::ratelimit::RateLimiter;
+use crate::state::StateDb;
+use crate::status;
 use crate::store::{ReadError, Store};
 use crate::transport::{self, IncomingStream, Transport};
 
@@ -31,6 +33,10 @@ pub struct ServerContext {
     pub store: Arc<Store>,
     /// Upload cap across all connections.
     pub limit: Option<Arc<RateLimiter>>,
+    /// The node's own id: only it may ask for the status.
+    pub own_id: PeerId,
+    /// The node's saved state, for the status.
+    pub state: StateDb,
     /// Told about files whose bytes on disk no longer match what is held (changed, truncated
     /// or deleted), so that the node re-checks them and updates the tracker.
     pub changed: mpsc::Sender<FileId>,
@@ -43,7 +49,7 @@ pub async fn serve(transport: Transport, context: ServerContext, shutdown: Cance
     transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
         let (context, permits) = (context.clone(), permits.clone());
         async move {
-            if let Err(e) = serve_stream(stream.send, stream.recv, &context, &permits).await {
+            if let Err(e) = serve_stream(stream.peer, stream.send, stream.recv, &context, &permits).await {
                 debug!("request failed: {e}");
             }
         }
@@ -52,6 +58,7 @@ pub async fn serve(transport: Transport, context: ServerContext, shutdown: Cance
 }
 
 async fn serve_stream(
+    from: PeerId,
     mut send: SendStream,
     mut recv: RecvStream,
     context: &ServerContext,
@@ -62,6 +69,16 @@ async fn serve_stream(
         Ok(request) => request,
         Err(refusal) => return reply(&mut send, refusal).await,
     };
+    if request == Request::Status {
+        if from != context.own_id {
+            return reply(&mut send, status::refusal()).await;
+        }
+        let answer = match status::live(store, &context.state) {
+            Ok(files) => Response::Status(files),
+            Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
+        };
+        return reply(&mut send, answer).await;
+    }
     let Request::GetChunk { file, index } = request else {
         return reply(
             &mut send,

@@ -81,6 +81,11 @@ async fn bad_requests_get_clear_error_frames() {
         error_code(transport::exchange(&connection, &Request::List).await.unwrap().0).await,
         ErrorCode::Unsupported
     );
+    // Another key may not ask for the node's status.
+    assert_eq!(
+        error_code(transport::exchange(&connection, &Request::Status).await.unwrap().0).await,
+        ErrorCode::Unsupported
+    );
 
     // A frame from a future protocol version is answered with VersionMismatch.
     let (mut send, mut recv) = connection.open_bi().await.unwrap();

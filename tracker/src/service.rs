@@ -199,7 +199,7 @@ impl Service {
                     },
                     None => Response::error(ErrorCode::NotFound, format!("file {file} is not in the catalogue")),
                 },
-                Request::GetChunk { .. } => {
+                Request::GetChunk { .. } | Request::Status => {
                     Response::error(ErrorCode::Unsupported, "this node is a tracker; it holds no content")
                 }
             }
