@@ -19,3 +19,7 @@ fmt:
 # Lints, as CI runs them.
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# How long a 90%-done 1 GiB fetch takes, after a restart, to get its first new chunk.
+resume-latency size_mib="1024":
+    bash benches/resume-latency.sh {{size_mib}}
