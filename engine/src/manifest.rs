@@ -206,6 +206,7 @@ impl std::fmt::Debug for Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Write;
 
     fn manifest_of(data: &[u8], chunk_size: u32) -> Manifest {
@@ -280,5 +281,86 @@ mod tests {
         };
         assert_eq!(m.chunk_offset(319), 319 * u64::from(MAX_CHUNK_SIZE));
         assert_eq!(m.chunk_len(319), MAX_CHUNK_SIZE);
+    }
+
+    fn any_manifest() -> impl Strategy<Value = Manifest> {
+        let name = prop_oneof![
+            "[a-z/._]{0,24}",
+            proptest::string::string_regex("(?s).{0,40}").unwrap(),
+            Just("../up".to_owned()),
+            Just("/abs".to_owned()),
+        ];
+        let sizes = prop_oneof![any::<u64>(), 0u64..10_000_000];
+        let chunk_sizes = prop_oneof![any::<u32>(), (16u32..25).prop_map(|p| 1 << p)];
+        let parts = (
+            name,
+            sizes,
+            chunk_sizes,
+            any::<u32>(),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..200),
+            any::<bool>(),
+        );
+        parts.prop_map(|(name, size, chunk_size, chunk_count, chunks, consistent)| {
+            let mut chunks: Vec<Digest> = chunks.into_iter().map(Digest).collect();
+            let mut chunk_count = chunk_count;
+            let mut hash = Digest([9; 32]);
+            // Half the cases are consistent apart from the name, so that the validator's
+            // acceptance is exercised too, not only its refusals.
+            let needed = size
+                .checked_div(u64::from(chunk_size))
+                .map(|_| size.div_ceil(u64::from(chunk_size)));
+            if let Some(needed) = needed.filter(|&n| consistent && n <= 200) {
+                chunk_count = needed as u32;
+                chunks.resize(needed as usize, Digest([3; 32]));
+                if let Some(global) = crate::hashing::global_from_chunks(size, chunk_size, &chunks) {
+                    hash = global;
+                }
+            }
+            Manifest {
+                name,
+                hash,
+                size,
+                chunk_size,
+                chunk_count,
+                chunks,
+            }
+        })
+    }
+
+    /// Random manifests: the validator never panics, and whatever it accepts is consistent.
+    #[test]
+    fn the_validator_never_panics_and_accepts_only_consistent_manifests() {
+        let accepted = std::cell::Cell::new(0);
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&any_manifest(), |m| {
+                if m.validate().is_ok() {
+                    accepted.set(accepted.get() + 1);
+                    prop_assert_eq!(u64::from(m.chunk_count), m.size.div_ceil(u64::from(m.chunk_size)));
+                    prop_assert_eq!(m.chunks.len(), m.chunk_count as usize);
+                    prop_assert!(crate::name::validate_name(&m.name).is_ok());
+                    for c in 0..m.chunk_count {
+                        prop_assert!(m.chunk_offset(c) + u64::from(m.chunk_len(c)) <= m.size);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            accepted.get() > 0,
+            "no random manifest was valid: the strategy tests refusals only"
+        );
+    }
+
+    proptest! {
+        /// Random bytes decoded as a manifest, with the wire limit: no panic, no unbounded
+        /// allocation (a huge length prefix is refused before anything is allocated).
+        #[test]
+        fn random_bytes_never_panic_the_manifest_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let config = bincode::config::standard().with_limit::<{ 1 << 20 }>();
+            if let Ok((m, _)) = bincode::serde::decode_from_slice::<Manifest, _>(&bytes, config) {
+                let _ = m.validate();
+            }
+        }
     }
 }

@@ -226,9 +226,15 @@ pub enum ProtocolError {
         /// The version in the frame.
         theirs: u16,
     },
-    /// The frame is over [`MAX_FRAME`] or under the header size.
-    #[error("frame of {0} bytes refused (limit {MAX_FRAME})")]
-    FrameSize(u32),
+    /// The frame is over the limit for its kind (at most [`MAX_FRAME`]) or under the header
+    /// size.
+    #[error("frame of {len} bytes refused (limit {limit})")]
+    FrameSize {
+        /// The length announced.
+        len: u32,
+        /// The limit that applied.
+        limit: u32,
+    },
     /// The payload does not decode.
     #[error("malformed frame: {0}")]
     Malformed(String),
@@ -253,9 +259,10 @@ pub fn encode_frame<T: Serialize>(message: &T) -> Vec<u8> {
 
 /// Decodes a frame body (version plus payload, without the length prefix).
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ProtocolError> {
-    let (version, payload) = body
-        .split_at_checked(2)
-        .ok_or(ProtocolError::FrameSize(body.len() as u32))?;
+    let (version, payload) = body.split_at_checked(2).ok_or(ProtocolError::FrameSize {
+        len: body.len() as u32,
+        limit: MAX_FRAME,
+    })?;
     let version = u16::from_be_bytes([version[0], version[1]]);
     if version != PROTOCOL_VERSION {
         return Err(ProtocolError::Version { theirs: version });
@@ -277,12 +284,29 @@ where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
 {
+    read_frame_limited(stream, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes (and never more than [`MAX_FRAME`]). Memory grows
+/// with the bytes that actually arrive, not with the length announced.
+pub async fn read_frame_limited<T, R>(stream: &mut R, max: u32) -> Result<T, ProtocolError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
     let len = stream.read_u32().await?;
-    if !(2..=MAX_FRAME).contains(&len) {
-        return Err(ProtocolError::FrameSize(len));
+    let limit = max.min(MAX_FRAME);
+    if !(2..=limit).contains(&len) {
+        return Err(ProtocolError::FrameSize { len, limit });
     }
-    let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
+    stream.take(u64::from(len)).read_to_end(&mut body).await?;
+    if body.len() != len as usize {
+        return Err(ProtocolError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("frame cut short: {} of {len} bytes", body.len()),
+        )));
+    }
     decode_body(&body)
 }
 
@@ -341,7 +365,7 @@ mod tests {
     async fn refuses_oversized_and_foreign_frames() {
         let huge = (MAX_FRAME + 1).to_be_bytes();
         let err = read_frame::<Request, _>(&mut huge.as_slice()).await.unwrap_err();
-        assert!(matches!(err, ProtocolError::FrameSize(_)));
+        assert!(matches!(err, ProtocolError::FrameSize { .. }));
 
         let mut frame = encode_frame(&Request::List);
         frame[5] = 9;

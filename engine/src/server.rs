@@ -6,7 +6,7 @@
 use std::io;
 use std::sync::Arc;
 
-use quinn::{RecvStream, SendStream};
+use quinn::SendStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +23,8 @@ use crate::transport::{self, IncomingStream, Transport};
 /// Uploads served at once by one node. Each holds one chunk in memory (1 MiB by default), so
 /// this also bounds the server's buffer memory.
 pub const MAX_UPLOADS: usize = 32;
+/// Largest request frame a peer accepts: its requests (`GetChunk`, `Status`) are tiny.
+const MAX_REQUEST: u32 = 1024;
 /// Under an upload limit, data goes out in slices this big so the rate stays smooth.
 const RATE_SLICE: usize = 64 * 1024;
 
@@ -49,7 +51,7 @@ pub async fn serve(transport: Transport, context: ServerContext, shutdown: Cance
     transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
         let (context, permits) = (context.clone(), permits.clone());
         async move {
-            if let Err(e) = serve_stream(stream.peer, stream.send, stream.recv, &context, &permits).await {
+            if let Err(e) = serve_stream(stream, &context, &permits).await {
                 debug!("request failed: {e}");
             }
         }
@@ -58,17 +60,21 @@ pub async fn serve(transport: Transport, context: ServerContext, shutdown: Cance
 }
 
 async fn serve_stream(
-    from: PeerId,
-    mut send: SendStream,
-    mut recv: RecvStream,
+    mut stream: IncomingStream,
     context: &ServerContext,
     permits: &Semaphore,
 ) -> Result<(), ProtocolError> {
     let (store, limit) = (&context.store, context.limit.as_deref());
-    let request = match transport::read_request(&mut recv).await {
+    let request = match transport::read_request(&mut stream.recv, MAX_REQUEST).await {
         Ok(request) => request,
-        Err(refusal) => return reply(&mut send, refusal).await,
+        Err(refusal) => {
+            transport::refuse_and_close(&mut stream, &refusal).await;
+            return Ok(());
+        }
     };
+    let IncomingStream {
+        peer: from, mut send, ..
+    } = stream;
     if request == Request::Status {
         if from != context.own_id {
             return reply(&mut send, status::refusal()).await;

@@ -18,6 +18,11 @@ use crate::manifest::Manifest;
 use crate::protocol::{CatalogueEntry, ErrorCode, Holder, Request, Response};
 use crate::transport::{self, Transport};
 
+/// Pause before asking a busy tracker again; doubled each time.
+const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// How many times a busy tracker is asked again (about 3 s of pauses in all).
+const BUSY_RETRIES: u32 = 5;
+
 /// Where a tracker is, and optionally which id it must prove.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerAddr {
@@ -150,7 +155,26 @@ impl TrackerClient {
     }
 
     /// Sends `request`, dialling (again) if needed, and returns the answer as it came.
+    /// A tracker that says `Busy` (this peer sent too many requests lately) is asked again
+    /// after a growing pause, a few times, before its answer is passed on.
     pub async fn request(&self, request: &Request) -> Result<Response> {
+        let mut pause = BUSY_BACKOFF;
+        for _ in 0..BUSY_RETRIES {
+            match self.request_once(request).await? {
+                Response::Error {
+                    code: ErrorCode::Busy, ..
+                } => {
+                    tracing::debug!("tracker is rate-limiting us; asking again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                response => return Ok(response),
+            }
+        }
+        self.request_once(request).await
+    }
+
+    async fn request_once(&self, request: &Request) -> Result<Response> {
         let mut last_error = None;
         for _ in 0..2 {
             let connection = self.connection().await?;

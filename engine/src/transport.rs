@@ -2,7 +2,7 @@
 //! node ids, and the request/response exchange on a bidirectional stream.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ const CONNECTION_WINDOW: u32 = 24 * 1024 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pings keep idle connections (e.g. to the tracker) open through NATs and idle timers.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Most connections (open or in handshake) accepted from one IP address at once. Node ids
+/// cost nothing to make, so this, not a per-id limit, bounds what one machine can hold open.
+pub const MAX_CONNECTIONS_PER_IP: usize = 64;
 /// A request frame must arrive this soon after its stream opens.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Name presented in TLS; ids, not names, are what is checked.
@@ -166,6 +169,8 @@ pub struct IncomingStream {
     pub send: SendStream,
     /// Our receiving half.
     pub recv: RecvStream,
+    /// The connection it belongs to.
+    pub connection: Connection,
 }
 
 /// Accepts connections on `transport` until `shutdown` fires and runs `handle` on every
@@ -177,6 +182,7 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let live = LiveConnections::default();
+    let per_ip = ConnectionsPerIp::default();
     loop {
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -185,8 +191,14 @@ where
                 None => return,
             },
         };
+        let Some(slot) = per_ip.admit(incoming.remote_address().ip()) else {
+            debug!(addr = %incoming.remote_address(), "refused: {MAX_CONNECTIONS_PER_IP} connections from this address already");
+            incoming.refuse();
+            continue;
+        };
         let (shutdown, streams, handle, live) = (shutdown.clone(), streams.clone(), handle.clone(), live.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let connection = match incoming.await {
                 Ok(connection) => connection,
                 Err(e) => {
@@ -219,6 +231,7 @@ where
                         remote,
                         send,
                         recv,
+                        connection: connection.clone(),
                     };
                     streams.spawn(handle(stream).in_current_span());
                 }
@@ -227,6 +240,43 @@ where
             .await;
             forget.remove(peer, &closing);
         });
+    }
+}
+
+/// How many connections each remote IP address has open (or in handshake).
+#[derive(Clone, Default)]
+struct ConnectionsPerIp(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>);
+
+/// One admitted connection; dropping it frees the slot.
+struct IpSlot {
+    table: ConnectionsPerIp,
+    ip: IpAddr,
+}
+
+impl ConnectionsPerIp {
+    fn admit(&self, ip: IpAddr) -> Option<IpSlot> {
+        let mut table = self.0.lock().expect("connection table lock poisoned");
+        let count = table.entry(ip).or_default();
+        if *count >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut table = self.table.0.lock().expect("connection table lock poisoned");
+        if let Some(count) = table.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                table.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -265,13 +315,38 @@ impl LiveConnections {
 
 /// Reads the request frame of an incoming stream; on failure, returns the error response to
 /// send back (`Malformed`, or `VersionMismatch` naming both versions).
-pub async fn read_request(recv: &mut RecvStream) -> Result<Request, Response> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<Request, _>(recv)).await {
+pub async fn read_request(recv: &mut RecvStream, max_len: u32) -> Result<Request, Response> {
+    match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        protocol::read_frame_limited::<Request, _>(recv, max_len),
+    )
+    .await
+    {
         Err(_) => Err(Response::error(ErrorCode::Malformed, "no request within 10 s")),
         Ok(Err(e @ ProtocolError::Version { .. })) => Err(Response::error(ErrorCode::VersionMismatch, e.to_string())),
         Ok(Err(e)) => Err(Response::error(ErrorCode::Malformed, e.to_string())),
         Ok(Ok(request)) => Ok(request),
     }
+}
+
+/// Application error code with which a connection is closed after a protocol violation.
+pub const PROTOCOL_VIOLATION: u32 = 2;
+
+/// Answers a request that could not be read with `refusal`, lets it arrive (for up to two
+/// seconds), then closes the whole connection: a peer that breaks the protocol once is not
+/// trusted with the rest of it.
+pub async fn refuse_and_close(stream: &mut IncomingStream, refusal: &Response) {
+    debug!("closing the connection after a bad request: {refusal:?}");
+    if respond(&mut stream.send, refusal).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.send.stopped()).await;
+    }
+    let reason = match refusal {
+        Response::Error { message, .. } => message.as_bytes(),
+        _ => b"protocol violation".as_slice(),
+    };
+    stream
+        .connection
+        .close(VarInt::from_u32(PROTOCOL_VIOLATION), &reason[..reason.len().min(200)]);
 }
 
 /// Sends `response` as the answer on `send` and finishes the stream.

@@ -87,21 +87,33 @@ async fn bad_requests_get_clear_error_frames() {
         ErrorCode::Unsupported
     );
 
-    // A frame from a future protocol version is answered with VersionMismatch.
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    let mut frame = protocol::encode_frame(&Request::Keepalive);
-    frame[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
-    send.write_all(&frame).await.unwrap();
-    send.finish().unwrap();
-    let answer: Response = protocol::read_frame(&mut recv).await.unwrap();
-    assert_eq!(error_code(answer).await, ErrorCode::VersionMismatch);
-
-    // Garbage is answered with Malformed, and the node keeps serving.
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    send.write_all(&[0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff]).await.unwrap();
-    send.finish().unwrap();
-    let answer: Response = protocol::read_frame(&mut recv).await.unwrap();
-    assert_eq!(error_code(answer).await, ErrorCode::Malformed);
+    // Frames that break the protocol get a clear error, then the connection is closed; the
+    // node keeps serving new connections.
+    let mut future = protocol::encode_frame(&Request::Keepalive);
+    future[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
+    let oversized = [0, 0, 4, 1, 0, 1, 10]; // announces 1025 bytes: over the 1 KiB request cap
+    let unknown_variant = [0, 0, 0, 3, 0, 1, 200];
+    let cases: [(&str, &[u8], ErrorCode); 5] = [
+        ("future version", &future, ErrorCode::VersionMismatch),
+        ("garbage", &[0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff], ErrorCode::Malformed),
+        ("truncated", &[0, 0, 0, 40, 0, 1, 10, 1, 2], ErrorCode::Malformed),
+        ("oversized", &oversized, ErrorCode::Malformed),
+        ("unknown message type", &unknown_variant, ErrorCode::Malformed),
+    ];
+    for (what, bytes, code) in cases {
+        let (connection, _) = client.connect(node.local_addr(), Some(node.id())).await.unwrap();
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        send.finish().unwrap();
+        let answer: Response = protocol::read_frame(&mut recv).await.unwrap();
+        assert_eq!(error_code(answer).await, code, "{what}");
+        let closed = connection.closed().await;
+        assert!(
+            matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == transport::PROTOCOL_VIOLATION.into()),
+            "{what}: {closed:?}"
+        );
+    }
+    let (connection, _) = client.connect(node.local_addr(), Some(node.id())).await.unwrap();
     let again = transport::exchange(
         &connection,
         &Request::GetChunk {
@@ -112,7 +124,7 @@ async fn bad_requests_get_clear_error_frames() {
     .await
     .unwrap()
     .0;
-    assert!(matches!(again, Response::Chunk { .. }));
+    assert!(matches!(again, Response::Chunk { .. }), "still serving: {again:?}");
 
     // Dialling the node while expecting another id fails the handshake.
     let wrong = client

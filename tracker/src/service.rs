@@ -3,11 +3,13 @@
 //! silent peers.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use swarm_engine::protocol::{ErrorCode, ProtocolError, Request, Response};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use swarm_engine::protocol::{ErrorCode, ProtocolError, Request, Response, MAX_FRAME};
 use swarm_engine::transport::{self, IncomingStream, Transport};
 use swarm_engine::{Error, Identity, Manifest, PeerId, Result};
 use tokio_util::sync::CancellationToken;
@@ -45,9 +47,20 @@ pub struct Tracker {
     catalogue_size: usize,
 }
 
+/// Requests one peer may make per second, on average; bursts of twice as many pass.
+/// Beyond that it is answered `Busy` without its request being read.
+pub const REQUESTS_PER_SECOND: u32 = 500;
+
 struct Service {
     state: Mutex<TrackerState>,
     manifests: sled::Tree,
+    requests: DefaultKeyedRateLimiter<PeerId>,
+}
+
+fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
+    let rate = NonZeroU32::new(REQUESTS_PER_SECOND).expect("non-zero");
+    let burst = NonZeroU32::new(2 * REQUESTS_PER_SECOND).expect("non-zero");
+    governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
 }
 
 impl Tracker {
@@ -77,6 +90,7 @@ impl Tracker {
         let service = Arc::new(Service {
             state: Mutex::new(state),
             manifests,
+            requests: request_limiter(),
         });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -134,9 +148,21 @@ fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
 }
 
 async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(), ProtocolError> {
-    let response = match transport::read_request(&mut stream.recv).await {
-        Ok(request) => service.handle(stream.peer, stream.remote, request),
-        Err(refusal) => refusal,
+    // Checked before the request is even read, so that a flood costs the tracker little.
+    let response = if service.requests.check_key(&stream.peer).is_err() {
+        let _ = stream.recv.stop(swarm_engine::protocol::CANCELLED.into());
+        Response::error(
+            ErrorCode::Busy,
+            format!("too many requests from this peer (at most {REQUESTS_PER_SECOND} per second); slow down"),
+        )
+    } else {
+        match transport::read_request(&mut stream.recv, MAX_FRAME).await {
+            Ok(request) => service.handle(stream.peer, stream.remote, request),
+            Err(refusal) => {
+                transport::refuse_and_close(&mut stream, &refusal).await;
+                return Ok(());
+            }
+        }
     };
     transport::respond(&mut stream.send, &response).await?;
     let _ = stream.send.stopped().await;
@@ -230,5 +256,7 @@ async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout
         for peer in dead {
             info!(peer = %peer.short(), "expired after {timeout:?} of silence");
         }
+        // Forget the request counts of peers that have been quiet long enough to be full.
+        service.requests.retain_recent();
     }
 }
