@@ -5,8 +5,9 @@
 //! holder; a worker keeps one QUIC connection and runs several *lanes*, each a loop of "ask
 //! the [`Scheduler`] for a chunk, request it, verify it, write it at its offset". Lanes share
 //! the scheduler behind a `std::sync::Mutex` taken only for the synchronous decision, never
-//! across an `.await`. The coordinator wakes twice a second to tell the tracker about newly
-//! verified chunks, persist progress for resuming, re-locate holders from time to time, and
+//! across an `.await`. The coordinator wakes twice a second to hand newly verified chunks to a
+//! reporter task that tells the tracker (so that a slow or absent tracker never holds the
+//! download up), persist progress for resuming, re-locate holders from time to time, and
 //! notice completion.
 //!
 //! # Trust
@@ -37,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quinn::Connection;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, trace, warn, Instrument};
@@ -54,6 +55,7 @@ use crate::protocol::{ErrorCode, Holder, Request, Response};
 use crate::scheduler::{Scheduler, Verdict};
 use crate::state::DownloadRecord;
 use crate::store::{self, Held};
+use crate::tracker_client::TrackerClient;
 use crate::transport;
 
 /// Bytes requested from one peer at once: enough to keep a fast link busy.
@@ -63,6 +65,8 @@ const MIN_LANES: u64 = 4;
 const MAX_LANES: u64 = 32;
 /// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the tracker; the fetch goes on with the peers it knows meanwhile.
+const TRACKER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the coordinator wakes.
 const TICK: Duration = Duration::from_millis(500);
 /// How often holders are re-located while all is well, and while chunks lack a holder.
@@ -246,11 +250,23 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         )));
     }
 
-    let result = coordinate(&ctx, &workers, &tracker, started, options.timeout, from.as_deref()).await;
+    let (reports, batches) = mpsc::unbounded_channel();
+    tokio::spawn(report_chunks(tracker.clone(), id, batches));
+    let result = coordinate(
+        &ctx,
+        &workers,
+        &tracker,
+        &reports,
+        started,
+        options.timeout,
+        from.as_deref(),
+    )
+    .await;
     ctx.done.cancel();
     workers.close();
     workers.wait().await;
-    let flushed = flush(&ctx, &tracker, &partial_path).await;
+    let flushed = flush(&ctx, &reports, &partial_path).await;
+    drop(reports);
     result?;
     flushed?;
 
@@ -406,7 +422,8 @@ fn matches_from(holder: &Holder, from: Option<&str>) -> bool {
 async fn coordinate(
     ctx: &Arc<Context>,
     workers: &TaskTracker,
-    tracker: &crate::tracker_client::TrackerClient,
+    tracker: &TrackerClient,
+    reports: &mpsc::UnboundedSender<Vec<u32>>,
     started: Instant,
     timeout: Option<Duration>,
     from: Option<&str>,
@@ -437,7 +454,7 @@ async fn coordinate(
         if complete {
             return Ok(());
         }
-        flush(ctx, tracker, &ctx.held.path()).await?;
+        flush(ctx, reports, &ctx.held.path()).await?;
         if unavailable > 0 && unavailable != starved_reported {
             warn!("waiting for {unavailable} chunks that no live peer holds");
             starved_reported = unavailable;
@@ -449,10 +466,13 @@ async fn coordinate(
         };
         if last_locate.elapsed() >= every {
             last_locate = Instant::now();
-            match tracker.locate(ctx.id).await {
-                Ok(located) if located.manifest == *ctx.manifest => add_holders(ctx, workers, located.holders, from),
-                Ok(_) => warn!("the tracker now returns a different manifest for this id; ignoring it"),
-                Err(e) => debug!("re-locating holders failed (continuing with known peers): {e}"),
+            match tokio::time::timeout(TRACKER_TIMEOUT, tracker.locate(ctx.id)).await {
+                Ok(Ok(located)) if located.manifest == *ctx.manifest => {
+                    add_holders(ctx, workers, located.holders, from)
+                }
+                Ok(Ok(_)) => warn!("the tracker now returns a different manifest for this id; ignoring it"),
+                Ok(Err(e)) => debug!("re-locating holders failed (continuing with known peers): {e}"),
+                Err(_) => debug!("the tracker did not answer a locate (continuing with known peers)"),
             }
         }
         if let Some(limit) = timeout {
@@ -468,7 +488,7 @@ async fn coordinate(
 
 /// Syncs the partial file, then records progress in sled and tells the tracker about newly
 /// verified chunks.
-async fn flush(ctx: &Arc<Context>, tracker: &crate::tracker_client::TrackerClient, partial: &Path) -> Result<()> {
+async fn flush(ctx: &Arc<Context>, reports: &mpsc::UnboundedSender<Vec<u32>>, partial: &Path) -> Result<()> {
     let (newly, dirty) = {
         let mut shared = ctx.lock();
         let dirty = std::mem::take(&mut shared.dirty);
@@ -488,11 +508,34 @@ async fn flush(ctx: &Arc<Context>, tracker: &crate::tracker_client::TrackerClien
         ctx.node.state().save_download(&ctx.id, &record)?;
     }
     if !newly.is_empty() {
-        if let Err(e) = tracker.have(ctx.id, newly).await {
-            debug!("could not tell the tracker about new chunks: {e}");
-        }
+        // The reporter task outlives the fetch only until its last try.
+        let _ = reports.send(newly);
     }
     Ok(())
+}
+
+/// Tells the tracker about newly verified chunks without ever holding up the download: the
+/// coordinator hands batches over, and this task sends them, keeping them for the next try
+/// while the tracker cannot be reached. Ends after a last try once the fetch drops its sender.
+async fn report_chunks(tracker: Arc<TrackerClient>, id: FileId, mut batches: mpsc::UnboundedReceiver<Vec<u32>>) {
+    let mut pending: Vec<u32> = Vec::new();
+    while let Some(batch) = batches.recv().await {
+        pending.extend(batch);
+        while let Ok(more) = batches.try_recv() {
+            pending.extend(more);
+        }
+        match tokio::time::timeout(TRACKER_TIMEOUT, tracker.have(id, pending.clone())).await {
+            Ok(Ok(_)) => pending.clear(),
+            Ok(Err(e)) => debug!(
+                "could not tell the tracker about {} new chunks (will retry): {e}",
+                pending.len()
+            ),
+            Err(_) => debug!(
+                "the tracker did not answer about {} new chunks (will retry)",
+                pending.len()
+            ),
+        }
+    }
 }
 
 /// Reads the finished file back and checks it against the global hash.

@@ -25,10 +25,11 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 /// Per-connection flow-control window: enough for a full pipeline of requests in flight.
 const CONNECTION_WINDOW: u32 = 24 * 1024 * 1024;
-/// A connection with no traffic at all for this long is dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no traffic at all for this long is dead: a peer killed mid-transfer is
+/// noticed this soon, and its chunks asked of others.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pings keep idle connections (e.g. to the tracker) open through NATs and idle timers.
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// Most connections (open or in handshake) accepted from one IP address at once. Node ids
 /// cost nothing to make, so this, not a per-id limit, bounds what one machine can hold open.
 pub const MAX_CONNECTIONS_PER_IP: usize = 64;
@@ -53,7 +54,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(u64::from(CONNECTION_WINDOW))
         .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("30 s fits")));
+        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("10 s fits")));
     Arc::new(config)
 }
 

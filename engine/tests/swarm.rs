@@ -1,18 +1,15 @@
 //! End-to-end swarm tests on real loopback sockets, in one process: a tracker, seeders and
-//! fetchers through the engine API, plus a lying tracker and a corrupting peer built from the
-//! engine's own transport and protocol.
+//! fetchers through the engine API, plus a lying tracker built from the engine's own transport
+//! and protocol. Misbehaving peers are in `faults.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarm_engine::bitfield::Bitfield;
 use swarm_engine::protocol::{self, Request, Response};
-use swarm_engine::tracker_client::TrackerClient;
 use swarm_engine::{
     Error, FetchOptions, FileId, Identity, Manifest, Node, NodeConfig, PeerId, Progress, TrackerAddr, Transport,
 };
-use swarm_tracker::Tracker;
 
 mod common;
 use common::*;
@@ -213,65 +210,6 @@ async fn a_tampered_manifest_from_a_lying_tracker_is_refused() {
     assert!(matches!(err, Error::Manifest { .. }), "{err}");
     assert_eq!(err.kind(), swarm_engine::ErrorKind::Integrity);
     assert!(!out.join("evil.bin").exists() && !out.join("real.bin").exists());
-}
-
-/// A peer that registers a real manifest at the tracker and serves garbage for every chunk.
-async fn corrupting_peer(tracker: &Tracker, manifest: &Manifest) -> (PeerId, tokio::task::JoinHandle<()>) {
-    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
-    let client = TrackerClient::new(transport.clone(), pinned(tracker), None);
-    client.register(None).await.unwrap();
-    client
-        .announce(manifest, &Bitfield::full(manifest.chunk_count))
-        .await
-        .unwrap();
-    let endpoint = transport.endpoint().clone();
-    let chunk_len = manifest.chunk_size as usize;
-    let task = tokio::spawn(async move {
-        let _client = client; // keeps the tracker session's connection open
-        while let Some(incoming) = endpoint.accept().await {
-            tokio::spawn(async move {
-                let Ok(connection) = incoming.await else { return };
-                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                    let Ok(Request::GetChunk { .. }) = protocol::read_frame(&mut recv).await else {
-                        return;
-                    };
-                    let garbage = vec![0xEE; chunk_len];
-                    let header = Response::Chunk {
-                        len: garbage.len() as u32,
-                    };
-                    let _ = swarm_engine::transport::send_frame(&mut send, &header).await;
-                    let _ = send.write_all(&garbage).await;
-                    let _ = send.finish();
-                }
-            });
-        }
-    });
-    (transport.id(), task)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupting_peer_is_banned_and_the_file_arrives_intact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(tmp.path()).await;
-    let data = content(32 * CHUNK as usize, 5);
-    let share = tmp.path().join("share");
-    write(&share, "data.bin", &data);
-    // The honest seeder is capped (2 MiB at 1 MB/s) so that the liar is certain to be asked.
-    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), Some(1_000_000)).await;
-    let file = seeder
-        .seed_dir(&share, CHUNK, &Progress::default())
-        .await
-        .unwrap()
-        .remove(0);
-    let (liar, _task) = corrupting_peer(&tracker, &file.manifest).await;
-
-    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
-    assert_eq!(fetcher.locate(file.id).await.unwrap().holders.len(), 2);
-    let out = tmp.path().join("out");
-    let report = fetcher.fetch(file.id, options(&out)).await.unwrap();
-    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
-    assert_eq!(report.banned, vec![liar]);
-    assert!(!report.received.contains_key(&liar));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

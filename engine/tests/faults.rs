@@ -1,0 +1,181 @@
+//! Misbehaving peers and an absent tracker, on real loopback sockets: peers that send garbage,
+//! the wrong chunk, too few bytes or a wrong length are banned and reported; peers that stall
+//! or trickle are worked around; a fetch goes on when the tracker disappears.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use swarm_engine::bitfield::Bitfield;
+use swarm_engine::protocol::{self, Request, Response};
+use swarm_engine::tracker_client::TrackerClient;
+use swarm_engine::{Identity, Manifest, PeerId, Progress, Transport};
+use swarm_tracker::Tracker;
+
+mod common;
+use common::*;
+
+/// How a fake peer answers every `GetChunk`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Misbehaviour {
+    /// The right length of the wrong bytes.
+    Garbage,
+    /// Real data, of another chunk.
+    WrongChunk,
+    /// The right header, then half the bytes and the end of the stream.
+    CutShort,
+    /// A header announcing one byte too few, and that many bytes.
+    WrongLength,
+    /// Reads the request and never answers.
+    Stall,
+    /// The right header, then one byte every 50 ms.
+    Trickle,
+}
+
+/// A peer that announces all of `data` at the tracker and answers as `how` says.
+async fn misbehaving_peer(tracker: &Tracker, manifest: &Manifest, data: Arc<Vec<u8>>, how: Misbehaviour) -> PeerId {
+    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
+    let client = TrackerClient::new(transport.clone(), pinned(tracker), None);
+    client.register(None).await.unwrap();
+    client
+        .announce(manifest, &Bitfield::full(manifest.chunk_count))
+        .await
+        .unwrap();
+    let endpoint = transport.endpoint().clone();
+    let manifest = Arc::new(manifest.clone());
+    tokio::spawn(async move {
+        let _client = client; // keeps the tracker session open
+        while let Some(incoming) = endpoint.accept().await {
+            let (manifest, data) = (manifest.clone(), data.clone());
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    let Ok(Request::GetChunk { index, .. }) = protocol::read_frame(&mut recv).await else {
+                        return;
+                    };
+                    let (manifest, data) = (manifest.clone(), data.clone());
+                    tokio::spawn(async move {
+                        let chunk = |i: u32| {
+                            let start = manifest.chunk_offset(i) as usize;
+                            data[start..start + manifest.chunk_len(i) as usize].to_vec()
+                        };
+                        let real = chunk(index);
+                        let (header, body) = match how {
+                            Misbehaviour::Garbage => (real.len(), vec![0xEE; real.len()]),
+                            Misbehaviour::WrongChunk => (real.len(), chunk((index + 1) % manifest.chunk_count)),
+                            Misbehaviour::CutShort => (real.len(), real[..real.len() / 2].to_vec()),
+                            Misbehaviour::WrongLength => (real.len() - 1, real[..real.len() - 1].to_vec()),
+                            Misbehaviour::Stall => {
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                return;
+                            }
+                            Misbehaviour::Trickle => (real.len(), real),
+                        };
+                        let header = Response::Chunk { len: header as u32 };
+                        let _ = swarm_engine::transport::send_frame(&mut send, &header).await;
+                        if how == Misbehaviour::Trickle {
+                            for byte in body {
+                                if send.write_all(&[byte]).await.is_err() {
+                                    return;
+                                }
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        } else {
+                            let _ = send.write_all(&body).await;
+                        }
+                        let _ = send.finish();
+                        let _ = send.stopped().await;
+                    });
+                }
+            });
+        }
+    });
+    transport.id()
+}
+
+/// A tracker and an honest seeder, capped at `rate`, of a file of `chunks` full chunks.
+async fn swarm_with_honest_seeder(
+    dir: &std::path::Path,
+    chunks: usize,
+    rate: u64,
+) -> (Tracker, swarm_engine::Node, swarm_engine::SeededFile, Arc<Vec<u8>>) {
+    let tracker = start_tracker(dir).await;
+    let data = Arc::new(content(chunks * CHUNK as usize, 5));
+    let share = dir.join("share");
+    write(&share, "data.bin", &data);
+    let seeder = start_node(dir, "seeder", pinned(&tracker), Some(rate)).await;
+    let file = seeder
+        .seed_dir(&share, CHUNK, &Progress::default())
+        .await
+        .unwrap()
+        .remove(0);
+    (tracker, seeder, file, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_sending_bad_chunks_are_banned_and_the_file_arrives_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The honest seeder is capped (2 MiB at 1 MB/s) so that every liar is certain to be asked.
+    let (tracker, _seeder, file, data) = swarm_with_honest_seeder(tmp.path(), 32, 1_000_000).await;
+    let liars = [
+        Misbehaviour::Garbage,
+        Misbehaviour::WrongChunk,
+        Misbehaviour::CutShort,
+        Misbehaviour::WrongLength,
+    ];
+    let mut ids = Vec::new();
+    for how in liars {
+        ids.push(misbehaving_peer(&tracker, &file.manifest, data.clone(), how).await);
+    }
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    assert_eq!(fetcher.locate(file.id).await.unwrap().holders.len(), 5);
+    let out = tmp.path().join("out");
+    let report = fetcher.fetch(file.id, options(&out)).await.unwrap();
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), *data);
+    for (how, id) in liars.iter().zip(&ids) {
+        assert!(
+            report.banned.contains(id),
+            "{how:?} was not banned: {:?}",
+            report.banned
+        );
+        assert!(!report.received.contains_key(id), "{how:?} delivered a chunk");
+    }
+    assert_eq!(report.banned.len(), liars.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalling_and_trickling_peers_do_not_hold_the_fetch() {
+    for how in [Misbehaviour::Stall, Misbehaviour::Trickle] {
+        let tmp = tempfile::tempdir().unwrap();
+        // 4 MiB from an honest seeder at 4 MB/s: about a second on its own.
+        let (tracker, seeder, file, data) = swarm_with_honest_seeder(tmp.path(), 64, 4_000_000).await;
+        let slow = misbehaving_peer(&tracker, &file.manifest, data.clone(), how).await;
+        let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+        let out = tmp.path().join("out");
+        let started = Instant::now();
+        let report = fetcher.fetch(file.id, options(&out)).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), *data);
+        assert!(!report.received.contains_key(&slow), "{how:?} delivered a whole chunk");
+        assert_eq!(report.received[&seeder.id()], data.len() as u64);
+        println!("{how:?}: 4 MiB in {took:?} (the honest seeder alone needs about 1.05 s)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_goes_on_when_the_tracker_disappears() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 3 MiB at 1 MB/s: the tracker is gone for most of the fetch.
+    let (tracker, seeder, file, data) = swarm_with_honest_seeder(tmp.path(), 48, 1_000_000).await;
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out");
+    let fetch = {
+        let (fetcher, out, id) = (fetcher.clone(), out.clone(), file.id);
+        tokio::spawn(async move { fetcher.fetch(id, options(&out)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tracker.stop().await;
+    drop(tracker);
+    let report = fetch.await.unwrap().unwrap();
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), *data);
+    assert_eq!(report.received[&seeder.id()], data.len() as u64);
+}
