@@ -7,40 +7,13 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 use common::*;
 
 const CHUNK: usize = 64 * 1024;
-
-/// `swarm fetch ... --json` whose log, with one trace line per chunk written, goes to `log`.
-fn fetch_command(id: &str, addr: &str, out: &Path, state: &Path, log: &Path, extra: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(["fetch", id, "--tracker", addr, "-o", s(out), "--state", s(state)])
-        .args(["--listen", "127.0.0.1:0", "--json"])
-        .args(extra)
-        .env_remove("SWARM_TRACKER")
-        .env("SWARM_LOG", "warn,swarm_engine::fetch=trace")
-        .stdout(Stdio::piped())
-        .stderr(File::create(log).unwrap());
-    command
-}
-
-/// The chunks that a run's log says were verified and written.
-fn chunks_written(log: &Path) -> Vec<u32> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .filter(|line| line.contains("chunk written"))
-        .map(|line| {
-            let field = line.split_whitespace().find_map(|w| w.strip_prefix("chunk=")).unwrap();
-            field.parse().unwrap()
-        })
-        .collect()
-}
 
 /// A small xorshift generator seeded from the clock; the seed is printed so a failing run can
 /// be replayed by hand.

@@ -65,6 +65,9 @@ const MIN_LANES: u64 = 4;
 const MAX_LANES: u64 = 32;
 /// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer with requests outstanding that sends nothing at all for this long is given up on
+/// (its connection closed, its chunks asked of others).
+const PEER_SILENCE: Duration = Duration::from_secs(4);
 /// Longest wait for the tracker; the fetch goes on with the peers it knows meanwhile.
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the coordinator wakes.
@@ -587,12 +590,18 @@ async fn peer_worker(ctx: Arc<Context>, peer: PeerId, addr: SocketAddr) {
         },
     };
     if let Some(connection) = connection {
+        let activity = Arc::new(Activity::default());
         let lanes: Vec<_> = (0..ctx.lanes)
-            .map(|_| tokio::spawn(lane(ctx.clone(), connection.clone(), peer).in_current_span()))
+            .map(|_| {
+                let lane = lane(ctx.clone(), connection.clone(), peer, activity.clone());
+                tokio::spawn(lane.in_current_span())
+            })
             .collect();
+        let watchdog = tokio::spawn(watch_for_silence(connection.clone(), activity));
         for lane in lanes {
             let _ = lane.await;
         }
+        watchdog.abort();
         connection.close(0u32.into(), b"done");
     }
     let mut shared = ctx.lock();
@@ -604,7 +613,47 @@ async fn peer_worker(ctx: Arc<Context>, peer: PeerId, addr: SocketAddr) {
     ctx.changed.notify_waiters();
 }
 
-async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId) {
+/// What a peer's lanes have seen lately, for the silence watchdog.
+struct Activity {
+    /// Requests waiting for an answer or for data.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// When the peer last sent anything.
+    last_heard: Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: Default::default(),
+            last_heard: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    fn heard(&self) {
+        *self.last_heard.lock().expect("activity lock poisoned") = Instant::now();
+    }
+}
+
+/// Closes the connection to a peer that has requests outstanding but has sent nothing at all
+/// for [`PEER_SILENCE`]: a peer killed mid-transfer is noticed this soon instead of after the
+/// QUIC idle timeout, and its chunks go back to the queue for the others.
+async fn watch_for_silence(connection: Connection, activity: Arc<Activity>) {
+    let mut ticker = tokio::time::interval(PEER_SILENCE / 4);
+    loop {
+        ticker.tick().await;
+        let busy = activity.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        let silent = activity.last_heard.lock().expect("activity lock poisoned").elapsed();
+        if busy && silent >= PEER_SILENCE {
+            warn!("peer sent nothing for {silent:.1?} with requests outstanding; asking others instead");
+            connection.close(0u32.into(), b"silent");
+            return;
+        }
+    }
+}
+
+async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId, activity: Arc<Activity>) {
     loop {
         let next = {
             let mut shared = ctx.lock();
@@ -628,7 +677,7 @@ async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId) {
         };
         let outcome = tokio::select! {
             _ = token.cancelled() => None,
-            result = request_chunk(&ctx, &connection, chunk) => Some(result),
+            result = request_chunk(&ctx, &connection, chunk, &activity) => Some(result),
         };
         match settle(&ctx, peer, chunk, outcome) {
             Next::Continue => {}
@@ -637,6 +686,15 @@ async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId) {
                 tokio::time::sleep(Duration::from_millis(100 + rand::random::<u64>() % 200)).await;
             }
         }
+    }
+}
+
+/// Counts a request as outstanding for as long as it lives.
+struct InFlight<'a>(&'a Activity);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -714,10 +772,20 @@ fn settle(ctx: &Context, peer: PeerId, chunk: u32, outcome: Option<Result<u32, F
 }
 
 /// Asks for one chunk, verifies it and writes it in place. Returns its length.
-async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Result<u32, Failure> {
+async fn request_chunk(
+    ctx: &Context,
+    connection: &Connection,
+    chunk: u32,
+    activity: &Activity,
+) -> Result<u32, Failure> {
     if let Some(reason) = connection.close_reason() {
         return Err(Failure::Gone(reason.to_string()));
     }
+    if activity.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+        // Silence is counted from the moment something is asked.
+        activity.heard();
+    }
+    let _done = InFlight(activity);
     let request = Request::GetChunk {
         file: ctx.id,
         index: chunk,
@@ -729,6 +797,7 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
         Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
         Ok(Ok(answer)) => answer,
     };
+    activity.heard();
     let expected = ctx.manifest.chunk_len(chunk);
     match response {
         Response::Chunk { len } if len == expected => {}
@@ -758,6 +827,7 @@ async fn request_chunk(ctx: &Context, connection: &Connection, chunk: u32) -> Re
             }
             Ok(Ok(Some(n))) => {
                 filled += n;
+                activity.heard();
                 if let Some(limit) = ctx.node.download_limit() {
                     limit.acquire(n).await;
                 }

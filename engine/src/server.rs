@@ -25,7 +25,7 @@ use crate::transport::{self, IncomingStream, Transport};
 pub const MAX_UPLOADS: usize = 32;
 /// Largest request frame a peer accepts: its requests (`GetChunk`, `Status`) are tiny.
 const MAX_REQUEST: u32 = 1024;
-/// Under an upload limit, data goes out in slices this big so the rate stays smooth.
+/// Under an upload limit, data goes out in slices at most this big so the rate stays smooth.
 const RATE_SLICE: usize = 64 * 1024;
 
 /// What the chunk server needs besides its endpoint.
@@ -142,7 +142,10 @@ async fn serve_stream(
     match limit {
         None => send.write_all(&data).await.map_err(std::io::Error::from)?,
         Some(limit) => {
-            for slice in data.chunks(RATE_SLICE) {
+            // Slices small enough that even a low cap sends something several times a second
+            // (a fetcher gives up on a peer that is silent for seconds).
+            let slice = (limit.rate() / 16).clamp(1024, RATE_SLICE as u64) as usize;
+            for slice in data.chunks(slice) {
                 limit.acquire(slice.len()).await;
                 send.write_all(slice).await.map_err(std::io::Error::from)?;
             }

@@ -20,6 +20,8 @@ use crate::transport::{self, Transport};
 
 /// Pause before asking a busy tracker again; doubled each time.
 const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest wait for the answer to one request.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// How many times a busy tracker is asked again (about 3 s of pauses in all).
 const BUSY_RETRIES: u32 = 5;
 
@@ -178,11 +180,15 @@ impl TrackerClient {
         let mut last_error = None;
         for _ in 0..2 {
             let connection = self.connection().await?;
-            match transport::exchange(&connection, request).await {
-                Ok((response, _)) => return Ok(response),
-                Err(e) => {
+            match tokio::time::timeout(ANSWER_TIMEOUT, transport::exchange(&connection, request)).await {
+                Ok(Ok((response, _))) => return Ok(response),
+                Ok(Err(e)) => {
                     self.forget(&connection).await;
-                    last_error = Some(e);
+                    last_error = Some(e.to_string());
+                }
+                Err(_) => {
+                    self.forget(&connection).await;
+                    last_error = Some(format!("no answer within {ANSWER_TIMEOUT:?}"));
                 }
             }
         }

@@ -145,10 +145,18 @@ pub fn remote_id(connection: &Connection) -> Option<PeerId> {
 /// [`Response::Chunk`] the stream is returned so the caller can read the data that follows.
 pub async fn exchange(connection: &Connection, request: &Request) -> Result<(Response, RecvStream), ProtocolError> {
     let (mut send, mut recv) = connection.open_bi().await.map_err(std::io::Error::from)?;
-    send_frame(&mut send, request).await?;
-    send.finish().map_err(|e| std::io::Error::other(e.to_string()))?;
-    let response = protocol::read_frame(&mut recv).await?;
-    Ok((response, recv))
+    // The other side may answer without reading the whole request (a tracker refusing a
+    // flood does), and stop our sending side: its answer is still read.
+    let sent = match send_frame(&mut send, request).await {
+        Ok(()) => send
+            .finish()
+            .map_err(|e| ProtocolError::Io(std::io::Error::other(e.to_string()))),
+        Err(e) => Err(e),
+    };
+    match protocol::read_frame(&mut recv).await {
+        Ok(response) => Ok((response, recv)),
+        Err(read_error) => Err(sent.err().unwrap_or(read_error)),
+    }
 }
 
 /// Writes one frame to `stream`.

@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box tests of the `swarm` binary.
 #![allow(dead_code)]
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -94,6 +95,11 @@ pub fn content(len: usize, seed: u8) -> Vec<u8> {
 
 /// Starts `swarm tracker` and returns it with the pinned address peers should use.
 pub fn start_tracker(dir: &Path) -> (Proc, String) {
+    start_tracker_with_timeout(dir, "30s")
+}
+
+/// Starts `swarm tracker` that drops peers silent for `peer_timeout` (e.g. "3s").
+pub fn start_tracker_with_timeout(dir: &Path, peer_timeout: &str) -> (Proc, String) {
     let state = dir.join("tracker");
     let tracker = Proc::spawn(&[
         "tracker",
@@ -102,7 +108,7 @@ pub fn start_tracker(dir: &Path) -> (Proc, String) {
         "--listen",
         "127.0.0.1:0",
         "--peer-timeout",
-        "30s",
+        peer_timeout,
     ]);
     let line = tracker.line();
     let addr = line
@@ -149,4 +155,48 @@ pub fn start_seeder(
 pub fn write(path: PathBuf, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
+}
+
+/// `swarm fetch ... --json` whose log, with one trace line per chunk written, goes to `log`.
+pub fn fetch_command(id: &str, addr: &str, out: &Path, state: &Path, log: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["fetch", id, "--tracker", addr, "-o", s(out), "--state", s(state)])
+        .args(["--listen", "127.0.0.1:0", "--json"])
+        .args(extra)
+        .env_remove("SWARM_TRACKER")
+        .env("SWARM_LOG", "warn,swarm_engine::fetch=trace")
+        .stdout(Stdio::piped())
+        .stderr(File::create(log).unwrap());
+    command
+}
+
+/// The chunks that a fetch's log says were verified and written.
+pub fn chunks_written(log: &Path) -> Vec<u32> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("chunk written"))
+        .map(|line| {
+            let field = line.split_whitespace().find_map(|w| w.strip_prefix("chunk=")).unwrap();
+            field.parse().unwrap()
+        })
+        .collect()
+}
+
+/// Waits until `path` contains `text`, or panics after `limit`.
+pub fn wait_for_text(path: &Path, text: &str, limit: Duration) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let now = std::fs::read_to_string(path).unwrap_or_default();
+        if now.contains(text) {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{text}` never appeared in {}:\n{now}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

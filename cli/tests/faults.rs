@@ -1,0 +1,136 @@
+//! Faults with the real binary and real processes: seeders killed (SIGKILL) one after another
+//! mid-fetch; no live holder left (the fetch says so, waits for a new one, or gives up with
+//! exit code 6 after --timeout); a peer that vanishes without leaving expires at the tracker
+//! and is handed out again when it comes back.
+
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+const CHUNK: usize = 64 * 1024;
+
+#[test]
+fn a_fetch_finishes_while_its_seeders_are_killed_one_after_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    let data = content(192 * CHUNK, 6); // 12 MiB
+    write(share.join("big.bin"), &data);
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let seed_args = ["--tracker", addr.as_str(), "--max-upload-rate", "2MB/s"];
+    let mut seeders = Vec::new();
+    let mut id = String::new();
+    for i in 0..3 {
+        let (seeder, seeded, _) = start_seeder(tmp.path(), &format!("seeder{i}"), &share, &seed_args, 1);
+        id = seeded[0].0.clone();
+        seeders.push(seeder);
+    }
+    let out = tmp.path().join("out");
+    let log = tmp.path().join("fetch.log");
+    let started = Instant::now();
+    let fetch = fetch_command(
+        &id,
+        &addr,
+        &out,
+        &tmp.path().join("fetcher"),
+        &log,
+        &["--timeout", "120s"],
+    )
+    .spawn()
+    .unwrap();
+    for seeder in seeders.iter_mut().take(2) {
+        std::thread::sleep(Duration::from_millis(800));
+        seeder.child.kill().unwrap(); // no leave: the tracker still lists it for a while
+        seeder.child.wait().unwrap();
+    }
+    let done = fetch.wait_with_output().unwrap();
+    let report = json(&done);
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), data);
+    let sources = report["received_from"].as_object().unwrap();
+    println!(
+        "12 MiB with 2 of 3 seeders killed at 0.8 s and 1.6 s: done in {:?}, bytes per peer {sources:?}",
+        started.elapsed()
+    );
+    assert!(sources.len() >= 2, "more than one seeder was used: {sources:?}");
+}
+
+#[test]
+fn with_no_live_holder_a_fetch_says_so_waits_for_one_and_gives_up_only_after_its_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    let data = content(64 * CHUNK, 8);
+    write(share.join("lonely.bin"), &data);
+    let (_tracker, addr) = start_tracker_with_timeout(tmp.path(), "2s");
+    let (mut seeder, seeded, _) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 1);
+    let id = seeded[0].0.clone();
+    seeder.child.kill().unwrap();
+    seeder.child.wait().unwrap();
+    // The tracker drops the silent seeder after its 2 s timeout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while json(&run(&["peers", &id, "--tracker", &addr, "--json"]))
+        .as_array()
+        .unwrap()
+        .len()
+        == 1
+    {
+        assert!(Instant::now() < deadline, "the killed seeder was never dropped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // With --timeout: says what it waits for, then gives up with exit code 6.
+    let log = tmp.path().join("gives-up.log");
+    let out = tmp.path().join("out1");
+    let state = tmp.path().join("fetcher1");
+    let started = Instant::now();
+    let gave_up = fetch_command(&id, &addr, &out, &state, &log, &["--timeout", "3s"])
+        .output()
+        .unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(gave_up.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("waiting for 64 chunks that no live peer holds"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gave up after 3s"), "{stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "not before its timeout");
+    assert!(!out.join("lonely.bin").exists());
+
+    // Without a timeout it keeps waiting, and finishes once a holder comes back.
+    let log = tmp.path().join("waits.log");
+    let out = tmp.path().join("out2");
+    let state = tmp.path().join("fetcher2");
+    let waiting = fetch_command(&id, &addr, &out, &state, &log, &[]).spawn().unwrap();
+    wait_for_text(&log, "that no live peer holds", Duration::from_secs(30));
+    let (_back, _, _) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 1);
+    let done = waiting.wait_with_output().unwrap();
+    json(&done);
+    assert_eq!(std::fs::read(out.join("lonely.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_vanished_peer_expires_and_is_handed_out_again_when_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(share.join("f.bin"), &content(4 * CHUNK, 2));
+    let (_tracker, addr) = start_tracker_with_timeout(tmp.path(), "2s");
+    let (mut seeder, seeded, _) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 1);
+    let id = seeded[0].0.clone();
+    let holders = || json(&run(&["peers", &id, "--tracker", &addr, "--json"]));
+    let before = holders();
+    assert_eq!(before.as_array().unwrap().len(), 1);
+    let peer = before[0]["peer"].clone();
+
+    seeder.child.kill().unwrap();
+    seeder.child.wait().unwrap();
+    let killed = Instant::now();
+    while !holders().as_array().unwrap().is_empty() {
+        assert!(killed.elapsed() < Duration::from_secs(20), "never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("dropped {:?} after the kill (peer timeout 2 s)", killed.elapsed());
+
+    let (_back, _, _) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 1);
+    let after = holders();
+    assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after[0]["peer"], peer, "the same peer, known by its key");
+}
