@@ -156,7 +156,7 @@ async fn a_half_done_fetcher_serves_another() {
     );
 }
 
-/// A tracker that answers every `Locate` with a tampered copy of `manifest`.
+/// A tracker that answers every `Locate` with `manifest`, whatever was asked.
 async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandle<()>) {
     let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
     let endpoint = transport.endpoint().clone();
@@ -173,14 +173,10 @@ async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandl
                             peer: PeerId([0; 32]),
                             timeout_secs: 180,
                         },
-                        Request::Locate { .. } => {
-                            let mut tampered = manifest.clone();
-                            tampered.name = "evil.bin".into();
-                            Response::Located {
-                                manifest: tampered,
-                                holders: vec![],
-                            }
-                        }
+                        Request::Locate { .. } => Response::Located {
+                            manifest: manifest.clone(),
+                            holders: vec![],
+                        },
                         _ => Response::Ok,
                     };
                     swarm_engine::transport::send_frame(&mut send, &response).await.unwrap();
@@ -199,7 +195,9 @@ async fn a_tampered_manifest_from_a_lying_tracker_is_refused() {
     let path = write(tmp.path(), "share/real.bin", &content(100_000, 4));
     let manifest = Manifest::from_file(&path, "real.bin", CHUNK).unwrap();
     let id = manifest.id();
-    let (liar, _task) = lying_tracker(manifest).await;
+    let mut tampered = manifest.clone();
+    tampered.name = "evil.bin".into();
+    let (liar, _task) = lying_tracker(tampered).await;
     let liar_addr = TrackerAddr {
         host_port: liar.local_addr().to_string(),
         id: Some(liar.id()),
@@ -210,6 +208,41 @@ async fn a_tampered_manifest_from_a_lying_tracker_is_refused() {
     assert!(matches!(err, Error::Manifest { .. }), "{err}");
     assert_eq!(err.kind(), swarm_engine::ErrorKind::Integrity);
     assert!(!out.join("evil.bin").exists() && !out.join("real.bin").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_manifest_is_refused_by_the_fetcher_even_when_its_id_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "share/real.bin", &content(100_000, 4));
+    let good = Manifest::from_file(&path, "real.bin", CHUNK).unwrap();
+    let work = tmp.path().join("deep/inside");
+    let out = work.join("out");
+    for name in [
+        "../escape.bin",
+        "../../escape.bin",
+        "/tmp/escape.bin",
+        "a\\..\\escape.bin",
+        "nul\0.bin",
+    ] {
+        // A tracker that made up a manifest with a hostile name, and asks for it by its own id.
+        let mut hostile = good.clone();
+        hostile.name = name.to_owned();
+        let id = hostile.id();
+        let (liar, _task) = lying_tracker(hostile).await;
+        let liar_addr = TrackerAddr {
+            host_port: liar.local_addr().to_string(),
+            id: Some(liar.id()),
+        };
+        let fetcher = start_node(&work, &format!("fetcher-{}", id.short()), liar_addr, None).await;
+        let err = fetcher.fetch(id, options(&out)).await.unwrap_err();
+        assert!(matches!(err, Error::Manifest { .. }), "{name:?}: {err}");
+        assert!(err.to_string().contains("name"), "{name:?}: {err}");
+    }
+    assert!(!tmp.path().join("deep/escape.bin").exists() && !tmp.path().join("escape.bin").exists());
+    assert!(
+        !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
+        "nothing written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -414,4 +414,31 @@ mod tests {
         assert!(t.list().is_empty());
         t.check_invariants();
     }
+
+    #[test]
+    fn one_peer_may_announce_only_so_many_files() {
+        let now = Instant::now();
+        let mut t = TrackerState::new(Duration::from_secs(10));
+        let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
+        t.register(a, addr(1), now);
+        t.register(b, addr(2), now);
+        let one = manifest("f", 2);
+        for i in 0..MAX_FILES_PER_PEER {
+            let mut m = one.clone();
+            m.name = format!("f{i}");
+            t.announce(a, m, Bitfield::full(2), now).unwrap();
+        }
+        let mut extra = one.clone();
+        extra.name = "one-too-many".into();
+        let refusal = t.announce(a, extra.clone(), Bitfield::full(2), now).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::Limit);
+        assert!(refusal.message.contains("at most"), "{}", refusal.message);
+        // Re-announcing a file it already has is fine, and other peers are not affected.
+        let mut again = one.clone();
+        again.name = "f0".into();
+        t.announce(a, again, Bitfield::full(2), now).unwrap();
+        t.announce(b, extra, Bitfield::full(2), now).unwrap();
+        assert_eq!(t.search("one-too-many", true).len(), 1, "announced by b");
+        t.check_invariants();
+    }
 }
