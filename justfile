@@ -23,3 +23,8 @@ lint:
 # How long a 90%-done 1 GiB fetch takes, after a restart, to get its first new chunk.
 resume-latency size_mib="1024":
     bash benches/resume-latency.sh {{size_mib}}
+
+# Criterion benchmarks: fetch throughput (1-8 seeders, capped and not, beside a raw QUIC
+# stream), hashing beside plain BLAKE3, tracker rates, frames. HTML in target/criterion/report.
+bench:
+    cargo bench -p swarm-benches

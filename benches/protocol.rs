@@ -1,0 +1,47 @@
+//! Encoding and decoding frames: a chunk request, and a locate answer with 50 holders of a
+//! 1,000-chunk file.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use swarm_engine::protocol::{decode_body, encode_frame, Holder, Request, Response};
+use swarm_engine::{Bitfield, FileId, Manifest, PeerId};
+
+fn protocol(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frames");
+    let request = Request::GetChunk {
+        file: FileId([7; 32]),
+        index: 123_456,
+    };
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode_get_chunk", |b| b.iter(|| encode_frame(&request)));
+    let frame = encode_frame(&request);
+    group.bench_function("decode_get_chunk", |b| {
+        b.iter(|| decode_body::<Request>(&frame[4..]).expect("decodes"))
+    });
+
+    let manifest = Manifest {
+        name: "some/where/file.bin".into(),
+        hash: swarm_engine::Digest([1; 32]),
+        size: 1000 << 20,
+        chunk_size: 1 << 20,
+        chunk_count: 1000,
+        chunks: vec![swarm_engine::Digest([2; 32]); 1000],
+    };
+    let holders = (0..50u8)
+        .map(|i| Holder {
+            peer: PeerId([i; 32]),
+            addr: std::net::SocketAddr::from(([10, 0, 0, i], 4000)),
+            chunks: Bitfield::full(1000),
+        })
+        .collect();
+    let located = Response::Located { manifest, holders };
+    let frame = encode_frame(&located);
+    group.throughput(Throughput::Bytes(frame.len() as u64));
+    group.bench_function("encode_locate_answer", |b| b.iter(|| encode_frame(&located)));
+    group.bench_function("decode_locate_answer", |b| {
+        b.iter(|| decode_body::<Response>(&frame[4..]).expect("decodes"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, protocol);
+criterion_main!(benches);
