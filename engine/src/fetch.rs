@@ -60,6 +60,10 @@ use crate::transport;
 
 /// Bytes requested from one peer at once: enough to keep a fast link busy.
 const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of chunk data requested at once across all peers of one download: each request
+/// holds its chunk in memory until it is verified and written, so this bounds the memory a
+/// fetch uses, however many peers serve it.
+const IN_FLIGHT_BYTES: u64 = 24 * 1024 * 1024;
 /// Requests in flight per peer, whatever the chunk size.
 const MIN_LANES: u64 = 4;
 const MAX_LANES: u64 = 32;
@@ -157,6 +161,7 @@ struct Context {
     done: CancellationToken,
     progress: Arc<Progress>,
     lanes: usize,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {
@@ -237,6 +242,9 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         done: node.shutdown_token().child_token(),
         progress: options.progress.clone(),
         lanes,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            (IN_FLIGHT_BYTES / u64::from(manifest.chunk_size)).clamp(MIN_LANES, 4 * MAX_LANES) as usize,
+        )),
     });
     let workers = TaskTracker::new();
     let from = options.from.clone();
@@ -655,6 +663,11 @@ async fn watch_for_silence(connection: Connection, activity: Arc<Activity>) {
 
 async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId, activity: Arc<Activity>) {
     loop {
+        // A request holds one chunk in memory: the download's budget bounds them all.
+        let permit = tokio::select! {
+            _ = ctx.done.cancelled() => return,
+            permit = ctx.in_flight.clone().acquire_owned() => permit.expect("the budget is never closed"),
+        };
         let next = {
             let mut shared = ctx.lock();
             if ctx.done.is_cancelled() || !shared.scheduler.is_active(&peer) || shared.scheduler.is_complete() {
@@ -667,6 +680,7 @@ async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId, activity:
             })
         };
         let Some((chunk, token)) = next else {
+            drop(permit);
             let changed = ctx.changed.notified();
             tokio::select! {
                 _ = ctx.done.cancelled() => return,
@@ -679,6 +693,7 @@ async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId, activity:
             _ = token.cancelled() => None,
             result = request_chunk(&ctx, &connection, chunk, &activity) => Some(result),
         };
+        drop(permit);
         match settle(&ctx, peer, chunk, outcome) {
             Next::Continue => {}
             Next::Stop => return,

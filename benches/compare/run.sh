@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Side-by-side transfer of one file over loopback: swarm beside the tools people would
+# otherwise use, on the same machine in the same run. Every process runs inside a
+# loopback-only network namespace (unshare -n), so no tool can reach anything beyond this
+# machine. Every copy is checked byte for byte against the source.
+#
+# Prints one table: MB/s (10^6 bytes per second of wall time for the download command), CPU
+# seconds and peak RSS of the downloading process, and swarm's speed as a ratio to each row.
+# Servers (nginx, seeders, tracker) are started before the clock starts and are not counted.
+#
+# Usage: benches/compare/run.sh [SIZE_MIB]   (default 1024; needs root for unshare -n)
+# Installs nginx and aria2 from Debian's packages and rqbit from crates.io if they are missing
+# (SKIP_RQBIT=1 skips rqbit).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+size_mib=${1:-1024}
+
+if [ -z "${SWARM_COMPARE_INSIDE:-}" ]; then
+  missing=()
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v aria2c >/dev/null || missing+=(aria2)
+  [ -x /usr/bin/time ] || missing+=(time)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  fi
+  if [ -z "${SKIP_RQBIT:-}" ] && ! command -v rqbit >/dev/null; then
+    echo "installing rqbit from crates.io (a few minutes)"
+    cargo install rqbit --locked -q
+  fi
+  (cd "$root" && cargo build --release -q -p swarm-cli)
+  exec unshare -n env SWARM_COMPARE_INSIDE=1 PATH="$PATH:$HOME/.cargo/bin" "$0" "$@"
+fi
+
+ip link set lo up
+swarm=$root/target/release/swarm
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/src" "$work/results"
+chmod 755 "$work"  # nginx workers run as an unprivileged user
+file=$work/src/file.bin
+head -c "$((size_mib << 20))" /dev/urandom >"$file"
+bytes=$(stat -c %s "$file")
+echo "machine: $(nproc) cores, $(uname -r); file: $size_mib MiB of random bytes, loopback in a private network namespace"
+
+# measure LABEL SOURCES OUTPUT_FILE COMMAND...: runs the download, checks the copy, records
+# wall seconds, CPU seconds and peak RSS.
+measure() {
+  local label=$1 sources=$2 out=$3
+  shift 3
+  sync
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >"$work/last.log" 2>&1 || {
+    echo "FAILED: $label"; tail -5 "$work/last.log"; return 0; }
+  if ! cmp -s "$file" "$out"; then echo "WRONG COPY: $label"; return 0; fi
+  read -r wall user sys rss <"$work/time"
+  echo "$label|$sources|$wall|$user|$sys|$rss" >>"$work/results/table"
+  rm -f "$out"
+  echo "  $label: ${wall}s"
+}
+
+# --- HTTP from nginx (sendfile), no verification ---
+mkdir -p "$work/nginx"
+cat >"$work/nginx.conf" <<CONF
+daemon on; worker_processes 2; pid $work/nginx/pid; error_log $work/nginx/error.log;
+events { worker_connections 256; }
+http { access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server { listen 127.0.0.1:8081; listen 127.0.0.1:8082; listen 127.0.0.1:8083; listen 127.0.0.1:8084;
+           root $work/src; } }
+CONF
+nginx -c "$work/nginx.conf"
+url=http://127.0.0.1:8081/file.bin
+mkdir -p "$work/dl"
+echo "running:"
+measure "curl from nginx (1 TCP stream, no verification)" 1 "$work/dl/c.bin" curl -sf -o "$work/dl/c.bin" "$url"
+aria=(aria2c -q -d "$work/dl" --allow-overwrite=true --file-allocation=none --check-certificate=false)
+measure "aria2c from nginx, 1 connection" 1 "$work/dl/a1.bin" "${aria[@]}" -o a1.bin -x1 -s1 "$url"
+measure "aria2c from nginx, 16 connections" 1 "$work/dl/a16.bin" "${aria[@]}" -o a16.bin -x16 -s16 -k1M "$url"
+measure "aria2c from 4 nginx mirrors" 4 "$work/dl/a4.bin" "${aria[@]}" -o a4.bin -s4 -k1M \
+  "$url" http://127.0.0.1:8082/file.bin http://127.0.0.1:8083/file.bin http://127.0.0.1:8084/file.bin
+
+# --- swarm: separate tracker, seeder and fetcher processes, every chunk verified ---
+SWARM_LOG=warn "$swarm" tracker --listen 127.0.0.1:7070 --state "$work/tracker" >/dev/null 2>&1 &
+pids+=($!)
+sleep 0.5
+for i in 1 2 3 4; do
+  SWARM_LOG=warn "$swarm" seed "$work/src" --tracker 127.0.0.1:7070 --state "$work/seed$i" \
+    --listen 127.0.0.1:0 >"$work/seed$i.out" 2>/dev/null &
+  pids+=($!)
+  until grep -q "swarm fetch" "$work/seed$i.out" 2>/dev/null; do sleep 0.1; done
+  if [ "$i" = 1 ]; then
+    id=$(head -1 "$work/seed1.out" | awk '{print $1}')
+    first_seeder=$(SWARM_LOG=warn "$swarm" peers "$id" --tracker 127.0.0.1:7070 --state "$work/q" --json \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["peer"])')
+    measure "swarm, 1 seeder (verified)" 1 "$work/dl/file.bin" env SWARM_LOG=warn "$swarm" fetch "$id" \
+      --tracker 127.0.0.1:7070 -o "$work/dl" --state "$work/f1" --listen 127.0.0.1:0 --from "$first_seeder"
+  fi
+done
+measure "swarm, 4 seeders (verified)" 4 "$work/dl/file.bin" env SWARM_LOG=warn "$swarm" fetch "$id" \
+  --tracker 127.0.0.1:7070 -o "$work/dl" --state "$work/f4" --listen 127.0.0.1:0
+
+# --- rqbit (BitTorrent), if installed: see the note printed below ---
+if command -v rqbit >/dev/null && [ -z "${SKIP_RQBIT:-}" ]; then
+  echo "  (rqbit is installed, but this script does not drive it yet: it needs a torrent and a tracker or initial peers)"
+fi
+
+python3 - "$work/results/table" "$bytes" <<'PY'
+import sys
+path, size = sys.argv[1], int(sys.argv[2])
+rows = [l.rstrip("\n").split("|") for l in open(path)]
+def rate(r): return size / 1e6 / float(r[2])
+swarm = {r[1]: rate(r) for r in rows if r[0].startswith("swarm")}
+print()
+print(f"{'tool':<50} {'src':>3} {'MB/s':>8} {'CPU s':>7} {'peak RSS':>9}  swarm (same sources) / this")
+for r in rows:
+    label, sources = r[0], r[1]
+    cpu = float(r[3]) + float(r[4])
+    rss = int(r[5]) / 1024
+    mine = swarm.get(sources) or swarm.get("4" if sources != "1" else "1")
+    ratio = f"{mine / rate(r):.2f}x" if mine and not label.startswith("swarm") else ""
+    print(f"{label:<50} {sources:>3} {rate(r):>8.0f} {cpu:>7.2f} {rss:>7.0f} MB  {ratio}")
+PY
