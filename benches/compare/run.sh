@@ -107,9 +107,26 @@ done
 measure "swarm, 4 seeders (verified)" 4 "$work/dl/file.bin" env SWARM_LOG=warn "$swarm" fetch "$id" \
   --tracker 127.0.0.1:7070 -o "$work/dl" --state "$work/f4" --listen 127.0.0.1:0
 
-# --- rqbit (BitTorrent), if installed: see the note printed below ---
+# --- rqbit (BitTorrent, SHA-1 pieces verified): `rqbit share` seeders, peers given directly ---
 if command -v rqbit >/dev/null && [ -z "${SKIP_RQBIT:-}" ]; then
-  echo "  (rqbit is installed, but this script does not drive it yet: it needs a torrent and a tracker or initial peers)"
+  rq=(rqbit --disable-dht --disable-upnp-port-forward)
+  peers=""
+  for i in 1 2 3 4; do
+    RQBIT_LOG_LEVEL_CONSOLE=info "${rq[@]}" --listen-port "4200$i" --http-api-listen-addr "127.0.0.1:303$i" \
+      share "$file" >"$work/rq$i.log" 2>&1 &
+    pids+=($!)
+    until grep -aq "Initial check results" "$work/rq$i.log" 2>/dev/null; do sleep 0.2; done
+    peers="${peers:+$peers,}127.0.0.1:4200$i"
+    magnet=$(grep -ao "magnet:?xt=urn:btih:[0-9a-f]*" "$work/rq1.log" | head -1)
+    if [ "$i" = 1 ]; then
+      measure "rqbit BitTorrent, 1 seeder (verified)" 1 "$work/rqdl1/file.bin" "${rq[@]}" --listen-port 42011 \
+        download --disable-http-api -e -o "$work/rqdl1" --initial-peers "$peers" "$magnet"
+    fi
+  done
+  measure "rqbit BitTorrent, 4 seeders (verified)" 4 "$work/rqdl4/file.bin" "${rq[@]}" --listen-port 42014 \
+    download --disable-http-api -e -o "$work/rqdl4" --initial-peers "$peers" "$magnet"
+else
+  echo "  (rqbit rows skipped: SKIP_RQBIT is set or rqbit is not installed)"
 fi
 
 python3 - "$work/results/table" "$bytes" <<'PY'

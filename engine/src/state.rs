@@ -103,12 +103,11 @@ impl StateDb {
         Ok(record)
     }
 
-    /// Saves the record of a download and flushes it to disk.
+    /// Saves the record of a download (sled writes it out on its own within half a second).
     pub fn save_download(&self, file: &FileId, record: &DownloadRecord) -> Result<()> {
         let tree = self.db.open_tree("downloads").map_err(|e| self.error(e))?;
         let bytes = bincode::serde::encode_to_vec(record, canonical_config()).map_err(|e| self.error(e))?;
         tree.insert(file.as_bytes(), bytes).map_err(|e| self.error(e))?;
-        tree.flush().map_err(|e| self.error(e))?;
         Ok(())
     }
 
