@@ -64,7 +64,7 @@ const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes of chunk data requested at once across all peers of one download: each request
 /// holds its chunk in memory until it is verified and written, so this bounds the memory a
 /// fetch uses, however many peers serve it.
-const IN_FLIGHT_BYTES: u64 = 24 * 1024 * 1024;
+const IN_FLIGHT_BYTES: u64 = 32 * 1024 * 1024;
 /// Requests in flight per peer, whatever the chunk size.
 const MIN_LANES: u64 = 4;
 const MAX_LANES: u64 = 32;
@@ -231,7 +231,12 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         warn!("could not announce the download to the tracker: {e}");
     }
 
-    let lanes = (PIPELINE_BYTES / u64::from(manifest.chunk_size)).clamp(MIN_LANES, MAX_LANES) as usize;
+    // The in-flight budget is shared out among the holders known now, so that every one of
+    // them is kept busy; each peer gets at least MIN_LANES and at most a pipeline's worth.
+    let budget = (IN_FLIGHT_BYTES / u64::from(manifest.chunk_size)).clamp(MIN_LANES, 4 * MAX_LANES);
+    let sources = located.holders.iter().filter(|h| h.peer != node.id()).count().max(1) as u64;
+    let per_peer = (PIPELINE_BYTES / u64::from(manifest.chunk_size)).clamp(MIN_LANES, MAX_LANES);
+    let lanes = (budget / sources).clamp(MIN_LANES, per_peer) as usize;
     let ctx = Arc::new(Context {
         node: node.clone(),
         id,
@@ -253,9 +258,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         progress: options.progress.clone(),
         lanes,
         writing: Arc::default(),
-        in_flight: Arc::new(tokio::sync::Semaphore::new(
-            (IN_FLIGHT_BYTES / u64::from(manifest.chunk_size)).clamp(MIN_LANES, 4 * MAX_LANES) as usize,
-        )),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(budget as usize)),
     });
     let workers = TaskTracker::new();
     let from = options.from.clone();
@@ -673,12 +676,17 @@ async fn watch_for_silence(connection: Connection, activity: Arc<Activity>) {
 }
 
 async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId, activity: Arc<Activity>) {
+    // A request holds one chunk in memory: the download's budget bounds them all. A lane keeps
+    // its share while it has work, so that every peer that got one stays busy, and gives it
+    // back when it idles.
+    let mut permit = None;
     loop {
-        // A request holds one chunk in memory: the download's budget bounds them all.
-        let permit = tokio::select! {
-            _ = ctx.done.cancelled() => return,
-            permit = ctx.in_flight.clone().acquire_owned() => permit.expect("the budget is never closed"),
-        };
+        if permit.is_none() {
+            permit = tokio::select! {
+                _ = ctx.done.cancelled() => return,
+                p = ctx.in_flight.clone().acquire_owned() => Some(p.expect("the budget is never closed")),
+            };
+        }
         let next = {
             let mut shared = ctx.lock();
             if ctx.done.is_cancelled() || !shared.scheduler.is_active(&peer) || shared.scheduler.is_complete() {
@@ -691,7 +699,7 @@ async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId, activity:
             })
         };
         let Some((chunk, token)) = next else {
-            drop(permit);
+            permit = None;
             let changed = ctx.changed.notified();
             tokio::select! {
                 _ = ctx.done.cancelled() => return,
@@ -704,11 +712,11 @@ async fn lane(ctx: Arc<Context>, connection: Connection, peer: PeerId, activity:
             _ = token.cancelled() => None,
             result = request_chunk(&ctx, &connection, chunk, &activity) => Some(result),
         };
-        drop(permit);
         match settle(&ctx, peer, chunk, outcome) {
             Next::Continue => {}
             Next::Stop => return,
             Next::BackOff => {
+                permit = None;
                 tokio::time::sleep(Duration::from_millis(100 + rand::random::<u64>() % 200)).await;
             }
         }
