@@ -16,41 +16,39 @@ const CAPPED_SIZE: u64 = 64 << 20;
 const CAP: u64 = 25_000_000;
 
 fn uncapped(c: &mut Criterion) {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let source = dir.path().join("share/file.bin");
-    write_random(&source, UNCAPPED_SIZE);
-    let mut group = c.benchmark_group("fetch_256MiB");
-    group.throughput(Throughput::Bytes(UNCAPPED_SIZE));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
-    group.bench_function("raw_quic_stream_ceiling", |b| {
-        let (server, client) = runtime.block_on(raw_pair());
-        b.iter_custom(|iters| runtime.block_on(raw_transfers(&server, &client, iters)));
-    });
-    for seeders in [1, 2, 4, 8] {
-        let work = tempfile::tempdir_in(dir.path()).expect("temp dir");
-        let mut swarm = runtime.block_on(Swarm::start(work.path(), &source, seeders, None));
-        group.bench_with_input(BenchmarkId::new("uncapped_seeders", seeders), &seeders, |b, _| {
-            b.iter_custom(|iters| runtime.block_on(fetches(&mut swarm, iters)));
-        });
-        runtime.block_on(swarm.stop());
-    }
-    group.finish();
+    fetch_group(c, "fetch_256MiB", UNCAPPED_SIZE, None);
 }
 
 fn capped(c: &mut Criterion) {
+    fetch_group(c, "fetch_64MiB_seeders_capped_at_25MBps", CAPPED_SIZE, Some(CAP));
+}
+
+/// One group: fetches of a `size` file from 1, 2, 4 and 8 seeders (each capped at `cap`);
+/// the uncapped group also measures the raw QUIC ceiling.
+fn fetch_group(c: &mut Criterion, name: &str, size: u64, cap: Option<u64>) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("share/file.bin");
-    write_random(&source, CAPPED_SIZE);
-    let mut group = c.benchmark_group("fetch_64MiB_seeders_capped_at_25MBps");
-    group.throughput(Throughput::Bytes(CAPPED_SIZE));
+    write_random(&source, size);
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes(size));
     group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    if cap.is_none() {
+        group.bench_function("raw_quic_stream_ceiling", |b| {
+            let (server, client) = runtime.block_on(raw_pair());
+            b.iter_custom(|iters| runtime.block_on(raw_transfers(&server, &client, iters)));
+        });
+    }
+    let label = if cap.is_some() {
+        "capped_seeders"
+    } else {
+        "uncapped_seeders"
+    };
     for seeders in [1, 2, 4, 8] {
         let work = tempfile::tempdir_in(dir.path()).expect("temp dir");
-        let mut swarm = runtime.block_on(Swarm::start(work.path(), &source, seeders, Some(CAP)));
-        group.bench_with_input(BenchmarkId::new("capped_seeders", seeders), &seeders, |b, _| {
+        let mut swarm = runtime.block_on(Swarm::start(work.path(), &source, seeders, cap));
+        group.bench_with_input(BenchmarkId::new(label, seeders), &seeders, |b, _| {
             b.iter_custom(|iters| runtime.block_on(fetches(&mut swarm, iters)));
         });
         runtime.block_on(swarm.stop());
