@@ -853,8 +853,13 @@ async fn request_chunk(
     }
     let mut data = vec![0u8; expected as usize];
     let mut filled = 0;
+    // Under a download cap, read in slices small enough that waiting for our own limiter never
+    // looks like a silent peer to the watchdog.
+    let limit = ctx.node.download_limit();
+    let slice = limit.map_or(usize::MAX, |l| (l.rate() / 16).clamp(1024, 64 * 1024) as usize);
     while filled < data.len() {
-        match tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut data[filled..])).await {
+        let end = filled.saturating_add(slice).min(data.len());
+        match tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut data[filled..end])).await {
             Err(_) => {
                 let _ = recv.stop(crate::protocol::CANCELLED.into());
                 return Err(Failure::Other("transfer stalled".into()));
@@ -862,8 +867,9 @@ async fn request_chunk(
             Ok(Ok(Some(n))) => {
                 filled += n;
                 activity.heard();
-                if let Some(limit) = ctx.node.download_limit() {
+                if let Some(limit) = limit {
                     limit.acquire(n).await;
+                    activity.heard();
                 }
             }
             Ok(Ok(None)) => {
