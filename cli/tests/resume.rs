@@ -61,13 +61,24 @@ fn a_fetch_killed_at_random_moments_resumes_without_fetching_a_chunk_twice() {
     let mut before_last = Vec::new();
     // Per killed run: (chunks found on disk at its start, chunks it wrote).
     let mut resumed_at_start = Vec::new();
-    for run in 0..4 {
-        let log = tmp.path().join(format!("killed-{run}.log"));
+    for attempt in 0..4 {
+        let log = tmp.path().join(format!("killed-{attempt}.log"));
         let mut child: Child = fetch_command(&id, &addr, &out, &state, &log, &[]).spawn().unwrap();
+        if attempt == 0 {
+            // While it runs, `swarm status` asks the running node and sees the download move.
+            wait_for_text(&log, "chunk written", Duration::from_secs(30));
+            let status = json(&run(&["status", "--state", s(&state), "--json"]));
+            let row = &status[0];
+            assert_eq!(row["name"], "big.bin", "{status}");
+            assert_eq!(row["state"], "downloading", "{status}");
+            assert_eq!(row["running"], true, "{status}");
+            let held = row["bytes_held"].as_u64().unwrap();
+            assert!(held > 0 && held < data.len() as u64, "{status}");
+        }
         std::thread::sleep(random.millis(300, 900));
         assert!(
             child.try_wait().unwrap().is_none(),
-            "run {run} finished before it was killed"
+            "run {attempt} finished before it was killed"
         );
         child.kill().unwrap(); // SIGKILL: no chance to clean up or save anything
         child.wait().unwrap();
@@ -76,7 +87,7 @@ fn a_fetch_killed_at_random_moments_resumes_without_fetching_a_chunk_twice() {
         if !written.is_empty() {
             assert!(partial_path(&out, "big.bin").exists());
         }
-        println!("killed run {run}: {} chunks written", written.len());
+        println!("killed run {attempt}: {} chunks written", written.len());
         resumed_at_start.push((resumed_from_log(&log), written.len()));
         before_last.extend(written);
     }
