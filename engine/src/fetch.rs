@@ -217,7 +217,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     let partial_path = partial_path_for(&final_path);
     let (file, have) = open_partial(&manifest, &partial_path, options.preallocate).await?;
     let resumed_chunks = have.count();
-    options.progress.advance(held_bytes(&manifest, &have));
+    options.progress.advance(manifest.bytes_in(&have));
     let held = node.store().add(manifest.clone(), partial_path.clone(), have.clone());
     // The download is on record (for `swarm status`) from its start, even if killed at once.
     let record = DownloadRecord {
@@ -290,7 +290,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     ctx.done.cancel();
     workers.close();
     workers.wait().await;
-    let flushed = flush(&ctx, &reports, &partial_path).await;
+    let flushed = flush(&ctx, &reports).await;
     drop(reports);
     result?;
     flushed?;
@@ -360,7 +360,7 @@ async fn open_partial(manifest: &Arc<Manifest>, path: &Path, preallocate: bool) 
     if file.metadata().map_err(|e| Error::io(path, e))?.len() != manifest.size {
         file.set_len(manifest.size).map_err(|e| Error::io(path, e))?;
     }
-    let have = if existed && manifest.chunk_count > 0 {
+    let (file, have) = if existed && manifest.chunk_count > 0 {
         let (file, manifest) = (Arc::new(file), manifest.clone());
         let check = file.clone();
         let have = tokio::task::spawn_blocking(move || store::chunks_on_disk(&check, &manifest))
@@ -374,8 +374,7 @@ async fn open_partial(manifest: &Arc<Manifest>, path: &Path, preallocate: bool) 
     } else {
         (file, Bitfield::new(manifest.chunk_count))
     };
-    let (file, have) = have;
-    let missing = manifest.size - held_bytes(manifest, &have);
+    let missing = manifest.size - manifest.bytes_in(&have);
     let room = if preallocate {
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, manifest.size)
             .map_err(|e| no_space_or_io(path, missing, &file, e.into()))
@@ -397,10 +396,6 @@ async fn open_partial(manifest: &Arc<Manifest>, path: &Path, preallocate: bool) 
         return Err(e);
     }
     Ok((file, have))
-}
-
-fn held_bytes(manifest: &Manifest, have: &Bitfield) -> u64 {
-    have.iter().map(|c| u64::from(manifest.chunk_len(c))).sum()
 }
 
 /// Bytes an unprivileged writer may still use on the file system holding `file`, if it says.
@@ -484,7 +479,7 @@ async fn coordinate(
         if complete {
             return Ok(());
         }
-        flush(ctx, reports, &ctx.held.path()).await?;
+        flush(ctx, reports).await?;
         if unavailable > 0 && unavailable != starved_reported {
             warn!("waiting for {unavailable} chunks that no live peer holds");
             starved_reported = unavailable;
@@ -518,19 +513,14 @@ async fn coordinate(
 
 /// Records progress in sled (for `swarm status`; resuming does not trust it) and hands newly
 /// verified chunks to the reporter task.
-async fn flush(ctx: &Arc<Context>, reports: &mpsc::UnboundedSender<Vec<u32>>, partial: &Path) -> Result<()> {
+async fn flush(ctx: &Arc<Context>, reports: &mpsc::UnboundedSender<Vec<u32>>) -> Result<()> {
     let (newly, dirty) = {
         let mut shared = ctx.lock();
         let dirty = std::mem::take(&mut shared.dirty);
         (std::mem::take(&mut shared.newly_verified), dirty)
     };
     if dirty {
-        let record = DownloadRecord {
-            manifest: (*ctx.manifest).clone(),
-            partial: partial.to_owned(),
-            chunks: ctx.held.chunks(),
-        };
-        ctx.node.state().save_download(&ctx.id, &record)?;
+        ctx.node.state().save_progress(&ctx.id, &ctx.held.chunks())?;
     }
     if !newly.is_empty() {
         // The reporter task outlives the fetch only until its last try.
@@ -903,7 +893,7 @@ async fn request_chunk(
         Ok(false) => Err(Failure::Corrupt("content does not match the manifest".into())),
         Err(e) => {
             let path = ctx.held.path();
-            let missing = ctx.manifest.size - held_bytes(&ctx.manifest, &ctx.held.chunks());
+            let missing = ctx.manifest.size - ctx.manifest.bytes_in(&ctx.held.chunks());
             let error = no_space_or_io(&path, missing, &ctx.file, e);
             let mut shared = ctx.lock();
             if shared.fatal.is_none() {

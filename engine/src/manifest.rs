@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bitfield::Bitfield;
 use crate::hashing::{self, FileHashes};
 use crate::ids::{Digest, FileId};
 use crate::name::{validate_name, NameError};
@@ -181,6 +182,11 @@ impl Manifest {
     pub fn chunk_len(&self, index: u32) -> u32 {
         let rest = self.size.saturating_sub(self.chunk_offset(index));
         rest.min(u64::from(self.chunk_size)) as u32
+    }
+
+    /// Bytes in the chunks of `chunks`.
+    pub fn bytes_in(&self, chunks: &Bitfield) -> u64 {
+        chunks.iter().map(|c| u64::from(self.chunk_len(c))).sum()
     }
 
     /// Does `data` hash to chunk `index`'s recorded hash?

@@ -355,9 +355,10 @@ impl Node {
                 }
             }
         }
-        for (path, _) in previous {
-            // Seeded before but gone now.
-            self.forget_seeded(&path).await?;
+        for (path, record) in previous {
+            info!(path = %path.display(), "seeded before but no longer there; withdrawing it");
+            self.stop_holding(record.manifest.id()).await;
+            state.remove_seeded(&path)?;
         }
         for (path, name, stamp, stale_id) in to_hash {
             let manifest = {
@@ -383,15 +384,6 @@ impl Node {
         state.flush()?;
         seeded.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         Ok(seeded)
-    }
-
-    /// Forgets a file seeded from `path` that is no longer there.
-    async fn forget_seeded(&self, path: &Path) -> Result<()> {
-        if let Some(record) = self.state().seeded(path)? {
-            info!(path = %path.display(), "no longer there; withdrawing it");
-            self.stop_holding(record.manifest.id()).await;
-        }
-        self.state().remove_seeded(path)
     }
 
     /// Stops serving `file` and withdraws it from the tracker (best effort: a tracker that

@@ -100,10 +100,29 @@ impl StateDb {
             .ok()
             .map(|(r, _)| r)
             .filter(|r: &DownloadRecord| r.manifest.id() == *file && r.chunks.len() == r.manifest.chunk_count);
-        Ok(record)
+        let Some(mut record) = record else { return Ok(None) };
+        let progress = self.db.open_tree("download_progress").map_err(|e| self.error(e))?;
+        if let Some(bytes) = progress.get(file.as_bytes()).map_err(|e| self.error(e))? {
+            if let Ok((chunks, _)) = bincode::serde::decode_from_slice::<Bitfield, _>(&bytes, canonical_config()) {
+                if chunks.len() == record.manifest.chunk_count {
+                    record.chunks = chunks;
+                }
+            }
+        }
+        Ok(Some(record))
     }
 
-    /// Saves the record of a download (sled writes it out on its own within half a second).
+    /// Records which chunks of a download are verified now; cheap, unlike the whole record,
+    /// whose manifest may be megabytes (sled writes it out on its own within half a second).
+    pub fn save_progress(&self, file: &FileId, chunks: &Bitfield) -> Result<()> {
+        let tree = self.db.open_tree("download_progress").map_err(|e| self.error(e))?;
+        let bytes = bincode::serde::encode_to_vec(chunks, canonical_config()).map_err(|e| self.error(e))?;
+        tree.insert(file.as_bytes(), bytes).map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Saves the record of a download, manifest included (sled writes it out on its own
+    /// within half a second).
     pub fn save_download(&self, file: &FileId, record: &DownloadRecord) -> Result<()> {
         let tree = self.db.open_tree("downloads").map_err(|e| self.error(e))?;
         let bytes = bincode::serde::encode_to_vec(record, canonical_config()).map_err(|e| self.error(e))?;
@@ -126,15 +145,6 @@ impl StateDb {
             }
         }
         Ok(records)
-    }
-
-    /// The record of the file seeded from `path` (absolute), if any.
-    pub fn seeded(&self, path: &Path) -> Result<Option<SeededRecord>> {
-        let tree = self.db.open_tree("seeded").map_err(|e| self.error(e))?;
-        let Some(bytes) = tree.get(path.as_os_str().as_bytes()).map_err(|e| self.error(e))? else {
-            return Ok(None);
-        };
-        Ok(decode_seeded(&bytes))
     }
 
     /// Every seeded-file record whose path is under `root`.
@@ -180,6 +190,8 @@ impl StateDb {
     pub fn remove_download(&self, file: &FileId) -> Result<()> {
         let tree = self.db.open_tree("downloads").map_err(|e| self.error(e))?;
         tree.remove(file.as_bytes()).map_err(|e| self.error(e))?;
+        let progress = self.db.open_tree("download_progress").map_err(|e| self.error(e))?;
+        progress.remove(file.as_bytes()).map_err(|e| self.error(e))?;
         tree.flush().map_err(|e| self.error(e))?;
         Ok(())
     }

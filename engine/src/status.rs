@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bitfield::Bitfield;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::ids::FileId;
+use crate::manifest::Manifest;
 use crate::protocol::{ErrorCode, Request, Response};
 use crate::state::StateDb;
 use crate::store::Store;
@@ -52,6 +54,20 @@ pub struct FileStatus {
 }
 
 impl FileStatus {
+    /// The status of the file of `manifest` at `path`, holding `chunks`.
+    pub fn new(manifest: &Manifest, path: PathBuf, chunks: &Bitfield, state: FileState) -> FileStatus {
+        FileStatus {
+            id: manifest.id(),
+            name: manifest.name.clone(),
+            path,
+            size: manifest.size,
+            chunk_count: manifest.chunk_count,
+            chunks_held: chunks.count(),
+            bytes_held: manifest.bytes_in(chunks),
+            state,
+        }
+    }
+
     /// Percent of the file held.
     pub fn percent(&self) -> f64 {
         if self.size == 0 {
@@ -92,31 +108,17 @@ pub async fn of_state_dir(state_dir: &Path) -> Result<(Source, Vec<FileStatus>)>
 /// The status as saved in sled: seeded files and downloads in progress (paused).
 pub fn saved(db: &StateDb) -> Result<Vec<FileStatus>> {
     let mut files = Vec::new();
-    for (id, record) in db.downloads()? {
-        let manifest = &record.manifest;
-        files.push(FileStatus {
-            id,
-            name: manifest.name.clone(),
-            path: record.partial.clone(),
-            size: manifest.size,
-            chunk_count: manifest.chunk_count,
-            chunks_held: record.chunks.count(),
-            bytes_held: record.chunks.iter().map(|c| u64::from(manifest.chunk_len(c))).sum(),
-            state: FileState::Paused,
-        });
+    for (_, record) in db.downloads()? {
+        files.push(FileStatus::new(
+            &record.manifest,
+            record.partial,
+            &record.chunks,
+            FileState::Paused,
+        ));
     }
     for (path, record) in db.seeded_under(Path::new("/"))? {
-        let manifest = &record.manifest;
-        files.push(FileStatus {
-            id: manifest.id(),
-            name: manifest.name.clone(),
-            path,
-            size: manifest.size,
-            chunk_count: manifest.chunk_count,
-            chunks_held: manifest.chunk_count,
-            bytes_held: manifest.size,
-            state: FileState::Seeding,
-        });
+        let all = Bitfield::full(record.manifest.chunk_count);
+        files.push(FileStatus::new(&record.manifest, path, &all, FileState::Seeding));
     }
     Ok(files)
 }
@@ -128,21 +130,13 @@ pub fn live(store: &Store, db: &StateDb) -> Result<Vec<FileStatus>> {
         .all()
         .iter()
         .map(|held| {
-            let (manifest, chunks) = (&held.manifest, held.chunks());
-            FileStatus {
-                id: held.id,
-                name: manifest.name.clone(),
-                path: held.path(),
-                size: manifest.size,
-                chunk_count: manifest.chunk_count,
-                chunks_held: chunks.count(),
-                bytes_held: chunks.iter().map(|c| u64::from(manifest.chunk_len(c))).sum(),
-                state: if chunks.count() == manifest.chunk_count {
-                    FileState::Seeding
-                } else {
-                    FileState::Downloading
-                },
-            }
+            let chunks = held.chunks();
+            let state = if chunks.count() == held.manifest.chunk_count {
+                FileState::Seeding
+            } else {
+                FileState::Downloading
+            };
+            FileStatus::new(&held.manifest, held.path(), &chunks, state)
         })
         .collect();
     let paused: Vec<FileStatus> = saved(db)?
