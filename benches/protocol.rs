@@ -33,7 +33,11 @@ fn protocol(c: &mut Criterion) {
             chunks: Bitfield::full(1000),
         })
         .collect();
-    let located = Response::Located { manifest, holders };
+    let located = Response::Located {
+        manifest,
+        holders,
+        meta: Default::default(),
+    };
     let frame = encode_frame(&located);
     group.throughput(Throughput::Bytes(frame.len() as u64));
     group.bench_function("encode_locate_answer", |b| b.iter(|| encode_frame(&located)));

@@ -50,7 +50,9 @@ fn populated(peers: u32) -> (TrackerState, swarm_engine::FileId) {
         for c in (i % 2..CHUNKS).step_by(2) {
             chunks.set(c);
         }
-        state.announce(peer(i), m.clone(), chunks, now).expect("announce");
+        state
+            .announce(peer(i), m.clone(), chunks, Default::default(), now)
+            .expect("announce");
     }
     (state, id)
 }

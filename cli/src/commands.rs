@@ -360,7 +360,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     nodes.push(first);
     for i in 1..seeders {
         let node = start_node(format!("seeder{i}")).await?;
-        node.hold_complete((*file.manifest).clone(), file.path.clone(), true)
+        node.hold_complete((*file.manifest).clone(), file.path.clone(), file.meta)
             .await?;
         nodes.push(node);
     }

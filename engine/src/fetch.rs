@@ -49,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::hashing;
 use crate::ids::{FileId, PeerId};
 use crate::manifest::Manifest;
+use crate::meta::{self, FileMeta};
 use crate::name;
 use crate::node::Node;
 use crate::progress::Progress;
@@ -111,6 +112,9 @@ impl Default for FetchOptions {
     }
 }
 
+/// Ends the name of a partial download.
+const PARTIAL_SUFFIX: &str = ".swarm-part";
+
 /// What a finished fetch did.
 #[derive(Debug, Clone)]
 pub struct FetchReport {
@@ -122,6 +126,8 @@ pub struct FetchReport {
     pub path: PathBuf,
     /// The file was already there, complete.
     pub already_complete: bool,
+    /// What was announced with the file (its modification time was restored from it).
+    pub meta: FileMeta,
     /// Chunks that were already verified on disk from an earlier run.
     pub resumed_chunks: u32,
     /// Bytes of verified chunks received, per peer.
@@ -193,16 +199,24 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         if same_content(&final_path, &manifest).await? {
             info!(path = %final_path.display(), "already complete");
             options.progress.advance(manifest.size);
+            // Our copy keeps its own modification time.
+            let modified = std::fs::metadata(&final_path).and_then(|m| m.modified());
+            let meta = FileMeta {
+                modified_ns: modified.map(meta::nanos_since_epoch).unwrap_or(0),
+                ..located.meta
+            };
             node.store().add(
                 manifest.clone(),
                 final_path.clone(),
                 Bitfield::full(manifest.chunk_count),
+                meta,
             );
             return Ok(FetchReport {
                 id,
                 manifest,
                 path: final_path,
                 already_complete: true,
+                meta,
                 resumed_chunks: 0,
                 received: HashMap::new(),
                 banned: Vec::new(),
@@ -218,7 +232,9 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     let (file, have) = open_partial(&manifest, &partial_path, options.preallocate).await?;
     let resumed_chunks = have.count();
     options.progress.advance(manifest.bytes_in(&have));
-    let held = node.store().add(manifest.clone(), partial_path.clone(), have.clone());
+    let held = node
+        .store()
+        .add(manifest.clone(), partial_path.clone(), have.clone(), located.meta);
     // The download is on record (for `swarm status`) from its start, even if killed at once.
     let record = DownloadRecord {
         manifest: (*manifest).clone(),
@@ -296,12 +312,13 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     flushed?;
 
     verify_whole(&ctx, &partial_path).await?;
+    meta::restore_modified(&ctx.file, &partial_path, &located.meta)?;
     let file = ctx.file.clone();
     tokio::task::spawn_blocking(move || file.sync_data())
         .await
         .map_err(|e| Error::Transport(e.to_string()))?
         .map_err(|e| Error::io(&partial_path, e))?;
-    std::fs::rename(&partial_path, &final_path).map_err(|e| Error::io(&final_path, e))?;
+    move_into_place(&partial_path, &final_path, options.force)?;
     held.set_path(final_path.clone());
     if let Err(e) = node.state().remove_download(&id) {
         warn!("{e}");
@@ -312,11 +329,40 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         manifest,
         path: final_path,
         already_complete: false,
+        meta: located.meta,
         resumed_chunks,
         received: shared.received.clone(),
         banned: shared.banned.clone(),
         elapsed: started.elapsed(),
     })
+}
+
+/// Renames the finished partial file to its final name. Unless `force`, a file that appeared
+/// there while the fetch ran (written by someone else) is not replaced: the fetch fails with
+/// [`Error::Exists`] and the complete partial file stays.
+fn move_into_place(partial: &Path, final_path: &Path, force: bool) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let flags = if force {
+        RenameFlags::empty()
+    } else {
+        RenameFlags::NOREPLACE
+    };
+    match renameat_with(CWD, partial, CWD, final_path, flags) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(Error::Exists(final_path.to_owned())),
+        // File systems without RENAME_NOREPLACE: check, then rename.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) if !force && !final_path.exists() => {
+            std::fs::rename(partial, final_path).map_err(|e| Error::io(final_path, e))
+        }
+        Err(e) => Err(Error::io(final_path, e.into())),
+    }
+}
+
+/// Is `path` a partial download (`.NAME.swarm-part`)?
+pub fn is_partial(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n.ends_with(PARTIAL_SUFFIX))
 }
 
 /// `dir/.name.swarm-part`: hidden, in the same directory so the final rename is atomic.
@@ -325,7 +371,7 @@ fn partial_path_for(final_path: &Path) -> PathBuf {
         .file_name()
         .expect("validated names end in a file name")
         .to_string_lossy();
-    final_path.with_file_name(format!(".{base}.swarm-part"))
+    final_path.with_file_name(format!(".{base}{PARTIAL_SUFFIX}"))
 }
 
 async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {

@@ -2,7 +2,8 @@
 //!
 //! The library behind `swarm`: everything but argument parsing.
 //!
-//! - [`manifest`], [`hashing`], [`name`]: what a file is, chunk by chunk, and the rules for names.
+//! - [`manifest`], [`hashing`], [`name`], [`meta`]: what a file is, chunk by chunk, the rules for
+//!   names, and the timestamps that travel with it.
 //! - [`protocol`]: the wire protocol (its module doc is the specification).
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
 //! - [`store`], [`server`]: the files a node holds and the chunk server that hands them out.
@@ -20,6 +21,7 @@ pub mod identity;
 pub mod ids;
 pub mod known_trackers;
 pub mod manifest;
+pub mod meta;
 pub mod name;
 pub mod netutil;
 pub mod node;
@@ -40,6 +42,7 @@ pub use fetch::{FetchOptions, FetchReport};
 pub use identity::Identity;
 pub use ids::{Digest, FileId, PeerId};
 pub use manifest::{Manifest, DEFAULT_CHUNK_SIZE};
+pub use meta::FileMeta;
 pub use node::{Node, NodeConfig, SeededFile};
 pub use progress::Progress;
 pub use protocol::CatalogueEntry;

@@ -18,6 +18,7 @@ use crate::identity::Identity;
 use crate::ids::{FileId, PeerId};
 use crate::known_trackers::KnownTrackers;
 use crate::manifest::Manifest;
+use crate::meta::FileMeta;
 use crate::name;
 use crate::progress::Progress;
 use crate::protocol::CatalogueEntry;
@@ -71,8 +72,21 @@ pub struct SeededFile {
     pub manifest: Arc<Manifest>,
     /// Where it is on disk.
     pub path: PathBuf,
+    /// What is announced with it.
+    pub meta: FileMeta,
     /// Hashed in this run; false if its manifest was known from an earlier run.
     pub hashed: bool,
+    /// Fetched from the swarm by this node and unchanged since.
+    pub fetched: bool,
+}
+
+/// What [`Node::scan_dir`] found.
+#[derive(Debug, Clone, Default)]
+pub struct DirScan {
+    /// The files shared, sorted by name.
+    pub files: Vec<SeededFile>,
+    /// Names of files modified too recently to share yet (still being written, perhaps).
+    pub unsettled: Vec<String>,
 }
 
 /// A running peer node. Cheap to clone; every clone is the same node.
@@ -85,6 +99,7 @@ struct Inner {
     transport: Transport,
     store: Arc<Store>,
     state: StateDb,
+    state_dir: PathBuf,
     tracker: Option<Arc<TrackerClient>>,
     advertise: Option<SocketAddr>,
     registration: Mutex<Option<Registration>>,
@@ -114,6 +129,7 @@ impl Node {
                 transport: transport.clone(),
                 store: Arc::new(Store::default()),
                 state,
+                state_dir: config.state_dir.canonicalize().unwrap_or(config.state_dir.clone()),
                 tracker,
                 advertise: config.advertise,
                 registration: Mutex::new(None),
@@ -205,7 +221,7 @@ impl Node {
         let registration = tracker.register(self.inner.advertise).await?;
         *self.inner.registration.lock().await = Some(registration);
         for held in self.inner.store.all() {
-            tracker.announce(&held.manifest, &held.chunks()).await?;
+            tracker.announce(&held.manifest, &held.chunks(), held.meta).await?;
         }
         Ok(registration)
     }
@@ -310,7 +326,7 @@ impl Node {
             return Ok(());
         }
         let tracker = self.tracker()?;
-        if tracker.announce(&held.manifest, &held.chunks()).await? == RegisteredOrNot::NotRegistered {
+        if tracker.announce(&held.manifest, &held.chunks(), held.meta).await? == RegisteredOrNot::NotRegistered {
             self.register_and_announce().await?;
         }
         Ok(())
@@ -322,17 +338,36 @@ impl Node {
     /// the others are hashed, and the ids of files that changed or vanished since are withdrawn
     /// from the tracker. `progress` counts bytes hashed.
     pub async fn seed_dir(&self, dir: &Path, chunk_size: u32, progress: &Progress) -> Result<Vec<SeededFile>> {
+        Ok(self.scan_dir(dir, chunk_size, Duration::ZERO, progress).await?.files)
+    }
+
+    /// [`Node::seed_dir`], leaving out files modified less than `settle` ago: they are
+    /// reported as unsettled and shared by a later scan. Partial downloads (`.NAME.swarm-part`)
+    /// and this node's state directory are never shared.
+    pub async fn scan_dir(
+        &self,
+        dir: &Path,
+        chunk_size: u32,
+        settle: Duration,
+        progress: &Progress,
+    ) -> Result<DirScan> {
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         let state = self.state();
         let mut previous: HashMap<PathBuf, SeededRecord> = state.seeded_under(&root)?.into_iter().collect();
-        let mut seeded = Vec::new();
+        let mut scan = DirScan::default();
         let mut to_hash = Vec::new();
-        for entry in walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name() {
+        let now = std::time::SystemTime::now();
+        let walk = walkdir::WalkDir::new(&root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.path() != self.inner.state_dir);
+        for entry in walk {
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(&root).to_owned();
                 Error::io(&path, e.into())
             })?;
-            if !entry.file_type().is_file() {
+            if !entry.file_type().is_file() || fetch::is_partial(entry.path()) {
                 continue;
             }
             let Some(name) = name::name_of(&root, entry.path()) else {
@@ -340,18 +375,31 @@ impl Node {
                 continue;
             };
             let path = entry.into_path();
-            let stamp = FileStamp::of(&std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?);
+            let metadata = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let stamp = FileStamp::of(&metadata);
+            let modified = metadata.modified().map_err(|e| Error::io(&path, e))?;
+            if now.duration_since(modified).unwrap_or_default() < settle {
+                // Still being written, perhaps: neither shared nor withdrawn until it settles.
+                previous.remove(&path);
+                scan.unsettled.push(name);
+                continue;
+            }
             match previous.remove(&path) {
                 Some(record)
                     if record.stamp == stamp
                         && record.manifest.name == name
                         && record.manifest.chunk_size == chunk_size =>
                 {
-                    seeded.push(self.hold_complete(record.manifest, path, false).await?);
+                    let held = self.hold_complete(record.manifest, path, record.meta).await?;
+                    scan.files.push(SeededFile {
+                        fetched: record.fetched,
+                        ..held
+                    });
                 }
                 stale => {
                     progress.add_total(stamp.size);
-                    to_hash.push((path, name, stamp, stale.map(|r| r.manifest.id())));
+                    let meta = FileMeta::modified_at(modified);
+                    to_hash.push((path, name, stamp, meta, stale.map(|r| r.manifest.id())));
                 }
             }
         }
@@ -360,7 +408,7 @@ impl Node {
             self.stop_holding(record.manifest.id()).await;
             state.remove_seeded(&path)?;
         }
-        for (path, name, stamp, stale_id) in to_hash {
+        for (path, name, stamp, mut meta, stale_id) in to_hash {
             let manifest = {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size))
@@ -371,19 +419,36 @@ impl Node {
             if let Some(old) = stale_id.filter(|old| *old != manifest.id()) {
                 info!(path = %path.display(), old = %old.short(), "changed since it was last seeded; withdrawing its old id");
                 self.stop_holding(old).await;
+                meta.replaces = Some(old);
             }
-            state.save_seeded(
-                &path,
-                &SeededRecord {
-                    stamp,
-                    manifest: manifest.clone(),
-                },
-            )?;
-            seeded.push(self.hold_complete(manifest, path, true).await?);
+            let record = SeededRecord {
+                stamp,
+                manifest: manifest.clone(),
+                meta,
+                fetched: false,
+            };
+            state.save_seeded(&path, &record)?;
+            let held = self.hold_complete(manifest, path, meta).await?;
+            scan.files.push(SeededFile { hashed: true, ..held });
         }
         state.flush()?;
-        seeded.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
-        Ok(seeded)
+        scan.files.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        Ok(scan)
+    }
+
+    /// Remembers a file this node fetched as seeded and unchanged since, so that scanning its
+    /// folder later does not hash it again.
+    pub fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
+        let path = report.path.canonicalize().map_err(|e| Error::io(&report.path, e))?;
+        let metadata = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let record = SeededRecord {
+            stamp: FileStamp::of(&metadata),
+            manifest: (*report.manifest).clone(),
+            meta: report.meta,
+            fetched: true,
+        };
+        self.state().save_seeded(&path, &record)?;
+        self.state().flush()
     }
 
     /// Stops serving `file` and withdraws it from the tracker (best effort: a tracker that
@@ -400,18 +465,19 @@ impl Node {
         }
     }
 
-    /// Holds a complete, already hashed file and announces it. `hashed` says whether it was
-    /// hashed just now (rather than known from an earlier run).
-    pub async fn hold_complete(&self, manifest: Manifest, path: PathBuf, hashed: bool) -> Result<SeededFile> {
+    /// Holds a complete, already hashed file and announces it with `meta`.
+    pub async fn hold_complete(&self, manifest: Manifest, path: PathBuf, meta: FileMeta) -> Result<SeededFile> {
         let manifest = Arc::new(manifest);
         let chunks = crate::bitfield::Bitfield::full(manifest.chunk_count);
-        let held = self.inner.store.add(manifest.clone(), path.clone(), chunks);
+        let held = self.inner.store.add(manifest.clone(), path.clone(), chunks, meta);
         self.announce(&held).await?;
         Ok(SeededFile {
             id: held.id,
             manifest,
             path,
-            hashed,
+            meta,
+            hashed: false,
+            fetched: false,
         })
     }
 

@@ -1,4 +1,4 @@
-//! The swarm wire protocol, version 1. This module is the specification.
+//! The swarm wire protocol, version 2. This module is the specification.
 //!
 //! # Transport
 //! Every node (tracker or peer) has one QUIC endpoint. Connections negotiate the ALPN
@@ -35,9 +35,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::bitfield::Bitfield;
 use crate::ids::{FileId, PeerId};
 use crate::manifest::Manifest;
+use crate::meta::FileMeta;
 
 /// This build's protocol version, carried in every frame.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// QUIC application protocol name.
 pub const ALPN: &[u8] = b"swarm";
 /// Largest frame (version plus payload): 16 MiB, room for a manifest of the maximum
@@ -65,6 +66,8 @@ pub enum Request {
         manifest: Manifest,
         /// The chunks held.
         chunks: Bitfield,
+        /// The holder's modification time and the version this one replaced.
+        meta: FileMeta,
     },
     /// Tracker: chunk-register, i.e. this peer has newly verified these chunks of a file.
     HaveChunks {
@@ -128,6 +131,8 @@ pub struct CatalogueEntry {
     pub holders: u32,
     /// How many distinct chunks live peers hold between them.
     pub available: u32,
+    /// The newest modification time its holders announced, and the version it replaced.
+    pub meta: FileMeta,
 }
 
 /// A live peer holding chunks of a file.
@@ -188,6 +193,8 @@ pub enum Response {
     Located {
         /// The manifest (the fetcher checks it against the id).
         manifest: Manifest,
+        /// What the holders announced with it.
+        meta: FileMeta,
         /// Live holders, rarest-chunk holders not favoured in any way: at most [`MAX_HOLDERS`].
         holders: Vec<Holder>,
     },
@@ -323,13 +330,13 @@ mod tests {
             file: FileId([0xab; 32]),
             index: 300,
         });
-        let mut want = vec![0, 0, 0, 38, 0, 1, 10];
+        let mut want = vec![0, 0, 0, 38, 0, 2, 10];
         want.extend([0xab; 32]);
         want.extend([251, 44, 1]);
         assert_eq!(frame, want);
 
         let frame = encode_frame(&Response::Chunk { len: 1 << 20 });
-        assert_eq!(frame, vec![0, 0, 0, 8, 0, 1, 5, 252, 0, 0, 16, 0]);
+        assert_eq!(frame, vec![0, 0, 0, 8, 0, 2, 5, 252, 0, 0, 16, 0]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::bitfield::Bitfield;
 use crate::error::{Error, Result};
 use crate::ids::FileId;
 use crate::manifest::{canonical_config, Manifest};
+use crate::meta::FileMeta;
 
 /// The node's sled database.
 #[derive(Clone)]
@@ -58,6 +59,10 @@ pub struct SeededRecord {
     pub stamp: FileStamp,
     /// Its manifest.
     pub manifest: Manifest,
+    /// What is announced with it.
+    pub meta: FileMeta,
+    /// It was fetched from the swarm and is unchanged since.
+    pub fetched: bool,
 }
 
 /// Opens the sled database at `path`, turning the lock held by another process into an error

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::bitfield::Bitfield;
 use crate::ids::FileId;
 use crate::manifest::Manifest;
+use crate::meta::FileMeta;
 
 /// One file a node holds, fully or in part.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct Held {
     pub manifest: Arc<Manifest>,
     /// The file's id.
     pub id: FileId,
+    /// What is announced with it.
+    pub meta: FileMeta,
     path: Mutex<PathBuf>,
     chunks: RwLock<Bitfield>,
 }
@@ -134,11 +137,12 @@ pub struct Store {
 
 impl Store {
     /// Adds (or replaces) a file held at `path` with `chunks` verified.
-    pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield) -> Arc<Held> {
+    pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield, meta: FileMeta) -> Arc<Held> {
         let id = manifest.id();
         let held = Arc::new(Held {
             manifest,
             id,
+            meta,
             path: Mutex::new(path),
             chunks: RwLock::new(chunks),
         });

@@ -15,6 +15,7 @@ use crate::identity::Identity;
 use crate::ids::{FileId, PeerId};
 use crate::known_trackers::KnownTrackers;
 use crate::manifest::Manifest;
+use crate::meta::FileMeta;
 use crate::protocol::{CatalogueEntry, ErrorCode, Holder, Request, Response};
 use crate::transport::{self, Transport};
 
@@ -74,6 +75,8 @@ pub struct Located {
     pub manifest: Manifest,
     /// Live holders.
     pub holders: Vec<Holder>,
+    /// What the holders announced with it.
+    pub meta: FileMeta,
 }
 
 /// What the tracker answered to `Register`.
@@ -230,10 +233,11 @@ impl TrackerClient {
     }
 
     /// Tells the tracker this peer holds `chunks` of the file `manifest` describes.
-    pub async fn announce(&self, manifest: &Manifest, chunks: &Bitfield) -> Result<RegisteredOrNot> {
+    pub async fn announce(&self, manifest: &Manifest, chunks: &Bitfield, meta: FileMeta) -> Result<RegisteredOrNot> {
         let request = Request::Announce {
             manifest: manifest.clone(),
             chunks: chunks.clone(),
+            meta,
         };
         self.simple(request).await
     }
@@ -319,7 +323,15 @@ impl TrackerClient {
     /// A file's manifest and holders.
     pub async fn locate(&self, file: FileId) -> Result<Located> {
         match self.request(&Request::Locate { file }).await? {
-            Response::Located { manifest, holders } => Ok(Located { manifest, holders }),
+            Response::Located {
+                manifest,
+                holders,
+                meta,
+            } => Ok(Located {
+                manifest,
+                holders,
+                meta,
+            }),
             Response::Error {
                 code: ErrorCode::NotFound,
                 ..

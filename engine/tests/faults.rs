@@ -37,7 +37,7 @@ async fn misbehaving_peer(tracker: &Tracker, manifest: &Manifest, data: Arc<Vec<
     let client = TrackerClient::new(transport.clone(), pinned(tracker), None);
     client.register(None).await.unwrap();
     client
-        .announce(manifest, &Bitfield::full(manifest.chunk_count))
+        .announce(manifest, &Bitfield::full(manifest.chunk_count), Default::default())
         .await
         .unwrap();
     let endpoint = transport.endpoint().clone();

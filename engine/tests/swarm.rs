@@ -176,6 +176,7 @@ async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandl
                         Request::Locate { .. } => Response::Located {
                             manifest: manifest.clone(),
                             holders: vec![],
+                            meta: Default::default(),
                         },
                         _ => Response::Ok,
                     };

@@ -190,9 +190,9 @@ impl Service {
                         timeout_secs: state.peer_timeout().as_secs(),
                     }
                 }
-                Request::Announce { manifest, chunks } => {
+                Request::Announce { manifest, chunks, meta } => {
                     let copy = manifest.clone();
-                    match state.announce(peer, manifest, chunks, now) {
+                    match state.announce(peer, manifest, chunks, meta, now) {
                         Ok((id, is_new)) => {
                             if is_new {
                                 info!(file = %id.short(), name = %copy.name, "new file in the catalogue");
@@ -219,9 +219,10 @@ impl Service {
                 Request::Search { query, exact } => Response::Catalogue(state.search(&query, exact)),
                 Request::Resolve { prefix } => Response::Matches(state.resolve(&prefix)),
                 Request::Locate { file } => match state.locate(&file) {
-                    Some((manifest, holders)) => Response::Located {
+                    Some((manifest, holders, meta)) => Response::Located {
                         manifest: (*manifest).clone(),
                         holders,
+                        meta,
                     },
                     None => Response::error(ErrorCode::NotFound, format!("file {file} is not in the catalogue")),
                 },

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarm_engine::protocol::{CatalogueEntry, ErrorCode, Holder, MAX_CATALOGUE, MAX_HOLDERS};
-use swarm_engine::{Bitfield, FileId, Manifest, PeerId};
+use swarm_engine::{Bitfield, FileId, FileMeta, Manifest, PeerId};
 
 /// Most files one peer may announce. Bounds what a single peer can make the tracker store.
 pub const MAX_FILES_PER_PEER: usize = 100_000;
@@ -47,7 +47,26 @@ struct PeerRecord {
 #[derive(Debug)]
 struct FileRecord {
     manifest: Arc<Manifest>,
-    holders: HashMap<PeerId, Bitfield>,
+    holders: HashMap<PeerId, Holding>,
+}
+
+/// What one peer announced of one file.
+#[derive(Debug)]
+struct Holding {
+    chunks: Bitfield,
+    meta: FileMeta,
+}
+
+impl FileRecord {
+    /// The metadata of the holder with the newest modification time.
+    fn meta(&self) -> FileMeta {
+        self.holders
+            .values()
+            .filter(|h| h.chunks.count() > 0)
+            .map(|h| h.meta)
+            .max_by_key(|m| m.modified_ns)
+            .unwrap_or_default()
+    }
 }
 
 /// The catalogue and who holds what.
@@ -123,6 +142,7 @@ impl TrackerState {
         peer: PeerId,
         manifest: Manifest,
         chunks: Bitfield,
+        meta: FileMeta,
         now: Instant,
     ) -> Result<(FileId, bool), Refusal> {
         if chunks.len() != manifest.chunk_count || !chunks.is_well_formed() {
@@ -148,7 +168,7 @@ impl TrackerState {
             .get_mut(&id)
             .expect("just added")
             .holders
-            .insert(peer, chunks);
+            .insert(peer, Holding { chunks, meta });
         Ok((id, is_new))
     }
 
@@ -165,6 +185,7 @@ impl TrackerState {
             .files
             .get_mut(&file)
             .and_then(|f| f.holders.get_mut(&peer))
+            .map(|h| &mut h.chunks)
             .expect("invariant: peer files match holders");
         if let Some(bad) = chunks.iter().find(|&&c| c >= held.len()) {
             return Err(refuse(ErrorCode::Invalid, format!("chunk {bad} is out of range")));
@@ -219,16 +240,17 @@ impl TrackerState {
 
     fn entry(&self, id: &FileId, record: &FileRecord) -> CatalogueEntry {
         let mut available = Bitfield::new(record.manifest.chunk_count);
-        for bits in record.holders.values() {
-            available.union_with(bits);
+        for holding in record.holders.values() {
+            available.union_with(&holding.chunks);
         }
         CatalogueEntry {
             file: *id,
             name: record.manifest.name.clone(),
             size: record.manifest.size,
             chunk_count: record.manifest.chunk_count,
-            holders: record.holders.values().filter(|b| b.count() > 0).count() as u32,
+            holders: record.holders.values().filter(|h| h.chunks.count() > 0).count() as u32,
             available: available.count(),
+            meta: record.meta(),
         }
     }
 
@@ -276,23 +298,24 @@ impl TrackerState {
         found
     }
 
-    /// A file's manifest and its live holders (those holding at least one chunk).
-    pub fn locate(&self, file: &FileId) -> Option<(Arc<Manifest>, Vec<Holder>)> {
+    /// A file's manifest, its live holders (those holding at least one chunk) and the
+    /// metadata of the newest of them.
+    pub fn locate(&self, file: &FileId) -> Option<(Arc<Manifest>, Vec<Holder>, FileMeta)> {
         let record = self.files.get(file)?;
         let holders = record
             .holders
             .iter()
-            .filter(|(_, bits)| bits.count() > 0)
-            .filter_map(|(peer, bits)| {
+            .filter(|(_, holding)| holding.chunks.count() > 0)
+            .filter_map(|(peer, holding)| {
                 self.peers.get(peer).map(|p| Holder {
                     peer: *peer,
                     addr: p.addr,
-                    chunks: bits.clone(),
+                    chunks: holding.chunks.clone(),
                 })
             })
             .take(MAX_HOLDERS)
             .collect();
-        Some((record.manifest.clone(), holders))
+        Some((record.manifest.clone(), holders, record.meta()))
     }
 
     /// Number of live peers.
@@ -310,9 +333,9 @@ impl TrackerState {
         }
         for (id, file) in &self.files {
             assert_eq!(file.manifest.id(), *id);
-            for (peer, bits) in &file.holders {
+            for (peer, holding) in &file.holders {
                 assert!(self.peers[peer].files.contains(id));
-                assert_eq!(bits.len(), file.manifest.chunk_count);
+                assert_eq!(holding.chunks.len(), file.manifest.chunk_count);
             }
         }
     }
@@ -352,13 +375,15 @@ mod tests {
         let m = manifest("movies/a.mkv", 4);
         t.register(a, addr(1), now);
         t.register(b, addr(2), now);
-        let (id, new) = t.announce(a, m.clone(), Bitfield::full(4), now).unwrap();
+        let (id, new) = t
+            .announce(a, m.clone(), Bitfield::full(4), FileMeta::default(), now)
+            .unwrap();
         assert!(new);
-        let (_, again) = t.announce(b, m, Bitfield::new(4), now).unwrap();
+        let (_, again) = t.announce(b, m, Bitfield::new(4), FileMeta::default(), now).unwrap();
         assert!(!again);
         assert_eq!(t.locate(&id).unwrap().1.len(), 1, "b holds nothing yet");
         t.have(b, id, &[2], now).unwrap();
-        let (_, holders) = t.locate(&id).unwrap();
+        let (_, holders, _) = t.locate(&id).unwrap();
         assert_eq!(holders.len(), 2);
         let entry = &t.list()[0];
         assert_eq!((entry.holders, entry.available), (2, 4));
@@ -371,6 +396,32 @@ mod tests {
     }
 
     #[test]
+    fn metadata_of_the_newest_live_holder_is_listed() {
+        let now = Instant::now();
+        let mut t = TrackerState::new(Duration::from_secs(10));
+        let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
+        let m = manifest("f", 2);
+        let older = FileMeta {
+            modified_ns: 100,
+            replaces: None,
+        };
+        let newer = FileMeta {
+            modified_ns: 200,
+            replaces: Some(FileId([9; 32])),
+        };
+        t.register(a, addr(1), now);
+        t.register(b, addr(2), now);
+        let (id, _) = t.announce(a, m.clone(), Bitfield::full(2), older, now).unwrap();
+        t.announce(b, m, Bitfield::full(2), newer, now).unwrap();
+        assert_eq!(t.list()[0].meta, newer);
+        assert_eq!(t.locate(&id).unwrap().2, newer);
+        t.remove_peer(&b);
+        assert_eq!(t.list()[0].meta, older, "a holder that left no longer counts");
+        t.remove_peer(&a);
+        assert_eq!(t.list()[0].meta, FileMeta::default());
+    }
+
+    #[test]
     fn peers_expire_and_leave() {
         let now = Instant::now();
         let mut t = TrackerState::new(Duration::from_secs(10));
@@ -378,8 +429,10 @@ mod tests {
         let m = manifest("f", 2);
         t.register(a, addr(1), now);
         t.register(b, addr(2), now);
-        let (id, _) = t.announce(a, m.clone(), Bitfield::full(2), now).unwrap();
-        t.announce(b, m, Bitfield::full(2), now).unwrap();
+        let (id, _) = t
+            .announce(a, m.clone(), Bitfield::full(2), FileMeta::default(), now)
+            .unwrap();
+        t.announce(b, m, Bitfield::full(2), FileMeta::default(), now).unwrap();
         t.keepalive(b, now + Duration::from_secs(8)).unwrap();
         assert_eq!(t.expire(now + Duration::from_secs(11)), vec![a]);
         assert_eq!(t.locate(&id).unwrap().1.len(), 1);
@@ -397,18 +450,24 @@ mod tests {
         let a = PeerId([1; 32]);
         let m = manifest("f", 2);
         assert_eq!(
-            t.announce(a, m.clone(), Bitfield::full(2), now).unwrap_err().code,
+            t.announce(a, m.clone(), Bitfield::full(2), FileMeta::default(), now)
+                .unwrap_err()
+                .code,
             ErrorCode::NotRegistered
         );
         t.register(a, addr(1), now);
         assert_eq!(
-            t.announce(a, m.clone(), Bitfield::full(3), now).unwrap_err().code,
+            t.announce(a, m.clone(), Bitfield::full(3), FileMeta::default(), now)
+                .unwrap_err()
+                .code,
             ErrorCode::Invalid
         );
         let mut evil = m;
         evil.name = "../etc/passwd".into();
         assert_eq!(
-            t.announce(a, evil, Bitfield::full(2), now).unwrap_err().code,
+            t.announce(a, evil, Bitfield::full(2), FileMeta::default(), now)
+                .unwrap_err()
+                .code,
             ErrorCode::Invalid
         );
         assert!(t.list().is_empty());
@@ -426,18 +485,22 @@ mod tests {
         for i in 0..MAX_FILES_PER_PEER {
             let mut m = one.clone();
             m.name = format!("f{i}");
-            t.announce(a, m, Bitfield::full(2), now).unwrap();
+            t.announce(a, m, Bitfield::full(2), FileMeta::default(), now).unwrap();
         }
         let mut extra = one.clone();
         extra.name = "one-too-many".into();
-        let refusal = t.announce(a, extra.clone(), Bitfield::full(2), now).unwrap_err();
+        let refusal = t
+            .announce(a, extra.clone(), Bitfield::full(2), FileMeta::default(), now)
+            .unwrap_err();
         assert_eq!(refusal.code, ErrorCode::Limit);
         assert!(refusal.message.contains("at most"), "{}", refusal.message);
         // Re-announcing a file it already has is fine, and other peers are not affected.
         let mut again = one.clone();
         again.name = "f0".into();
-        t.announce(a, again, Bitfield::full(2), now).unwrap();
-        t.announce(b, extra, Bitfield::full(2), now).unwrap();
+        t.announce(a, again, Bitfield::full(2), FileMeta::default(), now)
+            .unwrap();
+        t.announce(b, extra, Bitfield::full(2), FileMeta::default(), now)
+            .unwrap();
         assert_eq!(t.search("one-too-many", true).len(), 1, "announced by b");
         t.check_invariants();
     }

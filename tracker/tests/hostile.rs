@@ -134,7 +134,15 @@ async fn hostile_manifests_are_refused() {
     cases.push(("overlong name", m));
     for (what, manifest) in cases {
         let chunks = Bitfield::full(manifest.chunk_count.min(1 << 20));
-        let answer = ask(&connection, &Request::Announce { manifest, chunks }).await;
+        let answer = ask(
+            &connection,
+            &Request::Announce {
+                manifest,
+                chunks,
+                meta: Default::default(),
+            },
+        )
+        .await;
         assert_eq!(code(answer), ErrorCode::Invalid, "{what}");
     }
     let Response::Catalogue(listed) = ask(&connection, &Request::List).await else {
@@ -144,7 +152,15 @@ async fn hostile_manifests_are_refused() {
     // The same connection still works for a good manifest.
     let chunks = Bitfield::full(good.chunk_count);
     assert_eq!(
-        ask(&connection, &Request::Announce { manifest: good, chunks }).await,
+        ask(
+            &connection,
+            &Request::Announce {
+                manifest: good,
+                chunks,
+                meta: Default::default()
+            }
+        )
+        .await,
         Response::Ok
     );
 }
@@ -159,7 +175,15 @@ async fn one_peer_cannot_act_for_another() {
     let id = file.id();
     ask(&a, &Request::Register { advertise: None }).await;
     let chunks = Bitfield::full(file.chunk_count);
-    ask(&a, &Request::Announce { manifest: file, chunks }).await;
+    ask(
+        &a,
+        &Request::Announce {
+            manifest: file,
+            chunks,
+            meta: Default::default(),
+        },
+    )
+    .await;
     ask(&b, &Request::Register { advertise: None }).await;
     // B can only speak for itself: its leave and withdraw touch nothing of A's.
     ask(&b, &Request::Withdraw { file: id }).await;
@@ -222,7 +246,15 @@ async fn a_flooding_peer_does_not_stop_the_tracker_answering_others() {
     ));
     let chunks = Bitfield::full(file.chunk_count);
     assert_eq!(
-        ask(&honest, &Request::Announce { manifest: file, chunks }).await,
+        ask(
+            &honest,
+            &Request::Announce {
+                manifest: file,
+                chunks,
+                meta: Default::default()
+            }
+        )
+        .await,
         Response::Ok
     );
     let Response::Located { holders, .. } = ask(&honest, &Request::Locate { file: id }).await else {
