@@ -197,6 +197,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         timeout: args.timeout,
         preallocate: args.preallocate,
         progress: progress.clone(),
+        ..FetchOptions::default()
     };
     let display = output::show_progress(&format!("fetching {}", id.short()), progress, true);
     let result = tokio::select! {

@@ -55,7 +55,7 @@ use crate::node::Node;
 use crate::progress::Progress;
 use crate::protocol::{ErrorCode, Holder, Request, Response};
 use crate::scheduler::{Scheduler, Verdict};
-use crate::state::DownloadRecord;
+use crate::state::{DownloadRecord, FileStamp};
 use crate::store::{self, Held};
 use crate::tracker_client::TrackerClient;
 use crate::transport;
@@ -91,6 +91,9 @@ pub struct FetchOptions {
     pub from: Option<String>,
     /// Replace an existing file with different content.
     pub force: bool,
+    /// Replace an existing file with different content only if it is still this version
+    /// when the download finishes (how `swarm sync` updates a file nobody edited).
+    pub replace_if: Option<FileStamp>,
     /// Give up after this long without finishing.
     pub timeout: Option<Duration>,
     /// Reserve the file's whole size on disk before fetching.
@@ -105,6 +108,7 @@ impl Default for FetchOptions {
             out_dir: PathBuf::from("."),
             from: None,
             force: false,
+            replace_if: None,
             timeout: None,
             preallocate: false,
             progress: Arc::default(),
@@ -223,7 +227,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
                 elapsed: started.elapsed(),
             });
         }
-        if !options.force {
+        if !may_replace(&final_path, &options) {
             return Err(Error::Exists(final_path));
         }
     }
@@ -318,7 +322,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         .await
         .map_err(|e| Error::Transport(e.to_string()))?
         .map_err(|e| Error::io(&partial_path, e))?;
-    move_into_place(&partial_path, &final_path, options.force)?;
+    move_into_place(&partial_path, &final_path, may_replace(&final_path, &options))?;
     held.set_path(final_path.clone());
     if let Err(e) = node.state().remove_download(&id) {
         warn!("{e}");
@@ -335,6 +339,14 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         banned: shared.banned.clone(),
         elapsed: started.elapsed(),
     })
+}
+
+/// May the file at `path` (if any) be replaced by the download?
+fn may_replace(path: &Path, options: &FetchOptions) -> bool {
+    options.force
+        || options
+            .replace_if
+            .is_some_and(|stamp| std::fs::metadata(path).is_ok_and(|m| FileStamp::of(&m) == stamp))
 }
 
 /// Renames the finished partial file to its final name. Unless `force`, a file that appeared

@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use swarm_engine::protocol::{self, ErrorCode, Request, Response, PROTOCOL_VERSION};
+
+/// The version byte of frames built by hand (the version fits in one byte for now).
+const V: u8 = PROTOCOL_VERSION as u8;
 use swarm_engine::transport::{self, Transport};
 use swarm_engine::{FileId, Identity, Node, NodeConfig, Progress};
 
@@ -91,12 +94,12 @@ async fn bad_requests_get_clear_error_frames() {
     // node keeps serving new connections.
     let mut future = protocol::encode_frame(&Request::Keepalive);
     future[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
-    let oversized = [0, 0, 4, 1, 0, 1, 10]; // announces 1025 bytes: over the 1 KiB request cap
-    let unknown_variant = [0, 0, 0, 3, 0, 1, 200];
+    let oversized = [0, 0, 4, 1, 0, V, 10]; // announces 1025 bytes: over the 1 KiB request cap
+    let unknown_variant = [0, 0, 0, 3, 0, V, 200];
     let cases: [(&str, &[u8], ErrorCode); 5] = [
         ("future version", &future, ErrorCode::VersionMismatch),
-        ("garbage", &[0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff], ErrorCode::Malformed),
-        ("truncated", &[0, 0, 0, 40, 0, 1, 10, 1, 2], ErrorCode::Malformed),
+        ("garbage", &[0, 0, 0, 5, 0, V, 0xff, 0xff, 0xff], ErrorCode::Malformed),
+        ("truncated", &[0, 0, 0, 40, 0, V, 10, 1, 2], ErrorCode::Malformed),
         ("oversized", &oversized, ErrorCode::Malformed),
         ("unknown message type", &unknown_variant, ErrorCode::Malformed),
     ];

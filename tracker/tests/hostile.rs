@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use quinn::Connection;
 use swarm_engine::protocol::{self, ErrorCode, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
+
+/// The version byte of frames built by hand (the version fits in one byte for now).
+const V: u8 = PROTOCOL_VERSION as u8;
 use swarm_engine::transport::{self, Transport, MAX_CONNECTIONS_PER_IP};
 use swarm_engine::{Bitfield, Identity, Manifest, PeerId};
 use swarm_tracker::{Tracker, TrackerConfig};
@@ -68,11 +71,11 @@ async fn broken_frames_get_an_error_and_a_closed_connection() {
     let oversized = [over[0], over[1], over[2], over[3], 0, 1];
     let cases: [(&str, &[u8], ErrorCode); 6] = [
         ("future version", &future, ErrorCode::VersionMismatch),
-        ("garbage", &[0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff], ErrorCode::Malformed),
-        ("truncated", &[0, 0, 0, 90, 0, 1, 1], ErrorCode::Malformed),
+        ("garbage", &[0, 0, 0, 5, 0, V, 0xff, 0xff, 0xff], ErrorCode::Malformed),
+        ("truncated", &[0, 0, 0, 90, 0, V, 1], ErrorCode::Malformed),
         ("over the frame cap", &oversized, ErrorCode::Malformed),
         ("too short for a header", &[0, 0, 0, 1, 0], ErrorCode::Malformed),
-        ("unknown message type", &[0, 0, 0, 3, 0, 1, 99], ErrorCode::Malformed),
+        ("unknown message type", &[0, 0, 0, 3, 0, V, 99], ErrorCode::Malformed),
     ];
     for (what, bytes, expected) in cases {
         let (_transport, connection) = peer(&tracker).await;
