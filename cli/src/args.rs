@@ -38,6 +38,17 @@ Exit codes:
 Environment: every flag has a SWARM_* variable, e.g. SWARM_TRACKER, SWARM_STATE.
 Logs: SWARM_LOG=debug (or any tracing filter).";
 
+const SYNC_ABOUT: &str = "\
+Keep DIR in step with every node syncing against the same tracker: share its files, fetch every
+file it lacks, and share new and changed files within seconds.
+
+- The newest modification time wins. A local edit that loses is kept beside the winner as
+  NAME.sync-conflict-ID.EXT, which is then synced like any file: nothing is destroyed.
+- Modification times travel with the files.
+- A file is shared once it has not been modified for --settle.
+- Deletions are NOT propagated: a file deleted here comes back while another node has it.
+  Delete it everywhere (or stop the other nodes) to get rid of it.";
+
 /// swarm: move big files between many machines, fast, every byte verified.
 #[derive(Debug, Parser)]
 #[command(name = "swarm", version, after_help = AFTER_HELP)]
@@ -54,6 +65,10 @@ pub enum Command {
     Tracker(TrackerArgs),
     /// Share every file under DIR (starts a tracker in-process if none is given).
     Seed(SeedArgs),
+    /// Keep DIR in step with every node syncing against the same tracker: share its files,
+    /// fetch every file it lacks, and share changes within seconds.
+    #[command(long_about = SYNC_ABOUT)]
+    Sync(SyncArgs),
     /// Download a file by id (or a unique prefix of 8+ hex digits) from every peer holding it.
     Fetch(FetchArgs),
     /// List the tracker's catalogue.
@@ -106,6 +121,13 @@ pub struct TrackerArgs {
 /// `swarm seed`
 #[derive(Debug, Args)]
 pub struct SeedArgs {
+    #[command(flatten)]
+    pub share: ShareArgs,
+}
+
+/// What `swarm seed` and `swarm sync` share, and with which tracker.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
     /// Directory to share.
     pub dir: PathBuf,
     /// Tracker as HOST:PORT or ID@HOST:PORT; without one, a tracker starts in-process.
@@ -119,6 +141,22 @@ pub struct SeedArgs {
     pub tracker_listen: SocketAddr,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// `swarm sync`
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub share: ShareArgs,
+    /// How often to compare the folder with the tracker's catalogue.
+    #[arg(long, env = "SWARM_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Share (or replace) a file only once it has not been modified for this long.
+    #[arg(long, env = "SWARM_SETTLE", default_value = "1s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Rescan the whole folder this often, in case a change notification was missed.
+    #[arg(long, env = "SWARM_RESCAN", default_value = "30s", value_parser = parse_duration)]
+    pub rescan: Duration,
 }
 
 /// `swarm fetch`

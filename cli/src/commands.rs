@@ -9,11 +9,16 @@ use anyhow::{bail, Context, Result};
 use rand::{RngCore, SeedableRng};
 use swarm_engine::known_trackers::KnownTrackers;
 use swarm_engine::netutil::reachable_addr;
+use swarm_engine::sync::SyncOptions;
 use swarm_engine::{FetchOptions, Node, NodeConfig, Progress, SeededFile, TrackerAddr, TrackerClient};
 use swarm_tracker::{Tracker, TrackerConfig};
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::args::{DemoArgs, FetchArgs, NodeArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, StatusArgs, TrackerArgs};
+use crate::args::{
+    DemoArgs, FetchArgs, NodeArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, ShareArgs, StatusArgs, SyncArgs,
+    TrackerArgs,
+};
 use crate::output;
 
 /// How long a graceful exit waits for uploads in flight.
@@ -99,76 +104,146 @@ async fn embedded_tracker(state_dir: &Path, listen: SocketAddr) -> Result<Tracke
     }
 }
 
+/// A node sharing a folder, with its tracker started in-process if none was given.
+struct Sharing {
+    node: Node,
+    embedded: Option<Tracker>,
+    /// The tracker as other machines should name it.
+    public_tracker: String,
+    chunk_size: u32,
+}
+
+impl Sharing {
+    async fn start(args: &ShareArgs) -> Result<Sharing> {
+        if !args.dir.is_dir() {
+            bail!("{} is not a directory: give the folder to share", args.dir.display());
+        }
+        let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
+        swarm_engine::manifest::check_chunk_size(chunk_size)?;
+        let mut config = node_config(&args.node, args.tracker.clone());
+        let mut embedded = None;
+        let public_tracker = match &args.tracker {
+            Some(addr) => addr.to_string(),
+            None => {
+                let tracker = embedded_tracker(&config.state_dir, args.tracker_listen).await?;
+                let local = tracker.local_addr();
+                let reachable = reachable_addr(local);
+                eprintln!(
+                    "no --tracker given: started one in this process, id {} on {local}",
+                    tracker.id().short()
+                );
+                let loopback = swarm_engine::netutil::loopback_for(local);
+                config.tracker = Some(TrackerAddr {
+                    host_port: loopback.to_string(),
+                    id: Some(tracker.id()),
+                });
+                let public = format!("{}@{reachable}", tracker.id());
+                embedded = Some(tracker);
+                public
+            }
+        };
+        let node = Node::start(config).await?;
+        let registration = node.join_tracker().await?;
+        info!(addr = %registration.addr, "registered with the tracker");
+        Ok(Sharing {
+            node,
+            embedded,
+            public_tracker,
+            chunk_size,
+        })
+    }
+
+    /// Hashes (what needs hashing) and shares every file in `dir`, with a progress bar and a
+    /// summary line.
+    async fn share_dir(&self, dir: &Path) -> Result<Vec<SeededFile>> {
+        let progress = Arc::new(Progress::default());
+        let display = output::show_progress("hashing", progress.clone(), false);
+        let started = Instant::now();
+        let seeded = self.node.seed_dir(dir, self.chunk_size, &progress).await;
+        display.finish().await;
+        let seeded = seeded?;
+        let total: u64 = seeded.iter().map(|f| f.manifest.size).sum();
+        let hashed: u64 = seeded.iter().filter(|f| f.hashed).map(|f| f.manifest.size).sum();
+        let unchanged = seeded.iter().filter(|f| !f.hashed).count();
+        let mut how = Vec::new();
+        if unchanged > 0 {
+            how.push(format!("{unchanged} unchanged since the last run, not re-hashed"));
+        }
+        if hashed > 0 {
+            how.push(format!(
+                "{} hashed at {:.0} MB/s",
+                output::bytes(hashed),
+                output::mb_per_sec(hashed, started.elapsed())
+            ));
+        }
+        eprintln!(
+            "sharing {} file(s), {}{}; Ctrl-C to stop",
+            seeded.len(),
+            output::bytes(total),
+            if how.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", how.join("; "))
+            }
+        );
+        Ok(seeded)
+    }
+
+    /// Leaves the tracker gracefully and stops the in-process tracker, if any.
+    async fn stop(self) {
+        leave(&self.node).await;
+        if let Some(tracker) = self.embedded {
+            tracker.stop().await;
+        }
+    }
+}
+
 /// `swarm seed`
 pub async fn seed(args: SeedArgs) -> Result<()> {
-    if !args.dir.is_dir() {
-        bail!("{} is not a directory: give the folder to share", args.dir.display());
-    }
-    let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
-    swarm_engine::manifest::check_chunk_size(chunk_size)?;
-    let mut config = node_config(&args.node, args.tracker.clone());
-    let mut embedded = None;
-    let public_tracker = match &args.tracker {
-        Some(addr) => addr.to_string(),
-        None => {
-            let tracker = embedded_tracker(&config.state_dir, args.tracker_listen).await?;
-            let local = tracker.local_addr();
-            let reachable = reachable_addr(local);
-            eprintln!(
-                "no --tracker given: started one in this process, id {} on {local}",
-                tracker.id().short()
-            );
-            let loopback = swarm_engine::netutil::loopback_for(local);
-            config.tracker = Some(TrackerAddr {
-                host_port: loopback.to_string(),
-                id: Some(tracker.id()),
-            });
-            embedded = Some(tracker);
-            format!("{}@{reachable}", embedded.as_ref().expect("just set").id())
-        }
-    };
-    let node = Node::start(config).await?;
-    let registration = node.join_tracker().await?;
-    info!(addr = %registration.addr, "registered with the tracker");
-    let progress = Arc::new(Progress::default());
-    let display = output::show_progress("hashing", progress.clone(), false);
-    let started = Instant::now();
-    let seeded = node.seed_dir(&args.dir, chunk_size, &progress).await;
-    display.finish().await;
-    let seeded = seeded?;
-    let total: u64 = seeded.iter().map(|f| f.manifest.size).sum();
-    let hashed: u64 = seeded.iter().filter(|f| f.hashed).map(|f| f.manifest.size).sum();
-    let unchanged = seeded.iter().filter(|f| !f.hashed).count();
-    let mut how = Vec::new();
-    if unchanged > 0 {
-        how.push(format!("{unchanged} unchanged since the last run, not re-hashed"));
-    }
-    if hashed > 0 {
-        how.push(format!(
-            "{} hashed at {:.0} MB/s",
-            output::bytes(hashed),
-            output::mb_per_sec(hashed, started.elapsed())
-        ));
-    }
-    eprintln!(
-        "sharing {} file(s), {}{}; Ctrl-C to stop",
-        seeded.len(),
-        output::bytes(total),
-        if how.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", how.join("; "))
-        }
-    );
-    for file in &seeded {
-        print_seeded(file, &public_tracker);
+    let sharing = Sharing::start(&args.share).await?;
+    for file in &sharing.share_dir(&args.share.dir).await? {
+        print_seeded(file, &sharing.public_tracker);
     }
     shutdown_signal().await;
-    leave(&node).await;
-    if let Some(tracker) = embedded {
-        tracker.stop().await;
-    }
+    sharing.stop().await;
     Ok(())
+}
+
+/// `swarm sync`
+pub async fn sync(args: SyncArgs) -> Result<()> {
+    let sharing = Sharing::start(&args.share).await?;
+    sharing.share_dir(&args.share.dir).await?;
+    eprintln!(
+        "syncing {} with every node on tracker {}; deletions are not propagated",
+        args.share.dir.display(),
+        sharing.public_tracker
+    );
+    let options = SyncOptions {
+        chunk_size: sharing.chunk_size,
+        interval: args.interval,
+        rescan: args.rescan,
+        settle: args.settle,
+        ..SyncOptions::new(args.share.dir.clone())
+    };
+    let (events, mut printed) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let node = sharing.node.clone();
+    let mut syncing = tokio::spawn({
+        let stop = stop.clone();
+        async move { swarm_engine::sync::run(&node, options, events, stop).await }
+    });
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut signal => break Ok(()),
+            Some(event) = printed.recv() => output::sync_event(&event),
+            done = &mut syncing => break done.map_err(anyhow::Error::from).and_then(|r| r.map_err(Into::into)),
+        }
+    };
+    stop.cancel();
+    sharing.stop().await;
+    outcome
 }
 
 fn print_seeded(file: &SeededFile, tracker: &str) {

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use swarm_engine::protocol::{CatalogueEntry, Holder};
 use swarm_engine::status::{FileState, FileStatus, Source};
+use swarm_engine::sync::SyncEvent;
 use swarm_engine::Progress;
 
 /// Human-readable bytes (binary units).
@@ -119,6 +120,24 @@ pub fn fetch_report(report: &swarm_engine::FetchReport) {
         seconds: report.elapsed.as_secs_f64(),
     };
     println!("{}", serde_json::to_string_pretty(&row).expect("plain data serializes"));
+}
+
+/// Prints one thing `swarm sync` did, a line each, on stdout.
+pub fn sync_event(event: &SyncEvent) {
+    match event {
+        SyncEvent::Scanned { files, hashed } => println!("shared  {hashed} new or changed file(s); {files} in all"),
+        SyncEvent::Fetched(report) => println!(
+            "fetched {}  {}  from {} peer(s) in {:.1}s",
+            report.manifest.name,
+            bytes(report.manifest.size),
+            report.received.len(),
+            report.elapsed.as_secs_f64()
+        ),
+        SyncEvent::Conflict { name, kept_as } => {
+            println!("conflict {name}: a newer version exists elsewhere; the local one is kept as {kept_as}")
+        }
+        SyncEvent::Failed { name, error } => println!("failed  {name}: {error} (will try again)"),
+    }
 }
 
 #[derive(Serialize)]

@@ -11,6 +11,7 @@
 //! - [`tracker_client`]: talking to a tracker.
 //! - [`state`], [`known_trackers`]: persistent node state (sled) and trackers met before.
 //! - [`node`]: a running peer, tying the rest together; [`status`]: what it holds, for people.
+//! - [`sync`]: keeping a folder in step with every other node that syncs one.
 #![warn(missing_docs)]
 
 pub mod bitfield;
@@ -33,6 +34,7 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod sync;
 pub mod tracker_client;
 pub mod transport;
 

@@ -1,0 +1,159 @@
+//! `swarm sync`, black box: three real sync processes on loopback converge, conflicts keep
+//! both versions, modification times travel, and edits and new files spread.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+
+/// Every file under `dir` but partial downloads, by name, with its content.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else if !entry.file_name().to_string_lossy().ends_with(".swarm-part") {
+                let name = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                // A file may be renamed away between listing and reading.
+                if let Ok(data) = std::fs::read(&path) {
+                    files.insert(name, data);
+                }
+            }
+        }
+    }
+    files
+}
+
+fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+fn set_modified(path: &Path, time: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+}
+
+/// Waits until every folder holds exactly the same files and `done` holds for them.
+fn converge(dirs: &[&Path], limit: Duration, done: impl Fn(&BTreeMap<String, Vec<u8>>) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let snapshots: Vec<_> = dirs.iter().map(|d| snapshot(d)).collect();
+        if snapshots.windows(2).all(|w| w[0] == w[1]) && done(&snapshots[0]) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no convergence within {limit:?}:\n{:#?}",
+            snapshots
+                .iter()
+                .map(|s| s.keys().cloned().collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_sync(tmp: &Path, name: &str, tracker: &str) -> Proc {
+    let dir = tmp.join(name);
+    let state = tmp.join(format!("state-{name}"));
+    Proc::spawn(&[
+        "sync",
+        s(&dir),
+        "--tracker",
+        tracker,
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+        "--interval",
+        "200ms",
+        "--settle",
+        "500ms",
+    ])
+}
+
+#[test]
+fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let now = SystemTime::now();
+    let alpha = content(300_000, 1);
+    write(a.join("alpha.bin"), &alpha);
+    write(a.join("docs/readme.txt"), b"read me\n");
+    write(b.join("beta.bin"), &content(150_000, 2));
+    write(c.join("gamma.txt"), b"gamma\n");
+    let alpha_time = now - Duration::from_secs(3600);
+    set_modified(&a.join("alpha.bin"), alpha_time);
+    // The same name with different content on a and b: b's is newer and must win.
+    write(a.join("notes.txt"), b"notes as a wrote them\n");
+    write(b.join("notes.txt"), b"notes as b wrote them, later\n");
+    set_modified(&a.join("notes.txt"), now - Duration::from_secs(120));
+    let winner_time = now - Duration::from_secs(60);
+    set_modified(&b.join("notes.txt"), winner_time);
+
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let _peers: Vec<Proc> = ["a", "b", "c"]
+        .iter()
+        .map(|name| start_sync(tmp.path(), name, &addr))
+        .collect();
+    let dirs = [a.as_path(), b.as_path(), c.as_path()];
+
+    let took = converge(&dirs, Duration::from_secs(60), |files| files.len() == 6);
+    eprintln!("three sync peers converged on 6 files in {took:.2?}");
+    let files = snapshot(&a);
+    assert_eq!(files["alpha.bin"], alpha);
+    assert_eq!(files["docs/readme.txt"], b"read me\n");
+    assert_eq!(files["notes.txt"], b"notes as b wrote them, later\n");
+    let conflict: Vec<&String> = files.keys().filter(|n| n.contains(".sync-conflict-")).collect();
+    assert_eq!(conflict.len(), 1, "{:?}", files.keys());
+    assert!(
+        conflict[0].starts_with("notes.sync-conflict-") && conflict[0].ends_with(".txt"),
+        "{conflict:?}"
+    );
+    assert_eq!(
+        files[conflict[0]], b"notes as a wrote them\n",
+        "the losing edit is kept"
+    );
+    for dir in dirs {
+        assert_eq!(modified(&dir.join("notes.txt")), winner_time, "in {}", dir.display());
+        assert_eq!(modified(&dir.join("alpha.bin")), alpha_time, "in {}", dir.display());
+    }
+
+    // A new file on one peer appears on the other two.
+    let started = Instant::now();
+    write(c.join("late.txt"), b"added while syncing\n");
+    converge(&dirs, Duration::from_secs(30), |files| files.contains_key("late.txt"));
+    eprintln!(
+        "a file added to c reached a and b {:.2?} after it was written",
+        started.elapsed()
+    );
+
+    // An edit of a file that came from elsewhere replaces it everywhere, with no conflict copy.
+    let edited = content(200_000, 9);
+    std::fs::write(b.join("alpha.bin"), &edited).unwrap();
+    let took = converge(&dirs, Duration::from_secs(30), |files| files["alpha.bin"] == edited);
+    eprintln!("an edit on b reached a and c in {took:.2?}");
+    assert_eq!(
+        snapshot(&a).len(),
+        7,
+        "an update is not a conflict: {:?}",
+        snapshot(&a).keys()
+    );
+
+    // Deletions are not propagated: a deleted file comes back from the others.
+    std::fs::remove_file(a.join("gamma.txt")).unwrap();
+    converge(&dirs, Duration::from_secs(30), |files| files.contains_key("gamma.txt"));
+}
