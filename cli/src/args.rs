@@ -79,6 +79,8 @@ pub enum Command {
     Peers(PeersArgs),
     /// Show this node's downloads (with progress) and seeded files.
     Status(StatusArgs),
+    /// Run a node with a prompt: browse the catalogue, fetch in the background, see transfers.
+    Shell(ShellArgs),
     /// Generate a file, seed it from several in-process peers and fetch it, printing the rate.
     Demo(DemoArgs),
 }
@@ -130,6 +132,13 @@ pub struct SeedArgs {
 pub struct ShareArgs {
     /// Directory to share.
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+/// A peer node that shares files, and its tracker.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
     /// Tracker as HOST:PORT or ID@HOST:PORT; without one, a tracker starts in-process.
     #[arg(long, env = "SWARM_TRACKER")]
     pub tracker: Option<TrackerAddr>,
@@ -141,6 +150,15 @@ pub struct ShareArgs {
     pub tracker_listen: SocketAddr,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// `swarm shell`
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Directory to share; downloads land here too (default: the current directory).
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// `swarm sync`

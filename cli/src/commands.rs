@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::args::{
-    DemoArgs, FetchArgs, NodeArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, ShareArgs, StatusArgs, SyncArgs,
+    DemoArgs, FetchArgs, NodeArgs, PeerArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, StatusArgs, SyncArgs,
     TrackerArgs,
 };
 use crate::output;
@@ -24,7 +24,8 @@ use crate::output;
 /// How long a graceful exit waits for uploads in flight.
 const EXIT_GRACE: Duration = Duration::from_secs(30);
 
-fn default_state(sub: &str) -> PathBuf {
+/// The state directory used when --state is not given.
+pub fn default_state(sub: &str) -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(|| PathBuf::from("."))
         .join("swarm")
@@ -53,7 +54,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Shuts `node` down gracefully; a second signal cuts it short.
-async fn leave(node: &Node) {
+pub async fn leave(node: &Node) {
     eprintln!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
     tokio::select! {
         _ = node.shutdown(EXIT_GRACE) => {}
@@ -105,18 +106,19 @@ async fn embedded_tracker(state_dir: &Path, listen: SocketAddr) -> Result<Tracke
 }
 
 /// A node sharing a folder, with its tracker started in-process if none was given.
-struct Sharing {
-    node: Node,
+pub struct Sharing {
+    /// The node.
+    pub node: Node,
     embedded: Option<Tracker>,
     /// The tracker as other machines should name it.
-    public_tracker: String,
+    pub public_tracker: String,
     chunk_size: u32,
 }
 
 impl Sharing {
-    async fn start(args: &ShareArgs) -> Result<Sharing> {
-        if !args.dir.is_dir() {
-            bail!("{} is not a directory: give the folder to share", args.dir.display());
+    pub async fn start(dir: &Path, args: &PeerArgs) -> Result<Sharing> {
+        if !dir.is_dir() {
+            bail!("{} is not a directory: give the folder to share", dir.display());
         }
         let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
         swarm_engine::manifest::check_chunk_size(chunk_size)?;
@@ -154,8 +156,8 @@ impl Sharing {
     }
 
     /// Hashes (what needs hashing) and shares every file in `dir`, with a progress bar and a
-    /// summary line.
-    async fn share_dir(&self, dir: &Path) -> Result<Vec<SeededFile>> {
+    /// summary line that ends with `then`.
+    pub async fn share_dir(&self, dir: &Path, then: &str) -> Result<Vec<SeededFile>> {
         let progress = Arc::new(Progress::default());
         let display = output::show_progress("hashing", progress.clone(), false);
         let started = Instant::now();
@@ -177,7 +179,7 @@ impl Sharing {
             ));
         }
         eprintln!(
-            "sharing {} file(s), {}{}; Ctrl-C to stop",
+            "sharing {} file(s), {}{}{then}",
             seeded.len(),
             output::bytes(total),
             if how.is_empty() {
@@ -190,7 +192,7 @@ impl Sharing {
     }
 
     /// Leaves the tracker gracefully and stops the in-process tracker, if any.
-    async fn stop(self) {
+    pub async fn stop(self) {
         leave(&self.node).await;
         if let Some(tracker) = self.embedded {
             tracker.stop().await;
@@ -200,8 +202,8 @@ impl Sharing {
 
 /// `swarm seed`
 pub async fn seed(args: SeedArgs) -> Result<()> {
-    let sharing = Sharing::start(&args.share).await?;
-    for file in &sharing.share_dir(&args.share.dir).await? {
+    let sharing = Sharing::start(&args.share.dir, &args.share.peer).await?;
+    for file in &sharing.share_dir(&args.share.dir, "; Ctrl-C to stop").await? {
         print_seeded(file, &sharing.public_tracker);
     }
     shutdown_signal().await;
@@ -211,8 +213,8 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
 
 /// `swarm sync`
 pub async fn sync(args: SyncArgs) -> Result<()> {
-    let sharing = Sharing::start(&args.share).await?;
-    sharing.share_dir(&args.share.dir).await?;
+    let sharing = Sharing::start(&args.share.dir, &args.share.peer).await?;
+    sharing.share_dir(&args.share.dir, "; Ctrl-C to stop").await?;
     eprintln!(
         "syncing {} with every node on tracker {}; deletions are not propagated",
         args.share.dir.display(),

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod output;
+mod shell;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -17,7 +18,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo runs a whole swarm in one process: only its summary is of interest.
     let default_filter = match cli.command {
-        Command::Demo(_) => "warn",
+        // The shell keeps the terminal for its prompt: warnings and errors only.
+        Command::Demo(_) | Command::Shell(_) => "warn",
         _ => "info,quinn=warn,quinn_proto=warn,sled=warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
             Command::Search(args) => commands::search(args).await,
             Command::Peers(args) => commands::peers(args).await,
             Command::Status(args) => commands::status(args).await,
+            Command::Shell(args) => shell::shell(args).await,
             Command::Demo(args) => commands::demo(args).await,
         }
     });

@@ -533,6 +533,11 @@ impl Node {
         self.inner.transport.close().await;
     }
 
+    /// Chunks being uploaded right now.
+    pub fn uploads_in_flight(&self) -> usize {
+        self.inner.uploads.len()
+    }
+
     /// Has [`Node::shutdown`] begun?
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutdown.is_cancelled()
