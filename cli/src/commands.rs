@@ -145,7 +145,7 @@ impl Sharing {
             }
         };
         let node = Node::start(config).await?;
-        let registration = node.join_tracker().await?;
+        let registration = join_patiently(&node, &public_tracker).await?;
         info!(addr = %registration.addr, "registered with the tracker");
         Ok(Sharing {
             node,
@@ -196,6 +196,37 @@ impl Sharing {
         leave(&self.node).await;
         if let Some(tracker) = self.embedded {
             tracker.stop().await;
+        }
+    }
+}
+
+/// Joins the tracker, trying again every few seconds while it does not answer (it may be
+/// starting, as in a compose network), until it answers or a signal arrives.
+async fn join_patiently(node: &Node, tracker: &str) -> Result<swarm_engine::tracker_client::Registration> {
+    const RETRY: Duration = Duration::from_secs(2);
+    let mut said = false;
+    loop {
+        match node.join_tracker().await {
+            Ok(registration) => {
+                if said {
+                    eprintln!("tracker {tracker} answered");
+                }
+                return Ok(registration);
+            }
+            // A tracker that answers but proves another id will not change its mind.
+            Err(e) if e.kind() == swarm_engine::ErrorKind::Integrity => return Err(e.into()),
+            Err(e) => {
+                if !said {
+                    eprintln!(
+                        "tracker {tracker} is not answering ({e}); trying again every {RETRY:?}, Ctrl-C to give up"
+                    );
+                    said = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    _ = shutdown_signal() => bail!("gave up waiting for tracker {tracker}"),
+                }
+            }
         }
     }
 }
