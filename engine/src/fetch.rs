@@ -78,9 +78,15 @@ const PEER_SILENCE: Duration = Duration::from_secs(4);
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the coordinator wakes.
 const TICK: Duration = Duration::from_millis(500);
-/// How often holders are re-located while all is well, and while chunks lack a holder.
-const RELOCATE_EVERY: Duration = Duration::from_secs(15);
+/// How often holders are re-located while chunks lack a holder.
 const RELOCATE_STARVED: Duration = Duration::from_secs(3);
+/// How often holders are re-located otherwise, to learn which chunks the other downloaders
+/// have verified since: as often as this for small answers, less often as the answer (a
+/// bitfield per holder) grows, by a second per [`RELOCATE_BYTES_PER_SECOND`], up to
+/// [`RELOCATE_SLOWEST`].
+const RELOCATE_FASTEST: Duration = Duration::from_secs(2);
+const RELOCATE_SLOWEST: Duration = Duration::from_secs(15);
+const RELOCATE_BYTES_PER_SECOND: u64 = 256 * 1024;
 
 /// How to fetch.
 #[derive(Debug, Clone)]
@@ -513,6 +519,7 @@ async fn coordinate(
 ) -> Result<()> {
     let mut ticker = tokio::time::interval(TICK);
     let mut last_locate = Instant::now();
+    let mut relocate_every = RELOCATE_FASTEST;
     let mut starved_reported = 0;
     loop {
         tokio::select! {
@@ -545,12 +552,15 @@ async fn coordinate(
         let every = if unavailable > 0 || peers == 0 {
             RELOCATE_STARVED
         } else {
-            RELOCATE_EVERY
+            relocate_every
         };
         if last_locate.elapsed() >= every {
             last_locate = Instant::now();
             match tokio::time::timeout(TRACKER_TIMEOUT, tracker.locate(ctx.id)).await {
                 Ok(Ok(located)) if located.manifest == *ctx.manifest => {
+                    let answer_bytes = located.holders.len() as u64 * u64::from(ctx.manifest.chunk_count) / 8;
+                    relocate_every = (RELOCATE_FASTEST + Duration::from_secs(answer_bytes / RELOCATE_BYTES_PER_SECOND))
+                        .min(RELOCATE_SLOWEST);
                     add_holders(ctx, workers, located.holders, from)
                 }
                 Ok(Ok(_)) => warn!("the tracker now returns a different manifest for this id; ignoring it"),
