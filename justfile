@@ -9,7 +9,7 @@ test:
     bash .ci/run
 
 # Seed a generated 1 GiB file from 4 in-process peers and fetch it, printing the rate.
-demo size="1GiB" seeders="4":
+local-demo size="1GiB" seeders="4":
     cargo run --release -p swarm-cli -- demo --size {{size}} --seeders {{seeders}}
 
 # Format the code.
@@ -28,3 +28,26 @@ resume-latency size_mib="1024":
 # stream), hashing beside plain BLAKE3, tracker rates, frames. HTML in target/criterion/report.
 bench:
     cargo bench -p swarm-benches
+
+# The container image swarm:local, from the host's release binary (docker/Dockerfile).
+image: build
+    mkdir -p docker/bin
+    cp target/release/swarm docker/bin/swarm
+    docker build -q -t swarm:local -f docker/Dockerfile .
+
+# The ten-node compose network (compose.yaml), in the background.
+up: image
+    mkdir -p LOGS
+    docker-compose -p swarm up -d --no-build
+
+# Stop the compose network; every node leaves the tracker first. Files stay in VOLUMES/.
+down:
+    docker-compose -p swarm down --timeout 30
+
+# Start the compose network afresh, wait until every peer has the data set, print a table.
+demo: image
+    bash docker/demo.sh
+
+# Ten hosts on network namespaces with capped links, as CI runs it (root).
+netns-demo: build
+    bash testbed/ten-peers.sh

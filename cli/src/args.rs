@@ -175,6 +175,9 @@ pub struct SyncArgs {
     /// Rescan the whole folder this often, in case a change notification was missed.
     #[arg(long, env = "SWARM_RESCAN", default_value = "30s", value_parser = parse_duration)]
     pub rescan: Duration,
+    /// Print what happens as JSON lines, for scripts.
+    #[arg(long, env = "SWARM_JSON")]
+    pub json: bool,
 }
 
 /// `swarm fetch`

@@ -145,6 +145,7 @@ impl Sharing {
             }
         };
         let node = Node::start(config).await?;
+        eprintln!("node {} listening on {}", node.id(), node.local_addr());
         let registration = join_patiently(&node, &public_tracker).await?;
         info!(addr = %registration.addr, "registered with the tracker");
         Ok(Sharing {
@@ -270,7 +271,7 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     let outcome = loop {
         tokio::select! {
             _ = &mut signal => break Ok(()),
-            Some(event) = printed.recv() => output::sync_event(&event),
+            Some(event) = printed.recv() => output::sync_event(&event, args.json),
             done = &mut syncing => break done.map_err(anyhow::Error::from).and_then(|r| r.map_err(Into::into)),
         }
     };

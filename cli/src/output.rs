@@ -122,8 +122,31 @@ pub fn fetch_report(report: &swarm_engine::FetchReport) {
     println!("{}", serde_json::to_string_pretty(&row).expect("plain data serializes"));
 }
 
-/// Prints one thing `swarm sync` did, a line each, on stdout.
-pub fn sync_event(event: &SyncEvent) {
+/// Prints one thing `swarm sync` did on stdout: a line for people, or a JSON object per line.
+pub fn sync_event(event: &SyncEvent, json: bool) {
+    if json {
+        let value = match event {
+            SyncEvent::Scanned { files, hashed } => {
+                serde_json::json!({ "event": "scanned", "files": files, "hashed": hashed })
+            }
+            SyncEvent::Fetched(report) => serde_json::json!({
+                "event": "fetched",
+                "name": report.manifest.name,
+                "id": report.id.to_string(),
+                "size": report.manifest.size,
+                "seconds": report.elapsed.as_secs_f64(),
+                "received_from": report.received.iter().map(|(p, n)| (p.to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+            }),
+            SyncEvent::Conflict { name, kept_as } => {
+                serde_json::json!({ "event": "conflict", "name": name, "kept_as": kept_as })
+            }
+            SyncEvent::Failed { name, error } => {
+                serde_json::json!({ "event": "failed", "name": name, "error": error.to_string() })
+            }
+        };
+        println!("{value}");
+        return;
+    }
     match event {
         SyncEvent::Scanned { files, hashed } => println!("shared  {hashed} new or changed file(s); {files} in all"),
         SyncEvent::Fetched(report) => println!(
