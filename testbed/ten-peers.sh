@@ -69,6 +69,7 @@ for ((k = 2; k < 2 + FETCHERS; k++)); do
   in_node "$k" "$BIN" fetch "$file_id" --tracker "$TRACKER" -o "$WORK/n$k" --state "$WORK/n$k/state" \
     --listen "$(node_addr "$k"):7000" --seed --json > "$WORK/n$k.json" 2> "$WORK/n$k.err" &
   pid[$k]=$!
+  disown "${pid[$k]}" # killed on purpose below: no job-control noise
 done
 fetch_started=$(date +%s.%N)
 say "$FETCHERS peers fetch at once"

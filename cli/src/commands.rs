@@ -156,15 +156,15 @@ impl Sharing {
         })
     }
 
-    /// Hashes (what needs hashing) and shares every file in `dir`, with a progress bar and a
-    /// summary line that ends with `then`.
-    pub async fn share_dir(&self, dir: &Path, then: &str) -> Result<Vec<SeededFile>> {
+    /// Hashes (what needs hashing) and shares every file in `dir` not modified for `settle`,
+    /// with a progress bar and a summary line that ends with `then`.
+    pub async fn share_dir(&self, dir: &Path, settle: Duration, then: &str) -> Result<Vec<SeededFile>> {
         let progress = Arc::new(Progress::default());
         let display = output::show_progress("hashing", progress.clone(), false);
         let started = Instant::now();
-        let seeded = self.node.seed_dir(dir, self.chunk_size, &progress).await;
+        let scan = self.node.scan_dir(dir, self.chunk_size, settle, &progress).await;
         display.finish().await;
-        let seeded = seeded?;
+        let seeded = scan?.files;
         let total: u64 = seeded.iter().map(|f| f.manifest.size).sum();
         let hashed: u64 = seeded.iter().filter(|f| f.hashed).map(|f| f.manifest.size).sum();
         let unchanged = seeded.iter().filter(|f| !f.hashed).count();
@@ -235,7 +235,10 @@ async fn join_patiently(node: &Node, tracker: &str) -> Result<swarm_engine::trac
 /// `swarm seed`
 pub async fn seed(args: SeedArgs) -> Result<()> {
     let sharing = Sharing::start(&args.share.dir, &args.share.peer).await?;
-    for file in &sharing.share_dir(&args.share.dir, "; Ctrl-C to stop").await? {
+    for file in &sharing
+        .share_dir(&args.share.dir, Duration::ZERO, "; Ctrl-C to stop")
+        .await?
+    {
         print_seeded(file, &sharing.public_tracker);
     }
     shutdown_signal().await;
@@ -246,7 +249,10 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
 /// `swarm sync`
 pub async fn sync(args: SyncArgs) -> Result<()> {
     let sharing = Sharing::start(&args.share.dir, &args.share.peer).await?;
-    sharing.share_dir(&args.share.dir, "; Ctrl-C to stop").await?;
+    // Files still being written are left to the sync loop, which shares them once still.
+    sharing
+        .share_dir(&args.share.dir, args.settle, "; Ctrl-C to stop")
+        .await?;
     eprintln!(
         "syncing {} with every node on tracker {}; deletions are not propagated",
         args.share.dir.display(),

@@ -44,7 +44,7 @@ pub async fn shell(args: ShellArgs) -> Result<()> {
     // mid-transfer; `exit` uses it to let a second Ctrl-C force the way out.
     let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let sharing = Sharing::start(&dir, &args.peer).await?;
-    sharing.share_dir(&dir, "").await?;
+    sharing.share_dir(&dir, Duration::ZERO, "").await?;
     println!(
         "node {} on tracker {}; type help for the commands",
         sharing.node.id().short(),

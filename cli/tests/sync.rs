@@ -157,3 +157,43 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
     std::fs::remove_file(a.join("gamma.txt")).unwrap();
     converge(&dirs, Duration::from_secs(30), |files| files.contains_key("gamma.txt"));
 }
+
+#[test]
+fn a_file_being_written_is_shared_only_once_it_is_still() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let _writer_side = start_sync(tmp.path(), "a", &addr);
+    let reader_side = start_sync(tmp.path(), "b", &addr);
+
+    // Appends every 150 ms for about 1.5 s: never still for the 500 ms --settle meanwhile.
+    let path = a.join("growing.log");
+    let mut whole = Vec::new();
+    for i in 0..10 {
+        let piece = content(10_000, i);
+        whole.extend_from_slice(&piece);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &piece).unwrap();
+        drop(file);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let dirs = [a.as_path(), b.as_path()];
+    converge(&dirs, Duration::from_secs(30), |files| {
+        files.contains_key("growing.log")
+    });
+    assert_eq!(std::fs::read(b.join("growing.log")).unwrap(), whole);
+    // b fetched it once, whole: no half-written version was ever shared.
+    std::thread::sleep(Duration::from_secs(1));
+    let fetched: Vec<String> = reader_side
+        .lines
+        .try_iter()
+        .filter(|line| line.starts_with("fetched growing.log"))
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+}
