@@ -375,7 +375,12 @@ impl Node {
                 continue;
             };
             let path = entry.into_path();
-            let metadata = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let metadata = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata,
+                // Deleted since it was listed: as if it had never been there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
             let stamp = FileStamp::of(&metadata);
             let modified = metadata.modified().map_err(|e| Error::io(&path, e))?;
             if now.duration_since(modified).unwrap_or_default() < settle {
@@ -390,7 +395,19 @@ impl Node {
                         && record.manifest.name == name
                         && record.manifest.chunk_size == chunk_size =>
                 {
-                    let held = self.hold_complete(record.manifest, path, record.meta).await?;
+                    let held = match self.inner.store.get(&record.manifest.id()) {
+                        // Held and announced already (an earlier scan, or the fetch that wrote
+                        // it): rescans of a large folder send the tracker nothing.
+                        Some(held) if held.path() == path && held.chunks().is_complete() => SeededFile {
+                            id: held.id,
+                            manifest: held.manifest.clone(),
+                            path,
+                            meta: held.meta,
+                            hashed: false,
+                            fetched: false,
+                        },
+                        _ => self.hold_complete(record.manifest, path, record.meta).await?,
+                    };
                     scan.files.push(SeededFile {
                         fetched: record.fetched,
                         ..held

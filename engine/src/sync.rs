@@ -118,7 +118,7 @@ pub async fn run(
             )
         })
         .ok();
-    let mut sync = Sync {
+    let mut sync = FolderSync {
         node: node.clone(),
         dir,
         options,
@@ -140,14 +140,15 @@ pub async fn run(
                 sync.scan_wanted = true;
             }
             Some(done) = sync.downloads.join_next() => sync.download_done(done),
-            _ = ticker.tick() => sync.tick().await?,
+            _ = ticker.tick() => sync.tick().await,
         }
     }
     sync.downloads.shutdown().await;
     Ok(())
 }
 
-struct Sync {
+/// The state of one running sync.
+struct FolderSync {
     node: Node,
     dir: PathBuf,
     options: SyncOptions,
@@ -162,13 +163,13 @@ struct Sync {
     last_full_scan: Instant,
 }
 
-impl Sync {
-    async fn tick(&mut self) -> Result<()> {
+impl FolderSync {
+    async fn tick(&mut self) {
         let due = self.last_full_scan.elapsed() >= self.options.rescan;
         if self.scan_wanted || due || !self.scan.unsettled.is_empty() {
             self.scan_wanted = false;
             self.last_full_scan = Instant::now();
-            let scan = self
+            let scanned = self
                 .node
                 .scan_dir(
                     &self.dir,
@@ -176,7 +177,17 @@ impl Sync {
                     self.options.settle,
                     &Progress::default(),
                 )
-                .await?;
+                .await;
+            // Files come and go under a live folder (one may vanish while it is hashed): a
+            // failed scan is tried again at the next tick, not the end of the sync.
+            let scan = match scanned {
+                Ok(scan) => scan,
+                Err(e) => {
+                    warn!("scanning {} failed, trying again: {e}", self.dir.display());
+                    self.scan_wanted = true;
+                    return;
+                }
+            };
             let hashed = scan.files.iter().filter(|f| f.hashed).count();
             if hashed > 0 {
                 let _ = self.events.send(SyncEvent::Scanned {
@@ -190,7 +201,6 @@ impl Sync {
             Ok(catalogue) => self.reconcile(&catalogue),
             Err(e) => debug!("listing the catalogue failed, trying again next tick: {e}"),
         }
-        Ok(())
     }
 
     /// Starts the downloads that bring the folder up to the catalogue.
