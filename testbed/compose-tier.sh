@@ -72,7 +72,12 @@ say "image swarm:local built"
 
 bash docker/demo.sh
 for service in tracker p1 p2 p3 p4 p5 p6 p7 p8 p9; do
-  health=$(docker inspect -f '{{.State.Health.Status}}' "$(docker-compose -p swarm ps -q "$service")")
+  # The first healthcheck runs 5 s after start; allow a few rounds.
+  for _ in $(seq 60); do
+    health=$(docker inspect -f '{{.State.Health.Status}}' "$(docker-compose -p swarm ps -q "$service")")
+    [ "$health" = starting ] || break
+    sleep 0.5
+  done
   [ "$health" = healthy ] || { echo "compose-tier: $service is $health, not healthy" >&2; exit 1; }
 done
 say "all ten containers report healthy"
