@@ -80,6 +80,20 @@ pub struct SeededFile {
     pub fetched: bool,
 }
 
+impl SeededFile {
+    /// A complete held file, neither hashed now nor known to be fetched.
+    fn of(held: &Held) -> SeededFile {
+        SeededFile {
+            id: held.id,
+            manifest: held.manifest.clone(),
+            path: held.path(),
+            meta: held.meta,
+            hashed: false,
+            fetched: false,
+        }
+    }
+}
+
 /// What [`Node::scan_dir`] found.
 #[derive(Debug, Clone, Default)]
 pub struct DirScan {
@@ -398,14 +412,7 @@ impl Node {
                     let held = match self.inner.store.get(&record.manifest.id()) {
                         // Held and announced already (an earlier scan, or the fetch that wrote
                         // it): rescans of a large folder send the tracker nothing.
-                        Some(held) if held.path() == path && held.chunks().is_complete() => SeededFile {
-                            id: held.id,
-                            manifest: held.manifest.clone(),
-                            path,
-                            meta: held.meta,
-                            hashed: false,
-                            fetched: false,
-                        },
+                        Some(held) if held.path() == path && held.chunks().is_complete() => SeededFile::of(&held),
                         _ => self.hold_complete(record.manifest, path, record.meta).await?,
                     };
                     scan.files.push(SeededFile {
@@ -486,16 +493,9 @@ impl Node {
     pub async fn hold_complete(&self, manifest: Manifest, path: PathBuf, meta: FileMeta) -> Result<SeededFile> {
         let manifest = Arc::new(manifest);
         let chunks = crate::bitfield::Bitfield::full(manifest.chunk_count);
-        let held = self.inner.store.add(manifest.clone(), path.clone(), chunks, meta);
+        let held = self.inner.store.add(manifest, path, chunks, meta);
         self.announce(&held).await?;
-        Ok(SeededFile {
-            id: held.id,
-            manifest,
-            path,
-            meta,
-            hashed: false,
-            fetched: false,
-        })
+        Ok(SeededFile::of(&held))
     }
 
     /// Downloads a file (see [`crate::fetch`]).

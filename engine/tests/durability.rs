@@ -202,3 +202,72 @@ async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
     println!("seeder listed again {:?} after the tracker came back", back.elapsed());
     restarted.stop().await;
 }
+
+/// Waits until the hidden partial file of `name` exists under `dir` (the fetch is under way).
+async fn wait_for_partial(dir: &std::path::Path, name: &str) {
+    let partial = dir.join(format!(".{name}.swarm-part"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !partial.exists() {
+        assert!(Instant::now() < deadline, "the fetch never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_replaces_only_what_it_was_allowed_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    // Capped, so that there is time to write beside the download.
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), Some(2_000_000)).await;
+    let data = content(1_500_000, 7);
+    let share = tmp.path().join("share");
+    write(&share, "f.bin", &data);
+    let seeded = seeder.seed_dir(&share, 65536, &Progress::default()).await.unwrap();
+    let id = seeded[0].id;
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+
+    // A file that appears at the name while the fetch runs is never replaced.
+    let out = tmp.path().join("out");
+    let task = {
+        let (fetcher, out) = (fetcher.clone(), out.clone());
+        tokio::spawn(async move { fetcher.fetch(id, options(&out)).await })
+    };
+    wait_for_partial(&out, "f.bin").await;
+    std::fs::write(out.join("f.bin"), b"written by someone else").unwrap();
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, swarm_engine::Error::Exists(_)), "{err}");
+    assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), b"written by someone else");
+    assert!(out.join(".f.bin.swarm-part").exists(), "the verified download is kept");
+
+    // Allowed to replace exactly that version: it is replaced, and gets the seeder's mtime.
+    let stamp = swarm_engine::state::FileStamp::of(&std::fs::metadata(out.join("f.bin")).unwrap());
+    let allowed = swarm_engine::FetchOptions {
+        replace_if: Some(stamp),
+        ..options(&out)
+    };
+    fetcher.fetch(id, allowed).await.unwrap();
+    assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), data);
+    let modified = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    assert_eq!(modified(&out.join("f.bin")), modified(&share.join("f.bin")));
+
+    // Allowed to replace one version, but it is edited meanwhile: the edit stays.
+    let other = tmp.path().join("other");
+    write(&other, "f.bin", b"old version");
+    let stamp = swarm_engine::state::FileStamp::of(&std::fs::metadata(other.join("f.bin")).unwrap());
+    let task = {
+        let (fetcher, other) = (fetcher.clone(), other.clone());
+        let allowed = swarm_engine::FetchOptions {
+            replace_if: Some(stamp),
+            ..options(&other)
+        };
+        tokio::spawn(async move { fetcher.fetch(id, allowed).await })
+    };
+    wait_for_partial(&other, "f.bin").await;
+    std::fs::write(other.join("f.bin"), b"edited while it downloaded").unwrap();
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, swarm_engine::Error::Exists(_)), "{err}");
+    assert_eq!(
+        std::fs::read(other.join("f.bin")).unwrap(),
+        b"edited while it downloaded"
+    );
+}
