@@ -73,8 +73,16 @@ impl Transport {
         let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport_config());
-        let endpoint =
-            Endpoint::server(server, addr).map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;
+        let cannot_listen = |e: std::io::Error| Error::Transport(format!("cannot listen on {addr}: {e}"));
+        let socket = std::net::UdpSocket::bind(addr).map_err(cannot_listen)?;
+        widen_socket_buffers(&socket);
+        let endpoint = Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(cannot_listen)?;
         Ok(Transport { endpoint, identity })
     }
 
@@ -125,6 +133,38 @@ impl Transport {
     pub async fn close(&self) {
         self.endpoint.close(VarInt::from_u32(0), b"shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Kernel buffer asked for on each side of a node's UDP socket. At full speed a whole
+/// congestion window can arrive while the endpoint task is busy; with the usual 208 KiB
+/// default the kernel drops datagrams, and QUIC reads every drop as congestion and slows down.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Raises the socket's receive and send buffers to [`SOCKET_BUFFER`]: within the system's
+/// limit (net.core.rmem_max / wmem_max), or beyond it when running with CAP_NET_ADMIN. Says
+/// once if the system keeps them small.
+fn widen_socket_buffers(socket: &std::net::UdpSocket) {
+    use rustix::net::sockopt;
+    let _ = sockopt::set_socket_recv_buffer_size(socket, SOCKET_BUFFER);
+    if sockopt::socket_recv_buffer_size(socket).unwrap_or(0) < SOCKET_BUFFER {
+        let _ = sockopt::set_socket_recv_buffer_size_force(socket, SOCKET_BUFFER);
+    }
+    let _ = sockopt::set_socket_send_buffer_size(socket, SOCKET_BUFFER);
+    if sockopt::socket_send_buffer_size(socket).unwrap_or(0) < SOCKET_BUFFER {
+        let _ = sockopt::set_socket_send_buffer_size_force(socket, SOCKET_BUFFER);
+    }
+    let got = sockopt::socket_recv_buffer_size(socket).unwrap_or(0);
+    if got < SOCKET_BUFFER {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "the UDP receive buffer is {} KiB, under the {} KiB asked for: transfers will be slower; \
+                 raise it with `sysctl -w net.core.rmem_max={SOCKET_BUFFER}`",
+                got / 1024,
+                SOCKET_BUFFER / 1024
+            )
+        });
     }
 }
 
