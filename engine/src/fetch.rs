@@ -33,7 +33,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +44,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, trace, warn, Instrument};
 
 use crate::bitfield::Bitfield;
+use crate::chunk_io::{BufferPool, ChunkFile};
 use crate::error::{Error, Result};
 use crate::hashing;
 use crate::ids::{FileId, PeerId};
@@ -171,7 +171,8 @@ struct Context {
     node: Node,
     id: FileId,
     manifest: Arc<Manifest>,
-    file: Arc<File>,
+    file: Arc<ChunkFile>,
+    buffers: Arc<BufferPool>,
     held: Arc<Held>,
     shared: Mutex<Shared>,
     changed: Notify,
@@ -179,7 +180,6 @@ struct Context {
     progress: Arc<Progress>,
     lanes: usize,
     in_flight: Arc<tokio::sync::Semaphore>,
-    writing: Arc<Mutex<()>>,
 }
 
 impl Context {
@@ -267,7 +267,8 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         node: node.clone(),
         id,
         manifest: manifest.clone(),
-        file: Arc::new(file),
+        file: Arc::new(ChunkFile::new(file, &partial_path)),
+        buffers: BufferPool::new(budget as usize),
         held: held.clone(),
         shared: Mutex::new(Shared {
             scheduler: Scheduler::new(have),
@@ -283,7 +284,6 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         done: node.shutdown_token().child_token(),
         progress: options.progress.clone(),
         lanes,
-        writing: Arc::default(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(budget as usize)),
     });
     let workers = TaskTracker::new();
@@ -321,9 +321,9 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     result?;
     flushed?;
 
-    verify_whole(&ctx, &partial_path).await?;
-    meta::restore_modified(&ctx.file, &partial_path, &located.meta)?;
-    let file = ctx.file.clone();
+    verify_whole(&ctx, &partial_path)?;
+    meta::restore_modified(ctx.file.file(), &partial_path, &located.meta)?;
+    let file = ctx.file.file().clone();
     tokio::task::spawn_blocking(move || file.sync_data())
         .await
         .map_err(|e| Error::Transport(e.to_string()))?
@@ -621,24 +621,23 @@ async fn report_chunks(tracker: Arc<TrackerClient>, id: FileId, mut batches: mps
     }
 }
 
-/// Reads the finished file back and checks it against the global hash.
-async fn verify_whole(ctx: &Arc<Context>, partial: &Path) -> Result<()> {
-    let (path, manifest) = (partial.to_owned(), ctx.manifest.clone());
-    let hashes = tokio::task::spawn_blocking(move || {
-        hashing::hash_file(&path, manifest.chunk_size).map_err(|e| Error::io(&path, e))
-    })
-    .await
-    .map_err(|e| Error::Transport(e.to_string()))??;
-    if hashes.global != ctx.manifest.hash {
-        let bad = hashes
-            .chunks
-            .iter()
-            .zip(&ctx.manifest.chunks)
-            .filter(|(a, b)| a != b)
-            .count();
+/// The whole-file check before the rename. Every chunk of the partial file has been hashed
+/// from what the disk gave back, not from memory: resumed chunks when the download resumed,
+/// the others when read back right after their write (with direct I/O, from the device), and
+/// each matched the manifest, whose chunk hashes add up to the global hash (checked when the
+/// manifest was fetched). So the file is whole if every chunk is still confirmed (the chunk
+/// server unmarks chunks it finds changed on disk) and the file has the right size.
+fn verify_whole(ctx: &Context, partial: &Path) -> Result<()> {
+    let confirmed = ctx.held.chunks();
+    let size = ctx.file.file().metadata().map_err(|e| Error::io(partial, e))?.len();
+    if !confirmed.is_complete() || size != ctx.manifest.size {
         return Err(Error::Integrity(format!(
-            "{} does not match the file's hash after download ({bad} chunks differ on disk); run the fetch again to repair it",
-            partial.display()
+            "{} does not hold the whole file after download ({} of {} chunks confirmed on disk, {size} of {} bytes); \
+             was it changed by another program? Run the fetch again to repair it",
+            partial.display(),
+            confirmed.count(),
+            ctx.manifest.chunk_count,
+            ctx.manifest.size
         )));
     }
     Ok(())
@@ -909,7 +908,7 @@ async fn request_chunk(
         Response::Error { code, message } => return Err(Failure::Other(format!("{code:?}: {message}"))),
         other => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
     }
-    let mut data = vec![0u8; expected as usize];
+    let mut data = ctx.buffers.take(expected as usize);
     let mut filled = 0;
     // Under a download cap, read in slices small enough that waiting for our own limiter never
     // looks like a silent peer to the watchdog.
@@ -940,36 +939,53 @@ async fn request_chunk(
         }
     }
     let (manifest, file) = (ctx.manifest.clone(), ctx.file.clone());
-    let writing = ctx.writing.clone();
     let written = tokio::task::spawn_blocking(move || {
         if !manifest.chunk_matches(chunk, &data) {
-            return Ok(false);
+            return Ok(Written::Corrupt);
         }
-        // One write at a time: the file system takes the inode's lock for each write anyway,
-        // and writers queued here sleep instead of spinning on that lock in the kernel.
-        let _turn = writing.lock().expect("write lock poisoned");
-        file.write_all_at(&data, manifest.chunk_offset(chunk))?;
+        let offset = manifest.chunk_offset(chunk);
+        file.write_at(&data, offset)?;
         // Logged here, right after the write, so that a trace of a killed run is exact.
         trace!(chunk, bytes = data.len(), "chunk written");
-        Ok(true)
+        // Read back from the device (the write bypassed the page cache) for the whole-file check.
+        file.read_at(&mut data, offset)?;
+        if !manifest.chunk_matches(chunk, &data) {
+            return Ok(Written::ReadBackDiffers);
+        }
+        Ok(Written::Confirmed)
     })
     .in_current_span()
     .await
     .map_err(|e| Failure::Other(e.to_string()))?;
-    match written {
-        Ok(true) => Ok(expected),
-        Ok(false) => Err(Failure::Corrupt("content does not match the manifest".into())),
+    let error = match written {
+        Ok(Written::Confirmed) => return Ok(expected),
+        Ok(Written::Corrupt) => return Err(Failure::Corrupt("content does not match the manifest".into())),
+        Ok(Written::ReadBackDiffers) => Error::Integrity(format!(
+            "chunk {chunk} read back from {} differs from what was just written to it: the disk or file \
+             system is losing data; check it (dmesg, SMART) and run the fetch again",
+            ctx.held.path().display()
+        )),
         Err(e) => {
             let path = ctx.held.path();
             let missing = ctx.manifest.size - ctx.manifest.bytes_in(&ctx.held.chunks());
-            let error = no_space_or_io(&path, missing, &ctx.file, e);
-            let mut shared = ctx.lock();
-            if shared.fatal.is_none() {
-                shared.fatal = Some(error);
-            }
-            drop(shared);
-            ctx.done.cancel();
-            Err(Failure::Other("write failed".into()))
+            no_space_or_io(&path, missing, ctx.file.file(), e)
         }
+    };
+    let mut shared = ctx.lock();
+    if shared.fatal.is_none() {
+        shared.fatal = Some(error);
     }
+    drop(shared);
+    ctx.done.cancel();
+    Err(Failure::Other("write failed".into()))
+}
+
+/// What became of a received chunk on its way to disk.
+enum Written {
+    /// Verified, written, read back and verified again.
+    Confirmed,
+    /// It did not match the manifest: nothing was written.
+    Corrupt,
+    /// It matched, but the disk gave back something else.
+    ReadBackDiffers,
 }

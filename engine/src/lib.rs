@@ -7,7 +7,8 @@
 //! - [`protocol`]: the wire protocol (its module doc is the specification).
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
 //! - [`store`], [`server`]: the files a node holds and the chunk server that hands them out.
-//! - [`scheduler`], [`fetch`]: which chunk from which peer next, and the download driver.
+//! - [`scheduler`], [`fetch`], [`chunk_io`]: which chunk from which peer next, the download
+//!   driver, and how chunks reach the disk.
 //! - [`tracker_client`]: talking to a tracker.
 //! - [`state`], [`known_trackers`]: persistent node state (sled) and trackers met before.
 //! - [`node`]: a running peer, tying the rest together; [`status`]: what it holds, for people.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod bitfield;
+pub mod chunk_io;
 mod error;
 pub mod fetch;
 pub mod hashing;

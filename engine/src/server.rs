@@ -6,12 +6,14 @@
 use std::io;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use quinn::SendStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::chunk_io::BufferPool;
 use crate::ids::{FileId, PeerId};
 use crate::protocol::{ErrorCode, ProtocolError, Request, Response};
 use crate::ratelimit::RateLimiter;
@@ -23,6 +25,8 @@ use crate::transport::{self, IncomingStream, Transport};
 /// Uploads served at once by one node. Each holds one chunk in memory (1 MiB by default), so
 /// this also bounds the server's buffer memory.
 pub const MAX_UPLOADS: usize = 32;
+/// Spare chunk buffers an idle server keeps for the next uploads.
+const SPARE_BUFFERS: usize = 8;
 /// Largest request frame a peer accepts: its requests (`GetChunk`, `Status`) are tiny.
 const MAX_REQUEST: u32 = 1024;
 /// Under an upload limit, data goes out in slices at most this big so the rate stays smooth.
@@ -48,10 +52,11 @@ pub struct ServerContext {
 /// flight are tracked by `uploads` so the caller can wait for them.
 pub async fn serve(transport: Transport, context: ServerContext, shutdown: CancellationToken, uploads: TaskTracker) {
     let permits = Arc::new(Semaphore::new(MAX_UPLOADS));
+    let buffers = BufferPool::new(SPARE_BUFFERS);
     transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
-        let (context, permits) = (context.clone(), permits.clone());
+        let (context, permits, buffers) = (context.clone(), permits.clone(), buffers.clone());
         async move {
-            if let Err(e) = serve_stream(stream, &context, &permits).await {
+            if let Err(e) = serve_stream(stream, &context, &permits, &buffers).await {
                 debug!("request failed: {e}");
             }
         }
@@ -63,6 +68,7 @@ async fn serve_stream(
     mut stream: IncomingStream,
     context: &ServerContext,
     permits: &Semaphore,
+    buffers: &Arc<BufferPool>,
 ) -> Result<(), ProtocolError> {
     let (store, limit) = (&context.store, context.limit.as_deref());
     let request = match transport::read_request(&mut stream.recv, MAX_REQUEST).await {
@@ -116,7 +122,8 @@ async fn serve_stream(
         )
         .await;
     };
-    let data = match tokio::task::spawn_blocking(move || held.read_chunk(index)).await {
+    let buffers = buffers.clone();
+    let data = match tokio::task::spawn_blocking(move || held.read_chunk(index, &buffers)).await {
         Ok(Ok(data)) => data,
         Ok(Err(e)) => {
             let code = match &e {
@@ -139,15 +146,18 @@ async fn serve_stream(
         Err(join) => return reply(&mut send, Response::error(ErrorCode::Internal, join.to_string())).await,
     };
     transport::send_frame(&mut send, &Response::Chunk { len: data.len() as u32 }).await?;
+    // Handed to QUIC as it is, not copied; the buffer returns to the pool once sent.
+    let data = Bytes::from_owner(data);
     match limit {
-        None => send.write_all(&data).await.map_err(std::io::Error::from)?,
+        None => send.write_chunk(data).await.map_err(std::io::Error::from)?,
         Some(limit) => {
             // Slices small enough that even a low cap sends something several times a second
             // (a fetcher gives up on a peer that is silent for seconds).
             let slice = (limit.rate() / 16).clamp(1024, RATE_SLICE as u64) as usize;
-            for slice in data.chunks(slice) {
-                limit.acquire(slice.len()).await;
-                send.write_all(slice).await.map_err(std::io::Error::from)?;
+            for start in (0..data.len()).step_by(slice) {
+                let piece = data.slice(start..data.len().min(start + slice));
+                limit.acquire(piece.len()).await;
+                send.write_chunk(piece).await.map_err(std::io::Error::from)?;
             }
         }
     }

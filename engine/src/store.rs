@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rayon::prelude::*;
 
 use crate::bitfield::Bitfield;
+use crate::chunk_io::{BufferPool, ChunkBuf};
 use crate::ids::FileId;
 use crate::manifest::Manifest;
 use crate::meta::FileMeta;
@@ -89,9 +90,9 @@ impl Held {
         *self.path.lock().expect("lock poisoned") = path;
     }
 
-    /// Reads chunk `index` from disk and checks it against the manifest before handing it out.
-    /// Blocking: call from a blocking thread.
-    pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, ReadError> {
+    /// Reads chunk `index` from disk into a buffer from `buffers` and checks it against the
+    /// manifest before handing it out. Blocking: call from a blocking thread.
+    pub fn read_chunk(&self, index: u32, buffers: &Arc<BufferPool>) -> Result<ChunkBuf, ReadError> {
         if !self.has(index) {
             return Err(ReadError::NotHeld(index));
         }
@@ -102,7 +103,7 @@ impl Held {
             source,
         };
         let file = File::open(&path).map_err(io_error)?;
-        let mut data = vec![0u8; self.manifest.chunk_len(index) as usize];
+        let mut data = buffers.take(self.manifest.chunk_len(index) as usize);
         file.read_exact_at(&mut data, self.manifest.chunk_offset(index))
             .map_err(io_error)?;
         if !self.manifest.chunk_matches(index, &data) {
