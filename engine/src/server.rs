@@ -4,6 +4,7 @@
 //! fetcher asks someone else rather than queueing here.
 
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,6 +26,8 @@ use crate::transport::{self, IncomingStream, Transport};
 /// Uploads served at once by one node. Each holds one chunk in memory (1 MiB by default), so
 /// this also bounds the server's buffer memory.
 pub const MAX_UPLOADS: usize = 32;
+/// Uploads started so far, for sending them in the order they were asked for.
+static UPLOAD_ORDER: AtomicU32 = AtomicU32::new(0);
 /// Spare chunk buffers an idle server keeps for the next uploads.
 const SPARE_BUFFERS: usize = 8;
 /// Largest request frame a peer accepts: its requests (`GetChunk`, `Status`) are tiny.
@@ -145,6 +148,10 @@ async fn serve_stream(
         }
         Err(join) => return reply(&mut send, Response::error(ErrorCode::Internal, join.to_string())).await,
     };
+    // Oldest request first: QUIC would otherwise interleave every stream's data, so each of
+    // a fetcher's requests would finish late and all at once. Wraps after 2^30 requests.
+    let order = UPLOAD_ORDER.fetch_add(1, Ordering::Relaxed) & 0x3fff_ffff;
+    let _ = send.set_priority(-(order as i32));
     transport::send_frame(&mut send, &Response::Chunk { len: data.len() as u32 }).await?;
     // Handed to QUIC as it is, not copied; the buffer returns to the pool once sent.
     let data = Bytes::from_owner(data);
