@@ -14,10 +14,10 @@
 //! The manifest is checked against the requested id before anything else. Each chunk is
 //! checked against the manifest before it is written; a peer that sends a bad chunk is banned
 //! for this download and the chunk is asked of someone else. Each chunk is then read back from
-//! the disk and checked again ([`crate::chunk_io`]), so by the end the whole file has been
-//! hashed from what the disk holds; the chunk hashes add up to the global hash (checked on the
-//! manifest), and the file is renamed into place, in the same directory, only when every chunk
-//! is confirmed. A partial or wrong file never appears under the final name.
+//! the disk and compared with what was verified ([`crate::chunk_io`]), so by the end the whole
+//! file on disk is known to match the manifest, whose chunk hashes add up to the global hash;
+//! only then is it renamed into place, in the same directory. A partial or wrong file never
+//! appears under the final name.
 //!
 //! # Durability
 //! A chunk is written in place only after it is verified, with direct I/O where the file
@@ -273,7 +273,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         node: node.clone(),
         id,
         manifest: manifest.clone(),
-        file: Arc::new(ChunkFile::new(file, &partial_path)),
+        file: Arc::new(ChunkFile::new(file, &partial_path, budget as usize)),
         buffers: BufferPool::new(budget as usize),
         held: held.clone(),
         shared: Mutex::new(Shared {
@@ -627,12 +627,12 @@ async fn report_chunks(tracker: Arc<TrackerClient>, id: FileId, mut batches: mps
     }
 }
 
-/// The whole-file check before the rename. Every chunk of the partial file has been hashed
-/// from what the disk gave back, not from memory: resumed chunks when the download resumed,
-/// the others when read back right after their write (with direct I/O, from the device), and
-/// each matched the manifest, whose chunk hashes add up to the global hash (checked when the
-/// manifest was fetched). So the file is whole if every chunk is still confirmed (the chunk
-/// server unmarks chunks it finds changed on disk) and the file has the right size.
+/// The whole-file check before the rename. Every chunk of the partial file has been checked
+/// against what the disk gave back, not only in memory: resumed chunks were hashed from disk
+/// when the download resumed, the others read back right after their write (with direct I/O,
+/// from the device) and compared with the verified bytes. Their hashes add up to the global
+/// hash (checked when the manifest was fetched). So the file is whole if every chunk is still
+/// confirmed (the chunk server unmarks chunks it finds changed on disk) and the size is right.
 fn verify_whole(ctx: &Context, partial: &Path) -> Result<()> {
     let confirmed = ctx.held.chunks();
     let size = ctx.file.file().metadata().map_err(|e| Error::io(partial, e))?.len();
@@ -950,14 +950,12 @@ async fn request_chunk(
             return Ok(Written::Corrupt);
         }
         let offset = manifest.chunk_offset(chunk);
-        file.write_at(&data, offset)?;
-        // Logged here, right after the write, so that a trace of a killed run is exact.
-        trace!(chunk, bytes = data.len(), "chunk written");
-        // Read back from the device (the write bypassed the page cache) for the whole-file check.
-        file.read_at(&mut data, offset)?;
-        if !manifest.chunk_matches(chunk, &data) {
+        // Read back from the device (the write bypassed the page cache): the whole-file check.
+        if !file.write_confirmed(&data, offset)? {
             return Ok(Written::ReadBackDiffers);
         }
+        // Logged here, right after the write, so that a trace of a killed run is exact.
+        trace!(chunk, bytes = data.len(), "chunk written");
         Ok(Written::Confirmed)
     })
     .in_current_span()
@@ -988,7 +986,7 @@ async fn request_chunk(
 
 /// What became of a received chunk on its way to disk.
 enum Written {
-    /// Verified, written, read back and verified again.
+    /// Verified, written, and read back intact.
     Confirmed,
     /// It did not match the manifest: nothing was written.
     Corrupt,

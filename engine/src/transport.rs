@@ -24,7 +24,7 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Per-stream flow-control window: two default chunks, so one request never waits for credit.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 /// Per-connection flow-control window: enough for a full pipeline of requests in flight.
-const CONNECTION_WINDOW: u32 = 24 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// A connection with no traffic at all for this long is dead: a peer killed mid-transfer is
 /// noticed this soon, and its chunks asked of others.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
