@@ -29,6 +29,15 @@ resume-latency size_mib="1024":
 bench:
     cargo bench -p swarm-benches
 
+# swarm beside nginx+curl, aria2c (HTTP and BitTorrent), rqbit and sendme on one file over
+# loopback, in a loopback-only network namespace (root); installs the tools if missing.
+compare size_mib="1024":
+    bash benches/compare/run.sh {{size_mib}}
+
+# Peak memory of a fetch (1 and 4 seeders) and of a seeder serving 8 fetchers at once.
+memory size_gib="4":
+    bash benches/memory.sh {{size_gib}}
+
 # The container image swarm:local, from the host's release binary (docker/Dockerfile).
 image: build
     mkdir -p docker/bin

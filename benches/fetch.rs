@@ -10,13 +10,13 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use swarm_benches::{loopback, write_random, Swarm};
 use swarm_engine::{Identity, Transport};
 
-const UNCAPPED_SIZE: u64 = 256 << 20;
+const UNCAPPED_SIZE: u64 = 1 << 30;
 const CAPPED_SIZE: u64 = 64 << 20;
 /// Each seeder's cap in the capped runs: k seeders should give close to k times this.
 const CAP: u64 = 25_000_000;
 
 fn uncapped(c: &mut Criterion) {
-    fetch_group(c, "fetch_256MiB", UNCAPPED_SIZE, None);
+    fetch_group(c, "fetch_1GiB", UNCAPPED_SIZE, None);
 }
 
 fn capped(c: &mut Criterion) {

@@ -9,8 +9,9 @@
 # Servers (nginx, seeders, tracker) are started before the clock starts and are not counted.
 #
 # Usage: benches/compare/run.sh [SIZE_MIB]   (default 1024; needs root for unshare -n)
-# Installs nginx and aria2 from Debian's packages and rqbit from crates.io if they are missing
-# (SKIP_RQBIT=1 skips rqbit).
+# Installs nginx and aria2 from Debian's packages, and rqbit and sendme from crates.io, if they
+# are missing (SKIP_RQBIT=1 or SKIP_SENDME=1 skips one). aria2's BitTorrent peers find each
+# other through bt_tracker.py, a minimal tracker, since nothing else may reach the network.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -28,6 +29,10 @@ if [ -z "${SWARM_COMPARE_INSIDE:-}" ]; then
   if [ -z "${SKIP_RQBIT:-}" ] && ! command -v rqbit >/dev/null; then
     echo "installing rqbit from crates.io (a few minutes)"
     cargo install rqbit --locked -q
+  fi
+  if [ -z "${SKIP_SENDME:-}" ] && ! command -v sendme >/dev/null; then
+    echo "installing sendme from crates.io (a few minutes)"
+    cargo install sendme --locked -q
   fi
   (cd "$root" && cargo build --release -q -p swarm-cli)
   exec unshare -n env SWARM_COMPARE_INSIDE=1 PATH="$PATH:$HOME/.cargo/bin" "$0" "$@"
@@ -129,6 +134,41 @@ else
   echo "  (rqbit rows skipped: SKIP_RQBIT is set or rqbit is not installed)"
 fi
 
+# --- aria2c BitTorrent (SHA-1 pieces verified): a minimal HTTP tracker finds the peers ---
+python3 "$here/bt_tracker.py" serve 6969 &
+pids+=($!)
+python3 "$here/bt_tracker.py" torrent "$file" http://127.0.0.1:6969/announce "$work/file.torrent"
+bt=(aria2c -q --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false
+    --file-allocation=none --bt-max-peers=0 --summary-interval=0)
+for i in 1 2 3 4; do
+  "${bt[@]}" --listen-port="691$i" -d "$work/src" --bt-seed-unverified=true --seed-ratio=0.0 \
+    "$work/file.torrent" >"$work/bt$i.log" 2>&1 &
+  pids+=($!)
+  sleep 1
+  if [ "$i" = 1 ]; then
+    measure "aria2c BitTorrent, 1 seeder (verified)" 1 "$work/btdl1/file.bin" "${bt[@]}" --listen-port=6901 \
+      -d "$work/btdl1" --seed-time=0 "$work/file.torrent"
+  fi
+done
+measure "aria2c BitTorrent, 4 seeders (verified)" 4 "$work/btdl4/file.bin" "${bt[@]}" --listen-port=6904 \
+  -d "$work/btdl4" --seed-time=0 "$work/file.torrent"
+
+# --- sendme (iroh: BLAKE3-verified QUIC), one sender ---
+if command -v sendme >/dev/null && [ -z "${SKIP_SENDME:-}" ]; then
+  # No relay (it would try the internet) and a ticket with direct addresses only.
+  (cd "$work/src" && exec sendme send --relay disabled --ticket-type addresses --no-progress \
+    --magic-ipv4-addr 127.0.0.1:5555 file.bin >"$work/sendme.log" 2>&1) &
+  pids+=($!)
+  # It imports (hashes) the file before it prints the ticket.
+  for _ in $(seq 300); do grep -aq "sendme receive" "$work/sendme.log" 2>/dev/null && break; sleep 0.2; done
+  ticket=$(grep -ao "sendme receive [A-Za-z0-9]*" "$work/sendme.log" | head -1 | awk '{print $3}')
+  mkdir -p "$work/sdl"
+  measure "sendme (iroh, BLAKE3-verified QUIC)" 1 "$work/sdl/file.bin" \
+    bash -c 'cd "$1" && exec sendme receive --relay disabled --no-progress "$2"' _ "$work/sdl" "$ticket"
+else
+  echo "  (sendme row skipped: SKIP_SENDME is set or sendme is not installed)"
+fi
+
 python3 - "$work/results/table" "$bytes" <<'PY'
 import sys
 path, size = sys.argv[1], int(sys.argv[2])
@@ -144,4 +184,13 @@ for r in rows:
     mine = swarm.get(sources) or swarm.get("4" if sources != "1" else "1")
     ratio = f"{mine / rate(r):.2f}x" if mine and not label.startswith("swarm") else ""
     print(f"{label:<50} {sources:>3} {rate(r):>8.0f} {cpu:>7.2f} {rss:>7.0f} MB  {ratio}")
+print()
+by_label = {r[0]: rate(r) for r in rows}
+def target(name, mine, theirs, goal):
+    if mine in by_label and theirs in by_label:
+        got = by_label[mine] / by_label[theirs]
+        print(f"target {name}: {got:.2f}x (goal >= {goal}x) {'met' if got >= goal else 'MISSED'}")
+target("swarm 4 seeders / rqbit 4 seeders", "swarm, 4 seeders (verified)",
+       "rqbit BitTorrent, 4 seeders (verified)", 1.2)
+target("swarm 4 seeders / sendme", "swarm, 4 seeders (verified)", "sendme (iroh, BLAKE3-verified QUIC)", 3)
 PY
