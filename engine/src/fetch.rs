@@ -72,8 +72,10 @@ const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
 /// per round trip (160 MiB/s at 100 ms); 32 MiB bought nothing on loopback or a LAN and took
 /// a 4-seeder fetch from 45 to 70 MB of memory.
 const IN_FLIGHT_BYTES: u64 = 16 * 1024 * 1024;
-/// Requests in flight per peer, whatever the chunk size.
-const MIN_LANES: u64 = 4;
+/// Requests in flight per peer, whatever the chunk size: two keep a peer sending while the
+/// next request travels. With more holders than the budget allows this many lanes each, the
+/// first holders to get a share keep it.
+const MIN_LANES: u64 = 2;
 const MAX_LANES: u64 = 32;
 /// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
