@@ -23,12 +23,14 @@ port=$((20000 + RANDOM % 20000))
 
 "$swarm" tracker --listen "127.0.0.1:$port" --state "$work/tracker" >/dev/null 2>&1 &
 pids+=($!)
-# seed NAME DIR: starts a seeder of DIR; prints the id of its first file.
+# seed NAME DIR: starts a seeder of DIR and waits until it serves; sets $id to the id of the
+# file it seeds and $seeder to its process id.
 seed() {
   "$swarm" seed "$2" --tracker "127.0.0.1:$port" --state "$work/$1" --listen 127.0.0.1:0 >"$work/$1.out" 2>/dev/null &
-  pids+=($!)
+  seeder=$!
+  pids+=("$seeder")
   until grep -q "swarm fetch" "$work/$1.out" 2>/dev/null; do sleep 0.1; done
-  head -1 "$work/$1.out" | awk '{print $1}'
+  id=$(head -1 "$work/$1.out" | awk '{print $1}')
 }
 peak_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 mib() { echo $(( $1 / 1024 )); }
@@ -38,9 +40,10 @@ head -c "$((size_gib << 30))" /dev/urandom >"$work/big/file.bin"
 head -c "$((1 << 30))" /dev/urandom >"$work/one/file.bin"
 echo "machine: $(nproc) cores, $(uname -r)"
 
-big=$(seed big1 "$work/big")
+seed big1 "$work/big"
+big=$id
 for n in 1 4; do
-  for i in $(seq 2 "$n"); do seed "big$i" "$work/big" >/dev/null; done
+  for i in $(seq 2 "$n"); do seed "big$i" "$work/big"; done
   /usr/bin/time -f "%M" -o "$work/rss" "$swarm" fetch "$big" --tracker "127.0.0.1:$port" -o "$work/out$n" \
     --state "$work/fetch$n" --listen 127.0.0.1:0 >/dev/null 2>&1
   cmp "$work/big/file.bin" "$work/out$n/file.bin"
@@ -48,8 +51,9 @@ for n in 1 4; do
   rm -rf "$work/out$n"
 done
 
-one=$(seed server "$work/one")
-server=${pids[-1]}
+seed server "$work/one"
+one=$id
+server=$seeder
 # Every fetcher takes everything from this seeder (--from), not from the other fetchers.
 server_id=$("$swarm" peers "$one" --tracker "127.0.0.1:$port" --state "$work/query" --json |
   python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["peer"])')

@@ -77,6 +77,9 @@ const IN_FLIGHT_BYTES: u64 = 16 * 1024 * 1024;
 /// first holders to get a share keep it.
 const MIN_LANES: u64 = 2;
 const MAX_LANES: u64 = 32;
+/// Chunks verified, written and read back at once: plenty for a disk's queue (each takes a
+/// millisecond or two), and few read-back buffers and blocking threads.
+const DISK_WRITERS: usize = 4;
 /// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer with requests outstanding that sends nothing at all for this long is given up on
@@ -188,6 +191,8 @@ struct Context {
     progress: Arc<Progress>,
     lanes: usize,
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Chunks being verified, written and read back at once.
+    disk_slots: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -275,7 +280,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         node: node.clone(),
         id,
         manifest: manifest.clone(),
-        file: Arc::new(ChunkFile::new(file, &partial_path, budget as usize)),
+        file: Arc::new(ChunkFile::new(file, &partial_path, DISK_WRITERS)),
         buffers: BufferPool::new(budget as usize),
         held: held.clone(),
         shared: Mutex::new(Shared {
@@ -293,6 +298,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         progress: options.progress.clone(),
         lanes,
         in_flight: Arc::new(tokio::sync::Semaphore::new(budget as usize)),
+        disk_slots: tokio::sync::Semaphore::new(DISK_WRITERS),
     });
     let workers = TaskTracker::new();
     let from = options.from.clone();
@@ -947,6 +953,7 @@ async fn request_chunk(
         }
     }
     let (manifest, file) = (ctx.manifest.clone(), ctx.file.clone());
+    let _slot = ctx.disk_slots.acquire().await.expect("the disk slots are never closed");
     let written = tokio::task::spawn_blocking(move || {
         if !manifest.chunk_matches(chunk, &data) {
             return Ok(Written::Corrupt);
