@@ -149,7 +149,7 @@ impl ChunkFile {
     }
 
     /// Does this file take direct I/O?
-    pub fn is_direct(&self) -> bool {
+    fn is_direct(&self) -> bool {
         self.direct_works.load(Ordering::Relaxed)
     }
 
@@ -183,7 +183,7 @@ impl ChunkFile {
     }
 
     /// Reads `buf.len()` bytes at `offset`: from the device itself after a direct write.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         if let Some(direct) = self.direct_for(buf, offset) {
             match direct.read_exact_at(buf, offset) {
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
@@ -256,6 +256,9 @@ mod tests {
             chunks.read_at(&mut back, offset).unwrap();
             assert!(back.iter().all(|&b| b == byte));
         }
+        // Where the file system takes direct I/O at all, the aligned chunk went that way and
+        // did not make it fall back.
+        assert_eq!(chunks.is_direct(), chunks.direct.is_some());
         let on_disk = std::fs::read(&path).unwrap();
         assert!(on_disk[..65_536].iter().all(|&b| b == 0));
         assert!(on_disk[65_536..131_072].iter().all(|&b| b == 7));
