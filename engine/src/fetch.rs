@@ -95,7 +95,7 @@ const RELOCATE_STARVED: Duration = Duration::from_secs(3);
 /// have verified since: as often as this for small answers, less often as the answer (a
 /// bitfield per holder) grows, by a second per [`RELOCATE_BYTES_PER_SECOND`], up to
 /// [`RELOCATE_SLOWEST`].
-const RELOCATE_FASTEST: Duration = Duration::from_secs(2);
+const RELOCATE_FASTEST: Duration = Duration::from_secs(1);
 const RELOCATE_SLOWEST: Duration = Duration::from_secs(15);
 const RELOCATE_BYTES_PER_SECOND: u64 = 256 * 1024;
 
