@@ -207,6 +207,9 @@ pub struct FetchArgs {
     /// halfway.
     #[arg(long, env = "SWARM_PREALLOCATE")]
     pub preallocate: bool,
+    /// Write through the page cache instead of with direct I/O (may suit spinning disks better).
+    #[arg(long, env = "SWARM_BUFFERED_IO")]
+    pub buffered_io: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -311,6 +311,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         force: args.force,
         timeout: args.timeout,
         preallocate: args.preallocate,
+        buffered_io: args.buffered_io,
         progress: progress.clone(),
         ..FetchOptions::default()
     };

@@ -125,15 +125,20 @@ pub struct ChunkFile {
 }
 
 impl ChunkFile {
-    /// Wraps `file` (opened read-write at `path`) and opens `path` again for direct I/O. Up to
-    /// `writers` chunks are expected to be written at once: as many read-back buffers are kept.
-    pub fn new(file: File, path: &Path, writers: usize) -> ChunkFile {
-        let direct = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(path)
-            .ok();
+    /// Wraps `file` (opened read-write at `path`) and, if `direct`, opens `path` again for
+    /// direct I/O. Up to `writers` chunks are expected to be written at once: as many read-back
+    /// buffers are kept.
+    pub fn new(file: File, path: &Path, writers: usize, direct: bool) -> ChunkFile {
+        let direct = direct
+            .then(|| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+                    .open(path)
+                    .ok()
+            })
+            .flatten();
         ChunkFile {
             file: Arc::new(file),
             direct_works: AtomicBool::new(direct.is_some()),
@@ -235,16 +240,20 @@ mod tests {
     #[test]
     fn aligned_and_unaligned_chunks_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("partial");
+        round_trip(&dir.path().join("direct"), true);
+        round_trip(&dir.path().join("buffered"), false);
+    }
+
+    fn round_trip(path: &Path, direct: bool) {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
+            .open(path)
             .unwrap();
         file.set_len(3 * 65_536).unwrap();
-        let chunks = ChunkFile::new(file, &path, 1);
+        let chunks = ChunkFile::new(file, path, 1, direct);
         let pool = BufferPool::new(4);
         // A whole aligned chunk (direct where the file system allows) and a short last one.
         for (offset, len, byte) in [(65_536u64, 65_536usize, 7u8), (131_072, 1_000, 9)] {
@@ -256,10 +265,13 @@ mod tests {
             chunks.read_at(&mut back, offset).unwrap();
             assert!(back.iter().all(|&b| b == byte));
         }
-        // Where the file system takes direct I/O at all, the aligned chunk went that way and
-        // did not make it fall back.
+        // Asked for buffered I/O, it never goes direct; asked for direct I/O where the file
+        // system takes it at all, the aligned chunk went that way and did not make it fall back.
+        if !direct {
+            assert!(chunks.direct.is_none());
+        }
         assert_eq!(chunks.is_direct(), chunks.direct.is_some());
-        let on_disk = std::fs::read(&path).unwrap();
+        let on_disk = std::fs::read(path).unwrap();
         assert!(on_disk[..65_536].iter().all(|&b| b == 0));
         assert!(on_disk[65_536..131_072].iter().all(|&b| b == 7));
         assert!(on_disk[131_072..132_072].iter().all(|&b| b == 9));

@@ -115,6 +115,9 @@ pub struct FetchOptions {
     pub timeout: Option<Duration>,
     /// Reserve the file's whole size on disk before fetching.
     pub preallocate: bool,
+    /// Write through the page cache instead of with direct I/O: for disks where the kernel's
+    /// reordering of writes helps more than skipping the cache (spinning disks).
+    pub buffered_io: bool,
     /// Counters for a progress display.
     pub progress: Arc<Progress>,
 }
@@ -128,6 +131,7 @@ impl Default for FetchOptions {
             replace_if: None,
             timeout: None,
             preallocate: false,
+            buffered_io: false,
             progress: Arc::default(),
         }
     }
@@ -280,7 +284,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         node: node.clone(),
         id,
         manifest: manifest.clone(),
-        file: Arc::new(ChunkFile::new(file, &partial_path, DISK_WRITERS)),
+        file: Arc::new(ChunkFile::new(file, &partial_path, DISK_WRITERS, !options.buffered_io)),
         buffers: BufferPool::new(budget as usize),
         held: held.clone(),
         shared: Mutex::new(Shared {

@@ -80,6 +80,21 @@ async fn three_seeders_serve_every_shape_of_file() {
     let err = fetcher.fetch(seeded[0].id, nobody).await.unwrap_err();
     assert_eq!(err.kind(), swarm_engine::ErrorKind::NotFound, "{err}");
 
+    // Through the page cache instead of direct I/O: the same file.
+    let buffered = FetchOptions {
+        buffered_io: true,
+        ..options(&tmp.path().join("buffered"))
+    };
+    let big = seeded.iter().find(|f| f.manifest.chunk_count >= 40).unwrap();
+    let report = fetcher.fetch(big.id, buffered).await.unwrap();
+    let want = &files.iter().find(|(n, _)| *n == report.manifest.name).unwrap().1;
+    let got = std::fs::read(tmp.path().join("buffered").join(&report.manifest.name)).unwrap();
+    assert!(
+        got == *want,
+        "{} differs when fetched with buffered I/O",
+        report.manifest.name
+    );
+
     // Fetching again is "already complete" without downloading.
     let again = fetcher.fetch(seeded[0].id, options(&out)).await.unwrap();
     assert!(again.already_complete);
