@@ -8,6 +8,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 size_gib=${1:-4}
+if [ ! -x /usr/bin/time ]; then
+  echo "installing time (for peak RSS)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
+fi
 (cd "$root" && cargo build --release -q -p swarm-cli)
 swarm=$root/target/release/swarm
 work=$(mktemp -d)

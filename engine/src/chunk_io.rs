@@ -159,7 +159,7 @@ impl ChunkFile {
     }
 
     /// Writes `data` at `offset`.
-    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+    fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         if let Some(direct) = self.direct_for(data, offset) {
             match direct.write_all_at(data, offset) {
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
