@@ -291,7 +291,7 @@ fn print_seeded(file: &SeededFile, tracker: &str) {
         "{}  {:>10}  {}",
         file.id,
         output::bytes(file.manifest.size),
-        file.manifest.name
+        output::shown(&file.manifest.name)
     );
     println!("    swarm fetch {} --tracker {tracker}", file.id);
 }
@@ -333,14 +333,14 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     } else if report.already_complete {
         println!(
             "{} already complete ({})",
-            report.path.display(),
+            output::shown_path(&report.path),
             output::bytes(report.manifest.size)
         );
     } else {
         let received = report.bytes_received();
         println!(
             "{}  {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
-            report.path.display(),
+            output::shown_path(&report.path),
             output::bytes(report.manifest.size),
             report.elapsed.as_secs_f64(),
             output::mb_per_sec(received, report.elapsed),
@@ -356,7 +356,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         }
     }
     if args.seed {
-        eprintln!("seeding {} until Ctrl-C", report.path.display());
+        eprintln!("seeding {} until Ctrl-C", output::shown_path(&report.path));
         shutdown_signal().await;
         leave(&node).await;
     } else {

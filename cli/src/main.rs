@@ -54,7 +54,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Error texts may quote a tracker's or a peer's words: nothing in them may repaint
+            // the terminal (their line breaks are the engine's own and kept).
+            let text = format!("{e:#}");
+            let lines: Vec<_> = text.lines().map(swarm_engine::name::printable).collect();
+            eprintln!("error: {}", lines.join("\n"));
             ExitCode::from(exit_code(&e))
         }
     }

@@ -17,6 +17,17 @@ pub fn bytes(n: u64) -> String {
     swarm_engine::human(n)
 }
 
+/// `text` (a name or path that may come from the network) with anything that could repaint the
+/// terminal or forge a line escaped.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    swarm_engine::name::printable(text)
+}
+
+/// [`shown`] for a path.
+pub fn shown_path(path: &std::path::Path) -> String {
+    shown(&path.display().to_string()).into_owned()
+}
+
 /// Megabytes (10^6) per second over `elapsed`.
 pub fn mb_per_sec(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
@@ -86,7 +97,7 @@ pub fn status(state_dir: &std::path::Path, source: Source, files: &[FileStatus],
             format!("{}/{}", file.chunks_held, file.chunk_count),
             bytes(file.size),
             file.id.short(),
-            file.name
+            shown(&file.name)
         );
     }
 }
@@ -151,15 +162,23 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
         SyncEvent::Scanned { files, hashed } => println!("shared  {hashed} new or changed file(s); {files} in all"),
         SyncEvent::Fetched(report) => println!(
             "fetched {}  {}  from {} peer(s) in {:.1}s",
-            report.manifest.name,
+            shown(&report.manifest.name),
             bytes(report.manifest.size),
             report.received.len(),
             report.elapsed.as_secs_f64()
         ),
         SyncEvent::Conflict { name, kept_as } => {
-            println!("conflict {name}: a newer version exists elsewhere; the local one is kept as {kept_as}")
+            println!(
+                "conflict {}: a newer version exists elsewhere; the local one is kept as {}",
+                shown(name),
+                shown(kept_as)
+            )
         }
-        SyncEvent::Failed { name, error } => println!("failed  {name}: {error} (will try again)"),
+        SyncEvent::Failed { name, error } => println!(
+            "failed  {}: {} (will try again)",
+            shown(name),
+            shown(&error.to_string())
+        ),
     }
 }
 
@@ -214,7 +233,7 @@ pub fn catalogue(entries: &[CatalogueEntry], json: bool) {
             e.chunk_count,
             e.holders,
             available,
-            e.name
+            shown(&e.name)
         );
     }
 }
@@ -245,7 +264,11 @@ pub fn holders(name: &str, chunk_count: u32, holders: &[Holder], json: bool) {
         );
         return;
     }
-    println!("{name}: {} live holder(s), {chunk_count} chunks", holders.len());
+    println!(
+        "{}: {} live holder(s), {chunk_count} chunks",
+        shown(name),
+        holders.len()
+    );
     if holders.is_empty() {
         return;
     }

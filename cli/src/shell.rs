@@ -131,7 +131,7 @@ impl Console {
                         break;
                     }
                     if let Err(e) = self.execute(command, rest, &mut editor, &printer) {
-                        println!("error: {e:#}");
+                        println!("error: {}", output::shown(&format!("{e:#}")));
                     }
                 }
                 Err(ReadlineError::Interrupted) => println!("(type exit, or press Ctrl-D, to leave)"),
@@ -205,7 +205,7 @@ impl Console {
                 &file.id.to_string()[..16],
                 output::bytes(file.manifest.size),
                 format!("{chunks}/{}", file.manifest.chunk_count),
-                file.manifest.name,
+                output::shown(&file.manifest.name),
                 if chunks < file.manifest.chunk_count {
                     "  (downloading)"
                 } else {
@@ -230,7 +230,7 @@ impl Console {
             };
             println!(
                 "downloading {}  {:.0}%  {} of {}  {:.1} MB/s  from {} peer(s)",
-                transfer.name,
+                output::shown(&transfer.name),
                 percent,
                 output::bytes(done),
                 output::bytes(total),
@@ -286,7 +286,7 @@ impl Console {
             println!(
                 "{} versions of {} are listed; taking the newest, {}",
                 candidates.len(),
-                newest.name,
+                output::shown(&newest.name),
                 newest.file.short()
             );
         }
@@ -297,7 +297,7 @@ impl Console {
     fn get(&self, what: &str, editor: &mut Editor<Completion, DefaultHistory>, printer: &Printer) -> Result<()> {
         let entry = self.runtime.block_on(self.find(what))?;
         if self.transfers.lock().expect("lock poisoned").contains_key(&entry.file) {
-            bail!("{} is already downloading; see status", entry.name);
+            bail!("{} is already downloading; see status", output::shown(&entry.name));
         }
         let located = self.runtime.block_on(self.node.locate(entry.file))?;
         let holders: Vec<Holder> = located
@@ -306,11 +306,14 @@ impl Console {
             .filter(|h| h.peer != self.node.id())
             .collect();
         if holders.is_empty() {
-            bail!("no live peer holds {} right now; try again later", entry.name);
+            bail!(
+                "no live peer holds {} right now; try again later",
+                output::shown(&entry.name)
+            );
         }
         println!(
             "{} ({}, {}) is held by:",
-            entry.name,
+            output::shown(&entry.name),
             output::bytes(entry.size),
             entry.file.short()
         );
@@ -349,7 +352,7 @@ impl Console {
         };
         println!(
             "fetching {} from {} in the background; status shows progress",
-            entry.name,
+            output::shown(&entry.name),
             if from.is_some() { "one peer" } else { "every holder" }
         );
         self.start_download(entry, from, printer.clone());
@@ -378,17 +381,25 @@ impl Console {
             transfers.lock().expect("lock poisoned").remove(&entry.file);
             let line = match result {
                 Ok(report) if report.already_complete => {
-                    format!("done: {} was already complete at {}", entry.name, report.path.display())
+                    format!(
+                        "done: {} was already complete at {}",
+                        output::shown(&entry.name),
+                        output::shown_path(&report.path)
+                    )
                 }
                 Ok(report) => format!(
                     "done: {} ({}) from {} peer(s) in {:.1}s, saved as {}",
-                    entry.name,
+                    output::shown(&entry.name),
                     output::bytes(report.manifest.size),
                     report.received.len(),
                     report.elapsed.as_secs_f64(),
-                    report.path.display()
+                    output::shown_path(&report.path)
                 ),
-                Err(e) => format!("failed: {}: {e}", entry.name),
+                Err(e) => format!(
+                    "failed: {}: {}",
+                    output::shown(&entry.name),
+                    output::shown(&e.to_string())
+                ),
             };
             (printer.lock().expect("lock poisoned"))(line);
         };

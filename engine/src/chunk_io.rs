@@ -12,11 +12,10 @@
 //! Buffers come from a [`BufferPool`] and go back to it when dropped, so chunks in flight
 //! reuse the same memory instead of faulting in and zeroing a fresh megabyte each time.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -125,20 +124,10 @@ pub struct ChunkFile {
 }
 
 impl ChunkFile {
-    /// Wraps `file` (opened read-write at `path`) and, if `direct`, opens `path` again for
-    /// direct I/O. Up to `writers` chunks are expected to be written at once: as many read-back
-    /// buffers are kept.
-    pub fn new(file: File, path: &Path, writers: usize, direct: bool) -> ChunkFile {
-        let direct = direct
-            .then(|| {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-                    .open(path)
-                    .ok()
-            })
-            .flatten();
+    /// Wraps `file` (opened read-write) and `direct`, the same file opened with `O_DIRECT`
+    /// where the file system takes it. Up to `writers` chunks are expected to be written at
+    /// once: as many read-back buffers are kept.
+    pub fn new(direct: Option<File>, file: File, writers: usize) -> ChunkFile {
         ChunkFile {
             file: Arc::new(file),
             direct_works: AtomicBool::new(direct.is_some()),
@@ -210,6 +199,9 @@ impl ChunkFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
 
     #[test]
     fn buffers_are_aligned_and_reused() {
@@ -253,7 +245,17 @@ mod tests {
             .open(path)
             .unwrap();
         file.set_len(3 * 65_536).unwrap();
-        let chunks = ChunkFile::new(file, path, 1, direct);
+        let reopened = direct
+            .then(|| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+                    .open(path)
+                    .ok()
+            })
+            .flatten();
+        let chunks = ChunkFile::new(reopened, file, 1);
         let pool = BufferPool::new(4);
         // A whole aligned chunk (direct where the file system allows) and a short last one.
         for (offset, len, byte) in [(65_536u64, 65_536usize, 7u8), (131_072, 1_000, 9)] {

@@ -102,6 +102,15 @@ pub enum Error {
         /// Bytes free on its file system when this was noticed.
         available: u64,
     },
+    /// A path inside the output directory cannot be written safely (a link, or not a regular
+    /// file).
+    #[error("{}: {why}", path.display())]
+    Unsafe {
+        /// The path.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+    },
     /// The output already exists with other content.
     #[error("{0} already exists with different content; pass --force to replace it")]
     Exists(PathBuf),
@@ -127,7 +136,11 @@ impl Error {
         match self {
             Error::NotFound(_) | Error::AmbiguousId { .. } => ErrorKind::NotFound,
             Error::Manifest { .. } | Error::Integrity(_) => ErrorKind::Integrity,
-            Error::Io { .. } | Error::NoSpace { .. } | Error::Exists(_) | Error::State { .. } => ErrorKind::Io,
+            Error::Io { .. }
+            | Error::NoSpace { .. }
+            | Error::Exists(_)
+            | Error::Unsafe { .. }
+            | Error::State { .. } => ErrorKind::Io,
             Error::Timeout(_) => ErrorKind::Timeout,
             _ => ErrorKind::Other,
         }

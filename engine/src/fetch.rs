@@ -35,7 +35,7 @@
 //! stops it with [`Error::NoSpace`], keeping every verified chunk for the next run.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,8 +54,8 @@ use crate::hashing;
 use crate::ids::{FileId, PeerId};
 use crate::manifest::Manifest;
 use crate::meta::{self, FileMeta};
-use crate::name;
 use crate::node::Node;
+use crate::out_dir::{Dir, Entry};
 use crate::progress::Progress;
 use crate::protocol::{ErrorCode, Holder, Request, Response};
 use crate::scheduler::{Scheduler, Verdict};
@@ -214,20 +214,19 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         .verify(&id)
         .map_err(|source| Error::Manifest { file: Some(id), source })?;
     let manifest = Arc::new(located.manifest);
-    let final_path = name::path_in(&options.out_dir, &manifest.name).map_err(|e| Error::Manifest {
-        file: Some(id),
-        source: e.into(),
-    })?;
-    let parent = final_path.parent().expect("a joined path has a parent").to_owned();
-    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    // Every name below the output directory is reached without following links.
+    let out = Dir::open_root(&options.out_dir)?;
+    let (dir, file_name) = out.parent_of(&manifest.name)?;
+    let final_path = dir.join(file_name);
     options.progress.set_total(manifest.size);
 
-    if final_path.exists() {
-        if same_content(&final_path, &manifest).await? {
+    match dir.entry(file_name)? {
+        Entry::Missing => {}
+        Entry::File(_) if same_content(&dir, file_name, &manifest).await? => {
             info!(path = %final_path.display(), "already complete");
             options.progress.advance(manifest.size);
             // Our copy keeps its own modification time.
-            let modified = std::fs::metadata(&final_path).and_then(|m| m.modified());
+            let modified = dir.open_read(file_name)?.metadata().and_then(|m| m.modified());
             let meta = FileMeta {
                 modified_ns: modified.map(meta::nanos_since_epoch).unwrap_or(0),
                 ..located.meta
@@ -250,13 +249,28 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
                 elapsed: started.elapsed(),
             });
         }
-        if !may_replace(&final_path, &options) {
-            return Err(Error::Exists(final_path));
+        Entry::File(_) if may_replace(&dir, file_name, &options)? => {}
+        Entry::File(_) => return Err(Error::Exists(final_path)),
+        Entry::Link if options.force => {}
+        Entry::Link => {
+            return Err(Error::Unsafe {
+                path: final_path,
+                why: "is a symbolic link; swarm never writes through links. Remove it (or pass --force to \
+                      replace the link itself, never what it points to)"
+                    .into(),
+            })
+        }
+        Entry::Other => {
+            return Err(Error::Unsafe {
+                path: final_path,
+                why: "is in the way (not a regular file). Move it away and run again".into(),
+            })
         }
     }
 
-    let partial_path = partial_path_for(&final_path);
-    let (file, have) = open_partial(&manifest, &partial_path, options.preallocate).await?;
+    let partial_name = partial_name_for(file_name);
+    let partial_path = dir.join(&partial_name);
+    let (file, have) = open_partial(&manifest, &dir, &partial_name, options.preallocate).await?;
     let resumed_chunks = have.count();
     options.progress.advance(manifest.bytes_in(&have));
     let held = node
@@ -284,7 +298,13 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         node: node.clone(),
         id,
         manifest: manifest.clone(),
-        file: Arc::new(ChunkFile::new(file, &partial_path, DISK_WRITERS, !options.buffered_io)),
+        file: Arc::new(ChunkFile::new(
+            (!options.buffered_io)
+                .then(|| dir.reopen_direct(&partial_name, &file))
+                .flatten(),
+            file,
+            DISK_WRITERS,
+        )),
         buffers: BufferPool::new(budget as usize),
         held: held.clone(),
         shared: Mutex::new(Shared {
@@ -346,7 +366,7 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
         .await
         .map_err(|e| Error::Transport(e.to_string()))?
         .map_err(|e| Error::io(&partial_path, e))?;
-    move_into_place(&partial_path, &final_path, may_replace(&final_path, &options))?;
+    dir.rename(&partial_name, file_name, may_replace(&dir, file_name, &options)?)?;
     held.set_path(final_path.clone());
     if let Err(e) = node.state().remove_download(&id) {
         warn!("{e}");
@@ -365,33 +385,16 @@ pub(crate) async fn fetch(node: &Node, id: FileId, options: FetchOptions) -> Res
     })
 }
 
-/// May the file at `path` (if any) be replaced by the download?
-fn may_replace(path: &Path, options: &FetchOptions) -> bool {
-    options.force
-        || options
-            .replace_if
-            .is_some_and(|stamp| std::fs::metadata(path).is_ok_and(|m| FileStamp::of(&m) == stamp))
-}
-
-/// Renames the finished partial file to its final name. Unless `force`, a file that appeared
-/// there while the fetch ran (written by someone else) is not replaced: the fetch fails with
-/// [`Error::Exists`] and the complete partial file stays.
-fn move_into_place(partial: &Path, final_path: &Path, force: bool) -> Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    let flags = if force {
-        RenameFlags::empty()
-    } else {
-        RenameFlags::NOREPLACE
-    };
-    match renameat_with(CWD, partial, CWD, final_path, flags) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::EXIST) => Err(Error::Exists(final_path.to_owned())),
-        // File systems without RENAME_NOREPLACE: check, then rename.
-        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) if !force && !final_path.exists() => {
-            std::fs::rename(partial, final_path).map_err(|e| Error::io(final_path, e))
-        }
-        Err(e) => Err(Error::io(final_path, e.into())),
+/// May the file `name` in `dir` (if any) be replaced by the download? Only with `--force`, or
+/// when it is still the regular file the caller allowed (`replace_if`).
+fn may_replace(dir: &Dir, name: &str, options: &FetchOptions) -> Result<bool> {
+    if options.force {
+        return Ok(true);
     }
+    let Some(allowed) = options.replace_if else {
+        return Ok(false);
+    };
+    Ok(matches!(dir.entry(name)?, Entry::File(m) if FileStamp::of(&m) == allowed))
 }
 
 /// Is `path` a partial download (`.NAME.swarm-part`)?
@@ -401,25 +404,25 @@ pub fn is_partial(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.') && n.ends_with(PARTIAL_SUFFIX))
 }
 
-/// `dir/.name.swarm-part`: hidden, in the same directory so the final rename is atomic.
-fn partial_path_for(final_path: &Path) -> PathBuf {
-    let base = final_path
-        .file_name()
-        .expect("validated names end in a file name")
-        .to_string_lossy();
-    final_path.with_file_name(format!(".{base}{PARTIAL_SUFFIX}"))
+/// `.NAME.swarm-part`: hidden, in the same directory so the final rename is atomic.
+fn partial_name_for(file_name: &str) -> String {
+    format!(".{file_name}{PARTIAL_SUFFIX}")
 }
 
-async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+/// Does the regular file `name` in `dir` hold exactly the manifest's content?
+async fn same_content(dir: &Dir, name: &str, manifest: &Manifest) -> Result<bool> {
+    let file = dir.open_read(name)?;
+    let path = dir.join(name);
+    let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
     if len != manifest.size {
         return Ok(false);
     }
-    let (path, chunk_size) = (path.to_owned(), manifest.chunk_size);
-    let hashes =
-        tokio::task::spawn_blocking(move || hashing::hash_file(&path, chunk_size).map_err(|e| Error::io(&path, e)))
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))??;
+    let chunk_size = manifest.chunk_size;
+    let hashes = tokio::task::spawn_blocking(move || {
+        hashing::hash_open_file(&file, chunk_size).map_err(|e| Error::io(&path, e))
+    })
+    .await
+    .map_err(|e| Error::Transport(e.to_string()))??;
     Ok(hashes.global == manifest.hash)
 }
 
@@ -430,15 +433,12 @@ async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {
 /// a chunk written after the last record (just before a crash) is kept too, and one changed on
 /// disk since is dropped. Holes read as zeros and hash fast; hashing runs on every core and is
 /// far quicker than fetching the chunk again.
-async fn open_partial(manifest: &Arc<Manifest>, path: &Path, preallocate: bool) -> Result<(File, Bitfield)> {
-    let existed = path.exists();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
+///
+/// The partial file is opened through [`Dir`]: never through a link, only if it is a regular
+/// file with no other hard link, and checked so before it is resized.
+async fn open_partial(manifest: &Arc<Manifest>, dir: &Dir, name: &str, preallocate: bool) -> Result<(File, Bitfield)> {
+    let path = &dir.join(name);
+    let (file, existed) = dir.open_or_create(name)?;
     if file.metadata().map_err(|e| Error::io(path, e))?.len() != manifest.size {
         file.set_len(manifest.size).map_err(|e| Error::io(path, e))?;
     }
@@ -473,7 +473,7 @@ async fn open_partial(manifest: &Arc<Manifest>, path: &Path, preallocate: bool) 
     if let Err(e) = room {
         if !existed {
             // Nothing was fetched into it yet: leave no empty file behind.
-            let _ = std::fs::remove_file(path);
+            let _ = dir.remove(name);
         }
         return Err(e);
     }

@@ -84,7 +84,11 @@ pub struct FileHashes {
 /// Hashes the file at `path` in `chunk_size` pieces, reading chunks in parallel on all cores
 /// with positional reads; memory use is one chunk buffer per core.
 pub fn hash_file(path: &Path, chunk_size: u32) -> io::Result<FileHashes> {
-    let file = File::open(path)?;
+    hash_open_file(&File::open(path)?, chunk_size)
+}
+
+/// [`hash_file`] of a file already open.
+pub fn hash_open_file(file: &File, chunk_size: u32) -> io::Result<FileHashes> {
     let size = file.metadata()?.len();
     let count = size.div_ceil(u64::from(chunk_size));
     if count == 1 {

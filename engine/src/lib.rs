@@ -28,6 +28,7 @@ pub mod meta;
 pub mod name;
 pub mod netutil;
 pub mod node;
+pub mod out_dir;
 pub mod progress;
 pub mod protocol;
 pub mod ratelimit;

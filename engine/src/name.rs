@@ -32,6 +32,34 @@ pub enum NameError {
     /// Has a NUL byte.
     #[error("the name contains a NUL byte")]
     Nul,
+    /// Has a control or bidirectional formatting character (see [`is_unprintable`]).
+    #[error("the name contains the unprintable character {0:?}")]
+    Unprintable(char),
+}
+
+/// Characters refused in names and escaped when printed: control characters (C0, DEL, C1:
+/// ESC and newline can repaint a terminal or forge lines) and the bidirectional formatting
+/// characters that can make a name display as another (`exe.txt` shown for `txt.exe`).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` as it is safe to print on a terminal: every character of [`is_unprintable`] is
+/// written as a `\u{..}` escape. Names from the network go through this before they are shown.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unprintable) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if is_unprintable(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Checks that `name` is a safe relative path (see the module doc).
@@ -44,6 +72,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
     if name.contains('\0') {
         return Err(NameError::Nul);
+    }
+    if let Some(c) = name.chars().find(|&c| is_unprintable(c)) {
+        return Err(NameError::Unprintable(c));
     }
     if name.contains('\\') {
         return Err(NameError::Backslash);
@@ -111,6 +142,10 @@ mod tests {
             ("a/", NameError::EmptyComponent),
             ("a\\..\\b", NameError::Backslash),
             ("a\0b", NameError::Nul),
+            ("a\x1b[2Jb", NameError::Unprintable('\x1b')),
+            ("line\nforged", NameError::Unprintable('\n')),
+            ("a\u{9b}b", NameError::Unprintable('\u{9b}')),
+            ("harmless\u{202e}txt.exe", NameError::Unprintable('\u{202e}')),
         ];
         for (name, want) in cases {
             assert_eq!(validate_name(name), Err(want), "{name:?}");
@@ -120,6 +155,13 @@ mod tests {
             Err(NameError::TooLong(4097))
         ));
         assert_eq!(validate_name(&"a".repeat(4096)), Ok(()));
+    }
+
+    #[test]
+    fn unprintable_characters_are_escaped_for_printing() {
+        assert_eq!(printable("plain/name é.txt"), "plain/name é.txt");
+        assert_eq!(printable("a\x1b[31mb\nc"), "a\\u{1b}[31mb\\u{a}c");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::fetch::{FetchOptions, FetchReport};
 use crate::ids::FileId;
 use crate::name;
 use crate::node::{DirScan, Node, SeededFile};
+use crate::out_dir::Dir;
 use crate::progress::Progress;
 use crate::protocol::CatalogueEntry;
 use crate::state::FileStamp;
@@ -239,9 +240,12 @@ impl FolderSync {
         if let Some(mine) = &mine {
             let unedited = mine.fetched || winner.meta.replaces == Some(mine.id);
             if unedited {
-                replace_if = std::fs::metadata(&mine.path).ok().map(|m| FileStamp::of(&m));
+                replace_if = std::fs::symlink_metadata(&mine.path)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| FileStamp::of(&m));
             } else {
-                match keep_as_conflict(&mine.path, &mine.id) {
+                match keep_as_conflict(&self.dir, &mine.manifest.name, &mine.id) {
                     Ok(kept) => {
                         let kept_as = name::name_of(&self.dir, &kept).unwrap_or_else(|| kept.display().to_string());
                         warn!(name = %winner.name, %kept_as, "a newer version exists elsewhere; the local one is kept beside it");
@@ -329,28 +333,23 @@ fn winners(catalogue: &[CatalogueEntry]) -> Vec<(&str, &CatalogueEntry)> {
     winners
 }
 
-/// Renames `path` (the losing version `id`) to `STEM.sync-conflict-ID.EXT` beside it, never
-/// replacing anything; returns the new path.
-fn keep_as_conflict(path: &Path, id: &FileId) -> Result<PathBuf> {
-    let stem = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
-    let ext = path
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
+/// Renames the file `name` in the sync folder `root` (the losing version `id`) to
+/// `STEM.sync-conflict-ID.EXT` beside it, never replacing anything and never following a link;
+/// returns the new path.
+fn keep_as_conflict(root: &Path, name: &str, id: &FileId) -> Result<PathBuf> {
+    let (dir, file_name) = Dir::open_root(root)?.parent_of(name)?;
+    let (stem, ext) = match file_name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
+        _ => (file_name, String::new()),
+    };
     let tag = &id.to_string()[..8];
     for n in 1.. {
         let counter = if n == 1 { String::new() } else { format!("-{n}") };
-        let target = path.with_file_name(format!("{stem}.sync-conflict-{tag}{counter}{ext}"));
-        match rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::CWD,
-            &target,
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => return Ok(target),
-            Err(rustix::io::Errno::EXIST) => continue,
-            Err(e) => return Err(Error::io(path, e.into())),
+        let target = format!("{stem}.sync-conflict-{tag}{counter}{ext}");
+        match dir.rename(file_name, &target, false) {
+            Ok(()) => return Ok(dir.join(&target)),
+            Err(Error::Exists(_)) => continue,
+            Err(e) => return Err(e),
         }
     }
     unreachable!("some counter is free")
@@ -412,7 +411,7 @@ mod tests {
         for round in 0..2 {
             let path = tmp.path().join("notes.txt");
             std::fs::write(&path, format!("version {round}")).unwrap();
-            keep_as_conflict(&path, &id).unwrap();
+            keep_as_conflict(tmp.path(), "notes.txt", &id).unwrap();
         }
         let mut names: Vec<String> = std::fs::read_dir(tmp.path())
             .unwrap()

@@ -127,7 +127,17 @@ async fn hostile_manifests_are_refused() {
     m.chunk_count = 1 << 24;
     m.chunks = vec![swarm_engine::Digest([1; 32]); 300_000];
     cases.push(("too many chunks", m));
-    for name in ["../escape", "/etc/passwd", "dir\\file", "nul\0byte", "a/../../b", ""] {
+    for name in [
+        "../escape",
+        "/etc/passwd",
+        "dir\\file",
+        "nul\0byte",
+        "a/../../b",
+        "",
+        "clear\x1b[2Jscreen",
+        "forged\nline",
+        "txt\u{202e}exe.txt",
+    ] {
         let mut m = good.clone();
         m.name = name.to_owned();
         cases.push(("unsafe name", m));
