@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use swarm_benches::{loopback, write_random, Swarm};
-use swarm_engine::{Identity, Transport};
+use swarm_proto::{Identity, Transport};
 
 const UNCAPPED_SIZE: u64 = 1 << 30;
 /// What each capped seeder has to send: 1.3 s at the cap, so that the limiter's initial burst

@@ -2,12 +2,13 @@
 //! 1,000-chunk file.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use swarm_engine::protocol::{decode_body, encode_frame, Holder, Request, Response};
-use swarm_engine::{Bitfield, FileId, Manifest, PeerId};
+use swarm_proto::codec::decode;
+use swarm_proto::protocol::{encode_frame, Holder, PeerRequest, TrackerResponse};
+use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
 
 fn protocol(c: &mut Criterion) {
     let mut group = c.benchmark_group("frames");
-    let request = Request::GetChunk {
+    let request = PeerRequest::GetChunk {
         file: FileId([7; 32]),
         index: 123_456,
     };
@@ -15,16 +16,16 @@ fn protocol(c: &mut Criterion) {
     group.bench_function("encode_get_chunk", |b| b.iter(|| encode_frame(&request)));
     let frame = encode_frame(&request);
     group.bench_function("decode_get_chunk", |b| {
-        b.iter(|| decode_body::<Request>(&frame[4..]).expect("decodes"))
+        b.iter(|| decode::<PeerRequest>(&frame[4..]).expect("decodes"))
     });
 
     let manifest = Manifest {
         name: "some/where/file.bin".into(),
-        hash: swarm_engine::Digest([1; 32]),
+        hash: swarm_proto::Digest([1; 32]),
         size: 1000 << 20,
         chunk_size: 1 << 20,
         chunk_count: 1000,
-        chunks: vec![swarm_engine::Digest([2; 32]); 1000],
+        chunks: vec![swarm_proto::Digest([2; 32]); 1000],
     };
     let holders = (0..50u8)
         .map(|i| Holder {
@@ -33,7 +34,7 @@ fn protocol(c: &mut Criterion) {
             chunks: Bitfield::full(1000),
         })
         .collect();
-    let located = Response::Located {
+    let located = TrackerResponse::Located {
         manifest,
         holders,
         meta: Default::default(),
@@ -42,7 +43,7 @@ fn protocol(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(frame.len() as u64));
     group.bench_function("encode_locate_answer", |b| b.iter(|| encode_frame(&located)));
     group.bench_function("decode_locate_answer", |b| {
-        b.iter(|| decode_body::<Response>(&frame[4..]).expect("decodes"))
+        b.iter(|| decode::<TrackerResponse>(&frame[4..]).expect("decodes"))
     });
     group.finish();
 }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use swarm_engine::hashing::{chunk_hash, global_from_chunks};
-use swarm_engine::{Bitfield, Manifest, PeerId};
+use swarm_proto::hashing::{chunk_hash, global_from_chunks};
+use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
 use swarm_tracker::TrackerState;
 
 const CHUNKS: u32 = 1000;
@@ -39,7 +39,7 @@ fn addr(i: u32) -> SocketAddr {
 }
 
 /// A tracker where `peers` peers each announced half of one 1,000-chunk file.
-fn populated(peers: u32) -> (TrackerState, swarm_engine::FileId) {
+fn populated(peers: u32) -> (TrackerState, FileId) {
     let now = Instant::now();
     let mut state = TrackerState::new(std::time::Duration::from_secs(180));
     let m = manifest("bench.bin");

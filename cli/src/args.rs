@@ -23,6 +23,8 @@ pub mod exit {
     pub const IO: u8 = 5;
     /// Gave up after --timeout.
     pub const TIMEOUT: u8 = 6;
+    /// Interrupted (Ctrl-C, SIGTERM): 128 + SIGINT, as shells report it.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const AFTER_HELP: &str = "\
@@ -31,9 +33,11 @@ Exit codes:
   1  other failure (network, protocol)
   2  bad usage
   3  not found (file id, name or peer)
-  4  integrity failure (a manifest or content did not match its hash)
+  4  integrity failure (a manifest or content did not match its hash, or a
+     pinned tracker or peer proved another id)
   5  I/O error (reading or writing local files)
   6  timed out (--timeout)
+  130 interrupted (Ctrl-C)
 
 Environment: every flag has a SWARM_* variable, e.g. SWARM_TRACKER, SWARM_STATE.
 Logs: SWARM_LOG=debug (or any tracing filter).";
@@ -191,9 +195,9 @@ pub struct FetchArgs {
     /// Directory to write into (the file lands at its name inside it).
     #[arg(short = 'o', long = "output", env = "SWARM_OUTPUT", default_value = ".")]
     pub output: PathBuf,
-    /// Fetch only from this peer (id, id prefix, or HOST:PORT).
+    /// Fetch only from this peer (id, id prefix of 8+ hex digits, or HOST:PORT).
     #[arg(long, env = "SWARM_FROM")]
-    pub from: Option<String>,
+    pub from: Option<swarm_engine::PeerFilter>,
     /// Keep serving the file after it is complete, until Ctrl-C.
     #[arg(long, env = "SWARM_SEED")]
     pub seed: bool,

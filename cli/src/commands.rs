@@ -1,6 +1,5 @@
 //! One function per subcommand: turn arguments into engine configs, call the engine, print.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,9 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rand::{RngCore, SeedableRng};
 use swarm_engine::known_trackers::KnownTrackers;
+use swarm_engine::launch::{Caps, LaunchEvent, LocalSwarm, Peer, TrackerChoice};
 use swarm_engine::netutil::reachable_addr;
 use swarm_engine::sync::SyncOptions;
-use swarm_engine::{FetchOptions, Node, NodeConfig, Progress, SeededFile, TrackerAddr, TrackerClient};
+use swarm_engine::{
+    DiskIo, FetchOptions, Node, NodeConfig, Progress, Replace, SeededFile, Sources, TrackerAddr, TrackerClient,
+};
 use swarm_tracker::{Tracker, TrackerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -53,6 +55,17 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A token cancelled by the first Ctrl-C or SIGTERM.
+fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        cancel.cancel();
+    });
+    token
+}
+
 /// Shuts `node` down gracefully; a second signal cuts it short.
 pub async fn leave(node: &Node) {
     eprintln!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
@@ -69,7 +82,8 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
         listen: args.listen,
         peer_timeout: args.peer_timeout,
     })
-    .await?;
+    .await
+    .map_err(swarm_engine::Error::from)?;
     let reachable = reachable_addr(tracker.local_addr());
     println!(
         "tracker {} listening on {}; peers use --tracker {}@{}",
@@ -84,34 +98,29 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the in-process tracker of `swarm seed` when no tracker is given.
-async fn embedded_tracker(state_dir: &Path, listen: SocketAddr) -> Result<Tracker> {
-    let config = TrackerConfig {
-        state_dir: state_dir.join("tracker"),
-        listen,
-        ..TrackerConfig::default()
-    };
-    match Tracker::start(config.clone()).await {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            eprintln!("cannot listen on {listen} ({e}); the in-process tracker takes a free port instead");
-            let any_port = SocketAddr::new(listen.ip(), 0);
-            Ok(Tracker::start(TrackerConfig {
-                listen: any_port,
-                ..config
-            })
-            .await?)
+/// Says what happened while a peer started.
+fn print_launch(event: LaunchEvent<'_>) {
+    match event {
+        LaunchEvent::EmbeddedTracker { id, addr, moved_from } => {
+            if let Some((wanted, why)) = moved_from {
+                eprintln!("cannot listen on {wanted} ({why}); the in-process tracker takes a free port instead");
+            }
+            eprintln!(
+                "no --tracker given: started one in this process, id {} on {addr}",
+                id.short()
+            );
         }
+        LaunchEvent::Waiting(e) => {
+            eprintln!("the tracker is not answering ({e}); trying again every 2 s, Ctrl-C to give up")
+        }
+        LaunchEvent::Answered => eprintln!("the tracker answered"),
     }
 }
 
 /// A node sharing a folder, with its tracker started in-process if none was given.
 pub struct Sharing {
-    /// The node.
-    pub node: Node,
-    embedded: Option<Tracker>,
-    /// The tracker as other machines should name it.
-    pub public_tracker: String,
+    /// The node and its tracker.
+    pub peer: Peer,
     chunk_size: u32,
 }
 
@@ -121,39 +130,23 @@ impl Sharing {
             bail!("{} is not a directory: give the folder to share", dir.display());
         }
         let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
-        swarm_engine::manifest::check_chunk_size(chunk_size)?;
-        let mut config = node_config(&args.node, args.tracker.clone());
-        let mut embedded = None;
-        let public_tracker = match &args.tracker {
-            Some(addr) => addr.to_string(),
-            None => {
-                let tracker = embedded_tracker(&config.state_dir, args.tracker_listen).await?;
-                let local = tracker.local_addr();
-                let reachable = reachable_addr(local);
-                eprintln!(
-                    "no --tracker given: started one in this process, id {} on {local}",
-                    tracker.id().short()
-                );
-                let loopback = swarm_engine::netutil::loopback_for(local);
-                config.tracker = Some(TrackerAddr {
-                    host_port: loopback.to_string(),
-                    id: Some(tracker.id()),
-                });
-                let public = format!("{}@{reachable}", tracker.id());
-                embedded = Some(tracker);
-                public
-            }
+        swarm_proto::manifest::check_chunk_size(chunk_size)?;
+        let tracker = match &args.tracker {
+            Some(addr) => TrackerChoice::Remote(addr.clone()),
+            None => TrackerChoice::Embedded {
+                listen: args.tracker_listen,
+            },
         };
-        let node = Node::start(config).await?;
-        eprintln!("node {} listening on {}", node.id(), node.local_addr());
-        let registration = join_patiently(&node, &public_tracker).await?;
-        info!(addr = %registration.addr, "registered with the tracker");
-        Ok(Sharing {
-            node,
-            embedded,
-            public_tracker,
-            chunk_size,
-        })
+        let stop = cancel_on_signal();
+        let peer = Peer::start(node_config(&args.node, None), tracker, &stop, print_launch).await?;
+        eprintln!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
+        info!(addr = %peer.registration.addr, "registered with the tracker");
+        Ok(Sharing { peer, chunk_size })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.peer.node
     }
 
     /// Hashes (what needs hashing) and shares every file in `dir` not modified for `settle`,
@@ -162,7 +155,7 @@ impl Sharing {
         let progress = Arc::new(Progress::default());
         let display = output::show_progress("hashing", progress.clone(), false);
         let started = Instant::now();
-        let scan = self.node.scan_dir(dir, self.chunk_size, settle, &progress).await;
+        let scan = self.node().scan_dir(dir, self.chunk_size, settle, &progress).await;
         display.finish().await;
         let seeded = scan?.files;
         let total: u64 = seeded.iter().map(|f| f.manifest.size).sum();
@@ -194,40 +187,10 @@ impl Sharing {
 
     /// Leaves the tracker gracefully and stops the in-process tracker, if any.
     pub async fn stop(self) {
-        leave(&self.node).await;
-        if let Some(tracker) = self.embedded {
-            tracker.stop().await;
-        }
-    }
-}
-
-/// Joins the tracker, trying again every few seconds while it does not answer (it may be
-/// starting, as in a compose network), until it answers or a signal arrives.
-async fn join_patiently(node: &Node, tracker: &str) -> Result<swarm_engine::tracker_client::Registration> {
-    const RETRY: Duration = Duration::from_secs(2);
-    let mut said = false;
-    loop {
-        match node.join_tracker().await {
-            Ok(registration) => {
-                if said {
-                    eprintln!("tracker {tracker} answered");
-                }
-                return Ok(registration);
-            }
-            // A tracker that answers but proves another id will not change its mind.
-            Err(e) if e.kind() == swarm_engine::ErrorKind::Integrity => return Err(e.into()),
-            Err(e) => {
-                if !said {
-                    eprintln!(
-                        "tracker {tracker} is not answering ({e}); trying again every {RETRY:?}, Ctrl-C to give up"
-                    );
-                    said = true;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY) => {}
-                    _ = shutdown_signal() => bail!("gave up waiting for tracker {tracker}"),
-                }
-            }
+        eprintln!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
+        tokio::select! {
+            _ = self.peer.stop(EXIT_GRACE) => {}
+            _ = shutdown_signal() => eprintln!("forced exit"),
         }
     }
 }
@@ -239,7 +202,7 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
         .share_dir(&args.share.dir, Duration::ZERO, "; Ctrl-C to stop")
         .await?
     {
-        print_seeded(file, &sharing.public_tracker);
+        print_seeded(file, &sharing.peer.public_tracker);
     }
     shutdown_signal().await;
     sharing.stop().await;
@@ -256,7 +219,7 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     eprintln!(
         "syncing {} with every node on tracker {}; deletions are not propagated",
         args.share.dir.display(),
-        sharing.public_tracker
+        sharing.peer.public_tracker
     );
     let options = SyncOptions {
         chunk_size: sharing.chunk_size,
@@ -267,7 +230,7 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     };
     let (events, mut printed) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
-    let node = sharing.node.clone();
+    let node = sharing.node().clone();
     let mut syncing = tokio::spawn({
         let stop = stop.clone();
         async move { swarm_engine::sync::run(&node, options, events, stop).await }
@@ -307,18 +270,23 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     let progress = Arc::new(Progress::default());
     let options = FetchOptions {
         out_dir: args.output.clone(),
-        from: args.from.clone(),
-        force: args.force,
+        sources: args.from.clone().map_or(Sources::All, Sources::Only),
+        replace: if args.force { Replace::Always } else { Replace::Never },
         timeout: args.timeout,
         preallocate: args.preallocate,
-        buffered_io: args.buffered_io,
+        disk_io: if args.buffered_io {
+            DiskIo::Buffered
+        } else {
+            DiskIo::Direct
+        },
         progress: progress.clone(),
-        ..FetchOptions::default()
+        label: None,
     };
     let display = output::show_progress(&format!("fetching {}", id.short()), progress, true);
     let result = tokio::select! {
         result = node.fetch(id, options) => result.map_err(anyhow::Error::from),
-        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted; run the same command again to resume")),
+        _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)
+            .context("interrupted; run the same command again to resume")),
     };
     display.finish().await;
     let report = match result {
@@ -427,7 +395,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         }
     };
     let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
-    swarm_engine::manifest::check_chunk_size(chunk_size)?;
+    swarm_proto::manifest::check_chunk_size(chunk_size)?;
     let share = dir.join("share");
     let data = share.join("demo.bin");
     eprintln!(
@@ -441,33 +409,10 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         .await?
         .with_context(|| format!("writing {}", data.display()))?;
 
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let tracker = Tracker::start(TrackerConfig {
-        state_dir: dir.join("tracker"),
-        listen: loopback,
-        ..TrackerConfig::default()
-    })
-    .await?;
-    let tracker_addr = TrackerAddr {
-        host_port: tracker.local_addr().to_string(),
-        id: Some(tracker.id()),
-    };
-    let start_node = |name: String| {
-        let config = NodeConfig {
-            state_dir: dir.join(name),
-            listen: loopback,
-            tracker: Some(tracker_addr.clone()),
-            ..NodeConfig::default()
-        };
-        async move {
-            let node = Node::start(config).await?;
-            node.join_tracker().await?;
-            anyhow::Ok(node)
-        }
-    };
+    let mut swarm = LocalSwarm::start(&dir, Duration::from_secs(180)).await?;
     let seeders = args.seeders.max(1);
     let mut nodes = Vec::new();
-    let first = start_node("seeder0".into()).await?;
+    let first = swarm.node("seeder0", Caps::default()).await?;
     let started = Instant::now();
     let file = first
         .seed_dir(&share, chunk_size, &Progress::default())
@@ -476,7 +421,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     let hash_time = started.elapsed();
     nodes.push(first);
     for i in 1..seeders {
-        let node = start_node(format!("seeder{i}")).await?;
+        let node = swarm.node(&format!("seeder{i}"), Caps::default()).await?;
         node.hold_complete((*file.manifest).clone(), file.path.clone(), file.meta)
             .await?;
         nodes.push(node);
@@ -488,7 +433,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         file.id.short()
     );
 
-    let fetcher = start_node("fetcher".into()).await?;
+    let fetcher = swarm.node("fetcher", Caps::default()).await?;
     let progress = Arc::new(Progress::default());
     let display = output::show_progress("fetching", progress.clone(), true);
     let options = FetchOptions {
@@ -510,11 +455,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         let got = report.received.get(&node.id()).copied().unwrap_or(0);
         println!("  seeder{i} {}: {}", node.id().short(), output::bytes(got));
     }
-    fetcher.shutdown(Duration::from_secs(1)).await;
-    for node in &nodes {
-        node.shutdown(Duration::from_secs(1)).await;
-    }
-    tracker.stop().await;
+    swarm.stop().await;
     Ok(())
 }
 

@@ -56,11 +56,27 @@ fn main() -> ExitCode {
         Err(e) => {
             // Error texts may quote a tracker's or a peer's words: nothing in them may repaint
             // the terminal (their line breaks are the engine's own and kept).
-            let text = format!("{e:#}");
-            let lines: Vec<_> = text.lines().map(swarm_engine::name::printable).collect();
+            let text = format!("{e:#}{}", hint(&e));
+            let lines: Vec<_> = text.lines().map(swarm_proto::name::printable).collect();
             eprintln!("error: {}", lines.join("\n"));
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// What to do about an engine error, in terms of this binary's flags: the engine does not know
+/// how it is driven.
+fn hint(error: &anyhow::Error) -> &'static str {
+    let Some(error) = error.chain().find_map(|c| c.downcast_ref::<swarm_engine::Error>()) else {
+        return "";
+    };
+    match error {
+        swarm_engine::Error::Exists(_) => "; pass --force to replace it",
+        swarm_engine::Error::Locked(_) => "; give each node its own --state DIR",
+        swarm_engine::Error::Tracker { addr, .. } if addr == "(none)" => {
+            "; pass --tracker HOST:PORT or set SWARM_TRACKER"
+        }
+        _ => "",
     }
 }
 
@@ -74,6 +90,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(ErrorKind::Integrity) => exit::INTEGRITY,
         Some(ErrorKind::Io) => exit::IO,
         Some(ErrorKind::Timeout) => exit::TIMEOUT,
+        Some(ErrorKind::Cancelled) => exit::INTERRUPTED,
         _ => exit::OTHER,
     }
 }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use swarm_engine::protocol::{CatalogueEntry, Holder};
 use swarm_engine::status::{FileState, FileStatus, Source};
 use swarm_engine::sync::SyncEvent;
 use swarm_engine::Progress;
+use swarm_proto::protocol::{CatalogueEntry, Holder};
 
 /// Human-readable bytes (binary units).
 pub fn bytes(n: u64) -> String {
@@ -20,7 +20,7 @@ pub fn bytes(n: u64) -> String {
 /// `text` (a name or path that may come from the network) with anything that could repaint the
 /// terminal or forge a line escaped.
 pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    swarm_engine::name::printable(text)
+    swarm_proto::name::printable(text)
 }
 
 /// [`shown`] for a path.

@@ -2,18 +2,17 @@
 //! completion come from rustyline; downloads run in the background and announce themselves
 //! above the prompt when they finish.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Editor, ExternalPrinter, Helper};
-use swarm_engine::protocol::{CatalogueEntry, Holder};
-use swarm_engine::{FetchOptions, FileId, Node, Progress};
+use swarm_engine::{CatalogueEntry, FetchOptions, Node, Progress, Sources};
+use swarm_proto::protocol::Holder;
 use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 
@@ -47,27 +46,25 @@ pub async fn shell(args: ShellArgs) -> Result<()> {
     sharing.share_dir(&dir, Duration::ZERO, "").await?;
     println!(
         "node {} on tracker {}; type help for the commands",
-        sharing.node.id().short(),
-        sharing.public_tracker
+        sharing.node().id().short(),
+        sharing.peer.public_tracker
     );
     let state_dir = args.peer.node.state.clone().unwrap_or_else(|| default_state("node"));
     let console = Console {
-        node: sharing.node.clone(),
+        node: sharing.node().clone(),
         dir,
         runtime: Handle::current(),
         downloads: TaskTracker::new(),
-        transfers: Arc::default(),
         words: Arc::default(),
     };
     let refresher = tokio::spawn(refresh_completions(console.node.clone(), console.words.clone()));
     let downloads = console.downloads.clone();
-    let transfers = console.transfers.clone();
     let history = state_dir.join("shell_history");
     tokio::task::spawn_blocking(move || console.read_eval_print(&history)).await??;
     refresher.abort();
 
     downloads.close();
-    let waiting = transfers.lock().expect("lock poisoned").len();
+    let waiting = sharing.node().downloads().list().len();
     if waiting > 0 {
         println!("waiting for {waiting} download(s) in flight (Ctrl-C to stop them)");
         tokio::select! {
@@ -85,16 +82,8 @@ struct Console {
     dir: PathBuf,
     runtime: Handle,
     downloads: TaskTracker,
-    transfers: Arc<Mutex<BTreeMap<FileId, Transfer>>>,
     /// Ids and names for tab completion, refreshed in the background.
     words: Arc<Mutex<Vec<String>>>,
-}
-
-/// A download in flight.
-struct Transfer {
-    name: String,
-    progress: Arc<Progress>,
-    started: Instant,
 }
 
 /// Where background downloads report: above the prompt when there is a terminal.
@@ -217,11 +206,11 @@ impl Console {
 
     /// Lists downloads in flight with their progress, and the uploads running.
     fn status(&self) {
-        let transfers = self.transfers.lock().expect("lock poisoned");
+        let transfers = self.node.downloads().list();
         if transfers.is_empty() {
             println!("no downloads in flight");
         }
-        for transfer in transfers.values() {
+        for transfer in &transfers {
             let (done, total) = (transfer.progress.done(), transfer.progress.total());
             let percent = if total == 0 {
                 0.0
@@ -296,7 +285,7 @@ impl Console {
     /// Offers the holders of a file, asks which to use, and starts the download.
     fn get(&self, what: &str, editor: &mut Editor<Completion, DefaultHistory>, printer: &Printer) -> Result<()> {
         let entry = self.runtime.block_on(self.find(what))?;
-        if self.transfers.lock().expect("lock poisoned").contains_key(&entry.file) {
+        if self.node.downloads().get(&entry.file).is_some() {
             bail!("{} is already downloading; see status", output::shown(&entry.name));
         }
         let located = self.runtime.block_on(self.node.locate(entry.file))?;
@@ -346,7 +335,7 @@ impl Console {
                 .and_then(|n| n.checked_sub(1))
                 .and_then(|i| holders.get(i))
             {
-                Some(h) => Some(h.peer.to_string()),
+                Some(h) => Some(swarm_engine::PeerFilter::IdPrefix(h.peer.to_string())),
                 None => bail!("`{answer}` is not one of 1-{}; not fetched", holders.len()),
             }
         };
@@ -359,26 +348,17 @@ impl Console {
         Ok(())
     }
 
-    fn start_download(&self, entry: CatalogueEntry, from: Option<String>, printer: Printer) {
-        let progress = Arc::new(Progress::default());
-        self.transfers.lock().expect("lock poisoned").insert(
-            entry.file,
-            Transfer {
-                name: entry.name.clone(),
-                progress: progress.clone(),
-                started: Instant::now(),
-            },
-        );
+    fn start_download(&self, entry: CatalogueEntry, from: Option<swarm_engine::PeerFilter>, printer: Printer) {
         let options = FetchOptions {
             out_dir: self.dir.clone(),
-            from,
-            progress,
+            sources: from.map_or(Sources::All, Sources::Only),
+            progress: Arc::new(Progress::default()),
+            label: Some(entry.name.clone()),
             ..FetchOptions::default()
         };
-        let (node, transfers) = (self.node.clone(), self.transfers.clone());
+        let fetching = self.node.fetch(entry.file, options);
         let task = async move {
-            let result = node.fetch(entry.file, options).await;
-            transfers.lock().expect("lock poisoned").remove(&entry.file);
+            let result = fetching.await;
             let line = match result {
                 Ok(report) if report.already_complete => {
                     format!(

@@ -1,26 +1,32 @@
 //! The engine's error type. Every variant says what failed and on which file or peer; the
-//! binary maps [`Error::kind`] to an exit code.
+//! binary maps [`Error::kind`] to an exit code and adds the flag that would help, since the
+//! engine does not know how it is driven.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::ids::{FileId, PeerId};
-use crate::manifest::ManifestError;
-use crate::protocol::ProtocolError;
+use swarm_proto::dir_lock::LockError;
+use swarm_proto::identity::IdentityError;
+use swarm_proto::manifest::{FromFileError, ManifestError};
+use swarm_proto::protocol::ProtocolError;
+use swarm_proto::transport::BindError;
+use swarm_proto::{ConnectError, FileId, PeerId};
 
 /// Broad classes of failure, one exit code each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The file, id or peer asked for does not exist.
     NotFound,
-    /// Content or a manifest did not match its hash.
+    /// Content, a manifest or a node's id did not match what was asked for.
     Integrity,
     /// Reading or writing local files failed.
     Io,
     /// The operation ran out of time.
     Timeout,
-    /// Anything else (network, protocol, usage).
+    /// Stopped by the user.
+    Cancelled,
+    /// Anything else (network, protocol).
     Other,
 }
 
@@ -28,7 +34,7 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A local file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -57,7 +63,17 @@ pub enum Error {
     /// Content did not match its hash.
     #[error("{0}")]
     Integrity(String),
-    /// The tracker failed or refused.
+    /// The tracker could not be reached, or proved another id.
+    #[error("tracker {addr}: {source}{hint}")]
+    TrackerConnect {
+        /// Where the tracker was dialled.
+        addr: String,
+        /// What failed.
+        source: ConnectError,
+        /// What to do, when something can be said.
+        hint: String,
+    },
+    /// The tracker answered with a refusal or something unexpected.
     #[error("tracker {addr}: {message}")]
     Tracker {
         /// Where the tracker was reached.
@@ -66,23 +82,37 @@ pub enum Error {
         message: String,
     },
     /// A peer failed or refused.
-    #[error("peer {peer} at {addr}: {message}")]
+    #[error("peer {} at {addr}: {message}", peer.short())]
     Peer {
-        /// The peer's id (short form in the message).
+        /// The peer's id.
         peer: PeerId,
         /// Its address.
         addr: SocketAddr,
         /// What went wrong.
         message: String,
     },
+    /// Another node could not be reached.
+    #[error("{addr}: {source}")]
+    Connect {
+        /// Where it was dialled.
+        addr: SocketAddr,
+        /// What failed.
+        source: ConnectError,
+    },
     /// A frame could not be read or written.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    /// Setting up QUIC or TLS failed.
-    #[error("transport: {0}")]
-    Transport(String),
+    /// The node's endpoint could not be set up.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The node's key could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Another process uses the state directory.
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// The node's state database failed.
-    #[error("state database {path}: {message}")]
+    #[error("state database {}: {message}", path.display())]
     State {
         /// The database directory.
         path: PathBuf,
@@ -91,8 +121,8 @@ pub enum Error {
     },
     /// The disk holding a download has too little free space.
     #[error(
-        "not enough space for {path}: {} more needed, {} free. Free some space and run the same command again; verified chunks are kept",
-        human(*needed), human(*available)
+        "not enough space for {}: {} more needed, {} free. Free some space and run the same command again; verified chunks are kept",
+        path.display(), human(*needed), human(*available)
     )]
     NoSpace {
         /// The file being written.
@@ -112,11 +142,17 @@ pub enum Error {
         why: String,
     },
     /// The output already exists with other content.
-    #[error("{0} already exists with different content; pass --force to replace it")]
+    #[error("{} already exists with different content", .0.display())]
     Exists(PathBuf),
+    /// The node is already downloading this file.
+    #[error("{0} is already being downloaded by this node")]
+    AlreadyDownloading(String),
     /// Gave up waiting.
     #[error("{0}")]
     Timeout(String),
+    /// A task of the engine failed (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Stopped by the user.
     #[error("cancelled")]
     Cancelled,
@@ -136,12 +172,23 @@ impl Error {
         match self {
             Error::NotFound(_) | Error::AmbiguousId { .. } => ErrorKind::NotFound,
             Error::Manifest { .. } | Error::Integrity(_) => ErrorKind::Integrity,
+            Error::TrackerConnect {
+                source: ConnectError::WrongId { .. },
+                ..
+            }
+            | Error::Connect {
+                source: ConnectError::WrongId { .. },
+                ..
+            } => ErrorKind::Integrity,
             Error::Io { .. }
             | Error::NoSpace { .. }
             | Error::Exists(_)
             | Error::Unsafe { .. }
-            | Error::State { .. } => ErrorKind::Io,
+            | Error::State { .. }
+            | Error::Locked(_)
+            | Error::Identity(_) => ErrorKind::Io,
             Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Cancelled => ErrorKind::Cancelled,
             _ => ErrorKind::Other,
         }
     }
@@ -155,6 +202,21 @@ pub fn human(bytes: u64) -> String {
 impl From<ManifestError> for Error {
     fn from(source: ManifestError) -> Self {
         Error::Manifest { file: None, source }
+    }
+}
+
+impl From<FromFileError> for Error {
+    fn from(error: FromFileError) -> Self {
+        match error {
+            FromFileError::Read { path, source } => Error::Io { path, source },
+            FromFileError::Invalid(source) => Error::Manifest { file: None, source },
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Error::Internal(error.to_string())
     }
 }
 

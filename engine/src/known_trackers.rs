@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::ids::PeerId;
+use swarm_proto::ids::PeerId;
 
 /// The known-trackers file of one state directory.
 #[derive(Debug, Clone)]

@@ -1,55 +1,46 @@
 //! # swarm-engine
 //!
-//! The library behind `swarm`: everything but argument parsing.
+//! The library behind `swarm`: everything a peer does, above the wire ([`swarm_proto`]).
 //!
-//! - [`manifest`], [`hashing`], [`name`], [`meta`]: what a file is, chunk by chunk, the rules for
-//!   names, and the timestamps that travel with it.
-//! - [`protocol`]: the wire protocol (its module doc is the specification).
-//! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
+//! - [`node`]: a running peer, the owner of the parts below; [`launch`]: starting one with a
+//!   remote or an embedded tracker, and a whole local swarm for demos, tests and benches.
+//! - [`session`]: the node's session with its tracker; [`tracker_client`],
+//!   [`known_trackers`]: talking to a tracker, and trackers met before.
 //! - [`store`], [`server`]: the files a node holds and the chunk server that hands them out.
-//! - [`scheduler`], [`fetch`], [`chunk_io`]: which chunk from which peer next, the download
-//!   driver, and how chunks reach the disk.
-//! - [`tracker_client`]: talking to a tracker.
-//! - [`state`], [`known_trackers`]: persistent node state (sled) and trackers met before.
-//! - [`node`]: a running peer, tying the rest together; [`status`]: what it holds, for people.
-//! - [`sync`]: keeping a folder in step with every other node that syncs one.
+//! - [`scheduler`], [`fetch`], [`chunk_io`], [`out_dir`]: which chunk from which peer next,
+//!   the download driver, how chunks reach the disk, and the output directory (no links
+//!   followed).
+//! - [`downloads`]: the downloads in flight; [`folder`]: shared folders; [`sync`]: keeping a
+//!   folder in step with every other node that syncs one.
+//! - [`state`]: persistent node state (sled); [`status`]: what a node holds, for people.
 #![warn(missing_docs)]
 
-pub mod bitfield;
 pub mod chunk_io;
+pub mod downloads;
 mod error;
 pub mod fetch;
-pub mod hashing;
-pub mod identity;
-pub mod ids;
+pub mod folder;
 pub mod known_trackers;
-pub mod manifest;
-pub mod meta;
-pub mod name;
+pub mod launch;
 pub mod netutil;
 pub mod node;
 pub mod out_dir;
 pub mod progress;
-pub mod protocol;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tracker_client;
-pub mod transport;
 
-pub use bitfield::Bitfield;
 pub use error::{human, Error, ErrorKind, Result};
-pub use fetch::{FetchOptions, FetchReport};
-pub use identity::Identity;
-pub use ids::{Digest, FileId, PeerId};
-pub use manifest::{Manifest, DEFAULT_CHUNK_SIZE};
-pub use meta::FileMeta;
-pub use node::{Node, NodeConfig, SeededFile};
+pub use fetch::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
+pub use folder::SeededFile;
+pub use node::{Node, NodeConfig};
 pub use progress::Progress;
-pub use protocol::CatalogueEntry;
+pub use swarm_proto::protocol::CatalogueEntry;
+pub use swarm_proto::{Bitfield, Digest, FileId, FileMeta, Identity, Manifest, PeerId, DEFAULT_CHUNK_SIZE};
 pub use tracker_client::{TrackerAddr, TrackerClient};
-pub use transport::Transport;

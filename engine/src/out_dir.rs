@@ -22,12 +22,28 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-use crate::name;
+use swarm_proto::name;
 
 /// Mode of directories created under the output directory (less the umask).
 const DIR_MODE: u32 = 0o777;
 /// Mode of files created there (less the umask).
 const FILE_MODE: u32 = 0o666;
+
+/// Ends the name of a partial download.
+const PARTIAL_SUFFIX: &str = ".swarm-part";
+
+/// `.NAME.swarm-part`: the hidden name a download of `NAME` is written under, in the same
+/// directory so that the final rename is atomic.
+pub fn partial_name_for(file_name: &str) -> String {
+    format!(".{file_name}{PARTIAL_SUFFIX}")
+}
+
+/// Is `path` a partial download (`.NAME.swarm-part`)?
+pub fn is_partial(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n.ends_with(PARTIAL_SUFFIX))
+}
 
 /// What is at a name inside a directory, seen without following links.
 #[derive(Debug)]

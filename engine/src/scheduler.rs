@@ -15,8 +15,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rand::seq::SliceRandom;
 
-use crate::bitfield::Bitfield;
-use crate::ids::PeerId;
+use swarm_proto::bitfield::Bitfield;
+use swarm_proto::ids::PeerId;
 
 /// Most peers asked for the same chunk at once during the endgame.
 pub const MAX_DUPLICATES: u8 = 2;

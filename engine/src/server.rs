@@ -14,14 +14,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse, ProtocolError};
+use swarm_proto::transport::{self, IncomingStream, Transport};
+use swarm_proto::{FileId, PeerId};
+
 use crate::chunk_io::BufferPool;
-use crate::ids::{FileId, PeerId};
-use crate::protocol::{ErrorCode, ProtocolError, Request, Response};
+use crate::downloads::Downloads;
 use crate::ratelimit::RateLimiter;
 use crate::state::StateDb;
 use crate::status;
 use crate::store::{ReadError, Store};
-use crate::transport::{self, IncomingStream, Transport};
 
 /// Uploads served at once by one node. Each holds one chunk in memory (1 MiB by default), so
 /// this also bounds the server's buffer memory.
@@ -46,6 +48,8 @@ pub struct ServerContext {
     pub own_id: PeerId,
     /// The node's saved state, for the status.
     pub state: StateDb,
+    /// The node's downloads in flight, for the status.
+    pub downloads: Downloads,
     /// Told about files whose bytes on disk no longer match what is held (changed, truncated
     /// or deleted), so that the node re-checks them and updates the tracker.
     pub changed: mpsc::Sender<FileId>,
@@ -77,41 +81,35 @@ async fn serve_stream(
     let request = match transport::read_request(&mut stream.recv, MAX_REQUEST).await {
         Ok(request) => request,
         Err(refusal) => {
-            transport::refuse_and_close(&mut stream, &refusal).await;
+            transport::refuse_and_close::<PeerResponse>(&mut stream, refusal).await;
             return Ok(());
         }
     };
     let IncomingStream {
         peer: from, mut send, ..
     } = stream;
-    if request == Request::Status {
-        if from != context.own_id {
-            return reply(&mut send, status::refusal()).await;
+    let (file, index) = match request {
+        PeerRequest::GetChunk { file, index } => (file, index),
+        PeerRequest::Status if from != context.own_id => return reply(&mut send, status::refusal()).await,
+        PeerRequest::Status => {
+            let answer = match status::live(store, &context.downloads, &context.state) {
+                Ok(files) => PeerResponse::Status(files),
+                Err(e) => error(ErrorCode::Internal, e.to_string()),
+            };
+            return reply(&mut send, answer).await;
         }
-        let answer = match status::live(store, &context.state) {
-            Ok(files) => Response::Status(files),
-            Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
-        };
-        return reply(&mut send, answer).await;
-    }
-    let Request::GetChunk { file, index } = request else {
-        return reply(
-            &mut send,
-            Response::error(ErrorCode::Unsupported, "this node is a peer; it only answers GetChunk"),
-        )
-        .await;
     };
     let Some(held) = store.get(&file) else {
         return reply(
             &mut send,
-            Response::error(ErrorCode::NotFound, format!("file {} is not held here", file.short())),
+            error(ErrorCode::NotFound, format!("file {} is not held here", file.short())),
         )
         .await;
     };
     if !held.has(index) {
         return reply(
             &mut send,
-            Response::error(
+            error(
                 ErrorCode::NotHeld,
                 format!("chunk {index} of {} is not held here", file.short()),
             ),
@@ -121,7 +119,7 @@ async fn serve_stream(
     let Ok(_permit) = permits.try_acquire() else {
         return reply(
             &mut send,
-            Response::error(ErrorCode::Busy, "too many uploads in progress; try another peer"),
+            error(ErrorCode::Busy, "too many uploads in progress; try another peer"),
         )
         .await;
     };
@@ -144,15 +142,15 @@ async fn serve_stream(
                 // Full: a re-check is already queued.
                 let _ = context.changed.try_send(file);
             }
-            return reply(&mut send, Response::error(code, e.to_string())).await;
+            return reply(&mut send, error(code, e.to_string())).await;
         }
-        Err(join) => return reply(&mut send, Response::error(ErrorCode::Internal, join.to_string())).await,
+        Err(join) => return reply(&mut send, error(ErrorCode::Internal, join.to_string())).await,
     };
     // Oldest request first: QUIC would otherwise interleave every stream's data, so each of
     // a fetcher's requests would finish late and all at once. Wraps after 2^30 requests.
     let order = UPLOAD_ORDER.fetch_add(1, Ordering::Relaxed) & 0x3fff_ffff;
     let _ = send.set_priority(-(order as i32));
-    transport::send_frame(&mut send, &Response::Chunk { len: data.len() as u32 }).await?;
+    transport::send_frame(&mut send, &PeerResponse::Chunk { len: data.len() as u32 }).await?;
     // Handed to QUIC as it is, not copied; the buffer returns to the pool once sent.
     let data = Bytes::from_owner(data);
     match limit {
@@ -174,6 +172,13 @@ async fn serve_stream(
     Ok(())
 }
 
-async fn reply(send: &mut SendStream, response: Response) -> Result<(), ProtocolError> {
+async fn reply(send: &mut SendStream, response: PeerResponse) -> Result<(), ProtocolError> {
     transport::respond(send, &response).await
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> PeerResponse {
+    PeerResponse::Error {
+        code,
+        message: message.into(),
+    }
 }

@@ -1,21 +1,27 @@
 //! A node's persistent state in sled, under its state directory: its downloads in progress and
-//! the manifests of the files it seeded, so that an unchanged file is not hashed twice.
+//! the manifests of the files it seeded, so that an unchanged file is not hashed twice. This
+//! is the one module of the engine that uses sled.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::bitfield::Bitfield;
+use swarm_proto::dir_lock::DirLock;
+use swarm_proto::{codec, Bitfield, FileId, FileMeta, Manifest};
+
 use crate::error::{Error, Result};
-use crate::ids::FileId;
-use crate::manifest::{canonical_config, Manifest};
-use crate::meta::FileMeta;
 
-/// The node's sled database.
+/// Bytes of sled's page cache. The records are read once at start (seeded files) or are
+/// small (progress): a big cache would only keep a second copy of every manifest.
+const CACHE_BYTES: u64 = 8 << 20;
+
+/// The node's sled database, and the lock that makes it this process's alone.
 #[derive(Clone)]
 pub struct StateDb {
     db: sled::Db,
     path: PathBuf,
+    _lock: Arc<DirLock>,
 }
 
 /// What is remembered of a download between runs.
@@ -65,26 +71,26 @@ pub struct SeededRecord {
     pub fetched: bool,
 }
 
-/// Opens the sled database at `path`, turning the lock held by another process into an error
-/// that says what to do.
-pub fn open_sled(path: &Path) -> Result<sled::Db> {
-    sled::open(path).map_err(|e| Error::State {
-        path: path.to_owned(),
-        message: match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                "in use by another swarm process; give each node its own --state DIR".to_owned()
-            }
-            other => other.to_string(),
-        },
-    })
-}
-
 impl StateDb {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Locks the state directory `dir` (which must exist) for this process, then opens
+    /// (creating if needed) the database in it. Another process using it is
+    /// [`Error::Locked`], naming that process.
     pub fn open(dir: &Path) -> Result<StateDb> {
+        let lock = DirLock::acquire(dir)?;
         let path = dir.join("state.sled");
-        let db = open_sled(&path)?;
-        Ok(StateDb { db, path })
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| Error::State {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(StateDb {
+            db,
+            path,
+            _lock: Arc::new(lock),
+        })
     }
 
     fn error(&self, e: impl std::fmt::Display) -> Error {
@@ -101,14 +107,13 @@ impl StateDb {
             return Ok(None);
         };
         // A record that no longer decodes or checks out is dropped: the download restarts.
-        let record: Option<DownloadRecord> = bincode::serde::decode_from_slice(&bytes, canonical_config())
+        let record: Option<DownloadRecord> = codec::decode(&bytes)
             .ok()
-            .map(|(r, _)| r)
             .filter(|r: &DownloadRecord| r.manifest.id() == *file && r.chunks.len() == r.manifest.chunk_count);
         let Some(mut record) = record else { return Ok(None) };
         let progress = self.db.open_tree("download_progress").map_err(|e| self.error(e))?;
         if let Some(bytes) = progress.get(file.as_bytes()).map_err(|e| self.error(e))? {
-            if let Ok((chunks, _)) = bincode::serde::decode_from_slice::<Bitfield, _>(&bytes, canonical_config()) {
+            if let Ok(chunks) = codec::decode::<Bitfield>(&bytes) {
                 if chunks.len() == record.manifest.chunk_count {
                     record.chunks = chunks;
                 }
@@ -121,7 +126,7 @@ impl StateDb {
     /// whose manifest may be megabytes (sled writes it out on its own within half a second).
     pub fn save_progress(&self, file: &FileId, chunks: &Bitfield) -> Result<()> {
         let tree = self.db.open_tree("download_progress").map_err(|e| self.error(e))?;
-        let bytes = bincode::serde::encode_to_vec(chunks, canonical_config()).map_err(|e| self.error(e))?;
+        let bytes = codec::encode(chunks);
         tree.insert(file.as_bytes(), bytes).map_err(|e| self.error(e))?;
         Ok(())
     }
@@ -130,7 +135,7 @@ impl StateDb {
     /// within half a second).
     pub fn save_download(&self, file: &FileId, record: &DownloadRecord) -> Result<()> {
         let tree = self.db.open_tree("downloads").map_err(|e| self.error(e))?;
-        let bytes = bincode::serde::encode_to_vec(record, canonical_config()).map_err(|e| self.error(e))?;
+        let bytes = codec::encode(record);
         tree.insert(file.as_bytes(), bytes).map_err(|e| self.error(e))?;
         Ok(())
     }
@@ -172,7 +177,7 @@ impl StateDb {
     /// Remembers the manifest of the file at `path` (absolute).
     pub fn save_seeded(&self, path: &Path, record: &SeededRecord) -> Result<()> {
         let tree = self.db.open_tree("seeded").map_err(|e| self.error(e))?;
-        let bytes = bincode::serde::encode_to_vec(record, canonical_config()).map_err(|e| self.error(e))?;
+        let bytes = codec::encode(record);
         tree.insert(path.as_os_str().as_bytes(), bytes)
             .map_err(|e| self.error(e))?;
         Ok(())
@@ -205,7 +210,7 @@ impl StateDb {
 /// A seeded-file record, or nothing if it no longer decodes or its manifest is invalid (the
 /// file is then simply hashed again).
 fn decode_seeded(bytes: &[u8]) -> Option<SeededRecord> {
-    let (record, _): (SeededRecord, _) = bincode::serde::decode_from_slice(bytes, canonical_config()).ok()?;
+    let record: SeededRecord = codec::decode(bytes).ok()?;
     record.manifest.validate().ok()?;
     Some(record)
 }

@@ -3,80 +3,22 @@
 //! the state it left in sled.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse, MAX_FRAME};
+use swarm_proto::transport::{self, Transport};
+use swarm_proto::{Bitfield, Identity};
 
-use crate::bitfield::Bitfield;
+use crate::downloads::Downloads;
 use crate::error::{Error, Result};
-use crate::identity::Identity;
-use crate::ids::FileId;
-use crate::manifest::Manifest;
-use crate::protocol::{ErrorCode, Request, Response};
 use crate::state::StateDb;
 use crate::store::Store;
-use crate::transport::{self, Transport};
+
+pub use swarm_proto::protocol::{FileState, FileStatus};
 
 /// Name of the file, in the state directory, where a running node writes its address.
 pub const ADDRESS_FILE: &str = "node.addr";
-
-/// How a node relates to one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FileState {
-    /// Being fetched now.
-    Downloading,
-    /// Fetched in part by an earlier run; `swarm fetch` again to continue.
-    Paused,
-    /// Complete and served.
-    Seeding,
-}
-
-/// One file of a node's status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileStatus {
-    /// The file's id.
-    pub id: FileId,
-    /// Its name.
-    pub name: String,
-    /// Where its bytes are (the partial file while downloading).
-    pub path: PathBuf,
-    /// Size in bytes.
-    pub size: u64,
-    /// Number of chunks.
-    pub chunk_count: u32,
-    /// Chunks verified on disk.
-    pub chunks_held: u32,
-    /// Bytes in those chunks.
-    pub bytes_held: u64,
-    /// Downloading, paused or seeding.
-    pub state: FileState,
-}
-
-impl FileStatus {
-    /// The status of the file of `manifest` at `path`, holding `chunks`.
-    pub fn new(manifest: &Manifest, path: PathBuf, chunks: &Bitfield, state: FileState) -> FileStatus {
-        FileStatus {
-            id: manifest.id(),
-            name: manifest.name.clone(),
-            path,
-            size: manifest.size,
-            chunk_count: manifest.chunk_count,
-            chunks_held: chunks.count(),
-            bytes_held: manifest.bytes_in(chunks),
-            state,
-        }
-    }
-
-    /// Percent of the file held.
-    pub fn percent(&self) -> f64 {
-        if self.size == 0 {
-            100.0
-        } else {
-            self.bytes_held as f64 * 100.0 / self.size as f64
-        }
-    }
-}
 
 /// Where the status came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +32,15 @@ pub enum Source {
 /// The status of the node whose state is in `state_dir`: asked of the node if it runs, read
 /// from its sled state otherwise.
 pub async fn of_state_dir(state_dir: &Path) -> Result<(Source, Vec<FileStatus>)> {
+    if !state_dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "{} is not a node's state directory (no such directory)",
+            state_dir.display()
+        )));
+    }
     match StateDb::open(state_dir) {
         Ok(db) => Ok((Source::SavedState, saved(&db)?)),
-        Err(Error::State { .. }) if state_dir.join(ADDRESS_FILE).exists() => {
+        Err(Error::Locked(_)) if state_dir.join(ADDRESS_FILE).exists() => {
             let addr = std::fs::read_to_string(state_dir.join(ADDRESS_FILE))
                 .map_err(|e| Error::io(&state_dir.join(ADDRESS_FILE), e))?;
             let addr: SocketAddr = addr.trim().parse().map_err(|_| Error::State {
@@ -123,18 +71,20 @@ pub fn saved(db: &StateDb) -> Result<Vec<FileStatus>> {
     Ok(files)
 }
 
-/// The status of a running node: what its store holds now, plus downloads saved in sled that
-/// no fetch is running for.
-pub fn live(store: &Store, db: &StateDb) -> Result<Vec<FileStatus>> {
+/// The status of a running node: what its store holds now (downloading if a fetch runs for
+/// it), plus downloads saved in sled that no fetch is running for.
+pub fn live(store: &Store, downloads: &Downloads, db: &StateDb) -> Result<Vec<FileStatus>> {
     let mut files: Vec<FileStatus> = store
         .all()
         .iter()
         .map(|held| {
             let chunks = held.chunks();
-            let state = if chunks.count() == held.manifest.chunk_count {
+            let state = if chunks.is_complete() {
                 FileState::Seeding
-            } else {
+            } else if downloads.get(&held.id).is_some() {
                 FileState::Downloading
+            } else {
+                FileState::Paused
             };
             FileStatus::new(&held.manifest, held.path(), &chunks, state)
         })
@@ -166,25 +116,28 @@ async fn ask_running(state_dir: &Path, addr: SocketAddr) -> Result<Vec<FileStatu
     let (connection, _) = transport
         .connect(addr, Some(me))
         .await
-        .map_err(|e| Error::Transport(format!("cannot reach the node running at {addr}: {e}")))?;
-    let answer = transport::exchange(&connection, &Request::Status).await;
-    connection.close(0u32.into(), b"done");
+        .map_err(|source| Error::Connect { addr, source })?;
+    let answer = transport::exchange(&connection, &PeerRequest::Status, MAX_FRAME).await;
+    connection.close(swarm_proto::protocol::CloseCode::Done.code(), b"done");
     transport.close().await;
+    let peer_error = |message: String| Error::Peer {
+        peer: me,
+        addr,
+        message,
+    };
     match answer?.0 {
-        Response::Status(files) => Ok(files),
-        Response::Error { code, message } => Err(Error::Transport(format!(
-            "the node at {addr} refused the status request ({code:?}): {message}"
-        ))),
-        other => Err(Error::Transport(format!(
-            "the node at {addr} answered {other:?} to a status request"
-        ))),
+        PeerResponse::Status(files) => Ok(files),
+        PeerResponse::Error { code, message } => {
+            Err(peer_error(format!("refused the status request ({code:?}): {message}")))
+        }
+        other => Err(peer_error(format!("answered {other:?} to a status request"))),
     }
 }
 
 /// Refusal sent to anyone but the node itself.
-pub fn refusal() -> Response {
-    Response::error(
-        ErrorCode::Unsupported,
-        "status is only answered to the node's own key (run `swarm status` on its machine)",
-    )
+pub fn refusal() -> PeerResponse {
+    PeerResponse::Error {
+        code: ErrorCode::Unsupported,
+        message: "status is only answered to the node's own key (run `swarm status` on its machine)".into(),
+    }
 }

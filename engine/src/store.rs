@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rayon::prelude::*;
 
-use crate::bitfield::Bitfield;
 use crate::chunk_io::{BufferPool, ChunkBuf};
-use crate::ids::FileId;
-use crate::manifest::Manifest;
-use crate::meta::FileMeta;
+use swarm_proto::bitfield::Bitfield;
+use swarm_proto::ids::FileId;
+use swarm_proto::manifest::Manifest;
+use swarm_proto::meta::FileMeta;
 
 /// One file a node holds, fully or in part.
 #[derive(Debug)]

@@ -28,14 +28,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
-use crate::fetch::{FetchOptions, FetchReport};
-use crate::ids::FileId;
-use crate::name;
-use crate::node::{DirScan, Node, SeededFile};
+use crate::fetch::{FetchOptions, FetchReport, Replace};
+use crate::folder::{DirScan, SeededFile};
+use crate::node::Node;
 use crate::out_dir::Dir;
 use crate::progress::Progress;
-use crate::protocol::CatalogueEntry;
 use crate::state::FileStamp;
+use swarm_proto::ids::FileId;
+use swarm_proto::name;
+use swarm_proto::protocol::CatalogueEntry;
 
 /// How a folder is synced.
 #[derive(Debug, Clone)]
@@ -236,14 +237,17 @@ impl FolderSync {
     }
 
     fn start_download(&mut self, winner: CatalogueEntry, mine: Option<SeededFile>) {
-        let mut replace_if = None;
+        let mut replace = Replace::Never;
         if let Some(mine) = &mine {
             let unedited = mine.fetched || winner.meta.replaces == Some(mine.id);
             if unedited {
-                replace_if = std::fs::symlink_metadata(&mine.path)
+                if let Some(stamp) = std::fs::symlink_metadata(&mine.path)
                     .ok()
                     .filter(|m| m.is_file())
-                    .map(|m| FileStamp::of(&m));
+                    .map(|m| FileStamp::of(&m))
+                {
+                    replace = Replace::IfUnchanged(stamp);
+                }
             } else {
                 match keep_as_conflict(&self.dir, &mine.manifest.name, &mine.id) {
                     Ok(kept) => {
@@ -268,11 +272,12 @@ impl FolderSync {
         }
         let options = FetchOptions {
             out_dir: self.dir.clone(),
-            replace_if,
+            replace,
             // A download whose holders all vanish gives up, so that a newer version can be
             // fetched instead; it is tried again later.
             timeout: Some(Duration::from_secs(120) + Duration::from_secs(winner.size / (1 << 20))),
             progress: Arc::new(Progress::default()),
+            label: Some(winner.name.clone()),
             ..FetchOptions::default()
         };
         self.in_flight.insert(winner.name.clone());
@@ -360,7 +365,7 @@ fn watch(dir: &Path, changes: mpsc::UnboundedSender<()>) -> notify::Result<notif
     use notify::Watcher;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match event {
-            Ok(event) => !event.kind.is_access() && !event.paths.iter().all(|p| crate::fetch::is_partial(p)),
+            Ok(event) => !event.kind.is_access() && !event.paths.iter().all(|p| crate::out_dir::is_partial(p)),
             Err(_) => true,
         };
         if relevant {
@@ -374,7 +379,7 @@ fn watch(dir: &Path, changes: mpsc::UnboundedSender<()>) -> notify::Result<notif
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::FileMeta;
+    use swarm_proto::FileMeta;
 
     fn entry(name: &str, id: u8, modified_ns: u64, complete: bool) -> CatalogueEntry {
         CatalogueEntry {

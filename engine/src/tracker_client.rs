@@ -9,15 +9,12 @@ use std::str::FromStr;
 use quinn::Connection;
 use tokio::sync::Mutex;
 
-use crate::bitfield::Bitfield;
+use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::transport::{self, Transport};
+use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
+
 use crate::error::{Error, Result};
-use crate::identity::Identity;
-use crate::ids::{FileId, PeerId};
 use crate::known_trackers::KnownTrackers;
-use crate::manifest::Manifest;
-use crate::meta::FileMeta;
-use crate::protocol::{CatalogueEntry, ErrorCode, Holder, Request, Response};
-use crate::transport::{self, Transport};
 
 /// Pause before asking a busy tracker again; doubled each time.
 const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
@@ -140,15 +137,21 @@ impl TrackerClient {
             (None, Some(known)) => known.get(&self.addr.host_port)?,
         };
         let expected = self.addr.id.or(remembered);
-        let (connection, id) = self.transport.connect(target, expected).await.map_err(|e| {
-            let hint = match (remembered, self.addr.id) {
-                (Some(known), None) => format!(
-                    "; this tracker was known as {known}: if it was re-keyed on purpose, pass --tracker NEWID@{}",
+        let (connection, id) = self.transport.connect(target, expected).await.map_err(|source| {
+            let hint = match (&source, remembered, self.addr.id) {
+                (ConnectError::WrongId { .. }, Some(_), None) => format!(
+                    "; this tracker was remembered with another id (known_trackers): if it was re-keyed on purpose, name it with its new id, NEWID@{}",
                     self.addr.host_port
                 ),
-                _ => "; is `swarm tracker` running there?".to_owned(),
+                (ConnectError::WrongId { .. }, _, Some(_)) => "; check the tracker id given".to_owned(),
+                (ConnectError::Unreachable(_), ..) => "; is `swarm tracker` running there?".to_owned(),
+                _ => String::new(),
             };
-            self.error(format!("cannot connect: {e}{hint}"))
+            Error::TrackerConnect {
+                addr: self.addr.host_port.clone(),
+                source,
+                hint,
+            }
         })?;
         if expected.is_none() {
             if let Some(known) = &self.known {
@@ -162,11 +165,11 @@ impl TrackerClient {
     /// Sends `request`, dialling (again) if needed, and returns the answer as it came.
     /// A tracker that says `Busy` (this peer sent too many requests lately) is asked again
     /// after a growing pause, a few times, before its answer is passed on.
-    pub async fn request(&self, request: &Request) -> Result<Response> {
+    pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
         let mut pause = BUSY_BACKOFF;
         for _ in 0..BUSY_RETRIES {
             match self.request_once(request).await? {
-                Response::Error {
+                TrackerResponse::Error {
                     code: ErrorCode::Busy, ..
                 } => {
                     tracing::debug!("tracker is rate-limiting us; asking again in {pause:?}");
@@ -179,11 +182,11 @@ impl TrackerClient {
         self.request_once(request).await
     }
 
-    async fn request_once(&self, request: &Request) -> Result<Response> {
+    async fn request_once(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
         let mut last_error = None;
         for _ in 0..2 {
             let connection = self.connection().await?;
-            match tokio::time::timeout(ANSWER_TIMEOUT, transport::exchange(&connection, request)).await {
+            match tokio::time::timeout(ANSWER_TIMEOUT, transport::exchange(&connection, request, MAX_FRAME)).await {
                 Ok(Ok((response, _))) => return Ok(response),
                 Ok(Err(e)) => {
                     self.forget(&connection).await;
@@ -217,24 +220,24 @@ impl TrackerClient {
         }
     }
 
-    fn unexpected(&self, response: Response) -> Error {
+    fn unexpected(&self, response: TrackerResponse) -> Error {
         match response {
-            Response::Error { code, message } => self.error(format!("{message} ({code:?})")),
+            TrackerResponse::Error { code, message } => self.error(format!("{message} ({code:?})")),
             other => self.error(format!("unexpected answer {other:?}")),
         }
     }
 
     /// Starts this peer's session at the tracker.
     pub async fn register(&self, advertise: Option<SocketAddr>) -> Result<Registration> {
-        match self.request(&Request::Register { advertise }).await? {
-            Response::Registered { addr, timeout_secs, .. } => Ok(Registration { addr, timeout_secs }),
+        match self.request(&TrackerRequest::Register { advertise }).await? {
+            TrackerResponse::Registered { addr, timeout_secs, .. } => Ok(Registration { addr, timeout_secs }),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// Tells the tracker this peer holds `chunks` of the file `manifest` describes.
     pub async fn announce(&self, manifest: &Manifest, chunks: &Bitfield, meta: FileMeta) -> Result<RegisteredOrNot> {
-        let request = Request::Announce {
+        let request = TrackerRequest::Announce {
             manifest: manifest.clone(),
             chunks: chunks.clone(),
             meta,
@@ -244,28 +247,28 @@ impl TrackerClient {
 
     /// Tells the tracker about newly verified chunks.
     pub async fn have(&self, file: FileId, chunks: Vec<u32>) -> Result<RegisteredOrNot> {
-        self.simple(Request::HaveChunks { file, chunks }).await
+        self.simple(TrackerRequest::HaveChunks { file, chunks }).await
     }
 
     /// Tells the tracker this peer no longer holds `file`.
     pub async fn withdraw(&self, file: FileId) -> Result<RegisteredOrNot> {
-        self.simple(Request::Withdraw { file }).await
+        self.simple(TrackerRequest::Withdraw { file }).await
     }
 
     /// Refreshes this peer at the tracker.
     pub async fn keepalive(&self) -> Result<RegisteredOrNot> {
-        self.simple(Request::Keepalive).await
+        self.simple(TrackerRequest::Keepalive).await
     }
 
     /// Leaves the tracker gracefully.
     pub async fn leave(&self) -> Result<()> {
-        self.simple(Request::Leave).await.map(|_| ())
+        self.simple(TrackerRequest::Leave).await.map(|_| ())
     }
 
-    async fn simple(&self, request: Request) -> Result<RegisteredOrNot> {
+    async fn simple(&self, request: TrackerRequest) -> Result<RegisteredOrNot> {
         match self.request(&request).await? {
-            Response::Ok => Ok(RegisteredOrNot::Ok),
-            Response::Error {
+            TrackerResponse::Ok => Ok(RegisteredOrNot::Ok),
+            TrackerResponse::Error {
                 code: ErrorCode::NotRegistered,
                 ..
             } => Ok(RegisteredOrNot::NotRegistered),
@@ -275,20 +278,20 @@ impl TrackerClient {
 
     /// The whole catalogue.
     pub async fn list(&self) -> Result<Vec<CatalogueEntry>> {
-        match self.request(&Request::List).await? {
-            Response::Catalogue(entries) => Ok(entries),
+        match self.request(&TrackerRequest::List).await? {
+            TrackerResponse::Catalogue(entries) => Ok(entries),
             other => Err(self.unexpected(other)),
         }
     }
 
     /// Files whose name equals or contains `query`.
     pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<CatalogueEntry>> {
-        let request = Request::Search {
+        let request = TrackerRequest::Search {
             query: query.to_owned(),
             exact,
         };
         match self.request(&request).await? {
-            Response::Catalogue(entries) => Ok(entries),
+            TrackerResponse::Catalogue(entries) => Ok(entries),
             other => Err(self.unexpected(other)),
         }
     }
@@ -298,14 +301,17 @@ impl TrackerClient {
         if let Ok(id) = text.parse::<FileId>() {
             return Ok(id);
         }
-        if !crate::ids::is_id_prefix(text) {
+        if !swarm_proto::ids::is_id_prefix(text) {
             return Err(Error::NotFound(format!(
                 "`{text}` is not a file id: give the 64-digit id or a prefix of at least 8 hex digits"
             )));
         }
         let prefix = text.to_ascii_lowercase();
-        match self.request(&Request::Resolve { prefix: prefix.clone() }).await? {
-            Response::Matches(matches) => match matches.as_slice() {
+        match self
+            .request(&TrackerRequest::Resolve { prefix: prefix.clone() })
+            .await?
+        {
+            TrackerResponse::Matches(matches) => match matches.as_slice() {
                 [] => Err(Error::NotFound(format!(
                     "no file id starts with {prefix} at tracker {}",
                     self.addr.host_port
@@ -322,8 +328,8 @@ impl TrackerClient {
 
     /// A file's manifest and holders.
     pub async fn locate(&self, file: FileId) -> Result<Located> {
-        match self.request(&Request::Locate { file }).await? {
-            Response::Located {
+        match self.request(&TrackerRequest::Locate { file }).await? {
+            TrackerResponse::Located {
                 manifest,
                 holders,
                 meta,
@@ -332,7 +338,7 @@ impl TrackerClient {
                 holders,
                 meta,
             }),
-            Response::Error {
+            TrackerResponse::Error {
                 code: ErrorCode::NotFound,
                 ..
             } => Err(Error::NotFound(format!(

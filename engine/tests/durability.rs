@@ -242,7 +242,7 @@ async fn a_fetch_replaces_only_what_it_was_allowed_to() {
     // Allowed to replace exactly that version: it is replaced, and gets the seeder's mtime.
     let stamp = swarm_engine::state::FileStamp::of(&std::fs::metadata(out.join("f.bin")).unwrap());
     let allowed = swarm_engine::FetchOptions {
-        replace_if: Some(stamp),
+        replace: swarm_engine::Replace::IfUnchanged(stamp),
         ..options(&out)
     };
     fetcher.fetch(id, allowed).await.unwrap();
@@ -257,7 +257,7 @@ async fn a_fetch_replaces_only_what_it_was_allowed_to() {
     let task = {
         let (fetcher, other) = (fetcher.clone(), other.clone());
         let allowed = swarm_engine::FetchOptions {
-            replace_if: Some(stamp),
+            replace: swarm_engine::Replace::IfUnchanged(stamp),
             ..options(&other)
         };
         tokio::spawn(async move { fetcher.fetch(id, allowed).await })

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarm_engine::bitfield::Bitfield;
-use swarm_engine::protocol::{self, Request, Response};
 use swarm_engine::tracker_client::TrackerClient;
-use swarm_engine::{Identity, Manifest, PeerId, Progress, Transport};
+use swarm_engine::{Bitfield, Identity, Manifest, PeerId, Progress};
+use swarm_proto::protocol::{self, PeerRequest, PeerResponse};
+use swarm_proto::transport::Transport;
 use swarm_tracker::Tracker;
 
 mod common;
@@ -49,7 +49,7 @@ async fn misbehaving_peer(tracker: &Tracker, manifest: &Manifest, data: Arc<Vec<
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else { return };
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                    let Ok(Request::GetChunk { index, .. }) = protocol::read_frame(&mut recv).await else {
+                    let Ok(PeerRequest::GetChunk { index, .. }) = protocol::read_frame(&mut recv, 1024).await else {
                         return;
                     };
                     let (manifest, data) = (manifest.clone(), data.clone());
@@ -70,8 +70,8 @@ async fn misbehaving_peer(tracker: &Tracker, manifest: &Manifest, data: Arc<Vec<
                             }
                             Misbehaviour::Trickle => (real.len(), real),
                         };
-                        let header = Response::Chunk { len: header as u32 };
-                        let _ = swarm_engine::transport::send_frame(&mut send, &header).await;
+                        let header = PeerResponse::Chunk { len: header as u32 };
+                        let _ = swarm_proto::transport::send_frame(&mut send, &header).await;
                         if how == Misbehaviour::Trickle {
                             for byte in body {
                                 if send.write_all(&[byte]).await.is_err() {

@@ -5,7 +5,7 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use swarm_engine::{Error, FetchOptions, FileId, Node, Progress};
+use swarm_engine::{Error, FetchOptions, FileId, Node, Progress, Replace};
 
 mod common;
 use common::*;
@@ -49,7 +49,7 @@ async fn setup(tmp: &Path, name: &str) -> Setup {
 impl Setup {
     async fn fetch(&self, force: bool) -> Result<(), Error> {
         let options = FetchOptions {
-            force,
+            replace: if force { Replace::Always } else { Replace::Never },
             ..options(&self.out)
         };
         self.fetcher.fetch(self.id, options).await.map(|_| ())

@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarm_engine::protocol::{self, Request, Response};
 use swarm_engine::{
-    Error, FetchOptions, FileId, Identity, Manifest, Node, NodeConfig, PeerId, Progress, TrackerAddr, Transport,
+    DiskIo, Error, FetchOptions, FileId, Identity, Manifest, Node, NodeConfig, PeerFilter, PeerId, Progress, Sources,
+    TrackerAddr,
 };
+
+use swarm_proto::protocol::{self, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::transport::Transport;
 
 mod common;
 use common::*;
@@ -68,13 +71,13 @@ async fn three_seeders_serve_every_shape_of_file() {
     // --from restricts the fetch to one chosen peer.
     let chosen = seeders[1].id();
     let only = FetchOptions {
-        from: Some(chosen.to_string()[..10].to_owned()),
+        sources: Sources::Only(chosen.to_string()[..10].parse().unwrap()),
         ..options(&tmp.path().join("from-one"))
     };
     let report = fetcher.fetch(seeded[0].id, only).await.unwrap();
     assert_eq!(report.received.keys().collect::<Vec<_>>(), vec![&chosen]);
     let nobody = FetchOptions {
-        from: Some("127.0.0.1:9".into()),
+        sources: Sources::Only(PeerFilter::Addr("127.0.0.1:9".parse().unwrap())),
         ..options(&tmp.path().join("from-none"))
     };
     let err = fetcher.fetch(seeded[0].id, nobody).await.unwrap_err();
@@ -82,7 +85,7 @@ async fn three_seeders_serve_every_shape_of_file() {
 
     // Through the page cache instead of direct I/O: the same file.
     let buffered = FetchOptions {
-        buffered_io: true,
+        disk_io: DiskIo::Buffered,
         ..options(&tmp.path().join("buffered"))
     };
     let big = seeded.iter().find(|f| f.manifest.chunk_count >= 40).unwrap();
@@ -181,21 +184,21 @@ async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandl
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else { return };
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                    let request: Request = protocol::read_frame(&mut recv).await.unwrap();
+                    let request: TrackerRequest = protocol::read_frame(&mut recv, MAX_FRAME).await.unwrap();
                     let response = match request {
-                        Request::Register { .. } => Response::Registered {
+                        TrackerRequest::Register { .. } => TrackerResponse::Registered {
                             addr: connection.remote_address(),
                             peer: PeerId([0; 32]),
                             timeout_secs: 180,
                         },
-                        Request::Locate { .. } => Response::Located {
+                        TrackerRequest::Locate { .. } => TrackerResponse::Located {
                             manifest: manifest.clone(),
                             holders: vec![],
                             meta: Default::default(),
                         },
-                        _ => Response::Ok,
+                        _ => TrackerResponse::Ok,
                     };
-                    swarm_engine::transport::send_frame(&mut send, &response).await.unwrap();
+                    swarm_proto::transport::send_frame(&mut send, &response).await.unwrap();
                     let _ = send.finish();
                     let _ = send.stopped().await;
                 }

@@ -5,11 +5,15 @@
 //! search, resolve and locate requests over the swarm protocol.
 //!
 //! - [`state`]: the synchronous catalogue and peer table, with its invariants.
-//! - [`service`]: the QUIC service that drives it, persistence and expiry.
+//! - [`service`]: the QUIC service that drives it, and expiry.
+//! - [`store`]: the manifests on disk (sled).
 #![warn(missing_docs)]
 
+mod error;
 pub mod service;
 pub mod state;
+pub mod store;
 
+pub use error::TrackerError;
 pub use service::{Tracker, TrackerConfig};
 pub use state::TrackerState;

@@ -9,14 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
-use swarm_engine::protocol::{ErrorCode, ProtocolError, Request, Response, MAX_FRAME};
-use swarm_engine::transport::{self, IncomingStream, Transport};
-use swarm_engine::{Error, Identity, Manifest, PeerId, Result};
+use swarm_proto::dir_lock::DirLock;
+use swarm_proto::protocol::{CloseCode, ErrorCode, ProtocolError, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::transport::{self, IncomingStream, Transport};
+use swarm_proto::{Identity, PeerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::error::TrackerError;
 use crate::state::TrackerState;
+use crate::store::CatalogueStore;
 
 /// How a tracker is set up.
 #[derive(Debug, Clone)]
@@ -45,6 +48,7 @@ pub struct Tracker {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     catalogue_size: usize,
+    _lock: DirLock,
 }
 
 /// Requests one peer may make per second, on average; bursts of twice as many pass.
@@ -53,7 +57,7 @@ pub const REQUESTS_PER_SECOND: u32 = 500;
 
 struct Service {
     state: Mutex<TrackerState>,
-    manifests: sled::Tree,
+    store: CatalogueStore,
     requests: DefaultKeyedRateLimiter<PeerId>,
 }
 
@@ -65,31 +69,23 @@ fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
 
 impl Tracker {
     /// Loads identity and catalogue from `config.state_dir`, binds, and starts serving.
-    pub async fn start(config: TrackerConfig) -> Result<Tracker> {
-        std::fs::create_dir_all(&config.state_dir).map_err(|e| Error::io(&config.state_dir, e))?;
+    pub async fn start(config: TrackerConfig) -> Result<Tracker, TrackerError> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| TrackerError::Io {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let lock = DirLock::acquire(&config.state_dir)?;
         let identity = Arc::new(Identity::load_or_create(&config.state_dir)?);
-        let db_path = config.state_dir.join("tracker.sled");
-        let db_error = |e: sled::Error| Error::State {
-            path: db_path.clone(),
-            message: e.to_string(),
-        };
-        let db = swarm_engine::state::open_sled(&db_path)?;
-        let manifests = db.open_tree("manifests").map_err(db_error)?;
+        let store = CatalogueStore::open(&config.state_dir)?;
         let mut state = TrackerState::new(config.peer_timeout);
-        for item in manifests.iter() {
-            let (key, value) = item.map_err(db_error)?;
-            match decode_manifest(&value) {
-                Some(m) if m.id().as_bytes() == key.as_ref() => {
-                    let _ = state.add_manifest(m);
-                }
-                _ => warn!("dropping an unreadable manifest from {}", db_path.display()),
-            }
+        for manifest in store.load()? {
+            let _ = state.add_manifest(manifest);
         }
         let catalogue_size = state.list().len();
         let transport = Transport::bind(identity, config.listen)?;
         let service = Arc::new(Service {
             state: Mutex::new(state),
-            manifests,
+            store,
             requests: request_limiter(),
         });
         let shutdown = CancellationToken::new();
@@ -114,6 +110,7 @@ impl Tracker {
             shutdown,
             tasks,
             catalogue_size,
+            _lock: lock,
         })
     }
 
@@ -141,25 +138,23 @@ impl Tracker {
     }
 }
 
-fn decode_manifest(bytes: &[u8]) -> Option<Manifest> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .ok()
-        .map(|(m, _)| m)
-}
-
 async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(), ProtocolError> {
     // Checked before the request is even read, so that a flood costs the tracker little.
     let response = if service.requests.check_key(&stream.peer).is_err() {
-        let _ = stream.recv.stop(swarm_engine::protocol::CANCELLED.into());
-        Response::error(
-            ErrorCode::Busy,
-            format!("too many requests from this peer (at most {REQUESTS_PER_SECOND} per second); slow down"),
-        )
+        let _ = stream.recv.stop(CloseCode::Cancelled.code());
+        TrackerResponse::Error {
+            code: ErrorCode::Busy,
+            message: format!("too many requests from this peer (at most {REQUESTS_PER_SECOND} per second); slow down"),
+        }
     } else {
         match transport::read_request(&mut stream.recv, MAX_FRAME).await {
-            Ok(request) => service.handle(stream.peer, stream.remote, request),
+            Ok(request) => {
+                let span = tracing::debug_span!("request", kind = request_kind(&request));
+                let _entered = span.enter();
+                service.handle(stream.peer, stream.remote, request)
+            }
             Err(refusal) => {
-                transport::refuse_and_close(&mut stream, &refusal).await;
+                transport::refuse_and_close::<TrackerResponse>(&mut stream, refusal).await;
                 return Ok(());
             }
         }
@@ -170,27 +165,27 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
 }
 
 impl Service {
-    fn handle(&self, peer: PeerId, remote: SocketAddr, request: Request) -> Response {
+    fn handle(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
         let now = Instant::now();
         let mut new_manifest = None;
         let response = {
             let mut state = self.state.lock().expect("tracker state lock poisoned");
-            let done = |r: Result<(), crate::state::Refusal>| match r {
-                Ok(()) => Response::Ok,
-                Err(refusal) => Response::error(refusal.code, refusal.message),
+            let done = |r: Result<(), swarm_proto::protocol::Refusal>| match r {
+                Ok(()) => TrackerResponse::Ok,
+                Err(refusal) => refusal.into(),
             };
             match request {
-                Request::Register { advertise } => {
+                TrackerRequest::Register { advertise } => {
                     let addr = advertise.unwrap_or(remote);
                     state.register(peer, addr, now);
                     info!(%addr, "registered");
-                    Response::Registered {
+                    TrackerResponse::Registered {
                         addr,
                         peer,
                         timeout_secs: state.peer_timeout().as_secs(),
                     }
                 }
-                Request::Announce { manifest, chunks, meta } => {
+                TrackerRequest::Announce { manifest, chunks, meta } => {
                     let copy = manifest.clone();
                     match state.announce(peer, manifest, chunks, meta, now) {
                         Ok((id, is_new)) => {
@@ -198,44 +193,41 @@ impl Service {
                                 info!(file = %id.short(), name = %copy.name, "new file in the catalogue");
                                 new_manifest = Some(copy);
                             }
-                            Response::Ok
+                            TrackerResponse::Ok
                         }
                         Err(refusal) => {
                             warn!("announce refused: {}", refusal.message);
-                            Response::error(refusal.code, refusal.message)
+                            refusal.into()
                         }
                     }
                 }
-                Request::HaveChunks { file, chunks } => done(state.have(peer, file, &chunks, now)),
-                Request::Withdraw { file } => done(state.withdraw(peer, file, now)),
-                Request::Keepalive => done(state.keepalive(peer, now)),
-                Request::Leave => {
+                TrackerRequest::HaveChunks { file, chunks } => done(state.have(peer, file, &chunks, now)),
+                TrackerRequest::Withdraw { file } => done(state.withdraw(peer, file, now)),
+                TrackerRequest::Keepalive => done(state.keepalive(peer, now)),
+                TrackerRequest::Leave => {
                     if state.remove_peer(&peer) {
                         info!("left");
                     }
-                    Response::Ok
+                    TrackerResponse::Ok
                 }
-                Request::List => Response::Catalogue(state.list()),
-                Request::Search { query, exact } => Response::Catalogue(state.search(&query, exact)),
-                Request::Resolve { prefix } => Response::Matches(state.resolve(&prefix)),
-                Request::Locate { file } => match state.locate(&file) {
-                    Some((manifest, holders, meta)) => Response::Located {
+                TrackerRequest::List => TrackerResponse::Catalogue(state.list()),
+                TrackerRequest::Search { query, exact } => TrackerResponse::Catalogue(state.search(&query, exact)),
+                TrackerRequest::Resolve { prefix } => TrackerResponse::Matches(state.resolve(&prefix)),
+                TrackerRequest::Locate { file } => match state.locate(&file) {
+                    Some((manifest, holders, meta)) => TrackerResponse::Located {
                         manifest: (*manifest).clone(),
                         holders,
                         meta,
                     },
-                    None => Response::error(ErrorCode::NotFound, format!("file {file} is not in the catalogue")),
+                    None => TrackerResponse::Error {
+                        code: ErrorCode::NotFound,
+                        message: format!("file {file} is not in the catalogue"),
+                    },
                 },
-                Request::GetChunk { .. } | Request::Status => {
-                    Response::error(ErrorCode::Unsupported, "this node is a tracker; it holds no content")
-                }
             }
         };
         if let Some(manifest) = new_manifest {
-            let bytes = manifest.canonical_bytes();
-            if let Err(e) = self.manifests.insert(manifest.id().as_bytes(), bytes) {
-                warn!("could not persist manifest {}: {e}", manifest.id().short());
-            }
+            self.store.insert(&manifest);
         }
         response
     }
@@ -259,5 +251,21 @@ async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout
         }
         // Forget the request counts of peers that have been quiet long enough to be full.
         service.requests.retain_recent();
+    }
+}
+
+/// A short name for a request's kind, for spans and logs.
+fn request_kind(request: &TrackerRequest) -> &'static str {
+    match request {
+        TrackerRequest::Register { .. } => "register",
+        TrackerRequest::Announce { .. } => "announce",
+        TrackerRequest::HaveChunks { .. } => "have",
+        TrackerRequest::Withdraw { .. } => "withdraw",
+        TrackerRequest::Keepalive => "keepalive",
+        TrackerRequest::Leave => "leave",
+        TrackerRequest::List => "list",
+        TrackerRequest::Search { .. } => "search",
+        TrackerRequest::Resolve { .. } => "resolve",
+        TrackerRequest::Locate { .. } => "locate",
     }
 }

@@ -15,26 +15,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarm_engine::protocol::{CatalogueEntry, ErrorCode, Holder, MAX_CATALOGUE, MAX_HOLDERS};
-use swarm_engine::{Bitfield, FileId, FileMeta, Manifest, PeerId};
+use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
+use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
 
 /// Most files one peer may announce. Bounds what a single peer can make the tracker store.
 pub const MAX_FILES_PER_PEER: usize = 100_000;
 
-/// A request the tracker refuses, with the code and sentence sent back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Error code for the response.
-    pub code: ErrorCode,
-    /// Sentence for people.
-    pub message: String,
-}
-
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-    }
+    Refusal::new(code, message)
 }
 
 #[derive(Debug)]
@@ -344,7 +332,7 @@ impl TrackerState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarm_engine::hashing::chunk_hash;
+    use swarm_proto::hashing::chunk_hash;
 
     fn manifest(name: &str, chunks: u32) -> Manifest {
         let chunk_size = 65536u32;
@@ -355,7 +343,7 @@ mod tests {
             .collect();
         Manifest {
             name: name.into(),
-            hash: swarm_engine::hashing::global_from_chunks(size, chunk_size, &hashes).unwrap(),
+            hash: swarm_proto::hashing::global_from_chunks(size, chunk_size, &hashes).unwrap(),
             size,
             chunk_size,
             chunk_count: chunks,

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn::Connection;
-use swarm_engine::protocol::{self, ErrorCode, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
-
-/// The version byte of frames built by hand (the version fits in one byte for now).
-const V: u8 = PROTOCOL_VERSION as u8;
-use swarm_engine::transport::{self, Transport, MAX_CONNECTIONS_PER_IP};
-use swarm_engine::{Bitfield, Identity, Manifest, PeerId};
+use swarm_proto::protocol::{
+    self, CloseCode, ErrorCode, TrackerRequest as Request, TrackerResponse as Response, MAX_FRAME,
+};
+use swarm_proto::transport::{self, Transport, MAX_CONNECTIONS_PER_IP};
+use swarm_proto::{Bitfield, Identity, Manifest, PeerId};
 use swarm_tracker::{Tracker, TrackerConfig};
 
 fn loopback() -> SocketAddr {
@@ -40,7 +39,7 @@ async fn peer(tracker: &Tracker) -> (Transport, Connection) {
 }
 
 async fn ask(connection: &Connection, request: &Request) -> Response {
-    transport::exchange(connection, request).await.unwrap().0
+    transport::exchange(connection, request, MAX_FRAME).await.unwrap().0
 }
 
 fn code(response: Response) -> ErrorCode {
@@ -65,29 +64,27 @@ fn manifest(name: &str, len: usize) -> Manifest {
 async fn broken_frames_get_an_error_and_a_closed_connection() {
     let tmp = tempfile::tempdir().unwrap();
     let tracker = start(tmp.path()).await;
-    let mut future = protocol::encode_frame(&Request::List);
-    future[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
     let over = (MAX_FRAME + 1).to_be_bytes();
-    let oversized = [over[0], over[1], over[2], over[3], 0, 1];
+    let oversized = [over[0], over[1], over[2], over[3], 6];
     let cases: [(&str, &[u8], ErrorCode); 6] = [
-        ("future version", &future, ErrorCode::VersionMismatch),
-        ("garbage", &[0, 0, 0, 5, 0, V, 0xff, 0xff, 0xff], ErrorCode::Malformed),
-        ("truncated", &[0, 0, 0, 90, 0, V, 1], ErrorCode::Malformed),
+        ("garbage", &[0, 0, 0, 3, 0xff, 0xff, 0xff], ErrorCode::Malformed),
+        ("truncated", &[0, 0, 0, 90, 1], ErrorCode::Malformed),
         ("over the frame cap", &oversized, ErrorCode::Malformed),
-        ("too short for a header", &[0, 0, 0, 1, 0], ErrorCode::Malformed),
-        ("unknown message type", &[0, 0, 0, 3, 0, V, 99], ErrorCode::Malformed),
+        ("empty frame", &[0, 0, 0, 0], ErrorCode::Malformed),
+        ("unknown message type", &[0, 0, 0, 1, 99], ErrorCode::Malformed),
+        ("trailing bytes", &[0, 0, 0, 2, 6, 0], ErrorCode::Malformed),
     ];
     for (what, bytes, expected) in cases {
         let (_transport, connection) = peer(&tracker).await;
         let (mut send, mut recv) = connection.open_bi().await.unwrap();
         send.write_all(bytes).await.unwrap();
         send.finish().unwrap();
-        let answer: Response = protocol::read_frame(&mut recv).await.unwrap();
+        let answer: Response = protocol::read_frame(&mut recv, MAX_FRAME).await.unwrap();
         assert_eq!(code(answer), expected, "{what}");
         let closed = connection.closed().await;
         assert!(
             matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c)
-                if c.error_code == transport::PROTOCOL_VIOLATION.into()),
+                if c.error_code == CloseCode::ProtocolViolation.code()),
             "{what}: {closed:?}"
         );
     }
@@ -120,12 +117,12 @@ async fn hostile_manifests_are_refused() {
     m.chunks.pop();
     cases.push(("fewer chunk hashes than chunks", m));
     let mut m = good.clone();
-    m.hash = swarm_engine::Digest([0; 32]);
+    m.hash = swarm_proto::Digest([0; 32]);
     cases.push(("chunk hashes that do not add up to the global hash", m));
     let mut m = good.clone();
     m.size = 1 << 40;
     m.chunk_count = 1 << 24;
-    m.chunks = vec![swarm_engine::Digest([1; 32]); 300_000];
+    m.chunks = vec![swarm_proto::Digest([1; 32]); 300_000];
     cases.push(("too many chunks", m));
     for name in [
         "../escape",
@@ -232,7 +229,7 @@ async fn a_flooding_peer_does_not_stop_the_tracker_answering_others() {
             let (flood, answered, busy) = (flood.clone(), answered.clone(), busy.clone());
             tokio::spawn(async move {
                 while Instant::now() < stop {
-                    match transport::exchange(&flood, &Request::List).await {
+                    match transport::exchange(&flood, &Request::List, MAX_FRAME).await {
                         Ok((Response::Catalogue(_), _)) => answered.fetch_add(1, Ordering::Relaxed),
                         Ok((
                             Response::Error {

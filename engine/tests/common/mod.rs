@@ -1,50 +1,29 @@
-//! Helpers shared by the engine's end-to-end tests: a tracker and nodes on loopback, and
-//! deterministic content.
+//! Helpers shared by the engine's end-to-end tests: a tracker and nodes on loopback (through
+//! the engine's own launch helpers), and deterministic content.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use swarm_engine::{FetchOptions, Node, NodeConfig, TrackerAddr};
-use swarm_tracker::{Tracker, TrackerConfig};
+use swarm_engine::launch::{self, Caps};
+use swarm_engine::{FetchOptions, Node, TrackerAddr};
+use swarm_tracker::Tracker;
+
+#[allow(unused_imports)]
+pub use swarm_engine::launch::{loopback, pinned};
 
 pub const CHUNK: u32 = 64 * 1024;
 
-pub fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-pub fn pinned(tracker: &Tracker) -> TrackerAddr {
-    TrackerAddr {
-        host_port: tracker.local_addr().to_string(),
-        id: Some(tracker.id()),
-    }
-}
-
 pub async fn start_tracker(dir: &Path) -> Tracker {
-    Tracker::start(TrackerConfig {
-        state_dir: dir.join("tracker"),
-        listen: loopback(),
-        peer_timeout: Duration::from_secs(180),
-    })
-    .await
-    .unwrap()
+    launch::loopback_tracker(dir, Duration::from_secs(180)).await.unwrap()
 }
 
 pub async fn start_node(dir: &Path, name: &str, tracker: TrackerAddr, upload_rate: Option<u64>) -> Node {
-    let node = Node::start(NodeConfig {
-        state_dir: dir.join(name),
-        listen: loopback(),
-        tracker: Some(tracker),
-        advertise: None,
-        max_upload_rate: upload_rate,
-        max_download_rate: None,
-    })
-    .await
-    .unwrap();
-    node.join_tracker().await.unwrap();
-    node
+    let caps = Caps {
+        upload: upload_rate,
+        download: None,
+    };
+    launch::loopback_node(&dir.join(name), tracker, caps).await.unwrap()
 }
 
 /// Deterministic pseudo-random content.

@@ -100,20 +100,56 @@ pub fn chunk_size_for(size: u64, preferred: u32) -> u32 {
     chunk_size
 }
 
-/// bincode configuration of the canonical encoding: variable-length integers, little endian.
-pub(crate) fn canonical_config() -> impl bincode::config::Config {
-    bincode::config::standard()
+/// Why a manifest could not be made from a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FromFileError {
+    /// Reading the file failed.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The result would not be a valid manifest (a bad name or chunk size).
+    #[error(transparent)]
+    Invalid(#[from] ManifestError),
+}
+
+/// Appends `value` as a variable-length integer: one byte below 251, else a marker byte (251,
+/// 252, 253) and the value in 2, 4 or 8 little-endian bytes. This is bincode 2's "standard"
+/// integer encoding, which the first ids were made with; it is written out here so that ids
+/// never depend on a serializer's release.
+fn put_varint(out: &mut Vec<u8>, value: u64) {
+    match value {
+        0..=250 => out.push(value as u8),
+        251..=0xffff => {
+            out.push(251);
+            out.extend_from_slice(&(value as u16).to_le_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(252);
+            out.extend_from_slice(&(value as u32).to_le_bytes());
+        }
+        _ => {
+            out.push(253);
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
 }
 
 impl Manifest {
     /// Hashes the file at `path` and describes it under `name`.
-    pub fn from_file(path: &Path, name: &str, chunk_size: u32) -> Result<Manifest, crate::Error> {
+    pub fn from_file(path: &Path, name: &str, chunk_size: u32) -> Result<Manifest, FromFileError> {
         validate_name(name).map_err(ManifestError::from)?;
         check_chunk_size(chunk_size)?;
-        let size = std::fs::metadata(path).map_err(|e| crate::Error::io(path, e))?.len();
+        let read = |source| FromFileError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read)?.len();
         let chunk_size = chunk_size_for(size, chunk_size);
-        let FileHashes { size, chunks, global } =
-            hashing::hash_file(path, chunk_size).map_err(|e| crate::Error::io(path, e))?;
+        let FileHashes { size, chunks, global } = hashing::hash_file(path, chunk_size).map_err(read)?;
         let manifest = Manifest {
             name: name.to_owned(),
             hash: global,
@@ -126,9 +162,22 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The canonical encoding whose BLAKE3 hash is the file id.
+    /// The canonical encoding whose BLAKE3 hash is the file id: the fields in order, each
+    /// integer and length as a varint (see `put_varint`), strings as UTF-8 bytes and
+    /// digests as their 32 bytes.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, canonical_config()).expect("a manifest always encodes")
+        let mut out = Vec::with_capacity(64 + self.name.len() + 32 * self.chunks.len());
+        put_varint(&mut out, self.name.len() as u64);
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(&self.hash.0);
+        put_varint(&mut out, self.size);
+        put_varint(&mut out, u64::from(self.chunk_size));
+        put_varint(&mut out, u64::from(self.chunk_count));
+        put_varint(&mut out, self.chunks.len() as u64);
+        for chunk in &self.chunks {
+            out.extend_from_slice(&chunk.0);
+        }
+        out
     }
 
     /// This manifest's file id.
@@ -358,15 +407,58 @@ mod tests {
         );
     }
 
+    #[test]
+    fn canonical_bytes_are_pinned() {
+        let m = Manifest {
+            name: "a".into(),
+            hash: Digest([1; 32]),
+            size: 5,
+            chunk_size: 65536,
+            chunk_count: 1,
+            chunks: vec![Digest([2; 32])],
+        };
+        let mut want = vec![1, b'a']; // name: length 1, "a"
+        want.extend([1; 32]); // global hash
+        want.extend([5]); // size 5
+        want.extend([252, 0, 0, 1, 0]); // chunk size 65536: marker 252, u32 LE
+        want.extend([1]); // chunk count
+        want.extend([1]); // one chunk hash follows
+        want.extend([2; 32]);
+        assert_eq!(m.canonical_bytes(), want);
+        // Every width of varint.
+        let mut out = Vec::new();
+        for v in [250, 251, 65_535, 65_536, u64::from(u32::MAX), 1 << 32] {
+            put_varint(&mut out, v);
+        }
+        let mut want = vec![
+            250, 251, 251, 0, 251, 255, 255, 252, 0, 0, 1, 0, 252, 255, 255, 255, 255,
+        ];
+        want.extend([253, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(out, want);
+    }
+
     proptest! {
         /// Random bytes decoded as a manifest, with the wire limit: no panic, no unbounded
         /// allocation (a huge length prefix is refused before anything is allocated).
         #[test]
         fn random_bytes_never_panic_the_manifest_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let config = bincode::config::standard().with_limit::<{ 1 << 20 }>();
-            if let Ok((m, _)) = bincode::serde::decode_from_slice::<Manifest, _>(&bytes, config) {
+            if let Ok(m) = crate::codec::decode::<Manifest>(&bytes) {
                 let _ = m.validate();
             }
+        }
+
+        /// The hand-written canonical encoding is what bincode wrote when ids were first made
+        /// (and what the wire carries), at every size of every field.
+        #[test]
+        fn canonical_bytes_match_the_wire_encoding(
+            name in ".{0,300}",
+            size in prop_oneof![0u64..300, any::<u64>()],
+            chunk_size in any::<u32>(),
+            chunk_count in prop_oneof![0u32..300, any::<u32>()],
+            chunks in proptest::collection::vec(any::<[u8; 32]>(), 0..300),
+        ) {
+            let m = Manifest { name, hash: Digest([7; 32]), size, chunk_size, chunk_count, chunks: chunks.into_iter().map(Digest).collect() };
+            prop_assert_eq!(m.canonical_bytes(), crate::codec::encode(&m));
         }
     }
 }

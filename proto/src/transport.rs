@@ -13,10 +13,73 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, Instrument};
 
-use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::identity::{self, ClientIdVerifier, Identity, ServerIdVerifier};
 use crate::ids::PeerId;
-use crate::protocol::{self, ErrorCode, ProtocolError, Request, Response, ALPN};
+use crate::protocol::{self, CloseCode, ErrorCode, ProtocolError, Refusal, ALPN};
+
+/// Why an endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// TLS could not be configured (a broken key).
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+}
+
+/// Why a connection to another node failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    /// The other side proved another id than the one asked for.
+    #[error("expected node {expected} but the node there is {actual}")]
+    WrongId {
+        /// The id asked for.
+        expected: PeerId,
+        /// The id it proved.
+        actual: PeerId,
+    },
+    /// The other side speaks another protocol version.
+    #[error(
+        "the node there does not speak swarm protocol v{}; run the same swarm version on both",
+        protocol::PROTOCOL_VERSION
+    )]
+    VersionMismatch,
+    /// Nothing answered in time.
+    #[error("no answer (is a swarm node running there, and reachable?): {0}")]
+    Unreachable(String),
+    /// The other side refused or closed the connection.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The handshake failed in another way.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+}
+
+impl ConnectError {
+    fn from_quinn(error: quinn::ConnectionError) -> ConnectError {
+        use quinn::ConnectionError as E;
+        // TLS alert 120, no_application_protocol, as a QUIC crypto error: the ALPN (which
+        // carries the version) did not match.
+        let no_alpn = quinn::TransportErrorCode::crypto(120);
+        match error {
+            E::ConnectionClosed(close) if close.error_code == no_alpn => ConnectError::VersionMismatch,
+            E::TransportError(e) if e.code == no_alpn => ConnectError::VersionMismatch,
+            E::TimedOut => ConnectError::Unreachable("timed out".into()),
+            E::ApplicationClosed(close) => ConnectError::Refused(String::from_utf8_lossy(&close.reason).into_owned()),
+            E::ConnectionClosed(close) => ConnectError::Refused(close.to_string()),
+            other => ConnectError::Handshake(other.to_string()),
+        }
+    }
+}
 
 /// Most streams a remote node may have open towards us at once. Chunk servers further bound
 /// concurrent uploads; this only keeps a single connection from holding unbounded state.
@@ -60,7 +123,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
 
 impl Transport {
     /// Binds an endpoint on `addr` (port 0 picks a free one) for `identity`.
-    pub fn bind(identity: Arc<Identity>, addr: SocketAddr) -> Result<Transport> {
+    pub fn bind(identity: Arc<Identity>, addr: SocketAddr) -> Result<Transport, BindError> {
         let provider = identity::provider();
         let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -73,7 +136,7 @@ impl Transport {
         let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport_config());
-        let cannot_listen = |e: std::io::Error| Error::Transport(format!("cannot listen on {addr}: {e}"));
+        let cannot_listen = |source| BindError::Listen { addr, source };
         let socket = std::net::UdpSocket::bind(addr).map_err(cannot_listen)?;
         widen_socket_buffers(&socket);
         let endpoint = Endpoint::new(
@@ -102,36 +165,50 @@ impl Transport {
     }
 
     /// Dials `addr`. With `expected` set, the handshake fails unless the other side proves
-    /// that id; either way the id it proved is returned.
-    pub async fn connect(&self, addr: SocketAddr, expected: Option<PeerId>) -> Result<(Connection, PeerId), String> {
+    /// that id ([`ConnectError::WrongId`] names the id it proved); either way the id it proved
+    /// is returned.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+    ) -> Result<(Connection, PeerId), ConnectError> {
         let provider = identity::provider();
         let verifier = Arc::new(ServerIdVerifier {
             expected,
             provider: provider.clone(),
+            seen: Default::default(),
         });
+        let setup = |e: rustls::Error| ConnectError::Handshake(e.to_string());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| e.to_string())?
+            .map_err(setup)?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
+            .with_custom_certificate_verifier(verifier.clone())
             .with_client_auth_cert(self.identity.cert_chain(), self.identity.private_key())
-            .map_err(|e| e.to_string())?;
+            .map_err(setup)?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
-        let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+        let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(transport_config());
         let connecting = self
             .endpoint
             .connect_with(client, addr, SERVER_NAME)
-            .map_err(|e| e.to_string())?;
-        let connection = connecting.await.map_err(|e| e.to_string())?;
-        let id = remote_id(&connection).ok_or("the other side showed no usable certificate")?;
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        let connection = connecting.await.map_err(|e| {
+            let seen = *verifier.seen.lock().expect("verifier lock poisoned");
+            match (expected, seen) {
+                (Some(expected), Some(actual)) if expected != actual => ConnectError::WrongId { expected, actual },
+                _ => ConnectError::from_quinn(e),
+            }
+        })?;
+        let id = remote_id(&connection)
+            .ok_or_else(|| ConnectError::Handshake("the other side showed no usable certificate".into()))?;
         Ok((connection, id))
     }
 
     /// Stops accepting, closes every connection and waits briefly for the close to be sent.
     pub async fn close(&self) {
-        self.endpoint.close(VarInt::from_u32(0), b"shutting down");
+        self.endpoint.close(CloseCode::ShuttingDown.code(), b"shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
@@ -168,8 +245,8 @@ fn widen_socket_buffers(socket: &std::net::UdpSocket) {
     }
 }
 
-fn tls_error(e: impl std::fmt::Display) -> Error {
-    Error::Transport(format!("TLS set-up failed: {e}"))
+fn tls_error(e: impl std::fmt::Display) -> BindError {
+    BindError::Tls(e.to_string())
 }
 
 /// The id the remote side of `connection` proved during the handshake.
@@ -181,9 +258,14 @@ pub fn remote_id(connection: &Connection) -> Option<PeerId> {
     identity::peer_id_of(certs.first()?).ok()
 }
 
-/// Sends `request` on a new stream of `connection` and reads the answer frame. For
-/// [`Response::Chunk`] the stream is returned so the caller can read the data that follows.
-pub async fn exchange(connection: &Connection, request: &Request) -> Result<(Response, RecvStream), ProtocolError> {
+/// Sends `request` on a new stream of `connection` and reads the answer frame (of at most
+/// `max` bytes). The stream is returned so that the caller can read data that follows an answer
+/// (a chunk).
+pub async fn exchange<Q, A>(connection: &Connection, request: &Q, max: u32) -> Result<(A, RecvStream), ProtocolError>
+where
+    Q: Serialize,
+    A: DeserializeOwned,
+{
     let (mut send, mut recv) = connection.open_bi().await.map_err(std::io::Error::from)?;
     // The other side may answer without reading the whole request (a tracker refusing a
     // flood does), and stop our sending side: its answer is still read.
@@ -193,14 +275,14 @@ pub async fn exchange(connection: &Connection, request: &Request) -> Result<(Res
             .map_err(|e| ProtocolError::Io(std::io::Error::other(e.to_string()))),
         Err(e) => Err(e),
     };
-    match protocol::read_frame(&mut recv).await {
+    match protocol::read_frame(&mut recv, max).await {
         Ok(response) => Ok((response, recv)),
         Err(read_error) => Err(sent.err().unwrap_or(read_error)),
     }
 }
 
 /// Writes one frame to `stream`.
-pub async fn send_frame<T: serde::Serialize>(stream: &mut SendStream, message: &T) -> Result<(), ProtocolError> {
+pub async fn send_frame<T: Serialize>(stream: &mut SendStream, message: &T) -> Result<(), ProtocolError> {
     stream
         .write_all(&protocol::encode_frame(message))
         .await
@@ -256,7 +338,7 @@ where
                 }
             };
             let Some(peer) = remote_id(&connection) else {
-                connection.close(VarInt::from_u32(1), b"no usable certificate");
+                connection.close(CloseCode::NoCertificate.code(), b"no usable certificate");
                 return;
             };
             let remote = connection.remote_address();
@@ -344,7 +426,7 @@ impl LiveConnections {
             let stale = old.remote_address() != connection.remote_address();
             if stale {
                 debug!(peer = %peer.short(), old = %old.remote_address(), "peer reconnected from a new address; closing its old connection");
-                old.close(VarInt::from_u32(0), b"superseded by a newer connection from the same peer");
+                old.close(CloseCode::Superseded.code(), b"superseded by a newer connection from the same peer");
             }
             !stale
         });
@@ -362,44 +444,33 @@ impl LiveConnections {
     }
 }
 
-/// Reads the request frame of an incoming stream; on failure, returns the error response to
-/// send back (`Malformed`, or `VersionMismatch` naming both versions).
-pub async fn read_request(recv: &mut RecvStream, max_len: u32) -> Result<Request, Response> {
-    match tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        protocol::read_frame_limited::<Request, _>(recv, max_len),
-    )
-    .await
-    {
-        Err(_) => Err(Response::error(ErrorCode::Malformed, "no request within 10 s")),
-        Ok(Err(e @ ProtocolError::Version { .. })) => Err(Response::error(ErrorCode::VersionMismatch, e.to_string())),
-        Ok(Err(e)) => Err(Response::error(ErrorCode::Malformed, e.to_string())),
+/// Reads the request frame (of at most `max_len` bytes) of an incoming stream; on failure,
+/// returns the refusal to send back.
+pub async fn read_request<T: DeserializeOwned>(recv: &mut RecvStream, max_len: u32) -> Result<T, Refusal> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, protocol::read_frame::<T, _>(recv, max_len)).await {
+        Err(_) => Err(Refusal::new(ErrorCode::Malformed, "no request within 10 s")),
+        Ok(Err(e)) => Err(Refusal::new(ErrorCode::Malformed, e.to_string())),
         Ok(Ok(request)) => Ok(request),
     }
 }
 
-/// Application error code with which a connection is closed after a protocol violation.
-pub const PROTOCOL_VIOLATION: u32 = 2;
-
-/// Answers a request that could not be read with `refusal`, lets it arrive (for up to two
-/// seconds), then closes the whole connection: a peer that breaks the protocol once is not
-/// trusted with the rest of it.
-pub async fn refuse_and_close(stream: &mut IncomingStream, refusal: &Response) {
+/// Answers a request that could not be read with `refusal` (as the service's response type
+/// `R`), lets it arrive (for up to two seconds), then closes the whole connection: a peer that
+/// breaks the protocol once is not trusted with the rest of it.
+pub async fn refuse_and_close<R: Serialize + From<Refusal>>(stream: &mut IncomingStream, refusal: Refusal) {
     debug!("closing the connection after a bad request: {refusal:?}");
-    if respond(&mut stream.send, refusal).await.is_ok() {
+    let reason = refusal.message.clone();
+    if respond(&mut stream.send, &R::from(refusal)).await.is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(2), stream.send.stopped()).await;
     }
-    let reason = match refusal {
-        Response::Error { message, .. } => message.as_bytes(),
-        _ => b"protocol violation".as_slice(),
-    };
+    let reason = reason.as_bytes();
     stream
         .connection
-        .close(VarInt::from_u32(PROTOCOL_VIOLATION), &reason[..reason.len().min(200)]);
+        .close(CloseCode::ProtocolViolation.code(), &reason[..reason.len().min(200)]);
 }
 
 /// Sends `response` as the answer on `send` and finishes the stream.
-pub async fn respond(send: &mut SendStream, response: &Response) -> Result<(), ProtocolError> {
+pub async fn respond<T: Serialize>(send: &mut SendStream, response: &T) -> Result<(), ProtocolError> {
     send_frame(send, response).await?;
     let _ = send.finish();
     Ok(())

@@ -15,11 +15,43 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::error::{Error, Result};
 use crate::ids::PeerId;
 
 const KEY_FILE: &str = "node.key";
 const CERT_FILE: &str = "node.crt";
+
+/// Why a node's identity could not be made or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Reading or writing a key file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The stored key or certificate is unusable.
+    #[error("the identity in {} is unreadable ({reason}); move {KEY_FILE} and {CERT_FILE} away to make a new one", dir.display())]
+    Unreadable {
+        /// The state directory.
+        dir: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No key pair could be generated.
+    #[error("cannot generate a key pair: {0}")]
+    Generate(String),
+}
+
+type Result<T, E = IdentityError> = std::result::Result<T, E>;
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
 
 /// A node's key pair and certificate.
 pub struct Identity {
@@ -32,10 +64,10 @@ impl Identity {
     /// A fresh identity that is not stored anywhere.
     pub fn generate() -> Result<Identity> {
         let certified = rcgen::generate_simple_self_signed(vec!["swarm".to_owned()])
-            .map_err(|e| Error::Transport(format!("cannot generate a key pair: {e}")))?;
+            .map_err(|e| IdentityError::Generate(e.to_string()))?;
         let cert = certified.cert.der().clone();
         let key = PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
-        Self::from_parts(cert, key)
+        Self::from_parts(cert, key).map_err(|e| IdentityError::Generate(e.to_string()))
     }
 
     /// Loads the identity kept in `dir`, creating and storing a new one if there is none.
@@ -43,24 +75,24 @@ impl Identity {
         let key_path = dir.join(KEY_FILE);
         let cert_path = dir.join(CERT_FILE);
         if key_path.exists() && cert_path.exists() {
-            let key = fs::read(&key_path).map_err(|e| Error::io(&key_path, e))?;
-            let cert = fs::read(&cert_path).map_err(|e| Error::io(&cert_path, e))?;
+            let key = fs::read(&key_path).map_err(io_error(&key_path))?;
+            let cert = fs::read(&cert_path).map_err(io_error(&cert_path))?;
             return Self::from_parts(CertificateDer::from(cert), PrivatePkcs8KeyDer::from(key)).map_err(|e| {
-                Error::Transport(format!(
-                    "the identity in {} is unreadable ({e}); move {KEY_FILE} and {CERT_FILE} away to make a new one",
-                    dir.display()
-                ))
+                IdentityError::Unreadable {
+                    dir: dir.to_owned(),
+                    reason: e.to_string(),
+                }
             });
         }
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
         let identity = Self::generate()?;
         write_private(&key_path, identity.key.secret_pkcs8_der())?;
-        fs::write(&cert_path, identity.cert.as_ref()).map_err(|e| Error::io(&cert_path, e))?;
+        fs::write(&cert_path, identity.cert.as_ref()).map_err(io_error(&cert_path))?;
         Ok(identity)
     }
 
-    fn from_parts(cert: CertificateDer<'static>, key: PrivatePkcs8KeyDer<'static>) -> Result<Identity> {
-        let id = peer_id_of(&cert).map_err(|e| Error::Transport(e.to_string()))?;
+    fn from_parts(cert: CertificateDer<'static>, key: PrivatePkcs8KeyDer<'static>) -> Result<Identity, rustls::Error> {
+        let id = peer_id_of(&cert)?;
         Ok(Identity { cert, key, id })
     }
 
@@ -87,15 +119,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(path, e))
+        .map_err(io_error(path))?;
+    file.write_all(bytes).map_err(io_error(path))
 }
 
-/// The id belonging to a certificate: BLAKE3 of its SubjectPublicKeyInfo.
+/// The id belonging to a certificate: BLAKE3 of its DER SubjectPublicKeyInfo (outer
+/// `SEQUENCE` included).
 pub fn peer_id_of(cert: &CertificateDer<'_>) -> Result<PeerId, rustls::Error> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+    let parsed = webpki::EndEntityCert::try_from(cert)
         .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-    Ok(blake3::hash(parsed.tbs_certificate.subject_pki.raw).into())
+    Ok(blake3::hash(parsed.subject_public_key_info().as_ref()).into())
 }
 
 /// The crypto provider every swarm TLS configuration uses.
@@ -108,6 +141,8 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 pub(crate) struct ServerIdVerifier {
     pub(crate) expected: Option<PeerId>,
     pub(crate) provider: Arc<CryptoProvider>,
+    /// The id the other side showed, kept so that a refused handshake can say which it was.
+    pub(crate) seen: std::sync::Mutex<Option<PeerId>>,
 }
 
 impl ServerCertVerifier for ServerIdVerifier {
@@ -120,6 +155,7 @@ impl ServerCertVerifier for ServerIdVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let id = peer_id_of(end_entity)?;
+        *self.seen.lock().expect("verifier lock poisoned") = Some(id);
         match self.expected {
             Some(expected) if expected != id => Err(rustls::Error::General(format!(
                 "expected node {} but the other side is {}",
@@ -208,6 +244,20 @@ mod tests {
         let again = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(first.id(), again.id());
         assert_ne!(first.id(), Identity::generate().unwrap().id());
+    }
+
+    /// Ids are what they were when x509-parser derived them: a certificate made then, and the
+    /// id it had.
+    #[test]
+    fn ids_are_stable() {
+        const CERT: &str = "3082015930820100a00302010202144189538d9f6a3c03e94a0450bb5d89e61b8de95a300a06082a8648ce3d0403023021311f301d06035504030c16726367656e2073656c66207369676e656420636572743020170d3735303130313030303030305a180f34303936303130313030303030305a3021311f301d06035504030c16726367656e2073656c66207369676e656420636572743059301306072a8648ce3d020106082a8648ce3d03010703420004a2d1e783bfa9a3f440b6b50af90531a3f647371e49485b42bc455308abef157649b0787772f1825dd85e9a84a4d7d2308feaae597cf624e8e525147e7bca07ada314301230100603551d11040930078205737761726d300a06082a8648ce3d040302034700304402203001cce48a9f1ed7d6faeaf5acb1b4878704943ac7dabec85d8a53a74e63a64b02204075256f73fcb8e8266ffe49c8ca9ebfbba2ef21786c69a6fb06fc62732825d9";
+        const ID: &str = "8825171149295266e4f27dfa6dff6bbf35727bc146c70e2599f02c94486e5fac";
+        let der: Vec<u8> = (0..CERT.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&CERT[i..i + 2], 16).unwrap())
+            .collect();
+        let id = peer_id_of(&CertificateDer::from(der)).unwrap();
+        assert_eq!(id.to_string(), ID);
     }
 
     #[test]

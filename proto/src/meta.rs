@@ -2,7 +2,6 @@
 //! replaced. Advisory, and not part of the file id: the same content under the same name has
 //! one id whatever its timestamps.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -45,14 +44,6 @@ pub fn nanos_since_epoch(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// Sets the modification time of `file` to `meta`'s, if known.
-pub fn restore_modified(file: &std::fs::File, path: &Path, meta: &FileMeta) -> crate::Result<()> {
-    if let Some(time) = meta.modified() {
-        file.set_modified(time).map_err(|e| crate::Error::io(path, e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -80,14 +80,20 @@ fn parse_hex32(s: &str) -> Result<[u8; 32], ParseIdError> {
     let err = || ParseIdError {
         input: s.chars().take(80).collect(),
     };
-    if s.len() != 64 {
+    let digits = s.as_bytes();
+    if digits.len() != 64 {
         return Err(err());
     }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(err)?, 16).map_err(|_| err())?;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0]).ok_or_else(err)? << 4 | nibble(pair[1]).ok_or_else(err)?;
     }
     Ok(out)
+}
+
+/// The value of one hex digit; nothing else (no sign, no space) is a digit.
+fn nibble(digit: u8) -> Option<u8> {
+    char::from(digit).to_digit(16).map(|v| v as u8)
 }
 
 /// Lowercase hex of `bytes`.
@@ -122,6 +128,11 @@ mod tests {
         assert!("zz".parse::<FileId>().is_err());
         assert!("g".repeat(64).parse::<FileId>().is_err());
         assert!("é".repeat(32).parse::<FileId>().is_err());
+        // from_str_radix would take a sign: "+0" is not two hex digits.
+        assert!("+0".repeat(32).parse::<FileId>().is_err());
+        assert!(" 0".repeat(32).parse::<FileId>().is_err());
+        let upper = "AB".repeat(32);
+        assert_eq!(upper.parse::<FileId>().unwrap(), FileId([0xab; 32]));
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! The downloads a node has in flight: the one list that `swarm shell`, `swarm sync` and
+//! `swarm status` read. A fetch registers here when it starts and is removed when it ends,
+//! however it ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use swarm_proto::FileId;
+use tokio_util::sync::CancellationToken;
+
+use crate::progress::Progress;
+
+/// One download in flight.
+#[derive(Debug, Clone)]
+pub struct Download {
+    /// The file.
+    pub id: FileId,
+    /// Its name.
+    pub name: String,
+    /// Bytes verified so far, of how many, and from how many peers.
+    pub progress: Arc<Progress>,
+    /// When it started.
+    pub started: Instant,
+    cancel: CancellationToken,
+}
+
+impl Download {
+    /// Stops the download; verified chunks are kept for the next try.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The registry; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Downloads {
+    running: Arc<Mutex<HashMap<FileId, Download>>>,
+}
+
+/// Keeps a download on the list while it lives.
+#[derive(Debug)]
+pub struct Registered {
+    downloads: Downloads,
+    id: FileId,
+    /// Cancelled by [`Download::cancel`].
+    pub cancelled: CancellationToken,
+}
+
+impl Registered {
+    /// Names the download (once its manifest is known).
+    pub fn set_name(&self, name: &str) {
+        if let Some(download) = self.downloads.lock().get_mut(&self.id) {
+            download.name = name.to_owned();
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.downloads.lock().remove(&self.id);
+    }
+}
+
+impl Downloads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileId, Download>> {
+        self.running.lock().expect("downloads lock poisoned")
+    }
+
+    /// Puts a download of `id` on the list, or returns `None` if one is running already.
+    pub fn begin(
+        &self,
+        id: FileId,
+        name: &str,
+        progress: Arc<Progress>,
+        parent: &CancellationToken,
+    ) -> Option<Registered> {
+        let mut running = self.lock();
+        if running.contains_key(&id) {
+            return None;
+        }
+        let cancel = parent.child_token();
+        running.insert(
+            id,
+            Download {
+                id,
+                name: name.to_owned(),
+                progress,
+                started: Instant::now(),
+                cancel: cancel.clone(),
+            },
+        );
+        Some(Registered {
+            downloads: self.clone(),
+            id,
+            cancelled: cancel,
+        })
+    }
+
+    /// The downloads in flight, by name.
+    pub fn list(&self) -> Vec<Download> {
+        let mut list: Vec<Download> = self.lock().values().cloned().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// The download of `id`, if one is in flight.
+    pub fn get(&self, id: &FileId) -> Option<Download> {
+        self.lock().get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_is_listed_while_it_lives_and_only_once() {
+        let downloads = Downloads::default();
+        let root = CancellationToken::new();
+        let id = FileId([1; 32]);
+        let first = downloads.begin(id, "a", Arc::default(), &root).unwrap();
+        assert!(downloads.begin(id, "a", Arc::default(), &root).is_none());
+        assert_eq!(downloads.list().len(), 1);
+        downloads.get(&id).unwrap().cancel();
+        assert!(first.cancelled.is_cancelled());
+        drop(first);
+        assert!(downloads.list().is_empty());
+    }
+}

@@ -1,0 +1,151 @@
+//! Downloading one file from every live holder at once.
+//!
+//! # Parts
+//! - [`output`]: the file on disk: the hidden partial file (opened without following links),
+//!   the chunks an earlier run left in it, free space, and the final check and rename.
+//! - `shared`: what the coordinator and the peer workers share: the scheduler under a short
+//!   lock, the in-flight budget, and the events the workers send.
+//! - `peer`: one worker per holder, with several *lanes*, each a loop of "ask the scheduler
+//!   for a chunk, request it, verify it, write it and read it back".
+//! - `coordinator`: owns the download: starts workers for the holders the tracker names, wakes
+//!   on every verified chunk (saving progress, queueing tracker reports), re-locates holders
+//!   from time to time, and ends the download on completion, a fatal error, a timeout or a
+//!   cancel.
+//!
+//! # Trust
+//! The manifest is checked against the requested id before anything else. Each chunk is
+//! checked against the manifest before it is written; a peer that sends a bad chunk is banned
+//! for this download and the chunk is asked of someone else. Each chunk is then read back from
+//! the disk and compared with what was verified ([`crate::chunk_io`]), so by the end the whole
+//! file on disk is known to match the manifest, whose chunk hashes add up to the global hash;
+//! only then is it renamed into place, in the same directory. A partial or wrong file never
+//! appears under the final name.
+//!
+//! # Durability
+//! A chunk is written in place only after it is verified, with direct I/O where the file
+//! system allows. The partial file is not synced while the fetch runs: on resume every chunk of
+//! the partial file is hashed again, so a chunk that a crash lost is fetched again, and one
+//! written after the last progress record is kept. The finished file is synced, then renamed.
+
+mod coordinator;
+mod options;
+pub mod output;
+mod peer;
+mod shared;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use swarm_proto::protocol::Holder;
+use swarm_proto::{Bitfield, FileId, FileMeta};
+use tracing::{info, warn, Instrument};
+
+use crate::downloads::Registered;
+use crate::error::{Error, Result};
+use crate::state::DownloadRecord;
+pub use options::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
+use output::{Output, Prepared};
+pub(crate) use shared::Env;
+
+/// Fetches `id` (see the module doc). The download is on the node's list of downloads from
+/// this call on, before the returned future first runs.
+pub(crate) fn fetch(
+    env: Env,
+    id: FileId,
+    options: FetchOptions,
+) -> impl std::future::Future<Output = Result<FetchReport>> {
+    let label = options.label.clone().unwrap_or_else(|| id.short());
+    let registered = env
+        .downloads
+        .begin(id, &label, options.progress.clone(), &env.shutdown)
+        .ok_or(Error::AlreadyDownloading(label));
+    let span = tracing::info_span!("fetch", file = %id.short());
+    async move { fetch_registered(&env, id, options, registered?).await }.instrument(span)
+}
+
+async fn fetch_registered(env: &Env, id: FileId, options: FetchOptions, registered: Registered) -> Result<FetchReport> {
+    let started = Instant::now();
+    let located = env.session.locate(id).await?;
+    located
+        .manifest
+        .verify(&id)
+        .map_err(|source| Error::Manifest { file: Some(id), source })?;
+    let (manifest, meta) = (Arc::new(located.manifest), located.meta);
+    registered.set_name(&manifest.name);
+    options.progress.set_total(manifest.size);
+    let report = |path: PathBuf, already_complete: bool, meta: FileMeta| FetchReport {
+        id,
+        manifest: manifest.clone(),
+        path,
+        already_complete,
+        meta,
+        resumed_chunks: 0,
+        received: HashMap::new(),
+        banned: Vec::new(),
+        elapsed: started.elapsed(),
+    };
+    let output = match Output::prepare(&options, &manifest, meta).await? {
+        Prepared::Complete { path, meta } => {
+            info!(path = %path.display(), "already complete");
+            options.progress.advance(manifest.size);
+            env.store.add(
+                manifest.clone(),
+                path.clone(),
+                Bitfield::full(manifest.chunk_count),
+                meta,
+            );
+            return Ok(report(path, true, meta));
+        }
+        Prepared::Partial(output) => output,
+    };
+    let have = output.have.clone();
+    let resumed_chunks = have.count();
+    options.progress.advance(manifest.bytes_in(&have));
+    let held = env
+        .store
+        .add(manifest.clone(), output.partial_path.clone(), have.clone(), meta);
+    // The download is on record (for `swarm status`) from its start, even if killed at once.
+    let record = DownloadRecord {
+        manifest: (*manifest).clone(),
+        partial: output.partial_path.clone(),
+        chunks: have.clone(),
+    };
+    env.state.save_download(&id, &record)?;
+    env.state.flush()?;
+    if let Err(e) = env.session.announce(&held).await {
+        warn!("could not announce the download to the tracker: {e}");
+    }
+
+    let holders: Vec<Holder> = located
+        .holders
+        .into_iter()
+        .filter(|h| options.sources.admits(h))
+        .collect();
+    let outcome = coordinator::run(coordinator::Plan {
+        env: env.clone(),
+        id,
+        manifest: manifest.clone(),
+        file: output.file.clone(),
+        held: held.clone(),
+        holders,
+        sources: options.sources.clone(),
+        timeout: options.timeout,
+        started,
+        cancelled: registered.cancelled.clone(),
+        progress: options.progress.clone(),
+    })
+    .await?;
+    let path = output.finish(&held, &manifest, &meta).await?;
+    held.set_path(path.clone());
+    if let Err(e) = env.state.remove_download(&id) {
+        warn!("{e}");
+    }
+    Ok(FetchReport {
+        resumed_chunks,
+        received: outcome.received,
+        banned: outcome.banned,
+        ..report(path, false, meta)
+    })
+}

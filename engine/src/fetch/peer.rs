@@ -1,0 +1,402 @@
+//! One worker per holder: a QUIC connection and several *lanes*, each a loop of "ask the
+//! scheduler for a chunk, request it, verify it, write it and read it back". A lane that hits
+//! a fatal error (the disk) tells the coordinator and the download ends; anything else about a
+//! peer (busy, gone, silent, lying) stays with the worker and the scheduler.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quinn::Connection;
+use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse};
+use swarm_proto::{transport, PeerId};
+use tokio::task::JoinSet;
+use tracing::{debug, trace, warn, Instrument};
+
+use super::output::no_space_or_io;
+use super::shared::Shared;
+use crate::error::Error;
+use crate::scheduler::Verdict;
+
+/// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer with requests outstanding that sends nothing at all for this long is given up on
+/// (its connection closed, its chunks asked of others).
+const PEER_SILENCE: Duration = Duration::from_secs(4);
+/// Largest answer frame a peer may send to a chunk request (the chunk's bytes follow it).
+const MAX_ANSWER: u32 = 1024;
+
+/// Serves one holder for the download until it ends, the peer goes, or it is banned.
+pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr) {
+    let connection = tokio::select! {
+        _ = shared.done.cancelled() => None,
+        c = shared.env.transport.connect(addr, Some(peer)) => match c {
+            Ok((connection, _)) => Some(connection),
+            Err(e) => {
+                warn!("cannot reach this peer: {e}");
+                None
+            }
+        },
+    };
+    if let Some(connection) = connection {
+        let activity = Arc::new(Activity::default());
+        let watchdog = tokio::spawn(watch_for_silence(connection.clone(), activity.clone()));
+        let mut lanes = JoinSet::new();
+        loop {
+            // As many lanes as this peer's share of the budget allows now.
+            let want = shared.lanes_per_peer();
+            while lanes.len() < want {
+                let index = lanes.len();
+                let lane = lane(shared.clone(), connection.clone(), peer, index, activity.clone());
+                lanes.spawn(lane.in_current_span());
+            }
+            let changed = shared.changed.notified();
+            tokio::select! {
+                ended = lanes.join_next() => if ended.is_none() || lanes.is_empty() { break },
+                _ = changed => {}
+            }
+            let stopped = {
+                let swarm = shared.lock();
+                shared.done.is_cancelled() || !swarm.scheduler.is_active(&peer) || swarm.scheduler.is_complete()
+            };
+            if stopped {
+                break;
+            }
+        }
+        lanes.shutdown().await;
+        watchdog.abort();
+        connection.close(CloseCode::Done.code(), b"done");
+    }
+    let mut swarm = shared.lock();
+    swarm.workers.remove(&peer);
+    if !swarm.scheduler.is_banned(&peer) {
+        swarm.scheduler.remove_peer(&peer);
+    }
+    drop(swarm);
+    shared.changed.notify_waiters();
+    shared.wake.notify_one();
+}
+
+/// What a peer's lanes have seen lately, for the silence watchdog.
+struct Activity {
+    /// Requests waiting for an answer or for data.
+    in_flight: AtomicUsize,
+    /// When the peer last sent anything.
+    last_heard: Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last_heard: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    fn heard(&self) {
+        *self.last_heard.lock().expect("activity lock poisoned") = Instant::now();
+    }
+}
+
+/// Counts a request as outstanding for as long as it lives.
+struct InFlight<'a>(&'a Activity);
+
+impl<'a> InFlight<'a> {
+    fn start(activity: &'a Activity) -> InFlight<'a> {
+        if activity.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            // Silence is counted from the moment something is asked.
+            activity.heard();
+        }
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Closes the connection to a peer that has requests outstanding but has sent nothing at all
+/// for [`PEER_SILENCE`]: a peer killed mid-transfer is noticed this soon instead of after the
+/// QUIC idle timeout, and its chunks go back to the queue for the others.
+async fn watch_for_silence(connection: Connection, activity: Arc<Activity>) {
+    let mut ticker = tokio::time::interval(PEER_SILENCE / 4);
+    loop {
+        ticker.tick().await;
+        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+        let silent = activity.last_heard.lock().expect("activity lock poisoned").elapsed();
+        if busy && silent >= PEER_SILENCE {
+            warn!("peer sent nothing for {silent:.1?} with requests outstanding; asking others instead");
+            connection.close(CloseCode::Silent.code(), b"silent");
+            return;
+        }
+    }
+}
+
+/// What a lane does after a request settled.
+enum Next {
+    Continue,
+    BackOff,
+    Stop,
+}
+
+/// Lane `index` of the worker for `peer`. It ends when the download does, when the peer is
+/// dropped, or when the peer's share of the budget no longer covers `index`.
+async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: usize, activity: Arc<Activity>) {
+    // A request holds one chunk in memory: the download's budget bounds them all. A lane keeps
+    // its share while it has work, so that every peer that got one stays busy, and gives it
+    // back when it idles.
+    let mut permit = None;
+    loop {
+        if index >= shared.lanes_per_peer() {
+            return;
+        }
+        if permit.is_none() {
+            permit = tokio::select! {
+                _ = shared.done.cancelled() => return,
+                p = shared.in_flight.clone().acquire_owned() => Some(p.expect("the budget is never closed")),
+            };
+        }
+        let next = {
+            let mut swarm = shared.lock();
+            if shared.done.is_cancelled() || !swarm.scheduler.is_active(&peer) || swarm.scheduler.is_complete() {
+                return;
+            }
+            swarm.scheduler.next(&peer).map(|chunk| {
+                let token = shared.done.child_token();
+                swarm.cancels.insert((peer, chunk), token.clone());
+                (chunk, token)
+            })
+        };
+        let Some((chunk, token)) = next else {
+            permit = None;
+            let changed = shared.changed.notified();
+            tokio::select! {
+                _ = shared.done.cancelled() => return,
+                _ = changed => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            continue;
+        };
+        let outcome = tokio::select! {
+            _ = token.cancelled() => None,
+            result = request_chunk(&shared, &connection, chunk, &activity) => Some(result),
+        };
+        let fatal = matches!(&outcome, Some(Err(Failure::Fatal(_))));
+        let next = settle(&shared, peer, chunk, outcome);
+        if fatal {
+            return;
+        }
+        match next {
+            Next::Continue => {}
+            Next::Stop => return,
+            Next::BackOff => {
+                permit = None;
+                tokio::time::sleep(Duration::from_millis(100 + rand::random::<u64>() % 200)).await;
+            }
+        }
+    }
+}
+
+/// Why one chunk request did not deliver.
+enum Failure {
+    /// The data did not match the manifest.
+    Corrupt(String),
+    /// The peer says it lacks the chunk.
+    NotHeld,
+    /// The peer is busy.
+    Busy,
+    /// The connection is gone.
+    Gone(String),
+    /// Anything else about this peer (stall, protocol error, peer-side failure).
+    Other(String),
+    /// The download cannot go on; the coordinator has been told.
+    Fatal(String),
+}
+
+/// Records the outcome of a request (`None`: cancelled) in the scheduler.
+fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32, Failure>>) -> Next {
+    let mut swarm = shared.lock();
+    swarm.cancels.remove(&(peer, chunk));
+    let next = match outcome {
+        None => {
+            swarm.scheduler.cancelled(&peer, chunk);
+            Next::Continue
+        }
+        Some(Ok(len)) => {
+            if let Some(others) = swarm.scheduler.completed(&peer, chunk) {
+                for other in others {
+                    if let Some(token) = swarm.cancels.remove(&(other, chunk)) {
+                        token.cancel();
+                    }
+                }
+                shared.held.mark(chunk);
+                *swarm.received.entry(peer).or_default() += u64::from(len);
+                shared.progress.advance(u64::from(len));
+                swarm.newly_verified.push(chunk);
+                shared.wake.notify_one();
+            }
+            Next::Continue
+        }
+        Some(Err(Failure::Corrupt(why))) => {
+            if !swarm.scheduler.is_banned(&peer) {
+                warn!(chunk, "peer sent a bad chunk ({why}); banned for this download");
+                swarm.scheduler.ban(&peer);
+                swarm.banned.push(peer);
+            }
+            Next::Stop
+        }
+        Some(Err(Failure::NotHeld)) => {
+            swarm.scheduler.lacks(&peer, chunk);
+            Next::Continue
+        }
+        Some(Err(Failure::Busy)) => {
+            swarm.scheduler.cancelled(&peer, chunk);
+            Next::BackOff
+        }
+        Some(Err(Failure::Gone(why))) => {
+            debug!("connection lost: {why}");
+            swarm.scheduler.remove_peer(&peer);
+            Next::Stop
+        }
+        Some(Err(Failure::Other(why) | Failure::Fatal(why))) => {
+            debug!(chunk, "chunk failed: {why}");
+            if swarm.scheduler.failed(&peer, chunk) == Verdict::Dropped {
+                warn!("peer failed too often; not using it for this download");
+                Next::Stop
+            } else {
+                Next::Continue
+            }
+        }
+    };
+    drop(swarm);
+    shared.changed.notify_waiters();
+    next
+}
+
+/// What became of a received chunk on its way to disk.
+enum Written {
+    /// Verified, written, and read back intact.
+    Confirmed,
+    /// It did not match the manifest: nothing was written.
+    Corrupt,
+    /// It matched, but the disk gave back something else.
+    ReadBackDiffers,
+}
+
+/// Asks for one chunk, verifies it and writes it in place. Returns its length.
+async fn request_chunk(
+    shared: &Shared,
+    connection: &Connection,
+    chunk: u32,
+    activity: &Activity,
+) -> Result<u32, Failure> {
+    if let Some(reason) = connection.close_reason() {
+        return Err(Failure::Gone(reason.to_string()));
+    }
+    let _outstanding = InFlight::start(activity);
+    let request = PeerRequest::GetChunk {
+        file: shared.id,
+        index: chunk,
+    };
+    let exchange = tokio::time::timeout(STALL_TIMEOUT, transport::exchange(connection, &request, MAX_ANSWER));
+    let (response, mut recv) = match exchange.await {
+        Err(_) => return Err(Failure::Other("no answer within the stall timeout".into())),
+        Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
+        Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
+        Ok(Ok(answer)) => answer,
+    };
+    activity.heard();
+    let expected = shared.manifest.chunk_len(chunk);
+    match response {
+        PeerResponse::Chunk { len } if len == expected => {}
+        PeerResponse::Chunk { len } => {
+            let _ = recv.stop(CloseCode::Cancelled.code());
+            return Err(Failure::Corrupt(format!(
+                "announced {len} bytes, the chunk has {expected}"
+            )));
+        }
+        PeerResponse::Error {
+            code: ErrorCode::Busy, ..
+        } => return Err(Failure::Busy),
+        PeerResponse::Error {
+            code: ErrorCode::NotHeld | ErrorCode::NotFound,
+            ..
+        } => return Err(Failure::NotHeld),
+        PeerResponse::Error { code, message } => return Err(Failure::Other(format!("{code:?}: {message}"))),
+        other => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
+    }
+    let mut data = shared.buffers.take(expected as usize);
+    let mut filled = 0;
+    // Under a download cap, read in slices small enough that waiting for our own limiter never
+    // looks like a silent peer to the watchdog.
+    let limit = shared.env.download_limit.as_deref();
+    let slice = limit.map_or(usize::MAX, |l| (l.rate() / 16).clamp(1024, 64 * 1024) as usize);
+    while filled < data.len() {
+        let end = filled.saturating_add(slice).min(data.len());
+        match tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut data[filled..end])).await {
+            Err(_) => {
+                let _ = recv.stop(CloseCode::Cancelled.code());
+                return Err(Failure::Other("transfer stalled".into()));
+            }
+            Ok(Ok(Some(n))) => {
+                filled += n;
+                activity.heard();
+                if let Some(limit) = limit {
+                    limit.acquire(n).await;
+                    activity.heard();
+                }
+            }
+            Ok(Ok(None)) => {
+                return Err(Failure::Corrupt(format!(
+                    "stream ended after {filled} of {expected} bytes"
+                )))
+            }
+            Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
+            Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
+        }
+    }
+    let (manifest, file) = (shared.manifest.clone(), shared.file.clone());
+    let _slot = shared
+        .disk_slots
+        .acquire()
+        .await
+        .expect("the disk slots are never closed");
+    let written = tokio::task::spawn_blocking(move || {
+        if !manifest.chunk_matches(chunk, &data) {
+            return Ok(Written::Corrupt);
+        }
+        let offset = manifest.chunk_offset(chunk);
+        // Read back from the device (the write bypassed the page cache): the whole-file check.
+        if !file.write_confirmed(&data, offset)? {
+            return Ok(Written::ReadBackDiffers);
+        }
+        // Logged here, right after the write, so that a trace of a killed run is exact.
+        trace!(chunk, bytes = data.len(), "chunk written");
+        Ok(Written::Confirmed)
+    })
+    .in_current_span()
+    .await
+    .map_err(|e| Failure::Other(e.to_string()))?;
+    let error = match written {
+        Ok(Written::Confirmed) => return Ok(expected),
+        Ok(Written::Corrupt) => return Err(Failure::Corrupt("content does not match the manifest".into())),
+        Ok(Written::ReadBackDiffers) => Error::Integrity(format!(
+            "chunk {chunk} read back from {} differs from what was just written to it: the disk or file \
+             system is losing data; check it (dmesg, SMART) and run the fetch again",
+            shared.held.path().display()
+        )),
+        Err(e) => {
+            let path = shared.held.path();
+            let missing = shared.manifest.size - shared.manifest.bytes_in(&shared.held.chunks());
+            no_space_or_io(&path, missing, shared.file.file(), e)
+        }
+    };
+    let why = error.to_string();
+    shared.fail(error);
+    Err(Failure::Fatal(why))
+}

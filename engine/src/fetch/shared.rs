@@ -1,0 +1,169 @@
+//! What the coordinator and the peer workers of one download share: the scheduler and the
+//! bookkeeping behind one short lock (never held across an `.await`), and the in-flight budget
+//! that bounds memory. Workers leave what happened (chunks verified, a fatal error, a worker
+//! ended) in the bookkeeping and wake the coordinator; wake-ups coalesce, nothing queues up.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use swarm_proto::{FileId, Manifest, PeerId};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use swarm_proto::transport::Transport;
+use tokio_util::sync::CancellationToken as Shutdown;
+
+use crate::chunk_io::{BufferPool, ChunkFile};
+use crate::downloads::Downloads;
+use crate::error::Error;
+use crate::progress::Progress;
+use crate::ratelimit::RateLimiter;
+use crate::scheduler::Scheduler;
+use crate::session::Session;
+use crate::state::StateDb;
+use crate::store::Held;
+use crate::store::Store;
+
+/// What a download needs of the node it runs on.
+#[derive(Clone)]
+pub struct Env {
+    /// Dials the holders.
+    pub transport: Transport,
+    /// The node's files: a download is served while it runs.
+    pub store: Arc<Store>,
+    /// Progress records, for `swarm status`.
+    pub state: StateDb,
+    /// Locates holders and takes chunk reports.
+    pub session: Session,
+    /// The node's downloads in flight.
+    pub downloads: Downloads,
+    /// The node's download cap.
+    pub download_limit: Option<Arc<RateLimiter>>,
+    /// Fires when the node shuts down.
+    pub shutdown: Shutdown,
+}
+
+/// Bytes of chunk data requested at once across all peers of one download: each request
+/// holds its chunk in memory until it is verified and written, so this bounds the memory a
+/// fetch uses, however many peers serve it. It also bounds one download's speed to this much
+/// per round trip (160 MiB/s at 100 ms); 32 MiB bought nothing on loopback or a LAN and took
+/// a 4-seeder fetch from 45 to 70 MB of memory.
+pub const IN_FLIGHT_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes requested from one peer at once: enough to keep a fast link busy.
+const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
+/// Requests in flight per peer, whatever the chunk size: two keep a peer sending while the
+/// next request travels.
+const MIN_LANES: u64 = 2;
+/// Most requests in flight per peer.
+const MAX_LANES: u64 = 32;
+
+/// The bookkeeping behind the lock.
+pub struct Swarm {
+    /// Which chunk from which peer next.
+    pub scheduler: Scheduler,
+    /// Requests in flight, to cancel the losing copies of endgame requests.
+    pub cancels: HashMap<(PeerId, u32), CancellationToken>,
+    /// Peers with a worker running.
+    pub workers: HashSet<PeerId>,
+    /// Bytes of verified chunks per peer.
+    pub received: HashMap<PeerId, u64>,
+    /// Peers banned for bad data.
+    pub banned: Vec<PeerId>,
+    /// Chunks verified since the coordinator last looked.
+    pub newly_verified: Vec<u32>,
+    /// Why the download cannot go on (the disk failed or filled up), if it cannot.
+    pub fatal: Option<Error>,
+}
+
+/// One download's shared state.
+pub struct Shared {
+    /// The node.
+    pub env: Env,
+    /// The file.
+    pub id: FileId,
+    /// Its manifest, checked against the id.
+    pub manifest: Arc<Manifest>,
+    /// The partial file.
+    pub file: Arc<ChunkFile>,
+    /// The file as the node's chunk server sees it: verified chunks are served at once.
+    pub held: Arc<Held>,
+    /// Counters for a progress display.
+    pub progress: Arc<Progress>,
+    /// Chunk buffers.
+    pub buffers: Arc<BufferPool>,
+    /// The in-flight budget, in chunks.
+    pub in_flight: Arc<Semaphore>,
+    /// Chunks being verified, written and read back at once.
+    pub disk_slots: Semaphore,
+    /// Fires when the download ends, however it ends.
+    pub done: CancellationToken,
+    /// Wakes idle lanes when there may be new work (a chunk freed, a peer added).
+    pub changed: Notify,
+    /// Wakes the coordinator: something in the bookkeeping changed.
+    pub wake: Notify,
+    budget: u64,
+    per_peer: u64,
+    swarm: Mutex<Swarm>,
+}
+
+impl Shared {
+    /// Shared state for a download that already holds `scheduler.have()`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        env: Env,
+        id: FileId,
+        manifest: Arc<Manifest>,
+        file: Arc<ChunkFile>,
+        held: Arc<Held>,
+        progress: Arc<Progress>,
+        scheduler: Scheduler,
+    ) -> Shared {
+        let chunk = u64::from(manifest.chunk_size);
+        let budget = (IN_FLIGHT_BYTES / chunk).clamp(MIN_LANES, 4 * MAX_LANES);
+        let per_peer = (PIPELINE_BYTES / chunk).clamp(MIN_LANES, MAX_LANES);
+        Shared {
+            done: env.shutdown.child_token(),
+            env,
+            id,
+            manifest,
+            file,
+            held,
+            progress,
+            buffers: BufferPool::new(budget as usize),
+            in_flight: Arc::new(Semaphore::new(budget as usize)),
+            disk_slots: Semaphore::new(super::output::DISK_WRITERS),
+            changed: Notify::new(),
+            wake: Notify::new(),
+            budget,
+            per_peer,
+            swarm: Mutex::new(Swarm {
+                scheduler,
+                cancels: HashMap::new(),
+                workers: HashSet::new(),
+                received: HashMap::new(),
+                banned: Vec::new(),
+                newly_verified: Vec::new(),
+                fatal: None,
+            }),
+        }
+    }
+
+    /// Ends the download with `error` (the first one reported wins).
+    pub fn fail(&self, error: Error) {
+        self.lock().fatal.get_or_insert(error);
+        self.wake.notify_one();
+    }
+
+    /// The bookkeeping, locked for a synchronous decision.
+    pub fn lock(&self) -> MutexGuard<'_, Swarm> {
+        self.swarm.lock().expect("download state lock poisoned")
+    }
+
+    /// Requests each peer may have in flight now: the budget shared out among the peers with
+    /// a worker, each getting at least two and at most a pipeline's worth. It grows when peers
+    /// go (a lone survivor gets its whole pipeline) and shrinks when they come.
+    pub fn lanes_per_peer(&self) -> usize {
+        let workers = self.lock().workers.len().max(1) as u64;
+        (self.budget / workers).clamp(MIN_LANES, self.per_peer) as usize
+    }
+}

@@ -1,0 +1,277 @@
+//! A node's shared folders: scanning them (hashing only what changed since the last run,
+//! leaving alone files still being written), holding and announcing what they contain, and
+//! re-checking files the chunk server found changed on disk.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_proto::{name, Bitfield, FileId, FileMeta, Manifest};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::fetch::FetchReport;
+use crate::progress::Progress;
+use crate::session::Session;
+use crate::state::{FileStamp, SeededRecord, StateDb};
+use crate::store::{Held, Store};
+
+/// One file shared from a folder.
+#[derive(Debug, Clone)]
+pub struct SeededFile {
+    /// Its id.
+    pub id: FileId,
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// What is announced with it.
+    pub meta: FileMeta,
+    /// Hashed in this run; false if its manifest was known from an earlier run.
+    pub hashed: bool,
+    /// Fetched from the swarm by this node and unchanged since.
+    pub fetched: bool,
+}
+
+impl SeededFile {
+    /// A complete held file, neither hashed now nor known to be fetched.
+    fn of(held: &Held) -> SeededFile {
+        SeededFile {
+            id: held.id,
+            manifest: held.manifest.clone(),
+            path: held.path(),
+            meta: held.meta,
+            hashed: false,
+            fetched: false,
+        }
+    }
+}
+
+/// What [`Folders::scan`] found.
+#[derive(Debug, Clone, Default)]
+pub struct DirScan {
+    /// The files shared, sorted by name.
+    pub files: Vec<SeededFile>,
+    /// Names of files modified too recently to share yet (still being written, perhaps).
+    pub unsettled: Vec<String>,
+}
+
+/// The node's part that shares folders.
+#[derive(Clone)]
+pub struct Folders {
+    store: Arc<Store>,
+    state: StateDb,
+    session: Option<Session>,
+    /// The node's own state directory, never shared.
+    state_dir: PathBuf,
+}
+
+impl Folders {
+    /// Shares into `store`, remembering manifests in `state`, announcing through `session`.
+    pub fn new(store: Arc<Store>, state: StateDb, session: Option<Session>, state_dir: PathBuf) -> Folders {
+        Folders {
+            store,
+            state,
+            session,
+            state_dir,
+        }
+    }
+
+    /// Shares every regular file under `dir` (symlinks are not followed), leaving out files
+    /// modified less than `settle` ago: they are reported as unsettled and shared by a later
+    /// scan. A file unchanged since this node last seeded it (same size, modification time
+    /// and inode) reuses the manifest saved in sled; the others are hashed, and the ids of
+    /// files that changed or vanished since are withdrawn from the tracker. Partial downloads
+    /// and this node's state directory are never shared. `progress` counts bytes hashed.
+    pub async fn scan(&self, dir: &Path, chunk_size: u32, settle: Duration, progress: &Progress) -> Result<DirScan> {
+        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let mut previous: HashMap<PathBuf, SeededRecord> = self.state.seeded_under(&root)?.into_iter().collect();
+        let mut scan = DirScan::default();
+        let mut to_hash = Vec::new();
+        let now = std::time::SystemTime::now();
+        let walk = walkdir::WalkDir::new(&root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.path() != self.state_dir);
+        for entry in walk {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(&root).to_owned();
+                Error::io(&path, e.into())
+            })?;
+            if !entry.file_type().is_file() || crate::out_dir::is_partial(entry.path()) {
+                continue;
+            }
+            let Some(name) = name::name_of(&root, entry.path()) else {
+                warn!(path = %entry.path().display(), "skipped: its name cannot be shared (not UTF-8 or unsafe)");
+                continue;
+            };
+            let path = entry.into_path();
+            let metadata = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata,
+                // Deleted since it was listed: as if it had never been there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            let stamp = FileStamp::of(&metadata);
+            let modified = metadata.modified().map_err(|e| Error::io(&path, e))?;
+            if now.duration_since(modified).unwrap_or_default() < settle {
+                // Still being written, perhaps: neither shared nor withdrawn until it settles.
+                previous.remove(&path);
+                scan.unsettled.push(name);
+                continue;
+            }
+            match previous.remove(&path) {
+                Some(record)
+                    if record.stamp == stamp
+                        && record.manifest.name == name
+                        && record.manifest.chunk_size == chunk_size =>
+                {
+                    let held = match self.store.get(&record.manifest.id()) {
+                        // Held and announced already (an earlier scan, or the fetch that wrote
+                        // it): rescans of a large folder send the tracker nothing.
+                        Some(held) if held.path() == path && held.chunks().is_complete() => SeededFile::of(&held),
+                        _ => self.hold_complete(record.manifest, path, record.meta).await?,
+                    };
+                    scan.files.push(SeededFile {
+                        fetched: record.fetched,
+                        ..held
+                    });
+                }
+                stale => {
+                    progress.add_total(stamp.size);
+                    let meta = FileMeta::modified_at(modified);
+                    to_hash.push((path, name, stamp, meta, stale.map(|r| r.manifest.id())));
+                }
+            }
+        }
+        for (path, record) in previous {
+            info!(path = %path.display(), "seeded before but no longer there; withdrawing it");
+            self.stop_holding(record.manifest.id()).await;
+            self.state.remove_seeded(&path)?;
+        }
+        for (path, name, stamp, mut meta, stale_id) in to_hash {
+            let manifest = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size)).await??
+            };
+            progress.advance(stamp.size);
+            if let Some(old) = stale_id.filter(|old| *old != manifest.id()) {
+                info!(path = %path.display(), old = %old.short(), "changed since it was last seeded; withdrawing its old id");
+                self.stop_holding(old).await;
+                meta.replaces = Some(old);
+            }
+            let record = SeededRecord {
+                stamp,
+                manifest: manifest.clone(),
+                meta,
+                fetched: false,
+            };
+            self.state.save_seeded(&path, &record)?;
+            let held = self.hold_complete(manifest, path, meta).await?;
+            scan.files.push(SeededFile { hashed: true, ..held });
+        }
+        self.state.flush()?;
+        scan.files.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        Ok(scan)
+    }
+
+    /// Remembers a file this node fetched as seeded and unchanged since, so that scanning its
+    /// folder later does not hash it again.
+    pub fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
+        let path = report.path.canonicalize().map_err(|e| Error::io(&report.path, e))?;
+        let metadata = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let record = SeededRecord {
+            stamp: FileStamp::of(&metadata),
+            manifest: (*report.manifest).clone(),
+            meta: report.meta,
+            fetched: true,
+        };
+        self.state.save_seeded(&path, &record)?;
+        self.state.flush()
+    }
+
+    /// Stops serving `file` and withdraws it from the tracker.
+    pub async fn stop_holding(&self, file: FileId) {
+        self.store.remove(&file);
+        if let Some(session) = &self.session {
+            session.withdraw(file).await;
+        }
+    }
+
+    /// Holds a complete, already hashed file and announces it with `meta`.
+    pub async fn hold_complete(&self, manifest: Manifest, path: PathBuf, meta: FileMeta) -> Result<SeededFile> {
+        let manifest = Arc::new(manifest);
+        let chunks = Bitfield::full(manifest.chunk_count);
+        let held = self.store.add(manifest, path, chunks, meta);
+        if let Some(session) = &self.session {
+            session.announce(&held).await?;
+        }
+        Ok(SeededFile::of(&held))
+    }
+
+    /// Re-checks held files the chunk server found changed on disk, until `stop`: hashes them
+    /// again, keeps the chunks that still match, and tells the tracker (withdrawing the file
+    /// if nothing matches any more).
+    pub async fn recheck_changed(&self, mut changes: mpsc::Receiver<FileId>, stop: CancellationToken) {
+        let mut pending = BTreeSet::new();
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => return,
+                next = changes.recv() => match next { Some(file) => file, None => return },
+            };
+            pending.insert(first);
+            while let Ok(file) = changes.try_recv() {
+                pending.insert(file);
+            }
+            while let Some(file) = pending.pop_first() {
+                self.recheck(file).await;
+            }
+        }
+    }
+
+    async fn recheck(&self, file: FileId) {
+        let Some(held) = self.store.get(&file) else {
+            return;
+        };
+        let before = held.chunks();
+        let (path, manifest) = (held.path(), held.manifest.clone());
+        let check = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+            Ok(f) => crate::store::chunks_on_disk(&f, &manifest),
+            Err(_) => Bitfield::new(manifest.chunk_count),
+        });
+        let Ok(now) = check.await else { return };
+        // Only chunks held before the check and not matching now are dropped: a chunk that a
+        // download writes meanwhile stays.
+        let lost: Vec<u32> = before.iter().filter(|&c| !now.get(c)).collect();
+        if lost.is_empty() {
+            return;
+        }
+        held.unmark(&lost);
+        let path = held.path();
+        if held.chunks().count() == 0 {
+            warn!(
+                file = %file.short(),
+                "{} changed on disk and no chunk matches its manifest any more; withdrawing it from the tracker",
+                path.display()
+            );
+            self.stop_holding(file).await;
+        } else {
+            warn!(
+                file = %file.short(),
+                "{} changed on disk: {} of {} chunks no longer match its manifest; telling the tracker",
+                path.display(),
+                lost.len(),
+                before.count()
+            );
+            if let Some(session) = &self.session {
+                if let Err(e) = session.announce(&held).await {
+                    warn!("could not update the tracker: {e}");
+                }
+            }
+        }
+    }
+}

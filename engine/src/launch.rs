@@ -1,0 +1,278 @@
+//! Starting things, written once for the binary, the tests, the benches and the demo:
+//!
+//! - [`Peer`]: a node with its tracker, either one named on the command line (joined
+//!   patiently: a tracker that is still starting is waited for, one that proves another id or
+//!   speaks another version is not) or one embedded in the same process;
+//! - [`LocalSwarm`]: a tracker and any number of nodes on loopback, in one directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use swarm_proto::ConnectError;
+use swarm_tracker::{Tracker, TrackerConfig, TrackerError};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::netutil::{loopback_for, reachable_addr};
+use crate::node::{Node, NodeConfig};
+use crate::tracker_client::{Registration, TrackerAddr};
+
+/// Pause between tries while the tracker does not answer.
+const JOIN_RETRY: Duration = Duration::from_secs(2);
+
+/// Where a peer's tracker is.
+#[derive(Debug, Clone)]
+pub enum TrackerChoice {
+    /// A tracker running elsewhere.
+    Remote(TrackerAddr),
+    /// A tracker started in this process (in the node's state directory), listening here; on
+    /// a free port if this one is taken.
+    Embedded {
+        /// Where it listens.
+        listen: SocketAddr,
+    },
+}
+
+/// What happened while a peer started, for the person watching.
+#[derive(Debug)]
+pub enum LaunchEvent<'a> {
+    /// An embedded tracker started.
+    EmbeddedTracker {
+        /// Its id.
+        id: swarm_proto::PeerId,
+        /// Where it listens.
+        addr: SocketAddr,
+        /// The address asked for and why it could not be used, if it could not.
+        moved_from: Option<(SocketAddr, &'a Error)>,
+    },
+    /// The tracker does not answer yet; trying again every few seconds.
+    Waiting(&'a Error),
+    /// The tracker answered after some waiting.
+    Answered,
+}
+
+/// A node and its tracker session (and the tracker itself, when embedded).
+pub struct Peer {
+    /// The node.
+    pub node: Node,
+    /// The tracker as other machines should name it (`ID@HOST:PORT`).
+    pub public_tracker: String,
+    /// What the tracker answered when the node joined.
+    pub registration: Registration,
+    embedded: Option<Tracker>,
+}
+
+impl Peer {
+    /// Starts the node of `config` (whose `tracker` is set from `tracker`) and joins its
+    /// tracker, waiting for it while it does not answer, until `stop` fires.
+    pub async fn start(
+        mut config: NodeConfig,
+        tracker: TrackerChoice,
+        stop: &CancellationToken,
+        mut events: impl FnMut(LaunchEvent<'_>),
+    ) -> Result<Peer> {
+        let mut embedded = None;
+        let public_tracker = match tracker {
+            TrackerChoice::Remote(addr) => {
+                let public = addr.to_string();
+                config.tracker = Some(addr);
+                public
+            }
+            TrackerChoice::Embedded { listen } => {
+                let tracker_config = TrackerConfig {
+                    state_dir: config.state_dir.join("tracker"),
+                    listen,
+                    ..TrackerConfig::default()
+                };
+                let (tracker, moved) = match Tracker::start(tracker_config.clone()).await {
+                    Ok(tracker) => (tracker, None),
+                    Err(TrackerError::Bind(e)) => {
+                        let any_port = SocketAddr::new(listen.ip(), 0);
+                        let tracker = Tracker::start(TrackerConfig {
+                            listen: any_port,
+                            ..tracker_config
+                        })
+                        .await
+                        .map_err(Error::from)?;
+                        (tracker, Some(Error::Bind(e)))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let local = tracker.local_addr();
+                events(LaunchEvent::EmbeddedTracker {
+                    id: tracker.id(),
+                    addr: local,
+                    moved_from: moved.as_ref().map(|e| (listen, e)),
+                });
+                config.tracker = Some(TrackerAddr {
+                    host_port: loopback_for(local).to_string(),
+                    id: Some(tracker.id()),
+                });
+                let public = format!("{}@{}", tracker.id(), reachable_addr(local));
+                embedded = Some(tracker);
+                public
+            }
+        };
+        let node = Node::start(config).await?;
+        let registration = join_patiently(&node, stop, &mut events).await?;
+        Ok(Peer {
+            node,
+            public_tracker,
+            registration,
+            embedded,
+        })
+    }
+
+    /// Leaves the tracker, lets uploads finish (up to `grace`), and stops the embedded
+    /// tracker, if any.
+    pub async fn stop(self, grace: Duration) {
+        self.node.shutdown(grace).await;
+        if let Some(tracker) = self.embedded {
+            tracker.stop().await;
+        }
+    }
+}
+
+/// Can waiting help? Not if the tracker proved another id or speaks another version.
+fn worth_waiting(error: &Error) -> bool {
+    !matches!(
+        error,
+        Error::TrackerConnect {
+            source: ConnectError::WrongId { .. } | ConnectError::VersionMismatch,
+            ..
+        }
+    )
+}
+
+/// Joins the tracker, trying again every few seconds while it does not answer (it may be
+/// starting, as in a compose network), until it answers or `stop` fires.
+async fn join_patiently(
+    node: &Node,
+    stop: &CancellationToken,
+    events: &mut impl FnMut(LaunchEvent<'_>),
+) -> Result<Registration> {
+    let mut waited = false;
+    loop {
+        match node.join_tracker().await {
+            Ok(registration) => {
+                if waited {
+                    events(LaunchEvent::Answered);
+                }
+                return Ok(registration);
+            }
+            Err(e) if !worth_waiting(&e) => return Err(e),
+            Err(e) => {
+                if !waited {
+                    events(LaunchEvent::Waiting(&e));
+                    waited = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(JOIN_RETRY) => {}
+                    _ = stop.cancelled() => return Err(Error::Cancelled),
+                }
+            }
+        }
+    }
+}
+
+/// A tracker and nodes on loopback, all in one directory.
+pub struct LocalSwarm {
+    dir: PathBuf,
+    /// The tracker.
+    pub tracker: Tracker,
+    nodes: Vec<Node>,
+}
+
+/// How a node of a [`LocalSwarm`] is capped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caps {
+    /// Upload cap in bytes per second.
+    pub upload: Option<u64>,
+    /// Download cap in bytes per second.
+    pub download: Option<u64>,
+}
+
+/// 127.0.0.1, any free port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A tracker on 127.0.0.1 with its state in `dir/tracker`, dropping peers silent for
+/// `peer_timeout`.
+pub async fn loopback_tracker(dir: &Path, peer_timeout: Duration) -> Result<Tracker> {
+    Ok(Tracker::start(TrackerConfig {
+        state_dir: dir.join("tracker"),
+        listen: loopback(),
+        peer_timeout,
+    })
+    .await?)
+}
+
+/// `tracker`'s address, pinned to its id.
+pub fn pinned(tracker: &Tracker) -> TrackerAddr {
+    TrackerAddr {
+        host_port: tracker.local_addr().to_string(),
+        id: Some(tracker.id()),
+    }
+}
+
+/// A node on 127.0.0.1 with its state in `state_dir`, joined to `tracker`.
+pub async fn loopback_node(state_dir: &Path, tracker: TrackerAddr, caps: Caps) -> Result<Node> {
+    let node = Node::start(NodeConfig {
+        state_dir: state_dir.to_owned(),
+        listen: loopback(),
+        tracker: Some(tracker),
+        advertise: None,
+        max_upload_rate: caps.upload,
+        max_download_rate: caps.download,
+    })
+    .await?;
+    node.join_tracker().await?;
+    Ok(node)
+}
+
+impl LocalSwarm {
+    /// Starts a tracker on 127.0.0.1 with its state in `dir/tracker`, dropping peers silent
+    /// for `peer_timeout`.
+    pub async fn start(dir: &Path, peer_timeout: Duration) -> Result<LocalSwarm> {
+        Ok(LocalSwarm {
+            dir: dir.to_owned(),
+            tracker: loopback_tracker(dir, peer_timeout).await?,
+            nodes: Vec::new(),
+        })
+    }
+
+    /// The tracker's address, pinned to its id.
+    pub fn tracker_addr(&self) -> TrackerAddr {
+        pinned(&self.tracker)
+    }
+
+    /// A new node on 127.0.0.1 with its state in `dir/name`, joined to the tracker. The swarm
+    /// shuts it down in [`LocalSwarm::stop`].
+    pub async fn node(&mut self, name: &str, caps: Caps) -> Result<Node> {
+        let node = loopback_node(&self.dir.join(name), self.tracker_addr(), caps).await?;
+        self.nodes.push(node.clone());
+        Ok(node)
+    }
+
+    /// Shuts every node down (briefly), then the tracker.
+    pub async fn stop(self) {
+        for node in &self.nodes {
+            node.shutdown(Duration::from_secs(1)).await;
+        }
+        self.tracker.stop().await;
+    }
+}
+
+impl From<TrackerError> for Error {
+    fn from(error: TrackerError) -> Self {
+        match error {
+            TrackerError::Io { path, source } => Error::Io { path, source },
+            TrackerError::Locked(e) => Error::Locked(e),
+            TrackerError::Identity(e) => Error::Identity(e),
+            TrackerError::Bind(e) => Error::Bind(e),
+            TrackerError::Store { path, message } => Error::State { path, message },
+        }
+    }
+}

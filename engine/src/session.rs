@@ -1,0 +1,228 @@
+//! A node's session with its tracker: a handle, and a task that does the periodic work.
+//!
+//! The handle registers, announces and withdraws files, and locates them; a request answered
+//! `NotRegistered` (the tracker restarted, or expired this peer) registers again at once and
+//! re-announces everything held. The task sends keepalives, and sends newly verified chunks in
+//! batches, so that a download never waits for the tracker and a busy swarm does not send one
+//! request per chunk.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use swarm_proto::FileId;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::error::{Error, Result};
+use crate::store::{Held, Store};
+use crate::tracker_client::{Located, RegisteredOrNot, Registration, TrackerClient};
+
+/// Chunk reports wait this long to be sent together.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+/// Longest wait for the tracker to take a batch of chunk reports; the batch is kept and sent
+/// again later if it does not.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for the tracker when leaving.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The session; cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Arc<TrackerClient>,
+    store: Arc<Store>,
+    advertise: Option<SocketAddr>,
+    /// Set once joined; cleared when leaving.
+    registration: tokio::sync::Mutex<Option<Registration>>,
+    /// Newly verified chunks not yet sent, by file.
+    reports: Mutex<BTreeMap<FileId, Vec<u32>>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Session {
+    /// A session with the tracker `client` talks to, for the files in `store`. Nothing is sent
+    /// before [`Session::join`].
+    pub fn new(client: Arc<TrackerClient>, store: Arc<Store>, advertise: Option<SocketAddr>) -> Session {
+        Session {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                advertise,
+                registration: tokio::sync::Mutex::new(None),
+                reports: Mutex::new(BTreeMap::new()),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The tracker client, for queries (list, search, resolve).
+    pub fn client(&self) -> &Arc<TrackerClient> {
+        &self.inner.client
+    }
+
+    /// Registers, announces every held file, and starts the keepalive and report task.
+    pub async fn join(&self) -> Result<Registration> {
+        let mut slot = self.inner.registration.lock().await;
+        let registration = self.register_and_announce().await?;
+        let first = slot.is_none();
+        *slot = Some(registration);
+        drop(slot);
+        if first {
+            let session = self.clone();
+            let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
+            let span = tracing::info_span!("tracker", addr = %self.inner.client.addr().host_port);
+            self.inner
+                .tasks
+                .spawn(async move { session.run(period).await }.instrument(span));
+        }
+        Ok(registration)
+    }
+
+    /// Has [`Session::join`] succeeded (and no leave happened since)?
+    pub async fn is_joined(&self) -> bool {
+        self.inner.registration.lock().await.is_some()
+    }
+
+    async fn register_and_announce(&self) -> Result<Registration> {
+        let client = &self.inner.client;
+        let registration = client.register(self.inner.advertise).await?;
+        for held in self.inner.store.all() {
+            client.announce(&held.manifest, &held.chunks(), held.meta).await?;
+        }
+        Ok(registration)
+    }
+
+    /// Registers again after the tracker forgot this peer, if still joined.
+    async fn rejoin(&self) -> Result<()> {
+        let mut slot = self.inner.registration.lock().await;
+        if slot.is_some() {
+            info!("the tracker forgot this peer; registering again");
+            *slot = Some(self.register_and_announce().await?);
+        }
+        Ok(())
+    }
+
+    /// Announces a held file (what it holds now), if joined.
+    pub async fn announce(&self, held: &Held) -> Result<()> {
+        if !self.is_joined().await {
+            return Ok(());
+        }
+        let client = &self.inner.client;
+        if client.announce(&held.manifest, &held.chunks(), held.meta).await? == RegisteredOrNot::NotRegistered {
+            self.rejoin().await?;
+        }
+        Ok(())
+    }
+
+    /// Withdraws `file` (best effort: a tracker that does not list it is fine).
+    pub async fn withdraw(&self, file: FileId) {
+        self.inner.reports.lock().expect("reports lock poisoned").remove(&file);
+        if !self.is_joined().await {
+            return;
+        }
+        match self.inner.client.withdraw(file).await {
+            Ok(RegisteredOrNot::NotRegistered) => {
+                let _ = self.rejoin().await;
+            }
+            Ok(RegisteredOrNot::Ok) => {}
+            Err(e) => debug!(file = %file.short(), "withdraw: {e}"),
+        }
+    }
+
+    /// Queues newly verified chunks of `file` for the tracker; returns at once.
+    pub fn report(&self, file: FileId, chunks: &[u32]) {
+        let mut reports = self.inner.reports.lock().expect("reports lock poisoned");
+        reports.entry(file).or_default().extend_from_slice(chunks);
+    }
+
+    /// A file's manifest (not yet checked) and live holders.
+    pub async fn locate(&self, file: FileId) -> Result<Located> {
+        self.inner.client.locate(file).await
+    }
+
+    /// Sends what is queued, tells the tracker this peer leaves, and stops the task.
+    pub async fn leave(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        if self.inner.registration.lock().await.take().is_none() {
+            return;
+        }
+        self.send_reports().await;
+        match tokio::time::timeout(LEAVE_TIMEOUT, self.inner.client.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("could not tell the tracker we are leaving: {e}"),
+            Err(_) => warn!("could not tell the tracker we are leaving: no answer in {LEAVE_TIMEOUT:?}"),
+        }
+    }
+
+    /// The task: keepalives every `period`, chunk reports every [`REPORT_EVERY`].
+    async fn run(&self, period: Duration) {
+        let mut keepalive = tokio::time::interval(period);
+        keepalive.tick().await;
+        let mut reports = tokio::time::interval(REPORT_EVERY);
+        let mut healthy = true;
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = reports.tick() => self.send_reports().await,
+                _ = keepalive.tick() => {
+                    let outcome = match self.inner.client.keepalive().await {
+                        Ok(RegisteredOrNot::Ok) => Ok(()),
+                        Ok(RegisteredOrNot::NotRegistered) => self.rejoin().await,
+                        Err(e) => Err(e),
+                    };
+                    match outcome {
+                        Ok(()) if !healthy => {
+                            info!("tracker reachable again");
+                            healthy = true;
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            if healthy {
+                                warn!("keepalive failed, will keep trying: {e}");
+                            }
+                            healthy = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the queued chunk reports, keeping those the tracker does not take for later.
+    async fn send_reports(&self) {
+        let pending = std::mem::take(&mut *self.inner.reports.lock().expect("reports lock poisoned"));
+        for (file, chunks) in pending {
+            // A file withdrawn since is no longer reported.
+            if self.inner.store.get(&file).is_none() {
+                continue;
+            }
+            let sent = tokio::time::timeout(REPORT_TIMEOUT, self.inner.client.have(file, chunks.clone())).await;
+            let failure = match sent {
+                Ok(Ok(RegisteredOrNot::Ok)) => continue,
+                // Registering again re-announces every held file with all its chunks.
+                Ok(Ok(RegisteredOrNot::NotRegistered)) => match self.rejoin().await {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                },
+                Ok(Err(e)) => e,
+                Err(_) => Error::Timeout(format!("no answer in {REPORT_TIMEOUT:?}")),
+            };
+            debug!(
+                file = %file.short(),
+                "could not tell the tracker about {} new chunks (will retry): {failure}",
+                chunks.len()
+            );
+            self.report(file, &chunks);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! # swarm-proto
+//!
+//! The bottom of swarm, shared by the tracker and the peers: what a file is and how nodes
+//! talk. Nothing here keeps state or touches the disk beyond reading a file to hash it and a
+//! node's key files.
+//!
+//! - [`ids`], [`name`]: identifiers (hex, strict) and the one check for file names.
+//! - [`hashing`], [`manifest`], [`meta`], [`bitfield`]: chunk hashes, manifests and their ids
+//!   (a hand-written canonical encoding), the timestamps that travel with a file, chunk sets.
+//! - [`protocol`]: the wire protocol; its module doc is the specification.
+//! - [`codec`]: the one place bincode is used.
+//! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
+//! - [`dir_lock`]: one process per state directory.
+#![warn(missing_docs)]
+
+pub mod bitfield;
+pub mod codec;
+pub mod dir_lock;
+pub mod hashing;
+pub mod identity;
+pub mod ids;
+pub mod manifest;
+pub mod meta;
+pub mod name;
+pub mod protocol;
+pub mod transport;
+
+pub use bitfield::Bitfield;
+pub use identity::Identity;
+pub use ids::{Digest, FileId, PeerId};
+pub use manifest::{Manifest, DEFAULT_CHUNK_SIZE};
+pub use meta::FileMeta;
+pub use transport::{ConnectError, Transport};

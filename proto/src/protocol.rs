@@ -1,0 +1,689 @@
+//! The swarm wire protocol, version 3. This module is the specification.
+//!
+//! # Transport
+//! Every node (tracker or peer) has one QUIC endpoint. Connections negotiate the ALPN
+//! [`ALPN`], which carries the protocol version (`swarm/3`): nodes of different versions fail
+//! the handshake and say so ([`crate::ConnectError::VersionMismatch`]). TLS 1.3 runs with a
+//! self-signed certificate on *both* sides: a node's id is the BLAKE3 hash of its public key,
+//! so the handshake authenticates both ends, and everything a tracker records is filed under
+//! the id that TLS proved.
+//!
+//! # Streams
+//! Each request opens its own bidirectional stream, sends one request frame and finishes its
+//! send side; the other end answers with one response frame and finishes. Trackers take
+//! [`TrackerRequest`] and answer [`TrackerResponse`]; peers take [`PeerRequest`] and answer
+//! [`PeerResponse`]. A [`PeerResponse::Chunk`] frame is followed on the same stream by exactly
+//! `len` raw bytes of chunk data. Many streams run at once on a connection, which is how
+//! requests are pipelined.
+//!
+//! # Frames
+//! ```text
+//! +----------------+--------------------------------------+
+//! | length: u32 BE | payload: bincode 2, standard config  |
+//! +----------------+--------------------------------------+
+//! ```
+//! `length` counts the payload and may not exceed [`MAX_FRAME`] (or the smaller limit of the
+//! receiving service); it is checked before anything is allocated, and memory grows only with
+//! the bytes that arrive. Enums are encoded as a varint variant index followed by the fields in
+//! order; the golden tests below pin every message kind byte for byte.
+//!
+//! # Errors and closing
+//! A request that fails is answered with an `Error { code, message }` response: [`ErrorCode`]
+//! for programs, the message for people. A frame that cannot be read is answered `Malformed`
+//! and the connection is closed with [`CloseCode::ProtocolViolation`]. Every stream reset,
+//! stream stop and connection close carries a [`CloseCode`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::bitfield::Bitfield;
+use crate::codec;
+use crate::ids::{FileId, PeerId};
+use crate::manifest::Manifest;
+use crate::meta::FileMeta;
+
+/// This build's protocol version, carried in the ALPN.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// QUIC application protocol name: `swarm/` and the version.
+pub const ALPN: &[u8] = b"swarm/3";
+/// Largest frame: 16 MiB, room for a manifest of the maximum 262,144 chunks (8 MiB of hashes)
+/// and a locate answer listing many holders.
+pub const MAX_FRAME: u32 = codec::LIMIT as u32;
+/// Most holders listed in one [`TrackerResponse::Located`].
+pub const MAX_HOLDERS: usize = 200;
+/// Most entries in one [`TrackerResponse::Catalogue`].
+pub const MAX_CATALOGUE: usize = 10_000;
+
+/// What a peer asks of a tracker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TrackerRequest {
+    /// Start (or restart) this peer's session, forgetting what it announced before. The
+    /// tracker records the address it sees the peer connect from unless `advertise` is set.
+    Register {
+        /// Address other peers should use instead of the observed one.
+        advertise: Option<SocketAddr>,
+    },
+    /// This peer holds (some chunks of) a file.
+    Announce {
+        /// The file.
+        manifest: Manifest,
+        /// The chunks held.
+        chunks: Bitfield,
+        /// The holder's modification time and the version this one replaced.
+        meta: FileMeta,
+    },
+    /// Chunk-register: this peer has newly verified these chunks of a file.
+    HaveChunks {
+        /// The file.
+        file: FileId,
+        /// Chunk indices.
+        chunks: Vec<u32>,
+    },
+    /// This peer no longer holds a file.
+    Withdraw {
+        /// The file.
+        file: FileId,
+    },
+    /// This peer is still alive.
+    Keepalive,
+    /// This peer is going away; drop all its records.
+    Leave,
+    /// The whole catalogue.
+    List,
+    /// Files whose name equals (`exact`) or contains `query`.
+    Search {
+        /// Name or part of a name.
+        query: String,
+        /// Match the whole name only.
+        exact: bool,
+    },
+    /// Files whose id starts with these hex digits.
+    Resolve {
+        /// 8 to 64 lowercase hex digits.
+        prefix: String,
+    },
+    /// A file's manifest and who holds which chunks of it.
+    Locate {
+        /// The file.
+        file: FileId,
+    },
+}
+
+/// What a tracker answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TrackerResponse {
+    /// The request was done.
+    Ok,
+    /// Answer to `Register`.
+    Registered {
+        /// The address recorded for the peer.
+        addr: SocketAddr,
+        /// The peer's id as the tracker sees it.
+        peer: PeerId,
+        /// Seconds of silence after which the tracker drops the peer.
+        timeout_secs: u64,
+    },
+    /// Answer to `List` and `Search`.
+    Catalogue(Vec<CatalogueEntry>),
+    /// Answer to `Resolve`: ids and names.
+    Matches(Vec<(FileId, String)>),
+    /// Answer to `Locate`.
+    Located {
+        /// The manifest (the fetcher checks it against the id).
+        manifest: Manifest,
+        /// What the holders announced with it.
+        meta: FileMeta,
+        /// Live holders: at most [`MAX_HOLDERS`].
+        holders: Vec<Holder>,
+    },
+    /// The request failed.
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// A sentence for people.
+        message: String,
+    },
+}
+
+/// What one peer asks of another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Send one chunk.
+    GetChunk {
+        /// The file.
+        file: FileId,
+        /// Chunk index.
+        index: u32,
+    },
+    /// What do you hold and fetch? Answered only on a connection made with the node's own
+    /// key (by `swarm status` on the same machine).
+    Status,
+}
+
+/// What a peer answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// Answer to `GetChunk`: `len` bytes of data follow on the stream.
+    Chunk {
+        /// Number of bytes that follow.
+        len: u32,
+    },
+    /// Answer to `Status`.
+    Status(Vec<FileStatus>),
+    /// The request failed.
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// A sentence for people.
+        message: String,
+    },
+}
+
+/// One entry of the tracker's catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogueEntry {
+    /// The file's id.
+    pub file: FileId,
+    /// Its name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunk_count: u32,
+    /// Live peers holding at least one chunk.
+    pub holders: u32,
+    /// How many distinct chunks live peers hold between them.
+    pub available: u32,
+    /// The newest modification time its holders announced, and the version it replaced.
+    pub meta: FileMeta,
+}
+
+/// A live peer holding chunks of a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    /// Its id (the fetcher checks it during the TLS handshake).
+    pub peer: PeerId,
+    /// Where to reach it.
+    pub addr: SocketAddr,
+    /// The chunks it holds.
+    pub chunks: Bitfield,
+}
+
+/// How a node relates to one file, in its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileState {
+    /// Being fetched now.
+    Downloading,
+    /// Fetched in part by an earlier run; `swarm fetch` again to continue.
+    Paused,
+    /// Complete and served.
+    Seeding,
+}
+
+/// One file of a node's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileStatus {
+    /// The file's id.
+    pub id: FileId,
+    /// Its name.
+    pub name: String,
+    /// Where its bytes are (the partial file while downloading).
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunk_count: u32,
+    /// Chunks verified on disk.
+    pub chunks_held: u32,
+    /// Bytes in those chunks.
+    pub bytes_held: u64,
+    /// Downloading, paused or seeding.
+    pub state: FileState,
+}
+
+impl FileStatus {
+    /// The status of the file of `manifest` at `path`, holding `chunks`.
+    pub fn new(manifest: &Manifest, path: PathBuf, chunks: &Bitfield, state: FileState) -> FileStatus {
+        FileStatus {
+            id: manifest.id(),
+            name: manifest.name.clone(),
+            path,
+            size: manifest.size,
+            chunk_count: manifest.chunk_count,
+            chunks_held: chunks.count(),
+            bytes_held: manifest.bytes_in(chunks),
+            state,
+        }
+    }
+
+    /// Percent of the file held.
+    pub fn percent(&self) -> f64 {
+        if self.size == 0 {
+            100.0
+        } else {
+            self.bytes_held as f64 * 100.0 / self.size as f64
+        }
+    }
+}
+
+/// Error codes carried in `Error` responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame could not be decoded.
+    Malformed,
+    /// The request is not one this node answers.
+    Unsupported,
+    /// No such file.
+    NotFound,
+    /// This peer does not hold that chunk.
+    NotHeld,
+    /// Too many uploads at once: ask someone else.
+    Busy,
+    /// The request is well formed but refused (bad manifest, unsafe name, ...).
+    Invalid,
+    /// Send `Register` first.
+    NotRegistered,
+    /// Too many requests or records from this peer.
+    Limit,
+    /// The node failed internally.
+    Internal,
+}
+
+/// Why a stream or a connection is closed: the code carried by every stream reset, stream stop
+/// and connection close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum CloseCode {
+    /// Work done; nothing wrong.
+    Done = 0,
+    /// The answer is no longer wanted (the losing copy of an endgame request, a fetch that
+    /// ended).
+    Cancelled = 1,
+    /// The other side broke the protocol (a frame that could not be read).
+    ProtocolViolation = 2,
+    /// A newer connection from the same node replaced this one.
+    Superseded = 3,
+    /// The other side showed no usable certificate.
+    NoCertificate = 4,
+    /// The other side sent nothing for too long with requests outstanding.
+    Silent = 5,
+    /// The node is shutting down.
+    ShuttingDown = 6,
+}
+
+impl CloseCode {
+    /// The code as QUIC carries it.
+    pub fn code(self) -> quinn::VarInt {
+        quinn::VarInt::from_u32(self as u32)
+    }
+
+    /// The close code a QUIC code stands for, if it is one of ours.
+    pub fn from_code(code: quinn::VarInt) -> Option<CloseCode> {
+        use CloseCode::*;
+        [
+            Done,
+            Cancelled,
+            ProtocolViolation,
+            Superseded,
+            NoCertificate,
+            Silent,
+            ShuttingDown,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
+}
+
+impl From<CloseCode> for quinn::VarInt {
+    fn from(code: CloseCode) -> quinn::VarInt {
+        code.code()
+    }
+}
+
+/// A refusal: what an `Error` response carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The code.
+    pub code: ErrorCode,
+    /// The sentence.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Refusal> for TrackerResponse {
+    fn from(r: Refusal) -> Self {
+        TrackerResponse::Error {
+            code: r.code,
+            message: r.message,
+        }
+    }
+}
+
+impl From<Refusal> for PeerResponse {
+    fn from(r: Refusal) -> Self {
+        PeerResponse::Error {
+            code: r.code,
+            message: r.message,
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The frame is over the limit for its kind (at most [`MAX_FRAME`]).
+    #[error("frame of {len} bytes refused (limit {limit})")]
+    FrameSize {
+        /// The length announced.
+        len: u32,
+        /// The limit that applied.
+        limit: u32,
+    },
+    /// The payload does not decode.
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] codec::DecodeError),
+    /// The stream ended early or failed.
+    #[error("stream failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes `message` as one frame.
+pub fn encode_frame<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut frame = vec![0u8; 4];
+    codec::encode_into(message, &mut frame);
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    frame
+}
+
+/// Reads one frame of at most `max` bytes (and never more than [`MAX_FRAME`]). Memory grows
+/// with the bytes that actually arrive, not with the length announced.
+pub async fn read_frame<T, R>(stream: &mut R, max: u32) -> Result<T, ProtocolError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let len = stream.read_u32().await?;
+    let limit = max.min(MAX_FRAME);
+    if !(1..=limit).contains(&len) {
+        return Err(ProtocolError::FrameSize { len, limit });
+    }
+    let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
+    stream.take(u64::from(len)).read_to_end(&mut body).await?;
+    if body.len() != len as usize {
+        return Err(ProtocolError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("frame cut short: {} of {len} bytes", body.len()),
+        )));
+    }
+    Ok(codec::decode(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Digest;
+    use proptest::prelude::*;
+
+    const F: [u8; 32] = [0xab; 32];
+    const P: [u8; 32] = [0xcd; 32];
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], 7070))
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "a".into(),
+            hash: Digest([1; 32]),
+            size: 5,
+            chunk_size: 65536,
+            chunk_count: 1,
+            chunks: vec![Digest([2; 32])],
+        }
+    }
+
+    /// The canonical bytes of [`manifest`], as every message carries it.
+    fn manifest_bytes() -> Vec<u8> {
+        manifest().canonical_bytes()
+    }
+
+    /// Bytes of the socket address 10.0.0.1:7070: variant V4 (0), four octets, port 7070
+    /// (varint: 251, u16 LE).
+    const ADDR: [u8; 8] = [0, 10, 0, 0, 1, 251, 0x9e, 0x1b];
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    /// Every message kind, with its payload pinned byte for byte. Changing any of these breaks
+    /// compatibility and needs a new PROTOCOL_VERSION (and ALPN).
+    #[test]
+    fn golden_bytes() {
+        let bits = Bitfield::full(1);
+        // A bitfield: length 1 (varint), then its words: one u64 word 1 (varint 1).
+        let bits_bytes: &[u8] = &[1, 1, 1];
+        let meta = FileMeta {
+            modified_ns: 300,
+            replaces: Some(FileId(F)),
+        };
+        // FileMeta: modified_ns 300 (251, u16 LE), Some (1), then the id.
+        let meta_bytes = cat(&[&[251, 44, 1, 1], &F]);
+        let no_meta: &[u8] = &[0, 0];
+        let tracker: Vec<(TrackerRequest, Vec<u8>)> = vec![
+            // Register: variant 0, Some (1) address.
+            (
+                TrackerRequest::Register {
+                    advertise: Some(addr()),
+                },
+                cat(&[&[0, 1], &ADDR]),
+            ),
+            // Announce: variant 1, manifest, bitfield, meta.
+            (
+                TrackerRequest::Announce {
+                    manifest: manifest(),
+                    chunks: bits.clone(),
+                    meta,
+                },
+                cat(&[&[1], &manifest_bytes(), bits_bytes, &meta_bytes]),
+            ),
+            // HaveChunks: variant 2, file, two chunks 7 and 300.
+            (
+                TrackerRequest::HaveChunks {
+                    file: FileId(F),
+                    chunks: vec![7, 300],
+                },
+                cat(&[&[2], &F, &[2, 7, 251, 44, 1]]),
+            ),
+            (TrackerRequest::Withdraw { file: FileId(F) }, cat(&[&[3], &F])),
+            (TrackerRequest::Keepalive, vec![4]),
+            (TrackerRequest::Leave, vec![5]),
+            (TrackerRequest::List, vec![6]),
+            // Search: variant 7, "mo" (length 2), exact false.
+            (
+                TrackerRequest::Search {
+                    query: "mo".into(),
+                    exact: false,
+                },
+                vec![7, 2, b'm', b'o', 0],
+            ),
+            (TrackerRequest::Resolve { prefix: "ab".into() }, vec![8, 2, b'a', b'b']),
+            (TrackerRequest::Locate { file: FileId(F) }, cat(&[&[9], &F])),
+        ];
+        for (message, payload) in tracker {
+            check(&message, &payload);
+        }
+        let entry = CatalogueEntry {
+            file: FileId(F),
+            name: "a".into(),
+            size: 5,
+            chunk_count: 1,
+            holders: 2,
+            available: 1,
+            meta: FileMeta::default(),
+        };
+        // An entry: file, name, size, chunk count, holders, available, meta.
+        let entry_bytes = cat(&[&F, &[1, b'a', 5, 1, 2, 1], no_meta]);
+        let responses: Vec<(TrackerResponse, Vec<u8>)> = vec![
+            (TrackerResponse::Ok, vec![0]),
+            // Registered: address, peer id, timeout 180.
+            (
+                TrackerResponse::Registered {
+                    addr: addr(),
+                    peer: PeerId(P),
+                    timeout_secs: 180,
+                },
+                cat(&[&[1], &ADDR, &P, &[180]]),
+            ),
+            (TrackerResponse::Catalogue(vec![entry]), cat(&[&[2, 1], &entry_bytes])),
+            (
+                TrackerResponse::Matches(vec![(FileId(F), "a".into())]),
+                cat(&[&[3, 1], &F, &[1, b'a']]),
+            ),
+            // Located: manifest, meta, one holder (peer, address, bitfield).
+            (
+                TrackerResponse::Located {
+                    manifest: manifest(),
+                    meta: FileMeta::default(),
+                    holders: vec![Holder {
+                        peer: PeerId(P),
+                        addr: addr(),
+                        chunks: bits.clone(),
+                    }],
+                },
+                cat(&[&[4], &manifest_bytes(), no_meta, &[1], &P, &ADDR, bits_bytes]),
+            ),
+            // Error: code Busy (4), message "no" (length 2).
+            (
+                TrackerResponse::Error {
+                    code: ErrorCode::Busy,
+                    message: "no".into(),
+                },
+                vec![5, 4, 2, b'n', b'o'],
+            ),
+        ];
+        for (message, payload) in responses {
+            check(&message, &payload);
+        }
+        // GetChunk: variant 0, file, index 300.
+        check(
+            &PeerRequest::GetChunk {
+                file: FileId(F),
+                index: 300,
+            },
+            &cat(&[&[0], &F, &[251, 44, 1]]),
+        );
+        check(&PeerRequest::Status, &[1]);
+        // Chunk: variant 0, length 1 MiB (252, u32 LE).
+        check(&PeerResponse::Chunk { len: 1 << 20 }, &[0, 252, 0, 0, 16, 0]);
+        let status = FileStatus {
+            id: FileId(F),
+            name: "a".into(),
+            path: "/x".into(),
+            size: 5,
+            chunk_count: 1,
+            chunks_held: 1,
+            bytes_held: 5,
+            state: FileState::Seeding,
+        };
+        // Status: one file: id, name, path "/x", size, chunks, held, bytes held, state 2.
+        check(
+            &PeerResponse::Status(vec![status]),
+            &cat(&[&[1, 1], &F, &[1, b'a', 2, b'/', b'x', 5, 1, 1, 5, 2]]),
+        );
+        check(
+            &PeerResponse::Error {
+                code: ErrorCode::NotHeld,
+                message: String::new(),
+            },
+            &[2, 3, 0],
+        );
+    }
+
+    /// `message` encodes to a frame of `payload` behind its length, and decodes back.
+    fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(message: &T, payload: &[u8]) {
+        let frame = encode_frame(message);
+        assert_eq!(&frame[4..], payload, "{message:?}");
+        assert_eq!(frame[..4], (payload.len() as u32).to_be_bytes(), "{message:?}");
+        assert_eq!(&codec::decode::<T>(payload).unwrap(), message);
+    }
+
+    #[test]
+    fn close_codes_round_trip() {
+        for code in [
+            CloseCode::Done,
+            CloseCode::Cancelled,
+            CloseCode::ProtocolViolation,
+            CloseCode::ShuttingDown,
+        ] {
+            assert_eq!(CloseCode::from_code(code.code()), Some(code));
+        }
+        assert_eq!(CloseCode::from_code(quinn::VarInt::from_u32(999)), None);
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_through_a_stream() {
+        let request = TrackerRequest::Search {
+            query: "movie".into(),
+            exact: false,
+        };
+        let frame = encode_frame(&request);
+        let got: TrackerRequest = read_frame(&mut frame.as_slice(), MAX_FRAME).await.unwrap();
+        assert_eq!(got, request);
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_and_broken_frames() {
+        let huge = (MAX_FRAME + 1).to_be_bytes();
+        let err = read_frame::<TrackerRequest, _>(&mut huge.as_slice(), MAX_FRAME)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProtocolError::FrameSize { .. }));
+        let small_limit = encode_frame(&TrackerRequest::Search {
+            query: "x".repeat(100),
+            exact: true,
+        });
+        let err = read_frame::<TrackerRequest, _>(&mut small_limit.as_slice(), 64)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProtocolError::FrameSize { limit: 64, .. }), "{err}");
+        let truncated = &encode_frame(&TrackerRequest::List)[..4];
+        assert!(read_frame::<TrackerRequest, _>(&mut &truncated[..], MAX_FRAME)
+            .await
+            .is_err());
+        let empty = 0u32.to_be_bytes();
+        assert!(read_frame::<TrackerRequest, _>(&mut empty.as_slice(), MAX_FRAME)
+            .await
+            .is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_payloads_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = codec::decode::<TrackerRequest>(&body);
+            let _ = codec::decode::<TrackerResponse>(&body);
+            let _ = codec::decode::<PeerRequest>(&body);
+            let _ = codec::decode::<PeerResponse>(&body);
+        }
+
+        #[test]
+        fn requests_round_trip(file in any::<[u8; 32]>(), index in any::<u32>(), query in ".{0,40}") {
+            let get = PeerRequest::GetChunk { file: FileId(file), index };
+            prop_assert_eq!(codec::decode::<PeerRequest>(&encode_frame(&get)[4..]).unwrap(), get);
+            let search = TrackerRequest::Search { query, exact: true };
+            prop_assert_eq!(codec::decode::<TrackerRequest>(&encode_frame(&search)[4..]).unwrap(), search);
+        }
+    }
+}
