@@ -102,10 +102,11 @@ pub struct NodeArgs {
     /// Address other peers should use to reach this node (default: as the tracker sees it).
     #[arg(long, env = "SWARM_ADVERTISE")]
     pub advertise: Option<SocketAddr>,
-    /// Cap on upload rate across all connections, e.g. 40MB/s or 100Mbit/s.
+    /// Cap on upload rate across all connections: bytes as 40MB/s or 512KiB/s, bits as
+    /// 100Mbit/s, 100mbit or 100Mbps (a lone `Mb` is refused as ambiguous).
     #[arg(long, env = "SWARM_MAX_UPLOAD_RATE", value_parser = parse_rate)]
     pub max_upload_rate: Option<u64>,
-    /// Cap on download rate across all downloads, e.g. 40MB/s or 100Mbit/s.
+    /// Cap on download rate across all downloads: bytes as 40MB/s, bits as 100Mbit/s.
     #[arg(long, env = "SWARM_MAX_DOWNLOAD_RATE", value_parser = parse_rate)]
     pub max_download_rate: Option<u64>,
 }
@@ -292,29 +293,47 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .map_err(|e| format!("`{text}` is not a size like 1MiB: {e}"))
 }
 
-/// Parses rates such as `40MB/s`, `100Mbit/s` or `1GiB/s` into bytes per second.
+/// Parses rates into bytes per second. Bytes take a capital `B`: `40MB/s`, `1.5GB/s`,
+/// `512KiB/s` (the `/s` may be left out). Bits are spelt out: `100Mbit/s`, `100mbit` (as `tc`
+/// writes it), `100Mbps`. A lone lowercase `b` after a prefix (`100mb/s`, `100Mb/s`) is refused
+/// as ambiguous: people mean bytes as often as bits by it.
 pub fn parse_rate(text: &str) -> Result<u64, String> {
-    let body = text.trim().trim_end_matches("/s").trim_end_matches("ps");
-    let bits = ["bit", "Bit", "b"].iter().find_map(|suffix| {
-        let number = body.strip_suffix(suffix)?;
-        // "Mb" means megabits; "MB" and "MiB" are bytes and handled below.
-        let (digits, scale) = match number.chars().last()? {
-            'k' | 'K' => (&number[..number.len() - 1], 1e3),
-            'M' => (&number[..number.len() - 1], 1e6),
-            'G' => (&number[..number.len() - 1], 1e9),
-            c if c.is_ascii_digit() => (number, 1.0),
-            _ => return None,
-        };
-        digits.trim().parse::<f64>().ok().map(|n| n * scale / 8.0)
-    });
-    let bytes = match bits {
-        Some(bytes) => bytes as u64,
-        None => parse_size(body)?,
+    let trimmed = text.trim();
+    let body = trimmed.strip_suffix("/s").unwrap_or(trimmed);
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a rate like 40MB/s or 100Mbit/s"))?;
+    let unit = unit.trim();
+    let lower = unit.to_ascii_lowercase();
+    let scale = |prefix: &str| match prefix {
+        "" => Some(1.0),
+        "k" => Some(1e3),
+        "m" => Some(1e6),
+        "g" => Some(1e9),
+        _ => None,
     };
-    if bytes == 0 {
+    let bits = ["bit", "bits", "bps"]
+        .iter()
+        .find_map(|suffix| lower.strip_suffix(suffix).and_then(scale));
+    let bytes = match bits {
+        Some(scale) => number * scale / 8.0,
+        None if unit.ends_with('b') && unit.len() <= 2 => {
+            return Err(format!(
+                "`{text}` is ambiguous: write {number}{}bit/s for bits or {number}{}B/s for bytes",
+                &unit[..unit.len() - 1],
+                unit[..unit.len() - 1].to_ascii_uppercase()
+            ))
+        }
+        None => parse_size(&format!("{number}{unit}"))? as f64,
+    };
+    if bytes < 1.0 {
         return Err(format!("`{text}` is not a positive rate"));
     }
-    Ok(bytes)
+    Ok(bytes as u64)
 }
 
 /// Parses durations such as `180s`, `3m` or `1h30m`; a bare number is seconds.
@@ -332,11 +351,22 @@ mod tests {
     #[test]
     fn rates_and_sizes() {
         assert_eq!(parse_rate("40MB/s").unwrap(), 40_000_000);
+        assert_eq!(parse_rate("40MB").unwrap(), 40_000_000);
         assert_eq!(parse_rate("100Mbit/s").unwrap(), 12_500_000);
+        assert_eq!(parse_rate("100mbit").unwrap(), 12_500_000);
+        assert_eq!(parse_rate("100Mbps").unwrap(), 12_500_000);
         assert_eq!(parse_rate("1GiB/s").unwrap(), 1 << 30);
+        assert_eq!(parse_rate("512KiB/s").unwrap(), 512 << 10);
         assert_eq!(parse_rate("8kbit").unwrap(), 1000);
+        assert_eq!(parse_rate("1.5GB/s").unwrap(), 1_500_000_000);
+        assert_eq!(parse_rate("4096").unwrap(), 4096);
+        for ambiguous in ["100mb/s", "100Mb/s", "100kb", "1gb/s"] {
+            let err = parse_rate(ambiguous).unwrap_err();
+            assert!(err.contains("ambiguous") && err.contains("bit/s"), "{ambiguous}: {err}");
+        }
         assert!(parse_rate("0MB/s").is_err());
         assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10 parsecs").is_err());
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_duration("3m").unwrap(), Duration::from_secs(180));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));

@@ -186,3 +186,34 @@ fn demo_runs_end_to_end() {
         std::fs::read(tmp.path().join("share/demo.bin")).unwrap()
     );
 }
+
+/// A tracker pinned with the wrong id will not change its mind: `swarm seed` stops at once
+/// (no retrying), with exit code 4 and the id the tracker proved.
+#[test]
+fn a_wrongly_pinned_tracker_stops_seed_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(share.join("a.txt"), b"a");
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let (real_id, host_port) = addr.split_once('@').unwrap();
+    let wrong = format!("{}@{host_port}", "ab".repeat(32));
+    let started = std::time::Instant::now();
+    let output = run(&[
+        "seed",
+        s(&share),
+        "--tracker",
+        &wrong,
+        "--state",
+        s(&tmp.path().join("state")),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains(real_id), "the id the tracker proved is named: {stderr}");
+    assert!(!stderr.contains("trying again"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "stopped at once"
+    );
+}
