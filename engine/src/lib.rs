@@ -6,7 +6,8 @@
 //!   remote or an embedded tracker, and a whole local swarm for demos, tests and benches.
 //! - [`session`]: the node's session with its tracker; [`tracker_client`],
 //!   [`known_trackers`]: talking to a tracker, and trackers met before.
-//! - [`store`], [`server`]: the files a node holds and the chunk server that hands them out.
+//! - [`store`], [`server`], [`uploads`]: the files a node holds, the chunk server that hands
+//!   them out, and the fair share of its upload slots.
 //! - [`scheduler`], [`fetch`], [`chunk_io`], [`out_dir`]: which chunk from which peer next,
 //!   the download driver, how chunks reach the disk, and the output directory (no links
 //!   followed).
@@ -35,6 +36,7 @@ pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tracker_client;
+pub mod uploads;
 
 pub use error::{human, Error, ErrorKind, Result};
 pub use fetch::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};

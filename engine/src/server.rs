@@ -1,22 +1,27 @@
 //! The chunk server: answers `GetChunk` requests from other peers with chunks from the
-//! [`Store`]. Any number of requests run at once on a connection (one per stream); at most
-//! [`MAX_UPLOADS`] uploads run at once per node, beyond which the answer is `Busy` so that the
-//! fetcher asks someone else rather than queueing here.
+//! [`Store`], one request per stream, any number of streams at once on a connection.
+//!
+//! Uploads take turns ([`crate::uploads`]): a request takes a free slot, or waits in its
+//! peer's line (up to [`QUEUE_WAIT`]), or is answered `Busy` when that line is full; a freed
+//! slot goes to the next peer in turn, so a greedy peer cannot take every one. A slot is held
+//! only while data moves: an upload whose connection sends nothing for [`UPLOAD_STALL`] (a
+//! peer that asks and never reads) is reset and its slot freed.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::SendStream;
-use tokio::sync::{mpsc, Semaphore};
+use quinn::{Connection, SendStream};
+use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError};
+use swarm_proto::transport::{self, IncomingStream, Transport};
+use swarm_proto::{FileId, PeerId};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
-
-use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse, ProtocolError};
-use swarm_proto::transport::{self, IncomingStream, Transport};
-use swarm_proto::{FileId, PeerId};
 
 use crate::chunk_io::BufferPool;
 use crate::downloads::Downloads;
@@ -24,18 +29,29 @@ use crate::ratelimit::RateLimiter;
 use crate::state::StateDb;
 use crate::status;
 use crate::store::{ReadError, Store};
+use crate::uploads::{Admission, Limits, UploadSlots};
 
-/// Uploads served at once by one node. Each holds one chunk in memory (1 MiB by default), so
-/// this also bounds the server's buffer memory.
-pub const MAX_UPLOADS: usize = 32;
-/// Uploads started so far, for sending them in the order they were asked for.
-static UPLOAD_ORDER: AtomicU32 = AtomicU32::new(0);
 /// Spare chunk buffers an idle server keeps for the next uploads.
 const SPARE_BUFFERS: usize = 8;
 /// Largest request frame a peer accepts: its requests (`GetChunk`, `Status`) are tiny.
 const MAX_REQUEST: u32 = 1024;
 /// Under an upload limit, data goes out in slices at most this big so the rate stays smooth.
 const RATE_SLICE: usize = 64 * 1024;
+/// Data is handed to QUIC in slices this big, so that a stalled stream is noticed mid-chunk.
+const SLICE: usize = 256 * 1024;
+/// Longest wait in line for an upload slot; then `Busy`. Well under a fetcher's patience for
+/// an answer (10 s).
+pub const QUEUE_WAIT: Duration = Duration::from_secs(3);
+/// A request beyond its peer's line waits this long before its `Busy`: a peer that asks again
+/// the moment it is refused gets nothing faster, and costs the server a sleeping task, not a
+/// spinning core.
+const REFUSAL_DELAY: Duration = Duration::from_secs(1);
+/// An upload whose connection has sent less than [`STALL_BYTES`] in this long is stalled: the
+/// peer is not reading. Its stream is reset and its slot freed.
+pub const UPLOAD_STALL: Duration = Duration::from_secs(5);
+/// Bytes a connection must send per [`UPLOAD_STALL`] to count as moving: far above the
+/// keepalives and acknowledgements an idle connection sends.
+const STALL_BYTES: u64 = 32 * 1024;
 
 /// What the chunk server needs besides its endpoint.
 #[derive(Clone)]
@@ -55,15 +71,83 @@ pub struct ServerContext {
     pub changed: mpsc::Sender<FileId>,
 }
 
+/// The upload slots and the order in which uploads are sent.
+struct Slots {
+    slots: Mutex<UploadSlots<oneshot::Sender<()>>>,
+    /// Uploads started so far, for sending them in the order they were asked for.
+    order: AtomicU32,
+}
+
+/// A held upload slot; dropping it hands it to the next waiter in turn.
+struct Slot {
+    slots: Arc<Slots>,
+    peer: PeerId,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = self.slots.slots.lock().expect("upload slots lock poisoned");
+        let mut next = slots.release(self.peer, self.ip);
+        // A waiter that gave up meanwhile passes its turn on.
+        while let Some((peer, ip, waiter)) = next {
+            if waiter.send(()).is_ok() {
+                return;
+            }
+            next = slots.release(peer, ip);
+        }
+    }
+}
+
+impl Slots {
+    /// A slot for `peer` at `ip`: at once, after waiting its turn, or `None` (busy: its line is
+    /// full, or its turn did not come within [`QUEUE_WAIT`]).
+    async fn acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
+        let slot = || Slot {
+            slots: self.clone(),
+            peer,
+            ip,
+        };
+        let (wake, woken) = oneshot::channel();
+        let admission = self
+            .slots
+            .lock()
+            .expect("upload slots lock poisoned")
+            .ask(peer, ip, wake);
+        match admission {
+            Admission::Granted => Some(slot()),
+            Admission::Refused(_) => None,
+            Admission::Queued => {
+                let mut woken = woken;
+                match tokio::time::timeout(QUEUE_WAIT, &mut woken).await {
+                    Ok(Ok(())) => Some(slot()),
+                    _ => {
+                        // Out of patience; but a slot handed over just now is still ours.
+                        woken.close();
+                        let granted = woken.try_recv().is_ok();
+                        let mut slots = self.slots.lock().expect("upload slots lock poisoned");
+                        slots.forget_waiters(&peer, |w| w.is_closed());
+                        drop(slots);
+                        granted.then(slot)
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Accepts connections on `transport` and serves chunks until `shutdown` fires. Uploads in
 /// flight are tracked by `uploads` so the caller can wait for them.
 pub async fn serve(transport: Transport, context: ServerContext, shutdown: CancellationToken, uploads: TaskTracker) {
-    let permits = Arc::new(Semaphore::new(MAX_UPLOADS));
+    let slots = Arc::new(Slots {
+        slots: Mutex::new(UploadSlots::new(Limits::SERVER)),
+        order: AtomicU32::new(0),
+    });
     let buffers = BufferPool::new(SPARE_BUFFERS);
     transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
-        let (context, permits, buffers) = (context.clone(), permits.clone(), buffers.clone());
+        let (context, slots, buffers) = (context.clone(), slots.clone(), buffers.clone());
         async move {
-            if let Err(e) = serve_stream(stream, &context, &permits, &buffers).await {
+            if let Err(e) = serve_stream(stream, &context, &slots, &buffers).await {
                 debug!("request failed: {e}");
             }
         }
@@ -74,10 +158,10 @@ pub async fn serve(transport: Transport, context: ServerContext, shutdown: Cance
 async fn serve_stream(
     mut stream: IncomingStream,
     context: &ServerContext,
-    permits: &Semaphore,
+    slots: &Arc<Slots>,
     buffers: &Arc<BufferPool>,
 ) -> Result<(), ProtocolError> {
-    let (store, limit) = (&context.store, context.limit.as_deref());
+    let store = &context.store;
     let request = match transport::read_request(&mut stream.recv, MAX_REQUEST).await {
         Ok(request) => request,
         Err(refusal) => {
@@ -86,7 +170,11 @@ async fn serve_stream(
         }
     };
     let IncomingStream {
-        peer: from, mut send, ..
+        peer: from,
+        mut send,
+        connection,
+        remote,
+        ..
     } = stream;
     let (file, index) = match request {
         PeerRequest::GetChunk { file, index } => (file, index),
@@ -100,28 +188,17 @@ async fn serve_stream(
         }
     };
     let Some(held) = store.get(&file) else {
-        return reply(
-            &mut send,
-            error(ErrorCode::NotFound, format!("file {} is not held here", file.short())),
-        )
-        .await;
+        let message = format!("file {} is not held here", file.short());
+        return reply(&mut send, error(ErrorCode::NotFound, message)).await;
     };
     if !held.has(index) {
-        return reply(
-            &mut send,
-            error(
-                ErrorCode::NotHeld,
-                format!("chunk {index} of {} is not held here", file.short()),
-            ),
-        )
-        .await;
+        let message = format!("chunk {index} of {} is not held here", file.short());
+        return reply(&mut send, error(ErrorCode::NotHeld, message)).await;
     }
-    let Ok(_permit) = permits.try_acquire() else {
-        return reply(
-            &mut send,
-            error(ErrorCode::Busy, "too many uploads in progress; try another peer"),
-        )
-        .await;
+    let Some(_slot) = slots.acquire(from, remote.ip()).await else {
+        tokio::time::sleep(REFUSAL_DELAY).await;
+        let message = "too many uploads in progress; try another peer or again later";
+        return reply(&mut send, error(ErrorCode::Busy, message)).await;
     };
     let buffers = buffers.clone();
     let data = match tokio::task::spawn_blocking(move || held.read_chunk(index, &buffers)).await {
@@ -148,28 +225,60 @@ async fn serve_stream(
     };
     // Oldest request first: QUIC would otherwise interleave every stream's data, so each of
     // a fetcher's requests would finish late and all at once. Wraps after 2^30 requests.
-    let order = UPLOAD_ORDER.fetch_add(1, Ordering::Relaxed) & 0x3fff_ffff;
+    let order = slots.order.fetch_add(1, Ordering::Relaxed) & 0x3fff_ffff;
     let _ = send.set_priority(-(order as i32));
-    transport::send_frame(&mut send, &PeerResponse::Chunk { len: data.len() as u32 }).await?;
     // Handed to QUIC as it is, not copied; the buffer returns to the pool once sent.
     let data = Bytes::from_owner(data);
-    match limit {
-        None => send.write_chunk(data).await.map_err(std::io::Error::from)?,
-        Some(limit) => {
-            // Slices small enough that even a low cap sends something several times a second
-            // (a fetcher gives up on a peer that is silent for seconds).
-            let slice = (limit.rate() / 16).clamp(1024, RATE_SLICE as u64) as usize;
-            for start in (0..data.len()).step_by(slice) {
-                let piece = data.slice(start..data.len().min(start + slice));
-                limit.acquire(piece.len()).await;
-                send.write_chunk(piece).await.map_err(std::io::Error::from)?;
+    let limit = context.limit.as_deref();
+    // Under a low cap the connection sends little even when nothing is wrong.
+    let moving = limit.map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
+    let upload = send_chunk(&mut send, data, limit);
+    match while_moving(&connection, moving, upload).await {
+        Some(result) => result,
+        None => {
+            debug!(file = %file.short(), chunk = index, "upload stalled (the peer does not read); reset");
+            let _ = send.reset(CloseCode::Cancelled.code());
+            Ok(())
+        }
+    }
+}
+
+/// Sends the chunk header and `data` (in slices, under `limit` if any), then waits until the
+/// peer has it all, so that a graceful exit lets it finish.
+async fn send_chunk(send: &mut SendStream, data: Bytes, limit: Option<&RateLimiter>) -> Result<(), ProtocolError> {
+    transport::send_frame(send, &PeerResponse::Chunk { len: data.len() as u32 }).await?;
+    // Under a cap, slices small enough that even a low cap sends something several times a
+    // second (a fetcher gives up on a peer that is silent for seconds).
+    let slice = limit.map_or(SLICE, |l| (l.rate() / 16).clamp(1024, RATE_SLICE as u64) as usize);
+    for start in (0..data.len()).step_by(slice) {
+        let piece = data.slice(start..data.len().min(start + slice));
+        if let Some(limit) = limit {
+            limit.acquire(piece.len()).await;
+        }
+        send.write_chunk(piece).await.map_err(io::Error::from)?;
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+    Ok(())
+}
+
+/// Runs `work` as long as `connection` keeps sending; `None` once it sent less than `bytes`
+/// in an [`UPLOAD_STALL`].
+async fn while_moving<F: std::future::Future>(connection: &Connection, bytes: u64, work: F) -> Option<F::Output> {
+    tokio::pin!(work);
+    let mut sent = connection.stats().udp_tx.bytes;
+    loop {
+        tokio::select! {
+            done = &mut work => return Some(done),
+            _ = tokio::time::sleep(UPLOAD_STALL) => {
+                let now = connection.stats().udp_tx.bytes;
+                if now.saturating_sub(sent) < bytes {
+                    return None;
+                }
+                sent = now;
             }
         }
     }
-    let _ = send.finish();
-    // Wait until the peer has the data (or gives up) so that a graceful exit lets it finish.
-    let _ = send.stopped().await;
-    Ok(())
 }
 
 async fn reply(send: &mut SendStream, response: PeerResponse) -> Result<(), ProtocolError> {
