@@ -191,7 +191,9 @@ impl ChunkFile {
 
     /// The direct handle, if it works and `buf` and `offset` are aligned for it.
     fn direct_for(&self, buf: &[u8], offset: u64) -> Option<&File> {
-        let aligned = buf.as_ptr().align_offset(ALIGN) == 0 && buf.len() % ALIGN == 0 && offset % ALIGN as u64 == 0;
+        let aligned = buf.as_ptr().align_offset(ALIGN) == 0
+            && buf.len().is_multiple_of(ALIGN)
+            && offset.is_multiple_of(ALIGN as u64);
         self.direct.as_ref().filter(|_| aligned && self.is_direct())
     }
 }
