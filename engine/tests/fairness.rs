@@ -75,7 +75,7 @@ async fn hostile_connection(seeder: &Node) -> (Transport, quinn::Connection) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_does_not_jam_the_seeder() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut swarm, seeder, big, small) = seeded(tmp.path(), 8 * MIB, None).await;
+    let (swarm, seeder, big, small) = seeded(tmp.path(), 8 * MIB, None).await;
     let quiet = timed_fetch(&swarm, tmp.path(), "quiet", small).await;
 
     // 64 chunk requests, every one answered into a stream nobody reads.
@@ -108,7 +108,7 @@ async fn a_peer_that_never_reads_does_not_jam_the_seeder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_greedy_peer_gets_its_share_and_no_more() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut swarm, seeder, big, small) = seeded(tmp.path(), 16 * MIB, Some(16_000_000)).await;
+    let (swarm, seeder, big, small) = seeded(tmp.path(), 16 * MIB, Some(16_000_000)).await;
     let quiet = timed_fetch(&swarm, tmp.path(), "quiet", small).await;
 
     // 64 loops asking for chunks again the moment each answer is read (or refused).
