@@ -7,7 +7,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use swarm_proto::hashing::{chunk_hash, global_from_chunks};
 use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
-use swarm_tracker::TrackerState;
+use swarm_tracker::{Budgets, TrackerState};
 
 const CHUNKS: u32 = 1000;
 
@@ -41,11 +41,16 @@ fn addr(i: u32) -> SocketAddr {
 /// A tracker where `peers` peers each announced half of one 1,000-chunk file.
 fn populated(peers: u32) -> (TrackerState, FileId) {
     let now = Instant::now();
-    let mut state = TrackerState::new(std::time::Duration::from_secs(180));
+    let budgets = Budgets {
+        per_address: u64::MAX / 4,
+        total: u64::MAX / 2,
+        ..Budgets::default()
+    };
+    let mut state = TrackerState::new(std::time::Duration::from_secs(180), budgets);
     let m = manifest("bench.bin");
     let id = m.id();
     for i in 0..peers {
-        state.register(peer(i), addr(i), now);
+        state.register(peer(i), addr(i), addr(i).ip(), now).expect("register");
         let mut chunks = Bitfield::new(CHUNKS);
         for c in (i % 2..CHUNKS).step_by(2) {
             chunks.set(c);

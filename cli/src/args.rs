@@ -123,6 +123,16 @@ pub struct TrackerArgs {
     /// Drop peers silent for this long (e.g. 180s, 3m).
     #[arg(long, env = "SWARM_PEER_TIMEOUT", default_value = "180s", value_parser = parse_duration)]
     pub peer_timeout: Duration,
+    /// Most the tracker keeps for one IP address (an IPv6 /64): its peers' sessions, the
+    /// manifests it introduced and its holdings. Beyond it, announcements are refused.
+    #[arg(long, env = "SWARM_BUDGET_PER_ADDRESS", default_value = "128MiB", value_parser = parse_size)]
+    pub budget_per_address: u64,
+    /// Most the tracker keeps in all.
+    #[arg(long, env = "SWARM_BUDGET", default_value = "1GiB", value_parser = parse_size)]
+    pub budget: u64,
+    /// Forget a file's manifest once no live peer has held it for this long.
+    #[arg(long, env = "SWARM_FORGET_AFTER", default_value = "1h", value_parser = parse_duration)]
+    pub forget_after: Duration,
 }
 
 /// `swarm seed`

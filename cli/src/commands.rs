@@ -81,6 +81,11 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
         state_dir: args.state.unwrap_or_else(|| default_state("tracker")),
         listen: args.listen,
         peer_timeout: args.peer_timeout,
+        budgets: swarm_tracker::Budgets {
+            per_address: args.budget_per_address,
+            total: args.budget,
+            forget_after: args.forget_after,
+        },
     })
     .await
     .map_err(swarm_engine::Error::from)?;

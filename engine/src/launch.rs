@@ -205,6 +205,7 @@ pub async fn loopback_tracker(dir: &Path, peer_timeout: Duration) -> Result<Trac
         state_dir: dir.join("tracker"),
         listen: loopback(),
         peer_timeout,
+        budgets: Default::default(),
     })
     .await?)
 }

@@ -195,7 +195,7 @@ async fn serve_stream(
         let message = format!("chunk {index} of {} is not held here", file.short());
         return reply(&mut send, error(ErrorCode::NotHeld, message)).await;
     }
-    let Some(_slot) = slots.acquire(from, remote.ip()).await else {
+    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
         tokio::time::sleep(REFUSAL_DELAY).await;
         let message = "too many uploads in progress; try another peer or again later";
         return reply(&mut send, error(ErrorCode::Busy, message)).await;

@@ -384,8 +384,21 @@ struct IpSlot {
     ip: IpAddr,
 }
 
+/// The network an address stands for when counting what one machine uses: an IPv4 address
+/// itself, an IPv6 address by its /64 (one machine usually has a whole /64 to pick from).
+pub fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 impl ConnectionsPerIp {
     fn admit(&self, ip: IpAddr) -> Option<IpSlot> {
+        let ip = network_of(ip);
         let mut table = self.0.lock().expect("connection table lock poisoned");
         let count = table.entry(ip).or_default();
         if *count >= MAX_CONNECTIONS_PER_IP {
@@ -474,4 +487,22 @@ pub async fn respond<T: Serialize>(send: &mut SendStream, response: &T) -> Resul
     send_frame(send, response).await?;
     let _ = send.finish();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_machine_is_one_ipv4_address_or_one_ipv6_64() {
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(network_of(v4), v4);
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network_of(a), network_of(b));
+        assert_ne!(network_of(a), network_of(other));
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(network_of(mapped), v4);
+    }
 }

@@ -5,15 +5,18 @@
 //! search, resolve and locate requests over the swarm protocol.
 //!
 //! - [`state`]: the synchronous catalogue and peer table, with its invariants.
+//! - [`budget`]: what the tracker agrees to keep, charged to the address that asked.
 //! - [`service`]: the QUIC service that drives it, and expiry.
 //! - [`store`]: the manifests on disk (sled).
 #![warn(missing_docs)]
 
+pub mod budget;
 mod error;
 pub mod service;
 pub mod state;
 pub mod store;
 
+pub use budget::Budgets;
 pub use error::TrackerError;
 pub use service::{Tracker, TrackerConfig};
 pub use state::TrackerState;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::budget::Budgets;
 use crate::error::TrackerError;
 use crate::state::TrackerState;
 use crate::store::CatalogueStore;
@@ -30,6 +31,8 @@ pub struct TrackerConfig {
     pub listen: SocketAddr,
     /// Peers silent this long are dropped.
     pub peer_timeout: Duration,
+    /// What the tracker agrees to keep.
+    pub budgets: Budgets,
 }
 
 impl Default for TrackerConfig {
@@ -38,6 +41,7 @@ impl Default for TrackerConfig {
             state_dir: PathBuf::from(".swarm-tracker"),
             listen: SocketAddr::from(([0, 0, 0, 0], 7070)),
             peer_timeout: Duration::from_secs(180),
+            budgets: Budgets::default(),
         }
     }
 }
@@ -77,9 +81,15 @@ impl Tracker {
         let lock = DirLock::acquire(&config.state_dir)?;
         let identity = Arc::new(Identity::load_or_create(&config.state_dir)?);
         let store = CatalogueStore::open(&config.state_dir)?;
-        let mut state = TrackerState::new(config.peer_timeout);
+        let mut state = TrackerState::new(config.peer_timeout, config.budgets);
+        let now = Instant::now();
         for manifest in store.load()? {
-            let _ = state.add_manifest(manifest);
+            let id = manifest.id();
+            // Reloaded manifests are charged to nobody; past the budget, the rest are dropped.
+            if let Err(refusal) = state.add_manifest(manifest, None, now) {
+                warn!(file = %id.short(), "not reloaded: {}", refusal.message);
+                store.remove(&id);
+            }
         }
         let catalogue_size = state.list().len();
         let transport = Transport::bind(identity, config.listen)?;
@@ -104,7 +114,12 @@ impl Tracker {
                 }
             },
         ));
-        tasks.spawn(expiry_loop(service, shutdown.clone(), config.peer_timeout));
+        tasks.spawn(expiry_loop(
+            service,
+            shutdown.clone(),
+            config.peer_timeout,
+            config.budgets.forget_after,
+        ));
         Ok(Tracker {
             transport,
             shutdown,
@@ -177,12 +192,16 @@ impl Service {
             match request {
                 TrackerRequest::Register { advertise } => {
                     let addr = advertise.unwrap_or(remote);
-                    state.register(peer, addr, now);
-                    info!(%addr, "registered");
-                    TrackerResponse::Registered {
-                        addr,
-                        peer,
-                        timeout_secs: state.peer_timeout().as_secs(),
+                    match state.register(peer, addr, remote.ip(), now) {
+                        Ok(()) => {
+                            info!(%addr, "registered");
+                            TrackerResponse::Registered {
+                                addr,
+                                peer,
+                                timeout_secs: state.peer_timeout().as_secs(),
+                            }
+                        }
+                        Err(refusal) => refusal.into(),
                     }
                 }
                 TrackerRequest::Announce { manifest, chunks, meta } => {
@@ -205,7 +224,7 @@ impl Service {
                 TrackerRequest::Withdraw { file } => done(state.withdraw(peer, file, now)),
                 TrackerRequest::Keepalive => done(state.keepalive(peer, now)),
                 TrackerRequest::Leave => {
-                    if state.remove_peer(&peer) {
+                    if state.remove_peer(&peer, now) {
                         info!("left");
                     }
                     TrackerResponse::Ok
@@ -233,21 +252,25 @@ impl Service {
     }
 }
 
-async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout: Duration) {
-    let period = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout: Duration, forget_after: Duration) {
+    let period = (timeout.min(forget_after) / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut ticker = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let dead = service
+        let expired = service
             .state
             .lock()
             .expect("tracker state lock poisoned")
             .expire(Instant::now());
-        for peer in dead {
+        for peer in expired.peers {
             info!(peer = %peer.short(), "expired after {timeout:?} of silence");
+        }
+        for file in expired.files {
+            info!(file = %file.short(), "forgotten: no live peer held it for {forget_after:?}");
+            service.store.remove(&file);
         }
         // Forget the request counts of peers that have been quiet long enough to be full.
         service.requests.retain_recent();

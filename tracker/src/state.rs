@@ -8,12 +8,20 @@
 //! - A manifest in `files` has passed [`Manifest::validate`] and its id is its key; every
 //!   holder's bitfield has the manifest's chunk count.
 //! - Manifests stay in the catalogue when their last holder leaves (and are persisted by the
-//!   service); peers and holdings are soft state that peers re-send after a tracker restart.
+//!   service) for [`Budgets::forget_after`], then are forgotten; peers and holdings are soft
+//!   state that peers re-send after a tracker restart.
+//! - Every peer session, manifest and holding is charged to an address ([`crate::budget`]):
+//!   a peer's to the address it connected from, a manifest's to the address of the peer that
+//!   first announced it (or to nobody, if reloaded from disk), a holding's to its holder's.
+//!   `usage` is exactly the sum of those charges, and every one is refunded when its record
+//!   goes.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
 
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
@@ -27,7 +35,10 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
 
 #[derive(Debug)]
 struct PeerRecord {
+    /// The address given out for it.
     addr: SocketAddr,
+    /// The address it connected from, which pays for what it makes the tracker keep.
+    ip: IpAddr,
     last_seen: Instant,
     files: HashSet<FileId>,
 }
@@ -36,6 +47,10 @@ struct PeerRecord {
 struct FileRecord {
     manifest: Arc<Manifest>,
     holders: HashMap<PeerId, Holding>,
+    /// Who pays for the manifest (nobody, if it was reloaded from disk).
+    charged: Option<IpAddr>,
+    /// Since when no live peer holds it.
+    unheld_since: Option<Instant>,
 }
 
 /// What one peer announced of one file.
@@ -57,22 +72,41 @@ impl FileRecord {
     }
 }
 
+/// What [`TrackerState::expire`] dropped.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Peers silent for longer than the timeout.
+    pub peers: Vec<PeerId>,
+    /// Manifests nobody held for longer than [`Budgets::forget_after`].
+    pub files: Vec<FileId>,
+}
+
 /// The catalogue and who holds what.
 #[derive(Debug)]
 pub struct TrackerState {
     files: HashMap<FileId, FileRecord>,
     peers: HashMap<PeerId, PeerRecord>,
     peer_timeout: Duration,
+    budgets: Budgets,
+    usage: Usage,
 }
 
 impl TrackerState {
-    /// An empty tracker that drops peers silent for `peer_timeout`.
-    pub fn new(peer_timeout: Duration) -> TrackerState {
+    /// An empty tracker that drops peers silent for `peer_timeout` and keeps what `budgets`
+    /// allow.
+    pub fn new(peer_timeout: Duration, budgets: Budgets) -> TrackerState {
         TrackerState {
             files: HashMap::new(),
             peers: HashMap::new(),
             peer_timeout,
+            budgets,
+            usage: Usage::default(),
         }
+    }
+
+    /// Bytes kept, as charged against the budgets.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     /// The silence after which peers are dropped.
@@ -80,8 +114,9 @@ impl TrackerState {
         self.peer_timeout
     }
 
-    /// Adds a manifest to the catalogue (e.g. loaded from disk). Returns true if it was new.
-    pub fn add_manifest(&mut self, manifest: Manifest) -> Result<bool, Refusal> {
+    /// Adds a manifest to the catalogue, charged to `payer` (nobody for one reloaded from
+    /// disk), and unheld as of `now`. Returns true if it was new.
+    pub fn add_manifest(&mut self, manifest: Manifest, payer: Option<IpAddr>, now: Instant) -> Result<bool, Refusal> {
         manifest
             .validate()
             .map_err(|e| refuse(ErrorCode::Invalid, format!("manifest refused: {e}")))?;
@@ -89,27 +124,35 @@ impl TrackerState {
         if self.files.contains_key(&id) {
             return Ok(false);
         }
+        self.usage.charge(&self.budgets, payer, manifest_cost(&manifest))?;
         self.files.insert(
             id,
             FileRecord {
                 manifest: Arc::new(manifest),
                 holders: HashMap::new(),
+                charged: payer,
+                unheld_since: Some(now),
             },
         );
         Ok(true)
     }
 
-    /// Starts a fresh session for `peer` at `addr`, dropping whatever it held before.
-    pub fn register(&mut self, peer: PeerId, addr: SocketAddr, now: Instant) {
-        self.remove_peer(&peer);
+    /// Starts a fresh session for `peer`, given out as `addr` and connected from `ip`,
+    /// dropping whatever it held before.
+    pub fn register(&mut self, peer: PeerId, addr: SocketAddr, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        self.remove_peer(&peer, now);
+        let ip = swarm_proto::transport::network_of(ip);
+        self.usage.charge(&self.budgets, Some(ip), PEER_COST)?;
         self.peers.insert(
             peer,
             PeerRecord {
                 addr,
+                ip,
                 last_seen: now,
                 files: HashSet::new(),
             },
         );
+        Ok(())
     }
 
     fn live_peer(&mut self, peer: &PeerId, now: Instant) -> Result<&mut PeerRecord, Refusal> {
@@ -138,26 +181,51 @@ impl TrackerState {
         }
         let record = self.live_peer(&peer, now)?;
         let id = manifest.id();
-        if !record.files.contains(&id) && record.files.len() >= MAX_FILES_PER_PEER {
+        let ip = record.ip;
+        let already = record.files.contains(&id);
+        if !already && record.files.len() >= MAX_FILES_PER_PEER {
             return Err(refuse(
                 ErrorCode::Limit,
                 format!("a peer may announce at most {MAX_FILES_PER_PEER} files"),
             ));
         }
-        record.files.insert(id);
-        let is_new = match self.add_manifest(manifest) {
-            Ok(is_new) => is_new,
-            Err(refusal) => {
-                self.peers.get_mut(&peer).expect("checked above").files.remove(&id);
+        let is_new = self.add_manifest(manifest, Some(ip), now)?;
+        let file = self.files.get_mut(&id).expect("just added");
+        if !already {
+            let charged = self
+                .usage
+                .charge(&self.budgets, Some(ip), holding_cost(file.manifest.chunk_count));
+            if let Err(refusal) = charged {
+                if is_new {
+                    self.forget(&id);
+                }
                 return Err(refusal);
             }
-        };
-        self.files
-            .get_mut(&id)
-            .expect("just added")
-            .holders
-            .insert(peer, Holding { chunks, meta });
+            self.peers.get_mut(&peer).expect("checked above").files.insert(id);
+        }
+        file.holders.insert(peer, Holding { chunks, meta });
+        file.unheld_since = None;
         Ok((id, is_new))
+    }
+
+    /// Drops a manifest nobody holds, refunding it.
+    fn forget(&mut self, file: &FileId) {
+        if let Some(record) = self.files.remove(file) {
+            debug_assert!(record.holders.is_empty());
+            self.usage.refund(record.charged, manifest_cost(&record.manifest));
+        }
+    }
+
+    /// Drops `peer`'s holding of `file`, refunding it.
+    fn drop_holding(&mut self, peer: &PeerId, ip: IpAddr, file: &FileId, now: Instant) {
+        if let Some(record) = self.files.get_mut(file) {
+            if record.holders.remove(peer).is_some() {
+                self.usage.refund(Some(ip), holding_cost(record.manifest.chunk_count));
+                if record.holders.is_empty() {
+                    record.unheld_since = Some(now);
+                }
+            }
+        }
     }
 
     /// Chunk-register: `peer` has newly verified `chunks` of `file`.
@@ -188,9 +256,8 @@ impl TrackerState {
     pub fn withdraw(&mut self, peer: PeerId, file: FileId, now: Instant) -> Result<(), Refusal> {
         let record = self.live_peer(&peer, now)?;
         record.files.remove(&file);
-        if let Some(f) = self.files.get_mut(&file) {
-            f.holders.remove(&peer);
-        }
+        let ip = record.ip;
+        self.drop_holding(&peer, ip, &file, now);
         Ok(())
     }
 
@@ -200,30 +267,43 @@ impl TrackerState {
     }
 
     /// Drops `peer` and everything it held. Returns true if it was known.
-    pub fn remove_peer(&mut self, peer: &PeerId) -> bool {
+    pub fn remove_peer(&mut self, peer: &PeerId, now: Instant) -> bool {
         let Some(record) = self.peers.remove(peer) else {
             return false;
         };
-        for file in record.files {
-            if let Some(f) = self.files.get_mut(&file) {
-                f.holders.remove(peer);
-            }
+        for file in &record.files {
+            self.drop_holding(peer, record.ip, file, now);
         }
+        self.usage.refund(Some(record.ip), PEER_COST);
         true
     }
 
-    /// Drops every peer silent for longer than the timeout; returns them.
-    pub fn expire(&mut self, now: Instant) -> Vec<PeerId> {
-        let dead: Vec<PeerId> = self
+    /// Drops every peer silent for longer than the timeout, and every manifest nobody has
+    /// held for [`Budgets::forget_after`].
+    pub fn expire(&mut self, now: Instant) -> Expired {
+        let peers: Vec<PeerId> = self
             .peers
             .iter()
             .filter(|(_, p)| now.saturating_duration_since(p.last_seen) > self.peer_timeout)
             .map(|(id, _)| *id)
             .collect();
-        for peer in &dead {
-            self.remove_peer(peer);
+        for peer in &peers {
+            self.remove_peer(peer, now);
         }
-        dead
+        let forget_after = self.budgets.forget_after;
+        let files: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|(_, f)| {
+                f.unheld_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= forget_after)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for file in &files {
+            self.forget(file);
+        }
+        Expired { peers, files }
     }
 
     fn entry(&self, id: &FileId, record: &FileRecord) -> CatalogueEntry {
@@ -314,16 +394,28 @@ impl TrackerState {
     /// Checks the invariants in the module doc; for tests.
     #[doc(hidden)]
     pub fn check_invariants(&self) {
+        let mut charged: HashMap<Option<IpAddr>, u64> = HashMap::new();
         for (peer, record) in &self.peers {
+            *charged.entry(Some(record.ip)).or_default() += PEER_COST;
             for file in &record.files {
                 assert!(self.files[file].holders.contains_key(peer));
             }
         }
         for (id, file) in &self.files {
             assert_eq!(file.manifest.id(), *id);
+            assert_eq!(file.holders.is_empty(), file.unheld_since.is_some());
+            *charged.entry(file.charged).or_default() += manifest_cost(&file.manifest);
             for (peer, holding) in &file.holders {
                 assert!(self.peers[peer].files.contains(id));
                 assert_eq!(holding.chunks.len(), file.manifest.chunk_count);
+                *charged.entry(Some(self.peers[peer].ip)).or_default() += holding_cost(file.manifest.chunk_count);
+            }
+        }
+        assert_eq!(charged.values().sum::<u64>(), self.usage.total());
+        for (address, bytes) in charged {
+            if let Some(address) = address {
+                assert_eq!(self.usage.of(&address), bytes, "{address}");
+                assert!(bytes <= self.budgets.per_address);
             }
         }
     }
@@ -332,6 +424,7 @@ impl TrackerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
     use swarm_proto::hashing::chunk_hash;
 
     fn manifest(name: &str, chunks: u32) -> Manifest {
@@ -358,11 +451,11 @@ mod tests {
     #[test]
     fn announce_locate_and_have() {
         let now = Instant::now();
-        let mut t = TrackerState::new(Duration::from_secs(180));
+        let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
         let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
         let m = manifest("movies/a.mkv", 4);
-        t.register(a, addr(1), now);
-        t.register(b, addr(2), now);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), addr(2).ip(), now).unwrap();
         let (id, new) = t
             .announce(a, m.clone(), Bitfield::full(4), FileMeta::default(), now)
             .unwrap();
@@ -386,7 +479,7 @@ mod tests {
     #[test]
     fn metadata_of_the_newest_live_holder_is_listed() {
         let now = Instant::now();
-        let mut t = TrackerState::new(Duration::from_secs(10));
+        let mut t = TrackerState::new(Duration::from_secs(10), Budgets::default());
         let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
         let m = manifest("f", 2);
         let older = FileMeta {
@@ -397,35 +490,35 @@ mod tests {
             modified_ns: 200,
             replaces: Some(FileId([9; 32])),
         };
-        t.register(a, addr(1), now);
-        t.register(b, addr(2), now);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), addr(2).ip(), now).unwrap();
         let (id, _) = t.announce(a, m.clone(), Bitfield::full(2), older, now).unwrap();
         t.announce(b, m, Bitfield::full(2), newer, now).unwrap();
         assert_eq!(t.list()[0].meta, newer);
         assert_eq!(t.locate(&id).unwrap().2, newer);
-        t.remove_peer(&b);
+        t.remove_peer(&b, now);
         assert_eq!(t.list()[0].meta, older, "a holder that left no longer counts");
-        t.remove_peer(&a);
+        t.remove_peer(&a, now);
         assert_eq!(t.list()[0].meta, FileMeta::default());
     }
 
     #[test]
     fn peers_expire_and_leave() {
         let now = Instant::now();
-        let mut t = TrackerState::new(Duration::from_secs(10));
+        let mut t = TrackerState::new(Duration::from_secs(10), Budgets::default());
         let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
         let m = manifest("f", 2);
-        t.register(a, addr(1), now);
-        t.register(b, addr(2), now);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), addr(2).ip(), now).unwrap();
         let (id, _) = t
             .announce(a, m.clone(), Bitfield::full(2), FileMeta::default(), now)
             .unwrap();
         t.announce(b, m, Bitfield::full(2), FileMeta::default(), now).unwrap();
         t.keepalive(b, now + Duration::from_secs(8)).unwrap();
-        assert_eq!(t.expire(now + Duration::from_secs(11)), vec![a]);
+        assert_eq!(t.expire(now + Duration::from_secs(11)).peers, vec![a]);
         assert_eq!(t.locate(&id).unwrap().1.len(), 1);
         assert_eq!(t.keepalive(a, now).unwrap_err().code, ErrorCode::NotRegistered);
-        assert!(t.remove_peer(&b));
+        assert!(t.remove_peer(&b, now));
         assert!(t.locate(&id).unwrap().1.is_empty());
         assert_eq!(t.list().len(), 1, "the manifest stays in the catalogue");
         t.check_invariants();
@@ -434,7 +527,7 @@ mod tests {
     #[test]
     fn refuses_bad_announcements() {
         let now = Instant::now();
-        let mut t = TrackerState::new(Duration::from_secs(10));
+        let mut t = TrackerState::new(Duration::from_secs(10), Budgets::default());
         let a = PeerId([1; 32]);
         let m = manifest("f", 2);
         assert_eq!(
@@ -443,7 +536,7 @@ mod tests {
                 .code,
             ErrorCode::NotRegistered
         );
-        t.register(a, addr(1), now);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
         assert_eq!(
             t.announce(a, m.clone(), Bitfield::full(3), FileMeta::default(), now)
                 .unwrap_err()
@@ -465,10 +558,14 @@ mod tests {
     #[test]
     fn one_peer_may_announce_only_so_many_files() {
         let now = Instant::now();
-        let mut t = TrackerState::new(Duration::from_secs(10));
+        let roomy = Budgets {
+            per_address: 1 << 30,
+            ..Budgets::default()
+        };
+        let mut t = TrackerState::new(Duration::from_secs(10), roomy);
         let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
-        t.register(a, addr(1), now);
-        t.register(b, addr(2), now);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), addr(2).ip(), now).unwrap();
         let one = manifest("f", 2);
         for i in 0..MAX_FILES_PER_PEER {
             let mut m = one.clone();
@@ -491,5 +588,104 @@ mod tests {
             .unwrap();
         assert_eq!(t.search("one-too-many", true).len(), 1, "announced by b");
         t.check_invariants();
+    }
+
+    #[test]
+    fn budgets_bound_what_one_address_makes_the_tracker_keep() {
+        let now = Instant::now();
+        let budgets = Budgets {
+            per_address: 16 * 1024,
+            total: 1 << 20,
+            forget_after: Duration::from_secs(60),
+        };
+        let mut t = TrackerState::new(Duration::from_secs(10), budgets);
+        let (hostile, honest) = (PeerId([1; 32]), PeerId([2; 32]));
+        t.register(hostile, addr(1), "10.0.0.1".parse().unwrap(), now).unwrap();
+        t.register(honest, addr(2), "10.0.0.2".parse().unwrap(), now).unwrap();
+        // 100-chunk manifests cost about 4 KiB each: the hostile address gets three.
+        let mut accepted = 0;
+        let refusal = loop {
+            match t.announce(
+                hostile,
+                manifest(&format!("junk{accepted}"), 100),
+                Bitfield::new(100),
+                FileMeta::default(),
+                now,
+            ) {
+                Ok(_) => accepted += 1,
+                Err(refusal) => break refusal,
+            }
+        };
+        assert_eq!(refusal.code, ErrorCode::Limit);
+        assert!((2..=4).contains(&accepted), "{accepted}");
+        assert!(t.usage().of(&"10.0.0.1".parse().unwrap()) <= budgets.per_address);
+        // Another address is not affected.
+        t.announce(
+            honest,
+            manifest("real", 100),
+            Bitfield::full(100),
+            FileMeta::default(),
+            now,
+        )
+        .unwrap();
+        // The hostile peer leaves: its manifests stay (charged to it) until forgotten.
+        t.remove_peer(&hostile, now);
+        assert_eq!(t.list().len(), accepted + 1);
+        let expired = t.expire(now + Duration::from_secs(61));
+        assert_eq!(expired.files.len(), accepted);
+        assert_eq!(t.usage().of(&"10.0.0.1".parse().unwrap()), 0);
+        assert_eq!(t.list().len(), 1, "the held file stays");
+        t.check_invariants();
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Register(u8),
+        Announce(u8, u8, bool),
+        Have(u8, u8, u32),
+        Withdraw(u8, u8),
+        Leave(u8),
+        Expire(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..5).prop_map(Op::Register),
+            (0u8..5, 0u8..6, any::<bool>()).prop_map(|(p, f, full)| Op::Announce(p, f, full)),
+            (0u8..5, 0u8..6, 0u32..12).prop_map(|(p, f, c)| Op::Have(p, f, c)),
+            (0u8..5, 0u8..6).prop_map(|(p, f)| Op::Withdraw(p, f)),
+            (0u8..5).prop_map(Op::Leave),
+            (0u64..40).prop_map(Op::Expire),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Random sessions of five peers on three addresses, six files and tight budgets:
+        /// every invariant (the charges among them) holds after every step.
+        #[test]
+        fn invariants_hold_under_any_sequence(ops in proptest::collection::vec(op(), 1..120)) {
+            let start = Instant::now();
+            let budgets = Budgets { per_address: 4096, total: 10_000, forget_after: Duration::from_secs(20) };
+            let mut t = TrackerState::new(Duration::from_secs(15), budgets);
+            let files: Vec<Manifest> = (0..6).map(|i| manifest(&format!("f{i}"), 10)).collect();
+            let ip = |p: u8| IpAddr::from([10, 0, 0, p % 3]);
+            let mut clock = 0;
+            for op in ops {
+                let now = start + Duration::from_secs(clock);
+                match op {
+                    Op::Register(p) => { let _ = t.register(PeerId([p; 32]), addr(u16::from(p)), ip(p), now); }
+                    Op::Announce(p, f, full) => {
+                        let chunks = if full { Bitfield::full(10) } else { Bitfield::new(10) };
+                        let _ = t.announce(PeerId([p; 32]), files[f as usize].clone(), chunks, FileMeta::default(), now);
+                    }
+                    Op::Have(p, f, c) => { let _ = t.have(PeerId([p; 32]), files[f as usize].id(), &[c], now); }
+                    Op::Withdraw(p, f) => { let _ = t.withdraw(PeerId([p; 32]), files[f as usize].id(), now); }
+                    Op::Leave(p) => { t.remove_peer(&PeerId([p; 32]), now); }
+                    Op::Expire(seconds) => { clock += seconds; t.expire(start + Duration::from_secs(clock)); }
+                }
+                t.check_invariants();
+            }
+        }
     }
 }
