@@ -133,6 +133,10 @@ pub struct TrackerArgs {
     /// Forget a file's manifest once no live peer has held it for this long.
     #[arg(long, env = "SWARM_FORGET_AFTER", default_value = "1h", value_parser = parse_duration)]
     pub forget_after: Duration,
+    /// Do not spot-check peers' claims (by default the tracker fetches one chunk of each
+    /// announced claim, and one random claim every 10 s, and drops holders that lie).
+    #[arg(long, env = "SWARM_NO_AUDITS")]
+    pub no_audits: bool,
 }
 
 /// `swarm seed`

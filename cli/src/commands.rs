@@ -86,6 +86,10 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             total: args.budget,
             forget_after: args.forget_after,
         },
+        audits: swarm_tracker::Audits {
+            enabled: !args.no_audits,
+            ..Default::default()
+        },
     })
     .await
     .map_err(swarm_engine::Error::from)?;

@@ -206,6 +206,7 @@ pub async fn loopback_tracker(dir: &Path, peer_timeout: Duration) -> Result<Trac
         listen: loopback(),
         peer_timeout,
         budgets: Default::default(),
+        audits: Default::default(),
     })
     .await?)
 }

@@ -166,6 +166,7 @@ async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
         listen: loopback(),
         peer_timeout: Duration::from_secs(3),
         budgets: Default::default(),
+        audits: Default::default(),
     };
     let tracker = Tracker::start(config.clone()).await.unwrap();
     let addr = pinned(&tracker);

@@ -98,7 +98,7 @@ async fn swarm_with_honest_seeder(
     chunks: usize,
     rate: u64,
 ) -> (Tracker, swarm_engine::Node, swarm_engine::SeededFile, Arc<Vec<u8>>) {
-    let tracker = start_tracker(dir).await;
+    let tracker = start_credulous_tracker(dir).await;
     let data = Arc::new(content(chunks * CHUNK as usize, 5));
     let share = dir.join("share");
     write(&share, "data.bin", &data);

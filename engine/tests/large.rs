@@ -39,6 +39,7 @@ async fn a_file_over_4_gib_round_trips() {
         listen: loopback,
         peer_timeout: Duration::from_secs(180),
         budgets: Default::default(),
+        audits: Default::default(),
     })
     .await
     .unwrap();

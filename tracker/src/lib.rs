@@ -6,16 +6,19 @@
 //!
 //! - [`state`]: the synchronous catalogue and peer table, with its invariants.
 //! - [`budget`]: what the tracker agrees to keep, charged to the address that asked.
+//! - [`audit`]: spot checks of what peers claim to hold.
 //! - [`service`]: the QUIC service that drives it, and expiry.
 //! - [`store`]: the manifests on disk (sled).
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod budget;
 mod error;
 pub mod service;
 pub mod state;
 pub mod store;
 
+pub use audit::Audits;
 pub use budget::Budgets;
 pub use error::TrackerError;
 pub use service::{Tracker, TrackerConfig};

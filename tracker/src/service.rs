@@ -12,11 +12,12 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use swarm_proto::dir_lock::DirLock;
 use swarm_proto::protocol::{CloseCode, ErrorCode, ProtocolError, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, IncomingStream, Transport};
-use swarm_proto::{Identity, PeerId};
+use swarm_proto::{Bitfield, FileMeta, Identity, Manifest, PeerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
+use crate::audit::{Auditor, Audits, Verdict};
 use crate::budget::Budgets;
 use crate::error::TrackerError;
 use crate::state::TrackerState;
@@ -33,6 +34,8 @@ pub struct TrackerConfig {
     pub peer_timeout: Duration,
     /// What the tracker agrees to keep.
     pub budgets: Budgets,
+    /// How it checks what peers claim to hold.
+    pub audits: Audits,
 }
 
 impl Default for TrackerConfig {
@@ -42,6 +45,7 @@ impl Default for TrackerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 7070)),
             peer_timeout: Duration::from_secs(180),
             budgets: Budgets::default(),
+            audits: Audits::default(),
         }
     }
 }
@@ -63,6 +67,7 @@ struct Service {
     state: Mutex<TrackerState>,
     store: CatalogueStore,
     requests: DefaultKeyedRateLimiter<PeerId>,
+    auditor: Auditor,
 }
 
 fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
@@ -97,6 +102,7 @@ impl Tracker {
             state: Mutex::new(state),
             store,
             requests: request_limiter(),
+            auditor: Auditor::new(transport.clone(), config.audits),
         });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -114,6 +120,9 @@ impl Tracker {
                 }
             },
         ));
+        if config.audits.enabled {
+            tasks.spawn(audit_loop(service.clone(), shutdown.clone(), config.audits.every));
+        }
         tasks.spawn(expiry_loop(
             service,
             shutdown.clone(),
@@ -164,9 +173,11 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
     } else {
         match transport::read_request(&mut stream.recv, MAX_FRAME).await {
             Ok(request) => {
-                let span = tracing::debug_span!("request", kind = request_kind(&request));
-                let _entered = span.enter();
-                service.handle(stream.peer, stream.remote, request)
+                let span = tracing::debug_span!("request", kind = request_kind(&request), peer = %stream.peer.short());
+                service
+                    .handle(stream.peer, stream.remote, request)
+                    .instrument(span.clone())
+                    .await
             }
             Err(refusal) => {
                 transport::refuse_and_close::<TrackerResponse>(&mut stream, refusal).await;
@@ -180,10 +191,70 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
 }
 
 impl Service {
-    fn handle(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
+    async fn handle(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
+        if let TrackerRequest::Announce { manifest, chunks, meta } = request {
+            return self.announce(peer, manifest, chunks, meta).await;
+        }
+        self.answer(peer, remote, request)
+    }
+
+    /// An announcement: recorded, its claim spot-checked (when the audit budget allows), and
+    /// a new manifest persisted once it is known not to be a lie.
+    async fn announce(&self, peer: PeerId, manifest: Manifest, chunks: Bitfield, meta: FileMeta) -> TrackerResponse {
         let now = Instant::now();
-        let mut new_manifest = None;
-        let response = {
+        let copy = manifest.clone();
+        let (claim, is_new) = {
+            let mut state = self.state.lock().expect("tracker state lock poisoned");
+            match state.announce(peer, manifest, chunks, meta, now) {
+                Ok((id, is_new)) => {
+                    let claim = self
+                        .auditor
+                        .enabled()
+                        .then(|| state.claim_of(&peer, &id, rand::random()))
+                        .flatten();
+                    (claim, is_new)
+                }
+                Err(refusal) => {
+                    warn!("announce refused: {}", refusal.message);
+                    return refusal.into();
+                }
+            }
+        };
+        if let Some(claim) = claim {
+            match self.auditor.check(&claim).await {
+                Some(Verdict::Lied(why)) => {
+                    self.state
+                        .lock()
+                        .expect("tracker state lock poisoned")
+                        .checked(&claim, true, Instant::now());
+                    warn!(file = %claim.file.short(), "spot check failed, not listed: {why}");
+                    return TrackerResponse::Error {
+                        code: ErrorCode::Invalid,
+                        message: format!(
+                            "spot check failed: asked for chunk {} of {}, this peer {why}; it is not listed as a holder",
+                            claim.chunk,
+                            claim.file.short()
+                        ),
+                    };
+                }
+                Some(Verdict::Held) => {
+                    let mut state = self.state.lock().expect("tracker state lock poisoned");
+                    state.checked(&claim, false, Instant::now());
+                }
+                Some(Verdict::Unknown(why)) => debug!(file = %claim.file.short(), "spot check inconclusive: {why}"),
+                None => debug!(file = %claim.file.short(), "spot check deferred: audit budget in use"),
+            }
+        }
+        if is_new {
+            info!(file = %copy.id().short(), name = %copy.name, "new file in the catalogue");
+            self.store.insert(&copy);
+        }
+        TrackerResponse::Ok
+    }
+
+    fn answer(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
+        let now = Instant::now();
+        {
             let mut state = self.state.lock().expect("tracker state lock poisoned");
             let done = |r: Result<(), swarm_proto::protocol::Refusal>| match r {
                 Ok(()) => TrackerResponse::Ok,
@@ -204,22 +275,7 @@ impl Service {
                         Err(refusal) => refusal.into(),
                     }
                 }
-                TrackerRequest::Announce { manifest, chunks, meta } => {
-                    let copy = manifest.clone();
-                    match state.announce(peer, manifest, chunks, meta, now) {
-                        Ok((id, is_new)) => {
-                            if is_new {
-                                info!(file = %id.short(), name = %copy.name, "new file in the catalogue");
-                                new_manifest = Some(copy);
-                            }
-                            TrackerResponse::Ok
-                        }
-                        Err(refusal) => {
-                            warn!("announce refused: {}", refusal.message);
-                            refusal.into()
-                        }
-                    }
-                }
+                TrackerRequest::Announce { .. } => unreachable!("announcements are handled by Service::announce"),
                 TrackerRequest::HaveChunks { file, chunks } => done(state.have(peer, file, &chunks, now)),
                 TrackerRequest::Withdraw { file } => done(state.withdraw(peer, file, now)),
                 TrackerRequest::Keepalive => done(state.keepalive(peer, now)),
@@ -244,11 +300,39 @@ impl Service {
                     },
                 },
             }
-        };
-        if let Some(manifest) = new_manifest {
-            self.store.insert(&manifest);
         }
-        response
+    }
+}
+
+/// Checks a claim picked at random every `every`; a holder caught lying is dropped.
+async fn audit_loop(service: Arc<Service>, shutdown: CancellationToken, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let claim = service
+            .state
+            .lock()
+            .expect("tracker state lock poisoned")
+            .random_claim(rand::random());
+        let Some(claim) = claim else { continue };
+        let verdict = service.auditor.check(&claim).await;
+        let lied = match &verdict {
+            Some(Verdict::Lied(why)) => {
+                warn!(peer = %claim.peer.short(), file = %claim.file.short(), "spot check failed; dropped as a holder: {why}");
+                true
+            }
+            Some(Verdict::Held) => false,
+            _ => continue,
+        };
+        service
+            .state
+            .lock()
+            .expect("tracker state lock poisoned")
+            .checked(&claim, lied, Instant::now());
     }
 }
 

@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::audit::Claim;
 use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
 
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
@@ -58,6 +59,8 @@ struct FileRecord {
 struct Holding {
     chunks: Bitfield,
     meta: FileMeta,
+    /// A spot check found one of its chunks where it said.
+    audited: bool,
 }
 
 impl FileRecord {
@@ -203,9 +206,78 @@ impl TrackerState {
             }
             self.peers.get_mut(&peer).expect("checked above").files.insert(id);
         }
-        file.holders.insert(peer, Holding { chunks, meta });
+        let audited = file.holders.get(&peer).is_some_and(|h| h.audited);
+        file.holders.insert(peer, Holding { chunks, meta, audited });
         file.unheld_since = None;
         Ok((id, is_new))
+    }
+
+    /// A claim of `peer` about `file` to spot-check: the chunk at position `pick` (modulo their
+    /// number) among those it claims. `None` if it claims none, or was checked already.
+    pub fn claim_of(&self, peer: &PeerId, file: &FileId, pick: u64) -> Option<Claim> {
+        let record = self.files.get(file)?;
+        let holding = record.holders.get(peer).filter(|h| !h.audited)?;
+        let count = u64::from(holding.chunks.count());
+        let chunk = holding.chunks.iter().nth((pick % count.max(1)) as usize)?;
+        Some(Claim {
+            peer: *peer,
+            addr: self.peers.get(peer)?.addr,
+            file: *file,
+            manifest: record.manifest.clone(),
+            chunk,
+        })
+    }
+
+    /// A claim to check again, picked by the random numbers `picks`: a file among those
+    /// held, a holder of it, a chunk it claims.
+    pub fn random_claim(&self, picks: [u64; 3]) -> Option<Claim> {
+        let held: Vec<(&FileId, &FileRecord)> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.holders.values().any(|h| h.chunks.count() > 0))
+            .collect();
+        let (file, record) = held.get((picks[0] % held.len().max(1) as u64) as usize)?;
+        let claimants: Vec<(&PeerId, &Holding)> = record.holders.iter().filter(|(_, h)| h.chunks.count() > 0).collect();
+        let (peer, holding) = claimants[(picks[1] % claimants.len() as u64) as usize];
+        let chunk = holding
+            .chunks
+            .iter()
+            .nth((picks[2] % u64::from(holding.chunks.count())) as usize)?;
+        Some(Claim {
+            peer: *peer,
+            addr: self.peers.get(peer)?.addr,
+            file: **file,
+            manifest: record.manifest.clone(),
+            chunk,
+        })
+    }
+
+    /// Records a spot check of `claim`: a holder that `lied` no longer holds the file (and a
+    /// manifest only it held is forgotten at once); one that did not is marked checked.
+    /// Returns whether the holding was dropped.
+    pub fn checked(&mut self, claim: &Claim, lied: bool, now: Instant) -> bool {
+        let Some(record) = self.peers.get_mut(&claim.peer) else {
+            return false;
+        };
+        if !lied {
+            if let Some(holding) = self
+                .files
+                .get_mut(&claim.file)
+                .and_then(|f| f.holders.get_mut(&claim.peer))
+            {
+                holding.audited = true;
+            }
+            return false;
+        }
+        if !record.files.remove(&claim.file) {
+            return false;
+        }
+        let ip = record.ip;
+        self.drop_holding(&claim.peer, ip, &claim.file, now);
+        if self.files.get(&claim.file).is_some_and(|f| f.holders.is_empty()) {
+            self.forget(&claim.file);
+        }
+        true
     }
 
     /// Drops a manifest nobody holds, refunding it.

@@ -24,6 +24,7 @@ async fn start(dir: &std::path::Path) -> Tracker {
         listen: loopback(),
         peer_timeout: Duration::from_secs(60),
         budgets: Default::default(),
+        audits: Default::default(),
     })
     .await
     .unwrap()

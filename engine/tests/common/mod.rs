@@ -18,6 +18,23 @@ pub async fn start_tracker(dir: &Path) -> Tracker {
     launch::loopback_tracker(dir, Duration::from_secs(180)).await.unwrap()
 }
 
+/// A tracker that lists whatever peers claim, without spot checks: for tests of how fetchers
+/// cope with lying peers on their own (as they must with a lying tracker).
+pub async fn start_credulous_tracker(dir: &Path) -> Tracker {
+    Tracker::start(swarm_tracker::TrackerConfig {
+        state_dir: dir.join("tracker"),
+        listen: loopback(),
+        peer_timeout: Duration::from_secs(180),
+        budgets: Default::default(),
+        audits: swarm_tracker::Audits {
+            enabled: false,
+            ..Default::default()
+        },
+    })
+    .await
+    .unwrap()
+}
+
 pub async fn start_node(dir: &Path, name: &str, tracker: TrackerAddr, upload_rate: Option<u64>) -> Node {
     let caps = Caps {
         upload: upload_rate,

@@ -1,0 +1,147 @@
+//! The tracker spot-checks what peers claim, on real loopback sockets: a peer that announces a
+//! file it does not have is refused and never listed; one that had it and lost it (or starts
+//! lying) is caught by a later check and dropped; honest holders stay.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use swarm_engine::tracker_client::TrackerClient;
+use swarm_engine::{Bitfield, Identity, Manifest, PeerId, Progress};
+use swarm_proto::protocol::{self, ErrorCode, PeerRequest, PeerResponse};
+use swarm_proto::transport::{self, Transport};
+use swarm_tracker::{Audits, Tracker, TrackerConfig};
+
+mod common;
+use common::*;
+
+/// A peer that answers chunk requests with the real data while `honest` holds, and says it
+/// lacks them otherwise. Registered at `tracker`; not yet announcing anything.
+async fn claimant(
+    tracker: &Tracker,
+    data: Arc<Vec<u8>>,
+    manifest: Arc<Manifest>,
+    honest: Arc<AtomicBool>,
+) -> (PeerId, TrackerClient) {
+    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
+    let endpoint = transport.endpoint().clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let (data, manifest, honest) = (data.clone(), manifest.clone(), honest.clone());
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    let Ok(PeerRequest::GetChunk { index, .. }) = protocol::read_frame(&mut recv, 1024).await else {
+                        return;
+                    };
+                    if honest.load(Ordering::Relaxed) {
+                        let start = manifest.chunk_offset(index) as usize;
+                        let chunk = &data[start..start + manifest.chunk_len(index) as usize];
+                        let header = PeerResponse::Chunk {
+                            len: chunk.len() as u32,
+                        };
+                        let _ = transport::send_frame(&mut send, &header).await;
+                        let _ = send.write_all(chunk).await;
+                    } else {
+                        let refusal = PeerResponse::Error {
+                            code: ErrorCode::NotHeld,
+                            message: "gone".into(),
+                        };
+                        let _ = transport::send_frame(&mut send, &refusal).await;
+                    }
+                    let _ = send.finish();
+                    let _ = send.stopped().await;
+                }
+            });
+        }
+    });
+    let id = transport.id();
+    let client = TrackerClient::new(transport, pinned(tracker), None);
+    client.register(None).await.unwrap();
+    (id, client)
+}
+
+async fn holders(asker: &TrackerClient, manifest: &Manifest) -> Vec<PeerId> {
+    asker
+        .locate(manifest.id())
+        .await
+        .map(|l| l.holders.into_iter().map(|h| h.peer).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_spot_checked_at_once_and_again_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = Tracker::start(TrackerConfig {
+        state_dir: tmp.path().join("tracker"),
+        listen: loopback(),
+        peer_timeout: Duration::from_secs(60),
+        budgets: Default::default(),
+        audits: Audits {
+            every: Duration::from_millis(100),
+            ..Audits::default()
+        },
+    })
+    .await
+    .unwrap();
+    let data = Arc::new(content(20 * CHUNK as usize, 7));
+    let share = tmp.path().join("share");
+    write(&share, "real.bin", &data);
+    let honest_seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    let file = honest_seeder
+        .seed_dir(&share, CHUNK, &Progress::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let manifest = file.manifest.clone();
+    let full = Bitfield::full(manifest.chunk_count);
+
+    // A liar claims the whole file: refused with a clear message, never listed.
+    let (liar, liar_client) = claimant(
+        &tracker,
+        data.clone(),
+        manifest.clone(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await;
+    let err = liar_client
+        .announce(&manifest, &full, Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("spot check failed"), "{err}");
+    assert!(!holders(&liar_client, &manifest).await.contains(&liar));
+
+    // A liar claiming a file nobody else has leaves no manifest behind.
+    let other = Manifest::from_file(
+        &write(tmp.path(), "other/x.bin", &content(5 * CHUNK as usize, 8)),
+        "x.bin",
+        CHUNK,
+    )
+    .unwrap();
+    let err = liar_client
+        .announce(&other, &Bitfield::full(other.chunk_count), Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spot check failed"), "{err}");
+    assert!(liar_client.search("x.bin", true).await.unwrap().is_empty());
+
+    // An honest claimant passes, then loses the file and says so to the next check: dropped.
+    let honest = Arc::new(AtomicBool::new(true));
+    let (turncoat, turncoat_client) = claimant(&tracker, data.clone(), manifest.clone(), honest.clone()).await;
+    turncoat_client
+        .announce(&manifest, &full, Default::default())
+        .await
+        .unwrap();
+    assert!(holders(&turncoat_client, &manifest).await.contains(&turncoat));
+    honest.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while holders(&turncoat_client, &manifest).await.contains(&turncoat) {
+        assert!(Instant::now() < deadline, "a later spot check never caught it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        holders(&turncoat_client, &manifest).await.contains(&honest_seeder.id()),
+        "the honest seeder stays listed"
+    );
+}

@@ -1,0 +1,178 @@
+//! Spot checks: the tracker asks a peer for one chunk it claims to hold and checks it against
+//! the manifest, so that a peer claiming content it does not have is dropped from that file's
+//! holders instead of being handed out to fetchers.
+//!
+//! A claim is checked when it is announced (the answer waits for the check, which costs one
+//! chunk on a round trip), and claims are checked again at random later. Checks are cheap on
+//! purpose, so that a tracker never becomes a downloader: one chunk per check, at most
+//! [`Audits::bytes_per_second`] of chunks in all (a claim announced beyond that is listed at
+//! once and checked later), a few at a time. A peer the tracker cannot reach (behind a NAT, or
+//! too busy) is not held to have lied.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse};
+use swarm_proto::transport::{self, Transport};
+use swarm_proto::{FileId, Manifest, PeerId};
+use tokio::sync::Semaphore;
+
+/// How the tracker checks claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audits {
+    /// Check claims at all.
+    pub enabled: bool,
+    /// One claim, picked at random, is checked again this often.
+    pub every: Duration,
+    /// Bytes of chunks fetched for checks, per second, at most.
+    pub bytes_per_second: u64,
+    /// Checks per second, at most (a peer announcing thousands of small files is checked on
+    /// a sample of them, not on each).
+    pub checks_per_second: u32,
+}
+
+impl Default for Audits {
+    /// On, a random re-check every 10 s, at most 20 checks and 4 MiB of chunks a second.
+    fn default() -> Self {
+        Audits {
+            enabled: true,
+            every: Duration::from_secs(10),
+            bytes_per_second: 4 << 20,
+            checks_per_second: 20,
+        }
+    }
+}
+
+/// Checks at once, at most: each holds one chunk in memory.
+const AT_ONCE: usize = 4;
+/// Longest a check may take, connection included.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One claim to check: `peer` at `addr` holds `chunk` of `file`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The claimant.
+    pub peer: PeerId,
+    /// Where it serves.
+    pub addr: SocketAddr,
+    /// The file.
+    pub file: FileId,
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// The chunk to ask for.
+    pub chunk: u32,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The peer sent the chunk, and it matches.
+    Held,
+    /// The peer does not have it (it said so, or sent other bytes).
+    Lied(String),
+    /// No answer either way: unreachable, busy or too slow.
+    Unknown(String),
+}
+
+/// Runs checks within the budget.
+pub struct Auditor {
+    transport: Transport,
+    config: Audits,
+    at_once: Semaphore,
+    /// Bytes and checks the budget still allows, and when it was last topped up.
+    allowance: Mutex<Allowance>,
+}
+
+struct Allowance {
+    bytes: f64,
+    checks: f64,
+    since: Instant,
+}
+
+impl Auditor {
+    /// Checks through `transport` (the tracker's endpoint), within `config`.
+    pub fn new(transport: Transport, config: Audits) -> Auditor {
+        Auditor {
+            transport,
+            config,
+            at_once: Semaphore::new(AT_ONCE),
+            allowance: Mutex::new(Allowance {
+                bytes: config.bytes_per_second as f64,
+                checks: f64::from(config.checks_per_second),
+                since: Instant::now(),
+            }),
+        }
+    }
+
+    /// Is checking on?
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Takes a check of `bytes` from the budget if it has room (a second's worth at most is
+    /// saved up).
+    fn afford(&self, bytes: u64) -> bool {
+        let mut allowance = self.allowance.lock().expect("audit budget lock poisoned");
+        let (byte_rate, check_rate) = (
+            self.config.bytes_per_second as f64,
+            f64::from(self.config.checks_per_second),
+        );
+        let elapsed = allowance.since.elapsed().as_secs_f64();
+        allowance.since = Instant::now();
+        allowance.bytes = (allowance.bytes + elapsed * byte_rate).min(byte_rate.max(bytes as f64));
+        allowance.checks = (allowance.checks + elapsed * check_rate).min(check_rate.max(1.0));
+        if allowance.bytes < bytes as f64 || allowance.checks < 1.0 {
+            return false;
+        }
+        allowance.bytes -= bytes as f64;
+        allowance.checks -= 1.0;
+        true
+    }
+
+    /// Checks `claim`, or returns `None` when the budget or the slots do not allow it now.
+    pub async fn check(&self, claim: &Claim) -> Option<Verdict> {
+        let _slot = self.at_once.try_acquire().ok()?;
+        if !self.afford(u64::from(claim.manifest.chunk_len(claim.chunk))) {
+            return None;
+        }
+        Some(match tokio::time::timeout(CHECK_TIMEOUT, self.fetch(claim)).await {
+            Ok(verdict) => verdict,
+            Err(_) => Verdict::Unknown(format!("no chunk within {CHECK_TIMEOUT:?}")),
+        })
+    }
+
+    async fn fetch(&self, claim: &Claim) -> Verdict {
+        let connection = match self.transport.connect(claim.addr, Some(claim.peer)).await {
+            Ok((connection, _)) => connection,
+            Err(e) => return Verdict::Unknown(format!("cannot reach it: {e}")),
+        };
+        let request = PeerRequest::GetChunk {
+            file: claim.file,
+            index: claim.chunk,
+        };
+        let expected = claim.manifest.chunk_len(claim.chunk);
+        let verdict = match transport::exchange::<_, PeerResponse>(&connection, &request, 1024).await {
+            Err(e) => Verdict::Unknown(e.to_string()),
+            Ok((PeerResponse::Chunk { len }, _)) if len != expected => Verdict::Lied(format!(
+                "announced {len} bytes for chunk {}, which has {expected}",
+                claim.chunk
+            )),
+            Ok((PeerResponse::Chunk { .. }, mut recv)) => match recv.read_to_end(expected as usize).await {
+                Ok(data) if claim.manifest.chunk_matches(claim.chunk, &data) => Verdict::Held,
+                Ok(_) => Verdict::Lied(format!("sent other bytes for chunk {}", claim.chunk)),
+                Err(e) => Verdict::Unknown(e.to_string()),
+            },
+            Ok((
+                PeerResponse::Error {
+                    code: ErrorCode::NotHeld | ErrorCode::NotFound,
+                    message,
+                },
+                _,
+            )) => Verdict::Lied(format!("says it lacks chunk {}: {message}", claim.chunk)),
+            Ok((other, _)) => Verdict::Unknown(format!("answered {other:?}")),
+        };
+        connection.close(swarm_proto::protocol::CloseCode::Done.code(), b"checked");
+        verdict
+    }
+}
