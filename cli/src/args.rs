@@ -87,6 +87,19 @@ pub enum Command {
     Shell(ShellArgs),
     /// Generate a file, seed it from several in-process peers and fetch it, printing the rate.
     Demo(DemoArgs),
+    /// Make a private swarm's secret: `swarm secret new FILE`, then give FILE to every node.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+/// `swarm secret`
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Write a new random secret to FILE (readable by you only; an existing file is kept).
+    New {
+        /// Where to write it.
+        file: PathBuf,
+    },
 }
 
 /// Options every peer node takes.
@@ -96,6 +109,10 @@ pub struct NodeArgs {
     /// machine its own.
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,
+    /// The private swarm's secret (made by `swarm secret new FILE`): only nodes that hold it
+    /// are talked to, and they prove it on every connection. Without it, the swarm is open.
+    #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
     /// Address of this node's QUIC endpoint.
     #[arg(long, env = "SWARM_LISTEN", default_value = "0.0.0.0:0")]
     pub listen: SocketAddr,
@@ -133,6 +150,10 @@ pub struct TrackerArgs {
     /// Forget a file's manifest once no live peer has held it for this long.
     #[arg(long, env = "SWARM_FORGET_AFTER", default_value = "1h", value_parser = parse_duration)]
     pub forget_after: Duration,
+    /// The private swarm's secret (made by `swarm secret new FILE`): the tracker answers only
+    /// nodes that prove they hold it. Without it, anyone who reaches the port is answered.
+    #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
     /// Do not spot-check peers' claims (by default the tracker fetches one chunk of each
     /// announced claim, and one random claim every 10 s, and drops holders that lie).
     #[arg(long, env = "SWARM_NO_AUDITS")]
@@ -245,6 +266,10 @@ pub struct QueryArgs {
     /// State directory (for the known-trackers file).
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,
+    /// The private swarm's secret (made by `swarm secret new FILE`): only nodes that hold it
+    /// are talked to, and they prove it on every connection. Without it, the swarm is open.
+    #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

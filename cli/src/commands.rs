@@ -13,13 +13,14 @@ use swarm_engine::sync::SyncOptions;
 use swarm_engine::{
     DiskIo, FetchOptions, Node, NodeConfig, Progress, Replace, SeededFile, Sources, TrackerAddr, TrackerClient,
 };
+use swarm_proto::access::{Access, SwarmKey};
 use swarm_tracker::{Tracker, TrackerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::args::{
-    DemoArgs, FetchArgs, NodeArgs, PeerArgs, PeersArgs, QueryArgs, SearchArgs, SeedArgs, StatusArgs, SyncArgs,
-    TrackerArgs,
+    DemoArgs, FetchArgs, NodeArgs, PeerArgs, PeersArgs, QueryArgs, SearchArgs, SecretCommand, SeedArgs, StatusArgs,
+    SyncArgs, TrackerArgs,
 };
 use crate::output;
 
@@ -34,14 +35,38 @@ pub fn default_state(sub: &str) -> PathBuf {
         .join(sub)
 }
 
-fn node_config(args: &NodeArgs, tracker: Option<TrackerAddr>) -> NodeConfig {
-    NodeConfig {
+/// Who a node talks to: everyone, or the nodes that hold the secret in `file`.
+fn access(file: &Option<PathBuf>) -> Result<Access> {
+    Ok(match file {
+        None => Access::Open,
+        Some(path) => Access::Private(Arc::new(SwarmKey::from_file(path)?)),
+    })
+}
+
+fn node_config(args: &NodeArgs, tracker: Option<TrackerAddr>) -> Result<NodeConfig> {
+    Ok(NodeConfig {
         state_dir: args.state.clone().unwrap_or_else(|| default_state("node")),
         listen: args.listen,
         tracker,
         advertise: args.advertise,
         max_upload_rate: args.max_upload_rate,
         max_download_rate: args.max_download_rate,
+        access: access(&args.secret_file)?,
+    })
+}
+
+/// `swarm secret new FILE`
+pub fn secret(command: SecretCommand) -> Result<()> {
+    match command {
+        SecretCommand::New { file } => {
+            SwarmKey::create_file(&file)?;
+            println!(
+                "wrote a new swarm secret to {}; give it to every node of the swarm (--secret-file {} or SWARM_SECRET_FILE) and to nobody else",
+                file.display(),
+                file.display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -90,6 +115,7 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             enabled: !args.no_audits,
             ..Default::default()
         },
+        access: access(&args.secret_file)?,
     })
     .await
     .map_err(swarm_engine::Error::from)?;
@@ -147,7 +173,7 @@ impl Sharing {
             },
         };
         let stop = cancel_on_signal();
-        let peer = Peer::start(node_config(&args.node, None), tracker, &stop, print_launch).await?;
+        let peer = Peer::start(node_config(&args.node, None)?, tracker, &stop, print_launch).await?;
         eprintln!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
         info!(addr = %peer.registration.addr, "registered with the tracker");
         Ok(Sharing { peer, chunk_size })
@@ -270,7 +296,7 @@ fn print_seeded(file: &SeededFile, tracker: &str) {
 
 /// `swarm fetch`
 pub async fn fetch(args: FetchArgs) -> Result<()> {
-    let node = Node::start(node_config(&args.node, Some(args.tracker.clone()))).await?;
+    let node = Node::start(node_config(&args.node, Some(args.tracker.clone()))?).await?;
     let id = node.resolve(&args.id).await?;
     let registration = node.join_tracker().await;
     if let Err(e) = &registration {
@@ -347,6 +373,7 @@ fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
     Ok(TrackerClient::ephemeral(
         args.tracker.clone(),
         Some(KnownTrackers::in_dir(&state)),
+        access(&args.secret_file)?,
     )?)
 }
 

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status(args).await,
             Command::Shell(args) => shell::shell(args).await,
             Command::Demo(args) => commands::demo(args).await,
+            Command::Secret(command) => commands::secret(command),
         }
     });
     match result {
@@ -56,12 +57,28 @@ fn main() -> ExitCode {
         Err(e) => {
             // Error texts may quote a tracker's or a peer's words: nothing in them may repaint
             // the terminal (their line breaks are the engine's own and kept).
-            let text = format!("{e:#}{}", hint(&e));
+            let text = format!("{}{}", sentence(&e), hint(&e));
             let lines: Vec<_> = text.lines().map(swarm_proto::name::printable).collect();
             eprintln!("error: {}", lines.join("\n"));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The error and its causes in one line, each cause said once: most errors already quote the
+/// error they wrap, which `{:#}` would print again.
+fn sentence(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 /// What to do about an engine error, in terms of this binary's flags: the engine does not know

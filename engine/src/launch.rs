@@ -83,6 +83,7 @@ impl Peer {
                 let tracker_config = TrackerConfig {
                     state_dir: config.state_dir.join("tracker"),
                     listen,
+                    access: config.access.clone(),
                     ..TrackerConfig::default()
                 };
                 let (tracker, moved) = match Tracker::start(tracker_config.clone()).await {
@@ -205,8 +206,7 @@ pub async fn loopback_tracker(dir: &Path, peer_timeout: Duration) -> Result<Trac
         state_dir: dir.join("tracker"),
         listen: loopback(),
         peer_timeout,
-        budgets: Default::default(),
-        audits: Default::default(),
+        ..TrackerConfig::default()
     })
     .await?)
 }
@@ -228,6 +228,7 @@ pub async fn loopback_node(state_dir: &Path, tracker: TrackerAddr, caps: Caps) -
         advertise: None,
         max_upload_rate: caps.upload,
         max_download_rate: caps.download,
+        ..NodeConfig::default()
     })
     .await?;
     node.join_tracker().await?;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarm_proto::access::Access;
 use swarm_proto::protocol::CatalogueEntry;
 use swarm_proto::transport::Transport;
 use swarm_proto::{FileId, FileMeta, Identity, Manifest, PeerId};
@@ -54,6 +55,8 @@ pub struct NodeConfig {
     pub max_upload_rate: Option<u64>,
     /// Cap on bytes per second downloaded, across all downloads.
     pub max_download_rate: Option<u64>,
+    /// Who may talk to the node: anyone, or the nodes of its private swarm.
+    pub access: Access,
 }
 
 impl Default for NodeConfig {
@@ -65,6 +68,7 @@ impl Default for NodeConfig {
             advertise: None,
             max_upload_rate: None,
             max_download_rate: None,
+            access: Access::Open,
         }
     }
 }
@@ -96,7 +100,7 @@ impl Node {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let state = StateDb::open(dir)?;
         let identity = Arc::new(Identity::load_or_create(dir)?);
-        let transport = Transport::bind(identity, config.listen)?;
+        let transport = Transport::bind_with(identity, config.listen, config.access.clone())?;
         let store = Arc::new(Store::default());
         let session = config.tracker.map(|addr| {
             let client = TrackerClient::new(transport.clone(), addr, Some(KnownTrackers::in_dir(dir)));

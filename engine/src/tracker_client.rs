@@ -9,6 +9,7 @@ use std::str::FromStr;
 use quinn::Connection;
 use tokio::sync::Mutex;
 
+use swarm_proto::access::Access;
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
 use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
@@ -106,10 +107,11 @@ impl TrackerClient {
     }
 
     /// A client with a throwaway identity and endpoint, for one-off queries (`ls`, `search`).
-    pub fn ephemeral(addr: TrackerAddr, known: Option<KnownTrackers>) -> Result<TrackerClient> {
-        let transport = Transport::bind(
+    pub fn ephemeral(addr: TrackerAddr, known: Option<KnownTrackers>, access: Access) -> Result<TrackerClient> {
+        let transport = Transport::bind_with(
             std::sync::Arc::new(Identity::generate()?),
             SocketAddr::from(([0, 0, 0, 0], 0)),
+            access,
         )?;
         Ok(TrackerClient::new(transport, addr, known))
     }

@@ -76,11 +76,11 @@ async fn claims_are_spot_checked_at_once_and_again_later() {
         state_dir: tmp.path().join("tracker"),
         listen: loopback(),
         peer_timeout: Duration::from_secs(60),
-        budgets: Default::default(),
         audits: Audits {
             every: Duration::from_millis(100),
             ..Audits::default()
         },
+        ..TrackerConfig::default()
     })
     .await
     .unwrap();

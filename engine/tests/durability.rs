@@ -165,8 +165,7 @@ async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
         state_dir: tmp.path().join("tracker"),
         listen: loopback(),
         peer_timeout: Duration::from_secs(3),
-        budgets: Default::default(),
-        audits: Default::default(),
+        ..TrackerConfig::default()
     };
     let tracker = Tracker::start(config.clone()).await.unwrap();
     let addr = pinned(&tracker);

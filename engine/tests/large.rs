@@ -38,8 +38,7 @@ async fn a_file_over_4_gib_round_trips() {
         state_dir: tmp.path().join("tracker"),
         listen: loopback,
         peer_timeout: Duration::from_secs(180),
-        budgets: Default::default(),
-        audits: Default::default(),
+        ..TrackerConfig::default()
     })
     .await
     .unwrap();

@@ -10,9 +10,11 @@
 //! - [`protocol`]: the wire protocol; its module doc is the specification.
 //! - [`codec`]: the one place bincode is used.
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
+//! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod bitfield;
 pub mod codec;
 pub mod dir_lock;

@@ -312,6 +312,8 @@ pub enum CloseCode {
     Silent = 5,
     /// The node is shutting down.
     ShuttingDown = 6,
+    /// The other side is not of this node's swarm (see [`crate::access`]).
+    Unauthorized = 7,
 }
 
 impl CloseCode {
@@ -397,6 +399,9 @@ pub enum ProtocolError {
     /// The stream ended early or failed.
     #[error("stream failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The other side closed the connection, saying why.
+    #[error("the other side closed the connection: {0}")]
+    Closed(String),
 }
 
 /// Encodes `message` as one frame.

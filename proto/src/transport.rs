@@ -16,6 +16,7 @@ use tracing::{debug, Instrument};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::access::{self, Access, PRIVATE_ALPN};
 use crate::identity::{self, ClientIdVerifier, Identity, ServerIdVerifier};
 use crate::ids::PeerId;
 use crate::protocol::{self, CloseCode, ErrorCode, ProtocolError, Refusal, ALPN};
@@ -59,6 +60,9 @@ pub enum ConnectError {
     /// The other side refused or closed the connection.
     #[error("refused: {0}")]
     Refused(String),
+    /// The other side is not of this private swarm, or this node is not of its swarm.
+    #[error("not admitted: {0}")]
+    NotAdmitted(String),
     /// The handshake failed in another way.
     #[error("handshake failed: {0}")]
     Handshake(String),
@@ -74,6 +78,9 @@ impl ConnectError {
             E::ConnectionClosed(close) if close.error_code == no_alpn => ConnectError::VersionMismatch,
             E::TransportError(e) if e.code == no_alpn => ConnectError::VersionMismatch,
             E::TimedOut => ConnectError::Unreachable("timed out".into()),
+            E::ApplicationClosed(close) if close.error_code == CloseCode::Unauthorized.code() => {
+                ConnectError::NotAdmitted(String::from_utf8_lossy(&close.reason).into_owned())
+            }
             E::ApplicationClosed(close) => ConnectError::Refused(String::from_utf8_lossy(&close.reason).into_owned()),
             E::ConnectionClosed(close) => ConnectError::Refused(close.to_string()),
             other => ConnectError::Handshake(other.to_string()),
@@ -101,11 +108,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Name presented in TLS; ids, not names, are what is checked.
 const SERVER_NAME: &str = "swarm";
 
-/// A node's QUIC endpoint and identity.
+/// A node's QUIC endpoint, identity and access rule.
 #[derive(Clone)]
 pub struct Transport {
     endpoint: Endpoint,
     identity: Arc<Identity>,
+    access: Access,
 }
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
@@ -122,8 +130,14 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
 }
 
 impl Transport {
-    /// Binds an endpoint on `addr` (port 0 picks a free one) for `identity`.
+    /// Binds an endpoint of an open swarm on `addr` (port 0 picks a free one) for `identity`.
     pub fn bind(identity: Arc<Identity>, addr: SocketAddr) -> Result<Transport, BindError> {
+        Self::bind_with(identity, addr, Access::Open)
+    }
+
+    /// Binds an endpoint on `addr` for `identity`, talking only to nodes `access` allows
+    /// (see [`crate::access`]).
+    pub fn bind_with(identity: Arc<Identity>, addr: SocketAddr, access: Access) -> Result<Transport, BindError> {
         let provider = identity::provider();
         let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -131,7 +145,8 @@ impl Transport {
             .with_client_cert_verifier(Arc::new(ClientIdVerifier { provider }))
             .with_single_cert(identity.cert_chain(), identity.private_key())
             .map_err(tls_error)?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        // Both, so that a node of the other kind is told what is wrong (access::admit).
+        tls.alpn_protocols = vec![ALPN.to_vec(), PRIVATE_ALPN.to_vec()];
         tls.max_early_data_size = 0;
         let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -146,7 +161,16 @@ impl Transport {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(cannot_listen)?;
-        Ok(Transport { endpoint, identity })
+        Ok(Transport {
+            endpoint,
+            identity,
+            access,
+        })
+    }
+
+    /// Who this endpoint talks to.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// This node's id.
@@ -186,7 +210,7 @@ impl Transport {
             .with_custom_certificate_verifier(verifier.clone())
             .with_client_auth_cert(self.identity.cert_chain(), self.identity.private_key())
             .map_err(setup)?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = vec![access::alpn_of(&self.access).to_vec()];
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(transport_config());
@@ -203,6 +227,11 @@ impl Transport {
         })?;
         let id = remote_id(&connection)
             .ok_or_else(|| ConnectError::Handshake("the other side showed no usable certificate".into()))?;
+        if let Access::Private(key) = &self.access {
+            access::prove_as_client(&connection, key)
+                .await
+                .map_err(ConnectError::NotAdmitted)?;
+        }
         Ok((connection, id))
     }
 
@@ -266,7 +295,7 @@ where
     Q: Serialize,
     A: DeserializeOwned,
 {
-    let (mut send, mut recv) = connection.open_bi().await.map_err(std::io::Error::from)?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(closed)?;
     // The other side may answer without reading the whole request (a tracker refusing a
     // flood does), and stop our sending side: its answer is still read.
     let sent = match send_frame(&mut send, request).await {
@@ -277,7 +306,18 @@ where
     };
     match protocol::read_frame(&mut recv, max).await {
         Ok(response) => Ok((response, recv)),
+        Err(_) if connection.close_reason().is_some() => Err(closed(connection.close_reason().expect("checked"))),
         Err(read_error) => Err(sent.err().unwrap_or(read_error)),
+    }
+}
+
+/// The error for a connection that is closed: the other side's reason when it gave one.
+fn closed(reason: quinn::ConnectionError) -> ProtocolError {
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(close) if !close.reason.is_empty() => {
+            ProtocolError::Closed(String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        other => ProtocolError::Io(other.into()),
     }
 }
 
@@ -328,6 +368,7 @@ where
             continue;
         };
         let (shutdown, streams, handle, live) = (shutdown.clone(), streams.clone(), handle.clone(), live.clone());
+        let transport = transport.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let connection = match incoming.await {
@@ -341,6 +382,11 @@ where
                 connection.close(CloseCode::NoCertificate.code(), b"no usable certificate");
                 return;
             };
+            // The node's own key (`swarm status`) proves more than a swarm secret would.
+            if peer != transport.id() && !access::admit(&connection, transport.access()).await {
+                debug!(peer = %peer.short(), "refused: not of this swarm");
+                return;
+            }
             let remote = connection.remote_address();
             live.insert(peer, &connection);
             let span = tracing::info_span!("peer", peer = %peer.short(), addr = %remote);

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
+use swarm_proto::access::Access;
 use swarm_proto::dir_lock::DirLock;
 use swarm_proto::protocol::{CloseCode, ErrorCode, ProtocolError, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, IncomingStream, Transport};
@@ -36,6 +37,8 @@ pub struct TrackerConfig {
     pub budgets: Budgets,
     /// How it checks what peers claim to hold.
     pub audits: Audits,
+    /// Who may talk to it: anyone, or the nodes of its private swarm.
+    pub access: Access,
 }
 
 impl Default for TrackerConfig {
@@ -46,6 +49,7 @@ impl Default for TrackerConfig {
             peer_timeout: Duration::from_secs(180),
             budgets: Budgets::default(),
             audits: Audits::default(),
+            access: Access::Open,
         }
     }
 }
@@ -97,7 +101,7 @@ impl Tracker {
             }
         }
         let catalogue_size = state.list().len();
-        let transport = Transport::bind(identity, config.listen)?;
+        let transport = Transport::bind_with(identity, config.listen, config.access.clone())?;
         let service = Arc::new(Service {
             state: Mutex::new(state),
             store,

@@ -23,8 +23,7 @@ async fn start(dir: &std::path::Path) -> Tracker {
         state_dir: dir.join("tracker"),
         listen: loopback(),
         peer_timeout: Duration::from_secs(60),
-        budgets: Default::default(),
-        audits: Default::default(),
+        ..TrackerConfig::default()
     })
     .await
     .unwrap()

@@ -24,12 +24,11 @@ pub async fn start_credulous_tracker(dir: &Path) -> Tracker {
     Tracker::start(swarm_tracker::TrackerConfig {
         state_dir: dir.join("tracker"),
         listen: loopback(),
-        peer_timeout: Duration::from_secs(180),
-        budgets: Default::default(),
         audits: swarm_tracker::Audits {
             enabled: false,
             ..Default::default()
         },
+        ..Default::default()
     })
     .await
     .unwrap()
