@@ -174,12 +174,18 @@ fn is_private(connection: &Connection) -> bool {
 pub async fn prove_as_client(connection: &Connection, key: &SwarmKey) -> Result<(), String> {
     let exchange = async {
         let mine = key.proof(connection, Role::Client).ok_or("no keying material")?;
-        let (answer, _) = crate::transport::exchange::<_, Proof>(connection, &mine, 64)
+        let failed = |e: String| match connection.close_reason() {
+            Some(reason) => reason.to_string(),
+            None => e,
+        };
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| failed(e.to_string()))?;
+        send.write_all(&protocol::encode_frame(&mine))
             .await
-            .map_err(|e| match connection.close_reason() {
-                Some(reason) => reason.to_string(),
-                None => e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
+        let _ = send.finish();
+        let answer: Proof = protocol::read_frame(&mut recv, 64)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         if key.verify(connection, Role::Server, &answer) {
             Ok(())
         } else {
@@ -216,7 +222,8 @@ pub async fn admit(connection: &Connection, access: &Access) -> bool {
                     return Some(false);
                 }
                 let mine = key.proof(connection, Role::Server)?;
-                crate::transport::respond(&mut send, &mine).await.ok()?;
+                send.write_all(&protocol::encode_frame(&mine)).await.ok()?;
+                let _ = send.finish();
                 Some(true)
             };
             match tokio::time::timeout(PROOF_TIMEOUT, checked).await {
