@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use swarm_proto::codec::decode;
 use swarm_proto::protocol::{encode_frame, Holder, PeerRequest, TrackerResponse};
-use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
+use swarm_proto::{FileId, Manifest, PeerId};
 
 fn protocol(c: &mut Criterion) {
     let mut group = c.benchmark_group("frames");
@@ -31,13 +31,14 @@ fn protocol(c: &mut Criterion) {
         .map(|i| Holder {
             peer: PeerId([i; 32]),
             addr: std::net::SocketAddr::from(([10, 0, 0, i], 4000)),
-            chunks: Bitfield::full(1000),
+            complete: i % 2 == 0,
         })
         .collect();
     let located = TrackerResponse::Located {
-        manifest,
+        manifest: Some(manifest),
         holders,
         meta: Default::default(),
+        live: 50,
     };
     let frame = encode_frame(&located);
     group.throughput(Throughput::Bytes(frame.len() as u64));

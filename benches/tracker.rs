@@ -93,7 +93,11 @@ fn tracker(c: &mut Criterion) {
             state.have(who, id, &[next % CHUNKS], now).expect("have")
         })
     });
-    group.bench_function("locate_100_holders", |b| b.iter(|| state.locate(&id).expect("located")));
+    let mut rng = rand::rng();
+    let asker = peer(1_000_000);
+    group.bench_function("locate_40_of_100_holders", |b| {
+        b.iter(|| state.locate(&id, &asker, 40, now, &mut rng).expect("located"))
+    });
     group.finish();
 }
 

@@ -406,17 +406,16 @@ pub async fn search(args: SearchArgs) -> Result<()> {
 pub async fn peers(args: PeersArgs) -> Result<()> {
     let client = query_client(&args.query)?;
     let id = client.resolve(&args.id).await?;
-    let located = client.locate(id).await?;
-    located
+    let manifest = client
+        .locate(id, true, 0)
+        .await?
         .manifest
+        .ok_or_else(|| anyhow::anyhow!("the tracker answered without the manifest asked for"))?;
+    manifest
         .verify(&id)
         .map_err(|source| swarm_engine::Error::Manifest { file: Some(id), source })?;
-    output::holders(
-        &located.manifest.name,
-        located.manifest.chunk_count,
-        &located.holders,
-        args.query.json,
-    );
+    let holdings = client.holdings(id).await?;
+    output::holders(&manifest.name, manifest.chunk_count, &holdings, args.query.json);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use swarm_engine::status::{FileState, FileStatus, Source};
 use swarm_engine::sync::SyncEvent;
 use swarm_engine::Progress;
-use swarm_proto::protocol::{CatalogueEntry, Holder};
+use swarm_proto::protocol::{CatalogueEntry, Holding};
 
 /// Human-readable bytes (binary units).
 pub fn bytes(n: u64) -> String {
@@ -247,7 +247,7 @@ struct HolderJson {
 }
 
 /// Prints who holds which chunks.
-pub fn holders(name: &str, chunk_count: u32, holders: &[Holder], json: bool) {
+pub fn holders(name: &str, chunk_count: u32, holders: &[Holding], json: bool) {
     if json {
         let rows: Vec<HolderJson> = holders
             .iter()

@@ -12,7 +12,7 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Editor, ExternalPrinter, Helper};
 use swarm_engine::{CatalogueEntry, FetchOptions, Node, Progress, Sources};
-use swarm_proto::protocol::Holder;
+use swarm_proto::protocol::Holding;
 use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 
@@ -165,8 +165,8 @@ impl Console {
             "peers" => {
                 need("a NAME or ID")?;
                 let entry = self.runtime.block_on(self.find(rest))?;
-                let located = self.runtime.block_on(self.node.locate(entry.file))?;
-                output::holders(&entry.name, entry.chunk_count, &located.holders, false);
+                let holdings = self.runtime.block_on(self.node.holdings(entry.file))?;
+                output::holders(&entry.name, entry.chunk_count, &holdings, false);
             }
             "get" => {
                 need("a NAME or ID")?;
@@ -288,9 +288,9 @@ impl Console {
         if self.node.downloads().get(&entry.file).is_some() {
             bail!("{} is already downloading; see status", output::shown(&entry.name));
         }
-        let located = self.runtime.block_on(self.node.locate(entry.file))?;
-        let holders: Vec<Holder> = located
-            .holders
+        let holders: Vec<Holding> = self
+            .runtime
+            .block_on(self.node.holdings(entry.file))?
             .into_iter()
             .filter(|h| h.peer != self.node.id())
             .collect();

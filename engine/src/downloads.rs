@@ -3,11 +3,17 @@
 //! however it ends.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use swarm_proto::FileId;
+use swarm_proto::{FileId, PeerId};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// Peers offered as sources to one download and not yet taken up: a download takes at most
+/// a few tens of neighbours, so more than this is never useful.
+const OFFERED_SOURCES: usize = 64;
 
 use crate::progress::Progress;
 
@@ -23,6 +29,7 @@ pub struct Download {
     /// When it started.
     pub started: Instant,
     cancel: CancellationToken,
+    sources: mpsc::Sender<(PeerId, SocketAddr)>,
 }
 
 impl Download {
@@ -45,6 +52,8 @@ pub struct Registered {
     id: FileId,
     /// Cancelled by [`Download::cancel`].
     pub cancelled: CancellationToken,
+    /// Peers that watch this file here, offered as sources (see [`Downloads::offer_source`]).
+    pub sources: mpsc::Receiver<(PeerId, SocketAddr)>,
 }
 
 impl Registered {
@@ -80,6 +89,7 @@ impl Downloads {
             return None;
         }
         let cancel = parent.child_token();
+        let (offer, sources) = mpsc::channel(OFFERED_SOURCES);
         running.insert(
             id,
             Download {
@@ -88,13 +98,23 @@ impl Downloads {
                 progress,
                 started: Instant::now(),
                 cancel: cancel.clone(),
+                sources: offer,
             },
         );
         Some(Registered {
             downloads: self.clone(),
             id,
             cancelled: cancel,
+            sources,
         })
+    }
+
+    /// Offers `peer` at `addr`, which is fetching `file` from this node, as a source to this
+    /// node's own download of it, if one runs (and is not already offered plenty).
+    pub fn offer_source(&self, file: &FileId, peer: PeerId, addr: SocketAddr) {
+        if let Some(download) = self.lock().get(file) {
+            let _ = download.sources.try_send((peer, addr));
+        }
     }
 
     /// The downloads in flight, by name.

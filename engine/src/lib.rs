@@ -11,6 +11,7 @@
 //! - [`scheduler`], [`fetch`], [`chunk_io`], [`out_dir`]: which chunk from which peer next,
 //!   the download driver, how chunks reach the disk, and the output directory (no links
 //!   followed).
+//! - [`watch`]: what neighbours tell each other they hold (and seeders' super-seeding).
 //! - [`downloads`]: the downloads in flight; [`folder`]: shared folders; [`sync`]: keeping a
 //!   folder in step with every other node that syncs one.
 //! - [`state`]: persistent node state (sled); [`status`]: what a node holds, for people.
@@ -37,6 +38,7 @@ pub mod store;
 pub mod sync;
 pub mod tracker_client;
 pub mod uploads;
+pub mod watch;
 
 pub use error::{human, Error, ErrorKind, Result};
 pub use fetch::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};

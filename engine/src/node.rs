@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_proto::access::Access;
-use swarm_proto::protocol::CatalogueEntry;
+use swarm_proto::protocol::{CatalogueEntry, Holding};
 use swarm_proto::transport::Transport;
 use swarm_proto::{FileId, FileMeta, Identity, Manifest, PeerId};
 use tokio::sync::mpsc;
@@ -134,6 +134,7 @@ impl Node {
             own_id: node.id(),
             state,
             downloads: node.inner.downloads.clone(),
+            shutdown: node.inner.shutdown.clone(),
         };
         let inner = &node.inner;
         let span = tracing::info_span!("node", node = %node.id().short());
@@ -249,14 +250,23 @@ impl Node {
         self.tracker()?.resolve(text).await
     }
 
-    /// A file's manifest (checked against its id) and who holds which chunks.
-    pub async fn locate(&self, file: FileId) -> Result<Located> {
-        let located = self.session()?.locate(file).await?;
-        located.manifest.verify(&file).map_err(|source| Error::Manifest {
+    /// A file's manifest (checked against its id) and a random sample of its live holders.
+    pub async fn locate(&self, file: FileId) -> Result<(Manifest, Located)> {
+        let mut located = self.session()?.locate(file, true, crate::fetch::NEIGHBOURS).await?;
+        let manifest = located.manifest.take().ok_or_else(|| Error::Tracker {
+            addr: self.tracker().map(|t| t.addr().host_port.clone()).unwrap_or_default(),
+            message: "answered a locate without the manifest asked for".into(),
+        })?;
+        manifest.verify(&file).map_err(|source| Error::Manifest {
             file: Some(file),
             source,
         })?;
-        Ok(located)
+        Ok((manifest, located))
+    }
+
+    /// Who holds which chunks of a file, as the tracker last heard (up to 200 holders).
+    pub async fn holdings(&self, file: FileId) -> Result<Vec<Holding>> {
+        self.tracker()?.holdings(file).await
     }
 
     /// Leaves the tracker, stops accepting requests, lets uploads in flight finish (up to

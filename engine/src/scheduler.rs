@@ -117,6 +117,26 @@ impl Scheduler {
         is_new
     }
 
+    /// `peer` (known and not banned) now holds `chunks` too; indices out of range are ignored.
+    pub fn gained(&mut self, peer: &PeerId, chunks: &[u32]) {
+        let mut more = Bitfield::new(self.have.len());
+        for &c in chunks {
+            if c < self.have.len() {
+                more.set(c);
+            }
+        }
+        if self.is_active(peer) {
+            self.add_peer(*peer, &more);
+        }
+    }
+
+    /// Does `peer` hold a chunk still missing here?
+    pub fn useful(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| !p.banned && p.chunks.minus(&self.have).next().is_some())
+    }
+
     /// Is `peer` known and not banned?
     pub fn is_active(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(|p| !p.banned)

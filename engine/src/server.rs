@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, SendStream};
-use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError};
+use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST};
 use swarm_proto::transport::{self, IncomingStream, Transport};
 use swarm_proto::{FileId, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -30,11 +30,10 @@ use crate::state::StateDb;
 use crate::status;
 use crate::store::{ReadError, Store};
 use crate::uploads::{Admission, Limits, UploadSlots};
+use crate::watch;
 
 /// Spare chunk buffers an idle server keeps for the next uploads.
 const SPARE_BUFFERS: usize = 8;
-/// Largest request frame a peer accepts: its requests (`GetChunk`, `Status`) are tiny.
-const MAX_REQUEST: u32 = 1024;
 /// Under an upload limit, data goes out in slices at most this big so the rate stays smooth.
 const RATE_SLICE: usize = 64 * 1024;
 /// Data is handed to QUIC in slices this big, so that a stalled stream is noticed mid-chunk.
@@ -69,6 +68,8 @@ pub struct ServerContext {
     /// Told about files whose bytes on disk no longer match what is held (changed, truncated
     /// or deleted), so that the node re-checks them and updates the tracker.
     pub changed: mpsc::Sender<FileId>,
+    /// Fires when the node shuts down: watches end then.
+    pub shutdown: CancellationToken,
 }
 
 /// The upload slots and the order in which uploads are sent.
@@ -162,7 +163,7 @@ async fn serve_stream(
     buffers: &Arc<BufferPool>,
 ) -> Result<(), ProtocolError> {
     let store = &context.store;
-    let request = match transport::read_request(&mut stream.recv, MAX_REQUEST).await {
+    let request = match transport::read_request(&mut stream.recv, MAX_PEER_REQUEST).await {
         Ok(request) => request,
         Err(refusal) => {
             transport::refuse_and_close::<PeerResponse>(&mut stream, refusal).await;
@@ -172,12 +173,29 @@ async fn serve_stream(
     let IncomingStream {
         peer: from,
         mut send,
+        recv: stream_recv,
         connection,
         remote,
-        ..
     } = stream;
     let (file, index) = match request {
         PeerRequest::GetChunk { file, index } => (file, index),
+        PeerRequest::Watch { file, have } => {
+            let Some(held) = store.get(&file) else {
+                let message = format!("file {} is not held here", file.short());
+                return reply(&mut send, error(ErrorCode::NotFound, message)).await;
+            };
+            if have.len() != held.manifest.chunk_count || !have.is_well_formed() {
+                let message = "the bitfield does not fit the file";
+                return reply(&mut send, error(ErrorCode::Invalid, message)).await;
+            }
+            // A peer fetching this file from us is a source for our own download of it.
+            context.downloads.offer_source(&file, from, remote);
+            let recv = stream_recv;
+            tokio::select! {
+                result = watch::serve(held, have, send, recv) => return result,
+                _ = context.shutdown.cancelled() => return Ok(()),
+            }
+        }
         PeerRequest::Status if from != context.own_id => return reply(&mut send, status::refusal()).await,
         PeerRequest::Status => {
             let answer = match status::live(store, &context.downloads, &context.state) {
@@ -200,8 +218,8 @@ async fn serve_stream(
         let message = "too many uploads in progress; try another peer or again later";
         return reply(&mut send, error(ErrorCode::Busy, message)).await;
     };
-    let buffers = buffers.clone();
-    let data = match tokio::task::spawn_blocking(move || held.read_chunk(index, &buffers)).await {
+    let (buffers, reading) = (buffers.clone(), held.clone());
+    let data = match tokio::task::spawn_blocking(move || reading.read_chunk(index, &buffers)).await {
         Ok(Ok(data)) => data,
         Ok(Err(e)) => {
             let code = match &e {
@@ -234,7 +252,12 @@ async fn serve_stream(
     let moving = limit.map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
     let upload = send_chunk(&mut send, data, limit);
     match while_moving(&connection, moving, upload).await {
-        Some(result) => result,
+        Some(result) => {
+            if result.is_ok() {
+                held.count_upload(index);
+            }
+            result
+        }
         None => {
             debug!(file = %file.short(), chunk = index, "upload stalled (the peer does not read); reset");
             let _ = send.reset(CloseCode::Cancelled.code());

@@ -20,8 +20,6 @@ use crate::error::{Error, Result};
 use crate::store::{Held, Store};
 use crate::tracker_client::{Located, RegisteredOrNot, Registration, TrackerClient};
 
-/// Chunk reports wait this long to be sent together.
-const REPORT_EVERY: Duration = Duration::from_millis(500);
 /// Longest wait for the tracker to take a batch of chunk reports; the batch is kept and sent
 /// again later if it does not.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -78,10 +76,11 @@ impl Session {
         if first {
             let session = self.clone();
             let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
+            let reports = Duration::from_secs(u64::from(registration.report_secs.max(1)));
             let span = tracing::info_span!("tracker", addr = %self.inner.client.addr().host_port);
             self.inner
                 .tasks
-                .spawn(async move { session.run(period).await }.instrument(span));
+                .spawn(async move { session.run(period, reports).await }.instrument(span));
         }
         Ok(registration)
     }
@@ -143,9 +142,9 @@ impl Session {
         reports.entry(file).or_default().extend_from_slice(chunks);
     }
 
-    /// A file's manifest (not yet checked) and live holders.
-    pub async fn locate(&self, file: FileId) -> Result<Located> {
-        self.inner.client.locate(file).await
+    /// Up to `want` live holders of a file, and its manifest (not yet checked) if `manifest`.
+    pub async fn locate(&self, file: FileId, manifest: bool, want: u16) -> Result<Located> {
+        self.inner.client.locate(file, manifest, want).await
     }
 
     /// Sends what is queued, tells the tracker this peer leaves, and stops the task.
@@ -164,11 +163,12 @@ impl Session {
         }
     }
 
-    /// The task: keepalives every `period`, chunk reports every [`REPORT_EVERY`].
-    async fn run(&self, period: Duration) {
+    /// The task: keepalives every `period`, chunk reports every `report_every` (as the tracker
+    /// asked: less often when it serves many peers).
+    async fn run(&self, period: Duration, report_every: Duration) {
         let mut keepalive = tokio::time::interval(period);
         keepalive.tick().await;
-        let mut reports = tokio::time::interval(REPORT_EVERY);
+        let mut reports = tokio::time::interval(report_every);
         let mut healthy = true;
         loop {
             tokio::select! {

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rayon::prelude::*;
@@ -28,6 +29,11 @@ pub struct Held {
     pub meta: FileMeta,
     path: Mutex<PathBuf>,
     chunks: RwLock<Bitfield>,
+    /// Bumped whenever `chunks` changes, so that the peers told what this node holds learn of
+    /// it ([`crate::watch`]).
+    version: tokio::sync::watch::Sender<u64>,
+    /// How often each chunk was uploaded, so that a seeder can offer the least sent first.
+    sent: Vec<AtomicU32>,
 }
 
 /// Why a chunk could not be read for serving.
@@ -70,6 +76,24 @@ impl Held {
     /// Records chunk `index` as verified on disk.
     pub fn mark(&self, index: u32) {
         self.chunks.write().expect("lock poisoned").set(index);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Wakes whenever the chunks held change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Counts an upload of chunk `index`.
+    pub fn count_upload(&self, index: u32) {
+        if let Some(count) = self.sent.get(index as usize) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How often chunk `index` was uploaded.
+    pub fn uploads_of(&self, index: u32) -> u32 {
+        self.sent.get(index as usize).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Where the bytes are now.
@@ -83,6 +107,8 @@ impl Held {
         for &c in lost {
             chunks.unset(c);
         }
+        drop(chunks);
+        self.version.send_modify(|v| *v += 1);
     }
 
     /// Points at a new location (after the partial file is renamed into place).
@@ -140,12 +166,15 @@ impl Store {
     /// Adds (or replaces) a file held at `path` with `chunks` verified.
     pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield, meta: FileMeta) -> Arc<Held> {
         let id = manifest.id();
+        let sent = (0..manifest.chunk_count).map(|_| AtomicU32::new(0)).collect();
         let held = Arc::new(Held {
             manifest,
             id,
             meta,
             path: Mutex::new(path),
             chunks: RwLock::new(chunks),
+            version: tokio::sync::watch::Sender::new(0),
+            sent,
         });
         self.files.write().expect("lock poisoned").insert(id, held.clone());
         held

@@ -10,7 +10,7 @@ use quinn::Connection;
 use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
-use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
 use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
 
@@ -69,12 +69,14 @@ impl fmt::Display for TrackerAddr {
 /// A file located through the tracker.
 #[derive(Debug, Clone)]
 pub struct Located {
-    /// The manifest as the tracker sent it (not yet checked).
-    pub manifest: Manifest,
-    /// Live holders.
+    /// The manifest as the tracker sent it (not yet checked), if it was asked for.
+    pub manifest: Option<Manifest>,
+    /// A random sample of live holders.
     pub holders: Vec<Holder>,
     /// What the holders announced with it.
     pub meta: FileMeta,
+    /// How many live peers hold (or fetch) it.
+    pub live: u32,
 }
 
 /// What the tracker answered to `Register`.
@@ -84,6 +86,8 @@ pub struct Registration {
     pub addr: SocketAddr,
     /// Seconds of silence after which the tracker drops this peer.
     pub timeout_secs: u64,
+    /// Seconds between chunk reports.
+    pub report_secs: u32,
 }
 
 /// A connection to one tracker, re-dialled on demand.
@@ -232,7 +236,16 @@ impl TrackerClient {
     /// Starts this peer's session at the tracker.
     pub async fn register(&self, advertise: Option<SocketAddr>) -> Result<Registration> {
         match self.request(&TrackerRequest::Register { advertise }).await? {
-            TrackerResponse::Registered { addr, timeout_secs, .. } => Ok(Registration { addr, timeout_secs }),
+            TrackerResponse::Registered {
+                addr,
+                timeout_secs,
+                report_secs,
+                ..
+            } => Ok(Registration {
+                addr,
+                timeout_secs,
+                report_secs,
+            }),
             other => Err(self.unexpected(other)),
         }
     }
@@ -328,27 +341,46 @@ impl TrackerClient {
         }
     }
 
-    /// A file's manifest and holders.
-    pub async fn locate(&self, file: FileId) -> Result<Located> {
-        match self.request(&TrackerRequest::Locate { file }).await? {
+    /// Up to `want` live holders of a file, picked at random by the tracker, and its
+    /// manifest if `manifest`.
+    pub async fn locate(&self, file: FileId, manifest: bool, want: u16) -> Result<Located> {
+        match self.request(&TrackerRequest::Locate { file, manifest, want }).await? {
             TrackerResponse::Located {
                 manifest,
                 holders,
                 meta,
+                live,
             } => Ok(Located {
                 manifest,
                 holders,
                 meta,
+                live,
             }),
             TrackerResponse::Error {
                 code: ErrorCode::NotFound,
                 ..
-            } => Err(Error::NotFound(format!(
-                "file {file} is not in the catalogue of tracker {}",
-                self.addr.host_port
-            ))),
+            } => Err(self.not_in_catalogue(file)),
             other => Err(self.unexpected(other)),
         }
+    }
+
+    /// Who holds which chunks of a file (up to 200 holders).
+    pub async fn holdings(&self, file: FileId) -> Result<Vec<Holding>> {
+        match self.request(&TrackerRequest::Holders { file }).await? {
+            TrackerResponse::Holdings(holdings) => Ok(holdings),
+            TrackerResponse::Error {
+                code: ErrorCode::NotFound,
+                ..
+            } => Err(self.not_in_catalogue(file)),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn not_in_catalogue(&self, file: FileId) -> Error {
+        Error::NotFound(format!(
+            "file {file} is not in the catalogue of tracker {}",
+            self.addr.host_port
+        ))
     }
 }
 

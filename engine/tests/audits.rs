@@ -63,9 +63,9 @@ async fn claimant(
 
 async fn holders(asker: &TrackerClient, manifest: &Manifest) -> Vec<PeerId> {
     asker
-        .locate(manifest.id())
+        .holdings(manifest.id())
         .await
-        .map(|l| l.holders.into_iter().map(|h| h.peer).collect())
+        .map(|l| l.into_iter().map(|h| h.peer).collect())
         .unwrap_or_default()
 }
 

@@ -12,9 +12,10 @@ use common::*;
 
 /// The chunks `peer` holds of `file` according to the tracker (None: not listed as a holder).
 async fn held_by(asker: &Node, file: FileId, peer: PeerId) -> Option<Vec<u32>> {
-    let located = asker.locate(file).await.ok()?;
-    located
-        .holders
+    asker
+        .holdings(file)
+        .await
+        .ok()?
         .into_iter()
         .find(|h| h.peer == peer)
         .map(|h| h.chunks.iter().collect())

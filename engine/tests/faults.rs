@@ -49,8 +49,19 @@ async fn misbehaving_peer(tracker: &Tracker, manifest: &Manifest, data: Arc<Vec<
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else { return };
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                    let Ok(PeerRequest::GetChunk { index, .. }) = protocol::read_frame(&mut recv, 1024).await else {
-                        return;
+                    let index = match protocol::read_frame(&mut recv, 64 * 1024).await {
+                        Ok(PeerRequest::GetChunk { index, .. }) => index,
+                        // Says it holds everything, and keeps the watch open.
+                        Ok(PeerRequest::Watch { .. }) => {
+                            let all = PeerResponse::Have(Bitfield::full(manifest.chunk_count));
+                            let _ = swarm_proto::transport::send_frame(&mut send, &all).await;
+                            tokio::spawn(async move {
+                                let _ = recv.read_to_end(usize::MAX).await;
+                                drop(send);
+                            });
+                            continue;
+                        }
+                        _ => return,
                     };
                     let (manifest, data) = (manifest.clone(), data.clone());
                     tokio::spawn(async move {
@@ -127,7 +138,7 @@ async fn peers_sending_bad_chunks_are_banned_and_the_file_arrives_intact() {
         ids.push(misbehaving_peer(&tracker, &file.manifest, data.clone(), how).await);
     }
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
-    assert_eq!(fetcher.locate(file.id).await.unwrap().holders.len(), 5);
+    assert_eq!(fetcher.holdings(file.id).await.unwrap().len(), 5);
     let out = tmp.path().join("out");
     let report = fetcher.fetch(file.id, options(&out)).await.unwrap();
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), *data);

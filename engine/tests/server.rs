@@ -101,7 +101,7 @@ async fn bad_requests_get_clear_error_frames() {
 
     // Frames that break the protocol get a clear error, then the connection is closed; the
     // node keeps serving new connections.
-    let oversized = [0, 0, 4, 1, 0]; // announces 1025 bytes: over the 1 KiB request cap
+    let oversized = [0, 1, 0, 1, 0]; // announces 65,537 bytes: over the 64 KiB request cap
     let cases: [(&str, &[u8], ErrorCode); 5] = [
         ("garbage", &[0, 0, 0, 3, 0xff, 0xff, 0xff], ErrorCode::Malformed),
         ("truncated", &[0, 0, 0, 40, 0, 1, 2], ErrorCode::Malformed),

@@ -190,11 +190,13 @@ async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandl
                             addr: connection.remote_address(),
                             peer: PeerId([0; 32]),
                             timeout_secs: 180,
+                            report_secs: 1,
                         },
                         TrackerRequest::Locate { .. } => TrackerResponse::Located {
-                            manifest: manifest.clone(),
+                            manifest: Some(manifest.clone()),
                             holders: vec![],
                             meta: Default::default(),
+                            live: 0,
                         },
                         _ => TrackerResponse::Ok,
                     };

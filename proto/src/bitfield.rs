@@ -99,7 +99,17 @@ impl Bitfield {
 
     /// The indices in the set, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
+        Self::bits(self.words.iter().copied())
+    }
+
+    /// The indices in this set and not in `other` (which must range over the same chunks), in
+    /// increasing order.
+    pub fn minus<'a>(&'a self, other: &'a Bitfield) -> impl Iterator<Item = u32> + 'a {
+        Self::bits(self.words.iter().zip(&other.words).map(|(a, b)| a & !b))
+    }
+
+    fn bits(words: impl Iterator<Item = u64>) -> impl Iterator<Item = u32> {
+        words.enumerate().flat_map(|(w, word)| {
             let mut rest = word;
             std::iter::from_fn(move || {
                 if rest == 0 {
@@ -122,6 +132,19 @@ impl std::fmt::Debug for Bitfield {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minus_lists_what_the_other_lacks() {
+        let (mut a, mut b) = (Bitfield::new(130), Bitfield::new(130));
+        for c in [1, 64, 100, 129] {
+            a.set(c);
+        }
+        for c in [64, 129, 5] {
+            b.set(c);
+        }
+        assert_eq!(a.minus(&b).collect::<Vec<_>>(), vec![1, 100]);
+        assert_eq!(b.minus(&a).collect::<Vec<_>>(), vec![5]);
+    }
 
     #[test]
     fn set_get_count_iter() {

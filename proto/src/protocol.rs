@@ -16,6 +16,17 @@
 //! `len` raw bytes of chunk data. Many streams run at once on a connection, which is how
 //! requests are pipelined.
 //!
+//! # Availability between peers
+//! A fetcher learns what its neighbours hold from the neighbours themselves, not from the
+//! tracker (which hands out peers, not bitfields). On each connection to a neighbour it opens
+//! one long-lived stream with [`PeerRequest::Watch`], carrying the chunks it holds, and keeps
+//! its send side open; the neighbour answers [`PeerResponse::Have`] with the chunks it offers,
+//! and from then on both sides send [`Availability`] frames as chunks are verified (or found
+//! damaged on disk). A neighbour that is downloading the same file takes the watcher as a
+//! source too. A complete seeder may offer only part of what it has at first (the chunks it
+//! has sent least), revealing more as the watcher gets them: the swarm, not the seeder, then
+//! carries the copies.
+//!
 //! # Frames
 //! ```text
 //! +----------------+--------------------------------------+
@@ -52,8 +63,11 @@ pub const ALPN: &[u8] = b"swarm/3";
 /// Largest frame: 16 MiB, room for a manifest of the maximum 262,144 chunks (8 MiB of hashes)
 /// and a locate answer listing many holders.
 pub const MAX_FRAME: u32 = codec::LIMIT as u32;
-/// Most holders listed in one [`TrackerResponse::Located`].
+/// Most holders listed in one [`TrackerResponse::Located`] or [`TrackerResponse::Holdings`].
 pub const MAX_HOLDERS: usize = 200;
+/// Largest request frame a peer takes: a `Watch` with the bitfield of the largest manifest
+/// (262,144 chunks: 32 KiB), with room to spare.
+pub const MAX_PEER_REQUEST: u32 = 64 * 1024;
 /// Most entries in one [`TrackerResponse::Catalogue`].
 pub const MAX_CATALOGUE: usize = 10_000;
 
@@ -105,8 +119,18 @@ pub enum TrackerRequest {
         /// 8 to 64 lowercase hex digits.
         prefix: String,
     },
-    /// A file's manifest and who holds which chunks of it.
+    /// A random sample of a file's live holders, and its manifest if asked for.
     Locate {
+        /// The file.
+        file: FileId,
+        /// Send the manifest too (the first locate of a download; later ones need peers only).
+        manifest: bool,
+        /// How many holders to send at most (capped at [`MAX_HOLDERS`]).
+        want: u16,
+    },
+    /// Who holds which chunks of a file: up to [`MAX_HOLDERS`] holders with their bitfields
+    /// (for people: `swarm peers`).
+    Holders {
         /// The file.
         file: FileId,
     },
@@ -125,6 +149,8 @@ pub enum TrackerResponse {
         peer: PeerId,
         /// Seconds of silence after which the tracker drops the peer.
         timeout_secs: u64,
+        /// Seconds between the peer's `HaveChunks` batches: longer when the tracker is busy.
+        report_secs: u32,
     },
     /// Answer to `List` and `Search`.
     Catalogue(Vec<CatalogueEntry>),
@@ -132,12 +158,14 @@ pub enum TrackerResponse {
     Matches(Vec<(FileId, String)>),
     /// Answer to `Locate`.
     Located {
-        /// The manifest (the fetcher checks it against the id).
-        manifest: Manifest,
+        /// The manifest, if asked for (the fetcher checks it against the id).
+        manifest: Option<Manifest>,
         /// What the holders announced with it.
         meta: FileMeta,
-        /// Live holders: at most [`MAX_HOLDERS`].
+        /// A random sample of live holders, the least handed out of late first.
         holders: Vec<Holder>,
+        /// How many live peers hold some or all of it.
+        live: u32,
     },
     /// The request failed.
     Error {
@@ -146,6 +174,8 @@ pub enum TrackerResponse {
         /// A sentence for people.
         message: String,
     },
+    /// Answer to `Holders`.
+    Holdings(Vec<Holding>),
 }
 
 /// What one peer asks of another.
@@ -161,6 +191,14 @@ pub enum PeerRequest {
     /// What do you hold and fetch? Answered only on a connection made with the node's own
     /// key (by `swarm status` on the same machine).
     Status,
+    /// Tell each other what you hold of a file, now and as it changes (see the module doc).
+    /// The stream stays open both ways.
+    Watch {
+        /// The file.
+        file: FileId,
+        /// The chunks the watcher holds.
+        have: Bitfield,
+    },
 }
 
 /// What a peer answers.
@@ -173,6 +211,8 @@ pub enum PeerResponse {
     },
     /// Answer to `Status`.
     Status(Vec<FileStatus>),
+    /// Answer to `Watch`: the chunks offered now; [`Availability`] frames follow.
+    Have(Bitfield),
     /// The request failed.
     Error {
         /// What kind of failure.
@@ -201,15 +241,35 @@ pub struct CatalogueEntry {
     pub meta: FileMeta,
 }
 
-/// A live peer holding chunks of a file.
+/// A live peer holding (or fetching) a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Holder {
     /// Its id (the fetcher checks it during the TLS handshake).
     pub peer: PeerId,
     /// Where to reach it.
     pub addr: SocketAddr,
+    /// It holds every chunk.
+    pub complete: bool,
+}
+
+/// A live peer and the chunks of a file it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holding {
+    /// Its id.
+    pub peer: PeerId,
+    /// Where to reach it.
+    pub addr: SocketAddr,
     /// The chunks it holds.
     pub chunks: Bitfield,
+}
+
+/// A change in what a peer holds, sent on a `Watch` stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Availability {
+    /// These chunks are verified here now (or offered now, by a seeder revealing more).
+    Gained(Vec<u32>),
+    /// These chunks are no longer held (the file changed on disk).
+    Lost(Vec<u32>),
 }
 
 /// How a node relates to one file, in its status.
@@ -525,7 +585,16 @@ mod tests {
                 vec![7, 2, b'm', b'o', 0],
             ),
             (TrackerRequest::Resolve { prefix: "ab".into() }, vec![8, 2, b'a', b'b']),
-            (TrackerRequest::Locate { file: FileId(F) }, cat(&[&[9], &F])),
+            // Locate: variant 9, file, manifest wanted (1), 40 holders.
+            (
+                TrackerRequest::Locate {
+                    file: FileId(F),
+                    manifest: true,
+                    want: 40,
+                },
+                cat(&[&[9], &F, &[1, 40]]),
+            ),
+            (TrackerRequest::Holders { file: FileId(F) }, cat(&[&[10], &F])),
         ];
         for (message, payload) in tracker {
             check(&message, &payload);
@@ -543,32 +612,34 @@ mod tests {
         let entry_bytes = cat(&[&F, &[1, b'a', 5, 1, 2, 1], no_meta]);
         let responses: Vec<(TrackerResponse, Vec<u8>)> = vec![
             (TrackerResponse::Ok, vec![0]),
-            // Registered: address, peer id, timeout 180.
+            // Registered: address, peer id, timeout 180, reports every 20 s.
             (
                 TrackerResponse::Registered {
                     addr: addr(),
                     peer: PeerId(P),
                     timeout_secs: 180,
+                    report_secs: 20,
                 },
-                cat(&[&[1], &ADDR, &P, &[180]]),
+                cat(&[&[1], &ADDR, &P, &[180, 20]]),
             ),
             (TrackerResponse::Catalogue(vec![entry]), cat(&[&[2, 1], &entry_bytes])),
             (
                 TrackerResponse::Matches(vec![(FileId(F), "a".into())]),
                 cat(&[&[3, 1], &F, &[1, b'a']]),
             ),
-            // Located: manifest, meta, one holder (peer, address, bitfield).
+            // Located: Some (1) manifest, meta, one holder (peer, address, complete), 7 live.
             (
                 TrackerResponse::Located {
-                    manifest: manifest(),
+                    manifest: Some(manifest()),
                     meta: FileMeta::default(),
                     holders: vec![Holder {
                         peer: PeerId(P),
                         addr: addr(),
-                        chunks: bits.clone(),
+                        complete: true,
                     }],
+                    live: 7,
                 },
-                cat(&[&[4], &manifest_bytes(), no_meta, &[1], &P, &ADDR, bits_bytes]),
+                cat(&[&[4, 1], &manifest_bytes(), no_meta, &[1], &P, &ADDR, &[1, 7]]),
             ),
             // Error: code Busy (4), message "no" (length 2).
             (
@@ -577,6 +648,15 @@ mod tests {
                     message: "no".into(),
                 },
                 vec![5, 4, 2, b'n', b'o'],
+            ),
+            // Holdings: one (peer, address, bitfield).
+            (
+                TrackerResponse::Holdings(vec![Holding {
+                    peer: PeerId(P),
+                    addr: addr(),
+                    chunks: bits.clone(),
+                }]),
+                cat(&[&[6, 1], &P, &ADDR, bits_bytes]),
             ),
         ];
         for (message, payload) in responses {
@@ -591,6 +671,14 @@ mod tests {
             &cat(&[&[0], &F, &[251, 44, 1]]),
         );
         check(&PeerRequest::Status, &[1]);
+        // Watch: variant 2, file, bitfield.
+        check(
+            &PeerRequest::Watch {
+                file: FileId(F),
+                have: bits.clone(),
+            },
+            &cat(&[&[2], &F, bits_bytes]),
+        );
         // Chunk: variant 0, length 1 MiB (252, u32 LE).
         check(&PeerResponse::Chunk { len: 1 << 20 }, &[0, 252, 0, 0, 16, 0]);
         let status = FileStatus {
@@ -608,13 +696,18 @@ mod tests {
             &PeerResponse::Status(vec![status]),
             &cat(&[&[1, 1], &F, &[1, b'a', 2, b'/', b'x', 5, 1, 1, 5, 2]]),
         );
+        // Have: variant 2, bitfield.
+        check(&PeerResponse::Have(bits.clone()), &cat(&[&[2], bits_bytes]));
         check(
             &PeerResponse::Error {
                 code: ErrorCode::NotHeld,
                 message: String::new(),
             },
-            &[2, 3, 0],
+            &[3, 3, 0],
         );
+        // Availability: Gained (0) chunks 7 and 300; Lost (1) chunk 2.
+        check(&Availability::Gained(vec![7, 300]), &[0, 2, 7, 251, 44, 1]);
+        check(&Availability::Lost(vec![2]), &[1, 1, 2]);
     }
 
     /// `message` encodes to a frame of `payload` behind its length, and decodes back.

@@ -4,7 +4,8 @@
 //! which chunks, and answers register, announce, chunk-register, keepalive, leave, list,
 //! search, resolve and locate requests over the swarm protocol.
 //!
-//! - [`state`]: the synchronous catalogue and peer table, with its invariants.
+//! - [`state`]: the synchronous catalogue and peer table, with its invariants;
+//!   [`file_record`]: one file, its holders and the figures kept up to date for listings.
 //! - [`budget`]: what the tracker agrees to keep, charged to the address that asked.
 //! - [`audit`]: spot checks of what peers claim to hold.
 //! - [`service`]: the QUIC service that drives it, and expiry.
@@ -14,6 +15,7 @@
 pub mod audit;
 pub mod budget;
 mod error;
+pub mod file_record;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -274,6 +274,7 @@ impl Service {
                                 addr,
                                 peer,
                                 timeout_secs: state.peer_timeout().as_secs(),
+                                report_secs: report_every(state.peer_count()),
                             }
                         }
                         Err(refusal) => refusal.into(),
@@ -292,20 +293,38 @@ impl Service {
                 TrackerRequest::List => TrackerResponse::Catalogue(state.list()),
                 TrackerRequest::Search { query, exact } => TrackerResponse::Catalogue(state.search(&query, exact)),
                 TrackerRequest::Resolve { prefix } => TrackerResponse::Matches(state.resolve(&prefix)),
-                TrackerRequest::Locate { file } => match state.locate(&file) {
-                    Some((manifest, holders, meta)) => TrackerResponse::Located {
-                        manifest: (*manifest).clone(),
-                        holders,
-                        meta,
-                    },
-                    None => TrackerResponse::Error {
-                        code: ErrorCode::NotFound,
-                        message: format!("file {file} is not in the catalogue"),
-                    },
+                TrackerRequest::Locate { file, manifest, want } => {
+                    match state.locate(&file, &peer, usize::from(want), now, &mut rand::rng()) {
+                        Some(located) => TrackerResponse::Located {
+                            manifest: manifest.then(|| (*located.manifest).clone()),
+                            meta: located.meta,
+                            holders: located.holders,
+                            live: located.live,
+                        },
+                        None => not_in_catalogue(&file),
+                    }
+                }
+                TrackerRequest::Holders { file } => match state.holdings(&file) {
+                    Some(holdings) => TrackerResponse::Holdings(holdings),
+                    None => not_in_catalogue(&file),
                 },
             }
         }
     }
+}
+
+fn not_in_catalogue(file: &swarm_proto::FileId) -> TrackerResponse {
+    TrackerResponse::Error {
+        code: ErrorCode::NotFound,
+        message: format!("file {file} is not in the catalogue"),
+    }
+}
+
+/// Seconds between a peer's chunk reports, given how many peers are registered: every second
+/// for a small swarm (listings stay fresh), up to every 30 s for 1,500 peers and more, so that
+/// reports stay under about 50 a second however large the swarm grows.
+fn report_every(peers: usize) -> u32 {
+    (peers / 50).clamp(1, 30) as u32
 }
 
 /// Checks a claim picked at random every `every`; a holder caught lying is dropped.
@@ -378,5 +397,6 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::Search { .. } => "search",
         TrackerRequest::Resolve { .. } => "resolve",
         TrackerRequest::Locate { .. } => "locate",
+        TrackerRequest::Holders { .. } => "holders",
     }
 }

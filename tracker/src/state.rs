@@ -1,12 +1,13 @@
-//! The tracker's in-memory state: the catalogue of manifests, the live peers, and per peer per
-//! file a bitfield of the chunks it holds. Synchronous and free of I/O; the service drives it.
+//! The tracker's in-memory state: the catalogue of manifests, the live peers, and per file who
+//! holds which chunks ([`FileRecord`]). Synchronous and free of I/O, with time passed in; the
+//! service drives it.
 //!
 //! # Invariants
 //! - Every record is filed under the id that TLS proved for the connection that made it; no
 //!   method takes a peer id from a message.
-//! - `peers[p].files` lists exactly the files whose `holders` contain `p`.
+//! - `peers[p].files` lists exactly the files of which `p` is a holder.
 //! - A manifest in `files` has passed [`Manifest::validate`] and its id is its key; every
-//!   holder's bitfield has the manifest's chunk count.
+//!   holding's bitfield has the manifest's chunk count.
 //! - Manifests stay in the catalogue when their last holder leaves (and are persisted by the
 //!   service) for [`Budgets::forget_after`], then are forgotten; peers and holdings are soft
 //!   state that peers re-send after a tracker restart.
@@ -21,14 +22,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::Rng;
+use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
+use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
+
 use crate::audit::Claim;
 use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
-
-use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
-use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
+use crate::file_record::FileRecord;
 
 /// Most files one peer may announce. Bounds what a single peer can make the tracker store.
 pub const MAX_FILES_PER_PEER: usize = 100_000;
+/// Handout counts (how often a holder was given out by locates) halve every this long.
+const HANDOUT_PERIOD: Duration = Duration::from_secs(60);
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal::new(code, message)
@@ -38,41 +43,11 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
 struct PeerRecord {
     /// The address given out for it.
     addr: SocketAddr,
-    /// The address it connected from, which pays for what it makes the tracker keep.
+    /// The address it connected from (an IPv6 one by its /64), which pays for what it makes
+    /// the tracker keep.
     ip: IpAddr,
     last_seen: Instant,
     files: HashSet<FileId>,
-}
-
-#[derive(Debug)]
-struct FileRecord {
-    manifest: Arc<Manifest>,
-    holders: HashMap<PeerId, Holding>,
-    /// Who pays for the manifest (nobody, if it was reloaded from disk).
-    charged: Option<IpAddr>,
-    /// Since when no live peer holds it.
-    unheld_since: Option<Instant>,
-}
-
-/// What one peer announced of one file.
-#[derive(Debug)]
-struct Holding {
-    chunks: Bitfield,
-    meta: FileMeta,
-    /// A spot check found one of its chunks where it said.
-    audited: bool,
-}
-
-impl FileRecord {
-    /// The metadata of the holder with the newest modification time.
-    fn meta(&self) -> FileMeta {
-        self.holders
-            .values()
-            .filter(|h| h.chunks.count() > 0)
-            .map(|h| h.meta)
-            .max_by_key(|m| m.modified_ns)
-            .unwrap_or_default()
-    }
 }
 
 /// What [`TrackerState::expire`] dropped.
@@ -84,6 +59,19 @@ pub struct Expired {
     pub files: Vec<FileId>,
 }
 
+/// What [`TrackerState::locate`] found.
+#[derive(Debug)]
+pub struct Located {
+    /// The manifest.
+    pub manifest: Arc<Manifest>,
+    /// What the newest holder announced with it.
+    pub meta: FileMeta,
+    /// A sample of live holders.
+    pub holders: Vec<Holder>,
+    /// How many live peers hold (or fetch) it.
+    pub live: u32,
+}
+
 /// The catalogue and who holds what.
 #[derive(Debug)]
 pub struct TrackerState {
@@ -92,6 +80,8 @@ pub struct TrackerState {
     peer_timeout: Duration,
     budgets: Budgets,
     usage: Usage,
+    /// The first time seen, from which handout periods are counted.
+    origin: Option<Instant>,
 }
 
 impl TrackerState {
@@ -104,6 +94,7 @@ impl TrackerState {
             peer_timeout,
             budgets,
             usage: Usage::default(),
+            origin: None,
         }
     }
 
@@ -128,15 +119,7 @@ impl TrackerState {
             return Ok(false);
         }
         self.usage.charge(&self.budgets, payer, manifest_cost(&manifest))?;
-        self.files.insert(
-            id,
-            FileRecord {
-                manifest: Arc::new(manifest),
-                holders: HashMap::new(),
-                charged: payer,
-                unheld_since: Some(now),
-            },
-        );
+        self.files.insert(id, FileRecord::new(Arc::new(manifest), payer, now));
         Ok(true)
     }
 
@@ -206,9 +189,7 @@ impl TrackerState {
             }
             self.peers.get_mut(&peer).expect("checked above").files.insert(id);
         }
-        let audited = file.holders.get(&peer).is_some_and(|h| h.audited);
-        file.holders.insert(peer, Holding { chunks, meta, audited });
-        file.unheld_since = None;
+        file.hold(peer, chunks, meta);
         Ok((id, is_new))
     }
 
@@ -216,7 +197,7 @@ impl TrackerState {
     /// number) among those it claims. `None` if it claims none, or was checked already.
     pub fn claim_of(&self, peer: &PeerId, file: &FileId, pick: u64) -> Option<Claim> {
         let record = self.files.get(file)?;
-        let holding = record.holders.get(peer).filter(|h| !h.audited)?;
+        let holding = record.holding(peer).filter(|h| !h.audited)?;
         let count = u64::from(holding.chunks.count());
         let chunk = holding.chunks.iter().nth((pick % count.max(1)) as usize)?;
         Some(Claim {
@@ -231,13 +212,10 @@ impl TrackerState {
     /// A claim to check again, picked by the random numbers `picks`: a file among those
     /// held, a holder of it, a chunk it claims.
     pub fn random_claim(&self, picks: [u64; 3]) -> Option<Claim> {
-        let held: Vec<(&FileId, &FileRecord)> = self
-            .files
-            .iter()
-            .filter(|(_, f)| f.holders.values().any(|h| h.chunks.count() > 0))
-            .collect();
+        let held: Vec<(&FileId, &FileRecord)> = self.files.iter().filter(|(_, f)| f.nonempty() > 0).collect();
         let (file, record) = held.get((picks[0] % held.len().max(1) as u64) as usize)?;
-        let claimants: Vec<(&PeerId, &Holding)> = record.holders.iter().filter(|(_, h)| h.chunks.count() > 0).collect();
+        let claimants: Vec<(&PeerId, &crate::file_record::Holding)> =
+            record.holdings().filter(|(_, h)| h.chunks.count() > 0).collect();
         let (peer, holding) = claimants[(picks[1] % claimants.len() as u64) as usize];
         let chunk = holding
             .chunks
@@ -260,12 +238,8 @@ impl TrackerState {
             return false;
         };
         if !lied {
-            if let Some(holding) = self
-                .files
-                .get_mut(&claim.file)
-                .and_then(|f| f.holders.get_mut(&claim.peer))
-            {
-                holding.audited = true;
+            if let Some(file) = self.files.get_mut(&claim.file) {
+                file.mark_audited(&claim.peer);
             }
             return false;
         }
@@ -274,7 +248,7 @@ impl TrackerState {
         }
         let ip = record.ip;
         self.drop_holding(&claim.peer, ip, &claim.file, now);
-        if self.files.get(&claim.file).is_some_and(|f| f.holders.is_empty()) {
+        if self.files.get(&claim.file).is_some_and(|f| f.is_unheld()) {
             self.forget(&claim.file);
         }
         true
@@ -283,7 +257,7 @@ impl TrackerState {
     /// Drops a manifest nobody holds, refunding it.
     fn forget(&mut self, file: &FileId) {
         if let Some(record) = self.files.remove(file) {
-            debug_assert!(record.holders.is_empty());
+            debug_assert!(record.is_unheld());
             self.usage.refund(record.charged, manifest_cost(&record.manifest));
         }
     }
@@ -291,11 +265,8 @@ impl TrackerState {
     /// Drops `peer`'s holding of `file`, refunding it.
     fn drop_holding(&mut self, peer: &PeerId, ip: IpAddr, file: &FileId, now: Instant) {
         if let Some(record) = self.files.get_mut(file) {
-            if record.holders.remove(peer).is_some() {
+            if record.release_at(peer, now).is_some() {
                 self.usage.refund(Some(ip), holding_cost(record.manifest.chunk_count));
-                if record.holders.is_empty() {
-                    record.unheld_since = Some(now);
-                }
             }
         }
     }
@@ -309,19 +280,12 @@ impl TrackerState {
                 "announce the file before registering chunks of it",
             ));
         }
-        let held = self
+        let file = self
             .files
             .get_mut(&file)
-            .and_then(|f| f.holders.get_mut(&peer))
-            .map(|h| &mut h.chunks)
-            .expect("invariant: peer files match holders");
-        if let Some(bad) = chunks.iter().find(|&&c| c >= held.len()) {
-            return Err(refuse(ErrorCode::Invalid, format!("chunk {bad} is out of range")));
-        }
-        chunks.iter().for_each(|&c| {
-            held.set(c);
-        });
-        Ok(())
+            .expect("invariant: peer files are in the catalogue");
+        file.add_chunks(&peer, chunks)
+            .map_err(|bad| refuse(ErrorCode::Invalid, format!("chunk {bad} is out of range")))
     }
 
     /// `peer` no longer holds `file`.
@@ -378,28 +342,12 @@ impl TrackerState {
         Expired { peers, files }
     }
 
-    fn entry(&self, id: &FileId, record: &FileRecord) -> CatalogueEntry {
-        let mut available = Bitfield::new(record.manifest.chunk_count);
-        for holding in record.holders.values() {
-            available.union_with(&holding.chunks);
-        }
-        CatalogueEntry {
-            file: *id,
-            name: record.manifest.name.clone(),
-            size: record.manifest.size,
-            chunk_count: record.manifest.chunk_count,
-            holders: record.holders.values().filter(|h| h.chunks.count() > 0).count() as u32,
-            available: available.count(),
-            meta: record.meta(),
-        }
-    }
-
     fn entries<'a>(&'a self, keep: impl Fn(&FileRecord) -> bool + 'a) -> Vec<CatalogueEntry> {
         let mut entries: Vec<CatalogueEntry> = self
             .files
             .iter()
             .filter(|(_, r)| keep(r))
-            .map(|(id, r)| self.entry(id, r))
+            .map(|(id, r)| r.entry(*id))
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)));
         entries.truncate(MAX_CATALOGUE);
@@ -438,24 +386,55 @@ impl TrackerState {
         found
     }
 
-    /// A file's manifest, its live holders (those holding at least one chunk) and the
-    /// metadata of the newest of them.
-    pub fn locate(&self, file: &FileId) -> Option<(Arc<Manifest>, Vec<Holder>, FileMeta)> {
+    /// A file's manifest and up to `want` of its live holders other than `asker`, picked at
+    /// random, the least handed out of late first (see [`FileRecord::sample`]).
+    pub fn locate(
+        &mut self,
+        file: &FileId,
+        asker: &PeerId,
+        want: usize,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Option<Located> {
+        let origin = *self.origin.get_or_insert(now);
+        let period = now.saturating_duration_since(origin).as_secs() / HANDOUT_PERIOD.as_secs();
+        let record = self.files.get_mut(file)?;
+        let picked = record.sample(asker, want.min(MAX_HOLDERS), period, rng);
+        let holders = picked
+            .into_iter()
+            .filter_map(|(peer, complete)| {
+                self.peers.get(&peer).map(|p| Holder {
+                    peer,
+                    addr: p.addr,
+                    complete,
+                })
+            })
+            .collect();
+        Some(Located {
+            manifest: record.manifest.clone(),
+            meta: record.meta(),
+            holders,
+            live: record.holder_count() as u32,
+        })
+    }
+
+    /// Who holds which chunks of a file: up to [`MAX_HOLDERS`] holders, those with the most
+    /// chunks first.
+    pub fn holdings(&self, file: &FileId) -> Option<Vec<Holding>> {
         let record = self.files.get(file)?;
-        let holders = record
-            .holders
-            .iter()
-            .filter(|(_, holding)| holding.chunks.count() > 0)
+        let mut holdings: Vec<Holding> = record
+            .holdings()
             .filter_map(|(peer, holding)| {
-                self.peers.get(peer).map(|p| Holder {
+                self.peers.get(peer).map(|p| Holding {
                     peer: *peer,
                     addr: p.addr,
                     chunks: holding.chunks.clone(),
                 })
             })
-            .take(MAX_HOLDERS)
             .collect();
-        Some((record.manifest.clone(), holders, record.meta()))
+        holdings.sort_by_key(|h| std::cmp::Reverse(h.chunks.count()));
+        holdings.truncate(MAX_HOLDERS);
+        Some(holdings)
     }
 
     /// Number of live peers.
@@ -470,14 +449,15 @@ impl TrackerState {
         for (peer, record) in &self.peers {
             *charged.entry(Some(record.ip)).or_default() += PEER_COST;
             for file in &record.files {
-                assert!(self.files[file].holders.contains_key(peer));
+                assert!(self.files[file].holding(peer).is_some());
             }
         }
         for (id, file) in &self.files {
+            file.check_invariants();
             assert_eq!(file.manifest.id(), *id);
-            assert_eq!(file.holders.is_empty(), file.unheld_since.is_some());
+            assert_eq!(file.is_unheld(), file.unheld_since.is_some());
             *charged.entry(file.charged).or_default() += manifest_cost(&file.manifest);
-            for (peer, holding) in &file.holders {
+            for (peer, holding) in file.holdings() {
                 assert!(self.peers[peer].files.contains(id));
                 assert_eq!(holding.chunks.len(), file.manifest.chunk_count);
                 *charged.entry(Some(self.peers[peer].ip)).or_default() += holding_cost(file.manifest.chunk_count);
@@ -496,6 +476,7 @@ impl TrackerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{HashMap, HashSet};
     use std::net::IpAddr;
     use swarm_proto::hashing::chunk_hash;
 
@@ -534,10 +515,16 @@ mod tests {
         assert!(new);
         let (_, again) = t.announce(b, m, Bitfield::new(4), FileMeta::default(), now).unwrap();
         assert!(!again);
-        assert_eq!(t.locate(&id).unwrap().1.len(), 1, "b holds nothing yet");
+        let asker = PeerId([9; 32]);
+        let mut rng = rand::rng();
+        let located = t.locate(&id, &asker, 10, now, &mut rng).unwrap();
+        assert_eq!(located.holders.len(), 2, "b is handed out too: it is fetching");
+        assert_eq!(located.live, 2);
+        assert_eq!(t.list()[0].holders, 1, "but listed as a holder only once it has chunks");
         t.have(b, id, &[2], now).unwrap();
-        let (_, holders, _) = t.locate(&id).unwrap();
-        assert_eq!(holders.len(), 2);
+        let holders = t.locate(&id, &a, 10, now, &mut rng).unwrap().holders;
+        assert_eq!(holders.len(), 1, "the asker is never handed itself");
+        assert!(!holders[0].complete);
         let entry = &t.list()[0];
         assert_eq!((entry.holders, entry.available), (2, 4));
         assert_eq!(t.search("A.MKV", false).len(), 1);
@@ -567,7 +554,7 @@ mod tests {
         let (id, _) = t.announce(a, m.clone(), Bitfield::full(2), older, now).unwrap();
         t.announce(b, m, Bitfield::full(2), newer, now).unwrap();
         assert_eq!(t.list()[0].meta, newer);
-        assert_eq!(t.locate(&id).unwrap().2, newer);
+        assert_eq!(t.locate(&id, &a, 10, now, &mut rand::rng()).unwrap().meta, newer);
         t.remove_peer(&b, now);
         assert_eq!(t.list()[0].meta, older, "a holder that left no longer counts");
         t.remove_peer(&a, now);
@@ -588,10 +575,10 @@ mod tests {
         t.announce(b, m, Bitfield::full(2), FileMeta::default(), now).unwrap();
         t.keepalive(b, now + Duration::from_secs(8)).unwrap();
         assert_eq!(t.expire(now + Duration::from_secs(11)).peers, vec![a]);
-        assert_eq!(t.locate(&id).unwrap().1.len(), 1);
+        assert_eq!(t.locate(&id, &a, 10, now, &mut rand::rng()).unwrap().live, 1);
         assert_eq!(t.keepalive(a, now).unwrap_err().code, ErrorCode::NotRegistered);
         assert!(t.remove_peer(&b, now));
-        assert!(t.locate(&id).unwrap().1.is_empty());
+        assert_eq!(t.locate(&id, &a, 10, now, &mut rand::rng()).unwrap().live, 0);
         assert_eq!(t.list().len(), 1, "the manifest stays in the catalogue");
         t.check_invariants();
     }
@@ -759,5 +746,60 @@ mod tests {
                 t.check_invariants();
             }
         }
+    }
+
+    #[test]
+    fn locates_spread_the_holders_instead_of_handing_out_the_same_ones() {
+        let now = Instant::now();
+        let roomy = Budgets {
+            per_address: u64::MAX / 4,
+            total: u64::MAX / 2,
+            ..Budgets::default()
+        };
+        let mut t = TrackerState::new(Duration::from_secs(180), roomy);
+        let m = manifest("popular", 8);
+        let id = m.id();
+        let peer = |i: u32| {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            PeerId(id)
+        };
+        for i in 0..1000 {
+            t.register(peer(i), addr(1), addr(1).ip(), now).unwrap();
+            let chunks = if i % 10 == 0 {
+                Bitfield::full(8)
+            } else {
+                Bitfield::new(8)
+            };
+            t.announce(peer(i), m.clone(), chunks, FileMeta::default(), now)
+                .unwrap();
+        }
+        let mut rng = rand::rng();
+        let mut handed: HashMap<PeerId, u32> = HashMap::new();
+        let mut answers = HashSet::new();
+        for i in 0..1000 {
+            let located = t.locate(&id, &peer(i), 40, now, &mut rng).unwrap();
+            assert_eq!(located.holders.len(), 40);
+            assert!(located.holders.iter().all(|h| h.peer != peer(i)));
+            let mut list: Vec<PeerId> = located.holders.iter().map(|h| h.peer).collect();
+            list.sort();
+            answers.insert(list);
+            for h in located.holders {
+                *handed.entry(h.peer).or_default() += 1;
+            }
+        }
+        assert!(answers.len() > 990, "only {} different answers in 1,000", answers.len());
+        let most = *handed.values().max().unwrap();
+        let mean = 40_000.0 / 1000.0;
+        assert!(
+            handed.len() > 950,
+            "only {} of 1,000 holders were ever handed out",
+            handed.len()
+        );
+        assert!(
+            f64::from(most) < mean * 2.5,
+            "one holder was handed out {most} times (mean {mean})"
+        );
+        t.check_invariants();
     }
 }

@@ -207,7 +207,7 @@ async fn one_peer_cannot_act_for_another() {
     )
     .await;
     assert_eq!(ask(&b, &Request::Leave).await, Response::Ok);
-    let Response::Located { holders, .. } = ask(&b, &Request::Locate { file: id }).await else {
+    let Response::Holdings(holders) = ask(&b, &Request::Holders { file: id }).await else {
         panic!("not located")
     };
     let holders: Vec<PeerId> = holders.iter().map(|h| h.peer).collect();
@@ -268,7 +268,7 @@ async fn a_flooding_peer_does_not_stop_the_tracker_answering_others() {
         .await,
         Response::Ok
     );
-    let Response::Located { holders, .. } = ask(&honest, &Request::Locate { file: id }).await else {
+    let Response::Holdings(holders) = ask(&honest, &Request::Holders { file: id }).await else {
         panic!("not located")
     };
     let took = started.elapsed();

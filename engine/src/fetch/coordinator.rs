@@ -1,7 +1,12 @@
-//! The coordinator of one download: starts a worker per holder, wakes whenever a worker
-//! reports (a chunk verified, a worker ended, a fatal error), saves progress and queues chunk
-//! reports for the tracker, re-locates holders from time to time, and ends the download on
-//! completion, a fatal error, a timeout or a cancel.
+//! The coordinator of one download: keeps a bounded set of neighbours (a worker each), wakes
+//! whenever a worker reports (a chunk verified, a worker ended, a fatal error), saves progress
+//! and queues chunk reports for the tracker, takes new neighbours from the tracker when it has
+//! too few or they lack what is missing (and from peers that start fetching from this node),
+//! and ends the download on completion, a fatal error, a timeout or a cancel.
+//!
+//! Availability comes from the neighbours themselves ([`crate::watch`]), so the tracker is
+//! asked for peers only: once at the start, then every [`RELOCATE_EVERY`], or every few
+//! seconds while the neighbours are too few or lack chunks that are still missing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,18 +31,21 @@ use crate::store::Held;
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Progress is saved (for `swarm status`) at most this often.
 const SAVE_EVERY: Duration = Duration::from_millis(500);
-/// How often holders are re-located while chunks lack a holder.
-const RELOCATE_STARVED: Duration = Duration::from_secs(3);
-/// How often holders are re-located otherwise, to learn which chunks the other downloaders
-/// have verified since: as often as this for small answers, less often as the answer (a
-/// bitfield per holder) grows, by a second per [`RELOCATE_BYTES_PER_SECOND`], up to
-/// [`RELOCATE_SLOWEST`].
-const RELOCATE_FASTEST: Duration = Duration::from_secs(1);
-const RELOCATE_SLOWEST: Duration = Duration::from_secs(15);
-const RELOCATE_BYTES_PER_SECOND: u64 = 256 * 1024;
+/// Neighbours asked of the tracker, and most neighbours at once: enough that some always have
+/// what is missing, few enough that every one gets real work and a swarm of thousands is many
+/// small overlapping groups (as BitTorrent's 30 to 80).
+pub const NEIGHBOURS: u16 = 40;
+/// Fewer neighbours than this and the tracker is asked for more every [`RELOCATE_SOON`].
+const FEW_NEIGHBOURS: usize = 8;
+/// How often more neighbours are asked for while they are few or lack missing chunks.
+const RELOCATE_SOON: Duration = Duration::from_secs(3);
+/// How often more neighbours are asked for otherwise.
+const RELOCATE_EVERY: Duration = Duration::from_secs(30);
+/// Neighbours with nothing missing here that are let go, at most, when new ones come.
+const REPLACED_AT_ONCE: usize = 8;
 
 /// What a download starts from.
-pub struct Plan {
+pub struct Plan<'a> {
     /// The node.
     pub env: Env,
     /// The file.
@@ -58,6 +66,8 @@ pub struct Plan {
     pub started: Instant,
     /// Fires when the download is cancelled or the node shuts down.
     pub cancelled: CancellationToken,
+    /// Peers fetching this file from this node, offered as neighbours.
+    pub offered: &'a mut tokio::sync::mpsc::Receiver<(PeerId, std::net::SocketAddr)>,
     /// Counters for a progress display.
     pub progress: Arc<Progress>,
 }
@@ -71,7 +81,7 @@ pub struct Outcome {
 }
 
 /// Runs the download to its end.
-pub async fn run(plan: Plan) -> Result<Outcome> {
+pub async fn run(mut plan: Plan<'_>) -> Result<Outcome> {
     let scheduler = Scheduler::new(plan.held.chunks());
     let shared = Arc::new(Shared::new(
         plan.env.clone(),
@@ -94,7 +104,7 @@ pub async fn run(plan: Plan) -> Result<Outcome> {
             plan.id.short()
         )));
     }
-    let result = coordinate(&shared, &workers, &plan).await;
+    let result = coordinate(&shared, &workers, &mut plan).await;
     shared.done.cancel();
     workers.close();
     workers.wait().await;
@@ -107,9 +117,8 @@ pub async fn run(plan: Plan) -> Result<Outcome> {
     })
 }
 
-async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &Plan) -> Result<()> {
+async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan<'_>) -> Result<()> {
     let mut last_locate = Instant::now();
-    let mut relocate_every = RELOCATE_FASTEST;
     let mut save_at: Option<Instant> = None;
     let mut starved_reported = 0;
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -138,14 +147,20 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &Plan) ->
             warn!("waiting for {unavailable} chunks that no live peer holds");
             starved_reported = unavailable;
         }
-        let every = if unavailable > 0 || peers == 0 {
-            RELOCATE_STARVED
+        let every = if unavailable > 0 || peers < FEW_NEIGHBOURS {
+            RELOCATE_SOON
         } else {
-            relocate_every
+            RELOCATE_EVERY
         };
         tokio::select! {
             _ = shared.wake.notified() => {}
             _ = plan.cancelled.cancelled() => return Err(Error::Cancelled),
+            Some((peer, addr)) = plan.offered.recv() => {
+                let offered = Holder { peer, addr, complete: false };
+                if plan.sources.admits(&offered) {
+                    add_holders(shared, workers, vec![offered]);
+                }
+            }
             _ = tokio::time::sleep_until(plan.timeout.map_or(far, |t| plan.started + t).into()) => {
                 let missing = plan.manifest.chunk_count - shared.lock().scheduler.have().count();
                 return Err(Error::Timeout(format!(
@@ -159,56 +174,71 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &Plan) ->
             }
             _ = tokio::time::sleep_until((last_locate + every).into()) => {
                 last_locate = Instant::now();
-                if let Some(answer_bytes) = relocate(shared, workers, &plan.sources).await {
-                    relocate_every = (RELOCATE_FASTEST + Duration::from_secs(answer_bytes / RELOCATE_BYTES_PER_SECOND))
-                        .min(RELOCATE_SLOWEST);
-                }
+                relocate(shared, workers, &plan.sources).await;
             }
         }
     }
 }
 
-/// Asks the tracker for the holders again and starts workers for new ones. Returns the size
-/// of the answer's bitfields, or `None` if the tracker did not answer usefully.
-async fn relocate(shared: &Arc<Shared>, workers: &TaskTracker, sources: &Sources) -> Option<u64> {
-    match tokio::time::timeout(TRACKER_TIMEOUT, shared.env.session.locate(shared.id)).await {
-        Ok(Ok(located)) if located.manifest == *shared.manifest => {
-            let answer_bytes = located.holders.len() as u64 * u64::from(shared.manifest.chunk_count) / 8;
-            let holders = located.holders.into_iter().filter(|h| sources.admits(h)).collect();
-            add_holders(shared, workers, holders);
-            Some(answer_bytes)
+/// Asks the tracker for more neighbours; when at the cap, lets go of neighbours that hold
+/// nothing missing here to make room.
+async fn relocate(shared: &Arc<Shared>, workers: &TaskTracker, sources: &Sources) {
+    let ask = shared.env.session.locate(shared.id, false, NEIGHBOURS);
+    match tokio::time::timeout(TRACKER_TIMEOUT, ask).await {
+        Ok(Ok(located)) => {
+            let fresh: Vec<Holder> = {
+                let swarm = shared.lock();
+                located
+                    .holders
+                    .into_iter()
+                    .filter(|h| {
+                        sources.admits(h) && !swarm.workers.contains_key(&h.peer) && !swarm.scheduler.is_banned(&h.peer)
+                    })
+                    .collect()
+            };
+            make_room(shared, fresh.len());
+            add_holders(shared, workers, fresh);
         }
-        Ok(Ok(_)) => {
-            warn!("the tracker now returns a different manifest for this id; ignoring it");
-            None
-        }
-        Ok(Err(e)) => {
-            debug!("re-locating holders failed (continuing with known peers): {e}");
-            None
-        }
-        Err(_) => {
-            debug!("the tracker did not answer a locate (continuing with known peers)");
-            None
-        }
+        Ok(Err(e)) => debug!("asking for more neighbours failed (continuing with those known): {e}"),
+        Err(_) => debug!("the tracker did not answer a locate (continuing with the neighbours known)"),
     }
 }
 
-/// Adds what `holders` hold to the scheduler and starts a worker for each new one.
+/// Lets go of up to `wanted` (at most [`REPLACED_AT_ONCE`]) neighbours that hold nothing
+/// missing here, if the neighbours are at the cap.
+fn make_room(shared: &Shared, wanted: usize) {
+    let swarm = shared.lock();
+    let over = (swarm.workers.len() + wanted).saturating_sub(usize::from(NEIGHBOURS));
+    let useless: Vec<&CancellationToken> = swarm
+        .workers
+        .iter()
+        .filter(|(peer, _)| !swarm.scheduler.useful(peer))
+        .map(|(_, stop)| stop)
+        .take(over.min(REPLACED_AT_ONCE))
+        .collect();
+    for stop in useless {
+        stop.cancel();
+    }
+}
+
+/// Starts a worker for each new holder, up to the cap on neighbours.
 fn add_holders(shared: &Arc<Shared>, workers: &TaskTracker, holders: Vec<Holder>) {
     let me = shared.env.transport.id();
     let mut swarm = shared.lock();
     for holder in holders {
-        if holder.peer == me {
+        let full = swarm.workers.len() >= usize::from(NEIGHBOURS);
+        if holder.peer == me
+            || full
+            || swarm.workers.contains_key(&holder.peer)
+            || swarm.scheduler.is_banned(&holder.peer)
+        {
             continue;
         }
-        swarm.scheduler.add_peer(holder.peer, &holder.chunks);
-        if swarm.scheduler.is_active(&holder.peer) && swarm.workers.insert(holder.peer) {
-            let span = tracing::debug_span!("peer", peer = %holder.peer.short(), addr = %holder.addr);
-            workers.spawn(peer::worker(shared.clone(), holder.peer, holder.addr).instrument(span));
-        }
+        let stop = shared.done.child_token();
+        swarm.workers.insert(holder.peer, stop.clone());
+        let span = tracing::debug_span!("peer", peer = %holder.peer.short(), addr = %holder.addr);
+        workers.spawn(peer::worker(shared.clone(), holder.peer, holder.addr, stop).instrument(span));
     }
-    drop(swarm);
-    shared.changed.notify_waiters();
 }
 
 /// Records progress in sled (for `swarm status`; resuming does not trust it).

@@ -45,6 +45,7 @@ use tracing::{info, warn, Instrument};
 use crate::downloads::Registered;
 use crate::error::{Error, Result};
 use crate::state::DownloadRecord;
+pub use coordinator::NEIGHBOURS;
 pub use options::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
 use output::{Output, Prepared};
 pub(crate) use shared::Env;
@@ -65,14 +66,22 @@ pub(crate) fn fetch(
     async move { fetch_registered(&env, id, options, registered?).await }.instrument(span)
 }
 
-async fn fetch_registered(env: &Env, id: FileId, options: FetchOptions, registered: Registered) -> Result<FetchReport> {
+async fn fetch_registered(
+    env: &Env,
+    id: FileId,
+    options: FetchOptions,
+    mut registered: Registered,
+) -> Result<FetchReport> {
     let started = Instant::now();
-    let located = env.session.locate(id).await?;
-    located
-        .manifest
+    let located = env.session.locate(id, true, coordinator::NEIGHBOURS).await?;
+    let manifest = located.manifest.ok_or_else(|| Error::Tracker {
+        addr: env.session.client().addr().host_port.clone(),
+        message: "answered a locate without the manifest asked for".into(),
+    })?;
+    manifest
         .verify(&id)
         .map_err(|source| Error::Manifest { file: Some(id), source })?;
-    let (manifest, meta) = (Arc::new(located.manifest), located.meta);
+    let (manifest, meta) = (Arc::new(manifest), located.meta);
     registered.set_name(&manifest.name);
     options.progress.set_total(manifest.size);
     let report = |path: PathBuf, already_complete: bool, meta: FileMeta| FetchReport {
@@ -118,11 +127,23 @@ async fn fetch_registered(env: &Env, id: FileId, options: FetchOptions, register
         warn!("could not announce the download to the tracker: {e}");
     }
 
-    let holders: Vec<Holder> = located
-        .holders
-        .into_iter()
-        .filter(|h| options.sources.admits(h))
-        .collect();
+    let holders: Vec<Holder> = match &options.sources {
+        Sources::All => located.holders,
+        // The one peer asked for may not be in a random sample: look among all holders.
+        Sources::Only(_) => env
+            .session
+            .client()
+            .holdings(id)
+            .await?
+            .into_iter()
+            .map(|h| Holder {
+                peer: h.peer,
+                addr: h.addr,
+                complete: h.chunks.is_complete(),
+            })
+            .filter(|h| options.sources.admits(h))
+            .collect(),
+    };
     let outcome = coordinator::run(coordinator::Plan {
         env: env.clone(),
         id,
@@ -134,6 +155,7 @@ async fn fetch_registered(env: &Env, id: FileId, options: FetchOptions, register
         timeout: options.timeout,
         started,
         cancelled: registered.cancelled.clone(),
+        offered: &mut registered.sources,
         progress: options.progress.clone(),
     })
     .await?;

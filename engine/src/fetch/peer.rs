@@ -9,15 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quinn::Connection;
-use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse};
+use swarm_proto::protocol::{Availability, CloseCode, ErrorCode, PeerRequest, PeerResponse};
 use swarm_proto::{transport, PeerId};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn, Instrument};
 
 use super::output::no_space_or_io;
 use super::shared::Shared;
 use crate::error::Error;
 use crate::scheduler::Verdict;
+use crate::watch::{self, Watching};
 
 /// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,45 +29,37 @@ const PEER_SILENCE: Duration = Duration::from_secs(4);
 /// Largest answer frame a peer may send to a chunk request (the chunk's bytes follow it).
 const MAX_ANSWER: u32 = 1024;
 
-/// Serves one holder for the download until it ends, the peer goes, or it is banned.
-pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr) {
-    let connection = tokio::select! {
-        _ = shared.done.cancelled() => None,
+/// Works one neighbour for the download until the download ends, the neighbour goes, is
+/// banned, or is let go (`stop`): a watch tells what it holds (and keeps telling), and lanes
+/// fetch from it.
+pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr, stop: CancellationToken) {
+    let connected = tokio::select! {
+        _ = stop.cancelled() => None,
         c = shared.env.transport.connect(addr, Some(peer)) => match c {
             Ok((connection, _)) => Some(connection),
             Err(e) => {
-                warn!("cannot reach this peer: {e}");
+                debug!("cannot reach this peer: {e}");
                 None
             }
         },
     };
-    if let Some(connection) = connection {
-        let activity = Arc::new(Activity::default());
-        let watchdog = tokio::spawn(watch_for_silence(connection.clone(), activity.clone()));
-        let mut lanes = JoinSet::new();
-        loop {
-            // As many lanes as this peer's share of the budget allows now.
-            let want = shared.lanes_per_peer();
-            while lanes.len() < want {
-                let index = lanes.len();
-                let lane = lane(shared.clone(), connection.clone(), peer, index, activity.clone());
-                lanes.spawn(lane.in_current_span());
+    let watched = match connected {
+        Some(connection) => match watch::open(&connection, shared.id, &shared.held).await {
+            Ok((watching, offered)) => {
+                shared.lock().scheduler.add_peer(peer, &offered);
+                shared.changed.notify_waiters();
+                Some((connection, watching))
             }
-            let changed = shared.changed.notified();
-            tokio::select! {
-                ended = lanes.join_next() => if ended.is_none() || lanes.is_empty() { break },
-                _ = changed => {}
+            Err(e) => {
+                debug!("this peer would not say what it holds: {e}");
+                connection.close(CloseCode::Done.code(), b"no watch");
+                None
             }
-            let stopped = {
-                let swarm = shared.lock();
-                shared.done.is_cancelled() || !swarm.scheduler.is_active(&peer) || swarm.scheduler.is_complete()
-            };
-            if stopped {
-                break;
-            }
-        }
-        lanes.shutdown().await;
-        watchdog.abort();
+        },
+        None => None,
+    };
+    if let Some((connection, watching)) = watched {
+        work(&shared, peer, &connection, watching, &stop).await;
         connection.close(CloseCode::Done.code(), b"done");
     }
     let mut swarm = shared.lock();
@@ -76,6 +70,62 @@ pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr) {
     drop(swarm);
     shared.changed.notify_waiters();
     shared.wake.notify_one();
+}
+
+/// Runs the lanes for `peer` while its watch tells what it holds.
+async fn work(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    connection: &Connection,
+    watching: Watching,
+    stop: &CancellationToken,
+) {
+    let following = {
+        let shared = shared.clone();
+        watching.follow(shared.held.clone(), move |change| {
+            let mut swarm = shared.lock();
+            match change {
+                Availability::Gained(chunks) => swarm.scheduler.gained(&peer, &chunks),
+                Availability::Lost(chunks) => chunks.iter().for_each(|&c| swarm.scheduler.lacks(&peer, c)),
+            }
+            drop(swarm);
+            shared.changed.notify_waiters();
+        })
+    };
+    tokio::pin!(following);
+    let activity = Arc::new(Activity::default());
+    let watchdog = tokio::spawn(watch_for_silence(connection.clone(), activity.clone()));
+    let mut lanes = JoinSet::new();
+    loop {
+        // As many lanes as this peer's share of the budget allows now.
+        let want = shared.lanes_per_peer();
+        while lanes.len() < want {
+            let index = lanes.len();
+            let lane = lane(shared.clone(), connection.clone(), peer, index, activity.clone());
+            lanes.spawn(lane.in_current_span());
+        }
+        let changed = shared.changed.notified();
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            ended = &mut following => {
+                if let Err(e) = ended {
+                    debug!("the peer's watch ended: {e}");
+                }
+                break;
+            }
+            ended = lanes.join_next() => if ended.is_none() { break },
+            _ = changed => {}
+        }
+        let stopped = {
+            let swarm = shared.lock();
+            shared.done.is_cancelled() || !swarm.scheduler.is_active(&peer) || swarm.scheduler.is_complete()
+        };
+        if stopped {
+            break;
+        }
+    }
+    lanes.shutdown().await;
+    watchdog.abort();
 }
 
 /// What a peer's lanes have seen lately, for the silence watchdog.

@@ -3,7 +3,7 @@
 //! that bounds memory. Workers leave what happened (chunks verified, a fatal error, a worker
 //! ended) in the bookkeeping and wake the coordinator; wake-ups coalesce, nothing queues up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use swarm_proto::{FileId, Manifest, PeerId};
@@ -63,8 +63,8 @@ pub struct Swarm {
     pub scheduler: Scheduler,
     /// Requests in flight, to cancel the losing copies of endgame requests.
     pub cancels: HashMap<(PeerId, u32), CancellationToken>,
-    /// Peers with a worker running.
-    pub workers: HashSet<PeerId>,
+    /// Peers with a worker running, and what stops each.
+    pub workers: HashMap<PeerId, CancellationToken>,
     /// Bytes of verified chunks per peer.
     pub received: HashMap<PeerId, u64>,
     /// Peers banned for bad data.
@@ -139,7 +139,7 @@ impl Shared {
             swarm: Mutex::new(Swarm {
                 scheduler,
                 cancels: HashMap::new(),
-                workers: HashSet::new(),
+                workers: HashMap::new(),
                 received: HashMap::new(),
                 banned: Vec::new(),
                 newly_verified: Vec::new(),
