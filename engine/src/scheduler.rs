@@ -6,8 +6,10 @@
 //!   keyed by (availability, a random tie-breaker): its first entries are the rarest.
 //! - `availability[c]` counts the known, unbanned peers that hold chunk `c`.
 //! - `in_flight[c]` counts outstanding requests for `c`; a chunk is requested from at most one
-//!   peer until no unrequested chunk is left for that peer (endgame), then from at most
-//!   [`MAX_DUPLICATES`] peers.
+//!   peer until every chunk some peer holds is requested (endgame), then from at most
+//!   [`MAX_DUPLICATES`] peers. (Duplicating sooner, whenever one peer has nothing left to
+//!   offer, made a seeder that offers a few chunks at a time resend what others were already
+//!   sending.)
 //! - A banned peer is never offered work again for this download and no longer counts towards
 //!   availability.
 
@@ -156,13 +158,19 @@ impl Scheduler {
             .iter()
             .find(|&&(_, _, c)| slot.chunks.get(c))
             .map(|&(_, _, c)| c)
-            .or_else(|| self.endgame_pick(slot))?;
+            .or_else(|| self.in_endgame().then(|| self.endgame_pick(slot)).flatten())?;
         if self.in_flight[pick as usize] == 0 {
             self.queue.remove(&self.key(pick));
         }
         self.in_flight[pick as usize] += 1;
         self.peers.get_mut(peer).expect("checked above").requested.insert(pick);
         Some(pick)
+    }
+
+    /// Is every chunk that some peer holds requested already? (The queue is ordered by
+    /// availability: its last entry is the most available.)
+    fn in_endgame(&self) -> bool {
+        self.queue.last().is_none_or(|&(availability, _, _)| availability == 0)
     }
 
     /// Endgame: a chunk already requested from someone else, with the fewest requests.
@@ -364,6 +372,19 @@ mod tests {
         assert_eq!(s.completed(&peer(2), 0), Some(vec![peer(1)]));
         assert!(s.is_complete());
         assert_eq!(s.completed(&peer(1), 0), None);
+        s.check_invariants();
+    }
+
+    #[test]
+    fn no_duplicates_while_another_chunk_waits_for_its_request() {
+        let mut s = Scheduler::new(Bitfield::new(2));
+        s.add_peer(peer(1), &bits(2, &[0]));
+        s.add_peer(peer(2), &bits(2, &[0]));
+        s.add_peer(peer(3), &bits(2, &[1]));
+        assert_eq!(s.next(&peer(2)), Some(0));
+        assert_eq!(s.next(&peer(1)), None, "chunk 1 waits for peer 3: no endgame yet");
+        assert_eq!(s.next(&peer(3)), Some(1));
+        assert_eq!(s.next(&peer(1)), Some(0), "everything is requested: endgame duplicate");
         s.check_invariants();
     }
 

@@ -34,6 +34,14 @@ pub struct Held {
     version: tokio::sync::watch::Sender<u64>,
     /// How often each chunk was uploaded, so that a seeder can offer the least sent first.
     sent: Vec<AtomicU32>,
+    /// How many watchers each chunk is offered to and not yet held by ([`crate::watch`]), so
+    /// that a seeder offers different watchers different chunks.
+    offered: Vec<AtomicU32>,
+    /// How many watchers hold each chunk (as they said), so that a seeder offers what the
+    /// swarm lacks.
+    copies: Vec<AtomicU32>,
+    /// Peers watching this file here now.
+    watchers: AtomicU32,
 }
 
 /// Why a chunk could not be read for serving.
@@ -96,6 +104,42 @@ impl Held {
         self.sent.get(index as usize).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// Chunk `index` is offered to one more watcher that lacks it (`true`), or one fewer.
+    pub fn count_offer(&self, index: u32, more: bool) {
+        step(&self.offered, index, more);
+    }
+
+    /// To how many watchers that lack chunk `index` it is offered.
+    pub fn offers_of(&self, index: u32) -> u32 {
+        self.offered
+            .get(index as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// One more watcher holds chunk `index` (`true`), or one fewer.
+    pub fn count_copy(&self, index: u32, more: bool) {
+        step(&self.copies, index, more);
+    }
+
+    /// One more peer watches this file here (`true`), or one fewer; returns how many do now.
+    pub fn count_watcher(&self, more: bool) -> u32 {
+        if more {
+            self.watchers.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.watchers.fetch_sub(1, Ordering::Relaxed).saturating_sub(1)
+        }
+    }
+
+    /// How many peers watch this file here now.
+    pub fn watchers(&self) -> u32 {
+        self.watchers.load(Ordering::Relaxed)
+    }
+
+    /// How many watchers hold chunk `index`.
+    pub fn copies_of(&self, index: u32) -> u32 {
+        self.copies.get(index as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// Where the bytes are now.
     pub fn path(&self) -> PathBuf {
         self.path.lock().expect("lock poisoned").clone()
@@ -139,6 +183,17 @@ impl Held {
     }
 }
 
+/// Counts one up (`more`) or down (never below zero) in `counters[index]`.
+fn step(counters: &[AtomicU32], index: u32, more: bool) {
+    if let Some(count) = counters.get(index as usize) {
+        if more {
+            count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+}
+
 /// The chunks of `file` whose bytes on disk match `manifest`, hashed on every core. A chunk
 /// that cannot be read (the file is shorter) does not match.
 pub fn chunks_on_disk(file: &File, manifest: &Manifest) -> Bitfield {
@@ -166,7 +221,8 @@ impl Store {
     /// Adds (or replaces) a file held at `path` with `chunks` verified.
     pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield, meta: FileMeta) -> Arc<Held> {
         let id = manifest.id();
-        let sent = (0..manifest.chunk_count).map(|_| AtomicU32::new(0)).collect();
+        let counters = || (0..manifest.chunk_count).map(|_| AtomicU32::new(0)).collect();
+        let (sent, offered, copies) = (counters(), counters(), counters());
         let held = Arc::new(Held {
             manifest,
             id,
@@ -175,6 +231,9 @@ impl Store {
             chunks: RwLock::new(chunks),
             version: tokio::sync::watch::Sender::new(0),
             sent,
+            offered,
+            copies,
+            watchers: AtomicU32::new(0),
         });
         self.files.write().expect("lock poisoned").insert(id, held.clone());
         held

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, TrackerRequest, TrackerResponse, MAX_FRAME};
-use swarm_proto::transport::{self, Transport};
+use swarm_proto::transport::{self, Profile, Transport};
 use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
 
 use crate::error::{Error, Result};
@@ -143,7 +143,7 @@ impl TrackerClient {
             (None, Some(known)) => known.get(&self.addr.host_port)?,
         };
         let expected = self.addr.id.or(remembered);
-        let (connection, id) = self.transport.connect(target, expected).await.map_err(|source| {
+        let (connection, id) = self.transport.connect_as(target, expected, Profile::Tracker).await.map_err(|source| {
             let hint = match (&source, remembered, self.addr.id) {
                 (ConnectError::WrongId { .. }, Some(_), None) => format!(
                     "; this tracker was remembered with another id (known_trackers): if it was re-keyed on purpose, name it with its new id, NEWID@{}",

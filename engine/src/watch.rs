@@ -3,14 +3,18 @@
 //! the protocol's "Availability between peers").
 //!
 //! A node that holds part of a file offers everything it holds and every chunk it verifies
-//! next. A node that holds the whole file *super-seeds*: it offers each watcher only
-//! [`OFFER_WINDOW`] chunks the watcher lacks, those it has uploaded least (ties broken
-//! differently for each watcher), and offers more as the watcher gets them. Different watchers
-//! so fetch different chunks from the seeder and the rest from each other: the seeder sends
-//! about one copy, and the swarm carries the others.
+//! next. A node that holds the whole file *super-seeds*: it offers each watcher only chunks
+//! that none of its watchers holds and none is offered yet (those it has uploaded least
+//! first, ties broken differently for each watcher), at most [`OFFER_WINDOW`] outstanding,
+//! and more as the watcher gets them. Different watchers so fetch different chunks from the
+//! seeder and the rest from each other: the seeder sends about one copy, and the swarm carries
+//! the others. A watcher with nothing outstanding may take over chunks offered to another and
+//! not sent yet (near the end, so that a slow watcher's share does not hold everyone up), and
+//! one that has also gained nothing for [`STUCK`] is offered chunks others hold (it may not
+//! reach them).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::{Connection, RecvStream, SendStream};
 use swarm_proto::protocol::{self, Availability, PeerRequest, PeerResponse, ProtocolError, MAX_FRAME};
@@ -18,16 +22,24 @@ use swarm_proto::{transport, Bitfield, FileId};
 
 use crate::store::Held;
 
-/// Chunks a seeder offers a watcher at a time, beyond those the watcher has: more than a
-/// fetcher asks one peer for at once, so that offering less never leaves a lane idle.
-pub const OFFER_WINDOW: usize = 32;
+/// Chunks a seeder offers a watcher at a time, beyond those the watcher has, when many watch:
+/// more than a fetcher of a busy swarm asks one peer for at once (two), so that its lanes to
+/// the seeder stay busy, and few, so that chunks are not promised long before they are sent.
+/// With fewer watchers each is offered more (up to four times this), and a watcher alone is
+/// offered everything.
+pub const OFFER_WINDOW: usize = 8;
 /// Changes are sent at most this often, so that a fast download sends a few frames a second
 /// rather than one per chunk.
 const BATCH: Duration = Duration::from_millis(200);
+/// A watcher of a seeder that gained nothing for this long, with nothing outstanding, is
+/// offered chunks its fellow watchers hold too.
+pub const STUCK: Duration = Duration::from_secs(2);
 
 /// What a node offers one watcher.
 #[derive(Debug)]
 pub struct Offer {
+    /// The file offered.
+    held: Arc<Held>,
     /// Chunks offered so far (and not since lost).
     shown: Bitfield,
     /// Chunks the watcher holds, as it said.
@@ -36,18 +48,27 @@ pub struct Offer {
     super_seed: bool,
     /// Breaks ties between equally sent chunks differently for each watcher.
     salt: u64,
+    /// When the watcher last gained a chunk.
+    last_gain: Instant,
 }
 
 impl Offer {
     /// The offer to a watcher holding `theirs` of `held`, and the chunks to tell it of now.
-    pub fn new(held: &Held, theirs: Bitfield, salt: u64) -> (Offer, Bitfield) {
+    pub fn new(held: Arc<Held>, theirs: Bitfield, salt: u64) -> (Offer, Bitfield) {
+        let super_seed = held.chunks().is_complete();
+        held.count_watcher(true);
+        if super_seed {
+            theirs.iter().for_each(|c| held.count_copy(c, true));
+        }
         let mut offer = Offer {
             shown: Bitfield::new(theirs.len()),
-            super_seed: held.chunks().is_complete(),
+            super_seed,
             theirs,
             salt,
+            held,
+            last_gain: Instant::now(),
         };
-        let first = offer.more(held);
+        let first = offer.more();
         let mut shown = Bitfield::new(offer.theirs.len());
         first.iter().for_each(|&c| {
             shown.set(c);
@@ -58,31 +79,50 @@ impl Offer {
     /// The watcher now holds `chunks` too.
     pub fn they_gained(&mut self, chunks: &[u32]) {
         for &c in chunks {
-            if c < self.theirs.len() {
-                self.theirs.set(c);
+            if c < self.theirs.len() && self.theirs.set(c) && self.super_seed {
+                self.last_gain = Instant::now();
+                self.held.count_copy(c, true);
+                if self.shown.get(c) {
+                    self.held.count_offer(c, false);
+                }
             }
         }
     }
 
     /// Chunks to offer now that were not offered before: everything newly held, or for a
-    /// seeder, enough least-sent chunks to keep [`OFFER_WINDOW`] offered that the watcher lacks.
-    pub fn more(&mut self, held: &Held) -> Vec<u32> {
+    /// seeder, enough of the chunks sent and offered least to keep [`OFFER_WINDOW`] offered
+    /// that the watcher lacks.
+    pub fn more(&mut self) -> Vec<u32> {
+        let held = &self.held;
         let ours = held.chunks();
-        let new: Vec<u32> = if !self.super_seed {
+        let watchers = held.watchers() as usize;
+        let new: Vec<u32> = if !self.super_seed || watchers < 2 {
             ours.minus(&self.shown).collect()
         } else {
             let outstanding = self.shown.minus(&self.theirs).count();
-            let room = OFFER_WINDOW.saturating_sub(outstanding);
+            let window = (4 * OFFER_WINDOW / watchers).max(OFFER_WINDOW);
+            let room = window.saturating_sub(outstanding);
             if room == 0 {
                 return Vec::new();
             }
-            let mut candidates: Vec<u32> = ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect();
-            let key = |c: &u32| (held.uploads_of(*c), mix(u64::from(*c) ^ self.salt));
+            let lacked: Vec<u32> = ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect();
+            let spread = |c: u32| held.copies_of(c) + held.offers_of(c);
+            let tier =
+                |fits: &dyn Fn(u32) -> bool| -> Vec<u32> { lacked.iter().copied().filter(|&c| fits(c)).collect() };
+            let mut candidates = tier(&|c| spread(c) == 0);
+            if candidates.is_empty() && outstanding == 0 {
+                candidates = tier(&|c| held.copies_of(c) == 0 && held.uploads_of(c) == 0);
+                if candidates.is_empty() && self.last_gain.elapsed() >= STUCK {
+                    candidates = lacked;
+                }
+            }
+            let key = |c: &u32| (spread(*c), held.uploads_of(*c), mix(u64::from(*c) ^ self.salt));
             if candidates.len() > room {
                 candidates.select_nth_unstable_by_key(room, key);
                 candidates.truncate(room);
             }
             candidates.sort_unstable();
+            candidates.iter().for_each(|&c| held.count_offer(c, true));
             candidates
         };
         new.iter().for_each(|&c| {
@@ -92,10 +132,29 @@ impl Offer {
     }
 
     /// Chunks offered before that are no longer held (the file changed on disk).
-    pub fn lost(&mut self, held: &Held) -> Vec<u32> {
-        let lost: Vec<u32> = self.shown.minus(&held.chunks()).collect();
-        lost.iter().for_each(|&c| self.shown.unset(c));
+    pub fn lost(&mut self) -> Vec<u32> {
+        let lost: Vec<u32> = self.shown.minus(&self.held.chunks()).collect();
+        for &c in &lost {
+            self.shown.unset(c);
+            if self.super_seed && !self.theirs.get(c) {
+                self.held.count_offer(c, false);
+            }
+        }
         lost
+    }
+}
+
+impl Drop for Offer {
+    /// The watcher is gone: what it was offered and did not get is offered to nobody now,
+    /// and what it held is held by one fewer.
+    fn drop(&mut self) {
+        self.held.count_watcher(false);
+        if self.super_seed {
+            for c in self.shown.minus(&self.theirs) {
+                self.held.count_offer(c, false);
+            }
+            self.theirs.iter().for_each(|c| self.held.count_copy(c, false));
+        }
     }
 }
 
@@ -115,17 +174,24 @@ pub async fn serve(
     mut recv: RecvStream,
 ) -> Result<(), ProtocolError> {
     let mut changes = held.subscribe();
-    let (mut offer, first) = Offer::new(&held, theirs, rand::random());
+    let (mut offer, first) = Offer::new(held.clone(), theirs, rand::random());
     transport::send_frame(&mut send, &PeerResponse::Have(first)).await?;
     let mut batch = tokio::time::interval(BATCH);
     batch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A seeder looks again now and then, for watchers that are stuck.
+    let mut stuck = tokio::time::interval(STUCK);
     let mut pending = true;
     loop {
         tokio::select! {
+            _ = stuck.tick(), if offer.super_seed => pending = true,
             update = protocol::read_frame::<Availability, _>(&mut recv, MAX_FRAME) => match update? {
                 Availability::Gained(chunks) => {
                     offer.they_gained(&chunks);
-                    pending = true;
+                    // A seeder tops the watcher's window up at once: its lanes wait on it.
+                    let more = offer.more();
+                    if !more.is_empty() {
+                        transport::send_frame(&mut send, &Availability::Gained(more)).await?;
+                    }
                 }
                 Availability::Lost(_) => {}
             },
@@ -137,11 +203,11 @@ pub async fn serve(
             }
             _ = batch.tick(), if pending => {
                 pending = false;
-                let lost = offer.lost(&held);
+                let lost = offer.lost();
                 if !lost.is_empty() {
                     transport::send_frame(&mut send, &Availability::Lost(lost)).await?;
                 }
-                let gained = offer.more(&held);
+                let gained = offer.more();
                 if !gained.is_empty() {
                     transport::send_frame(&mut send, &Availability::Gained(gained)).await?;
                 }
@@ -232,44 +298,104 @@ mod tests {
         mine.set(3);
         mine.set(7);
         let held = held(mine);
-        let (mut offer, first) = Offer::new(&held, Bitfield::new(100), 1);
+        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(100), 1);
         assert_eq!(first.iter().collect::<Vec<_>>(), vec![3, 7]);
-        assert!(offer.more(&held).is_empty());
+        assert!(offer.more().is_empty());
         held.mark(50);
-        assert_eq!(offer.more(&held), vec![50]);
+        assert_eq!(offer.more(), vec![50]);
         held.unmark(&[3]);
-        assert_eq!(offer.lost(&held), vec![3]);
+        assert_eq!(offer.lost(), vec![3]);
+    }
+
+    /// A seeder of `chunks` with another watcher already (super-seeding needs two).
+    fn busy_seeder(chunks: u32) -> Arc<Held> {
+        let held = held(Bitfield::full(chunks));
+        held.count_watcher(true);
+        held
+    }
+
+    #[test]
+    fn a_lone_watcher_is_offered_everything() {
+        let held = held(Bitfield::full(100));
+        let (_, first) = Offer::new(held, Bitfield::new(100), 1);
+        assert!(first.is_complete());
     }
 
     #[test]
     fn a_seeder_offers_a_window_of_the_least_sent_chunks() {
-        let held = held(Bitfield::full(200));
+        let held = busy_seeder(200);
         for c in 0..100 {
             held.count_upload(c);
         }
-        let (mut offer, first) = Offer::new(&held, Bitfield::new(200), 7);
-        assert_eq!(first.count() as usize, OFFER_WINDOW);
+        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(200), 7);
+        // Two watchers (the phantom and this one): each is offered twice the window.
+        assert_eq!(first.count() as usize, 2 * OFFER_WINDOW);
         assert!(first.iter().all(|c| c >= 100), "the never-sent chunks come first");
-        assert!(offer.more(&held).is_empty(), "the window is full");
-        // The watcher gets 10 of them: 10 more are offered.
-        let got: Vec<u32> = first.iter().take(10).collect();
+        assert!(offer.more().is_empty(), "the window is full");
+        // The watcher gets 4 of them: 4 more are offered.
+        let got: Vec<u32> = first.iter().take(4).collect();
         offer.they_gained(&got);
-        let more = offer.more(&held);
-        assert_eq!(more.len(), 10);
+        let more = offer.more();
+        assert_eq!(more.len(), 4);
         assert!(more.iter().all(|c| !first.get(*c)));
-        // Another watcher is offered other chunks first.
-        let (_, other) = Offer::new(&held, Bitfield::new(200), 8);
-        assert_ne!(other, first);
+        // Another watcher is offered other chunks: none offered to the first and still lacked.
+        let (other_offer, other) = Offer::new(held.clone(), Bitfield::new(200), 8);
+        let outstanding: Vec<u32> = first.iter().skip(4).chain(more.iter().copied()).collect();
+        assert!(outstanding.iter().all(|c| !other.get(*c)), "windows do not overlap");
+        // When a watcher goes, what it was offered is free again, and what it held is held by
+        // one fewer.
+        drop(offer);
+        drop(other_offer);
+        assert!((0..200).all(|c| held.offers_of(c) == 0 && held.copies_of(c) == 0));
+        assert_eq!(held.watchers(), 1, "the phantom is left");
+    }
+
+    /// A seeder of 40 chunks; one watcher holds 0..36 and is offered 36..40.
+    fn one_watcher_nearly_done(sent_already: bool) -> (Arc<Held>, Offer) {
+        let held = busy_seeder(40);
+        if sent_already {
+            (36..40).for_each(|c| held.count_upload(c));
+        }
+        let mut most = Bitfield::new(40);
+        (0..36).for_each(|c| {
+            most.set(c);
+        });
+        let (first, offered) = Offer::new(held.clone(), most, 1);
+        assert_eq!(offered.iter().collect::<Vec<_>>(), vec![36, 37, 38, 39]);
+        (held, first)
+    }
+
+    #[test]
+    fn a_seeder_does_not_offer_what_another_watcher_holds_unless_the_watcher_is_stuck() {
+        let (held, _first) = one_watcher_nearly_done(true);
+        let (mut second, offered) = Offer::new(held, Bitfield::new(40), 2);
+        assert_eq!(
+            offered.count(),
+            0,
+            "0..36 are held by the first watcher, 36..40 offered to it"
+        );
+        second.last_gain = Instant::now() - STUCK;
+        assert!(
+            second.more().len() >= OFFER_WINDOW,
+            "stuck: it is offered what others hold"
+        );
+    }
+
+    #[test]
+    fn an_idle_watcher_takes_over_chunks_offered_to_another_and_not_sent_yet() {
+        let (held, _first) = one_watcher_nearly_done(false);
+        let (_, offered) = Offer::new(held, Bitfield::new(40), 2);
+        assert_eq!(offered.iter().collect::<Vec<_>>(), vec![36, 37, 38, 39]);
     }
 
     #[test]
     fn a_seeder_offers_everything_the_watcher_lacks_when_that_is_little() {
-        let held = held(Bitfield::full(40));
+        let held = busy_seeder(40);
         let mut theirs = Bitfield::full(40);
         for c in [1, 2, 3] {
             theirs.unset(c);
         }
-        let (_, first) = Offer::new(&held, theirs, 0);
+        let (_, first) = Offer::new(held, theirs, 0);
         assert_eq!(first.iter().collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 }

@@ -95,11 +95,25 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 /// Per-connection flow-control window: enough for a full pipeline of requests in flight.
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
-/// A connection with no traffic at all for this long is dead: a peer killed mid-transfer is
-/// noticed this soon, and its chunks asked of others.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pings keep idle connections (e.g. to the tracker) open through NATs and idle timers.
-const KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// Between peers, a connection with no traffic at all for this long is dead: a peer killed
+/// mid-transfer is noticed this soon (its chunks asked of others, what it was offered offered
+/// to others), and pings every [`PEER_KEEP_ALIVE`] keep a live one from looking dead.
+const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+const PEER_KEEP_ALIVE: Duration = Duration::from_millis(1500);
+/// With a tracker, connections idle for long stretches (a peer that only keeps its session
+/// alive): pings every [`TRACKER_KEEP_ALIVE`] keep them open through NATs at a small cost to
+/// a tracker of many idle peers, and only this much silence counts as dead.
+const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+const TRACKER_KEEP_ALIVE: Duration = Duration::from_secs(25);
+
+/// What a connection is for, which sets how soon silence means death.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Between peers: transfers, watched closely.
+    Peer,
+    /// With a tracker: mostly idle, kept cheaply.
+    Tracker,
+}
 /// Most connections (open or in handshake) accepted from one IP address at once. Node ids
 /// cost nothing to make, so this, not a per-id limit, bounds what one machine can hold open.
 pub const MAX_CONNECTIONS_PER_IP: usize = 64;
@@ -116,7 +130,11 @@ pub struct Transport {
     access: Access,
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+fn transport_config(profile: Profile) -> Arc<quinn::TransportConfig> {
+    let (idle, keep_alive) = match profile {
+        Profile::Peer => (PEER_IDLE_TIMEOUT, PEER_KEEP_ALIVE),
+        Profile::Tracker => (TRACKER_IDLE_TIMEOUT, TRACKER_KEEP_ALIVE),
+    };
     let mut config = quinn::TransportConfig::default();
     config
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION))
@@ -124,8 +142,8 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(u64::from(CONNECTION_WINDOW))
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("10 s fits")));
+        .keep_alive_interval(Some(keep_alive))
+        .max_idle_timeout(Some(idle.try_into().expect("minutes fit")));
     Arc::new(config)
 }
 
@@ -136,8 +154,19 @@ impl Transport {
     }
 
     /// Binds an endpoint on `addr` for `identity`, talking only to nodes `access` allows
-    /// (see [`crate::access`]).
+    /// (see [`crate::access`]). A tracker binds with [`Profile::Tracker`] (its connections may
+    /// idle for minutes), a peer with [`Profile::Peer`].
     pub fn bind_with(identity: Arc<Identity>, addr: SocketAddr, access: Access) -> Result<Transport, BindError> {
+        Self::bind_as(identity, addr, access, Profile::Peer)
+    }
+
+    /// [`Transport::bind_with`] for a given kind of node.
+    pub fn bind_as(
+        identity: Arc<Identity>,
+        addr: SocketAddr,
+        access: Access,
+        profile: Profile,
+    ) -> Result<Transport, BindError> {
         let provider = identity::provider();
         let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -150,7 +179,7 @@ impl Transport {
         tls.max_early_data_size = 0;
         let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(transport_config());
+        server.transport_config(transport_config(profile));
         let cannot_listen = |source| BindError::Listen { addr, source };
         let socket = std::net::UdpSocket::bind(addr).map_err(cannot_listen)?;
         widen_socket_buffers(&socket);
@@ -173,6 +202,16 @@ impl Transport {
         &self.access
     }
 
+    /// The same endpoint dialling out as `identity`: many simulated nodes on one socket (the
+    /// tracker load generator). Connections it accepts still prove the endpoint's own id.
+    pub fn with_identity(&self, identity: Arc<Identity>) -> Transport {
+        Transport {
+            endpoint: self.endpoint.clone(),
+            identity,
+            access: self.access.clone(),
+        }
+    }
+
     /// This node's id.
     pub fn id(&self) -> PeerId {
         self.identity.id()
@@ -188,13 +227,23 @@ impl Transport {
         &self.endpoint
     }
 
-    /// Dials `addr`. With `expected` set, the handshake fails unless the other side proves
-    /// that id ([`ConnectError::WrongId`] names the id it proved); either way the id it proved
-    /// is returned.
+    /// Dials the peer at `addr`. With `expected` set, the handshake fails unless the other side
+    /// proves that id ([`ConnectError::WrongId`] names the id it proved); either way the id it
+    /// proved is returned.
     pub async fn connect(
         &self,
         addr: SocketAddr,
         expected: Option<PeerId>,
+    ) -> Result<(Connection, PeerId), ConnectError> {
+        self.connect_as(addr, expected, Profile::Peer).await
+    }
+
+    /// [`Transport::connect`] for a connection of the given kind (to a tracker, say).
+    pub async fn connect_as(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+        profile: Profile,
     ) -> Result<(Connection, PeerId), ConnectError> {
         let provider = identity::provider();
         let verifier = Arc::new(ServerIdVerifier {
@@ -213,7 +262,7 @@ impl Transport {
         tls.alpn_protocols = vec![access::alpn_of(&self.access).to_vec()];
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(transport_config());
+        client.transport_config(transport_config(profile));
         let connecting = self
             .endpoint
             .connect_with(client, addr, SERVER_NAME)

@@ -12,7 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use swarm_proto::access::Access;
 use swarm_proto::dir_lock::DirLock;
 use swarm_proto::protocol::{CloseCode, ErrorCode, ProtocolError, TrackerRequest, TrackerResponse, MAX_FRAME};
-use swarm_proto::transport::{self, IncomingStream, Transport};
+use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
 use swarm_proto::{Bitfield, FileMeta, Identity, Manifest, PeerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -101,7 +101,7 @@ impl Tracker {
             }
         }
         let catalogue_size = state.list().len();
-        let transport = Transport::bind_with(identity, config.listen, config.access.clone())?;
+        let transport = Transport::bind_as(identity, config.listen, config.access.clone(), Profile::Tracker)?;
         let service = Arc::new(Service {
             state: Mutex::new(state),
             store,

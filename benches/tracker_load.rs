@@ -1,0 +1,367 @@
+//! Load generator for one real tracker process: N simulated fetchers of one file and M idle
+//! peers, each with its own identity over real QUIC, doing what a node does at its cadence
+//! (register, announce, locate, chunk reports as often as the tracker asks, re-locates every
+//! 30 s, keepalives), spread over source addresses in 127.0.0.0/8 (at most 50 peers on one).
+//! Prints the tracker's CPU and memory over the steady part of the run, and request latency.
+//!
+//!     tracker-load --fetchers 1000 --size 1GB --idle 10000 --seconds 60
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use swarm_engine::tracker_client::{TrackerAddr, TrackerClient};
+use swarm_proto::hashing::global_from_chunks;
+use swarm_proto::protocol::TrackerRequest;
+use swarm_proto::transport::Transport;
+use swarm_proto::{codec, Bitfield, Digest, Identity, Manifest};
+
+/// Simulated peers sharing one source address (and endpoint): under the tracker's cap of 64
+/// connections per address.
+const PEERS_PER_ADDRESS: usize = 50;
+/// How often a simulated fetcher asks for more neighbours, as the real one does.
+const RELOCATE_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Parser, Debug)]
+#[command(about = "Load one swarm tracker with simulated fetchers and idle peers")]
+struct Args {
+    /// The swarm binary that runs the tracker.
+    #[arg(long, default_value = "target/release/swarm")]
+    bin: PathBuf,
+    /// Simulated fetchers of one file.
+    #[arg(long, default_value_t = 1000)]
+    fetchers: usize,
+    /// Size of that file (1 MiB chunks).
+    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    size: u64,
+    /// Idle peers, each holding one small file of its own, only keeping their session alive.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// How long to run, after the ramp.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Peers start spread over this many seconds.
+    #[arg(long, default_value_t = 20)]
+    ramp: u64,
+    /// Seconds a simulated download takes (its chunk reports are spread over it).
+    #[arg(long, default_value_t = 120)]
+    download: u64,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| e.to_string())
+}
+
+/// Latencies of one kind of request.
+#[derive(Default)]
+struct Latencies {
+    samples: Mutex<Vec<Duration>>,
+    errors: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Latencies {
+    fn record(&self, took: Duration) {
+        self.samples.lock().expect("lock").push(took);
+    }
+
+    fn line(&self, kind: &str) -> String {
+        let mut samples = self.samples.lock().expect("lock").clone();
+        samples.sort();
+        let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)));
+        let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let mean_bytes = self.bytes.load(Ordering::Relaxed) as f64 / samples.len().max(1) as f64;
+        format!(
+            "{kind:<10} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>7}",
+            samples.len(),
+            ms(at(0.5)),
+            ms(at(0.99)),
+            ms(samples.last()),
+            mean_bytes,
+            self.errors.load(Ordering::Relaxed)
+        )
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    register: Latencies,
+    announce: Latencies,
+    locate: Latencies,
+    relocate: Latencies,
+    have: Latencies,
+    keepalive: Latencies,
+}
+
+/// CPU seconds and resident MiB of process `pid`.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    (ticks / 100.0, rss_kib / 1024.0)
+}
+
+/// A consistent manifest of `size` bytes nobody has (the tracker is not spot-checking).
+fn synthetic(name: &str, size: u64, chunk_size: u32) -> Manifest {
+    let count = size.div_ceil(u64::from(chunk_size)) as u32;
+    let chunks: Vec<Digest> = (0..count)
+        .map(|c| Digest(*blake3::hash(format!("{name}/{c}").as_bytes()).as_bytes()))
+        .collect();
+    let hash = if count == 1 {
+        chunks[0]
+    } else {
+        global_from_chunks(size, chunk_size, &chunks).expect("two or more chunks")
+    };
+    Manifest {
+        name: name.to_owned(),
+        hash,
+        size,
+        chunk_size,
+        chunk_count: count,
+        chunks,
+    }
+}
+
+async fn timed<T>(into: &Latencies, work: impl std::future::Future<Output = swarm_engine::Result<T>>) -> Option<T> {
+    let started = Instant::now();
+    match tokio::time::timeout(Duration::from_secs(30), work).await {
+        Ok(Ok(value)) => {
+            into.record(started.elapsed());
+            Some(value)
+        }
+        _ => {
+            into.errors.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// One simulated fetcher: joins, locates with the manifest, then reports its download's chunks
+/// and asks for neighbours again at the real node's cadence, until `end`.
+async fn fetcher(client: TrackerClient, manifest: Arc<Manifest>, download: Duration, stats: Arc<Stats>, end: Instant) {
+    let Some(registration) = timed(&stats.register, client.register(None)).await else {
+        return;
+    };
+    let empty = Bitfield::new(manifest.chunk_count);
+    timed(&stats.announce, client.announce(&manifest, &empty, Default::default())).await;
+    let id = manifest.id();
+    let locate = |with_manifest: bool| TrackerRequest::Locate {
+        file: id,
+        manifest: with_manifest,
+        want: 40,
+    };
+    let located = timed(&stats.locate, client.request(&locate(true))).await;
+    if let Some(answer) = located {
+        stats
+            .locate
+            .bytes
+            .fetch_add(codec::encode(&answer).len() as u64, Ordering::Relaxed);
+    }
+    let started = Instant::now();
+    let report_every = Duration::from_secs(u64::from(registration.report_secs.max(1)));
+    let keepalive_every = Duration::from_secs((registration.timeout_secs / 3).max(1));
+    let (mut next_report, mut next_relocate, mut next_keepalive) = (
+        started + report_every,
+        started + RELOCATE_EVERY,
+        started + keepalive_every,
+    );
+    let mut reported = 0u32;
+    loop {
+        let next = next_report.min(next_relocate).min(next_keepalive);
+        if next >= end {
+            return;
+        }
+        tokio::time::sleep_until(next.into()).await;
+        let now = Instant::now();
+        if now >= next_report {
+            next_report += report_every;
+            let done = ((now - started).as_secs_f64() / download.as_secs_f64()).min(1.0);
+            let target = (f64::from(manifest.chunk_count) * done) as u32;
+            if target > reported {
+                let batch: Vec<u32> = (reported..target).collect();
+                reported = target;
+                timed(&stats.have, client.have(id, batch)).await;
+            }
+        }
+        if now >= next_relocate {
+            next_relocate += RELOCATE_EVERY;
+            if let Some(answer) = timed(&stats.relocate, client.request(&locate(false))).await {
+                stats
+                    .relocate
+                    .bytes
+                    .fetch_add(codec::encode(&answer).len() as u64, Ordering::Relaxed);
+            }
+        }
+        if now >= next_keepalive {
+            next_keepalive += keepalive_every;
+            timed(&stats.keepalive, client.keepalive()).await;
+        }
+    }
+}
+
+/// One idle peer: joins, announces a small file of its own, then only keeps its session alive.
+async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant) {
+    let Some(registration) = timed(&stats.register, client.register(None)).await else {
+        return;
+    };
+    let mine = synthetic(&format!("idle/{n}.txt"), 3000, 64 * 1024);
+    let all = Bitfield::full(mine.chunk_count);
+    timed(&stats.announce, client.announce(&mine, &all, Default::default())).await;
+    let every = Duration::from_secs((registration.timeout_secs / 3).max(1));
+    loop {
+        let next = Instant::now() + every;
+        if next >= end {
+            return;
+        }
+        tokio::time::sleep_until(next.into()).await;
+        timed(&stats.keepalive, client.keepalive()).await;
+    }
+}
+
+/// The tracker as a child process, and how peers name it.
+fn start_tracker(bin: &PathBuf, state: &std::path::Path) -> (Child, TrackerAddr) {
+    let mut child = Command::new(bin)
+        .args(["tracker", "--listen", "127.0.0.1:0", "--no-audits", "--state"])
+        .arg(state)
+        .env("SWARM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build --release first)", bin.display()));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the tracker prints its address");
+    let addr = line.split("--tracker ").nth(1).expect("tracker banner").trim();
+    let (id, _) = addr.split_once('@').expect("pinned");
+    let port = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .expect("address");
+    let host_port = port.trim().to_owned();
+    (
+        child,
+        TrackerAddr {
+            host_port,
+            id: Some(id.parse().expect("tracker id")),
+        },
+    )
+}
+
+fn main() {
+    let args = Args::parse();
+    raise_file_limit();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(run(args));
+}
+
+/// Each source address is a socket: thousands of them need more than the usual 1,024 files.
+fn raise_file_limit() {
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(65_536),
+            maximum: Some(65_536),
+        },
+    );
+}
+
+async fn run(args: Args) {
+    let state = tempfile::tempdir().expect("temp dir");
+    let (mut tracker, addr) = start_tracker(&args.bin, state.path());
+    let pid = tracker.id();
+    let manifest = Arc::new(synthetic("load/big.bin", args.size, 1 << 20));
+    let stats = Arc::new(Stats::default());
+    let peers = args.fetchers + args.idle;
+    let addresses = peers.div_ceil(PEERS_PER_ADDRESS);
+    let mut endpoints = Vec::new();
+    for a in 0..addresses {
+        let ip = Ipv4Addr::new(127, 1, (a / 250) as u8, (a % 250 + 1) as u8);
+        let socket = SocketAddr::new(IpAddr::V4(ip), 0);
+        let transport = Transport::bind(Arc::new(Identity::generate().expect("key")), socket).expect("bind");
+        endpoints.push(transport);
+    }
+    let ramp = Duration::from_secs(args.ramp);
+    let start = Instant::now();
+    let end = start + ramp + Duration::from_secs(args.seconds);
+    println!(
+        "tracker {} (pid {pid}); {} fetchers of {} MB ({} chunks) and {} idle peers over {addresses} addresses",
+        addr.host_port,
+        args.fetchers,
+        args.size / 1_000_000,
+        manifest.chunk_count,
+        args.idle
+    );
+    // The seeder: holds the whole file.
+    let seeder = TrackerClient::new(
+        endpoints[0].with_identity(Arc::new(Identity::generate().expect("key"))),
+        addr.clone(),
+        None,
+    );
+    seeder.register(None).await.expect("seeder registers");
+    seeder
+        .announce(&manifest, &Bitfield::full(manifest.chunk_count), Default::default())
+        .await
+        .expect("seeder announces");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..peers {
+        let transport = endpoints[n / PEERS_PER_ADDRESS].with_identity(Arc::new(Identity::generate().expect("key")));
+        let client = TrackerClient::new(transport, addr.clone(), None);
+        let (stats, manifest) = (stats.clone(), manifest.clone());
+        let delay = ramp.mul_f64(rand::random::<f64>());
+        let download = Duration::from_secs(args.download);
+        let is_fetcher = n < args.fetchers;
+        tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if is_fetcher {
+                fetcher(client, manifest, download, stats, end).await;
+            } else {
+                idle(client, n, stats, end).await;
+            }
+        });
+    }
+    tokio::time::sleep_until((start + ramp).into()).await;
+    let (cpu_before, _) = usage(pid);
+    let steady_from = Instant::now();
+    while tasks.join_next().await.is_some() {}
+    let steady = steady_from.elapsed().as_secs_f64();
+    let (cpu_after, rss) = usage(pid);
+    println!(
+        "tracker after the ramp: {:.1}% of one core, {:.0} MiB resident",
+        100.0 * (cpu_after - cpu_before) / steady,
+        rss
+    );
+    println!(
+        "{:<10} {:>8} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "request", "count", "p50 ms", "p99 ms", "max ms", "bytes", "errors"
+    );
+    for (kind, latencies) in [
+        ("register", &stats.register),
+        ("announce", &stats.announce),
+        ("locate", &stats.locate),
+        ("relocate", &stats.relocate),
+        ("have", &stats.have),
+        ("keepalive", &stats.keepalive),
+    ] {
+        println!("{}", latencies.line(kind));
+    }
+    let _ = tracker.kill();
+    let _ = tracker.wait();
+    drop(endpoints);
+}
