@@ -50,6 +50,9 @@ struct Args {
     /// Seconds a simulated download takes (its chunk reports are spread over it).
     #[arg(long, default_value_t = 120)]
     download: u64,
+    /// The tracker's peer timeout (peers keep alive every third of it).
+    #[arg(long, default_value = "180s")]
+    peer_timeout: String,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -158,6 +161,8 @@ async fn fetcher(client: TrackerClient, manifest: Arc<Manifest>, download: Durat
     };
     let empty = Bitfield::new(manifest.chunk_count);
     timed(&stats.announce, client.announce(&manifest, &empty, Default::default())).await;
+    // As a node's session does once it has joined; the fetch then dials again to locate.
+    client.hang_up().await;
     let id = manifest.id();
     let locate = |with_manifest: bool| TrackerRequest::Locate {
         file: id,
@@ -221,6 +226,8 @@ async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant) 
     let mine = synthetic(&format!("idle/{n}.txt"), 3000, 64 * 1024);
     let all = Bitfield::full(mine.chunk_count);
     timed(&stats.announce, client.announce(&mine, &all, Default::default())).await;
+    // As a node's session does once it has joined.
+    client.hang_up().await;
     let every = Duration::from_secs((registration.timeout_secs / 3).max(1));
     loop {
         let next = Instant::now() + every;
@@ -233,11 +240,22 @@ async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant) 
 }
 
 /// The tracker as a child process, and how peers name it.
-fn start_tracker(bin: &PathBuf, state: &std::path::Path) -> (Child, TrackerAddr) {
+fn start_tracker(bin: &PathBuf, state: &std::path::Path, peer_timeout: &str) -> (Child, TrackerAddr) {
     let mut child = Command::new(bin)
-        .args(["tracker", "--listen", "127.0.0.1:0", "--no-audits", "--state"])
+        .args([
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-audits",
+            "--peer-timeout",
+            peer_timeout,
+            "--state",
+        ])
         .arg(state)
-        .env("SWARM_LOG", "warn")
+        .env(
+            "SWARM_LOG",
+            std::env::var("SWARM_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build --release first)", bin.display()));
@@ -284,7 +302,7 @@ fn raise_file_limit() {
 
 async fn run(args: Args) {
     let state = tempfile::tempdir().expect("temp dir");
-    let (mut tracker, addr) = start_tracker(&args.bin, state.path());
+    let (mut tracker, addr) = start_tracker(&args.bin, state.path(), &args.peer_timeout);
     let pid = tracker.id();
     let manifest = Arc::new(synthetic("load/big.bin", args.size, 1 << 20));
     let stats = Arc::new(Stats::default());

@@ -73,6 +73,8 @@ impl Session {
         let first = slot.is_none();
         *slot = Some(registration);
         drop(slot);
+        // Nothing more to say for now: the tracker need not keep a connection for this peer.
+        self.inner.client.hang_up().await;
         if first {
             let session = self.clone();
             let period = Duration::from_secs((registration.timeout_secs / 3).max(1));

@@ -96,7 +96,14 @@ pub struct TrackerClient {
     addr: TrackerAddr,
     known: Option<KnownTrackers>,
     connection: Mutex<Option<Connection>>,
+    /// When a request other than a keepalive was last made.
+    last_busy: std::sync::Mutex<std::time::Instant>,
 }
+
+/// A client that made no request but keepalives for this long hangs up after each keepalive:
+/// an idle peer holds no connection (about 60 KiB of the tracker's memory) between its
+/// keepalives, once a minute.
+const HANG_UP_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl TrackerClient {
     /// A client for the tracker at `addr`; with `known`, unpinned trackers are remembered on
@@ -107,6 +114,7 @@ impl TrackerClient {
             addr,
             known,
             connection: Mutex::new(None),
+            last_busy: std::sync::Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -172,6 +180,9 @@ impl TrackerClient {
     /// A tracker that says `Busy` (this peer sent too many requests lately) is asked again
     /// after a growing pause, a few times, before its answer is passed on.
     pub async fn request(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
+        if *request != TrackerRequest::Keepalive {
+            *self.last_busy.lock().expect("lock poisoned") = std::time::Instant::now();
+        }
         let mut pause = BUSY_BACKOFF;
         for _ in 0..BUSY_RETRIES {
             match self.request_once(request).await? {
@@ -272,7 +283,21 @@ impl TrackerClient {
 
     /// Refreshes this peer at the tracker.
     pub async fn keepalive(&self) -> Result<RegisteredOrNot> {
-        self.simple(TrackerRequest::Keepalive).await
+        let answer = self.simple(TrackerRequest::Keepalive).await;
+        let idle = self.last_busy.lock().expect("lock poisoned").elapsed() >= HANG_UP_WHEN_IDLE;
+        if idle {
+            self.hang_up().await;
+        }
+        answer
+    }
+
+    /// Closes the connection, if one is open; the next request dials again. A peer with
+    /// nothing more to ask for a while (one that has just joined, or only keeps its session
+    /// alive) hangs up so that the tracker keeps no connection for it.
+    pub async fn hang_up(&self) {
+        if let Some(connection) = self.connection.lock().await.take() {
+            connection.close(swarm_proto::protocol::CloseCode::Done.code(), b"idle");
+        }
     }
 
     /// Leaves the tracker gracefully.

@@ -100,11 +100,16 @@ const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// to others), and pings every [`PEER_KEEP_ALIVE`] keep a live one from looking dead.
 const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const PEER_KEEP_ALIVE: Duration = Duration::from_millis(1500);
-/// With a tracker, connections idle for long stretches (a peer that only keeps its session
-/// alive): pings every [`TRACKER_KEEP_ALIVE`] keep them open through NATs at a small cost to
-/// a tracker of many idle peers, and only this much silence counts as dead.
-const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-const TRACKER_KEEP_ALIVE: Duration = Duration::from_secs(25);
+/// With a tracker, a connection lives while it is used and ends quietly after this long idle
+/// (no pings keep it): a peer that only keeps its session alive, once a minute, dials anew
+/// each time. An idle connection costs a tracker about 60 KiB, a handshake a fraction of a
+/// millisecond: for 10,000 idle peers, 600 MiB held against a few percent of a core. Longer
+/// than a fetcher's 30 s between locates, so that a busy peer keeps its connection.
+const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Flow-control windows of a tracker connection: a locate answer with a manifest of the
+/// largest file (8 MiB) in one go.
+const TRACKER_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// What a connection is for, which sets how soon silence means death.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +133,27 @@ pub struct Transport {
     endpoint: Endpoint,
     identity: Arc<Identity>,
     access: Access,
+    /// TLS settings per node dialled, kept so that its sessions are resumed (rustls resumes
+    /// only with the same certificate verifier): a resumed handshake skips the certificate
+    /// signature and its check, about half of what a handshake costs (a tracker of thousands
+    /// of peers that hang up between requests pays for one per request).
+    dialers: Arc<Dialers>,
 }
+
+/// Client TLS settings by the id a dial expects (`None`: any).
+#[derive(Default)]
+struct Dialers(std::sync::Mutex<HashMap<Option<PeerId>, Dialer>>);
+
+/// The TLS settings for dialling one node, and the verifier inside them.
+type Dialer = (Arc<rustls::ClientConfig>, Arc<ServerIdVerifier>);
+
+/// Nodes whose TLS sessions a node remembers.
+const REMEMBERED_SESSIONS: usize = 1024;
 
 fn transport_config(profile: Profile) -> Arc<quinn::TransportConfig> {
     let (idle, keep_alive) = match profile {
-        Profile::Peer => (PEER_IDLE_TIMEOUT, PEER_KEEP_ALIVE),
-        Profile::Tracker => (TRACKER_IDLE_TIMEOUT, TRACKER_KEEP_ALIVE),
+        Profile::Peer => (PEER_IDLE_TIMEOUT, Some(PEER_KEEP_ALIVE)),
+        Profile::Tracker => (TRACKER_IDLE_TIMEOUT, None),
     };
     let mut config = quinn::TransportConfig::default();
     config
@@ -142,8 +162,18 @@ fn transport_config(profile: Profile) -> Arc<quinn::TransportConfig> {
         .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(u64::from(CONNECTION_WINDOW))
-        .keep_alive_interval(Some(keep_alive))
-        .max_idle_timeout(Some(idle.try_into().expect("minutes fit")));
+        .keep_alive_interval(keep_alive)
+        .max_idle_timeout(Some(idle.try_into().expect("minutes fit")))
+        // swarm sends no unreliable datagrams: nothing to buffer for them.
+        .datagram_receive_buffer_size(None);
+    if profile == Profile::Tracker {
+        // Requests and answers of at most a few megabytes, one at a time or nearly.
+        config
+            .max_concurrent_bidi_streams(VarInt::from_u32(16))
+            .stream_receive_window(VarInt::from_u32(TRACKER_WINDOW))
+            .receive_window(VarInt::from_u32(TRACKER_WINDOW))
+            .send_window(u64::from(TRACKER_WINDOW));
+    }
     Arc::new(config)
 }
 
@@ -177,6 +207,9 @@ impl Transport {
         // Both, so that a node of the other kind is told what is wrong (access::admit).
         tls.alpn_protocols = vec![ALPN.to_vec(), PRIVATE_ALPN.to_vec()];
         tls.max_early_data_size = 0;
+        // Stateless tickets: resumption without keeping a session per client.
+        tls.ticketer = rustls::crypto::ring::Ticketer::new().map_err(tls_error)?;
+        tls.send_tls13_tickets = 1;
         let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport_config(profile));
@@ -194,6 +227,7 @@ impl Transport {
             endpoint,
             identity,
             access,
+            dialers: Arc::default(),
         })
     }
 
@@ -209,6 +243,7 @@ impl Transport {
             endpoint: self.endpoint.clone(),
             identity,
             access: self.access.clone(),
+            dialers: Arc::default(),
         }
     }
 
@@ -245,27 +280,15 @@ impl Transport {
         expected: Option<PeerId>,
         profile: Profile,
     ) -> Result<(Connection, PeerId), ConnectError> {
-        let provider = identity::provider();
-        let verifier = Arc::new(ServerIdVerifier {
-            expected,
-            provider: provider.clone(),
-            seen: Default::default(),
-        });
-        let setup = |e: rustls::Error| ConnectError::Handshake(e.to_string());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(setup)?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_client_auth_cert(self.identity.cert_chain(), self.identity.private_key())
-            .map_err(setup)?;
-        tls.alpn_protocols = vec![access::alpn_of(&self.access).to_vec()];
+        let (tls, verifier) = self.dialer(expected)?;
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(transport_config(profile));
+        // Sessions are remembered by server name: one per node (ids, not names, are checked).
+        let name = expected.map_or_else(|| SERVER_NAME.to_owned(), server_name_of);
         let connecting = self
             .endpoint
-            .connect_with(client, addr, SERVER_NAME)
+            .connect_with(client, addr, &name)
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;
         let connection = connecting.await.map_err(|e| {
             let seen = *verifier.seen.lock().expect("verifier lock poisoned");
@@ -282,6 +305,40 @@ impl Transport {
                 .map_err(ConnectError::NotAdmitted)?;
         }
         Ok((connection, id))
+    }
+
+    /// The client TLS settings for dialling a node that must prove `expected` (made once per
+    /// node, so that its sessions are resumed).
+    fn dialer(
+        &self,
+        expected: Option<PeerId>,
+    ) -> Result<(Arc<rustls::ClientConfig>, Arc<ServerIdVerifier>), ConnectError> {
+        let mut dialers = self.dialers.0.lock().expect("dialers lock poisoned");
+        if let Some(found) = dialers.get(&expected) {
+            return Ok(found.clone());
+        }
+        let provider = identity::provider();
+        let verifier = Arc::new(ServerIdVerifier {
+            expected,
+            provider: provider.clone(),
+            seen: Default::default(),
+        });
+        let setup = |e: rustls::Error| ConnectError::Handshake(e.to_string());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(setup)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_client_auth_cert(self.identity.cert_chain(), self.identity.private_key())
+            .map_err(setup)?;
+        tls.alpn_protocols = vec![access::alpn_of(&self.access).to_vec()];
+        tls.resumption = rustls::client::Resumption::in_memory_sessions(4);
+        if dialers.len() >= REMEMBERED_SESSIONS {
+            dialers.clear();
+        }
+        let made = (Arc::new(tls), verifier);
+        dialers.insert(expected, made.clone());
+        Ok(made)
     }
 
     /// Stops accepting, closes every connection and waits briefly for the close to be sent.
@@ -321,6 +378,14 @@ fn widen_socket_buffers(socket: &std::net::UdpSocket) {
             )
         });
     }
+}
+
+/// A DNS name standing for node `id` (two labels of 32 hex digits under `swarm`, since a
+/// name whose last label is all digits is refused as one), under which its TLS sessions are
+/// remembered.
+fn server_name_of(id: PeerId) -> String {
+    let hex = id.to_string();
+    format!("{}.{}.{SERVER_NAME}", &hex[..32], &hex[32..])
 }
 
 fn tls_error(e: impl std::fmt::Display) -> BindError {
@@ -587,6 +652,50 @@ pub async fn respond<T: Serialize>(send: &mut SendStream, response: &T) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node dialled again resumes its TLS session: its certificate is not checked again.
+    #[tokio::test]
+    async fn a_second_connection_resumes_the_tls_session() {
+        use std::sync::atomic::Ordering;
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let server = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback).unwrap();
+        let client = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback).unwrap();
+        let accepting = server.endpoint().clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(connection) = incoming.await {
+                        if let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                            let _ = recv.read_to_end(10).await;
+                            let _ = send.write_all(b"y").await;
+                            let _ = send.finish();
+                            let _ = connection.closed().await;
+                        }
+                    }
+                });
+            }
+        });
+        let before = identity::FULL_HANDSHAKES.load(Ordering::Relaxed);
+        for _ in 0..3 {
+            let (connection, _) = client.connect(server.local_addr(), Some(server.id())).await.unwrap();
+            // One request and its answer, then hang up, as a peer that only keeps its session
+            // alive does.
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            send.write_all(b"x").await.unwrap();
+            send.finish().unwrap();
+            let _ = recv.read_to_end(10).await;
+            connection.close(CloseCode::Done.code(), b"bye");
+        }
+        let full = identity::FULL_HANDSHAKES.load(Ordering::Relaxed) - before;
+        assert_eq!(full, 1, "{full} full handshakes for 3 connections");
+    }
+
+    #[test]
+    fn every_id_gives_a_valid_server_name() {
+        for id in [PeerId([0; 32]), PeerId([1; 32]), PeerId([0xab; 32])] {
+            rustls::pki_types::ServerName::try_from(server_name_of(id)).expect("a valid DNS name");
+        }
+    }
 
     #[test]
     fn one_machine_is_one_ipv4_address_or_one_ipv6_64() {
