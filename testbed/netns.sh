@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Network namespaces for multi-host tests, sourced by the scenario scripts. Root only.
 #
-#   netns_up NODES RATE   NODES namespaces ${NETNS_PREFIX}-n0 .. -n(NODES-1) on one bridge,
-#                         node k at ${NETNS_SUBNET}.(k+1); every link capped at RATE (tc
-#                         syntax, e.g. 100mbit) in both directions, or uncapped if RATE is 0
+#   netns_up NODES RATE...
+#                         NODES namespaces ${NETNS_PREFIX}-n0 .. -n(NODES-1) on one bridge,
+#                         node k at ${NETNS_SUBNET}.(k+1); node k's link capped at the k-th
+#                         RATE (tc syntax, e.g. 100mbit; the last one given serves every node
+#                         after it) in both directions, or uncapped if that RATE is 0
 #   netns_down            removes all of it (safe to call twice, or after a failed netns_up)
 #   in_node K CMD...      runs CMD inside node K's namespace
 #   node_addr K           node K's address
@@ -29,7 +31,9 @@ tbf_burst() {
 }
 
 netns_up() {
-  local nodes=$1 rate=$2 bridge="$NETNS_PREFIX-br" k ns host_end burst
+  local nodes=$1 bridge="$NETNS_PREFIX-br" k ns host_end burst rate
+  shift
+  local rates=("$@")
   command -v ip >/dev/null && command -v tc >/dev/null || {
     echo "netns: ip and tc are needed (apt-get install iproute2)" >&2
     return 1
@@ -40,8 +44,9 @@ netns_up() {
   if command -v iptables >/dev/null && iptables -w -S FORWARD >/dev/null 2>&1; then
     iptables -w -I FORWARD -i "$bridge" -o "$bridge" -j ACCEPT
   fi
-  burst=$(tbf_burst "$rate")
   for ((k = 0; k < nodes; k++)); do
+    rate=${rates[k < ${#rates[@]} ? k : ${#rates[@]} - 1]}
+    burst=$(tbf_burst "$rate")
     ns="$NETNS_PREFIX-n$k"
     host_end="$NETNS_PREFIX-v$k"
     ip netns add "$ns"

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,7 +49,8 @@ const REFUSAL_DELAY: Duration = Duration::from_secs(1);
 /// peer is not reading. Its stream is reset and its slot freed.
 pub const UPLOAD_STALL: Duration = Duration::from_secs(5);
 /// Bytes a connection must send per [`UPLOAD_STALL`] to count as moving: far above the
-/// keepalives and acknowledgements an idle connection sends.
+/// keepalives and acknowledgements an idle connection sends. Less when the node's whole link
+/// is busy and a fair share of it is less (see [`while_moving`]).
 const STALL_BYTES: u64 = 32 * 1024;
 
 /// What the chunk server needs besides its endpoint.
@@ -77,6 +78,8 @@ struct Slots {
     slots: Mutex<UploadSlots<oneshot::Sender<()>>>,
     /// Uploads started so far, for sending them in the order they were asked for.
     order: AtomicU32,
+    /// Bytes of chunks handed to QUIC so far, over all connections.
+    sent: AtomicU64,
 }
 
 /// A held upload slot; dropping it hands it to the next waiter in turn.
@@ -143,6 +146,7 @@ pub async fn serve(transport: Transport, context: ServerContext, shutdown: Cance
     let slots = Arc::new(Slots {
         slots: Mutex::new(UploadSlots::new(Limits::SERVER)),
         order: AtomicU32::new(0),
+        sent: AtomicU64::new(0),
     });
     let buffers = BufferPool::new(SPARE_BUFFERS);
     transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
@@ -213,6 +217,10 @@ async fn serve_stream(
         let message = format!("chunk {index} of {} is not held here", file.short());
         return reply(&mut send, error(ErrorCode::NotHeld, message)).await;
     }
+    let Some(_sending) = held.start_sending(index) else {
+        let message = format!("chunk {index} is on its way to another peer; ask the others for it");
+        return reply(&mut send, error(ErrorCode::Busy, message)).await;
+    };
     let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
         tokio::time::sleep(REFUSAL_DELAY).await;
         let message = "too many uploads in progress; try another peer or again later";
@@ -250,16 +258,18 @@ async fn serve_stream(
     let limit = context.limit.as_deref();
     // Under a low cap the connection sends little even when nothing is wrong.
     let moving = limit.map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
-    let upload = send_chunk(&mut send, data, limit);
-    match while_moving(&connection, moving, upload).await {
+    held.count_upload(index, true);
+    let upload = send_chunk(&mut send, data, limit, &slots.sent);
+    match while_moving(&connection, moving, slots, upload).await {
         Some(result) => {
-            if result.is_ok() {
-                held.count_upload(index);
+            if result.is_err() {
+                held.count_upload(index, false);
             }
             result
         }
         None => {
             debug!(file = %file.short(), chunk = index, "upload stalled (the peer does not read); reset");
+            held.count_upload(index, false);
             let _ = send.reset(CloseCode::Cancelled.code());
             Ok(())
         }
@@ -268,37 +278,57 @@ async fn serve_stream(
 
 /// Sends the chunk header and `data` (in slices, under `limit` if any), then waits until the
 /// peer has it all, so that a graceful exit lets it finish.
-async fn send_chunk(send: &mut SendStream, data: Bytes, limit: Option<&RateLimiter>) -> Result<(), ProtocolError> {
+async fn send_chunk(
+    send: &mut SendStream,
+    data: Bytes,
+    limit: Option<&RateLimiter>,
+    sent: &AtomicU64,
+) -> Result<(), ProtocolError> {
     transport::send_frame(send, &PeerResponse::Chunk { len: data.len() as u32 }).await?;
     // Under a cap, slices small enough that even a low cap sends something several times a
-    // second (a fetcher gives up on a peer that is silent for seconds).
+    // second (a fetcher gives up on a transfer that stalls for seconds).
     let slice = limit.map_or(SLICE, |l| (l.rate() / 16).clamp(1024, RATE_SLICE as u64) as usize);
     for start in (0..data.len()).step_by(slice) {
         let piece = data.slice(start..data.len().min(start + slice));
         if let Some(limit) = limit {
             limit.acquire(piece.len()).await;
         }
+        let len = piece.len() as u64;
         send.write_chunk(piece).await.map_err(io::Error::from)?;
+        sent.fetch_add(len, Ordering::Relaxed);
     }
     let _ = send.finish();
     let _ = send.stopped().await;
     Ok(())
 }
 
-/// Runs `work` as long as `connection` keeps sending; `None` once it sent less than `bytes`
-/// in an [`UPLOAD_STALL`].
-async fn while_moving<F: std::future::Future>(connection: &Connection, bytes: u64, work: F) -> Option<F::Output> {
+/// Runs `work` as long as `connection` keeps sending; `None` once it sent, in an
+/// [`UPLOAD_STALL`], less than `bytes` and less than a quarter of a fair share of what the
+/// node sent over all its uploads then. A peer that never reads is so told from one that is
+/// merely slow because the node's link is shared by many (at 4 Mbit/s over 36 peers, each
+/// connection moves about 14 KB/s, and resetting them wasted half the seeder's upload).
+async fn while_moving<F: std::future::Future>(
+    connection: &Connection,
+    bytes: u64,
+    slots: &Slots,
+    work: F,
+) -> Option<F::Output> {
     tokio::pin!(work);
     let mut sent = connection.stats().udp_tx.bytes;
+    let mut node_sent = slots.sent.load(Ordering::Relaxed);
     loop {
         tokio::select! {
             done = &mut work => return Some(done),
             _ = tokio::time::sleep(UPLOAD_STALL) => {
                 let now = connection.stats().udp_tx.bytes;
-                if now.saturating_sub(sent) < bytes {
+                let node_now = slots.sent.load(Ordering::Relaxed);
+                let uploads = slots.slots.lock().expect("upload slots lock poisoned").held().max(1) as u64;
+                let fair_share = node_now.saturating_sub(node_sent) / uploads;
+                if now.saturating_sub(sent) < bytes.min(fair_share / 4) {
                     return None;
                 }
                 sent = now;
+                node_sent = node_now;
             }
         }
     }

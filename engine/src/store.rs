@@ -42,6 +42,20 @@ pub struct Held {
     copies: Vec<AtomicU32>,
     /// Peers watching this file here now.
     watchers: AtomicU32,
+    /// Uploads of each chunk under way now.
+    sending: Vec<AtomicU32>,
+}
+
+/// An upload of one chunk under way; dropping it ends it.
+pub struct Sending<'a> {
+    held: &'a Held,
+    index: u32,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        step(&self.held.sending, self.index, false);
+    }
 }
 
 /// Why a chunk could not be read for serving.
@@ -92,14 +106,29 @@ impl Held {
         self.version.subscribe()
     }
 
-    /// Counts an upload of chunk `index`.
-    pub fn count_upload(&self, index: u32) {
-        if let Some(count) = self.sent.get(index as usize) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts an upload of chunk `index` as it starts (`true`), or takes back one that failed.
+    /// Counted from the start, so that a chunk on its way over a slow link is not offered
+    /// to another watcher as if nobody had it.
+    pub fn count_upload(&self, index: u32, more: bool) {
+        step(&self.sent, index, more);
     }
 
-    /// How often chunk `index` was uploaded.
+    /// Starts an upload of chunk `index`, unless this node super-seeds the file (holds it all,
+    /// with two watchers or more) and is sending that chunk to another peer already: the
+    /// requester will soon get it from that peer, and two copies of one chunk from a seeder
+    /// whose link is the swarm's bottleneck delay every other chunk.
+    pub fn start_sending(&self, index: u32) -> Option<Sending<'_>> {
+        let counter = self.sending.get(index as usize)?;
+        let exclusive = self.watchers() >= 2 && self.chunks.read().expect("lock poisoned").is_complete();
+        counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (!exclusive || n == 0).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Sending { held: self, index })
+    }
+
+    /// How often chunk `index` was uploaded or is being uploaded now.
     pub fn uploads_of(&self, index: u32) -> u32 {
         self.sent.get(index as usize).map_or(0, |c| c.load(Ordering::Relaxed))
     }
@@ -222,7 +251,7 @@ impl Store {
     pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield, meta: FileMeta) -> Arc<Held> {
         let id = manifest.id();
         let counters = || (0..manifest.chunk_count).map(|_| AtomicU32::new(0)).collect();
-        let (sent, offered, copies) = (counters(), counters(), counters());
+        let (sent, offered, copies, sending) = (counters(), counters(), counters(), counters());
         let held = Arc::new(Held {
             manifest,
             id,
@@ -234,6 +263,7 @@ impl Store {
             offered,
             copies,
             watchers: AtomicU32::new(0),
+            sending,
         });
         self.files.write().expect("lock poisoned").insert(id, held.clone());
         held

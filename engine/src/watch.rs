@@ -29,8 +29,10 @@ use crate::store::Held;
 /// offered everything.
 pub const OFFER_WINDOW: usize = 8;
 /// Changes are sent at most this often, so that a fast download sends a few frames a second
-/// rather than one per chunk.
+/// rather than one per chunk; with many watchers, less often still (see [`batch_interval`]).
 const BATCH: Duration = Duration::from_millis(200);
+/// The longest a change waits to be sent.
+const MAX_BATCH: Duration = Duration::from_secs(1);
 /// A watcher of a seeder that gained nothing for this long, with nothing outstanding, is
 /// offered chunks its fellow watchers hold too.
 pub const STUCK: Duration = Duration::from_secs(2);
@@ -97,7 +99,8 @@ impl Offer {
         let ours = held.chunks();
         let watchers = held.watchers() as usize;
         let new: Vec<u32> = if !self.super_seed || watchers < 2 {
-            ours.minus(&self.shown).collect()
+            // Not what the watcher holds already: it would never ask for those.
+            ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect()
         } else {
             let outstanding = self.shown.minus(&self.theirs).count();
             let window = (4 * OFFER_WINDOW / watchers).max(OFFER_WINDOW);
@@ -110,11 +113,17 @@ impl Offer {
             let tier =
                 |fits: &dyn Fn(u32) -> bool| -> Vec<u32> { lacked.iter().copied().filter(|&c| fits(c)).collect() };
             let mut candidates = tier(&|c| spread(c) == 0);
+            let mut which = "fresh";
             if candidates.is_empty() && outstanding == 0 {
                 candidates = tier(&|c| held.copies_of(c) == 0 && held.uploads_of(c) == 0);
+                which = "unsent";
                 if candidates.is_empty() && self.last_gain.elapsed() >= STUCK {
                     candidates = lacked;
+                    which = "stuck";
                 }
+            }
+            if !candidates.is_empty() {
+                tracing::debug!(which, n = candidates.len().min(room), "offer");
             }
             let key = |c: &u32| (spread(*c), held.uploads_of(*c), mix(u64::from(*c) ^ self.salt));
             if candidates.len() > room {
@@ -129,6 +138,21 @@ impl Offer {
             self.shown.set(c);
         });
         new
+    }
+
+    /// The watcher no longer holds `chunks` (its file changed on disk).
+    pub fn they_lost(&mut self, chunks: &[u32]) {
+        for &c in chunks {
+            if c < self.theirs.len() && self.theirs.get(c) {
+                self.theirs.unset(c);
+                if self.super_seed {
+                    self.held.count_copy(c, false);
+                    if self.shown.get(c) {
+                        self.held.count_offer(c, true);
+                    }
+                }
+            }
+        }
     }
 
     /// Chunks offered before that are no longer held (the file changed on disk).
@@ -158,6 +182,14 @@ impl Drop for Offer {
     }
 }
 
+/// How long changes gather before they are sent to each watcher: every node tells each of
+/// its watchers, so a swarm of N neighbours sends N*N frames per interval; 200 ms for ten
+/// watchers, up to a second for fifty (40 peers at 200 ms sent more availability packets than
+/// chunk data on slow links).
+fn batch_interval(watchers: u32) -> Duration {
+    (BATCH / 10 * watchers).clamp(BATCH, MAX_BATCH)
+}
+
 /// A cheap, well-spread hash for tie-breaks.
 fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -176,8 +208,7 @@ pub async fn serve(
     let mut changes = held.subscribe();
     let (mut offer, first) = Offer::new(held.clone(), theirs, rand::random());
     transport::send_frame(&mut send, &PeerResponse::Have(first)).await?;
-    let mut batch = tokio::time::interval(BATCH);
-    batch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_batch = tokio::time::Instant::now();
     // A seeder looks again now and then, for watchers that are stuck.
     let mut stuck = tokio::time::interval(STUCK);
     let mut pending = true;
@@ -193,7 +224,10 @@ pub async fn serve(
                         transport::send_frame(&mut send, &Availability::Gained(more)).await?;
                     }
                 }
-                Availability::Lost(_) => {}
+                Availability::Lost(chunks) => {
+                    offer.they_lost(&chunks);
+                    pending = true;
+                }
             },
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -201,8 +235,9 @@ pub async fn serve(
                 }
                 pending = true;
             }
-            _ = batch.tick(), if pending => {
+            _ = tokio::time::sleep_until(next_batch), if pending => {
                 pending = false;
+                next_batch = tokio::time::Instant::now() + batch_interval(held.watchers());
                 let lost = offer.lost();
                 if !lost.is_empty() {
                     transport::send_frame(&mut send, &Availability::Lost(lost)).await?;
@@ -307,6 +342,28 @@ mod tests {
         assert_eq!(offer.lost(), vec![3]);
     }
 
+    #[test]
+    fn a_super_seeder_sends_one_chunk_to_one_peer_at_a_time() {
+        let held = busy_seeder(10);
+        let (_offer, _) = Offer::new(held.clone(), Bitfield::new(10), 1);
+        let first = held.start_sending(3).expect("nobody is sent chunk 3 yet");
+        assert!(held.start_sending(3).is_none(), "a second copy at once is refused");
+        assert!(held.start_sending(4).is_some(), "other chunks are not");
+        drop(first);
+        assert!(held.start_sending(3).is_some(), "once sent, it may be sent again");
+
+        let mut part = Bitfield::new(10);
+        part.set(3);
+        let partial = self::held(part);
+        partial.count_watcher(true);
+        partial.count_watcher(true);
+        let _one = partial.start_sending(3).unwrap();
+        assert!(
+            partial.start_sending(3).is_some(),
+            "a partial holder does not super-seed"
+        );
+    }
+
     /// A seeder of `chunks` with another watcher already (super-seeding needs two).
     fn busy_seeder(chunks: u32) -> Arc<Held> {
         let held = held(Bitfield::full(chunks));
@@ -325,7 +382,7 @@ mod tests {
     fn a_seeder_offers_a_window_of_the_least_sent_chunks() {
         let held = busy_seeder(200);
         for c in 0..100 {
-            held.count_upload(c);
+            held.count_upload(c, true);
         }
         let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(200), 7);
         // Two watchers (the phantom and this one): each is offered twice the window.
@@ -354,7 +411,7 @@ mod tests {
     fn one_watcher_nearly_done(sent_already: bool) -> (Arc<Held>, Offer) {
         let held = busy_seeder(40);
         if sent_already {
-            (36..40).for_each(|c| held.count_upload(c));
+            (36..40).for_each(|c| held.count_upload(c, true));
         }
         let mut most = Bitfield::new(40);
         (0..36).for_each(|c| {

@@ -4,7 +4,7 @@
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use swarm_engine::{FileId, Node, PeerId, Progress};
+use swarm_engine::{Error, FetchOptions, FileId, Node, PeerFilter, PeerId, Progress, Sources};
 use swarm_tracker::{Tracker, TrackerConfig};
 
 mod common;
@@ -65,11 +65,20 @@ async fn a_seeder_never_serves_changed_bytes_and_withdraws_what_it_lost() {
     file.write_all_at(b"edited by hand", 5 * u64::from(CHUNK) + 100)
         .unwrap();
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    // Asked of the changing seeder alone, the changed chunk cannot come: the seeder finds
+    // out as it reads it and withdraws it.
     let out = tmp.path().join("out1");
-    fetcher.fetch(a_id, options(&out)).await.unwrap();
-    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
+    let only_changing = || FetchOptions {
+        sources: Sources::Only(PeerFilter::IdPrefix(me.to_string())),
+        timeout: Some(Duration::from_secs(3)),
+        ..options(&out)
+    };
+    let partial = fetcher.fetch(a_id, only_changing()).await;
+    assert!(matches!(partial, Err(Error::Timeout(_))), "{partial:?}");
     let expected: Vec<u32> = (0..40).filter(|&c| c != 5).collect();
     wait_for_holding(&fetcher, a_id, me, Some(expected)).await;
+    fetcher.fetch(a_id, options(&out)).await.unwrap();
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
 
     // b.bin is cut short in the middle of chunk 5: chunks 5.. are gone.
     let file = std::fs::OpenOptions::new()
@@ -78,9 +87,11 @@ async fn a_seeder_never_serves_changed_bytes_and_withdraws_what_it_lost() {
         .unwrap();
     file.set_len(5 * u64::from(CHUNK) + 10).unwrap();
     let out = tmp.path().join("out2");
+    let partial = fetcher.fetch(b_id, only_changing()).await;
+    assert!(matches!(partial, Err(Error::Timeout(_))), "{partial:?}");
+    wait_for_holding(&fetcher, b_id, me, Some((0..5).collect())).await;
     fetcher.fetch(b_id, options(&out)).await.unwrap();
     assert_eq!(std::fs::read(out.join("b.bin")).unwrap(), b);
-    wait_for_holding(&fetcher, b_id, me, Some((0..5).collect())).await;
 
     // a.bin is deleted: nothing of it is left to serve, so the file is withdrawn.
     std::fs::remove_file(share1.join("a.bin")).unwrap();

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use swarm_proto::protocol::Holder;
 use swarm_proto::{FileId, Manifest, PeerId};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
 use super::options::Sources;
 use super::peer;
-use super::shared::{Env, Shared};
+use super::shared::{Env, Shared, Worker};
 use crate::chunk_io::ChunkFile;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -41,6 +42,10 @@ const FEW_NEIGHBOURS: usize = 8;
 const RELOCATE_SOON: Duration = Duration::from_secs(3);
 /// How often more neighbours are asked for otherwise.
 const RELOCATE_EVERY: Duration = Duration::from_secs(30);
+/// A peer that could not be reached is not dialled again for this long.
+const UNREACHABLE_PAUSE: Duration = Duration::from_secs(30);
+/// The in-flight budget follows the download rate measured this often.
+const PACE_EVERY: Duration = Duration::from_millis(500);
 /// Neighbours with nothing missing here that are let go, at most, when new ones come.
 const REPLACED_AT_ONCE: usize = 8;
 
@@ -122,6 +127,8 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
     let mut save_at: Option<Instant> = None;
     let mut starved_reported = 0;
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut pace = tokio::time::interval(PACE_EVERY);
+    let mut rate = Rate::new(shared.progress.done());
     loop {
         let (newly, complete, unavailable, peers) = {
             let mut swarm = shared.lock();
@@ -131,7 +138,12 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
             (
                 std::mem::take(&mut swarm.newly_verified),
                 swarm.scheduler.is_complete(),
-                swarm.scheduler.unavailable(),
+                // A seeder offers a few chunks at a time: the others are not missing.
+                if swarm.workers.values().any(|w| w.seed) {
+                    0
+                } else {
+                    swarm.scheduler.unavailable()
+                },
                 swarm.workers.len(),
             )
         };
@@ -172,11 +184,40 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
                 save_at = None;
                 save_progress(shared);
             }
+            _ = pace.tick() => {
+                let before = shared.in_flight.size();
+                shared.in_flight.follow(rate.sample(shared.progress.done()));
+                if shared.in_flight.size() > before {
+                    // More lanes per peer: the workers start them.
+                    shared.changed.notify_waiters();
+                }
+            }
             _ = tokio::time::sleep_until((last_locate + every).into()) => {
                 last_locate = Instant::now();
                 relocate(shared, workers, &plan.sources).await;
             }
         }
+    }
+}
+
+/// The download rate, measured every [`PACE_EVERY`]: it rises at once and falls over a few
+/// seconds (chunks arrive in lumps).
+struct Rate {
+    done: u64,
+    per_second: f64,
+}
+
+impl Rate {
+    fn new(done: u64) -> Rate {
+        Rate { done, per_second: 0.0 }
+    }
+
+    /// The rate, given the bytes done now.
+    fn sample(&mut self, done: u64) -> f64 {
+        let now = done.saturating_sub(self.done) as f64 / PACE_EVERY.as_secs_f64();
+        self.done = done;
+        self.per_second = now.max(0.95 * self.per_second + 0.05 * now);
+        self.per_second
     }
 }
 
@@ -213,7 +254,7 @@ fn make_room(shared: &Shared, wanted: usize) {
         .workers
         .iter()
         .filter(|(peer, _)| !swarm.scheduler.useful(peer))
-        .map(|(_, stop)| stop)
+        .map(|(_, worker)| &worker.stop)
         .take(over.min(REPLACED_AT_ONCE))
         .collect();
     for stop in useless {
@@ -227,17 +268,27 @@ fn add_holders(shared: &Arc<Shared>, workers: &TaskTracker, holders: Vec<Holder>
     let mut swarm = shared.lock();
     for holder in holders {
         let full = swarm.workers.len() >= usize::from(NEIGHBOURS);
+        let unreachable = swarm
+            .unreachable
+            .get(&holder.peer)
+            .is_some_and(|at| at.elapsed() < UNREACHABLE_PAUSE);
         if holder.peer == me
             || full
+            || unreachable
             || swarm.workers.contains_key(&holder.peer)
             || swarm.scheduler.is_banned(&holder.peer)
         {
             continue;
         }
-        let stop = shared.done.child_token();
-        swarm.workers.insert(holder.peer, stop.clone());
+        let worker = Worker {
+            stop: shared.done.child_token(),
+            news: Arc::new(Notify::new()),
+            seed: holder.complete,
+        };
+        let (stop, news) = (worker.stop.clone(), worker.news.clone());
+        swarm.workers.insert(holder.peer, worker);
         let span = tracing::debug_span!("peer", peer = %holder.peer.short(), addr = %holder.addr);
-        workers.spawn(peer::worker(shared.clone(), holder.peer, holder.addr, stop).instrument(span));
+        workers.spawn(peer::worker(shared.clone(), holder.peer, holder.addr, stop, news).instrument(span));
     }
 }
 

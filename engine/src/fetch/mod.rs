@@ -27,6 +27,7 @@
 //! the partial file is hashed again, so a chunk that a crash lost is fetched again, and one
 //! written after the last progress record is kept. The finished file is synced, then renamed.
 
+mod budget;
 mod coordinator;
 mod options;
 pub mod output;

@@ -4,13 +4,14 @@
 //! peer (busy, gone, silent, lying) stays with the worker and the scheduler.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::Connection;
 use swarm_proto::protocol::{Availability, CloseCode, ErrorCode, PeerRequest, PeerResponse};
 use swarm_proto::{transport, PeerId};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn, Instrument};
@@ -23,22 +24,23 @@ use crate::watch::{self, Watching};
 
 /// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// A peer with requests outstanding that sends nothing at all for this long is given up on
-/// (its connection closed, its chunks asked of others).
-const PEER_SILENCE: Duration = Duration::from_secs(4);
+/// An idle lane looks for work again after this long even if nothing woke it (a safety net:
+/// every change that gives a peer work wakes its lanes).
+const IDLE_LOOK: Duration = Duration::from_secs(1);
 /// Largest answer frame a peer may send to a chunk request (the chunk's bytes follow it).
 const MAX_ANSWER: u32 = 1024;
 
 /// Works one neighbour for the download until the download ends, the neighbour goes, is
 /// banned, or is let go (`stop`): a watch tells what it holds (and keeps telling), and lanes
-/// fetch from it.
-pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr, stop: CancellationToken) {
+/// fetch from it, woken by `news` when it may have work for them.
+pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr, stop: CancellationToken, news: Arc<Notify>) {
     let connected = tokio::select! {
         _ = stop.cancelled() => None,
         c = shared.env.transport.connect(addr, Some(peer)) => match c {
             Ok((connection, _)) => Some(connection),
             Err(e) => {
                 debug!("cannot reach this peer: {e}");
+                shared.lock().unreachable.insert(peer, std::time::Instant::now());
                 None
             }
         },
@@ -47,7 +49,6 @@ pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr, stop: C
         Some(connection) => match watch::open(&connection, shared.id, &shared.held).await {
             Ok((watching, offered)) => {
                 shared.lock().scheduler.add_peer(peer, &offered);
-                shared.changed.notify_waiters();
                 Some((connection, watching))
             }
             Err(e) => {
@@ -59,7 +60,7 @@ pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr, stop: C
         None => None,
     };
     if let Some((connection, watching)) = watched {
-        work(&shared, peer, &connection, watching, &stop).await;
+        work(&shared, peer, &connection, watching, &stop, &news).await;
         connection.close(CloseCode::Done.code(), b"done");
     }
     let mut swarm = shared.lock();
@@ -79,29 +80,29 @@ async fn work(
     connection: &Connection,
     watching: Watching,
     stop: &CancellationToken,
+    news: &Arc<Notify>,
 ) {
     let following = {
-        let shared = shared.clone();
+        let (shared, news) = (shared.clone(), news.clone());
         watching.follow(shared.held.clone(), move |change| {
             let mut swarm = shared.lock();
             match change {
-                Availability::Gained(chunks) => swarm.scheduler.gained(&peer, &chunks),
+                Availability::Gained(chunks) => {
+                    swarm.scheduler.gained(&peer, &chunks);
+                    news.notify_waiters();
+                }
                 Availability::Lost(chunks) => chunks.iter().for_each(|&c| swarm.scheduler.lacks(&peer, c)),
             }
-            drop(swarm);
-            shared.changed.notify_waiters();
         })
     };
     tokio::pin!(following);
-    let activity = Arc::new(Activity::default());
-    let watchdog = tokio::spawn(watch_for_silence(connection.clone(), activity.clone()));
     let mut lanes = JoinSet::new();
     loop {
         // As many lanes as this peer's share of the budget allows now.
         let want = shared.lanes_per_peer();
         while lanes.len() < want {
             let index = lanes.len();
-            let lane = lane(shared.clone(), connection.clone(), peer, index, activity.clone());
+            let lane = lane(shared.clone(), connection.clone(), peer, index, news.clone());
             lanes.spawn(lane.in_current_span());
         }
         let changed = shared.changed.notified();
@@ -125,66 +126,6 @@ async fn work(
         }
     }
     lanes.shutdown().await;
-    watchdog.abort();
-}
-
-/// What a peer's lanes have seen lately, for the silence watchdog.
-struct Activity {
-    /// Requests waiting for an answer or for data.
-    in_flight: AtomicUsize,
-    /// When the peer last sent anything.
-    last_heard: Mutex<Instant>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity {
-            in_flight: AtomicUsize::new(0),
-            last_heard: Mutex::new(Instant::now()),
-        }
-    }
-}
-
-impl Activity {
-    fn heard(&self) {
-        *self.last_heard.lock().expect("activity lock poisoned") = Instant::now();
-    }
-}
-
-/// Counts a request as outstanding for as long as it lives.
-struct InFlight<'a>(&'a Activity);
-
-impl<'a> InFlight<'a> {
-    fn start(activity: &'a Activity) -> InFlight<'a> {
-        if activity.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
-            // Silence is counted from the moment something is asked.
-            activity.heard();
-        }
-        InFlight(activity)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Closes the connection to a peer that has requests outstanding but has sent nothing at all
-/// for [`PEER_SILENCE`]: a peer killed mid-transfer is noticed this soon instead of after the
-/// QUIC idle timeout, and its chunks go back to the queue for the others.
-async fn watch_for_silence(connection: Connection, activity: Arc<Activity>) {
-    let mut ticker = tokio::time::interval(PEER_SILENCE / 4);
-    loop {
-        ticker.tick().await;
-        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
-        let silent = activity.last_heard.lock().expect("activity lock poisoned").elapsed();
-        if busy && silent >= PEER_SILENCE {
-            warn!("peer sent nothing for {silent:.1?} with requests outstanding; asking others instead");
-            connection.close(CloseCode::Silent.code(), b"silent");
-            return;
-        }
-    }
 }
 
 /// What a lane does after a request settled.
@@ -196,7 +137,7 @@ enum Next {
 
 /// Lane `index` of the worker for `peer`. It ends when the download does, when the peer is
 /// dropped, or when the peer's share of the budget no longer covers `index`.
-async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: usize, activity: Arc<Activity>) {
+async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: usize, news: Arc<Notify>) {
     // A request holds one chunk in memory: the download's budget bounds them all. A lane keeps
     // its share while it has work, so that every peer that got one stays busy, and gives it
     // back when it idles.
@@ -208,33 +149,41 @@ async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: 
         if permit.is_none() {
             permit = tokio::select! {
                 _ = shared.done.cancelled() => return,
-                p = shared.in_flight.clone().acquire_owned() => Some(p.expect("the budget is never closed")),
+                p = shared.in_flight.acquire() => Some(p),
             };
         }
+        // Listening before looking, so that news arriving in between is not missed.
+        let (mut about_peer, mut about_all) = (pin!(news.notified()), pin!(shared.changed.notified()));
+        about_peer.as_mut().enable();
+        about_all.as_mut().enable();
         let next = {
             let mut swarm = shared.lock();
             if shared.done.is_cancelled() || !swarm.scheduler.is_active(&peer) || swarm.scheduler.is_complete() {
                 return;
             }
-            swarm.scheduler.next(&peer).map(|chunk| {
+            let next = swarm.scheduler.next(&peer).map(|chunk| {
                 let token = shared.done.child_token();
                 swarm.cancels.insert((peer, chunk), token.clone());
                 (chunk, token)
-            })
+            });
+            if next.is_some() {
+                swarm.took_chunk();
+            }
+            next
         };
         let Some((chunk, token)) = next else {
             permit = None;
-            let changed = shared.changed.notified();
             tokio::select! {
                 _ = shared.done.cancelled() => return,
-                _ = changed => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = about_peer => {}
+                _ = about_all => {}
+                _ = tokio::time::sleep(IDLE_LOOK) => {}
             }
             continue;
         };
         let outcome = tokio::select! {
             _ = token.cancelled() => None,
-            result = request_chunk(&shared, &connection, chunk, &activity) => Some(result),
+            result = request_chunk(&shared, &connection, chunk) => Some(result),
         };
         let fatal = matches!(&outcome, Some(Err(Failure::Fatal(_))));
         let next = settle(&shared, peer, chunk, outcome);
@@ -272,9 +221,12 @@ enum Failure {
 fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32, Failure>>) -> Next {
     let mut swarm = shared.lock();
     swarm.cancels.remove(&(peer, chunk));
+    // A peer gone, banned or dropped puts all it was asked for back in the queue.
+    let mut peer_went = false;
     let next = match outcome {
         None => {
             swarm.scheduler.cancelled(&peer, chunk);
+            swarm.requeued(chunk);
             Next::Continue
         }
         Some(Ok(len)) => {
@@ -297,34 +249,42 @@ fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32,
                 warn!(chunk, "peer sent a bad chunk ({why}); banned for this download");
                 swarm.scheduler.ban(&peer);
                 swarm.banned.push(peer);
+                peer_went = true;
             }
             Next::Stop
         }
         Some(Err(Failure::NotHeld)) => {
             swarm.scheduler.lacks(&peer, chunk);
+            swarm.requeued(chunk);
             Next::Continue
         }
         Some(Err(Failure::Busy)) => {
             swarm.scheduler.cancelled(&peer, chunk);
+            swarm.requeued(chunk);
             Next::BackOff
         }
         Some(Err(Failure::Gone(why))) => {
             debug!("connection lost: {why}");
             swarm.scheduler.remove_peer(&peer);
+            peer_went = true;
             Next::Stop
         }
         Some(Err(Failure::Other(why) | Failure::Fatal(why))) => {
             debug!(chunk, "chunk failed: {why}");
             if swarm.scheduler.failed(&peer, chunk) == Verdict::Dropped {
                 warn!("peer failed too often; not using it for this download");
+                peer_went = true;
                 Next::Stop
             } else {
+                swarm.requeued(chunk);
                 Next::Continue
             }
         }
     };
     drop(swarm);
-    shared.changed.notify_waiters();
+    if peer_went {
+        shared.changed.notify_waiters();
+    }
     next
 }
 
@@ -339,16 +299,10 @@ enum Written {
 }
 
 /// Asks for one chunk, verifies it and writes it in place. Returns its length.
-async fn request_chunk(
-    shared: &Shared,
-    connection: &Connection,
-    chunk: u32,
-    activity: &Activity,
-) -> Result<u32, Failure> {
+async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> Result<u32, Failure> {
     if let Some(reason) = connection.close_reason() {
         return Err(Failure::Gone(reason.to_string()));
     }
-    let _outstanding = InFlight::start(activity);
     let request = PeerRequest::GetChunk {
         file: shared.id,
         index: chunk,
@@ -360,7 +314,6 @@ async fn request_chunk(
         Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
         Ok(Ok(answer)) => answer,
     };
-    activity.heard();
     let expected = shared.manifest.chunk_len(chunk);
     match response {
         PeerResponse::Chunk { len } if len == expected => {}
@@ -383,7 +336,7 @@ async fn request_chunk(
     let mut data = shared.buffers.take(expected as usize);
     let mut filled = 0;
     // Under a download cap, read in slices small enough that waiting for our own limiter never
-    // looks like a silent peer to the watchdog.
+    // looks like a stalled transfer.
     let limit = shared.env.download_limit.as_deref();
     let slice = limit.map_or(usize::MAX, |l| (l.rate() / 16).clamp(1024, 64 * 1024) as usize);
     while filled < data.len() {
@@ -395,10 +348,8 @@ async fn request_chunk(
             }
             Ok(Ok(Some(n))) => {
                 filled += n;
-                activity.heard();
                 if let Some(limit) = limit {
                     limit.acquire(n).await;
-                    activity.heard();
                 }
             }
             Ok(Ok(None)) => {

@@ -5,9 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use swarm_proto::{FileId, Manifest, PeerId};
 use tokio::sync::{Notify, Semaphore};
+
+use super::budget::Budget;
 use tokio_util::sync::CancellationToken;
 
 use swarm_proto::transport::Transport;
@@ -43,12 +46,6 @@ pub struct Env {
     pub shutdown: Shutdown,
 }
 
-/// Bytes of chunk data requested at once across all peers of one download: each request
-/// holds its chunk in memory until it is verified and written, so this bounds the memory a
-/// fetch uses, however many peers serve it. It also bounds one download's speed to this much
-/// per round trip (160 MiB/s at 100 ms); 32 MiB bought nothing on loopback or a LAN and took
-/// a 4-seeder fetch from 45 to 70 MB of memory.
-pub const IN_FLIGHT_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes requested from one peer at once: enough to keep a fast link busy.
 const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
 /// Requests in flight per peer, whatever the chunk size: two keep a peer sending while the
@@ -63,8 +60,8 @@ pub struct Swarm {
     pub scheduler: Scheduler,
     /// Requests in flight, to cancel the losing copies of endgame requests.
     pub cancels: HashMap<(PeerId, u32), CancellationToken>,
-    /// Peers with a worker running, and what stops each.
-    pub workers: HashMap<PeerId, CancellationToken>,
+    /// Peers with a worker running.
+    pub workers: HashMap<PeerId, Worker>,
     /// Bytes of verified chunks per peer.
     pub received: HashMap<PeerId, u64>,
     /// Peers banned for bad data.
@@ -73,6 +70,42 @@ pub struct Swarm {
     pub newly_verified: Vec<u32>,
     /// Why the download cannot go on (the disk failed or filled up), if it cannot.
     pub fatal: Option<Error>,
+    /// Whether the scheduler was in its endgame when a lane last took a chunk.
+    pub endgame: bool,
+    /// Peers that could not be reached, and when: not dialled again for a while (the tracker
+    /// lists a killed peer until it expires).
+    pub unreachable: HashMap<PeerId, Instant>,
+}
+
+/// A running peer worker, as the others see it.
+pub struct Worker {
+    /// Stops it.
+    pub stop: CancellationToken,
+    /// Wakes its idle lanes: the peer may have work for them.
+    pub news: Arc<Notify>,
+    /// The tracker says it holds the whole file (a seeder offers a few chunks at a time).
+    pub seed: bool,
+}
+
+impl Swarm {
+    /// `chunk` went back to the queue: wakes the idle lanes of the peers that could give it.
+    pub fn requeued(&self, chunk: u32) {
+        for (peer, worker) in &self.workers {
+            if self.scheduler.could_give(peer, chunk) {
+                worker.news.notify_waiters();
+            }
+        }
+    }
+
+    /// A lane took a chunk: if that began the endgame, every idle lane may now ask for a
+    /// chunk requested elsewhere, so all are woken (once per endgame).
+    pub fn took_chunk(&mut self) {
+        let endgame = self.scheduler.in_endgame();
+        if endgame && !self.endgame {
+            self.workers.values().for_each(|w| w.news.notify_waiters());
+        }
+        self.endgame = endgame;
+    }
 }
 
 /// One download's shared state.
@@ -92,16 +125,18 @@ pub struct Shared {
     /// Chunk buffers.
     pub buffers: Arc<BufferPool>,
     /// The in-flight budget, in chunks.
-    pub in_flight: Arc<Semaphore>,
+    pub in_flight: Budget,
     /// Chunks being verified, written and read back at once.
     pub disk_slots: Semaphore,
     /// Fires when the download ends, however it ends.
     pub done: CancellationToken,
-    /// Wakes idle lanes when there may be new work (a chunk freed, a peer added).
+    /// Wakes every worker and idle lane: a peer went (its chunks are back in the queue and
+    /// the others' share of the budget grew). News about one peer goes to its own
+    /// [`Worker::news`] instead: waking every lane of 40 neighbours on every chunk was most of
+    /// a 40-peer swarm's CPU.
     pub changed: Notify,
     /// Wakes the coordinator: something in the bookkeeping changed.
     pub wake: Notify,
-    budget: u64,
     per_peer: u64,
     swarm: Mutex<Swarm>,
 }
@@ -119,7 +154,7 @@ impl Shared {
         scheduler: Scheduler,
     ) -> Shared {
         let chunk = u64::from(manifest.chunk_size);
-        let budget = (IN_FLIGHT_BYTES / chunk).clamp(MIN_LANES, 4 * MAX_LANES);
+        let budget = Budget::new(chunk);
         let per_peer = (PIPELINE_BYTES / chunk).clamp(MIN_LANES, MAX_LANES);
         Shared {
             done: env.shutdown.child_token(),
@@ -129,12 +164,11 @@ impl Shared {
             file,
             held,
             progress,
-            buffers: BufferPool::new(budget as usize),
-            in_flight: Arc::new(Semaphore::new(budget as usize)),
+            buffers: BufferPool::new(budget.max()),
+            in_flight: budget,
             disk_slots: Semaphore::new(super::output::DISK_WRITERS),
             changed: Notify::new(),
             wake: Notify::new(),
-            budget,
             per_peer,
             swarm: Mutex::new(Swarm {
                 scheduler,
@@ -144,6 +178,8 @@ impl Shared {
                 banned: Vec::new(),
                 newly_verified: Vec::new(),
                 fatal: None,
+                endgame: false,
+                unreachable: HashMap::new(),
             }),
         }
     }
@@ -161,9 +197,11 @@ impl Shared {
 
     /// Requests each peer may have in flight now: the budget shared out among the peers with
     /// a worker, each getting at least two and at most a pipeline's worth. It grows when peers
-    /// go (a lone survivor gets its whole pipeline) and shrinks when they come.
+    /// go (a lone survivor gets its whole pipeline) or the budget grows, and shrinks when they
+    /// come. A share, not all: a peer that stalls or trickles holds its lanes' permits, and
+    /// must leave the others theirs.
     pub fn lanes_per_peer(&self) -> usize {
         let workers = self.lock().workers.len().max(1) as u64;
-        (self.budget / workers).clamp(MIN_LANES, self.per_peer) as usize
+        (self.in_flight.size() as u64 / workers).clamp(MIN_LANES, self.per_peer) as usize
     }
 }
