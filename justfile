@@ -60,3 +60,17 @@ demo: image
 # Ten hosts on network namespaces with capped links, as CI runs it (root).
 netns-demo: build
     bash testbed/ten-peers.sh
+
+# Forty hosts on namespaces, links of 5 to 20 Mbit/s, three killed, as CI runs it (root).
+netns-forty: build
+    bash testbed/forty-peers.sh
+
+# A hundred hosts on namespaces and a bigger file (root; several minutes on 2 cores).
+netns-big: build
+    NAME=hundred-peers FETCHERS=99 KILL=5 SIZE_MIB=32 CHUNK=128KiB SEED_RATE=10mbit \
+      RATES="2mbit 4mbit 8mbit" bash testbed/forty-peers.sh
+
+# One tracker under simulated load: N fetchers of a file of SIZE, IDLE idle peers (release).
+tracker-load fetchers="5000" size="1GB" idle="0" seconds="60":
+    cargo build --release -p swarm-cli -p swarm-benches
+    target/release/tracker-load --fetchers {{fetchers}} --size {{size}} --idle {{idle}} --seconds {{seconds}}

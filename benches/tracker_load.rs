@@ -369,17 +369,25 @@ async fn run(args: Args) {
         "{:<10} {:>8} {:>9} {:>9} {:>9} {:>10} {:>7}",
         "request", "count", "p50 ms", "p99 ms", "max ms", "bytes", "errors"
     );
-    for (kind, latencies) in [
+    let kinds = [
         ("register", &stats.register),
         ("announce", &stats.announce),
         ("locate", &stats.locate),
         ("relocate", &stats.relocate),
         ("have", &stats.have),
         ("keepalive", &stats.keepalive),
-    ] {
+    ];
+    for (kind, latencies) in kinds {
         println!("{}", latencies.line(kind));
     }
     let _ = tracker.kill();
     let _ = tracker.wait();
     drop(endpoints);
+    // A run in which requests failed, or no fetcher located the file, measured nothing.
+    let errors: u64 = kinds.iter().map(|(_, l)| l.errors.load(Ordering::Relaxed)).sum();
+    let located = stats.locate.samples.lock().expect("lock").len();
+    if errors > 0 || (args.fetchers > 0 && located == 0) {
+        eprintln!("tracker-load: FAILED: {errors} requests failed, {located} locates answered");
+        std::process::exit(1);
+    }
 }
