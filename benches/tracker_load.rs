@@ -160,7 +160,8 @@ async fn fetcher(client: TrackerClient, manifest: Arc<Manifest>, download: Durat
         return;
     };
     let empty = Bitfield::new(manifest.chunk_count);
-    timed(&stats.announce, client.announce(&manifest, &empty, Default::default())).await;
+    // As a node's download does: by id, the tracker having the manifest already.
+    timed(&stats.announce, client.join(manifest.id(), &empty, Default::default())).await;
     // As a node's session does once it has joined; the fetch then dials again to locate.
     client.hang_up().await;
     let id = manifest.id();

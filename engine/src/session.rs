@@ -123,6 +123,23 @@ impl Session {
         Ok(())
     }
 
+    /// Announces a download of a file just located at the tracker: by id, and in full only
+    /// if the tracker no longer lists it.
+    pub async fn announce_download(&self, held: &Held) -> Result<()> {
+        if !self.is_joined().await {
+            return Ok(());
+        }
+        let client = &self.inner.client;
+        let joined = match client.join(held.id, &held.chunks(), held.meta).await {
+            Ok(Some(joined)) => joined,
+            Ok(None) | Err(_) => client.announce(&held.manifest, &held.chunks(), held.meta).await?,
+        };
+        if joined == RegisteredOrNot::NotRegistered {
+            self.rejoin().await?;
+        }
+        Ok(())
+    }
+
     /// Withdraws `file` (best effort: a tracker that does not list it is fine).
     pub async fn withdraw(&self, file: FileId) {
         self.inner.reports.lock().expect("reports lock poisoned").remove(&file);

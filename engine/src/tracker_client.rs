@@ -271,6 +271,29 @@ impl TrackerClient {
         self.simple(request).await
     }
 
+    /// Tells the tracker this peer holds `chunks` of `file`, which the tracker lists (it has
+    /// just been located there): no manifest is sent. `Ok(None)`: the tracker does not list
+    /// it (or predates `Join`); announce it in full instead.
+    pub async fn join(&self, file: FileId, chunks: &Bitfield, meta: FileMeta) -> Result<Option<RegisteredOrNot>> {
+        let request = TrackerRequest::Join {
+            file,
+            chunks: chunks.clone(),
+            meta,
+        };
+        match self.request(&request).await? {
+            TrackerResponse::Ok => Ok(Some(RegisteredOrNot::Ok)),
+            TrackerResponse::Error {
+                code: ErrorCode::NotRegistered,
+                ..
+            } => Ok(Some(RegisteredOrNot::NotRegistered)),
+            TrackerResponse::Error {
+                code: ErrorCode::NotFound | ErrorCode::Invalid,
+                ..
+            } => Ok(None),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
     /// Tells the tracker about newly verified chunks.
     pub async fn have(&self, file: FileId, chunks: Vec<u32>) -> Result<RegisteredOrNot> {
         self.simple(TrackerRequest::HaveChunks { file, chunks }).await

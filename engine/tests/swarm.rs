@@ -300,3 +300,30 @@ async fn a_wrong_tracker_id_is_refused_by_tls() {
     let err = node.join_tracker().await.unwrap_err();
     assert!(err.to_string().contains("expected node"), "{err}");
 }
+
+/// A peer that has located a file joins its swarm by id; a file the tracker does not list
+/// is refused so that the peer announces it in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_located_file_is_joined_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    write(&tmp.path().join("share"), "f.bin", &content(300_000, 5));
+    let file = seeder
+        .seed_dir(&tmp.path().join("share"), 65536, &Progress::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let identity = Arc::new(Identity::generate().unwrap());
+    let transport = Transport::bind(identity, loopback()).unwrap();
+    let me = transport.id();
+    let client = swarm_engine::TrackerClient::new(transport, pinned(&tracker), None);
+    client.register(None).await.unwrap();
+    let none = swarm_engine::Bitfield::new(file.manifest.chunk_count);
+    let unknown = client.join(FileId([7; 32]), &none, Default::default()).await.unwrap();
+    assert!(unknown.is_none(), "an unlisted file is not joined: {unknown:?}");
+    let joined = client.join(file.id, &none, Default::default()).await.unwrap();
+    assert_eq!(joined, Some(swarm_engine::tracker_client::RegisteredOrNot::Ok));
+    let holders = seeder.holdings(file.id).await.unwrap();
+    assert!(holders.iter().any(|h| h.peer == me), "the joiner is listed");
+}

@@ -199,6 +199,17 @@ impl Service {
         if let TrackerRequest::Announce { manifest, chunks, meta } = request {
             return self.announce(peer, manifest, chunks, meta).await;
         }
+        if let TrackerRequest::Join { file, chunks, meta } = request {
+            let known = self
+                .state
+                .lock()
+                .expect("tracker state lock poisoned")
+                .manifest_of(&file);
+            return match known {
+                Some(manifest) => self.announce(peer, (*manifest).clone(), chunks, meta).await,
+                None => not_in_catalogue(&file),
+            };
+        }
         self.answer(peer, remote, request)
     }
 
@@ -280,7 +291,9 @@ impl Service {
                         Err(refusal) => refusal.into(),
                     }
                 }
-                TrackerRequest::Announce { .. } => unreachable!("announcements are handled by Service::announce"),
+                TrackerRequest::Announce { .. } | TrackerRequest::Join { .. } => {
+                    unreachable!("announcements are handled by Service::announce")
+                }
                 TrackerRequest::HaveChunks { file, chunks } => done(state.have(peer, file, &chunks, now)),
                 TrackerRequest::Withdraw { file } => done(state.withdraw(peer, file, now)),
                 TrackerRequest::Keepalive => done(state.keepalive(peer, now)),
@@ -398,5 +411,6 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::Resolve { .. } => "resolve",
         TrackerRequest::Locate { .. } => "locate",
         TrackerRequest::Holders { .. } => "holders",
+        TrackerRequest::Join { .. } => "join",
     }
 }

@@ -193,6 +193,11 @@ impl TrackerState {
         Ok((id, is_new))
     }
 
+    /// The manifest of `file`, if listed.
+    pub fn manifest_of(&self, file: &FileId) -> Option<Arc<Manifest>> {
+        self.files.get(file).map(|f| f.manifest.clone())
+    }
+
     /// A claim of `peer` about `file` to spot-check: the chunk at position `pick` (modulo their
     /// number) among those it claims. `None` if it claims none, or was checked already.
     pub fn claim_of(&self, peer: &PeerId, file: &FileId, pick: u64) -> Option<Claim> {

@@ -124,7 +124,7 @@ async fn fetch_registered(
     };
     env.state.save_download(&id, &record)?;
     env.state.flush()?;
-    if let Err(e) = env.session.announce(&held).await {
+    if let Err(e) = env.session.announce_download(&held).await {
         warn!("could not announce the download to the tracker: {e}");
     }
 
