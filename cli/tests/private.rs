@@ -25,16 +25,7 @@ fn only_nodes_with_the_secret_take_part() {
     let again = run(&["secret", "new", s(&secret)]);
     assert!(!again.status.success(), "an existing secret is never replaced");
 
-    let tracker = Proc::spawn(&[
-        "tracker",
-        "--state",
-        s(&tmp.path().join("tracker")),
-        "--listen",
-        "127.0.0.1:0",
-        "--secret-file",
-        s(&secret),
-    ]);
-    let addr = tracker.line().split("--tracker ").nth(1).unwrap().trim().to_owned();
+    let (_tracker, addr) = start_tracker_with(tmp.path(), &["--secret-file", s(&secret)]);
     let share = tmp.path().join("share");
     let data = content(300_000, 9);
     write(share.join("secret-plans.bin"), &data);

@@ -49,19 +49,7 @@ fn rss_mib(pid: u32) -> f64 {
 #[test]
 fn a_hostile_announcer_gets_its_budget_and_no_more() {
     let tmp = tempfile::tempdir().unwrap();
-    let tracker = Proc::spawn(&[
-        "tracker",
-        "--state",
-        s(&tmp.path().join("tracker")),
-        "--listen",
-        "127.0.0.1:0",
-        "--budget-per-address",
-        "32MiB",
-        "--forget-after",
-        "2s",
-    ]);
-    let line = tracker.line();
-    let addr = line.split("--tracker ").nth(1).unwrap().trim().to_owned();
+    let (tracker, addr) = start_tracker_with(tmp.path(), &["--budget-per-address", "32MiB", "--forget-after", "2s"]);
     let (id, host_port) = addr.split_once('@').unwrap();
     let (id, host_port): (PeerId, std::net::SocketAddr) = (id.parse().unwrap(), host_port.parse().unwrap());
     let pid = tracker.child.id();

@@ -100,16 +100,16 @@ pub fn start_tracker(dir: &Path) -> (Proc, String) {
 
 /// Starts `swarm tracker` that drops peers silent for `peer_timeout` (e.g. "3s").
 pub fn start_tracker_with_timeout(dir: &Path, peer_timeout: &str) -> (Proc, String) {
+    start_tracker_with(dir, &["--peer-timeout", peer_timeout])
+}
+
+/// Starts `swarm tracker` on loopback with its state in `dir/tracker` and `extra` arguments;
+/// returns it and the `ID@HOST:PORT` it prints.
+pub fn start_tracker_with(dir: &Path, extra: &[&str]) -> (Proc, String) {
     let state = dir.join("tracker");
-    let tracker = Proc::spawn(&[
-        "tracker",
-        "--state",
-        s(&state),
-        "--listen",
-        "127.0.0.1:0",
-        "--peer-timeout",
-        peer_timeout,
-    ]);
+    let mut args = vec!["tracker", "--state", s(&state), "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let tracker = Proc::spawn(&args);
     let line = tracker.line();
     let addr = line
         .split("--tracker ")
