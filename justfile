@@ -67,7 +67,7 @@ netns-forty: build
 
 # A hundred hosts on namespaces and a bigger file (root; several minutes on 2 cores).
 netns-big: build
-    NAME=hundred-peers FETCHERS=99 KILL=5 SIZE_MIB=32 CHUNK=128KiB SEED_RATE=10mbit \
+    NAME=hundred-peers FETCHERS=99 KILL=5 SIZE_MIB=16 CHUNK=64KiB SEED_RATE=10mbit \
       RATES="2mbit 4mbit 8mbit" bash testbed/forty-peers.sh
 
 # One tracker under simulated load: N fetchers of a file of SIZE, IDLE idle peers (release).
