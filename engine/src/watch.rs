@@ -343,6 +343,24 @@ mod tests {
     }
 
     #[test]
+    fn a_watcher_that_loses_a_chunk_no_longer_counts_as_a_copy() {
+        let held = busy_seeder(10);
+        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(10), 1);
+        let c = first.iter().next().expect("a window is offered");
+        assert_eq!((held.copies_of(c), held.offers_of(c)), (0, 1));
+        offer.they_gained(&[c]);
+        assert_eq!((held.copies_of(c), held.offers_of(c)), (1, 0));
+        offer.they_lost(&[c]);
+        assert_eq!(
+            (held.copies_of(c), held.offers_of(c)),
+            (0, 1),
+            "offered again, held by none"
+        );
+        drop(offer);
+        assert_eq!((held.copies_of(c), held.offers_of(c)), (0, 0));
+    }
+
+    #[test]
     fn a_super_seeder_sends_one_chunk_to_one_peer_at_a_time() {
         let held = busy_seeder(10);
         let (_offer, _) = Offer::new(held.clone(), Bitfield::new(10), 1);
