@@ -200,34 +200,48 @@ impl Service {
             return self.announce(peer, manifest, chunks, meta).await;
         }
         if let TrackerRequest::Join { file, chunks, meta } = request {
-            let known = self
-                .state
-                .lock()
-                .expect("tracker state lock poisoned")
-                .manifest_of(&file);
-            return match known {
-                Some(manifest) => self.announce(peer, (*manifest).clone(), chunks, meta).await,
-                None => not_in_catalogue(&file),
-            };
+            let joined =
+                self.state
+                    .lock()
+                    .expect("tracker state lock poisoned")
+                    .join(peer, file, chunks, meta, Instant::now());
+            return self.check_claim(peer, joined.map(|()| (file, None))).await;
         }
         self.answer(peer, remote, request)
     }
 
-    /// An announcement: recorded, its claim spot-checked (when the audit budget allows), and
-    /// a new manifest persisted once it is known not to be a lie.
+    /// An announcement: recorded, its claim spot-checked, and a new manifest persisted.
     async fn announce(&self, peer: PeerId, manifest: Manifest, chunks: Bitfield, meta: FileMeta) -> TrackerResponse {
-        let now = Instant::now();
         let copy = manifest.clone();
-        let (claim, is_new) = {
-            let mut state = self.state.lock().expect("tracker state lock poisoned");
-            match state.announce(peer, manifest, chunks, meta, now) {
-                Ok((id, is_new)) => {
+        let announced = self.state.lock().expect("tracker state lock poisoned").announce(
+            peer,
+            manifest,
+            chunks,
+            meta,
+            Instant::now(),
+        );
+        self.check_claim(peer, announced.map(|(id, is_new)| (id, is_new.then_some(copy))))
+            .await
+    }
+
+    /// What follows a recorded holding of `file` (or its refusal): the claim spot-checked
+    /// (when the audit budget allows), and a manifest new to the catalogue persisted once it
+    /// is known not to be a lie.
+    async fn check_claim(
+        &self,
+        peer: PeerId,
+        recorded: Result<(swarm_proto::FileId, Option<Manifest>), swarm_proto::protocol::Refusal>,
+    ) -> TrackerResponse {
+        let (claim, new_manifest) = {
+            let state = self.state.lock().expect("tracker state lock poisoned");
+            match recorded {
+                Ok((id, new_manifest)) => {
                     let claim = self
                         .auditor
                         .enabled()
                         .then(|| state.claim_of(&peer, &id, rand::random()))
                         .flatten();
-                    (claim, is_new)
+                    (claim, new_manifest)
                 }
                 Err(refusal) => {
                     warn!("announce refused: {}", refusal.message);
@@ -260,9 +274,9 @@ impl Service {
                 None => debug!(file = %claim.file.short(), "spot check deferred: audit budget in use"),
             }
         }
-        if is_new {
-            info!(file = %copy.id().short(), name = %copy.name, "new file in the catalogue");
-            self.store.insert(&copy);
+        if let Some(manifest) = new_manifest {
+            info!(file = %manifest.id().short(), name = %manifest.name, "new file in the catalogue");
+            self.store.insert(&manifest);
         }
         TrackerResponse::Ok
     }

@@ -165,37 +165,55 @@ impl TrackerState {
         if chunks.len() != manifest.chunk_count || !chunks.is_well_formed() {
             return Err(refuse(ErrorCode::Invalid, "chunk bitfield does not fit the manifest"));
         }
-        let record = self.live_peer(&peer, now)?;
+        let ip = self.live_peer(&peer, now)?.ip;
         let id = manifest.id();
+        let is_new = self.add_manifest(manifest, Some(ip), now)?;
+        match self.join(peer, id, chunks, meta, now) {
+            Ok(()) => Ok((id, is_new)),
+            Err(refusal) => {
+                if is_new {
+                    self.forget(&id);
+                }
+                Err(refusal)
+            }
+        }
+    }
+
+    /// `peer` holds `chunks` of `file`, which is listed (no manifest is sent again).
+    pub fn join(
+        &mut self,
+        peer: PeerId,
+        file: FileId,
+        chunks: Bitfield,
+        meta: FileMeta,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let Some(record) = self.files.get(&file) else {
+            return Err(refuse(
+                ErrorCode::NotFound,
+                format!("file {file} is not in the catalogue"),
+            ));
+        };
+        if chunks.len() != record.manifest.chunk_count || !chunks.is_well_formed() {
+            return Err(refuse(ErrorCode::Invalid, "chunk bitfield does not fit the manifest"));
+        }
+        let record = self.live_peer(&peer, now)?;
         let ip = record.ip;
-        let already = record.files.contains(&id);
+        let already = record.files.contains(&file);
         if !already && record.files.len() >= MAX_FILES_PER_PEER {
             return Err(refuse(
                 ErrorCode::Limit,
                 format!("a peer may announce at most {MAX_FILES_PER_PEER} files"),
             ));
         }
-        let is_new = self.add_manifest(manifest, Some(ip), now)?;
-        let file = self.files.get_mut(&id).expect("just added");
+        let listed = self.files.get_mut(&file).expect("checked above");
         if !already {
-            let charged = self
-                .usage
-                .charge(&self.budgets, Some(ip), holding_cost(file.manifest.chunk_count));
-            if let Err(refusal) = charged {
-                if is_new {
-                    self.forget(&id);
-                }
-                return Err(refusal);
-            }
-            self.peers.get_mut(&peer).expect("checked above").files.insert(id);
+            self.usage
+                .charge(&self.budgets, Some(ip), holding_cost(listed.manifest.chunk_count))?;
+            self.peers.get_mut(&peer).expect("checked above").files.insert(file);
         }
-        file.hold(peer, chunks, meta);
-        Ok((id, is_new))
-    }
-
-    /// The manifest of `file`, if listed.
-    pub fn manifest_of(&self, file: &FileId) -> Option<Arc<Manifest>> {
-        self.files.get(file).map(|f| f.manifest.clone())
+        listed.hold(peer, chunks, meta);
+        Ok(())
     }
 
     /// A claim of `peer` about `file` to spot-check: the chunk at position `pick` (modulo their
