@@ -35,6 +35,11 @@ pub fn chunk_hash(index: u64, chunk_size: u32, data: &[u8]) -> Digest {
 /// one chunk (whose root hash needs the content; see the module doc).
 ///
 /// `chunks` must hold `size.div_ceil(chunk_size)` entries.
+///
+/// # Panics
+/// If `chunk_size` is not a power of two of at least 1 KiB: such chunks are not subtrees of
+/// BLAKE3's tree. [`crate::manifest::Manifest::validate`] checks the chunk size first, so a
+/// manifest from the network never gets here with one.
 pub fn global_from_chunks(size: u64, chunk_size: u32, chunks: &[Digest]) -> Option<Digest> {
     match chunks.len() {
         0 => Some(blake3::hash(b"").into()),

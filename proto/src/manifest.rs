@@ -364,7 +364,9 @@ mod tests {
             let needed = size
                 .checked_div(u64::from(chunk_size))
                 .map(|_| size.div_ceil(u64::from(chunk_size)));
-            if let Some(needed) = needed.filter(|&n| consistent && n <= 200) {
+            // Only a chunk size the validator allows forms a BLAKE3 tree that can be merged.
+            let mergeable = check_chunk_size(chunk_size).is_ok();
+            if let Some(needed) = needed.filter(|&n| consistent && mergeable && n <= 200) {
                 chunk_count = needed as u32;
                 chunks.resize(needed as usize, Digest([3; 32]));
                 if let Some(global) = crate::hashing::global_from_chunks(size, chunk_size, &chunks) {
