@@ -158,6 +158,18 @@ pub struct TrackerArgs {
     /// announced claim, and one random claim every 10 s, and drops holders that lie).
     #[arg(long, env = "SWARM_NO_AUDITS")]
     pub no_audits: bool,
+    /// Share the state with every tracker on this Redis (redis://HOST:PORT/DB), so that peers
+    /// may use any of them; by default the state is this tracker's own (memory and --state).
+    #[arg(long, env = "SWARM_STORE", value_name = "URL", value_parser = parse_store)]
+    pub store: Option<String>,
+}
+
+fn parse_store(s: &str) -> Result<String, String> {
+    if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://") {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a Redis address: give redis://HOST:PORT/DB"))
+    }
 }
 
 /// `swarm seed`

@@ -116,6 +116,10 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             ..Default::default()
         },
         access: access(&args.secret_file)?,
+        store: args
+            .store
+            .clone()
+            .map_or(swarm_tracker::StoreConfig::Embedded, swarm_tracker::StoreConfig::Redis),
     })
     .await
     .map_err(swarm_engine::Error::from)?;

@@ -276,6 +276,10 @@ impl From<TrackerError> for Error {
             TrackerError::Identity(e) => Error::Identity(e),
             TrackerError::Bind(e) => Error::Bind(e),
             TrackerError::Store { path, message } => Error::State { path, message },
+            TrackerError::Shared(e) => Error::Tracker {
+                addr: e.url,
+                message: e.message,
+            },
         }
     }
 }

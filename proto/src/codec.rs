@@ -35,9 +35,22 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Most bytes one decoded store record may claim ([`decode_record`]): 1 GiB.
+pub const RECORD_LIMIT: usize = 1 << 30;
+
 /// Decodes `bytes`, which must hold exactly one value.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| DecodeError(e.to_string()))?;
+    decode_with(bytes, config())
+}
+
+/// Decodes one record that a tracker keeps in its own store (a state snapshot, which can be far
+/// larger than a frame), with [`RECORD_LIMIT`] in place of [`LIMIT`].
+pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    decode_with(bytes, bincode::config::standard().with_limit::<RECORD_LIMIT>())
+}
+
+fn decode_with<T: DeserializeOwned>(bytes: &[u8], config: impl bincode::config::Config) -> Result<T, DecodeError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config).map_err(|e| DecodeError(e.to_string()))?;
     if used != bytes.len() {
         return Err(DecodeError(format!("{} trailing bytes", bytes.len() - used)));
     }

@@ -26,6 +26,9 @@ pub enum TrackerError {
     /// The endpoint could not be set up.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The shared store could not be reached or read.
+    #[error(transparent)]
+    Shared(#[from] crate::shared_log::StoreError),
     /// The catalogue database failed.
     #[error("catalogue database {}: {message}", path.display())]
     Store {

@@ -9,19 +9,23 @@
 //! - [`budget`]: what the tracker agrees to keep, charged to the address that asked.
 //! - [`audit`]: spot checks of what peers claim to hold.
 //! - [`service`]: the QUIC service that drives it, and expiry.
-//! - [`store`]: the manifests on disk (sled).
+//! - [`store`]: the manifests on disk (sled), for a tracker on its own.
+//! - [`change`]: every change to the state as a value; [`shared_log`]: several trackers
+//!   sharing one state through a log of those changes in Redis.
 #![warn(missing_docs)]
 
 pub mod audit;
 pub mod budget;
+pub mod change;
 mod error;
 pub mod file_record;
 pub mod service;
+pub mod shared_log;
 pub mod state;
 pub mod store;
 
 pub use audit::Audits;
 pub use budget::Budgets;
 pub use error::TrackerError;
-pub use service::{Tracker, TrackerConfig};
+pub use service::{StoreConfig, Tracker, TrackerConfig};
 pub use state::TrackerState;

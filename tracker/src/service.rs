@@ -1,6 +1,7 @@
 //! The tracker service: accepts QUIC connections, files every request under the id the
-//! connection proved, answers from [`TrackerState`], persists manifests in sled, and expires
-//! silent peers.
+//! connection proved, answers from [`TrackerState`], and expires silent peers. Its state lives
+//! in one of two stores: embedded (memory, with manifests persisted in sled) or shared with
+//! other trackers through Redis ([`crate::shared_log`]).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -11,18 +12,31 @@ use std::time::{Duration, Instant};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use swarm_proto::access::Access;
 use swarm_proto::dir_lock::DirLock;
-use swarm_proto::protocol::{CloseCode, ErrorCode, ProtocolError, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::protocol::{CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
-use swarm_proto::{Bitfield, FileMeta, Identity, Manifest, PeerId};
+use swarm_proto::{Bitfield, FileId, FileMeta, Identity, Manifest, PeerId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::audit::{Auditor, Audits, Verdict};
+use crate::audit::{Auditor, Audits, Claim, Verdict};
 use crate::budget::Budgets;
+use crate::change::{Change, Outcome};
 use crate::error::TrackerError;
+use crate::shared_log::SharedLog;
 use crate::state::TrackerState;
 use crate::store::CatalogueStore;
+
+/// Where a tracker keeps its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In memory, with the catalogue in sled under the state directory: one tracker.
+    #[default]
+    Embedded,
+    /// Shared through the Redis at this address (`redis://HOST:PORT/DB`) with every tracker
+    /// that uses it.
+    Redis(String),
+}
 
 /// How a tracker is set up.
 #[derive(Debug, Clone)]
@@ -39,6 +53,8 @@ pub struct TrackerConfig {
     pub audits: Audits,
     /// Who may talk to it: anyone, or the nodes of its private swarm.
     pub access: Access,
+    /// Where its state lives.
+    pub store: StoreConfig,
 }
 
 impl Default for TrackerConfig {
@@ -50,6 +66,7 @@ impl Default for TrackerConfig {
             budgets: Budgets::default(),
             audits: Audits::default(),
             access: Access::Open,
+            store: StoreConfig::Embedded,
         }
     }
 }
@@ -68,10 +85,18 @@ pub struct Tracker {
 pub const REQUESTS_PER_SECOND: u32 = 500;
 
 struct Service {
-    state: Mutex<TrackerState>,
-    store: CatalogueStore,
+    state: Arc<Mutex<TrackerState>>,
+    store: Store,
     requests: DefaultKeyedRateLimiter<PeerId>,
     auditor: Auditor,
+}
+
+/// The store behind a running tracker.
+enum Store {
+    /// Changes are applied at once; new manifests are persisted here.
+    Embedded(CatalogueStore),
+    /// Changes go through the shared log.
+    Shared(Arc<SharedLog>),
 }
 
 fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
@@ -89,27 +114,30 @@ impl Tracker {
         })?;
         let lock = DirLock::acquire(&config.state_dir)?;
         let identity = Arc::new(Identity::load_or_create(&config.state_dir)?);
-        let store = CatalogueStore::open(&config.state_dir)?;
-        let mut state = TrackerState::new(config.peer_timeout, config.budgets);
-        let now = Instant::now();
-        for manifest in store.load()? {
-            let id = manifest.id();
-            // Reloaded manifests are charged to nobody; past the budget, the rest are dropped.
-            if let Err(refusal) = state.add_manifest(manifest, None, now) {
-                warn!(file = %id.short(), "not reloaded: {}", refusal.message);
-                store.remove(&id);
+        let (state, store) = match &config.store {
+            StoreConfig::Embedded => {
+                let (state, store) = load_embedded(&config)?;
+                (Arc::new(Mutex::new(state)), Store::Embedded(store))
             }
-        }
-        let catalogue_size = state.list().len();
+            StoreConfig::Redis(url) => {
+                let (log, state) = SharedLog::open(url, "swarm:", config.peer_timeout, config.budgets).await?;
+                (state, Store::Shared(log))
+            }
+        };
+        let catalogue_size = state.lock().expect("tracker state lock poisoned").list().len();
         let transport = Transport::bind_as(identity, config.listen, config.access.clone(), Profile::Tracker)?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        if let Store::Shared(log) = &store {
+            tasks.spawn(log.clone().follow(shutdown.clone()));
+            tasks.spawn(log.clone().keep_snapshots(shutdown.clone()));
+        }
         let service = Arc::new(Service {
-            state: Mutex::new(state),
+            state,
             store,
             requests: request_limiter(),
             auditor: Auditor::new(transport.clone(), config.audits),
         });
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
         let handler = service.clone();
         tasks.spawn(transport::accept_streams(
             transport.clone(),
@@ -166,6 +194,22 @@ impl Tracker {
     }
 }
 
+/// The embedded store: the catalogue reloaded from sled into a fresh state.
+fn load_embedded(config: &TrackerConfig) -> Result<(TrackerState, CatalogueStore), TrackerError> {
+    let store = CatalogueStore::open(&config.state_dir)?;
+    let mut state = TrackerState::new(config.peer_timeout, config.budgets);
+    let now = Instant::now();
+    for manifest in store.load()? {
+        let id = manifest.id();
+        // Reloaded manifests are charged to nobody; past the budget, the rest are dropped.
+        if let Err(refusal) = state.add_manifest(manifest, None, now) {
+            warn!(file = %id.short(), "not reloaded: {}", refusal.message);
+            store.remove(&id);
+        }
+    }
+    Ok((state, store))
+}
+
 async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(), ProtocolError> {
     // Checked before the request is even read, so that a flood costs the tracker little.
     let response = if service.requests.check_key(&stream.peer).is_err() {
@@ -195,67 +239,130 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
 }
 
 impl Service {
+    fn state(&self) -> std::sync::MutexGuard<'_, TrackerState> {
+        self.state.lock().expect("tracker state lock poisoned")
+    }
+
+    /// Makes `change`: at once in the embedded store, through the log in the shared one.
+    async fn commit(&self, change: Change) -> Result<Outcome, Refusal> {
+        match &self.store {
+            Store::Embedded(_) => Ok(change.apply(&mut self.state(), Instant::now())),
+            Store::Shared(log) => log.commit(change).await.map_err(|e| {
+                warn!("{e}");
+                Refusal::new(
+                    ErrorCode::Busy,
+                    format!("this tracker cannot reach its store ({}); try again shortly", e.message),
+                )
+            }),
+        }
+    }
+
     async fn handle(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
-        if let TrackerRequest::Announce { manifest, chunks, meta } = request {
-            return self.announce(peer, manifest, chunks, meta).await;
+        let change = match request {
+            TrackerRequest::Register { advertise } => Change::Register {
+                peer,
+                addr: advertise.unwrap_or(remote),
+                ip: remote.ip(),
+            },
+            TrackerRequest::Announce { manifest, chunks, meta } => {
+                return self.announce(peer, manifest, chunks, meta).await;
+            }
+            TrackerRequest::Join { file, chunks, meta } => Change::Join {
+                peer,
+                file,
+                chunks,
+                meta,
+            },
+            TrackerRequest::HaveChunks { file, chunks } => Change::Have { peer, file, chunks },
+            TrackerRequest::Withdraw { file } => Change::Withdraw { peer, file },
+            TrackerRequest::Keepalive => Change::Keepalive { peer },
+            TrackerRequest::Leave => Change::Leave { peer },
+            read => return self.answer(peer, read),
+        };
+        let registering = matches!(change, Change::Register { .. });
+        let joining = match &change {
+            Change::Join { file, .. } => Some(*file),
+            _ => None,
+        };
+        match self.commit(change).await {
+            Err(refusal) => refusal.into(),
+            Ok(Outcome::Done(Err(refusal))) => refusal.into(),
+            Ok(Outcome::Done(Ok(()))) if registering => {
+                let state = self.state();
+                let Some(addr) = state.peer_addr(&peer) else {
+                    return Refusal::new(
+                        ErrorCode::NotRegistered,
+                        "registration lost at once; send Register again",
+                    )
+                    .into();
+                };
+                info!(%addr, "registered");
+                TrackerResponse::Registered {
+                    addr,
+                    peer,
+                    timeout_secs: state.peer_timeout().as_secs(),
+                    report_secs: report_every(state.peer_count()),
+                }
+            }
+            Ok(Outcome::Done(Ok(()))) => match joining {
+                Some(file) => self.check_claim(peer, Ok((file, None))).await,
+                None => TrackerResponse::Ok,
+            },
+            Ok(Outcome::Dropped(left)) => {
+                if left {
+                    info!("left");
+                }
+                TrackerResponse::Ok
+            }
+            Ok(other) => unreachable!("a request's change gave {other:?}"),
         }
-        if let TrackerRequest::Join { file, chunks, meta } = request {
-            let joined =
-                self.state
-                    .lock()
-                    .expect("tracker state lock poisoned")
-                    .join(peer, file, chunks, meta, Instant::now());
-            return self.check_claim(peer, joined.map(|()| (file, None))).await;
-        }
-        self.answer(peer, remote, request)
     }
 
     /// An announcement: recorded, its claim spot-checked, and a new manifest persisted.
     async fn announce(&self, peer: PeerId, manifest: Manifest, chunks: Bitfield, meta: FileMeta) -> TrackerResponse {
-        let copy = manifest.clone();
-        let announced = self.state.lock().expect("tracker state lock poisoned").announce(
+        let copy = matches!(self.store, Store::Embedded(_)).then(|| manifest.clone());
+        let change = Change::Announce {
             peer,
             manifest,
             chunks,
             meta,
-            Instant::now(),
-        );
-        self.check_claim(peer, announced.map(|(id, is_new)| (id, is_new.then_some(copy))))
-            .await
+        };
+        match self.commit(change).await {
+            Ok(Outcome::Announced(announced)) => {
+                self.check_claim(peer, announced.map(|(id, is_new)| (id, copy.filter(|_| is_new))))
+                    .await
+            }
+            Ok(other) => unreachable!("an announce gave {other:?}"),
+            Err(refusal) => refusal.into(),
+        }
     }
 
     /// What follows a recorded holding of `file` (or its refusal): the claim spot-checked
-    /// (when the audit budget allows), and a manifest new to the catalogue persisted once it
-    /// is known not to be a lie.
+    /// (when the audit budget allows), and a manifest new to the embedded catalogue persisted
+    /// once it is known not to be a lie.
     async fn check_claim(
         &self,
         peer: PeerId,
-        recorded: Result<(swarm_proto::FileId, Option<Manifest>), swarm_proto::protocol::Refusal>,
+        recorded: Result<(FileId, Option<Manifest>), Refusal>,
     ) -> TrackerResponse {
-        let (claim, new_manifest) = {
-            let state = self.state.lock().expect("tracker state lock poisoned");
-            match recorded {
-                Ok((id, new_manifest)) => {
-                    let claim = self
-                        .auditor
-                        .enabled()
-                        .then(|| state.claim_of(&peer, &id, rand::random()))
-                        .flatten();
-                    (claim, new_manifest)
-                }
-                Err(refusal) => {
-                    warn!("announce refused: {}", refusal.message);
-                    return refusal.into();
-                }
+        let (claim, new_manifest) = match recorded {
+            Ok((id, new_manifest)) => {
+                let claim = self
+                    .auditor
+                    .enabled()
+                    .then(|| self.state().claim_of(&peer, &id, rand::random()))
+                    .flatten();
+                (claim, new_manifest)
+            }
+            Err(refusal) => {
+                warn!("announce refused: {}", refusal.message);
+                return refusal.into();
             }
         };
         if let Some(claim) = claim {
             match self.auditor.check(&claim).await {
                 Some(Verdict::Lied(why)) => {
-                    self.state
-                        .lock()
-                        .expect("tracker state lock poisoned")
-                        .checked(&claim, true, Instant::now());
+                    self.record_check(&claim, true).await;
                     warn!(file = %claim.file.short(), "spot check failed, not listed: {why}");
                     return TrackerResponse::Error {
                         code: ErrorCode::Invalid,
@@ -266,76 +373,53 @@ impl Service {
                         ),
                     };
                 }
-                Some(Verdict::Held) => {
-                    let mut state = self.state.lock().expect("tracker state lock poisoned");
-                    state.checked(&claim, false, Instant::now());
-                }
+                Some(Verdict::Held) => self.record_check(&claim, false).await,
                 Some(Verdict::Unknown(why)) => debug!(file = %claim.file.short(), "spot check inconclusive: {why}"),
                 None => debug!(file = %claim.file.short(), "spot check deferred: audit budget in use"),
             }
         }
-        if let Some(manifest) = new_manifest {
+        if let (Some(manifest), Store::Embedded(store)) = (new_manifest, &self.store) {
             info!(file = %manifest.id().short(), name = %manifest.name, "new file in the catalogue");
-            self.store.insert(&manifest);
+            store.insert(&manifest);
         }
         TrackerResponse::Ok
     }
 
-    fn answer(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
-        let now = Instant::now();
-        {
-            let mut state = self.state.lock().expect("tracker state lock poisoned");
-            let done = |r: Result<(), swarm_proto::protocol::Refusal>| match r {
-                Ok(()) => TrackerResponse::Ok,
-                Err(refusal) => refusal.into(),
-            };
-            match request {
-                TrackerRequest::Register { advertise } => {
-                    let addr = advertise.unwrap_or(remote);
-                    match state.register(peer, addr, remote.ip(), now) {
-                        Ok(()) => {
-                            info!(%addr, "registered");
-                            TrackerResponse::Registered {
-                                addr,
-                                peer,
-                                timeout_secs: state.peer_timeout().as_secs(),
-                                report_secs: report_every(state.peer_count()),
-                            }
-                        }
-                        Err(refusal) => refusal.into(),
-                    }
-                }
-                TrackerRequest::Announce { .. } | TrackerRequest::Join { .. } => {
-                    unreachable!("announcements are handled by Service::announce")
-                }
-                TrackerRequest::HaveChunks { file, chunks } => done(state.have(peer, file, &chunks, now)),
-                TrackerRequest::Withdraw { file } => done(state.withdraw(peer, file, now)),
-                TrackerRequest::Keepalive => done(state.keepalive(peer, now)),
-                TrackerRequest::Leave => {
-                    if state.remove_peer(&peer, now) {
-                        info!("left");
-                    }
-                    TrackerResponse::Ok
-                }
-                TrackerRequest::List => TrackerResponse::Catalogue(state.list()),
-                TrackerRequest::Search { query, exact } => TrackerResponse::Catalogue(state.search(&query, exact)),
-                TrackerRequest::Resolve { prefix } => TrackerResponse::Matches(state.resolve(&prefix)),
-                TrackerRequest::Locate { file, manifest, want } => {
-                    match state.locate(&file, &peer, usize::from(want), now, &mut rand::rng()) {
-                        Some(located) => TrackerResponse::Located {
-                            manifest: manifest.then(|| (*located.manifest).clone()),
-                            meta: located.meta,
-                            holders: located.holders,
-                            live: located.live,
-                        },
-                        None => not_in_catalogue(&file),
-                    }
-                }
-                TrackerRequest::Holders { file } => match state.holdings(&file) {
-                    Some(holdings) => TrackerResponse::Holdings(holdings),
+    /// Records the outcome of a spot check of `claim`.
+    async fn record_check(&self, claim: &Claim, lied: bool) {
+        let change = Change::Checked {
+            peer: claim.peer,
+            file: claim.file,
+            lied,
+        };
+        if let Err(refusal) = self.commit(change).await {
+            debug!("spot check not recorded: {}", refusal.message);
+        }
+    }
+
+    /// A request that changes nothing, answered from this tracker's memory.
+    fn answer(&self, peer: PeerId, request: TrackerRequest) -> TrackerResponse {
+        let mut state = self.state();
+        match request {
+            TrackerRequest::List => TrackerResponse::Catalogue(state.list()),
+            TrackerRequest::Search { query, exact } => TrackerResponse::Catalogue(state.search(&query, exact)),
+            TrackerRequest::Resolve { prefix } => TrackerResponse::Matches(state.resolve(&prefix)),
+            TrackerRequest::Locate { file, manifest, want } => {
+                match state.locate(&file, &peer, usize::from(want), Instant::now(), &mut rand::rng()) {
+                    Some(located) => TrackerResponse::Located {
+                        manifest: manifest.then(|| (*located.manifest).clone()),
+                        meta: located.meta,
+                        holders: located.holders,
+                        live: located.live,
+                    },
                     None => not_in_catalogue(&file),
-                },
+                }
             }
+            TrackerRequest::Holders { file } => match state.holdings(&file) {
+                Some(holdings) => TrackerResponse::Holdings(holdings),
+                None => not_in_catalogue(&file),
+            },
+            change => unreachable!("{} changes the state", request_kind(&change)),
         }
     }
 }
@@ -363,11 +447,7 @@ async fn audit_loop(service: Arc<Service>, shutdown: CancellationToken, every: D
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let claim = service
-            .state
-            .lock()
-            .expect("tracker state lock poisoned")
-            .random_claim(rand::random());
+        let claim = service.state().random_claim(rand::random());
         let Some(claim) = claim else { continue };
         let verdict = service.auditor.check(&claim).await;
         let lied = match &verdict {
@@ -378,11 +458,7 @@ async fn audit_loop(service: Arc<Service>, shutdown: CancellationToken, every: D
             Some(Verdict::Held) => false,
             _ => continue,
         };
-        service
-            .state
-            .lock()
-            .expect("tracker state lock poisoned")
-            .checked(&claim, lied, Instant::now());
+        service.record_check(&claim, lied).await;
     }
 }
 
@@ -394,17 +470,18 @@ async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let expired = service
-            .state
-            .lock()
-            .expect("tracker state lock poisoned")
-            .expire(Instant::now());
+        let expired = match service.commit(Change::Expire).await {
+            Ok(Outcome::Expired(expired)) => expired,
+            _ => continue,
+        };
         for peer in expired.peers {
             info!(peer = %peer.short(), "expired after {timeout:?} of silence");
         }
         for file in expired.files {
             info!(file = %file.short(), "forgotten: no live peer held it for {forget_after:?}");
-            service.store.remove(&file);
+            if let Store::Embedded(store) = &service.store {
+                store.remove(&file);
+            }
         }
         // Forget the request counts of peers that have been quiet long enough to be full.
         service.requests.retain_recent();

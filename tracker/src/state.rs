@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
 
@@ -70,6 +71,41 @@ pub struct Located {
     pub holders: Vec<Holder>,
     /// How many live peers hold (or fetch) it.
     pub live: u32,
+}
+
+/// [`TrackerState`] as plain data ([`TrackerState::snapshot`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every manifest in the catalogue.
+    pub files: Vec<SnapshotFile>,
+    /// Every live peer, with what it holds.
+    pub peers: Vec<SnapshotPeer>,
+}
+
+/// One file of a [`Snapshot`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Who pays for it.
+    pub charged: Option<IpAddr>,
+    /// For how long nobody has held it, if nobody does.
+    pub unheld_ms: Option<u64>,
+}
+
+/// One peer of a [`Snapshot`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotPeer {
+    /// Its id.
+    pub peer: PeerId,
+    /// The address given out for it.
+    pub addr: SocketAddr,
+    /// The address it pays from.
+    pub ip: IpAddr,
+    /// How long since it was last heard from.
+    pub silent_ms: u64,
+    /// Each file it holds: the chunks, the metadata, and whether a spot check passed.
+    pub holdings: Vec<(FileId, Bitfield, FileMeta, bool)>,
 }
 
 /// The catalogue and who holds what.
@@ -253,26 +289,26 @@ impl TrackerState {
         })
     }
 
-    /// Records a spot check of `claim`: a holder that `lied` no longer holds the file (and a
+    /// Records a spot check of what `peer` claims of `file`: a holder that `lied` no longer holds the file (and a
     /// manifest only it held is forgotten at once); one that did not is marked checked.
     /// Returns whether the holding was dropped.
-    pub fn checked(&mut self, claim: &Claim, lied: bool, now: Instant) -> bool {
-        let Some(record) = self.peers.get_mut(&claim.peer) else {
+    pub fn checked(&mut self, peer: &PeerId, file: &FileId, lied: bool, now: Instant) -> bool {
+        let Some(record) = self.peers.get_mut(peer) else {
             return false;
         };
         if !lied {
-            if let Some(file) = self.files.get_mut(&claim.file) {
-                file.mark_audited(&claim.peer);
+            if let Some(record) = self.files.get_mut(file) {
+                record.mark_audited(peer);
             }
             return false;
         }
-        if !record.files.remove(&claim.file) {
+        if !record.files.remove(file) {
             return false;
         }
         let ip = record.ip;
-        self.drop_holding(&claim.peer, ip, &claim.file, now);
-        if self.files.get(&claim.file).is_some_and(|f| f.is_unheld()) {
-            self.forget(&claim.file);
+        self.drop_holding(peer, ip, file, now);
+        if self.files.get(file).is_some_and(|f| f.is_unheld()) {
+            self.forget(file);
         }
         true
     }
@@ -460,9 +496,86 @@ impl TrackerState {
         Some(holdings)
     }
 
+    /// The address given out for `peer`, if it is registered.
+    pub fn peer_addr(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.peers.get(peer).map(|p| p.addr)
+    }
+
     /// Number of live peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// The state as plain data, with times as milliseconds before `now`: what a tracker
+    /// joining a shared store starts from ([`TrackerState::restore`]). How often holders were
+    /// handed out is left out (it only spreads load).
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let ago = |t: Instant| now.saturating_duration_since(t).as_millis() as u64;
+        let files = self
+            .files
+            .values()
+            .map(|r| SnapshotFile {
+                manifest: (*r.manifest).clone(),
+                charged: r.charged,
+                unheld_ms: r.unheld_since.map(ago),
+            })
+            .collect();
+        let peers = self
+            .peers
+            .iter()
+            .map(|(id, p)| SnapshotPeer {
+                peer: *id,
+                addr: p.addr,
+                ip: p.ip,
+                silent_ms: ago(p.last_seen),
+                holdings: p
+                    .files
+                    .iter()
+                    .filter_map(|file| {
+                        let holding = self.files.get(file)?.holding(id)?;
+                        Some((*file, holding.chunks.clone(), holding.meta, holding.audited))
+                    })
+                    .collect(),
+            })
+            .collect();
+        Snapshot { files, peers }
+    }
+
+    /// A state rebuilt from `snapshot` as of `now`, with this tracker's timeout and budgets.
+    /// Whatever those budgets refuse is left out.
+    pub fn restore(snapshot: Snapshot, peer_timeout: Duration, budgets: Budgets, now: Instant) -> TrackerState {
+        let before = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
+        let mut state = TrackerState::new(peer_timeout, budgets);
+        let mut unheld = Vec::new();
+        for file in snapshot.files {
+            let id = file.manifest.id();
+            if state.add_manifest(file.manifest, file.charged, now).is_ok() {
+                unheld.push((id, file.unheld_ms));
+            }
+        }
+        for peer in snapshot.peers {
+            if state.register(peer.peer, peer.addr, peer.ip, now).is_err() {
+                continue;
+            }
+            for (file, chunks, meta, audited) in peer.holdings {
+                if state.join(peer.peer, file, chunks, meta, now).is_ok() && audited {
+                    if let Some(record) = state.files.get_mut(&file) {
+                        record.mark_audited(&peer.peer);
+                    }
+                }
+            }
+            if let Some(record) = state.peers.get_mut(&peer.peer) {
+                record.last_seen = before(peer.silent_ms);
+            }
+        }
+        for (id, unheld_ms) in unheld {
+            if let Some(record) = state.files.get_mut(&id) {
+                if record.is_unheld() {
+                    record.unheld_since = Some(before(unheld_ms.unwrap_or(0)));
+                }
+            }
+        }
+        state
     }
 
     /// Checks the invariants in the module doc; for tests.

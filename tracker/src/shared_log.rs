@@ -1,0 +1,499 @@
+//! The shared store: any number of trackers on one Redis (the one module that uses redis).
+//!
+//! Trackers share their state by sharing the changes to it. Every [`Change`] (a register, an
+//! announce, a chunk report, a spot check's outcome, an expiry round) is appended to one Redis
+//! stream; every tracker reads that stream and applies each change to its own
+//! [`TrackerState`], in stream order, at the time Redis stamped on it. Same changes, same order,
+//! same clock: every tracker holds the same state, so a peer may ask any of them and budgets and
+//! audits hold wherever a request lands. A tracker answers a change only once it has applied
+//! it from the stream, so its answer is the one every tracker computes.
+//!
+//! Reads (locate, list, search) are answered from memory and never touch Redis; Redis sees
+//! one `XADD` per change and one blocking `XREAD` per tracker.
+//!
+//! A tracker that joins starts from the newest snapshot (the whole state, written every
+//! [`SNAPSHOT_EVERY`] by each tracker) and the changes after it; the stream is trimmed to
+//! [`LOG_KEPT`] before the newest snapshot.
+//!
+//! # Keys (under the prefix, `swarm:` by default)
+//! - `log`: the stream of changes; each entry has one field, `c`, a [`LogEntry`] (bincode).
+//! - `snapshot`: a [`SnapshotRecord`] (bincode): the stream id it was taken at, and the state.
+//!
+//! # When Redis restarts
+//! Trackers keep their state in memory and answer reads throughout; changes are refused
+//! ("store unreachable", which peers retry) until Redis is back. A tracker that reconnects and
+//! finds no snapshot writes one at once, so a Redis that lost everything is refilled from the
+//! trackers' memory. Only when Redis and every tracker restart together is the state lost;
+//! peers then register and announce again on their own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use serde::{Deserialize, Serialize};
+use swarm_proto::codec;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::budget::Budgets;
+use crate::change::{Change, Outcome};
+use crate::state::{Snapshot, TrackerState};
+
+/// How often each tracker writes a snapshot of its state.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
+/// How much of the stream is kept before the newest snapshot, for trackers that lag behind.
+pub const LOG_KEPT: Duration = Duration::from_secs(600);
+/// Longest wait for a change to come back from the stream applied.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for any one Redis command (a blocking read waits [`READ_BLOCK`] within it).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read waits in Redis for new changes.
+const READ_BLOCK: Duration = Duration::from_millis(1000);
+/// Most changes read at once.
+const READ_BATCH: usize = 1024;
+
+/// Why the shared store could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("tracker store {url}: {message}")]
+pub struct StoreError {
+    /// The store's address, without any password.
+    pub url: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// One entry of the stream: a change, and who wrote it (to hand its outcome back).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// A number each tracker draws at start.
+    pub writer: u64,
+    /// The writer's count of its own changes.
+    pub seq: u64,
+    /// The change.
+    pub change: Change,
+}
+
+/// The `snapshot` key's value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The stream id of the last change it includes.
+    pub log_id: String,
+    /// The state after that change, with times relative to the change's.
+    pub snapshot: Snapshot,
+}
+
+/// Redis's stream ids as times on this machine's monotonic clock, so that every tracker
+/// applies each change at the time Redis stamped on it (the milliseconds of its id).
+struct LogClock {
+    instant: Instant,
+    redis_ms: u64,
+}
+
+impl LogClock {
+    fn at(&self, ms: u64) -> Instant {
+        if ms >= self.redis_ms {
+            self.instant + Duration::from_millis(ms - self.redis_ms)
+        } else {
+            self.instant
+                .checked_sub(Duration::from_millis(self.redis_ms - ms))
+                .unwrap_or(self.instant)
+        }
+    }
+
+    /// Redis's time in milliseconds now, as this machine sees it.
+    fn now_ms(&self) -> u64 {
+        self.redis_ms + self.instant.elapsed().as_millis() as u64
+    }
+}
+
+/// The milliseconds part of a stream id (`MS-SEQ`).
+fn id_ms(id: &str) -> u64 {
+    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+}
+
+/// Is stream id `a` after `b`?
+fn id_after(a: &str, b: &str) -> bool {
+    let parts = |id: &str| -> (u64, u64) {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+    };
+    parts(a) > parts(b)
+}
+
+/// A tracker's link to the shared store.
+pub struct SharedLog {
+    client: redis::Client,
+    url: String,
+    log_key: String,
+    snapshot_key: String,
+    writer: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    me: u64,
+    next_seq: AtomicU64,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    state: Arc<Mutex<TrackerState>>,
+    clock: LogClock,
+    /// The id of the last change applied.
+    applied: Mutex<String>,
+    /// Set when Redis was unreachable: on reconnecting, check it still has a snapshot.
+    reconnected: AtomicBool,
+}
+
+impl SharedLog {
+    /// Connects to the store at `url` (`redis://HOST:PORT/DB`), loads the newest snapshot and
+    /// applies the changes after it. Nothing is served until this returns.
+    pub async fn open(
+        url: &str,
+        prefix: &str,
+        peer_timeout: Duration,
+        budgets: Budgets,
+    ) -> Result<(Arc<SharedLog>, Arc<Mutex<TrackerState>>), StoreError> {
+        let shown = redact(url);
+        let fail = |message: String| StoreError {
+            url: shown.clone(),
+            message,
+        };
+        let client = redis::Client::open(url).map_err(|e| fail(format!("not a Redis address: {e}")))?;
+        let mut conn = connect(&client)
+            .await
+            .map_err(|e| fail(format!("{e}; is redis-server running there?")))?;
+        let (secs, micros): (u64, u64) = command(&mut conn, &mut redis::cmd("TIME"))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let clock = LogClock {
+            instant: Instant::now(),
+            redis_ms: secs * 1000 + micros / 1000,
+        };
+        let log_key = format!("{prefix}log");
+        let snapshot_key = format!("{prefix}snapshot");
+        let stored: Option<Vec<u8>> = command(&mut conn, redis::cmd("GET").arg(&snapshot_key))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (state, applied) = match stored.map(|bytes| codec::decode_record::<SnapshotRecord>(&bytes)) {
+            Some(Ok(record)) => {
+                let now = clock.at(id_ms(&record.log_id));
+                let state = TrackerState::restore(record.snapshot, peer_timeout, budgets, now);
+                info!(
+                    files = state.list().len(),
+                    peers = state.peer_count(),
+                    "loaded the shared state's snapshot"
+                );
+                (state, record.log_id)
+            }
+            Some(Err(e)) => {
+                warn!("the shared state's snapshot is unreadable ({e}); starting from the log");
+                (TrackerState::new(peer_timeout, budgets), "0-0".to_owned())
+            }
+            None => (TrackerState::new(peer_timeout, budgets), "0-0".to_owned()),
+        };
+        let state = Arc::new(Mutex::new(state));
+        let log = Arc::new(SharedLog {
+            client,
+            url: shown.clone(),
+            log_key,
+            snapshot_key,
+            writer: tokio::sync::Mutex::new(Some(conn.clone())),
+            me: rand::random(),
+            next_seq: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            state: state.clone(),
+            clock,
+            applied: Mutex::new(applied),
+            reconnected: AtomicBool::new(false),
+        });
+        // Catch up with the stream before serving.
+        loop {
+            let entries = log.read(&mut conn, None).await.map_err(|e| fail(e.to_string()))?;
+            if entries.is_empty() {
+                break;
+            }
+            log.apply(entries);
+        }
+        Ok((log, state))
+    }
+
+    fn error(&self, message: impl Into<String>) -> StoreError {
+        StoreError {
+            url: self.url.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Appends `change` to the stream and returns its outcome once this tracker has applied it.
+    pub async fn commit(&self, change: Change) -> Result<Outcome, StoreError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (sender, outcome) = oneshot::channel();
+        self.waiting.lock().expect("lock poisoned").insert(seq, sender);
+        let entry = codec::encode(&LogEntry {
+            writer: self.me,
+            seq,
+            change,
+        });
+        let result = match self.append(&entry).await {
+            Ok(()) => match tokio::time::timeout(COMMIT_TIMEOUT, outcome).await {
+                Ok(Ok(outcome)) => Ok(outcome),
+                _ => Err(self.error(format!("the change was not read back within {COMMIT_TIMEOUT:?}"))),
+            },
+            Err(e) => Err(self.error(e.to_string())),
+        };
+        if result.is_err() {
+            self.waiting.lock().expect("lock poisoned").remove(&seq);
+        }
+        result
+    }
+
+    /// The shared connection for commands other than the blocking read, dialled if needed.
+    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut slot = self.writer.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = connect(&self.client).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs `cmd` on the shared connection, dropping the connection if it failed.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> redis::RedisResult<T> {
+        let mut conn = self.connection().await?;
+        let result = command(&mut conn, cmd).await;
+        if result.is_err() {
+            *self.writer.lock().await = None;
+        }
+        result
+    }
+
+    async fn append(&self, entry: &[u8]) -> redis::RedisResult<()> {
+        let _id: String = self
+            .run(redis::cmd("XADD").arg(&self.log_key).arg("*").arg("c").arg(entry))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads the changes after the last one applied: waiting up to `block` for some, or not
+    /// at all.
+    async fn read(
+        &self,
+        conn: &mut MultiplexedConnection,
+        block: Option<Duration>,
+    ) -> redis::RedisResult<Vec<(String, Vec<u8>)>> {
+        let after = self.applied.lock().expect("lock poisoned").clone();
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(READ_BATCH);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.log_key).arg(after);
+        let reply: Value = command(conn, &mut cmd).await?;
+        Ok(stream_entries(reply))
+    }
+
+    /// Applies changes read from the stream, handing each of this tracker's own back to the
+    /// request that made it.
+    fn apply(&self, entries: Vec<(String, Vec<u8>)>) {
+        let mut state = self.state.lock().expect("tracker state lock poisoned");
+        let mut applied = self.applied.lock().expect("lock poisoned");
+        for (id, bytes) in entries {
+            if !id_after(&id, &applied) {
+                continue;
+            }
+            match codec::decode::<LogEntry>(&bytes) {
+                Ok(entry) => {
+                    let outcome = entry.change.apply(&mut state, self.clock.at(id_ms(&id)));
+                    if entry.writer == self.me {
+                        if let Some(waiter) = self.waiting.lock().expect("lock poisoned").remove(&entry.seq) {
+                            let _ = waiter.send(outcome);
+                        }
+                    }
+                }
+                Err(e) => warn!("skipping unreadable change {id} in {}: {e}", self.log_key),
+            }
+            *applied = id;
+        }
+    }
+
+    /// Follows the stream until `shutdown`, reconnecting when Redis goes away.
+    pub async fn follow(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut conn: Option<MultiplexedConnection> = None;
+        let mut down_since: Option<Instant> = None;
+        loop {
+            let attempt = async {
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => conn.insert(connect(&self.client).await?),
+                };
+                self.read(c, Some(READ_BLOCK)).await
+            };
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                result = attempt => result,
+            };
+            match result {
+                Ok(entries) => {
+                    if let Some(since) = down_since.take() {
+                        info!(store = %self.url, "store reachable again after {:.1?}", since.elapsed());
+                        self.reconnected.store(true, Ordering::Relaxed);
+                    }
+                    self.apply(entries);
+                }
+                Err(e) => {
+                    conn = None;
+                    if down_since.is_none() {
+                        warn!(store = %self.url, "store unreachable ({e}); changes are refused until it is back");
+                        down_since = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a snapshot every [`SNAPSHOT_EVERY`], and at once after a reconnection to a Redis
+    /// that lost the one it had, until `shutdown`.
+    pub async fn keep_snapshots(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut last = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let lost = self.reconnected.swap(false, Ordering::Relaxed) && !self.has_snapshot().await;
+            if lost || last.elapsed() >= SNAPSHOT_EVERY {
+                match self.write_snapshot().await {
+                    Ok(()) if lost => {
+                        info!(store = %self.url, "the store had lost its state; wrote it back from memory")
+                    }
+                    Ok(()) => {}
+                    Err(e) => warn!(store = %self.url, "could not write a snapshot: {e}"),
+                }
+                last = Instant::now();
+            }
+        }
+    }
+
+    async fn has_snapshot(&self) -> bool {
+        let exists: redis::RedisResult<u64> = self.run(redis::cmd("EXISTS").arg(&self.snapshot_key)).await;
+        exists.map_or(true, |n| n > 0)
+    }
+
+    /// Writes this tracker's state as the snapshot, and trims the stream to [`LOG_KEPT`]
+    /// before it.
+    pub async fn write_snapshot(&self) -> redis::RedisResult<()> {
+        let record = {
+            let state = self.state.lock().expect("tracker state lock poisoned");
+            let log_id = self.applied.lock().expect("lock poisoned").clone();
+            let at = if log_id == "0-0" {
+                self.clock.at(self.clock.now_ms())
+            } else {
+                self.clock.at(id_ms(&log_id))
+            };
+            codec::encode(&SnapshotRecord {
+                snapshot: state.snapshot(at),
+                log_id,
+            })
+        };
+        let () = self.run(redis::cmd("SET").arg(&self.snapshot_key).arg(record)).await?;
+        let keep_from = self.clock.now_ms().saturating_sub(LOG_KEPT.as_millis() as u64);
+        let _trimmed: u64 = self
+            .run(
+                redis::cmd("XTRIM")
+                    .arg(&self.log_key)
+                    .arg("MINID")
+                    .arg("~")
+                    .arg(keep_from),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    // The client's own response timeout (half a second by default) would cut the blocking
+    // read short; every command is bounded by `command` instead.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(COMMAND_TIMEOUT));
+    client.get_multiplexed_async_connection_with_config(&config).await
+}
+
+async fn command<T: redis::FromRedisValue>(
+    conn: &mut MultiplexedConnection,
+    cmd: &mut redis::Cmd,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, cmd.query_async(conn)).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out()),
+    }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {COMMAND_TIMEOUT:?}"),
+    ))
+}
+
+/// `(id, c)` of each entry in an `XREAD` reply (nil when nothing came).
+fn stream_entries(reply: Value) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    let Value::Array(streams) = reply else {
+        return found;
+    };
+    for stream in streams {
+        let Value::Array(mut parts) = stream else { continue };
+        let Some(Value::Array(entries)) = parts.pop() else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(mut entry) = entry else { continue };
+            let (Some(Value::Array(fields)), Some(Value::BulkString(id))) = (entry.pop(), entry.pop()) else {
+                continue;
+            };
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                if let (Value::BulkString(name), Value::BulkString(value)) = (name, value) {
+                    if name == b"c" {
+                        found.push((String::from_utf8_lossy(&id).into_owned(), value));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_compare_by_time_then_sequence() {
+        assert!(id_after("5-1", "5-0"));
+        assert!(id_after("6-0", "5-9"));
+        assert!(id_after("10-0", "9-0"));
+        assert!(!id_after("5-0", "5-0"));
+        assert!(id_after("1-0", "0-0"));
+        assert_eq!(id_ms("1700000000123-4"), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(redact("redis://:hunter2@10.0.0.1:6379/0"), "redis://…@10.0.0.1:6379/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}
