@@ -191,9 +191,10 @@ pub struct ShareArgs {
 /// A peer node that shares files, and its tracker.
 #[derive(Debug, Args)]
 pub struct PeerArgs {
-    /// Tracker as HOST:PORT or ID@HOST:PORT; without one, a tracker starts in-process.
-    #[arg(long, env = "SWARM_TRACKER")]
-    pub tracker: Option<TrackerAddr>,
+    /// Tracker as HOST:PORT or ID@HOST:PORT; several trackers sharing one store as A,B,C (or
+    /// the flag repeated). Without one, a tracker starts in-process.
+    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',')]
+    pub tracker: Vec<TrackerAddr>,
     /// Chunk size: a power of two from 64KiB to 16MiB.
     #[arg(long, env = "SWARM_CHUNK_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub chunk_size: u64,
@@ -237,9 +238,10 @@ pub struct SyncArgs {
 pub struct FetchArgs {
     /// File id, or a unique prefix of at least 8 hex digits.
     pub id: String,
-    /// Tracker as HOST:PORT or ID@HOST:PORT.
-    #[arg(long, env = "SWARM_TRACKER")]
-    pub tracker: TrackerAddr,
+    /// Tracker as HOST:PORT or ID@HOST:PORT; several trackers sharing one store as A,B,C (or
+    /// the flag repeated).
+    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',', required = true)]
+    pub tracker: Vec<TrackerAddr>,
     /// Directory to write into (the file lands at its name inside it).
     #[arg(short = 'o', long = "output", env = "SWARM_OUTPUT", default_value = ".")]
     pub output: PathBuf,
@@ -272,9 +274,10 @@ pub struct FetchArgs {
 /// Options of the catalogue queries.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Tracker as HOST:PORT or ID@HOST:PORT.
-    #[arg(long, env = "SWARM_TRACKER")]
-    pub tracker: TrackerAddr,
+    /// Tracker as HOST:PORT or ID@HOST:PORT; several trackers sharing one store as A,B,C (or
+    /// the flag repeated).
+    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',', required = true)]
+    pub tracker: Vec<TrackerAddr>,
     /// State directory (for the known-trackers file).
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,

@@ -12,6 +12,7 @@ use swarm_engine::netutil::reachable_addr;
 use swarm_engine::sync::SyncOptions;
 use swarm_engine::{
     DiskIo, FetchOptions, Node, NodeConfig, Progress, Replace, SeededFile, Sources, TrackerAddr, TrackerClient,
+    Trackers,
 };
 use swarm_proto::access::{Access, SwarmKey};
 use swarm_tracker::{Tracker, TrackerConfig};
@@ -43,7 +44,7 @@ fn access(file: &Option<PathBuf>) -> Result<Access> {
     })
 }
 
-fn node_config(args: &NodeArgs, tracker: Option<TrackerAddr>) -> Result<NodeConfig> {
+fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<NodeConfig> {
     Ok(NodeConfig {
         state_dir: args.state.clone().unwrap_or_else(|| default_state("node")),
         listen: args.listen,
@@ -170,8 +171,8 @@ impl Sharing {
         }
         let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
         swarm_proto::manifest::check_chunk_size(chunk_size)?;
-        let tracker = match &args.tracker {
-            Some(addr) => TrackerChoice::Remote(addr.clone()),
+        let tracker = match Trackers::new(args.tracker.clone()) {
+            Some(trackers) => TrackerChoice::Remote(trackers),
             None => TrackerChoice::Embedded {
                 listen: args.tracker_listen,
             },
@@ -300,7 +301,7 @@ fn print_seeded(file: &SeededFile, tracker: &str) {
 
 /// `swarm fetch`
 pub async fn fetch(args: FetchArgs) -> Result<()> {
-    let node = Node::start(node_config(&args.node, Some(args.tracker.clone()))?).await?;
+    let node = Node::start(node_config(&args.node, Some(trackers(&args.tracker)?))?).await?;
     let id = node.resolve(&args.id).await?;
     let registration = node.join_tracker().await;
     if let Err(e) = &registration {
@@ -372,10 +373,15 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The trackers given with --tracker (at least one).
+fn trackers(given: &[TrackerAddr]) -> Result<Trackers> {
+    Trackers::new(given.to_vec()).ok_or_else(|| anyhow::anyhow!("no tracker given: name one with --tracker HOST:PORT"))
+}
+
 fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
     let state = args.state.clone().unwrap_or_else(|| default_state("node"));
     Ok(TrackerClient::ephemeral(
-        args.tracker.clone(),
+        trackers(&args.tracker)?,
         Some(KnownTrackers::in_dir(&state)),
         access(&args.secret_file)?,
     )?)

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::netutil::{loopback_for, reachable_addr};
 use crate::node::{Node, NodeConfig};
-use crate::tracker_client::{Registration, TrackerAddr};
+use crate::tracker_client::{Registration, TrackerAddr, Trackers};
 
 /// Pause between tries while the tracker does not answer.
 const JOIN_RETRY: Duration = Duration::from_secs(2);
@@ -24,8 +24,8 @@ const JOIN_RETRY: Duration = Duration::from_secs(2);
 /// Where a peer's tracker is.
 #[derive(Debug, Clone)]
 pub enum TrackerChoice {
-    /// A tracker running elsewhere.
-    Remote(TrackerAddr),
+    /// A tracker running elsewhere (or several sharing one state).
+    Remote(Trackers),
     /// A tracker started in this process (in the node's state directory), listening here; on
     /// a free port if this one is taken.
     Embedded {
@@ -106,10 +106,13 @@ impl Peer {
                     addr: local,
                     moved_from: moved.as_ref().map(|e| (listen, e)),
                 });
-                config.tracker = Some(TrackerAddr {
-                    host_port: loopback_for(local).to_string(),
-                    id: Some(tracker.id()),
-                });
+                config.tracker = Some(
+                    TrackerAddr {
+                        host_port: loopback_for(local).to_string(),
+                        id: Some(tracker.id()),
+                    }
+                    .into(),
+                );
                 let public = format!("{}@{}", tracker.id(), reachable_addr(local));
                 embedded = Some(tracker);
                 public
@@ -224,7 +227,7 @@ pub async fn loopback_node(state_dir: &Path, tracker: TrackerAddr, caps: Caps) -
     let node = Node::start(NodeConfig {
         state_dir: state_dir.to_owned(),
         listen: loopback(),
-        tracker: Some(tracker),
+        tracker: Some(tracker.into()),
         advertise: None,
         max_upload_rate: caps.upload,
         max_download_rate: caps.download,

@@ -47,4 +47,4 @@ pub use node::{Node, NodeConfig};
 pub use progress::Progress;
 pub use swarm_proto::protocol::CatalogueEntry;
 pub use swarm_proto::{Bitfield, Digest, FileId, FileMeta, Identity, Manifest, PeerId, DEFAULT_CHUNK_SIZE};
-pub use tracker_client::{TrackerAddr, TrackerClient};
+pub use tracker_client::{TrackerAddr, TrackerClient, Trackers};

@@ -35,7 +35,7 @@ use crate::session::Session;
 use crate::state::StateDb;
 use crate::status;
 use crate::store::Store;
-use crate::tracker_client::{Located, Registration, TrackerAddr, TrackerClient};
+use crate::tracker_client::{Located, Registration, TrackerClient, Trackers};
 
 /// Files waiting for a re-check after the chunk server found them changed on disk.
 const CHANGE_QUEUE: usize = 64;
@@ -47,8 +47,8 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     /// Address of the QUIC endpoint.
     pub listen: SocketAddr,
-    /// The tracker, if any.
-    pub tracker: Option<TrackerAddr>,
+    /// The tracker (or several sharing one state), if any.
+    pub tracker: Option<Trackers>,
     /// Address to give out instead of the one the tracker observes.
     pub advertise: Option<SocketAddr>,
     /// Cap on bytes per second uploaded, across all connections.

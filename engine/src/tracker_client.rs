@@ -1,6 +1,6 @@
 //! Talking to a tracker: address parsing (`HOST:PORT` or `ID@HOST:PORT`), trust on first use
-//! for unpinned trackers, one long-lived connection re-dialled when it drops, and a typed
-//! method per request.
+//! for unpinned trackers, one long-lived connection re-dialled when it drops, failover among
+//! several trackers that share one state, and a typed method per request.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,6 +23,9 @@ const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// How many times a busy tracker is asked again (about 3 s of pauses in all).
 const BUSY_RETRIES: u32 = 5;
+/// With other trackers to turn to, the longest wait for a dial or an answer before turning
+/// to the next one.
+const FAILOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where a tracker is, and optionally which id it must prove.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,57 @@ impl fmt::Display for TrackerAddr {
     }
 }
 
+/// Several trackers that share one state (`--store` on one Redis): a peer uses one of them,
+/// picked at random so that peers spread over them, and turns to the next when it stops
+/// answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trackers(Vec<TrackerAddr>);
+
+impl Trackers {
+    /// The list, or `None` if it is empty.
+    pub fn new(list: Vec<TrackerAddr>) -> Option<Trackers> {
+        (!list.is_empty()).then_some(Trackers(list))
+    }
+
+    /// Every tracker, in the order given.
+    pub fn list(&self) -> &[TrackerAddr] {
+        &self.0
+    }
+}
+
+impl From<TrackerAddr> for Trackers {
+    fn from(addr: TrackerAddr) -> Self {
+        Trackers(vec![addr])
+    }
+}
+
+impl FromStr for Trackers {
+    type Err = String;
+
+    /// `A,B,C`, each `HOST:PORT` or `ID@HOST:PORT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let list = s
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(TrackerAddr::from_str)
+            .collect::<Result<Vec<_>, _>>()?;
+        Trackers::new(list).ok_or_else(|| "no tracker given".to_owned())
+    }
+}
+
+impl fmt::Display for Trackers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, addr) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{addr}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A file located through the tracker.
 #[derive(Debug, Clone)]
 pub struct Located {
@@ -90,12 +144,15 @@ pub struct Registration {
     pub report_secs: u32,
 }
 
-/// A connection to one tracker, re-dialled on demand.
+/// A connection to a tracker, re-dialled on demand; with several trackers, to the one in use.
 pub struct TrackerClient {
     transport: Transport,
-    addr: TrackerAddr,
+    trackers: Trackers,
+    /// The index of the tracker in use.
+    current: std::sync::atomic::AtomicUsize,
     known: Option<KnownTrackers>,
-    connection: Mutex<Option<Connection>>,
+    /// The open connection, and the index of the tracker it goes to.
+    connection: Mutex<Option<(usize, Connection)>>,
     /// When a request other than a keepalive was last made.
     last_busy: std::sync::Mutex<std::time::Instant>,
 }
@@ -106,12 +163,15 @@ pub struct TrackerClient {
 const HANG_UP_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl TrackerClient {
-    /// A client for the tracker at `addr`; with `known`, unpinned trackers are remembered on
-    /// first contact and must keep the same id afterwards.
-    pub fn new(transport: Transport, addr: TrackerAddr, known: Option<KnownTrackers>) -> TrackerClient {
+    /// A client for the tracker(s) at `trackers`; with `known`, unpinned trackers are
+    /// remembered on first contact and must keep the same id afterwards.
+    pub fn new(transport: Transport, trackers: impl Into<Trackers>, known: Option<KnownTrackers>) -> TrackerClient {
+        let trackers = trackers.into();
+        let first = rand::random_range(0..trackers.0.len());
         TrackerClient {
             transport,
-            addr,
+            trackers,
+            current: std::sync::atomic::AtomicUsize::new(first),
             known,
             connection: Mutex::new(None),
             last_busy: std::sync::Mutex::new(std::time::Instant::now()),
@@ -119,7 +179,7 @@ impl TrackerClient {
     }
 
     /// A client with a throwaway identity and endpoint, for one-off queries (`ls`, `search`).
-    pub fn ephemeral(addr: TrackerAddr, known: Option<KnownTrackers>, access: Access) -> Result<TrackerClient> {
+    pub fn ephemeral(addr: impl Into<Trackers>, known: Option<KnownTrackers>, access: Access) -> Result<TrackerClient> {
         let transport = Transport::bind_with(
             std::sync::Arc::new(Identity::generate()?),
             SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -128,50 +188,82 @@ impl TrackerClient {
         Ok(TrackerClient::new(transport, addr, known))
     }
 
-    /// The tracker's address as given.
+    /// The address of the tracker in use.
     pub fn addr(&self) -> &TrackerAddr {
-        &self.addr
+        &self.trackers.0[self.current()]
+    }
+
+    /// Every tracker this client may use.
+    pub fn trackers(&self) -> &Trackers {
+        &self.trackers
+    }
+
+    fn current(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::Relaxed) % self.trackers.0.len()
+    }
+
+    /// Turns from tracker `failed` to the next one (unless another request did already).
+    fn fail_over(&self, failed: usize) {
+        let next = (failed + 1) % self.trackers.0.len();
+        let moved = self.current.compare_exchange(
+            failed,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if moved.is_ok() {
+            tracing::warn!(
+                from = %self.trackers.0[failed].host_port,
+                to = %self.trackers.0[next].host_port,
+                "tracker not answering; turning to the next"
+            );
+        }
     }
 
     fn error(&self, message: impl Into<String>) -> Error {
+        self.error_at(self.current(), message)
+    }
+
+    fn error_at(&self, index: usize, message: impl Into<String>) -> Error {
         Error::Tracker {
-            addr: self.addr.host_port.clone(),
+            addr: self.trackers.0[index].host_port.clone(),
             message: message.into(),
         }
     }
 
-    async fn dial(&self) -> Result<Connection> {
-        let target = tokio::net::lookup_host(&self.addr.host_port)
+    async fn dial(&self, index: usize) -> Result<Connection> {
+        let addr = &self.trackers.0[index];
+        let target = tokio::net::lookup_host(&addr.host_port)
             .await
-            .map_err(|e| self.error(format!("cannot resolve: {e}")))?
+            .map_err(|e| self.error_at(index, format!("cannot resolve: {e}")))?
             .find(|a| a.is_ipv4() == self.transport.local_addr().is_ipv4())
-            .ok_or_else(|| self.error("no address of a usable family"))?;
-        let remembered = match (&self.addr.id, &self.known) {
+            .ok_or_else(|| self.error_at(index, "no address of a usable family"))?;
+        let remembered = match (&addr.id, &self.known) {
             (Some(_), _) | (None, None) => None,
-            (None, Some(known)) => known.get(&self.addr.host_port)?,
+            (None, Some(known)) => known.get(&addr.host_port)?,
         };
-        let expected = self.addr.id.or(remembered);
+        let expected = addr.id.or(remembered);
         let (connection, id) = self.transport.connect_as(target, expected, Profile::Tracker).await.map_err(|source| {
-            let hint = match (&source, remembered, self.addr.id) {
+            let hint = match (&source, remembered, addr.id) {
                 (ConnectError::WrongId { .. }, Some(_), None) => format!(
                     "; this tracker was remembered with another id (known_trackers): if it was re-keyed on purpose, name it with its new id, NEWID@{}",
-                    self.addr.host_port
+                    addr.host_port
                 ),
                 (ConnectError::WrongId { .. }, _, Some(_)) => "; check the tracker id given".to_owned(),
                 (ConnectError::Unreachable(_), ..) => "; is `swarm tracker` running there?".to_owned(),
                 _ => String::new(),
             };
             Error::TrackerConnect {
-                addr: self.addr.host_port.clone(),
+                addr: addr.host_port.clone(),
                 source,
                 hint,
             }
         })?;
         if expected.is_none() {
             if let Some(known) = &self.known {
-                known.remember(&self.addr.host_port, id)?;
+                known.remember(&addr.host_port, id)?;
             }
-            tracing::info!(tracker = %id.short(), addr = %self.addr.host_port, "trusting tracker on first use");
+            tracing::info!(tracker = %id.short(), addr = %addr.host_port, "trusting tracker on first use");
         }
         Ok(connection)
     }
@@ -199,40 +291,68 @@ impl TrackerClient {
         self.request_once(request).await
     }
 
+    /// One request, to the tracker in use. A connection that fails is dropped and dialled
+    /// again once; with several trackers, a tracker that does not answer within
+    /// [`FAILOVER_TIMEOUT`] is left for the next, each tried in turn.
     async fn request_once(&self, request: &TrackerRequest) -> Result<TrackerResponse> {
+        let several = self.trackers.0.len() > 1;
+        let wait = if several { FAILOVER_TIMEOUT } else { ANSWER_TIMEOUT };
+        let attempts = if several { self.trackers.0.len() + 1 } else { 2 };
         let mut last_error = None;
-        for _ in 0..2 {
-            let connection = self.connection().await?;
-            match tokio::time::timeout(ANSWER_TIMEOUT, transport::exchange(&connection, request, MAX_FRAME)).await {
-                Ok(Ok((response, _))) => return Ok(response),
-                Ok(Err(e)) => {
-                    self.forget(&connection).await;
-                    last_error = Some(e.to_string());
+        for _ in 0..attempts {
+            let index = self.current();
+            let connection = match tokio::time::timeout(wait, self.connection(index)).await {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) if several => {
+                    self.fail_over(index);
+                    last_error = Some(e);
+                    continue;
                 }
+                Ok(Err(e)) => return Err(e),
                 Err(_) => {
-                    self.forget(&connection).await;
-                    last_error = Some(format!("no answer within {ANSWER_TIMEOUT:?}"));
+                    self.fail_over(index);
+                    last_error = Some(self.error_at(index, format!("no connection within {wait:?}")));
+                    continue;
                 }
+            };
+            let failure = match tokio::time::timeout(wait, transport::exchange(&connection, request, MAX_FRAME)).await {
+                Ok(Ok((response, _))) => return Ok(response),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {wait:?}"),
+            };
+            self.forget(&connection).await;
+            if several {
+                self.fail_over(index);
             }
+            last_error = Some(self.error_at(index, format!("request failed: {failure}")));
         }
-        Err(self.error(format!("request failed: {}", last_error.expect("loop ran"))))
+        Err(last_error.expect("loop ran"))
     }
 
-    /// The live connection, dialled if there is none. The lock is held while dialling so that
-    /// concurrent requests share one new connection.
-    async fn connection(&self) -> Result<Connection> {
+    /// The live connection to tracker `index`, dialled if there is none. The lock is held
+    /// while dialling so that concurrent requests share one new connection.
+    async fn connection(&self, index: usize) -> Result<Connection> {
         let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
+        if let Some((_, c)) = slot
+            .as_ref()
+            .filter(|(at, c)| *at == index && c.close_reason().is_none())
+        {
             return Ok(c.clone());
         }
-        let c = self.dial().await?;
-        *slot = Some(c.clone());
+        if let Some((_, old)) = slot.take() {
+            old.close(
+                swarm_proto::protocol::CloseCode::Done.code(),
+                b"moved to another tracker",
+            );
+        }
+        let c = self.dial(index).await?;
+        *slot = Some((index, c.clone()));
         Ok(c)
     }
 
     async fn forget(&self, failed: &Connection) {
         let mut slot = self.connection.lock().await;
-        if slot.as_ref().is_some_and(|c| c.stable_id() == failed.stable_id()) {
+        if slot.as_ref().is_some_and(|(_, c)| c.stable_id() == failed.stable_id()) {
             *slot = None;
         }
     }
@@ -318,7 +438,7 @@ impl TrackerClient {
     /// nothing more to ask for a while (one that has just joined, or only keeps its session
     /// alive) hangs up so that the tracker keeps no connection for it.
     pub async fn hang_up(&self) {
-        if let Some(connection) = self.connection.lock().await.take() {
+        if let Some((_, connection)) = self.connection.lock().await.take() {
             connection.close(swarm_proto::protocol::CloseCode::Done.code(), b"idle");
         }
     }
@@ -377,7 +497,7 @@ impl TrackerClient {
             TrackerResponse::Matches(matches) => match matches.as_slice() {
                 [] => Err(Error::NotFound(format!(
                     "no file id starts with {prefix} at tracker {}",
-                    self.addr.host_port
+                    self.addr().host_port
                 ))),
                 [(id, _)] => Ok(*id),
                 _ => Err(Error::AmbiguousId {
@@ -427,7 +547,7 @@ impl TrackerClient {
     fn not_in_catalogue(&self, file: FileId) -> Error {
         Error::NotFound(format!(
             "file {file} is not in the catalogue of tracker {}",
-            self.addr.host_port
+            self.addr().host_port
         ))
     }
 }

@@ -49,7 +49,7 @@ async fn a_file_over_4_gib_round_trips() {
     let node = |name: &str| NodeConfig {
         state_dir: tmp.path().join(name),
         listen: loopback,
-        tracker: Some(addr.clone()),
+        tracker: Some(addr.clone().into()),
         ..NodeConfig::default()
     };
     let seeder = Node::start(node("seeder")).await.unwrap();

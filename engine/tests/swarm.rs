@@ -292,7 +292,7 @@ async fn a_wrong_tracker_id_is_refused_by_tls() {
     let node = Node::start(NodeConfig {
         state_dir: tmp.path().join("node"),
         listen: loopback(),
-        tracker: Some(wrong),
+        tracker: Some(wrong.into()),
         ..NodeConfig::default()
     })
     .await

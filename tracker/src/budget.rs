@@ -53,7 +53,7 @@ pub fn holding_cost(chunk_count: u32) -> u64 {
 }
 
 /// The bytes charged, per address and in all.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     by_address: HashMap<IpAddr, u64>,
     total: u64,

@@ -364,11 +364,25 @@ impl SharedLog {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let lost = self.reconnected.swap(false, Ordering::Relaxed) && !self.has_snapshot().await;
+            // After Redis was away: if it came back empty, write the state back at once (a
+            // failed check is tried again on the next tick).
+            let lost = if self.reconnected.load(Ordering::Relaxed) {
+                match self.has_snapshot().await {
+                    Ok(true) => {
+                        self.reconnected.store(false, Ordering::Relaxed);
+                        false
+                    }
+                    Ok(false) => true,
+                    Err(_) => continue,
+                }
+            } else {
+                false
+            };
             if lost || last.elapsed() >= SNAPSHOT_EVERY {
                 match self.write_snapshot().await {
                     Ok(()) if lost => {
-                        info!(store = %self.url, "the store had lost its state; wrote it back from memory")
+                        self.reconnected.store(false, Ordering::Relaxed);
+                        info!(store = %self.url, "the store had lost its state; wrote it back from memory");
                     }
                     Ok(()) => {}
                     Err(e) => warn!(store = %self.url, "could not write a snapshot: {e}"),
@@ -378,9 +392,9 @@ impl SharedLog {
         }
     }
 
-    async fn has_snapshot(&self) -> bool {
-        let exists: redis::RedisResult<u64> = self.run(redis::cmd("EXISTS").arg(&self.snapshot_key)).await;
-        exists.map_or(true, |n| n > 0)
+    async fn has_snapshot(&self) -> redis::RedisResult<bool> {
+        let exists: u64 = self.run(redis::cmd("EXISTS").arg(&self.snapshot_key)).await?;
+        Ok(exists > 0)
     }
 
     /// Writes this tracker's state as the snapshot, and trims the stream to [`LOG_KEPT`]

@@ -884,6 +884,66 @@ mod tests {
         }
     }
 
+    /// Everything two states answer, compared.
+    fn assert_same_answers(a: &TrackerState, b: &TrackerState, files: &[Manifest]) {
+        assert_eq!(a.list(), b.list());
+        assert_eq!(a.peer_count(), b.peer_count());
+        assert_eq!(a.usage(), b.usage());
+        for m in files {
+            let sorted = |t: &TrackerState| {
+                let mut h = t.holdings(&m.id()).unwrap_or_default();
+                h.sort_by_key(|h| h.peer);
+                h
+            };
+            assert_eq!(sorted(a), sorted(b));
+        }
+    }
+
+    proptest::proptest! {
+        /// Random sessions applied as changes: a state rebuilt from a snapshot answers as the
+        /// original did, then and after time passes (silences and unheld times survive).
+        #[test]
+        fn a_restored_snapshot_answers_as_the_original(ops in proptest::collection::vec(op(), 1..120), later in 0u64..40) {
+            use crate::change::Change;
+            let start = Instant::now();
+            let budgets = Budgets { per_address: 4096, total: 10_000, forget_after: Duration::from_secs(20) };
+            let mut t = TrackerState::new(Duration::from_secs(15), budgets);
+            let files: Vec<Manifest> = (0..6).map(|i| manifest(&format!("f{i}"), 10)).collect();
+            let mut clock = 0;
+            for op in ops {
+                let change = match op {
+                    Op::Register(p) => Change::Register { peer: PeerId([p; 32]), addr: addr(u16::from(p)), ip: IpAddr::from([10, 0, 0, p % 3]) },
+                    Op::Announce(p, f, full) => Change::Announce {
+                        peer: PeerId([p; 32]),
+                        manifest: files[f as usize].clone(),
+                        chunks: if full { Bitfield::full(10) } else { Bitfield::new(10) },
+                        meta: FileMeta::default(),
+                    },
+                    Op::Have(p, f, c) => Change::Have { peer: PeerId([p; 32]), file: files[f as usize].id(), chunks: vec![c] },
+                    Op::Withdraw(p, f) => Change::Withdraw { peer: PeerId([p; 32]), file: files[f as usize].id() },
+                    Op::Leave(p) => Change::Leave { peer: PeerId([p; 32]) },
+                    Op::Expire(seconds) => { clock += seconds; Change::Expire }
+                };
+                change.apply(&mut t, start + Duration::from_secs(clock));
+            }
+            let now = start + Duration::from_secs(clock);
+            let snapshot = swarm_proto::codec::encode(&t.snapshot(now));
+            let snapshot = swarm_proto::codec::decode_record(&snapshot).unwrap();
+            let mut restored = TrackerState::restore(snapshot, Duration::from_secs(15), budgets, now);
+            restored.check_invariants();
+            assert_same_answers(&t, &restored, &files);
+            let then = now + Duration::from_secs(later);
+            let sorted = |mut e: Expired| {
+                e.peers.sort();
+                e.files.sort();
+                e
+            };
+            proptest::prop_assert_eq!(sorted(t.expire(then)), sorted(restored.expire(then)));
+            restored.check_invariants();
+            assert_same_answers(&t, &restored, &files);
+        }
+    }
+
     #[test]
     fn locates_spread_the_holders_instead_of_handing_out_the_same_ones() {
         let now = Instant::now();

@@ -1,0 +1,319 @@
+//! Several trackers sharing one Redis (`swarm tracker --store redis://…`), driven through the
+//! real binary and a real redis-server on loopback that the test starts and stops itself.
+//! `.ci/run` installs redis-server when it is missing.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A redis-server on a free loopback port, with nothing saved to disk: a restart loses all.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+/// Installs redis-server from the distribution's packages when it is missing (as `.ci/run`
+/// does), so that `cargo test` on a fresh Debian machine needs nothing else.
+fn ensure_redis_server() {
+    let found = |name: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    if found("redis-server") {
+        return;
+    }
+    if found("apt-get") {
+        let _ = Command::new("apt-get")
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "redis-server",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status();
+    }
+    assert!(
+        found("redis-server"),
+        "this test needs redis-server: apt-get install redis-server"
+    );
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Redis {
+        ensure_redis_server();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Redis::start_on(dir, port)
+    }
+
+    fn start_on(dir: &Path, port: u16) -> Redis {
+        std::fs::create_dir_all(dir).unwrap();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt-get install redis-server; .ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server and starts an empty one on the same port.
+    fn restart_empty(mut self) -> Redis {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Redis::start_on(&self.dir.clone(), self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tracker on `redis`, its log in `dir/NAME.log`; returns it, its pinned address and its
+/// plain `HOST:PORT`.
+fn start_shared_tracker(dir: &Path, name: &str, redis: &Redis) -> (Proc, String, String) {
+    let state = dir.join(name);
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "tracker",
+            "--state",
+            s(&state),
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-timeout",
+            "20s",
+        ])
+        .args(["--store", &redis.url()])
+        .env_remove("SWARM_TRACKER")
+        .env("SWARM_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let tracker = Proc { child, lines };
+    let line = tracker.line();
+    let pinned = line
+        .split("--tracker ")
+        .nth(1)
+        .expect("tracker banner")
+        .trim()
+        .to_owned();
+    let plain = pinned.split('@').nth(1).unwrap().to_owned();
+    (tracker, pinned, plain)
+}
+
+fn listing(tracker: &str, state: &Path) -> String {
+    let out = run(&["ls", "--tracker", tracker, "--state", s(state)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn kill(proc: &mut Proc) {
+    proc.child.kill().unwrap();
+    proc.child.wait().unwrap();
+}
+
+#[test]
+fn three_trackers_on_one_redis_answer_alike_and_survive_a_tracker_and_a_redis_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(&dir.path().join("redis"));
+    let mut trackers: Vec<(Proc, String, String)> = (0..3)
+        .map(|i| start_shared_tracker(dir.path(), &format!("t{i}"), &redis))
+        .collect();
+    let all: Vec<String> = trackers.iter().map(|t| t.1.clone()).collect();
+    let all_list = all.join(",");
+
+    // Three seeders, each naming the trackers in another order (each picks one at random and
+    // turns to the next when it stops answering).
+    let mut seeders = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let share = dir.path().join(format!("share{i}"));
+        let size = if i == 0 { 6 << 20 } else { 256 << 10 };
+        write(share.join(format!("file{i}.bin")), &content(size, i as u8 + 1));
+        let order: Vec<String> = (0..3).map(|k| all[(i + k) % 3].clone()).collect();
+        let tracker_arg = order.join(",");
+        // The first seeder is capped so that a fetch from it is still running when a
+        // tracker dies.
+        let extra: Vec<&str> = if i == 0 {
+            vec!["--tracker", &tracker_arg, "--max-upload-rate", "2MB/s"]
+        } else {
+            vec!["--tracker", &tracker_arg]
+        };
+        let (seeder, seeded, commands) = start_seeder(dir.path(), &format!("seeder{i}"), &share, &extra, 1);
+        assert!(
+            commands[0].contains(&tracker_arg),
+            "the printed fetch command names every tracker: {}",
+            commands[0]
+        );
+        ids.push(seeded[0].0.clone());
+        seeders.push(seeder);
+    }
+
+    // Every tracker lists the same three files.
+    let query_state = dir.path().join("query");
+    let first = listing(&trackers[0].1, &query_state);
+    for id in &ids {
+        assert!(first.contains(&id[..16]), "{id} missing from\n{first}");
+    }
+    for tracker in &trackers[1..] {
+        assert_eq!(listing(&tracker.1, &query_state), first, "trackers disagree");
+    }
+
+    // A fetch through all three (unpinned, so its log names the tracker it uses); the tracker
+    // it uses is killed mid-fetch.
+    let plain: Vec<String> = trackers.iter().map(|t| t.2.clone()).collect();
+    let out = dir.path().join("out");
+    let log = dir.path().join("fetch.log");
+    let started = Instant::now();
+    let mut fetch = fetch_command(&ids[0], &plain.join(","), &out, &dir.path().join("f0"), &log, &[])
+        .env(
+            "SWARM_LOG",
+            "warn,swarm_engine::fetch=trace,swarm_engine::tracker_client=info",
+        )
+        .spawn()
+        .unwrap();
+    let text = wait_for_text(&log, "trusting tracker on first use", Duration::from_secs(20));
+    let used = plain
+        .iter()
+        .position(|p| text.contains(&format!("addr={p}")))
+        .expect("the log names the tracker used");
+    wait_for_text(&log, "chunk written", Duration::from_secs(20));
+    kill(&mut trackers[used].0);
+    let killed_at = started.elapsed();
+    let status = fetch.wait().unwrap();
+    let took = started.elapsed();
+    assert!(
+        status.success(),
+        "fetch failed:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(std::fs::read(out.join("file0.bin")).unwrap(), content(6 << 20, 1));
+    let fetch_log = std::fs::read_to_string(&log).unwrap();
+    let turned = fetch_log
+        .lines()
+        .find(|l| l.contains("turning to the next"))
+        .unwrap_or_else(|| panic!("the fetch never turned from the dead tracker:\n{fetch_log}"));
+    eprintln!("{turned}");
+    eprintln!(
+        "fetch of 6 MiB at a 2 MB/s cap: tracker {used} killed at {killed_at:.2?}, done at {took:.2?} (the cap alone needs about 3.1 s)"
+    );
+
+    // A new fetch through the survivors starts at once, and so does one that names the dead
+    // tracker too (it turns to the next).
+    let survivors: Vec<String> = (0..3).filter(|&i| i != used).map(|i| all[i].clone()).collect();
+    for (n, trackers_arg) in [survivors.join(","), all_list.clone()].into_iter().enumerate() {
+        let started = Instant::now();
+        let out = dir.path().join(format!("out-after-{n}"));
+        let log = dir.path().join(format!("after-{n}.log"));
+        let status = fetch_command(
+            &ids[1],
+            &trackers_arg,
+            &out,
+            &dir.path().join(format!("fa{n}")),
+            &log,
+            &[],
+        )
+        .status()
+        .unwrap();
+        assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+        assert_eq!(std::fs::read(out.join("file1.bin")).unwrap(), content(256 << 10, 2));
+        eprintln!("fetch after the kill through {trackers_arg}: {:.2?}", started.elapsed());
+    }
+
+    // Redis restarts empty: the trackers write the state back from memory, so a tracker that
+    // starts afterwards knows every file, and changes are accepted again.
+    let redis = redis.restart_empty();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let written_back = || {
+        (0..3).filter(|&i| i != used).any(|i| {
+            std::fs::read_to_string(dir.path().join(format!("t{i}.log")))
+                .unwrap()
+                .contains("wrote it back from memory")
+        })
+    };
+    while !written_back() {
+        assert!(
+            Instant::now() < deadline,
+            "no tracker wrote the state back to the new Redis"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_late, late_addr, _) = start_shared_tracker(dir.path(), "late", &redis);
+    let late = listing(&late_addr, &query_state);
+    for id in &ids {
+        assert!(
+            late.contains(&id[..16]),
+            "{id} missing after the Redis restart:\n{late}"
+        );
+    }
+    let share = dir.path().join("share-late");
+    write(share.join("late.bin"), &content(100_000, 9));
+    let (_seeder, seeded, _) = start_seeder(
+        dir.path(),
+        "seeder-late",
+        &share,
+        &["--tracker", &survivors.join(",")],
+        1,
+    );
+    let after = listing(&late_addr, &query_state);
+    assert!(
+        after.contains(&seeded[0].0[..16]),
+        "a new file after the restart:\n{after}"
+    );
+    // Nothing on disk was lost.
+    for i in 0..3 {
+        assert!(dir.path().join(format!("share{i}/file{i}.bin")).exists());
+    }
+    drop(seeders);
+}
