@@ -49,9 +49,14 @@ up: image
     mkdir -p LOGS
     docker-compose -p swarm up -d --no-build
 
+# The same network with three trackers sharing one Redis (compose.redis.yaml).
+up-redis: image
+    mkdir -p LOGS
+    docker-compose -p swarm -f compose.yaml -f compose.redis.yaml up -d --no-build
+
 # Stop the compose network; every node leaves the tracker first. Files stay in VOLUMES/.
 down:
-    docker-compose -p swarm down --timeout 30
+    docker-compose -p swarm -f compose.yaml -f compose.redis.yaml down --timeout 30 --remove-orphans
 
 # Start the compose network afresh, wait until every peer has the data set, print a table.
 demo: image
@@ -69,6 +74,13 @@ netns-forty: build
 netns-big: build
     NAME=hundred-peers FETCHERS=99 KILL=5 SIZE_MIB=16 CHUNK=64KiB SEED_RATE=10mbit \
       RATES="2mbit 4mbit 8mbit" bash testbed/forty-peers.sh
+
+# The same load on one tracker alone, one tracker on Redis and three on one Redis, side by
+# side; then each flooded with back-to-back changes (release; needs redis-server).
+tracker-load-redis fetchers="1000" size="1GB" idle="2000" seconds="30":
+    cargo build --release -p swarm-cli -p swarm-benches
+    for mode in "" "--redis" "--redis --trackers 3"; do echo "== tracker-load $mode"; target/release/tracker-load --fetchers {{fetchers}} --size {{size}} --idle {{idle}} --seconds {{seconds}} --ramp 10 --download 30 --peer-timeout 30s $mode; done
+    for mode in "" "--redis" "--redis --trackers 3"; do echo "== flood $mode"; target/release/tracker-load --fetchers 200 --size 100MB --seconds 15 --ramp 3 --flood --peer-timeout 30s $mode; done
 
 # One tracker under simulated load: N fetchers of a file of SIZE, IDLE idle peers (release).
 tracker-load fetchers="5000" size="1GB" idle="0" seconds="60":

@@ -3,8 +3,11 @@
 //! (register, announce, locate, chunk reports as often as the tracker asks, re-locates every
 //! 30 s, keepalives), spread over source addresses in 127.0.0.0/8 (at most 50 peers on one).
 //! Prints the tracker's CPU and memory over the steady part of the run, and request latency.
+//! With `--redis`, starts a redis-server on loopback and `--trackers N` trackers sharing it
+//! (peers spread over them), and prints Redis's CPU too.
 //!
 //!     tracker-load --fetchers 1000 --size 1GB --idle 10000 --seconds 60
+//!     tracker-load --fetchers 1000 --size 1GB --redis --trackers 3
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use swarm_engine::tracker_client::{TrackerAddr, TrackerClient};
+use swarm_engine::tracker_client::{TrackerAddr, TrackerClient, Trackers};
 use swarm_proto::hashing::global_from_chunks;
 use swarm_proto::protocol::TrackerRequest;
 use swarm_proto::transport::Transport;
@@ -53,6 +56,16 @@ struct Args {
     /// The tracker's peer timeout (peers keep alive every third of it).
     #[arg(long, default_value = "180s")]
     peer_timeout: String,
+    /// Run the trackers on a Redis of their own (redis-server on a free loopback port).
+    #[arg(long)]
+    redis: bool,
+    /// Trackers sharing that Redis; each peer picks one at random.
+    #[arg(long, default_value_t = 1)]
+    trackers: usize,
+    /// After joining, every peer sends keepalives back to back instead of at its cadence:
+    /// how many changes per second the tracker(s) can take.
+    #[arg(long)]
+    flood: bool,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -155,7 +168,14 @@ async fn timed<T>(into: &Latencies, work: impl std::future::Future<Output = swar
 
 /// One simulated fetcher: joins, locates with the manifest, then reports its download's chunks
 /// and asks for neighbours again at the real node's cadence, until `end`.
-async fn fetcher(client: TrackerClient, manifest: Arc<Manifest>, download: Duration, stats: Arc<Stats>, end: Instant) {
+async fn fetcher(
+    client: TrackerClient,
+    manifest: Arc<Manifest>,
+    download: Duration,
+    stats: Arc<Stats>,
+    end: Instant,
+    flooding: bool,
+) {
     let Some(registration) = timed(&stats.register, client.register(None)).await else {
         return;
     };
@@ -176,6 +196,9 @@ async fn fetcher(client: TrackerClient, manifest: Arc<Manifest>, download: Durat
             .locate
             .bytes
             .fetch_add(codec::encode(&answer).len() as u64, Ordering::Relaxed);
+    }
+    if flooding {
+        return flood(&client, &stats, end).await;
     }
     let started = Instant::now();
     let report_every = Duration::from_secs(u64::from(registration.report_secs.max(1)));
@@ -219,14 +242,24 @@ async fn fetcher(client: TrackerClient, manifest: Arc<Manifest>, download: Durat
     }
 }
 
+/// Keepalives back to back until `end` (`--flood`).
+async fn flood(client: &TrackerClient, stats: &Stats, end: Instant) {
+    while Instant::now() < end {
+        timed(&stats.keepalive, client.request(&TrackerRequest::Keepalive)).await;
+    }
+}
+
 /// One idle peer: joins, announces a small file of its own, then only keeps its session alive.
-async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant) {
+async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant, flooding: bool) {
     let Some(registration) = timed(&stats.register, client.register(None)).await else {
         return;
     };
     let mine = synthetic(&format!("idle/{n}.txt"), 3000, 64 * 1024);
     let all = Bitfield::full(mine.chunk_count);
     timed(&stats.announce, client.announce(&mine, &all, Default::default())).await;
+    if flooding {
+        return flood(&client, &stats, end).await;
+    }
     // As a node's session does once it has joined.
     client.hang_up().await;
     let every = Duration::from_secs((registration.timeout_secs / 3).max(1));
@@ -241,7 +274,12 @@ async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant) 
 }
 
 /// The tracker as a child process, and how peers name it.
-fn start_tracker(bin: &PathBuf, state: &std::path::Path, peer_timeout: &str) -> (Child, TrackerAddr) {
+fn start_tracker(
+    bin: &PathBuf,
+    state: &std::path::Path,
+    peer_timeout: &str,
+    store: Option<&str>,
+) -> (Child, TrackerAddr) {
     let mut child = Command::new(bin)
         .args([
             "tracker",
@@ -253,6 +291,7 @@ fn start_tracker(bin: &PathBuf, state: &std::path::Path, peer_timeout: &str) -> 
             "--state",
         ])
         .arg(state)
+        .args(store.map(|url| ["--store", url]).into_iter().flatten())
         .env(
             "SWARM_LOG",
             std::env::var("SWARM_LOG").unwrap_or_else(|_| "warn".into()),
@@ -301,10 +340,55 @@ fn raise_file_limit() {
     );
 }
 
+/// A redis-server on a free loopback port, saving nothing, and its URL.
+fn start_redis(dir: &std::path::Path) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("bound")
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start redis-server: {e} (apt-get install redis-server)"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, format!("redis://127.0.0.1:{port}/0"))
+}
+
 async fn run(args: Args) {
     let state = tempfile::tempdir().expect("temp dir");
-    let (mut tracker, addr) = start_tracker(&args.bin, state.path(), &args.peer_timeout);
-    let pid = tracker.id();
+    assert!(
+        args.trackers == 1 || args.redis,
+        "several trackers need --redis to share a state"
+    );
+    let mut redis = args.redis.then(|| start_redis(state.path()));
+    let store = redis.as_ref().map(|(_, url)| url.clone());
+    let mut trackers: Vec<(Child, TrackerAddr)> = (0..args.trackers)
+        .map(|i| {
+            let dir = state.path().join(format!("tracker{i}"));
+            start_tracker(&args.bin, &dir, &args.peer_timeout, store.as_deref())
+        })
+        .collect();
+    let pids: Vec<u32> = trackers.iter().map(|(child, _)| child.id()).collect();
+    let redis_pid = redis.as_ref().map(|(child, _)| child.id());
+    let addr = Trackers::new(trackers.iter().map(|(_, addr)| addr.clone()).collect()).expect("one tracker or more");
+    let cpu = |pids: &[u32]| pids.iter().map(|&pid| usage(pid).0).sum::<f64>();
+    let rss = |pids: &[u32]| pids.iter().map(|&pid| usage(pid).1).sum::<f64>();
     let manifest = Arc::new(synthetic("load/big.bin", args.size, 1 << 20));
     let stats = Arc::new(Stats::default());
     let peers = args.fetchers + args.idle;
@@ -320,8 +404,9 @@ async fn run(args: Args) {
     let start = Instant::now();
     let end = start + ramp + Duration::from_secs(args.seconds);
     println!(
-        "tracker {} (pid {pid}); {} fetchers of {} MB ({} chunks) and {} idle peers over {addresses} addresses",
-        addr.host_port,
+        "{} tracker(s) at {addr}{}; {} fetchers of {} MB ({} chunks) and {} idle peers over {addresses} addresses",
+        pids.len(),
+        if store.is_some() { " on one Redis" } else { "" },
         args.fetchers,
         args.size / 1_000_000,
         manifest.chunk_count,
@@ -346,26 +431,35 @@ async fn run(args: Args) {
         let delay = ramp.mul_f64(rand::random::<f64>());
         let download = Duration::from_secs(args.download);
         let is_fetcher = n < args.fetchers;
+        let flooding = args.flood;
         tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             if is_fetcher {
-                fetcher(client, manifest, download, stats, end).await;
+                fetcher(client, manifest, download, stats, end, flooding).await;
             } else {
-                idle(client, n, stats, end).await;
+                idle(client, n, stats, end, flooding).await;
             }
         });
     }
     tokio::time::sleep_until((start + ramp).into()).await;
-    let (cpu_before, _) = usage(pid);
+    let cpu_before = cpu(&pids);
+    let redis_before = redis_pid.map(|pid| usage(pid).0);
     let steady_from = Instant::now();
     while tasks.join_next().await.is_some() {}
     let steady = steady_from.elapsed().as_secs_f64();
-    let (cpu_after, rss) = usage(pid);
+    let total_secs = start.elapsed().as_secs_f64();
     println!(
-        "tracker after the ramp: {:.1}% of one core, {:.0} MiB resident",
-        100.0 * (cpu_after - cpu_before) / steady,
-        rss
+        "trackers after the ramp: {:.1}% of one core, {:.0} MiB resident (all trackers together)",
+        100.0 * (cpu(&pids) - cpu_before) / steady,
+        rss(&pids)
     );
+    if let (Some(pid), Some(before)) = (redis_pid, redis_before) {
+        let (after, resident) = usage(pid);
+        println!(
+            "redis after the ramp: {:.1}% of one core, {resident:.0} MiB resident",
+            100.0 * (after - before) / steady
+        );
+    }
     println!(
         "{:<10} {:>8} {:>9} {:>9} {:>9} {:>10} {:>7}",
         "request", "count", "p50 ms", "p99 ms", "max ms", "bytes", "errors"
@@ -381,8 +475,19 @@ async fn run(args: Args) {
     for (kind, latencies) in kinds {
         println!("{}", latencies.line(kind));
     }
-    let _ = tracker.kill();
-    let _ = tracker.wait();
+    let answered: usize = kinds.iter().map(|(_, l)| l.samples.lock().expect("lock").len()).sum();
+    println!(
+        "requests answered: {answered}, {:.0} per second over the whole run",
+        answered as f64 / total_secs
+    );
+    for (child, _) in &mut trackers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    if let Some((child, _)) = &mut redis {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     drop(endpoints);
     // A run in which requests failed, or no fetcher located the file, measured nothing.
     let errors: u64 = kinds.iter().map(|(_, l)| l.errors.load(Ordering::Relaxed)).sum();

@@ -24,6 +24,11 @@ if [ -n "$need" ]; then
   say "installed$need"
 fi
 
+# The three-tracker variant is not started here (its Redis image comes from Docker Hub, which
+# CI machines cannot reach), but it must merge with compose.yaml.
+docker-compose -f compose.yaml -f compose.redis.yaml config -q
+say "compose.redis.yaml merges with compose.yaml"
+
 started_dockerd=""
 forward_policy=""
 ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)

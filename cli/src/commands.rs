@@ -132,7 +132,12 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
         tracker.id(),
         reachable
     );
-    info!(files = tracker.catalogue_size(), "catalogue loaded");
+    match &args.store {
+        Some(url) => {
+            info!(files = tracker.catalogue_size(), store = %url.rsplit('@').next().unwrap_or(url), "state shared through Redis")
+        }
+        None => info!(files = tracker.catalogue_size(), "catalogue loaded"),
+    }
     shutdown_signal().await;
     tracker.stop().await;
     Ok(())

@@ -12,8 +12,9 @@
 //! one `XADD` per change and one blocking `XREAD` per tracker.
 //!
 //! A tracker that joins starts from the newest snapshot (the whole state, written every
-//! [`SNAPSHOT_EVERY`] by each tracker) and the changes after it; the stream is trimmed to
-//! [`LOG_KEPT`] before the newest snapshot.
+//! [`SNAPSHOT_EVERY`] by each tracker) and the changes after it. The stream keeps the last
+//! [`LOG_KEPT`] of changes; a tracker that fell further behind (Redis's record of the newest
+//! id it trimmed is past the tracker's last one) starts again from the newest snapshot.
 //!
 //! # Keys (under the prefix, `swarm:` by default)
 //! - `log`: the stream of changes; each entry has one field, `c`, a [`LogEntry`] (bincode).
@@ -45,8 +46,8 @@ use crate::state::{Snapshot, TrackerState};
 
 /// How often each tracker writes a snapshot of its state.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
-/// How much of the stream is kept before the newest snapshot, for trackers that lag behind.
-pub const LOG_KEPT: Duration = Duration::from_secs(600);
+/// How much of the stream is kept, for trackers that lag behind: four snapshots' worth.
+pub const LOG_KEPT: Duration = Duration::from_secs(120);
 /// Longest wait for a change to come back from the stream applied.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for any one Redis command (a blocking read waits [`READ_BLOCK`] within it).
@@ -135,6 +136,8 @@ pub struct SharedLog {
     next_seq: AtomicU64,
     waiting: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
     state: Arc<Mutex<TrackerState>>,
+    peer_timeout: Duration,
+    budgets: Budgets,
     clock: LogClock,
     /// The id of the last change applied.
     applied: Mutex<String>,
@@ -169,11 +172,11 @@ impl SharedLog {
         };
         let log_key = format!("{prefix}log");
         let snapshot_key = format!("{prefix}snapshot");
-        let stored: Option<Vec<u8>> = command(&mut conn, redis::cmd("GET").arg(&snapshot_key))
+        let (state, applied) = match fetch_snapshot(&mut conn, &snapshot_key)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        let (state, applied) = match stored.map(|bytes| codec::decode_record::<SnapshotRecord>(&bytes)) {
-            Some(Ok(record)) => {
+            .map_err(|e| fail(e.to_string()))?
+        {
+            Some(record) => {
                 let now = clock.at(id_ms(&record.log_id));
                 let state = TrackerState::restore(record.snapshot, peer_timeout, budgets, now);
                 info!(
@@ -182,10 +185,6 @@ impl SharedLog {
                     "loaded the shared state's snapshot"
                 );
                 (state, record.log_id)
-            }
-            Some(Err(e)) => {
-                warn!("the shared state's snapshot is unreadable ({e}); starting from the log");
-                (TrackerState::new(peer_timeout, budgets), "0-0".to_owned())
             }
             None => (TrackerState::new(peer_timeout, budgets), "0-0".to_owned()),
         };
@@ -200,6 +199,8 @@ impl SharedLog {
             next_seq: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
             state: state.clone(),
+            peer_timeout,
+            budgets,
             clock,
             applied: Mutex::new(applied),
             reconnected: AtomicBool::new(false),
@@ -379,6 +380,9 @@ impl SharedLog {
                 false
             };
             if lost || last.elapsed() >= SNAPSHOT_EVERY {
+                if !lost {
+                    self.catch_up_if_trimmed().await;
+                }
                 match self.write_snapshot().await {
                     Ok(()) if lost => {
                         self.reconnected.store(false, Ordering::Relaxed);
@@ -389,6 +393,38 @@ impl SharedLog {
                 }
                 last = Instant::now();
             }
+        }
+    }
+
+    /// If changes this tracker never applied were trimmed from the stream (it fell more than
+    /// [`LOG_KEPT`] behind), starts again from the newest snapshot.
+    async fn catch_up_if_trimmed(&self) {
+        let Ok(info) = self
+            .run::<Value>(redis::cmd("XINFO").arg("STREAM").arg(&self.log_key))
+            .await
+        else {
+            return;
+        };
+        let trimmed = field(&info, "max-deleted-entry-id").unwrap_or_default();
+        let applied = self.applied.lock().expect("lock poisoned").clone();
+        if !id_after(&trimmed, &applied) {
+            return;
+        }
+        let mut conn = match self.connection().await {
+            Ok(conn) => conn,
+            Err(_) => return,
+        };
+        match fetch_snapshot(&mut conn, &self.snapshot_key).await {
+            Ok(Some(record)) if !id_after(&trimmed, &record.log_id) => {
+                let now = self.clock.at(id_ms(&record.log_id));
+                let restored = TrackerState::restore(record.snapshot, self.peer_timeout, self.budgets, now);
+                let mut state = self.state.lock().expect("tracker state lock poisoned");
+                let mut applied = self.applied.lock().expect("lock poisoned");
+                warn!(store = %self.url, behind = %*applied, "fell behind the trimmed log; starting again from the snapshot at {}", record.log_id);
+                *state = restored;
+                *applied = record.log_id;
+            }
+            _ => warn!(store = %self.url, "fell behind the trimmed log, and no newer snapshot is there yet"),
         }
     }
 
@@ -452,6 +488,40 @@ fn timed_out() -> redis::RedisError {
         std::io::ErrorKind::TimedOut,
         format!("no answer within {COMMAND_TIMEOUT:?}"),
     ))
+}
+
+/// The snapshot stored under `key`, if there is a readable one.
+async fn fetch_snapshot(conn: &mut MultiplexedConnection, key: &str) -> redis::RedisResult<Option<SnapshotRecord>> {
+    let stored: Option<Vec<u8>> = command(conn, redis::cmd("GET").arg(key)).await?;
+    Ok(
+        stored.and_then(|bytes| match codec::decode_record::<SnapshotRecord>(&bytes) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                warn!("the shared state's snapshot in {key} is unreadable ({e}); ignoring it");
+                None
+            }
+        }),
+    )
+}
+
+/// The text of field `name` in a reply made of name/value pairs (`XINFO STREAM`).
+fn field(reply: &Value, name: &str) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    match reply {
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|pair| text(&pair[0]).as_deref() == Some(name))
+            .and_then(|pair| pair.get(1).and_then(text)),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
+    }
 }
 
 /// `(id, c)` of each entry in an `XREAD` reply (nil when nothing came).
