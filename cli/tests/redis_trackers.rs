@@ -230,6 +230,7 @@ fn three_trackers_on_one_redis_answer_alike_and_survive_a_tracker_and_a_redis_re
         .expect("the log names the tracker used");
     wait_for_text(&log, "chunk written", Duration::from_secs(20));
     kill(&mut trackers[used].0);
+    let killed_wall = std::time::SystemTime::now();
     let killed_at = started.elapsed();
     let status = fetch.wait().unwrap();
     let took = started.elapsed();
@@ -244,7 +245,15 @@ fn three_trackers_on_one_redis_answer_alike_and_survive_a_tracker_and_a_redis_re
         .lines()
         .find(|l| l.contains("turning to the next"))
         .unwrap_or_else(|| panic!("the fetch never turned from the dead tracker:\n{fetch_log}"));
-    eprintln!("{turned}");
+    let turned_at = turned
+        .split_whitespace()
+        .next()
+        .and_then(|stamp| humantime::parse_rfc3339(stamp).ok())
+        .expect("a timestamp on the log line");
+    eprintln!(
+        "the fetcher turned to the next tracker {:.2?} after the kill",
+        turned_at.duration_since(killed_wall).unwrap_or_default()
+    );
     eprintln!(
         "fetch of 6 MiB at a 2 MB/s cap: tracker {used} killed at {killed_at:.2?}, done at {took:.2?} (the cap alone needs about 3.1 s)"
     );
