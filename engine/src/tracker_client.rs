@@ -301,19 +301,22 @@ impl TrackerClient {
         let mut last_error = None;
         for _ in 0..attempts {
             let index = self.current();
-            let connection = match tokio::time::timeout(wait, self.connection(index)).await {
-                Ok(Ok(connection)) => connection,
-                Ok(Err(e)) if several => {
-                    self.fail_over(index);
-                    last_error = Some(e);
-                    continue;
+            let connection = if several {
+                match tokio::time::timeout(wait, self.connection(index)).await {
+                    Ok(Ok(connection)) => connection,
+                    Ok(Err(e)) => {
+                        self.fail_over(index);
+                        last_error = Some(e);
+                        continue;
+                    }
+                    Err(_) => {
+                        self.fail_over(index);
+                        last_error = Some(self.error_at(index, format!("no connection within {wait:?}")));
+                        continue;
+                    }
                 }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    self.fail_over(index);
-                    last_error = Some(self.error_at(index, format!("no connection within {wait:?}")));
-                    continue;
-                }
+            } else {
+                self.connection(index).await?
             };
             let failure = match tokio::time::timeout(wait, transport::exchange(&connection, request, MAX_FRAME)).await {
                 Ok(Ok((response, _))) => return Ok(response),
