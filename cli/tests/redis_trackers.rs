@@ -111,6 +111,11 @@ impl Drop for Redis {
 /// A tracker on `redis`, its log in `dir/NAME.log`; returns it, its pinned address and its
 /// plain `HOST:PORT`.
 fn start_shared_tracker(dir: &Path, name: &str, redis: &Redis) -> (Proc, String, String) {
+    start_shared_tracker_with(dir, name, redis, &[])
+}
+
+/// [`start_shared_tracker`] with `extra` arguments.
+fn start_shared_tracker_with(dir: &Path, name: &str, redis: &Redis, extra: &[&str]) -> (Proc, String, String) {
     let state = dir.join(name);
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let mut child = Command::new(BIN)
@@ -124,6 +129,7 @@ fn start_shared_tracker(dir: &Path, name: &str, redis: &Redis) -> (Proc, String,
             "20s",
         ])
         .args(["--store", &redis.url()])
+        .args(extra)
         .env_remove("SWARM_TRACKER")
         .env("SWARM_LOG", "info")
         .stdout(Stdio::piped())
@@ -325,4 +331,76 @@ fn three_trackers_on_one_redis_answer_alike_and_survive_a_tracker_and_a_redis_re
         assert!(dir.path().join(format!("share{i}/file{i}.bin")).exists());
     }
     drop(seeders);
+}
+
+/// Announces `count` junk manifests of 2 MiB from one address, turn by turn to each tracker of
+/// `trackers` (pinned addresses), after registering at the first; returns (kept, refused).
+fn announce_junk(trackers: &[String], count: u32) -> (u32, u32) {
+    use std::sync::Arc;
+    use swarm_proto::protocol::{ErrorCode, TrackerRequest, TrackerResponse, MAX_FRAME};
+    use swarm_proto::transport::{self, Transport};
+    use swarm_proto::{Bitfield, Identity, PeerId};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let me = Transport::bind(Arc::new(Identity::generate().unwrap()), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut connections = Vec::new();
+        for tracker in trackers {
+            let (id, host_port) = tracker.split_once('@').unwrap();
+            let id: PeerId = id.parse().unwrap();
+            let (connection, _) = me.connect(host_port.parse().unwrap(), Some(id)).await.unwrap();
+            connections.push(connection);
+        }
+        let ask = |at: usize, request: TrackerRequest| {
+            let connection = connections[at].clone();
+            async move {
+                transport::exchange::<_, TrackerResponse>(&connection, &request, MAX_FRAME)
+                    .await
+                    .unwrap()
+                    .0
+            }
+        };
+        let registered = ask(0, TrackerRequest::Register { advertise: None }).await;
+        assert!(
+            matches!(registered, TrackerResponse::Registered { .. }),
+            "{registered:?}"
+        );
+        let (mut kept, mut refused) = (0, 0);
+        for n in 0..count {
+            let request = TrackerRequest::Announce {
+                manifest: junk(n),
+                chunks: Bitfield::new(JUNK_CHUNKS),
+                meta: Default::default(),
+            };
+            match ask(n as usize % connections.len(), request).await {
+                TrackerResponse::Ok => kept += 1,
+                TrackerResponse::Error {
+                    code: ErrorCode::Limit, ..
+                } => refused += 1,
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        (kept, refused)
+    })
+}
+
+#[test]
+fn a_budget_per_address_holds_across_trackers_on_one_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = ["--budget-per-address", "16MiB", "--no-audits"];
+    let (_alone, alone_addr) = start_tracker_with(dir.path(), &budget);
+    let (kept_alone, refused_alone) = announce_junk(&[alone_addr], 16);
+
+    let redis = Redis::start(&dir.path().join("redis"));
+    let (_a, a, _) = start_shared_tracker_with(dir.path(), "a", &redis, &budget);
+    let (_b, b, _) = start_shared_tracker_with(dir.path(), "b", &redis, &budget);
+    let (kept_shared, refused_shared) = announce_junk(&[a, b], 16);
+    eprintln!(
+        "16 manifests of 2 MiB from one address against 16 MiB: one tracker kept {kept_alone} ({refused_alone} refused); \
+         two trackers on one Redis, asked in turn, kept {kept_shared} ({refused_shared} refused)"
+    );
+    assert!(refused_alone > 0, "the budget was reached");
+    assert_eq!(
+        kept_shared, kept_alone,
+        "a budget is per address wherever the request lands"
+    );
 }

@@ -9,30 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use swarm_proto::hashing::global_from_chunks;
 use swarm_proto::protocol::{ErrorCode, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
-use swarm_proto::{Bitfield, Digest, Identity, Manifest, PeerId};
-
-/// Chunks of the claimed files: 65,536 hashes, a 2 MiB manifest.
-const CHUNKS: u32 = 65_536;
-const CHUNK_SIZE: u32 = 64 * 1024;
-
-/// A manifest of a 4 GiB file no one has, consistent in every way the tracker can check.
-fn junk(n: u32) -> Manifest {
-    let chunks: Vec<Digest> = (0..CHUNKS)
-        .map(|c| Digest(*blake3::hash(&[n.to_le_bytes(), c.to_le_bytes()].concat()).as_bytes()))
-        .collect();
-    let size = u64::from(CHUNKS) * u64::from(CHUNK_SIZE);
-    Manifest {
-        name: format!("junk/{n}.bin"),
-        hash: global_from_chunks(size, CHUNK_SIZE, &chunks).unwrap(),
-        size,
-        chunk_size: CHUNK_SIZE,
-        chunk_count: CHUNKS,
-        chunks,
-    }
-}
+use swarm_proto::{Bitfield, Identity, PeerId};
 
 /// Resident memory of process `pid`, in MiB.
 fn rss_mib(pid: u32) -> f64 {
@@ -77,7 +56,8 @@ fn a_hostile_announcer_gets_its_budget_and_no_more() {
         for n in 0..100 {
             let request = TrackerRequest::Announce {
                 manifest: junk(n),
-                chunks: Bitfield::new(CHUNKS),
+
+                chunks: Bitfield::new(JUNK_CHUNKS),
                 meta: Default::default(),
             };
             match ask(request).await {

@@ -200,3 +200,24 @@ pub fn wait_for_text(path: &Path, text: &str, limit: Duration) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Chunks of a [`junk`] manifest: 65,536 hashes, a 2 MiB manifest.
+pub const JUNK_CHUNKS: u32 = 65_536;
+
+/// A manifest of a 4 GiB file no one has, consistent in every way a tracker can check: what a
+/// hostile announcer makes for free.
+pub fn junk(n: u32) -> swarm_proto::Manifest {
+    const CHUNK_SIZE: u32 = 64 * 1024;
+    let chunks: Vec<swarm_proto::Digest> = (0..JUNK_CHUNKS)
+        .map(|c| swarm_proto::Digest(*blake3::hash(&[n.to_le_bytes(), c.to_le_bytes()].concat()).as_bytes()))
+        .collect();
+    let size = u64::from(JUNK_CHUNKS) * u64::from(CHUNK_SIZE);
+    swarm_proto::Manifest {
+        name: format!("junk/{n}.bin"),
+        hash: swarm_proto::hashing::global_from_chunks(size, CHUNK_SIZE, &chunks).unwrap(),
+        size,
+        chunk_size: CHUNK_SIZE,
+        chunk_count: JUNK_CHUNKS,
+        chunks,
+    }
+}
