@@ -109,6 +109,10 @@ pub struct NodeArgs {
     /// machine its own.
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (bytes moved, chunks verified and
+    /// rejected, uploads, Busy answers, fetch times; the in-process tracker's too).
+    #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
     /// The private swarm's secret (made by `swarm secret new FILE`): only nodes that hold it
     /// are talked to, and they prove it on every connection. Without it, the swarm is open.
     #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
@@ -137,6 +141,10 @@ pub struct TrackerArgs {
     /// Address to listen on.
     #[arg(long, env = "SWARM_LISTEN", default_value = "0.0.0.0:7070")]
     pub listen: SocketAddr,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (requests by kind with latencies,
+    /// live peers, catalogue size, budget use, spot checks).
+    #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
     /// Drop peers silent for this long (e.g. 180s, 3m).
     #[arg(long, env = "SWARM_PEER_TIMEOUT", default_value = "180s", value_parser = parse_duration)]
     pub peer_timeout: Duration,

@@ -56,6 +56,15 @@ fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<NodeConfig>
     })
 }
 
+/// Serves this process's metrics on `addr`, if given.
+fn serve_metrics(addr: Option<std::net::SocketAddr>) -> Result<()> {
+    if let Some(addr) = addr {
+        swarm_engine::telemetry::serve(addr)?;
+        info!(%addr, "metrics at http://{addr}/metrics");
+    }
+    Ok(())
+}
+
 /// `swarm secret new FILE`
 pub fn secret(command: SecretCommand) -> Result<()> {
     match command {
@@ -103,6 +112,7 @@ pub async fn leave(node: &Node) {
 
 /// `swarm tracker`
 pub async fn tracker(args: TrackerArgs) -> Result<()> {
+    serve_metrics(args.metrics)?;
     let tracker = Tracker::start(TrackerConfig {
         state_dir: args.state.unwrap_or_else(|| default_state("tracker")),
         listen: args.listen,
@@ -183,6 +193,7 @@ impl Sharing {
             },
         };
         let stop = cancel_on_signal();
+        serve_metrics(args.node.metrics)?;
         let peer = Peer::start(node_config(&args.node, None)?, tracker, &stop, print_launch).await?;
         eprintln!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
         info!(addr = %peer.registration.addr, "registered with the tracker");
@@ -306,6 +317,7 @@ fn print_seeded(file: &SeededFile, tracker: &str) {
 
 /// `swarm fetch`
 pub async fn fetch(args: FetchArgs) -> Result<()> {
+    serve_metrics(args.node.metrics)?;
     let node = Node::start(node_config(&args.node, Some(trackers(&args.tracker)?))?).await?;
     let id = node.resolve(&args.id).await?;
     let registration = node.join_tracker().await;

@@ -150,6 +150,14 @@ pub enum Error {
     /// Gave up waiting.
     #[error("{0}")]
     Timeout(String),
+    /// The metrics endpoint could not be served.
+    #[error("cannot serve metrics on {addr}: {message}; pick another --metrics address")]
+    Metrics {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What failed.
+        message: String,
+    },
     /// A task of the engine failed (a bug).
     #[error("internal error: {0}")]
     Internal(String),

@@ -36,6 +36,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod tracker_client;
 pub mod uploads;
 pub mod watch;

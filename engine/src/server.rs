@@ -219,11 +219,13 @@ async fn serve_stream(
     }
     let Some(_sending) = held.start_sending(index) else {
         let message = format!("chunk {index} is on its way to another peer; ask the others for it");
+        crate::telemetry::busy("super-seeding");
         return reply(&mut send, error(ErrorCode::Busy, message)).await;
     };
     let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
         tokio::time::sleep(REFUSAL_DELAY).await;
         let message = "too many uploads in progress; try another peer or again later";
+        crate::telemetry::busy("slots");
         return reply(&mut send, error(ErrorCode::Busy, message)).await;
     };
     let (buffers, reading) = (buffers.clone(), held.clone());
@@ -259,11 +261,14 @@ async fn serve_stream(
     // Under a low cap the connection sends little even when nothing is wrong.
     let moving = limit.map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
     held.count_upload(index, true);
+    let bytes = data.len() as u64;
+    let _in_flight = crate::telemetry::UploadInFlight::start();
     let upload = send_chunk(&mut send, data, limit, &slots.sent);
     match while_moving(&connection, moving, slots, upload).await {
         Some(result) => {
-            if result.is_err() {
-                held.count_upload(index, false);
+            match &result {
+                Ok(()) => crate::telemetry::chunk_uploaded(&file, bytes),
+                Err(_) => held.count_upload(index, false),
             }
             result
         }

@@ -136,10 +136,16 @@ impl Auditor {
         if !self.afford(u64::from(claim.manifest.chunk_len(claim.chunk))) {
             return None;
         }
-        Some(match tokio::time::timeout(CHECK_TIMEOUT, self.fetch(claim)).await {
+        let verdict = match tokio::time::timeout(CHECK_TIMEOUT, self.fetch(claim)).await {
             Ok(verdict) => verdict,
             Err(_) => Verdict::Unknown(format!("no chunk within {CHECK_TIMEOUT:?}")),
-        })
+        };
+        crate::telemetry::audit(match verdict {
+            Verdict::Held => "held",
+            Verdict::Lied(_) => "lied",
+            Verdict::Unknown(_) => "unknown",
+        });
+        Some(verdict)
     }
 
     async fn fetch(&self, claim: &Claim) -> Verdict {

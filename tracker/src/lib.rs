@@ -10,6 +10,7 @@
 //! - [`audit`]: spot checks of what peers claim to hold.
 //! - [`service`]: the QUIC service that drives it, and expiry.
 //! - [`store`]: the manifests on disk (sled), for a tracker on its own.
+//! - [`telemetry`]: the tracker's metrics.
 //! - [`change`]: every change to the state as a value; [`shared_log`]: several trackers
 //!   sharing one state through a log of those changes in Redis.
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod service;
 pub mod shared_log;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 
 pub use audit::Audits;
 pub use budget::Budgets;

@@ -26,6 +26,7 @@ use crate::error::TrackerError;
 use crate::shared_log::SharedLog;
 use crate::state::TrackerState;
 use crate::store::CatalogueStore;
+use crate::telemetry;
 
 /// Where a tracker keeps its state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -221,11 +222,15 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
     } else {
         match transport::read_request(&mut stream.recv, MAX_FRAME).await {
             Ok(request) => {
-                let span = tracing::debug_span!("request", kind = request_kind(&request), peer = %stream.peer.short());
-                service
+                let kind = request_kind(&request);
+                let span = tracing::debug_span!("request", kind, peer = %stream.peer.short());
+                let started = Instant::now();
+                let response = service
                     .handle(stream.peer, stream.remote, request)
                     .instrument(span.clone())
-                    .await
+                    .await;
+                telemetry::request(kind, &response, started.elapsed());
+                response
             }
             Err(refusal) => {
                 transport::refuse_and_close::<TrackerResponse>(&mut stream, refusal).await;
@@ -474,6 +479,10 @@ async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout
             Ok(Outcome::Expired(expired)) => expired,
             _ => continue,
         };
+        {
+            let state = service.state();
+            telemetry::state(state.peer_count(), state.file_count(), state.usage().total());
+        }
         for peer in expired.peers {
             info!(peer = %peer.short(), "expired after {timeout:?} of silence");
         }

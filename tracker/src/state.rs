@@ -501,6 +501,11 @@ impl TrackerState {
         self.peers.get(peer).map(|p| p.addr)
     }
 
+    /// Number of files in the catalogue.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
     /// Number of live peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()

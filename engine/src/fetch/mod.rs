@@ -64,7 +64,13 @@ pub(crate) fn fetch(
         .begin(id, &label, options.progress.clone(), &env.shutdown)
         .ok_or(Error::AlreadyDownloading(label));
     let span = tracing::info_span!("fetch", file = %id.short());
-    async move { fetch_registered(&env, id, options, registered?).await }.instrument(span)
+    async move {
+        let started = std::time::Instant::now();
+        let result = fetch_registered(&env, id, options, registered?).await;
+        crate::telemetry::fetch_ended(result.is_ok(), started.elapsed());
+        result
+    }
+    .instrument(span)
 }
 
 async fn fetch_registered(

@@ -237,6 +237,7 @@ fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32,
                     }
                 }
                 shared.held.mark(chunk);
+                crate::telemetry::chunk_fetched(&shared.held.id, u64::from(len));
                 *swarm.received.entry(peer).or_default() += u64::from(len);
                 shared.progress.advance(u64::from(len));
                 swarm.newly_verified.push(chunk);
@@ -247,6 +248,8 @@ fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32,
         Some(Err(Failure::Corrupt(why))) => {
             if !swarm.scheduler.is_banned(&peer) {
                 warn!(chunk, "peer sent a bad chunk ({why}); banned for this download");
+                crate::telemetry::chunk_rejected("bad data");
+                crate::telemetry::peer_banned("bad data");
                 swarm.scheduler.ban(&peer);
                 swarm.banned.push(peer);
                 peer_went = true;

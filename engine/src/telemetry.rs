@@ -1,0 +1,98 @@
+//! A node's metrics, through the `metrics` facade, and the Prometheus endpoint that serves
+//! them (and the tracker's, in the same process) on `--metrics HOST:PORT`.
+//!
+//! Labels stay few: files by their short id, outcomes and reasons by a word. Peers are not a
+//! label: in a swarm of thousands that would be thousands of series per node.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use swarm_proto::FileId;
+
+use crate::error::{Error, Result};
+
+/// Bytes of verified chunks written, by file.
+pub const DOWNLOADED: &str = "swarm_downloaded_bytes_total";
+/// Bytes of chunks sent to other peers, by file.
+pub const UPLOADED: &str = "swarm_uploaded_bytes_total";
+/// Chunks verified against the manifest and written.
+pub const CHUNKS_VERIFIED: &str = "swarm_chunks_verified_total";
+/// Chunks refused, by reason (`bad data`, `read-back differs`).
+pub const CHUNKS_REJECTED: &str = "swarm_chunks_rejected_total";
+/// Peers banned from a download, by reason.
+pub const PEERS_BANNED: &str = "swarm_peers_banned_total";
+/// Uploads being sent now.
+pub const UPLOADS_IN_FLIGHT: &str = "swarm_uploads_in_flight";
+/// Chunk requests answered Busy, by reason (`slots`, `super-seeding`).
+pub const BUSY: &str = "swarm_busy_answers_total";
+/// Downloads finished, by outcome (`done`, `failed`).
+pub const FETCHES: &str = "swarm_fetches_total";
+/// How long finished downloads took.
+pub const FETCH_SECONDS: &str = "swarm_fetch_seconds";
+
+fn file_label(file: &FileId) -> String {
+    file.short()
+}
+
+/// A verified chunk of `bytes` of `file` written.
+pub fn chunk_fetched(file: &FileId, bytes: u64) {
+    metrics::counter!(CHUNKS_VERIFIED).increment(1);
+    metrics::counter!(DOWNLOADED, "file" => file_label(file)).increment(bytes);
+}
+
+/// A chunk refused for `reason`.
+pub fn chunk_rejected(reason: &'static str) {
+    metrics::counter!(CHUNKS_REJECTED, "reason" => reason).increment(1);
+}
+
+/// A peer banned from a download for `reason`.
+pub fn peer_banned(reason: &'static str) {
+    metrics::counter!(PEERS_BANNED, "reason" => reason).increment(1);
+}
+
+/// An upload of `bytes` of `file` sent whole.
+pub fn chunk_uploaded(file: &FileId, bytes: u64) {
+    metrics::counter!(UPLOADED, "file" => file_label(file)).increment(bytes);
+}
+
+/// Counts an upload in flight for as long as the value lives.
+pub struct UploadInFlight;
+
+impl UploadInFlight {
+    /// Starts counting.
+    pub fn start() -> UploadInFlight {
+        metrics::gauge!(UPLOADS_IN_FLIGHT).increment(1.0);
+        UploadInFlight
+    }
+}
+
+impl Drop for UploadInFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(UPLOADS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// A chunk request answered Busy for `reason`.
+pub fn busy(reason: &'static str) {
+    metrics::counter!(BUSY, "reason" => reason).increment(1);
+}
+
+/// A download that ended after `took`, done or not.
+pub fn fetch_ended(done: bool, took: Duration) {
+    metrics::counter!(FETCHES, "outcome" => if done { "done" } else { "failed" }).increment(1);
+    if done {
+        metrics::histogram!(FETCH_SECONDS).record(took.as_secs_f64());
+    }
+}
+
+/// Serves every metric recorded in this process (node and tracker) at `http://ADDR/metrics`
+/// in Prometheus's text format, from a task on the current tokio runtime.
+pub fn serve(addr: SocketAddr) -> Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| Error::Metrics {
+            addr,
+            message: e.to_string(),
+        })
+}
