@@ -42,12 +42,14 @@ fn metrics_account_for_a_fetch() {
     let share = tmp.path().join("share");
     let size = 3 * 1024 * 1024 + 12_345;
     write(share.join("movie.bin"), &content(size, 7));
-    let (_seeder, seeded, _) = start_seeder(
+    let seed_log = tmp.path().join("seeder.log");
+    let (seed_proc, seeded, _) = start_seeder_logged(
         tmp.path(),
         "seeder",
         &share,
         &["--tracker", &addr, "--metrics", &seed_metrics],
         1,
+        Some(&seed_log),
     );
     let id = &seeded[0].0;
     let out = tmp.path().join("out");
@@ -102,4 +104,19 @@ fn metrics_account_for_a_fetch() {
     eprintln!("fetcher: {downloaded:?} bytes down; seeder: {uploaded} bytes up; tracker: {locates:?} locates");
     let _ = fetch.kill();
     let _ = fetch.wait();
+
+    // Uploads in the open: the seeder named the new peer at once, and sums it up when it
+    // stops (or after 10 s of quiet).
+    let log = wait_for_text(&seed_log, "serving a new peer", Duration::from_secs(10));
+    assert!(
+        log.contains("name=\"movie.bin\"") || log.contains("name=movie.bin"),
+        "{log}"
+    );
+    assert!(seed_proc.terminate().success());
+    let log = std::fs::read_to_string(&seed_log).unwrap();
+    let summaries: Vec<&str> = log.lines().filter(|l| l.contains("served: ")).collect();
+    assert!(
+        summaries.iter().any(|l| l.contains(&format!("bytes={size}"))),
+        "a summary of the whole file sent to the fetcher:\n{log}"
+    );
 }

@@ -127,6 +127,7 @@ impl Node {
         let reachable = crate::netutil::loopback_for(node.local_addr());
         std::fs::write(&address_file, reachable.to_string()).map_err(|e| Error::io(&address_file, e))?;
         let (changed, changes) = mpsc::channel(CHANGE_QUEUE);
+        let served = Arc::new(crate::upload_log::UploadLog::default());
         let context = ServerContext {
             store,
             limit: config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
@@ -135,9 +136,13 @@ impl Node {
             state,
             downloads: node.inner.downloads.clone(),
             shutdown: node.inner.shutdown.clone(),
+            served: served.clone(),
         };
         let inner = &node.inner;
         let span = tracing::info_span!("node", node = %node.id().short());
+        inner
+            .background
+            .spawn(crate::upload_log::sweep_until(served, inner.shutdown.clone()).instrument(span.clone()));
         inner.background.spawn(
             server::serve(transport, context, inner.shutdown.clone(), inner.uploads.clone()).instrument(span.clone()),
         );

@@ -71,6 +71,8 @@ pub struct ServerContext {
     pub changed: mpsc::Sender<FileId>,
     /// Fires when the node shuts down: watches end then.
     pub shutdown: CancellationToken,
+    /// Who is served, for the log.
+    pub served: Arc<crate::upload_log::UploadLog>,
 }
 
 /// The upload slots and the order in which uploads are sent.
@@ -267,7 +269,13 @@ async fn serve_stream(
     match while_moving(&connection, moving, slots, upload).await {
         Some(result) => {
             match &result {
-                Ok(()) => crate::telemetry::chunk_uploaded(&file, bytes),
+                Ok(()) => {
+                    crate::telemetry::chunk_uploaded(&file, bytes);
+                    let now = std::time::Instant::now();
+                    context
+                        .served
+                        .record(from, remote, file, &held.manifest.name, bytes, now);
+                }
                 Err(_) => held.count_upload(index, false),
             }
             result

@@ -18,12 +18,21 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_with(args, "warn", Stdio::inherit())
+    }
+
+    /// Starts `swarm ARGS` logging at info level into `log`.
+    pub fn spawn_logged(args: &[&str], log: &Path) -> Proc {
+        Proc::spawn_with(args, "info", File::create(log).unwrap().into())
+    }
+
+    fn spawn_with(args: &[&str], level: &str, stderr: Stdio) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .env_remove("SWARM_TRACKER")
-            .env("SWARM_LOG", "warn")
+            .env("SWARM_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("swarm binary starts");
         let stdout: ChildStdout = child.stdout.take().unwrap();
@@ -128,6 +137,18 @@ pub fn start_seeder(
     extra: &[&str],
     files: usize,
 ) -> (Proc, Vec<(String, String)>, Vec<String>) {
+    start_seeder_logged(dir, name, share, extra, files, None)
+}
+
+/// [`start_seeder`], logging at info level into `log` if given.
+pub fn start_seeder_logged(
+    dir: &Path,
+    name: &str,
+    share: &Path,
+    extra: &[&str],
+    files: usize,
+    log: Option<&Path>,
+) -> (Proc, Vec<(String, String)>, Vec<String>) {
     let state = dir.join(name);
     let mut args = vec![
         "seed",
@@ -140,7 +161,10 @@ pub fn start_seeder(
         "64KiB",
     ];
     args.extend_from_slice(extra);
-    let seeder = Proc::spawn(&args);
+    let seeder = match log {
+        Some(log) => Proc::spawn_logged(&args, log),
+        None => Proc::spawn(&args),
+    };
     let mut seeded = Vec::new();
     let mut commands = Vec::new();
     while seeded.len() < files {

@@ -1,0 +1,128 @@
+//! Who this node serves, in its log: a line when a peer starts fetching a file from it, and a
+//! summary (bytes, time, rate) once that peer has been quiet for [`QUIET`] or the node stops.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use swarm_proto::{FileId, PeerId};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// A peer that asked for nothing of a file this long is done with it, as far as the log goes.
+pub const QUIET: Duration = Duration::from_secs(10);
+
+/// What one peer fetched of one file.
+#[derive(Debug, Clone)]
+struct Served {
+    addr: SocketAddr,
+    name: String,
+    bytes: u64,
+    chunks: u32,
+    first: Instant,
+    last: Instant,
+}
+
+/// The peers being served, by file.
+#[derive(Debug, Default)]
+pub struct UploadLog {
+    served: Mutex<HashMap<(PeerId, FileId), Served>>,
+}
+
+impl UploadLog {
+    /// A chunk of `bytes` of `file` (named `name`) sent whole to `peer` at `addr`, at `now`.
+    /// The first one to a peer is logged.
+    pub fn record(&self, peer: PeerId, addr: SocketAddr, file: FileId, name: &str, bytes: u64, now: Instant) {
+        let mut served = self.served.lock().expect("upload log lock poisoned");
+        let entry = served.entry((peer, file)).or_insert_with(|| {
+            // The request's span names the peer and its address.
+            info!(file = %file.short(), name, "serving a new peer");
+            Served {
+                addr,
+                name: name.to_owned(),
+                bytes: 0,
+                chunks: 0,
+                first: now,
+                last: now,
+            }
+        });
+        entry.bytes += bytes;
+        entry.chunks += 1;
+        entry.last = now;
+    }
+
+    /// Logs a summary of every peer quiet since `now - QUIET` (every peer, if `all`) and
+    /// forgets it. Returns how many were summed up.
+    pub fn sweep(&self, now: Instant, all: bool) -> usize {
+        let done: Vec<((PeerId, FileId), Served)> = self
+            .served
+            .lock()
+            .expect("upload log lock poisoned")
+            .extract_if(|_, s| all || now.saturating_duration_since(s.last) >= QUIET)
+            .collect();
+        for ((peer, file), s) in &done {
+            let seconds = s.last.saturating_duration_since(s.first).as_secs_f64();
+            let rate = s.bytes as f64 / seconds.max(0.001) / 1e6;
+            info!(
+                peer = %peer.short(),
+                addr = %s.addr,
+                file = %file.short(),
+                name = %s.name,
+                bytes = s.bytes,
+                chunks = s.chunks,
+                "served: {} in {seconds:.1} s ({rate:.1} MB/s)",
+                bytesize::ByteSize(s.bytes)
+            );
+        }
+        done.len()
+    }
+}
+
+/// Sums up quiet peers every few seconds, and everyone when `shutdown` fires.
+pub async fn sweep_until(log: Arc<UploadLog>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(QUIET / 2);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                log.sweep(Instant::now(), true);
+                return;
+            }
+            _ = ticker.tick() => {
+                log.sweep(Instant::now(), false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_summed_up_once_quiet_and_only_then() {
+        let log = UploadLog::default();
+        let start = Instant::now();
+        let (peer, file) = (PeerId([1; 32]), FileId([2; 32]));
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        log.record(peer, addr, file, "a.bin", 1000, start);
+        log.record(peer, addr, file, "a.bin", 500, start + Duration::from_secs(2));
+        log.record(PeerId([3; 32]), addr, file, "a.bin", 7, start + Duration::from_secs(9));
+        assert_eq!(
+            log.sweep(start + Duration::from_secs(11), false),
+            0,
+            "2 s and 9 s: still active"
+        );
+        assert_eq!(
+            log.sweep(start + Duration::from_secs(12), false),
+            1,
+            "the first peer is quiet"
+        );
+        assert_eq!(log.sweep(start + Duration::from_secs(12), false), 0, "and forgotten");
+        assert_eq!(
+            log.sweep(start + Duration::from_secs(12), true),
+            1,
+            "a stop sums up the rest"
+        );
+    }
+}
