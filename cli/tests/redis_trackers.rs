@@ -117,36 +117,19 @@ fn start_shared_tracker(dir: &Path, name: &str, redis: &Redis) -> (Proc, String,
 /// [`start_shared_tracker`] with `extra` arguments.
 fn start_shared_tracker_with(dir: &Path, name: &str, redis: &Redis, extra: &[&str]) -> (Proc, String, String) {
     let state = dir.join(name);
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "tracker",
-            "--state",
-            s(&state),
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-timeout",
-            "20s",
-        ])
-        .args(["--store", &redis.url()])
-        .args(extra)
-        .env_remove("SWARM_TRACKER")
-        .env("SWARM_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let tracker = Proc { child, lines };
+    let url = redis.url();
+    let mut args = vec![
+        "tracker",
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-timeout",
+        "20s",
+    ];
+    args.extend_from_slice(&["--store", &url]);
+    args.extend_from_slice(extra);
+    let tracker = Proc::spawn_logged(&args, &dir.join(format!("{name}.log")));
     let line = tracker.line();
     let pinned = line
         .split("--tracker ")

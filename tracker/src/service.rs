@@ -125,7 +125,7 @@ impl Tracker {
                 (state, Store::Shared(log))
             }
         };
-        let catalogue_size = state.lock().expect("tracker state lock poisoned").list().len();
+        let catalogue_size = state.lock().expect("tracker state lock poisoned").file_count();
         let transport = Transport::bind_as(identity, config.listen, config.access.clone(), Profile::Tracker)?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
