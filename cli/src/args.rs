@@ -113,6 +113,14 @@ pub struct NodeArgs {
     /// rejected, uploads, Busy answers, fetch times; the in-process tracker's too).
     #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Serve a web view and a JSON API at http://HOST:PORT/ (transfers, peers, chunk maps;
+    /// start and cancel fetches; files readable while they download at /files/ID). Loopback
+    /// only unless --http-public; in a private swarm, requests must carry the secret.
+    #[arg(long, env = "SWARM_HTTP", value_name = "HOST:PORT")]
+    pub http: Option<SocketAddr>,
+    /// Allow --http on an address other machines can reach.
+    #[arg(long, env = "SWARM_HTTP_PUBLIC")]
+    pub http_public: bool,
     /// The private swarm's secret (made by `swarm secret new FILE`): only nodes that hold it
     /// are talked to, and they prove it on every connection. Without it, the swarm is open.
     #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
@@ -259,6 +267,11 @@ pub struct FetchArgs {
     /// Keep serving the file after it is complete, until Ctrl-C.
     #[arg(long, env = "SWARM_SEED")]
     pub seed: bool,
+    /// Make the file readable over HTTP while it downloads: prints its URL first (on --http,
+    /// or on a free loopback port), then fetches; ranges a player asks for are fetched first.
+    /// Serves until Ctrl-C.
+    #[arg(long, env = "SWARM_STREAM")]
+    pub stream: bool,
     /// Replace an existing file whose content differs.
     #[arg(long)]
     pub force: bool,

@@ -65,6 +65,30 @@ fn serve_metrics(addr: Option<std::net::SocketAddr>) -> Result<()> {
     Ok(())
 }
 
+/// Serves `node`'s web view and API if --http was given (or `always`, then on a free
+/// loopback port), with fetches started there landing in `downloads`. Returns the address.
+async fn serve_http(
+    args: &NodeArgs,
+    node: &Node,
+    downloads: &Path,
+    always: bool,
+) -> Result<Option<std::net::SocketAddr>> {
+    let listen = match (args.http, always) {
+        (Some(addr), _) => addr,
+        (None, true) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        (None, false) => return Ok(None),
+    };
+    let options = swarm_engine::http::HttpOptions {
+        listen,
+        public: args.http_public,
+        downloads_dir: downloads.to_owned(),
+        access: access(&args.secret_file)?,
+    };
+    let addr = swarm_engine::http::serve(node, options).await?;
+    eprintln!("web view and API at http://{addr}/");
+    Ok(Some(addr))
+}
+
 /// `swarm secret new FILE`
 pub fn secret(command: SecretCommand) -> Result<()> {
     match command {
@@ -197,6 +221,10 @@ impl Sharing {
         let peer = Peer::start(node_config(&args.node, None)?, tracker, &stop, print_launch).await?;
         eprintln!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
         info!(addr = %peer.registration.addr, "registered with the tracker");
+        if let Err(e) = serve_http(&args.node, &peer.node, dir, false).await {
+            peer.stop(Duration::ZERO).await;
+            return Err(e);
+        }
         Ok(Sharing { peer, chunk_size })
     }
 
@@ -324,6 +352,18 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     if let Err(e) = &registration {
         eprintln!("warning: could not register with the tracker ({e}); fetching without serving others");
     }
+    match serve_http(&args.node, &node, &args.output, args.stream).await {
+        Ok(Some(addr)) if args.stream => {
+            use std::io::Write;
+            println!("http://{addr}/files/{id}");
+            let _ = std::io::stdout().flush();
+        }
+        Ok(_) => {}
+        Err(e) => {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e);
+        }
+    }
     let progress = Arc::new(Progress::default());
     let options = FetchOptions {
         out_dir: args.output.clone(),
@@ -380,7 +420,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             eprintln!("warning: peer {peer} sent corrupt data and was banned for this download");
         }
     }
-    if args.seed {
+    if args.seed || args.stream {
         eprintln!("seeding {} until Ctrl-C", output::shown_path(&report.path));
         shutdown_signal().await;
         leave(&node).await;

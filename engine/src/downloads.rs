@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// Peers offered as sources to one download and not yet taken up: a download takes at most
 /// a few tens of neighbours, so more than this is never useful.
 const OFFERED_SOURCES: usize = 64;
+/// Ranges of chunks asked for ahead of the rest and not yet taken up by the download.
+const HURRIED_RANGES: usize = 16;
 
 use crate::progress::Progress;
 
@@ -30,6 +33,7 @@ pub struct Download {
     pub started: Instant,
     cancel: CancellationToken,
     sources: mpsc::Sender<(PeerId, SocketAddr)>,
+    hurry: mpsc::Sender<Range<u32>>,
 }
 
 impl Download {
@@ -54,6 +58,8 @@ pub struct Registered {
     pub cancelled: CancellationToken,
     /// Peers that watch this file here, offered as sources (see [`Downloads::offer_source`]).
     pub sources: mpsc::Receiver<(PeerId, SocketAddr)>,
+    /// Chunks someone is reading now, to fetch first (see [`Downloads::hurry`]).
+    pub hurried: mpsc::Receiver<Range<u32>>,
 }
 
 impl Registered {
@@ -90,6 +96,7 @@ impl Downloads {
         }
         let cancel = parent.child_token();
         let (offer, sources) = mpsc::channel(OFFERED_SOURCES);
+        let (hurry, hurried) = mpsc::channel(HURRIED_RANGES);
         running.insert(
             id,
             Download {
@@ -99,6 +106,7 @@ impl Downloads {
                 started: Instant::now(),
                 cancel: cancel.clone(),
                 sources: offer,
+                hurry,
             },
         );
         Some(Registered {
@@ -106,6 +114,7 @@ impl Downloads {
             id,
             cancelled: cancel,
             sources,
+            hurried,
         })
     }
 
@@ -114,6 +123,19 @@ impl Downloads {
     pub fn offer_source(&self, file: &FileId, peer: PeerId, addr: SocketAddr) {
         if let Some(download) = self.lock().get(file) {
             let _ = download.sources.try_send((peer, addr));
+        }
+    }
+
+    /// Asks the download of `file`, if one runs, to fetch `chunks` before any other (a reader
+    /// is waiting for them). Returns whether a download runs.
+    pub fn hurry(&self, file: &FileId, chunks: Range<u32>) -> bool {
+        match self.lock().get(file) {
+            Some(download) => {
+                // Full: the download is behind on earlier asks; the reader asks again.
+                let _ = download.hurry.try_send(chunks);
+                true
+            }
+            None => false,
         }
     }
 

@@ -150,6 +150,9 @@ pub enum Error {
     /// Gave up waiting.
     #[error("{0}")]
     Timeout(String),
+    /// The HTTP port could not be served (the message says why and what to do).
+    #[error("HTTP port: {0}")]
+    Http(String),
     /// The metrics endpoint could not be served.
     #[error("cannot serve metrics on {addr}: {message}; pick another --metrics address")]
     Metrics {

@@ -22,6 +22,7 @@ pub mod downloads;
 mod error;
 pub mod fetch;
 pub mod folder;
+pub mod http;
 pub mod known_trackers;
 pub mod launch;
 pub mod netutil;

@@ -86,6 +86,7 @@ struct Inner {
     session: Option<Session>,
     folders: Folders,
     downloads: Downloads,
+    served: Arc<crate::upload_log::UploadLog>,
     download_limit: Option<Arc<RateLimiter>>,
     shutdown: CancellationToken,
     uploads: TaskTracker,
@@ -108,6 +109,7 @@ impl Node {
         });
         let state_dir = dir.canonicalize().unwrap_or(dir.clone());
         let folders = Folders::new(store.clone(), state.clone(), session.clone(), state_dir);
+        let served = Arc::new(crate::upload_log::UploadLog::default());
         let node = Node {
             inner: Arc::new(Inner {
                 transport: transport.clone(),
@@ -116,6 +118,7 @@ impl Node {
                 session,
                 folders: folders.clone(),
                 downloads: Downloads::default(),
+                served: served.clone(),
                 download_limit: config.max_download_rate.map(|r| Arc::new(RateLimiter::new(r))),
                 shutdown: CancellationToken::new(),
                 uploads: TaskTracker::new(),
@@ -127,7 +130,6 @@ impl Node {
         let reachable = crate::netutil::loopback_for(node.local_addr());
         std::fs::write(&address_file, reachable.to_string()).map_err(|e| Error::io(&address_file, e))?;
         let (changed, changes) = mpsc::channel(CHANGE_QUEUE);
-        let served = Arc::new(crate::upload_log::UploadLog::default());
         let context = ServerContext {
             store,
             limit: config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
@@ -289,9 +291,24 @@ impl Node {
         self.inner.transport.close().await;
     }
 
+    /// The peers this node served lately, and what they fetched.
+    pub fn uploads(&self) -> Vec<crate::upload_log::Upload> {
+        self.inner.served.current(std::time::Instant::now())
+    }
+
+    /// What this node holds now (see [`status::live`]).
+    pub fn status(&self) -> Result<Vec<status::FileStatus>> {
+        status::live(&self.inner.store, &self.inner.downloads, &self.inner.state)
+    }
+
     /// Chunks being uploaded right now.
     pub fn uploads_in_flight(&self) -> usize {
         self.inner.uploads.len()
+    }
+
+    /// Fires when [`Node::shutdown`] begins.
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
     }
 
     /// Has [`Node::shutdown`] begun?

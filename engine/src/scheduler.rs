@@ -12,6 +12,8 @@
 //!   sending.)
 //! - A banned peer is never offered work again for this download and no longer counts towards
 //!   availability.
+//! - `urgent` holds only chunks not yet verified: chunks someone is reading now (a player
+//!   streaming the file, [`Scheduler::hurry`]). They go before the rarest, lowest index first.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -51,7 +53,12 @@ pub struct Scheduler {
     tiebreak: Vec<u32>,
     queue: BTreeSet<(u32, u32, u32)>,
     peers: HashMap<PeerId, PeerSlot>,
+    urgent: BTreeSet<u32>,
 }
+
+/// Most chunks marked urgent at once: a reader asks for the few chunks ahead of it, and a
+/// long list would turn rarest-first into in-order for everyone.
+pub const MAX_URGENT: usize = 64;
 
 impl Scheduler {
     /// A scheduler for a file of `chunk_count` chunks of which `have` are already verified.
@@ -70,7 +77,24 @@ impl Scheduler {
             tiebreak,
             queue,
             peers: HashMap::new(),
+            urgent: BTreeSet::new(),
         }
+    }
+
+    /// Marks the missing chunks of `chunks` as wanted now: they are requested before any
+    /// other, lowest index first. Earlier marks are dropped beyond [`MAX_URGENT`], highest
+    /// first.
+    pub fn hurry(&mut self, chunks: std::ops::Range<u32>) {
+        let end = chunks.end.min(self.have.len());
+        self.urgent.extend((chunks.start..end).filter(|&c| !self.have.get(c)));
+        while self.urgent.len() > MAX_URGENT {
+            self.urgent.pop_last();
+        }
+    }
+
+    /// The chunks marked urgent and still missing.
+    pub fn urgent(&self) -> impl Iterator<Item = u32> + '_ {
+        self.urgent.iter().copied()
     }
 
     fn key(&self, chunk: u32) -> (u32, u32, u32) {
@@ -161,6 +185,11 @@ impl Scheduler {
     /// useful right now.
     pub fn next(&mut self, peer: &PeerId) -> Option<u32> {
         let slot = self.peers.get(peer).filter(|p| !p.banned)?;
+        let urgent = self
+            .urgent
+            .iter()
+            .copied()
+            .find(|&c| self.queued(c) && slot.chunks.get(c));
         // The rarest queued chunk the peer holds: found by walking the queue from its rarest
         // end, or, for a peer that holds few chunks of a long queue, by looking at those
         // chunks alone (walking 10,000 queued chunks for a peer with none of them, on every
@@ -178,7 +207,9 @@ impl Scheduler {
                 .find(|&&(_, _, c)| slot.chunks.get(c))
                 .map(|&(_, _, c)| c)
         };
-        let pick = rarest.or_else(|| self.in_endgame().then(|| self.endgame_pick(slot)).flatten())?;
+        let pick = urgent
+            .or(rarest)
+            .or_else(|| self.in_endgame().then(|| self.endgame_pick(slot)).flatten())?;
         if self.in_flight[pick as usize] == 0 {
             self.queue.remove(&self.key(pick));
         }
@@ -230,6 +261,7 @@ impl Scheduler {
         if !self.have.set(chunk) {
             return None;
         }
+        self.urgent.remove(&chunk);
         self.queue.remove(&self.key(chunk));
         let others: Vec<PeerId> = self
             .peers
@@ -332,6 +364,11 @@ impl Scheduler {
     /// Checks every invariant in the module doc; for tests.
     #[doc(hidden)]
     pub fn check_invariants(&self) {
+        assert!(
+            self.urgent.iter().all(|&c| !self.have.get(c)),
+            "an urgent chunk is held"
+        );
+        assert!(self.urgent.len() <= MAX_URGENT);
         for c in 0..self.have.len() {
             let requested = self.peers.values().filter(|p| p.requested.contains(&c)).count();
             assert_eq!(requested, self.in_flight[c as usize] as usize, "in_flight of {c}");
@@ -377,6 +414,26 @@ mod tests {
         // Chunk 3 is held by one peer only, chunk 2 by two.
         assert_eq!(s.next(&peer(1)), Some(3));
         assert_eq!(s.next(&peer(1)), Some(2));
+        s.check_invariants();
+    }
+
+    #[test]
+    fn urgent_chunks_go_first_and_are_forgotten_once_verified() {
+        let mut s = Scheduler::new(bits(8, &[5]));
+        s.add_peer(peer(1), &Bitfield::full(8));
+        s.add_peer(peer(2), &bits(8, &[0, 1, 2, 3]));
+        s.hurry(4..7);
+        assert_eq!(s.urgent().collect::<Vec<_>>(), vec![4, 6], "chunk 5 is held already");
+        let other = s.next(&peer(2)).unwrap();
+        assert!(other < 4, "peer 2 holds no urgent chunk: one of its own ({other})");
+        assert_eq!(s.next(&peer(1)), Some(4));
+        assert_eq!(s.next(&peer(1)), Some(6));
+        s.completed(&peer(1), 4);
+        s.completed(&peer(1), 6);
+        assert_eq!(s.urgent().count(), 0);
+        s.hurry(0..1000);
+        let missing: Vec<u32> = (0..8).filter(|&c| !s.have().get(c)).collect();
+        assert_eq!(s.urgent().collect::<Vec<_>>(), missing, "clipped to the file");
         s.check_invariants();
     }
 
@@ -458,6 +515,7 @@ mod tests {
         Lacks(u8),
         Remove(u8),
         Ban(u8),
+        Hurry(u32, u32),
     }
 
     const CHUNKS: u32 = 40;
@@ -479,6 +537,7 @@ mod tests {
             p.clone().prop_map(Op::Lacks),
             p.clone().prop_map(Op::Remove),
             p.prop_map(Op::Ban),
+            (0..CHUNKS, 0u32..8).prop_map(|(start, len)| Op::Hurry(start, len)),
         ]
     }
 
@@ -494,9 +553,11 @@ mod tests {
                         s.add_peer(peer(p), &b);
                     }
                     Op::Next(p) => {
-                        // The rarest queued chunk the peer holds, however `next` finds it.
+                        // The lowest urgent chunk the peer holds, else the rarest queued one,
+                        // however `next` finds it.
                         let rarest = s.peers.get(&peer(p)).filter(|slot| !slot.banned).and_then(|slot| {
-                            s.queue.iter().find(|&&(_, _, c)| slot.chunks.get(c)).map(|&(_, _, c)| c)
+                            let urgent = s.urgent().find(|&c| s.queued(c) && slot.chunks.get(c));
+                            urgent.or_else(|| s.queue.iter().find(|&&(_, _, c)| slot.chunks.get(c)).map(|&(_, _, c)| c))
                         });
                         let picked = s.next(&peer(p));
                         if rarest.is_some() {
@@ -519,6 +580,7 @@ mod tests {
                     }
                     Op::Remove(p) => s.remove_peer(&peer(p)),
                     Op::Ban(p) => s.ban(&peer(p)),
+                    Op::Hurry(start, len) => s.hurry(start..start + len),
                 }
                 s.check_invariants();
             }

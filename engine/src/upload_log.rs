@@ -24,6 +24,27 @@ struct Served {
     last: Instant,
 }
 
+/// What one peer has fetched of one file lately, as [`UploadLog::current`] reports it.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The file.
+    pub file: FileId,
+    /// The file's name.
+    pub name: String,
+    /// Bytes sent whole.
+    pub bytes: u64,
+    /// Chunks sent whole.
+    pub chunks: u32,
+    /// Bytes a second since the first chunk.
+    pub rate: f64,
+    /// Seconds since the last chunk.
+    pub idle_secs: f64,
+}
+
 /// The peers being served, by file.
 #[derive(Debug, Default)]
 pub struct UploadLog {
@@ -50,6 +71,29 @@ impl UploadLog {
         entry.bytes += bytes;
         entry.chunks += 1;
         entry.last = now;
+    }
+
+    /// Every peer served in the last [`QUIET`] and what it fetched, busiest first.
+    pub fn current(&self, now: Instant) -> Vec<Upload> {
+        let served = self.served.lock().expect("upload log lock poisoned");
+        let mut list: Vec<Upload> = served
+            .iter()
+            .map(|((peer, file), s)| {
+                let seconds = now.saturating_duration_since(s.first).as_secs_f64().max(0.001);
+                Upload {
+                    peer: *peer,
+                    addr: s.addr,
+                    file: *file,
+                    name: s.name.clone(),
+                    bytes: s.bytes,
+                    chunks: s.chunks,
+                    rate: s.bytes as f64 / seconds,
+                    idle_secs: now.saturating_duration_since(s.last).as_secs_f64(),
+                }
+            })
+            .collect();
+        list.sort_by_key(|u| std::cmp::Reverse(u.bytes));
+        list
     }
 
     /// Logs a summary of every peer quiet since `now - QUIET` (every peer, if `all`) and

@@ -131,6 +131,13 @@ impl SwarmKey {
         file.sync_all().map_err(io)
     }
 
+    /// Is `text` (white space around it ignored) this swarm's secret? For HTTP clients that
+    /// give the secret as a bearer token. Compares derived keys, in constant time.
+    pub fn is_secret(&self, text: &str) -> bool {
+        let given = blake3::derive_key(KEY_CONTEXT, text.trim().as_bytes());
+        blake3::Hash::from(given) == blake3::Hash::from(self.0)
+    }
+
     fn proof(&self, connection: &Connection, role: Role) -> Option<Proof> {
         let mut material = [0u8; 32];
         let context: &[u8] = match role {
@@ -258,6 +265,9 @@ mod tests {
         .unwrap();
         let b = SwarmKey::from_file(&dir.path().join("copy")).unwrap();
         assert_eq!(a.0, b.0, "white space around the secret does not matter");
+        let text = String::from_utf8(before).unwrap();
+        assert!(a.is_secret(&text) && a.is_secret(text.trim()));
+        assert!(!a.is_secret("") && !a.is_secret(&text.trim().replace('a', "b").replace('1', "2")));
         std::fs::write(dir.path().join("short"), "tiny").unwrap();
         assert!(matches!(
             SwarmKey::from_file(&dir.path().join("short")),

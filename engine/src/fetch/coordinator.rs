@@ -73,6 +73,8 @@ pub struct Plan<'a> {
     pub cancelled: CancellationToken,
     /// Peers fetching this file from this node, offered as neighbours.
     pub offered: &'a mut tokio::sync::mpsc::Receiver<(PeerId, std::net::SocketAddr)>,
+    /// Chunks a reader waits for, to fetch first.
+    pub hurried: &'a mut tokio::sync::mpsc::Receiver<std::ops::Range<u32>>,
     /// Counters for a progress display.
     pub progress: Arc<Progress>,
 }
@@ -173,6 +175,9 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
                     add_holders(shared, workers, vec![offered]);
                 }
             }
+            Some(chunks) = plan.hurried.recv() => {
+                hurry(shared, chunks);
+            }
             _ = tokio::time::sleep_until(plan.timeout.map_or(far, |t| plan.started + t).into()) => {
                 let missing = plan.manifest.chunk_count - shared.lock().scheduler.have().count();
                 return Err(Error::Timeout(format!(
@@ -198,6 +203,22 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
             }
         }
     }
+}
+
+/// Fetches `chunks` first. Seeders offer a few chunks at a time, but the tracker says they
+/// hold all: they are asked for urgent chunks they did not offer (one that lied answers that
+/// it lacks the chunk, and is asked no more for it).
+fn hurry(shared: &Shared, chunks: std::ops::Range<u32>) {
+    let mut swarm = shared.lock();
+    swarm.scheduler.hurry(chunks);
+    let urgent: Vec<u32> = swarm.scheduler.urgent().collect();
+    let seeds: Vec<PeerId> = swarm.workers.iter().filter(|(_, w)| w.seed).map(|(p, _)| *p).collect();
+    for seed in &seeds {
+        swarm.scheduler.gained(seed, &urgent);
+    }
+    drop(swarm);
+    // Idle lanes may now have work; busy ones take the urgent chunks next.
+    shared.changed.notify_waiters();
 }
 
 /// The download rate, measured every [`PACE_EVERY`]: it rises at once and falls over a few

@@ -163,6 +163,7 @@ async fn fetch_registered(
         started,
         cancelled: registered.cancelled.clone(),
         offered: &mut registered.sources,
+        hurried: &mut registered.hurried,
         progress: options.progress.clone(),
     })
     .await?;

@@ -1,0 +1,326 @@
+//! The JSON API: what the node does now, the catalogue, a file's chunk map, and fetches
+//! started and cancelled from outside.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use swarm_proto::{Bitfield, FileId};
+
+use super::{error_status, problem, App};
+use crate::fetch::FetchOptions;
+use crate::progress::Progress;
+use crate::Result;
+
+/// Fetches started through the API that ended, newest last.
+const FINISHED_KEPT: usize = 32;
+
+/// The ends of the fetches started through the API, and the download rates last measured.
+#[derive(Default)]
+pub(super) struct Finished {
+    ended: Mutex<VecDeque<Value>>,
+    rates: Mutex<HashMap<FileId, Rate>>,
+}
+
+/// A download's rate, measured between two status requests.
+struct Rate {
+    at: Instant,
+    done: u64,
+    per_second: f64,
+}
+
+impl Finished {
+    fn record(&self, id: FileId, name: &str, result: &Result<crate::FetchReport>, started: Instant) {
+        let mut entry = json!({
+            "id": id.to_string(),
+            "name": name,
+            "ok": result.is_ok(),
+            "elapsed_secs": started.elapsed().as_secs_f64(),
+        });
+        match result {
+            Ok(report) => {
+                entry["name"] = json!(report.manifest.name);
+                entry["path"] = json!(report.path.display().to_string());
+                entry["size"] = json!(report.manifest.size);
+            }
+            Err(e) => entry["error"] = json!(e.to_string()),
+        }
+        let mut ended = self.ended.lock().expect("finished lock poisoned");
+        ended.push_back(entry);
+        while ended.len() > FINISHED_KEPT {
+            ended.pop_front();
+        }
+    }
+
+    /// The rate of download `id` now that `done` bytes are done: measured over the time since
+    /// the last request (the last figure is kept for requests closer than half a second).
+    fn rate(&self, id: FileId, done: u64, now: Instant) -> f64 {
+        let mut rates = self.rates.lock().expect("rates lock poisoned");
+        let rate = rates.entry(id).or_insert(Rate {
+            at: now,
+            done,
+            per_second: 0.0,
+        });
+        let seconds = now.saturating_duration_since(rate.at).as_secs_f64();
+        if seconds >= 0.5 {
+            rate.per_second = done.saturating_sub(rate.done) as f64 / seconds;
+            rate.at = now;
+            rate.done = done;
+        }
+        rate.per_second
+    }
+}
+
+/// `GET /api/status`: the node, its downloads and uploads with rates, the files it holds,
+/// and the fetches started here that ended.
+pub(super) async fn status(State(app): State<App>) -> Response {
+    let node = &app.node;
+    let files = match node.status() {
+        Ok(files) => files,
+        Err(e) => return problem(error_status(&e), e.to_string()),
+    };
+    let now = Instant::now();
+    let running = node.downloads().list();
+    app.finished
+        .rates
+        .lock()
+        .expect("rates lock poisoned")
+        .retain(|id, _| running.iter().any(|d| d.id == *id));
+    let downloads: Vec<Value> = running
+        .iter()
+        .map(|d| {
+            let done = d.progress.done();
+            json!({
+                "id": d.id.to_string(),
+                "name": d.name,
+                "done": done,
+                "total": d.progress.total(),
+                "peers": d.progress.peers(),
+                "rate": app.finished.rate(d.id, done, now),
+                "elapsed_secs": d.started.elapsed().as_secs_f64(),
+            })
+        })
+        .collect();
+    let uploads: Vec<Value> = node
+        .uploads()
+        .iter()
+        .map(|u| {
+            json!({
+                "peer": u.peer.to_string(),
+                "addr": u.addr.to_string(),
+                "file": u.file.to_string(),
+                "name": u.name,
+                "bytes": u.bytes,
+                "chunks": u.chunks,
+                "rate": u.rate,
+                "idle_secs": u.idle_secs,
+            })
+        })
+        .collect();
+    let files: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id.to_string(),
+                "name": f.name,
+                "path": f.path.display().to_string(),
+                "size": f.size,
+                "chunk_count": f.chunk_count,
+                "chunks_held": f.chunks_held,
+                "bytes_held": f.bytes_held,
+                "state": format!("{:?}", f.state).to_lowercase(),
+            })
+        })
+        .collect();
+    let ended: Vec<Value> = app
+        .finished
+        .ended
+        .lock()
+        .expect("finished lock poisoned")
+        .iter()
+        .cloned()
+        .collect();
+    Json(json!({
+        "node": {
+            "id": node.id().to_string(),
+            "addr": node.local_addr().to_string(),
+            "tracker": node.tracker().map(|t| t.addr().to_string()).ok(),
+            "uploads_in_flight": node.uploads_in_flight(),
+        },
+        "downloads": downloads,
+        "uploads": uploads,
+        "files": files,
+        "finished": ended,
+    }))
+    .into_response()
+}
+
+/// `GET /api/catalogue`: the tracker's catalogue.
+pub(super) async fn catalogue(State(app): State<App>) -> Response {
+    match app.node.list().await {
+        Ok(entries) => Json(
+            entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "id": e.file.to_string(),
+                        "name": e.name,
+                        "size": e.size,
+                        "chunk_count": e.chunk_count,
+                        "holders": e.holders,
+                        "available": e.available,
+                    })
+                })
+                .collect::<Vec<Value>>(),
+        )
+        .into_response(),
+        Err(e) => problem(error_status(&e), e.to_string()),
+    }
+}
+
+/// `GET /api/files/ID`: which chunks each holder has (as the tracker last heard, this node's
+/// own from its disk), and how many holders each chunk has. Chunk sets are strings of `0`
+/// and `1`, one character per chunk.
+pub(super) async fn chunk_map(State(app): State<App>, Path(text): Path<String>) -> Response {
+    let node = &app.node;
+    let id = match resolve(&app, &text).await {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
+    let held = node.store().get(&id);
+    let manifest = match &held {
+        Some(held) => held.manifest.clone(),
+        None => match node.locate(id).await {
+            Ok((manifest, _)) => Arc::new(manifest),
+            Err(e) => return problem(error_status(&e), e.to_string()),
+        },
+    };
+    let mine = held
+        .map(|h| h.chunks())
+        .unwrap_or_else(|| Bitfield::new(manifest.chunk_count));
+    let (holdings, holders_error) = match node.holdings(id).await {
+        Ok(holdings) => (holdings, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let me = node.id();
+    let mut availability = vec![0u32; manifest.chunk_count as usize];
+    let mut holders = Vec::new();
+    for holding in holdings
+        .iter()
+        .filter(|h| h.peer != me && h.chunks.len() == manifest.chunk_count)
+    {
+        holding.chunks.iter().for_each(|c| availability[c as usize] += 1);
+        holders.push(json!({
+            "peer": holding.peer.to_string(),
+            "addr": holding.addr.to_string(),
+            "chunks": bits(&holding.chunks),
+            "held": holding.chunks.count(),
+        }));
+    }
+    Json(json!({
+        "id": id.to_string(),
+        "name": manifest.name,
+        "size": manifest.size,
+        "chunk_size": manifest.chunk_size,
+        "chunk_count": manifest.chunk_count,
+        "mine": bits(&mine),
+        "holders": holders,
+        "availability": availability,
+        "holders_error": holders_error,
+    }))
+    .into_response()
+}
+
+/// `POST /api/fetches` with `{"id": ID}`: what to fetch.
+#[derive(Debug, Deserialize)]
+pub(super) struct FetchRequest {
+    /// File id, a unique prefix of 8+ hex digits.
+    id: String,
+}
+
+/// `POST /api/fetches`: starts fetching a file into the node's download directory; its
+/// progress is in `/api/status` (`downloads`, then `finished`).
+pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<FetchRequest>) -> Response {
+    let id = match app.node.resolve(&request.id).await {
+        Ok(id) => id,
+        Err(e) => return problem(error_status(&e), e.to_string()),
+    };
+    if app.node.downloads().get(&id).is_some() {
+        return problem(StatusCode::CONFLICT, format!("{} is being fetched already", id.short()));
+    }
+    let options = FetchOptions {
+        out_dir: app.options.downloads_dir.clone(),
+        progress: Arc::new(Progress::default()),
+        ..FetchOptions::default()
+    };
+    let fetching = app.node.fetch(id, options);
+    let finished = app.finished.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let result = fetching.await;
+        if let Err(e) = &result {
+            tracing::warn!(file = %id.short(), "a fetch started over HTTP failed: {e}");
+        }
+        finished.record(id, &id.short(), &result, started);
+    });
+    let answer = json!({ "id": id.to_string(), "progress": "/api/status", "file": format!("/files/{id}") });
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
+}
+
+/// `DELETE /api/fetches/ID`: cancels a download (its verified chunks are kept).
+pub(super) async fn cancel_fetch(State(app): State<App>, Path(text): Path<String>) -> Response {
+    let id = match resolve(&app, &text).await {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
+    match app.node.downloads().get(&id) {
+        Some(download) => {
+            download.cancel();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": id.to_string(), "cancelled": true })),
+            )
+                .into_response()
+        }
+        None => problem(
+            StatusCode::NOT_FOUND,
+            format!("no download of {} is running here", id.short()),
+        ),
+    }
+}
+
+/// The file `text` names: a whole id, or a unique prefix among the files held or downloading
+/// here, or else in the tracker's catalogue.
+pub(super) async fn resolve(app: &App, text: &str) -> std::result::Result<FileId, Response> {
+    if let Ok(id) = text.parse::<FileId>() {
+        return Ok(id);
+    }
+    let local: Vec<FileId> = app
+        .node
+        .store()
+        .all()
+        .iter()
+        .map(|h| h.id)
+        .filter(|id| text.len() >= 8 && id.to_string().starts_with(&text.to_ascii_lowercase()))
+        .collect();
+    if let [id] = local[..] {
+        return Ok(id);
+    }
+    app.node
+        .resolve(text)
+        .await
+        .map_err(|e| problem(error_status(&e), e.to_string()))
+}
+
+/// A chunk set as a string of `0` and `1`.
+fn bits(chunks: &Bitfield) -> String {
+    (0..chunks.len())
+        .map(|c| if chunks.get(c) { '1' } else { '0' })
+        .collect()
+}

@@ -1,0 +1,143 @@
+//! A node's HTTP port (`--http HOST:PORT`): a JSON API, a live web page, and files readable
+//! while they download.
+//!
+//! - [`api`]: status (downloads, uploads per peer with rates, files held), the tracker's
+//!   catalogue, a file's chunk map, and starting or cancelling a fetch.
+//! - [`stream`]: `GET /files/ID` with range requests; a range not yet on disk is fetched
+//!   first, and only bytes verified against the manifest are ever sent.
+//! - `page.html`: the web view, one page with no build step, shipped in the binary.
+//!
+//! The port listens on loopback unless the user asks for more ([`HttpOptions::public`]). In a
+//! private swarm every request must carry the swarm's secret, as `Authorization: Bearer
+//! SECRET` or as `?token=SECRET` (for players and the browser, which cannot set headers on a
+//! link).
+
+mod api;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use swarm_proto::access::Access;
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// How a node's HTTP port is set up.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Allow an address other machines can reach (by default only loopback is accepted).
+    pub public: bool,
+    /// Where fetches started through the API write their files.
+    pub downloads_dir: PathBuf,
+    /// The node's access: in a private swarm, requests must carry its secret.
+    pub access: Access,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+struct App {
+    node: Node,
+    options: Arc<HttpOptions>,
+    finished: Arc<api::Finished>,
+}
+
+/// Binds the HTTP port and serves it until the node shuts down. Returns the bound address.
+pub async fn serve(node: &Node, options: HttpOptions) -> Result<SocketAddr> {
+    let addr = options.listen;
+    if !options.public && !addr.ip().is_loopback() {
+        return Err(Error::Http(format!(
+            "{addr} can be reached from other machines: bind the HTTP port to 127.0.0.1 (or [::1]), \
+             or pass --http-public to serve it there on purpose"
+        )));
+    }
+    if options.public && matches!(options.access, Access::Open) {
+        warn!(%addr, "the HTTP port is open to anyone who reaches it (no private swarm secret to require)");
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Http(format!("could not listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Http(format!("could not listen on {addr}: {e}")))?;
+    let app = App {
+        node: node.clone(),
+        options: Arc::new(options),
+        finished: Arc::default(),
+    };
+    let router = Router::new()
+        .route("/", get(page))
+        .route("/api/status", get(api::status))
+        .route("/api/catalogue", get(api::catalogue))
+        .route("/api/files/{id}", get(api::chunk_map))
+        .route("/api/fetches", axum::routing::post(api::start_fetch))
+        .route("/api/fetches/{id}", delete(api::cancel_fetch))
+        .route("/files/{id}", get(stream::file))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), require_secret))
+        .with_state(app);
+    let stop = node.stopping();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = served.await {
+            warn!("the HTTP port stopped: {e}");
+        }
+    });
+    Ok(bound)
+}
+
+/// The web view.
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+/// In a private swarm, refuses requests that do not carry the secret.
+async fn require_secret(State(app): State<App>, request: Request, next: Next) -> Response {
+    let Access::Private(key) = &app.options.access else {
+        return next.run(request).await;
+    };
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = request.uri().query().unwrap_or("");
+    let in_query = query.split('&').find_map(|pair| pair.strip_prefix("token="));
+    if bearer.or(in_query).is_some_and(|token| key.is_secret(token)) {
+        return next.run(request).await;
+    }
+    let mut refusal = problem(
+        StatusCode::UNAUTHORIZED,
+        "this node is in a private swarm: send its secret as `Authorization: Bearer SECRET` \
+         (or ?token=SECRET), SECRET being the text of its --secret-file",
+    );
+    refusal
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    refusal
+}
+
+/// An error answer: the status, and `{"error": message}`.
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// The status an engine error is answered with.
+fn error_status(error: &Error) -> StatusCode {
+    match error.kind() {
+        crate::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        crate::ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        crate::ErrorKind::Integrity | crate::ErrorKind::Other => StatusCode::BAD_GATEWAY,
+        crate::ErrorKind::Io => StatusCode::INTERNAL_SERVER_ERROR,
+        crate::ErrorKind::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
