@@ -265,7 +265,7 @@ mod tests {
         .unwrap();
         let b = SwarmKey::from_file(&dir.path().join("copy")).unwrap();
         assert_eq!(a.0, b.0, "white space around the secret does not matter");
-        let text = String::from_utf8(before).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
         assert!(a.is_secret(&text) && a.is_secret(text.trim()));
         assert!(!a.is_secret("") && !a.is_secret(&text.trim().replace('a', "b").replace('1', "2")));
         std::fs::write(dir.path().join("short"), "tiny").unwrap();
