@@ -12,6 +12,11 @@ test:
 local-demo size="1GiB" seeders="4":
     cargo run --release -p swarm-cli -- demo --size {{size}} --seeders {{seeders}}
 
+# The web view in headless Chromium (installed if missing; root), its screenshot saved as
+# docs/web-view.png for the README.
+screenshot:
+    SWARM_SCREENSHOT={{justfile_directory()}}/docs/web-view.png cargo test -p swarm-cli --test web_view
+
 # Format the code.
 fmt:
     cargo fmt --all

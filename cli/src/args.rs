@@ -153,6 +153,14 @@ pub struct TrackerArgs {
     /// live peers, catalogue size, budget use, spot checks).
     #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Serve a web view of the whole swarm and a JSON API at http://HOST:PORT/ (files, holders,
+    /// peers, chunk maps). Loopback only unless --http-public; in a private swarm, requests
+    /// must carry the secret.
+    #[arg(long, env = "SWARM_HTTP", value_name = "HOST:PORT")]
+    pub http: Option<SocketAddr>,
+    /// Allow --http on an address other machines can reach.
+    #[arg(long, env = "SWARM_HTTP_PUBLIC")]
+    pub http_public: bool,
     /// Drop peers silent for this long (e.g. 180s, 3m).
     #[arg(long, env = "SWARM_PEER_TIMEOUT", default_value = "180s", value_parser = parse_duration)]
     pub peer_timeout: Duration,

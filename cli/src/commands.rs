@@ -81,10 +81,9 @@ async fn serve_http(
     let options = swarm_engine::http::HttpOptions {
         listen,
         public: args.http_public,
-        downloads_dir: downloads.to_owned(),
         access: access(&args.secret_file)?,
     };
-    let addr = swarm_engine::http::serve(node, options).await?;
+    let addr = swarm_engine::http::serve(node, options, downloads.to_owned()).await?;
     eprintln!("web view and API at http://{addr}/");
     Ok(Some(addr))
 }
@@ -171,6 +170,20 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             info!(files = tracker.catalogue_size(), store = %url.rsplit('@').next().unwrap_or(url), "state shared through Redis")
         }
         None => info!(files = tracker.catalogue_size(), "catalogue loaded"),
+    }
+    if let Some(listen) = args.http {
+        let options = swarm_engine::http::HttpOptions {
+            listen,
+            public: args.http_public,
+            access: access(&args.secret_file)?,
+        };
+        match swarm_engine::http::serve_tracker(tracker.view(), options, tracker.stopping()).await {
+            Ok(addr) => eprintln!("web view of the swarm and API at http://{addr}/"),
+            Err(e) => {
+                tracker.stop().await;
+                return Err(e.into());
+            }
+        }
     }
     shutdown_signal().await;
     tracker.stop().await;

@@ -29,5 +29,5 @@ pub mod telemetry;
 pub use audit::Audits;
 pub use budget::Budgets;
 pub use error::TrackerError;
-pub use service::{StoreConfig, Tracker, TrackerConfig};
+pub use service::{StoreConfig, Tracker, TrackerConfig, TrackerView};
 pub use state::TrackerState;

@@ -75,6 +75,7 @@ impl Default for TrackerConfig {
 /// A running tracker.
 pub struct Tracker {
     transport: Transport,
+    state: Arc<Mutex<TrackerState>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     catalogue_size: usize,
@@ -134,7 +135,7 @@ impl Tracker {
             tasks.spawn(log.clone().keep_snapshots(shutdown.clone()));
         }
         let service = Arc::new(Service {
-            state,
+            state: state.clone(),
             store,
             requests: request_limiter(),
             auditor: Auditor::new(transport.clone(), config.audits),
@@ -164,6 +165,7 @@ impl Tracker {
         ));
         Ok(Tracker {
             transport,
+            state,
             shutdown,
             tasks,
             catalogue_size,
@@ -181,6 +183,20 @@ impl Tracker {
         self.transport.local_addr()
     }
 
+    /// A read-only view of the tracker's state, for a web view.
+    pub fn view(&self) -> TrackerView {
+        TrackerView {
+            state: self.state.clone(),
+            id: self.id(),
+            addr: self.local_addr(),
+        }
+    }
+
+    /// Fires when the tracker stops.
+    pub fn stopping(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// Manifests loaded from disk at start.
     pub fn catalogue_size(&self) -> usize {
         self.catalogue_size
@@ -192,6 +208,31 @@ impl Tracker {
         self.tasks.close();
         self.transport.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+    }
+}
+
+/// A read-only view of a running tracker's state; cheap to clone.
+#[derive(Clone)]
+pub struct TrackerView {
+    state: Arc<Mutex<TrackerState>>,
+    id: PeerId,
+    addr: SocketAddr,
+}
+
+impl TrackerView {
+    /// The tracker's id.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The tracker's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Reads the state under its lock: keep `read` short, every request waits for it.
+    pub fn read<T>(&self, read: impl FnOnce(&TrackerState) -> T) -> T {
+        read(&self.state.lock().expect("tracker state lock poisoned"))
     }
 }
 

@@ -51,6 +51,19 @@ struct PeerRecord {
     files: HashSet<FileId>,
 }
 
+/// One live peer, as the tracker's web view lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Its id.
+    pub peer: PeerId,
+    /// The address given out for it.
+    pub addr: SocketAddr,
+    /// How many files it holds (fully or in part).
+    pub files: usize,
+    /// How long since it was last heard from.
+    pub silent: Duration,
+}
+
 /// What [`TrackerState::expire`] dropped.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expired {
@@ -499,6 +512,28 @@ impl TrackerState {
     /// The address given out for `peer`, if it is registered.
     pub fn peer_addr(&self, peer: &PeerId) -> Option<SocketAddr> {
         self.peers.get(peer).map(|p| p.addr)
+    }
+
+    /// Up to `most` live peers, by address.
+    pub fn peers(&self, most: usize, now: Instant) -> Vec<PeerSummary> {
+        let mut peers: Vec<PeerSummary> = self
+            .peers
+            .iter()
+            .map(|(peer, record)| PeerSummary {
+                peer: *peer,
+                addr: record.addr,
+                files: record.files.len(),
+                silent: now.saturating_duration_since(record.last_seen),
+            })
+            .collect();
+        peers.sort_by_key(|p| (p.addr, p.peer));
+        peers.truncate(most);
+        peers
+    }
+
+    /// A file's manifest, if it is in the catalogue.
+    pub fn manifest(&self, file: &FileId) -> Option<Arc<Manifest>> {
+        self.files.get(file).map(|r| r.manifest.clone())
     }
 
     /// Number of files in the catalogue.

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use swarm_proto::{Bitfield, FileId};
+use swarm_proto::protocol::Holding;
+use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
 
 use super::{error_status, problem, App};
 use crate::fetch::FetchOptions;
@@ -208,13 +209,23 @@ pub(super) async fn chunk_map(State(app): State<App>, Path(text): Path<String>) 
         Ok(holdings) => (holdings, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    let me = node.id();
+    Json(map_json(&manifest, &holdings, Some((node.id(), &mine)), holders_error)).into_response()
+}
+
+/// A file's chunk map: each holder's chunks (but `me`'s, given apart) as strings of `0` and
+/// `1`, and how many holders each chunk has.
+pub(super) fn map_json(
+    manifest: &Manifest,
+    holdings: &[Holding],
+    me: Option<(PeerId, &Bitfield)>,
+    holders_error: Option<String>,
+) -> Value {
     let mut availability = vec![0u32; manifest.chunk_count as usize];
     let mut holders = Vec::new();
-    for holding in holdings
+    let others = holdings
         .iter()
-        .filter(|h| h.peer != me && h.chunks.len() == manifest.chunk_count)
-    {
+        .filter(|h| me.is_none_or(|(me, _)| h.peer != me) && h.chunks.len() == manifest.chunk_count);
+    for holding in others {
         holding.chunks.iter().for_each(|c| availability[c as usize] += 1);
         holders.push(json!({
             "peer": holding.peer.to_string(),
@@ -223,18 +234,17 @@ pub(super) async fn chunk_map(State(app): State<App>, Path(text): Path<String>) 
             "held": holding.chunks.count(),
         }));
     }
-    Json(json!({
-        "id": id.to_string(),
+    json!({
+        "id": manifest.id().to_string(),
         "name": manifest.name,
         "size": manifest.size,
         "chunk_size": manifest.chunk_size,
         "chunk_count": manifest.chunk_count,
-        "mine": bits(&mine),
+        "mine": me.map(|(_, mine)| bits(mine)),
         "holders": holders,
         "availability": availability,
         "holders_error": holders_error,
-    }))
-    .into_response()
+    })
 }
 
 /// `POST /api/fetches` with `{"id": ID}`: what to fetch.
@@ -255,7 +265,7 @@ pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<Fetc
         return problem(StatusCode::CONFLICT, format!("{} is being fetched already", id.short()));
     }
     let options = FetchOptions {
-        out_dir: app.options.downloads_dir.clone(),
+        out_dir: app.downloads_dir.to_path_buf(),
         progress: Arc::new(Progress::default()),
         ..FetchOptions::default()
     };

@@ -5,7 +5,9 @@
 //!   catalogue, a file's chunk map, and starting or cancelling a fetch.
 //! - [`stream`]: `GET /files/ID` with range requests; a range not yet on disk is fetched
 //!   first, and only bytes verified against the manifest are ever sent.
-//! - `page.html`: the web view, one page with no build step, shipped in the binary.
+//! - [`swarm_api`]: a tracker's port ([`serve_tracker`]): the whole swarm, every file's
+//!   holders and chunk map.
+//! - `page.html`: the web view of both, one page with no build step, shipped in the binary.
 //!
 //! The port listens on loopback unless the user asks for more ([`HttpOptions::public`]). In a
 //! private swarm every request must carry the swarm's secret, as `Authorization: Bearer
@@ -14,6 +16,7 @@
 
 mod api;
 mod stream;
+mod swarm_api;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,29 +34,68 @@ use tracing::warn;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
-/// How a node's HTTP port is set up.
+/// How an HTTP port is set up.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     /// Where to listen.
     pub listen: SocketAddr,
     /// Allow an address other machines can reach (by default only loopback is accepted).
     pub public: bool,
-    /// Where fetches started through the API write their files.
-    pub downloads_dir: PathBuf,
-    /// The node's access: in a private swarm, requests must carry its secret.
+    /// The swarm's access: in a private swarm, requests must carry its secret.
     pub access: Access,
 }
 
-/// What every handler shares.
+/// What every handler of a node's port shares.
 #[derive(Clone)]
 struct App {
     node: Node,
-    options: Arc<HttpOptions>,
+    downloads_dir: Arc<PathBuf>,
     finished: Arc<api::Finished>,
 }
 
-/// Binds the HTTP port and serves it until the node shuts down. Returns the bound address.
-pub async fn serve(node: &Node, options: HttpOptions) -> Result<SocketAddr> {
+/// Binds a node's HTTP port and serves it until the node shuts down; fetches started through
+/// it write into `downloads_dir`. Returns the bound address.
+pub async fn serve(node: &Node, options: HttpOptions, downloads_dir: PathBuf) -> Result<SocketAddr> {
+    let listener = bind(&options).await?;
+    let bound = local_addr(&listener, &options)?;
+    let app = App {
+        node: node.clone(),
+        downloads_dir: Arc::new(downloads_dir),
+        finished: Arc::default(),
+    };
+    let router = Router::new()
+        .route("/", get(|| page("node")))
+        .route("/api/status", get(api::status))
+        .route("/api/catalogue", get(api::catalogue))
+        .route("/api/files/{id}", get(api::chunk_map))
+        .route("/api/fetches", axum::routing::post(api::start_fetch))
+        .route("/api/fetches/{id}", delete(api::cancel_fetch))
+        .route("/files/{id}", get(stream::file))
+        .with_state(app);
+    run(listener, router, options.access, node.stopping());
+    Ok(bound)
+}
+
+/// Binds a tracker's HTTP port (the whole swarm: files, peers, chunk maps) and serves it until
+/// `stop` fires. Returns the bound address.
+pub async fn serve_tracker(
+    tracker: swarm_tracker::TrackerView,
+    options: HttpOptions,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<SocketAddr> {
+    let listener = bind(&options).await?;
+    let bound = local_addr(&listener, &options)?;
+    let router = Router::new()
+        .route("/", get(|| page("tracker")))
+        .route("/api/swarm", get(swarm_api::swarm))
+        .route("/api/files/{id}", get(swarm_api::chunk_map))
+        .with_state(tracker);
+    run(listener, router, options.access, stop);
+    Ok(bound)
+}
+
+/// Binds the port, refusing one other machines can reach unless asked.
+async fn bind(options: &HttpOptions) -> Result<tokio::net::TcpListener> {
     let addr = options.listen;
     if !options.public && !addr.ip().is_loopback() {
         return Err(Error::Http(format!(
@@ -64,45 +106,36 @@ pub async fn serve(node: &Node, options: HttpOptions) -> Result<SocketAddr> {
     if options.public && matches!(options.access, Access::Open) {
         warn!(%addr, "the HTTP port is open to anyone who reaches it (no private swarm secret to require)");
     }
-    let listener = tokio::net::TcpListener::bind(addr)
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Http(format!("could not listen on {addr}: {e}")))?;
-    let bound = listener
+        .map_err(|e| Error::Http(format!("could not listen on {addr}: {e}; pick another --http address")))
+}
+
+fn local_addr(listener: &tokio::net::TcpListener, options: &HttpOptions) -> Result<SocketAddr> {
+    listener
         .local_addr()
-        .map_err(|e| Error::Http(format!("could not listen on {addr}: {e}")))?;
-    let app = App {
-        node: node.clone(),
-        options: Arc::new(options),
-        finished: Arc::default(),
-    };
-    let router = Router::new()
-        .route("/", get(page))
-        .route("/api/status", get(api::status))
-        .route("/api/catalogue", get(api::catalogue))
-        .route("/api/files/{id}", get(api::chunk_map))
-        .route("/api/fetches", axum::routing::post(api::start_fetch))
-        .route("/api/fetches/{id}", delete(api::cancel_fetch))
-        .route("/files/{id}", get(stream::file))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), require_secret))
-        .with_state(app);
-    let stop = node.stopping();
+        .map_err(|e| Error::Http(format!("could not listen on {}: {e}", options.listen)))
+}
+
+/// Serves `router` on `listener`, behind the secret check, until `stop` fires.
+fn run(listener: tokio::net::TcpListener, router: Router, access: Access, stop: tokio_util::sync::CancellationToken) {
+    let router = router.layer(axum::middleware::from_fn_with_state(access, require_secret));
     tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = served.await {
             warn!("the HTTP port stopped: {e}");
         }
     });
-    Ok(bound)
 }
 
-/// The web view.
-async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
+/// The web view, for a node or a tracker (the page shows the parts that fit).
+async fn page(kind: &'static str) -> Html<String> {
+    Html(include_str!("page.html").replace("data-kind=\"node\"", &format!("data-kind=\"{kind}\"")))
 }
 
 /// In a private swarm, refuses requests that do not carry the secret.
-async fn require_secret(State(app): State<App>, request: Request, next: Next) -> Response {
-    let Access::Private(key) = &app.options.access else {
+async fn require_secret(State(access): State<Access>, request: Request, next: Next) -> Response {
+    let Access::Private(key) = &access else {
         return next.run(request).await;
     };
     let bearer = request

@@ -1,0 +1,212 @@
+//! The web view in a real browser: a tracker, two rate-capped seeders and a slow fetch, each
+//! with `--http`; headless Chromium (from Debian's packages, installed when missing) loads the
+//! fetcher's page twice and the tracker's once. The transfer and the chunk map must be there
+//! and must move between the two loads. The test saves a screenshot of the fetcher's page
+//! (the README's), at `$SWARM_SCREENSHOT` if set.
+//!
+//! Everything runs in a network namespace of its own with only loopback, so that the browser
+//! cannot reach anything else (it calls home on its own otherwise). Needs root, as CI has.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Set in the copy of this test that runs inside the namespace.
+const INSIDE: &str = "SWARM_TEST_INSIDE_NETNS";
+const TEST: &str = "the_web_view_shows_transfers_and_chunk_maps_in_chromium";
+
+#[test]
+fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
+    if std::env::var_os(INSIDE).is_none() {
+        install_if_missing("chromium", "chromium");
+        install_if_missing("ip", "iproute2");
+        let status = Command::new("unshare")
+            .args(["--net", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+            .env(INSIDE, "1")
+            .status()
+            .expect("unshare runs (util-linux)");
+        assert!(
+            status.success(),
+            "the test failed inside its network namespace (output above)"
+        );
+        return;
+    }
+    let up = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
+    assert!(up.success(), "could not bring loopback up in the namespace");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker_http = "127.0.0.1:7801";
+    let (_tracker, addr) = start_tracker_with(tmp.path(), &["--http", tracker_http]);
+    let share = tmp.path().join("share");
+    // 96 chunks of 64 KiB from two seeders capped at 400 KB/s each: about 8 s.
+    write(share.join("film.mkv"), &content(96 * 65_536, 9));
+    let cap = ["--tracker", &addr, "--max-upload-rate", "400KB/s"];
+    let (_seeder_a, seeded, _) = start_seeder(tmp.path(), "seeder-a", &share, &cap, 1);
+    let (_seeder_b, _, _) = start_seeder(tmp.path(), "seeder-b", &share, &cap, 1);
+    let id = &seeded[0].0;
+    let fetcher_http = "127.0.0.1:7802";
+    let out = tmp.path().join("out");
+    let state = tmp.path().join("fetcher");
+    let _fetch = Proc::spawn(&[
+        "fetch",
+        id,
+        "--tracker",
+        &addr,
+        "-o",
+        s(&out),
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        fetcher_http,
+    ]);
+    let page = format!("http://{fetcher_http}/");
+    wait_until("the fetch to be under way", || {
+        let dom = dump_dom(&page, tmp.path());
+        held_here(&dom).is_some_and(|held| held > 0)
+    });
+
+    let first = dump_dom(&page, tmp.path());
+    assert!(first.contains("film.mkv"), "{first}");
+    let holders = first.matches("class=\"row holder\"").count();
+    assert_eq!(holders, 2, "both seeders in the chunk map: {first}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = dump_dom(&page, tmp.path());
+    assert_ne!(
+        transfer_done(&first),
+        transfer_done(&second),
+        "the transfer did not move"
+    );
+    assert!(held_here(&second) > held_here(&first), "the chunk map did not move");
+
+    let shot =
+        std::env::var("SWARM_SCREENSHOT").unwrap_or_else(|_| format!("{}/web-view.png", env!("CARGO_TARGET_TMPDIR")));
+    screenshot(&page, Path::new(&shot), tmp.path());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "not a screenshot: {} bytes",
+        png.len()
+    );
+    eprintln!("screenshot of the web view at {shot}");
+
+    // The tracker's page: the file with its holders, the live peers, the map.
+    let swarm = dump_dom(&format!("http://{tracker_http}/"), tmp.path());
+    assert!(swarm.contains("swarm tracker") && swarm.contains("film.mkv"), "{swarm}");
+    assert!(
+        swarm.matches("class=\"peer\"").count() >= 3,
+        "seeders and fetcher listed: {swarm}"
+    );
+    assert!(swarm.matches("class=\"row holder\"").count() >= 2, "{swarm}");
+}
+
+/// The "done" column of the transfer's row.
+fn transfer_done(dom: &str) -> String {
+    between(dom, "class=\"num done\">", "<")
+        .unwrap_or_else(|| panic!("no transfer row: {dom}"))
+        .to_owned()
+}
+
+/// How many chunks the fetcher's chunk map says it holds.
+fn held_here(dom: &str) -> Option<u32> {
+    let mine = &dom[dom.find("id=\"mine\"")?..];
+    between(mine, "data-held=\"", "\"")?.parse().ok()
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Headless Chromium with everything that talks to the outside turned off.
+fn chromium(profile: &Path) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ])
+        .args([
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+        ])
+        .args(["--disable-sync", "--disable-default-apps", "--hide-scrollbars"])
+        // Three rounds of the page's one-second refresh, in virtual time.
+        .arg("--virtual-time-budget=3000")
+        .arg(format!("--user-data-dir={}", profile.join("chromium").display()))
+        .stderr(Stdio::null());
+    command
+}
+
+/// The page at `url` as the browser left it after running its script.
+fn dump_dom(url: &str, dir: &Path) -> String {
+    let output = chromium(dir).args(["--dump-dom", url]).output().expect("chromium runs");
+    assert!(output.status.success(), "chromium failed on {url}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn screenshot(url: &str, path: &Path, dir: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let status = chromium(dir)
+        .args([
+            "--window-size=1200,720",
+            &format!("--screenshot={}", path.display()),
+            url,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "chromium could not take a screenshot of {url}");
+}
+
+/// Installs Debian's `package` if `program` is not on the PATH.
+fn install_if_missing(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if found {
+        return;
+    }
+    let status = Command::new("apt-get")
+        .args([
+            "-o",
+            "DPkg::Lock::Timeout=300",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            package,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{program} is missing and apt-get could not run to install {package}: {e}"));
+    assert!(
+        status.success(),
+        "{program} is missing and `apt-get install {package}` failed (run as root?)"
+    );
+}
