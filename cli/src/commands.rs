@@ -460,8 +460,8 @@ fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
 /// `swarm status`
 pub async fn status(args: StatusArgs) -> Result<()> {
     let state = args.state.unwrap_or_else(|| default_state("node"));
-    let (source, files) = swarm_engine::status::of_state_dir(&state).await?;
-    output::status(&state, source, &files, args.json);
+    let (source, status) = swarm_engine::status::of_state_dir(&state).await?;
+    output::status(&state, source, &status, args.json);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use swarm_engine::status::{FileState, FileStatus, Source};
+use swarm_engine::status::{FileState, NodeStatus, Source};
 use swarm_engine::sync::SyncEvent;
 use swarm_engine::Progress;
 use swarm_proto::protocol::{CatalogueEntry, Holding};
@@ -34,6 +34,25 @@ pub fn mb_per_sec(bytes: u64, elapsed: Duration) -> f64 {
 }
 
 #[derive(Serialize)]
+struct NodeStatusJson<'a> {
+    running: bool,
+    files: Vec<StatusJson<'a>>,
+    uploads: Vec<UploadJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct UploadJson<'a> {
+    peer: String,
+    addr: String,
+    file: String,
+    name: &'a str,
+    bytes: u64,
+    chunks: u32,
+    bytes_per_second: u64,
+    idle_seconds: f64,
+}
+
+#[derive(Serialize)]
 struct StatusJson<'a> {
     id: String,
     name: &'a str,
@@ -54,10 +73,12 @@ fn state_word(state: FileState) -> &'static str {
     }
 }
 
-/// Prints a node's status as a table or JSON.
-pub fn status(state_dir: &std::path::Path, source: Source, files: &[FileStatus], json: bool) {
+/// Prints a node's status (files, then the peers it served lately) as tables or JSON.
+pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, json: bool) {
+    let running = matches!(source, Source::RunningNode(_));
     if json {
-        let rows: Vec<StatusJson> = files
+        let files = status
+            .files
             .iter()
             .map(|f| StatusJson {
                 id: f.id.to_string(),
@@ -68,37 +89,75 @@ pub fn status(state_dir: &std::path::Path, source: Source, files: &[FileStatus],
                 chunks: f.chunk_count,
                 chunks_held: f.chunks_held,
                 bytes_held: f.bytes_held,
-                running: matches!(source, Source::RunningNode(_)),
+                running,
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("plain data serializes")
-        );
+        let uploads = status
+            .uploads
+            .iter()
+            .map(|u| UploadJson {
+                peer: u.peer.to_string(),
+                addr: u.addr.to_string(),
+                file: u.file.to_string(),
+                name: &u.name,
+                bytes: u.bytes,
+                chunks: u.chunks,
+                bytes_per_second: u.rate,
+                idle_seconds: u.idle_ms as f64 / 1000.0,
+            })
+            .collect();
+        let all = NodeStatusJson {
+            running,
+            files,
+            uploads,
+        };
+        println!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
         return;
     }
     match source {
         Source::RunningNode(addr) => println!("node running at {addr} (state {})", state_dir.display()),
         Source::SavedState => println!("no node running on {}; saved state:", state_dir.display()),
     }
-    if files.is_empty() {
+    if status.files.is_empty() {
         println!("(no downloads and no seeded files)");
-        return;
-    }
-    println!(
-        "{:<11}  {:>6}  {:>15}  {:>10}  {:<16}  NAME",
-        "STATE", "DONE", "CHUNKS", "SIZE", "ID"
-    );
-    for file in files {
+    } else {
         println!(
-            "{:<11}  {:>5.1}%  {:>15}  {:>10}  {:<16}  {}",
-            state_word(file.state),
-            file.percent(),
-            format!("{}/{}", file.chunks_held, file.chunk_count),
-            bytes(file.size),
-            file.id.short(),
-            shown(&file.name)
+            "{:<11}  {:>6}  {:>15}  {:>10}  {:<16}  NAME",
+            "STATE", "DONE", "CHUNKS", "SIZE", "ID"
         );
+        for file in &status.files {
+            println!(
+                "{:<11}  {:>5.1}%  {:>15}  {:>10}  {:<16}  {}",
+                state_word(file.state),
+                file.percent(),
+                format!("{}/{}", file.chunks_held, file.chunk_count),
+                bytes(file.size),
+                file.id.short(),
+                shown(&file.name)
+            );
+        }
+    }
+    if running {
+        println!();
+        if status.uploads.is_empty() {
+            println!("(no peer fetched from this node in the last 10 s)");
+            return;
+        }
+        println!("UPLOADS (peers served in the last 10 s)");
+        println!(
+            "{:<16}  {:<21}  {:>10}  {:>11}  NAME",
+            "PEER", "ADDRESS", "SENT", "RATE"
+        );
+        for upload in &status.uploads {
+            println!(
+                "{:<16}  {:<21}  {:>10}  {:>11}  {}",
+                upload.peer.short(),
+                upload.addr,
+                bytes(upload.bytes),
+                format!("{:.1} MB/s", upload.rate as f64 / 1e6),
+                shown(&upload.name)
+            );
+        }
     }
 }
 

@@ -95,15 +95,25 @@ fn tracker_seed_ls_search_peers_fetch() {
 
     // `swarm status` asks the running seeder (its sled state is locked by it).
     let status = json(&run(&["status", "--state", s(&tmp.path().join("seeder")), "--json"]));
-    let rows = status.as_array().unwrap();
+    assert_eq!(status["running"], true, "{status}");
+    let rows = status["files"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{status}");
+    assert!(rows.iter().all(|r| r["state"] == "seeding"), "{status}");
+    assert_eq!(rows[0]["bytes_held"], movie.len());
+    // The fetch a moment ago is among its uploads (the tracker's spot check may be too).
+    let uploads = status["uploads"].as_array().unwrap();
     assert!(
-        rows.iter().all(|r| r["state"] == "seeding" && r["running"] == true),
+        uploads.iter().any(|u| u["bytes"] == movie.len()
+            && u["name"] == "films/movie.bin"
+            && u["bytes_per_second"].as_u64() > Some(0)),
         "{status}"
     );
-    assert_eq!(rows[0]["bytes_held"], movie.len());
     let table = String::from_utf8(run(&["status", "--state", s(&tmp.path().join("seeder"))]).stdout).unwrap();
     assert!(table.contains("node running at") && table.contains("100.0%"), "{table}");
+    assert!(
+        table.contains("UPLOADS") && table.contains("films/movie.bin"),
+        "{table}"
+    );
 
     // A graceful exit tells the tracker at once.
     assert!(seeder.terminate().success());

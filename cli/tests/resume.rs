@@ -68,7 +68,7 @@ fn a_fetch_killed_at_random_moments_resumes_without_fetching_a_chunk_twice() {
             // While it runs, `swarm status` asks the running node and sees the download move.
             wait_for_text(&log, "chunk written", Duration::from_secs(30));
             let status = json(&run(&["status", "--state", s(&state), "--json"]));
-            let row = &status[0];
+            let row = &status["files"][0];
             assert_eq!(row["name"], "big.bin", "{status}");
             assert_eq!(row["state"], "downloading", "{status}");
             assert_eq!(row["running"], true, "{status}");
@@ -94,6 +94,8 @@ fn a_fetch_killed_at_random_moments_resumes_without_fetching_a_chunk_twice() {
     assert!(!before_last.is_empty(), "the killed runs made progress");
     // No node runs now: `swarm status` reads the saved state and shows the paused download.
     let status = json(&run(&["status", "--state", s(&state), "--json"]));
+    assert_eq!(status["running"], false, "{status}");
+    let status = &status["files"];
     assert_eq!(status[0]["name"], "big.bin", "{status}");
     assert_eq!(status[0]["state"], "paused");
     assert_eq!(status[0]["running"], false);

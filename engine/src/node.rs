@@ -292,7 +292,7 @@ impl Node {
     }
 
     /// The peers this node served lately, and what they fetched.
-    pub fn uploads(&self) -> Vec<crate::upload_log::Upload> {
+    pub fn uploads(&self) -> Vec<status::UploadStatus> {
         self.inner.served.current(std::time::Instant::now())
     }
 

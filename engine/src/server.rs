@@ -205,7 +205,10 @@ async fn serve_stream(
         PeerRequest::Status if from != context.own_id => return reply(&mut send, status::refusal()).await,
         PeerRequest::Status => {
             let answer = match status::live(store, &context.downloads, &context.state) {
-                Ok(files) => PeerResponse::Status(files),
+                Ok(files) => PeerResponse::Status(status::NodeStatus {
+                    files,
+                    uploads: context.served.current(std::time::Instant::now()),
+                }),
                 Err(e) => error(ErrorCode::Internal, e.to_string()),
             };
             return reply(&mut send, answer).await;

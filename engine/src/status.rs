@@ -1,4 +1,5 @@
-//! What a node holds, for `swarm status`: its downloads (with progress) and the files it seeds.
+//! What a node holds, for `swarm status`: its downloads (with progress), the files it seeds,
+//! and the peers it served lately.
 //! Read from the running node when there is one (it knows the live progress), otherwise from
 //! the state it left in sled.
 
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::state::StateDb;
 use crate::store::Store;
 
-pub use swarm_proto::protocol::{FileState, FileStatus};
+pub use swarm_proto::protocol::{FileState, FileStatus, NodeStatus, UploadStatus};
 
 /// Name of the file, in the state directory, where a running node writes its address.
 pub const ADDRESS_FILE: &str = "node.addr";
@@ -31,7 +32,7 @@ pub enum Source {
 
 /// The status of the node whose state is in `state_dir`: asked of the node if it runs, read
 /// from its sled state otherwise.
-pub async fn of_state_dir(state_dir: &Path) -> Result<(Source, Vec<FileStatus>)> {
+pub async fn of_state_dir(state_dir: &Path) -> Result<(Source, NodeStatus)> {
     if !state_dir.is_dir() {
         return Err(Error::NotFound(format!(
             "{} is not a node's state directory (no such directory)",
@@ -39,7 +40,13 @@ pub async fn of_state_dir(state_dir: &Path) -> Result<(Source, Vec<FileStatus>)>
         )));
     }
     match StateDb::open(state_dir) {
-        Ok(db) => Ok((Source::SavedState, saved(&db)?)),
+        Ok(db) => Ok((
+            Source::SavedState,
+            NodeStatus {
+                files: saved(&db)?,
+                uploads: Vec::new(),
+            },
+        )),
         Err(Error::Locked(_)) if state_dir.join(ADDRESS_FILE).exists() => {
             let addr = std::fs::read_to_string(state_dir.join(ADDRESS_FILE))
                 .map_err(|e| Error::io(&state_dir.join(ADDRESS_FILE), e))?;
@@ -100,7 +107,7 @@ pub fn live(store: &Store, downloads: &Downloads, db: &StateDb) -> Result<Vec<Fi
 
 /// Asks the node running on `state_dir` at `addr`. The connection uses the node's own key from
 /// its state directory, and a node answers `Status` only to itself.
-async fn ask_running(state_dir: &Path, addr: SocketAddr) -> Result<Vec<FileStatus>> {
+async fn ask_running(state_dir: &Path, addr: SocketAddr) -> Result<NodeStatus> {
     let identity = Arc::new(Identity::load_or_create(state_dir)?);
     let me = identity.id();
     let any_port = SocketAddr::new(
@@ -126,7 +133,7 @@ async fn ask_running(state_dir: &Path, addr: SocketAddr) -> Result<Vec<FileStatu
         message,
     };
     match answer?.0 {
-        PeerResponse::Status(files) => Ok(files),
+        PeerResponse::Status(status) => Ok(status),
         PeerResponse::Error { code, message } => {
             Err(peer_error(format!("refused the status request ({code:?}): {message}")))
         }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use swarm_proto::protocol::UploadStatus;
 use swarm_proto::{FileId, PeerId};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -22,27 +23,6 @@ struct Served {
     chunks: u32,
     first: Instant,
     last: Instant,
-}
-
-/// What one peer has fetched of one file lately, as [`UploadLog::current`] reports it.
-#[derive(Debug, Clone)]
-pub struct Upload {
-    /// The peer.
-    pub peer: PeerId,
-    /// Its address.
-    pub addr: SocketAddr,
-    /// The file.
-    pub file: FileId,
-    /// The file's name.
-    pub name: String,
-    /// Bytes sent whole.
-    pub bytes: u64,
-    /// Chunks sent whole.
-    pub chunks: u32,
-    /// Bytes a second since the first chunk.
-    pub rate: f64,
-    /// Seconds since the last chunk.
-    pub idle_secs: f64,
 }
 
 /// The peers being served, by file.
@@ -74,21 +54,21 @@ impl UploadLog {
     }
 
     /// Every peer served in the last [`QUIET`] and what it fetched, busiest first.
-    pub fn current(&self, now: Instant) -> Vec<Upload> {
+    pub fn current(&self, now: Instant) -> Vec<UploadStatus> {
         let served = self.served.lock().expect("upload log lock poisoned");
-        let mut list: Vec<Upload> = served
+        let mut list: Vec<UploadStatus> = served
             .iter()
             .map(|((peer, file), s)| {
                 let seconds = now.saturating_duration_since(s.first).as_secs_f64().max(0.001);
-                Upload {
+                UploadStatus {
                     peer: *peer,
                     addr: s.addr,
                     file: *file,
                     name: s.name.clone(),
                     bytes: s.bytes,
                     chunks: s.chunks,
-                    rate: s.bytes as f64 / seconds,
-                    idle_secs: now.saturating_duration_since(s.last).as_secs_f64(),
+                    rate: (s.bytes as f64 / seconds) as u64,
+                    idle_ms: now.saturating_duration_since(s.last).as_millis() as u64,
                 }
             })
             .collect();

@@ -222,7 +222,7 @@ pub enum PeerResponse {
         len: u32,
     },
     /// Answer to `Status`.
-    Status(Vec<FileStatus>),
+    Status(NodeStatus),
     /// Answer to `Watch`: the chunks offered now; [`Availability`] frames follow.
     Have(Bitfield),
     /// The request failed.
@@ -293,6 +293,36 @@ pub enum FileState {
     Paused,
     /// Complete and served.
     Seeding,
+}
+
+/// What a node holds, fetches and serves: the answer to `Status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Its files: downloading, paused and seeding.
+    pub files: Vec<FileStatus>,
+    /// The peers it served lately, busiest first.
+    pub uploads: Vec<UploadStatus>,
+}
+
+/// What one peer fetched of one file from a node lately.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The file.
+    pub file: FileId,
+    /// The file's name.
+    pub name: String,
+    /// Bytes sent whole.
+    pub bytes: u64,
+    /// Chunks sent whole.
+    pub chunks: u32,
+    /// Bytes a second, from its first chunk to now.
+    pub rate: u64,
+    /// Milliseconds since its last chunk.
+    pub idle_ms: u64,
 }
 
 /// One file of a node's status.
@@ -712,10 +742,34 @@ mod tests {
             bytes_held: 5,
             state: FileState::Seeding,
         };
-        // Status: one file: id, name, path "/x", size, chunks, held, bytes held, state 2.
+        let upload = UploadStatus {
+            peer: PeerId(F),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            file: FileId(F),
+            name: "a".into(),
+            bytes: 5,
+            chunks: 1,
+            rate: 250,
+            idle_ms: 3,
+        };
+        // Status: one file (id, name, path "/x", size, chunks, held, bytes held, state 2), then
+        // one upload (peer, address as variant 0 with 4 bytes and port, file, name, bytes,
+        // chunks, rate, idle).
         check(
-            &PeerResponse::Status(vec![status]),
-            &cat(&[&[1, 1], &F, &[1, b'a', 2, b'/', b'x', 5, 1, 1, 5, 2]]),
+            &PeerResponse::Status(NodeStatus {
+                files: vec![status],
+                uploads: vec![upload],
+            }),
+            &cat(&[
+                &[1, 1],
+                &F,
+                &[1, b'a', 2, b'/', b'x', 5, 1, 1, 5, 2],
+                &[1],
+                &F,
+                &[0, 127, 0, 0, 1, 9],
+                &F,
+                &[1, b'a', 5, 1, 250, 3],
+            ]),
         );
         // Have: variant 2, bitfield.
         check(&PeerResponse::Have(bits.clone()), &cat(&[&[2], bits_bytes]));

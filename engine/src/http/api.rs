@@ -120,7 +120,7 @@ pub(super) async fn status(State(app): State<App>) -> Response {
                 "bytes": u.bytes,
                 "chunks": u.chunks,
                 "rate": u.rate,
-                "idle_secs": u.idle_secs,
+                "idle_secs": u.idle_ms as f64 / 1000.0,
             })
         })
         .collect();
