@@ -39,6 +39,10 @@ bench:
 compare size_mib="1024":
     bash benches/compare/run.sh {{size_mib}}
 
+# What --metrics, --http (polled as the web view does) and --stream cost a 1 GiB loopback fetch.
+observability-cost size_mib="1024" rounds="3":
+    bash benches/observability-cost.sh {{size_mib}} {{rounds}}
+
 # Peak memory of a fetch (1 and 4 seeders) and of a seeder serving 8 fetchers at once.
 memory size_gib="4":
     bash benches/memory.sh {{size_gib}}

@@ -22,8 +22,11 @@ use crate::chunk_io::BufferPool;
 use crate::downloads::Downloads;
 use crate::store::{Held, ReadError};
 
-/// Chunks asked for ahead of the one a reader waits for.
-const READ_AHEAD: u32 = 4;
+/// Bytes asked for ahead of a reader, from the chunk it waits for: enough to keep a fast
+/// download's pipeline full of chunks the reader will want next.
+const READ_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
+/// Fewest chunks asked for ahead of a reader, however large.
+const MIN_READ_AHEAD: u32 = 4;
 /// How long an answer waits for a download to reach the point of having a file on disk
 /// (its manifest located, its partial file made).
 const START_WAIT: Duration = Duration::from_secs(30);
@@ -135,7 +138,9 @@ async fn wait_for(downloads: &Downloads, held: &Held, index: u32) -> io::Result<
         if held.has(index) {
             return Ok(());
         }
-        if !downloads.hurry(&held.id, index..index.saturating_add(READ_AHEAD)) {
+        let ahead = (READ_AHEAD_BYTES / u64::from(held.manifest.chunk_size)) as u32;
+        let ahead = ahead.clamp(MIN_READ_AHEAD, crate::scheduler::MAX_URGENT as u32);
+        if !downloads.hurry(&held.id, index..index.saturating_add(ahead)) {
             return Err(io::Error::other(format!(
                 "chunk {index} of {} is not on disk and no download of it runs",
                 held.manifest.name
