@@ -226,6 +226,14 @@ fn a_range_in_the_middle_comes_verified_before_the_rest_of_the_file() {
     assert!(done < total, "the range came only after the whole file: {now:#}");
     assert!(!out.join("film.mkv").exists());
     eprintln!("range of chunk 48 after {waited:?}, with {done} of {total} bytes fetched");
+    let now = wait_json(&status_url, "bytes per source", |s| {
+        s["downloads"][0]["sources"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    let source = &now["downloads"][0]["sources"][0];
+    assert!(
+        source["bytes"].as_u64() > Some(0) && source["peer"].as_str().unwrap().len() == 64,
+        "{now:#}"
+    );
 
     // The whole file, read while it downloads, and a range past the end.
     let (status, body) = get(&url, &[]);

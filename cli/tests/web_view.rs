@@ -75,6 +75,10 @@ fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
 
     let first = dump_dom(&page, tmp.path());
     assert!(first.contains("film.mkv"), "{first}");
+    assert!(
+        between(&first, "class=\"sources muted\">", "<").is_some(),
+        "no sources row: {first}"
+    );
     let holders = first.matches("class=\"row holder\"").count();
     assert_eq!(holders, 2, "both seeders in the chunk map: {first}");
     std::thread::sleep(Duration::from_millis(1500));

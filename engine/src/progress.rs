@@ -1,7 +1,11 @@
 //! Progress counters that long operations update and front ends poll (the CLI draws bars from
-//! them). Plain atomics: cheap to update from many tasks, never blocking.
+//! them, the HTTP port reports them). Plain atomics, cheap to update from many tasks, and the
+//! bytes per peer, refreshed twice a second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use swarm_proto::PeerId;
 
 /// Counters for one operation (hashing a directory, or one fetch).
 #[derive(Debug, Default)]
@@ -9,6 +13,8 @@ pub struct Progress {
     total: AtomicU64,
     done: AtomicU64,
     peers: AtomicU64,
+    /// Verified bytes per peer, refreshed every half second by a download.
+    sources: Mutex<Vec<(PeerId, u64)>>,
 }
 
 impl Progress {
@@ -45,5 +51,17 @@ impl Progress {
     /// Peers in use.
     pub fn peers(&self) -> u64 {
         self.peers.load(Ordering::Relaxed)
+    }
+
+    /// Records the verified bytes received from each peer so far.
+    pub fn set_sources(&self, sources: Vec<(PeerId, u64)>) {
+        *self.sources.lock().expect("progress lock poisoned") = sources;
+    }
+
+    /// Verified bytes received from each peer, as last recorded (most first).
+    pub fn sources(&self) -> Vec<(PeerId, u64)> {
+        let mut sources = self.sources.lock().expect("progress lock poisoned").clone();
+        sources.sort_by_key(|&(peer, bytes)| (std::cmp::Reverse(bytes), peer));
+        sources
     }
 }

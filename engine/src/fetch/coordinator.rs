@@ -190,6 +190,8 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
                 save_progress(shared);
             }
             _ = pace.tick() => {
+                let received: Vec<(PeerId, u64)> = shared.lock().received.iter().map(|(p, b)| (*p, *b)).collect();
+                shared.progress.set_sources(received);
                 let before = shared.in_flight.size();
                 shared.in_flight.follow(rate.sample(shared.progress.done()));
                 if shared.in_flight.size() > before {

@@ -26,15 +26,18 @@ const FINISHED_KEPT: usize = 32;
 #[derive(Default)]
 pub(super) struct Finished {
     ended: Mutex<VecDeque<Value>>,
-    rates: Mutex<HashMap<FileId, Rate>>,
+    rates: Mutex<HashMap<(FileId, Option<PeerId>), Rate>>,
 }
 
-/// A download's rate, measured between two status requests.
+/// A download's rate, measured over the last 2 to 4 s of status requests: chunks land in
+/// lumps, and a shorter window makes the figure jump.
 struct Rate {
-    at: Instant,
-    done: u64,
-    per_second: f64,
+    older: (Instant, u64),
+    newer: (Instant, u64),
 }
+
+/// The shortest span a rate is measured over, once the download has run that long.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Finished {
     fn record(&self, id: FileId, name: &str, result: &Result<crate::FetchReport>, started: Instant) {
@@ -59,22 +62,24 @@ impl Finished {
         }
     }
 
-    /// The rate of download `id` now that `done` bytes are done: measured over the time since
-    /// the last request (the last figure is kept for requests closer than half a second).
-    fn rate(&self, id: FileId, done: u64, now: Instant) -> f64 {
+    /// The rate of download `id` (from `peer`, or from all) now that `done` bytes are done,
+    /// over the last [`RATE_WINDOW`] to twice that.
+    fn rate(&self, id: FileId, peer: Option<PeerId>, done: u64, now: Instant) -> f64 {
         let mut rates = self.rates.lock().expect("rates lock poisoned");
-        let rate = rates.entry(id).or_insert(Rate {
-            at: now,
-            done,
-            per_second: 0.0,
+        let rate = rates.entry((id, peer)).or_insert(Rate {
+            older: (now, done),
+            newer: (now, done),
         });
-        let seconds = now.saturating_duration_since(rate.at).as_secs_f64();
-        if seconds >= 0.5 {
-            rate.per_second = done.saturating_sub(rate.done) as f64 / seconds;
-            rate.at = now;
-            rate.done = done;
+        if now.saturating_duration_since(rate.newer.0) >= RATE_WINDOW {
+            rate.older = rate.newer;
+            rate.newer = (now, done);
         }
-        rate.per_second
+        let (at, then) = rate.older;
+        let seconds = now.saturating_duration_since(at).as_secs_f64();
+        if seconds < 0.2 {
+            return 0.0;
+        }
+        done.saturating_sub(then) as f64 / seconds
     }
 }
 
@@ -92,19 +97,32 @@ pub(super) async fn status(State(app): State<App>) -> Response {
         .rates
         .lock()
         .expect("rates lock poisoned")
-        .retain(|id, _| running.iter().any(|d| d.id == *id));
+        .retain(|(id, _), _| running.iter().any(|d| d.id == *id));
     let downloads: Vec<Value> = running
         .iter()
         .map(|d| {
             let done = d.progress.done();
+            let sources: Vec<Value> = d
+                .progress
+                .sources()
+                .iter()
+                .map(|&(peer, bytes)| {
+                    json!({
+                        "peer": peer.to_string(),
+                        "bytes": bytes,
+                        "rate": app.finished.rate(d.id, Some(peer), bytes, now),
+                    })
+                })
+                .collect();
             json!({
                 "id": d.id.to_string(),
                 "name": d.name,
                 "done": done,
                 "total": d.progress.total(),
                 "peers": d.progress.peers(),
-                "rate": app.finished.rate(d.id, done, now),
+                "rate": app.finished.rate(d.id, None, done, now),
                 "elapsed_secs": d.started.elapsed().as_secs_f64(),
+                "sources": sources,
             })
         })
         .collect();
@@ -333,4 +351,31 @@ fn bits(chunks: &Bitfield) -> String {
     (0..chunks.len())
         .map(|c| if chunks.get(c) { '1' } else { '0' })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rates_are_measured_over_two_to_four_seconds() {
+        let finished = Finished::default();
+        let id = FileId([7; 32]);
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(finished.rate(id, None, 0, at(0)), 0.0);
+        // 1 MB a second, arriving in lumps of 0.5 MB.
+        assert_eq!(finished.rate(id, None, 1_000_000, at(1000)), 1_000_000.0);
+        assert_eq!(finished.rate(id, None, 2_000_000, at(2000)), 1_000_000.0);
+        let lumpy = finished.rate(id, None, 2_500_000, at(3000));
+        assert!((lumpy - 833_333.3).abs() < 1.0, "window 0 to 3 s: {lumpy}");
+        let steady = finished.rate(id, None, 4_000_000, at(4000));
+        assert_eq!(steady, 1_000_000.0, "window 2 to 4 s");
+        assert_eq!(
+            finished.rate(id, Some(PeerId([1; 32])), 5, at(4000)),
+            0.0,
+            "each peer apart"
+        );
+    }
 }
