@@ -44,9 +44,52 @@ fn access(file: &Option<PathBuf>) -> Result<Access> {
     })
 }
 
+/// Most state directories tried beside the default one when it is in use.
+const SPARE_STATES: u32 = 32;
+
+/// A node's state directory: --state, or the default one. When the default is in use by
+/// another swarm process on this machine (a `swarm seed` running while its printed fetch
+/// command is pasted in another terminal), the first free one beside it (`node-2`, `node-3`,
+/// ...), with a note on stderr; a directory given with --state is used or refused, never
+/// swapped.
+fn node_state(given: &Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = given {
+        return dir.clone();
+    }
+    let default = default_state("node");
+    let mut in_use = None;
+    for n in 1..=SPARE_STATES {
+        let dir = match n {
+            1 => default.clone(),
+            n => default.with_file_name(format!("node-{n}")),
+        };
+        if std::fs::create_dir_all(&dir).is_err() {
+            return default;
+        }
+        match swarm_proto::dir_lock::DirLock::acquire(&dir) {
+            Err(swarm_proto::dir_lock::LockError::Held { holder, .. }) => {
+                in_use.get_or_insert(holder);
+            }
+            // Free (the lock goes with this handle; the node takes it again), or a failure
+            // that the node reports with its path when it starts.
+            _ => {
+                if let Some(holder) = in_use {
+                    eprintln!(
+                        "note: {} is in use ({holder}); this node keeps its state in {}",
+                        default.display(),
+                        dir.display()
+                    );
+                }
+                return dir;
+            }
+        }
+    }
+    default
+}
+
 fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<NodeConfig> {
     Ok(NodeConfig {
-        state_dir: args.state.clone().unwrap_or_else(|| default_state("node")),
+        state_dir: node_state(&args.state),
         listen: args.listen,
         tracker,
         advertise: args.advertise,

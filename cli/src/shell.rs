@@ -17,7 +17,7 @@ use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 
 use crate::args::ShellArgs;
-use crate::commands::{default_state, Sharing};
+use crate::commands::Sharing;
 use crate::output;
 
 const PROMPT: &str = "swarm> ";
@@ -49,7 +49,6 @@ pub async fn shell(args: ShellArgs) -> Result<()> {
         sharing.node().id().short(),
         sharing.peer.public_tracker
     );
-    let state_dir = args.peer.node.state.clone().unwrap_or_else(|| default_state("node"));
     let console = Console {
         node: sharing.node().clone(),
         dir,
@@ -59,7 +58,7 @@ pub async fn shell(args: ShellArgs) -> Result<()> {
     };
     let refresher = tokio::spawn(refresh_completions(console.node.clone(), console.words.clone()));
     let downloads = console.downloads.clone();
-    let history = state_dir.join("shell_history");
+    let history = console.node.state_dir().join("shell_history");
     tokio::task::spawn_blocking(move || console.read_eval_print(&history)).await??;
     refresher.abort();
 

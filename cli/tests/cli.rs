@@ -160,6 +160,52 @@ fn seed_alone_starts_its_own_tracker() {
 }
 
 #[test]
+fn the_printed_fetch_works_beside_a_seed_on_the_default_state() {
+    // Both on the default state directory, as a new user runs them in two terminals.
+    let tmp = tempfile::tempdir().unwrap();
+    let data_home = tmp.path().join("data");
+    let share = tmp.path().join("share");
+    write(share.join("notes.txt"), b"the same machine");
+    let mut seed = std::process::Command::new(BIN);
+    seed.args([
+        "seed",
+        s(&share),
+        "--tracker-listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .env("XDG_DATA_HOME", &data_home)
+    .env("SWARM_LOG", "warn");
+    let seeder = Proc::start(seed);
+    let _ = seeder.line();
+    let printed = seeder.line();
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let out = tmp.path().join("out");
+    let fetched = std::process::Command::new(BIN)
+        .args(&words[1..])
+        .args(["-o", s(&out), "--listen", "127.0.0.1:0"])
+        .env_remove("SWARM_TRACKER")
+        .env("XDG_DATA_HOME", &data_home)
+        .env("SWARM_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&fetched.stderr);
+    assert!(fetched.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"the same machine");
+    assert!(stderr.contains("is in use") && stderr.contains("node-2"), "{stderr}");
+    // A state directory named with --state is never swapped for another.
+    let state = data_home.join("swarm/node");
+    let refused = run(&[&words[1..], &["-o", s(&out), "--state", s(&state)]].concat());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("in use by another swarm process") && stderr.contains("--state"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn usage_errors_and_help() {
     let help = run(&["--help"]);
     let text = String::from_utf8(help.stdout).unwrap();

@@ -80,6 +80,7 @@ pub struct Node {
 }
 
 struct Inner {
+    state_dir: PathBuf,
     transport: Transport,
     store: Arc<Store>,
     state: StateDb,
@@ -112,6 +113,7 @@ impl Node {
         let served = Arc::new(crate::upload_log::UploadLog::default());
         let node = Node {
             inner: Arc::new(Inner {
+                state_dir: dir.clone(),
                 transport: transport.clone(),
                 store: store.clone(),
                 state: state.clone(),
@@ -158,6 +160,11 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> PeerId {
         self.inner.transport.id()
+    }
+
+    /// The state directory it runs on.
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.state_dir
     }
 
     /// The address the endpoint is bound to.

@@ -27,12 +27,16 @@ impl Proc {
     }
 
     fn spawn_with(args: &[&str], level: &str, stderr: Stdio) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut command = Command::new(BIN);
+        command.args(args).env("SWARM_LOG", level).stderr(stderr);
+        Proc::start(command)
+    }
+
+    /// Starts `command` (SWARM_TRACKER removed, stdout read line by line).
+    pub fn start(mut command: Command) -> Proc {
+        let mut child = command
             .env_remove("SWARM_TRACKER")
-            .env("SWARM_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(stderr)
             .spawn()
             .expect("swarm binary starts");
         let stdout: ChildStdout = child.stdout.take().unwrap();
