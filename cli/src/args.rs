@@ -14,7 +14,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Any other failure (network, protocol).
     pub const OTHER: u8 = 1;
-    // 2 is bad usage; clap exits with it on its own.
+    /// Bad usage (clap exits with it on its own; [`super::Usage`] errors too).
+    pub const USAGE: u8 = 2;
     /// The file, id or peer was not found.
     pub const NOT_FOUND: u8 = 3;
     /// A manifest or content failed verification.
@@ -26,6 +27,12 @@ pub mod exit {
     /// Interrupted (Ctrl-C, SIGTERM): 128 + SIGINT, as shells report it.
     pub const INTERRUPTED: u8 = 130;
 }
+
+/// A mistake in how the command was given, found after parsing: exits with
+/// [`exit::USAGE`], as clap's own do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -73,7 +80,8 @@ pub enum Command {
     /// fetch every file it lacks, and share changes within seconds.
     #[command(long_about = SYNC_ABOUT)]
     Sync(SyncArgs),
-    /// Download a file by id (or a unique prefix of 8+ hex digits) from every peer holding it.
+    /// Download a file by ticket or id (or a unique prefix of 8+ hex digits) from every peer
+    /// holding it.
     Fetch(FetchArgs),
     /// List the tracker's catalogue.
     Ls(QueryArgs),
@@ -260,11 +268,12 @@ pub struct SyncArgs {
 /// `swarm fetch`
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// File id, or a unique prefix of at least 8 hex digits.
+    /// A ticket (swarm1..., as `swarm seed` prints it: it names the trackers too), a file id,
+    /// or a unique prefix of at least 8 hex digits.
     pub id: String,
     /// Tracker as HOST:PORT or ID@HOST:PORT; several trackers sharing one store as A,B,C (or
-    /// the flag repeated).
-    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',', required = true)]
+    /// the flag repeated). Needed unless a ticket names them; given, it is used instead.
+    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',')]
     pub tracker: Vec<TrackerAddr>,
     /// Directory to write into (the file lands at its name inside it).
     #[arg(short = 'o', long = "output", env = "SWARM_OUTPUT", default_value = ".")]

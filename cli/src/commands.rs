@@ -15,6 +15,7 @@ use swarm_engine::{
     Trackers,
 };
 use swarm_proto::access::{Access, SwarmKey};
+use swarm_proto::ticket::Ticket;
 use swarm_tracker::{Tracker, TrackerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -396,14 +397,18 @@ fn print_seeded(file: &SeededFile, tracker: &str) {
         output::bytes(file.manifest.size),
         output::shown(&file.manifest.name)
     );
-    println!("    swarm fetch {} --tracker {tracker}", file.id);
+    match tracker.parse::<Trackers>() {
+        Ok(trackers) => println!("    swarm fetch {}", trackers.ticket_for(file.id)),
+        Err(_) => println!("    swarm fetch {} --tracker {tracker}", file.id),
+    }
 }
 
 /// `swarm fetch`
 pub async fn fetch(args: FetchArgs) -> Result<()> {
     serve_metrics(args.node.metrics)?;
-    let node = Node::start(node_config(&args.node, Some(trackers(&args.tracker)?))?).await?;
-    let id = node.resolve(&args.id).await?;
+    let (wanted, trackers) = fetch_target(&args)?;
+    let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
+    let id = node.resolve(&wanted).await?;
     let registration = node.join_tracker().await;
     if let Err(e) = &registration {
         eprintln!("warning: could not register with the tracker ({e}); fetching without serving others");
@@ -484,6 +489,30 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         node.shutdown(EXIT_GRACE).await;
     }
     Ok(())
+}
+
+/// What `swarm fetch` was asked for (an id or prefix) and the trackers to ask: --tracker if
+/// given, else the ticket's.
+fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
+    let ticket = if Ticket::looks_like(&args.id) {
+        Some(args.id.parse::<Ticket>()?)
+    } else {
+        None
+    };
+    let wanted = ticket.as_ref().map_or_else(|| args.id.clone(), |t| t.file.to_string());
+    let trackers = match (Trackers::new(args.tracker.clone()), &ticket) {
+        (Some(given), _) => given,
+        (None, Some(ticket)) => Trackers::of_ticket(ticket),
+        (None, None) => {
+            return Err(crate::args::Usage(
+                "no tracker given: name one with --tracker HOST:PORT, or fetch by the ticket `swarm seed` \
+                 printed (swarm1...), which names its trackers"
+                    .into(),
+            )
+            .into())
+        }
+    };
+    Ok((wanted, trackers))
 }
 
 /// The trackers given with --tracker (at least one).

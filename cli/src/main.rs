@@ -98,6 +98,12 @@ fn hint(error: &anyhow::Error) -> &'static str {
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
+    let misused = |c: &(dyn std::error::Error + 'static)| {
+        c.downcast_ref::<args::Usage>().is_some() || c.downcast_ref::<swarm_proto::ticket::TicketError>().is_some()
+    };
+    if error.chain().any(misused) {
+        return exit::USAGE;
+    }
     let kind = error
         .chain()
         .find_map(|cause| cause.downcast_ref::<swarm_engine::Error>())

@@ -13,10 +13,14 @@ fn tracker_seed_ls_search_peers_fetch() {
     write(share.join("notes.txt"), b"swarm notes");
     let (tracker, addr) = start_tracker(tmp.path());
     let (seeder, seeded, commands) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 2);
-    assert!(
-        commands[0].starts_with(&format!("swarm fetch {} --tracker {addr}", seeded[0].0)),
-        "{commands:?}"
-    );
+    let ticket = printed_ticket(&commands[0]);
+    assert_eq!(ticket.file.to_string(), seeded[0].0);
+    let named: Vec<String> = ticket
+        .trackers
+        .iter()
+        .map(|t| format!("{}@{}", t.id.unwrap(), t.host_port))
+        .collect();
+    assert_eq!(named, vec![addr.clone()]);
 
     let listed = json(&run(&[
         "ls",
@@ -132,7 +136,7 @@ fn seed_alone_starts_its_own_tracker() {
         start_seeder(tmp.path(), "seeder", &share, &["--tracker-listen", "127.0.0.1:0"], 1);
     // The printed command is the whole recipe: run it as printed, plus an output directory.
     let words: Vec<&str> = commands[0].split_whitespace().collect();
-    assert_eq!(&words[..3], &["swarm", "fetch", seeded[0].0.as_str()]);
+    assert_eq!(printed_ticket(&commands[0]).file.to_string(), seeded[0].0);
     let out = tmp.path().join("out");
     let mut args: Vec<&str> = words[1..].to_vec();
     let state = tmp.path().join("fetcher");
@@ -214,6 +218,15 @@ fn usage_errors_and_help() {
         "{text}"
     );
     assert_eq!(run(&["fetch"]).status.code(), Some(2));
+    // No tracker and no ticket; a ticket cut short: usage errors that say what to do.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let untracked = run(&["fetch", "9a3c41d2", "--state", s(&state)]);
+    assert_eq!(untracked.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&untracked.stderr).contains("--tracker HOST:PORT, or fetch by the ticket"));
+    let cut = run(&["fetch", "swarm1aebagbafaydqqcik", "--state", s(&state)]);
+    assert_eq!(cut.status.code(), Some(2), "{}", String::from_utf8_lossy(&cut.stderr));
+    assert!(String::from_utf8_lossy(&cut.stderr).contains("ticket is damaged"));
     assert_eq!(run(&["ls", "--tracker", "no-port"]).status.code(), Some(2));
     let missing = run(&["seed", "/definitely/not/here", "--tracker", "127.0.0.1:9"]);
     assert_ne!(missing.status.code(), Some(0));

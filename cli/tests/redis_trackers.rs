@@ -180,11 +180,12 @@ fn three_trackers_on_one_redis_answer_alike_and_survive_a_tracker_and_a_redis_re
             vec!["--tracker", &tracker_arg]
         };
         let (seeder, seeded, commands) = start_seeder(dir.path(), &format!("seeder{i}"), &share, &extra, 1);
-        assert!(
-            commands[0].contains(&tracker_arg),
-            "the printed fetch command names every tracker: {}",
-            commands[0]
-        );
+        let named: Vec<String> = printed_ticket(&commands[0])
+            .trackers
+            .iter()
+            .map(|t| format!("{}@{}", t.id.unwrap(), t.host_port))
+            .collect();
+        assert_eq!(named.join(","), tracker_arg, "the printed ticket names every tracker");
         ids.push(seeded[0].0.clone());
         seeders.push(seeder);
     }

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::ticket::{self, Ticket, TicketTracker};
 use swarm_proto::transport::{self, Profile, Transport};
 use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
 
@@ -84,6 +85,36 @@ impl Trackers {
     /// Every tracker, in the order given.
     pub fn list(&self) -> &[TrackerAddr] {
         &self.0
+    }
+
+    /// The trackers a ticket names.
+    pub fn of_ticket(ticket: &Ticket) -> Trackers {
+        Trackers(
+            ticket
+                .trackers
+                .iter()
+                .map(|t| TrackerAddr {
+                    host_port: t.host_port.clone(),
+                    id: t.id,
+                })
+                .collect(),
+        )
+    }
+
+    /// A ticket for `file` on these trackers (the first [`ticket::MAX_TRACKERS`]).
+    pub fn ticket_for(&self, file: FileId) -> Ticket {
+        Ticket {
+            file,
+            trackers: self
+                .0
+                .iter()
+                .take(ticket::MAX_TRACKERS)
+                .map(|t| TicketTracker {
+                    id: t.id,
+                    host_port: t.host_port.clone(),
+                })
+                .collect(),
+        }
     }
 }
 

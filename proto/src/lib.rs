@@ -12,6 +12,7 @@
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
+//! - [`ticket`]: one string that names a file and the trackers that know it.
 #![warn(missing_docs)]
 
 pub mod access;
@@ -25,6 +26,7 @@ pub mod manifest;
 pub mod meta;
 pub mod name;
 pub mod protocol;
+pub mod ticket;
 pub mod transport;
 
 pub use bitfield::Bitfield;

@@ -249,3 +249,11 @@ pub fn junk(n: u32) -> swarm_proto::Manifest {
         chunks,
     }
 }
+
+/// The ticket in a `swarm fetch TICKET` line that `swarm seed` printed.
+pub fn printed_ticket(command: &str) -> swarm_proto::ticket::Ticket {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(&words[..2], &["swarm", "fetch"], "{command}");
+    assert_eq!(words.len(), 3, "one ticket and nothing else: {command}");
+    words[2].parse().unwrap_or_else(|e| panic!("{command}: {e}"))
+}
