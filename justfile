@@ -1,5 +1,8 @@
 # swarm: common tasks. `just --list` shows them.
 
+# Compose v2 (`docker compose`, current Docker) when there, else v1 (`docker-compose`, Debian 12).
+compose := `docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose`
+
 # Build the release binary (target/release/swarm).
 build:
     cargo build --release
@@ -16,6 +19,11 @@ local-demo size="1GiB" seeders="4":
 # docs/web-view.png for the README.
 screenshot:
     SWARM_SCREENSHOT={{justfile_directory()}}/docs/web-view.png cargo test -p swarm-cli --test web_view
+
+# The man page, docs/swarm.1, from the command-line definitions.
+man:
+    mkdir -p docs
+    cargo run -q -p swarm-cli -- man > docs/swarm.1
 
 # Format the code.
 fmt:
@@ -56,16 +64,16 @@ image: build
 # The ten-node compose network (compose.yaml), in the background.
 up: image
     mkdir -p LOGS
-    docker-compose -p swarm up -d --no-build
+    {{compose}} -p swarm up -d --no-build
 
 # The same network with three trackers sharing one Redis (compose.redis.yaml).
 up-redis: image
     mkdir -p LOGS
-    docker-compose -p swarm -f compose.yaml -f compose.redis.yaml up -d --no-build
+    {{compose}} -p swarm -f compose.yaml -f compose.redis.yaml up -d --no-build
 
 # Stop the compose network; every node leaves the tracker first. Files stay in VOLUMES/.
 down:
-    docker-compose -p swarm -f compose.yaml -f compose.redis.yaml down --timeout 30 --remove-orphans
+    {{compose}} -p swarm -f compose.yaml -f compose.redis.yaml down --timeout 30 --remove-orphans
 
 # Start the compose network afresh, wait until every peer has the data set, print a table.
 demo: image

@@ -3,13 +3,18 @@
 # p2..p9 syncing), waits until every syncing peer has the data set, checks that every copy is
 # identical, and prints a completion table: per peer, the time its fetch took and how many
 # bytes came from the seed (p1) and from the other peers. Leaves the network running (`just
-# down` stops it). Needs docker-compose and the image swarm:local (`just image`).
+# down` stops it). Needs Docker Compose (v2 or v1) and the image swarm:local (`just image`).
 #
 #   SWARM_DATASET_MIB (default 256) and SWARM_RATE (default 100Mbit/s) pass on to compose.yaml;
 #   DEMO_TIMEOUT (default 600) bounds the wait in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-compose() { docker-compose -p swarm "$@"; }
+# Compose v2 (`docker compose`) when there, else v1 (`docker-compose`, as Debian 12 ships it).
+if docker compose version >/dev/null 2>&1; then
+  compose() { docker compose -p swarm "$@"; }
+else
+  compose() { docker-compose -p swarm "$@"; }
+fi
 timeout=${DEMO_TIMEOUT:-600}
 export SWARM_DATASET_MIB=${SWARM_DATASET_MIB:-256}
 peers=(p2 p3 p4 p5 p6 p7 p8 p9)

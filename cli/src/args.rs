@@ -62,7 +62,11 @@ file it lacks, and share new and changed files within seconds.
 
 /// swarm: move big files between many machines, fast, every byte verified.
 #[derive(Debug, Parser)]
-#[command(name = "swarm", version, after_help = AFTER_HELP)]
+#[command(
+    name = "swarm",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SWARM_COMMIT"), ")"),
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -98,6 +102,15 @@ pub enum Command {
     /// Make a private swarm's secret: `swarm secret new FILE`, then give FILE to every node.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Print a completion script for SHELL, e.g. `swarm completions bash >
+    /// ~/.local/share/bash-completion/completions/swarm`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `swarm man > swarm.1` (`just man`).
+    #[command(hide = true)]
+    Man,
 }
 
 /// `swarm secret`
@@ -290,7 +303,7 @@ pub struct FetchArgs {
     #[arg(long, env = "SWARM_STREAM")]
     pub stream: bool,
     /// Replace an existing file whose content differs.
-    #[arg(long)]
+    #[arg(long, env = "SWARM_FORCE")]
     pub force: bool,
     /// Give up (exit code 6) if not done within this time, e.g. 10m.
     #[arg(long, env = "SWARM_TIMEOUT", value_parser = parse_duration)]
@@ -303,7 +316,7 @@ pub struct FetchArgs {
     #[arg(long, env = "SWARM_BUFFERED_IO")]
     pub buffered_io: bool,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, env = "SWARM_JSON")]
     pub json: bool,
     #[command(flatten)]
     pub node: NodeArgs,
@@ -324,7 +337,7 @@ pub struct QueryArgs {
     #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "SWARM_JSON")]
     pub json: bool,
 }
 
@@ -334,7 +347,7 @@ pub struct SearchArgs {
     /// Name, or part of a name (case-insensitive).
     pub name: String,
     /// Match the whole name exactly.
-    #[arg(long)]
+    #[arg(long, env = "SWARM_EXACT")]
     pub exact: bool,
     #[command(flatten)]
     pub query: QueryArgs,
@@ -356,7 +369,7 @@ pub struct StatusArgs {
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "SWARM_JSON")]
     pub json: bool,
 }
 
@@ -364,16 +377,16 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Size of the generated file.
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, env = "SWARM_DEMO_SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub size: u64,
     /// Number of seeders.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "SWARM_DEMO_SEEDERS", default_value_t = 4)]
     pub seeders: usize,
     /// Chunk size.
-    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, env = "SWARM_CHUNK_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub chunk_size: u64,
     /// Work directory (default: a temporary one, removed afterwards).
-    #[arg(long)]
+    #[arg(long, env = "SWARM_DEMO_DIR")]
     pub dir: Option<PathBuf>,
 }
 
@@ -462,6 +475,25 @@ mod tests {
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_duration("3m").unwrap(), Duration::from_secs(180));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        use clap::CommandFactory;
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !arg.is_positional() && id != "help" && id != "version" && arg.get_env().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "swarm", &mut missing);
+        assert!(missing.is_empty(), "flags without a SWARM_* variable: {missing:?}");
     }
 
     #[test]

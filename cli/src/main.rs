@@ -9,7 +9,7 @@ mod shell;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use swarm_engine::ErrorKind;
 
 use args::{exit, Cli, Command};
@@ -50,6 +50,13 @@ fn main() -> ExitCode {
             Command::Shell(args) => shell::shell(args).await,
             Command::Demo(args) => commands::demo(args).await,
             Command::Secret(command) => commands::secret(command),
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "swarm", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man => clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(Into::into),
         }
     });
     match result {

@@ -359,9 +359,9 @@ pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> 
         let bar = terminal.then(|| {
             let bar = ProgressBar::new(progress.total());
             let template = if with_peers {
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {prefix}"
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {decimal_bytes_per_sec} ETA {eta} {prefix}"
             } else {
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {decimal_bytes_per_sec} ETA {eta}"
             };
             bar.set_style(
                 ProgressStyle::with_template(template)

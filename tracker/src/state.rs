@@ -431,15 +431,15 @@ impl TrackerState {
         self.entries(|_| true)
     }
 
-    /// Files whose name equals `query` (`exact`) or contains it, ignoring ASCII case for
-    /// substring matches.
+    /// Files whose name equals `query` (`exact`) or contains it, ignoring case (Unicode's
+    /// simple lowercase: `Ä` finds `ä`) for substring matches.
     pub fn search(&self, query: &str, exact: bool) -> Vec<CatalogueEntry> {
-        let needle = query.to_ascii_lowercase();
+        let needle = query.to_lowercase();
         self.entries(move |r| {
             if exact {
                 r.manifest.name == query
             } else {
-                r.manifest.name.to_ascii_lowercase().contains(&needle)
+                r.manifest.name.to_lowercase().contains(&needle)
             }
         })
     }
@@ -709,6 +709,25 @@ mod tests {
         assert_eq!(t.resolve(&id.to_string()[..8]), vec![(id, "movies/a.mkv".into())]);
         assert!(t.have(b, id, &[4], now).is_err(), "out of range");
         t.check_invariants();
+    }
+
+    #[test]
+    fn search_ignores_case_beyond_ascii() {
+        let now = Instant::now();
+        let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
+        let a = PeerId([1; 32]);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.announce(
+            a,
+            manifest("Ärger/ÉTÉ.mkv", 2),
+            Bitfield::full(2),
+            FileMeta::default(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(t.search("été", false).len(), 1);
+        assert_eq!(t.search("ärger", false).len(), 1);
+        assert_eq!(t.search("été.mkv", true).len(), 0, "exact means exact");
     }
 
     #[test]

@@ -268,14 +268,19 @@ pub(super) fn map_json(
 /// `POST /api/fetches` with `{"id": ID}`: what to fetch.
 #[derive(Debug, Deserialize)]
 pub(super) struct FetchRequest {
-    /// File id, a unique prefix of 8+ hex digits.
+    /// File id, a unique prefix of 8+ hex digits, or a ticket.
     id: String,
 }
 
 /// `POST /api/fetches`: starts fetching a file into the node's download directory; its
 /// progress is in `/api/status` (`downloads`, then `finished`).
 pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<FetchRequest>) -> Response {
-    let id = match app.node.resolve(&request.id).await {
+    // A ticket names its trackers too; the node asks its own.
+    let wanted = match request.id.parse::<swarm_proto::ticket::Ticket>() {
+        Ok(ticket) => ticket.file.to_string(),
+        Err(_) => request.id.clone(),
+    };
+    let id = match app.node.resolve(&wanted).await {
         Ok(id) => id,
         Err(e) => return problem(error_status(&e), e.to_string()),
     };
