@@ -123,6 +123,20 @@ pub enum SecretCommand {
     },
 }
 
+/// The HTTP port of a node or a tracker.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Serve a web view and a JSON API at http://HOST:PORT/ (a node: its transfers, peers,
+    /// chunk maps, fetches started and cancelled, files readable while they download at
+    /// /files/ID; a tracker: the whole swarm). Loopback only unless --http-public; in a
+    /// private swarm, requests must carry the secret.
+    #[arg(id = "http", long = "http", env = "SWARM_HTTP", value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Allow --http on an address other machines can reach.
+    #[arg(id = "http_public", long = "http-public", env = "SWARM_HTTP_PUBLIC")]
+    pub public: bool,
+}
+
 /// Options every peer node takes.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -134,14 +148,8 @@ pub struct NodeArgs {
     /// rejected, uploads, Busy answers, fetch times; the in-process tracker's too).
     #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
-    /// Serve a web view and a JSON API at http://HOST:PORT/ (transfers, peers, chunk maps;
-    /// start and cancel fetches; files readable while they download at /files/ID). Loopback
-    /// only unless --http-public; in a private swarm, requests must carry the secret.
-    #[arg(long, env = "SWARM_HTTP", value_name = "HOST:PORT")]
-    pub http: Option<SocketAddr>,
-    /// Allow --http on an address other machines can reach.
-    #[arg(long, env = "SWARM_HTTP_PUBLIC")]
-    pub http_public: bool,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// The private swarm's secret (made by `swarm secret new FILE`): only nodes that hold it
     /// are talked to, and they prove it on every connection. Without it, the swarm is open.
     #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
@@ -174,14 +182,8 @@ pub struct TrackerArgs {
     /// live peers, catalogue size, budget use, spot checks).
     #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
-    /// Serve a web view of the whole swarm and a JSON API at http://HOST:PORT/ (files, holders,
-    /// peers, chunk maps). Loopback only unless --http-public; in a private swarm, requests
-    /// must carry the secret.
-    #[arg(long, env = "SWARM_HTTP", value_name = "HOST:PORT")]
-    pub http: Option<SocketAddr>,
-    /// Allow --http on an address other machines can reach.
-    #[arg(long, env = "SWARM_HTTP_PUBLIC")]
-    pub http_public: bool,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Drop peers silent for this long (e.g. 180s, 3m).
     #[arg(long, env = "SWARM_PEER_TIMEOUT", default_value = "180s", value_parser = parse_duration)]
     pub peer_timeout: Duration,

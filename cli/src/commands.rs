@@ -117,14 +117,14 @@ async fn serve_http(
     downloads: &Path,
     always: bool,
 ) -> Result<Option<std::net::SocketAddr>> {
-    let listen = match (args.http, always) {
+    let listen = match (args.http.listen, always) {
         (Some(addr), _) => addr,
         (None, true) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         (None, false) => return Ok(None),
     };
     let options = swarm_engine::http::HttpOptions {
         listen,
-        public: args.http_public,
+        public: args.http.public,
         access: access(&args.secret_file)?,
     };
     let addr = swarm_engine::http::serve(node, options, downloads.to_owned()).await?;
@@ -215,10 +215,10 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
         }
         None => info!(files = tracker.catalogue_size(), "catalogue loaded"),
     }
-    if let Some(listen) = args.http {
+    if let Some(listen) = args.http.listen {
         let options = swarm_engine::http::HttpOptions {
             listen,
-            public: args.http_public,
+            public: args.http.public,
             access: access(&args.secret_file)?,
         };
         match swarm_engine::http::serve_tracker(tracker.view(), options, tracker.stopping()).await {

@@ -18,44 +18,9 @@ struct Redis {
     dir: std::path::PathBuf,
 }
 
-/// Installs redis-server from the distribution's packages when it is missing (as `.ci/run`
-/// does), so that `cargo test` on a fresh Debian machine needs nothing else.
-fn ensure_redis_server() {
-    let found = |name: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    };
-    if found("redis-server") {
-        return;
-    }
-    if found("apt-get") {
-        let _ = Command::new("apt-get")
-            .args([
-                "-o",
-                "DPkg::Lock::Timeout=300",
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "redis-server",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status();
-    }
-    assert!(
-        found("redis-server"),
-        "this test needs redis-server: apt-get install redis-server"
-    );
-}
-
 impl Redis {
     fn start(dir: &Path) -> Redis {
-        ensure_redis_server();
+        install_if_missing("redis-server", "redis-server");
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         Redis::start_on(dir, port)
     }

@@ -183,34 +183,3 @@ fn screenshot(url: &str, path: &Path, dir: &Path) {
         .unwrap();
     assert!(status.success(), "chromium could not take a screenshot of {url}");
 }
-
-/// Installs Debian's `package` if `program` is not on the PATH.
-fn install_if_missing(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    if found {
-        return;
-    }
-    let status = Command::new("apt-get")
-        .args([
-            "-o",
-            "DPkg::Lock::Timeout=300",
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            package,
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("{program} is missing and apt-get could not run to install {package}: {e}"));
-    assert!(
-        status.success(),
-        "{program} is missing and `apt-get install {package}` failed (run as root?)"
-    );
-}

@@ -257,3 +257,36 @@ pub fn printed_ticket(command: &str) -> swarm_proto::ticket::Ticket {
     assert_eq!(words.len(), 3, "one ticket and nothing else: {command}");
     words[2].parse().unwrap_or_else(|e| panic!("{command}: {e}"))
 }
+
+/// Installs Debian's `package` when `program` is not on the PATH (as `.ci/run` does), so
+/// that `cargo test` as root on a fresh Debian machine needs nothing else; fails saying what
+/// to install otherwise.
+pub fn install_if_missing(program: &str, package: &str) {
+    let found = || {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if found() {
+        return;
+    }
+    let _ = Command::new("apt-get")
+        .args([
+            "-o",
+            "DPkg::Lock::Timeout=300",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            package,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        found(),
+        "this test needs {program}: apt-get install {package} (as root)"
+    );
+}

@@ -1,8 +1,7 @@
 //! The JSON API: what the node does now, the catalogue, a file's chunk map, and fetches
 //! started and cancelled from outside.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -14,74 +13,9 @@ use serde_json::{json, Value};
 use swarm_proto::protocol::Holding;
 use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
 
-use super::{error_status, problem, App};
+use super::app::{error_status, problem, App};
 use crate::fetch::FetchOptions;
 use crate::progress::Progress;
-use crate::Result;
-
-/// Fetches started through the API that ended, newest last.
-const FINISHED_KEPT: usize = 32;
-
-/// The ends of the fetches started through the API, and the download rates last measured.
-#[derive(Default)]
-pub(super) struct Finished {
-    ended: Mutex<VecDeque<Value>>,
-    rates: Mutex<HashMap<(FileId, Option<PeerId>), Rate>>,
-}
-
-/// A download's rate, measured over the last 2 to 4 s of status requests: chunks land in
-/// lumps, and a shorter window makes the figure jump.
-struct Rate {
-    older: (Instant, u64),
-    newer: (Instant, u64),
-}
-
-/// The shortest span a rate is measured over, once the download has run that long.
-const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
-
-impl Finished {
-    fn record(&self, id: FileId, name: &str, result: &Result<crate::FetchReport>, started: Instant) {
-        let mut entry = json!({
-            "id": id.to_string(),
-            "name": name,
-            "ok": result.is_ok(),
-            "elapsed_secs": started.elapsed().as_secs_f64(),
-        });
-        match result {
-            Ok(report) => {
-                entry["name"] = json!(report.manifest.name);
-                entry["path"] = json!(report.path.display().to_string());
-                entry["size"] = json!(report.manifest.size);
-            }
-            Err(e) => entry["error"] = json!(e.to_string()),
-        }
-        let mut ended = self.ended.lock().expect("finished lock poisoned");
-        ended.push_back(entry);
-        while ended.len() > FINISHED_KEPT {
-            ended.pop_front();
-        }
-    }
-
-    /// The rate of download `id` (from `peer`, or from all) now that `done` bytes are done,
-    /// over the last [`RATE_WINDOW`] to twice that.
-    fn rate(&self, id: FileId, peer: Option<PeerId>, done: u64, now: Instant) -> f64 {
-        let mut rates = self.rates.lock().expect("rates lock poisoned");
-        let rate = rates.entry((id, peer)).or_insert(Rate {
-            older: (now, done),
-            newer: (now, done),
-        });
-        if now.saturating_duration_since(rate.newer.0) >= RATE_WINDOW {
-            rate.older = rate.newer;
-            rate.newer = (now, done);
-        }
-        let (at, then) = rate.older;
-        let seconds = now.saturating_duration_since(at).as_secs_f64();
-        if seconds < 0.2 {
-            return 0.0;
-        }
-        done.saturating_sub(then) as f64 / seconds
-    }
-}
 
 /// `GET /api/status`: the node, its downloads and uploads with rates, the files it holds,
 /// and the fetches started here that ended.
@@ -93,11 +27,8 @@ pub(super) async fn status(State(app): State<App>) -> Response {
     };
     let now = Instant::now();
     let running = node.downloads().list();
-    app.finished
-        .rates
-        .lock()
-        .expect("rates lock poisoned")
-        .retain(|(id, _), _| running.iter().any(|d| d.id == *id));
+    app.tally
+        .keep_rates_of(&running.iter().map(|d| d.id).collect::<Vec<_>>());
     let downloads: Vec<Value> = running
         .iter()
         .map(|d| {
@@ -110,7 +41,7 @@ pub(super) async fn status(State(app): State<App>) -> Response {
                     json!({
                         "peer": peer.to_string(),
                         "bytes": bytes,
-                        "rate": app.finished.rate(d.id, Some(peer), bytes, now),
+                        "rate": app.tally.rate(d.id, Some(peer), bytes, now),
                     })
                 })
                 .collect();
@@ -120,7 +51,7 @@ pub(super) async fn status(State(app): State<App>) -> Response {
                 "done": done,
                 "total": d.progress.total(),
                 "peers": d.progress.peers(),
-                "rate": app.finished.rate(d.id, None, done, now),
+                "rate": app.tally.rate(d.id, None, done, now),
                 "elapsed_secs": d.started.elapsed().as_secs_f64(),
                 "sources": sources,
             })
@@ -157,14 +88,7 @@ pub(super) async fn status(State(app): State<App>) -> Response {
             })
         })
         .collect();
-    let ended: Vec<Value> = app
-        .finished
-        .ended
-        .lock()
-        .expect("finished lock poisoned")
-        .iter()
-        .cloned()
-        .collect();
+    let ended = app.tally.ended();
     Json(json!({
         "node": {
             "id": node.id().to_string(),
@@ -183,22 +107,7 @@ pub(super) async fn status(State(app): State<App>) -> Response {
 /// `GET /api/catalogue`: the tracker's catalogue.
 pub(super) async fn catalogue(State(app): State<App>) -> Response {
     match app.node.list().await {
-        Ok(entries) => Json(
-            entries
-                .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.file.to_string(),
-                        "name": e.name,
-                        "size": e.size,
-                        "chunk_count": e.chunk_count,
-                        "holders": e.holders,
-                        "available": e.available,
-                    })
-                })
-                .collect::<Vec<Value>>(),
-        )
-        .into_response(),
+        Ok(entries) => Json(entries.iter().map(entry_json).collect::<Vec<Value>>()).into_response(),
         Err(e) => problem(error_status(&e), e.to_string()),
     }
 }
@@ -293,14 +202,14 @@ pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<Fetc
         ..FetchOptions::default()
     };
     let fetching = app.node.fetch(id, options);
-    let finished = app.finished.clone();
+    let tally = app.tally.clone();
     tokio::spawn(async move {
         let started = Instant::now();
         let result = fetching.await;
         if let Err(e) = &result {
             tracing::warn!(file = %id.short(), "a fetch started over HTTP failed: {e}");
         }
-        finished.record(id, &id.short(), &result, started);
+        tally.record(id, &id.short(), &result, started);
     });
     let answer = json!({ "id": id.to_string(), "progress": "/api/status", "file": format!("/files/{id}") });
     (StatusCode::ACCEPTED, Json(answer)).into_response()
@@ -351,36 +260,21 @@ pub(super) async fn resolve(app: &App, text: &str) -> std::result::Result<FileId
         .map_err(|e| problem(error_status(&e), e.to_string()))
 }
 
+/// A catalogue entry as the API shows it.
+pub(super) fn entry_json(entry: &swarm_proto::protocol::CatalogueEntry) -> Value {
+    json!({
+        "id": entry.file.to_string(),
+        "name": entry.name,
+        "size": entry.size,
+        "chunk_count": entry.chunk_count,
+        "holders": entry.holders,
+        "available": entry.available,
+    })
+}
+
 /// A chunk set as a string of `0` and `1`.
 fn bits(chunks: &Bitfield) -> String {
     (0..chunks.len())
         .map(|c| if chunks.get(c) { '1' } else { '0' })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rates_are_measured_over_two_to_four_seconds() {
-        let finished = Finished::default();
-        let id = FileId([7; 32]);
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
-        assert_eq!(finished.rate(id, None, 0, at(0)), 0.0);
-        // 1 MB a second, arriving in lumps of 0.5 MB.
-        assert_eq!(finished.rate(id, None, 1_000_000, at(1000)), 1_000_000.0);
-        assert_eq!(finished.rate(id, None, 2_000_000, at(2000)), 1_000_000.0);
-        let lumpy = finished.rate(id, None, 2_500_000, at(3000));
-        assert!((lumpy - 833_333.3).abs() < 1.0, "window 0 to 3 s: {lumpy}");
-        let steady = finished.rate(id, None, 4_000_000, at(4000));
-        assert_eq!(steady, 1_000_000.0, "window 2 to 4 s");
-        assert_eq!(
-            finished.rate(id, Some(PeerId([1; 32])), 5, at(4000)),
-            0.0,
-            "each peer apart"
-        );
-    }
 }

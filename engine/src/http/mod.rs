@@ -15,8 +15,10 @@
 //! link).
 
 mod api;
+mod app;
 mod stream;
 mod swarm_api;
+mod tally;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,14 +27,15 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Router;
 use swarm_proto::access::Access;
 use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
+use app::{problem, App};
 
 /// How an HTTP port is set up.
 #[derive(Debug, Clone)]
@@ -45,14 +48,6 @@ pub struct HttpOptions {
     pub access: Access,
 }
 
-/// What every handler of a node's port shares.
-#[derive(Clone)]
-struct App {
-    node: Node,
-    downloads_dir: Arc<PathBuf>,
-    finished: Arc<api::Finished>,
-}
-
 /// Binds a node's HTTP port and serves it until the node shuts down; fetches started through
 /// it write into `downloads_dir`. Returns the bound address.
 pub async fn serve(node: &Node, options: HttpOptions, downloads_dir: PathBuf) -> Result<SocketAddr> {
@@ -61,7 +56,7 @@ pub async fn serve(node: &Node, options: HttpOptions, downloads_dir: PathBuf) ->
     let app = App {
         node: node.clone(),
         downloads_dir: Arc::new(downloads_dir),
-        finished: Arc::default(),
+        tally: Arc::default(),
     };
     let router = Router::new()
         .route("/", get(|| page("node")))
@@ -157,20 +152,4 @@ async fn require_secret(State(access): State<Access>, request: Request, next: Ne
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     refusal
-}
-
-/// An error answer: the status, and `{"error": message}`.
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
-}
-
-/// The status an engine error is answered with.
-fn error_status(error: &Error) -> StatusCode {
-    match error.kind() {
-        crate::ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        crate::ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        crate::ErrorKind::Integrity | crate::ErrorKind::Other => StatusCode::BAD_GATEWAY,
-        crate::ErrorKind::Io => StatusCode::INTERNAL_SERVER_ERROR,
-        crate::ErrorKind::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
-    }
 }

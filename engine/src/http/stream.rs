@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream;
 
-use super::{problem, App};
+use super::app::{problem, App};
 use crate::chunk_io::BufferPool;
 use crate::downloads::Downloads;
 use crate::store::{Held, ReadError};

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use swarm_proto::FileId;
 use swarm_tracker::TrackerView;
 
-use super::problem;
+use super::app::problem;
 
 /// Most peers listed: the page is for people, and a swarm of thousands is summed up.
 const PEERS_LISTED: usize = 1000;
@@ -28,19 +28,7 @@ pub(super) async fn swarm(State(tracker): State<TrackerView>) -> Response {
             state.usage().total(),
         )
     });
-    let files: Vec<Value> = files
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.file.to_string(),
-                "name": e.name,
-                "size": e.size,
-                "chunk_count": e.chunk_count,
-                "holders": e.holders,
-                "available": e.available,
-            })
-        })
-        .collect();
+    let files: Vec<Value> = files.iter().map(super::api::entry_json).collect();
     let peers: Vec<Value> = peers
         .iter()
         .map(|p| {
