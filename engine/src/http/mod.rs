@@ -1,12 +1,13 @@
-//! A node's HTTP port (`--http HOST:PORT`): a JSON API, a live web page, and files readable
-//! while they download.
+//! The HTTP port (`--http HOST:PORT`) of a node ([`serve`]: a JSON API, a live web page, and
+//! files readable while they download) or of a tracker ([`serve_tracker`]: the whole swarm).
 //!
-//! - [`api`]: status (downloads, uploads per peer with rates, files held), the tracker's
-//!   catalogue, a file's chunk map, and starting or cancelling a fetch.
-//! - [`stream`]: `GET /files/ID` with range requests; a range not yet on disk is fetched
-//!   first, and only bytes verified against the manifest are ever sent.
-//! - [`swarm_api`]: a tracker's port ([`serve_tracker`]): the whole swarm, every file's
-//!   holders and chunk map.
+//! - `api`: a node's status (downloads with their sources, uploads per peer with rates, files
+//!   held), the tracker's catalogue, a file's chunk map, and starting or cancelling a fetch.
+//! - `stream`: `GET /files/ID` with range requests; a range not yet on disk is fetched first,
+//!   and only bytes verified against the manifest are ever sent.
+//! - `swarm_api`: a tracker's JSON: every file and live peer, and any file's chunk map.
+//! - `app`, `tally`: what a node's handlers share, and what its port remembers between
+//!   requests (fetches that ended, download rates).
 //! - `page.html`: the web view of both, one page with no build step, shipped in the binary.
 //!
 //! The port listens on loopback unless the user asks for more ([`HttpOptions::public`]). In a
