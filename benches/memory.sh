@@ -27,7 +27,7 @@ port=$((20000 + RANDOM % 20000))
 
 "$swarm" tracker --listen "127.0.0.1:$port" --state "$work/tracker" >/dev/null 2>&1 &
 pids+=($!)
-# seed NAME DIR: starts a seeder of DIR and waits until it serves; sets $id to the id of the
+# seed NAME FILE: starts a seeder of FILE and waits until it serves; sets $id to the id of the
 # file it seeds and $seeder to its process id.
 seed() {
   "$swarm" seed "$2" --tracker "127.0.0.1:$port" --state "$work/$1" --listen 127.0.0.1:0 >"$work/$1.out" 2>/dev/null &
@@ -44,10 +44,10 @@ head -c "$((size_gib << 30))" /dev/urandom >"$work/big/file.bin"
 head -c "$((1 << 30))" /dev/urandom >"$work/one/file.bin"
 echo "machine: $(nproc) cores, $(uname -r)"
 
-seed big1 "$work/big"
+seed big1 "$work/big/file.bin"
 big=$id
 for n in 1 4; do
-  for i in $(seq 2 "$n"); do seed "big$i" "$work/big"; done
+  for i in $(seq 2 "$n"); do seed "big$i" "$work/big/file.bin"; done
   /usr/bin/time -f "%M" -o "$work/rss" "$swarm" fetch "$big" --tracker "127.0.0.1:$port" -o "$work/out$n" \
     --state "$work/fetch$n" --listen 127.0.0.1:0 >/dev/null 2>&1
   cmp "$work/big/file.bin" "$work/out$n/file.bin"
@@ -55,7 +55,7 @@ for n in 1 4; do
   rm -rf "$work/out$n"
 done
 
-seed server "$work/one"
+seed server "$work/one/file.bin"
 one=$id
 server=$seeder
 # Every fetcher takes everything from this seeder (--from), not from the other fetchers.

@@ -27,7 +27,7 @@ until grep -q -- "--tracker" "$work/tracker.out" 2>/dev/null; do sleep 0.1; done
 tracker=$(sed 's/.*--tracker //' "$work/tracker.out")
 seed_metrics=127.0.0.1:$(free_port)
 seed_http=127.0.0.1:$(free_port)
-SWARM_LOG=warn "$bin" seed "$work/share" --state "$work/seeder" --listen 127.0.0.1:0 --tracker "$tracker" \
+SWARM_LOG=warn "$bin" seed "$work/share/big.bin" --state "$work/seeder" --listen 127.0.0.1:0 --tracker "$tracker" \
   --metrics "$seed_metrics" --http "$seed_http" >"$work/seed.out" 2>/dev/null &
 pids+=($!)
 until grep -q "swarm fetch" "$work/seed.out" 2>/dev/null; do sleep 0.1; done

@@ -20,7 +20,7 @@ SWARM_LOG=warn "$bin" tracker --state "$work/tracker" --listen 127.0.0.1:0 >"$wo
 pids+=($!)
 until grep -q -- "--tracker" "$work/tracker.out" 2>/dev/null; do sleep 0.1; done
 tracker=$(sed 's/.*--tracker //' "$work/tracker.out")
-SWARM_LOG=warn "$bin" seed "$work/share" --state "$work/seeder" --listen 127.0.0.1:0 --tracker "$tracker" \
+SWARM_LOG=warn "$bin" seed "$work/share/big.bin" --state "$work/seeder" --listen 127.0.0.1:0 --tracker "$tracker" \
   >"$work/seed.out" 2>/dev/null &
 pids+=($!)
 until grep -q "swarm fetch" "$work/seed.out" 2>/dev/null; do sleep 0.1; done

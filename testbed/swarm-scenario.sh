@@ -82,7 +82,7 @@ wait_for "$WORK/n0.out" 10 "peers use --tracker" || fail "the tracker did not st
 tracker_id=$(sed -n 's/^tracker \([0-9a-f]*\) .*/\1/p' "$WORK/n0.out")
 TRACKER="$tracker_id@$(node_addr 0):7070"
 
-in_node 1 "$BIN" seed "$WORK/share" --tracker "$TRACKER" --listen "$(node_addr 1):7000" \
+in_node 1 "$BIN" seed "$WORK/share/big.bin" --tracker "$TRACKER" --listen "$(node_addr 1):7000" \
   --chunk-size "$CHUNK" --state "$WORK/n1" > "$WORK/n1.out" 2> "$WORK/n1.err" &
 wait_for "$WORK/n1.out" 60 "big.bin" || fail "the seeder did not start"
 file_id=$(awk '/big.bin/ { print $1; exit }' "$WORK/n1.out")

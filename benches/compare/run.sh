@@ -97,7 +97,7 @@ SWARM_LOG=warn "$swarm" tracker --listen 127.0.0.1:7070 --state "$work/tracker" 
 pids+=($!)
 sleep 0.5
 for i in 1 2 3 4; do
-  SWARM_LOG=warn "$swarm" seed "$work/src" --tracker 127.0.0.1:7070 --state "$work/seed$i" \
+  SWARM_LOG=warn "$swarm" seed "$work/src/file.bin" --tracker 127.0.0.1:7070 --state "$work/seed$i" \
     --listen 127.0.0.1:0 >"$work/seed$i.out" 2>/dev/null &
   pids+=($!)
   until grep -q "swarm fetch" "$work/seed$i.out" 2>/dev/null; do sleep 0.1; done

@@ -78,14 +78,15 @@ pub struct Cli {
 pub enum Command {
     /// Run a tracker: the catalogue of files and of who holds which chunks.
     Tracker(TrackerArgs),
-    /// Share every file under DIR (starts a tracker in-process if none is given).
+    /// Share a folder (or one file) and print one ticket that fetches it all (starts a tracker
+    /// in-process if none is given).
     Seed(SeedArgs),
     /// Keep DIR in step with every node syncing against the same tracker: share its files,
     /// fetch every file it lacks, and share changes within seconds.
     #[command(long_about = SYNC_ABOUT)]
     Sync(SyncArgs),
-    /// Download a file by ticket or id (or a unique prefix of 8+ hex digits) from every peer
-    /// holding it.
+    /// Download a file or a whole folder by ticket or id (or a unique prefix of 8+ hex digits)
+    /// from every peer holding it.
     Fetch(FetchArgs),
     /// List the tracker's catalogue.
     Ls(QueryArgs),
@@ -224,12 +225,19 @@ fn parse_store(s: &str) -> Result<String, String> {
 pub struct SeedArgs {
     #[command(flatten)]
     pub share: ShareArgs,
+    /// Also print a ticket for every file of the folder (the folder's own ticket fetches them all).
+    #[arg(long, env = "SWARM_EACH")]
+    pub each: bool,
+    /// Print what is shared as JSON: the folder's collection and every file, with tickets.
+    #[arg(long, env = "SWARM_JSON")]
+    pub json: bool,
 }
 
 /// What `swarm seed` and `swarm sync` share, and with which tracker.
 #[derive(Debug, Args)]
 pub struct ShareArgs {
-    /// Directory to share.
+    /// The folder to share (`swarm seed` also takes a single file).
+    #[arg(value_name = "PATH")]
     pub dir: PathBuf,
     #[command(flatten)]
     pub peer: PeerArgs,
@@ -290,7 +298,7 @@ pub struct FetchArgs {
     /// the flag repeated). Needed unless a ticket names them; given, it is used instead.
     #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',')]
     pub tracker: Vec<TrackerAddr>,
-    /// Directory to write into (the file lands at its name inside it).
+    /// Directory to write into (a file lands at its name inside it, a folder as OUTPUT/NAME).
     #[arg(short = 'o', long = "output", env = "SWARM_OUTPUT", default_value = ".")]
     pub output: PathBuf,
     /// Fetch only from this peer (id, id prefix of 8+ hex digits, or HOST:PORT).
@@ -317,6 +325,16 @@ pub struct FetchArgs {
     /// Write through the page cache instead of with direct I/O (may suit spinning disks better).
     #[arg(long, env = "SWARM_BUFFERED_IO")]
     pub buffered_io: bool,
+    /// Of a folder, fetch only the files whose path matches GLOB (repeatable). `*` stays
+    /// within a folder, `**` crosses them; a GLOB without `/` matches file names at any depth.
+    #[arg(long, value_name = "GLOB", env = "SWARM_ONLY", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Show what a folder holds (path, size, id) and fetch nothing.
+    #[arg(long, env = "SWARM_LIST")]
+    pub list: bool,
+    /// Files of a folder fetched at once.
+    #[arg(long, env = "SWARM_PARALLEL", default_value_t = 8)]
+    pub parallel: usize,
     /// Print the result as JSON.
     #[arg(long, env = "SWARM_JSON")]
     pub json: bool,

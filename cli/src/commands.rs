@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rand::{RngCore, SeedableRng};
+use swarm_engine::collection::CollectionOptions;
 use swarm_engine::known_trackers::KnownTrackers;
 use swarm_engine::launch::{Caps, LaunchEvent, LocalSwarm, Peer, TrackerChoice};
 use swarm_engine::netutil::reachable_addr;
@@ -15,6 +16,7 @@ use swarm_engine::{
     Trackers,
 };
 use swarm_proto::access::{Access, SwarmKey};
+use swarm_proto::collection::{Collection, Entry as CollectionEntry};
 use swarm_proto::ticket::Ticket;
 use swarm_tracker::{Tracker, TrackerConfig};
 use tokio_util::sync::CancellationToken;
@@ -261,9 +263,22 @@ pub struct Sharing {
 }
 
 impl Sharing {
-    pub async fn start(dir: &Path, args: &PeerArgs) -> Result<Sharing> {
-        if !dir.is_dir() {
-            bail!("{} is not a directory: give the folder to share", dir.display());
+    /// Starts sharing `path`: a folder, or a single file if `file_ok`.
+    pub async fn start(path: &Path, args: &PeerArgs, file_ok: bool) -> Result<Sharing> {
+        let shown = path.display();
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!(
+                    "{shown} does not exist: give the folder{} to share",
+                    if file_ok { " or file" } else { "" }
+                )
+            }
+            Err(e) => bail!("cannot read {shown}: {e}"),
+            Ok(m) if m.is_dir() || (m.is_file() && file_ok) => {}
+            Ok(m) if m.is_file() => {
+                bail!("{shown} is a file: give the folder to keep in step (`swarm seed` shares one file)")
+            }
+            Ok(_) => bail!("{shown} is neither a folder nor a regular file"),
         }
         let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
         swarm_proto::manifest::check_chunk_size(chunk_size)?;
@@ -278,7 +293,12 @@ impl Sharing {
         let peer = Peer::start(node_config(&args.node, None)?, tracker, &stop, print_launch).await?;
         eprintln!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
         info!(addr = %peer.registration.addr, "registered with the tracker");
-        if let Err(e) = serve_http(&args.node, &peer.node, dir, false).await {
+        let downloads_dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            _ if !path.is_file() => path,
+            Some(parent) => parent,
+            None => Path::new("."),
+        };
+        if let Err(e) = serve_http(&args.node, &peer.node, downloads_dir, false).await {
             peer.stop(Duration::ZERO).await;
             return Err(e);
         }
@@ -338,21 +358,59 @@ impl Sharing {
 
 /// `swarm seed`
 pub async fn seed(args: SeedArgs) -> Result<()> {
-    let sharing = Sharing::start(&args.share.dir, &args.share.peer).await?;
-    for file in &sharing
-        .share_dir(&args.share.dir, Duration::ZERO, "; Ctrl-C to stop")
-        .await?
-    {
-        print_seeded(file, &sharing.peer.public_tracker);
+    let path = &args.share.dir;
+    let sharing = Sharing::start(path, &args.share.peer, true).await?;
+    let files = sharing.share_dir(path, Duration::ZERO, "; Ctrl-C to stop").await?;
+    let folder = if path.is_dir() {
+        let name = folder_name(path)?;
+        let shared = swarm_engine::collection::share(sharing.node(), &name, &files, sharing.chunk_size).await?;
+        Some(shared)
+    } else {
+        None
+    };
+    let tracker = &sharing.peer.public_tracker;
+    if args.json {
+        let trackers = tracker.parse::<Trackers>().ok();
+        let ticket = |id| trackers.as_ref().map(|t| t.ticket_for(id).to_string());
+        output::seeded_json(folder.as_ref(), &files, ticket);
+    } else {
+        match &folder {
+            Some(shared) => {
+                let c = &shared.collection;
+                println!(
+                    "{}  {:>10}  {}/ ({} file(s))",
+                    shared.id,
+                    output::bytes(c.size()),
+                    output::shown(&c.name),
+                    c.entries.len()
+                );
+                println!("    {}", fetch_command(shared.id, tracker));
+                if args.each {
+                    files.iter().for_each(|f| print_seeded(f, tracker));
+                }
+            }
+            None => files.iter().for_each(|f| print_seeded(f, tracker)),
+        }
     }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
     shutdown_signal().await;
     sharing.stop().await;
     Ok(())
 }
 
+/// The name a shared folder goes by: its own name (of its absolute path).
+fn folder_name(dir: &Path) -> Result<String> {
+    let absolute = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    let name = absolute.file_name().map(|n| n.to_string_lossy().into_owned());
+    Ok(name.unwrap_or_else(|| "root".to_owned()))
+}
+
 /// `swarm sync`
 pub async fn sync(args: SyncArgs) -> Result<()> {
-    let sharing = Sharing::start(&args.share.dir, &args.share.peer).await?;
+    let sharing = Sharing::start(&args.share.dir, &args.share.peer, false).await?;
     // Files still being written are left to the sync loop, which shares them once still.
     sharing
         .share_dir(&args.share.dir, args.settle, "; Ctrl-C to stop")
@@ -397,9 +455,15 @@ fn print_seeded(file: &SeededFile, tracker: &str) {
         output::bytes(file.manifest.size),
         output::shown(&file.manifest.name)
     );
+    println!("    {}", fetch_command(file.id, tracker));
+}
+
+/// The command that fetches `id`: with its ticket, or with --tracker if the tracker's address
+/// cannot go in one.
+fn fetch_command(id: swarm_engine::FileId, tracker: &str) -> String {
     match tracker.parse::<Trackers>() {
-        Ok(trackers) => println!("    swarm fetch {}", trackers.ticket_for(file.id)),
-        Err(_) => println!("    swarm fetch {} --tracker {tracker}", file.id),
+        Ok(trackers) => format!("swarm fetch {}", trackers.ticket_for(id)),
+        Err(_) => format!("swarm fetch {id} --tracker {tracker}"),
     }
 }
 
@@ -412,18 +476,6 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     let registration = node.join_tracker().await;
     if let Err(e) = &registration {
         eprintln!("warning: could not register with the tracker ({e}); fetching without serving others");
-    }
-    match serve_http(&args.node, &node, &args.output, args.stream).await {
-        Ok(Some(addr)) if args.stream => {
-            use std::io::Write;
-            println!("http://{addr}/files/{id}");
-            let _ = std::io::stdout().flush();
-        }
-        Ok(_) => {}
-        Err(e) => {
-            node.shutdown(Duration::ZERO).await;
-            return Err(e);
-        }
     }
     let progress = Arc::new(Progress::default());
     let options = FetchOptions {
@@ -439,7 +491,51 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         },
         progress: progress.clone(),
         label: None,
+        save_as: None,
     };
+    let folder = tokio::select! {
+        opened = swarm_engine::collection::open(&node, id, &options) => opened,
+        _ = shutdown_signal() => Err(swarm_engine::Error::Cancelled),
+    };
+    let folder = match folder {
+        Ok(folder) => folder,
+        Err(e) => {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e.into());
+        }
+    };
+    let misuse = match &folder {
+        Some(_) if args.stream => Some(
+            "--stream serves one file: fetch the folder with --list to see its files' ids, then stream one".to_owned(),
+        ),
+        None if args.list || !args.only.is_empty() => Some(format!(
+            "{id} is a single file: --list and --only choose among the files of a folder"
+        )),
+        _ => None,
+    };
+    if let Some(message) = misuse {
+        node.shutdown(Duration::ZERO).await;
+        return Err(crate::args::Usage(message).into());
+    }
+    if let Some(collection) = folder {
+        let result = fetch_folder(&args, &node, id, collection, options).await;
+        if result.is_err() {
+            node.shutdown(Duration::from_secs(2)).await;
+        }
+        return result;
+    }
+    match serve_http(&args.node, &node, &args.output, args.stream).await {
+        Ok(Some(addr)) if args.stream => {
+            use std::io::Write;
+            println!("http://{addr}/files/{id}");
+            let _ = std::io::stdout().flush();
+        }
+        Ok(_) => {}
+        Err(e) => {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e);
+        }
+    }
     let display = output::show_progress(&format!("fetching {}", id.short()), progress, true);
     let result = tokio::select! {
         result = node.fetch(id, options) => result.map_err(anyhow::Error::from),
@@ -489,6 +585,123 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         node.shutdown(EXIT_GRACE).await;
     }
     Ok(())
+}
+
+/// `swarm fetch` of a folder: list it, or fetch the chosen files.
+async fn fetch_folder(
+    args: &FetchArgs,
+    node: &Node,
+    id: swarm_engine::FileId,
+    collection: Collection,
+    each: FetchOptions,
+) -> Result<()> {
+    let chosen = choose(&collection, &args.only)?;
+    if args.list {
+        output::collection(id, &collection, &chosen, args.json);
+        node.shutdown(Duration::ZERO).await;
+        return Ok(());
+    }
+    if chosen.is_empty() && !args.only.is_empty() {
+        return Err(swarm_engine::Error::NotFound(format!(
+            "no file of {}/ matches --only {}; `swarm fetch {} --list` shows its files",
+            output::shown(&collection.name),
+            args.only.join(","),
+            args.id
+        ))
+        .into());
+    }
+    let progress = Arc::new(Progress::default());
+    let options = CollectionOptions {
+        out_dir: args.output.clone(),
+        parallel: args.parallel,
+        progress: progress.clone(),
+        each,
+    };
+    let label = format!("fetching {}/", output::shown(&collection.name));
+    let display = output::show_progress(&label, progress, true);
+    let result = tokio::select! {
+        result = swarm_engine::collection::fetch(node, &collection, chosen.clone(), options) => result.map_err(anyhow::Error::from),
+        _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)),
+    };
+    display.finish().await;
+    let report = result.map_err(|e| e.context("interrupted; run the same command again to resume"))?;
+    if args.json {
+        output::collection_report(id, &report);
+    } else {
+        let size: u64 = report.done.iter().map(|(e, _)| e.size).sum();
+        let received = report.bytes_received();
+        let complete = report
+            .done
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.already_complete))
+            .count();
+        let peers: std::collections::HashSet<_> = report
+            .done
+            .iter()
+            .flat_map(|(_, r)| r)
+            .flat_map(|r| r.received.keys())
+            .collect();
+        println!(
+            "{}  {} file(s), {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
+            output::shown_path(&report.root),
+            report.done.len(),
+            output::bytes(size),
+            report.elapsed.as_secs_f64(),
+            output::mb_per_sec(received, report.elapsed),
+            peers.len(),
+            if complete > 0 {
+                format!(", {complete} already complete")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some((first, error)) = report.failed.into_iter().next() {
+        let failed = chosen.len() - report.done.len();
+        return Err(anyhow::Error::from(error).context(format!(
+            "{failed} of {} file(s) of {}/ failed, {} among them; run the same command again to retry them",
+            chosen.len(),
+            output::shown(&collection.name),
+            output::shown(&first.path)
+        )));
+    }
+    if args.seed {
+        eprintln!("seeding {} until Ctrl-C", output::shown_path(&report.root));
+        shutdown_signal().await;
+        leave(node).await;
+    } else {
+        node.shutdown(EXIT_GRACE).await;
+    }
+    Ok(())
+}
+
+/// The entries of `collection` that `--only` picks (all of them without it).
+fn choose(collection: &Collection, only: &[String]) -> Result<Vec<CollectionEntry>> {
+    if only.is_empty() {
+        return Ok(collection.entries.clone());
+    }
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in only {
+        let mut add = |pattern: &str| -> Result<()> {
+            let glob = globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| crate::args::Usage(format!("--only {pattern}: {e}")))?;
+            globs.add(glob);
+            Ok(())
+        };
+        add(pattern)?;
+        if !pattern.contains('/') {
+            add(&format!("**/{pattern}"))?;
+        }
+    }
+    let globs = globs.build()?;
+    Ok(collection
+        .entries
+        .iter()
+        .filter(|e| globs.is_match(&e.path))
+        .cloned()
+        .collect())
 }
 
 /// What `swarm fetch` was asked for (an id or prefix) and the trackers to ask: --tracker if

@@ -10,6 +10,7 @@ use serde::Serialize;
 use swarm_engine::status::{FileState, NodeStatus, Source};
 use swarm_engine::sync::SyncEvent;
 use swarm_engine::Progress;
+use swarm_proto::collection::{Collection, Entry as CollectionEntry};
 use swarm_proto::protocol::{CatalogueEntry, Holding};
 
 /// Human-readable bytes (binary units).
@@ -295,6 +296,113 @@ pub fn catalogue(entries: &[CatalogueEntry], json: bool) {
             shown(&e.name)
         );
     }
+}
+
+/// Prints what `swarm seed --json` shares: the folder's collection (null for a single file)
+/// and every file, each with its ticket (null when the tracker's address cannot go in one).
+pub fn seeded_json(
+    folder: Option<&swarm_engine::collection::SharedCollection>,
+    files: &[swarm_engine::SeededFile],
+    ticket: impl Fn(swarm_engine::FileId) -> Option<String>,
+) {
+    let collection = folder.map(|shared| {
+        serde_json::json!({
+            "id": shared.id.to_string(),
+            "name": shared.collection.name,
+            "files": shared.collection.entries.len(),
+            "size": shared.collection.size(),
+            "ticket": ticket(shared.id),
+        })
+    });
+    let files: Vec<_> = files
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "id": f.id.to_string(),
+                "name": f.manifest.name,
+                "size": f.manifest.size,
+                "ticket": ticket(f.id),
+            })
+        })
+        .collect();
+    let value = serde_json::json!({ "collection": collection, "files": files });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).expect("plain data serializes")
+    );
+}
+
+/// Prints the files of a collection (those `--only` chose): a table, or JSON.
+pub fn collection(id: swarm_engine::FileId, collection: &Collection, chosen: &[CollectionEntry], json: bool) {
+    if json {
+        let files: Vec<_> = chosen
+            .iter()
+            .map(|e| serde_json::json!({ "path": e.path, "id": e.file.to_string(), "size": e.size, "mode": e.mode }))
+            .collect();
+        let value = serde_json::json!({
+            "id": id.to_string(),
+            "name": collection.name,
+            "files": files,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("plain data serializes")
+        );
+        return;
+    }
+    println!("{:<16}  {:>10}  {:>4}  PATH", "ID", "SIZE", "MODE");
+    for e in chosen {
+        println!(
+            "{:<16}  {:>10}  {:>4o}  {}/{}",
+            &e.file.to_string()[..16],
+            bytes(e.size),
+            e.mode,
+            shown(&collection.name),
+            shown(&e.path)
+        );
+    }
+    let size: u64 = chosen.iter().map(|e| e.size).sum();
+    println!(
+        "{} of {} file(s), {} of {}",
+        chosen.len(),
+        collection.entries.len(),
+        bytes(size),
+        bytes(collection.size())
+    );
+}
+
+/// Prints what fetching a collection did, as JSON.
+pub fn collection_report(id: swarm_engine::FileId, report: &swarm_engine::collection::CollectionReport) {
+    let files: Vec<_> = report
+        .done
+        .iter()
+        .map(|(e, fetched)| {
+            serde_json::json!({
+                "path": e.path,
+                "id": e.file.to_string(),
+                "size": e.size,
+                "already_complete": fetched.as_ref().is_none_or(|r| r.already_complete),
+                "received_bytes": fetched.as_ref().map_or(0, |r| r.bytes_received()),
+            })
+        })
+        .collect();
+    let failed: Vec<_> = report
+        .failed
+        .iter()
+        .map(|(e, error)| serde_json::json!({ "path": e.path, "id": e.file.to_string(), "error": error.to_string() }))
+        .collect();
+    let value = serde_json::json!({
+        "id": id.to_string(),
+        "path": report.root,
+        "files": files,
+        "failed": failed,
+        "received_bytes": report.bytes_received(),
+        "seconds": report.elapsed.as_secs_f64(),
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).expect("plain data serializes")
+    );
 }
 
 #[derive(Serialize)]

@@ -42,7 +42,7 @@ pub async fn shell(args: ShellArgs) -> Result<()> {
     // Installed before anything else so that Ctrl-C outside the prompt never kills the node
     // mid-transfer; `exit` uses it to let a second Ctrl-C force the way out.
     let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let sharing = Sharing::start(&dir, &args.peer).await?;
+    let sharing = Sharing::start(&dir, &args.peer, false).await?;
     sharing.share_dir(&dir, Duration::ZERO, "").await?;
     println!(
         "node {} on tracker {}; type help for the commands",

@@ -36,7 +36,8 @@ fn tracker_seed_ls_search_peers_fetch() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["films/movie.bin", "notes.txt"]);
+    // The folder's collection is listed beside its files.
+    assert_eq!(names, vec!["films/movie.bin", "notes.txt", "share.swarm-collection"]);
     assert_eq!(listed[0]["holders"], 1);
     assert_eq!(listed[0]["size"], movie.len());
 
@@ -101,7 +102,7 @@ fn tracker_seed_ls_search_peers_fetch() {
     let status = json(&run(&["status", "--state", s(&tmp.path().join("seeder")), "--json"]));
     assert_eq!(status["running"], true, "{status}");
     let rows = status["files"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{status}");
+    assert_eq!(rows.len(), 3, "two files and the folder's collection: {status}");
     assert!(rows.iter().all(|r| r["state"] == "seeding"), "{status}");
     assert_eq!(rows[0]["bytes_held"], movie.len());
     // The fetch a moment ago is among its uploads (the tracker's spot check may be too).
@@ -196,7 +197,7 @@ fn the_printed_fetch_works_beside_a_seed_on_the_default_state() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&fetched.stderr);
     assert!(fetched.status.success(), "{stderr}");
-    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"the same machine");
+    assert_eq!(std::fs::read(out.join("share/notes.txt")).unwrap(), b"the same machine");
     assert!(stderr.contains("is in use") && stderr.contains("node-2"), "{stderr}");
     // A state directory named with --state is never swapped for another.
     let state = data_home.join("swarm/node");
@@ -230,7 +231,7 @@ fn usage_errors_and_help() {
     assert_eq!(run(&["ls", "--tracker", "no-port"]).status.code(), Some(2));
     let missing = run(&["seed", "/definitely/not/here", "--tracker", "127.0.0.1:9"]);
     assert_ne!(missing.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("not a directory"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
 }
 
 #[test]

@@ -60,6 +60,14 @@ pub enum Error {
         /// What was wrong.
         source: ManifestError,
     },
+    /// A collection could not be made or read.
+    #[error("collection {what}: {why}")]
+    Collection {
+        /// The folder or collection id.
+        what: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Content did not match its hash.
     #[error("{0}")]
     Integrity(String),
@@ -182,7 +190,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotFound(_) | Error::AmbiguousId { .. } => ErrorKind::NotFound,
-            Error::Manifest { .. } | Error::Integrity(_) => ErrorKind::Integrity,
+            Error::Manifest { .. } | Error::Integrity(_) | Error::Collection { .. } => ErrorKind::Integrity,
             Error::TrackerConnect {
                 source: ConnectError::WrongId { .. },
                 ..

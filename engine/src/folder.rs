@@ -86,13 +86,24 @@ impl Folders {
     /// and inode) reuses the manifest saved in sled; the others are hashed, and the ids of
     /// files that changed or vanished since are withdrawn from the tracker. Partial downloads
     /// and this node's state directory are never shared. `progress` counts bytes hashed.
+    /// `dir` may also be a single file, shared under its own name.
     pub async fn scan(&self, dir: &Path, chunk_size: u32, settle: Duration, progress: &Progress) -> Result<DirScan> {
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let mut previous: HashMap<PathBuf, SeededRecord> = self.state.seeded_under(&root)?.into_iter().collect();
+        // A single file is shared under its own name, from its folder's records.
+        let (root, only) = match root.parent() {
+            Some(parent) if root.is_file() => (parent.to_owned(), Some(root.clone())),
+            _ => (root, None),
+        };
+        let mut previous: HashMap<PathBuf, SeededRecord> = self
+            .state
+            .seeded_under(&root)?
+            .into_iter()
+            .filter(|(path, _)| only.as_ref().is_none_or(|only| path == only))
+            .collect();
         let mut scan = DirScan::default();
         let mut to_hash = Vec::new();
         let now = std::time::SystemTime::now();
-        let walk = walkdir::WalkDir::new(&root)
+        let walk = walkdir::WalkDir::new(only.as_ref().unwrap_or(&root))
             .follow_links(false)
             .sort_by_file_name()
             .into_iter()

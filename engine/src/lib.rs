@@ -12,12 +12,14 @@
 //!   the download driver, how chunks reach the disk, and the output directory (no links
 //!   followed).
 //! - [`watch`]: what neighbours tell each other they hold (and seeders' super-seeding).
-//! - [`downloads`]: the downloads in flight; [`folder`]: shared folders; [`sync`]: keeping a
+//! - [`downloads`]: the downloads in flight; [`folder`]: shared folders; [`collection`]: a
+//!   folder shared and fetched as one id; [`sync`]: keeping a
 //!   folder in step with every other node that syncs one.
 //! - [`state`]: persistent node state (sled); [`status`]: what a node holds, for people.
 #![warn(missing_docs)]
 
 pub mod chunk_io;
+pub mod collection;
 pub mod downloads;
 mod error;
 pub mod fetch;

@@ -33,6 +33,11 @@ impl Progress {
         self.done.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Sets the bytes done (for a total made of several transfers).
+    pub fn set_done(&self, bytes: u64) {
+        self.done.store(bytes, Ordering::Relaxed);
+    }
+
     /// Sets the number of peers currently in use.
     pub fn set_peers(&self, peers: u64) {
         self.peers.store(peers, Ordering::Relaxed);

@@ -34,6 +34,7 @@ use crate::node::Node;
 use crate::out_dir::Dir;
 use crate::progress::Progress;
 use crate::state::FileStamp;
+use swarm_proto::collection::Collection;
 use swarm_proto::ids::FileId;
 use swarm_proto::name;
 use swarm_proto::protocol::CatalogueEntry;
@@ -322,10 +323,12 @@ struct Download {
 }
 
 /// For each name in the catalogue, the newest version that live peers hold completely.
+/// Collections (folders seeded as one id) are not files of the folder: they are left out.
 fn winners(catalogue: &[CatalogueEntry]) -> Vec<(&str, &CatalogueEntry)> {
     let mut best: HashMap<&str, &CatalogueEntry> = HashMap::new();
     for entry in catalogue {
-        if entry.holders == 0 || entry.available < entry.chunk_count {
+        let complete = entry.holders > 0 && entry.available >= entry.chunk_count;
+        if !complete || Collection::is_collection_name(&entry.name) {
             continue;
         }
         let slot = best.entry(entry.name.as_str()).or_insert(entry);

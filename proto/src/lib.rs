@@ -12,12 +12,14 @@
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
+//! - [`collection`]: a folder as one content-addressed value.
 //! - [`ticket`]: one string that names a file and the trackers that know it.
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod bitfield;
 pub mod codec;
+pub mod collection;
 pub mod dir_lock;
 pub mod hashing;
 pub mod identity;

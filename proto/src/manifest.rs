@@ -120,7 +120,7 @@ pub enum FromFileError {
 /// 252, 253) and the value in 2, 4 or 8 little-endian bytes. This is bincode 2's "standard"
 /// integer encoding, which the first ids were made with; it is written out here so that ids
 /// never depend on a serializer's release.
-fn put_varint(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, value: u64) {
     match value {
         0..=250 => out.push(value as u8),
         251..=0xffff => {

@@ -133,7 +133,8 @@ pub fn start_tracker_with(dir: &Path, extra: &[&str]) -> (Proc, String) {
     (tracker, addr)
 }
 
-/// Starts `swarm seed` on `share` and returns it with the (id, name) of each file.
+/// Starts `swarm seed --each` on `share` and returns it with the (id, name) of each file and
+/// the printed fetch commands (the folder's own line is skipped).
 pub fn start_seeder(
     dir: &Path,
     name: &str,
@@ -163,6 +164,7 @@ pub fn start_seeder_logged(
         "127.0.0.1:0",
         "--chunk-size",
         "64KiB",
+        "--each",
     ];
     args.extend_from_slice(extra);
     let seeder = match log {
@@ -173,6 +175,10 @@ pub fn start_seeder_logged(
     let mut commands = Vec::new();
     while seeded.len() < files {
         let line = seeder.line();
+        if line.trim_end().ends_with(" file(s))") {
+            let _folder_command = seeder.line();
+            continue;
+        }
         let fields: Vec<&str> = line.split_whitespace().collect();
         seeded.push((fields[0].to_owned(), fields.last().unwrap().to_string()));
         commands.push(seeder.line().trim().to_owned());

@@ -111,6 +111,9 @@ pub struct FetchOptions {
     /// What displays call the download until its manifest arrives (the catalogue's name for
     /// it, say); its id otherwise.
     pub label: Option<String>,
+    /// Save as this relative path inside `out_dir` instead of the manifest's name (checked
+    /// the same way).
+    pub save_as: Option<String>,
 }
 
 impl Default for FetchOptions {
@@ -124,6 +127,7 @@ impl Default for FetchOptions {
             disk_io: DiskIo::Direct,
             progress: Arc::default(),
             label: None,
+            save_as: None,
         }
     }
 }

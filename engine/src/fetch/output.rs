@@ -56,7 +56,7 @@ impl Output {
     /// Looks at the output's name and opens (or creates) the partial file beside it.
     pub async fn prepare(options: &FetchOptions, manifest: &Manifest, meta: FileMeta) -> Result<Prepared> {
         let out = Dir::open_root(&options.out_dir)?;
-        let (dir, file_name) = out.parent_of(&manifest.name)?;
+        let (dir, file_name) = out.parent_of(options.save_as.as_deref().unwrap_or(&manifest.name))?;
         let file_name = file_name.to_owned();
         let final_path = dir.join(&file_name);
         match dir.entry(&file_name)? {
