@@ -287,3 +287,115 @@ fn a_wrongly_pinned_tracker_stops_seed_at_once() {
         "stopped at once"
     );
 }
+
+#[test]
+fn a_folder_is_one_ticket_fetched_whole_or_in_part_and_a_file_is_seeded_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("holiday");
+    let photo = content(5 * 65536 + 3, 7);
+    write(share.join("day1/beach.jpg"), &photo);
+    write(share.join("day2/hills.jpg"), &content(70_000, 8));
+    write(share.join("notes.txt"), b"sunny");
+    // Exactly as a new user runs it: no --each, one line for the folder and its command.
+    let seeder = Proc::spawn(&[
+        "seed",
+        s(&share),
+        "--state",
+        s(&tmp.path().join("seeder")),
+        "--listen",
+        "127.0.0.1:0",
+        "--tracker-listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+    ]);
+    let folder = seeder.line();
+    assert!(folder.ends_with("holiday/ (3 file(s))"), "{folder}");
+    let printed = seeder.line();
+    printed_ticket(&printed);
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let fetch = |out: &std::path::Path, state: &str, extra: &[&str]| {
+        let mut args: Vec<&str> = words[1..].to_vec();
+        args.extend(["-o", s(out), "--state"]);
+        let state = tmp.path().join(state);
+        args.push(s(&state));
+        args.extend(["--listen", "127.0.0.1:0"]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+
+    // --list shows the files and fetches nothing.
+    let out = tmp.path().join("out");
+    let listed = json(&fetch(&out, "fetcher", &["--list", "--json"]));
+    let paths: Vec<&str> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["day1/beach.jpg", "day2/hills.jpg", "notes.txt"]);
+    assert!(!out.exists());
+
+    // --only: a pattern without `/` matches names at any depth.
+    let some = fetch(&out, "fetcher", &["--only", "*.jpg", "--only", "day2/*"]);
+    assert!(some.status.success(), "{}", String::from_utf8_lossy(&some.stderr));
+    assert_eq!(std::fs::read(out.join("holiday/day1/beach.jpg")).unwrap(), photo);
+    assert!(out.join("holiday/day2/hills.jpg").exists() && !out.join("holiday/notes.txt").exists());
+    let none = fetch(&out, "fetcher", &["--only", "*.mp4"]);
+    assert_eq!(none.status.code(), Some(3), "{}", String::from_utf8_lossy(&none.stderr));
+
+    // The whole folder, on another state directory; the two files there are found complete.
+    let whole = fetch(&out, "other", &["--json"]);
+    let report = json(&whole);
+    assert_eq!(report["files"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(std::fs::read(out.join("holiday/notes.txt")).unwrap(), b"sunny");
+    let complete: Vec<bool> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["already_complete"].as_bool().unwrap())
+        .collect();
+    assert_eq!(complete, [true, true, false]);
+
+    // --list and --only are for folders; a single file seeded alone says so.
+    let single = Proc::spawn(&[
+        "seed",
+        s(&share.join("notes.txt")),
+        "--state",
+        s(&tmp.path().join("single")),
+        "--listen",
+        "127.0.0.1:0",
+        "--tracker-listen",
+        "127.0.0.1:0",
+    ]);
+    let line = single.line();
+    assert!(line.ends_with("notes.txt"), "{line}");
+    let command = single.line();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let single_out = tmp.path().join("single-out");
+    let single_state = tmp.path().join("f3");
+    let args = [
+        &words[1..],
+        &[
+            "-o",
+            s(&single_out),
+            "--state",
+            s(&single_state),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ]
+    .concat();
+    let fetched = run(&args);
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(std::fs::read(single_out.join("notes.txt")).unwrap(), b"sunny");
+    let misuse = run(&[&args[..], &["--list"]].concat());
+    assert_eq!(
+        misuse.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&misuse.stderr)
+    );
+    assert!(String::from_utf8_lossy(&misuse.stderr).contains("single file"));
+    drop((seeder, single));
+}

@@ -1,0 +1,192 @@
+//! Collections through the engine API on loopback: a folder shared and fetched whole, and
+//! collections made by hand by a hostile seeder: unsafe paths, sizes that lie, one file id
+//! under two paths. A collection is checked before anything is written, and nothing lands
+//! outside `OUT/NAME`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use swarm_engine::collection::{self, CollectionOptions};
+use swarm_engine::{Error, FileId, Node, Progress};
+use swarm_proto::collection::{Collection, Entry};
+
+mod common;
+use common::*;
+
+/// Seeds `share` from a new node and returns it with each file's (name, id).
+async fn seed(
+    tmp: &Path,
+    name: &str,
+    share: &Path,
+    tracker: swarm_engine::TrackerAddr,
+) -> (Node, Vec<(String, FileId)>) {
+    let node = start_node(tmp, name, tracker, None).await;
+    let files = node.seed_dir(share, CHUNK, &Progress::default()).await.unwrap();
+    let ids = files.iter().map(|f| (f.manifest.name.clone(), f.id)).collect();
+    (node, ids)
+}
+
+fn fetch_options(out: &Path) -> CollectionOptions {
+    CollectionOptions {
+        out_dir: out.to_owned(),
+        parallel: 4,
+        each: options(out),
+        progress: Arc::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_folder_is_fetched_whole_with_modes_and_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let share = tmp.path().join("album");
+    let big = content(7 * CHUNK as usize + 5, 1);
+    write(&share, "a.bin", &big);
+    write(&share, "deep/er/b.bin", &content(1000, 2));
+    write(&share, "empty", b"");
+    let script = write(&share, "run.sh", b"#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(share.join("a.bin"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    let files = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+    let shared = collection::share(&seeder, "album", &files, CHUNK).await.unwrap();
+    assert_eq!(shared.collection.entries.len(), 4);
+
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out");
+    let opened = collection::open(&fetcher, shared.id, &options(&out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(opened, *shared.collection);
+    // A plain file's id opens no collection.
+    assert!(collection::open(&fetcher, files[0].id, &options(&out))
+        .await
+        .unwrap()
+        .is_none());
+
+    let progress = Arc::new(Progress::default());
+    let report = collection::fetch(
+        &fetcher,
+        &opened,
+        opened.entries.clone(),
+        CollectionOptions {
+            progress: progress.clone(),
+            ..fetch_options(&out)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.done.len(), 4);
+    assert_eq!((progress.done(), progress.total()), (opened.size(), opened.size()));
+    let root = out.join("album");
+    assert_eq!(std::fs::read(root.join("a.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(root.join("deep/er/b.bin")).unwrap(), content(1000, 2));
+    assert_eq!(std::fs::metadata(root.join("empty")).unwrap().len(), 0);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(root.join("run.sh")).unwrap().permissions().mode() & 0o777,
+        0o750
+    );
+    assert_eq!(std::fs::metadata(root.join("a.bin")).unwrap().modified().unwrap(), old);
+
+    // Again: everything is found complete, nothing is received.
+    let again = collection::fetch(&fetcher, &opened, opened.entries.clone(), fetch_options(&out))
+        .await
+        .unwrap();
+    assert!(again.failed.is_empty());
+    assert_eq!(again.bytes_received(), 0);
+}
+
+/// A hostile seeder shares `bytes` as the collection NAME.swarm-collection; returns its id.
+async fn hostile(tmp: &Path, tracker: &swarm_tracker::Tracker, bytes: &[u8]) -> (Node, FileId) {
+    let dir = tmp.join("hostile");
+    write(&dir, "evil.swarm-collection", bytes);
+    let (node, ids) = seed(tmp, "hostile-seeder", &dir, pinned(tracker)).await;
+    (node, ids[0].1)
+}
+
+fn entry(path: &str, file: FileId, size: u64) -> Entry {
+    Entry {
+        path: path.into(),
+        file,
+        size,
+        mode: 0o644,
+        modified_ns: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_collection_with_an_unsafe_path_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let share = tmp.path().join("share");
+    write(&share, "x.bin", &content(100, 3));
+    let (_seeder, ids) = seed(tmp.path(), "seeder", &share, pinned(&tracker)).await;
+    // Encoded as is, without the checks `Collection::new` makes.
+    let evil = Collection {
+        name: "evil".into(),
+        entries: vec![entry("../../escaped.bin", ids[0].1, 100)],
+    };
+    let (_hostile, id) = hostile(tmp.path(), &tracker, &evil.encode()).await;
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out");
+    let refused = collection::open(&fetcher, id, &options(&out)).await;
+    assert!(matches!(refused, Err(Error::Collection { .. })), "{refused:?}");
+    assert_eq!(refused.unwrap_err().kind(), swarm_engine::ErrorKind::Integrity);
+    assert!(!tmp.path().join("escaped.bin").exists() && !out.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lying_size_fails_that_file_only_and_one_id_may_fill_two_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let share = tmp.path().join("share");
+    write(&share, "one.bin", &content(3 * CHUNK as usize, 4));
+    write(&share, "two.bin", &content(5000, 5));
+    let (_seeder, ids) = seed(tmp.path(), "seeder", &share, pinned(&tracker)).await;
+    let (one, two) = (ids[0].1, ids[1].1);
+    let crafted = Collection::new(
+        "crafted".into(),
+        vec![
+            entry("a/one.bin", one, 3 * u64::from(CHUNK)),
+            entry("b/same-as-one.bin", one, 3 * u64::from(CHUNK)),
+            entry("lies.bin", two, 1),
+        ],
+    )
+    .unwrap();
+    let (_hostile, id) = hostile(tmp.path(), &tracker, &crafted.encode()).await;
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out");
+    let opened = collection::open(&fetcher, id, &options(&out)).await.unwrap().unwrap();
+    let report = collection::fetch(&fetcher, &opened, opened.entries.clone(), fetch_options(&out))
+        .await
+        .unwrap();
+    let root = out.join("crafted");
+    // Saved under the collection's paths, not the manifests' names.
+    assert_eq!(
+        std::fs::read(root.join("a/one.bin")).unwrap(),
+        content(3 * CHUNK as usize, 4)
+    );
+    assert_eq!(
+        std::fs::read(root.join("b/same-as-one.bin")).unwrap(),
+        content(3 * CHUNK as usize, 4)
+    );
+    assert!(!root.join("one.bin").exists());
+    assert_eq!(report.done.len(), 2);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0.path, "lies.bin");
+    assert!(
+        matches!(report.failed[0].1, Error::Integrity(_)),
+        "{:?}",
+        report.failed[0].1
+    );
+}
