@@ -92,7 +92,7 @@ pub enum Command {
     Ls(QueryArgs),
     /// Find files by name (substring, or --exact).
     Search(SearchArgs),
-    /// Show which peers hold which chunks of a file.
+    /// Show which peers hold which chunks of a file (by id, id prefix or name).
     Peers(PeersArgs),
     /// Show this node's downloads (with progress) and seeded files.
     Status(StatusArgs),
@@ -291,11 +291,13 @@ pub struct SyncArgs {
 /// `swarm fetch`
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// A ticket (swarm1..., as `swarm seed` prints it: it names the trackers too), a file id,
-    /// or a unique prefix of at least 8 hex digits.
+    /// A ticket (swarm1..., as `swarm seed` prints it: it names the trackers too), a file or
+    /// folder id, a unique prefix of at least 8 hex digits, or a name (exact, a folder's
+    /// name, or the only one containing it).
     pub id: String,
     /// Tracker as HOST:PORT or ID@HOST:PORT; several trackers sharing one store as A,B,C (or
-    /// the flag repeated). Needed unless a ticket names them; given, it is used instead.
+    /// the flag repeated). Given, it is used instead of a ticket's. Default: the ticket's, else
+    /// the trackers last used from the state directory.
     #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',')]
     pub tracker: Vec<TrackerAddr>,
     /// Directory to write into (a file lands at its name inside it, a folder as OUTPUT/NAME).
@@ -346,10 +348,11 @@ pub struct FetchArgs {
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// Tracker as HOST:PORT or ID@HOST:PORT; several trackers sharing one store as A,B,C (or
-    /// the flag repeated).
-    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',', required = true)]
+    /// the flag repeated). Default: the trackers last used from the state directory (by a
+    /// seed, sync, shell, fetch or query).
+    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',')]
     pub tracker: Vec<TrackerAddr>,
-    /// State directory (for the known-trackers file).
+    /// State directory (for the known-trackers file and the last tracker used).
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,
     /// The private swarm's secret (made by `swarm secret new FILE`): only nodes that hold it
@@ -376,7 +379,7 @@ pub struct SearchArgs {
 /// `swarm peers`
 #[derive(Debug, Args)]
 pub struct PeersArgs {
-    /// File id, or a unique prefix of at least 8 hex digits.
+    /// File id, a unique prefix of at least 8 hex digits, or a name.
     pub id: String,
     #[command(flatten)]
     pub query: QueryArgs,

@@ -12,8 +12,7 @@ use swarm_engine::launch::{Caps, LaunchEvent, LocalSwarm, Peer, TrackerChoice};
 use swarm_engine::netutil::reachable_addr;
 use swarm_engine::sync::SyncOptions;
 use swarm_engine::{
-    DiskIo, FetchOptions, Node, NodeConfig, Progress, Replace, SeededFile, Sources, TrackerAddr, TrackerClient,
-    Trackers,
+    DiskIo, FetchOptions, Node, NodeConfig, Progress, Replace, SeededFile, Sources, TrackerClient, Trackers,
 };
 use swarm_proto::access::{Access, SwarmKey};
 use swarm_proto::collection::{Collection, Entry as CollectionEntry};
@@ -292,6 +291,7 @@ impl Sharing {
         serve_metrics(args.node.metrics)?;
         let peer = Peer::start(node_config(&args.node, None)?, tracker, &stop, print_launch).await?;
         eprintln!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
+        remember_tracker(&args.node, peer.node.state_dir(), &peer.public_tracker);
         info!(addr = %peer.registration.addr, "registered with the tracker");
         let downloads_dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
             _ if !path.is_file() => path,
@@ -471,7 +471,9 @@ fn fetch_command(id: swarm_engine::FileId, tracker: &str) -> String {
 pub async fn fetch(args: FetchArgs) -> Result<()> {
     serve_metrics(args.node.metrics)?;
     let (wanted, trackers) = fetch_target(&args)?;
+    let shown_trackers = trackers.to_string();
     let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
+    remember_tracker(&args.node, node.state_dir(), &shown_trackers);
     let id = node.resolve(&wanted).await?;
     let registration = node.join_tracker().await;
     if let Err(e) = &registration {
@@ -704,8 +706,8 @@ fn choose(collection: &Collection, only: &[String]) -> Result<Vec<CollectionEntr
         .collect())
 }
 
-/// What `swarm fetch` was asked for (an id or prefix) and the trackers to ask: --tracker if
-/// given, else the ticket's.
+/// What `swarm fetch` was asked for (an id, prefix or name) and the trackers to ask:
+/// --tracker if given, else the ticket's, else the last used from the state directory.
 fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
     let ticket = if Ticket::looks_like(&args.id) {
         Some(args.id.parse::<Ticket>()?)
@@ -717,29 +719,63 @@ fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
         (Some(given), _) => given,
         (None, Some(ticket)) => Trackers::of_ticket(ticket),
         (None, None) => {
-            return Err(crate::args::Usage(
-                "no tracker given: name one with --tracker HOST:PORT, or fetch by the ticket `swarm seed` \
-                 printed (swarm1...), which names its trackers"
-                    .into(),
-            )
-            .into())
+            let state = args.node.state.clone().unwrap_or_else(|| default_state("node"));
+            match KnownTrackers::in_dir(&state).last_used().map(|t| t.parse::<Trackers>()) {
+                Some(Ok(last)) => last,
+                _ => {
+                    return Err(crate::args::Usage(
+                        "no tracker given: name one with --tracker HOST:PORT, or fetch by the ticket `swarm seed` \
+                         printed (swarm1...), which names its trackers"
+                            .into(),
+                    )
+                    .into())
+                }
+            }
         }
     };
     Ok((wanted, trackers))
 }
 
-/// The trackers given with --tracker (at least one).
-fn trackers(given: &[TrackerAddr]) -> Result<Trackers> {
-    Trackers::new(given.to_vec()).ok_or_else(|| anyhow::anyhow!("no tracker given: name one with --tracker HOST:PORT"))
-}
-
+/// A client for `ls`, `search` and `peers`: of the trackers given, else of those last used
+/// from the state directory.
 fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
     let state = args.state.clone().unwrap_or_else(|| default_state("node"));
+    let known = KnownTrackers::in_dir(&state);
+    let trackers = match Trackers::new(args.tracker.clone()) {
+        Some(given) => {
+            let _ = known.remember_last_used(&given.to_string());
+            given
+        }
+        None => match known.last_used().map(|text| text.parse::<Trackers>()) {
+            Some(Ok(last)) => last,
+            _ => {
+                return Err(crate::args::Usage(format!(
+                    "no tracker given, and none used before from {}: name one with --tracker HOST:PORT",
+                    state.display()
+                ))
+                .into())
+            }
+        },
+    };
     Ok(TrackerClient::ephemeral(
-        trackers(&args.tracker)?,
-        Some(KnownTrackers::in_dir(&state)),
+        trackers,
+        Some(known),
         access(&args.secret_file)?,
     )?)
+}
+
+/// Remembers `trackers` as the last used by the node on `state` (and on the default state
+/// when none was named), for later queries without --tracker.
+fn remember_tracker(args: &NodeArgs, state: &Path, trackers: &str) {
+    let mut dirs = vec![state.to_owned()];
+    if args.state.is_none() {
+        dirs.push(default_state("node"));
+    }
+    for dir in dirs {
+        if let Err(e) = KnownTrackers::in_dir(&dir).remember_last_used(trackers) {
+            tracing::debug!("could not remember the tracker: {e}");
+        }
+    }
 }
 
 /// `swarm status`

@@ -230,55 +230,15 @@ impl Console {
     }
 
     /// The catalogue entry a person means by `what`: an id or id prefix, an exact name (the
-    /// newest version if several), or the only name containing it.
+    /// newest version if several), or the only name containing it (see
+    /// [`swarm_engine::TrackerClient::resolve`]).
     async fn find(&self, what: &str) -> Result<CatalogueEntry> {
+        let id = self.node.resolve(what).await?;
         let entries = self.node.list().await?;
-        let lower = what.to_ascii_lowercase();
-        let by_id: Vec<&CatalogueEntry> = if lower.len() >= 8 && lower.chars().all(|c| c.is_ascii_hexdigit()) {
-            entries
-                .iter()
-                .filter(|e| e.file.to_string().starts_with(&lower))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let exact: Vec<&CatalogueEntry> = entries.iter().filter(|e| e.name == what).collect();
-        let partial: Vec<&CatalogueEntry> = entries
-            .iter()
-            .filter(|e| e.name.to_ascii_lowercase().contains(&lower))
-            .collect();
-        let candidates = [by_id, exact, partial].into_iter().find(|c| !c.is_empty());
-        let Some(candidates) = candidates else {
-            bail!("no file in the catalogue is named or has an id like `{what}`; try ls or search");
-        };
-        let names: std::collections::BTreeSet<&str> = candidates.iter().map(|e| e.name.as_str()).collect();
-        if names.len() > 1 {
-            let list: Vec<&str> = names.into_iter().take(5).collect();
-            bail!(
-                "`{what}` matches several files ({}…); give more of the name or the id",
-                list.join(", ")
-            );
+        match entries.into_iter().find(|e| e.file == id) {
+            Some(entry) => Ok(entry),
+            None => bail!("{} is no longer in the catalogue; try ls", id.short()),
         }
-        let newest = candidates
-            .iter()
-            .copied()
-            .reduce(|a, b| {
-                if b.meta.is_newer(&b.file, &a.meta, &a.file) {
-                    b
-                } else {
-                    a
-                }
-            })
-            .expect("not empty");
-        if candidates.len() > 1 {
-            println!(
-                "{} versions of {} are listed; taking the newest, {}",
-                candidates.len(),
-                output::shown(&newest.name),
-                newest.file.short()
-            );
-        }
-        Ok(newest.clone())
     }
 
     /// Offers the holders of a file, asks which to use, and starts the download.

@@ -96,7 +96,7 @@ fn tracker_seed_ls_search_peers_fetch() {
         "{}",
         String::from_utf8_lossy(&missing.stderr)
     );
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no file id starts with"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has an id starting with"));
 
     // `swarm status` asks the running seeder (its sled state is locked by it).
     let status = json(&run(&["status", "--state", s(&tmp.path().join("seeder")), "--json"]));
@@ -199,6 +199,42 @@ fn the_printed_fetch_works_beside_a_seed_on_the_default_state() {
     assert!(fetched.status.success(), "{stderr}");
     assert_eq!(std::fs::read(out.join("share/notes.txt")).unwrap(), b"the same machine");
     assert!(stderr.contains("is in use") && stderr.contains("node-2"), "{stderr}");
+    // Queries need no --tracker: the last one used is remembered, and names work where ids do.
+    let bare = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env_remove("SWARM_TRACKER")
+            .env("XDG_DATA_HOME", &data_home)
+            .env("SWARM_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let listed = json(&bare(&["ls", "--json"]));
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        2,
+        "notes.txt and the folder's collection: {listed}"
+    );
+    let holders = json(&bare(&["peers", "notes.txt", "--json"]));
+    assert_eq!(
+        holders.as_array().unwrap().len(),
+        1,
+        "the seeder (the fetcher left): {holders}"
+    );
+    let by_name = tmp.path().join("by-name");
+    let fetched = bare(&["fetch", "share", "-o", s(&by_name), "--listen", "127.0.0.1:0"]);
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(
+        std::fs::read(by_name.join("share/notes.txt")).unwrap(),
+        b"the same machine"
+    );
+    let unknown = bare(&["peers", "no-such-name", "--json"]);
+    assert_eq!(
+        unknown.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
     // A state directory named with --state is never swapped for another.
     let state = data_home.join("swarm/node");
     let refused = run(&[&words[1..], &["-o", s(&out), "--state", s(&state)]].concat());

@@ -44,8 +44,8 @@ pub enum Error {
     /// Nothing by that id or name.
     #[error("{0}")]
     NotFound(String),
-    /// An id prefix matches several files.
-    #[error("id prefix `{prefix}` is ambiguous; it matches:\n{}", candidates.iter().map(|(id, name)| format!("  {id}  {name}")).collect::<Vec<_>>().join("\n"))]
+    /// An id prefix or a name matches several files.
+    #[error("`{prefix}` is ambiguous; it matches:\n{}", candidates.iter().map(|(id, name)| format!("  {id}  {name}")).collect::<Vec<_>>().join("\n"))]
     AmbiguousId {
         /// The prefix given.
         prefix: String,

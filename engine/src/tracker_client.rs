@@ -513,16 +513,51 @@ impl TrackerClient {
         }
     }
 
-    /// The unique file whose id is or starts with `text` (8+ hex digits).
+    /// The file a person means by `text`: its id, the unique file whose id starts with `text`
+    /// (8+ hex digits), else a name: exact (a folder's name finds its collection), or else the
+    /// only name containing it. Of several versions under one name, the newest.
     pub async fn resolve(&self, text: &str) -> Result<FileId> {
         if let Ok(id) = text.parse::<FileId>() {
             return Ok(id);
         }
-        if !swarm_proto::ids::is_id_prefix(text) {
-            return Err(Error::NotFound(format!(
-                "`{text}` is not a file id: give the 64-digit id or a prefix of at least 8 hex digits"
-            )));
+        if swarm_proto::ids::is_id_prefix(text) {
+            match self.resolve_prefix(text).await {
+                Err(Error::NotFound(_)) => {}
+                found => return found,
+            }
         }
+        self.resolve_name(text).await
+    }
+
+    async fn resolve_name(&self, text: &str) -> Result<FileId> {
+        let entries = self.search(text, false).await?;
+        let folder = format!("{text}{}", swarm_proto::collection::SUFFIX);
+        let exact: Vec<&CatalogueEntry> = entries.iter().filter(|e| e.name == text || e.name == folder).collect();
+        let candidates = if exact.is_empty() {
+            entries.iter().collect()
+        } else {
+            exact
+        };
+        let names: std::collections::BTreeSet<&str> = candidates.iter().map(|e| e.name.as_str()).collect();
+        if names.len() > 1 {
+            return Err(Error::AmbiguousId {
+                prefix: text.to_owned(),
+                candidates: candidates.iter().take(10).map(|e| (e.file, e.name.clone())).collect(),
+            });
+        }
+        candidates
+            .into_iter()
+            .reduce(|a, b| if b.meta.is_newer(&b.file, &a.meta, &a.file) { b } else { a })
+            .map(|newest| newest.file)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no file at tracker {} has an id starting with or a name containing `{text}`; `swarm ls` lists them",
+                    self.addr().host_port
+                ))
+            })
+    }
+
+    async fn resolve_prefix(&self, text: &str) -> Result<FileId> {
         let prefix = text.to_ascii_lowercase();
         match self
             .request(&TrackerRequest::Resolve { prefix: prefix.clone() })
