@@ -71,6 +71,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Print only results, warnings and errors (no progress display, notes or log lines).
+    #[arg(short, long, global = true, env = "SWARM_QUIET")]
+    pub quiet: bool,
 }
 
 /// The subcommands.
@@ -112,6 +115,22 @@ pub enum Command {
     /// Print the man page (roff), e.g. `swarm man > swarm.1` (`just man`).
     #[command(hide = true)]
     Man,
+}
+
+impl Command {
+    /// Was JSON asked for? Then an error is printed as JSON on stdout too.
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::Seed(a) => a.json,
+            Command::Sync(a) => a.json,
+            Command::Fetch(a) => a.json,
+            Command::Ls(a) => a.json,
+            Command::Search(a) => a.query.json,
+            Command::Peers(a) => a.query.json,
+            Command::Status(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 /// `swarm secret`
@@ -340,6 +359,10 @@ pub struct FetchArgs {
     /// Print the result as JSON.
     #[arg(long, env = "SWARM_JSON")]
     pub json: bool,
+    /// With --json: print progress as JSON lines (one a second) and the result as one last
+    /// line, for scripts that follow a transfer.
+    #[arg(long, env = "SWARM_PROGRESS", requires = "json")]
+    pub progress: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }

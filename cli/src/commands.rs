@@ -76,7 +76,7 @@ fn node_state(given: &Option<PathBuf>) -> PathBuf {
             // that the node reports with its path when it starts.
             _ => {
                 if let Some(holder) = in_use {
-                    eprintln!(
+                    crate::note!(
                         "note: {} is in use ({holder}); this node keeps its state in {}",
                         default.display(),
                         dir.display()
@@ -129,7 +129,7 @@ async fn serve_http(
         access: access(&args.secret_file)?,
     };
     let addr = swarm_engine::http::serve(node, options, downloads.to_owned()).await?;
-    eprintln!("web view and API at http://{addr}/");
+    crate::note!("web view and API at http://{addr}/");
     Ok(Some(addr))
 }
 
@@ -171,10 +171,10 @@ fn cancel_on_signal() -> CancellationToken {
 
 /// Shuts `node` down gracefully; a second signal cuts it short.
 pub async fn leave(node: &Node) {
-    eprintln!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
+    crate::note!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
     tokio::select! {
         _ = node.shutdown(EXIT_GRACE) => {}
-        _ = shutdown_signal() => eprintln!("forced exit"),
+        _ = shutdown_signal() => crate::note!("forced exit"),
     }
 }
 
@@ -223,7 +223,7 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             access: access(&args.secret_file)?,
         };
         match swarm_engine::http::serve_tracker(tracker.view(), options, tracker.stopping()).await {
-            Ok(addr) => eprintln!("web view of the swarm and API at http://{addr}/"),
+            Ok(addr) => crate::note!("web view of the swarm and API at http://{addr}/"),
             Err(e) => {
                 tracker.stop().await;
                 return Err(e.into());
@@ -240,17 +240,17 @@ fn print_launch(event: LaunchEvent<'_>) {
     match event {
         LaunchEvent::EmbeddedTracker { id, addr, moved_from } => {
             if let Some((wanted, why)) = moved_from {
-                eprintln!("cannot listen on {wanted} ({why}); the in-process tracker takes a free port instead");
+                crate::note!("cannot listen on {wanted} ({why}); the in-process tracker takes a free port instead");
             }
-            eprintln!(
+            crate::note!(
                 "no --tracker given: started one in this process, id {} on {addr}",
                 id.short()
             );
         }
         LaunchEvent::Waiting(e) => {
-            eprintln!("the tracker is not answering ({e}); trying again every 2 s, Ctrl-C to give up")
+            crate::note!("the tracker is not answering ({e}); trying again every 2 s, Ctrl-C to give up")
         }
-        LaunchEvent::Answered => eprintln!("the tracker answered"),
+        LaunchEvent::Answered => crate::note!("the tracker answered"),
     }
 }
 
@@ -290,7 +290,7 @@ impl Sharing {
         let stop = cancel_on_signal();
         serve_metrics(args.node.metrics)?;
         let peer = Peer::start(node_config(&args.node, None)?, tracker, &stop, print_launch).await?;
-        eprintln!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
+        crate::note!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
         remember_tracker(&args.node, peer.node.state_dir(), &peer.public_tracker);
         info!(addr = %peer.registration.addr, "registered with the tracker");
         let downloads_dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -333,7 +333,7 @@ impl Sharing {
                 output::mb_per_sec(hashed, started.elapsed())
             ));
         }
-        eprintln!(
+        crate::note!(
             "sharing {} file(s), {}{}{then}",
             seeded.len(),
             output::bytes(total),
@@ -348,10 +348,10 @@ impl Sharing {
 
     /// Leaves the tracker gracefully and stops the in-process tracker, if any.
     pub async fn stop(self) {
-        eprintln!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
+        crate::note!("leaving: telling the tracker and letting uploads in flight finish (Ctrl-C again to force)");
         tokio::select! {
             _ = self.peer.stop(EXIT_GRACE) => {}
-            _ = shutdown_signal() => eprintln!("forced exit"),
+            _ = shutdown_signal() => crate::note!("forced exit"),
         }
     }
 }
@@ -415,7 +415,7 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     sharing
         .share_dir(&args.share.dir, args.settle, "; Ctrl-C to stop")
         .await?;
-    eprintln!(
+    crate::note!(
         "syncing {} with every node on tracker {}; deletions are not propagated",
         args.share.dir.display(),
         sharing.peer.public_tracker
@@ -477,7 +477,9 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     let id = node.resolve(&wanted).await?;
     let registration = node.join_tracker().await;
     if let Err(e) = &registration {
-        eprintln!("warning: could not register with the tracker ({e}); fetching without serving others");
+        output::warning(format_args!(
+            "could not register with the tracker ({e}); fetching without serving others"
+        ));
     }
     let progress = Arc::new(Progress::default());
     let options = FetchOptions {
@@ -538,7 +540,11 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             return Err(e);
         }
     }
-    let display = output::show_progress(&format!("fetching {}", id.short()), progress, true);
+    let display = if args.progress {
+        output::json_progress(&id.to_string(), progress)
+    } else {
+        output::show_progress(&format!("fetching {}", id.short()), progress, true)
+    };
     let result = tokio::select! {
         result = node.fetch(id, options) => result.map_err(anyhow::Error::from),
         _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)
@@ -553,7 +559,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         }
     };
     if args.json {
-        output::fetch_report(&report);
+        output::fetch_report(&report, args.progress);
     } else if report.already_complete {
         println!(
             "{} already complete ({})",
@@ -576,11 +582,13 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             }
         );
         for peer in &report.banned {
-            eprintln!("warning: peer {peer} sent corrupt data and was banned for this download");
+            output::warning(format_args!(
+                "peer {peer} sent corrupt data and was banned for this download"
+            ));
         }
     }
     if args.seed || args.stream {
-        eprintln!("seeding {} until Ctrl-C", output::shown_path(&report.path));
+        crate::note!("seeding {} until Ctrl-C", output::shown_path(&report.path));
         shutdown_signal().await;
         leave(&node).await;
     } else {
@@ -620,7 +628,11 @@ async fn fetch_folder(
         each,
     };
     let label = format!("fetching {}/", output::shown(&collection.name));
-    let display = output::show_progress(&label, progress, true);
+    let display = if args.progress {
+        output::json_progress(&collection.name, progress)
+    } else {
+        output::show_progress(&label, progress, true)
+    };
     let result = tokio::select! {
         result = swarm_engine::collection::fetch(node, &collection, chosen.clone(), options) => result.map_err(anyhow::Error::from),
         _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)),
@@ -628,7 +640,7 @@ async fn fetch_folder(
     display.finish().await;
     let report = result.map_err(|e| e.context("interrupted; run the same command again to resume"))?;
     if args.json {
-        output::collection_report(id, &report);
+        output::collection_report(id, &report, args.progress);
     } else {
         let size: u64 = report.done.iter().map(|(e, _)| e.size).sum();
         let received = report.bytes_received();
@@ -668,7 +680,7 @@ async fn fetch_folder(
         )));
     }
     if args.seed {
-        eprintln!("seeding {} until Ctrl-C", output::shown_path(&report.root));
+        crate::note!("seeding {} until Ctrl-C", output::shown_path(&report.root));
         shutdown_signal().await;
         leave(node).await;
     } else {
@@ -834,7 +846,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     swarm_proto::manifest::check_chunk_size(chunk_size)?;
     let share = dir.join("share");
     let data = share.join("demo.bin");
-    eprintln!(
+    crate::note!(
         "generating {} of random data in {}",
         output::bytes(args.size),
         data.display()
@@ -862,7 +874,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             .await?;
         nodes.push(node);
     }
-    eprintln!(
+    crate::note!(
         "hashed at {:.0} MB/s; {seeders} seeder(s) share {} as {}",
         output::mb_per_sec(args.size, hash_time),
         file.manifest.name,

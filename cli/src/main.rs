@@ -16,17 +16,20 @@ use args::{exit, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.command.wants_json();
     // The demo runs a whole swarm in one process: only its summary is of interest.
     let default_filter = match cli.command {
+        _ if cli.quiet => "error",
         // The shell keeps the terminal for its prompt: warnings and errors only.
         Command::Demo(_) | Command::Shell(_) => "warn",
         _ => "info,quinn=warn,quinn_proto=warn,sled=warn",
     };
+    output::set_quiet(cli.quiet);
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| output::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
@@ -67,7 +70,12 @@ fn main() -> ExitCode {
             let text = format!("{}{}", sentence(&e), hint(&e));
             let lines: Vec<_> = text.lines().map(swarm_proto::name::printable).collect();
             eprintln!("error: {}", lines.join("\n"));
-            ExitCode::from(exit_code(&e))
+            let code = exit_code(&e);
+            if json {
+                let error = serde_json::json!({ "error": { "message": text, "exit_code": code } });
+                println!("{error}");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -5,13 +5,64 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use swarm_engine::status::{FileState, NodeStatus, Source};
 use swarm_engine::sync::SyncEvent;
 use swarm_engine::Progress;
 use swarm_proto::collection::{Collection, Entry as CollectionEntry};
 use swarm_proto::protocol::{CatalogueEntry, Holding};
+
+/// Every progress bar on screen; log lines and notes are printed above them, never through.
+static BARS: LazyLock<MultiProgress> = LazyLock::new(MultiProgress::new);
+/// `--quiet`: no notes and no progress display.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Turns notes and progress displays off (`--quiet`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Prints a line for people on stderr (what is going on), unless `--quiet`; above any
+/// progress bar, which is redrawn below it.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => { $crate::output::note_line(format_args!($($arg)*)) };
+}
+
+/// See [`note!`].
+pub fn note_line(line: std::fmt::Arguments<'_>) {
+    if !QUIET.load(Ordering::Relaxed) {
+        BARS.suspend(|| eprintln!("{line}"));
+    }
+}
+
+/// Prints a warning on stderr, even with `--quiet`, above any progress bar.
+pub fn warning(line: std::fmt::Arguments<'_>) {
+    BARS.suspend(|| eprintln!("warning: {line}"));
+}
+
+/// Where log lines go: stderr, above the progress bars (see [`BARS`]). tracing writes each
+/// event with one `write_all`, so a line is never split by a redraw.
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        BARS.suspend(|| std::io::stderr().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Human-readable bytes (binary units).
 pub fn bytes(n: u64) -> String {
@@ -177,7 +228,7 @@ struct FetchJson<'a> {
 }
 
 /// Prints a finished fetch as JSON.
-pub fn fetch_report(report: &swarm_engine::FetchReport) {
+pub fn fetch_report(report: &swarm_engine::FetchReport, as_event: bool) {
     let row = FetchJson {
         id: report.id.to_string(),
         name: &report.manifest.name,
@@ -190,7 +241,7 @@ pub fn fetch_report(report: &swarm_engine::FetchReport) {
         banned: report.banned.iter().map(|p| p.to_string()).collect(),
         seconds: report.elapsed.as_secs_f64(),
     };
-    println!("{}", serde_json::to_string_pretty(&row).expect("plain data serializes"));
+    print_json(serde_json::to_value(&row).expect("plain data serializes"), as_event);
 }
 
 /// Prints one thing `swarm sync` did on stdout: a line for people, or a JSON object per line.
@@ -372,7 +423,11 @@ pub fn collection(id: swarm_engine::FileId, collection: &Collection, chosen: &[C
 }
 
 /// Prints what fetching a collection did, as JSON.
-pub fn collection_report(id: swarm_engine::FileId, report: &swarm_engine::collection::CollectionReport) {
+pub fn collection_report(
+    id: swarm_engine::FileId,
+    report: &swarm_engine::collection::CollectionReport,
+    as_event: bool,
+) {
     let files: Vec<_> = report
         .done
         .iter()
@@ -399,10 +454,7 @@ pub fn collection_report(id: swarm_engine::FileId, report: &swarm_engine::collec
         "received_bytes": report.bytes_received(),
         "seconds": report.elapsed.as_secs_f64(),
     });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&value).expect("plain data serializes")
-    );
+    print_json(value, as_event);
 }
 
 #[derive(Serialize)]
@@ -463,9 +515,12 @@ pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> 
     let token = stop.clone();
     let label = label.to_owned();
     let task = tokio::spawn(async move {
+        if QUIET.load(Ordering::Relaxed) {
+            return;
+        }
         let terminal = std::io::stderr().is_terminal();
         let bar = terminal.then(|| {
-            let bar = ProgressBar::new(progress.total());
+            let bar = BARS.add(ProgressBar::new(progress.total()));
             let template = if with_peers {
                 "{msg} [{bar:30}] {bytes}/{total_bytes} {decimal_bytes_per_sec} ETA {eta} {prefix}"
             } else {
@@ -496,7 +551,7 @@ pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> 
                 }
                 None if last_log.elapsed() >= Duration::from_secs(5) || (stopping && done > 0) => {
                     last_log = Instant::now();
-                    eprintln!(
+                    note!(
                         "{label}: {} of {} ({:.1} MB/s){}",
                         bytes(done),
                         bytes(total),
@@ -513,12 +568,60 @@ pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> 
             if stopping {
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
+                    BARS.remove(&bar);
                 }
                 return;
             }
         }
     });
     ProgressGuard { stop, task: Some(task) }
+}
+
+/// Prints `progress` as a JSON line on stdout every second until the guard is finished (for
+/// `fetch --json --progress`): `{"event":"progress","name":..,"done":..,"total":..,
+/// "bytes_per_second":..,"peers":..}`.
+pub fn json_progress(name: &str, progress: Arc<Progress>) -> ProgressGuard {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        let mut last = (Instant::now(), progress.done());
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let now = (Instant::now(), progress.done());
+            let rate = now.1.saturating_sub(last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+            last = now;
+            let line = serde_json::json!({
+                "event": "progress",
+                "name": name,
+                "done": now.1,
+                "total": progress.total(),
+                "bytes_per_second": rate.round() as u64,
+                "peers": progress.peers(),
+            });
+            println!("{line}");
+        }
+    });
+    ProgressGuard { stop, task: Some(task) }
+}
+
+/// Prints a result as JSON: pretty, or as one `"event": "done"` line after progress lines.
+fn print_json(mut value: serde_json::Value, as_event: bool) {
+    if as_event {
+        if let Some(object) = value.as_object_mut() {
+            object.insert("event".into(), "done".into());
+        }
+        println!("{value}");
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("plain data serializes")
+        );
+    }
 }
 
 /// Stops a progress display.
