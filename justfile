@@ -59,6 +59,8 @@ memory size_gib="4":
 image: build
     mkdir -p docker/bin
     cp target/release/swarm docker/bin/swarm
+    # The image needs no line tables (kept in target/release for profiling): strip them.
+    strip docker/bin/swarm
     docker build -q -t swarm:local -f docker/Dockerfile .
 
 # The ten-node compose network (compose.yaml), in the background.

@@ -80,34 +80,75 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a tracker: the catalogue of files and of who holds which chunks.
+    #[command(after_help = "Examples:
+  swarm tracker                                  listen on 0.0.0.0:7070, state in ~/.local/share/swarm/tracker
+  swarm tracker --http 127.0.0.1:8080            with its web view and JSON API
+  swarm tracker --store redis://10.0.0.5:6379/0  one of several trackers sharing a Redis store")]
     Tracker(TrackerArgs),
     /// Share a folder (or one file) and print one ticket that fetches it all (starts a tracker
     /// in-process if none is given).
+    #[command(after_help = "Examples:
+  swarm seed ./photos                    share a folder; prints one `swarm fetch swarm1...` for all of it
+  swarm seed ./photos --each             also a ticket per file
+  swarm seed big.iso --tracker t:7070    share one file through an existing tracker")]
     Seed(SeedArgs),
     /// Keep DIR in step with every node syncing against the same tracker: share its files,
     /// fetch every file it lacks, and share changes within seconds.
-    #[command(long_about = SYNC_ABOUT)]
+    #[command(long_about = SYNC_ABOUT, after_help = "Examples:
+  swarm sync ./shared --tracker t:7070           on every machine that keeps ./shared in step
+  swarm sync ./shared --tracker t:7070 --json    what happens, as JSON lines")]
     Sync(SyncArgs),
     /// Download a file or a whole folder by ticket or id (or a unique prefix of 8+ hex digits)
     /// from every peer holding it.
+    #[command(after_help = "Examples:
+  swarm fetch swarm1...                          what `swarm seed` printed: a file, or a whole folder
+  swarm fetch swarm1... --list                   what a folder holds, without fetching
+  swarm fetch swarm1... --only '*.jpg' -o ~/in   only some files of a folder
+  swarm fetch 3f2a9c1b --tracker t:7070          by id prefix (or by name)
+  swarm fetch swarm1... --json --progress        progress as JSON lines, for scripts")]
     Fetch(FetchArgs),
     /// List the tracker's catalogue.
+    #[command(after_help = "Examples:
+  swarm ls                       the tracker used last from this machine's state
+  swarm ls --tracker t:7070 --json")]
     Ls(QueryArgs),
     /// Find files by name (substring, or --exact).
+    #[command(after_help = "Examples:
+  swarm search holiday            names containing `holiday`, any case
+  swarm search notes.txt --exact")]
     Search(SearchArgs),
     /// Show which peers hold which chunks of a file (by id, id prefix or name).
+    #[command(after_help = "Examples:
+  swarm peers notes.txt
+  swarm peers 3f2a9c1b --json")]
     Peers(PeersArgs),
     /// Show this node's downloads (with progress) and seeded files.
+    #[command(after_help = "Examples:
+  swarm status                   the node on the default state (running or not)
+  swarm status --state ./st --json")]
     Status(StatusArgs),
     /// Run a node with a prompt: browse the catalogue, fetch in the background, see transfers.
+    #[command(after_help = "Examples:
+  swarm shell ./inbox --tracker t:7070   then: ls, search NAME, get NAME, status, help")]
     Shell(ShellArgs),
     /// Generate a file, seed it from several in-process peers and fetch it, printing the rate.
+    #[command(after_help = "Examples:
+  swarm demo                     1 GiB from 4 in-process seeders
+  swarm demo --size 256MiB --seeders 8")]
     Demo(DemoArgs),
     /// Make a private swarm's secret: `swarm secret new FILE`, then give FILE to every node.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  swarm secret new team.key
+  swarm seed ./data --secret-file team.key       every node of the swarm gets the same file"
+    )]
     Secret(SecretCommand),
     /// Print a completion script for SHELL, e.g. `swarm completions bash >
     /// ~/.local/share/bash-completion/completions/swarm`.
+    #[command(after_help = "Examples:
+  swarm completions bash > ~/.local/share/bash-completion/completions/swarm
+  swarm completions zsh > ~/.zfunc/_swarm")]
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
@@ -540,6 +581,22 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "swarm", &mut missing);
         assert!(missing.is_empty(), "flags without a SWARM_* variable: {missing:?}");
+    }
+
+    #[test]
+    fn every_subcommand_shows_examples() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let without: Vec<&str> = cli
+            .get_subcommands()
+            .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+            .filter(|sub| {
+                !sub.get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Examples:\n  swarm "))
+            })
+            .map(|sub| sub.get_name())
+            .collect();
+        assert!(without.is_empty(), "subcommands without examples: {without:?}");
     }
 
     #[test]

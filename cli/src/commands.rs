@@ -842,6 +842,19 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             temp.path().to_owned()
         }
     };
+    // Ctrl-C ends the demo here, so that its temporary directory is removed on the way out.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::select! {
+        outcome = run_demo(&args, &dir, stop.clone()) => outcome,
+        _ = shutdown_signal() => {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            Err(anyhow::Error::from(swarm_engine::Error::Cancelled)
+                .context("demo interrupted; its temporary files are removed"))
+        }
+    }
+}
+
+async fn run_demo(args: &DemoArgs, dir: &Path, stop: Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
     let chunk_size = u32::try_from(args.chunk_size).unwrap_or(u32::MAX);
     swarm_proto::manifest::check_chunk_size(chunk_size)?;
     let share = dir.join("share");
@@ -853,11 +866,11 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     );
     let size = args.size;
     let path = data.clone();
-    tokio::task::spawn_blocking(move || generate(&path, size))
+    tokio::task::spawn_blocking(move || generate(&path, size, &stop))
         .await?
         .with_context(|| format!("writing {}", data.display()))?;
 
-    let mut swarm = LocalSwarm::start(&dir, Duration::from_secs(180)).await?;
+    let mut swarm = LocalSwarm::start(dir, Duration::from_secs(180)).await?;
     let seeders = args.seeders.max(1);
     let mut nodes = Vec::new();
     let first = swarm.node("seeder0", Caps::default()).await?;
@@ -908,7 +921,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
 }
 
 /// Writes `size` pseudo-random bytes to `path`.
-fn generate(path: &Path, size: u64) -> std::io::Result<()> {
+fn generate(path: &Path, size: u64, stop: &std::sync::atomic::AtomicBool) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(path.parent().expect("a file path has a parent"))?;
     let mut out = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path)?);
@@ -916,6 +929,9 @@ fn generate(path: &Path, size: u64) -> std::io::Result<()> {
     let mut block = vec![0u8; 4 << 20];
     let mut left = size;
     while left > 0 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
         let n = left.min(block.len() as u64) as usize;
         rng.fill_bytes(&mut block[..n]);
         out.write_all(&block[..n])?;

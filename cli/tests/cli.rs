@@ -293,6 +293,37 @@ fn demo_runs_end_to_end() {
     );
 }
 
+#[test]
+fn an_interrupted_demo_exits_130_and_leaves_no_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(BIN)
+        .args(["demo", "--size", "4GiB"])
+        .env("TMPDIR", tmp.path())
+        .env("SWARM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the data is being written, then Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(tmp.path()).unwrap().next().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// A tracker pinned with the wrong id will not change its mind: `swarm seed` stops at once
 /// (no retrying), with exit code 4 and the id the tracker proved.
 #[test]

@@ -96,7 +96,7 @@ fn ctrl_c_exits_130_and_the_same_command_resumes() {
         "--listen",
         "127.0.0.1:0",
     ];
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(args)
         .env("SWARM_LOG", "warn")
         .stdout(Stdio::null())
