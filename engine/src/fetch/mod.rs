@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use swarm_proto::protocol::Holder;
 use swarm_proto::{Bitfield, FileId, FileMeta};
-use tracing::{info, warn, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use crate::downloads::Registered;
 use crate::error::{Error, Result};
@@ -104,7 +104,7 @@ async fn fetch_registered(
     };
     let output = match Output::prepare(&options, &manifest, meta).await? {
         Prepared::Complete { path, meta } => {
-            info!(path = %path.display(), "already complete");
+            debug!(path = %path.display(), "already complete");
             options.progress.advance(manifest.size);
             env.store.add(
                 manifest.clone(),
