@@ -443,7 +443,7 @@ pub struct SearchArgs {
 /// `swarm peers`
 #[derive(Debug, Args)]
 pub struct PeersArgs {
-    /// File id, a unique prefix of at least 8 hex digits, or a name.
+    /// A ticket, a file id, a unique prefix of at least 8 hex digits, or a name.
     pub id: String,
     #[command(flatten)]
     pub query: QueryArgs,

@@ -748,17 +748,18 @@ fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
     Ok((wanted, trackers))
 }
 
-/// A client for `ls`, `search` and `peers`: of the trackers given, else of those last used
-/// from the state directory.
-fn query_client(args: &QueryArgs) -> Result<TrackerClient> {
+/// A client for `ls`, `search` and `peers`: of the trackers given, else of the ticket's, else
+/// of those last used from the state directory.
+fn query_client(args: &QueryArgs, ticket: Option<&Ticket>) -> Result<TrackerClient> {
     let state = args.state.clone().unwrap_or_else(|| default_state("node"));
     let known = KnownTrackers::in_dir(&state);
-    let trackers = match Trackers::new(args.tracker.clone()) {
-        Some(given) => {
+    let trackers = match (Trackers::new(args.tracker.clone()), ticket) {
+        (Some(given), _) => {
             let _ = known.remember_last_used(&given.to_string());
             given
         }
-        None => match known.last_used().map(|text| text.parse::<Trackers>()) {
+        (None, Some(ticket)) => Trackers::of_ticket(ticket),
+        (None, None) => match known.last_used().map(|text| text.parse::<Trackers>()) {
             Some(Ok(last)) => last,
             _ => {
                 return Err(crate::args::Usage(format!(
@@ -800,14 +801,14 @@ pub async fn status(args: StatusArgs) -> Result<()> {
 
 /// `swarm ls`
 pub async fn ls(args: QueryArgs) -> Result<()> {
-    let entries = query_client(&args)?.list().await?;
+    let entries = query_client(&args, None)?.list().await?;
     output::catalogue(&entries, args.json);
     Ok(())
 }
 
 /// `swarm search`
 pub async fn search(args: SearchArgs) -> Result<()> {
-    let entries = query_client(&args.query)?.search(&args.name, args.exact).await?;
+    let entries = query_client(&args.query, None)?.search(&args.name, args.exact).await?;
     if entries.is_empty() && !args.query.json {
         return Err(swarm_engine::Error::NotFound(format!("no file name matches `{}`", args.name)).into());
     }
@@ -817,8 +818,16 @@ pub async fn search(args: SearchArgs) -> Result<()> {
 
 /// `swarm peers`
 pub async fn peers(args: PeersArgs) -> Result<()> {
-    let client = query_client(&args.query)?;
-    let id = client.resolve(&args.id).await?;
+    let ticket = if Ticket::looks_like(&args.id) {
+        Some(args.id.parse::<Ticket>()?)
+    } else {
+        None
+    };
+    let client = query_client(&args.query, ticket.as_ref())?;
+    let id = match &ticket {
+        Some(ticket) => ticket.file,
+        None => client.resolve(&args.id).await?,
+    };
     let manifest = client
         .locate(id, true, 0)
         .await?

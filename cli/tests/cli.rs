@@ -391,6 +391,16 @@ fn a_folder_is_one_ticket_fetched_whole_or_in_part_and_a_file_is_seeded_alone() 
         run(&args)
     };
 
+    // A ticket works where an id does, naming its trackers.
+    let holders = json(&run(&[
+        "peers",
+        words[2],
+        "--json",
+        "--state",
+        s(&tmp.path().join("q")),
+    ]));
+    assert_eq!(holders.as_array().unwrap().len(), 1, "{holders}");
+
     // --list shows the files and fetches nothing.
     let out = tmp.path().join("out");
     let listed = json(&fetch(&out, "fetcher", &["--list", "--json"]));
