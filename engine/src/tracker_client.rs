@@ -10,7 +10,12 @@ use quinn::Connection;
 use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
-use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::protocol::{
+    CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_FRAME,
+};
+
+/// Most catalogue entries one listing gathers over all its pages.
+pub const MAX_LISTED: usize = 10_000_000;
 use swarm_proto::ticket::{self, Ticket, TicketTracker};
 use swarm_proto::transport::{self, Profile, Transport};
 use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
@@ -493,23 +498,52 @@ impl TrackerClient {
         }
     }
 
-    /// The whole catalogue.
+    /// The whole catalogue, sorted by name, then id: every page of it.
     pub async fn list(&self) -> Result<Vec<CatalogueEntry>> {
-        match self.request(&TrackerRequest::List).await? {
-            TrackerResponse::Catalogue(entries) => Ok(entries),
-            other => Err(self.unexpected(other)),
-        }
+        self.all_pages(|page| TrackerRequest::List { page }).await
     }
 
-    /// Files whose name equals or contains `query`.
+    /// Files whose name equals or contains `query`: every page of them.
     pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<CatalogueEntry>> {
-        let request = TrackerRequest::Search {
+        self.all_pages(|page| TrackerRequest::Search {
             query: query.to_owned(),
             exact,
-        };
-        match self.request(&request).await? {
-            TrackerResponse::Catalogue(entries) => Ok(entries),
-            other => Err(self.unexpected(other)),
+            page,
+        })
+        .await
+    }
+
+    /// Asks for page after page until the last. Each page must start after the previous one
+    /// ended, and all of them hold at most [`MAX_LISTED`] entries, so a tracker cannot keep a
+    /// node asking for ever.
+    async fn all_pages(&self, request: impl Fn(PageRequest) -> TrackerRequest) -> Result<Vec<CatalogueEntry>> {
+        let mut entries: Vec<CatalogueEntry> = Vec::new();
+        let mut page = PageRequest::default();
+        loop {
+            let answer = match self.request(&request(page.clone())).await? {
+                TrackerResponse::Catalogue(answer) => answer,
+                other => return Err(self.unexpected(other)),
+            };
+            let cursor = |e: &CatalogueEntry| (e.name.clone(), e.file);
+            let in_order = answer.entries.windows(2).all(|w| cursor(&w[0]) < cursor(&w[1]))
+                && match (entries.last(), answer.entries.first()) {
+                    (Some(last), Some(first)) => cursor(last) < cursor(first),
+                    _ => true,
+                };
+            if !in_order || entries.len() + answer.entries.len() > MAX_LISTED {
+                return Err(Error::Tracker {
+                    addr: self.addr().host_port.clone(),
+                    message: format!(
+                        "sent a catalogue out of order or longer than {MAX_LISTED} entries; is it a swarm tracker?"
+                    ),
+                });
+            }
+            let next = answer.next();
+            entries.extend(answer.entries);
+            match next {
+                Some(next) => page = next,
+                None => return Ok(entries),
+            }
         }
     }
 

@@ -1,8 +1,8 @@
-//! The swarm wire protocol, version 3. This module is the specification.
+//! The swarm wire protocol, version 4. This module is the specification.
 //!
 //! # Transport
 //! Every node (tracker or peer) has one QUIC endpoint. Connections negotiate the ALPN
-//! [`ALPN`], which carries the protocol version (`swarm/3`): nodes of different versions fail
+//! [`ALPN`], which carries the protocol version (`swarm/4`): nodes of different versions fail
 //! the handshake and say so ([`crate::ConnectError::VersionMismatch`]). TLS 1.3 runs with a
 //! self-signed certificate on *both* sides: a node's id is the BLAKE3 hash of its public key,
 //! so the handshake authenticates both ends, and everything a tracker records is filed under
@@ -57,9 +57,9 @@ use crate::manifest::Manifest;
 use crate::meta::FileMeta;
 
 /// This build's protocol version, carried in the ALPN.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// QUIC application protocol name: `swarm/` and the version.
-pub const ALPN: &[u8] = b"swarm/3";
+pub const ALPN: &[u8] = b"swarm/4";
 /// Largest frame: 16 MiB, room for a manifest of the maximum 262,144 chunks (8 MiB of hashes)
 /// and a locate answer listing many holders.
 pub const MAX_FRAME: u32 = codec::LIMIT as u32;
@@ -68,8 +68,11 @@ pub const MAX_HOLDERS: usize = 200;
 /// Largest request frame a peer takes: a `Watch` with the bitfield of the largest manifest
 /// (262,144 chunks: 32 KiB), with room to spare.
 pub const MAX_PEER_REQUEST: u32 = 64 * 1024;
-/// Most entries in one [`TrackerResponse::Catalogue`].
+/// Most entries in one page of the catalogue ([`TrackerResponse::Catalogue`]).
 pub const MAX_CATALOGUE: usize = 10_000;
+/// Most bytes of names in one page of the catalogue: a page ends early rather than outgrow a
+/// frame.
+pub const MAX_CATALOGUE_NAMES: usize = 8 * 1024 * 1024;
 
 /// What a peer asks of a tracker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,14 +108,19 @@ pub enum TrackerRequest {
     Keepalive,
     /// This peer is going away; drop all its records.
     Leave,
-    /// The whole catalogue.
-    List,
-    /// Files whose name equals (`exact`) or contains `query`.
+    /// A page of the catalogue.
+    List {
+        /// Which page.
+        page: PageRequest,
+    },
+    /// A page of the files whose name equals (`exact`) or contains `query`.
     Search {
         /// Name or part of a name.
         query: String,
         /// Match the whole name only.
         exact: bool,
+        /// Which page.
+        page: PageRequest,
     },
     /// Files whose id starts with these hex digits.
     Resolve {
@@ -165,7 +173,7 @@ pub enum TrackerResponse {
         report_secs: u32,
     },
     /// Answer to `List` and `Search`.
-    Catalogue(Vec<CatalogueEntry>),
+    Catalogue(CataloguePage),
     /// Answer to `Resolve`: ids and names.
     Matches(Vec<(FileId, String)>),
     /// Answer to `Locate`.
@@ -232,6 +240,81 @@ pub enum PeerResponse {
         /// A sentence for people.
         message: String,
     },
+}
+
+/// Which page of the catalogue (sorted by name, then id) to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRequest {
+    /// Entries after this one (the last of the previous page); `None` for the first page.
+    pub after: Option<CatalogueCursor>,
+    /// Most entries wanted (the tracker sends at most [`MAX_CATALOGUE`]; 0 means that many).
+    pub limit: u32,
+}
+
+/// A place in the catalogue's order: an entry's name and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CatalogueCursor {
+    /// The entry's name.
+    pub name: String,
+    /// The entry's id.
+    pub file: FileId,
+}
+
+/// One page of the catalogue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CataloguePage {
+    /// The entries, sorted by name, then id.
+    pub entries: Vec<CatalogueEntry>,
+    /// How many entries match in all, on every page.
+    pub total: u64,
+    /// Are there entries after this page?
+    pub more: bool,
+}
+
+impl CataloguePage {
+    /// The page of `sorted` (all matching entries, sorted by name then id) that `request`
+    /// asks for: at most [`MAX_CATALOGUE`] entries and [`MAX_CATALOGUE_NAMES`] bytes of names.
+    pub fn of(sorted: Vec<CatalogueEntry>, request: &PageRequest) -> CataloguePage {
+        let total = sorted.len() as u64;
+        let limit = match request.limit as usize {
+            0 => MAX_CATALOGUE,
+            n => n.min(MAX_CATALOGUE),
+        };
+        let start = match &request.after {
+            Some(after) => sorted.partition_point(|e| (e.name.as_str(), e.file) <= (after.name.as_str(), after.file)),
+            None => 0,
+        };
+        let mut names = 0;
+        let mut entries = Vec::new();
+        for entry in sorted.into_iter().skip(start) {
+            if entries.len() == limit || (!entries.is_empty() && names + entry.name.len() > MAX_CATALOGUE_NAMES) {
+                return CataloguePage {
+                    entries,
+                    total,
+                    more: true,
+                };
+            }
+            names += entry.name.len();
+            entries.push(entry);
+        }
+        CataloguePage {
+            entries,
+            total,
+            more: false,
+        }
+    }
+
+    /// Where the next page starts.
+    pub fn next(&self) -> Option<PageRequest> {
+        let last = self.entries.last().filter(|_| self.more)?;
+        Some(PageRequest {
+            after: Some(CatalogueCursor {
+                name: last.name.clone(),
+                file: last.file,
+            }),
+            limit: 0,
+        })
+    }
 }
 
 /// One entry of the tracker's catalogue.
@@ -617,14 +700,30 @@ mod tests {
             (TrackerRequest::Withdraw { file: FileId(F) }, cat(&[&[3], &F])),
             (TrackerRequest::Keepalive, vec![4]),
             (TrackerRequest::Leave, vec![5]),
-            (TrackerRequest::List, vec![6]),
-            // Search: variant 7, "mo" (length 2), exact false.
+            // List: variant 6, the first page (after: None), 100 entries.
+            (
+                TrackerRequest::List {
+                    page: PageRequest {
+                        after: None,
+                        limit: 100,
+                    },
+                },
+                vec![6, 0, 100],
+            ),
+            // Search: variant 7, "mo" (length 2), exact false, after (Some) "a" and a file id, limit 0.
             (
                 TrackerRequest::Search {
                     query: "mo".into(),
                     exact: false,
+                    page: PageRequest {
+                        after: Some(CatalogueCursor {
+                            name: "a".into(),
+                            file: FileId(F),
+                        }),
+                        limit: 0,
+                    },
                 },
-                vec![7, 2, b'm', b'o', 0],
+                cat(&[&[7, 2, b'm', b'o', 0, 1, 1, b'a'], &F, &[0]]),
             ),
             (TrackerRequest::Resolve { prefix: "ab".into() }, vec![8, 2, b'a', b'b']),
             // Locate: variant 9, file, manifest wanted (1), 40 holders.
@@ -673,7 +772,15 @@ mod tests {
                 },
                 cat(&[&[1], &ADDR, &P, &[180, 20]]),
             ),
-            (TrackerResponse::Catalogue(vec![entry]), cat(&[&[2, 1], &entry_bytes])),
+            // Catalogue: one entry, 3 in all, more to come.
+            (
+                TrackerResponse::Catalogue(CataloguePage {
+                    entries: vec![entry],
+                    total: 3,
+                    more: true,
+                }),
+                cat(&[&[2, 1], &entry_bytes, &[3, 1]]),
+            ),
             (
                 TrackerResponse::Matches(vec![(FileId(F), "a".into())]),
                 cat(&[&[3, 1], &F, &[1, b'a']]),
@@ -806,11 +913,47 @@ mod tests {
         assert_eq!(CloseCode::from_code(quinn::VarInt::from_u32(999)), None);
     }
 
+    #[test]
+    fn catalogue_pages_cover_every_entry_once_in_order() {
+        let entry = |name: &str, n: u8| CatalogueEntry {
+            file: FileId([n; 32]),
+            name: name.into(),
+            size: 1,
+            chunk_count: 1,
+            holders: 1,
+            available: 1,
+            meta: FileMeta::default(),
+        };
+        // 25 entries, two of them under one name (ordered by id).
+        let mut all: Vec<CatalogueEntry> = (0..24).map(|i| entry(&format!("f{i:02}"), i)).collect();
+        all.push(entry("f05", 200));
+        all.sort_by(|a, b| (a.name.as_str(), a.file).cmp(&(b.name.as_str(), b.file)));
+        let mut seen = Vec::new();
+        let mut request = PageRequest { after: None, limit: 10 };
+        loop {
+            let page = CataloguePage::of(all.clone(), &request);
+            assert_eq!(page.total, 25);
+            seen.extend(page.entries.iter().cloned());
+            match page.next() {
+                Some(next) => request = PageRequest { limit: 10, ..next },
+                None => break,
+            }
+        }
+        assert_eq!(seen, all);
+        // Pages end before their names outgrow a frame.
+        let long = "n".repeat(4096);
+        let big: Vec<CatalogueEntry> = (0..3000u32).map(|i| entry(&format!("{long}{i:04}"), 0)).collect();
+        let page = CataloguePage::of(big, &PageRequest::default());
+        assert!(page.more && page.entries.len() < 3000);
+        assert!(page.entries.iter().map(|e| e.name.len()).sum::<usize>() <= MAX_CATALOGUE_NAMES);
+    }
+
     #[tokio::test]
     async fn frames_round_trip_through_a_stream() {
         let request = TrackerRequest::Search {
             query: "movie".into(),
             exact: false,
+            page: PageRequest::default(),
         };
         let frame = encode_frame(&request);
         let got: TrackerRequest = read_frame(&mut frame.as_slice(), MAX_FRAME).await.unwrap();
@@ -827,12 +970,15 @@ mod tests {
         let small_limit = encode_frame(&TrackerRequest::Search {
             query: "x".repeat(100),
             exact: true,
+            page: PageRequest::default(),
         });
         let err = read_frame::<TrackerRequest, _>(&mut small_limit.as_slice(), 64)
             .await
             .unwrap_err();
         assert!(matches!(err, ProtocolError::FrameSize { limit: 64, .. }), "{err}");
-        let truncated = &encode_frame(&TrackerRequest::List)[..4];
+        let truncated = &encode_frame(&TrackerRequest::List {
+            page: PageRequest::default(),
+        })[..4];
         assert!(read_frame::<TrackerRequest, _>(&mut &truncated[..], MAX_FRAME)
             .await
             .is_err());
@@ -855,7 +1001,7 @@ mod tests {
         fn requests_round_trip(file in any::<[u8; 32]>(), index in any::<u32>(), query in ".{0,40}") {
             let get = PeerRequest::GetChunk { file: FileId(file), index };
             prop_assert_eq!(codec::decode::<PeerRequest>(&encode_frame(&get)[4..]).unwrap(), get);
-            let search = TrackerRequest::Search { query, exact: true };
+            let search = TrackerRequest::Search { query, exact: true, page: PageRequest::default() };
             prop_assert_eq!(codec::decode::<TrackerRequest>(&encode_frame(&search)[4..]).unwrap(), search);
         }
     }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use swarm_proto::access::Access;
 use swarm_proto::dir_lock::DirLock;
-use swarm_proto::protocol::{CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::protocol::{
+    CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_FRAME,
+};
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
 use swarm_proto::{Bitfield, FileId, FileMeta, Identity, Manifest, PeerId};
 use tokio_util::sync::CancellationToken;
@@ -447,8 +449,10 @@ impl Service {
     fn answer(&self, peer: PeerId, request: TrackerRequest) -> TrackerResponse {
         let mut state = self.state();
         match request {
-            TrackerRequest::List => TrackerResponse::Catalogue(state.list()),
-            TrackerRequest::Search { query, exact } => TrackerResponse::Catalogue(state.search(&query, exact)),
+            TrackerRequest::List { page } => TrackerResponse::Catalogue(CataloguePage::of(state.list(), &page)),
+            TrackerRequest::Search { query, exact, page } => {
+                TrackerResponse::Catalogue(CataloguePage::of(state.search(&query, exact), &page))
+            }
             TrackerRequest::Resolve { prefix } => TrackerResponse::Matches(state.resolve(&prefix)),
             TrackerRequest::Locate { file, manifest, want } => {
                 match state.locate(&file, &peer, usize::from(want), Instant::now(), &mut rand::rng()) {
@@ -547,7 +551,7 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::Withdraw { .. } => "withdraw",
         TrackerRequest::Keepalive => "keepalive",
         TrackerRequest::Leave => "leave",
-        TrackerRequest::List => "list",
+        TrackerRequest::List { .. } => "list",
         TrackerRequest::Search { .. } => "search",
         TrackerRequest::Resolve { .. } => "resolve",
         TrackerRequest::Locate { .. } => "locate",

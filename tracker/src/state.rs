@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+#[cfg(doc)]
+use swarm_proto::protocol::CataloguePage;
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
 
@@ -422,11 +424,10 @@ impl TrackerState {
             .map(|(id, r)| r.entry(*id))
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)));
-        entries.truncate(MAX_CATALOGUE);
         entries
     }
 
-    /// The catalogue, sorted by name.
+    /// The whole catalogue, sorted by name, then id (paged on the wire: [`CataloguePage::of`]).
     pub fn list(&self) -> Vec<CatalogueEntry> {
         self.entries(|_| true)
     }

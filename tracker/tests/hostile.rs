@@ -91,7 +91,16 @@ async fn broken_frames_get_an_error_and_a_closed_connection() {
     }
     // Unharmed: a new connection is served.
     let (_transport, connection) = peer(&tracker).await;
-    assert!(matches!(ask(&connection, &Request::List).await, Response::Catalogue(_)));
+    assert!(matches!(
+        ask(
+            &connection,
+            &Request::List {
+                page: Default::default()
+            }
+        )
+        .await,
+        Response::Catalogue(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,10 +165,17 @@ async fn hostile_manifests_are_refused() {
         .await;
         assert_eq!(code(answer), ErrorCode::Invalid, "{what}");
     }
-    let Response::Catalogue(listed) = ask(&connection, &Request::List).await else {
+    let Response::Catalogue(listed) = ask(
+        &connection,
+        &Request::List {
+            page: Default::default(),
+        },
+    )
+    .await
+    else {
         panic!("no catalogue")
     };
-    assert!(listed.is_empty(), "nothing hostile was stored: {listed:?}");
+    assert!(listed.entries.is_empty(), "nothing hostile was stored: {listed:?}");
     // The same connection still works for a good manifest.
     let chunks = Bitfield::full(good.chunk_count);
     assert_eq!(
@@ -230,7 +246,15 @@ async fn a_flooding_peer_does_not_stop_the_tracker_answering_others() {
             let (flood, answered, busy) = (flood.clone(), answered.clone(), busy.clone());
             tokio::spawn(async move {
                 while Instant::now() < stop {
-                    match transport::exchange(&flood, &Request::List, MAX_FRAME).await {
+                    match transport::exchange(
+                        &flood,
+                        &Request::List {
+                            page: Default::default(),
+                        },
+                        MAX_FRAME,
+                    )
+                    .await
+                    {
                         Ok((Response::Catalogue(_), _)) => answered.fetch_add(1, Ordering::Relaxed),
                         Ok((
                             Response::Error {
@@ -304,5 +328,14 @@ async fn connections_from_one_address_are_capped() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let again = client.connect(tracker.local_addr(), Some(tracker.id())).await;
     assert!(again.is_ok(), "{:?}", again.err());
-    assert!(matches!(ask(&open[0], &Request::List).await, Response::Catalogue(_)));
+    assert!(matches!(
+        ask(
+            &open[0],
+            &Request::List {
+                page: Default::default()
+            }
+        )
+        .await,
+        Response::Catalogue(_)
+    ));
 }
