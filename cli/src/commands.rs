@@ -318,7 +318,27 @@ impl Sharing {
         let started = Instant::now();
         let scan = self.node().scan_dir(dir, self.chunk_size, settle, &progress).await;
         display.finish().await;
-        let seeded = scan?.files;
+        let scan = scan?;
+        if !scan.skipped.is_empty() {
+            let listed: Vec<String> = scan
+                .skipped
+                .iter()
+                .take(20)
+                .map(|s| format!("\n  {}: {}", output::shown_path(&s.path), s.why))
+                .collect();
+            let more = scan.skipped.len().saturating_sub(listed.len());
+            output::warning(format_args!(
+                "{} path(s) cannot be shared and are left out; everything else is shared:{}{}",
+                scan.skipped.len(),
+                listed.concat(),
+                if more > 0 {
+                    format!("\n  … and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let seeded = scan.files;
         let total: u64 = seeded.iter().map(|f| f.manifest.size).sum();
         let hashed: u64 = seeded.iter().filter(|f| f.hashed).map(|f| f.manifest.size).sum();
         let unchanged = seeded.iter().filter(|f| !f.hashed).count();

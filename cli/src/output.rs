@@ -265,6 +265,9 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
             SyncEvent::Failed { name, error } => {
                 serde_json::json!({ "event": "failed", "name": name, "error": error.to_string() })
             }
+            SyncEvent::Skipped(skipped) => {
+                serde_json::json!({ "event": "skipped", "path": skipped.path, "why": skipped.why })
+            }
         };
         println!("{value}");
         return;
@@ -290,6 +293,7 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
             shown(name),
             shown(&error.to_string())
         ),
+        SyncEvent::Skipped(skipped) => println!("skipped {}: {}", shown_path(&skipped.path), skipped.why),
     }
 }
 

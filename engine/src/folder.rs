@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarm_proto::manifest::FromFileError;
 use swarm_proto::{name, Bitfield, FileId, FileMeta, Manifest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,15 @@ impl SeededFile {
     }
 }
 
+/// A file or folder a scan could not share, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Why, in a few words ("permission denied", "a symbolic link (not followed)").
+    pub why: String,
+}
+
 /// What [`Folders::scan`] found.
 #[derive(Debug, Clone, Default)]
 pub struct DirScan {
@@ -57,6 +67,13 @@ pub struct DirScan {
     pub files: Vec<SeededFile>,
     /// Names of files modified too recently to share yet (still being written, perhaps).
     pub unsettled: Vec<String>,
+    /// What could not be shared (unreadable, links, unsafe names); everything else is.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An I/O error in a few words, without the OS's own text ("permission denied").
+fn briefly(error: &std::io::Error) -> String {
+    error.kind().to_string()
 }
 
 /// The node's part that shares folders.
@@ -109,15 +126,36 @@ impl Folders {
             .into_iter()
             .filter_entry(|e| e.path() != self.state_dir);
         for entry in walk {
-            let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(&root).to_owned();
-                Error::io(&path, e.into())
-            })?;
+            // One unreadable file or folder is skipped and named; the rest is shared. Only a
+            // root that cannot be read at all fails the scan.
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.depth() == 0 => {
+                    let path = e.path().unwrap_or(&root).to_owned();
+                    return Err(Error::io(&path, e.into()));
+                }
+                Err(e) => {
+                    let path = e.path().unwrap_or(&root).to_owned();
+                    let why = e.io_error().map_or_else(|| e.to_string(), briefly);
+                    scan.skipped.push(Skipped { path, why });
+                    continue;
+                }
+            };
+            if entry.file_type().is_symlink() {
+                scan.skipped.push(Skipped {
+                    path: entry.into_path(),
+                    why: "a symbolic link (not followed: share what it points to instead)".into(),
+                });
+                continue;
+            }
             if !entry.file_type().is_file() || crate::out_dir::is_partial(entry.path()) {
                 continue;
             }
             let Some(name) = name::name_of(&root, entry.path()) else {
-                warn!(path = %entry.path().display(), "skipped: its name cannot be shared (not UTF-8 or unsafe)");
+                scan.skipped.push(Skipped {
+                    path: entry.into_path(),
+                    why: "its name cannot be shared (not UTF-8, or unsafe)".into(),
+                });
                 continue;
             };
             let path = entry.into_path();
@@ -125,7 +163,11 @@ impl Folders {
                 Ok(metadata) => metadata,
                 // Deleted since it was listed: as if it had never been there.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&path, e)),
+                // Left in `previous`: what was shared from it before is withdrawn below.
+                Err(e) => {
+                    scan.skipped.push(Skipped { path, why: briefly(&e) });
+                    continue;
+                }
             };
             let stamp = FileStamp::of(&metadata);
             let modified = metadata.modified().map_err(|e| Error::io(&path, e))?;
@@ -165,11 +207,30 @@ impl Folders {
             self.state.remove_seeded(&path)?;
         }
         for (path, name, stamp, mut meta, stale_id) in to_hash {
-            let manifest = {
+            let hashed = {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size)).await??
+                tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size)).await?
             };
             progress.advance(stamp.size);
+            let manifest = match hashed {
+                Ok(manifest) => manifest,
+                Err(FromFileError::Read { source, .. }) => {
+                    // Unreadable (or gone) since it was listed: its old version, if any, is
+                    // withdrawn, and it is named unless it vanished.
+                    if let Some(old) = stale_id {
+                        self.stop_holding(old).await;
+                        self.state.remove_seeded(&path)?;
+                    }
+                    if source.kind() != std::io::ErrorKind::NotFound {
+                        scan.skipped.push(Skipped {
+                            why: briefly(&source),
+                            path,
+                        });
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if let Some(old) = stale_id.filter(|old| *old != manifest.id()) {
                 info!(path = %path.display(), old = %old.short(), "changed since it was last seeded; withdrawing its old id");
                 self.stop_holding(old).await;

@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, FetchReport, Replace};
-use crate::folder::{DirScan, SeededFile};
+use crate::folder::{DirScan, SeededFile, Skipped};
 use crate::node::Node;
 use crate::out_dir::Dir;
 use crate::progress::Progress;
@@ -89,6 +89,8 @@ pub enum SyncEvent {
         /// The name the local version was moved to.
         kept_as: String,
     },
+    /// A file or folder cannot be shared (said once per path while the sync runs).
+    Skipped(Skipped),
     /// A download failed; it is tried again later.
     Failed {
         /// The file's name.
@@ -130,6 +132,7 @@ pub async fn run(
         in_flight: HashSet::new(),
         failed: HashMap::new(),
         scan: DirScan::default(),
+        named: HashSet::new(),
         scan_wanted: true,
         last_full_scan: Instant::now(),
     };
@@ -162,6 +165,8 @@ struct FolderSync {
     /// Versions whose download failed, and when.
     failed: HashMap<FileId, Instant>,
     scan: DirScan,
+    /// Paths already named as skipped.
+    named: HashSet<PathBuf>,
     scan_wanted: bool,
     last_full_scan: Instant,
 }
@@ -197,6 +202,11 @@ impl FolderSync {
                     files: scan.files.len(),
                     hashed,
                 });
+            }
+            for skipped in &scan.skipped {
+                if self.named.insert(skipped.path.clone()) {
+                    let _ = self.events.send(SyncEvent::Skipped(skipped.clone()));
+                }
             }
             self.scan = scan;
         }
