@@ -1,5 +1,6 @@
 //! `swarm sync`, black box: three real sync processes on loopback converge, conflicts keep
-//! both versions, modification times travel, and edits and new files spread.
+//! both versions, modification times travel (an empty file's too), and edits and new files
+//! spread.
 
 mod common;
 
@@ -95,6 +96,10 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
     write(a.join("docs/readme.txt"), b"read me\n");
     write(b.join("beta.bin"), &content(150_000, 2));
     write(c.join("gamma.txt"), b"gamma\n");
+    // An empty file is a file like any other: held, synced, its time kept.
+    write(c.join("empty.flag"), b"");
+    let empty_time = now - Duration::from_secs(7200);
+    set_modified(&c.join("empty.flag"), empty_time);
     let alpha_time = now - Duration::from_secs(3600);
     set_modified(&a.join("alpha.bin"), alpha_time);
     // The same name with different content on a and b: b's is newer and must win.
@@ -111,8 +116,8 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
         .collect();
     let dirs = [a.as_path(), b.as_path(), c.as_path()];
 
-    let took = converge(&dirs, Duration::from_secs(60), |files| files.len() == 6);
-    eprintln!("three sync peers converged on 6 files in {took:.2?}");
+    let took = converge(&dirs, Duration::from_secs(60), |files| files.len() == 7);
+    eprintln!("three sync peers converged on 7 files in {took:.2?}");
     let files = snapshot(&a);
     assert_eq!(files["alpha.bin"], alpha);
     assert_eq!(files["docs/readme.txt"], b"read me\n");
@@ -130,6 +135,7 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
     for dir in dirs {
         assert_eq!(modified(&dir.join("notes.txt")), winner_time, "in {}", dir.display());
         assert_eq!(modified(&dir.join("alpha.bin")), alpha_time, "in {}", dir.display());
+        assert_eq!(modified(&dir.join("empty.flag")), empty_time, "in {}", dir.display());
     }
 
     // A new file on one peer appears on the other two.
@@ -148,7 +154,7 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
     eprintln!("an edit on b reached a and c in {took:.2?}");
     assert_eq!(
         snapshot(&a).len(),
-        7,
+        8,
         "an update is not a conflict: {:?}",
         snapshot(&a).keys()
     );

@@ -154,8 +154,9 @@ pub async fn open(node: &Node, id: FileId, each: &FetchOptions) -> Result<Option
     Ok(Some(collection))
 }
 
-/// Fetches `chosen` (entries of `collection`) into `options.out_dir/NAME`. Files with the
-/// same content are fetched one after the other; the others several at once. A file that
+/// Fetches `chosen` (entries of `collection`) into `options.out_dir/NAME`. Entries with the
+/// same file id (one file listed under several paths) are fetched one after the other, since
+/// a node downloads an id once at a time; the others several at once. A file that
 /// fails does not stop the others: see [`CollectionReport::failed`].
 pub async fn fetch(
     node: &Node,
@@ -167,11 +168,11 @@ pub async fn fetch(
     let root = options.out_dir.join(&collection.name);
     let root_dir = Dir::open_root(&root)?;
     options.progress.set_total(chosen.iter().map(|e| e.size).sum());
-    let mut same_content: BTreeMap<FileId, Vec<Entry>> = BTreeMap::new();
+    let mut by_id: BTreeMap<FileId, Vec<Entry>> = BTreeMap::new();
     for entry in chosen {
-        same_content.entry(entry.file).or_default().push(entry);
+        by_id.entry(entry.file).or_default().push(entry);
     }
-    let groups: Vec<(Vec<Entry>, Vec<Arc<Progress>>)> = same_content
+    let groups: Vec<(Vec<Entry>, Vec<Arc<Progress>>)> = by_id
         .into_values()
         .map(|entries| {
             let progress = entries.iter().map(|_| Arc::default()).collect();
@@ -205,10 +206,7 @@ pub async fn fetch(
         tokio::select! {
             next = fetches.next() => match next {
                 Some((entry, Ok(fetched))) => report.done.push((entry, fetched)),
-                Some((entry, Err(Error::Cancelled))) => {
-                    report.failed.push((entry, Error::Cancelled));
-                    return Err(Error::Cancelled);
-                }
+                Some((_, Err(Error::Cancelled))) => return Err(Error::Cancelled),
                 Some((entry, Err(e))) => report.failed.push((entry, e)),
                 None => break,
             },

@@ -328,7 +328,7 @@ pub struct CatalogueEntry {
     pub size: u64,
     /// Number of chunks.
     pub chunk_count: u32,
-    /// Live peers holding at least one chunk.
+    /// Live peers holding at least one chunk (of an empty file: every live holder).
     pub holders: u32,
     /// How many distinct chunks live peers hold between them.
     pub available: u32,

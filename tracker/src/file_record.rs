@@ -5,8 +5,10 @@
 //! - `order` lists exactly the holders, each once, and `holdings[p].slot` is `p`'s index in it
 //!   (so a holder can be picked at random, and removed, in constant time).
 //! - `copies[c]` counts the holders holding chunk `c`; `available` counts the chunks with a
-//!   copy; `nonempty` and `complete` count the holders with some and with every chunk.
-//! - `meta` is the metadata of the holder (with chunks) with the newest modification time.
+//!   copy; `nonempty` and `complete` count the holders with some and with every chunk (of an
+//!   empty file, which has none, every holder counts as both).
+//! - `meta` is the metadata of the holder (with chunks, or of an empty file) with the newest
+//!   modification time.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -90,7 +92,7 @@ impl FileRecord {
         self.order.len()
     }
 
-    /// Holders with at least one chunk.
+    /// Holders with at least one chunk (of an empty file: every holder).
     pub fn nonempty(&self) -> u32 {
         self.nonempty
     }
@@ -98,6 +100,12 @@ impl FileRecord {
     /// Has it no holder at all?
     pub fn is_unheld(&self) -> bool {
         self.order.is_empty()
+    }
+
+    /// Does a holding of `chunks` count as holding the file: some chunk of it, or, for an
+    /// empty file, nothing (which is all of it)?
+    fn counts(&self, chunks: &Bitfield) -> bool {
+        chunks.count() > 0 || self.manifest.chunk_count == 0
     }
 
     /// Counts `chunks` in or out of the figures.
@@ -119,10 +127,11 @@ impl FileRecord {
             }
         }
         let step = |n: &mut u32| if up { *n += 1 } else { *n -= 1 };
-        if held > 0 {
+        let counts = self.counts(chunks);
+        if counts {
             step(&mut self.nonempty);
         }
-        if held == total && total > 0 {
+        if held == total && counts {
             step(&mut self.complete);
         }
     }
@@ -134,7 +143,7 @@ impl FileRecord {
             None => (false, (0, 0)),
         };
         self.count(&chunks, true);
-        if chunks.count() > 0 && meta.modified_ns >= self.meta.modified_ns {
+        if self.counts(&chunks) && meta.modified_ns >= self.meta.modified_ns {
             self.meta = meta;
         }
         self.order.push(peer);
@@ -205,7 +214,7 @@ impl FileRecord {
             self.meta = self
                 .holdings
                 .values()
-                .filter(|h| h.chunks.count() > 0)
+                .filter(|h| self.counts(&h.chunks))
                 .map(|h| h.meta)
                 .max_by_key(|m| m.modified_ns)
                 .unwrap_or_default();
@@ -289,15 +298,15 @@ impl FileRecord {
         assert_eq!(copies, self.copies);
         assert_eq!(self.available as usize, copies.iter().filter(|&&n| n > 0).count());
         let with = |f: &dyn Fn(&Holding) -> bool| self.holdings.values().filter(|h| f(h)).count() as u32;
-        assert_eq!(self.nonempty, with(&|h| h.chunks.count() > 0));
+        assert_eq!(self.nonempty, with(&|h| self.counts(&h.chunks)));
         assert_eq!(
             self.complete,
-            with(&|h| h.chunks.count() == self.manifest.chunk_count && h.chunks.count() > 0)
+            with(&|h| h.chunks.count() == self.manifest.chunk_count && self.counts(&h.chunks))
         );
         let newest = self
             .holdings
             .values()
-            .filter(|h| h.chunks.count() > 0)
+            .filter(|h| self.counts(&h.chunks))
             .map(|h| h.meta.modified_ns)
             .max()
             .unwrap_or(0);

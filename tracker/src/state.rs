@@ -286,7 +286,12 @@ impl TrackerState {
     /// A claim to check again, picked by the random numbers `picks`: a file among those
     /// held, a holder of it, a chunk it claims.
     pub fn random_claim(&self, picks: [u64; 3]) -> Option<Claim> {
-        let held: Vec<(&FileId, &FileRecord)> = self.files.iter().filter(|(_, f)| f.nonempty() > 0).collect();
+        // An empty file has no chunk to check.
+        let held: Vec<(&FileId, &FileRecord)> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.nonempty() > 0 && f.manifest.chunk_count > 0)
+            .collect();
         let (file, record) = held.get((picks[0] % held.len().max(1) as u64) as usize)?;
         let claimants: Vec<(&PeerId, &crate::file_record::Holding)> =
             record.holdings().filter(|(_, h)| h.chunks.count() > 0).collect();
@@ -676,6 +681,27 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn an_empty_file_is_held_whole_by_its_holders_and_never_spot_checked() {
+        let now = Instant::now();
+        let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
+        let a = PeerId([1; 32]);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        let empty = manifest("empty.txt", 0);
+        let meta = FileMeta {
+            modified_ns: 42,
+            replaces: None,
+        };
+        let (id, _) = t.announce(a, empty, Bitfield::full(0), meta, now).unwrap();
+        let entry = &t.list()[0];
+        assert_eq!((entry.holders, entry.available, entry.chunk_count), (1, 0, 0));
+        assert_eq!(entry.meta, meta);
+        assert!(t.claim_of(&a, &id, 7).is_none());
+        assert!(t.random_claim([1, 2, 3]).is_none());
+        t.remove_peer(&a, now);
+        assert_eq!(t.list()[0].holders, 0);
     }
 
     #[test]
