@@ -268,6 +268,30 @@ fn usage_errors_and_help() {
     let missing = run(&["seed", "/definitely/not/here", "--tracker", "127.0.0.1:9"]);
     assert_ne!(missing.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+    // Queries without --tracker on a state that never used one: a usage error.
+    let untracked = run(&["ls", "--state", s(&state)]);
+    assert_eq!(untracked.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&untracked.stderr).contains("none used before"));
+
+    // Completions and the man page come from the same definitions.
+    let bash = run(&["completions", "bash"]);
+    let script = String::from_utf8(bash.stdout).unwrap();
+    assert!(
+        bash.status.success() && script.contains("complete -F _swarm"),
+        "{script}"
+    );
+    assert!(
+        script.contains("--only") && script.contains("--tracker"),
+        "flags are completed"
+    );
+    let man = String::from_utf8(run(&["man"]).stdout).unwrap();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH swarm"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    let version = String::from_utf8(run(&["--version"]).stdout).unwrap();
+    assert!(version.starts_with("swarm 0.") && version.contains('('), "{version}");
 }
 
 #[test]
