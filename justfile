@@ -51,6 +51,11 @@ compare size_mib="1024":
 observability-cost size_mib="1024" rounds="3":
     bash benches/observability-cost.sh {{size_mib}} {{rounds}}
 
+# Seconds for `swarm sync` to bring N tiny files to a second node (release build).
+sync-many n="2000":
+    cargo build --release -p swarm-cli
+    bash benches/sync-many.sh {{n}} target/release/swarm
+
 # Peak memory of a fetch (1 and 4 seeders) and of a seeder serving 8 fetchers at once.
 memory size_gib="4":
     bash benches/memory.sh {{size_gib}}

@@ -17,7 +17,7 @@
 //! shared nor replaced until it is still. Deletions are not propagated: a file deleted here is
 //! withdrawn, and comes back while another node still has it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ impl SyncOptions {
             interval: Duration::from_secs(1),
             rescan: Duration::from_secs(30),
             settle: Duration::from_secs(1),
-            parallel: 4,
+            parallel: 16,
         }
     }
 }
@@ -132,6 +132,8 @@ pub async fn run(
         in_flight: HashSet::new(),
         failed: HashMap::new(),
         scan: DirScan::default(),
+        queue: VecDeque::new(),
+        fetched: HashSet::new(),
         named: HashSet::new(),
         scan_wanted: true,
         last_full_scan: Instant::now(),
@@ -165,6 +167,10 @@ struct FolderSync {
     /// Versions whose download failed, and when.
     failed: HashMap<FileId, Instant>,
     scan: DirScan,
+    /// Downloads planned from the catalogue last listed, waiting for a slot.
+    queue: VecDeque<(CatalogueEntry, Option<SeededFile>)>,
+    /// Versions fetched since the last scan (which does not list them yet).
+    fetched: HashSet<FileId>,
     /// Paths already named as skipped.
     named: HashSet<PathBuf>,
     scan_wanted: bool,
@@ -209,6 +215,7 @@ impl FolderSync {
                 }
             }
             self.scan = scan;
+            self.fetched.clear();
         }
         match self.node.list().await {
             Ok(catalogue) => self.reconcile(&catalogue),
@@ -216,32 +223,39 @@ impl FolderSync {
         }
     }
 
-    /// Starts the downloads that bring the folder up to the catalogue.
+    /// Plans the downloads that bring the folder up to `catalogue` and starts as many as
+    /// there are free slots; the rest wait in the queue for slots to free.
     fn reconcile(&mut self, catalogue: &[CatalogueEntry]) {
         let local: HashMap<&str, &SeededFile> = self.scan.files.iter().map(|f| (f.manifest.name.as_str(), f)).collect();
         let unsettled: HashSet<&str> = self.scan.unsettled.iter().map(String::as_str).collect();
-        let mut plan = Vec::new();
+        self.queue.clear();
         for (name, winner) in winners(catalogue) {
-            if self.in_flight.contains(name) || unsettled.contains(name) {
-                continue;
-            }
-            if self
-                .failed
-                .get(&winner.file)
-                .is_some_and(|at| at.elapsed() < RETRY_AFTER)
-            {
+            if unsettled.contains(name) {
                 continue;
             }
             match local.get(name) {
                 Some(mine) if mine.id == winner.file => {}
                 Some(mine) if mine.meta.is_newer(&mine.id, &winner.meta, &winner.file) => {}
-                Some(mine) => plan.push((winner.clone(), Some((*mine).clone()))),
-                None => plan.push((winner.clone(), None)),
+                Some(mine) => self.queue.push_back((winner.clone(), Some((*mine).clone()))),
+                None => self.queue.push_back((winner.clone(), None)),
             }
         }
-        for (winner, mine) in plan {
-            if self.in_flight.len() >= self.options.parallel {
-                break;
+        self.fill();
+    }
+
+    /// Starts queued downloads while slots are free, skipping those in flight, fetched since
+    /// the last scan, or failed lately.
+    fn fill(&mut self) {
+        while self.in_flight.len() < self.options.parallel {
+            let Some((winner, mine)) = self.queue.pop_front() else {
+                return;
+            };
+            let failed_lately = self
+                .failed
+                .get(&winner.file)
+                .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+            if self.in_flight.contains(&winner.name) || self.fetched.contains(&winner.file) || failed_lately {
+                continue;
             }
             self.start_download(winner, mine);
         }
@@ -315,13 +329,18 @@ impl FolderSync {
         self.in_flight.remove(&name);
         self.scan_wanted = true;
         let event = match result {
-            Ok(report) => SyncEvent::Fetched(report),
+            Ok(report) => {
+                self.fetched.insert(file);
+                SyncEvent::Fetched(report)
+            }
             Err(error) => {
                 self.failed.insert(file, Instant::now());
                 SyncEvent::Failed { name, error }
             }
         };
         let _ = self.events.send(event);
+        // The freed slot goes to the next file at once, not at the next tick.
+        self.fill();
     }
 }
 
