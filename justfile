@@ -51,6 +51,11 @@ compare size_mib="1024":
 observability-cost size_mib="1024" rounds="3":
     bash benches/observability-cost.sh {{size_mib}} {{rounds}}
 
+# Seconds for `swarm seed` to share N tiny files, then again unchanged (release build).
+seed-many n="20000":
+    cargo build --release -p swarm-cli
+    bash benches/seed-many.sh {{n}} target/release/swarm
+
 # Seconds for `swarm sync` to bring N tiny files to a second node (release build).
 sync-many n="2000":
     cargo build --release -p swarm-cli

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_proto::manifest::FromFileError;
+use swarm_proto::protocol::MAX_BATCH;
 use swarm_proto::{name, Bitfield, FileId, FileMeta, Manifest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -119,6 +120,10 @@ impl Folders {
             .collect();
         let mut scan = DirScan::default();
         let mut to_hash = Vec::new();
+        // Held files are told to the tracker in batches: when a batch is full, at least every
+        // second while files are hashed, and at the end.
+        let mut announce = Vec::new();
+        let mut told = std::time::Instant::now();
         let now = std::time::SystemTime::now();
         let walk = walkdir::WalkDir::new(only.as_ref().unwrap_or(&root))
             .follow_links(false)
@@ -187,7 +192,11 @@ impl Folders {
                         // Held and announced already (an earlier scan, or the fetch that wrote
                         // it): rescans of a large folder send the tracker nothing.
                         Some(held) if held.path() == path && held.chunks().is_complete() => SeededFile::of(&held),
-                        _ => self.hold_complete(record.manifest, path, record.meta).await?,
+                        _ => {
+                            let held = self.hold(record.manifest, path, record.meta);
+                            announce.push(held.clone());
+                            SeededFile::of(&held)
+                        }
                     };
                     scan.files.push(SeededFile {
                         fetched: record.fetched,
@@ -243,9 +252,16 @@ impl Folders {
                 fetched: false,
             };
             self.state.save_seeded(&path, &record)?;
-            let held = self.hold_complete(manifest, path, meta).await?;
+            let held = self.hold(manifest, path, meta);
+            announce.push(held.clone());
+            if announce.len() >= MAX_BATCH || told.elapsed() >= Duration::from_secs(1) {
+                self.tell(&mut announce).await?;
+                told = std::time::Instant::now();
+            }
+            let held = SeededFile::of(&held);
             scan.files.push(SeededFile { hashed: true, ..held });
         }
+        self.tell(&mut announce).await?;
         self.state.flush()?;
         scan.files.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         Ok(scan)
@@ -272,6 +288,22 @@ impl Folders {
         if let Some(session) = &self.session {
             session.withdraw(file).await;
         }
+    }
+
+    /// Tells the tracker about `held` files (in batches), and empties the list.
+    async fn tell(&self, held: &mut Vec<Arc<Held>>) -> Result<()> {
+        if let Some(session) = &self.session {
+            session.announce_many(held).await?;
+        }
+        held.clear();
+        Ok(())
+    }
+
+    /// Holds a complete file without telling the tracker yet.
+    fn hold(&self, manifest: Manifest, path: PathBuf, meta: FileMeta) -> Arc<Held> {
+        let manifest = Arc::new(manifest);
+        let chunks = Bitfield::full(manifest.chunk_count);
+        self.store.add(manifest, path, chunks, meta)
     }
 
     /// Holds a complete, already hashed file and announces it with `meta`.

@@ -95,9 +95,8 @@ impl Session {
     async fn register_and_announce(&self) -> Result<Registration> {
         let client = &self.inner.client;
         let registration = client.register(self.inner.advertise).await?;
-        for held in self.inner.store.all() {
-            client.announce(&held.manifest, &held.chunks(), held.meta).await?;
-        }
+        let held = self.inner.store.all();
+        client.announce_all(&holdings(&held)).await?;
         Ok(registration)
     }
 
@@ -118,6 +117,17 @@ impl Session {
         }
         let client = &self.inner.client;
         if client.announce(&held.manifest, &held.chunks(), held.meta).await? == RegisteredOrNot::NotRegistered {
+            self.rejoin().await?;
+        }
+        Ok(())
+    }
+
+    /// Announces many held files at once (in batches), if joined.
+    pub async fn announce_many(&self, held: &[Arc<Held>]) -> Result<()> {
+        if held.is_empty() || !self.is_joined().await {
+            return Ok(());
+        }
+        if self.inner.client.announce_all(&holdings(held)).await? == RegisteredOrNot::NotRegistered {
             self.rejoin().await?;
         }
         Ok(())
@@ -244,4 +254,15 @@ impl Session {
             self.report(file, &chunks);
         }
     }
+}
+
+/// What `held` files hold, as the tracker is told.
+fn holdings(
+    held: &[Arc<Held>],
+) -> Vec<(
+    std::sync::Arc<swarm_proto::Manifest>,
+    swarm_proto::Bitfield,
+    swarm_proto::FileMeta,
+)> {
+    held.iter().map(|h| (h.manifest.clone(), h.chunks(), h.meta)).collect()
 }

@@ -11,11 +11,12 @@ use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
 use swarm_proto::protocol::{
-    CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_FRAME,
+    CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_BATCH, MAX_FRAME,
 };
 
 /// Most catalogue entries one listing gathers over all its pages.
 pub const MAX_LISTED: usize = 10_000_000;
+use std::sync::Arc;
 use swarm_proto::ticket::{self, Ticket, TicketTracker};
 use swarm_proto::transport::{self, Profile, Transport};
 use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
@@ -449,6 +450,76 @@ impl TrackerClient {
                 code: ErrorCode::NotFound | ErrorCode::Invalid,
                 ..
             } => Ok(None),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Tells the tracker this peer holds `files` (manifest, chunks held, meta), in batches: by id
+    /// first ([`TrackerRequest::Join`]), then in full for the files the tracker does not list.
+    /// Stops at the first refusal, or at `NotRegistered`.
+    pub async fn announce_all(&self, files: &[(Arc<Manifest>, Bitfield, FileMeta)]) -> Result<RegisteredOrNot> {
+        let mut unknown = Vec::new();
+        for batch in files.chunks(MAX_BATCH) {
+            let joins = batch
+                .iter()
+                .map(|(manifest, chunks, meta)| TrackerRequest::Join {
+                    file: manifest.id(),
+                    chunks: chunks.clone(),
+                    meta: *meta,
+                })
+                .collect();
+            for (file, answer) in batch.iter().zip(self.batch(joins).await?) {
+                match answer {
+                    TrackerResponse::Ok => {}
+                    TrackerResponse::Error {
+                        code: ErrorCode::NotRegistered,
+                        ..
+                    } => return Ok(RegisteredOrNot::NotRegistered),
+                    TrackerResponse::Error {
+                        code: ErrorCode::NotFound | ErrorCode::Invalid,
+                        ..
+                    } => unknown.push(file),
+                    other => return Err(self.unexpected(other)),
+                }
+            }
+        }
+        // Full announcements carry manifests: batches are cut to stay well inside a frame.
+        let mut start = 0;
+        while start < unknown.len() {
+            let mut bytes = 0;
+            let mut end = start;
+            while end < unknown.len() && end - start < MAX_BATCH && (end == start || bytes < MAX_FRAME as usize / 4) {
+                bytes += 64 + unknown[end].0.name.len() + 32 * unknown[end].0.chunks.len();
+                end += 1;
+            }
+            let announces = unknown[start..end]
+                .iter()
+                .map(|(manifest, chunks, meta)| TrackerRequest::Announce {
+                    manifest: (**manifest).clone(),
+                    chunks: chunks.clone(),
+                    meta: *meta,
+                })
+                .collect();
+            for answer in self.batch(announces).await? {
+                match answer {
+                    TrackerResponse::Ok => {}
+                    TrackerResponse::Error {
+                        code: ErrorCode::NotRegistered,
+                        ..
+                    } => return Ok(RegisteredOrNot::NotRegistered),
+                    other => return Err(self.unexpected(other)),
+                }
+            }
+            start = end;
+        }
+        Ok(RegisteredOrNot::Ok)
+    }
+
+    /// Sends `requests` as one batch; one answer each, in order.
+    async fn batch(&self, requests: Vec<TrackerRequest>) -> Result<Vec<TrackerResponse>> {
+        let sent = requests.len();
+        match self.request(&TrackerRequest::Batch(requests)).await? {
+            TrackerResponse::Batch(answers) if answers.len() == sent => Ok(answers),
             other => Err(self.unexpected(other)),
         }
     }

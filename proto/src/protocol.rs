@@ -154,7 +154,14 @@ pub enum TrackerRequest {
         /// The holder's modification time and the version this one replaced.
         meta: FileMeta,
     },
+    /// Several of `Announce`, `Join`, `HaveChunks` and `Withdraw` in one request (at most
+    /// [`MAX_BATCH`]), done in order and answered with a `Batch` of one response each: a node
+    /// sharing 20,000 files registers them in 20 requests, not 20,000.
+    Batch(Vec<TrackerRequest>),
 }
+
+/// Most requests in one [`TrackerRequest::Batch`].
+pub const MAX_BATCH: usize = 1000;
 
 /// What a tracker answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +203,8 @@ pub enum TrackerResponse {
     },
     /// Answer to `Holders`.
     Holdings(Vec<Holding>),
+    /// Answer to `Batch`: one response per request, in order.
+    Batch(Vec<TrackerResponse>),
 }
 
 /// What one peer asks of another.
@@ -745,6 +754,14 @@ mod tests {
                 },
                 cat(&[&[11], &F, bits_bytes, &meta_bytes]),
             ),
+            // Batch: variant 12, two requests (Withdraw, Keepalive).
+            (
+                TrackerRequest::Batch(vec![
+                    TrackerRequest::Withdraw { file: FileId(F) },
+                    TrackerRequest::Keepalive,
+                ]),
+                cat(&[&[12, 2, 3], &F, &[4]]),
+            ),
         ];
         for (message, payload) in tracker {
             check(&message, &payload);
@@ -815,6 +832,17 @@ mod tests {
                     chunks: bits.clone(),
                 }]),
                 cat(&[&[6, 1], &P, &ADDR, bits_bytes]),
+            ),
+            // Batch: variant 7, two responses (Ok, Error Busy "no").
+            (
+                TrackerResponse::Batch(vec![
+                    TrackerResponse::Ok,
+                    TrackerResponse::Error {
+                        code: ErrorCode::Busy,
+                        message: "no".into(),
+                    },
+                ]),
+                vec![7, 2, 0, 5, 4, 2, b'n', b'o'],
             ),
         ];
         for (message, payload) in responses {

@@ -13,7 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use swarm_proto::access::Access;
 use swarm_proto::dir_lock::DirLock;
 use swarm_proto::protocol::{
-    CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_FRAME,
+    CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_BATCH, MAX_FRAME,
 };
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
 use swarm_proto::{Bitfield, FileId, FileMeta, Identity, Manifest, PeerId};
@@ -315,6 +315,7 @@ impl Service {
             TrackerRequest::Announce { manifest, chunks, meta } => {
                 return self.announce(peer, manifest, chunks, meta).await;
             }
+            TrackerRequest::Batch(requests) => return self.batch(peer, remote, requests).await,
             TrackerRequest::Join { file, chunks, meta } => Change::Join {
                 peer,
                 file,
@@ -364,6 +365,39 @@ impl Service {
             }
             Ok(other) => unreachable!("a request's change gave {other:?}"),
         }
+    }
+
+    /// A batch of holding updates, done in order, one answer each. Only announcements, joins,
+    /// chunk reports and withdrawals may be batched.
+    async fn batch(&self, peer: PeerId, remote: SocketAddr, requests: Vec<TrackerRequest>) -> TrackerResponse {
+        if requests.len() > MAX_BATCH {
+            return Refusal::new(
+                ErrorCode::Limit,
+                format!("a batch holds at most {MAX_BATCH} requests, not {}", requests.len()),
+            )
+            .into();
+        }
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            let batchable = matches!(
+                request,
+                TrackerRequest::Announce { .. }
+                    | TrackerRequest::Join { .. }
+                    | TrackerRequest::HaveChunks { .. }
+                    | TrackerRequest::Withdraw { .. }
+            );
+            let answer = if batchable {
+                Box::pin(self.handle(peer, remote, request)).await
+            } else {
+                Refusal::new(
+                    ErrorCode::Unsupported,
+                    "only Announce, Join, HaveChunks and Withdraw may be batched",
+                )
+                .into()
+            };
+            answers.push(answer);
+        }
+        TrackerResponse::Batch(answers)
     }
 
     /// An announcement: recorded, its claim spot-checked, and a new manifest persisted.
@@ -557,5 +591,6 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::Locate { .. } => "locate",
         TrackerRequest::Holders { .. } => "holders",
         TrackerRequest::Join { .. } => "join",
+        TrackerRequest::Batch(_) => "batch",
     }
 }

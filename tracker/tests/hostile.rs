@@ -339,3 +339,51 @@ async fn connections_from_one_address_are_capped() {
         Response::Catalogue(_)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_holds_only_holding_updates_and_answers_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start(tmp.path()).await;
+    let (_transport, a) = peer(&tracker).await;
+    ask(&a, &Request::Register { advertise: None }).await;
+    let file = manifest("batched.bin", 100_000);
+    let id = file.id();
+    let chunks = Bitfield::full(file.chunk_count);
+    let batch = Request::Batch(vec![
+        // Unknown to the tracker yet: a join is answered NotFound, the announce then lists it.
+        Request::Join {
+            file: id,
+            chunks: chunks.clone(),
+            meta: Default::default(),
+        },
+        Request::Announce {
+            manifest: file,
+            chunks,
+            meta: Default::default(),
+        },
+        // Not a holding update: refused on its own, the rest still done.
+        Request::Keepalive,
+        Request::Batch(vec![]),
+        Request::List {
+            page: Default::default(),
+        },
+    ]);
+    let Response::Batch(answers) = ask(&a, &batch).await else {
+        panic!("a batch is answered with a batch")
+    };
+    assert_eq!(answers.len(), 5);
+    assert_eq!(code(answers[0].clone()), ErrorCode::NotFound);
+    assert_eq!(answers[1], Response::Ok);
+    for refused in &answers[2..] {
+        assert_eq!(code(refused.clone()), ErrorCode::Unsupported);
+    }
+    let Response::Holdings(holders) = ask(&a, &Request::Holders { file: id }).await else {
+        panic!("not listed")
+    };
+    assert_eq!(holders.len(), 1);
+    // Too many at once: refused whole.
+    let withdrawals = (0..=protocol::MAX_BATCH)
+        .map(|_| Request::Withdraw { file: id })
+        .collect();
+    assert_eq!(code(ask(&a, &Request::Batch(withdrawals)).await), ErrorCode::Limit);
+}
