@@ -542,6 +542,11 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         return Err(crate::args::Usage(message).into());
     }
     if let Some(collection) = folder {
+        // The web view and API (--http) watch a folder's fetch too.
+        if let Err(e) = serve_http(&args.node, &node, &args.output, false).await {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e);
+        }
         let result = fetch_folder(&args, &node, id, collection, options).await;
         if result.is_err() {
             node.shutdown(Duration::from_secs(2)).await;
