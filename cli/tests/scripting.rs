@@ -104,10 +104,7 @@ fn ctrl_c_exits_130_and_the_same_command_resumes() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    Command::new("sh")
-        .args(["-c", &format!("kill -INT {}", child.id())])
-        .status()
-        .unwrap();
+    signal(child.id(), "INT");
     let interrupted = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&interrupted.stderr);
     assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
