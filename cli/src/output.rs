@@ -583,7 +583,7 @@ pub fn show_progress(label: &str, progress: Arc<Progress>, with_peers: bool) -> 
 
 /// Prints `progress` as a JSON line on stdout every second until the guard is finished (for
 /// `fetch --json --progress`): `{"event":"progress","name":..,"done":..,"total":..,
-/// "bytes_per_second":..,"peers":..}`.
+/// "bytes_per_second":..,"peers":..}`, from the moment the total is known.
 pub fn json_progress(name: &str, progress: Arc<Progress>) -> ProgressGuard {
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
@@ -595,6 +595,10 @@ pub fn json_progress(name: &str, progress: Arc<Progress>) -> ProgressGuard {
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = ticker.tick() => {}
+            }
+            // Nothing to say until the file is known (its manifest located).
+            if progress.total() == 0 {
+                continue;
             }
             let now = (Instant::now(), progress.done());
             let rate = now.1.saturating_sub(last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-3);
