@@ -216,6 +216,49 @@ async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
     restarted.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_tracker_answers_with_its_holders_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Keepalives every minute: without the saved holders, the tracker would not know the
+    // seeder for up to a minute after a restart.
+    let config = TrackerConfig {
+        state_dir: tmp.path().join("tracker"),
+        listen: loopback(),
+        peer_timeout: Duration::from_secs(180),
+        ..TrackerConfig::default()
+    };
+    let tracker = Tracker::start(config.clone()).await.unwrap();
+    let addr = pinned(&tracker);
+    let share = tmp.path().join("share");
+    write(&share, "one.bin", &content(5 * CHUNK as usize, 31));
+    let seeder = start_node(tmp.path(), "seeder", addr.clone(), None).await;
+    let one = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap()[0].id;
+    let asker = start_node(tmp.path(), "asker", addr.clone(), None).await;
+
+    tracker.stop().await;
+    drop(tracker);
+    let restarted = Tracker::start(TrackerConfig {
+        listen: addr.host_port.parse().unwrap(),
+        ..config
+    })
+    .await
+    .unwrap();
+    let back = Instant::now();
+    assert_eq!(held_by(&asker, one, seeder.id()).await, Some((0..5).collect()));
+    println!("holder listed {:?} after the tracker came back", back.elapsed());
+
+    // The seeder's next request is answered "not registered": it registers again and
+    // announces everything, so what it held before and what it adds are both listed.
+    write(&share, "two.bin", &content(3 * CHUNK as usize, 32));
+    let seeded = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+    let two = seeded.iter().find(|f| f.manifest.name == "two.bin").unwrap().id;
+    wait_for_holding(&asker, two, seeder.id(), Some((0..3).collect())).await;
+    wait_for_holding(&asker, one, seeder.id(), Some((0..5).collect())).await;
+    let out = tmp.path().join("out");
+    asker.fetch(one, options(&out)).await.unwrap();
+    restarted.stop().await;
+}
+
 /// Waits until the hidden partial file of `name` exists under `dir` (the fetch is under way).
 async fn wait_for_partial(dir: &std::path::Path, name: &str) {
     let partial = dir.join(format!(".{name}.swarm-part"));

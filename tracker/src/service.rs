@@ -26,7 +26,7 @@ use crate::budget::Budgets;
 use crate::change::{Change, Outcome};
 use crate::error::TrackerError;
 use crate::shared_log::SharedLog;
-use crate::state::TrackerState;
+use crate::state::{Snapshot, TrackerState};
 use crate::store::CatalogueStore;
 use crate::telemetry;
 
@@ -77,12 +77,16 @@ impl Default for TrackerConfig {
 /// A running tracker.
 pub struct Tracker {
     transport: Transport,
+    service: Arc<Service>,
     state: Arc<Mutex<TrackerState>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     catalogue_size: usize,
     _lock: DirLock,
 }
+
+/// How often an embedded tracker saves who holds what, for a restart.
+const SAVE_HOLDERS_EVERY: Duration = Duration::from_secs(5);
 
 /// Requests one peer may make per second, on average; bursts of twice as many pass.
 /// Beyond that it is answered `Busy` without its request being read.
@@ -156,17 +160,21 @@ impl Tracker {
                 }
             },
         ));
+        if matches!(service.store, Store::Embedded(_)) {
+            tasks.spawn(save_loop(service.clone(), shutdown.clone()));
+        }
         if config.audits.enabled {
             tasks.spawn(audit_loop(service.clone(), shutdown.clone(), config.audits.every));
         }
         tasks.spawn(expiry_loop(
-            service,
+            service.clone(),
             shutdown.clone(),
             config.peer_timeout,
             config.budgets.forget_after,
         ));
         Ok(Tracker {
             transport,
+            service,
             state,
             shutdown,
             tasks,
@@ -210,6 +218,7 @@ impl Tracker {
         self.tasks.close();
         self.transport.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        self.service.save_holders();
     }
 }
 
@@ -251,6 +260,20 @@ fn load_embedded(config: &TrackerConfig) -> Result<(TrackerState, CatalogueStore
             store.remove(&id);
         }
     }
+    let peers = store.load_holders();
+    if !peers.is_empty() {
+        let snapshot = Snapshot {
+            files: state.snapshot(now).files,
+            peers,
+        };
+        state = TrackerState::restore(snapshot, config.peer_timeout, config.budgets, now);
+        state.expire(now);
+        state.mark_restored();
+        info!(
+            peers = state.peer_count(),
+            "restored who held what when the tracker stopped; each peer registers again at its next request"
+        );
+    }
     Ok((state, store))
 }
 
@@ -289,6 +312,14 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
 impl Service {
     fn state(&self) -> std::sync::MutexGuard<'_, TrackerState> {
         self.state.lock().expect("tracker state lock poisoned")
+    }
+
+    /// Saves who holds what, if the store is embedded (a shared store keeps it in Redis).
+    fn save_holders(&self) {
+        if let Store::Embedded(store) = &self.store {
+            let peers = self.state().snapshot_peers(Instant::now());
+            store.save_holders(peers);
+        }
     }
 
     /// Makes `change`: at once in the embedded store, through the log in the shared one.
@@ -543,6 +574,20 @@ async fn audit_loop(service: Arc<Service>, shutdown: CancellationToken, every: D
             _ => continue,
         };
         service.record_check(&claim, lied).await;
+    }
+}
+
+/// Saves who holds what every [`SAVE_HOLDERS_EVERY`] (the tracker saves once more when it stops).
+async fn save_loop(service: Arc<Service>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(SAVE_HOLDERS_EVERY);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let service = service.clone();
+        let _ = tokio::task::spawn_blocking(move || service.save_holders()).await;
     }
 }
 

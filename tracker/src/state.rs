@@ -51,6 +51,10 @@ struct PeerRecord {
     ip: IpAddr,
     last_seen: Instant,
     files: HashSet<FileId>,
+    /// Restored from disk after a restart: its holdings are given out, but its first request
+    /// is answered `NotRegistered`, so that it registers and announces afresh (the saved
+    /// holdings may be a few seconds old).
+    restored: bool,
 }
 
 /// One live peer, as the tracker's web view lists it.
@@ -187,20 +191,32 @@ impl TrackerState {
                 ip,
                 last_seen: now,
                 files: HashSet::new(),
+                restored: false,
             },
         );
         Ok(())
     }
 
     fn live_peer(&mut self, peer: &PeerId, now: Instant) -> Result<&mut PeerRecord, Refusal> {
-        let record = self.peers.get_mut(peer).ok_or_else(|| {
+        let not_registered = || {
             refuse(
                 ErrorCode::NotRegistered,
                 "not registered (or expired): send Register first",
             )
-        })?;
+        };
+        let record = self.peers.get_mut(peer).ok_or_else(not_registered)?;
+        if record.restored {
+            return Err(not_registered());
+        }
         record.last_seen = now;
         Ok(record)
+    }
+
+    /// Marks every peer as restored from disk after a restart (see [`PeerRecord::restored`]).
+    pub fn mark_restored(&mut self) {
+        for record in self.peers.values_mut() {
+            record.restored = true;
+        }
     }
 
     /// `peer` holds `chunks` of `manifest`. Returns the file id and whether the manifest was
@@ -566,8 +582,16 @@ impl TrackerState {
                 unheld_ms: r.unheld_since.map(ago),
             })
             .collect();
-        let peers = self
-            .peers
+        Snapshot {
+            files,
+            peers: self.snapshot_peers(now),
+        }
+    }
+
+    /// The peers of [`TrackerState::snapshot`] alone (the manifests are kept apart on disk).
+    pub fn snapshot_peers(&self, now: Instant) -> Vec<SnapshotPeer> {
+        let ago = |t: Instant| now.saturating_duration_since(t).as_millis() as u64;
+        self.peers
             .iter()
             .map(|(id, p)| SnapshotPeer {
                 peer: *id,
@@ -583,8 +607,7 @@ impl TrackerState {
                     })
                     .collect(),
             })
-            .collect();
-        Snapshot { files, peers }
+            .collect()
     }
 
     /// A state rebuilt from `snapshot` as of `now`, with this tracker's timeout and budgets.
@@ -702,6 +725,31 @@ mod tests {
         assert!(t.random_claim([1, 2, 3]).is_none());
         t.remove_peer(&a, now);
         assert_eq!(t.list()[0].holders, 0);
+    }
+
+    #[test]
+    fn restored_peers_are_handed_out_but_must_register_again() {
+        let now = Instant::now();
+        let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
+        let a = PeerId([1; 32]);
+        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        let (id, _) = t
+            .announce(a, manifest("a.bin", 3), Bitfield::full(3), FileMeta::default(), now)
+            .unwrap();
+        let mut restored = TrackerState::restore(t.snapshot(now), Duration::from_secs(180), Budgets::default(), now);
+        restored.mark_restored();
+        let mut rng = rand::rng();
+        let located = restored.locate(&id, &PeerId([9; 32]), 10, now, &mut rng).unwrap();
+        assert_eq!(located.holders.len(), 1);
+        let refused = restored.keepalive(a, now).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::NotRegistered);
+        assert_eq!(
+            restored.have(a, id, &[0], now).unwrap_err().code,
+            ErrorCode::NotRegistered
+        );
+        restored.register(a, addr(1), addr(1).ip(), now).unwrap();
+        restored.keepalive(a, now).unwrap();
+        restored.check_invariants();
     }
 
     #[test]

@@ -1,13 +1,28 @@
-//! The tracker's persistent catalogue: the manifests it knows, in sled (the one module that
-//! uses sled here), so that a restarted tracker still answers for them while their holders
-//! register again.
+//! The tracker's persistent catalogue, in sled (the one module that uses sled here): the
+//! manifests it knows, and every few seconds who holds what, so that a restarted tracker
+//! answers for files and their holders at once, while the holders register again.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use swarm_proto::{codec, FileId, Manifest};
 use tracing::warn;
 
 use crate::error::TrackerError;
+use crate::state::SnapshotPeer;
+
+/// The key of the saved holders in the `holders` tree.
+const HOLDERS_KEY: &[u8] = b"peers";
+
+/// Who held what, as saved.
+#[derive(Serialize, Deserialize)]
+struct SavedHolders {
+    /// When it was saved, in milliseconds since the Unix epoch.
+    saved_unix_ms: u64,
+    /// The live peers then, with their holdings.
+    peers: Vec<SnapshotPeer>,
+}
 
 /// Bytes of sled's page cache: small, because every manifest is also in memory (in the
 /// tracker state) and a big cache would keep a second copy of the catalogue.
@@ -16,6 +31,7 @@ const CACHE_BYTES: u64 = 8 << 20;
 /// The manifests on disk.
 pub struct CatalogueStore {
     manifests: sled::Tree,
+    holders: sled::Tree,
     path: PathBuf,
 }
 
@@ -34,7 +50,12 @@ impl CatalogueStore {
             .open()
             .map_err(error)?;
         let manifests = db.open_tree("manifests").map_err(error)?;
-        Ok(CatalogueStore { manifests, path })
+        let holders = db.open_tree("holders").map_err(error)?;
+        Ok(CatalogueStore {
+            manifests,
+            holders,
+            path,
+        })
     }
 
     /// Every stored manifest whose bytes still check out; unreadable ones are dropped.
@@ -72,4 +93,43 @@ impl CatalogueStore {
             warn!("could not forget manifest {}: {e}", file.short());
         }
     }
+
+    /// Saves who holds what now (best effort: a failure is logged, the tracker goes on).
+    pub fn save_holders(&self, peers: Vec<SnapshotPeer>) {
+        let record = SavedHolders {
+            saved_unix_ms: unix_ms(SystemTime::now()),
+            peers,
+        };
+        let saved = self
+            .holders
+            .insert(HOLDERS_KEY, codec::encode(&record))
+            .and_then(|_| self.holders.flush());
+        if let Err(e) = saved {
+            warn!("could not save the holders to {}: {e}", self.path.display());
+        }
+    }
+
+    /// The holders last saved, each peer's silence grown by the time since (so that peers
+    /// silent for too long expire as they would have), or none.
+    pub fn load_holders(&self) -> Vec<SnapshotPeer> {
+        let Ok(Some(bytes)) = self.holders.get(HOLDERS_KEY) else {
+            return Vec::new();
+        };
+        let Ok(record) = codec::decode_record::<SavedHolders>(&bytes) else {
+            warn!("dropping unreadable saved holders from {}", self.path.display());
+            return Vec::new();
+        };
+        let down_ms = unix_ms(SystemTime::now()).saturating_sub(record.saved_unix_ms);
+        let mut peers = record.peers;
+        for peer in &mut peers {
+            peer.silent_ms = peer.silent_ms.saturating_add(down_ms);
+        }
+        peers
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
 }
