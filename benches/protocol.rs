@@ -39,6 +39,7 @@ fn protocol(c: &mut Criterion) {
         holders,
         meta: Default::default(),
         live: 50,
+        retired: false,
     };
     let frame = encode_frame(&located);
     group.throughput(Throughput::Bytes(frame.len() as u64));

@@ -272,6 +272,10 @@ pub struct TrackerArgs {
     pub store: Option<String>,
 }
 
+fn parse_share(s: &str) -> Result<String, String> {
+    swarm_proto::share::validate_share_name(s).map(|()| s.to_owned())
+}
+
 fn parse_store(s: &str) -> Result<String, String> {
     if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://") {
         Ok(s.to_owned())
@@ -334,7 +338,14 @@ pub struct ShellArgs {
 pub struct SyncArgs {
     #[command(flatten)]
     pub share: ShareArgs,
-    /// How often to compare the folder with the tracker's catalogue.
+    /// The share to sync as: only nodes syncing the same share exchange files (and other
+    /// seeds on the tracker stay out). Default: the folder's name.
+    #[arg(long = "share", env = "SWARM_SHARE", value_name = "NAME", value_parser = parse_share)]
+    pub share_name: Option<String>,
+    /// Keep files deleted or replaced by sync in DIR/.swarm/versions/ this long (e.g. 30d).
+    #[arg(long, env = "SWARM_KEEP_VERSIONS", default_value = "30d", value_parser = parse_duration)]
+    pub keep_versions: Duration,
+    /// How often to compare the folder with the share's listing at the tracker.
     #[arg(long, env = "SWARM_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
     /// Share (or replace) a file only once it has not been modified for this long.

@@ -435,18 +435,24 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     sharing
         .share_dir(&args.share.dir, args.settle, "; Ctrl-C to stop")
         .await?;
-    crate::note!(
-        "syncing {} with every node on tracker {}; deletions are not propagated",
-        args.share.dir.display(),
-        sharing.peer.public_tracker
-    );
+    let defaults = SyncOptions::new(args.share.dir.clone());
     let options = SyncOptions {
+        share: args.share_name.clone().unwrap_or(defaults.share.clone()),
         chunk_size: sharing.chunk_size,
         interval: args.interval,
         rescan: args.rescan,
         settle: args.settle,
-        ..SyncOptions::new(args.share.dir.clone())
+        keep_versions: args.keep_versions,
+        ..defaults
     };
+    crate::note!(
+        "syncing {} as share `{}` on tracker {}; other nodes join with: swarm sync DIR --share '{}' --tracker {}",
+        args.share.dir.display(),
+        options.share,
+        sharing.peer.public_tracker,
+        options.share,
+        sharing.peer.public_tracker
+    );
     let (events, mut printed) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let node = sharing.node().clone();

@@ -268,6 +268,10 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
             SyncEvent::Skipped(skipped) => {
                 serde_json::json!({ "event": "skipped", "path": skipped.path, "why": skipped.why })
             }
+            SyncEvent::Removed { name, kept_as } => {
+                serde_json::json!({ "event": "removed", "name": name, "kept_as": kept_as })
+            }
+            SyncEvent::Deleted { name } => serde_json::json!({ "event": "deleted", "name": name }),
         };
         println!("{value}");
         return;
@@ -294,6 +298,15 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
             shown(&error.to_string())
         ),
         SyncEvent::Skipped(skipped) => println!("skipped {}: {}", shown_path(&skipped.path), skipped.why),
+        SyncEvent::Removed { name, kept_as } => println!(
+            "removed {}: deleted elsewhere; kept as {} for now",
+            shown(name),
+            shown(kept_as)
+        ),
+        SyncEvent::Deleted { name } => println!(
+            "deleted {}: deleted here, and so on every node of the share",
+            shown(name)
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `swarm sync`, black box: three real sync processes on loopback converge, conflicts keep
-//! both versions, modification times travel (an empty file's too), and edits and new files
-//! spread.
+//! both versions, modification times travel (an empty file's too), edits, new files and
+//! deletions spread (what is deleted or replaced is kept in `.swarm/versions/`), a share keeps
+//! unrelated seeds and other shares out, and a replaced version is no longer handed out.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 
-/// Every file under `dir` but partial downloads, by name, with its content.
+/// Every file under `dir` but partial downloads and `.swarm/`, by name, with its content.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
@@ -18,6 +19,9 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         for entry in std::fs::read_dir(&at).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
+            if path == dir.join(".swarm") {
+                continue;
+            }
             if entry.file_type().unwrap().is_dir() {
                 stack.push(path);
             } else if !entry.file_name().to_string_lossy().ends_with(".swarm-part") {
@@ -65,12 +69,36 @@ fn converge(dirs: &[&Path], limit: Duration, done: impl Fn(&BTreeMap<String, Vec
     }
 }
 
+/// The old versions kept in `dir`'s `.swarm/versions/`, by content.
+fn kept_versions(dir: &Path) -> Vec<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut stack = vec![dir.join(".swarm/versions")];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                kept.push(std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    kept
+}
+
 fn start_sync(tmp: &Path, name: &str, tracker: &str) -> Proc {
+    start_sync_as(tmp, name, "team", tracker)
+}
+
+fn start_sync_as(tmp: &Path, name: &str, share: &str, tracker: &str) -> Proc {
     let dir = tmp.join(name);
     let state = tmp.join(format!("state-{name}"));
     Proc::spawn(&[
         "sync",
         s(&dir),
+        "--share",
+        share,
         "--tracker",
         tracker,
         "--state",
@@ -159,9 +187,111 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
         snapshot(&a).keys()
     );
 
-    // Deletions are not propagated: a deleted file comes back from the others.
+    // The versions the edit replaced on a and c were kept.
+    for dir in [&a, &c] {
+        assert!(kept_versions(dir).contains(&alpha), "in {}", dir.display());
+    }
+
+    // A deletion spreads; the others keep what they had in .swarm/versions/.
+    let started = Instant::now();
     std::fs::remove_file(a.join("gamma.txt")).unwrap();
-    converge(&dirs, Duration::from_secs(30), |files| files.contains_key("gamma.txt"));
+    converge(&dirs, Duration::from_secs(30), |files| !files.contains_key("gamma.txt"));
+    eprintln!("a deletion on a reached b and c in {:.2?}", started.elapsed());
+    for dir in [&b, &c] {
+        assert!(
+            kept_versions(dir).contains(&b"gamma\n".to_vec()),
+            "in {}",
+            dir.display()
+        );
+    }
+    // And a file made again after its deletion comes back everywhere.
+    write(b.join("gamma.txt"), b"gamma again\n");
+    converge(&dirs, Duration::from_secs(30), |files| {
+        files.get("gamma.txt").is_some_and(|g| g == b"gamma again\n")
+    });
+}
+
+#[test]
+fn a_share_keeps_out_other_shares_and_unrelated_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, other) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("other"));
+    write(a.join("ours.txt"), b"ours\n");
+    std::fs::create_dir_all(&b).unwrap();
+    write(other.join("theirs.txt"), b"another share's\n");
+    let seeded = tmp.path().join("seeded");
+    write(seeded.join("unrelated.bin"), &content(50_000, 3));
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let _seed = Proc::spawn(&[
+        "seed",
+        s(&seeded),
+        "--tracker",
+        &addr,
+        "--state",
+        s(&tmp.path().join("state-seed")),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let _a = start_sync(tmp.path(), "a", &addr);
+    let _b = start_sync(tmp.path(), "b", &addr);
+    let _other = start_sync_as(tmp.path(), "other", "elsewhere", &addr);
+    converge(&[a.as_path(), b.as_path()], Duration::from_secs(30), |files| {
+        files.contains_key("ours.txt")
+    });
+    // Time for anything that should not come to come.
+    std::thread::sleep(Duration::from_secs(3));
+    let names = |dir: &Path| snapshot(dir).into_keys().collect::<Vec<_>>();
+    assert_eq!(names(&a), ["ours.txt"]);
+    assert_eq!(names(&b), ["ours.txt"]);
+    assert_eq!(names(&other), ["theirs.txt"]);
+}
+
+#[test]
+fn an_edit_withdraws_the_old_version_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let first = content(100_000, 5);
+    write(a.join("report.bin"), &first);
+    std::fs::create_dir_all(&b).unwrap();
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let _a = start_sync(tmp.path(), "a", &addr);
+    let _b = start_sync(tmp.path(), "b", &addr);
+    let dirs = [a.as_path(), b.as_path()];
+    converge(&dirs, Duration::from_secs(30), |files| files.contains_key("report.bin"));
+    let old = swarm_proto::Manifest::from_file(&a.join("report.bin"), "report.bin", 64 * 1024)
+        .unwrap()
+        .id();
+
+    let second = content(120_000, 6);
+    std::fs::write(a.join("report.bin"), &second).unwrap();
+    converge(&dirs, Duration::from_secs(30), |files| files["report.bin"] == second);
+    // Both nodes withdrew the old version (a when it saw the edit, b when it replaced its
+    // copy): fetching it fails at once instead of waiting for a holder.
+    let started = Instant::now();
+    let out = tmp.path().join("out");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let output = loop {
+        let state = tmp.path().join("state-fetch");
+        let output = run(&[
+            "fetch",
+            &old.to_string(),
+            "--tracker",
+            &addr,
+            "-o",
+            s(&out),
+            "--state",
+            s(&state),
+            "--timeout",
+            "60s",
+        ]);
+        if !output.status.success() || Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no longer held"), "{stderr}");
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    eprintln!("fetching the replaced version failed in {:.2?}", started.elapsed());
 }
 
 #[test]

@@ -70,6 +70,9 @@ pub struct DirScan {
     pub unsettled: Vec<String>,
     /// What could not be shared (unreadable, links, unsafe names); everything else is.
     pub skipped: Vec<Skipped>,
+    /// Files shared before (by an earlier scan or a fetch, in this run or an earlier one)
+    /// that are gone now, by name: deleted, or moved away.
+    pub vanished: Vec<(String, FileId)>,
 }
 
 /// An I/O error in a few words, without the OS's own text ("permission denied").
@@ -103,7 +106,8 @@ impl Folders {
     /// scan. A file unchanged since this node last seeded it (same size, modification time
     /// and inode) reuses the manifest saved in sled; the others are hashed, and the ids of
     /// files that changed or vanished since are withdrawn from the tracker. Partial downloads
-    /// and this node's state directory are never shared. `progress` counts bytes hashed.
+    /// this node's state directory, and the folder's own `.swarm/` (where sync keeps old
+    /// versions) are never shared. `progress` counts bytes hashed.
     /// `dir` may also be a single file, shared under its own name.
     pub async fn scan(&self, dir: &Path, chunk_size: u32, settle: Duration, progress: &Progress) -> Result<DirScan> {
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
@@ -129,7 +133,10 @@ impl Folders {
             .follow_links(false)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|e| e.path() != self.state_dir);
+            .filter_entry(|e| {
+                let own = e.depth() == 1 && e.file_name() == crate::versions::SWARM_DIR && e.file_type().is_dir();
+                !own && e.path() != self.state_dir
+            });
         for entry in walk {
             // One unreadable file or folder is skipped and named; the rest is shared. Only a
             // root that cannot be read at all fails the scan.
@@ -212,12 +219,14 @@ impl Folders {
         }
         for (path, record) in previous {
             info!(path = %path.display(), "seeded before but no longer there; withdrawing it");
-            self.stop_holding(record.manifest.id()).await;
+            let id = record.manifest.id();
+            self.stop_holding(id).await;
             self.state.remove_seeded(&path)?;
+            scan.vanished.push((record.manifest.name, id));
         }
         for (path, name, stamp, mut meta, stale_id) in to_hash {
             let hashed = {
-                let path = path.clone();
+                let (path, name) = (path.clone(), name.clone());
                 tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size)).await?
             };
             progress.advance(stamp.size);
@@ -229,6 +238,9 @@ impl Folders {
                     if let Some(old) = stale_id {
                         self.stop_holding(old).await;
                         self.state.remove_seeded(&path)?;
+                        if source.kind() == std::io::ErrorKind::NotFound {
+                            scan.vanished.push((name, old));
+                        }
                     }
                     if source.kind() != std::io::ErrorKind::NotFound {
                         scan.skipped.push(Skipped {
@@ -268,8 +280,9 @@ impl Folders {
     }
 
     /// Remembers a file this node fetched as seeded and unchanged since, so that scanning its
-    /// folder later does not hash it again.
-    pub fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
+    /// folder later does not hash it again. The version it replaced at that path, if any, is
+    /// no longer held and is withdrawn.
+    pub async fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
         let path = report.path.canonicalize().map_err(|e| Error::io(&report.path, e))?;
         let metadata = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
         let record = SeededRecord {
@@ -278,8 +291,12 @@ impl Folders {
             meta: report.meta,
             fetched: true,
         };
-        self.state.save_seeded(&path, &record)?;
-        self.state.flush()
+        let replaced = self.state.save_seeded(&path, &record)?;
+        self.state.flush()?;
+        if let Some(old) = replaced.map(|r| r.manifest.id()).filter(|old| *old != report.id) {
+            self.stop_holding(old).await;
+        }
+        Ok(())
     }
 
     /// Stops serving `file` and withdraws it from the tracker.

@@ -43,6 +43,7 @@ pub mod telemetry;
 pub mod tracker_client;
 pub mod upload_log;
 pub mod uploads;
+pub mod versions;
 pub mod watch;
 
 pub use error::{human, Error, ErrorKind, Result};

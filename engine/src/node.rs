@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use swarm_proto::access::Access;
 use swarm_proto::protocol::{CatalogueEntry, Holding};
+use swarm_proto::share::{ShareChange, SharePage};
 use swarm_proto::transport::Transport;
 use swarm_proto::{FileId, FileMeta, Identity, Manifest, PeerId};
 use tokio::sync::mpsc;
@@ -218,8 +219,8 @@ impl Node {
     }
 
     /// Remembers a fetched file as seeded; see [`Folders::remember_fetched`].
-    pub fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
-        self.inner.folders.remember_fetched(report)
+    pub async fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
+        self.inner.folders.remember_fetched(report).await
     }
 
     /// Stops serving `file` and withdraws it from the tracker.
@@ -252,6 +253,16 @@ impl Node {
     /// The tracker's catalogue.
     pub async fn list(&self) -> Result<Vec<CatalogueEntry>> {
         self.tracker()?.list().await
+    }
+
+    /// Tells the tracker what changed in a folder synced as `share`.
+    pub async fn share_update(&self, share: &str, changes: Vec<ShareChange>) -> Result<()> {
+        self.session()?.share_update(share, changes).await
+    }
+
+    /// The entries of `share` changed since version `since`.
+    pub async fn share_changes(&self, share: &str, since: u64) -> Result<SharePage> {
+        self.tracker()?.share_changes(share, since).await
     }
 
     /// Catalogue entries whose name equals or contains `query`.

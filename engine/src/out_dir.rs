@@ -252,6 +252,34 @@ impl Dir {
         }
     }
 
+    /// Moves `from` in this directory to `to` in `target`, never replacing anything there
+    /// ([`Error::Exists`]) and never following a link.
+    pub fn move_to(&self, from: &str, target: &Dir, to: &str) -> Result<()> {
+        match rustix::fs::renameat_with(&self.fd, from, &target.fd, to, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(Error::Exists(target.join(to))),
+            Err(Errno::INVAL | Errno::NOSYS) => match target.entry(to)? {
+                Entry::Missing => rustix::fs::renameat(&self.fd, from, &target.fd, to)
+                    .map_err(|e| Error::io(&target.join(to), e.into())),
+                _ => Err(Error::Exists(target.join(to))),
+            },
+            Err(e) => Err(Error::io(&target.join(to), e.into())),
+        }
+    }
+
+    /// Gives the regular file `from` in this directory a second name, `to` in `target` (a
+    /// hard link: no copy), never replacing anything and never following a link.
+    pub fn link_to(&self, from: &str, target: &Dir, to: &str) -> Result<()> {
+        if !matches!(self.entry(from)?, Entry::File(_)) {
+            return Err(not_regular(self.join(from)));
+        }
+        match rustix::fs::linkat(&self.fd, from, &target.fd, to, AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(Error::Exists(target.join(to))),
+            Err(e) => Err(Error::io(&target.join(to), e.into())),
+        }
+    }
+
     /// Removes the file `name` (a link is removed, not followed).
     pub fn remove(&self, name: &str) -> Result<()> {
         rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(|e| Error::io(&self.join(name), e.into()))

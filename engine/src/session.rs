@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use swarm_proto::protocol::MAX_BATCH;
+use swarm_proto::share::ShareChange;
 use swarm_proto::FileId;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -163,6 +165,19 @@ impl Session {
             Ok(RegisteredOrNot::Ok) => {}
             Err(e) => debug!(file = %file.short(), "withdraw: {e}"),
         }
+    }
+
+    /// Tells the tracker what changed in a folder synced as `share` (registering again first
+    /// if the tracker forgot this peer: only registered peers may change a share).
+    pub async fn share_update(&self, share: &str, changes: Vec<ShareChange>) -> Result<()> {
+        let client = &self.inner.client;
+        for batch in changes.chunks(MAX_BATCH) {
+            if client.share_update(share, batch.to_vec()).await? == RegisteredOrNot::NotRegistered {
+                self.rejoin().await?;
+                client.share_update(share, batch.to_vec()).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Queues newly verified chunks of `file` for the tracker; returns at once.

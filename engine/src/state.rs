@@ -174,13 +174,15 @@ impl StateDb {
         Ok(records)
     }
 
-    /// Remembers the manifest of the file at `path` (absolute).
-    pub fn save_seeded(&self, path: &Path, record: &SeededRecord) -> Result<()> {
+    /// Remembers the manifest of the file at `path` (absolute); returns the record it
+    /// replaced, if any.
+    pub fn save_seeded(&self, path: &Path, record: &SeededRecord) -> Result<Option<SeededRecord>> {
         let tree = self.db.open_tree("seeded").map_err(|e| self.error(e))?;
         let bytes = codec::encode(record);
-        tree.insert(path.as_os_str().as_bytes(), bytes)
+        let old = tree
+            .insert(path.as_os_str().as_bytes(), bytes)
             .map_err(|e| self.error(e))?;
-        Ok(())
+        Ok(old.and_then(|old| decode_seeded(&old)))
     }
 
     /// Forgets the seeded file at `path`.

@@ -1,26 +1,34 @@
-//! Folder sync: every node that syncs a folder against the same tracker ends up with every
-//! file any of them has.
+//! Folder sync: every node that syncs a folder as the same share ends up with the same files.
 //!
-//! A sync node seeds its folder, then, each tick, compares what it holds with the tracker's
-//! catalogue, name by name:
-//! - Of the complete versions listed under one name, the newest modification time wins (ties go
-//!   to the larger id, so that every node picks the same one).
-//! - A name the node lacks is fetched through the normal, verified fetch path; the file's
-//!   modification time comes with it.
-//! - A local version that lost is replaced if nobody edited it here: it was fetched and is
-//!   unchanged since, or the winner says it replaced exactly this version. Otherwise it is an
-//!   edit that lost a conflict: it is renamed to `STEM.sync-conflict-ID.EXT` (which is then
-//!   shared like any file) before the winner is fetched. Nothing is destroyed.
+//! A share is a listing the tracker keeps ([`swarm_proto::share`]): for each path, its
+//! current version or a tombstone. Only nodes of the same share exchange files; plain seeds
+//! and other shares never enter it. A sync node seeds its folder, tells the tracker what
+//! changed in it (new versions, deletions), and, each tick, asks what changed in the share
+//! since the version it last saw, then brings the folder in line, path by path:
+//! - **Newest wins.** Of two versions of a path, the later modification time wins (ties go to
+//!   the larger id, so that every node picks the same one). A local version newer than the
+//!   share's is put in the share; an older one is replaced by the share's.
+//! - **Replacing keeps the old version.** A local version that lost is replaced only if
+//!   nobody edited it here (it was fetched and is unchanged since, or the winner says it
+//!   replaced exactly this version); its old content goes to `.swarm/versions/`. A local
+//!   edit that lost a conflict is renamed `STEM.sync-conflict-ID.EXT` (and shared like any
+//!   file) before the winner is fetched. Nothing is destroyed.
+//! - **Deletions propagate.** A file deleted here becomes a tombstone in the share (who
+//!   deleted it, and when), if what was deleted is the share's current version: a deletion
+//!   that raced an edit elsewhere loses, and the edit comes back. Other nodes move their copy
+//!   into `.swarm/versions/`. A file modified after the deletion (an edit on a node that was
+//!   away) wins over the tombstone and comes back everywhere; an older one is put away too.
+//! - `.swarm/versions/` keeps what was put away for `keep_versions` (30 days by default);
+//!   `.swarm/` is never shared.
 //!
 //! The folder is rescanned when file-system notifications say something changed, and every
 //! `rescan` period in case one was missed. A file modified less than `settle` ago is neither
-//! shared nor replaced until it is still. Deletions are not propagated: a file deleted here is
-//! withdrawn, and comes back while another node still has it.
+//! shared nor replaced until it is still.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -34,19 +42,24 @@ use crate::node::Node;
 use crate::out_dir::Dir;
 use crate::progress::Progress;
 use crate::state::FileStamp;
+use crate::versions::{self, Keep};
 use swarm_proto::collection::Collection;
 use swarm_proto::ids::FileId;
+use swarm_proto::meta::nanos_since_epoch;
 use swarm_proto::name;
-use swarm_proto::protocol::CatalogueEntry;
+use swarm_proto::share::{ShareChange, ShareEntry, SharePage, ShareState};
+use swarm_proto::FileMeta;
 
 /// How a folder is synced.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// The folder.
     pub dir: PathBuf,
+    /// The share: only nodes that sync the same share exchange files.
+    pub share: String,
     /// Chunk size for files hashed here.
     pub chunk_size: u32,
-    /// How often the catalogue is compared with the folder.
+    /// How often the share is compared with the folder.
     pub interval: Duration,
     /// Full rescans of the folder, in case a notification was missed.
     pub rescan: Duration,
@@ -54,20 +67,34 @@ pub struct SyncOptions {
     pub settle: Duration,
     /// Downloads at once.
     pub parallel: usize,
+    /// How long deleted and replaced files stay in `.swarm/versions/`.
+    pub keep_versions: Duration,
 }
 
 impl SyncOptions {
-    /// Defaults for syncing `dir`.
+    /// Defaults for syncing `dir`, as the share named after the folder.
     pub fn new(dir: PathBuf) -> SyncOptions {
         SyncOptions {
+            share: default_share(&dir),
             dir,
             chunk_size: crate::DEFAULT_CHUNK_SIZE,
             interval: Duration::from_secs(1),
             rescan: Duration::from_secs(30),
             settle: Duration::from_secs(1),
             parallel: 16,
+            keep_versions: Duration::from_secs(30 * 24 * 3600),
         }
     }
+}
+
+/// The share a folder syncs as by default: its name.
+pub fn default_share(dir: &Path) -> String {
+    let absolute = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    absolute
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| swarm_proto::share::validate_share_name(n).is_ok())
+        .unwrap_or_else(|| "sync".into())
 }
 
 /// Something a sync did, for people.
@@ -89,6 +116,18 @@ pub enum SyncEvent {
         /// The name the local version was moved to.
         kept_as: String,
     },
+    /// A file deleted elsewhere was put away here.
+    Removed {
+        /// Its name.
+        name: String,
+        /// Where it went, inside `.swarm/versions/`.
+        kept_as: String,
+    },
+    /// A file deleted here was deleted in the share.
+    Deleted {
+        /// Its name.
+        name: String,
+    },
     /// A file or folder cannot be shared (said once per path while the sync runs).
     Skipped(Skipped),
     /// A download failed; it is tried again later.
@@ -102,6 +141,8 @@ pub enum SyncEvent {
 
 /// A failed download is not tried again before this.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// A change told to the tracker is not told again before this (unless it comes back changed).
+const TELL_AGAIN_AFTER: Duration = Duration::from_secs(10);
 
 /// Syncs `options.dir` until `stop` is cancelled, sending what it does to `events`. The node
 /// must have joined a tracker.
@@ -111,6 +152,10 @@ pub async fn run(
     events: mpsc::UnboundedSender<SyncEvent>,
     stop: CancellationToken,
 ) -> Result<()> {
+    swarm_proto::share::validate_share_name(&options.share).map_err(|why| Error::Unsafe {
+        path: options.dir.clone(),
+        why: format!("cannot be synced as share `{}`: {why}", options.share),
+    })?;
     let dir = options.dir.canonicalize().map_err(|e| Error::io(&options.dir, e))?;
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
     // Without notifications (e.g. inotify watches exhausted) the periodic rescan still works.
@@ -137,6 +182,9 @@ pub async fn run(
         named: HashSet::new(),
         scan_wanted: true,
         last_full_scan: Instant::now(),
+        share: ShareMirror::default(),
+        deleted_here: HashMap::new(),
+        told: HashMap::new(),
     };
     let mut ticker = tokio::time::interval(sync.options.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,6 +203,36 @@ pub async fn run(
     Ok(())
 }
 
+/// What this node knows of its share's listing.
+#[derive(Debug, Default)]
+struct ShareMirror {
+    epoch: u64,
+    /// The share version seen last.
+    since: u64,
+    entries: HashMap<String, ShareEntry>,
+}
+
+impl ShareMirror {
+    fn apply(&mut self, page: SharePage) {
+        self.epoch = page.epoch;
+        self.since = page.version;
+        for entry in page.entries {
+            self.entries.insert(entry.name.clone(), entry);
+        }
+    }
+}
+
+/// A download planned from the share.
+#[derive(Debug, Clone)]
+struct Planned {
+    name: String,
+    file: FileId,
+    size: u64,
+    meta: FileMeta,
+    /// The local version it replaces, if any.
+    mine: Option<SeededFile>,
+}
+
 /// The state of one running sync.
 struct FolderSync {
     node: Node,
@@ -167,14 +245,19 @@ struct FolderSync {
     /// Versions whose download failed, and when.
     failed: HashMap<FileId, Instant>,
     scan: DirScan,
-    /// Downloads planned from the catalogue last listed, waiting for a slot.
-    queue: VecDeque<(CatalogueEntry, Option<SeededFile>)>,
+    /// Downloads planned from the share as last listed, waiting for a slot.
+    queue: VecDeque<Planned>,
     /// Versions fetched since the last scan (which does not list them yet).
     fetched: HashSet<FileId>,
     /// Paths already named as skipped.
     named: HashSet<PathBuf>,
     scan_wanted: bool,
     last_full_scan: Instant,
+    share: ShareMirror,
+    /// Files deleted here and not yet told to the tracker, by name.
+    deleted_here: HashMap<String, FileId>,
+    /// Versions put in the share lately, by name, and when (not told again too soon).
+    told: HashMap<String, (FileId, Instant)>,
 }
 
 impl FolderSync {
@@ -214,80 +297,258 @@ impl FolderSync {
                     let _ = self.events.send(SyncEvent::Skipped(skipped.clone()));
                 }
             }
+            for (name, file) in &scan.vanished {
+                self.deleted_here.insert(name.clone(), *file);
+            }
+            if due {
+                let pruned = versions::prune(&self.dir, self.options.keep_versions);
+                if pruned > 0 {
+                    debug!(
+                        "removed {pruned} old version(s) kept longer than {:?}",
+                        self.options.keep_versions
+                    );
+                }
+            }
             self.scan = scan;
             self.fetched.clear();
         }
-        match self.node.list().await {
-            Ok(catalogue) => self.reconcile(&catalogue),
-            Err(e) => debug!("listing the catalogue failed, trying again next tick: {e}"),
+        match self.refresh_share().await {
+            Ok(()) => self.reconcile().await,
+            Err(e) => debug!(
+                "listing share {} failed, trying again next tick: {e}",
+                self.options.share
+            ),
         }
     }
 
-    /// Plans the downloads that bring the folder up to `catalogue` and starts as many as
-    /// there are free slots; the rest wait in the queue for slots to free.
-    fn reconcile(&mut self, catalogue: &[CatalogueEntry]) {
-        let local: HashMap<&str, &SeededFile> = self.scan.files.iter().map(|f| (f.manifest.name.as_str(), f)).collect();
+    /// Brings the mirror of the share up to date: the changes since the version last seen,
+    /// or the whole listing if the tracker's record of the share began again.
+    async fn refresh_share(&mut self) -> Result<()> {
+        let share = &self.options.share;
+        let page = self.node.share_changes(share, self.share.since).await?;
+        if page.epoch != self.share.epoch || page.version < self.share.since {
+            let whole = if self.share.since == 0 {
+                page
+            } else {
+                self.node.share_changes(share, 0).await?
+            };
+            self.share = ShareMirror::default();
+            self.share.apply(whole);
+        } else {
+            self.share.apply(page);
+        }
+        Ok(())
+    }
+
+    /// Compares the folder with the share: tells the tracker what is newer here, puts away
+    /// what was deleted elsewhere, and plans the downloads of what is newer there, starting
+    /// as many as there are free slots (the rest wait in the queue for slots to free).
+    async fn reconcile(&mut self) {
         let unsettled: HashSet<&str> = self.scan.unsettled.iter().map(String::as_str).collect();
+        let mut tell = Vec::new();
+        let mut put_away = Vec::new();
         self.queue.clear();
-        for (name, winner) in winners(catalogue) {
-            if unsettled.contains(name) {
+        let mut local: HashSet<&str> = HashSet::new();
+        for mine in &self.scan.files {
+            let name = mine.manifest.name.as_str();
+            local.insert(name);
+            if unsettled.contains(name) || self.in_flight.contains(name) || Collection::is_collection_name(name) {
                 continue;
             }
-            match local.get(name) {
-                Some(mine) if mine.id == winner.file => {}
-                Some(mine) if mine.meta.is_newer(&mine.id, &winner.meta, &winner.file) => {}
-                Some(mine) => self.queue.push_back((winner.clone(), Some((*mine).clone()))),
-                None => self.queue.push_back((winner.clone(), None)),
+            let put = ShareChange::Put {
+                name: name.to_owned(),
+                file: mine.id,
+                meta: mine.meta,
+            };
+            match self.share.entries.get(name).map(|e| &e.state) {
+                None => tell.push(put),
+                Some(ShareState::Present { file, .. }) if *file == mine.id => {}
+                Some(ShareState::Present { file, meta, size }) => {
+                    if mine.meta.is_newer(&mine.id, meta, file) {
+                        tell.push(put);
+                    } else {
+                        self.queue.push_back(Planned {
+                            name: name.to_owned(),
+                            file: *file,
+                            size: *size,
+                            meta: *meta,
+                            mine: Some(mine.clone()),
+                        });
+                    }
+                }
+                Some(ShareState::Deleted { deleted_ns, .. }) => {
+                    if mine.meta.modified_ns > *deleted_ns {
+                        tell.push(put);
+                    } else {
+                        put_away.push((mine.clone(), *deleted_ns));
+                    }
+                }
             }
         }
+        let now_ns = nanos_since_epoch(SystemTime::now());
+        let mut deleted = Vec::new();
+        for (name, entry) in &self.share.entries {
+            let ShareState::Present { file, meta, size } = entry.state else {
+                continue;
+            };
+            let name = name.as_str();
+            if local.contains(name) || unsettled.contains(name) || Collection::is_collection_name(name) {
+                continue;
+            }
+            if self.deleted_here.get(name) == Some(&file) {
+                tell.push(ShareChange::Delete {
+                    name: name.to_owned(),
+                    was: file,
+                    deleted_ns: now_ns,
+                });
+                deleted.push(name.to_owned());
+                continue;
+            }
+            self.queue.push_back(Planned {
+                name: name.to_owned(),
+                file,
+                size,
+                meta,
+                mine: None,
+            });
+        }
+        // A deletion of anything but the share's current version lost (or is not news).
+        self.deleted_here.clear();
+        self.queue.make_contiguous().sort_by(|a, b| a.name.cmp(&b.name));
+        for (mine, deleted_ns) in put_away {
+            self.put_away(&mine, deleted_ns);
+        }
+        self.tell(tell, &deleted).await;
         self.fill();
+    }
+
+    /// Tells the tracker `changes` (leaving out puts told lately); deletions that do not get
+    /// through are kept for the next tick.
+    async fn tell(&mut self, changes: Vec<ShareChange>, deleted: &[String]) {
+        let changes: Vec<ShareChange> = changes
+            .into_iter()
+            .filter(|change| match change {
+                ShareChange::Put { name, file, .. } => !self
+                    .told
+                    .get(name)
+                    .is_some_and(|(told, at)| told == file && at.elapsed() < TELL_AGAIN_AFTER),
+                ShareChange::Delete { .. } => true,
+            })
+            .collect();
+        if changes.is_empty() {
+            return;
+        }
+        match self.node.share_update(&self.options.share, changes.clone()).await {
+            Ok(()) => {
+                for change in changes {
+                    match change {
+                        ShareChange::Put { name, file, .. } => {
+                            self.told.insert(name, (file, Instant::now()));
+                        }
+                        ShareChange::Delete { name, .. } => {
+                            let _ = self.events.send(SyncEvent::Deleted { name });
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(
+                    "could not tell the tracker what changed in share {}: {e}",
+                    self.options.share
+                );
+                for change in changes {
+                    if let ShareChange::Delete { name, was, .. } = change {
+                        if deleted.contains(&name) {
+                            self.deleted_here.insert(name, was);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves a file deleted elsewhere (at `deleted_ns`) into `.swarm/versions/`, unless it was
+    /// modified since it was scanned (then it is newer than the deletion and is put in the
+    /// share at the next scan).
+    fn put_away(&mut self, mine: &SeededFile, deleted_ns: u64) {
+        let modified = std::fs::symlink_metadata(&mine.path)
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok());
+        match modified {
+            Some(at) if nanos_since_epoch(at) <= deleted_ns => {}
+            _ => {
+                self.scan_wanted = true;
+                return;
+            }
+        }
+        let name = mine.manifest.name.clone();
+        match versions::keep(&self.dir, &name, Keep::Move) {
+            Ok(kept) => {
+                let kept_as = name::name_of(&self.dir, &kept).unwrap_or_else(|| kept.display().to_string());
+                let _ = self.events.send(SyncEvent::Removed { name, kept_as });
+            }
+            Err(error) => {
+                let _ = self.events.send(SyncEvent::Failed { name, error });
+            }
+        }
+        self.scan_wanted = true;
     }
 
     /// Starts queued downloads while slots are free, skipping those in flight, fetched since
     /// the last scan, or failed lately.
     fn fill(&mut self) {
         while self.in_flight.len() < self.options.parallel {
-            let Some((winner, mine)) = self.queue.pop_front() else {
+            let Some(planned) = self.queue.pop_front() else {
                 return;
             };
             let failed_lately = self
                 .failed
-                .get(&winner.file)
+                .get(&planned.file)
                 .is_some_and(|at| at.elapsed() < RETRY_AFTER);
-            if self.in_flight.contains(&winner.name) || self.fetched.contains(&winner.file) || failed_lately {
+            if self.in_flight.contains(&planned.name) || self.fetched.contains(&planned.file) || failed_lately {
                 continue;
             }
-            self.start_download(winner, mine);
+            self.start_download(planned);
         }
     }
 
-    fn start_download(&mut self, winner: CatalogueEntry, mine: Option<SeededFile>) {
+    fn start_download(&mut self, planned: Planned) {
         let mut replace = Replace::Never;
-        if let Some(mine) = &mine {
-            let unedited = mine.fetched || winner.meta.replaces == Some(mine.id);
+        let mut kept = None;
+        if let Some(mine) = &planned.mine {
+            let unedited = mine.fetched || planned.meta.replaces == Some(mine.id);
             if unedited {
                 if let Some(stamp) = std::fs::symlink_metadata(&mine.path)
                     .ok()
                     .filter(|m| m.is_file())
                     .map(|m| FileStamp::of(&m))
                 {
-                    replace = Replace::IfUnchanged(stamp);
+                    // The old version keeps a name in .swarm/versions/: the fetch's rename
+                    // over it leaves that name the only one.
+                    match versions::keep(&self.dir, &planned.name, Keep::Link) {
+                        Ok(path) => {
+                            kept = Some(path);
+                            replace = Replace::IfUnchanged(stamp);
+                        }
+                        Err(e) => warn!(name = %planned.name, "not replaced: its old version cannot be kept ({e})"),
+                    }
                 }
             } else {
                 match keep_as_conflict(&self.dir, &mine.manifest.name, &mine.id) {
                     Ok(kept) => {
                         let kept_as = name::name_of(&self.dir, &kept).unwrap_or_else(|| kept.display().to_string());
-                        warn!(name = %winner.name, %kept_as, "a newer version exists elsewhere; the local one is kept beside it");
+                        warn!(name = %planned.name, %kept_as, "a newer version exists elsewhere; the local one is kept beside it");
                         let _ = self.events.send(SyncEvent::Conflict {
-                            name: winner.name.clone(),
+                            name: planned.name.clone(),
                             kept_as,
                         });
                         self.scan_wanted = true;
                     }
                     Err(error) => {
-                        self.failed.insert(winner.file, Instant::now());
+                        self.failed.insert(planned.file, Instant::now());
                         let _ = self.events.send(SyncEvent::Failed {
-                            name: winner.name.clone(),
+                            name: planned.name.clone(),
                             error,
                         });
                         return;
@@ -300,23 +561,31 @@ impl FolderSync {
             replace,
             // A download whose holders all vanish gives up, so that a newer version can be
             // fetched instead; it is tried again later.
-            timeout: Some(Duration::from_secs(120) + Duration::from_secs(winner.size / (1 << 20))),
+            timeout: Some(Duration::from_secs(120) + Duration::from_secs(planned.size / (1 << 20))),
             progress: Arc::new(Progress::default()),
-            label: Some(winner.name.clone()),
+            label: Some(planned.name.clone()),
             ..FetchOptions::default()
         };
-        self.in_flight.insert(winner.name.clone());
+        self.in_flight.insert(planned.name.clone());
         let node = self.node.clone();
+        let root = self.dir.clone();
         self.downloads.spawn(async move {
-            let result = node.fetch(winner.file, options).await;
-            if let Ok(report) = &result {
-                if let Err(e) = node.remember_fetched(report) {
-                    warn!("{e}");
+            let result = node.fetch(planned.file, options).await;
+            match &result {
+                Ok(report) => {
+                    if let Err(e) = node.remember_fetched(report).await {
+                        warn!("{e}");
+                    }
+                }
+                Err(_) => {
+                    if let Some(kept) = &kept {
+                        versions::forget(&root, kept);
+                    }
                 }
             }
             Download {
-                name: winner.name,
-                file: winner.file,
+                name: planned.name,
+                file: planned.file,
                 result,
             }
         });
@@ -349,25 +618,6 @@ struct Download {
     name: String,
     file: FileId,
     result: Result<FetchReport>,
-}
-
-/// For each name in the catalogue, the newest version that live peers hold completely.
-/// Collections (folders seeded as one id) are not files of the folder: they are left out.
-fn winners(catalogue: &[CatalogueEntry]) -> Vec<(&str, &CatalogueEntry)> {
-    let mut best: HashMap<&str, &CatalogueEntry> = HashMap::new();
-    for entry in catalogue {
-        let complete = entry.holders > 0 && entry.available >= entry.chunk_count;
-        if !complete || Collection::is_collection_name(&entry.name) {
-            continue;
-        }
-        let slot = best.entry(entry.name.as_str()).or_insert(entry);
-        if entry.meta.is_newer(&entry.file, &slot.meta, &slot.file) {
-            *slot = entry;
-        }
-    }
-    let mut winners: Vec<_> = best.into_iter().collect();
-    winners.sort_by_key(|(name, _)| *name);
-    winners
 }
 
 /// Renames the file `name` in the sync folder `root` (the losing version `id`) to
@@ -411,35 +661,6 @@ fn watch(dir: &Path, changes: mpsc::UnboundedSender<()>) -> notify::Result<notif
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarm_proto::FileMeta;
-
-    fn entry(name: &str, id: u8, modified_ns: u64, complete: bool) -> CatalogueEntry {
-        CatalogueEntry {
-            file: FileId([id; 32]),
-            name: name.into(),
-            size: 10,
-            chunk_count: 2,
-            holders: 1,
-            available: if complete { 2 } else { 1 },
-            meta: FileMeta {
-                modified_ns,
-                replaces: None,
-            },
-        }
-    }
-
-    #[test]
-    fn the_newest_complete_version_of_each_name_wins() {
-        let catalogue = [
-            entry("a", 1, 10, true),
-            entry("a", 2, 30, true),
-            entry("a", 3, 50, false),
-            entry("b", 4, 10, true),
-            entry("b", 5, 10, true),
-        ];
-        let picked: Vec<(&str, u8)> = winners(&catalogue).into_iter().map(|(n, e)| (n, e.file.0[0])).collect();
-        assert_eq!(picked, vec![("a", 2), ("b", 5)]);
-    }
 
     #[test]
     fn conflict_copies_never_replace_anything() {

@@ -13,6 +13,7 @@ use swarm_proto::access::Access;
 use swarm_proto::protocol::{
     CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_BATCH, MAX_FRAME,
 };
+use swarm_proto::share::{ShareChange, SharePage};
 
 /// Most catalogue entries one listing gathers over all its pages.
 pub const MAX_LISTED: usize = 10_000_000;
@@ -168,6 +169,8 @@ pub struct Located {
     pub meta: FileMeta,
     /// How many live peers hold (or fetch) it.
     pub live: u32,
+    /// Nobody holds it because its last holder withdrew it (replaced or deleted it).
+    pub retired: bool,
 }
 
 /// What the tracker answered to `Register`.
@@ -534,6 +537,59 @@ impl TrackerClient {
         self.simple(TrackerRequest::Withdraw { file }).await
     }
 
+    /// Tells the tracker what changed in a folder synced as `share` (at most
+    /// [`MAX_BATCH`] changes).
+    pub async fn share_update(&self, share: &str, changes: Vec<ShareChange>) -> Result<RegisteredOrNot> {
+        self.simple(TrackerRequest::ShareUpdate {
+            share: share.to_owned(),
+            changes,
+        })
+        .await
+    }
+
+    /// The entries of `share` changed since version `since`: every page of them, in version
+    /// order, with the share's epoch and version as of the last page.
+    pub async fn share_changes(&self, share: &str, since: u64) -> Result<SharePage> {
+        let mut all = SharePage::default();
+        let mut since = since;
+        loop {
+            let request = TrackerRequest::ShareChanges {
+                share: share.to_owned(),
+                since,
+            };
+            let page = match self.request(&request).await? {
+                TrackerResponse::Share(page) => page,
+                other => return Err(self.unexpected(other)),
+            };
+            // Each page must go on from the last: a tracker that sends anything else is lying
+            // or broken, and a loop on it would never end.
+            let in_order = page.entries.windows(2).all(|w| w[0].version < w[1].version)
+                && page.entries.first().is_none_or(|e| e.version > since)
+                && !(page.more && page.entries.is_empty());
+            if !in_order || all.entries.len() + page.entries.len() > MAX_LISTED {
+                return Err(Error::Tracker {
+                    addr: self.addr().host_port.clone(),
+                    message: format!(
+                        "sent share {share} out of order or longer than {MAX_LISTED} entries; is it a swarm tracker?"
+                    ),
+                });
+            }
+            if all.epoch != 0 && page.epoch != all.epoch {
+                return Err(Error::Tracker {
+                    addr: self.addr().host_port.clone(),
+                    message: format!("share {share} began again while it was listed; list it again"),
+                });
+            }
+            since = page.entries.last().map_or(since, |e| e.version);
+            all.epoch = page.epoch;
+            all.version = page.version;
+            all.entries.extend(page.entries);
+            if !page.more {
+                return Ok(all);
+            }
+        }
+    }
+
     /// Refreshes this peer at the tracker.
     pub async fn keepalive(&self) -> Result<RegisteredOrNot> {
         let answer = self.simple(TrackerRequest::Keepalive).await;
@@ -692,11 +748,13 @@ impl TrackerClient {
                 holders,
                 meta,
                 live,
+                retired,
             } => Ok(Located {
                 manifest,
                 holders,
                 meta,
                 live,
+                retired,
             }),
             TrackerResponse::Error {
                 code: ErrorCode::NotFound,

@@ -197,6 +197,7 @@ async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandl
                             holders: vec![],
                             meta: Default::default(),
                             live: 0,
+                            retired: false,
                         },
                         _ => TrackerResponse::Ok,
                     };

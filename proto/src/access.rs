@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{self, CloseCode};
 
 /// ALPN of a private swarm's nodes.
-pub const PRIVATE_ALPN: &[u8] = b"swarm/4+private";
+pub const PRIVATE_ALPN: &[u8] = b"swarm/5+private";
 /// Context string of the key derivation (changing it changes every swarm key).
 const KEY_CONTEXT: &str = "swarm 2026 private swarm key v1";
 /// Label of the keying material exported from a TLS session for a proof.

@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod meta;
 pub mod name;
 pub mod protocol;
+pub mod share;
 pub mod ticket;
 pub mod transport;
 

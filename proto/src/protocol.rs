@@ -1,8 +1,8 @@
-//! The swarm wire protocol, version 4. This module is the specification.
+//! The swarm wire protocol, version 5. This module is the specification.
 //!
 //! # Transport
 //! Every node (tracker or peer) has one QUIC endpoint. Connections negotiate the ALPN
-//! [`ALPN`], which carries the protocol version (`swarm/4`): nodes of different versions fail
+//! [`ALPN`], which carries the protocol version (`swarm/5`): nodes of different versions fail
 //! the handshake and say so ([`crate::ConnectError::VersionMismatch`]). TLS 1.3 runs with a
 //! self-signed certificate on *both* sides: a node's id is the BLAKE3 hash of its public key,
 //! so the handshake authenticates both ends, and everything a tracker records is filed under
@@ -26,6 +26,11 @@
 //! source too. A complete seeder may offer only part of what it has at first (the chunks it
 //! has sent least), revealing more as the watcher gets them: the swarm, not the seeder, then
 //! carries the copies.
+//!
+//! # Shares
+//! Sync nodes keep their folder's listing at the tracker as a share ([`crate::share`]):
+//! [`TrackerRequest::ShareUpdate`] tells what changed in a folder, and
+//! [`TrackerRequest::ShareChanges`] asks what changed since a share version, page by page.
 //!
 //! # Frames
 //! ```text
@@ -55,11 +60,12 @@ use crate::codec;
 use crate::ids::{FileId, PeerId};
 use crate::manifest::Manifest;
 use crate::meta::FileMeta;
+use crate::share::{ShareChange, SharePage};
 
 /// This build's protocol version, carried in the ALPN.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// QUIC application protocol name: `swarm/` and the version.
-pub const ALPN: &[u8] = b"swarm/4";
+pub const ALPN: &[u8] = b"swarm/5";
 /// Largest frame: 16 MiB, room for a manifest of the maximum 262,144 chunks (8 MiB of hashes)
 /// and a locate answer listing many holders.
 pub const MAX_FRAME: u32 = codec::LIMIT as u32;
@@ -158,6 +164,22 @@ pub enum TrackerRequest {
     /// [`MAX_BATCH`]), done in order and answered with a `Batch` of one response each: a node
     /// sharing 20,000 files registers them in 20 requests, not 20,000.
     Batch(Vec<TrackerRequest>),
+    /// Changes a sync node saw in its folder, for the share's listing (at most [`MAX_BATCH`];
+    /// see [`crate::share`]). Changes that lose to the share's current entry, or name a file
+    /// the tracker does not list under that name, are left out; the rest are taken in order.
+    ShareUpdate {
+        /// The share.
+        share: String,
+        /// The changes.
+        changes: Vec<ShareChange>,
+    },
+    /// The entries of a share changed since version `since` (0: all of them).
+    ShareChanges {
+        /// The share.
+        share: String,
+        /// The version last seen.
+        since: u64,
+    },
 }
 
 /// Most requests in one [`TrackerRequest::Batch`].
@@ -193,6 +215,9 @@ pub enum TrackerResponse {
         holders: Vec<Holder>,
         /// How many live peers hold some or all of it.
         live: u32,
+        /// Nobody holds it because its last holder withdrew it (replaced or deleted it), not
+        /// because holders went away for a while: waiting will not bring it back.
+        retired: bool,
     },
     /// The request failed.
     Error {
@@ -205,6 +230,8 @@ pub enum TrackerResponse {
     Holdings(Vec<Holding>),
     /// Answer to `Batch`: one response per request, in order.
     Batch(Vec<TrackerResponse>),
+    /// Answer to `ShareChanges`.
+    Share(SharePage),
 }
 
 /// What one peer asks of another.
@@ -634,6 +661,7 @@ where
 mod tests {
     use super::*;
     use crate::ids::Digest;
+    use crate::share::{ShareEntry, ShareState};
     use proptest::prelude::*;
 
     const F: [u8; 32] = [0xab; 32];
@@ -762,6 +790,26 @@ mod tests {
                 ]),
                 cat(&[&[12, 2, 3], &F, &[4]]),
             ),
+            // ShareUpdate: variant 13, "s", one change: Delete (1), "a", file, deleted at 7.
+            (
+                TrackerRequest::ShareUpdate {
+                    share: "s".into(),
+                    changes: vec![ShareChange::Delete {
+                        name: "a".into(),
+                        was: FileId(F),
+                        deleted_ns: 7,
+                    }],
+                },
+                cat(&[&[13, 1, b's', 1, 1, 1, b'a'], &F, &[7]]),
+            ),
+            // ShareChanges: variant 14, "s", since 300.
+            (
+                TrackerRequest::ShareChanges {
+                    share: "s".into(),
+                    since: 300,
+                },
+                vec![14, 1, b's', 251, 44, 1],
+            ),
         ];
         for (message, payload) in tracker {
             check(&message, &payload);
@@ -813,8 +861,9 @@ mod tests {
                         complete: true,
                     }],
                     live: 7,
+                    retired: false,
                 },
-                cat(&[&[4, 1], &manifest_bytes(), no_meta, &[1], &P, &ADDR, &[1, 7]]),
+                cat(&[&[4, 1], &manifest_bytes(), no_meta, &[1], &P, &ADDR, &[1, 7, 0]]),
             ),
             // Error: code Busy (4), message "no" (length 2).
             (
@@ -843,6 +892,26 @@ mod tests {
                     },
                 ]),
                 vec![7, 2, 0, 5, 4, 2, b'n', b'o'],
+            ),
+            // Share: variant 8, epoch 1, version 2, one entry ("a", version 2, by, Present (0)
+            // with file, no meta, size 5), no more.
+            (
+                TrackerResponse::Share(SharePage {
+                    epoch: 1,
+                    version: 2,
+                    entries: vec![ShareEntry {
+                        name: "a".into(),
+                        version: 2,
+                        by: PeerId(P),
+                        state: ShareState::Present {
+                            file: FileId(F),
+                            meta: FileMeta::default(),
+                            size: 5,
+                        },
+                    }],
+                    more: false,
+                }),
+                cat(&[&[8, 1, 2, 1, 1, b'a', 2], &P, &[0], &F, no_meta, &[5, 0]]),
             ),
         ];
         for (message, payload) in responses {

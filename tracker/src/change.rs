@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use swarm_proto::protocol::Refusal;
+use swarm_proto::share::ShareChange;
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
 
 use crate::state::{Expired, TrackerState};
@@ -84,6 +85,19 @@ pub enum Change {
     },
     /// [`TrackerState::expire`].
     Expire,
+    /// [`TrackerState::share_update`].
+    ShareUpdate {
+        /// The node that saw the changes.
+        peer: PeerId,
+        /// The share.
+        share: String,
+        /// What changed.
+        changes: Vec<ShareChange>,
+        /// The epoch of a share new to the tracker: milliseconds since the Unix epoch when
+        /// the tracker took the change (carried in the change, so that every tracker on a
+        /// shared store gives the same one).
+        epoch: u64,
+    },
 }
 
 /// What applying a [`Change`] gave.
@@ -97,6 +111,8 @@ pub enum Outcome {
     Dropped(bool),
     /// Expire.
     Expired(Expired),
+    /// ShareUpdate: how many changes were taken.
+    Shared(Result<usize, Refusal>),
 }
 
 impl Change {
@@ -122,6 +138,12 @@ impl Change {
             Change::Leave { peer } => Outcome::Dropped(state.remove_peer(&peer, now)),
             Change::Checked { peer, file, lied } => Outcome::Dropped(state.checked(&peer, &file, lied, now)),
             Change::Expire => Outcome::Expired(state.expire(now)),
+            Change::ShareUpdate {
+                peer,
+                share,
+                changes,
+                epoch,
+            } => Outcome::Shared(state.share_update(peer, &share, changes, epoch, now)),
         }
     }
 }

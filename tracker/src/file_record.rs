@@ -51,6 +51,8 @@ pub struct FileRecord {
     pub charged: Option<IpAddr>,
     /// Since when no live peer holds it.
     pub unheld_since: Option<Instant>,
+    /// Its last holder withdrew it (replaced or deleted it), and nobody has held it since.
+    pub retired: bool,
     holdings: HashMap<PeerId, Holding>,
     order: Vec<PeerId>,
     copies: Vec<u32>,
@@ -68,6 +70,7 @@ impl FileRecord {
             manifest,
             charged,
             unheld_since: Some(now),
+            retired: false,
             holdings: HashMap::new(),
             order: Vec::new(),
             available: 0,
@@ -158,6 +161,7 @@ impl FileRecord {
             },
         );
         self.unheld_since = None;
+        self.retired = false;
     }
 
     /// `peer` newly holds `chunks` too. Returns the first chunk out of range, if any (then

@@ -22,6 +22,7 @@ mod error;
 pub mod file_record;
 pub mod service;
 pub mod shared_log;
+pub mod shares;
 pub mod state;
 pub mod store;
 pub mod telemetry;

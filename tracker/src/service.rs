@@ -15,6 +15,7 @@ use swarm_proto::dir_lock::DirLock;
 use swarm_proto::protocol::{
     CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_BATCH, MAX_FRAME,
 };
+use swarm_proto::share::ShareChange;
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
 use swarm_proto::{Bitfield, FileId, FileMeta, Identity, Manifest, PeerId};
 use tokio_util::sync::CancellationToken;
@@ -85,7 +86,7 @@ pub struct Tracker {
     _lock: DirLock,
 }
 
-/// How often an embedded tracker saves who holds what, for a restart.
+/// How often an embedded tracker saves who holds what and the shares, for a restart.
 const SAVE_HOLDERS_EVERY: Duration = Duration::from_secs(5);
 
 /// Requests one peer may make per second, on average; bursts of twice as many pass.
@@ -218,7 +219,7 @@ impl Tracker {
         self.tasks.close();
         self.transport.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
-        self.service.save_holders();
+        self.service.save_state();
     }
 }
 
@@ -260,15 +261,16 @@ fn load_embedded(config: &TrackerConfig) -> Result<(TrackerState, CatalogueStore
             store.remove(&id);
         }
     }
-    let peers = store.load_holders();
-    if !peers.is_empty() {
+    let saved = store.load_state();
+    if !saved.peers.is_empty() || !saved.shares.is_empty() {
         let snapshot = Snapshot {
             files: state.snapshot(now).files,
-            peers,
+            peers: saved.peers,
+            shares: saved.shares,
         };
         state = TrackerState::restore(snapshot, config.peer_timeout, config.budgets, now);
         state.expire(now);
-        state.mark_restored();
+        state.mark_restored(unix_ms_now());
         info!(
             peers = state.peer_count(),
             "restored who held what when the tracker stopped; each peer registers again at its next request"
@@ -314,11 +316,15 @@ impl Service {
         self.state.lock().expect("tracker state lock poisoned")
     }
 
-    /// Saves who holds what, if the store is embedded (a shared store keeps it in Redis).
-    fn save_holders(&self) {
+    /// Saves who holds what and the shares, if the store is embedded (a shared store keeps
+    /// them in Redis).
+    fn save_state(&self) {
         if let Store::Embedded(store) = &self.store {
-            let peers = self.state().snapshot_peers(Instant::now());
-            store.save_holders(peers);
+            let (peers, shares) = {
+                let state = self.state();
+                (state.snapshot_peers(Instant::now()), state.snapshot_shares())
+            };
+            store.save_state(peers, shares);
         }
     }
 
@@ -357,6 +363,9 @@ impl Service {
             TrackerRequest::Withdraw { file } => Change::Withdraw { peer, file },
             TrackerRequest::Keepalive => Change::Keepalive { peer },
             TrackerRequest::Leave => Change::Leave { peer },
+            TrackerRequest::ShareUpdate { share, changes } => {
+                return self.share_update(peer, share, changes).await;
+            }
             read => return self.answer(peer, read),
         };
         let registering = matches!(change, Change::Register { .. });
@@ -395,6 +404,32 @@ impl Service {
                 TrackerResponse::Ok
             }
             Ok(other) => unreachable!("a request's change gave {other:?}"),
+        }
+    }
+
+    /// Changes to a share's listing.
+    async fn share_update(&self, peer: PeerId, share: String, changes: Vec<ShareChange>) -> TrackerResponse {
+        if changes.len() > MAX_BATCH {
+            return Refusal::new(
+                ErrorCode::Limit,
+                format!(
+                    "a share update holds at most {MAX_BATCH} changes, not {}",
+                    changes.len()
+                ),
+            )
+            .into();
+        }
+        let epoch = unix_ms_now();
+        let change = Change::ShareUpdate {
+            peer,
+            share,
+            changes,
+            epoch,
+        };
+        match self.commit(change).await {
+            Ok(Outcome::Shared(Ok(_))) => TrackerResponse::Ok,
+            Ok(Outcome::Shared(Err(refusal))) | Err(refusal) => refusal.into(),
+            Ok(other) => unreachable!("a share update gave {other:?}"),
         }
     }
 
@@ -526,10 +561,12 @@ impl Service {
                         meta: located.meta,
                         holders: located.holders,
                         live: located.live,
+                        retired: located.retired,
                     },
                     None => not_in_catalogue(&file),
                 }
             }
+            TrackerRequest::ShareChanges { share, since } => TrackerResponse::Share(state.share_changes(&share, since)),
             TrackerRequest::Holders { file } => match state.holdings(&file) {
                 Some(holdings) => TrackerResponse::Holdings(holdings),
                 None => not_in_catalogue(&file),
@@ -577,7 +614,7 @@ async fn audit_loop(service: Arc<Service>, shutdown: CancellationToken, every: D
     }
 }
 
-/// Saves who holds what every [`SAVE_HOLDERS_EVERY`] (the tracker saves once more when it stops).
+/// Saves who holds what and the shares every [`SAVE_HOLDERS_EVERY`] (the tracker saves once more when it stops).
 async fn save_loop(service: Arc<Service>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(SAVE_HOLDERS_EVERY);
     ticker.tick().await;
@@ -587,7 +624,7 @@ async fn save_loop(service: Arc<Service>, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let service = service.clone();
-        let _ = tokio::task::spawn_blocking(move || service.save_holders()).await;
+        let _ = tokio::task::spawn_blocking(move || service.save_state()).await;
     }
 }
 
@@ -621,6 +658,12 @@ async fn expiry_loop(service: Arc<Service>, shutdown: CancellationToken, timeout
     }
 }
 
+/// Milliseconds since the Unix epoch (at least 1: epoch 0 means "no share").
+fn unix_ms_now() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(1, |d| d.as_millis() as u64).max(1)
+}
+
 /// A short name for a request's kind, for spans and logs.
 fn request_kind(request: &TrackerRequest) -> &'static str {
     match request {
@@ -637,5 +680,7 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::Holders { .. } => "holders",
         TrackerRequest::Join { .. } => "join",
         TrackerRequest::Batch(_) => "batch",
+        TrackerRequest::ShareUpdate { .. } => "share_update",
+        TrackerRequest::ShareChanges { .. } => "share_changes",
     }
 }

@@ -27,11 +27,13 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use swarm_proto::protocol::CataloguePage;
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
+use swarm_proto::share::{ShareChange, SharePage};
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
 
 use crate::audit::Claim;
 use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
 use crate::file_record::FileRecord;
+use crate::shares::{ShareLog, Shares};
 
 /// Most files one peer may announce. Bounds what a single peer can make the tracker store.
 pub const MAX_FILES_PER_PEER: usize = 100_000;
@@ -90,6 +92,8 @@ pub struct Located {
     pub holders: Vec<Holder>,
     /// How many live peers hold (or fetch) it.
     pub live: u32,
+    /// Its last holder withdrew it, and nobody holds it since.
+    pub retired: bool,
 }
 
 /// [`TrackerState`] as plain data ([`TrackerState::snapshot`]).
@@ -99,6 +103,8 @@ pub struct Snapshot {
     pub files: Vec<SnapshotFile>,
     /// Every live peer, with what it holds.
     pub peers: Vec<SnapshotPeer>,
+    /// Every share's listing.
+    pub shares: Vec<(String, ShareLog)>,
 }
 
 /// One file of a [`Snapshot`].
@@ -110,6 +116,8 @@ pub struct SnapshotFile {
     pub charged: Option<IpAddr>,
     /// For how long nobody has held it, if nobody does.
     pub unheld_ms: Option<u64>,
+    /// Its last holder withdrew it.
+    pub retired: bool,
 }
 
 /// One peer of a [`Snapshot`].
@@ -137,6 +145,8 @@ pub struct TrackerState {
     usage: Usage,
     /// The first time seen, from which handout periods are counted.
     origin: Option<Instant>,
+    /// The sync shares' listings.
+    shares: Shares,
 }
 
 impl TrackerState {
@@ -150,6 +160,7 @@ impl TrackerState {
             budgets,
             usage: Usage::default(),
             origin: None,
+            shares: Shares::default(),
         }
     }
 
@@ -212,11 +223,13 @@ impl TrackerState {
         Ok(record)
     }
 
-    /// Marks every peer as restored from disk after a restart (see [`PeerRecord::restored`]).
-    pub fn mark_restored(&mut self) {
+    /// Marks every peer as restored from disk after a restart (see [`PeerRecord::restored`]),
+    /// and gives every share the new `epoch` ([`Shares::new_epoch`]).
+    pub fn mark_restored(&mut self, epoch: u64) {
         for record in self.peers.values_mut() {
             record.restored = true;
         }
+        self.shares.new_epoch(epoch);
     }
 
     /// `peer` holds `chunks` of `manifest`. Returns the file id and whether the manifest was
@@ -389,7 +402,32 @@ impl TrackerState {
         record.files.remove(&file);
         let ip = record.ip;
         self.drop_holding(&peer, ip, &file, now);
+        if let Some(record) = self.files.get_mut(&file).filter(|r| r.is_unheld()) {
+            record.retired = true;
+        }
         Ok(())
+    }
+
+    /// Takes `changes` to `share` from `peer` (see [`Shares::update`]); a share new to the
+    /// tracker gets `epoch`. Returns how many were taken.
+    pub fn share_update(
+        &mut self,
+        peer: PeerId,
+        share: &str,
+        changes: Vec<ShareChange>,
+        epoch: u64,
+        now: Instant,
+    ) -> Result<usize, Refusal> {
+        self.live_peer(&peer, now)?;
+        let files = &self.files;
+        self.shares.update(peer, share, changes, epoch, |file| {
+            files.get(file).map(|r| (r.manifest.name.clone(), r.manifest.size))
+        })
+    }
+
+    /// The entries of `share` changed since version `since`.
+    pub fn share_changes(&self, share: &str, since: u64) -> SharePage {
+        self.shares.changes(share, since)
     }
 
     /// Refreshes `peer`.
@@ -509,6 +547,7 @@ impl TrackerState {
             meta: record.meta(),
             holders,
             live: record.holder_count() as u32,
+            retired: record.retired,
         })
     }
 
@@ -580,12 +619,19 @@ impl TrackerState {
                 manifest: (*r.manifest).clone(),
                 charged: r.charged,
                 unheld_ms: r.unheld_since.map(ago),
+                retired: r.retired,
             })
             .collect();
         Snapshot {
             files,
             peers: self.snapshot_peers(now),
+            shares: self.shares.snapshot(),
         }
+    }
+
+    /// The shares of [`TrackerState::snapshot`] alone.
+    pub fn snapshot_shares(&self) -> Vec<(String, ShareLog)> {
+        self.shares.snapshot()
     }
 
     /// The peers of [`TrackerState::snapshot`] alone (the manifests are kept apart on disk).
@@ -619,9 +665,10 @@ impl TrackerState {
         for file in snapshot.files {
             let id = file.manifest.id();
             if state.add_manifest(file.manifest, file.charged, now).is_ok() {
-                unheld.push((id, file.unheld_ms));
+                unheld.push((id, file.unheld_ms, file.retired));
             }
         }
+        state.shares = Shares::restore(snapshot.shares);
         for peer in snapshot.peers {
             if state.register(peer.peer, peer.addr, peer.ip, now).is_err() {
                 continue;
@@ -637,10 +684,11 @@ impl TrackerState {
                 record.last_seen = before(peer.silent_ms);
             }
         }
-        for (id, unheld_ms) in unheld {
+        for (id, unheld_ms, retired) in unheld {
             if let Some(record) = state.files.get_mut(&id) {
                 if record.is_unheld() {
                     record.unheld_since = Some(before(unheld_ms.unwrap_or(0)));
+                    record.retired = retired;
                 }
             }
         }
@@ -737,7 +785,7 @@ mod tests {
             .announce(a, manifest("a.bin", 3), Bitfield::full(3), FileMeta::default(), now)
             .unwrap();
         let mut restored = TrackerState::restore(t.snapshot(now), Duration::from_secs(180), Budgets::default(), now);
-        restored.mark_restored();
+        restored.mark_restored(1);
         let mut rng = rand::rng();
         let located = restored.locate(&id, &PeerId([9; 32]), 10, now, &mut rng).unwrap();
         assert_eq!(located.holders.len(), 1);

@@ -1,6 +1,7 @@
 //! The tracker's persistent catalogue, in sled (the one module that uses sled here): the
-//! manifests it knows, and every few seconds who holds what, so that a restarted tracker
-//! answers for files and their holders at once, while the holders register again.
+//! manifests it knows, and every few seconds who holds what and the shares' listings, so that
+//! a restarted tracker answers for files, their holders and shares at once, while the holders
+//! register again.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -10,18 +11,30 @@ use swarm_proto::{codec, FileId, Manifest};
 use tracing::warn;
 
 use crate::error::TrackerError;
+use crate::shares::ShareLog;
 use crate::state::SnapshotPeer;
 
-/// The key of the saved holders in the `holders` tree.
+/// The key of the saved state in the `holders` tree.
 const HOLDERS_KEY: &[u8] = b"peers";
 
-/// Who held what, as saved.
+/// Who held what, and the shares, as saved.
 #[derive(Serialize, Deserialize)]
-struct SavedHolders {
+struct SavedRecord {
     /// When it was saved, in milliseconds since the Unix epoch.
     saved_unix_ms: u64,
     /// The live peers then, with their holdings.
     peers: Vec<SnapshotPeer>,
+    /// The shares' listings.
+    shares: Vec<(String, ShareLog)>,
+}
+
+/// What [`CatalogueStore::load_state`] found.
+#[derive(Default)]
+pub struct SavedState {
+    /// The live peers, each one's silence grown by the time since the save.
+    pub peers: Vec<SnapshotPeer>,
+    /// The shares' listings.
+    pub shares: Vec<(String, ShareLog)>,
 }
 
 /// Bytes of sled's page cache: small, because every manifest is also in memory (in the
@@ -94,11 +107,13 @@ impl CatalogueStore {
         }
     }
 
-    /// Saves who holds what now (best effort: a failure is logged, the tracker goes on).
-    pub fn save_holders(&self, peers: Vec<SnapshotPeer>) {
-        let record = SavedHolders {
+    /// Saves who holds what and the shares (best effort: a failure is logged, the tracker
+    /// goes on).
+    pub fn save_state(&self, peers: Vec<SnapshotPeer>, shares: Vec<(String, ShareLog)>) {
+        let record = SavedRecord {
             saved_unix_ms: unix_ms(SystemTime::now()),
             peers,
+            shares,
         };
         let saved = self
             .holders
@@ -109,22 +124,25 @@ impl CatalogueStore {
         }
     }
 
-    /// The holders last saved, each peer's silence grown by the time since (so that peers
-    /// silent for too long expire as they would have), or none.
-    pub fn load_holders(&self) -> Vec<SnapshotPeer> {
+    /// The state last saved, each peer's silence grown by the time since (so that peers
+    /// silent for too long expire as they would have), or nothing.
+    pub fn load_state(&self) -> SavedState {
         let Ok(Some(bytes)) = self.holders.get(HOLDERS_KEY) else {
-            return Vec::new();
+            return SavedState::default();
         };
-        let Ok(record) = codec::decode_record::<SavedHolders>(&bytes) else {
-            warn!("dropping unreadable saved holders from {}", self.path.display());
-            return Vec::new();
+        let Ok(record) = codec::decode_record::<SavedRecord>(&bytes) else {
+            warn!("dropping an unreadable saved state from {}", self.path.display());
+            return SavedState::default();
         };
         let down_ms = unix_ms(SystemTime::now()).saturating_sub(record.saved_unix_ms);
         let mut peers = record.peers;
         for peer in &mut peers {
             peer.silent_ms = peer.silent_ms.saturating_add(down_ms);
         }
-        peers
+        SavedState {
+            peers,
+            shares: record.shares,
+        }
     }
 }
 

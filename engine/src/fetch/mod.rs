@@ -102,6 +102,16 @@ async fn fetch_registered(
         banned: Vec::new(),
         elapsed: started.elapsed(),
     };
+    let saved_as = options.save_as.as_deref().unwrap_or(&manifest.name);
+    if located.retired && located.live == 0 && !options.out_dir.join(saved_as).exists() {
+        return Err(Error::NotFound(format!(
+            "{} ({}) is no longer held: every peer that had it withdrew it (it was replaced or deleted); \
+             fetch its current version instead (swarm search '{}')",
+            manifest.name,
+            id.short(),
+            manifest.name
+        )));
+    }
     let output = match Output::prepare(&options, &manifest, meta).await? {
         Prepared::Complete { path, meta } => {
             debug!(path = %path.display(), "already complete");

@@ -1,0 +1,237 @@
+//! The shares' listings (see [`swarm_proto::share`]): per share, every path's current version
+//! or tombstone, each stamped with the share version that set it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use swarm_proto::protocol::{ErrorCode, Refusal, MAX_CATALOGUE_NAMES};
+use swarm_proto::share::{validate_share_name, ShareChange, ShareEntry, SharePage, ShareState, MAX_SHARE_PAGE};
+use swarm_proto::{name, FileId, PeerId};
+
+/// Most shares one tracker keeps.
+pub const MAX_SHARES: usize = 10_000;
+/// Most paths (files and tombstones) in one share.
+pub const MAX_SHARE_ENTRIES: usize = 1_000_000;
+/// Most paths in all shares together.
+pub const MAX_ENTRIES: usize = 4_000_000;
+
+/// One share's listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareLog {
+    /// Set when the share was first written to (milliseconds since the Unix epoch then).
+    epoch: u64,
+    /// The number of changes taken.
+    version: u64,
+    /// Every path's entry.
+    entries: HashMap<String, ShareEntry>,
+    /// Paths by the version of their entry.
+    by_version: BTreeMap<u64, String>,
+}
+
+/// Every share.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Shares {
+    logs: HashMap<String, ShareLog>,
+    entries: usize,
+}
+
+impl Shares {
+    /// Takes `changes` to `share` from `peer`, in order, leaving out those that lose to the
+    /// current entry and puts of files `listed` does not know under that name (`listed` gives a
+    /// listed file's name and size). `epoch` stamps a share written to for the first time.
+    /// Returns how many were taken.
+    pub fn update(
+        &mut self,
+        peer: PeerId,
+        share: &str,
+        changes: Vec<ShareChange>,
+        epoch: u64,
+        listed: impl Fn(&FileId) -> Option<(String, u64)>,
+    ) -> Result<usize, Refusal> {
+        validate_share_name(share).map_err(|why| Refusal::new(ErrorCode::Invalid, why))?;
+        for change in &changes {
+            name::validate_name(change.name())
+                .map_err(|e| Refusal::new(ErrorCode::Invalid, format!("share change refused: {e}")))?;
+        }
+        if !self.logs.contains_key(share) && self.logs.len() >= MAX_SHARES {
+            return Err(Refusal::new(
+                ErrorCode::Limit,
+                format!("this tracker keeps at most {MAX_SHARES} shares"),
+            ));
+        }
+        let log = self.logs.entry(share.to_owned()).or_insert_with(|| ShareLog {
+            epoch,
+            version: 0,
+            entries: HashMap::new(),
+            by_version: BTreeMap::new(),
+        });
+        let mut taken = 0;
+        for change in changes {
+            let existing = log.entries.get(change.name());
+            if existing.is_some_and(|entry| !entry.is_replaced_by(&change)) {
+                continue;
+            }
+            if existing.is_none() && (log.entries.len() >= MAX_SHARE_ENTRIES || self.entries >= MAX_ENTRIES) {
+                return Err(Refusal::new(
+                    ErrorCode::Limit,
+                    format!("a share holds at most {MAX_SHARE_ENTRIES} paths ({MAX_ENTRIES} in all shares)"),
+                ));
+            }
+            let state = match change {
+                ShareChange::Put { ref name, file, meta } => match listed(&file) {
+                    Some((listed_name, size)) if listed_name == *name => ShareState::Present { file, meta, size },
+                    _ => continue,
+                },
+                // A path never listed has nothing to delete.
+                ShareChange::Delete { .. } if existing.is_none() => continue,
+                ShareChange::Delete { was, deleted_ns, .. } => ShareState::Deleted { was, deleted_ns },
+            };
+            log.version += 1;
+            let entry = ShareEntry {
+                name: change.name().to_owned(),
+                version: log.version,
+                by: peer,
+                state,
+            };
+            if let Some(old) = log.entries.insert(entry.name.clone(), entry.clone()) {
+                log.by_version.remove(&old.version);
+            } else {
+                self.entries += 1;
+            }
+            log.by_version.insert(entry.version, entry.name);
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    /// The entries of `share` changed after version `since`, in version order, a page at a
+    /// time. An unknown share is empty, at epoch 0.
+    pub fn changes(&self, share: &str, since: u64) -> SharePage {
+        let Some(log) = self.logs.get(share) else {
+            return SharePage::default();
+        };
+        let mut entries = Vec::new();
+        let mut names = 0;
+        let mut more = false;
+        for (_, name) in log.by_version.range(since.saturating_add(1)..) {
+            if entries.len() == MAX_SHARE_PAGE || names + name.len() > MAX_CATALOGUE_NAMES {
+                more = true;
+                break;
+            }
+            names += name.len();
+            entries.push(log.entries[name].clone());
+        }
+        SharePage {
+            epoch: log.epoch,
+            version: log.version,
+            entries,
+            more,
+        }
+    }
+
+    /// Every share, as plain data.
+    pub fn snapshot(&self) -> Vec<(String, ShareLog)> {
+        self.logs
+            .iter()
+            .map(|(name, log)| (name.clone(), log.clone()))
+            .collect()
+    }
+
+    /// The shares of a [`Shares::snapshot`].
+    pub fn restore(saved: Vec<(String, ShareLog)>) -> Shares {
+        let logs: HashMap<String, ShareLog> = saved.into_iter().collect();
+        let entries = logs.values().map(|log| log.entries.len()).sum();
+        Shares { logs, entries }
+    }
+
+    /// Gives every share a new epoch, after a restart from a save that may have missed the
+    /// last few changes: nodes then list each share from the start once, instead of missing
+    /// changes numbered again.
+    pub fn new_epoch(&mut self, epoch: u64) {
+        for log in self.logs.values_mut() {
+            log.epoch = epoch;
+        }
+    }
+
+    /// How many shares there are.
+    pub fn len(&self) -> usize {
+        self.logs.len()
+    }
+
+    /// Are there none?
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_proto::FileMeta;
+
+    fn put(name: &str, id: u8, modified_ns: u64) -> ShareChange {
+        ShareChange::Put {
+            name: name.into(),
+            file: FileId([id; 32]),
+            meta: FileMeta {
+                modified_ns,
+                replaces: None,
+            },
+        }
+    }
+
+    /// Files 1 to 9 are listed under "a", 10 and up under "b".
+    fn listed(file: &FileId) -> Option<(String, u64)> {
+        Some((if file.0[0] < 10 { "a" } else { "b" }.into(), 3))
+    }
+
+    #[test]
+    fn changes_are_paged_by_version_and_losers_left_out() {
+        let mut shares = Shares::default();
+        let peer = PeerId([7; 32]);
+        let taken = shares
+            .update(
+                peer,
+                "s",
+                vec![put("a", 1, 10), put("b", 10, 10), put("a", 2, 5)],
+                99,
+                listed,
+            )
+            .unwrap();
+        assert_eq!(taken, 2, "the older version of a loses");
+        let page = shares.changes("s", 0);
+        assert_eq!((page.epoch, page.version, page.entries.len()), (99, 2, 2));
+        // A put under the wrong name is left out; a newer version of a is taken.
+        assert_eq!(shares.update(peer, "s", vec![put("a", 11, 50)], 0, listed).unwrap(), 0);
+        assert_eq!(shares.update(peer, "s", vec![put("a", 3, 50)], 0, listed).unwrap(), 1);
+        let page = shares.changes("s", 2);
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!((page.entries[0].name.as_str(), page.entries[0].version), ("a", 3));
+        // A deletion of the current version takes; the path's old version leaves the log.
+        let delete = ShareChange::Delete {
+            name: "a".into(),
+            was: FileId([3; 32]),
+            deleted_ns: 60,
+        };
+        assert_eq!(shares.update(peer, "s", vec![delete], 0, listed).unwrap(), 1);
+        let all = shares.changes("s", 0);
+        let versions: Vec<u64> = all.entries.iter().map(|e| e.version).collect();
+        assert_eq!(versions, vec![2, 4]);
+        assert!(matches!(
+            all.entries[1].state,
+            ShareState::Deleted { deleted_ns: 60, .. }
+        ));
+        // Other shares see none of it.
+        assert_eq!(shares.changes("other", 0), SharePage::default());
+        assert_eq!(Shares::restore(shares.snapshot()), shares);
+    }
+
+    #[test]
+    fn hostile_changes_are_refused() {
+        let mut shares = Shares::default();
+        let peer = PeerId([7; 32]);
+        assert!(shares.update(peer, "", vec![], 1, listed).is_err());
+        assert!(shares.update(peer, "s", vec![put("../x", 1, 1)], 1, listed).is_err());
+        assert!(shares.is_empty());
+    }
+}
