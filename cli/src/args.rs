@@ -50,15 +50,17 @@ Environment: every flag has a SWARM_* variable, e.g. SWARM_TRACKER, SWARM_STATE.
 Logs: SWARM_LOG=debug (or any tracing filter).";
 
 const SYNC_ABOUT: &str = "\
-Keep DIR in step with every node syncing against the same tracker: share its files, fetch every
-file it lacks, and share new and changed files within seconds.
+Keep DIR in step with every node syncing the same share (--share, default: the folder's name)
+on the same tracker: share its files, fetch every file it lacks, and spread new, changed and
+deleted files within seconds. Other shares and plain seeds never enter it.
 
 - The newest modification time wins. A local edit that loses is kept beside the winner as
-  NAME.sync-conflict-ID.EXT, which is then synced like any file: nothing is destroyed.
+  NAME.sync-conflict-ID.EXT, which is then synced like any file.
+- Deletions propagate. Files deleted or replaced by sync are moved to DIR/.swarm/versions/
+  and kept for --keep-versions: nothing is destroyed.
+- A deletion that raced an edit elsewhere loses: the edit comes back.
 - Modification times travel with the files.
-- A file is shared once it has not been modified for --settle.
-- Deletions are NOT propagated: a file deleted here comes back while another node has it.
-  Delete it everywhere (or stop the other nodes) to get rid of it.";
+- A file is shared once it has not been modified for --settle.";
 
 /// swarm: move big files between many machines, fast, every byte verified.
 #[derive(Debug, Parser)]
@@ -92,11 +94,11 @@ pub enum Command {
   swarm seed ./photos --each             also a ticket per file
   swarm seed big.iso --tracker t:7070    share one file through an existing tracker")]
     Seed(SeedArgs),
-    /// Keep DIR in step with every node syncing against the same tracker: share its files,
-    /// fetch every file it lacks, and share changes within seconds.
+    /// Keep DIR in step with every node syncing the same share: share its files, fetch what
+    /// it lacks, spread changes and deletions within seconds.
     #[command(long_about = SYNC_ABOUT, after_help = "Examples:
-  swarm sync ./shared --tracker t:7070           on every machine that keeps ./shared in step
-  swarm sync ./shared --tracker t:7070 --json    what happens, as JSON lines")]
+  swarm sync ./shared --share team --tracker t:7070    on every machine that keeps the team's files
+  swarm sync ./shared --tracker t:7070 --json          what happens, as JSON lines")]
     Sync(SyncArgs),
     /// Download a file or a whole folder by ticket or id (or a unique prefix of 8+ hex digits)
     /// from every peer holding it.

@@ -333,3 +333,65 @@ fn a_file_being_written_is_shared_only_once_it_is_still() {
         .collect();
     assert_eq!(fetched.len(), 1, "{fetched:?}");
 }
+
+/// How many files `dir` holds (partial downloads and `.swarm/` left out).
+fn count_files(dir: &Path) -> usize {
+    let mut count = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == dir.join(".swarm") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if !entry.file_name().to_string_lossy().ends_with(".swarm-part") {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Two sync nodes converge on many tiny files: 25,000 by default (`SWARM_SYNC_FILES`), far
+/// past a share page (5,000) and a catalogue page. The time is printed.
+#[test]
+fn two_sync_nodes_converge_on_thousands_of_files() {
+    let count: usize = std::env::var("SWARM_SYNC_FILES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(25_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for i in 0..count {
+        write(
+            a.join(format!("d{:03}/file-{i:06}.txt", i / 1000)),
+            format!("file {i}\n").as_bytes(),
+        );
+    }
+    std::fs::create_dir_all(&b).unwrap();
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let started = Instant::now();
+    let _a = start_sync(tmp.path(), "a", &addr);
+    let _b = start_sync(tmp.path(), "b", &addr);
+    let limit = Duration::from_secs(900);
+    loop {
+        let have = count_files(&b);
+        if have == count {
+            break;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "b has {have} of {count} files after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "two sync nodes converged on {count} files in {took:.2?} ({:.0} files/s, hashing included)",
+        count as f64 / took.as_secs_f64()
+    );
+    assert_eq!(snapshot(&a), snapshot(&b));
+}
