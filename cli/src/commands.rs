@@ -520,8 +520,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             DiskIo::Direct
         },
         progress: progress.clone(),
-        label: None,
-        save_as: None,
+        ..FetchOptions::default()
     };
     let folder = tokio::select! {
         opened = swarm_engine::collection::open(&node, id, &options) => opened,

@@ -291,8 +291,9 @@ impl Folders {
             meta: report.meta,
             fetched: true,
         };
+        // Not flushed at once (sled writes it within half a second): a record lost in a crash
+        // costs one hashing of the file, and a sync of many small files one fsync each.
         let replaced = self.state.save_seeded(&path, &record)?;
-        self.state.flush()?;
         if let Some(old) = replaced.map(|r| r.manifest.id()).filter(|old| *old != report.id) {
             self.stop_holding(old).await;
         }

@@ -289,6 +289,14 @@ impl Node {
         Ok((manifest, located))
     }
 
+    /// Many files located at once (in batches), each with its manifest (not yet checked) and a
+    /// few live holders: one answer per file, in order. For small files; see
+    /// [`TrackerClient::locate_many`].
+    pub async fn locate_many(&self, files: &[FileId]) -> Result<Vec<Result<Located>>> {
+        let want = swarm_proto::protocol::MAX_BATCH_WANT;
+        self.tracker()?.locate_many(files, want).await
+    }
+
     /// Who holds which chunks of a file, as the tracker last heard (up to 200 holders).
     pub async fn holdings(&self, file: FileId) -> Result<Vec<Holding>> {
         self.tracker()?.holdings(file).await

@@ -42,6 +42,8 @@ struct Inner {
     registration: tokio::sync::Mutex<Option<Registration>>,
     /// Newly verified chunks not yet sent, by file.
     reports: Mutex<BTreeMap<FileId, Vec<u32>>>,
+    /// Downloads to announce with the next reports, by file (see [`Session::announce_later`]).
+    joins: Mutex<BTreeMap<FileId, Arc<Held>>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -57,6 +59,7 @@ impl Session {
                 advertise,
                 registration: tokio::sync::Mutex::new(None),
                 reports: Mutex::new(BTreeMap::new()),
+                joins: Mutex::new(BTreeMap::new()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -152,9 +155,21 @@ impl Session {
         Ok(())
     }
 
+    /// Announces a download with the next batch of chunk reports instead of at once: for a
+    /// file of one chunk, which has nothing to give others before it is complete, and would
+    /// otherwise cost a request of its own (a sync of 20,000 small files makes 20,000).
+    pub fn announce_later(&self, held: Arc<Held>) {
+        self.inner
+            .joins
+            .lock()
+            .expect("joins lock poisoned")
+            .insert(held.id, held);
+    }
+
     /// Withdraws `file` (best effort: a tracker that does not list it is fine).
     pub async fn withdraw(&self, file: FileId) {
         self.inner.reports.lock().expect("reports lock poisoned").remove(&file);
+        self.inner.joins.lock().expect("joins lock poisoned").remove(&file);
         if !self.is_joined().await {
             return;
         }
@@ -242,30 +257,50 @@ impl Session {
         }
     }
 
-    /// Sends the queued chunk reports, keeping those the tracker does not take for later.
+    /// Sends the queued announcements and chunk reports (in batches), keeping those the
+    /// tracker does not take for later.
     async fn send_reports(&self) {
+        let joins = std::mem::take(&mut *self.inner.joins.lock().expect("joins lock poisoned"));
         let pending = std::mem::take(&mut *self.inner.reports.lock().expect("reports lock poisoned"));
-        for (file, chunks) in pending {
-            // A file withdrawn since is no longer reported.
-            if self.inner.store.get(&file).is_none() {
-                continue;
+        // Files withdrawn since are left out; a file announced now goes with all it holds.
+        let joins: Vec<Arc<Held>> = joins
+            .into_values()
+            .filter(|held| self.inner.store.get(&held.id).is_some())
+            .collect();
+        let reports: Vec<(FileId, Vec<u32>)> = pending
+            .into_iter()
+            .filter(|(file, _)| self.inner.store.get(file).is_some() && !joins.iter().any(|h| h.id == *file))
+            .collect();
+        if joins.is_empty() && reports.is_empty() {
+            return;
+        }
+        let client = &self.inner.client;
+        let sent = tokio::time::timeout(REPORT_TIMEOUT, async {
+            if !joins.is_empty() && client.announce_all(&holdings(&joins)).await? == RegisteredOrNot::NotRegistered {
+                return Ok(RegisteredOrNot::NotRegistered);
             }
-            let sent = tokio::time::timeout(REPORT_TIMEOUT, self.inner.client.have(file, chunks.clone())).await;
-            let failure = match sent {
-                Ok(Ok(RegisteredOrNot::Ok)) => continue,
-                // Registering again re-announces every held file with all its chunks.
-                Ok(Ok(RegisteredOrNot::NotRegistered)) => match self.rejoin().await {
-                    Ok(()) => continue,
-                    Err(e) => e,
-                },
-                Ok(Err(e)) => e,
-                Err(_) => Error::Timeout(format!("no answer in {REPORT_TIMEOUT:?}")),
-            };
-            debug!(
-                file = %file.short(),
-                "could not tell the tracker about {} new chunks (will retry): {failure}",
-                chunks.len()
-            );
+            client.have_all(&reports).await
+        })
+        .await;
+        let failure = match sent {
+            Ok(Ok(RegisteredOrNot::Ok)) => return,
+            // Registering again re-announces every held file with all its chunks.
+            Ok(Ok(RegisteredOrNot::NotRegistered)) => match self.rejoin().await {
+                Ok(()) => return,
+                Err(e) => e,
+            },
+            Ok(Err(e)) => e,
+            Err(_) => Error::Timeout(format!("no answer in {REPORT_TIMEOUT:?}")),
+        };
+        debug!(
+            "could not tell the tracker about {} downloads and new chunks of {} files (will retry): {failure}",
+            joins.len(),
+            reports.len()
+        );
+        for held in joins {
+            self.announce_later(held);
+        }
+        for (file, chunks) in reports {
             self.report(file, &chunks);
         }
     }

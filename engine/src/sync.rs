@@ -42,6 +42,7 @@ use crate::node::Node;
 use crate::out_dir::Dir;
 use crate::progress::Progress;
 use crate::state::FileStamp;
+use crate::tracker_client::Located;
 use crate::versions::{self, Keep};
 use swarm_proto::collection::Collection;
 use swarm_proto::ids::FileId;
@@ -143,6 +144,13 @@ pub enum SyncEvent {
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// A change told to the tracker is not told again before this (unless it comes back changed).
 const TELL_AGAIN_AFTER: Duration = Duration::from_secs(10);
+/// Files up to this size are located in batches before their download starts (a request per
+/// file would hold a sync of many small files to the tracker's limit of requests a second).
+const LOCATE_IN_BATCHES_UP_TO: u64 = 64 << 20;
+/// Files located ahead in one batch.
+const LOCATE_AHEAD: usize = swarm_proto::protocol::MAX_BATCH_LOCATES;
+/// A batched locate's answer is used for this long, then asked again.
+const LOCATED_FOR: Duration = Duration::from_secs(5);
 
 /// Syncs `options.dir` until `stop` is cancelled, sending what it does to `events`. The node
 /// must have joined a tracker.
@@ -182,9 +190,15 @@ pub async fn run(
         named: HashSet::new(),
         scan_wanted: true,
         last_full_scan: Instant::now(),
+        last_scan_took: Duration::ZERO,
+        last_scan_ended: Instant::now(),
+        changed: true,
         share: ShareMirror::default(),
         deleted_here: HashMap::new(),
         told: HashMap::new(),
+        located: HashMap::new(),
+        locate_alone: HashSet::new(),
+        locating: JoinSet::new(),
     };
     let mut ticker = tokio::time::interval(sync.options.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -196,6 +210,7 @@ pub async fn run(
                 sync.scan_wanted = true;
             }
             Some(done) = sync.downloads.join_next() => sync.download_done(done),
+            Some(done) = sync.locating.join_next() => sync.located(done),
             _ = ticker.tick() => sync.tick().await,
         }
     }
@@ -253,19 +268,34 @@ struct FolderSync {
     named: HashSet<PathBuf>,
     scan_wanted: bool,
     last_full_scan: Instant,
+    last_scan_took: Duration,
+    last_scan_ended: Instant,
+    /// The folder or the share changed since the last reconcile.
+    changed: bool,
     share: ShareMirror,
     /// Files deleted here and not yet told to the tracker, by name.
     deleted_here: HashMap<String, FileId>,
     /// Versions put in the share lately, by name, and when (not told again too soon).
     told: HashMap<String, (FileId, Instant)>,
+    /// Answers of batched locates, waiting for their download to start.
+    located: HashMap<FileId, (Instant, Located)>,
+    /// Files whose batched locate failed: their download locates them alone (and says why
+    /// if it fails).
+    locate_alone: HashSet<FileId>,
+    /// The batched locate under way (one at a time).
+    locating: JoinSet<(Vec<FileId>, Result<Vec<Result<Located>>>)>,
 }
 
 impl FolderSync {
     async fn tick(&mut self) {
         let due = self.last_full_scan.elapsed() >= self.options.rescan;
-        if self.scan_wanted || due || !self.scan.unsettled.is_empty() {
+        // A scan of a large folder takes a while: scans are spaced by four times as long, so
+        // that a stream of changes (downloads landing) does not keep the node scanning.
+        let rested = self.last_scan_ended.elapsed() >= 4 * self.last_scan_took;
+        if (self.scan_wanted || !self.scan.unsettled.is_empty()) && rested || due {
             self.scan_wanted = false;
             self.last_full_scan = Instant::now();
+            let started = Instant::now();
             let scanned = self
                 .node
                 .scan_dir(
@@ -311,9 +341,17 @@ impl FolderSync {
             }
             self.scan = scan;
             self.fetched.clear();
+            self.last_scan_took = started.elapsed();
+            self.last_scan_ended = Instant::now();
+            self.changed = true;
         }
         match self.refresh_share().await {
-            Ok(()) => self.reconcile().await,
+            // Nothing new on either side: the queue planned last stands.
+            Ok(()) if !self.changed => self.fill(),
+            Ok(()) => {
+                self.changed = false;
+                self.reconcile().await
+            }
             Err(e) => debug!(
                 "listing share {} failed, trying again next tick: {e}",
                 self.options.share
@@ -334,7 +372,9 @@ impl FolderSync {
             };
             self.share = ShareMirror::default();
             self.share.apply(whole);
+            self.changed = true;
         } else {
+            self.changed |= !page.entries.is_empty();
             self.share.apply(page);
         }
         Ok(())
@@ -355,17 +395,17 @@ impl FolderSync {
             if unsettled.contains(name) || self.in_flight.contains(name) || Collection::is_collection_name(name) {
                 continue;
             }
-            let put = ShareChange::Put {
+            let put = || ShareChange::Put {
                 name: name.to_owned(),
                 file: mine.id,
                 meta: mine.meta,
             };
             match self.share.entries.get(name).map(|e| &e.state) {
-                None => tell.push(put),
+                None => tell.push(put()),
                 Some(ShareState::Present { file, .. }) if *file == mine.id => {}
                 Some(ShareState::Present { file, meta, size }) => {
                     if mine.meta.is_newer(&mine.id, meta, file) {
-                        tell.push(put);
+                        tell.push(put());
                     } else {
                         self.queue.push_back(Planned {
                             name: name.to_owned(),
@@ -378,7 +418,7 @@ impl FolderSync {
                 }
                 Some(ShareState::Deleted { deleted_ns, .. }) => {
                     if mine.meta.modified_ns > *deleted_ns {
-                        tell.push(put);
+                        tell.push(put());
                     } else {
                         put_away.push((mine.clone(), *deleted_ns));
                     }
@@ -496,24 +536,88 @@ impl FolderSync {
     }
 
     /// Starts queued downloads while slots are free, skipping those in flight, fetched since
-    /// the last scan, or failed lately.
+    /// the last scan, or failed lately. A small file waits for its batched locate.
     fn fill(&mut self) {
+        self.located.retain(|_, (at, _)| at.elapsed() < LOCATED_FOR);
         while self.in_flight.len() < self.options.parallel {
-            let Some(planned) = self.queue.pop_front() else {
+            let Some(planned) = self.queue.front() else {
                 return;
             };
-            let failed_lately = self
-                .failed
-                .get(&planned.file)
-                .is_some_and(|at| at.elapsed() < RETRY_AFTER);
-            if self.in_flight.contains(&planned.name) || self.fetched.contains(&planned.file) || failed_lately {
+            if !self.wanted(planned) {
+                self.queue.pop_front();
                 continue;
             }
-            self.start_download(planned);
+            let batched = planned.size <= LOCATE_IN_BATCHES_UP_TO && !self.locate_alone.contains(&planned.file);
+            if batched && !self.located.contains_key(&planned.file) {
+                self.locate_ahead();
+                return;
+            }
+            let planned = self.queue.pop_front().expect("looked at above");
+            let located = self.located.remove(&planned.file).map(|(_, located)| located);
+            self.start_download(planned, located);
         }
     }
 
-    fn start_download(&mut self, planned: Planned) {
+    /// Should this planned download start (not in flight, not fetched since the last scan, not
+    /// failed lately)?
+    fn wanted(&self, planned: &Planned) -> bool {
+        let failed_lately = self
+            .failed
+            .get(&planned.file)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        !(self.in_flight.contains(&planned.name) || self.fetched.contains(&planned.file) || failed_lately)
+    }
+
+    /// Locates the next small files of the queue in one batch, unless a batch is under way.
+    fn locate_ahead(&mut self) {
+        if !self.locating.is_empty() {
+            return;
+        }
+        let files: Vec<FileId> = self
+            .queue
+            .iter()
+            .filter(|p| p.size <= LOCATE_IN_BATCHES_UP_TO && self.wanted(p))
+            .map(|p| p.file)
+            .filter(|file| !self.located.contains_key(file) && !self.locate_alone.contains(file))
+            .take(LOCATE_AHEAD)
+            .collect();
+        let node = self.node.clone();
+        self.locating.spawn(async move {
+            let answers = node.locate_many(&files).await;
+            (files, answers)
+        });
+    }
+
+    /// Keeps a batched locate's answers for the downloads they are for, and starts them.
+    fn located(
+        &mut self,
+        done: std::result::Result<(Vec<FileId>, Result<Vec<Result<Located>>>), tokio::task::JoinError>,
+    ) {
+        let Ok((files, answers)) = done else {
+            return;
+        };
+        match answers {
+            Ok(answers) => {
+                for (file, answer) in files.into_iter().zip(answers) {
+                    match answer {
+                        Ok(located) => {
+                            self.located.insert(file, (Instant::now(), located));
+                        }
+                        Err(_) => {
+                            self.locate_alone.insert(file);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                debug!("a batched locate failed; locating those files one by one: {e}");
+                self.locate_alone.extend(files);
+            }
+        }
+        self.fill();
+    }
+
+    fn start_download(&mut self, planned: Planned, located: Option<Located>) {
         let mut replace = Replace::Never;
         let mut kept = None;
         if let Some(mine) = &planned.mine {
@@ -564,6 +668,7 @@ impl FolderSync {
             timeout: Some(Duration::from_secs(120) + Duration::from_secs(planned.size / (1 << 20))),
             progress: Arc::new(Progress::default()),
             label: Some(planned.name.clone()),
+            located,
             ..FetchOptions::default()
         };
         self.in_flight.insert(planned.name.clone());

@@ -11,7 +11,8 @@ use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
 use swarm_proto::protocol::{
-    CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_BATCH, MAX_FRAME,
+    CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_BATCH,
+    MAX_BATCH_LOCATES, MAX_BATCH_WANT, MAX_FRAME,
 };
 use swarm_proto::share::{ShareChange, SharePage};
 
@@ -532,6 +533,43 @@ impl TrackerClient {
         self.simple(TrackerRequest::HaveChunks { file, chunks }).await
     }
 
+    /// Tells the tracker about newly verified chunks of many files, in batches cut to stay
+    /// well inside a frame. Answers refused one by one are left (a file the tracker no longer
+    /// lists); stops at `NotRegistered`.
+    pub async fn have_all(&self, reports: &[(FileId, Vec<u32>)]) -> Result<RegisteredOrNot> {
+        let mut start = 0;
+        while start < reports.len() {
+            let mut bytes = 0;
+            let mut end = start;
+            while end < reports.len() && end - start < MAX_BATCH && (end == start || bytes < MAX_FRAME as usize / 4) {
+                bytes += 40 + 5 * reports[end].1.len();
+                end += 1;
+            }
+            let requests = reports[start..end]
+                .iter()
+                .map(|(file, chunks)| TrackerRequest::HaveChunks {
+                    file: *file,
+                    chunks: chunks.clone(),
+                })
+                .collect();
+            for (answer, (file, _)) in self.batch(requests).await?.into_iter().zip(&reports[start..end]) {
+                match answer {
+                    TrackerResponse::Ok => {}
+                    TrackerResponse::Error {
+                        code: ErrorCode::NotRegistered,
+                        ..
+                    } => return Ok(RegisteredOrNot::NotRegistered),
+                    TrackerResponse::Error { message, .. } => {
+                        tracing::debug!(file = %file.short(), "chunk report refused: {message}")
+                    }
+                    other => return Err(self.unexpected(other)),
+                }
+            }
+            start = end;
+        }
+        Ok(RegisteredOrNot::Ok)
+    }
+
     /// Tells the tracker this peer no longer holds `file`.
     pub async fn withdraw(&self, file: FileId) -> Result<RegisteredOrNot> {
         self.simple(TrackerRequest::Withdraw { file }).await
@@ -762,6 +800,46 @@ impl TrackerClient {
             } => Err(self.not_in_catalogue(file)),
             other => Err(self.unexpected(other)),
         }
+    }
+
+    /// Locates many files in batches of [`MAX_BATCH_LOCATES`], each with its manifest and up
+    /// to `want` holders (at most [`MAX_BATCH_WANT`]): one answer per file, in order. Meant for
+    /// small files (a tracker refuses, one by one, files too large to locate in a batch).
+    pub async fn locate_many(&self, files: &[FileId], want: u16) -> Result<Vec<Result<Located>>> {
+        let mut answers = Vec::with_capacity(files.len());
+        for batch in files.chunks(MAX_BATCH_LOCATES) {
+            let requests = batch
+                .iter()
+                .map(|file| TrackerRequest::Locate {
+                    file: *file,
+                    manifest: true,
+                    want: want.min(MAX_BATCH_WANT),
+                })
+                .collect();
+            for (file, answer) in batch.iter().zip(self.batch(requests).await?) {
+                answers.push(match answer {
+                    TrackerResponse::Located {
+                        manifest,
+                        holders,
+                        meta,
+                        live,
+                        retired,
+                    } => Ok(Located {
+                        manifest,
+                        holders,
+                        meta,
+                        live,
+                        retired,
+                    }),
+                    TrackerResponse::Error {
+                        code: ErrorCode::NotFound,
+                        ..
+                    } => Err(self.not_in_catalogue(*file)),
+                    other => Err(self.unexpected(other)),
+                });
+            }
+        }
+        Ok(answers)
     }
 
     /// Who holds which chunks of a file (up to 200 holders).

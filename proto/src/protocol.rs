@@ -160,9 +160,12 @@ pub enum TrackerRequest {
         /// The holder's modification time and the version this one replaced.
         meta: FileMeta,
     },
-    /// Several of `Announce`, `Join`, `HaveChunks` and `Withdraw` in one request (at most
-    /// [`MAX_BATCH`]), done in order and answered with a `Batch` of one response each: a node
-    /// sharing 20,000 files registers them in 20 requests, not 20,000.
+    /// Several of `Announce`, `Join`, `HaveChunks`, `Withdraw` and `Locate` in one request (at
+    /// most [`MAX_BATCH`], of which at most [`MAX_BATCH_LOCATES`] locates), done in order and
+    /// answered with a `Batch` of one response each: a node sharing 20,000 files registers
+    /// them in 20 requests, not 20,000, and a node fetching them locates them in 80. A batched
+    /// locate gives at most [`MAX_BATCH_WANT`] holders, and is refused for a file of more than
+    /// [`MAX_BATCH_LOCATE_CHUNKS`] chunks (whose manifest is large): locate that one alone.
     Batch(Vec<TrackerRequest>),
     /// Changes a sync node saw in its folder, for the share's listing (at most [`MAX_BATCH`];
     /// see [`crate::share`]). Changes that lose to the share's current entry, or name a file
@@ -184,6 +187,13 @@ pub enum TrackerRequest {
 
 /// Most requests in one [`TrackerRequest::Batch`].
 pub const MAX_BATCH: usize = 1000;
+/// Most `Locate` requests in one [`TrackerRequest::Batch`].
+pub const MAX_BATCH_LOCATES: usize = 256;
+/// Most holders a `Locate` in a [`TrackerRequest::Batch`] is answered with.
+pub const MAX_BATCH_WANT: u16 = 16;
+/// Most chunks of a file located in a [`TrackerRequest::Batch`] (its manifest is then at most
+/// about 33 KB, and a batch's answer at most about 9 MB).
+pub const MAX_BATCH_LOCATE_CHUNKS: u32 = 1024;
 
 /// What a tracker answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

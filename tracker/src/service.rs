@@ -13,7 +13,8 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use swarm_proto::access::Access;
 use swarm_proto::dir_lock::DirLock;
 use swarm_proto::protocol::{
-    CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_BATCH, MAX_FRAME,
+    CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_BATCH,
+    MAX_BATCH_LOCATES, MAX_BATCH_LOCATE_CHUNKS, MAX_BATCH_WANT, MAX_FRAME,
 };
 use swarm_proto::share::ShareChange;
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
@@ -84,6 +85,18 @@ pub struct Tracker {
     tasks: TaskTracker,
     catalogue_size: usize,
     _lock: DirLock,
+}
+
+/// Claims spot-checked in one batch of announcements, at most.
+const AUDITS_PER_BATCH: usize = 2;
+
+/// Whether a claim a request makes is spot-checked before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audit {
+    /// Yes (as the audit budget allows).
+    Claim,
+    /// No: it is one of many in a batch.
+    Skip,
 }
 
 /// How often an embedded tracker saves who holds what and the shares, for a restart.
@@ -343,6 +356,17 @@ impl Service {
     }
 
     async fn handle(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
+        self.handle_with(peer, remote, request, Audit::Claim).await
+    }
+
+    /// [`Service::handle`], spot-checking a claim the request makes only if `audit` says so.
+    async fn handle_with(
+        &self,
+        peer: PeerId,
+        remote: SocketAddr,
+        request: TrackerRequest,
+        audit: Audit,
+    ) -> TrackerResponse {
         let change = match request {
             TrackerRequest::Register { advertise } => Change::Register {
                 peer,
@@ -350,7 +374,7 @@ impl Service {
                 ip: remote.ip(),
             },
             TrackerRequest::Announce { manifest, chunks, meta } => {
-                return self.announce(peer, manifest, chunks, meta).await;
+                return self.announce(peer, manifest, chunks, meta, audit).await;
             }
             TrackerRequest::Batch(requests) => return self.batch(peer, remote, requests).await,
             TrackerRequest::Join { file, chunks, meta } => Change::Join {
@@ -394,7 +418,7 @@ impl Service {
                 }
             }
             Ok(Outcome::Done(Ok(()))) => match joining {
-                Some(file) => self.check_claim(peer, Ok((file, None))).await,
+                Some(file) => self.check_claim(peer, Ok((file, None)), audit).await,
                 None => TrackerResponse::Ok,
             },
             Ok(Outcome::Dropped(left)) => {
@@ -443,31 +467,91 @@ impl Service {
             )
             .into();
         }
-        let mut answers = Vec::with_capacity(requests.len());
-        for request in requests {
-            let batchable = matches!(
-                request,
-                TrackerRequest::Announce { .. }
-                    | TrackerRequest::Join { .. }
-                    | TrackerRequest::HaveChunks { .. }
-                    | TrackerRequest::Withdraw { .. }
-            );
-            let answer = if batchable {
-                Box::pin(self.handle(peer, remote, request)).await
-            } else {
-                Refusal::new(
-                    ErrorCode::Unsupported,
-                    "only Announce, Join, HaveChunks and Withdraw may be batched",
+        // A few claims of a batch are spot-checked, not all: checks are one at a time, and a
+        // node sharing 20,000 files would wait minutes for its batches. The others are left
+        // to the random checks that run all the time.
+        let claims: Vec<usize> = (0..requests.len())
+            .filter(|&i| {
+                matches!(
+                    requests[i],
+                    TrackerRequest::Announce { .. } | TrackerRequest::Join { .. }
                 )
-                .into()
+            })
+            .collect();
+        let audited: Vec<usize> =
+            rand::seq::IndexedRandom::choose_multiple(&claims[..], &mut rand::rng(), AUDITS_PER_BATCH)
+                .copied()
+                .collect();
+        let locates = requests
+            .iter()
+            .filter(|r| matches!(r, TrackerRequest::Locate { .. }))
+            .count();
+        if locates > MAX_BATCH_LOCATES {
+            return Refusal::new(
+                ErrorCode::Limit,
+                format!("a batch holds at most {MAX_BATCH_LOCATES} locates, not {locates}"),
+            )
+            .into();
+        }
+        let mut answers = Vec::with_capacity(requests.len());
+        for (i, request) in requests.into_iter().enumerate() {
+            let answer = match request {
+                TrackerRequest::Announce { .. }
+                | TrackerRequest::Join { .. }
+                | TrackerRequest::HaveChunks { .. }
+                | TrackerRequest::Withdraw { .. } => {
+                    let audit = if audited.contains(&i) {
+                        Audit::Claim
+                    } else {
+                        Audit::Skip
+                    };
+                    Box::pin(self.handle_with(peer, remote, request, audit)).await
+                }
+                TrackerRequest::Locate { file, manifest, want } => self.locate_in_batch(peer, file, manifest, want),
+                _ => Refusal::new(
+                    ErrorCode::Unsupported,
+                    "only Announce, Join, HaveChunks, Withdraw and Locate may be batched",
+                )
+                .into(),
             };
             answers.push(answer);
         }
         TrackerResponse::Batch(answers)
     }
 
+    /// A locate within a batch: at most [`MAX_BATCH_WANT`] holders, and only of a file small
+    /// enough that a batch's answer stays well inside a frame.
+    fn locate_in_batch(&self, peer: PeerId, file: FileId, manifest: bool, want: u16) -> TrackerResponse {
+        let chunks = self.state().manifest(&file).map(|m| m.chunk_count);
+        if chunks.is_some_and(|c| c > MAX_BATCH_LOCATE_CHUNKS) {
+            return Refusal::new(
+                ErrorCode::Invalid,
+                format!(
+                    "file {} has more than {MAX_BATCH_LOCATE_CHUNKS} chunks: locate it alone, not in a batch",
+                    file.short()
+                ),
+            )
+            .into();
+        }
+        self.answer(
+            peer,
+            TrackerRequest::Locate {
+                file,
+                manifest,
+                want: want.min(MAX_BATCH_WANT),
+            },
+        )
+    }
+
     /// An announcement: recorded, its claim spot-checked, and a new manifest persisted.
-    async fn announce(&self, peer: PeerId, manifest: Manifest, chunks: Bitfield, meta: FileMeta) -> TrackerResponse {
+    async fn announce(
+        &self,
+        peer: PeerId,
+        manifest: Manifest,
+        chunks: Bitfield,
+        meta: FileMeta,
+        audit: Audit,
+    ) -> TrackerResponse {
         let copy = matches!(self.store, Store::Embedded(_)).then(|| manifest.clone());
         let change = Change::Announce {
             peer,
@@ -477,7 +561,7 @@ impl Service {
         };
         match self.commit(change).await {
             Ok(Outcome::Announced(announced)) => {
-                self.check_claim(peer, announced.map(|(id, is_new)| (id, copy.filter(|_| is_new))))
+                self.check_claim(peer, announced.map(|(id, is_new)| (id, copy.filter(|_| is_new))), audit)
                     .await
             }
             Ok(other) => unreachable!("an announce gave {other:?}"),
@@ -492,12 +576,11 @@ impl Service {
         &self,
         peer: PeerId,
         recorded: Result<(FileId, Option<Manifest>), Refusal>,
+        audit: Audit,
     ) -> TrackerResponse {
         let (claim, new_manifest) = match recorded {
             Ok((id, new_manifest)) => {
-                let claim = self
-                    .auditor
-                    .enabled()
+                let claim = (audit == Audit::Claim && self.auditor.enabled())
                     .then(|| self.state().claim_of(&peer, &id, rand::random()))
                     .flatten();
                 (claim, new_manifest)

@@ -80,7 +80,11 @@ async fn fetch_registered(
     mut registered: Registered,
 ) -> Result<FetchReport> {
     let started = Instant::now();
-    let located = env.session.locate(id, true, coordinator::NEIGHBOURS).await?;
+    let mut options = options;
+    let located = match options.located.take().filter(|l| l.manifest.is_some()) {
+        Some(located) => located,
+        None => env.session.locate(id, true, coordinator::NEIGHBOURS).await?,
+    };
     let manifest = located.manifest.ok_or_else(|| Error::Tracker {
         addr: env.session.client().addr().host_port.clone(),
         message: "answered a locate without the manifest asked for".into(),
@@ -139,8 +143,14 @@ async fn fetch_registered(
         chunks: have.clone(),
     };
     env.state.save_download(&id, &record)?;
-    env.state.flush()?;
-    if let Err(e) = env.session.announce_download(&held).await {
+    // Made durable at once so that a crash leaves progress to resume; a file of one chunk has
+    // none, and sled writes its record within half a second anyway.
+    if manifest.chunk_count > 1 {
+        env.state.flush()?;
+    }
+    if manifest.chunk_count <= 1 {
+        env.session.announce_later(held.clone());
+    } else if let Err(e) = env.session.announce_download(&held).await {
         warn!("could not announce the download to the tracker: {e}");
     }
 

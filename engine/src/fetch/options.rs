@@ -11,6 +11,7 @@ use swarm_proto::{FileId, FileMeta, Manifest, PeerId};
 
 use crate::progress::Progress;
 use crate::state::FileStamp;
+use crate::tracker_client::Located;
 
 /// Which holders a fetch may use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,6 +115,10 @@ pub struct FetchOptions {
     /// Save as this relative path inside `out_dir` instead of the manifest's name (checked
     /// the same way).
     pub save_as: Option<String>,
+    /// The tracker's answer to a locate of this file made already (with many others, in one
+    /// batch), with the manifest; the fetch then does not locate it again to begin. The
+    /// manifest is checked against the id all the same.
+    pub located: Option<Located>,
 }
 
 impl Default for FetchOptions {
@@ -128,6 +133,7 @@ impl Default for FetchOptions {
             progress: Arc::default(),
             label: None,
             save_as: None,
+            located: None,
         }
     }
 }
