@@ -237,6 +237,9 @@ impl ShareMirror {
     }
 }
 
+/// A batched locate's files, and its answers.
+type BatchLocated = (Vec<FileId>, Result<Vec<Result<Located>>>);
+
 /// A download planned from the share.
 #[derive(Debug, Clone)]
 struct Planned {
@@ -283,7 +286,7 @@ struct FolderSync {
     /// if it fails).
     locate_alone: HashSet<FileId>,
     /// The batched locate under way (one at a time).
-    locating: JoinSet<(Vec<FileId>, Result<Vec<Result<Located>>>)>,
+    locating: JoinSet<BatchLocated>,
 }
 
 impl FolderSync {
@@ -591,7 +594,7 @@ impl FolderSync {
     /// Keeps a batched locate's answers for the downloads they are for, and starts them.
     fn located(
         &mut self,
-        done: std::result::Result<(Vec<FileId>, Result<Vec<Result<Located>>>), tokio::task::JoinError>,
+        done: std::result::Result<BatchLocated, tokio::task::JoinError>,
     ) {
         let Ok((files, answers)) = done else {
             return;
