@@ -592,10 +592,7 @@ impl FolderSync {
     }
 
     /// Keeps a batched locate's answers for the downloads they are for, and starts them.
-    fn located(
-        &mut self,
-        done: std::result::Result<BatchLocated, tokio::task::JoinError>,
-    ) {
+    fn located(&mut self, done: std::result::Result<BatchLocated, tokio::task::JoinError>) {
         let Ok((files, answers)) = done else {
             return;
         };

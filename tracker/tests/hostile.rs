@@ -386,4 +386,35 @@ async fn a_batch_holds_only_holding_updates_and_answers_each() {
         .map(|_| Request::Withdraw { file: id })
         .collect();
     assert_eq!(code(ask(&a, &Request::Batch(withdrawals)).await), ErrorCode::Limit);
+
+    // Locates may be batched: a few holders each, and only of files with small manifests.
+    let big = manifest("big.bin", (protocol::MAX_BATCH_LOCATE_CHUNKS as usize + 1) * 65536);
+    let big_id = big.id();
+    let big_chunks = Bitfield::full(big.chunk_count);
+    let announced = ask(
+        &a,
+        &Request::Announce {
+            manifest: big,
+            chunks: big_chunks,
+            meta: Default::default(),
+        },
+    )
+    .await;
+    assert_eq!(announced, Response::Ok);
+    let locate = |file| Request::Locate {
+        file,
+        manifest: true,
+        want: u16::MAX,
+    };
+    let Response::Batch(answers) = ask(&a, &Request::Batch(vec![locate(id), locate(big_id)])).await else {
+        panic!("a batch is answered with a batch")
+    };
+    assert!(
+        matches!(&answers[0], Response::Located { manifest: Some(m), .. } if m.id() == id),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(code(answers[1].clone()), ErrorCode::Invalid);
+    let too_many = (0..=protocol::MAX_BATCH_LOCATES).map(|_| locate(id)).collect();
+    assert_eq!(code(ask(&a, &Request::Batch(too_many)).await), ErrorCode::Limit);
 }
