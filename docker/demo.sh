@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The compose demo: brings compose.yaml up afresh (tracker, p1 seeding a generated data set,
-# p2..p9 syncing), waits until every syncing peer has the data set, checks that every copy is
+# The compose demo: brings compose.yaml up afresh (tracker, p1 syncing a generated data set,
+# p2..p9 syncing it too), waits until every syncing peer has the data set, checks that every copy is
 # identical, and prints a completion table: per peer, the time its fetch took and how many
 # bytes came from the seed (p1) and from the other peers. Leaves the network running (`just
 # down` stops it). Needs Docker Compose (v2 or v1) and the image swarm:local (`just image`).
@@ -24,7 +24,7 @@ rm -rf VOLUMES LOGS
 mkdir -p LOGS
 compose up -d --no-build
 started=$(date +%s)
-echo "up: a tracker and nine peers; p1 generates a $SWARM_DATASET_MIB MiB data set and seeds it"
+echo "up: a tracker and nine peers; p1 generates a $SWARM_DATASET_MIB MiB data set and shares it"
 
 fetched() { grep -s '"event":"fetched"' "LOGS/$1.log" | grep '"name":"dataset.bin"' | tail -1; }
 for peer in "${peers[@]}"; do
