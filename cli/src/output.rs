@@ -90,6 +90,13 @@ struct NodeStatusJson<'a> {
     running: bool,
     files: Vec<StatusJson<'a>>,
     uploads: Vec<UploadJson<'a>>,
+    skipped: Vec<SkippedJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SkippedJson<'a> {
+    path: &'a std::path::Path,
+    why: &'a str,
 }
 
 #[derive(Serialize)]
@@ -158,10 +165,19 @@ pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, 
                 idle_seconds: u.idle_ms as f64 / 1000.0,
             })
             .collect();
+        let skipped = status
+            .skipped
+            .iter()
+            .map(|s| SkippedJson {
+                path: &s.path,
+                why: &s.why,
+            })
+            .collect();
         let all = NodeStatusJson {
             running,
             files,
             uploads,
+            skipped,
         };
         println!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
         return;
@@ -187,6 +203,13 @@ pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, 
                 file.id.short(),
                 shown(&file.name)
             );
+        }
+    }
+    if !status.skipped.is_empty() {
+        println!();
+        println!("SKIPPED (not shared)");
+        for skipped in &status.skipped {
+            println!("{}: {}", shown_path(&skipped.path), skipped.why);
         }
     }
     if running {

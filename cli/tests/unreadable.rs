@@ -133,5 +133,18 @@ fn unreadable_files_are_named_once_and_the_rest_is_shared() {
     assert_eq!(skipped, ["link.txt", "locked", "secret.bin"]);
     let status = json(&run(&["status", "--state", s(&sync_state), "--json"]));
     assert_eq!(status["files"].as_array().unwrap().len(), 100, "{status}");
+    // The running node lists what it skips, and why.
+    let listed: Vec<(String, String)> = status["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let name = s["path"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+            (name, s["why"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = listed.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["link.txt", "locked", "secret.bin"], "{status}");
+    assert!(listed[1].1.contains("permission denied"), "{status}");
     drop(syncer);
 }

@@ -75,6 +75,30 @@ pub struct DirScan {
     pub vanished: Vec<(String, FileId)>,
 }
 
+/// What the last scan of each folder could not share, for `swarm status`; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct SkippedPaths(Arc<std::sync::Mutex<HashMap<PathBuf, Vec<Skipped>>>>);
+
+impl SkippedPaths {
+    /// Records what the scan of `root` skipped, in place of what its last scan did.
+    fn set(&self, root: &Path, skipped: &[Skipped]) {
+        let mut all = self.0.lock().expect("skipped paths lock poisoned");
+        if skipped.is_empty() {
+            all.remove(root);
+        } else {
+            all.insert(root.to_owned(), skipped.to_vec());
+        }
+    }
+
+    /// Everything skipped, sorted by path.
+    pub fn all(&self) -> Vec<Skipped> {
+        let all = self.0.lock().expect("skipped paths lock poisoned");
+        let mut skipped: Vec<Skipped> = all.values().flatten().cloned().collect();
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        skipped
+    }
+}
+
 /// An I/O error in a few words, without the OS's own text ("permission denied").
 fn briefly(error: &std::io::Error) -> String {
     error.kind().to_string()
@@ -88,16 +112,25 @@ pub struct Folders {
     session: Option<Session>,
     /// The node's own state directory, never shared.
     state_dir: PathBuf,
+    /// What the scans skipped.
+    skipped: SkippedPaths,
 }
 
 impl Folders {
     /// Shares into `store`, remembering manifests in `state`, announcing through `session`.
-    pub fn new(store: Arc<Store>, state: StateDb, session: Option<Session>, state_dir: PathBuf) -> Folders {
+    pub fn new(
+        store: Arc<Store>,
+        state: StateDb,
+        session: Option<Session>,
+        state_dir: PathBuf,
+        skipped: SkippedPaths,
+    ) -> Folders {
         Folders {
             store,
             state,
             session,
             state_dir,
+            skipped,
         }
     }
 
@@ -275,6 +308,9 @@ impl Folders {
         }
         self.tell(&mut announce).await?;
         self.state.flush()?;
+        if only.is_none() {
+            self.skipped.set(&root, &scan.skipped);
+        }
         scan.files.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         Ok(scan)
     }

@@ -110,7 +110,14 @@ impl Node {
             Session::new(Arc::new(client), store.clone(), config.advertise)
         });
         let state_dir = dir.canonicalize().unwrap_or(dir.clone());
-        let folders = Folders::new(store.clone(), state.clone(), session.clone(), state_dir);
+        let skipped = crate::folder::SkippedPaths::default();
+        let folders = Folders::new(
+            store.clone(),
+            state.clone(),
+            session.clone(),
+            state_dir,
+            skipped.clone(),
+        );
         let served = Arc::new(crate::upload_log::UploadLog::default());
         let node = Node {
             inner: Arc::new(Inner {
@@ -142,6 +149,7 @@ impl Node {
             downloads: node.inner.downloads.clone(),
             shutdown: node.inner.shutdown.clone(),
             served: served.clone(),
+            skipped,
         };
         let inner = &node.inner;
         let span = tracing::info_span!("node", node = %node.id().short());

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, SendStream};
-use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST};
+use swarm_proto::protocol::{
+    CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, SkippedPath, MAX_PEER_REQUEST,
+};
 use swarm_proto::transport::{self, IncomingStream, Transport};
 use swarm_proto::{FileId, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -71,6 +73,8 @@ pub struct ServerContext {
     pub changed: mpsc::Sender<FileId>,
     /// Fires when the node shuts down: watches end then.
     pub shutdown: CancellationToken,
+    /// What the node's scans could not share, for the status.
+    pub skipped: crate::folder::SkippedPaths,
     /// Who is served, for the log.
     pub served: Arc<crate::upload_log::UploadLog>,
 }
@@ -208,6 +212,15 @@ async fn serve_stream(
                 Ok(files) => PeerResponse::Status(status::NodeStatus {
                     files,
                     uploads: context.served.current(std::time::Instant::now()),
+                    skipped: context
+                        .skipped
+                        .all()
+                        .into_iter()
+                        .map(|s| SkippedPath {
+                            path: s.path,
+                            why: s.why,
+                        })
+                        .collect(),
                 }),
                 Err(e) => error(ErrorCode::Internal, e.to_string()),
             };

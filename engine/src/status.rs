@@ -45,6 +45,7 @@ pub async fn of_state_dir(state_dir: &Path) -> Result<(Source, NodeStatus)> {
             NodeStatus {
                 files: saved(&db)?,
                 uploads: Vec::new(),
+                skipped: Vec::new(),
             },
         )),
         Err(Error::Locked(_)) if state_dir.join(ADDRESS_FILE).exists() => {

@@ -431,6 +431,17 @@ pub struct NodeStatus {
     pub files: Vec<FileStatus>,
     /// The peers it served lately, busiest first.
     pub uploads: Vec<UploadStatus>,
+    /// What its folders' last scans could not share, and why.
+    pub skipped: Vec<SkippedPath>,
+}
+
+/// A file or folder a node's scan could not share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPath {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Why, in a few words.
+    pub why: String,
 }
 
 /// What one peer fetched of one file from a node lately.
@@ -968,11 +979,15 @@ mod tests {
         };
         // Status: one file (id, name, path "/x", size, chunks, held, bytes held, state 2), then
         // one upload (peer, address as variant 0 with 4 bytes and port, file, name, bytes,
-        // chunks, rate, idle).
+        // chunks, rate, idle), then one skipped path.
         check(
             &PeerResponse::Status(NodeStatus {
                 files: vec![status],
                 uploads: vec![upload],
+                skipped: vec![SkippedPath {
+                    path: "/y".into(),
+                    why: "z".into(),
+                }],
             }),
             &cat(&[
                 &[1, 1],
@@ -983,6 +998,8 @@ mod tests {
                 &[0, 127, 0, 0, 1, 9],
                 &F,
                 &[1, b'a', 5, 1, 250, 3],
+                // One skipped path: "/y", why "z".
+                &[1, 2, b'/', b'y', 1, b'z'],
             ]),
         );
         // Have: variant 2, bitfield.
