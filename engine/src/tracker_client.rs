@@ -780,7 +780,13 @@ impl TrackerClient {
     /// Up to `want` live holders of a file, picked at random by the tracker, and its
     /// manifest if `manifest`.
     pub async fn locate(&self, file: FileId, manifest: bool, want: u16) -> Result<Located> {
-        match self.request(&TrackerRequest::Locate { file, manifest, want }).await? {
+        let answer = self.request(&TrackerRequest::Locate { file, manifest, want }).await?;
+        self.located(file, answer)
+    }
+
+    /// The tracker's answer to a locate of `file`.
+    fn located(&self, file: FileId, answer: TrackerResponse) -> Result<Located> {
+        match answer {
             TrackerResponse::Located {
                 manifest,
                 holders,
@@ -817,26 +823,7 @@ impl TrackerClient {
                 })
                 .collect();
             for (file, answer) in batch.iter().zip(self.batch(requests).await?) {
-                answers.push(match answer {
-                    TrackerResponse::Located {
-                        manifest,
-                        holders,
-                        meta,
-                        live,
-                        retired,
-                    } => Ok(Located {
-                        manifest,
-                        holders,
-                        meta,
-                        live,
-                        retired,
-                    }),
-                    TrackerResponse::Error {
-                        code: ErrorCode::NotFound,
-                        ..
-                    } => Err(self.not_in_catalogue(*file)),
-                    other => Err(self.unexpected(other)),
-                });
+                answers.push(self.located(*file, answer));
             }
         }
         Ok(answers)
