@@ -267,9 +267,10 @@ impl Session {
             .into_values()
             .filter(|held| self.inner.store.get(&held.id).is_some())
             .collect();
+        let joined: std::collections::HashSet<FileId> = joins.iter().map(|h| h.id).collect();
         let reports: Vec<(FileId, Vec<u32>)> = pending
             .into_iter()
-            .filter(|(file, _)| self.inner.store.get(file).is_some() && !joins.iter().any(|h| h.id == *file))
+            .filter(|(file, _)| self.inner.store.get(file).is_some() && !joined.contains(file))
             .collect();
         if joins.is_empty() && reports.is_empty() {
             return;

@@ -170,16 +170,34 @@ async fn reseeding_skips_unchanged_files_and_withdraws_changed_ones() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A tracker with its own state directory under `dir`, so that it can be restarted.
+async fn start_restartable(dir: &std::path::Path, peer_timeout: Duration) -> (TrackerConfig, Tracker) {
     let config = TrackerConfig {
-        state_dir: tmp.path().join("tracker"),
+        state_dir: dir.join("tracker"),
         listen: loopback(),
-        peer_timeout: Duration::from_secs(3),
+        peer_timeout,
         ..TrackerConfig::default()
     };
     let tracker = Tracker::start(config.clone()).await.unwrap();
+    (config, tracker)
+}
+
+/// Stops `tracker` (if not stopped yet) and starts it again on the same state and port.
+async fn restart(tracker: Tracker, config: TrackerConfig, addr: &swarm_engine::TrackerAddr) -> Tracker {
+    tracker.stop().await;
+    drop(tracker);
+    Tracker::start(TrackerConfig {
+        listen: addr.host_port.parse().unwrap(),
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, tracker) = start_restartable(tmp.path(), Duration::from_secs(3)).await;
     let addr = pinned(&tracker);
     let data = content(48 * CHUNK as usize, 21);
     let share = tmp.path().join("share");
@@ -196,14 +214,8 @@ async fn a_restarted_tracker_recovers_and_a_fetch_in_flight_finishes() {
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     tracker.stop().await;
-    drop(tracker);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let restarted = Tracker::start(TrackerConfig {
-        listen: addr.host_port.parse().unwrap(),
-        ..config
-    })
-    .await
-    .unwrap();
+    let restarted = restart(tracker, config, &addr).await;
     let back = Instant::now();
     assert_eq!(restarted.catalogue_size(), 1, "the catalogue comes back from sled");
 
@@ -221,13 +233,7 @@ async fn a_restarted_tracker_answers_with_its_holders_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     // Keepalives every minute: without the saved holders, the tracker would not know the
     // seeder for up to a minute after a restart.
-    let config = TrackerConfig {
-        state_dir: tmp.path().join("tracker"),
-        listen: loopback(),
-        peer_timeout: Duration::from_secs(180),
-        ..TrackerConfig::default()
-    };
-    let tracker = Tracker::start(config.clone()).await.unwrap();
+    let (config, tracker) = start_restartable(tmp.path(), Duration::from_secs(180)).await;
     let addr = pinned(&tracker);
     let share = tmp.path().join("share");
     write(&share, "one.bin", &content(5 * CHUNK as usize, 31));
@@ -235,14 +241,7 @@ async fn a_restarted_tracker_answers_with_its_holders_at_once() {
     let one = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap()[0].id;
     let asker = start_node(tmp.path(), "asker", addr.clone(), None).await;
 
-    tracker.stop().await;
-    drop(tracker);
-    let restarted = Tracker::start(TrackerConfig {
-        listen: addr.host_port.parse().unwrap(),
-        ..config
-    })
-    .await
-    .unwrap();
+    let restarted = restart(tracker, config, &addr).await;
     let back = Instant::now();
     assert_eq!(held_by(&asker, one, seeder.id()).await, Some((0..5).collect()));
     println!("holder listed {:?} after the tracker came back", back.elapsed());
