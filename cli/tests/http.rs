@@ -4,16 +4,10 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-fn free_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
 
 /// An HTTP client that hands back every status instead of failing on 4xx and 5xx.
 fn client() -> ureq::Agent {
@@ -75,7 +69,7 @@ fn the_api_starts_a_fetch_reports_it_done_and_maps_its_chunks() {
     let share = tmp.path().join("share");
     let data = content(2 * 1024 * 1024 + 4321, 3);
     write(share.join("report.pdf"), &data);
-    let seed_http = free_port();
+    let [seed_http, http] = <[String; 2]>::try_from(free_ports(2)).unwrap();
     let (_seeder, seeded, _) = start_seeder(
         tmp.path(),
         "seeder",
@@ -88,7 +82,6 @@ fn the_api_starts_a_fetch_reports_it_done_and_maps_its_chunks() {
     // A node with an empty folder and an HTTP port, told over HTTP to fetch the file.
     let inbox = tmp.path().join("inbox");
     std::fs::create_dir_all(&inbox).unwrap();
-    let http = free_port();
     let state = tmp.path().join("fetcher");
     let _node = Proc::spawn(&[
         "seed",
@@ -258,7 +251,7 @@ fn a_private_node_wants_its_secret_and_a_public_bind_must_be_asked_for() {
     assert!(made.status.success());
     let share = tmp.path().join("share");
     write(share.join("a.txt"), b"private words");
-    let http = free_port();
+    let http = free_ports(1).remove(0);
     let state = tmp.path().join("node");
     let _node = Proc::spawn(&[
         "seed",

@@ -4,15 +4,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn free_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
 
 /// The body of `GET /metrics` at `addr`.
 fn scrape(addr: &str) -> String {
@@ -37,7 +32,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[test]
 fn metrics_account_for_a_fetch() {
     let tmp = tempfile::tempdir().unwrap();
-    let (tracker_metrics, seed_metrics, fetch_metrics) = (free_port(), free_port(), free_port());
+    let [tracker_metrics, seed_metrics, fetch_metrics] = <[String; 3]>::try_from(free_ports(3)).unwrap();
     let (_tracker, addr) = start_tracker_with(tmp.path(), &["--metrics", &tracker_metrics]);
     let share = tmp.path().join("share");
     let size = 3 * 1024 * 1024 + 12_345;

@@ -14,6 +14,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_swarm");
 pub struct Proc {
     pub child: Child,
     pub lines: mpsc::Receiver<String>,
+    /// Where its stderr goes, if to a file: shown when the process dies unexpectedly.
+    pub log: Option<PathBuf>,
 }
 
 impl Proc {
@@ -23,7 +25,9 @@ impl Proc {
 
     /// Starts `swarm ARGS` logging at info level into `log`.
     pub fn spawn_logged(args: &[&str], log: &Path) -> Proc {
-        Proc::spawn_with(args, "info", File::create(log).unwrap().into())
+        let mut proc = Proc::spawn_with(args, "info", File::create(log).unwrap().into());
+        proc.log = Some(log.to_owned());
+        proc
     }
 
     fn spawn_with(args: &[&str], level: &str, stderr: Stdio) -> Proc {
@@ -48,13 +52,22 @@ impl Proc {
                 }
             }
         });
-        Proc { child, lines }
+        Proc {
+            child,
+            lines,
+            log: None,
+        }
     }
 
+    /// The next line of stdout; panics, showing the log, if none comes within a minute.
     pub fn line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the process printed a line in time")
+        match self.lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(error) => {
+                let log = self.log.as_ref().map(std::fs::read_to_string);
+                panic!("no line from swarm ({error}); its log: {log:?}")
+            }
+        }
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -189,6 +202,18 @@ pub fn start_seeder_logged(
         commands.push(seeder.line().trim().to_owned());
     }
     (seeder, seeded, commands)
+}
+
+/// `n` distinct free loopback TCP addresses: each is held until all are picked, so no two
+/// are the same (another process may still take one before it is used).
+pub fn free_ports(n: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().to_string())
+        .collect()
 }
 
 pub fn write(path: PathBuf, data: &[u8]) {
