@@ -47,6 +47,13 @@ bench:
 compare size_mib="1024":
     bash benches/compare/run.sh {{size_mib}}
 
+# swarm (1 and 4 seeders) and one bare QUIC stream (quic-perf) through wan-relay at 10, 50
+# and 100 ms round trips with 0% and 0.5% loss, in a loopback-only namespace (root).
+# CONGESTION="cubic newreno bbr" runs each controller in turn; RTTS, LOSSES, RATE_ONE and
+# RATE_FOUR change the paths (benches/wan.sh says how).
+wan size_mib="512":
+    bash benches/wan.sh {{size_mib}}
+
 # What --metrics, --http (polled as the web view does) and --stream cost a 1 GiB loopback fetch.
 observability-cost size_mib="1024" rounds="3":
     bash benches/observability-cost.sh {{size_mib}} {{rounds}}

@@ -10,6 +10,7 @@
 //! - [`protocol`]: the wire protocol; its module doc is the specification.
 //! - [`codec`]: the one place bincode is used.
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
+//! - [`congestion`]: which congestion controller peer connections use.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
 //! - [`collection`]: a folder as one content-addressed value.
@@ -20,6 +21,7 @@ pub mod access;
 pub mod bitfield;
 pub mod codec;
 pub mod collection;
+pub mod congestion;
 pub mod dir_lock;
 pub mod hashing;
 pub mod identity;

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::access::{self, Access, PRIVATE_ALPN};
+use crate::congestion::Congestion;
 use crate::identity::{self, ClientIdVerifier, Identity, ServerIdVerifier};
 use crate::ids::PeerId;
 use crate::protocol::{self, CloseCode, ErrorCode, ProtocolError, Refusal, ALPN};
@@ -111,6 +112,9 @@ const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(40);
 /// largest file (8 MiB) in one go.
 const TRACKER_WINDOW: u32 = 8 * 1024 * 1024;
 
+/// The congestion controller of every connection (peers' and trackers').
+const PEER_CONGESTION: Congestion = Congestion::Cubic;
+
 /// What a connection is for, which sets how soon silence means death.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -165,7 +169,8 @@ fn transport_config(profile: Profile) -> Arc<quinn::TransportConfig> {
         .keep_alive_interval(keep_alive)
         .max_idle_timeout(Some(idle.try_into().expect("minutes fit")))
         // swarm sends no unreliable datagrams: nothing to buffer for them.
-        .datagram_receive_buffer_size(None);
+        .datagram_receive_buffer_size(None)
+        .congestion_controller_factory(Congestion::from_env_or(PEER_CONGESTION).factory());
     if profile == Profile::Tracker {
         // Requests and answers of at most a few megabytes, one at a time or nearly.
         config
@@ -214,8 +219,7 @@ impl Transport {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport_config(profile));
         let cannot_listen = |source| BindError::Listen { addr, source };
-        let socket = std::net::UdpSocket::bind(addr).map_err(cannot_listen)?;
-        widen_socket_buffers(&socket);
+        let socket = bind_udp(addr).map_err(cannot_listen)?;
         let endpoint = Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -352,6 +356,14 @@ impl Transport {
 /// congestion window can arrive while the endpoint task is busy; with the usual 208 KiB
 /// default the kernel drops datagrams, and QUIC reads every drop as congestion and slows down.
 const SOCKET_BUFFER: usize = 8 << 20;
+
+/// A UDP socket bound to `addr` with the buffers a node's endpoint gets (see
+/// [`SOCKET_BUFFER`]); public so that benchmarks of bare QUIC set up theirs alike.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    widen_socket_buffers(&socket);
+    Ok(socket)
+}
 
 /// Raises the socket's receive and send buffers to [`SOCKET_BUFFER`]: within the system's
 /// limit (net.core.rmem_max / wmem_max), or beyond it when running with CAP_NET_ADMIN. Says
