@@ -1,6 +1,6 @@
-//! Which congestion controller a peer's QUIC connections use. quinn ships three; the default
-//! was chosen by measuring all three through `wan-relay` (`just wan`). `SWARM_CONGESTION`
-//! (`cubic`, `newreno` or `bbr`) overrides it, for measuring them again.
+//! Which congestion controller a node's QUIC connections use. quinn ships three; the default
+//! (BBR, in `transport`) was chosen by measuring them through `wan-relay` (`just wan`).
+//! `SWARM_CONGESTION` (`cubic`, `newreno` or `bbr`) overrides it, for measuring them again.
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -112,8 +112,11 @@ const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(40);
 /// largest file (8 MiB) in one go.
 const TRACKER_WINDOW: u32 = 8 * 1024 * 1024;
 
-/// The congestion controller of every connection (peers' and trackers').
-const PEER_CONGESTION: Congestion = Congestion::Cubic;
+/// The congestion controller of every connection. BBR, measured through wan-relay (512 MiB,
+/// 1 Gbit/s, 50 ms): with 0.5% random loss a fetch made 52 MB/s where CUBIC made 0.5 (a loss
+/// read as congestion halves its window); without loss the two were level (96 and 95 MB/s).
+/// On loopback BBR costs about a tenth (420 against 464 MB/s, 1 GiB, one seeder).
+const PEER_CONGESTION: Congestion = Congestion::Bbr;
 
 /// What a connection is for, which sets how soon silence means death.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
