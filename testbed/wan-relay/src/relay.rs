@@ -67,13 +67,7 @@ impl Socket {
     /// Sends `contents` to `to`, cut into datagrams of `segment` bytes (the last may be
     /// shorter).
     pub async fn send(&self, to: SocketAddr, contents: &[u8], segment: usize) -> io::Result<()> {
-        let transmit = Transmit {
-            destination: to,
-            ecn: None,
-            contents,
-            segment_size: (contents.len() > segment).then_some(segment),
-            src_ip: None,
-        };
+        let transmit = transmit(to, contents, segment);
         loop {
             self.io.writable().await?;
             match self
@@ -88,13 +82,7 @@ impl Socket {
 
     /// [`Socket::send`] from a thread outside the runtime: waits out a full socket buffer.
     fn send_blocking(&self, to: SocketAddr, contents: &[u8], segment: usize) -> io::Result<()> {
-        let transmit = Transmit {
-            destination: to,
-            ecn: None,
-            contents,
-            segment_size: (contents.len() > segment).then_some(segment),
-            src_ip: None,
-        };
+        let transmit = transmit(to, contents, segment);
         loop {
             match self.state.send((&self.io).into(), &transmit) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -108,6 +96,17 @@ impl Socket {
     /// Most datagrams one send may carry.
     fn max_segments(&self) -> usize {
         self.state.max_gso_segments().max(1)
+    }
+}
+
+/// `contents` for `to`, cut into datagrams of `segment` bytes by the kernel (GSO).
+fn transmit(to: SocketAddr, contents: &[u8], segment: usize) -> Transmit<'_> {
+    Transmit {
+        destination: to,
+        ecn: None,
+        contents,
+        segment_size: (contents.len() > segment).then_some(segment),
+        src_ip: None,
     }
 }
 
