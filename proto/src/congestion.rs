@@ -22,12 +22,16 @@ pub enum Congestion {
 }
 
 impl Congestion {
-    /// The controller to use: [`CONGESTION_ENV`] if set to a known name, else `default`.
+    /// The controller to use: [`CONGESTION_ENV`] if set, else `default`. An unknown name is
+    /// said in a warning and `default` is used.
     pub fn from_env_or(default: Congestion) -> Congestion {
-        std::env::var(CONGESTION_ENV)
-            .ok()
-            .and_then(|name| name.parse().ok())
-            .unwrap_or(default)
+        let Ok(name) = std::env::var(CONGESTION_ENV) else {
+            return default;
+        };
+        name.parse().unwrap_or_else(|why| {
+            tracing::warn!("{CONGESTION_ENV}: {why}; using {default:?}");
+            default
+        })
     }
 
     /// What quinn needs to build one controller per connection.
