@@ -50,14 +50,14 @@ impl Socket {
         self.io.local_addr()
     }
 
-    /// Receives a batch: the number of entries of `metas` filled.
-    async fn recv(&self, bufs: &mut [IoSliceMut<'_>], metas: &mut [RecvMeta]) -> io::Result<usize> {
+    /// Receives a batch into `into`: the number of datagram groups filled.
+    async fn recv(&self, into: &mut Received) -> io::Result<usize> {
+        let mut slices: Vec<IoSliceMut> = into.buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
         loop {
             self.io.readable().await?;
-            match self
-                .io
-                .try_io(Interest::READABLE, || self.state.recv((&self.io).into(), bufs, metas))
-            {
+            match self.io.try_io(Interest::READABLE, || {
+                self.state.recv((&self.io).into(), &mut slices, &mut into.metas)
+            }) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return other,
             }
@@ -96,6 +96,30 @@ impl Socket {
     /// Most datagrams one send may carry.
     fn max_segments(&self) -> usize {
         self.state.max_gso_segments().max(1)
+    }
+}
+
+/// Room for one receive: up to [`BATCH_SIZE`] groups of datagrams (GRO), each up to
+/// [`BATCH_BYTES`], and what the kernel said of each.
+struct Received {
+    buffers: Vec<Vec<u8>>,
+    metas: Vec<RecvMeta>,
+}
+
+impl Received {
+    fn new() -> Received {
+        Received {
+            buffers: vec![vec![0u8; BATCH_BYTES]; BATCH_SIZE],
+            metas: vec![RecvMeta::default(); BATCH_SIZE],
+        }
+    }
+
+    /// The first `n` groups: who sent each, its bytes, and the size of its datagrams.
+    fn groups(&self, n: usize) -> impl Iterator<Item = (&RecvMeta, &[u8])> {
+        self.metas[..n]
+            .iter()
+            .zip(&self.buffers)
+            .map(|(meta, buffer)| (meta, &buffer[..meta.len]))
     }
 }
 
@@ -147,19 +171,15 @@ async fn pump(
     queue: mpsc::Sender<Batch>,
     mut route: impl FnMut(SocketAddr) -> io::Result<(Arc<Socket>, SocketAddr)>,
 ) -> io::Result<()> {
-    let mut buffers = vec![vec![0u8; BATCH_BYTES]; BATCH_SIZE];
-    let mut metas = vec![RecvMeta::default(); BATCH_SIZE];
+    let mut received = Received::new();
     let max_segments = from.max_segments();
     loop {
-        let received = {
-            let mut slices: Vec<IoSliceMut> = buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            from.recv(&mut slices, &mut metas).await?
-        };
+        let n = from.recv(&mut received).await?;
         let now = Instant::now();
-        for (meta, buffer) in metas[..received].iter().zip(&buffers) {
+        for (meta, bytes) in received.groups(n) {
             let (socket, destination) = route(meta.addr)?;
             let stride = meta.stride.max(1);
-            let datagrams = buffer[..meta.len].chunks(stride);
+            let datagrams = bytes.chunks(stride);
             // Runs of consecutive datagrams that all pass leave as one batch, at the time the
             // last of them is due.
             let mut run: Option<Batch> = None;
@@ -230,12 +250,10 @@ pub async fn run(listen: Arc<Socket>, target: SocketAddr, up: Arc<Link>, down: A
 
 /// Receives on `socket` forever, adding the bytes that arrive to `total`.
 pub async fn count(socket: &Socket, total: &std::sync::atomic::AtomicU64) -> io::Result<()> {
-    let mut buffers = vec![vec![0u8; BATCH_BYTES]; BATCH_SIZE];
-    let mut metas = vec![RecvMeta::default(); BATCH_SIZE];
+    let mut received = Received::new();
     loop {
-        let mut slices: Vec<IoSliceMut> = buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-        let received = socket.recv(&mut slices, &mut metas).await?;
-        let bytes: usize = metas[..received].iter().map(|meta| meta.len).sum();
+        let n = socket.recv(&mut received).await?;
+        let bytes: usize = received.groups(n).map(|(_, bytes)| bytes.len()).sum();
         total.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }
