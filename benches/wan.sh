@@ -13,7 +13,8 @@
 # Settings from the environment: RTTS="10 50 100" (ms), LOSSES="0 0.5" (%), RATE_ONE=1gbit,
 # RATE_FOUR=250mbit, CONGESTION="bbr" (any of cubic newreno bbr; each is run in turn, by
 # SWARM_CONGESTION, for swarm and quic-perf alike), LIMIT=60 (seconds a transfer may take:
-# loss-based controllers crawl through random loss, and the table then shows "<" a bound).
+# loss-based controllers crawl through random loss, and the table then shows "<" a bound),
+# SWARM_BIN (another swarm binary than target/release/swarm).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -27,6 +28,8 @@ fi
 
 ip link set lo up
 bin=$root/target/release
+# SWARM_BIN runs another build of swarm (to compare two builds in one sitting).
+swarm=${SWARM_BIN:-$bin/swarm}
 rtts=${RTTS:-10 50 100}
 losses=${LOSSES:-0 0.5}
 rate_one=${RATE_ONE:-1gbit}
@@ -87,12 +90,12 @@ timed() {
 }
 
 # --- servers: a tracker, four seeders advertising their relay's address, quic-perf ---
-SWARM_LOG=warn "$bin/swarm" tracker --listen 127.0.0.1:7070 --state "$work/tracker" >/dev/null 2>&1 &
+SWARM_LOG=warn "$swarm" tracker --listen 127.0.0.1:7070 --state "$work/tracker" >/dev/null 2>&1 &
 pids+=($!)
 sleep 0.5
 start_servers() {
   for i in 1 2 3 4; do
-    SWARM_LOG=warn "$bin/swarm" seed "$file" --tracker 127.0.0.1:7070 --state "$work/seed$i" \
+    SWARM_LOG=warn "$swarm" seed "$file" --tracker 127.0.0.1:7070 --state "$work/seed$i" \
       --listen "127.0.0.1:710$i" --advertise "127.0.0.1:810$i" >"$work/seed$i.out" 2>/dev/null &
     pids+=($!)
   done
@@ -124,14 +127,14 @@ for controller in $controllers; do
       t=$(timed "quic-perf" "" "$bin/quic-perf" fetch --from 127.0.0.1:8100 --cert "$work/perf.der" --size "$bytes")
       echo "$controller|$rtt|$loss|quic-perf|$t" >>"$work/results"
       rm -rf "$work/dl" "$work/f"
-      t=$(timed "swarm x1" "$work/dl/file.bin" env SWARM_LOG=warn "$bin/swarm" fetch "$id" \
+      t=$(timed "swarm x1" "$work/dl/file.bin" env SWARM_LOG=warn "$swarm" fetch "$id" \
         --tracker 127.0.0.1:7070 -o "$work/dl" --state "$work/f" --listen 127.0.0.1:0 --from 127.0.0.1:8101)
       echo "$controller|$rtt|$loss|swarm x1|$t" >>"$work/results"
       stop_relays
       for i in 1 2 3 4; do relay "$i" "$rtt" "$loss" "$rate_four"; done
       sleep 0.2
       rm -rf "$work/dl" "$work/f"
-      t=$(timed "swarm x4" "$work/dl/file.bin" env SWARM_LOG=warn "$bin/swarm" fetch "$id" \
+      t=$(timed "swarm x4" "$work/dl/file.bin" env SWARM_LOG=warn "$swarm" fetch "$id" \
         --tracker 127.0.0.1:7070 -o "$work/dl" --state "$work/f" --listen 127.0.0.1:0)
       echo "$controller|$rtt|$loss|swarm x4|$t" >>"$work/results"
       stop_relays

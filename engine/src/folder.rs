@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use swarm_proto::manifest::FromFileError;
 use swarm_proto::protocol::MAX_BATCH;
@@ -20,6 +20,7 @@ use crate::progress::Progress;
 use crate::session::Session;
 use crate::state::{FileStamp, SeededRecord, StateDb};
 use crate::store::{Held, Store};
+use crate::trust::DiskStamp;
 
 /// One file shared from a folder.
 #[derive(Debug, Clone)]
@@ -161,7 +162,7 @@ impl Folders {
         // second while files are hashed, and at the end.
         let mut announce = Vec::new();
         let mut told = std::time::Instant::now();
-        let now = std::time::SystemTime::now();
+        let now = SystemTime::now();
         let walk = walkdir::WalkDir::new(only.as_ref().unwrap_or(&root))
             .follow_links(false)
             .sort_by_file_name()
@@ -215,6 +216,8 @@ impl Folders {
                 }
             };
             let stamp = FileStamp::of(&metadata);
+            // The version of the file hashed now, or when its record was made.
+            let version = DiskStamp::of(&metadata);
             let modified = metadata.modified().map_err(|e| Error::io(&path, e))?;
             if now.duration_since(modified).unwrap_or_default() < settle {
                 // Still being written, perhaps: neither shared nor withdrawn until it settles.
@@ -233,7 +236,7 @@ impl Folders {
                         // it): rescans of a large folder send the tracker nothing.
                         Some(held) if held.path() == path && held.chunks().is_complete() => SeededFile::of(&held),
                         _ => {
-                            let held = self.hold(record.manifest, path, record.meta);
+                            let held = self.hold(record.manifest, path, record.meta, version, now);
                             announce.push(held.clone());
                             SeededFile::of(&held)
                         }
@@ -246,7 +249,7 @@ impl Folders {
                 stale => {
                     progress.add_total(stamp.size);
                     let meta = FileMeta::modified_at(modified);
-                    to_hash.push((path, name, stamp, meta, stale.map(|r| r.manifest.id())));
+                    to_hash.push((path, name, stamp, version, meta, stale.map(|r| r.manifest.id())));
                 }
             }
         }
@@ -257,7 +260,7 @@ impl Folders {
             self.state.remove_seeded(&path)?;
             scan.vanished.push((record.manifest.name, id));
         }
-        for (path, name, stamp, mut meta, stale_id) in to_hash {
+        for (path, name, stamp, version, mut meta, stale_id) in to_hash {
             let hashed = {
                 let (path, name) = (path.clone(), name.clone());
                 tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size)).await?
@@ -297,7 +300,7 @@ impl Folders {
                 fetched: false,
             };
             self.state.save_seeded(&path, &record)?;
-            let held = self.hold(manifest, path, meta);
+            let held = self.hold(manifest, path, meta, version, now);
             announce.push(held.clone());
             if announce.len() >= MAX_BATCH || told.elapsed() >= Duration::from_secs(1) {
                 self.tell(&mut announce).await?;
@@ -354,10 +357,21 @@ impl Folders {
     }
 
     /// Holds a complete file without telling the tracker yet.
-    fn hold(&self, manifest: Manifest, path: PathBuf, meta: FileMeta) -> Arc<Held> {
+    /// Holds a whole file, hashed in the version `version` of it by a scan that started at
+    /// `scanned`.
+    fn hold(
+        &self,
+        manifest: Manifest,
+        path: PathBuf,
+        meta: FileMeta,
+        version: DiskStamp,
+        scanned: SystemTime,
+    ) -> Arc<Held> {
         let manifest = Arc::new(manifest);
         let chunks = Bitfield::full(manifest.chunk_count);
-        self.store.add(manifest, path, chunks, meta)
+        let held = self.store.add(manifest, path, chunks, meta);
+        held.vouch_for_all(version, scanned);
+        held
     }
 
     /// Holds a complete, already hashed file and announces it with `meta`.

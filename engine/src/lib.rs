@@ -41,6 +41,7 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tracker_client;
+pub mod trust;
 pub mod upload_log;
 pub mod uploads;
 pub mod versions;

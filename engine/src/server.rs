@@ -8,7 +8,7 @@
 //! peer that asks and never reads) is reset and its slot freed.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -189,6 +189,10 @@ async fn serve_stream(
     } = stream;
     let (file, index) = match request {
         PeerRequest::GetChunk { file, index } => (file, index),
+        PeerRequest::Rejected { file, index } => {
+            let answer = check_rejected(context, slots, buffers, (from, remote), file, index).await;
+            return reply(&mut send, answer).await;
+        }
         PeerRequest::Watch { file, have } => {
             let Some(held) = store.get(&file) else {
                 let message = format!("file {} is not held here", file.short());
@@ -260,11 +264,7 @@ async fn serve_stream(
                 }
                 ReadError::Io { .. } => ErrorCode::Internal,
             };
-            if !matches!(e, ReadError::NotHeld(_)) {
-                warn!(file = %file.short(), chunk = index, "not serving: {e}");
-                // Full: a re-check is already queued.
-                let _ = context.changed.try_send(file);
-            }
+            stop_serving_if_changed(context, file, index, &e);
             return reply(&mut send, error(code, e.to_string())).await;
         }
         Err(join) => return reply(&mut send, error(ErrorCode::Internal, join.to_string())).await,
@@ -302,6 +302,43 @@ async fn serve_stream(
             let _ = send.reset(CloseCode::Cancelled.code());
             Ok(())
         }
+    }
+}
+
+/// A read of chunk `index` of `file` failed with `e`: unless the chunk was simply not held,
+/// the file changed on disk, and is queued to be checked again whole.
+fn stop_serving_if_changed(context: &ServerContext, file: FileId, index: u32, e: &ReadError) {
+    if !matches!(e, ReadError::NotHeld(_)) {
+        warn!(file = %file.short(), chunk = index, "not serving: {e}");
+        // Full: a re-check is already queued.
+        let _ = context.changed.try_send(file);
+    }
+}
+
+/// A fetcher found chunk `index` of `file` did not match its manifest: hashes it again from
+/// disk (under an upload slot, so that asking costs a peer as much as fetching the chunk).
+async fn check_rejected(
+    context: &ServerContext,
+    slots: &Arc<Slots>,
+    buffers: &Arc<BufferPool>,
+    (from, remote): (PeerId, SocketAddr),
+    file: FileId,
+    index: u32,
+) -> PeerResponse {
+    let Some(held) = context.store.get(&file) else {
+        return error(ErrorCode::NotFound, format!("file {} is not held here", file.short()));
+    };
+    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
+        return error(ErrorCode::Busy, "too many uploads in progress; try again later");
+    };
+    let buffers = buffers.clone();
+    match tokio::task::spawn_blocking(move || held.check_chunk(index, &buffers)).await {
+        Ok(Ok(())) => PeerResponse::Checked { intact: true },
+        Ok(Err(e)) => {
+            stop_serving_if_changed(context, file, index, &e);
+            PeerResponse::Checked { intact: false }
+        }
+        Err(join) => error(ErrorCode::Internal, join.to_string()),
     }
 }
 

@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 
 use crate::chunk_io::{BufferPool, ChunkBuf};
+use crate::trust::{DiskStamp, Trust, SPOT_CHECK};
 use swarm_proto::bitfield::Bitfield;
 use swarm_proto::ids::FileId;
 use swarm_proto::manifest::Manifest;
@@ -28,6 +30,11 @@ pub struct Held {
     /// What is announced with it.
     pub meta: FileMeta,
     path: Mutex<PathBuf>,
+    /// The file opened for serving, kept open between reads.
+    open: Mutex<Option<OpenFile>>,
+    /// Which chunks are known intact in which version of the file, so that reading them needs
+    /// no hashing ([`crate::trust`]).
+    trust: Mutex<Trust>,
     chunks: RwLock<Bitfield>,
     /// Bumped whenever `chunks` changes, so that the peers told what this node holds learn of
     /// it ([`crate::watch`]).
@@ -44,6 +51,14 @@ pub struct Held {
     watchers: AtomicU32,
     /// Uploads of each chunk under way now.
     sending: Vec<AtomicU32>,
+}
+
+/// A held file open for reading, as it was when opened.
+#[derive(Debug)]
+struct OpenFile {
+    path: PathBuf,
+    file: Arc<File>,
+    stamp: DiskStamp,
 }
 
 /// An upload of one chunk under way; dropping it ends it.
@@ -189,9 +204,27 @@ impl Held {
         *self.path.lock().expect("lock poisoned") = path;
     }
 
-    /// Reads chunk `index` from disk into a buffer from `buffers` and checks it against the
-    /// manifest before handing it out. Blocking: call from a blocking thread.
+    /// Trusts every chunk as intact while the file stays at version `stamp`: it was hashed
+    /// whole in that version, starting at `hashing_started` ([`crate::trust`]).
+    pub fn vouch_for_all(&self, stamp: DiskStamp, hashing_started: SystemTime) {
+        *self.trust.lock().expect("lock poisoned") = Trust::all(self.manifest.chunk_count, stamp, hashing_started);
+    }
+
+    /// Reads chunk `index` from disk into a buffer from `buffers`, making sure it matches the
+    /// manifest before handing it out: it is hashed unless known intact in this version of the
+    /// file ([`crate::trust`]). Blocking: call from a blocking thread.
     pub fn read_chunk(&self, index: u32, buffers: &Arc<BufferPool>) -> Result<ChunkBuf, ReadError> {
+        self.read_checked(index, buffers, false)
+    }
+
+    /// Reads chunk `index` and hashes it whatever was known of it (a fetcher said it did not
+    /// match): `Changed` if it no longer matches. Blocking: call from a blocking thread.
+    pub fn check_chunk(&self, index: u32, buffers: &Arc<BufferPool>) -> Result<(), ReadError> {
+        self.trust.lock().expect("lock poisoned").forget(index);
+        self.read_checked(index, buffers, true).map(drop)
+    }
+
+    fn read_checked(&self, index: u32, buffers: &Arc<BufferPool>, always_hash: bool) -> Result<ChunkBuf, ReadError> {
         if !self.has(index) {
             return Err(ReadError::NotHeld(index));
         }
@@ -201,14 +234,42 @@ impl Held {
             path: path.clone(),
             source,
         };
-        let file = File::open(&path).map_err(io_error)?;
+        let now = SystemTime::now();
+        let (file, stamp) = self.open_file(&path).map_err(io_error)?;
         let mut data = buffers.take(self.manifest.chunk_len(index) as usize);
         file.read_exact_at(&mut data, self.manifest.chunk_offset(index))
             .map_err(io_error)?;
-        if !self.manifest.chunk_matches(index, &data) {
-            return Err(ReadError::Changed { index, path });
+        let vouched = self.trust.lock().expect("lock poisoned").vouches(&stamp, index);
+        if always_hash || !vouched || rand::random_ratio(1, SPOT_CHECK) {
+            if !self.manifest.chunk_matches(index, &data) {
+                self.trust.lock().expect("lock poisoned").forget(index);
+                return Err(ReadError::Changed { index, path });
+            }
+            self.trust.lock().expect("lock poisoned").record(stamp, index, now);
         }
         Ok(data)
+    }
+
+    /// The file at `path`, open, and its stamp now. The open file is kept while its stamp
+    /// stays the same; once it changes (written, renamed over, deleted) the path is opened
+    /// again, so that a file replaced or removed is seen as such.
+    fn open_file(&self, path: &Path) -> io::Result<(Arc<File>, DiskStamp)> {
+        let mut open = self.open.lock().expect("lock poisoned");
+        if let Some(current) = open.as_ref().filter(|o| o.path == path) {
+            let stamp = DiskStamp::of(&current.file.metadata()?);
+            if stamp == current.stamp {
+                return Ok((current.file.clone(), stamp));
+            }
+        }
+        *open = None;
+        let file = Arc::new(File::open(path)?);
+        let stamp = DiskStamp::of(&file.metadata()?);
+        *open = Some(OpenFile {
+            path: path.to_path_buf(),
+            file: file.clone(),
+            stamp,
+        });
+        Ok((file, stamp))
     }
 }
 
@@ -252,11 +313,14 @@ impl Store {
         let id = manifest.id();
         let counters = || (0..manifest.chunk_count).map(|_| AtomicU32::new(0)).collect();
         let (sent, offered, copies, sending) = (counters(), counters(), counters(), counters());
+        let trust = Trust::none(manifest.chunk_count);
         let held = Arc::new(Held {
             manifest,
             id,
             meta,
             path: Mutex::new(path),
+            open: Mutex::new(None),
+            trust: Mutex::new(trust),
             chunks: RwLock::new(chunks),
             version: tokio::sync::watch::Sender::new(0),
             sent,

@@ -2,9 +2,12 @@
 //! the saved manifests, and a tracker restarted in the middle of a fetch.
 
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarm_engine::{Error, FetchOptions, FileId, Node, PeerFilter, PeerId, Progress, Sources};
+use swarm_engine::{Error, FetchOptions, FileId, Identity, Node, PeerFilter, PeerId, Progress, Sources};
+use swarm_proto::protocol::{PeerRequest, PeerResponse, MAX_FRAME};
+use swarm_proto::transport::{self, Transport};
 use swarm_tracker::{Tracker, TrackerConfig};
 
 mod common;
@@ -101,6 +104,68 @@ async fn a_seeder_never_serves_changed_bytes_and_withdraws_what_it_lost() {
     assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
     wait_for_holding(&second, a_id, me, None).await;
     assert!(changing.store().get(&a_id).is_none());
+}
+
+/// A change the file's stamp does not show (its bytes edited and its modification time put
+/// back between two runs, which re-seeding trusts) is served once at most: the fetcher rejects
+/// the chunk and tells the seeder, which checks it, stops serving it and tells the tracker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_chunk_is_checked_by_its_seeder_and_withdrawn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let a = content(40 * CHUNK as usize, 21);
+    let (share1, share2) = (tmp.path().join("share1"), tmp.path().join("share2"));
+    let path = write(&share1, "a.bin", &a);
+    write(&share2, "a.bin", &a);
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let set_mtime = |mtime| {
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_modified(mtime).unwrap();
+        file
+    };
+    set_mtime(long_ago);
+    let node = start_node(tmp.path(), "changing", pinned(&tracker), None).await;
+    let a_id = node.seed_dir(&share1, CHUNK, &Progress::default()).await.unwrap()[0].id;
+    node.shutdown(Duration::from_secs(1)).await;
+    drop(node);
+
+    // Edited while the seeder was down, with the old modification time put back; then left
+    // alone long enough for the new version to count as settled.
+    let file = set_mtime(long_ago);
+    file.write_all_at(b"edited, mtime restored", 5 * u64::from(CHUNK) + 7)
+        .unwrap();
+    set_mtime(long_ago);
+    tokio::time::sleep(swarm_engine::trust::SETTLE + Duration::from_millis(200)).await;
+    let changing = start_node(tmp.path(), "changing", pinned(&tracker), None).await;
+    let seeded = changing.seed_dir(&share1, CHUNK, &Progress::default()).await.unwrap();
+    assert!(!seeded[0].hashed, "the saved manifest was trusted, as designed");
+    let me = changing.id();
+
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out");
+    let only_changing = FetchOptions {
+        sources: Sources::Only(PeerFilter::IdPrefix(me.to_string())),
+        timeout: Some(Duration::from_secs(3)),
+        ..options(&out)
+    };
+    let partial = fetcher.fetch(a_id, only_changing).await;
+    assert!(matches!(partial, Err(Error::Timeout(_))), "{partial:?}");
+    let expected: Vec<u32> = (0..40).filter(|&c| c != 5).collect();
+    wait_for_holding(&fetcher, a_id, me, Some(expected)).await;
+
+    // Asked directly: an intact chunk is found intact, the withdrawn one is not.
+    let client = Transport::bind(Arc::new(Identity::generate().unwrap()), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (connection, _) = client.connect(changing.local_addr(), Some(me)).await.unwrap();
+    for (index, intact) in [(4, true), (5, false)] {
+        let request = PeerRequest::Rejected { file: a_id, index };
+        let (answer, _): (PeerResponse, _) = transport::exchange(&connection, &request, MAX_FRAME).await.unwrap();
+        assert_eq!(answer, PeerResponse::Checked { intact }, "chunk {index}");
+    }
+
+    let honest = start_node(tmp.path(), "honest", pinned(&tracker), None).await;
+    honest.seed_dir(&share2, CHUNK, &Progress::default()).await.unwrap();
+    fetcher.fetch(a_id, options(&out)).await.unwrap();
+    assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
 }
 
 fn seed_names(seeded: &[swarm_engine::SeededFile]) -> Vec<(String, bool)> {

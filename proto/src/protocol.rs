@@ -265,6 +265,14 @@ pub enum PeerRequest {
         /// The chunks the watcher holds.
         have: Bitfield,
     },
+    /// The chunk you sent did not match the manifest: check it on your disk. Answered with
+    /// [`PeerResponse::Checked`].
+    Rejected {
+        /// The file.
+        file: FileId,
+        /// Chunk index.
+        index: u32,
+    },
 }
 
 /// What a peer answers.
@@ -279,6 +287,12 @@ pub enum PeerResponse {
     Status(NodeStatus),
     /// Answer to `Watch`: the chunks offered now; [`Availability`] frames follow.
     Have(Bitfield),
+    /// Answer to `Rejected`: whether the chunk on the server's disk still matches (if not,
+    /// it is no longer served and the whole file is checked again).
+    Checked {
+        /// The chunk matched.
+        intact: bool,
+    },
     /// The request failed.
     Error {
         /// What kind of failure.

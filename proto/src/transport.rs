@@ -95,7 +95,7 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Per-stream flow-control window: two default chunks, so one request never waits for credit.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 /// Per-connection flow-control window: enough for a full pipeline of requests in flight.
-const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// Between peers, a connection with no traffic at all for this long is dead: a peer killed
 /// mid-transfer is noticed this soon (its chunks asked of others, what it was offered offered
 /// to others), and pings every [`PEER_KEEP_ALIVE`] keep a live one from looking dead.

@@ -6,6 +6,11 @@
 //! So the budget follows the download rate: enough requests for [`QUEUE_TIME`] of data at the
 //! rate measured, never fewer than [`MIN_IN_FLIGHT_BYTES`] or four chunks, never more than
 //! [`IN_FLIGHT_BYTES`]. A fast link reaches the cap within a second or two.
+//!
+//! On a long fat path that cap is what limits: 16 MiB per round trip is 160 MiB/s at 100 ms.
+//! There the cap itself follows the bandwidth-delay product measured (the rate times the
+//! longest round trip of the peers serving), with a margin of [`BDP_MARGIN`], up to
+//! [`LONG_PATH_IN_FLIGHT_BYTES`], so that a fetch's memory stays under 64 MiB.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +22,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// serve it, and its speed to this much per round trip (160 MiB/s at 100 ms); 32 MiB bought
 /// nothing on loopback or a LAN and took a 4-seeder fetch from 45 to 70 MB of memory.
 pub const IN_FLIGHT_BYTES: u64 = 16 * 1024 * 1024;
+/// Most bytes of chunk data ever requested at once, on the longest and fastest paths.
+pub const LONG_PATH_IN_FLIGHT_BYTES: u64 = 48 * 1024 * 1024;
+/// The cap covers this many bandwidth-delay products: a request waits a round trip to be
+/// answered, and the chunks being written and read back hold their permits meanwhile.
+pub const BDP_MARGIN: f64 = 2.0;
 /// Fewest bytes requested at once, whatever the rate: where a download starts.
 pub const MIN_IN_FLIGHT_BYTES: u64 = 2 * 1024 * 1024;
 /// Fewest requests at once.
@@ -34,7 +44,12 @@ pub struct Budget {
     /// Permits in existence (held or not).
     size: AtomicUsize,
     min: usize,
+    /// The cap on a short path.
     max: usize,
+    /// The cap on the longest and fastest paths.
+    ceiling: usize,
+    /// The cap now, between `max` and `ceiling`.
+    cap: AtomicUsize,
     chunk: u64,
 }
 
@@ -42,12 +57,15 @@ impl Budget {
     /// A budget for chunks of `chunk` bytes, starting at its minimum.
     pub fn new(chunk: u64) -> Budget {
         let max = (IN_FLIGHT_BYTES / chunk).clamp(MIN_REQUESTS as u64, MAX_REQUESTS) as usize;
+        let ceiling = (LONG_PATH_IN_FLIGHT_BYTES / chunk).clamp(max as u64, 3 * MAX_REQUESTS) as usize;
         let min = ((MIN_IN_FLIGHT_BYTES / chunk) as usize).clamp(MIN_REQUESTS, max);
         Budget {
             permits: Arc::new(Semaphore::new(min)),
             size: AtomicUsize::new(min),
             min,
             max,
+            ceiling,
+            cap: AtomicUsize::new(max),
             chunk,
         }
     }
@@ -66,16 +84,23 @@ impl Budget {
         self.size.load(Ordering::Relaxed)
     }
 
-    /// Most requests ever allowed in flight.
-    pub fn max(&self) -> usize {
-        self.max
+    /// Most requests ever allowed in flight, on the longest and fastest paths.
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
     }
 
-    /// Resizes the budget for a download rate of `bytes_per_second`. It grows at once and
-    /// shrinks as permits come back.
-    pub fn follow(&self, bytes_per_second: f64) {
-        let wanted = (bytes_per_second * QUEUE_TIME.as_secs_f64() / self.chunk as f64).ceil() as usize;
-        let target = wanted.clamp(self.min, self.max);
+    /// How many times the short-path cap the cap is now (1 but on long fat paths).
+    pub fn stretch(&self) -> f64 {
+        self.cap.load(Ordering::Relaxed) as f64 / self.max as f64
+    }
+
+    /// Resizes the budget for a download rate of `bytes_per_second` over paths whose longest
+    /// round trip is `rtt`. It grows at once and shrinks as permits come back.
+    pub fn follow(&self, bytes_per_second: f64, rtt: Duration) {
+        let chunks = |bytes: f64| (bytes / self.chunk as f64).ceil() as usize;
+        let cap = chunks(BDP_MARGIN * bytes_per_second * rtt.as_secs_f64()).clamp(self.max, self.ceiling);
+        self.cap.store(cap, Ordering::Relaxed);
+        let target = chunks(bytes_per_second * QUEUE_TIME.as_secs_f64()).clamp(self.min, cap);
         let size = self.size();
         if target > size {
             self.permits.add_permits(target - size);
@@ -97,28 +122,50 @@ mod tests {
     fn starts_small_grows_with_the_rate_and_stops_at_the_cap() {
         let budget = Budget::new(MIB);
         assert_eq!(budget.size(), MIN_REQUESTS);
-        budget.follow(3.0 * MIB as f64);
+        let lan = Duration::from_millis(1);
+        budget.follow(3.0 * MIB as f64, lan);
         assert_eq!(budget.size(), 6, "2 s at 3 MiB/s in 1 MiB chunks");
-        budget.follow(1e12);
+        budget.follow(1e9, lan);
         assert_eq!(budget.size(), 16);
-        budget.follow(0.0);
+        assert_eq!(budget.stretch(), 1.0);
+        budget.follow(0.0, lan);
         assert_eq!(budget.size(), MIN_REQUESTS);
+    }
+
+    #[test]
+    fn on_a_long_fat_path_the_cap_follows_the_bandwidth_delay_product() {
+        let budget = Budget::new(MIB);
+        // 125 MB/s at 50 ms: twice the product is 12.5 MB, under the usual cap.
+        budget.follow(125e6, Duration::from_millis(50));
+        assert_eq!(budget.size(), 16);
+        // At 100 ms it is 25 MB: 24 chunks.
+        budget.follow(125e6, Duration::from_millis(100));
+        assert_eq!(budget.size(), 24);
+        assert_eq!(budget.stretch(), 1.5);
+        // However long and fast the path, never more than the memory bound.
+        budget.follow(1.25e9, Duration::from_millis(300));
+        assert_eq!(budget.size(), 48);
+        assert_eq!(budget.ceiling(), 48);
+        // Back on a short path the cap comes down, as permits come back.
+        budget.follow(1.25e9, Duration::from_millis(1));
+        assert_eq!(budget.size(), 16);
     }
 
     #[tokio::test]
     async fn shrinks_only_as_permits_come_back() {
         let budget = Budget::new(64 * 1024);
-        budget.follow(1e12);
+        let lan = Duration::from_millis(1);
+        budget.follow(1e9, lan);
         assert_eq!(budget.size(), 128);
         let held: Vec<_> = futures_held(&budget, 120).await;
-        budget.follow(0.0);
+        budget.follow(0.0, lan);
         assert_eq!(
             budget.size(),
             120,
             "the eight free permits forgotten, the held ones not yet"
         );
         drop(held);
-        budget.follow(0.0);
+        budget.follow(0.0, lan);
         assert_eq!(budget.size(), 32, "2 MiB of 64 KiB chunks");
     }
 

@@ -131,6 +131,7 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let mut pace = tokio::time::interval(PACE_EVERY);
     let mut rate = Rate::new(shared.progress.done());
+    let mut rtt = Duration::ZERO;
     loop {
         let (newly, complete, unavailable, peers) = {
             let mut swarm = shared.lock();
@@ -193,7 +194,8 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
                 let received: Vec<(PeerId, u64)> = shared.lock().received.iter().map(|(p, b)| (*p, *b)).collect();
                 shared.progress.set_sources(received);
                 let before = shared.in_flight.size();
-                shared.in_flight.follow(rate.sample(shared.progress.done()));
+                rtt = shared.take_rtt().unwrap_or(rtt);
+                shared.in_flight.follow(rate.sample(shared.progress.done()), rtt);
                 if shared.in_flight.size() > before {
                     // More lanes per peer: the workers start them.
                     shared.changed.notify_waiters();

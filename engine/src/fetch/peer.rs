@@ -8,9 +8,9 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::Connection;
+use quinn::{Connection, VarInt};
 use swarm_proto::protocol::{Availability, CloseCode, ErrorCode, PeerRequest, PeerResponse};
-use swarm_proto::{transport, PeerId};
+use swarm_proto::{transport, FileId, PeerId};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -97,9 +97,17 @@ async fn work(
     };
     tokio::pin!(following);
     let mut lanes = JoinSet::new();
+    let mut window = u64::from(transport::CONNECTION_WINDOW);
     loop {
         // As many lanes as this peer's share of the budget allows now.
         let want = shared.lanes_per_peer();
+        // The connection takes as many bytes unread as are asked for (long fat paths only:
+        // elsewhere the default window is larger than a pipeline).
+        let asked = want as u64 * u64::from(shared.manifest.chunk_size);
+        if asked > window {
+            window = asked;
+            connection.set_receive_window(VarInt::from_u64(window).unwrap_or(VarInt::MAX));
+        }
         while lanes.len() < want {
             let index = lanes.len();
             let lane = lane(shared.clone(), connection.clone(), peer, index, news.clone());
@@ -185,6 +193,9 @@ async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: 
             _ = token.cancelled() => None,
             result = request_chunk(&shared, &connection, chunk) => Some(result),
         };
+        if matches!(outcome, Some(Ok(_))) {
+            shared.note_rtt(connection.rtt());
+        }
         let fatal = matches!(&outcome, Some(Err(Failure::Fatal(_))));
         let next = settle(&shared, peer, chunk, outcome);
         if fatal {
@@ -291,6 +302,25 @@ fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32,
     next
 }
 
+/// Tells the peer on `connection` that chunk `index` of `file` it sent did not match, so that
+/// it checks its copy and stops serving it if it changed ([`crate::trust`]). Nothing waits
+/// for the answer: the chunk is asked of another peer meanwhile.
+fn tell_rejected(connection: Connection, file: FileId, index: u32) {
+    tokio::spawn(
+        async move {
+            let request = PeerRequest::Rejected { file, index };
+            let told = transport::exchange::<_, PeerResponse>(&connection, &request, MAX_ANSWER);
+            match tokio::time::timeout(STALL_TIMEOUT, told).await {
+                Ok(Ok((PeerResponse::Checked { intact }, _))) => debug!(chunk = index, intact, "told the peer"),
+                Ok(Ok((other, _))) => debug!(chunk = index, "told the peer; it answered {other:?}"),
+                Ok(Err(e)) => debug!(chunk = index, "could not tell the peer: {e}"),
+                Err(_) => debug!(chunk = index, "the peer did not answer"),
+            }
+        }
+        .in_current_span(),
+    );
+}
+
 /// What became of a received chunk on its way to disk.
 enum Written {
     /// Verified, written, and read back intact.
@@ -388,7 +418,10 @@ async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> 
     .map_err(|e| Failure::Other(e.to_string()))?;
     let error = match written {
         Ok(Written::Confirmed) => return Ok(expected),
-        Ok(Written::Corrupt) => return Err(Failure::Corrupt("content does not match the manifest".into())),
+        Ok(Written::Corrupt) => {
+            tell_rejected(connection.clone(), shared.id, chunk);
+            return Err(Failure::Corrupt("content does not match the manifest".into()));
+        }
         Ok(Written::ReadBackDiffers) => Error::Integrity(format!(
             "chunk {chunk} read back from {} differs from what was just written to it: the disk or file \
              system is losing data; check it (dmesg, SMART) and run the fetch again",

@@ -4,8 +4,9 @@
 //! ended) in the bookkeeping and wake the coordinator; wake-ups coalesce, nothing queues up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use swarm_proto::{FileId, Manifest, PeerId};
 use tokio::sync::{Notify, Semaphore};
@@ -138,6 +139,9 @@ pub struct Shared {
     /// Wakes the coordinator: something in the bookkeeping changed.
     pub wake: Notify,
     per_peer: u64,
+    /// The longest round trip, in microseconds, of the peers that delivered a chunk since the
+    /// coordinator last looked ([`Shared::take_rtt`]).
+    longest_rtt: AtomicU64,
     swarm: Mutex<Swarm>,
 }
 
@@ -164,12 +168,13 @@ impl Shared {
             file,
             held,
             progress,
-            buffers: BufferPool::new(budget.max()),
+            buffers: BufferPool::new(budget.ceiling()),
             in_flight: budget,
             disk_slots: Semaphore::new(super::output::DISK_WRITERS),
             changed: Notify::new(),
             wake: Notify::new(),
             per_peer,
+            longest_rtt: AtomicU64::new(0),
             swarm: Mutex::new(Swarm {
                 scheduler,
                 cancels: HashMap::new(),
@@ -200,8 +205,22 @@ impl Shared {
     /// go (a lone survivor gets its whole pipeline) or the budget grows, and shrinks when they
     /// come. A share, not all: a peer that stalls or trickles holds its lanes' permits, and
     /// must leave the others theirs.
+    /// On a long fat path, the pipeline stretches as the budget's cap does.
     pub fn lanes_per_peer(&self) -> usize {
         let workers = self.lock().workers.len().max(1) as u64;
-        (self.in_flight.size() as u64 / workers).clamp(MIN_LANES, self.per_peer) as usize
+        let pipeline = (self.per_peer as f64 * self.in_flight.stretch()) as u64;
+        (self.in_flight.size() as u64 / workers).clamp(MIN_LANES, pipeline) as usize
+    }
+
+    /// A peer delivered a chunk over a path with round trip `rtt`.
+    pub fn note_rtt(&self, rtt: Duration) {
+        self.longest_rtt
+            .fetch_max(rtt.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+    }
+
+    /// The longest round trip noted since the last call (`None`: no chunk came meanwhile).
+    pub fn take_rtt(&self) -> Option<Duration> {
+        let micros = self.longest_rtt.swap(0, Ordering::Relaxed);
+        (micros > 0).then(|| Duration::from_micros(micros))
     }
 }
