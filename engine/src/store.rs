@@ -2,13 +2,13 @@
 //! chunks are verified there. Downloads appear here as soon as they start, so that a peer
 //! serves what it has while it still downloads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
@@ -30,8 +30,12 @@ pub struct Held {
     /// What is announced with it.
     pub meta: FileMeta,
     path: Mutex<PathBuf>,
-    /// The file opened for serving, kept open between reads.
+    /// The file opened for serving, kept open between reads (while among the store's
+    /// [`MAX_OPEN_FILES`] most recently opened).
     open: Mutex<Option<OpenFile>>,
+    open_files: Arc<OpenFiles>,
+    /// This file, as the store's list of open files refers to it.
+    me: Weak<Held>,
     /// Which chunks are known intact in which version of the file, so that reading them needs
     /// no hashing ([`crate::trust`]).
     trust: Mutex<Trust>,
@@ -51,6 +55,35 @@ pub struct Held {
     watchers: AtomicU32,
     /// Uploads of each chunk under way now.
     sending: Vec<AtomicU32>,
+}
+
+/// Most held files kept open at once for serving; the one opened longest ago is closed first.
+/// Far below the usual limit of 1,024 descriptors a process, however many files are held.
+pub const MAX_OPEN_FILES: usize = 256;
+
+/// The held files kept open, oldest first (a file may be listed more than once; one that is
+/// gone is skipped), so that no more than [`MAX_OPEN_FILES`] are.
+#[derive(Debug, Default)]
+struct OpenFiles {
+    opened: Mutex<VecDeque<Weak<Held>>>,
+}
+
+impl OpenFiles {
+    /// `held` opened its file: the file opened longest ago is closed if too many are open.
+    fn opened(&self, held: Weak<Held>) {
+        let oldest = {
+            let mut opened = self.opened.lock().expect("lock poisoned");
+            opened.push_back(held);
+            if opened.len() > MAX_OPEN_FILES {
+                opened.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(oldest) = oldest.and_then(|w| w.upgrade()) {
+            *oldest.open.lock().expect("lock poisoned") = None;
+        }
+    }
 }
 
 /// A held file open for reading, as it was when opened.
@@ -269,6 +302,9 @@ impl Held {
             file: file.clone(),
             stamp,
         });
+        drop(open);
+        // Only once this file's own lock is released: closing another takes that one's.
+        self.open_files.opened(self.me.clone());
         Ok((file, stamp))
     }
 }
@@ -305,6 +341,7 @@ pub fn chunks_on_disk(file: &File, manifest: &Manifest) -> Bitfield {
 #[derive(Debug, Default)]
 pub struct Store {
     files: RwLock<HashMap<FileId, Arc<Held>>>,
+    open_files: Arc<OpenFiles>,
 }
 
 impl Store {
@@ -314,12 +351,14 @@ impl Store {
         let counters = || (0..manifest.chunk_count).map(|_| AtomicU32::new(0)).collect();
         let (sent, offered, copies, sending) = (counters(), counters(), counters(), counters());
         let trust = Trust::none(manifest.chunk_count);
-        let held = Arc::new(Held {
+        let held = Arc::new_cyclic(|me| Held {
             manifest,
             id,
             meta,
             path: Mutex::new(path),
             open: Mutex::new(None),
+            open_files: self.open_files.clone(),
+            me: me.clone(),
             trust: Mutex::new(trust),
             chunks: RwLock::new(chunks),
             version: tokio::sync::watch::Sender::new(0),
@@ -346,5 +385,100 @@ impl Store {
     /// Every held file.
     pub fn all(&self) -> Vec<Arc<Held>> {
         self.files.read().expect("lock poisoned").values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+
+    const CHUNK: u32 = 64 * 1024;
+
+    /// A held file of `chunks` chunks in `dir`, hashed whole and trusted as a scan would.
+    fn held(store: &Store, dir: &Path, name: &str, chunks: usize) -> Arc<Held> {
+        let path = dir.join(name);
+        let data: Vec<u8> = (0..chunks * CHUNK as usize)
+            .map(|i| (i * 7 + name.len()) as u8)
+            .collect();
+        std::fs::write(&path, data).unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let manifest = Arc::new(Manifest::from_file(&path, name, CHUNK).unwrap());
+        let full = Bitfield::full(manifest.chunk_count);
+        let held = store.add(manifest, path.clone(), full, FileMeta::default());
+        let version = DiskStamp::of(&std::fs::metadata(&path).unwrap());
+        held.vouch_for_all(version, SystemTime::now() + Duration::from_secs(2));
+        held
+    }
+
+    fn open_descriptors() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn no_more_than_so_many_files_stay_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::default();
+        let buffers = BufferPool::new(1);
+        let files: Vec<_> = (0..MAX_OPEN_FILES + 40)
+            .map(|i| held(&store, dir.path(), &format!("f{i}"), 1))
+            .collect();
+        let before = open_descriptors();
+        for file in &files {
+            file.read_chunk(0, &buffers).unwrap();
+        }
+        let opened = open_descriptors().saturating_sub(before);
+        assert!(
+            (MAX_OPEN_FILES - 8..=MAX_OPEN_FILES + 8).contains(&opened),
+            "{opened} descriptors opened"
+        );
+        // The first files were closed, and open again when read.
+        files[0].read_chunk(0, &buffers).unwrap();
+    }
+
+    #[test]
+    fn a_file_kept_open_is_still_seen_edited_replaced_or_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::default();
+        let buffers = BufferPool::new(1);
+        let file = held(&store, dir.path(), "a", 4);
+        let path = file.path();
+        file.read_chunk(1, &buffers).unwrap();
+
+        // Edited in place, its modification time put back: the change time gives it away.
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        let handle = std::fs::File::options().write(true).open(&path).unwrap();
+        handle.write_all_at(b"edited", u64::from(CHUNK) + 5).unwrap();
+        handle.set_modified(long_ago).unwrap();
+        assert!(matches!(
+            file.read_chunk(1, &buffers),
+            Err(ReadError::Changed { index: 1, .. })
+        ));
+        file.read_chunk(2, &buffers).unwrap();
+
+        // Replaced by another file of the same size: the new one is read, and does not match.
+        let other = dir.path().join("other");
+        std::fs::write(&other, vec![0u8; 4 * CHUNK as usize]).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert!(matches!(
+            file.read_chunk(2, &buffers),
+            Err(ReadError::Changed { index: 2, .. })
+        ));
+
+        // Deleted: not found, though a descriptor was open.
+        std::fs::remove_file(&path).unwrap();
+        let gone = file.read_chunk(3, &buffers);
+        assert!(
+            matches!(&gone, Err(ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound),
+            "{:?}",
+            gone.err()
+        );
     }
 }

@@ -1139,6 +1139,8 @@ mod tests {
         fn requests_round_trip(file in any::<[u8; 32]>(), index in any::<u32>(), query in ".{0,40}") {
             let get = PeerRequest::GetChunk { file: FileId(file), index };
             prop_assert_eq!(codec::decode::<PeerRequest>(&encode_frame(&get)[4..]).unwrap(), get);
+            let rejected = PeerRequest::Rejected { file: FileId(file), index };
+            prop_assert_eq!(codec::decode::<PeerRequest>(&encode_frame(&rejected)[4..]).unwrap(), rejected);
             let search = TrackerRequest::Search { query, exact: true, page: PageRequest::default() };
             prop_assert_eq!(codec::decode::<TrackerRequest>(&encode_frame(&search)[4..]).unwrap(), search);
         }
