@@ -287,18 +287,18 @@ pub enum PeerResponse {
     Status(NodeStatus),
     /// Answer to `Watch`: the chunks offered now; [`Availability`] frames follow.
     Have(Bitfield),
-    /// Answer to `Rejected`: whether the chunk on the server's disk still matches (if not,
-    /// it is no longer served and the whole file is checked again).
-    Checked {
-        /// The chunk matched.
-        intact: bool,
-    },
     /// The request failed.
     Error {
         /// What kind of failure.
         code: ErrorCode,
         /// A sentence for people.
         message: String,
+    },
+    /// Answer to `Rejected`: whether the chunk on the server's disk still matches (if not,
+    /// it is no longer served and the whole file is checked again).
+    Checked {
+        /// The chunk matched.
+        intact: bool,
     },
 }
 
@@ -1026,6 +1026,15 @@ mod tests {
             &[3, 3, 0],
         );
         // Availability: Gained (0) chunks 7 and 300; Lost (1) chunk 2.
+        // Added after the others, so that older peers decode every earlier message alike.
+        check(
+            &PeerRequest::Rejected {
+                file: FileId([1; 32]),
+                index: 5,
+            },
+            &cat(&[&[3], &[1; 32], &[5]]),
+        );
+        check(&PeerResponse::Checked { intact: true }, &[4, 1]);
         check(&Availability::Gained(vec![7, 300]), &[0, 2, 7, 251, 44, 1]);
         check(&Availability::Lost(vec![2]), &[1, 1, 2]);
     }
