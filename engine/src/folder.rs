@@ -356,9 +356,8 @@ impl Folders {
         Ok(())
     }
 
-    /// Holds a complete file without telling the tracker yet.
-    /// Holds a whole file, hashed in the version `version` of it by a scan that started at
-    /// `scanned`.
+    /// Holds a complete file without telling the tracker yet. It was hashed in the version
+    /// `version` of it by a scan that started at `scanned`.
     fn hold(
         &self,
         manifest: Manifest,

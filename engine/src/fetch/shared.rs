@@ -204,8 +204,8 @@ impl Shared {
     /// a worker, each getting at least two and at most a pipeline's worth. It grows when peers
     /// go (a lone survivor gets its whole pipeline) or the budget grows, and shrinks when they
     /// come. A share, not all: a peer that stalls or trickles holds its lanes' permits, and
-    /// must leave the others theirs.
-    /// On a long fat path, the pipeline stretches as the budget's cap does.
+    /// must leave the others theirs. On a long fat path the pipeline stretches as the budget's
+    /// cap does.
     pub fn lanes_per_peer(&self) -> usize {
         let workers = self.lock().workers.len().max(1) as u64;
         let pipeline = (self.per_peer as f64 * self.in_flight.stretch()) as u64;
