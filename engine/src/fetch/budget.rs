@@ -5,14 +5,17 @@
 //! timeout, was abandoned half-sent and asked again, and the seeder sent its chunks twice.
 //! So the budget follows the download rate: enough requests for [`QUEUE_TIME`] of data at the
 //! rate measured, never fewer than [`MIN_IN_FLIGHT_BYTES`] or four chunks, never more than
-//! [`IN_FLIGHT_BYTES`]. A fast link reaches the cap within a second or two.
+//! [`IN_FLIGHT_BYTES`]. Until the first rate is measured, each request answered adds one
+//! more (doubling the budget every round trip, as TCP's slow start does): a fast path reaches
+//! the cap within a few round trips instead of waiting for the first measurement, while on a
+//! slow link no request is answered that soon.
 //!
 //! On a long fat path that cap is what limits: 16 MiB per round trip is 160 MiB/s at 100 ms.
 //! There the cap itself follows the bandwidth-delay product measured (the rate times the
 //! longest round trip of the peers serving), with a margin of [`BDP_MARGIN`], up to
 //! [`LONG_PATH_IN_FLIGHT_BYTES`], so that a fetch's memory stays under 64 MiB.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +53,8 @@ pub struct Budget {
     ceiling: usize,
     /// The cap now, between `max` and `ceiling`.
     cap: AtomicUsize,
+    /// A rate was measured: the budget follows it, and no longer grows with each answer.
+    measured: AtomicBool,
     chunk: u64,
 }
 
@@ -66,6 +71,7 @@ impl Budget {
             max,
             ceiling,
             cap: AtomicUsize::new(max),
+            measured: AtomicBool::new(false),
             chunk,
         }
     }
@@ -94,9 +100,30 @@ impl Budget {
         self.cap.load(Ordering::Relaxed) as f64 / self.max as f64
     }
 
+    /// A request was answered. Until a rate is measured, the budget grows by one; says whether
+    /// it did.
+    pub fn answered(&self) -> bool {
+        if self.measured.load(Ordering::Relaxed) {
+            return false;
+        }
+        let grown = self
+            .size
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        if grown {
+            self.permits.add_permits(1);
+        }
+        grown
+    }
+
     /// Resizes the budget for a download rate of `bytes_per_second` over paths whose longest
     /// round trip is `rtt`. It grows at once and shrinks as permits come back.
     pub fn follow(&self, bytes_per_second: f64, rtt: Duration) {
+        if bytes_per_second > 0.0 {
+            self.measured.store(true, Ordering::Relaxed);
+        }
         let chunks = |bytes: f64| (bytes / self.chunk as f64).ceil() as usize;
         let cap = chunks(BDP_MARGIN * bytes_per_second * rtt.as_secs_f64()).clamp(self.max, self.ceiling);
         self.cap.store(cap, Ordering::Relaxed);
@@ -130,6 +157,24 @@ mod tests {
         assert_eq!(budget.stretch(), 1.0);
         budget.follow(0.0, lan);
         assert_eq!(budget.size(), MIN_REQUESTS);
+    }
+
+    #[test]
+    fn grows_with_each_answer_until_a_rate_is_measured() {
+        let budget = Budget::new(MIB);
+        budget.follow(0.0, Duration::ZERO);
+        for _ in 0..4 {
+            assert!(budget.answered());
+        }
+        assert_eq!(budget.size(), 8, "doubled in one round trip of four answers");
+        for _ in 0..20 {
+            budget.answered();
+        }
+        assert_eq!(budget.size(), 16, "never past the cap");
+        // Measured at 3 MiB/s, the budget follows the rate, and answers change nothing.
+        budget.follow(3.0 * MIB as f64, Duration::from_millis(1));
+        assert!(!budget.answered());
+        assert_eq!(budget.size(), 6);
     }
 
     #[test]

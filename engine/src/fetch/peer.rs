@@ -195,6 +195,10 @@ async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: 
         };
         if matches!(outcome, Some(Ok(_))) {
             shared.note_rtt(connection.rtt());
+            if shared.in_flight.answered() {
+                // More lanes per peer: the workers start them.
+                shared.changed.notify_waiters();
+            }
         }
         let fatal = matches!(&outcome, Some(Err(Failure::Fatal(_))));
         let next = settle(&shared, peer, chunk, outcome);
