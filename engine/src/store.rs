@@ -61,8 +61,8 @@ pub struct Held {
 /// Far below the usual limit of 1,024 descriptors a process, however many files are held.
 pub const MAX_OPEN_FILES: usize = 256;
 
-/// The held files kept open, oldest first (a file may be listed more than once; one that is
-/// gone is skipped), so that no more than [`MAX_OPEN_FILES`] are.
+/// The held files kept open, oldest first, each listed once while open (one that is gone is
+/// skipped), so that no more than [`MAX_OPEN_FILES`] are.
 #[derive(Debug, Default)]
 struct OpenFiles {
     opened: Mutex<VecDeque<Weak<Held>>>,
@@ -253,7 +253,6 @@ impl Held {
     /// Reads chunk `index` and hashes it whatever was known of it (a fetcher said it did not
     /// match): `Changed` if it no longer matches. Blocking: call from a blocking thread.
     pub fn check_chunk(&self, index: u32, buffers: &Arc<BufferPool>) -> Result<(), ReadError> {
-        self.trust.lock().expect("lock poisoned").forget(index);
         self.read_checked(index, buffers, true).map(drop)
     }
 
@@ -294,7 +293,9 @@ impl Held {
                 return Ok((current.file.clone(), stamp));
             }
         }
-        *open = None;
+        // A file re-opened in place of its old descriptor is on the store's list already: a
+        // download, whose file changes with every write, re-opens it on every read.
+        let listed = open.take().is_some();
         let file = Arc::new(File::open(path)?);
         let stamp = DiskStamp::of(&file.metadata()?);
         *open = Some(OpenFile {
@@ -303,8 +304,10 @@ impl Held {
             stamp,
         });
         drop(open);
-        // Only once this file's own lock is released: closing another takes that one's.
-        self.open_files.opened(self.me.clone());
+        if !listed {
+            // Only once this file's own lock is released: closing another takes that one's.
+            self.open_files.opened(self.me.clone());
+        }
         Ok((file, stamp))
     }
 }
