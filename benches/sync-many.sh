@@ -12,12 +12,13 @@ for i in $(seq 1 "$n"); do echo "file $i" > "$work/a/f$i.txt"; done
 SWARM_LOG=warn "$bin" tracker --listen 127.0.0.1:0 --state "$work/t" > "$work/t.out" 2>/dev/null &
 until grep -q -- "--tracker" "$work/t.out" 2>/dev/null; do sleep 0.1; done
 tracker=$(sed 's/.*--tracker //' "$work/t.out")
-SWARM_LOG=warn "$bin" sync "$work/a" --share bench --tracker "$tracker" --state "$work/sa" --listen 127.0.0.1:0 --settle 0s \
+share=$("$bin" secret share-key | head -n 1)
+SWARM_LOG=warn "$bin" sync "$work/a" --share "$share" --tracker "$tracker" --state "$work/sa" --listen 127.0.0.1:0 --settle 0s \
   > /dev/null 2>&1 &
 listed() { SWARM_LOG=error "$bin" ls --tracker "$tracker" --state "$work/q" --json 2>/dev/null | grep -c '"name"' || true; }
 until [ "$(listed)" -ge "$n" ]; do sleep 0.2; done
 start=$(date +%s.%N)
-SWARM_LOG=warn "$bin" sync "$work/b" --share bench --tracker "$tracker" --state "$work/sb" --listen 127.0.0.1:0 --settle 0s \
+SWARM_LOG=warn "$bin" sync "$work/b" --share "$share" --tracker "$tracker" --state "$work/sb" --listen 127.0.0.1:0 --settle 0s \
   > /dev/null 2>&1 &
 until [ "$(find "$work/b" -name 'f*.txt' | wc -l)" -ge "$n" ]; do sleep 0.1; done
 end=$(date +%s.%N)

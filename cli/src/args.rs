@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use swarm_engine::TrackerAddr;
+use swarm_proto::share_key::ShareTicket;
 
 /// Exit codes, also listed in `swarm --help`.
 pub mod exit {
@@ -50,9 +51,18 @@ Environment: every flag has a SWARM_* variable, e.g. SWARM_TRACKER, SWARM_STATE.
 Logs: SWARM_LOG=debug (or any tracing filter).";
 
 const SYNC_ABOUT: &str = "\
-Keep DIR in step with every node syncing the same share (--share, default: the folder's name)
-on the same tracker: share its files, fetch every file it lacks, and spread new, changed and
-deleted files within seconds. Other shares and plain seeds never enter it.
+Keep DIR in step with every node syncing the same share: share its files, fetch every file it
+lacks, and spread new, changed and deleted files within seconds. Other shares and plain seeds
+never enter it.
+
+The first sync of a folder makes a new share (its key is kept in DIR/.swarm/share-key) and
+prints two commands for other machines:
+- read-write (swarmrw1...): its holder may add, change and delete every file of the share.
+  Give it only to machines you trust with that.
+- read-only (swarmro1...): its holder follows the share; its own edits stay on its machine.
+Every change is signed with the read-write key and checked by every node, so neither an
+outsider who learns the share nor the tracker can change anyone's files. To take a key back,
+sync the folder as a new share (move DIR/.swarm/share-key away) and invite the members again.
 
 - The newest modification time wins. A local edit that loses is kept beside the winner as
   NAME.sync-conflict-ID.EXT, which is then synced like any file.
@@ -97,8 +107,10 @@ pub enum Command {
     /// Keep DIR in step with every node syncing the same share: share its files, fetch what
     /// it lacks, spread changes and deletions within seconds.
     #[command(long_about = SYNC_ABOUT, after_help = "Examples:
-  swarm sync ./shared --share team --tracker t:7070    on every machine that keeps the team's files
-  swarm sync ./shared --tracker t:7070 --json          what happens, as JSON lines")]
+  swarm sync ./shared                        make ./shared a share; prints the commands to join it
+  swarm sync ./shared --share swarmrw1...    join it from another machine (read-write)
+  swarm sync ./shared --share swarmro1...    follow it (read-only)
+  swarm sync ./shared --json                 what happens, as JSON lines")]
     Sync(SyncArgs),
     /// Download a file or a whole folder by ticket or id (or a unique prefix of 8+ hex digits)
     /// from every peer holding it.
@@ -143,7 +155,8 @@ pub enum Command {
         subcommand,
         after_help = "Examples:
   swarm secret new team.key
-  swarm seed ./data --secret-file team.key       every node of the swarm gets the same file"
+  swarm seed ./data --secret-file team.key       every node of the swarm gets the same file
+  swarm secret share-key                         a key for `swarm sync DIR --share KEY`"
     )]
     Secret(SecretCommand),
     /// Print a completion script for SHELL, e.g. `swarm completions bash >
@@ -184,6 +197,9 @@ pub enum SecretCommand {
         /// Where to write it.
         file: PathBuf,
     },
+    /// Print a new share key for `swarm sync DIR --share KEY`: the read-write key, then its
+    /// read-only key (for setting up many machines at once; `swarm sync DIR` alone makes one).
+    ShareKey,
 }
 
 /// The HTTP port of a node or a tracker.
@@ -274,8 +290,14 @@ pub struct TrackerArgs {
     pub store: Option<String>,
 }
 
-fn parse_share(s: &str) -> Result<String, String> {
-    swarm_proto::share::validate_share_name(s).map(|()| s.to_owned())
+fn parse_share_key(s: &str) -> Result<ShareTicket, String> {
+    s.parse::<ShareTicket>().map_err(|e| match e {
+        swarm_proto::share_key::ShareKeyError::NotAKey => format!(
+            "{e}. A share is named by its key since shares got write authority: run `swarm sync DIR` \
+             once without --share to make one, and use the keys it prints"
+        ),
+        damaged => damaged.to_string(),
+    })
 }
 
 fn parse_store(s: &str) -> Result<String, String> {
@@ -340,10 +362,11 @@ pub struct ShellArgs {
 pub struct SyncArgs {
     #[command(flatten)]
     pub share: ShareArgs,
-    /// The share to sync as: only nodes syncing the same share exchange files (and other
-    /// seeds on the tracker stay out). Default: the folder's name.
-    #[arg(long = "share", env = "SWARM_SHARE", value_name = "NAME", value_parser = parse_share)]
-    pub share_name: Option<String>,
+    /// Join the share of this key (as printed by `swarm sync` on a member): `swarmrw1...`
+    /// changes the share, `swarmro1...` follows it. Default: the folder's own share (kept in
+    /// DIR/.swarm/share-key), or a new one.
+    #[arg(long = "share", env = "SWARM_SHARE", value_name = "KEY", value_parser = parse_share_key)]
+    pub share_key: Option<ShareTicket>,
     /// Keep files deleted or replaced by sync in DIR/.swarm/versions/ this long (e.g. 30d).
     #[arg(long, env = "SWARM_KEEP_VERSIONS", default_value = "30d", value_parser = parse_duration)]
     pub keep_versions: Duration,

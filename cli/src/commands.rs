@@ -10,12 +10,14 @@ use swarm_engine::collection::CollectionOptions;
 use swarm_engine::known_trackers::KnownTrackers;
 use swarm_engine::launch::{Caps, LaunchEvent, LocalSwarm, Peer, TrackerChoice};
 use swarm_engine::netutil::reachable_addr;
+use swarm_engine::sync::folder_key::{folder_key, KeySource, KEY_FILE};
 use swarm_engine::sync::SyncOptions;
 use swarm_engine::{
     DiskIo, FetchOptions, Node, NodeConfig, Progress, Replace, SeededFile, Sources, TrackerClient, Trackers,
 };
 use swarm_proto::access::{Access, SwarmKey};
 use swarm_proto::collection::{Collection, Entry as CollectionEntry};
+use swarm_proto::share_key::{ShareKey, ShareTicket};
 use swarm_proto::ticket::Ticket;
 use swarm_tracker::{Tracker, TrackerConfig};
 use tokio_util::sync::CancellationToken;
@@ -143,6 +145,17 @@ pub fn secret(command: SecretCommand) -> Result<()> {
                 file.display(),
                 file.display()
             );
+            Ok(())
+        }
+        SecretCommand::ShareKey => {
+            let key = ShareKey::ReadWrite(swarm_proto::share_key::WriteKey::generate());
+            for key in [key.clone(), key.read_only()] {
+                let ticket = ShareTicket {
+                    key,
+                    trackers: Vec::new(),
+                };
+                println!("{ticket}");
+            }
             Ok(())
         }
     }
@@ -429,15 +442,29 @@ fn folder_name(dir: &Path) -> Result<String> {
 }
 
 /// `swarm sync`
-pub async fn sync(args: SyncArgs) -> Result<()> {
+pub async fn sync(mut args: SyncArgs) -> Result<()> {
+    let given = args.share_key.take();
+    if args.share.peer.tracker.is_empty() {
+        // A key printed by another member names the trackers that keep the share.
+        if let Some(trackers) = given.as_ref().and_then(|t| Trackers::named(&t.trackers)) {
+            args.share.peer.tracker = trackers.list().to_vec();
+        }
+    }
     let sharing = Sharing::start(&args.share.dir, &args.share.peer, false).await?;
+    let (key, source) = match folder_key(&args.share.dir, given.map(|t| t.key)) {
+        Ok(found) => found,
+        Err(e) => {
+            sharing.stop().await;
+            return Err(e.into());
+        }
+    };
     // Files still being written are left to the sync loop, which shares them once still.
     sharing
         .share_dir(&args.share.dir, args.settle, "; Ctrl-C to stop")
         .await?;
-    let defaults = SyncOptions::new(args.share.dir.clone());
+    print_share_keys(&args, &key, source, &sharing.peer.public_tracker);
+    let defaults = SyncOptions::new(args.share.dir.clone(), key);
     let options = SyncOptions {
-        share: args.share_name.clone().unwrap_or(defaults.share.clone()),
         chunk_size: sharing.chunk_size,
         interval: args.interval,
         rescan: args.rescan,
@@ -445,14 +472,6 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
         keep_versions: args.keep_versions,
         ..defaults
     };
-    crate::note!(
-        "syncing {} as share `{}` on tracker {}; other nodes join with: swarm sync DIR --share '{}' --tracker {}",
-        args.share.dir.display(),
-        options.share,
-        sharing.peer.public_tracker,
-        options.share,
-        sharing.peer.public_tracker
-    );
     let (events, mut printed) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let node = sharing.node().clone();
@@ -472,6 +491,57 @@ pub async fn sync(args: SyncArgs) -> Result<()> {
     stop.cancel();
     sharing.stop().await;
     outcome
+}
+
+/// Prints which share a folder syncs and the commands that join it from other machines
+/// (read-write only where this node has the read-write key).
+fn print_share_keys(args: &SyncArgs, key: &ShareKey, source: KeySource, tracker: &str) {
+    let trackers = tracker.parse::<Trackers>().ok();
+    let join = |key: ShareKey| {
+        let ticket = ShareTicket {
+            key,
+            trackers: trackers.as_ref().map(Trackers::for_ticket).unwrap_or_default(),
+        };
+        match trackers {
+            Some(_) => format!("swarm sync DIR --share {ticket}"),
+            None => format!("swarm sync DIR --share {ticket} --tracker {tracker}"),
+        }
+    };
+    let dir = args.share.dir.display();
+    let id = key.id();
+    let how = match source {
+        KeySource::Made => format!("a new share; its key is kept in {dir}/{KEY_FILE}"),
+        KeySource::Kept => format!("its key is kept in {dir}/{KEY_FILE}"),
+        KeySource::Given => "joined; the key is kept in the folder from now on".into(),
+        KeySource::Upgraded => "this folder now has the read-write key".into(),
+    };
+    let read_write = key.writer().is_some();
+    if args.json {
+        let mut value = serde_json::json!({
+            "event": "share",
+            "share": id.to_string(),
+            "writable": read_write,
+            "read_only_key": join(key.read_only()),
+        });
+        if read_write {
+            value["read_write_key"] = join(key.clone()).into();
+        }
+        println!("{value}");
+        return;
+    }
+    if read_write {
+        println!("syncing {dir} as share {}, read-write ({how})", id.short());
+        println!("other machines join with, read-write (may add, change and delete every file: only for machines you trust):");
+        println!("    {}", join(key.clone()));
+        println!("or read-only (follow the share; their own edits stay on their machine):");
+    } else {
+        println!(
+            "syncing {dir} as share {}, read-only ({how}): changes made here stay here",
+            id.short()
+        );
+        println!("other machines follow it, read-only, with:");
+    }
+    println!("    {}", join(key.read_only()));
 }
 
 fn print_seeded(file: &SeededFile, tracker: &str) {

@@ -295,6 +295,12 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
                 serde_json::json!({ "event": "removed", "name": name, "kept_as": kept_as })
             }
             SyncEvent::Deleted { name } => serde_json::json!({ "event": "deleted", "name": name }),
+            SyncEvent::LocalOnly { name, deleted } => {
+                serde_json::json!({ "event": "local_only", "name": name, "deleted": deleted })
+            }
+            SyncEvent::Refused { count, why } => {
+                serde_json::json!({ "event": "refused", "count": count, "why": why })
+            }
         };
         println!("{value}");
         return;
@@ -330,6 +336,14 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
             "deleted {}: deleted here, and so on every node of the share",
             shown(name)
         ),
+        SyncEvent::LocalOnly { name, deleted } => println!(
+            "local   {}: {} here; this node has the read-only key, so the change stays here",
+            shown(name),
+            if *deleted { "deleted" } else { "changed" }
+        ),
+        SyncEvent::Refused { count, why } => warning(format_args!(
+            "ignored {count} share change(s) from the tracker that are not the share's: {why}"
+        )),
     }
 }
 

@@ -87,18 +87,28 @@ fn kept_versions(dir: &Path) -> Vec<Vec<u8>> {
     kept
 }
 
-fn start_sync(tmp: &Path, name: &str, tracker: &str) -> Proc {
-    start_sync_as(tmp, name, "team", tracker)
+/// A new share's keys, from `swarm secret share-key`: (read-write, read-only).
+fn new_share() -> (String, String) {
+    let output = run(&["secret", "share-key"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut lines = text.lines().map(str::to_owned);
+    let keys = (lines.next().unwrap(), lines.next().unwrap());
+    assert!(
+        keys.0.starts_with("swarmrw1") && keys.1.starts_with("swarmro1"),
+        "{text}"
+    );
+    keys
 }
 
-fn start_sync_as(tmp: &Path, name: &str, share: &str, tracker: &str) -> Proc {
+fn start_sync(tmp: &Path, name: &str, key: &str, tracker: &str) -> Proc {
     let dir = tmp.join(name);
     let state = tmp.join(format!("state-{name}"));
     Proc::spawn(&[
         "sync",
         s(&dir),
         "--share",
-        share,
+        key,
         "--tracker",
         tracker,
         "--state",
@@ -138,9 +148,10 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
     set_modified(&b.join("notes.txt"), winner_time);
 
     let (_tracker, addr) = start_tracker(tmp.path());
+    let (key, _) = new_share();
     let _peers: Vec<Proc> = ["a", "b", "c"]
         .iter()
-        .map(|name| start_sync(tmp.path(), name, &addr))
+        .map(|name| start_sync(tmp.path(), name, &key, &addr))
         .collect();
     let dirs = [a.as_path(), b.as_path(), c.as_path()];
 
@@ -221,6 +232,7 @@ fn a_share_keeps_out_other_shares_and_unrelated_seeds() {
     let seeded = tmp.path().join("seeded");
     write(seeded.join("unrelated.bin"), &content(50_000, 3));
     let (_tracker, addr) = start_tracker(tmp.path());
+    let (key, _) = new_share();
     let _seed = Proc::spawn(&[
         "seed",
         s(&seeded),
@@ -231,9 +243,9 @@ fn a_share_keeps_out_other_shares_and_unrelated_seeds() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let _a = start_sync(tmp.path(), "a", &addr);
-    let _b = start_sync(tmp.path(), "b", &addr);
-    let _other = start_sync_as(tmp.path(), "other", "elsewhere", &addr);
+    let _a = start_sync(tmp.path(), "a", &key, &addr);
+    let _b = start_sync(tmp.path(), "b", &key, &addr);
+    let _other = start_sync(tmp.path(), "other", &new_share().0, &addr);
     converge(&[a.as_path(), b.as_path()], Duration::from_secs(30), |files| {
         files.contains_key("ours.txt")
     });
@@ -253,8 +265,9 @@ fn an_edit_withdraws_the_old_version_at_once() {
     write(a.join("report.bin"), &first);
     std::fs::create_dir_all(&b).unwrap();
     let (_tracker, addr) = start_tracker(tmp.path());
-    let _a = start_sync(tmp.path(), "a", &addr);
-    let _b = start_sync(tmp.path(), "b", &addr);
+    let (key, _) = new_share();
+    let _a = start_sync(tmp.path(), "a", &key, &addr);
+    let _b = start_sync(tmp.path(), "b", &key, &addr);
     let dirs = [a.as_path(), b.as_path()];
     converge(&dirs, Duration::from_secs(30), |files| files.contains_key("report.bin"));
     let old = swarm_proto::Manifest::from_file(&a.join("report.bin"), "report.bin", 64 * 1024)
@@ -301,8 +314,9 @@ fn a_file_being_written_is_shared_only_once_it_is_still() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
     let (_tracker, addr) = start_tracker(tmp.path());
-    let _writer_side = start_sync(tmp.path(), "a", &addr);
-    let reader_side = start_sync(tmp.path(), "b", &addr);
+    let (key, _) = new_share();
+    let _writer_side = start_sync(tmp.path(), "a", &key, &addr);
+    let reader_side = start_sync(tmp.path(), "b", &key, &addr);
 
     // Appends every 150 ms for about 1.5 s: never still for the 500 ms --settle meanwhile.
     let path = a.join("growing.log");
@@ -373,9 +387,10 @@ fn two_sync_nodes_converge_on_thousands_of_files() {
     }
     std::fs::create_dir_all(&b).unwrap();
     let (_tracker, addr) = start_tracker(tmp.path());
+    let (key, _) = new_share();
     let started = Instant::now();
-    let _a = start_sync(tmp.path(), "a", &addr);
-    let _b = start_sync(tmp.path(), "b", &addr);
+    let _a = start_sync(tmp.path(), "a", &key, &addr);
+    let _b = start_sync(tmp.path(), "b", &key, &addr);
     let limit = Duration::from_secs(900);
     loop {
         let have = count_files(&b);
@@ -394,4 +409,141 @@ fn two_sync_nodes_converge_on_thousands_of_files() {
         count as f64 / took.as_secs_f64()
     );
     assert_eq!(snapshot(&a), snapshot(&b));
+}
+
+/// What the two writers of [`only_the_share_key_changes_a_share`] hold, for comparison.
+fn writers_hold(dirs: &[&Path], expected: &BTreeMap<String, Vec<u8>>) -> bool {
+    dirs.iter().all(|dir| snapshot(dir) == *expected)
+}
+
+/// Nobody without the read-write key changes the writers' folders: not a node syncing with
+/// the read-only key (an outsider who learnt the share is no different), whose edit, new file
+/// and deletion stay on its own disk; not a client sending the tracker changes signed by
+/// another key, a delete-all stamped far in the future, or replays of changes the share's
+/// key did sign (an old version, an old deletion).
+#[test]
+fn only_the_share_key_changes_a_share() {
+    use swarm_engine::{TrackerClient, Trackers};
+    use swarm_proto::access::Access;
+    use swarm_proto::share::{ShareChange, ShareState};
+    use swarm_proto::share_key::{ShareTicket, WriteKey};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, reader) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("reader"));
+    let now = SystemTime::now();
+    write(a.join("plan.txt"), b"the plan, version 1\n");
+    set_modified(&a.join("plan.txt"), now - Duration::from_secs(600));
+    write(a.join("gone.txt"), b"deleted soon\n");
+    write(b.join("budget.txt"), b"budget\n");
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let (rw, ro) = new_share();
+    let _a = start_sync(tmp.path(), "a", &rw, &addr);
+    let _b = start_sync(tmp.path(), "b", &rw, &addr);
+    let writers = [a.as_path(), b.as_path()];
+    converge(&writers, Duration::from_secs(30), |files| files.len() == 3);
+
+    // A writer edits plan.txt and deletes gone.txt: version 2, and a tombstone.
+    std::fs::write(a.join("plan.txt"), b"the plan, version 2\n").unwrap();
+    std::fs::remove_file(a.join("gone.txt")).unwrap();
+    converge(&writers, Duration::from_secs(30), |files| {
+        files["plan.txt"] == b"the plan, version 2\n" && !files.contains_key("gone.txt")
+    });
+    let expected = snapshot(&a);
+    // The reader's copy of plan.txt is newer than the writers': it would win in a share that
+    // trusted whoever knows its name.
+    write(reader.join("plan.txt"), b"the reader's plan, newer\n");
+
+    // The read-only member: its newer plan.txt stays local, budget.txt comes, and its
+    // deletion of budget.txt stays local too.
+    let reader_node = start_sync(tmp.path(), "reader", &ro, &addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reader.join("budget.txt").exists() {
+        assert!(Instant::now() < deadline, "the read-only member never got budget.txt");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(reader.join("budget.txt")).unwrap();
+    write(reader.join("extra.txt"), b"the reader's own file\n");
+    let said: Vec<String> = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut said = Vec::new();
+        while said.len() < 3 && Instant::now() < deadline {
+            if let Ok(line) = reader_node.lines.recv_timeout(Duration::from_millis(200)) {
+                if line.starts_with("local ") {
+                    said.push(line);
+                }
+            }
+        }
+        said
+    };
+    assert_eq!(said.len(), 3, "the read-only node says what stays local: {said:?}");
+
+    // Crafted updates, sent straight to the tracker by a registered client.
+    let share = ro.parse::<ShareTicket>().unwrap().key.id();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = TrackerClient::ephemeral(addr.parse::<Trackers>().unwrap(), None, Access::Open).unwrap();
+        client.register(None).await.unwrap();
+        let page = client.share_changes(&share, 0).await.unwrap();
+        let plan = page.entries.iter().find(|e| e.name == "plan.txt").unwrap().clone();
+        let ShareState::Present { file: plan_id, .. } = plan.state else {
+            panic!("plan.txt is listed: {plan:?}")
+        };
+        let outsider = WriteKey::generate();
+        let delete_all: Vec<_> = page
+            .entries
+            .iter()
+            .filter_map(|e| match e.state {
+                ShareState::Present { file, .. } => Some(ShareChange::Delete {
+                    name: e.name.clone(),
+                    was: file,
+                    deleted_ns: u64::MAX,
+                }),
+                ShareState::Deleted { .. } => None,
+            })
+            .collect();
+        assert_eq!(delete_all.len(), 2);
+        let forged: Vec<_> = delete_all.iter().cloned().map(|c| outsider.sign(c)).collect();
+        let refused = client.share_update(&share, forged).await.unwrap_err().to_string();
+        assert!(refused.contains("not signed by the key"), "{refused}");
+        // The share's own signature moved onto another change.
+        let mut moved = plan.signed();
+        moved.change = ShareChange::Delete {
+            name: "plan.txt".into(),
+            was: plan_id,
+            deleted_ns: u64::MAX / 2,
+        };
+        assert!(client.share_update(&share, vec![moved]).await.is_err());
+        // Replays of what the share's key signed: every entry the tracker ever listed.
+        let replays: Vec<_> = page.entries.iter().map(|e| e.signed()).collect();
+        client.share_update(&share, replays).await.unwrap();
+        let after = client.share_changes(&share, 0).await.unwrap();
+        assert_eq!(after.version, page.version, "replays changed nothing at the tracker");
+    });
+
+    // Time for anything wrong to spread, then: the writers' folders are as they were, and
+    // nothing of theirs was put away.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        writers_hold(&writers, &expected),
+        "a writer's folder changed:\n{:#?}",
+        writers
+            .iter()
+            .map(|d| snapshot(d).into_keys().collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    for dir in writers {
+        let kept = kept_versions(dir);
+        assert!(
+            kept.iter()
+                .all(|k| k == b"the plan, version 1\n" || k == b"deleted soon\n"),
+            "only the writers' own changes put files away in {}",
+            dir.display()
+        );
+    }
+    let mine = snapshot(&reader);
+    assert_eq!(
+        mine["plan.txt"], b"the reader's plan, newer\n",
+        "the reader keeps its edit"
+    );
+    assert!(!mine.contains_key("budget.txt"), "the reader's deletion stays");
 }

@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use swarm_proto::access::Access;
 use swarm_proto::protocol::{CatalogueEntry, Holding};
-use swarm_proto::share::{ShareChange, SharePage};
+use swarm_proto::share::SharePage;
+use swarm_proto::share_key::SignedChange;
 use swarm_proto::transport::Transport;
-use swarm_proto::{FileId, FileMeta, Identity, Manifest, PeerId};
+use swarm_proto::{FileId, FileMeta, Identity, Manifest, PeerId, ShareId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -264,12 +265,12 @@ impl Node {
     }
 
     /// Tells the tracker what changed in a folder synced as `share`.
-    pub async fn share_update(&self, share: &str, changes: Vec<ShareChange>) -> Result<()> {
+    pub async fn share_update(&self, share: &ShareId, changes: Vec<SignedChange>) -> Result<()> {
         self.session()?.share_update(share, changes).await
     }
 
     /// The entries of `share` changed since version `since`.
-    pub async fn share_changes(&self, share: &str, since: u64) -> Result<SharePage> {
+    pub async fn share_changes(&self, share: &ShareId, since: u64) -> Result<SharePage> {
         self.tracker()?.share_changes(share, since).await
     }
 

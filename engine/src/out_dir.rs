@@ -191,6 +191,15 @@ impl Dir {
         }
     }
 
+    /// Creates the new file `name`, readable and writable by its owner only (for secrets);
+    /// an existing `name`, even a link, is an error.
+    pub fn create_private(&self, name: &str) -> Result<File> {
+        let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(&self.fd, name, create, Mode::from_raw_mode(0o600))
+            .map(File::from)
+            .map_err(|e| Error::io(&self.join(name), e.into()))
+    }
+
     /// Opens `name` with direct I/O, if the file system takes it, and only if it is still the
     /// very file `same` (same device and inode).
     pub fn reopen_direct(&self, name: &str, same: &File) -> Option<File> {

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarm_proto::protocol::MAX_BATCH;
-use swarm_proto::share::ShareChange;
-use swarm_proto::FileId;
+use swarm_proto::share_key::SignedChange;
+use swarm_proto::{FileId, ShareId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
@@ -184,7 +184,7 @@ impl Session {
 
     /// Tells the tracker what changed in a folder synced as `share` (registering again first
     /// if the tracker forgot this peer: only registered peers may change a share).
-    pub async fn share_update(&self, share: &str, changes: Vec<ShareChange>) -> Result<()> {
+    pub async fn share_update(&self, share: &ShareId, changes: Vec<SignedChange>) -> Result<()> {
         let client = &self.inner.client;
         for batch in changes.chunks(MAX_BATCH) {
             if client.share_update(share, batch.to_vec()).await? == RegisteredOrNot::NotRegistered {

@@ -14,14 +14,15 @@ use swarm_proto::protocol::{
     CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_BATCH,
     MAX_BATCH_LOCATES, MAX_BATCH_WANT, MAX_FRAME,
 };
-use swarm_proto::share::{ShareChange, SharePage};
+use swarm_proto::share::SharePage;
+use swarm_proto::share_key::SignedChange;
 
 /// Most catalogue entries one listing gathers over all its pages.
 pub const MAX_LISTED: usize = 10_000_000;
 use std::sync::Arc;
 use swarm_proto::ticket::{self, Ticket, TicketTracker};
 use swarm_proto::transport::{self, Profile, Transport};
-use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId};
+use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId, ShareId};
 
 use crate::error::{Error, Result};
 use crate::known_trackers::KnownTrackers;
@@ -97,31 +98,38 @@ impl Trackers {
 
     /// The trackers a ticket names.
     pub fn of_ticket(ticket: &Ticket) -> Trackers {
-        Trackers(
-            ticket
-                .trackers
-                .iter()
-                .map(|t| TrackerAddr {
-                    host_port: t.host_port.clone(),
-                    id: t.id,
-                })
-                .collect(),
-        )
+        Trackers::named(&ticket.trackers).expect("a ticket names at least one tracker")
     }
 
-    /// A ticket for `file` on these trackers (the first [`ticket::MAX_TRACKERS`]).
+    /// The trackers of a ticket's list, or `None` if it is empty.
+    pub fn named(list: &[TicketTracker]) -> Option<Trackers> {
+        let list = list
+            .iter()
+            .map(|t| TrackerAddr {
+                host_port: t.host_port.clone(),
+                id: t.id,
+            })
+            .collect();
+        Trackers::new(list)
+    }
+
+    /// These trackers as a ticket names them (the first [`ticket::MAX_TRACKERS`]).
+    pub fn for_ticket(&self) -> Vec<TicketTracker> {
+        self.0
+            .iter()
+            .take(ticket::MAX_TRACKERS)
+            .map(|t| TicketTracker {
+                id: t.id,
+                host_port: t.host_port.clone(),
+            })
+            .collect()
+    }
+
+    /// A ticket for `file` on these trackers.
     pub fn ticket_for(&self, file: FileId) -> Ticket {
         Ticket {
             file,
-            trackers: self
-                .0
-                .iter()
-                .take(ticket::MAX_TRACKERS)
-                .map(|t| TicketTracker {
-                    id: t.id,
-                    host_port: t.host_port.clone(),
-                })
-                .collect(),
+            trackers: self.for_ticket(),
         }
     }
 }
@@ -577,24 +585,18 @@ impl TrackerClient {
 
     /// Tells the tracker what changed in a folder synced as `share` (at most
     /// [`MAX_BATCH`] changes).
-    pub async fn share_update(&self, share: &str, changes: Vec<ShareChange>) -> Result<RegisteredOrNot> {
-        self.simple(TrackerRequest::ShareUpdate {
-            share: share.to_owned(),
-            changes,
-        })
-        .await
+    pub async fn share_update(&self, share: &ShareId, changes: Vec<SignedChange>) -> Result<RegisteredOrNot> {
+        self.simple(TrackerRequest::ShareUpdate { share: *share, changes })
+            .await
     }
 
     /// The entries of `share` changed since version `since`: every page of them, in version
     /// order, with the share's epoch and version as of the last page.
-    pub async fn share_changes(&self, share: &str, since: u64) -> Result<SharePage> {
+    pub async fn share_changes(&self, share: &ShareId, since: u64) -> Result<SharePage> {
         let mut all = SharePage::default();
         let mut since = since;
         loop {
-            let request = TrackerRequest::ShareChanges {
-                share: share.to_owned(),
-                since,
-            };
+            let request = TrackerRequest::ShareChanges { share: *share, since };
             let page = match self.request(&request).await? {
                 TrackerResponse::Share(page) => page,
                 other => return Err(self.unexpected(other)),

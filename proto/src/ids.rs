@@ -65,6 +65,11 @@ digest_id!(
     PeerId
 );
 digest_id!(
+    /// Identifies a share: the Ed25519 public key that signs its changes
+    /// ([`crate::share_key`]).
+    ShareId
+);
+digest_id!(
     /// A BLAKE3 digest of content: a chunk's chaining value or a file's global hash.
     Digest
 );

@@ -15,6 +15,7 @@
 //! - [`dir_lock`]: one process per state directory.
 //! - [`collection`]: a folder as one content-addressed value.
 //! - [`ticket`]: one string that names a file and the trackers that know it.
+//! - [`share`], [`share_key`]: a synced folder's listing, and the key that signs its changes.
 #![warn(missing_docs)]
 
 pub mod access;
@@ -31,12 +32,13 @@ pub mod meta;
 pub mod name;
 pub mod protocol;
 pub mod share;
+pub mod share_key;
 pub mod ticket;
 pub mod transport;
 
 pub use bitfield::Bitfield;
 pub use identity::Identity;
-pub use ids::{Digest, FileId, PeerId};
+pub use ids::{Digest, FileId, PeerId, ShareId};
 pub use manifest::{Manifest, DEFAULT_CHUNK_SIZE};
 pub use meta::FileMeta;
 pub use transport::{ConnectError, Transport};

@@ -1,8 +1,8 @@
-//! The swarm wire protocol, version 5. This module is the specification.
+//! The swarm wire protocol, version 6. This module is the specification.
 //!
 //! # Transport
 //! Every node (tracker or peer) has one QUIC endpoint. Connections negotiate the ALPN
-//! [`ALPN`], which carries the protocol version (`swarm/5`): nodes of different versions fail
+//! [`ALPN`], which carries the protocol version (`swarm/6`): nodes of different versions fail
 //! the handshake and say so ([`crate::ConnectError::VersionMismatch`]). TLS 1.3 runs with a
 //! self-signed certificate on *both* sides: a node's id is the BLAKE3 hash of its public key,
 //! so the handshake authenticates both ends, and everything a tracker records is filed under
@@ -31,6 +31,9 @@
 //! Sync nodes keep their folder's listing at the tracker as a share ([`crate::share`]):
 //! [`TrackerRequest::ShareUpdate`] tells what changed in a folder, and
 //! [`TrackerRequest::ShareChanges`] asks what changed since a share version, page by page.
+//! A share is named by its public key, and every change carries the share key's signature
+//! ([`crate::share_key`]): the tracker takes only changes signed by the share's key, and every
+//! node checks each entry it is sent before acting on it.
 //!
 //! # Frames
 //! ```text
@@ -57,15 +60,16 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::bitfield::Bitfield;
 use crate::codec;
-use crate::ids::{FileId, PeerId};
+use crate::ids::{FileId, PeerId, ShareId};
 use crate::manifest::Manifest;
 use crate::meta::FileMeta;
-use crate::share::{ShareChange, SharePage};
+use crate::share::SharePage;
+use crate::share_key::SignedChange;
 
 /// This build's protocol version, carried in the ALPN.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// QUIC application protocol name: `swarm/` and the version.
-pub const ALPN: &[u8] = b"swarm/5";
+pub const ALPN: &[u8] = b"swarm/6";
 /// Largest frame: 16 MiB, room for a manifest of the maximum 262,144 chunks (8 MiB of hashes)
 /// and a locate answer listing many holders.
 pub const MAX_FRAME: u32 = codec::LIMIT as u32;
@@ -168,18 +172,20 @@ pub enum TrackerRequest {
     /// [`MAX_BATCH_LOCATE_CHUNKS`] chunks (whose manifest is large): locate that one alone.
     Batch(Vec<TrackerRequest>),
     /// Changes a sync node saw in its folder, for the share's listing (at most [`MAX_BATCH`];
-    /// see [`crate::share`]). Changes that lose to the share's current entry, or name a file
-    /// the tracker does not list under that name, are left out; the rest are taken in order.
+    /// see [`crate::share`]). An update with a change that is not signed by the share's key,
+    /// or is stamped in the future, is refused whole. Changes that lose to the share's
+    /// current entry, or name a file the tracker does not list under that name, are left out;
+    /// the rest are taken in order.
     ShareUpdate {
         /// The share.
-        share: String,
-        /// The changes.
-        changes: Vec<ShareChange>,
+        share: ShareId,
+        /// The changes, each signed by the share's key.
+        changes: Vec<SignedChange>,
     },
     /// The entries of a share changed since version `since` (0: all of them).
     ShareChanges {
         /// The share.
-        share: String,
+        share: ShareId,
         /// The version last seen.
         since: u64,
     },
@@ -696,11 +702,13 @@ where
 mod tests {
     use super::*;
     use crate::ids::Digest;
-    use crate::share::{ShareEntry, ShareState};
+    use crate::share::{ShareChange, ShareEntry, ShareState};
+    use crate::share_key::Signature;
     use proptest::prelude::*;
 
     const F: [u8; 32] = [0xab; 32];
     const P: [u8; 32] = [0xcd; 32];
+    const S: [u8; 32] = [0xef; 32];
 
     fn addr() -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 1], 7070))
@@ -825,25 +833,29 @@ mod tests {
                 ]),
                 cat(&[&[12, 2, 3], &F, &[4]]),
             ),
-            // ShareUpdate: variant 13, "s", one change: Delete (1), "a", file, deleted at 7.
+            // ShareUpdate: variant 13, share, one change: Delete (1), "a", file, deleted at 7,
+            // then its 64-byte signature (no length).
             (
                 TrackerRequest::ShareUpdate {
-                    share: "s".into(),
-                    changes: vec![ShareChange::Delete {
-                        name: "a".into(),
-                        was: FileId(F),
-                        deleted_ns: 7,
+                    share: ShareId(S),
+                    changes: vec![SignedChange {
+                        change: ShareChange::Delete {
+                            name: "a".into(),
+                            was: FileId(F),
+                            deleted_ns: 7,
+                        },
+                        signature: Signature([9; 64]),
                     }],
                 },
-                cat(&[&[13, 1, b's', 1, 1, 1, b'a'], &F, &[7]]),
+                cat(&[&[13], &S, &[1, 1, 1, b'a'], &F, &[7], &[9; 64]]),
             ),
-            // ShareChanges: variant 14, "s", since 300.
+            // ShareChanges: variant 14, share, since 300.
             (
                 TrackerRequest::ShareChanges {
-                    share: "s".into(),
+                    share: ShareId(S),
                     since: 300,
                 },
-                vec![14, 1, b's', 251, 44, 1],
+                cat(&[&[14], &S, &[251, 44, 1]]),
             ),
         ];
         for (message, payload) in tracker {
@@ -943,10 +955,11 @@ mod tests {
                             meta: FileMeta::default(),
                             size: 5,
                         },
+                        signature: Signature([9; 64]),
                     }],
                     more: false,
                 }),
-                cat(&[&[8, 1, 2, 1, 1, b'a', 2], &P, &[0], &F, no_meta, &[5, 0]]),
+                cat(&[&[8, 1, 2, 1, 1, b'a', 2], &P, &[0], &F, no_meta, &[5], &[9; 64], &[0]]),
             ),
         ];
         for (message, payload) in responses {

@@ -64,19 +64,23 @@ impl Ticket {
                 self.trackers.len()
             )));
         }
-        for tracker in &self.trackers {
-            let port = tracker
-                .host_port
-                .rsplit_once(':')
-                .map(|(host, port)| (host, port.parse::<u16>()));
-            let well_formed = matches!(port, Some((host, Ok(_))) if !host.is_empty())
-                && tracker.host_port.len() <= MAX_HOST_PORT
-                && tracker.host_port.chars().all(|c| c.is_ascii_graphic());
-            if !well_formed {
-                return Err(TicketError::Damaged("a tracker in it is not HOST:PORT".into()));
-            }
+        if self.trackers.iter().any(|t| !t.is_well_formed()) {
+            return Err(TicketError::Damaged("a tracker in it is not HOST:PORT".into()));
         }
         Ok(())
+    }
+}
+
+impl TicketTracker {
+    /// Is it `HOST:PORT` of printable ASCII, of a usable length?
+    pub fn is_well_formed(&self) -> bool {
+        let port = self
+            .host_port
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        matches!(port, Some((host, Ok(_))) if !host.is_empty())
+            && self.host_port.len() <= MAX_HOST_PORT
+            && self.host_port.chars().all(|c| c.is_ascii_graphic())
     }
 }
 

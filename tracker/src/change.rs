@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use swarm_proto::protocol::Refusal;
-use swarm_proto::share::ShareChange;
-use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
+use swarm_proto::share_key::SignedChange;
+use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
 
 use crate::state::{Expired, TrackerState};
 
@@ -90,9 +90,9 @@ pub enum Change {
         /// The node that saw the changes.
         peer: PeerId,
         /// The share.
-        share: String,
+        share: ShareId,
         /// What changed.
-        changes: Vec<ShareChange>,
+        changes: Vec<SignedChange>,
         /// The epoch of a share new to the tracker: milliseconds since the Unix epoch when
         /// the tracker took the change (carried in the change, so that every tracker on a
         /// shared store gives the same one).

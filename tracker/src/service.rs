@@ -7,18 +7,20 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 use swarm_proto::access::Access;
 use swarm_proto::dir_lock::DirLock;
+use swarm_proto::meta::nanos_since_epoch;
 use swarm_proto::protocol::{
     CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_BATCH,
     MAX_BATCH_LOCATES, MAX_BATCH_LOCATE_CHUNKS, MAX_BATCH_WANT, MAX_FRAME,
 };
-use swarm_proto::share::ShareChange;
+use swarm_proto::share::check_change;
+use swarm_proto::share_key::SignedChange;
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
-use swarm_proto::{Bitfield, FileId, FileMeta, Identity, Manifest, PeerId};
+use swarm_proto::{Bitfield, FileId, FileMeta, Identity, Manifest, PeerId, ShareId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
@@ -432,7 +434,7 @@ impl Service {
     }
 
     /// Changes to a share's listing.
-    async fn share_update(&self, peer: PeerId, share: String, changes: Vec<ShareChange>) -> TrackerResponse {
+    async fn share_update(&self, peer: PeerId, share: ShareId, changes: Vec<SignedChange>) -> TrackerResponse {
         if changes.len() > MAX_BATCH {
             return Refusal::new(
                 ErrorCode::Limit,
@@ -442,6 +444,12 @@ impl Service {
                 ),
             )
             .into();
+        }
+        // Checked before anything is committed: a forged or future change never reaches the
+        // state, nor the log that other trackers read.
+        let now_ns = nanos_since_epoch(SystemTime::now());
+        if let Some(why) = changes.iter().find_map(|c| check_change(&share, c, now_ns).err()) {
+            return Refusal::new(ErrorCode::Invalid, why).into();
         }
         let epoch = unix_ms_now();
         let change = Change::ShareUpdate {

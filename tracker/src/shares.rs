@@ -1,12 +1,15 @@
 //! The shares' listings (see [`swarm_proto::share`]): per share, every path's current version
-//! or tombstone, each stamped with the share version that set it.
+//! or tombstone, each stamped with the share version that set it, and signed by the share's
+//! key. Changes reach [`Shares::update`] checked ([`swarm_proto::share::check_change`]: safe
+//! name, the share key's signature, not stamped in the future).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use swarm_proto::protocol::{ErrorCode, Refusal, MAX_CATALOGUE_NAMES};
-use swarm_proto::share::{validate_share_name, ShareChange, ShareEntry, SharePage, ShareState, MAX_SHARE_PAGE};
-use swarm_proto::{name, FileId, PeerId};
+use swarm_proto::share::{ShareChange, ShareEntry, SharePage, MAX_SHARE_PAGE};
+use swarm_proto::share_key::SignedChange;
+use swarm_proto::{FileId, PeerId, ShareId};
 
 /// Most shares one tracker keeps.
 pub const MAX_SHARES: usize = 10_000;
@@ -31,7 +34,7 @@ pub struct ShareLog {
 /// Every share.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Shares {
-    logs: HashMap<String, ShareLog>,
+    logs: HashMap<ShareId, ShareLog>,
     entries: usize,
 }
 
@@ -43,32 +46,27 @@ impl Shares {
     pub fn update(
         &mut self,
         peer: PeerId,
-        share: &str,
-        changes: Vec<ShareChange>,
+        share: &ShareId,
+        changes: Vec<SignedChange>,
         epoch: u64,
         listed: impl Fn(&FileId) -> Option<(String, u64)>,
     ) -> Result<usize, Refusal> {
-        validate_share_name(share).map_err(|why| Refusal::new(ErrorCode::Invalid, why))?;
-        for change in &changes {
-            name::validate_name(change.name())
-                .map_err(|e| Refusal::new(ErrorCode::Invalid, format!("share change refused: {e}")))?;
-        }
         if !self.logs.contains_key(share) && self.logs.len() >= MAX_SHARES {
             return Err(Refusal::new(
                 ErrorCode::Limit,
                 format!("this tracker keeps at most {MAX_SHARES} shares"),
             ));
         }
-        let log = self.logs.entry(share.to_owned()).or_insert_with(|| ShareLog {
+        let log = self.logs.entry(*share).or_insert_with(|| ShareLog {
             epoch,
             version: 0,
             entries: HashMap::new(),
             by_version: BTreeMap::new(),
         });
         let mut taken = 0;
-        for change in changes {
-            let existing = log.entries.get(change.name());
-            if existing.is_some_and(|entry| !entry.is_replaced_by(&change)) {
+        for signed in changes {
+            let existing = log.entries.get(signed.change.name());
+            if existing.is_some_and(|entry| !entry.is_replaced_by(&signed.change)) {
                 continue;
             }
             if existing.is_none() && (log.entries.len() >= MAX_SHARE_ENTRIES || self.entries >= MAX_ENTRIES) {
@@ -77,22 +75,17 @@ impl Shares {
                     format!("a share holds at most {MAX_SHARE_ENTRIES} paths ({MAX_ENTRIES} in all shares)"),
                 ));
             }
-            let state = match change {
-                ShareChange::Put { ref name, file, meta } => match listed(&file) {
-                    Some((listed_name, size)) if listed_name == *name => ShareState::Present { file, meta, size },
+            let size = match &signed.change {
+                ShareChange::Put { name, file, .. } => match listed(file) {
+                    Some((listed_name, size)) if listed_name == *name => size,
                     _ => continue,
                 },
                 // A path never listed has nothing to delete.
                 ShareChange::Delete { .. } if existing.is_none() => continue,
-                ShareChange::Delete { was, deleted_ns, .. } => ShareState::Deleted { was, deleted_ns },
+                ShareChange::Delete { .. } => 0,
             };
             log.version += 1;
-            let entry = ShareEntry {
-                name: change.name().to_owned(),
-                version: log.version,
-                by: peer,
-                state,
-            };
+            let entry = ShareEntry::new(signed, log.version, peer, size);
             if let Some(old) = log.entries.insert(entry.name.clone(), entry.clone()) {
                 log.by_version.remove(&old.version);
             } else {
@@ -106,7 +99,7 @@ impl Shares {
 
     /// The entries of `share` changed after version `since`, in version order, a page at a
     /// time. An unknown share is empty, at epoch 0.
-    pub fn changes(&self, share: &str, since: u64) -> SharePage {
+    pub fn changes(&self, share: &ShareId, since: u64) -> SharePage {
         let Some(log) = self.logs.get(share) else {
             return SharePage::default();
         };
@@ -130,16 +123,13 @@ impl Shares {
     }
 
     /// Every share, as plain data.
-    pub fn snapshot(&self) -> Vec<(String, ShareLog)> {
-        self.logs
-            .iter()
-            .map(|(name, log)| (name.clone(), log.clone()))
-            .collect()
+    pub fn snapshot(&self) -> Vec<(ShareId, ShareLog)> {
+        self.logs.iter().map(|(id, log)| (*id, log.clone())).collect()
     }
 
     /// The shares of a [`Shares::snapshot`].
-    pub fn restore(saved: Vec<(String, ShareLog)>) -> Shares {
-        let logs: HashMap<String, ShareLog> = saved.into_iter().collect();
+    pub fn restore(saved: Vec<(ShareId, ShareLog)>) -> Shares {
+        let logs: HashMap<ShareId, ShareLog> = saved.into_iter().collect();
         let entries = logs.values().map(|log| log.entries.len()).sum();
         Shares { logs, entries }
     }
@@ -167,17 +157,19 @@ impl Shares {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarm_proto::share::ShareState;
+    use swarm_proto::share_key::WriteKey;
     use swarm_proto::FileMeta;
 
-    fn put(name: &str, id: u8, modified_ns: u64) -> ShareChange {
-        ShareChange::Put {
+    fn put(key: &WriteKey, name: &str, id: u8, modified_ns: u64) -> SignedChange {
+        key.sign(ShareChange::Put {
             name: name.into(),
             file: FileId([id; 32]),
             meta: FileMeta {
                 modified_ns,
                 replaces: None,
             },
-        }
+        })
     }
 
     /// Files 1 to 9 are listed under "a", 10 and up under "b".
@@ -187,51 +179,61 @@ mod tests {
 
     #[test]
     fn changes_are_paged_by_version_and_losers_left_out() {
+        let key = WriteKey::generate();
+        let share = key.id();
         let mut shares = Shares::default();
         let peer = PeerId([7; 32]);
         let taken = shares
             .update(
                 peer,
-                "s",
-                vec![put("a", 1, 10), put("b", 10, 10), put("a", 2, 5)],
+                &share,
+                vec![put(&key, "a", 1, 10), put(&key, "b", 10, 10), put(&key, "a", 2, 5)],
                 99,
                 listed,
             )
             .unwrap();
         assert_eq!(taken, 2, "the older version of a loses");
-        let page = shares.changes("s", 0);
+        let page = shares.changes(&share, 0);
         assert_eq!((page.epoch, page.version, page.entries.len()), (99, 2, 2));
+        assert!(
+            page.entries.iter().all(|e| e.signed().verify(&share)),
+            "entries keep their signatures"
+        );
         // A put under the wrong name is left out; a newer version of a is taken.
-        assert_eq!(shares.update(peer, "s", vec![put("a", 11, 50)], 0, listed).unwrap(), 0);
-        assert_eq!(shares.update(peer, "s", vec![put("a", 3, 50)], 0, listed).unwrap(), 1);
-        let page = shares.changes("s", 2);
+        assert_eq!(
+            shares
+                .update(peer, &share, vec![put(&key, "a", 11, 50)], 0, listed)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            shares
+                .update(peer, &share, vec![put(&key, "a", 3, 50)], 0, listed)
+                .unwrap(),
+            1
+        );
+        let page = shares.changes(&share, 2);
         assert_eq!(page.entries.len(), 1);
         assert_eq!((page.entries[0].name.as_str(), page.entries[0].version), ("a", 3));
         // A deletion of the current version takes; the path's old version leaves the log.
-        let delete = ShareChange::Delete {
+        let delete = key.sign(ShareChange::Delete {
             name: "a".into(),
             was: FileId([3; 32]),
             deleted_ns: 60,
-        };
-        assert_eq!(shares.update(peer, "s", vec![delete], 0, listed).unwrap(), 1);
-        let all = shares.changes("s", 0);
+        });
+        assert_eq!(shares.update(peer, &share, vec![delete], 0, listed).unwrap(), 1);
+        let all = shares.changes(&share, 0);
         let versions: Vec<u64> = all.entries.iter().map(|e| e.version).collect();
         assert_eq!(versions, vec![2, 4]);
         assert!(matches!(
             all.entries[1].state,
             ShareState::Deleted { deleted_ns: 60, .. }
         ));
+        // Replaying the versions it replaced changes nothing.
+        let replays = vec![put(&key, "a", 1, 10), put(&key, "a", 3, 50)];
+        assert_eq!(shares.update(peer, &share, replays, 0, listed).unwrap(), 0);
         // Other shares see none of it.
-        assert_eq!(shares.changes("other", 0), SharePage::default());
+        assert_eq!(shares.changes(&WriteKey::generate().id(), 0), SharePage::default());
         assert_eq!(Shares::restore(shares.snapshot()), shares);
-    }
-
-    #[test]
-    fn hostile_changes_are_refused() {
-        let mut shares = Shares::default();
-        let peer = PeerId([7; 32]);
-        assert!(shares.update(peer, "", vec![], 1, listed).is_err());
-        assert!(shares.update(peer, "s", vec![put("../x", 1, 1)], 1, listed).is_err());
-        assert!(shares.is_empty());
     }
 }

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use swarm_proto::protocol::CataloguePage;
 use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
-use swarm_proto::share::{ShareChange, SharePage};
-use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId};
+use swarm_proto::share::SharePage;
+use swarm_proto::share_key::SignedChange;
+use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
 
 use crate::audit::Claim;
 use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
@@ -104,7 +105,7 @@ pub struct Snapshot {
     /// Every live peer, with what it holds.
     pub peers: Vec<SnapshotPeer>,
     /// Every share's listing.
-    pub shares: Vec<(String, ShareLog)>,
+    pub shares: Vec<(ShareId, ShareLog)>,
 }
 
 /// One file of a [`Snapshot`].
@@ -413,8 +414,8 @@ impl TrackerState {
     pub fn share_update(
         &mut self,
         peer: PeerId,
-        share: &str,
-        changes: Vec<ShareChange>,
+        share: &ShareId,
+        changes: Vec<SignedChange>,
         epoch: u64,
         now: Instant,
     ) -> Result<usize, Refusal> {
@@ -426,7 +427,7 @@ impl TrackerState {
     }
 
     /// The entries of `share` changed since version `since`.
-    pub fn share_changes(&self, share: &str, since: u64) -> SharePage {
+    pub fn share_changes(&self, share: &ShareId, since: u64) -> SharePage {
         self.shares.changes(share, since)
     }
 
@@ -630,7 +631,7 @@ impl TrackerState {
     }
 
     /// The shares of [`TrackerState::snapshot`] alone.
-    pub fn snapshot_shares(&self) -> Vec<(String, ShareLog)> {
+    pub fn snapshot_shares(&self) -> Vec<(ShareId, ShareLog)> {
         self.shares.snapshot()
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use swarm_proto::{codec, FileId, Manifest};
+use swarm_proto::{codec, FileId, Manifest, ShareId};
 use tracing::warn;
 
 use crate::error::TrackerError;
@@ -25,7 +25,7 @@ struct SavedRecord {
     /// The live peers then, with their holdings.
     peers: Vec<SnapshotPeer>,
     /// The shares' listings.
-    shares: Vec<(String, ShareLog)>,
+    shares: Vec<(ShareId, ShareLog)>,
 }
 
 /// What [`CatalogueStore::load_state`] found.
@@ -34,7 +34,7 @@ pub struct SavedState {
     /// The live peers, each one's silence grown by the time since the save.
     pub peers: Vec<SnapshotPeer>,
     /// The shares' listings.
-    pub shares: Vec<(String, ShareLog)>,
+    pub shares: Vec<(ShareId, ShareLog)>,
 }
 
 /// Bytes of sled's page cache: small, because every manifest is also in memory (in the
@@ -109,7 +109,7 @@ impl CatalogueStore {
 
     /// Saves who holds what and the shares (best effort: a failure is logged, the tracker
     /// goes on).
-    pub fn save_state(&self, peers: Vec<SnapshotPeer>, shares: Vec<(String, ShareLog)>) {
+    pub fn save_state(&self, peers: Vec<SnapshotPeer>, shares: Vec<(ShareId, ShareLog)>) {
         let record = SavedRecord {
             saved_unix_ms: unix_ms(SystemTime::now()),
             peers,

@@ -1,10 +1,14 @@
 //! Folder sync: every node that syncs a folder as the same share ends up with the same files.
 //!
 //! A share is a listing the tracker keeps ([`swarm_proto::share`]): for each path, its
-//! current version or a tombstone. Only nodes of the same share exchange files; plain seeds
-//! and other shares never enter it. A sync node seeds its folder, tells the tracker what
-//! changed in it (new versions, deletions), and, each tick, asks what changed in the share
-//! since the version it last saw, then brings the folder in line, path by path:
+//! current version or a tombstone. A share is named by its key ([`swarm_proto::share_key`]):
+//! nodes with the read-write key sign what they change, and every node checks every change
+//! it is sent against the share's key, and against what it already knows, before it acts on
+//! it ([`mirror`]); a node with the read-only key follows the share, and its own edits stay on
+//! its disk. Only nodes of the same share exchange files; plain seeds and other shares never
+//! enter it. A sync node seeds its folder, tells the tracker what changed in it (new
+//! versions, deletions), and, each tick, asks what changed in the share since the version it
+//! last saw, then brings the folder in line, path by path:
 //! - **Newest wins.** Of two versions of a path, the later modification time wins (ties go to
 //!   the larger id, so that every node picks the same one). A local version newer than the
 //!   share's is put in the share; an older one is replaced by the share's.
@@ -48,16 +52,23 @@ use swarm_proto::collection::Collection;
 use swarm_proto::ids::FileId;
 use swarm_proto::meta::nanos_since_epoch;
 use swarm_proto::name;
-use swarm_proto::share::{ShareChange, ShareEntry, SharePage, ShareState};
+use swarm_proto::share::{ShareChange, ShareState, MAX_CLOCK_SKEW};
+use swarm_proto::share_key::{ShareKey, SignedChange};
 use swarm_proto::FileMeta;
+
+pub mod folder_key;
+pub mod mirror;
+
+use mirror::ShareMirror;
 
 /// How a folder is synced.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// The folder.
     pub dir: PathBuf,
-    /// The share: only nodes that sync the same share exchange files.
-    pub share: String,
+    /// The share's key: only nodes that sync the same share exchange files, and only a
+    /// read-write key changes the share.
+    pub share: ShareKey,
     /// Chunk size for files hashed here.
     pub chunk_size: u32,
     /// How often the share is compared with the folder.
@@ -73,10 +84,10 @@ pub struct SyncOptions {
 }
 
 impl SyncOptions {
-    /// Defaults for syncing `dir`, as the share named after the folder.
-    pub fn new(dir: PathBuf) -> SyncOptions {
+    /// Defaults for syncing `dir` as the share of `share`.
+    pub fn new(dir: PathBuf, share: ShareKey) -> SyncOptions {
         SyncOptions {
-            share: default_share(&dir),
+            share,
             dir,
             chunk_size: crate::DEFAULT_CHUNK_SIZE,
             interval: Duration::from_secs(1),
@@ -86,16 +97,6 @@ impl SyncOptions {
             keep_versions: Duration::from_secs(30 * 24 * 3600),
         }
     }
-}
-
-/// The share a folder syncs as by default: its name.
-pub fn default_share(dir: &Path) -> String {
-    let absolute = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    absolute
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| swarm_proto::share::validate_share_name(n).is_ok())
-        .unwrap_or_else(|| "sync".into())
 }
 
 /// Something a sync did, for people.
@@ -131,6 +132,22 @@ pub enum SyncEvent {
     },
     /// A file or folder cannot be shared (said once per path while the sync runs).
     Skipped(Skipped),
+    /// A file changed (or was deleted) here, on a node that has only the share's read-only
+    /// key: the change stays here (said once per path and version).
+    LocalOnly {
+        /// Its name.
+        name: String,
+        /// It was deleted here (else edited or added).
+        deleted: bool,
+    },
+    /// The tracker sent changes that are not the share's (not signed by its key, stamped in
+    /// the future, or unsafe): they were ignored.
+    Refused {
+        /// How many.
+        count: usize,
+        /// Why the first was.
+        why: String,
+    },
     /// A download failed; it is tried again later.
     Failed {
         /// The file's name.
@@ -160,11 +177,8 @@ pub async fn run(
     events: mpsc::UnboundedSender<SyncEvent>,
     stop: CancellationToken,
 ) -> Result<()> {
-    swarm_proto::share::validate_share_name(&options.share).map_err(|why| Error::Unsafe {
-        path: options.dir.clone(),
-        why: format!("cannot be synced as share `{}`: {why}", options.share),
-    })?;
     let dir = options.dir.canonicalize().map_err(|e| Error::io(&options.dir, e))?;
+    let options_share_id = options.share.id();
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
     // Without notifications (e.g. inotify watches exhausted) the periodic rescan still works.
     let _watcher = watch(&dir, changes_tx)
@@ -193,8 +207,11 @@ pub async fn run(
         last_scan_took: Duration::ZERO,
         last_scan_ended: Instant::now(),
         changed: true,
-        share: ShareMirror::default(),
+        share: ShareMirror::new(options_share_id),
+        republish: Vec::new(),
         deleted_here: HashMap::new(),
+        kept_here: HashMap::new(),
+        said_local: HashMap::new(),
         told: HashMap::new(),
         located: HashMap::new(),
         locate_alone: HashSet::new(),
@@ -216,25 +233,6 @@ pub async fn run(
     }
     sync.downloads.shutdown().await;
     Ok(())
-}
-
-/// What this node knows of its share's listing.
-#[derive(Debug, Default)]
-struct ShareMirror {
-    epoch: u64,
-    /// The share version seen last.
-    since: u64,
-    entries: HashMap<String, ShareEntry>,
-}
-
-impl ShareMirror {
-    fn apply(&mut self, page: SharePage) {
-        self.epoch = page.epoch;
-        self.since = page.version;
-        for entry in page.entries {
-            self.entries.insert(entry.name.clone(), entry);
-        }
-    }
 }
 
 /// A batched locate's files, and its answers.
@@ -276,8 +274,16 @@ struct FolderSync {
     /// The folder or the share changed since the last reconcile.
     changed: bool,
     share: ShareMirror,
+    /// Signed changes the tracker lost (its record of the share began again), to send back.
+    republish: Vec<SignedChange>,
     /// Files deleted here and not yet told to the tracker, by name.
     deleted_here: HashMap<String, FileId>,
+    /// On a read-only node: files deleted here that stay deleted (not fetched back while the
+    /// share's version is the one deleted), by name.
+    kept_here: HashMap<String, FileId>,
+    /// On a read-only node: the local versions (zero for a deletion) already said to stay
+    /// here, by name.
+    said_local: HashMap<String, FileId>,
     /// Versions put in the share lately, by name, and when (not told again too soon).
     told: HashMap<String, (FileId, Instant)>,
     /// Answers of batched locates, waiting for their download to start.
@@ -357,39 +363,54 @@ impl FolderSync {
             }
             Err(e) => debug!(
                 "listing share {} failed, trying again next tick: {e}",
-                self.options.share
+                self.options.share.id().short()
             ),
         }
     }
 
     /// Brings the mirror of the share up to date: the changes since the version last seen,
-    /// or the whole listing if the tracker's record of the share began again.
+    /// or the whole listing if the tracker's record of the share began again (merged with what
+    /// this node knows, never believed over it).
     async fn refresh_share(&mut self) -> Result<()> {
-        let share = &self.options.share;
-        let page = self.node.share_changes(share, self.share.since).await?;
-        if page.epoch != self.share.epoch || page.version < self.share.since {
+        let share = self.options.share.id();
+        let page = self.node.share_changes(&share, self.share.since).await?;
+        let now_ns = nanos_since_epoch(SystemTime::now());
+        let merged = if self.share.is_new_start(&page) {
             let whole = if self.share.since == 0 {
                 page
             } else {
-                self.node.share_changes(share, 0).await?
+                self.node.share_changes(&share, 0).await?
             };
-            self.share = ShareMirror::default();
-            self.share.apply(whole);
+            let (merged, missing) = self.share.restart(whole, now_ns);
+            self.republish = missing;
             self.changed = true;
+            merged
         } else {
-            self.changed |= !page.entries.is_empty();
-            self.share.apply(page);
+            self.share.apply(page, now_ns)
+        };
+        self.changed |= merged.changed > 0;
+        if let Some(why) = merged.refused.first() {
+            let _ = self.events.send(SyncEvent::Refused {
+                count: merged.refused.len(),
+                why: why.clone(),
+            });
         }
         Ok(())
     }
 
     /// Compares the folder with the share: tells the tracker what is newer here, puts away
     /// what was deleted elsewhere, and plans the downloads of what is newer there, starting
-    /// as many as there are free slots (the rest wait in the queue for slots to free).
+    /// as many as there are free slots (the rest wait in the queue for slots to free). A
+    /// read-only node tells nothing: what changed here stays here, and is said once.
     async fn reconcile(&mut self) {
+        let writer = self.options.share.writer().is_some();
         let unsettled: HashSet<&str> = self.scan.unsettled.iter().map(String::as_str).collect();
+        let now_ns = nanos_since_epoch(SystemTime::now());
+        let latest_allowed = now_ns.saturating_add(MAX_CLOCK_SKEW.as_nanos() as u64);
         let mut tell = Vec::new();
         let mut put_away = Vec::new();
+        let mut local_only = Vec::new();
+        let mut in_future = Vec::new();
         self.queue.clear();
         let mut local: HashSet<&str> = HashSet::new();
         for mine in &self.scan.files {
@@ -398,18 +419,12 @@ impl FolderSync {
             if unsettled.contains(name) || self.in_flight.contains(name) || Collection::is_collection_name(name) {
                 continue;
             }
-            let put = || ShareChange::Put {
-                name: name.to_owned(),
-                file: mine.id,
-                meta: mine.meta,
-            };
-            match self.share.entries.get(name).map(|e| &e.state) {
-                None => tell.push(put()),
-                Some(ShareState::Present { file, .. }) if *file == mine.id => {}
+            let newer_here = match self.share.entries.get(name).map(|e| &e.state) {
+                None => true,
+                Some(ShareState::Present { file, .. }) if *file == mine.id => false,
                 Some(ShareState::Present { file, meta, size }) => {
-                    if mine.meta.is_newer(&mine.id, meta, file) {
-                        tell.push(put());
-                    } else {
+                    let newer = mine.meta.is_newer(&mine.id, meta, file);
+                    if !newer {
                         self.queue.push_back(Planned {
                             name: name.to_owned(),
                             file: *file,
@@ -418,17 +433,31 @@ impl FolderSync {
                             mine: Some(mine.clone()),
                         });
                     }
+                    newer
                 }
                 Some(ShareState::Deleted { deleted_ns, .. }) => {
-                    if mine.meta.modified_ns > *deleted_ns {
-                        tell.push(put());
-                    } else {
+                    let newer = mine.meta.modified_ns > *deleted_ns;
+                    if !newer {
                         put_away.push((mine.clone(), *deleted_ns));
                     }
+                    newer
                 }
+            };
+            if !newer_here {
+                continue;
+            }
+            if !writer {
+                local_only.push((name.to_owned(), Some(mine.id)));
+            } else if mine.meta.modified_ns > latest_allowed {
+                in_future.push(mine.path.clone());
+            } else {
+                tell.push(ShareChange::Put {
+                    name: name.to_owned(),
+                    file: mine.id,
+                    meta: mine.meta,
+                });
             }
         }
-        let now_ns = nanos_since_epoch(SystemTime::now());
         let mut deleted = Vec::new();
         for (name, entry) in &self.share.entries {
             let ShareState::Present { file, meta, size } = entry.state else {
@@ -439,12 +468,22 @@ impl FolderSync {
                 continue;
             }
             if self.deleted_here.get(name) == Some(&file) {
-                tell.push(ShareChange::Delete {
-                    name: name.to_owned(),
-                    was: file,
-                    deleted_ns: now_ns,
-                });
-                deleted.push(name.to_owned());
+                if writer {
+                    tell.push(ShareChange::Delete {
+                        name: name.to_owned(),
+                        was: file,
+                        // Stamped after the version it deletes, whatever this clock says.
+                        deleted_ns: now_ns.max(meta.modified_ns.saturating_add(1)),
+                    });
+                    deleted.push(name.to_owned());
+                } else {
+                    local_only.push((name.to_owned(), None));
+                    self.kept_here.insert(name.to_owned(), file);
+                }
+                continue;
+            }
+            if !writer && self.kept_here.get(name) == Some(&file) {
+                // Deleted here on a read-only node: not fetched back until the share changes.
                 continue;
             }
             self.queue.push_back(Planned {
@@ -461,12 +500,38 @@ impl FolderSync {
         for (mine, deleted_ns) in put_away {
             self.put_away(&mine, deleted_ns);
         }
+        for (name, version) in local_only {
+            self.say_local_only(name, version);
+        }
+        for path in in_future {
+            if self.named.insert(path.clone()) {
+                let _ = self.events.send(SyncEvent::Skipped(Skipped {
+                    path,
+                    why: "modified in the future (check this machine's clock); shared once that time comes".into(),
+                }));
+            }
+        }
         self.tell(tell, &deleted).await;
         self.fill();
     }
 
-    /// Tells the tracker `changes` (leaving out puts told lately); deletions that do not get
-    /// through are kept for the next tick.
+    /// Says once that a change here stays here (read-only node): `version` is the local
+    /// version, or `None` for a deletion.
+    fn say_local_only(&mut self, name: String, version: Option<FileId>) {
+        let key = match version {
+            Some(id) => id,
+            None => FileId([0; 32]),
+        };
+        if self.said_local.insert(name.clone(), key) != Some(key) {
+            let _ = self.events.send(SyncEvent::LocalOnly {
+                name,
+                deleted: version.is_none(),
+            });
+        }
+    }
+
+    /// Tells the tracker `changes`, signed (leaving out puts told lately), and any changes it
+    /// lost; deletions that do not get through are kept for the next tick.
     async fn tell(&mut self, changes: Vec<ShareChange>, deleted: &[String]) {
         let changes: Vec<ShareChange> = changes
             .into_iter()
@@ -478,10 +543,17 @@ impl FolderSync {
                 ShareChange::Delete { .. } => true,
             })
             .collect();
-        if changes.is_empty() {
+        let Some(key) = self.options.share.writer().cloned() else {
+            self.send_back_lost().await;
+            return;
+        };
+        let mut signed: Vec<SignedChange> = changes.iter().cloned().map(|c| key.sign(c)).collect();
+        let republished = std::mem::take(&mut self.republish);
+        signed.extend(republished.iter().cloned());
+        if signed.is_empty() {
             return;
         }
-        match self.node.share_update(&self.options.share, changes.clone()).await {
+        match self.node.share_update(&self.options.share.id(), signed).await {
             Ok(()) => {
                 for change in changes {
                     match change {
@@ -497,8 +569,9 @@ impl FolderSync {
             Err(e) => {
                 warn!(
                     "could not tell the tracker what changed in share {}: {e}",
-                    self.options.share
+                    self.options.share.id().short()
                 );
+                self.republish = republished;
                 for change in changes {
                     if let ShareChange::Delete { name, was, .. } = change {
                         if deleted.contains(&name) {
@@ -507,6 +580,18 @@ impl FolderSync {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends the tracker the signed changes it lost (any member may: they are the writers').
+    async fn send_back_lost(&mut self) {
+        if self.republish.is_empty() {
+            return;
+        }
+        let lost = std::mem::take(&mut self.republish);
+        if let Err(e) = self.node.share_update(&self.options.share.id(), lost.clone()).await {
+            debug!("could not send the tracker the share changes it lost: {e}");
+            self.republish = lost;
         }
     }
 
