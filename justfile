@@ -68,6 +68,11 @@ sync-many n="2000":
     cargo build --release -p swarm-cli
     bash benches/sync-many.sh {{n}} target/release/swarm
 
+# What N idle readers of /files/ID cost a node (memory, threads, how they were answered).
+http-readers n="2000":
+    cargo build --release -p swarm-cli
+    bash benches/http-readers.sh {{n}} target/release/swarm
+
 # Peak memory of a fetch (1 and 4 seeders) and of a seeder serving 8 fetchers at once.
 memory size_gib="4":
     bash benches/memory.sh {{size_gib}}

@@ -214,6 +214,25 @@ pub struct HttpArgs {
     /// Allow --http on an address other machines can reach.
     #[arg(id = "http_public", long = "http-public", env = "SWARM_HTTP_PUBLIC")]
     pub public: bool,
+    /// Require this token on every request to --http (`Authorization: Bearer TOKEN` or
+    /// ?token=TOKEN); better given as SWARM_HTTP_TOKEN, out of sight of `ps`.
+    #[arg(
+        id = "http_token",
+        long = "http-token",
+        env = "SWARM_HTTP_TOKEN",
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// A host name --http answers to besides IP addresses and localhost (repeatable): the
+    /// port refuses other names, as a web page reaching it under its own name would use.
+    #[arg(
+        id = "http_allow_host",
+        long = "http-allow-host",
+        env = "SWARM_HTTP_ALLOW_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
 }
 
 /// Options every peer node takes.

@@ -129,6 +129,8 @@ async fn serve_http(
         listen,
         public: args.http.public,
         access: access(&args.secret_file)?,
+        token: args.http.token.clone(),
+        allow_hosts: args.http.allow_hosts.clone(),
     };
     let addr = swarm_engine::http::serve(node, options, downloads.to_owned()).await?;
     crate::note!("web view and API at http://{addr}/");
@@ -234,6 +236,8 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             listen,
             public: args.http.public,
             access: access(&args.secret_file)?,
+            token: args.http.token.clone(),
+            allow_hosts: args.http.allow_hosts.clone(),
         };
         match swarm_engine::http::serve_tracker(tracker.view(), options, tracker.stopping()).await {
             Ok(addr) => crate::note!("web view of the swarm and API at http://{addr}/"),

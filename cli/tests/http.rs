@@ -298,3 +298,171 @@ fn a_private_node_wants_its_secret_and_a_public_bind_must_be_asked_for() {
         "{stderr}"
     );
 }
+
+/// One raw HTTP/1.1 request to `addr` (every header as given, `Host` included): the status,
+/// and the body as far as it came within a second.
+fn raw(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0; 65536];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || answer.len() > 1 << 20 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// A web page the user visits cannot use the node's port: not under the page's own host name
+/// (DNS rebinding: no status, no file bytes, no fetch started), not by posting a form or JSON
+/// from its origin; the node's own page and local programs still can.
+#[test]
+fn the_port_answers_its_user_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let share = tmp.path().join("share");
+    let secret_words = b"the words on the user's disk";
+    write(share.join("diary.txt"), secret_words);
+    let other = tmp.path().join("other");
+    write(other.join("payload.bin"), &content(10_000, 9));
+    let http = free_ports(1).remove(0);
+    let (_node, seeded, _) = start_seeder(tmp.path(), "node", &share, &["--tracker", &addr, "--http", &http], 1);
+    let (_attacker, theirs, _) = start_seeder(tmp.path(), "attacker", &other, &["--tracker", &addr], 1);
+    let (mine, payload) = (&seeded[0].0, &theirs[0].0);
+    first_answer(&format!("http://{http}/api/status"));
+    let port = http.rsplit(':').next().unwrap();
+    let fetch_body = format!("{{\"id\": \"{payload}\"}}");
+    let post = |host: &str, extra: &str, content_type: &str, body: &str| {
+        raw(
+            &http,
+            &format!(
+                "POST /api/fetches HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let rebound = format!("attacker.example:{port}");
+    let cases = [
+        ("status, rebound", raw(&http, &format!("GET /api/status HTTP/1.1\r\nHost: {rebound}\r\nConnection: close\r\n\r\n"))),
+        ("catalogue, rebound", raw(&http, &format!("GET /api/catalogue HTTP/1.1\r\nHost: {rebound}\r\nConnection: close\r\n\r\n"))),
+        ("a held file, rebound", raw(&http, &format!("GET /files/{mine} HTTP/1.1\r\nHost: {rebound}\r\nConnection: close\r\n\r\n"))),
+        ("a fetch, rebound", post(&rebound, "", "application/json", &fetch_body)),
+        ("a fetch from a foreign origin", post(&http, "Origin: http://attacker.example\r\n", "application/json", &fetch_body)),
+        (
+            "a cross-site form post",
+            post(&http, "Origin: http://attacker.example\r\nSec-Fetch-Site: cross-site\r\n", "application/x-www-form-urlencoded", "id=x"),
+        ),
+        (
+            "a same-site script",
+            raw(&http, &format!("GET /api/status HTTP/1.1\r\nHost: {http}\r\nSec-Fetch-Site: same-site\r\nSec-Fetch-Mode: cors\r\nConnection: close\r\n\r\n")),
+        ),
+    ];
+    for (what, (status, answer)) in &cases {
+        assert_eq!(*status, 403, "{what}: {answer}");
+        assert!(
+            !answer.contains("the words on the user"),
+            "{what} leaked the file: {answer}"
+        );
+        assert!(!answer.contains(mine.as_str()), "{what} leaked an id: {answer}");
+    }
+    // Nothing was started, and nothing of the attacker's came into the folder.
+    let status = get_json(&format!("http://{http}/api/status"));
+    assert_eq!(status["downloads"].as_array().map(Vec::len), Some(0), "{status:#}");
+    assert!(!share.join("payload.bin").exists());
+    // The user's own ways in: an address, localhost, the page's own origin.
+    let (status, _) = raw(
+        &http,
+        &format!("GET /api/status HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    let (status, answer) = raw(
+        &http,
+        &format!(
+            "GET /files/{mine} HTTP/1.1\r\nHost: {http}\r\nSec-Fetch-Site: same-origin\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with("the words on the user's disk"), "{answer}");
+    let (status, answer) = post(
+        &http,
+        &format!("Origin: http://{http}\r\nSec-Fetch-Site: same-origin\r\n"),
+        "application/json",
+        &fetch_body,
+    );
+    assert_eq!(status, 202, "{answer}");
+}
+
+/// Readers that ask for a file and never read it hold at most the readers' budget: the rest
+/// are told to come back, and the port goes on answering.
+#[test]
+fn idle_readers_are_bounded() {
+    use std::io::{BufRead, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let share = tmp.path().join("share");
+    // Larger than what the kernel buffers of a loopback connection take in: a reader that does
+    // not read keeps its answer unfinished.
+    write(share.join("big.bin"), &content(64 << 20, 4));
+    let http = free_ports(1).remove(0);
+    let state = tmp.path().join("node");
+    let node = Proc::spawn(&[
+        "seed",
+        s(&share.join("big.bin")),
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--tracker",
+        &addr,
+        "--chunk-size",
+        "1MiB",
+        "--http",
+        &http,
+    ]);
+    let id = node.line().split_whitespace().next().unwrap().to_owned();
+    first_answer(&format!("http://{http}/api/status"));
+    let mut readers = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        let mut stream = std::net::TcpStream::connect(&http).unwrap();
+        write!(
+            stream,
+            "GET /files/{id} HTTP/1.1\r\nHost: {http}\r\nRange: bytes=0-\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&stream).read_line(&mut line).unwrap();
+        let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+        *statuses.entry(status).or_insert(0) += 1;
+        readers.push(stream);
+    }
+    // 1 MiB chunks: each reader may hold two, in a budget of 64 MiB.
+    assert_eq!(statuses.get(&206), Some(&32), "{statuses:?}");
+    assert_eq!(statuses.get(&503), Some(&68), "{statuses:?}");
+    let started = Instant::now();
+    get_json(&format!("http://{http}/api/status"));
+    eprintln!(
+        "with 32 idle readers and 68 refused, the port answered in {:.2?}",
+        started.elapsed()
+    );
+    drop(readers);
+    // Their room comes back as their connections close.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = get(&format!("http://{http}/files/{id}"), &[("Range", "bytes=0-9")]);
+        if status == 206 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no room for a reader after the idle ones left: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -17,6 +17,7 @@ pub(super) struct App {
     pub(super) node: Node,
     pub(super) downloads_dir: Arc<PathBuf>,
     pub(super) tally: Arc<Tally>,
+    pub(super) readers: super::limits::ReaderBudget,
 }
 
 /// An error answer: the status, and `{"error": message}`.

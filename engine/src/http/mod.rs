@@ -10,25 +10,27 @@
 //!   requests (fetches that ended, download rates).
 //! - `page.html`: the web view of both, one page with no build step, shipped in the binary.
 //!
-//! The port listens on loopback unless the user asks for more ([`HttpOptions::public`]). In a
-//! private swarm every request must carry the swarm's secret, as `Authorization: Bearer
-//! SECRET` or as `?token=SECRET` (for players and the browser, which cannot set headers on a
-//! link).
+//! The port listens on loopback unless the user asks for more ([`HttpOptions::public`]), and
+//! answers its user only (`guard`): requests addressed to another host name (DNS rebinding),
+//! changes asked by another site's page, and requests without the private swarm's secret or
+//! the user's `--http-token` are refused before any handler runs. What it may cost is bounded
+//! (`limits`): connections at once, idle connections, and the readers' chunk buffers.
 
 mod api;
 mod app;
+mod guard;
+mod limits;
 mod stream;
 mod swarm_api;
 mod tally;
+
+pub use limits::{IDLE_TIMEOUT, MAX_CONNECTIONS, READER_MEMORY};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{Html, Response};
+use axum::response::Html;
 use axum::routing::{delete, get};
 use axum::Router;
 use swarm_proto::access::Access;
@@ -36,7 +38,8 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
-use app::{problem, App};
+use app::App;
+use guard::Guard;
 
 /// How an HTTP port is set up.
 #[derive(Debug, Clone)]
@@ -47,6 +50,11 @@ pub struct HttpOptions {
     pub public: bool,
     /// The swarm's access: in a private swarm, requests must carry its secret.
     pub access: Access,
+    /// A token every request must carry (`--http-token`), in place of the private swarm's
+    /// secret if both are set.
+    pub token: Option<String>,
+    /// Host names the port answers to besides IP addresses and `localhost`.
+    pub allow_hosts: Vec<String>,
 }
 
 /// Binds a node's HTTP port and serves it until the node shuts down; fetches started through
@@ -58,6 +66,7 @@ pub async fn serve(node: &Node, options: HttpOptions, downloads_dir: PathBuf) ->
         node: node.clone(),
         downloads_dir: Arc::new(downloads_dir),
         tally: Arc::default(),
+        readers: Default::default(),
     };
     let router = Router::new()
         .route("/", get(|| page("node")))
@@ -68,7 +77,7 @@ pub async fn serve(node: &Node, options: HttpOptions, downloads_dir: PathBuf) ->
         .route("/api/fetches/{id}", delete(api::cancel_fetch))
         .route("/files/{id}", get(stream::file))
         .with_state(app);
-    run(listener, router, options.access, node.stopping());
+    run(listener, router, &options, node.stopping());
     Ok(bound)
 }
 
@@ -86,7 +95,7 @@ pub async fn serve_tracker(
         .route("/api/swarm", get(swarm_api::swarm))
         .route("/api/files/{id}", get(swarm_api::chunk_map))
         .with_state(tracker);
-    run(listener, router, options.access, stop);
+    run(listener, router, &options, stop);
     Ok(bound)
 }
 
@@ -113,11 +122,17 @@ fn local_addr(listener: &tokio::net::TcpListener, options: &HttpOptions) -> Resu
         .map_err(|e| Error::Http(format!("could not listen on {}: {e}", options.listen)))
 }
 
-/// Serves `router` on `listener`, behind the secret check, until `stop` fires.
-fn run(listener: tokio::net::TcpListener, router: Router, access: Access, stop: tokio_util::sync::CancellationToken) {
-    let router = router.layer(axum::middleware::from_fn_with_state(access, require_secret));
+/// Serves `router` on `listener`, behind the guard and within the limits, until `stop` fires.
+fn run(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    options: &HttpOptions,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let guard = Guard::new(options.access.clone(), options.token.clone(), &options.allow_hosts);
+    let router = router.layer(axum::middleware::from_fn_with_state(guard, guard::check));
     tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        let served = axum::serve(limits::Bounded::new(listener), router).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = served.await {
             warn!("the HTTP port stopped: {e}");
         }
@@ -127,30 +142,4 @@ fn run(listener: tokio::net::TcpListener, router: Router, access: Access, stop: 
 /// The web view, for a node or a tracker (the page shows the parts that fit).
 async fn page(kind: &'static str) -> Html<String> {
     Html(include_str!("page.html").replace("data-kind=\"node\"", &format!("data-kind=\"{kind}\"")))
-}
-
-/// In a private swarm, refuses requests that do not carry the secret.
-async fn require_secret(State(access): State<Access>, request: Request, next: Next) -> Response {
-    let Access::Private(key) = &access else {
-        return next.run(request).await;
-    };
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let query = request.uri().query().unwrap_or("");
-    let in_query = query.split('&').find_map(|pair| pair.strip_prefix("token="));
-    if bearer.or(in_query).is_some_and(|token| key.is_secret(token)) {
-        return next.run(request).await;
-    }
-    let mut refusal = problem(
-        StatusCode::UNAUTHORIZED,
-        "this node is in a private swarm: send its secret as `Authorization: Bearer SECRET` \
-         (or ?token=SECRET), SECRET being the text of its --secret-file",
-    );
-    refusal
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-    refusal
 }

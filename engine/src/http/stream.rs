@@ -49,6 +49,19 @@ pub(super) async fn file(State(app): State<App>, Path(text): Path<String>, heade
             ),
         );
     };
+    let Some(room) = app.readers.reserve(held.manifest.chunk_size) else {
+        let mut refusal = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many readers at once (their buffers may take {} MiB in all); try again shortly",
+                super::limits::READER_MEMORY >> 20
+            ),
+        );
+        refusal
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return refusal;
+    };
     let size = held.manifest.size;
     let asked = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let range = match asked.map(|text| http_range_header::parse_range_header(text).and_then(|r| r.validate(size))) {
@@ -74,7 +87,7 @@ pub(super) async fn file(State(app): State<App>, Path(text): Path<String>, heade
         Some(r) => (StatusCode::PARTIAL_CONTENT, *r.start(), *r.end() + 1),
         None => (StatusCode::OK, 0, size),
     };
-    let mut answer = Body::from_stream(verified_bytes(downloads, held.clone(), start, end)).into_response();
+    let mut answer = Body::from_stream(verified_bytes(downloads, held.clone(), start, end, room)).into_response();
     *answer.status_mut() = status;
     let headers = answer.headers_mut();
     let mime = mime_guess::from_path(&held.manifest.name).first_or_octet_stream();
@@ -105,16 +118,19 @@ async fn held_soon(app: &App, id: swarm_proto::FileId) -> Option<Arc<Held>> {
     }
 }
 
-/// The bytes `start..end` of `held`, chunk by chunk, each verified as it is read.
+/// The bytes `start..end` of `held`, chunk by chunk, each verified as it is read, holding
+/// `room` in the readers' budget until the answer ends.
 fn verified_bytes(
     downloads: Downloads,
     held: Arc<Held>,
     start: u64,
     end: u64,
+    room: tokio::sync::OwnedSemaphorePermit,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
     let buffers = BufferPool::new(1);
+    let room = Arc::new(room);
     stream::try_unfold(start, move |at| {
-        let (downloads, held, buffers) = (downloads.clone(), held.clone(), buffers.clone());
+        let (downloads, held, buffers, _room) = (downloads.clone(), held.clone(), buffers.clone(), room.clone());
         async move {
             if at >= end {
                 return Ok(None);
