@@ -20,12 +20,17 @@ struct Redis {
 
 impl Redis {
     fn start(dir: &Path) -> Redis {
-        install_if_missing("redis-server", "redis-server");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Redis::start_on(dir, port)
+        Redis::start_with(dir, &[])
     }
 
-    fn start_on(dir: &Path, port: u16) -> Redis {
+    /// A redis-server with `extra` arguments.
+    fn start_with(dir: &Path, extra: &[&str]) -> Redis {
+        install_if_missing("redis-server", "redis-server");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Redis::start_on(dir, port, extra)
+    }
+
+    fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Redis {
         std::fs::create_dir_all(dir).unwrap();
         let child = Command::new("redis-server")
             .args([
@@ -38,6 +43,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .current_dir(dir)
             .stdout(Stdio::null())
             .spawn()
@@ -62,7 +68,7 @@ impl Redis {
     fn restart_empty(mut self) -> Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        Redis::start_on(&self.dir.clone(), self.port)
+        Redis::start_on(&self.dir.clone(), self.port, &[])
     }
 }
 
@@ -81,8 +87,18 @@ fn start_shared_tracker(dir: &Path, name: &str, redis: &Redis) -> (Proc, String,
 
 /// [`start_shared_tracker`] with `extra` arguments.
 fn start_shared_tracker_with(dir: &Path, name: &str, redis: &Redis, extra: &[&str]) -> (Proc, String, String) {
+    start_tracker_on_store(dir, name, &redis.url(), extra, &[])
+}
+
+/// A tracker on the store at `url`, with `extra` arguments and `env` variables.
+fn start_tracker_on_store(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, String, String) {
     let state = dir.join(name);
-    let url = redis.url();
     let mut args = vec![
         "tracker",
         "--state",
@@ -92,9 +108,17 @@ fn start_shared_tracker_with(dir: &Path, name: &str, redis: &Redis, extra: &[&st
         "--peer-timeout",
         "20s",
     ];
-    args.extend_from_slice(&["--store", &url]);
+    args.extend_from_slice(&["--store", url]);
     args.extend_from_slice(extra);
-    let tracker = Proc::spawn_logged(&args, &dir.join(format!("{name}.log")));
+    let log = dir.join(format!("{name}.log"));
+    let mut command = Command::new(BIN);
+    command
+        .args(&args)
+        .envs(env.iter().copied())
+        .env("SWARM_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut tracker = Proc::start(command);
+    tracker.log = Some(log);
     let line = tracker.line();
     let pinned = line
         .split("--tracker ")
@@ -352,4 +376,128 @@ fn a_budget_per_address_holds_across_trackers_on_one_redis() {
         kept_shared, kept_alone,
         "a budget is per address wherever the request lands"
     );
+}
+
+/// A Redis that wants a password, reached in the clear (`redis://:PASSWORD@…`) and over TLS
+/// (`rediss://`, its certificate trusted through SSL_CERT_FILE): two trackers share their
+/// state through it, one each way; a wrong password stops a tracker at start, saying why.
+#[test]
+fn trackers_reach_a_redis_with_a_password_and_over_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let (cert, key) = (tmp.path().join("redis.crt"), tmp.path().join("redis.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let tls_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let password = "p4ss+w0rd/&=";
+    let redis = Redis::start_with(
+        &tmp.path().join("redis"),
+        &[
+            "--requirepass",
+            password,
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            s(&cert),
+            "--tls-key-file",
+            s(&key),
+            "--tls-ca-cert-file",
+            s(&cert),
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let encoded = "p4ss%2Bw0rd%2F%26%3D";
+    let plain_url = format!("redis://:{encoded}@127.0.0.1:{}/0", redis.port);
+    let tls_url = format!("rediss://:{encoded}@127.0.0.1:{tls_port}/0");
+    let (_clear, clear_addr, _) = start_tracker_on_store(tmp.path(), "clear", &plain_url, &[], &[]);
+    let (_tls, tls_addr, _) = start_tracker_on_store(tmp.path(), "tls", &tls_url, &[], &[("SSL_CERT_FILE", s(&cert))]);
+    let share = tmp.path().join("share");
+    write(share.join("over-tls.bin"), &content(20_000, 1));
+    let (_seeder, _, _) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &clear_addr], 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listing(&tls_addr, &tmp.path().join("asker")).contains("over-tls.bin") {
+        assert!(
+            Instant::now() < deadline,
+            "the TLS tracker never saw the file the other announced"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let wrong = format!("redis://:not-it@127.0.0.1:{}/0", redis.port);
+    let out = run(&[
+        "tracker",
+        "--state",
+        s(&tmp.path().join("wrong")),
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &wrong,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("refused the password"), "{stderr}");
+    assert!(
+        !stderr.contains("not-it"),
+        "the password stays out of messages: {stderr}"
+    );
+}
+
+/// Entries a stranger writes into the stream by hand (garbage, and an id far in the future)
+/// are skipped or applied at the present time, and after the Redis comes back empty the
+/// trackers follow the new stream: changes are taken again at once, not after the far
+/// future.
+#[test]
+fn a_hand_written_stream_entry_stalls_no_tracker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = Redis::start(&tmp.path().join("redis"));
+    let (_t1, addr1, _) = start_shared_tracker(tmp.path(), "t1", &redis);
+    let (_t2, addr2, _) = start_shared_tracker(tmp.path(), "t2", &redis);
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(&["XADD", "swarm:log", "*", "c", "garbage"]);
+    cli(&["XADD", "swarm:log", "99999999999999-0", "c", "swl\x01junk"]);
+    let announce = |name: &str, tracker: &str| {
+        let share = tmp.path().join(name);
+        write(share.join(format!("{name}.bin")), &content(5_000, 2));
+        start_seeder(
+            tmp.path(),
+            &format!("seeder-{name}"),
+            &share,
+            &["--tracker", tracker],
+            1,
+        )
+        .0
+    };
+    let listed_within = |tracker: &str, name: &str, limit: Duration| {
+        let started = Instant::now();
+        while !listing(tracker, &tmp.path().join("asker")).contains(name) {
+            assert!(
+                started.elapsed() < limit,
+                "{name} not listed at {tracker} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        started.elapsed()
+    };
+    let _a = announce("after-junk", &addr1);
+    listed_within(&addr2, "after-junk", Duration::from_secs(20));
+
+    let redis = redis.restart_empty();
+    let _b = announce("after-restart", &addr2);
+    let took = listed_within(&addr1, "after-restart", Duration::from_secs(30));
+    eprintln!("after Redis came back empty, a change reached the other tracker in {took:.2?}");
+    drop(redis);
 }

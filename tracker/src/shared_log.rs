@@ -17,8 +17,24 @@
 //! id it trimmed is past the tracker's last one) starts again from the newest snapshot.
 //!
 //! # Keys (under the prefix, `swarm:` by default)
-//! - `log`: the stream of changes; each entry has one field, `c`, a [`LogEntry`] (bincode).
-//! - `snapshot`: a [`SnapshotRecord`] (bincode): the stream id it was taken at, and the state.
+//! - `log`: the stream of changes; each entry has one field, `c`: [`LOG_MAGIC`], the format
+//!   version ([`FORMAT_VERSION`], one byte), then a [`LogEntry`] (bincode).
+//! - `snapshot`: [`SNAPSHOT_MAGIC`], the format version, then a [`SnapshotRecord`] (bincode):
+//!   the stream id it was taken at, and the state.
+//!
+//! The golden tests below pin both byte for byte. An entry that is not of this format (no
+//! magic, or bytes that do not decode) is skipped with a warning; an entry or a snapshot of
+//! another format version stops this tracker from following (it says so, and refuses changes)
+//! rather than misread it: trackers of two versions must not share a Redis.
+//!
+//! # Who may write to Redis
+//! Whoever can write to the Redis is inside the trackers' trust boundary: trackers apply what
+//! the stream says without checking it again (a tracker checks requests before it appends
+//! them; share changes stay signed, and peers check those themselves). Keep the Redis on a
+//! private network or behind a password (`redis://:PASSWORD@HOST:PORT/DB`) and TLS
+//! (`rediss://`). What a stranger's writes can do is bounded all the same: an entry that does
+//! not decode is skipped, one stamped far in the future is applied at the present time, and a
+//! stream that goes back (Redis emptied) is followed from its start again.
 //!
 //! # When Redis restarts
 //! Trackers keep their state in memory and answer reads throughout; changes are refused
@@ -56,6 +72,18 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_BLOCK: Duration = Duration::from_millis(1000);
 /// Most changes read at once.
 const READ_BATCH: usize = 1024;
+/// How often a tracker that reads nothing new checks that the stream did not go back.
+const WENT_BACK_CHECK: Duration = Duration::from_secs(2);
+/// What every log entry's bytes start with.
+pub const LOG_MAGIC: &[u8; 3] = b"swl";
+/// What the snapshot's bytes start with.
+pub const SNAPSHOT_MAGIC: &[u8; 3] = b"sws";
+/// The format of log entries and snapshots this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// A change stamped later than this after Redis's present time is applied at the present
+/// time instead: a stream id far in the future (written by hand) must not move the shared
+/// clock there.
+const MAX_AHEAD: Duration = Duration::from_secs(10);
 
 /// Why the shared store could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -109,6 +137,47 @@ impl LogClock {
     fn now_ms(&self) -> u64 {
         self.redis_ms + self.instant.elapsed().as_millis() as u64
     }
+
+    /// When a change with stream id `id` is applied: at Redis's stamp, or at the present time
+    /// if the stamp is further ahead than [`MAX_AHEAD`].
+    fn at_id(&self, id: &str) -> Instant {
+        let limit = self.now_ms() + MAX_AHEAD.as_millis() as u64;
+        self.at(id_ms(id).min(limit))
+    }
+}
+
+/// Why bytes from the store could not be used.
+#[derive(Debug, PartialEq, Eq)]
+enum Unreadable {
+    /// Not this format at all (a foreign or damaged entry): skip it.
+    Foreign(String),
+    /// This format, another version: stop rather than misread.
+    Version(u8),
+}
+
+/// `value` encoded behind `magic` and the format version.
+fn encode_framed<T: Serialize>(magic: &[u8; 3], value: &T) -> Vec<u8> {
+    let mut bytes = magic.to_vec();
+    bytes.push(FORMAT_VERSION);
+    codec::encode_into(value, &mut bytes);
+    bytes
+}
+
+/// The value behind `magic` and the format version in `bytes`.
+fn decode_framed<T: serde::de::DeserializeOwned>(magic: &[u8; 3], bytes: &[u8], record: bool) -> Result<T, Unreadable> {
+    let body = match bytes.split_at_checked(4) {
+        Some((head, body)) if head[..3] == magic[..] => match head[3] {
+            FORMAT_VERSION => body,
+            other => return Err(Unreadable::Version(other)),
+        },
+        _ => return Err(Unreadable::Foreign("not a swarm tracker's record".into())),
+    };
+    let decoded = if record {
+        codec::decode_record(body)
+    } else {
+        codec::decode(body)
+    };
+    decoded.map_err(|e| Unreadable::Foreign(e.to_string()))
 }
 
 /// The milliseconds part of a stream id (`MS-SEQ`).
@@ -143,6 +212,10 @@ pub struct SharedLog {
     applied: Mutex<String>,
     /// Set when Redis was unreachable: on reconnecting, check it still has a snapshot.
     reconnected: AtomicBool,
+    /// Set on meeting a change of another format version: nothing more is applied.
+    incompatible: AtomicBool,
+    /// Set when a change stamped far in the future was seen (said once).
+    warned_ahead: AtomicBool,
 }
 
 impl SharedLog {
@@ -160,9 +233,17 @@ impl SharedLog {
             message,
         };
         let client = redis::Client::open(url).map_err(|e| fail(format!("not a Redis address: {e}")))?;
-        let mut conn = connect(&client)
-            .await
-            .map_err(|e| fail(format!("{e}; is redis-server running there?")))?;
+        let mut conn = connect(&client).await.map_err(|e| {
+            fail(match e.kind() {
+                redis::ErrorKind::AuthenticationFailed => {
+                    "Redis refused the password: give the right one in the URL, redis://:PASSWORD@HOST:PORT/DB \
+                     (percent-encode characters like / @ : + % in it)"
+                        .to_owned()
+                }
+                _ if e.is_io_error() || e.is_timeout() => format!("{e}; is redis-server running there?"),
+                _ => e.to_string(),
+            })
+        })?;
         let (secs, micros): (u64, u64) = command(&mut conn, &mut redis::cmd("TIME"))
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -177,7 +258,7 @@ impl SharedLog {
             .map_err(|e| fail(e.to_string()))?
         {
             Some(record) => {
-                let now = clock.at(id_ms(&record.log_id));
+                let now = clock.at_id(&record.log_id);
                 let state = TrackerState::restore(record.snapshot, peer_timeout, budgets, now);
                 info!(
                     files = state.list().len(),
@@ -204,6 +285,8 @@ impl SharedLog {
             clock,
             applied: Mutex::new(applied),
             reconnected: AtomicBool::new(false),
+            incompatible: AtomicBool::new(false),
+            warned_ahead: AtomicBool::new(false),
         });
         // Catch up with the stream before serving.
         loop {
@@ -225,14 +308,22 @@ impl SharedLog {
 
     /// Appends `change` to the stream and returns its outcome once this tracker has applied it.
     pub async fn commit(&self, change: Change) -> Result<Outcome, StoreError> {
+        if self.incompatible.load(Ordering::Relaxed) {
+            return Err(self.error(
+                "the shared store holds changes of another format version; this tracker stopped following it (upgrade it)",
+            ));
+        }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (sender, outcome) = oneshot::channel();
         self.waiting.lock().expect("lock poisoned").insert(seq, sender);
-        let entry = codec::encode(&LogEntry {
-            writer: self.me,
-            seq,
-            change,
-        });
+        let entry = encode_framed(
+            LOG_MAGIC,
+            &LogEntry {
+                writer: self.me,
+                seq,
+                change,
+            },
+        );
         let result = match self.append(&entry).await {
             Ok(()) => match tokio::time::timeout(COMMIT_TIMEOUT, outcome).await {
                 Ok(Ok(outcome)) => Ok(outcome),
@@ -293,26 +384,67 @@ impl SharedLog {
     }
 
     /// Applies changes read from the stream, handing each of this tracker's own back to the
-    /// request that made it.
+    /// request that made it. Foreign entries are skipped; one of another format version stops
+    /// the following.
     fn apply(&self, entries: Vec<(String, Vec<u8>)>) {
         let mut state = self.state.lock().expect("tracker state lock poisoned");
         let mut applied = self.applied.lock().expect("lock poisoned");
         for (id, bytes) in entries {
+            if self.incompatible.load(Ordering::Relaxed) {
+                return;
+            }
             if !id_after(&id, &applied) {
                 continue;
             }
-            match codec::decode::<LogEntry>(&bytes) {
+            let ahead = id_ms(&id) > self.clock.now_ms() + MAX_AHEAD.as_millis() as u64;
+            if ahead && !self.warned_ahead.swap(true, Ordering::Relaxed) {
+                warn!(store = %self.url, "change {id} in {} is stamped far in the future (written by hand?); changes are applied at the present time", self.log_key);
+            }
+            match decode_framed::<LogEntry>(LOG_MAGIC, &bytes, false) {
                 Ok(entry) => {
-                    let outcome = entry.change.apply(&mut state, self.clock.at(id_ms(&id)));
+                    let outcome = entry.change.apply(&mut state, self.clock.at_id(&id));
                     if entry.writer == self.me {
                         if let Some(waiter) = self.waiting.lock().expect("lock poisoned").remove(&entry.seq) {
                             let _ = waiter.send(outcome);
                         }
                     }
                 }
-                Err(e) => warn!("skipping unreadable change {id} in {}: {e}", self.log_key),
+                Err(Unreadable::Foreign(why)) => {
+                    warn!(store = %self.url, "skipping change {id} in {}: {why}", self.log_key)
+                }
+                Err(Unreadable::Version(version)) => {
+                    tracing::error!(
+                        store = %self.url,
+                        "change {id} in {} is of format version {version}, this tracker reads version {FORMAT_VERSION}: \
+                         it stops following the store (upgrade every tracker sharing it to one version)",
+                        self.log_key
+                    );
+                    self.incompatible.store(true, Ordering::Relaxed);
+                    return;
+                }
             }
             *applied = id;
+        }
+    }
+
+    /// If the stream's newest id is before the last change applied, the stream went back
+    /// (Redis lost its data, or the last id was written by hand far in the future and the
+    /// stream was emptied since): follows it from its start again, instead of waiting for ids
+    /// that will not come.
+    async fn follow_again_if_went_back(&self) {
+        let newest = match self
+            .run::<Value>(redis::cmd("XINFO").arg("STREAM").arg(&self.log_key))
+            .await
+        {
+            Ok(info) => field(&info, "last-generated-id").unwrap_or_else(|| "0-0".into()),
+            // No stream at all: an emptied Redis that nobody wrote to yet.
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => "0-0".into(),
+            Err(_) => return,
+        };
+        let mut applied = self.applied.lock().expect("lock poisoned");
+        if id_after(&applied, &newest) {
+            warn!(store = %self.url, "the stream went back (to {newest} from {}): following it from its start again", *applied);
+            *applied = "0-0".into();
         }
     }
 
@@ -320,6 +452,7 @@ impl SharedLog {
     pub async fn follow(self: Arc<Self>, shutdown: CancellationToken) {
         let mut conn: Option<MultiplexedConnection> = None;
         let mut down_since: Option<Instant> = None;
+        let mut last_check = Instant::now();
         loop {
             let attempt = async {
                 let c = match conn.as_mut() {
@@ -337,6 +470,11 @@ impl SharedLog {
                     if let Some(since) = down_since.take() {
                         info!(store = %self.url, "store reachable again after {:.1?}", since.elapsed());
                         self.reconnected.store(true, Ordering::Relaxed);
+                        self.follow_again_if_went_back().await;
+                    }
+                    if entries.is_empty() && last_check.elapsed() >= WENT_BACK_CHECK {
+                        last_check = Instant::now();
+                        self.follow_again_if_went_back().await;
                     }
                     self.apply(entries);
                 }
@@ -416,7 +554,7 @@ impl SharedLog {
         };
         match fetch_snapshot(&mut conn, &self.snapshot_key).await {
             Ok(Some(record)) if !id_after(&trimmed, &record.log_id) => {
-                let now = self.clock.at(id_ms(&record.log_id));
+                let now = self.clock.at_id(&record.log_id);
                 let restored = TrackerState::restore(record.snapshot, self.peer_timeout, self.budgets, now);
                 let mut state = self.state.lock().expect("tracker state lock poisoned");
                 let mut applied = self.applied.lock().expect("lock poisoned");
@@ -442,12 +580,15 @@ impl SharedLog {
             let at = if log_id == "0-0" {
                 self.clock.at(self.clock.now_ms())
             } else {
-                self.clock.at(id_ms(&log_id))
+                self.clock.at_id(&log_id)
             };
-            codec::encode(&SnapshotRecord {
-                snapshot: state.snapshot(at),
-                log_id,
-            })
+            encode_framed(
+                SNAPSHOT_MAGIC,
+                &SnapshotRecord {
+                    snapshot: state.snapshot(at),
+                    log_id,
+                },
+            )
         };
         let () = self.run(redis::cmd("SET").arg(&self.snapshot_key).arg(record)).await?;
         let keep_from = self.clock.now_ms().saturating_sub(LOG_KEPT.as_millis() as u64);
@@ -490,18 +631,24 @@ fn timed_out() -> redis::RedisError {
     ))
 }
 
-/// The snapshot stored under `key`, if there is a readable one.
+/// The snapshot stored under `key`, if there is a readable one; one of another format
+/// version is an error (this tracker must not start from it).
 async fn fetch_snapshot(conn: &mut MultiplexedConnection, key: &str) -> redis::RedisResult<Option<SnapshotRecord>> {
     let stored: Option<Vec<u8>> = command(conn, redis::cmd("GET").arg(key)).await?;
-    Ok(
-        stored.and_then(|bytes| match codec::decode_record::<SnapshotRecord>(&bytes) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                warn!("the shared state's snapshot in {key} is unreadable ({e}); ignoring it");
-                None
-            }
-        }),
-    )
+    let Some(bytes) = stored else {
+        return Ok(None);
+    };
+    match decode_framed::<SnapshotRecord>(SNAPSHOT_MAGIC, &bytes, true) {
+        Ok(record) => Ok(Some(record)),
+        Err(Unreadable::Foreign(why)) => {
+            warn!("the shared state's snapshot in {key} is unreadable ({why}); ignoring it");
+            Ok(None)
+        }
+        Err(Unreadable::Version(version)) => Err(redis::RedisError::from(std::io::Error::other(format!(
+            "the snapshot in {key} is of format version {version}, this tracker reads version {FORMAT_VERSION}: \
+             trackers of different versions cannot share a store (upgrade them together)"
+        )))),
+    }
 }
 
 /// The text of field `name` in a reply made of name/value pairs (`XINFO STREAM`).
@@ -564,6 +711,7 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Snapshot;
 
     #[test]
     fn stream_ids_compare_by_time_then_sequence() {
@@ -573,6 +721,66 @@ mod tests {
         assert!(!id_after("5-0", "5-0"));
         assert!(id_after("1-0", "0-0"));
         assert_eq!(id_ms("1700000000123-4"), 1_700_000_000_123);
+    }
+
+    /// The bytes of a log entry and of a snapshot never change within a format version: two
+    /// builds of one version on one Redis read each other's writes.
+    #[test]
+    fn log_entries_and_snapshots_are_pinned() {
+        use swarm_proto::PeerId;
+        let entry = encode_framed(
+            LOG_MAGIC,
+            &LogEntry {
+                writer: 1,
+                seq: 300,
+                change: Change::Keepalive { peer: PeerId([7; 32]) },
+            },
+        );
+        // Magic, version 1, writer 1, seq 300 (varint), Keepalive (variant 5), the peer.
+        let mut expected = b"swl\x01".to_vec();
+        expected.extend_from_slice(&[1, 251, 44, 1, 5]);
+        expected.extend_from_slice(&[7; 32]);
+        assert_eq!(entry, expected);
+        let back: LogEntry = decode_framed(LOG_MAGIC, &entry, false).unwrap();
+        assert_eq!((back.writer, back.seq), (1, 300));
+
+        let snapshot = encode_framed(
+            SNAPSHOT_MAGIC,
+            &SnapshotRecord {
+                log_id: "5-0".into(),
+                snapshot: Snapshot {
+                    files: vec![],
+                    peers: vec![],
+                    shares: vec![],
+                },
+            },
+        );
+        // Magic, version 1, the id "5-0", then three empty lists.
+        assert_eq!(snapshot, b"sws\x01\x035-0\x00\x00\x00".to_vec());
+    }
+
+    #[test]
+    fn foreign_bytes_are_skipped_and_another_version_is_told_apart() {
+        let entry = |bytes: &[u8]| decode_framed::<LogEntry>(LOG_MAGIC, bytes, false).map(|_| ());
+        assert!(matches!(entry(b"hello"), Err(Unreadable::Foreign(_))));
+        assert!(matches!(entry(b""), Err(Unreadable::Foreign(_))));
+        assert!(matches!(entry(b"swl\x01\xff\xff"), Err(Unreadable::Foreign(_))));
+        assert_eq!(entry(b"swl\x02anything"), Err(Unreadable::Version(2)));
+        assert!(matches!(
+            decode_framed::<SnapshotRecord>(SNAPSHOT_MAGIC, b"swl\x01", true),
+            Err(Unreadable::Foreign(_))
+        ));
+    }
+
+    #[test]
+    fn a_stamp_far_ahead_is_applied_at_the_present_time() {
+        let clock = LogClock {
+            instant: Instant::now(),
+            redis_ms: 1_000_000,
+        };
+        assert_eq!(clock.at_id("1000500-0"), clock.instant + Duration::from_millis(500));
+        let far = clock.at_id("99999999999999-0");
+        assert!(far <= Instant::now() + MAX_AHEAD + Duration::from_secs(1), "{far:?}");
     }
 
     #[test]
