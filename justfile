@@ -25,6 +25,12 @@ man:
     mkdir -p docs
     cargo run -q -p swarm-cli -- man > docs/swarm.1
 
+# Coverage-guided fuzzing of every decoder (cargo fuzz on stable, installed if missing): each
+# target for TIME seconds from its corpus in fuzz/corpus/.
+fuzz time="60":
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    cd fuzz && for t in $(cargo fuzz list); do cargo fuzz run -s none "$t" "corpus/$t" -- -max_total_time={{time}} -timeout=10 -rss_limit_mb=2048 || exit 1; done
+
 # Format the code.
 fmt:
     cargo fmt --all

@@ -106,11 +106,9 @@ impl StateDb {
         let Some(bytes) = tree.get(file.as_bytes()).map_err(|e| self.error(e))? else {
             return Ok(None);
         };
-        // A record that no longer decodes or checks out is dropped: the download restarts.
-        let record: Option<DownloadRecord> = codec::decode(&bytes)
-            .ok()
-            .filter(|r: &DownloadRecord| r.manifest.id() == *file && r.chunks.len() == r.manifest.chunk_count);
-        let Some(mut record) = record else { return Ok(None) };
+        let Some(mut record) = decode_download(file, &bytes) else {
+            return Ok(None);
+        };
         let progress = self.db.open_tree("download_progress").map_err(|e| self.error(e))?;
         if let Some(bytes) = progress.get(file.as_bytes()).map_err(|e| self.error(e))? {
             if let Ok(chunks) = codec::decode::<Bitfield>(&bytes) {
@@ -209,9 +207,17 @@ impl StateDb {
     }
 }
 
+/// The saved record of the download of `file`, or nothing if it no longer decodes or checks
+/// out (the download then starts afresh). Public for the fuzz targets.
+pub fn decode_download(file: &FileId, bytes: &[u8]) -> Option<DownloadRecord> {
+    codec::decode(bytes)
+        .ok()
+        .filter(|r: &DownloadRecord| r.manifest.id() == *file && r.chunks.len() == r.manifest.chunk_count)
+}
+
 /// A seeded-file record, or nothing if it no longer decodes or its manifest is invalid (the
-/// file is then simply hashed again).
-fn decode_seeded(bytes: &[u8]) -> Option<SeededRecord> {
+/// file is then simply hashed again). Public for the fuzz targets.
+pub fn decode_seeded(bytes: &[u8]) -> Option<SeededRecord> {
     let record: SeededRecord = codec::decode(bytes).ok()?;
     record.manifest.validate().ok()?;
     Some(record)

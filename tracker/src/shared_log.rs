@@ -163,6 +163,18 @@ fn encode_framed<T: Serialize>(magic: &[u8; 3], value: &T) -> Vec<u8> {
     bytes
 }
 
+/// A log entry's bytes, read as a tracker reads them from the stream (public for the fuzz
+/// targets).
+pub fn read_entry(bytes: &[u8]) -> Result<LogEntry, String> {
+    decode_framed(LOG_MAGIC, bytes, false).map_err(|e| format!("{e:?}"))
+}
+
+/// A snapshot's bytes, read as a tracker reads them from the store (public for the fuzz
+/// targets).
+pub fn read_snapshot(bytes: &[u8]) -> Result<SnapshotRecord, String> {
+    decode_framed(SNAPSHOT_MAGIC, bytes, true).map_err(|e| format!("{e:?}"))
+}
+
 /// The value behind `magic` and the format version in `bytes`.
 fn decode_framed<T: serde::de::DeserializeOwned>(magic: &[u8; 3], bytes: &[u8], record: bool) -> Result<T, Unreadable> {
     let body = match bytes.split_at_checked(4) {
