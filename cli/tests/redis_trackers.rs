@@ -366,7 +366,28 @@ fn a_budget_per_address_holds_across_trackers_on_one_redis() {
     let redis = Redis::start(&dir.path().join("redis"));
     let (_a, a, _) = start_shared_tracker_with(dir.path(), "a", &redis, &budget);
     let (_b, b, _) = start_shared_tracker_with(dir.path(), "b", &redis, &budget);
-    let (kept_shared, refused_shared) = announce_junk(&[a, b], 16);
+    let (kept_shared, refused_shared) = announce_junk(&[a.clone(), b.clone()], 16);
+    // Refused announcements are refused before they reach the log: of another 40 (2 MiB
+    // manifests, 80 MiB against 16 MiB), those refused add nothing to the stream; what grows
+    // it is the ones kept, the new client's registration and the trackers' expiry rounds.
+    let redis_cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let length = || redis_cli(&["XLEN", "swarm:log"]).parse::<u64>().unwrap();
+    let before = length();
+    let (kept_more, refused_more) = announce_junk(&[a, b], 40);
+    let grown = length() - before;
+    eprintln!("40 more announcements: {kept_more} kept, {refused_more} refused; the log grew by {grown} entries");
+    assert!(refused_more >= 30, "{refused_more}");
+    assert!(
+        grown <= u64::from(kept_more) + 5,
+        "refused announcements reached the log: {grown} entries for {kept_more} kept"
+    );
     eprintln!(
         "16 manifests of 2 MiB from one address against 16 MiB: one tracker kept {kept_alone} ({refused_alone} refused); \
          two trackers on one Redis, asked in turn, kept {kept_shared} ({refused_shared} refused)"

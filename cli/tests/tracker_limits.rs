@@ -105,3 +105,129 @@ fn a_hostile_announcer_gets_its_budget_and_no_more() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// A small manifest named `name` (two chunks, hashes made up): what a client announces to put
+/// a path in a share.
+fn tiny(name: String, n: u64) -> swarm_proto::Manifest {
+    let chunks: Vec<_> = (0..2u64)
+        .map(|c| swarm_proto::Digest(*blake3::hash(&[n.to_le_bytes(), c.to_le_bytes()].concat()).as_bytes()))
+        .collect();
+    let size = 64 * 1024 + 1;
+    swarm_proto::Manifest {
+        name,
+        hash: swarm_proto::hashing::global_from_chunks(size, 64 * 1024, &chunks).unwrap(),
+        size,
+        chunk_size: 64 * 1024,
+        chunk_count: 2,
+        chunks,
+    }
+}
+
+/// A client filling shares with long paths from one address reaches its budget and no more:
+/// the tracker's memory stays within a small factor of that budget, and a client from another
+/// address still makes and uses a share.
+#[test]
+fn a_client_filling_shares_hits_its_own_budget() {
+    use swarm_proto::share::ShareChange;
+    use swarm_proto::share_key::WriteKey;
+    let tmp = tempfile::tempdir().unwrap();
+    let (tracker, addr) = start_tracker_with(tmp.path(), &["--budget-per-address", "16MiB", "--no-audits"]);
+    let (id, host_port) = addr.split_once('@').unwrap();
+    let (id, host_port): (PeerId, std::net::SocketAddr) = (id.parse().unwrap(), host_port.parse().unwrap());
+    let pid = tracker.child.id();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_mib(pid);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fill = |from: &str, paths: u64| {
+        runtime.block_on(async {
+            let me = Transport::bind(
+                Arc::new(Identity::generate().unwrap()),
+                format!("{from}:0").parse().unwrap(),
+            )
+            .unwrap();
+            let (connection, _) = me.connect(host_port, Some(id)).await.unwrap();
+            let ask = |request: TrackerRequest| {
+                let connection = connection.clone();
+                async move {
+                    transport::exchange::<_, TrackerResponse>(&connection, &request, MAX_FRAME)
+                        .await
+                        .unwrap()
+                        .0
+                }
+            };
+            assert!(matches!(
+                ask(TrackerRequest::Register { advertise: None }).await,
+                TrackerResponse::Registered { .. }
+            ));
+            let key = WriteKey::generate();
+            let (mut taken, mut refusal) = (0u64, None);
+            for batch in 0..paths.div_ceil(500) {
+                let manifests: Vec<_> = (batch * 500..((batch + 1) * 500).min(paths))
+                    .map(|n| tiny(format!("{}/{n:08}.txt", "long-folder-name".repeat(60)), n))
+                    .collect();
+                let announce = manifests
+                    .iter()
+                    .map(|m| TrackerRequest::Announce {
+                        manifest: m.clone(),
+                        chunks: Bitfield::full(2),
+                        meta: Default::default(),
+                    })
+                    .collect();
+                ask(TrackerRequest::Batch(announce)).await;
+                let changes = manifests
+                    .iter()
+                    .map(|m| {
+                        key.sign(ShareChange::Put {
+                            name: m.name.clone(),
+                            file: m.id(),
+                            meta: Default::default(),
+                        })
+                    })
+                    .collect();
+                match ask(TrackerRequest::ShareUpdate {
+                    share: key.id(),
+                    changes,
+                })
+                .await
+                {
+                    TrackerResponse::Ok => taken += manifests.len() as u64,
+                    TrackerResponse::Error {
+                        code: ErrorCode::Limit,
+                        message,
+                    } => {
+                        refusal = Some(message);
+                        break;
+                    }
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+            let page = match ask(TrackerRequest::ShareChanges {
+                share: key.id(),
+                since: 0,
+            })
+            .await
+            {
+                TrackerResponse::Share(page) => page,
+                other => panic!("unexpected answer {other:?}"),
+            };
+            (taken, refusal, page.entries.len() as u64)
+        })
+    };
+    let (taken, refusal, listed) = fill("127.0.0.1", 40_000);
+    let after = rss_mib(pid);
+    println!(
+        "a client filling one share with 1 KiB paths against a 16 MiB budget per address: {listed} paths kept \
+         ({taken} in updates taken whole); tracker RSS {before:.0} MiB before, {after:.0} MiB after"
+    );
+    let refusal = refusal.expect("the budget was reached");
+    assert!(refusal.contains("per address"), "{refusal}");
+    assert!(listed > 1000 && listed < 16_000, "{listed} paths kept");
+    assert!(
+        after - before < 4.0 * 16.0,
+        "tracker RSS grew by {:.0} MiB",
+        after - before
+    );
+    // Another address still makes and uses a share.
+    let (_, refusal, listed) = fill("127.0.0.2", 10);
+    assert_eq!((refusal, listed), (None, 10));
+}

@@ -62,6 +62,13 @@ pub struct Usage {
 impl Usage {
     /// Charges `bytes` to `address` (or to nobody but the total), if the budgets allow.
     pub fn charge(&mut self, budgets: &Budgets, address: Option<IpAddr>, bytes: u64) -> Result<(), Refusal> {
+        self.fits(budgets, address, bytes)?;
+        self.force_charge(address, bytes);
+        Ok(())
+    }
+
+    /// Would the budgets allow charging `bytes` to `address` now?
+    pub fn fits(&self, budgets: &Budgets, address: Option<IpAddr>, bytes: u64) -> Result<(), Refusal> {
         if self.total + bytes > budgets.total {
             return Err(Refusal::new(
                 ErrorCode::Limit,
@@ -73,7 +80,7 @@ impl Usage {
             ));
         }
         if let Some(address) = address {
-            let used = self.by_address.get(&address).copied().unwrap_or(0);
+            let used = self.of(&address);
             if used + bytes > budgets.per_address {
                 return Err(Refusal::new(
                     ErrorCode::Limit,
@@ -85,10 +92,16 @@ impl Usage {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Charges `bytes` whatever the budgets say (what a restored state already kept).
+    pub fn force_charge(&mut self, address: Option<IpAddr>, bytes: u64) {
+        if let Some(address) = address {
             *self.by_address.entry(address).or_default() += bytes;
         }
         self.total += bytes;
-        Ok(())
     }
 
     /// Gives back what was charged to `address` (or to nobody).

@@ -347,13 +347,30 @@ impl Service {
     async fn commit(&self, change: Change) -> Result<Outcome, Refusal> {
         match &self.store {
             Store::Embedded(_) => Ok(change.apply(&mut self.state(), Instant::now())),
-            Store::Shared(log) => log.commit(change).await.map_err(|e| {
-                warn!("{e}");
-                Refusal::new(
-                    ErrorCode::Busy,
-                    format!("this tracker cannot reach its store ({}); try again shortly", e.message),
-                )
-            }),
+            Store::Shared(log) => {
+                // What this tracker's copy of the state would refuse for lack of budget is
+                // refused here, before it reaches the log that every tracker reads.
+                self.precheck(&change)?;
+                log.commit(change).await.map_err(|e| {
+                    warn!("{e}");
+                    Refusal::new(
+                        ErrorCode::Busy,
+                        format!("this tracker cannot reach its store ({}); try again shortly", e.message),
+                    )
+                })
+            }
+        }
+    }
+
+    /// Refuses `change` at once if the state as this tracker knows it has no budget for it.
+    fn precheck(&self, change: &Change) -> Result<(), Refusal> {
+        let state = self.state();
+        match change {
+            Change::Announce { peer, manifest, .. } => state.precheck(peer, Some(manifest), 0),
+            Change::ShareUpdate {
+                peer, share, changes, ..
+            } => state.precheck(peer, None, state.share_cost(share, changes)),
+            _ => Ok(()),
         }
     }
 

@@ -4,6 +4,7 @@
 //! name, the share key's signature, not stamped in the future).
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use swarm_proto::protocol::{ErrorCode, Refusal, MAX_CATALOGUE_NAMES};
@@ -11,12 +12,18 @@ use swarm_proto::share::{ShareChange, ShareEntry, SharePage, MAX_SHARE_PAGE};
 use swarm_proto::share_key::SignedChange;
 use swarm_proto::{FileId, PeerId, ShareId};
 
-/// Most shares one tracker keeps.
-pub const MAX_SHARES: usize = 10_000;
 /// Most paths (files and tombstones) in one share.
 pub const MAX_SHARE_ENTRIES: usize = 1_000_000;
-/// Most paths in all shares together.
-pub const MAX_ENTRIES: usize = 4_000_000;
+/// What a share costs, before its paths: charged to the address of the node that wrote to it
+/// first.
+pub const SHARE_COST: u64 = 1024;
+
+/// What a path of a share costs: its entry (with signature), the path kept three times (the
+/// entry, the map's key, the version index) and the bookkeeping around them. Charged to the
+/// address of the node that added the path.
+pub fn entry_cost(name: &str) -> u64 {
+    384 + 3 * name.len() as u64
+}
 
 /// One share's listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,51 +36,48 @@ pub struct ShareLog {
     entries: HashMap<String, ShareEntry>,
     /// Paths by the version of their entry.
     by_version: BTreeMap<u64, String>,
+    /// What the share and its paths cost, by the address charged.
+    charges: HashMap<IpAddr, u64>,
+}
+
+/// Who sent changes: the node, and the address it pays from.
+#[derive(Debug, Clone, Copy)]
+pub struct Author {
+    /// The node.
+    pub peer: PeerId,
+    /// Its address, charged for what it adds.
+    pub ip: IpAddr,
 }
 
 /// Every share.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Shares {
     logs: HashMap<ShareId, ShareLog>,
-    entries: usize,
 }
 
 impl Shares {
-    /// Takes `changes` to `share` from `peer`, in order, leaving out those that lose to the
-    /// current entry and puts of files `listed` does not know under that name (`listed` gives a
-    /// listed file's name and size). `epoch` stamps a share written to for the first time.
-    /// Returns how many were taken.
+    /// Takes `changes` to `share` from `author`, in order, leaving out those
+    /// that lose to the current entry and puts of files `listed` does not know under that name
+    /// (`listed` gives a listed file's name and size). A new share, and each new path, is
+    /// paid for with `charge` (the address's budget), which may refuse. `epoch` stamps a
+    /// share written to for the first time. Returns how many were taken.
     pub fn update(
         &mut self,
-        peer: PeerId,
+        author: Author,
         share: &ShareId,
         changes: Vec<SignedChange>,
         epoch: u64,
         listed: impl Fn(&FileId) -> Option<(String, u64)>,
+        mut charge: impl FnMut(u64) -> Result<(), Refusal>,
     ) -> Result<usize, Refusal> {
-        if !self.logs.contains_key(share) && self.logs.len() >= MAX_SHARES {
-            return Err(Refusal::new(
-                ErrorCode::Limit,
-                format!("this tracker keeps at most {MAX_SHARES} shares"),
-            ));
-        }
-        let log = self.logs.entry(*share).or_insert_with(|| ShareLog {
-            epoch,
-            version: 0,
-            entries: HashMap::new(),
-            by_version: BTreeMap::new(),
-        });
         let mut taken = 0;
         for signed in changes {
-            let existing = log.entries.get(signed.change.name());
+            let existing = self
+                .logs
+                .get(share)
+                .and_then(|log| log.entries.get(signed.change.name()));
             if existing.is_some_and(|entry| !entry.is_replaced_by(&signed.change)) {
                 continue;
-            }
-            if existing.is_none() && (log.entries.len() >= MAX_SHARE_ENTRIES || self.entries >= MAX_ENTRIES) {
-                return Err(Refusal::new(
-                    ErrorCode::Limit,
-                    format!("a share holds at most {MAX_SHARE_ENTRIES} paths ({MAX_ENTRIES} in all shares)"),
-                ));
             }
             let size = match &signed.change {
                 ShareChange::Put { name, file, .. } => match listed(file) {
@@ -84,17 +88,65 @@ impl Shares {
                 ShareChange::Delete { .. } if existing.is_none() => continue,
                 ShareChange::Delete { .. } => 0,
             };
+            if existing.is_none() {
+                let mut cost = entry_cost(signed.change.name());
+                match self.logs.get(share) {
+                    Some(log) if log.entries.len() >= MAX_SHARE_ENTRIES => {
+                        return Err(Refusal::new(
+                            ErrorCode::Limit,
+                            format!("a share holds at most {MAX_SHARE_ENTRIES} paths"),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => cost += SHARE_COST,
+                }
+                charge(cost)?;
+                let log = self.logs.entry(*share).or_insert_with(|| ShareLog {
+                    epoch,
+                    version: 0,
+                    entries: HashMap::new(),
+                    by_version: BTreeMap::new(),
+                    charges: HashMap::new(),
+                });
+                *log.charges.entry(author.ip).or_default() += cost;
+            }
+            let log = self.logs.get_mut(share).expect("made above for a new path");
             log.version += 1;
-            let entry = ShareEntry::new(signed, log.version, peer, size);
+            let entry = ShareEntry::new(signed, log.version, author.peer, size);
             if let Some(old) = log.entries.insert(entry.name.clone(), entry.clone()) {
                 log.by_version.remove(&old.version);
-            } else {
-                self.entries += 1;
             }
             log.by_version.insert(entry.version, entry.name);
             taken += 1;
         }
         Ok(taken)
+    }
+
+    /// What the paths of `changes` not yet in `share` would cost, with the share if it is new.
+    pub fn new_paths_cost(&self, share: &ShareId, changes: &[SignedChange]) -> u64 {
+        let log = self.logs.get(share);
+        let mut names = std::collections::HashSet::new();
+        let paths: u64 = changes
+            .iter()
+            .map(|c| c.change.name())
+            .filter(|name| log.is_none_or(|log| !log.entries.contains_key(*name)) && names.insert(*name))
+            .map(entry_cost)
+            .sum();
+        match log {
+            None if paths > 0 => paths + SHARE_COST,
+            _ => paths,
+        }
+    }
+
+    /// What the shares cost, by the address charged (to charge again after a restore).
+    pub fn charges(&self) -> HashMap<IpAddr, u64> {
+        let mut all: HashMap<IpAddr, u64> = HashMap::new();
+        for log in self.logs.values() {
+            for (ip, bytes) in &log.charges {
+                *all.entry(*ip).or_default() += bytes;
+            }
+        }
+        all
     }
 
     /// The entries of `share` changed after version `since`, in version order, a page at a
@@ -129,9 +181,9 @@ impl Shares {
 
     /// The shares of a [`Shares::snapshot`].
     pub fn restore(saved: Vec<(ShareId, ShareLog)>) -> Shares {
-        let logs: HashMap<ShareId, ShareLog> = saved.into_iter().collect();
-        let entries = logs.values().map(|log| log.entries.len()).sum();
-        Shares { logs, entries }
+        Shares {
+            logs: saved.into_iter().collect(),
+        }
     }
 
     /// Gives every share a new epoch, after a restart from a save that may have missed the
@@ -172,6 +224,16 @@ mod tests {
         })
     }
 
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const AUTHOR: Author = Author {
+        peer: PeerId([7; 32]),
+        ip: IP,
+    };
+
+    fn free(_: u64) -> Result<(), Refusal> {
+        Ok(())
+    }
+
     /// Files 1 to 9 are listed under "a", 10 and up under "b".
     fn listed(file: &FileId) -> Option<(String, u64)> {
         Some((if file.0[0] < 10 { "a" } else { "b" }.into(), 3))
@@ -182,14 +244,14 @@ mod tests {
         let key = WriteKey::generate();
         let share = key.id();
         let mut shares = Shares::default();
-        let peer = PeerId([7; 32]);
         let taken = shares
             .update(
-                peer,
+                AUTHOR,
                 &share,
                 vec![put(&key, "a", 1, 10), put(&key, "b", 10, 10), put(&key, "a", 2, 5)],
                 99,
                 listed,
+                free,
             )
             .unwrap();
         assert_eq!(taken, 2, "the older version of a loses");
@@ -202,13 +264,13 @@ mod tests {
         // A put under the wrong name is left out; a newer version of a is taken.
         assert_eq!(
             shares
-                .update(peer, &share, vec![put(&key, "a", 11, 50)], 0, listed)
+                .update(AUTHOR, &share, vec![put(&key, "a", 11, 50)], 0, listed, free)
                 .unwrap(),
             0
         );
         assert_eq!(
             shares
-                .update(peer, &share, vec![put(&key, "a", 3, 50)], 0, listed)
+                .update(AUTHOR, &share, vec![put(&key, "a", 3, 50)], 0, listed, free)
                 .unwrap(),
             1
         );
@@ -221,7 +283,7 @@ mod tests {
             was: FileId([3; 32]),
             deleted_ns: 60,
         });
-        assert_eq!(shares.update(peer, &share, vec![delete], 0, listed).unwrap(), 1);
+        assert_eq!(shares.update(AUTHOR, &share, vec![delete], 0, listed, free).unwrap(), 1);
         let all = shares.changes(&share, 0);
         let versions: Vec<u64> = all.entries.iter().map(|e| e.version).collect();
         assert_eq!(versions, vec![2, 4]);
@@ -231,9 +293,55 @@ mod tests {
         ));
         // Replaying the versions it replaced changes nothing.
         let replays = vec![put(&key, "a", 1, 10), put(&key, "a", 3, 50)];
-        assert_eq!(shares.update(peer, &share, replays, 0, listed).unwrap(), 0);
+        assert_eq!(shares.update(AUTHOR, &share, replays, 0, listed, free).unwrap(), 0);
         // Other shares see none of it.
         assert_eq!(shares.changes(&WriteKey::generate().id(), 0), SharePage::default());
         assert_eq!(Shares::restore(shares.snapshot()), shares);
+    }
+
+    #[test]
+    fn new_shares_and_paths_are_charged_and_refused_past_the_budget() {
+        let key = WriteKey::generate();
+        let mut shares = Shares::default();
+        let mut spent = 0;
+        let mut budget = |cost: u64| {
+            if spent + cost > 2000 {
+                return Err(Refusal::new(ErrorCode::Limit, "full"));
+            }
+            spent += cost;
+            Ok(())
+        };
+        let taken = shares
+            .update(AUTHOR, &key.id(), vec![put(&key, "a", 1, 10)], 1, listed, &mut budget)
+            .unwrap();
+        assert_eq!(taken, 1);
+        assert_eq!(shares.charges()[&IP], SHARE_COST + entry_cost("a"));
+        // A new version of a path costs nothing more; an update that takes nothing makes no share.
+        shares
+            .update(AUTHOR, &key.id(), vec![put(&key, "a", 2, 20)], 1, listed, &mut budget)
+            .unwrap();
+        let other = WriteKey::generate();
+        shares
+            .update(
+                AUTHOR,
+                &other.id(),
+                vec![put(&other, "a", 11, 10)],
+                1,
+                listed,
+                &mut budget,
+            )
+            .unwrap();
+        assert_eq!(shares.len(), 1, "no share for an update that took nothing");
+        // Past the budget: refused.
+        let refused = shares.update(
+            AUTHOR,
+            &other.id(),
+            vec![put(&other, "a", 3, 10)],
+            1,
+            listed,
+            &mut budget,
+        );
+        assert!(refused.is_err());
+        assert_eq!(shares.len(), 1);
     }
 }

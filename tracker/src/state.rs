@@ -34,7 +34,7 @@ use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
 use crate::audit::Claim;
 use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
 use crate::file_record::FileRecord;
-use crate::shares::{ShareLog, Shares};
+use crate::shares::{Author, ShareLog, Shares};
 
 /// Most files one peer may announce. Bounds what a single peer can make the tracker store.
 pub const MAX_FILES_PER_PEER: usize = 100_000;
@@ -188,6 +188,35 @@ impl TrackerState {
         self.usage.charge(&self.budgets, payer, manifest_cost(&manifest))?;
         self.files.insert(id, FileRecord::new(Arc::new(manifest), payer, now));
         Ok(true)
+    }
+
+    /// Would `peer` be refused for lack of budget if it added `manifest` (if new) and a holding
+    /// of it, and shares paths costing `share_bytes`? A check made before a change is
+    /// committed to a shared log, so that refused changes never reach it; the change is still
+    /// checked when it is applied.
+    pub fn precheck(&self, peer: &PeerId, manifest: Option<&Manifest>, share_bytes: u64) -> Result<(), Refusal> {
+        let Some(record) = self.peers.get(peer) else {
+            return Ok(());
+        };
+        let mut cost = share_bytes;
+        if let Some(manifest) = manifest {
+            let id = manifest.id();
+            if !self.files.contains_key(&id) {
+                cost += manifest_cost(manifest);
+            }
+            if !record.files.contains(&id) {
+                cost += holding_cost(manifest.chunk_count);
+            }
+        }
+        if cost == 0 {
+            return Ok(());
+        }
+        self.usage.fits(&self.budgets, Some(record.ip), cost)
+    }
+
+    /// What the new paths among `changes` would cost `share` (see [`Shares::new_paths_cost`]).
+    pub fn share_cost(&self, share: &ShareId, changes: &[SignedChange]) -> u64 {
+        self.shares.new_paths_cost(share, changes)
     }
 
     /// Starts a fresh session for `peer`, given out as `addr` and connected from `ip`,
@@ -409,8 +438,9 @@ impl TrackerState {
         Ok(())
     }
 
-    /// Takes `changes` to `share` from `peer` (see [`Shares::update`]); a share new to the
-    /// tracker gets `epoch`. Returns how many were taken.
+    /// Takes `changes` to `share` from `peer` (see [`Shares::update`]), charging new shares and
+    /// paths to its address; a share new to the tracker gets `epoch`. Returns how many were
+    /// taken.
     pub fn share_update(
         &mut self,
         peer: PeerId,
@@ -419,11 +449,16 @@ impl TrackerState {
         epoch: u64,
         now: Instant,
     ) -> Result<usize, Refusal> {
-        self.live_peer(&peer, now)?;
-        let files = &self.files;
-        self.shares.update(peer, share, changes, epoch, |file| {
-            files.get(file).map(|r| (r.manifest.name.clone(), r.manifest.size))
-        })
+        let ip = self.live_peer(&peer, now)?.ip;
+        let (files, usage, budgets) = (&self.files, &mut self.usage, &self.budgets);
+        self.shares.update(
+            Author { peer, ip },
+            share,
+            changes,
+            epoch,
+            |file| files.get(file).map(|r| (r.manifest.name.clone(), r.manifest.size)),
+            |cost| usage.charge(budgets, Some(ip), cost),
+        )
     }
 
     /// The entries of `share` changed since version `since`.
@@ -670,6 +705,12 @@ impl TrackerState {
             }
         }
         state.shares = Shares::restore(snapshot.shares);
+        for (ip, bytes) in state.shares.charges() {
+            // What was kept before is kept again, even past today's budgets.
+            if state.usage.charge(&budgets, Some(ip), bytes).is_err() {
+                state.usage.force_charge(Some(ip), bytes);
+            }
+        }
         for peer in snapshot.peers {
             if state.register(peer.peer, peer.addr, peer.ip, now).is_err() {
                 continue;
@@ -716,6 +757,9 @@ impl TrackerState {
                 assert_eq!(holding.chunks.len(), file.manifest.chunk_count);
                 *charged.entry(Some(self.peers[peer].ip)).or_default() += holding_cost(file.manifest.chunk_count);
             }
+        }
+        for (ip, bytes) in self.shares.charges() {
+            *charged.entry(Some(ip)).or_default() += bytes;
         }
         assert_eq!(charged.values().sum::<u64>(), self.usage.total());
         for (address, bytes) in charged {
