@@ -53,6 +53,9 @@ pub struct Held {
     copies: Vec<AtomicU32>,
     /// Peers watching this file here now.
     watchers: AtomicU32,
+    /// Bumped when offers are taken back from an idle watcher: the others may be offered
+    /// those chunks now ([`crate::watch`]).
+    offers_freed: tokio::sync::watch::Sender<u64>,
     /// Uploads of each chunk under way now.
     sending: Vec<AtomicU32>,
 }
@@ -176,6 +179,13 @@ impl Held {
         Some(Sending { held: self, index })
     }
 
+    /// How many uploads of chunk `index` are under way now.
+    pub fn sending_now(&self, index: u32) -> u32 {
+        self.sending
+            .get(index as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// How often chunk `index` was uploaded or is being uploaded now.
     pub fn uploads_of(&self, index: u32) -> u32 {
         self.sent.get(index as usize).map_or(0, |c| c.load(Ordering::Relaxed))
@@ -205,6 +215,16 @@ impl Held {
         } else {
             self.watchers.fetch_sub(1, Ordering::Relaxed).saturating_sub(1)
         }
+    }
+
+    /// Tells the watchers that offers were taken back from an idle one.
+    pub fn free_offers(&self) {
+        self.offers_freed.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes whenever offers are taken back from an idle watcher.
+    pub fn offers_freed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.offers_freed.subscribe()
     }
 
     /// How many peers watch this file here now.
@@ -369,6 +389,7 @@ impl Store {
             offered,
             copies,
             watchers: AtomicU32::new(0),
+            offers_freed: tokio::sync::watch::Sender::new(0),
             sending,
         });
         self.files.write().expect("lock poisoned").insert(id, held.clone());

@@ -6,13 +6,22 @@
 //! its peer's line, or is refused `Busy` when that line is full; and a freed slot goes to the
 //! next peer *in turn* that may take one, not to whoever asks first.
 //!
+//! Turns are taken first among *networks*, then among the peers of each: identities cost
+//! nothing to make, and addresses little, so a thousand ids on four addresses of one network
+//! get one network's share, not a thousand peers' ([`network`]: an IPv4 /24, the smallest
+//! block routed to one site, and an IPv6 /48, a site's usual allocation, since one host may
+//! hold a whole /64). The price: peers behind one NAT or in one office share one turn.
+//!
 //! # Invariants
-//! - At most `limits.total` slots are held; each peer holds at most `limits.per_peer`, and the
-//!   peers of one IP address at most `limits.per_ip` together.
+//! - At most `limits.total` slots are held; each peer holds at most `limits.per_peer`, the
+//!   peers of one IP address at most `limits.per_ip` together, and those of one network at
+//!   most `limits.per_network`.
 //! - A peer has at most `limits.waiting_per_peer` requests waiting; beyond that it is refused.
-//! - `turn` lists exactly the peers with waiting requests, each once. A freed slot goes to the
-//!   first peer in `turn` that is under its caps, which then moves to the back: peers take
-//!   turns, and within a peer, requests are served oldest first.
+//! - `turn` lists exactly the networks with waiting peers, each once, and each network's
+//!   line lists exactly its peers with waiting requests, each once. A freed slot goes to the
+//!   first peer under its caps in the first network (in turn) that has one; the peer moves
+//!   to the back of its network's line and the network to the back of `turn`: networks take
+//!   turns, then peers within each, and within a peer, requests are served oldest first.
 //! - A request waits only while no slot it may take is free.
 
 use std::collections::{HashMap, VecDeque};
@@ -29,6 +38,8 @@ pub struct Limits {
     pub per_peer: usize,
     /// Slots the peers of one IP address may hold together (ids cost nothing to make).
     pub per_ip: usize,
+    /// Slots the peers of one network ([`network`]) may hold together (addresses cost little).
+    pub per_network: usize,
     /// Requests one peer may have waiting for a slot.
     pub waiting_per_peer: usize,
 }
@@ -36,11 +47,14 @@ pub struct Limits {
 impl Limits {
     /// The chunk server's caps: 32 slots (32 MiB of 1 MiB chunks), half of them for one peer
     /// or one address (so one machine can never hold them all, and 16 MiB in flight still
-    /// fills a fast link from one seeder), and as many waiting per peer as it may hold.
+    /// fills a fast link from one seeder), three quarters for one network (so that one
+    /// network's many addresses cannot hold them all either, while one address does not
+    /// crowd out its network's other machines), and as many waiting per peer as it may hold.
     pub const SERVER: Limits = Limits {
         total: 32,
         per_peer: 16,
         per_ip: 16,
+        per_network: 24,
         waiting_per_peer: 16,
     };
 }
@@ -64,8 +78,29 @@ pub struct UploadSlots<W> {
     held: usize,
     by_peer: HashMap<PeerId, usize>,
     by_ip: HashMap<IpAddr, usize>,
+    by_network: HashMap<IpAddr, usize>,
     waiting: HashMap<PeerId, (IpAddr, VecDeque<W>)>,
-    turn: VecDeque<PeerId>,
+    /// Networks with waiting peers, in turn.
+    turn: VecDeque<IpAddr>,
+    /// Each network's peers with waiting requests, in turn.
+    lines: HashMap<IpAddr, VecDeque<PeerId>>,
+}
+
+/// The network an address is counted in for turns: its IPv4 /24 or IPv6 /48.
+pub fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+            }
+        },
+    }
 }
 
 impl<W> UploadSlots<W> {
@@ -76,8 +111,10 @@ impl<W> UploadSlots<W> {
             held: 0,
             by_peer: HashMap::new(),
             by_ip: HashMap::new(),
+            by_network: HashMap::new(),
             waiting: HashMap::new(),
             turn: VecDeque::new(),
+            lines: HashMap::new(),
         }
     }
 
@@ -86,22 +123,21 @@ impl<W> UploadSlots<W> {
         self.held < self.limits.total
             && self.by_peer.get(peer).copied().unwrap_or(0) < self.limits.per_peer
             && self.by_ip.get(ip).copied().unwrap_or(0) < self.limits.per_ip
+            && self.by_network.get(&network(*ip)).copied().unwrap_or(0) < self.limits.per_network
     }
 
     fn take(&mut self, peer: PeerId, ip: IpAddr) {
         self.held += 1;
         *self.by_peer.entry(peer).or_default() += 1;
         *self.by_ip.entry(ip).or_default() += 1;
+        *self.by_network.entry(network(ip)).or_default() += 1;
     }
 
     /// A request of `peer` at `ip` for a slot, with `waiter` to wake if it has to wait.
     pub fn ask(&mut self, peer: PeerId, ip: IpAddr, waiter: W) -> Admission<W> {
         // Nobody may jump the line: with others waiting, a free slot is theirs to take first
         // (release hands it over), so a new request only takes one when no one waits for it.
-        let nobody_eligible_waits = self.turn.iter().all(|p| {
-            let ip = &self.waiting[p].0;
-            !self.may_take(p, ip)
-        });
+        let nobody_eligible_waits = self.waiting.iter().all(|(p, (ip, _))| !self.may_take(p, ip));
         if self.may_take(&peer, &ip) && nobody_eligible_waits {
             self.take(peer, ip);
             return Admission::Granted;
@@ -111,7 +147,12 @@ impl<W> UploadSlots<W> {
             return Admission::Refused(waiter);
         }
         if line.is_empty() {
-            self.turn.push_back(peer);
+            let net = network(ip);
+            let peers = self.lines.entry(net).or_default();
+            if peers.is_empty() {
+                self.turn.push_back(net);
+            }
+            peers.push_back(peer);
         }
         line.push_back(waiter);
         Admission::Queued
@@ -123,23 +164,34 @@ impl<W> UploadSlots<W> {
         self.held -= 1;
         decrement(&mut self.by_peer, &peer);
         decrement(&mut self.by_ip, &ip);
+        decrement(&mut self.by_network, &network(ip));
         self.hand_over()
     }
 
-    /// Gives a free slot to the first waiting peer in turn that may take one.
+    /// Gives a free slot to the first waiting peer that may take one, in the first network in
+    /// turn that has one.
     fn hand_over(&mut self) -> Option<(PeerId, IpAddr, W)> {
-        let position = self.turn.iter().position(|p| {
-            let ip = &self.waiting[p].0;
-            self.may_take(p, ip)
+        let (at, net, position) = self.turn.iter().enumerate().find_map(|(at, net)| {
+            let position = self.lines[net]
+                .iter()
+                .position(|p| self.may_take(p, &self.waiting[p].0))?;
+            Some((at, *net, position))
         })?;
-        let peer = self.turn.remove(position).expect("the position is in range");
-        let (ip, line) = self.waiting.get_mut(&peer).expect("peers in turn are waiting");
+        let peers = self.lines.get_mut(&net).expect("networks in turn have a line");
+        let peer = peers.remove(position).expect("the position is in range");
+        let (ip, line) = self.waiting.get_mut(&peer).expect("peers in line are waiting");
         let ip = *ip;
-        let waiter = line.pop_front().expect("peers in turn have a waiter");
+        let waiter = line.pop_front().expect("peers in line have a waiter");
         if line.is_empty() {
             self.waiting.remove(&peer);
         } else {
-            self.turn.push_back(peer);
+            peers.push_back(peer);
+        }
+        self.turn.remove(at);
+        if peers.is_empty() {
+            self.lines.remove(&net);
+        } else {
+            self.turn.push_back(net);
         }
         self.take(peer, ip);
         Some((peer, ip, waiter))
@@ -148,13 +200,22 @@ impl<W> UploadSlots<W> {
     /// Removes every waiter of `peer` that `gone` says has given up (a request that timed out
     /// or was cancelled).
     pub fn forget_waiters(&mut self, peer: &PeerId, mut gone: impl FnMut(&W) -> bool) {
-        let Some((_, line)) = self.waiting.get_mut(peer) else {
+        let Some((ip, line)) = self.waiting.get_mut(peer) else {
             return;
         };
         line.retain(|w| !gone(w));
         if line.is_empty() {
+            let net = network(*ip);
             self.waiting.remove(peer);
-            self.turn.retain(|p| p != peer);
+            let peers = self
+                .lines
+                .get_mut(&net)
+                .expect("waiting peers are in their network's line");
+            peers.retain(|p| p != peer);
+            if peers.is_empty() {
+                self.lines.remove(&net);
+                self.turn.retain(|n| *n != net);
+            }
         }
     }
 
@@ -176,14 +237,23 @@ impl<W> UploadSlots<W> {
         assert_eq!(self.by_ip.values().sum::<usize>(), self.held);
         assert!(self.by_peer.values().all(|&n| n > 0 && n <= self.limits.per_peer));
         assert!(self.by_ip.values().all(|&n| n > 0 && n <= self.limits.per_ip));
-        assert_eq!(self.turn.len(), self.waiting.len());
-        for peer in &self.turn {
-            let (ip, line) = &self.waiting[peer];
-            assert!(!line.is_empty() && line.len() <= self.limits.waiting_per_peer);
-            assert!(
-                !self.may_take(peer, ip),
-                "a waiter that may take a free slot was left waiting"
-            );
+        assert_eq!(self.by_network.values().sum::<usize>(), self.held);
+        assert!(self.by_network.values().all(|&n| n > 0 && n <= self.limits.per_network));
+        assert_eq!(self.turn.len(), self.lines.len());
+        assert_eq!(
+            self.lines.values().map(VecDeque::len).sum::<usize>(),
+            self.waiting.len()
+        );
+        for net in &self.turn {
+            for peer in &self.lines[net] {
+                let (ip, line) = &self.waiting[peer];
+                assert_eq!(network(*ip), *net);
+                assert!(!line.is_empty() && line.len() <= self.limits.waiting_per_peer);
+                assert!(
+                    !self.may_take(peer, ip),
+                    "a waiter that may take a free slot was left waiting"
+                );
+            }
         }
     }
 }
@@ -206,6 +276,7 @@ mod tests {
         total: 4,
         per_peer: 2,
         per_ip: 3,
+        per_network: 4,
         waiting_per_peer: 2,
     };
 
@@ -263,6 +334,35 @@ mod tests {
         assert_eq!(slots.ask(peer(2), ip(1), ()), Admission::Queued, "address 1 holds 3");
         assert_eq!(slots.ask(peer(3), ip(2), ()), Admission::Granted);
         slots.check_invariants();
+    }
+
+    #[test]
+    fn networks_take_turns_before_their_peers() {
+        let mut slots = UploadSlots::new(Limits {
+            total: 1,
+            per_peer: 1,
+            per_ip: 1,
+            per_network: 1,
+            waiting_per_peer: 4,
+        });
+        let crowd = |n: u8| IpAddr::from([10, 0, 1, n]);
+        assert_eq!(slots.ask(peer(99), ip(99), 0), Admission::Granted);
+        // Ten peers on ten addresses of one network wait, then one peer of another network.
+        for n in 0..10 {
+            assert_eq!(slots.ask(peer(n), crowd(n), n), Admission::Queued);
+        }
+        assert_eq!(slots.ask(peer(50), IpAddr::from([10, 0, 2, 1]), 50), Admission::Queued);
+        // The crowd's network got there first; the lone peer's network is next, not 11th.
+        let first = slots.release(peer(99), ip(99)).unwrap();
+        assert_eq!(first.0, peer(0));
+        let second = slots.release(first.0, first.1).unwrap();
+        assert_eq!(second.0, peer(50));
+        let third = slots.release(second.0, second.1).unwrap();
+        assert_eq!(third.0, peer(1), "then the crowd's next peer");
+        slots.check_invariants();
+        assert_eq!(network(IpAddr::from([192, 168, 7, 9])), IpAddr::from([192, 168, 7, 0]));
+        let v6: IpAddr = "2001:db8:1:2:3::4".parse().unwrap();
+        assert_eq!(network(v6), "2001:db8:1::".parse::<IpAddr>().unwrap());
     }
 
     #[test]

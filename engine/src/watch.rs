@@ -11,7 +11,10 @@
 //! the others. A watcher with nothing outstanding may take over chunks offered to another and
 //! not sent yet (near the end, so that a slow watcher's share does not hold everyone up), and
 //! one that has also gained nothing for [`STUCK`] is offered chunks others hold (it may not
-//! reach them).
+//! reach them). A watcher that takes nothing of what it was offered for [`OFFER_EXPIRY`] (no
+//! chunk gained, none on its way to it) is idle: its offers stop holding those chunks back from the others, and it counts as a
+//! watcher again only once it gains a chunk, so that peers that only watch cost the seeder
+//! nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +39,9 @@ const MAX_BATCH: Duration = Duration::from_secs(1);
 /// A watcher of a seeder that gained nothing for this long, with nothing outstanding, is
 /// offered chunks its fellow watchers hold too.
 pub const STUCK: Duration = Duration::from_secs(2);
+/// A watcher of a seeder that gained nothing for this long since its last offer, and to whom
+/// none of its offered chunks is being sent, is idle.
+pub const OFFER_EXPIRY: Duration = Duration::from_millis(500);
 
 /// What a node offers one watcher.
 #[derive(Debug)]
@@ -44,6 +50,8 @@ pub struct Offer {
     held: Arc<Held>,
     /// Chunks offered so far (and not since lost).
     shown: Bitfield,
+    /// Offered chunks it lacks whose offer counts against offering them to others.
+    counted: Bitfield,
     /// Chunks the watcher holds, as it said.
     theirs: Bitfield,
     /// Offer a window of the least-sent chunks instead of everything.
@@ -52,6 +60,10 @@ pub struct Offer {
     salt: u64,
     /// When the watcher last gained a chunk.
     last_gain: Instant,
+    /// When it was last offered more.
+    last_offer: Instant,
+    /// It counts among the file's watchers (it is not idle).
+    active: bool,
 }
 
 impl Offer {
@@ -64,11 +76,14 @@ impl Offer {
         }
         let mut offer = Offer {
             shown: Bitfield::new(theirs.len()),
+            counted: Bitfield::new(theirs.len()),
             super_seed,
             theirs,
             salt,
             held,
             last_gain: Instant::now(),
+            last_offer: Instant::now(),
+            active: true,
         };
         let first = offer.more();
         let mut shown = Bitfield::new(offer.theirs.len());
@@ -83,10 +98,12 @@ impl Offer {
         for &c in chunks {
             if c < self.theirs.len() && self.theirs.set(c) && self.super_seed {
                 self.last_gain = Instant::now();
-                self.held.count_copy(c, true);
-                if self.shown.get(c) {
-                    self.held.count_offer(c, false);
+                if !self.active {
+                    self.active = true;
+                    self.held.count_watcher(true);
                 }
+                self.held.count_copy(c, true);
+                self.uncount(c);
             }
         }
     }
@@ -101,6 +118,9 @@ impl Offer {
         let new: Vec<u32> = if !self.super_seed || watchers < 2 {
             // Not what the watcher holds already: it would never ask for those.
             ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect()
+        } else if !self.active {
+            // Idle: offered more only once it takes something.
+            Vec::new()
         } else {
             let outstanding = self.shown.minus(&self.theirs).count();
             let window = (4 * OFFER_WINDOW / watchers).max(OFFER_WINDOW);
@@ -125,13 +145,20 @@ impl Offer {
             if !candidates.is_empty() {
                 tracing::debug!(which, n = candidates.len().min(room), "offer");
             }
+
             let key = |c: &u32| (spread(*c), held.uploads_of(*c), mix(u64::from(*c) ^ self.salt));
             if candidates.len() > room {
                 candidates.select_nth_unstable_by_key(room, key);
                 candidates.truncate(room);
             }
             candidates.sort_unstable();
-            candidates.iter().for_each(|&c| held.count_offer(c, true));
+            candidates.iter().for_each(|&c| {
+                held.count_offer(c, true);
+                self.counted.set(c);
+            });
+            if !candidates.is_empty() {
+                self.last_offer = Instant::now();
+            }
             candidates
         };
         new.iter().for_each(|&c| {
@@ -147,7 +174,7 @@ impl Offer {
                 self.theirs.unset(c);
                 if self.super_seed {
                     self.held.count_copy(c, false);
-                    if self.shown.get(c) {
+                    if self.shown.get(c) && self.counted.set(c) {
                         self.held.count_offer(c, true);
                     }
                 }
@@ -160,11 +187,36 @@ impl Offer {
         let lost: Vec<u32> = self.shown.minus(&self.held.chunks()).collect();
         for &c in &lost {
             self.shown.unset(c);
-            if self.super_seed && !self.theirs.get(c) {
-                self.held.count_offer(c, false);
-            }
+            self.uncount(c);
         }
         lost
+    }
+
+    /// Chunk `index` no longer counts as offered to this watcher.
+    fn uncount(&mut self, index: u32) {
+        if self.counted.get(index) {
+            self.counted.unset(index);
+            self.held.count_offer(index, false);
+        }
+    }
+
+    /// If the watcher took nothing for [`OFFER_EXPIRY`] since it was last offered more, it is
+    /// idle: its offers stop counting against the others, and it stops counting as a watcher.
+    /// An upload started of a chunk offered to it alone counts as taking (a slow link may
+    /// take seconds to deliver one chunk).
+    pub fn expire_if_idle(&mut self) {
+        let quiet = self.last_gain.elapsed() >= OFFER_EXPIRY && self.last_offer.elapsed() >= OFFER_EXPIRY;
+        if !self.super_seed || !self.active || !quiet || self.counted.count() == 0 {
+            return;
+        }
+        if self.counted.iter().any(|c| self.held.sending_now(c) > 0) {
+            return;
+        }
+        let counted: Vec<u32> = self.counted.iter().collect();
+        counted.into_iter().for_each(|c| self.uncount(c));
+        self.active = false;
+        self.held.count_watcher(false);
+        self.held.free_offers();
     }
 }
 
@@ -172,11 +224,11 @@ impl Drop for Offer {
     /// The watcher is gone: what it was offered and did not get is offered to nobody now,
     /// and what it held is held by one fewer.
     fn drop(&mut self) {
-        self.held.count_watcher(false);
+        if self.active {
+            self.held.count_watcher(false);
+        }
         if self.super_seed {
-            for c in self.shown.minus(&self.theirs) {
-                self.held.count_offer(c, false);
-            }
+            self.counted.iter().for_each(|c| self.held.count_offer(c, false));
             self.theirs.iter().for_each(|c| self.held.count_copy(c, false));
         }
     }
@@ -206,15 +258,19 @@ pub async fn serve(
     mut recv: RecvStream,
 ) -> Result<(), ProtocolError> {
     let mut changes = held.subscribe();
+    let mut freed = held.offers_freed();
     let (mut offer, first) = Offer::new(held.clone(), theirs, rand::random());
     transport::send_frame(&mut send, &PeerResponse::Have(first)).await?;
     let mut next_batch = tokio::time::Instant::now();
-    // A seeder looks again now and then, for watchers that are stuck.
+    // A seeder looks again now and then, for watchers that are stuck, and for idle ones.
     let mut stuck = tokio::time::interval(STUCK);
+    let mut idle = tokio::time::interval(OFFER_EXPIRY / 2);
     let mut pending = true;
     loop {
         tokio::select! {
             _ = stuck.tick(), if offer.super_seed => pending = true,
+            _ = freed.changed(), if offer.super_seed => pending = true,
+            _ = idle.tick(), if offer.super_seed && offer.active => offer.expire_if_idle(),
             update = protocol::read_frame::<Availability, _>(&mut recv, MAX_FRAME) => match update? {
                 Availability::Gained(chunks) => {
                     offer.they_gained(&chunks);

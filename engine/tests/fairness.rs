@@ -165,3 +165,135 @@ async fn a_greedy_peer_gets_its_share_and_no_more() {
     }
     swarm.stop().await;
 }
+
+/// A fresh identity's connection to `seeder` from address `ip`.
+async fn connection_from(seeder: &Node, ip: [u8; 4]) -> (Transport, quinn::Connection) {
+    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), SocketAddr::from((ip, 0))).unwrap();
+    let (connection, _) = transport.connect(seeder.local_addr(), Some(seeder.id())).await.unwrap();
+    (transport, connection)
+}
+
+/// Fetches `file` on a fresh node, giving up after `limit`; returns how long it took.
+async fn fetch_within(
+    swarm: &LocalSwarm,
+    dir: &std::path::Path,
+    name: &str,
+    file: FileId,
+    limit: Duration,
+) -> Duration {
+    let node = loopback_node(
+        &dir.join(format!("{name}-state")),
+        swarm.tracker_addr(),
+        Caps::default(),
+    )
+    .await
+    .unwrap();
+    let options = FetchOptions {
+        timeout: Some(limit),
+        ..options(&dir.join(name))
+    };
+    let started = Instant::now();
+    let fetched = node.fetch(file, options).await;
+    let took = started.elapsed();
+    node.shutdown(Duration::from_secs(1)).await;
+    if let Err(e) = fetched {
+        panic!("{name}: the fetch gave up after {took:.1?} ({e})");
+    }
+    took
+}
+
+/// Peers that watch a seeder's file and never fetch it cost the seeder nothing: what it
+/// offers them and they do not take stops holding those chunks back from the others. The
+/// honest fetch must finish within six times its quiet time (it took ten before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_only_watch_do_not_hold_a_seeder_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (swarm, seeder, big, _) = seeded(tmp.path(), MIB, Some(32_000_000)).await;
+    let quiet = fetch_within(&swarm, tmp.path(), "quiet", big, Duration::from_secs(60)).await;
+    let mut watchers = Vec::new();
+    for n in 0..8u8 {
+        let (transport, connection) = connection_from(&seeder, [127, 0, 10 + n, 2]).await;
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let watch = PeerRequest::Watch {
+            file: big,
+            have: swarm_proto::Bitfield::new(64),
+        };
+        transport::send_frame(&mut send, &watch).await.unwrap();
+        let offered: PeerResponse = swarm_proto::protocol::read_frame(&mut recv, 1 << 20).await.unwrap();
+        assert!(matches!(offered, PeerResponse::Have(_)), "{offered:?}");
+        watchers.push((transport, connection, send, recv));
+    }
+    let watched = fetch_within(
+        &swarm,
+        tmp.path(),
+        "beside-watchers",
+        big,
+        quiet * 6 + Duration::from_secs(5),
+    )
+    .await;
+    println!(
+        "64 MiB fetch from a 32 MB/s seeder: {:.2} s alone, {:.2} s beside 8 peers that only watch ({:.2}x)",
+        quiet.as_secs_f64(),
+        watched.as_secs_f64(),
+        watched.as_secs_f64() / quiet.as_secs_f64()
+    );
+    drop(watchers);
+    swarm.stop().await;
+}
+
+/// Identities cost nothing; networks do. 64 fresh identities from 4 addresses of one other
+/// network, each asking for chunks in a loop, share the seeder's slots as one network, not as
+/// 64 peers: the honest fetch from another network gets about half, and must finish within
+/// four times its quiet time (it gave up after 20 s before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_identities_from_few_networks_get_their_networks_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (swarm, seeder, big, small) = seeded(tmp.path(), 16 * MIB, Some(16_000_000)).await;
+    let quiet = fetch_within(&swarm, tmp.path(), "quiet", small, Duration::from_secs(60)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let taken = Arc::new(AtomicU64::new(0));
+    let mut loops = Vec::new();
+    let mut endpoints = Vec::new();
+    for n in 0..64u8 {
+        let (transport, connection) = connection_from(&seeder, [127, 0, 20, 2 + n % 4]).await;
+        endpoints.push(transport);
+        let (stop, taken) = (stop.clone(), taken.clone());
+        loops.push(tokio::spawn(async move {
+            let mut index = u32::from(n);
+            while !stop.load(Ordering::Relaxed) {
+                index = (index + 7) % 64;
+                let request = PeerRequest::GetChunk { file: big, index };
+                match transport::exchange::<_, PeerResponse>(&connection, &request, 1024).await {
+                    Ok((PeerResponse::Chunk { len }, mut recv)) => {
+                        let data = recv.read_to_end(len as usize).await.unwrap_or_default();
+                        taken.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let crowded = fetch_within(
+        &swarm,
+        tmp.path(),
+        "beside-many-ids",
+        small,
+        quiet * 4 + Duration::from_secs(5),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    println!(
+        "16 MiB fetch from a 16 MB/s seeder: {:.2} s alone, {:.2} s beside 64 identities on 4 addresses of one \
+         network ({:.2}x; a fair half is 2x); they got {:.0} MiB in all",
+        quiet.as_secs_f64(),
+        crowded.as_secs_f64(),
+        crowded.as_secs_f64() / quiet.as_secs_f64(),
+        taken.load(Ordering::Relaxed) as f64 / MIB as f64
+    );
+    for task in loops {
+        task.abort();
+    }
+    swarm.stop().await;
+}
