@@ -134,3 +134,45 @@ fn a_vanished_peer_expires_and_is_handed_out_again_when_it_returns() {
     assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
     assert_eq!(after[0]["peer"], peer, "the same peer, known by its key");
 }
+
+/// A standalone tracker killed outright (SIGKILL) twice, a second after its holders told it
+/// what they hold and then again right after its restart, names them at once when it comes
+/// back: it saves who holds what within a second of any change.
+#[test]
+fn a_killed_tracker_names_its_holders_at_once_when_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_ports(1).remove(0);
+    let state = tmp.path().join("tracker");
+    let tracker_args = ["tracker", "--state", s(&state), "--listen", &port];
+    let mut tracker = Proc::spawn(&tracker_args);
+    tracker.line();
+    let share = tmp.path().join("share");
+    write(share.join("held.bin"), &content(4 * CHUNK, 3));
+    let seeders: Vec<_> = (0..2)
+        .map(|n| start_seeder(tmp.path(), &format!("seeder{n}"), &share, &["--tracker", &port], 1).0)
+        .collect();
+    let holders = |tracker_addr: &str| {
+        let out = run(&[
+            "peers",
+            "held.bin",
+            "--tracker",
+            tracker_addr,
+            "--state",
+            s(&tmp.path().join("asker")),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(holders(&port).contains("2 live holder(s)"), "{}", holders(&port));
+    std::thread::sleep(Duration::from_millis(1500));
+    for round in 0..2 {
+        tracker.child.kill().unwrap();
+        tracker.child.wait().unwrap();
+        let started = Instant::now();
+        tracker = Proc::spawn(&tracker_args);
+        tracker.line();
+        let listed = holders(&port);
+        eprintln!("round {round}: restarted and listed in {:.2?}", started.elapsed());
+        assert!(listed.contains("2 live holder(s)"), "round {round}: {listed}");
+    }
+    drop(seeders);
+}

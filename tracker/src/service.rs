@@ -102,7 +102,9 @@ enum Audit {
 }
 
 /// How often an embedded tracker saves who holds what and the shares, for a restart.
-const SAVE_HOLDERS_EVERY: Duration = Duration::from_secs(5);
+const SAVE_HOLDERS_EVERY: Duration = Duration::from_secs(1);
+/// Who holds what is saved this often even when only keepalives came.
+const SAVE_ANYWAY_EVERY: Duration = Duration::from_secs(30);
 
 /// Requests one peer may make per second, on average; bursts of twice as many pass.
 /// Beyond that it is answered `Busy` without its request being read.
@@ -111,6 +113,8 @@ pub const REQUESTS_PER_SECOND: u32 = 500;
 struct Service {
     state: Arc<Mutex<TrackerState>>,
     store: Store,
+    /// Changes other than keepalives made since who holds what was last saved.
+    unsaved: std::sync::atomic::AtomicU64,
     requests: DefaultKeyedRateLimiter<PeerId>,
     auditor: Auditor,
 }
@@ -161,6 +165,7 @@ impl Tracker {
             store,
             requests: request_limiter(),
             auditor: Auditor::new(transport.clone(), config.audits),
+            unsaved: std::sync::atomic::AtomicU64::new(0),
         });
         let handler = service.clone();
         tasks.spawn(transport::accept_streams(
@@ -346,7 +351,12 @@ impl Service {
     /// Makes `change`: at once in the embedded store, through the log in the shared one.
     async fn commit(&self, change: Change) -> Result<Outcome, Refusal> {
         match &self.store {
-            Store::Embedded(_) => Ok(change.apply(&mut self.state(), Instant::now())),
+            Store::Embedded(_) => {
+                if !matches!(change, Change::Keepalive { .. }) {
+                    self.unsaved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(change.apply(&mut self.state(), Instant::now()))
+            }
             Store::Shared(log) => {
                 // What this tracker's copy of the state would refuse for lack of budget is
                 // refused here, before it reaches the log that every tracker reads.
@@ -722,15 +732,24 @@ async fn audit_loop(service: Arc<Service>, shutdown: CancellationToken, every: D
     }
 }
 
-/// Saves who holds what and the shares every [`SAVE_HOLDERS_EVERY`] (the tracker saves once more when it stops).
+/// Saves who holds what and the shares every [`SAVE_HOLDERS_EVERY`] if anything but a
+/// keepalive changed, and every [`SAVE_ANYWAY_EVERY`] in any case (how long peers have been
+/// silent); the tracker saves once more when it stops. A tracker killed outright so loses at
+/// most the last second of registrations and announcements.
 async fn save_loop(service: Arc<Service>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(SAVE_HOLDERS_EVERY);
     ticker.tick().await;
+    let mut last = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        let changed = service.unsaved.swap(0, std::sync::atomic::Ordering::Relaxed) > 0;
+        if !changed && last.elapsed() < SAVE_ANYWAY_EVERY {
+            continue;
+        }
+        last = Instant::now();
         let service = service.clone();
         let _ = tokio::task::spawn_blocking(move || service.save_state()).await;
     }
