@@ -281,9 +281,9 @@ struct FolderSync {
     /// On a read-only node: files deleted here that stay deleted (not fetched back while the
     /// share's version is the one deleted), by name.
     kept_here: HashMap<String, FileId>,
-    /// On a read-only node: the local versions (zero for a deletion) already said to stay
+    /// On a read-only node: the local versions (`None` for a deletion) already said to stay
     /// here, by name.
-    said_local: HashMap<String, FileId>,
+    said_local: HashMap<String, Option<FileId>>,
     /// Versions put in the share lately, by name, and when (not told again too soon).
     told: HashMap<String, (FileId, Instant)>,
     /// Answers of batched locates, waiting for their download to start.
@@ -518,11 +518,7 @@ impl FolderSync {
     /// Says once that a change here stays here (read-only node): `version` is the local
     /// version, or `None` for a deletion.
     fn say_local_only(&mut self, name: String, version: Option<FileId>) {
-        let key = match version {
-            Some(id) => id,
-            None => FileId([0; 32]),
-        };
-        if self.said_local.insert(name.clone(), key) != Some(key) {
+        if self.said_local.insert(name.clone(), version) != Some(version) {
             let _ = self.events.send(SyncEvent::LocalOnly {
                 name,
                 deleted: version.is_none(),
