@@ -420,7 +420,8 @@ fn writers_hold(dirs: &[&Path], expected: &BTreeMap<String, Vec<u8>>) -> bool {
 /// the read-only key (an outsider who learnt the share is no different), whose edit, new file
 /// and deletion stay on its own disk; not a client sending the tracker changes signed by
 /// another key, a delete-all stamped far in the future, or replays of changes the share's
-/// key did sign (an old version, an old deletion).
+/// key did sign (an old version, an old deletion). Even the share's key cannot stamp a
+/// change far in the future.
 #[test]
 fn only_the_share_key_changes_a_share() {
     use swarm_engine::{TrackerClient, Trackers};
@@ -513,6 +514,16 @@ fn only_the_share_key_changes_a_share() {
             deleted_ns: u64::MAX / 2,
         };
         assert!(client.share_update(&share, vec![moved]).await.is_err());
+        // A writer's own change stamped far in the future (a tombstone that would win for
+        // ever): refused too.
+        let writer = rw.parse::<ShareTicket>().unwrap().key.writer().unwrap().clone();
+        let future = writer.sign(ShareChange::Delete {
+            name: "plan.txt".into(),
+            was: plan_id,
+            deleted_ns: u64::MAX,
+        });
+        let refused = client.share_update(&share, vec![future]).await.unwrap_err().to_string();
+        assert!(refused.contains("future"), "{refused}");
         // Replays of what the share's key signed: every entry the tracker ever listed.
         let replays: Vec<_> = page.entries.iter().map(|e| e.signed()).collect();
         client.share_update(&share, replays).await.unwrap();

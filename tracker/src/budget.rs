@@ -69,7 +69,7 @@ impl Usage {
 
     /// Would the budgets allow charging `bytes` to `address` now?
     pub fn fits(&self, budgets: &Budgets, address: Option<IpAddr>, bytes: u64) -> Result<(), Refusal> {
-        if self.total + bytes > budgets.total {
+        if self.total.saturating_add(bytes) > budgets.total {
             return Err(Refusal::new(
                 ErrorCode::Limit,
                 format!(
@@ -81,7 +81,7 @@ impl Usage {
         }
         if let Some(address) = address {
             let used = self.of(&address);
-            if used + bytes > budgets.per_address {
+            if used.saturating_add(bytes) > budgets.per_address {
                 return Err(Refusal::new(
                     ErrorCode::Limit,
                     format!(
@@ -96,20 +96,22 @@ impl Usage {
         Ok(())
     }
 
-    /// Charges `bytes` whatever the budgets say (what a restored state already kept).
+    /// Charges `bytes` whatever the budgets say (what a restored state already kept, which
+    /// may come from a hostile snapshot: the sums stop at `u64::MAX` rather than wrap).
     pub fn force_charge(&mut self, address: Option<IpAddr>, bytes: u64) {
         if let Some(address) = address {
-            *self.by_address.entry(address).or_default() += bytes;
+            let used = self.by_address.entry(address).or_default();
+            *used = used.saturating_add(bytes);
         }
-        self.total += bytes;
+        self.total = self.total.saturating_add(bytes);
     }
 
     /// Gives back what was charged to `address` (or to nobody).
     pub fn refund(&mut self, address: Option<IpAddr>, bytes: u64) {
-        self.total -= bytes;
-        if let Some(address) = address {
-            let used = self.by_address.get_mut(&address).expect("refunds follow charges");
-            *used -= bytes;
+        self.total = self.total.saturating_sub(bytes);
+        let Some(address) = address else { return };
+        if let Some(used) = self.by_address.get_mut(&address) {
+            *used = used.saturating_sub(bytes);
             if *used == 0 {
                 self.by_address.remove(&address);
             }
@@ -128,7 +130,9 @@ impl Usage {
 
     /// Bytes charged to some address (the rest is the catalogue reloaded at start).
     pub fn charged_to_addresses(&self) -> u64 {
-        self.by_address.values().sum()
+        self.by_address
+            .values()
+            .fold(0, |sum, bytes| sum.saturating_add(*bytes))
     }
 }
 

@@ -40,6 +40,26 @@ pub struct ShareLog {
     charges: HashMap<IpAddr, u64>,
 }
 
+impl ShareLog {
+    /// This log with its index rebuilt from its entries (see [`Shares::restore`]).
+    fn made_whole(mut self) -> ShareLog {
+        self.entries.retain(|name, entry| *name == entry.name);
+        let mut by_version = BTreeMap::new();
+        let mut entries: Vec<_> = self.entries.values().map(|e| (e.version, e.name.clone())).collect();
+        entries.sort();
+        for (version, name) in entries {
+            if by_version.contains_key(&version) {
+                self.entries.remove(&name);
+            } else {
+                by_version.insert(version, name);
+            }
+        }
+        self.version = self.version.max(by_version.last_key_value().map_or(0, |(v, _)| *v));
+        self.by_version = by_version;
+        self
+    }
+}
+
 /// Who sent changes: the node, and the address it pays from.
 #[derive(Debug, Clone, Copy)]
 pub struct Author {
@@ -111,7 +131,11 @@ impl Shares {
                 *log.charges.entry(author.ip).or_default() += cost;
             }
             let log = self.logs.get_mut(share).expect("made above for a new path");
-            log.version += 1;
+            // Only a hostile snapshot gets near the end of the numbers.
+            log.version = log
+                .version
+                .checked_add(1)
+                .ok_or_else(|| Refusal::new(ErrorCode::Limit, "this share has run out of version numbers"))?;
             let entry = ShareEntry::new(signed, log.version, author.peer, size);
             if let Some(old) = log.entries.insert(entry.name.clone(), entry.clone()) {
                 log.by_version.remove(&old.version);
@@ -143,7 +167,8 @@ impl Shares {
         let mut all: HashMap<IpAddr, u64> = HashMap::new();
         for log in self.logs.values() {
             for (ip, bytes) in &log.charges {
-                *all.entry(*ip).or_default() += bytes;
+                let sum = all.entry(*ip).or_default();
+                *sum = sum.saturating_add(*bytes);
             }
         }
         all
@@ -179,10 +204,13 @@ impl Shares {
         self.logs.iter().map(|(id, log)| (*id, log.clone())).collect()
     }
 
-    /// The shares of a [`Shares::snapshot`].
+    /// The shares of a [`Shares::snapshot`]. A snapshot comes from disk or a shared Redis,
+    /// so each log is made whole again rather than trusted: entries filed under another name
+    /// are dropped, the version index is rebuilt from the entries (an entry whose version is
+    /// taken is dropped too), and the share's version is at least its newest entry's.
     pub fn restore(saved: Vec<(ShareId, ShareLog)>) -> Shares {
         Shares {
-            logs: saved.into_iter().collect(),
+            logs: saved.into_iter().map(|(id, log)| (id, log.made_whole())).collect(),
         }
     }
 
@@ -343,5 +371,40 @@ mod tests {
         );
         assert!(refused.is_err());
         assert_eq!(shares.len(), 1);
+    }
+
+    /// Found by the shared_log fuzz target: a snapshot (from a Redis anyone on its network
+    /// may write) with charges that overflow when summed, an index naming a path that is not
+    /// there, and the last version number. It is restored whole and nothing panics.
+    #[test]
+    fn a_hostile_snapshot_is_made_whole() {
+        let key = WriteKey::generate();
+        let share = key.id();
+        let mut shares = Shares::default();
+        let changes = vec![put(&key, "a", 1, 10), put(&key, "b", 10, 10)];
+        shares.update(AUTHOR, &share, changes, 1, listed, free).unwrap();
+        let mut saved = shares.snapshot();
+        let mut copy = saved[0].clone();
+        copy.0 = WriteKey::generate().id();
+        saved.push(copy);
+        for (_, log) in &mut saved {
+            log.charges.insert(IP, u64::MAX);
+            log.by_version.insert(77, "nowhere".into());
+            log.version = u64::MAX;
+        }
+        let mut b = saved[0].1.entries["b"].clone();
+        b.version = 1;
+        saved[0].1.entries.insert("b".into(), b);
+        let mut restored = Shares::restore(saved);
+        assert_eq!(restored.charges()[&IP], u64::MAX);
+        let page = restored.changes(&share, 0);
+        let names: Vec<_> = page.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names.len(),
+            1,
+            "one of the two entries at version 1 is dropped: {names:?}"
+        );
+        let refused = restored.update(AUTHOR, &share, vec![put(&key, "a", 2, 20)], 1, listed, free);
+        assert!(refused.unwrap_err().message.contains("version numbers"));
     }
 }
