@@ -48,10 +48,13 @@ impl ShareLog {
         let mut entries: Vec<_> = self.entries.values().map(|e| (e.version, e.name.clone())).collect();
         entries.sort();
         for (version, name) in entries {
-            if by_version.contains_key(&version) {
-                self.entries.remove(&name);
-            } else {
-                by_version.insert(version, name);
+            match by_version.entry(version) {
+                std::collections::btree_map::Entry::Occupied(_) => {
+                    self.entries.remove(&name);
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(name);
+                }
             }
         }
         self.version = self.version.max(by_version.last_key_value().map_or(0, |(v, _)| *v));
