@@ -214,7 +214,7 @@ pub struct HttpArgs {
     /// Allow --http on an address other machines can reach.
     #[arg(id = "http_public", long = "http-public", env = "SWARM_HTTP_PUBLIC")]
     pub public: bool,
-    /// Require this token on every request to --http (`Authorization: Bearer TOKEN` or
+    /// Require this token on every request to --http and --metrics (`Authorization: Bearer TOKEN` or
     /// ?token=TOKEN); better given as SWARM_HTTP_TOKEN, out of sight of `ps`.
     #[arg(
         id = "http_token",
@@ -243,8 +243,9 @@ pub struct NodeArgs {
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (bytes moved, chunks verified and
-    /// rejected, uploads, Busy answers, fetch times; the in-process tracker's too).
-    #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
+    /// rejected, uploads, Busy answers, fetch times; the in-process tracker's too). A lone
+    /// PORT means 127.0.0.1:PORT; in a private swarm, scrapers send the secret as a bearer token.
+    #[arg(long, env = "SWARM_METRICS", value_name = "[HOST:]PORT", value_parser = parse_metrics_addr)]
     pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -277,8 +278,9 @@ pub struct TrackerArgs {
     #[arg(long, env = "SWARM_LISTEN", default_value = "0.0.0.0:7070")]
     pub listen: SocketAddr,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (requests by kind with latencies,
-    /// live peers, catalogue size, budget use, spot checks).
-    #[arg(long, env = "SWARM_METRICS", value_name = "HOST:PORT")]
+    /// live peers, catalogue size, budget use, spot checks). A lone PORT means
+    /// 127.0.0.1:PORT; in a private swarm, scrapers send the secret as a bearer token.
+    #[arg(long, env = "SWARM_METRICS", value_name = "[HOST:]PORT", value_parser = parse_metrics_addr)]
     pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -530,6 +532,16 @@ pub struct DemoArgs {
     /// Work directory (default: a temporary one, removed afterwards).
     #[arg(long, env = "SWARM_DEMO_DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// A metrics address: `HOST:PORT`, or a lone `PORT` on loopback (what other machines may read
+/// is asked for by naming an address).
+pub fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("`{text}` is not PORT or HOST:PORT (as 9100, 127.0.0.1:9100 or 0.0.0.0:9100)"))
 }
 
 /// Parses sizes such as `1MiB`, `64KiB`, `1GB` or `4096`.

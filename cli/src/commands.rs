@@ -103,12 +103,30 @@ fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<NodeConfig>
     })
 }
 
-/// Serves this process's metrics on `addr`, if given.
-fn serve_metrics(addr: Option<std::net::SocketAddr>) -> Result<()> {
-    if let Some(addr) = addr {
-        swarm_engine::telemetry::serve(addr)?;
-        info!(%addr, "metrics at http://{addr}/metrics");
+/// Records this process's metrics and serves them on `addr`, if given, with the HTTP port's
+/// guard: in a private swarm (`secret_file`) or with `--http-token`, a scraper must send that
+/// credential. A loopback address answers its own names only (as `--http` does); an address
+/// other machines can reach was asked for on purpose and answers whatever name a scraper uses.
+async fn serve_metrics(
+    addr: Option<std::net::SocketAddr>,
+    secret_file: &Option<PathBuf>,
+    http: &crate::args::HttpArgs,
+) -> Result<()> {
+    let Some(listen) = addr else { return Ok(()) };
+    let metrics = swarm_engine::telemetry::install()?;
+    let mut allow_hosts = http.allow_hosts.clone();
+    if !listen.ip().is_loopback() {
+        allow_hosts.push("*".into());
     }
+    let options = swarm_engine::http::HttpOptions {
+        listen,
+        public: true,
+        access: access(secret_file)?,
+        token: http.token.clone(),
+        allow_hosts,
+    };
+    let bound = swarm_engine::http::serve_metrics(metrics, options).await?;
+    info!(addr = %bound, "metrics at http://{bound}/metrics");
     Ok(())
 }
 
@@ -195,7 +213,7 @@ pub async fn leave(node: &Node) {
 
 /// `swarm tracker`
 pub async fn tracker(args: TrackerArgs) -> Result<()> {
-    serve_metrics(args.metrics)?;
+    serve_metrics(args.metrics, &args.secret_file, &args.http).await?;
     let tracker = Tracker::start(TrackerConfig {
         state_dir: args.state.unwrap_or_else(|| default_state("tracker")),
         listen: args.listen,
@@ -305,7 +323,7 @@ impl Sharing {
             },
         };
         let stop = cancel_on_signal();
-        serve_metrics(args.node.metrics)?;
+        serve_metrics(args.node.metrics, &args.node.secret_file, &args.node.http).await?;
         let peer = Peer::start(node_config(&args.node, None)?, tracker, &stop, print_launch).await?;
         crate::note!("node {} listening on {}", peer.node.id(), peer.node.local_addr());
         remember_tracker(&args.node, peer.node.state_dir(), &peer.public_tracker);
@@ -569,7 +587,7 @@ fn fetch_command(id: swarm_engine::FileId, tracker: &str) -> String {
 
 /// `swarm fetch`
 pub async fn fetch(args: FetchArgs) -> Result<()> {
-    serve_metrics(args.node.metrics)?;
+    serve_metrics(args.node.metrics, &args.node.secret_file, &args.node.http).await?;
     let (wanted, trackers) = fetch_target(&args)?;
     let shown_trackers = trackers.to_string();
     let node = Node::start(node_config(&args.node, Some(trackers))?).await?;

@@ -466,3 +466,66 @@ fn idle_readers_are_bounded() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The metrics port is the user's too: a lone port binds loopback and answers its own names
+/// only; in a private swarm a scraper sends the secret; an address other machines reach must
+/// be named, and then answers the names scrapers use.
+#[test]
+fn the_metrics_port_answers_its_user_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("swarm.secret");
+    assert!(run(&["secret", "new", s(&secret)]).status.success());
+    let token = std::fs::read_to_string(&secret).unwrap().trim().to_owned();
+    let share = tmp.path().join("share");
+    write(share.join("a.txt"), b"private words");
+    let node = |name: &str, metrics: &str| {
+        let log = tmp.path().join(format!("{name}.log"));
+        let proc = Proc::spawn_logged(
+            &[
+                "seed",
+                s(&share),
+                "--state",
+                s(&tmp.path().join(name)),
+                "--listen",
+                "127.0.0.1:0",
+                "--tracker-listen",
+                "127.0.0.1:0",
+                "--secret-file",
+                s(&secret),
+                "--metrics",
+                metrics,
+            ],
+            &log,
+        );
+        let said = wait_for_text(&log, "metrics at http://", Duration::from_secs(30));
+        let at = said.split("metrics at http://").nth(1).unwrap();
+        (proc, at[..at.find('/').unwrap()].to_owned())
+    };
+    let scrape = |addr: &str, host: &str, auth: &str| {
+        raw(
+            addr,
+            &format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"),
+        )
+    };
+    let bearer = format!("Authorization: bearer {token}\r\n");
+
+    let port = free_ports(1).remove(0).rsplit(':').next().unwrap().to_owned();
+    let (_local, addr) = node("local", &port);
+    assert_eq!(addr, format!("127.0.0.1:{port}"), "a lone port is loopback's");
+    let (status, body) = scrape(&addr, &addr, "");
+    assert_eq!(status, 401, "no secret, no metrics: {body}");
+    assert!(!body.contains("swarm_"), "{body}");
+    let (status, body) = scrape(&addr, &addr, &bearer);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("swarm_tracker_requests_total"), "{body}");
+    let (status, body) = scrape(&addr, &format!("attacker.example:{port}"), &bearer);
+    assert_eq!(status, 403, "a rebound name is refused: {body}");
+
+    let port = free_ports(1).remove(0).rsplit(':').next().unwrap().to_owned();
+    let (_public, addr) = node("public", &format!("0.0.0.0:{port}"));
+    let near = format!("127.0.0.1:{port}");
+    assert_eq!(addr, format!("0.0.0.0:{port}"));
+    assert_eq!(scrape(&near, &near, "").0, 401);
+    let (status, body) = scrape(&near, &format!("node7:{port}"), &bearer);
+    assert_eq!(status, 200, "a named public address answers a scraper's name: {body}");
+}

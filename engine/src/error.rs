@@ -161,14 +161,9 @@ pub enum Error {
     /// The HTTP port could not be served (the message says why and what to do).
     #[error("HTTP port: {0}")]
     Http(String),
-    /// The metrics endpoint could not be served.
-    #[error("cannot serve metrics on {addr}: {message}; pick another --metrics address")]
-    Metrics {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-        /// What failed.
-        message: String,
-    },
+    /// Metrics could not be recorded (another recorder was installed first).
+    #[error("cannot record metrics: {0}")]
+    Metrics(String),
     /// A task of the engine failed (a bug).
     #[error("internal error: {0}")]
     Internal(String),

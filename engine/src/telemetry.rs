@@ -1,12 +1,12 @@
-//! A node's metrics, through the `metrics` facade, and the Prometheus endpoint that serves
-//! them (and the tracker's, in the same process) on `--metrics HOST:PORT`.
+//! A node's metrics, through the `metrics` facade, and the recorder that keeps them (and the
+//! tracker's, in the same process) for the `--metrics` port.
 //!
 //! Labels stay few: files by their short id, outcomes and reasons by a word. Peers are not a
 //! label: in a swarm of thousands that would be thousands of series per node.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use swarm_proto::FileId;
 
 use crate::error::{Error, Result};
@@ -85,14 +85,20 @@ pub fn fetch_ended(done: bool, took: Duration) {
     }
 }
 
-/// Serves every metric recorded in this process (node and tracker) at `http://ADDR/metrics`
-/// in Prometheus's text format, from a task on the current tokio runtime.
-pub fn serve(addr: SocketAddr) -> Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| Error::Metrics {
-            addr,
-            message: e.to_string(),
-        })
+/// Records every metric of this process (node and tracker) from now on, and returns the handle
+/// that renders them in Prometheus's text format (served by [`crate::http::serve_metrics`]).
+/// Call once, from a tokio runtime: histograms are folded every 5 s on it.
+pub fn install() -> Result<PrometheusHandle> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Error::Metrics(e.to_string()))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }

@@ -26,7 +26,7 @@ use super::app::problem;
 /// What the guard checks requests against.
 #[derive(Debug, Clone)]
 pub(super) struct Guard {
-    /// Host names answered besides IP addresses and `localhost` (lowercase).
+    /// Host names answered besides IP addresses and `localhost` (lowercase; `*` for any).
     pub(super) allow_hosts: Arc<Vec<String>>,
     /// The credential every request must carry, if any.
     pub(super) credential: Credential,
@@ -108,6 +108,7 @@ impl Guard {
             || name == "localhost"
             || name.ends_with(".localhost")
             || self.allow_hosts.contains(&name)
+            || self.allow_hosts.iter().any(|allowed| allowed == "*")
     }
 
     fn credential_refusal(&self, headers: &HeaderMap, query: &str) -> Option<(StatusCode, String)> {

@@ -1,5 +1,6 @@
 //! The HTTP port (`--http HOST:PORT`) of a node ([`serve`]: a JSON API, a live web page, and
-//! files readable while they download) or of a tracker ([`serve_tracker`]: the whole swarm).
+//! files readable while they download) or of a tracker ([`serve_tracker`]: the whole swarm),
+//! and the metrics port of either (`--metrics`, [`serve_metrics`]: Prometheus's text).
 //!
 //! - `api`: a node's status (downloads with their sources, uploads per peer with rates, files
 //!   held), the tracker's catalogue, a file's chunk map, and starting or cancelling a fetch.
@@ -10,8 +11,8 @@
 //!   requests (fetches that ended, download rates).
 //! - `page.html`: the web view of both, one page with no build step, shipped in the binary.
 //!
-//! The port listens on loopback unless the user asks for more ([`HttpOptions::public`]), and
-//! answers its user only (`guard`): requests addressed to another host name (DNS rebinding),
+//! The ports listen on loopback unless the user asks for more ([`HttpOptions::public`]), and
+//! answer their user only (`guard`): requests addressed to another host name (DNS rebinding),
 //! changes asked by another site's page, and requests without the private swarm's secret or
 //! the user's `--http-token` are refused before any handler runs. What it may cost is bounded
 //! (`limits`): connections at once, idle connections, and the readers' chunk buffers.
@@ -60,7 +61,7 @@ pub struct HttpOptions {
 /// Binds a node's HTTP port and serves it until the node shuts down; fetches started through
 /// it write into `downloads_dir`. Returns the bound address.
 pub async fn serve(node: &Node, options: HttpOptions, downloads_dir: PathBuf) -> Result<SocketAddr> {
-    let listener = bind(&options).await?;
+    let listener = bind(&options, "HTTP port").await?;
     let bound = local_addr(&listener, &options)?;
     let app = App {
         node: node.clone(),
@@ -88,7 +89,7 @@ pub async fn serve_tracker(
     options: HttpOptions,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<SocketAddr> {
-    let listener = bind(&options).await?;
+    let listener = bind(&options, "HTTP port").await?;
     let bound = local_addr(&listener, &options)?;
     let router = Router::new()
         .route("/", get(|| page("tracker")))
@@ -99,21 +100,37 @@ pub async fn serve_tracker(
     Ok(bound)
 }
 
-/// Binds the port, refusing one other machines can reach unless asked.
-async fn bind(options: &HttpOptions) -> Result<tokio::net::TcpListener> {
+/// Binds a metrics port and serves what `metrics` records at `/metrics`, behind the same guard
+/// and limits as the HTTP port (in a private swarm, a scraper sends the secret as a bearer
+/// token), for the rest of the process. Returns the bound address.
+pub async fn serve_metrics(
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    options: HttpOptions,
+) -> Result<SocketAddr> {
+    let listener = bind(&options, "metrics port").await?;
+    let bound = local_addr(&listener, &options)?;
+    let router = Router::new().route("/metrics", get(move || std::future::ready(metrics.render())));
+    run(listener, router, &options, tokio_util::sync::CancellationToken::new());
+    Ok(bound)
+}
+
+/// Binds the `port` (named in messages), refusing one other machines can reach unless asked.
+async fn bind(options: &HttpOptions, port: &str) -> Result<tokio::net::TcpListener> {
     let addr = options.listen;
     if !options.public && !addr.ip().is_loopback() {
         return Err(Error::Http(format!(
-            "{addr} can be reached from other machines: bind the HTTP port to 127.0.0.1 (or [::1]), \
+            "{addr} can be reached from other machines: bind the {port} to 127.0.0.1 (or [::1]), \
              or pass --http-public to serve it there on purpose"
         )));
     }
-    if options.public && matches!(options.access, Access::Open) {
-        warn!(%addr, "the HTTP port is open to anyone who reaches it (no private swarm secret to require)");
+    if options.public && matches!(options.access, Access::Open) && options.token.is_none() {
+        warn!(%addr, "the {port} is open to anyone who reaches it (no private swarm secret or token to require)");
     }
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::Http(format!("could not listen on {addr}: {e}; pick another --http address")))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::Http(format!(
+            "could not listen on {addr} for the {port}: {e}; pick another address"
+        ))
+    })
 }
 
 fn local_addr(listener: &tokio::net::TcpListener, options: &HttpOptions) -> Result<SocketAddr> {
