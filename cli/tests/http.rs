@@ -389,6 +389,25 @@ fn the_port_answers_its_user_only() {
     );
     assert_eq!(status, 200, "{answer}");
     assert!(answer.ends_with("the words on the user's disk"), "{answer}");
+    // A path that is not an id is neither looked up nor repeated.
+    for path in [
+        "/files/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/files/diary.txt",
+        "/api/files/diary.txt",
+    ] {
+        let (status, answer) = raw(
+            &http,
+            &format!(
+                "GET {path} HTTP/1.1
+Host: {http}
+Connection: close
+
+"
+            ),
+        );
+        assert_eq!(status, 400, "{answer}");
+        assert!(!answer.contains("script") && !answer.contains("diary"), "{answer}");
+    }
     let (status, answer) = post(
         &http,
         &format!("Origin: http://{http}\r\nSec-Fetch-Site: same-origin\r\n"),

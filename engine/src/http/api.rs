@@ -237,11 +237,19 @@ pub(super) async fn cancel_fetch(State(app): State<App>, Path(text): Path<String
     }
 }
 
-/// The file `text` names: a whole id, or a unique prefix among the files held or downloading
-/// here, or else in the tracker's catalogue.
+/// The file `text` in a path names: a whole id, or a unique prefix of 8 or more hex digits
+/// among the files held or downloading here, or else in the tracker's catalogue. A name is
+/// not looked up (a path is what any link can make the node ask, and the answer would carry
+/// the link's text back), and what is not an id is not repeated in the refusal.
 pub(super) async fn resolve(app: &App, text: &str) -> std::result::Result<FileId, Response> {
     if let Ok(id) = text.parse::<FileId>() {
         return Ok(id);
+    }
+    if !swarm_proto::ids::is_id_prefix(text) {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "not a file id: give its 64 hex digits, or 8 or more of them (names are listed at /api/catalogue)",
+        ));
     }
     let local: Vec<FileId> = app
         .node
