@@ -281,6 +281,7 @@ async fn serve_stream(
     held.count_upload(index, true);
     let bytes = data.len() as u64;
     let _in_flight = crate::telemetry::UploadInFlight::start();
+    let limit = limit.map(|limit| (limit, crate::uploads::network(remote.ip())));
     let upload = send_chunk(&mut send, data, limit, &slots.sent);
     match while_moving(&connection, moving, slots, upload).await {
         Some(result) => {
@@ -342,22 +343,23 @@ async fn check_rejected(
     }
 }
 
-/// Sends the chunk header and `data` (in slices, under `limit` if any), then waits until the
-/// peer has it all, so that a graceful exit lets it finish.
+/// Sends the chunk header and `data` (in slices, under `limit` if any, at the share of the
+/// peer's network), then waits until the peer has it all, so that a graceful exit lets it
+/// finish.
 async fn send_chunk(
     send: &mut SendStream,
     data: Bytes,
-    limit: Option<&RateLimiter>,
+    limit: Option<(&RateLimiter, std::net::IpAddr)>,
     sent: &AtomicU64,
 ) -> Result<(), ProtocolError> {
     transport::send_frame(send, &PeerResponse::Chunk { len: data.len() as u32 }).await?;
     // Under a cap, slices small enough that even a low cap sends something several times a
     // second (a fetcher gives up on a transfer that stalls for seconds).
-    let slice = limit.map_or(SLICE, |l| (l.rate() / 16).clamp(1024, RATE_SLICE as u64) as usize);
+    let slice = limit.map_or(SLICE, |(l, _)| (l.rate() / 16).clamp(1024, RATE_SLICE as u64) as usize);
     for start in (0..data.len()).step_by(slice) {
         let piece = data.slice(start..data.len().min(start + slice));
-        if let Some(limit) = limit {
-            limit.acquire(piece.len()).await;
+        if let Some((limit, network)) = limit {
+            limit.acquire_for(network, piece.len()).await;
         }
         let len = piece.len() as u64;
         send.write_chunk(piece).await.map_err(io::Error::from)?;

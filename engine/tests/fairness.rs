@@ -242,14 +242,15 @@ async fn peers_that_only_watch_do_not_hold_a_seeder_back() {
 }
 
 /// Identities cost nothing; networks do. 64 fresh identities from 4 addresses of one other
-/// network, each asking for chunks in a loop, share the seeder's slots as one network, not as
-/// 64 peers: the honest fetch from another network gets about half, and must finish within
-/// four times its quiet time (it gave up after 20 s before).
+/// network, each asking for chunks in a loop, share the seeder's slots and its capped rate as
+/// one network, not as 64 peers: the honest 64 MiB fetch from another network gets about
+/// half, and must finish within three times its quiet time (it gave up after 20 s before
+/// slots took turns by network, and took 4.7x while the cap was shared per upload).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_identities_from_few_networks_get_their_networks_share() {
     let tmp = tempfile::tempdir().unwrap();
-    let (swarm, seeder, big, small) = seeded(tmp.path(), 16 * MIB, Some(16_000_000)).await;
-    let quiet = fetch_within(&swarm, tmp.path(), "quiet", small, Duration::from_secs(60)).await;
+    let (swarm, seeder, big, _) = seeded(tmp.path(), 16 * MIB, Some(16_000_000)).await;
+    let quiet = fetch_within(&swarm, tmp.path(), "quiet", big, Duration::from_secs(60)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let taken = Arc::new(AtomicU64::new(0));
     let mut loops = Vec::new();
@@ -275,17 +276,10 @@ async fn many_identities_from_few_networks_get_their_networks_share() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let crowded = fetch_within(
-        &swarm,
-        tmp.path(),
-        "beside-many-ids",
-        small,
-        quiet * 4 + Duration::from_secs(5),
-    )
-    .await;
+    let crowded = fetch_within(&swarm, tmp.path(), "beside-many-ids", big, quiet * 3).await;
     stop.store(true, Ordering::Relaxed);
     println!(
-        "16 MiB fetch from a 16 MB/s seeder: {:.2} s alone, {:.2} s beside 64 identities on 4 addresses of one \
+        "64 MiB fetch from a 16 MB/s seeder: {:.2} s alone, {:.2} s beside 64 identities on 4 addresses of one \
          network ({:.2}x; a fair half is 2x); they got {:.0} MiB in all",
         quiet.as_secs_f64(),
         crowded.as_secs_f64(),
