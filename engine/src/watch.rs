@@ -11,10 +11,12 @@
 //! the others. A watcher with nothing outstanding may take over chunks offered to another and
 //! not sent yet (near the end, so that a slow watcher's share does not hold everyone up), and
 //! one that has also gained nothing for [`STUCK`] is offered chunks others hold (it may not
-//! reach them). A watcher that takes nothing of what it was offered for [`OFFER_EXPIRY`] (no
-//! chunk gained, none on its way to it) is idle: its offers stop holding those chunks back from the others, and it counts as a
-//! watcher again only once it gains a chunk, so that peers that only watch cost the seeder
-//! nothing.
+//! reach them). A watcher that takes nothing for [`OFFER_EXPIRY`] (no chunk gained, none on
+//! its way to it, whether it was offered some or none) is idle: its offers stop holding those
+//! chunks back from the others, it is offered nothing that counts, and it counts as a watcher
+//! again only once it gains a chunk, so that peers that only watch cost the seeder nothing.
+//! An idle watcher stuck for [`STUCK`] is told of everything it lacks, counted against
+//! nobody: one that was only slow takes something and is active again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +66,9 @@ pub struct Offer {
     last_offer: Instant,
     /// It counts among the file's watchers (it is not idle).
     active: bool,
+    /// It has taken a chunk since it began to watch: only then do its offers hold chunks back
+    /// from the others (a fresh watch costs nothing, however many are opened).
+    proven: bool,
 }
 
 impl Offer {
@@ -84,6 +89,7 @@ impl Offer {
             last_gain: Instant::now(),
             last_offer: Instant::now(),
             active: true,
+            proven: false,
         };
         let first = offer.more();
         let mut shown = Bitfield::new(offer.theirs.len());
@@ -104,6 +110,11 @@ impl Offer {
                 }
                 self.held.count_copy(c, true);
                 self.uncount(c);
+                if !self.proven {
+                    self.proven = true;
+                    let outstanding: Vec<u32> = self.shown.minus(&self.theirs).collect();
+                    outstanding.into_iter().for_each(|c| self.count(c));
+                }
             }
         }
     }
@@ -119,8 +130,13 @@ impl Offer {
             // Not what the watcher holds already: it would never ask for those.
             ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect()
         } else if !self.active {
-            // Idle: offered more only once it takes something.
-            Vec::new()
+            // Idle: its offers hold nothing back from the others. Once stuck, it is told of
+            // everything it lacks, counted against nobody, so that a watcher that was only
+            // slow can still take something and so become active again.
+            if self.last_gain.elapsed() < STUCK {
+                return Vec::new();
+            }
+            ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect()
         } else {
             let outstanding = self.shown.minus(&self.theirs).count();
             let window = (4 * OFFER_WINDOW / watchers).max(OFFER_WINDOW);
@@ -152,10 +168,9 @@ impl Offer {
                 candidates.truncate(room);
             }
             candidates.sort_unstable();
-            candidates.iter().for_each(|&c| {
-                held.count_offer(c, true);
-                self.counted.set(c);
-            });
+            if self.proven {
+                candidates.iter().for_each(|&c| self.count(c));
+            }
             if !candidates.is_empty() {
                 self.last_offer = Instant::now();
             }
@@ -192,6 +207,13 @@ impl Offer {
         lost
     }
 
+    /// Chunk `index` counts as offered to this watcher.
+    fn count(&mut self, index: u32) {
+        if self.counted.set(index) {
+            self.held.count_offer(index, true);
+        }
+    }
+
     /// Chunk `index` no longer counts as offered to this watcher.
     fn uncount(&mut self, index: u32) {
         if self.counted.get(index) {
@@ -200,13 +222,14 @@ impl Offer {
         }
     }
 
-    /// If the watcher took nothing for [`OFFER_EXPIRY`] since it was last offered more, it is
-    /// idle: its offers stop counting against the others, and it stops counting as a watcher.
-    /// An upload started of a chunk offered to it alone counts as taking (a slow link may
-    /// take seconds to deliver one chunk).
+    /// If the watcher took nothing for [`OFFER_EXPIRY`] since it was last offered more (or
+    /// since it began to watch, offered nothing), it is idle: its offers stop counting
+    /// against the others, and it stops counting as a watcher, so that freed offers do not
+    /// pass from one idle watcher to the next. An upload started of a chunk offered to it
+    /// alone counts as taking (a slow link may take seconds to deliver one chunk).
     pub fn expire_if_idle(&mut self) {
         let quiet = self.last_gain.elapsed() >= OFFER_EXPIRY && self.last_offer.elapsed() >= OFFER_EXPIRY;
-        if !self.super_seed || !self.active || !quiet || self.counted.count() == 0 {
+        if !self.super_seed || !self.active || !quiet {
             return;
         }
         if self.counted.iter().any(|c| self.held.sending_now(c) > 0) {
@@ -402,10 +425,20 @@ mod tests {
     fn a_watcher_that_loses_a_chunk_no_longer_counts_as_a_copy() {
         let held = busy_seeder(10);
         let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(10), 1);
-        let c = first.iter().next().expect("a window is offered");
-        assert_eq!((held.copies_of(c), held.offers_of(c)), (0, 1));
+        let mut window = first.iter();
+        let (c, d) = (window.next().unwrap(), window.next().expect("a window is offered"));
+        assert_eq!(
+            (held.copies_of(c), held.offers_of(c)),
+            (0, 0),
+            "a fresh watch holds nothing back"
+        );
         offer.they_gained(&[c]);
         assert_eq!((held.copies_of(c), held.offers_of(c)), (1, 0));
+        assert_eq!(
+            held.offers_of(d),
+            1,
+            "once it takes a chunk, the rest of its window counts"
+        );
         offer.they_lost(&[c]);
         assert_eq!(
             (held.copies_of(c), held.offers_of(c)),
@@ -481,18 +514,32 @@ mod tests {
         assert_eq!(held.watchers(), 1, "the phantom is left");
     }
 
-    /// A seeder of 40 chunks; one watcher holds 0..36 and is offered 36..40.
+    #[test]
+    fn fresh_watches_hold_nothing_back_however_many() {
+        let held = busy_seeder(16);
+        let fresh: Vec<_> = (0..100)
+            .map(|n| Offer::new(held.clone(), Bitfield::new(16), n))
+            .collect();
+        assert!((0..16).all(|c| held.offers_of(c) == 0));
+        let (_, honest) = Offer::new(held.clone(), Bitfield::new(16), 1000);
+        assert!(honest.count() >= 1, "a newcomer is still offered chunks");
+        drop(fresh);
+    }
+
+    /// A seeder of 40 chunks; one watcher holds 0..36 (the last of them taken since it began
+    /// to watch) and is offered 36..40.
     fn one_watcher_nearly_done(sent_already: bool) -> (Arc<Held>, Offer) {
         let held = busy_seeder(40);
         if sent_already {
             (36..40).for_each(|c| held.count_upload(c, true));
         }
         let mut most = Bitfield::new(40);
-        (0..36).for_each(|c| {
+        (0..35).for_each(|c| {
             most.set(c);
         });
-        let (first, offered) = Offer::new(held.clone(), most, 1);
-        assert_eq!(offered.iter().collect::<Vec<_>>(), vec![36, 37, 38, 39]);
+        let (mut first, offered) = Offer::new(held.clone(), most, 1);
+        assert_eq!(offered.iter().collect::<Vec<_>>(), vec![35, 36, 37, 38, 39]);
+        first.they_gained(&[35]);
         (held, first)
     }
 
