@@ -86,6 +86,8 @@ struct Slots {
     order: AtomicU32,
     /// Bytes of chunks handed to QUIC so far, over all connections.
     sent: AtomicU64,
+    /// The watch streams open, by peer and network.
+    watches: Arc<watch::Watches>,
 }
 
 /// A held upload slot; dropping it hands it to the next waiter in turn.
@@ -153,6 +155,7 @@ pub async fn serve(transport: Transport, context: ServerContext, shutdown: Cance
         slots: Mutex::new(UploadSlots::new(Limits::SERVER)),
         order: AtomicU32::new(0),
         sent: AtomicU64::new(0),
+        watches: Arc::default(),
     });
     let buffers = BufferPool::new(SPARE_BUFFERS);
     transport::accept_streams(transport, shutdown, uploads, move |stream: IncomingStream| {
@@ -202,6 +205,13 @@ async fn serve_stream(
                 let message = "the bitfield does not fit the file";
                 return reply(&mut send, error(ErrorCode::Invalid, message)).await;
             }
+            let _counted = match slots.watches.admit(from, remote.ip()) {
+                Ok(pass) => pass,
+                Err(why) => {
+                    let message = format!("{why}; end a watch first");
+                    return reply(&mut send, error(ErrorCode::Busy, message)).await;
+                }
+            };
             // A peer fetching this file from us is a source for our own download of it.
             context.downloads.offer_source(&file, from, remote);
             let recv = stream_recv;

@@ -18,12 +18,14 @@
 //! An idle watcher stuck for [`STUCK`] is told of everything it lacks, counted against
 //! nobody: one that was only slow takes something and is active again.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn::{Connection, RecvStream, SendStream};
 use swarm_proto::protocol::{self, Availability, PeerRequest, PeerResponse, ProtocolError, MAX_FRAME};
-use swarm_proto::{transport, Bitfield, FileId};
+use swarm_proto::{transport, Bitfield, FileId, PeerId};
 
 use crate::store::Held;
 
@@ -44,6 +46,69 @@ pub const STUCK: Duration = Duration::from_secs(2);
 /// A watcher of a seeder that gained nothing for this long since its last offer, and to whom
 /// none of its offered chunks is being sent, is idle.
 pub const OFFER_EXPIRY: Duration = Duration::from_millis(500);
+
+/// Watch streams one peer may hold open on a node: one per file it fetches, and a node
+/// fetches 16 files at once by default.
+pub const MAX_WATCHES_PER_PEER: usize = 256;
+/// Watch streams the peers of one network ([`crate::uploads::network`]) may hold open on a
+/// node together.
+pub const MAX_WATCHES_PER_NETWORK: usize = 1024;
+
+/// The watch streams open on a node, by peer and by network, within their caps.
+#[derive(Debug, Default)]
+pub struct Watches {
+    open: std::sync::Mutex<(HashMap<PeerId, usize>, HashMap<IpAddr, usize>)>,
+}
+
+/// One open watch stream, counted until dropped.
+#[derive(Debug)]
+pub struct WatchPass {
+    watches: Arc<Watches>,
+    peer: PeerId,
+    network: IpAddr,
+}
+
+impl Watches {
+    /// Counts a new watch stream of `peer` at `ip`, if its caps allow; otherwise says which
+    /// cap it met.
+    pub fn admit(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Result<WatchPass, &'static str> {
+        let network = crate::uploads::network(ip);
+        let mut open = self.open.lock().expect("watch counts lock poisoned");
+        let (by_peer, by_network) = &mut *open;
+        if by_peer.get(&peer).copied().unwrap_or(0) >= MAX_WATCHES_PER_PEER {
+            return Err("this peer has as many files watched here as it may");
+        }
+        if by_network.get(&network).copied().unwrap_or(0) >= MAX_WATCHES_PER_NETWORK {
+            return Err("peers of this network have as many files watched here as they may");
+        }
+        *by_peer.entry(peer).or_default() += 1;
+        *by_network.entry(network).or_default() += 1;
+        Ok(WatchPass {
+            watches: self.clone(),
+            peer,
+            network,
+        })
+    }
+}
+
+impl Drop for WatchPass {
+    fn drop(&mut self) {
+        let mut open = self.watches.open.lock().expect("watch counts lock poisoned");
+        let (by_peer, by_network) = &mut *open;
+        decrement(by_peer, &self.peer);
+        decrement(by_network, &self.network);
+    }
+}
+
+/// One fewer under `key`; a count that reaches zero is removed.
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
+        }
+    }
+}
 
 /// What a node offers one watcher.
 #[derive(Debug)]
@@ -512,6 +577,33 @@ mod tests {
         drop(other_offer);
         assert!((0..200).all(|c| held.offers_of(c) == 0 && held.copies_of(c) == 0));
         assert_eq!(held.watchers(), 1, "the phantom is left");
+    }
+
+    #[test]
+    fn watch_streams_are_capped_per_peer_and_per_network() {
+        let watches = Arc::new(Watches::default());
+        let ip = |last: u8| IpAddr::from([10, 0, 0, last]);
+        let one = PeerId([1; 32]);
+        let mut passes: Vec<_> = (0..MAX_WATCHES_PER_PEER)
+            .map(|_| watches.admit(one, ip(1)).unwrap())
+            .collect();
+        assert!(watches.admit(one, ip(1)).unwrap_err().contains("this peer"));
+        for n in 2..=(MAX_WATCHES_PER_NETWORK / MAX_WATCHES_PER_PEER) as u8 {
+            for _ in 0..MAX_WATCHES_PER_PEER {
+                passes.push(watches.admit(PeerId([n; 32]), ip(n)).unwrap());
+            }
+        }
+        let refused = watches.admit(PeerId([99; 32]), ip(99)).unwrap_err();
+        assert!(refused.contains("network"), "{refused}");
+        assert!(
+            watches.admit(PeerId([99; 32]), IpAddr::from([10, 0, 1, 1])).is_ok(),
+            "another network"
+        );
+        passes.pop();
+        assert!(
+            watches.admit(PeerId([99; 32]), ip(99)).is_ok(),
+            "a watch ended frees its place"
+        );
     }
 
     #[test]
