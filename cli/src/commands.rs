@@ -585,15 +585,45 @@ fn fetch_command(id: swarm_engine::FileId, tracker: &str) -> String {
     }
 }
 
+/// `work`, given up once `deadline` (from --timeout) passes, saying what it was `doing`.
+async fn before<T>(
+    deadline: Option<tokio::time::Instant>,
+    doing: &str,
+    work: impl std::future::Future<Output = swarm_engine::Result<T>>,
+) -> swarm_engine::Result<T> {
+    let Some(deadline) = deadline else { return work.await };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(swarm_engine::Error::Timeout(format!(
+            "gave up after --timeout while {doing}; check that the tracker is running and reachable"
+        ))),
+    }
+}
+
 /// `swarm fetch`
 pub async fn fetch(args: FetchArgs) -> Result<()> {
+    // --timeout bounds the whole command, tracker requests before the download included.
+    let deadline = args.timeout.map(|timeout| tokio::time::Instant::now() + timeout);
     serve_metrics(args.node.metrics, &args.node.secret_file, &args.node.http).await?;
     let (wanted, trackers) = fetch_target(&args)?;
     let shown_trackers = trackers.to_string();
     let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
     remember_tracker(&args.node, node.state_dir(), &shown_trackers);
-    let id = node.resolve(&wanted).await?;
-    let registration = node.join_tracker().await;
+    let id = match before(deadline, "asking the tracker for the file", node.resolve(&wanted)).await {
+        Ok(id) => id,
+        Err(e) => {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e.into());
+        }
+    };
+    let registration = before(deadline, "registering with the tracker", node.join_tracker()).await;
+    if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+        node.shutdown(Duration::ZERO).await;
+        return Err(registration
+            .err()
+            .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
+            .into());
+    }
     if let Err(e) = &registration {
         output::warning(format_args!(
             "could not register with the tracker ({e}); fetching without serving others"
@@ -604,7 +634,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         out_dir: args.output.clone(),
         sources: args.from.clone().map_or(Sources::All, Sources::Only),
         replace: if args.force { Replace::Always } else { Replace::Never },
-        timeout: args.timeout,
+        timeout: deadline.map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now())),
         preallocate: args.preallocate,
         disk_io: if args.buffered_io {
             DiskIo::Buffered
@@ -615,7 +645,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         ..FetchOptions::default()
     };
     let folder = tokio::select! {
-        opened = swarm_engine::collection::open(&node, id, &options) => opened,
+        opened = before(deadline, "fetching the file's manifest", swarm_engine::collection::open(&node, id, &options)) => opened,
         _ = shutdown_signal() => Err(swarm_engine::Error::Cancelled),
     };
     let folder = match folder {

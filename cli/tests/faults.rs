@@ -176,3 +176,33 @@ fn a_killed_tracker_names_its_holders_at_once_when_it_returns() {
     }
     drop(seeders);
 }
+
+/// --timeout bounds the whole fetch, the tracker requests before the download included: a
+/// tracker that takes the packets and never answers does not hold the command for the
+/// minute and more each attempt would take.
+#[test]
+fn a_fetch_gives_up_after_its_timeout_while_the_tracker_is_silent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tracker = silent.local_addr().unwrap().to_string();
+    let id = "ab".repeat(32);
+    let started = Instant::now();
+    let gave_up = run(&[
+        "fetch",
+        &id,
+        "--tracker",
+        &tracker,
+        "--state",
+        s(&tmp.path().join("fetcher")),
+        "-o",
+        s(&tmp.path().join("out")),
+        "--timeout",
+        "3s",
+    ]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&gave_up.stderr);
+    println!("gave up after {took:.1?}: {stderr}");
+    assert_eq!(gave_up.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("--timeout") && stderr.contains("tracker"), "{stderr}");
+    assert!(took < Duration::from_secs(30), "it took {took:?}");
+}
