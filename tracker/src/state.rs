@@ -36,8 +36,12 @@ use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
 use crate::file_record::FileRecord;
 use crate::shares::{Author, ShareLog, Shares};
 
-/// Most files one peer may announce. Bounds what a single peer can make the tracker store.
+/// Most files one peer may announce, and room beyond them for the listings of the folders
+/// they were seeded in (a folder of exactly 100,000 files is 100,001 announcements). Bounds
+/// what a single peer can make the tracker list; the address's budget bounds the bytes.
 pub const MAX_FILES_PER_PEER: usize = 100_000;
+/// Announcements one peer may make beyond [`MAX_FILES_PER_PEER`]: its folders' listings.
+pub const FOLDER_LISTINGS_PER_PEER: usize = 1_000;
 /// Handout counts (how often a holder was given out by locates) halve every this long.
 const HANDOUT_PERIOD: Duration = Duration::from_secs(60);
 
@@ -310,10 +314,13 @@ impl TrackerState {
         let record = self.live_peer(&peer, now)?;
         let ip = record.ip;
         let already = record.files.contains(&file);
-        if !already && record.files.len() >= MAX_FILES_PER_PEER {
+        if !already && record.files.len() >= MAX_FILES_PER_PEER + FOLDER_LISTINGS_PER_PEER {
             return Err(refuse(
                 ErrorCode::Limit,
-                format!("a peer may announce at most {MAX_FILES_PER_PEER} files"),
+                format!(
+                    "a peer may announce at most {MAX_FILES_PER_PEER} files (and {FOLDER_LISTINGS_PER_PEER} \
+                     folder listings); seed the rest from another node"
+                ),
             ));
         }
         let listed = self.files.get_mut(&file).expect("checked above");
@@ -989,7 +996,8 @@ mod tests {
         t.register(a, addr(1), addr(1).ip(), now).unwrap();
         t.register(b, addr(2), addr(2).ip(), now).unwrap();
         let one = manifest("f", 2);
-        for i in 0..MAX_FILES_PER_PEER {
+        // 100,000 files and their folder's listing are fine (one more was refused before).
+        for i in 0..MAX_FILES_PER_PEER + FOLDER_LISTINGS_PER_PEER {
             let mut m = one.clone();
             m.name = format!("f{i}");
             t.announce(a, m, Bitfield::full(2), FileMeta::default(), now).unwrap();
