@@ -102,9 +102,13 @@ fn new_share() -> (String, String) {
 }
 
 fn start_sync(tmp: &Path, name: &str, key: &str, tracker: &str) -> Proc {
+    start_sync_with(tmp, name, key, tracker, &[])
+}
+
+fn start_sync_with(tmp: &Path, name: &str, key: &str, tracker: &str, extra: &[&str]) -> Proc {
     let dir = tmp.join(name);
     let state = tmp.join(format!("state-{name}"));
-    Proc::spawn(&[
+    let mut args = vec![
         "sync",
         s(&dir),
         "--share",
@@ -121,7 +125,9 @@ fn start_sync(tmp: &Path, name: &str, key: &str, tracker: &str) -> Proc {
         "200ms",
         "--settle",
         "500ms",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args)
 }
 
 #[test]
@@ -305,6 +311,49 @@ fn an_edit_withdraws_the_old_version_at_once() {
     assert!(stderr.contains("no longer held"), "{stderr}");
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     eprintln!("fetching the replaced version failed in {:.2?}", started.elapsed());
+}
+
+/// A file edited in place on one node while another downloads it: the download of the old
+/// version (which nobody serves any more) stops as soon as the new version is listed, and
+/// the new one is fetched; before, the name stayed taken until the old download gave up,
+/// over two minutes later.
+#[test]
+fn a_file_edited_while_another_node_fetches_it_arrives_in_its_new_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let size = 8 << 20;
+    write(a.join("film.bin"), &content(size, 1));
+    std::fs::create_dir_all(&b).unwrap();
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let (key, _) = new_share();
+    let _a = start_sync_with(tmp.path(), "a", &key, &addr, &["--max-upload-rate", "1MB/s"]);
+    let _b = start_sync(tmp.path(), "b", &key, &addr);
+    // b is fetching the first version when a's file changes in place (its first chunk).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&b)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("film.bin"))
+    {
+        assert!(Instant::now() < deadline, "b never began to fetch");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut edited = content(size, 1);
+    edited[..64 * 1024].copy_from_slice(&content(64 * 1024, 2));
+    {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(a.join("film.bin"))
+            .unwrap();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.write_all(&edited[..64 * 1024]).unwrap();
+    }
+    let took = converge(&[a.as_path(), b.as_path()], Duration::from_secs(60), |files| {
+        files.get("film.bin") == Some(&edited)
+    });
+    eprintln!("the edited version arrived {took:.1?} after the edit");
 }
 
 #[test]

@@ -196,7 +196,8 @@ pub async fn run(
         options,
         events,
         downloads: JoinSet::new(),
-        in_flight: HashSet::new(),
+        in_flight: HashMap::new(),
+        superseded: HashSet::new(),
         failed: HashMap::new(),
         scan: DirScan::default(),
         queue: VecDeque::new(),
@@ -256,8 +257,10 @@ struct FolderSync {
     options: SyncOptions,
     events: mpsc::UnboundedSender<SyncEvent>,
     downloads: JoinSet<Download>,
-    /// Names being downloaded.
-    in_flight: HashSet<String>,
+    /// Names being downloaded, with the version being fetched.
+    in_flight: HashMap<String, FileId>,
+    /// Downloads cancelled because the share moved on to another version of their name.
+    superseded: HashSet<FileId>,
     /// Versions whose download failed, and when.
     failed: HashMap<FileId, Instant>,
     scan: DirScan,
@@ -416,7 +419,7 @@ impl FolderSync {
         for mine in &self.scan.files {
             let name = mine.manifest.name.as_str();
             local.insert(name);
-            if unsettled.contains(name) || self.in_flight.contains(name) || Collection::is_collection_name(name) {
+            if unsettled.contains(name) || self.in_flight.contains_key(name) || Collection::is_collection_name(name) {
                 continue;
             }
             let newer_here = match self.share.entries.get(name).map(|e| &e.state) {
@@ -511,6 +514,7 @@ impl FolderSync {
                 }));
             }
         }
+        self.cancel_superseded();
         self.tell(tell, &deleted).await;
         self.fill();
     }
@@ -642,6 +646,27 @@ impl FolderSync {
         }
     }
 
+    /// Cancels each download in flight whose name the share now lists in another version
+    /// (or as deleted): waiting for holders of a version nobody serves any more would hold
+    /// the name until the download gave up (two minutes and more).
+    fn cancel_superseded(&mut self) {
+        for (name, fetching) in &self.in_flight {
+            let listed = match self.share.entries.get(name).map(|e| &e.state) {
+                Some(ShareState::Present { file, .. }) => Some(*file),
+                Some(ShareState::Deleted { .. }) => None,
+                None => continue,
+            };
+            if listed == Some(*fetching) || self.superseded.contains(fetching) {
+                continue;
+            }
+            if let Some(download) = self.node.downloads().get(fetching) {
+                debug!(%name, old = %fetching.short(), "the share lists another version; this download stops");
+                download.cancel();
+                self.superseded.insert(*fetching);
+            }
+        }
+    }
+
     /// Should this planned download start (not in flight, not fetched since the last scan, not
     /// failed lately)?
     fn wanted(&self, planned: &Planned) -> bool {
@@ -649,7 +674,7 @@ impl FolderSync {
             .failed
             .get(&planned.file)
             .is_some_and(|at| at.elapsed() < RETRY_AFTER);
-        !(self.in_flight.contains(&planned.name) || self.fetched.contains(&planned.file) || failed_lately)
+        !(self.in_flight.contains_key(&planned.name) || self.fetched.contains(&planned.file) || failed_lately)
     }
 
     /// Locates the next small files of the queue in one batch, unless a batch is under way.
@@ -752,7 +777,7 @@ impl FolderSync {
             located,
             ..FetchOptions::default()
         };
-        self.in_flight.insert(planned.name.clone());
+        self.in_flight.insert(planned.name.clone(), planned.file);
         let node = self.node.clone();
         let root = self.dir.clone();
         self.downloads.spawn(async move {
@@ -787,6 +812,11 @@ impl FolderSync {
             Ok(report) => {
                 self.fetched.insert(file);
                 SyncEvent::Fetched(report)
+            }
+            Err(_) if self.superseded.remove(&file) => {
+                // Its newer version takes the freed slot.
+                self.fill();
+                return;
             }
             Err(error) => {
                 self.failed.insert(file, Instant::now());
