@@ -15,26 +15,45 @@ use swarm_tracker::{Audits, Tracker, TrackerConfig};
 mod common;
 use common::*;
 
-/// A peer that answers chunk requests with the real data while `honest` holds, and says it
-/// lacks them otherwise. Registered at `tracker`; not yet announcing anything.
+/// A peer that answers chunk requests with the real data while `honest` holds (or, if
+/// `knows_tracker`, to the tracker's own id and address only), and says it lacks them
+/// otherwise. Registered at `tracker`; not yet announcing anything.
 async fn claimant(
     tracker: &Tracker,
     data: Arc<Vec<u8>>,
     manifest: Arc<Manifest>,
     honest: Arc<AtomicBool>,
 ) -> (PeerId, TrackerClient) {
+    claimant_knowing(tracker, data, manifest, honest, false).await
+}
+
+async fn claimant_knowing(
+    tracker: &Tracker,
+    data: Arc<Vec<u8>>,
+    manifest: Arc<Manifest>,
+    honest: Arc<AtomicBool>,
+    knows_tracker: bool,
+) -> (PeerId, TrackerClient) {
     let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
     let endpoint = transport.endpoint().clone();
+    let (tracker_id, tracker_addr) = (tracker.id(), tracker.local_addr());
     tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
             let (data, manifest, honest) = (data.clone(), manifest.clone(), honest.clone());
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else { return };
+                let is_tracker = transport::remote_id(&connection) == Some(tracker_id)
+                    || connection.remote_address() == tracker_addr;
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
                     let Ok(PeerRequest::GetChunk { index, .. }) = protocol::read_frame(&mut recv, 1024).await else {
                         return;
                     };
-                    if honest.load(Ordering::Relaxed) {
+                    let truthful = if knows_tracker {
+                        is_tracker
+                    } else {
+                        honest.load(Ordering::Relaxed)
+                    };
+                    if truthful {
                         let start = manifest.chunk_offset(index) as usize;
                         let chunk = &data[start..start + manifest.chunk_len(index) as usize];
                         let header = PeerResponse::Chunk {
@@ -144,4 +163,15 @@ async fn claims_are_spot_checked_at_once_and_again_later() {
         holders(&turncoat_client, &manifest).await.contains(&honest_seeder.id()),
         "the honest seeder stays listed"
     );
+
+    // A liar that answers the tracker's id and port truthfully and everyone else with
+    // nothing: the check comes from a fresh key on a fresh port, so it is caught like any.
+    let (sly, sly_client) = claimant_knowing(&tracker, data.clone(), manifest.clone(), honest, true).await;
+    let err = sly_client
+        .announce(&manifest, &full, Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("spot check failed"), "{err}");
+    assert!(!holders(&sly_client, &manifest).await.contains(&sly));
 }

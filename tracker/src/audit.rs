@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse};
-use swarm_proto::transport::{self, Transport};
-use swarm_proto::{FileId, Manifest, PeerId};
+use swarm_proto::transport::{self, Profile, Transport};
+use swarm_proto::{FileId, Identity, Manifest, PeerId};
 use tokio::sync::Semaphore;
 
 /// How the tracker checks claims.
@@ -77,6 +77,7 @@ pub enum Verdict {
 
 /// Runs checks within the budget.
 pub struct Auditor {
+    /// The tracker's endpoint: checks dial from its address, but not from it.
     transport: Transport,
     config: Audits,
     at_once: Semaphore,
@@ -91,7 +92,7 @@ struct Allowance {
 }
 
 impl Auditor {
-    /// Checks through `transport` (the tracker's endpoint), within `config`.
+    /// Checks from the address of `transport` (the tracker's endpoint), within `config`.
     pub fn new(transport: Transport, config: Audits) -> Auditor {
         Auditor {
             transport,
@@ -148,8 +149,31 @@ impl Auditor {
         Some(verdict)
     }
 
+    /// A fresh endpoint for one check: a new key on a new port of the tracker's address, so
+    /// that the check looks like any fetcher's first request. A peer that knows the tracker's
+    /// id or port cannot tell it apart; one that answers its address differently still can
+    /// (see the README).
+    fn incognito(&self) -> Result<Transport, String> {
+        let identity = Identity::generate().map_err(|e| format!("cannot make a key for a check: {e}"))?;
+        let addr = SocketAddr::new(self.transport.local_addr().ip(), 0);
+        let access = self.transport.access().clone();
+        Transport::bind_as(Arc::new(identity), addr, access, Profile::Peer)
+            .map_err(|e| format!("cannot bind a socket for a check: {e}"))
+    }
+
     async fn fetch(&self, claim: &Claim) -> Verdict {
-        let connection = match self.transport.connect(claim.addr, Some(claim.peer)).await {
+        let transport = match self.incognito() {
+            Ok(transport) => transport,
+            Err(e) => return Verdict::Unknown(e),
+        };
+        let verdict = self.fetch_through(&transport, claim).await;
+        // Closing waits for the peer's goodbye: not while holding a check's place.
+        tokio::spawn(async move { transport.close().await });
+        verdict
+    }
+
+    async fn fetch_through(&self, transport: &Transport, claim: &Claim) -> Verdict {
+        let connection = match transport.connect(claim.addr, Some(claim.peer)).await {
             Ok((connection, _)) => connection,
             Err(e) => return Verdict::Unknown(format!("cannot reach it: {e}")),
         };
