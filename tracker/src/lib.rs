@@ -11,6 +11,7 @@
 //! - [`service`]: the QUIC service that drives it, and expiry.
 //! - [`store`]: the manifests on disk (sled), for a tracker on its own.
 //! - [`telemetry`]: the tracker's metrics.
+//! - [`vantage`]: holder addresses as the asker can reach them.
 //! - [`change`]: every change to the state as a value; [`shared_log`]: several trackers
 //!   sharing one state through a log of those changes in Redis.
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ pub mod shares;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod vantage;
 
 pub use audit::Audits;
 pub use budget::Budgets;

@@ -326,6 +326,8 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
             }
         }
     };
+    let mut response = response;
+    crate::vantage::as_seen_by(&mut response, stream.remote, stream.connection.local_ip());
     transport::respond(&mut stream.send, &response).await?;
     let _ = stream.send.stopped().await;
     Ok(())

@@ -1,0 +1,127 @@
+//! The README's flow on two machines of one LAN: two network namespaces joined by a veth pair,
+//! each with its own home directory. `swarm seed ./videos` on one (its tracker started in the
+//! process), and the printed `swarm fetch …` pasted as printed on the other, with no flag.
+//! Needs root (CI runs as root); says so and passes without it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+mod common;
+use common::*;
+
+/// Two namespaces `NAME-a` (10.79.0.1) and `NAME-b` (10.79.0.2) on one link, removed on drop.
+struct Lan {
+    name: String,
+}
+
+impl Lan {
+    fn new(name: &str) -> Lan {
+        let lan = Lan { name: name.to_owned() };
+        lan.remove();
+        let (a, b) = (format!("{name}-a"), format!("{name}-b"));
+        for script in [
+            format!("ip netns add {a}"),
+            format!("ip netns add {b}"),
+            format!("ip link add {name}-ea netns {a} type veth peer name {name}-eb netns {b}"),
+            format!("ip -n {a} addr add 10.79.0.1/24 dev {name}-ea"),
+            format!("ip -n {b} addr add 10.79.0.2/24 dev {name}-eb"),
+            format!("ip -n {a} link set {name}-ea up"),
+            format!("ip -n {b} link set {name}-eb up"),
+            format!("ip -n {a} link set lo up"),
+            format!("ip -n {b} link set lo up"),
+        ] {
+            let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
+            assert!(status.success(), "{script}");
+        }
+        lan
+    }
+
+    /// A shell command line run in machine `which` (`a` or `b`), in `home` (its `HOME` and
+    /// working directory), with `swarm` on its `PATH`.
+    fn machine(&self, which: &str, home: &Path, line: &str) -> Command {
+        std::fs::create_dir_all(home).unwrap();
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &format!("{}-{which}", self.name), "sh", "-c", line])
+            .current_dir(home)
+            .env("HOME", home)
+            .env(
+                "PATH",
+                format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()),
+            )
+            .env_remove("SWARM_TRACKER")
+            .env_remove("SWARM_STATE");
+        command
+    }
+
+    fn remove(&self) {
+        for which in ["a", "b"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("{}-{which}", self.name)])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+#[test]
+fn the_printed_command_works_on_another_machine_of_the_lan() {
+    if !is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let lan = Lan::new(&format!("swl{}", std::process::id() % 100_000));
+    let tmp = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let film = content(3 << 20, 4);
+    write(home_a.join("videos/film.mkv"), &film);
+    write(home_a.join("videos/notes.txt"), b"for the other machine");
+
+    let mut seeder = lan.machine("a", &home_a, "exec swarm seed ./videos");
+    seeder.stderr(std::fs::File::create(tmp.path().join("seed.log")).unwrap());
+    let mut seeder = Proc::start(seeder);
+    let printed = loop {
+        let line = seeder.line();
+        if let Some(at) = line.find("swarm fetch ") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    println!("printed on A: {printed}");
+
+    let started = Instant::now();
+    let fetched = lan
+        .machine("b", &home_b, &format!("timeout 60 {printed}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&fetched.stderr);
+    println!(
+        "B fetched in {:.2?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&fetched.stdout)
+    );
+    assert!(fetched.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
+    assert_eq!(
+        std::fs::read(home_b.join("videos/notes.txt")).unwrap(),
+        b"for the other machine"
+    );
+    assert!(
+        seeder.child.try_wait().unwrap().is_none(),
+        "the seeder is still running"
+    );
+}
