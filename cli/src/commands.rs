@@ -282,6 +282,11 @@ fn print_launch(event: LaunchEvent<'_>) {
                 id.short()
             );
         }
+        LaunchEvent::JoinedLocalTracker { id, addr } => crate::note!(
+            "no --tracker given, and a tracker already runs on this machine at {addr} (id {}): joining it \
+             instead of starting another swarm",
+            id.short()
+        ),
         LaunchEvent::Waiting(e) => {
             crate::note!("the tracker is not answering ({e}); trying again every 2 s, Ctrl-C to give up")
         }

@@ -127,6 +127,29 @@ fn tracker_seed_ls_search_peers_fetch() {
     assert!(tracker.terminate().success());
 }
 
+/// A second `swarm seed` on the machine, its tracker port taken by the first one's tracker,
+/// joins that tracker (and says so) instead of starting a separate swarm: a fetch through
+/// either seeder's printed ticket finds both seeders' files.
+#[test]
+fn a_second_seed_on_the_machine_joins_the_running_tracker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_ports(1).remove(0);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    write(one.join("first.bin"), &content(70_000, 1));
+    write(two.join("second.bin"), &content(80_000, 2));
+    let listen = ["--tracker-listen", port.as_str()];
+    let (_first, seeded_one, commands_one) = start_seeder(tmp.path(), "first", &one, &listen, 1);
+    let log = tmp.path().join("second.log");
+    let (_second, seeded_two, commands_two) = start_seeder_logged(tmp.path(), "second", &two, &listen, 1, Some(&log));
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("already runs on this machine") && said.contains("joining it"), "{said}");
+    let (ticket_one, ticket_two) = (printed_ticket(&commands_one[0]), printed_ticket(&commands_two[0]));
+    assert_eq!(ticket_one.trackers, ticket_two.trackers, "one swarm, one tracker");
+    let listed = run(&["ls", "--tracker", &port, "--json", "--state", s(&tmp.path().join("asker"))]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(&seeded_one[0].0) && listed.contains(&seeded_two[0].0), "{listed}");
+}
+
 #[test]
 fn seed_alone_starts_its_own_tracker() {
     let tmp = tempfile::tempdir().unwrap();

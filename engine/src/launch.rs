@@ -46,6 +46,14 @@ pub enum LaunchEvent<'a> {
         /// The address asked for and why it could not be used, if it could not.
         moved_from: Option<(SocketAddr, &'a Error)>,
     },
+    /// No tracker was given and the port asked for is taken by a swarm tracker already
+    /// running on this machine: the node joins it instead of starting a separate swarm.
+    JoinedLocalTracker {
+        /// Its id.
+        id: swarm_proto::PeerId,
+        /// Where it listens.
+        addr: SocketAddr,
+    },
     /// The tracker does not answer yet; trying again every few seconds.
     Waiting(&'a Error),
     /// The tracker answered after some waiting.
@@ -79,44 +87,58 @@ impl Peer {
                 config.tracker = Some(addr);
                 public
             }
-            TrackerChoice::Embedded { listen } => {
-                let tracker_config = TrackerConfig {
-                    state_dir: config.state_dir.join("tracker"),
-                    listen,
-                    access: config.access.clone(),
-                    ..TrackerConfig::default()
-                };
-                let (tracker, moved) = match Tracker::start(tracker_config.clone()).await {
-                    Ok(tracker) => (tracker, None),
-                    Err(TrackerError::Bind(e)) => {
-                        let any_port = SocketAddr::new(listen.ip(), 0);
-                        let tracker = Tracker::start(TrackerConfig {
-                            listen: any_port,
-                            ..tracker_config
-                        })
-                        .await
-                        .map_err(Error::from)?;
-                        (tracker, Some(Error::Bind(e)))
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let local = tracker.local_addr();
-                events(LaunchEvent::EmbeddedTracker {
-                    id: tracker.id(),
-                    addr: local,
-                    moved_from: moved.as_ref().map(|e| (listen, e)),
-                });
-                config.tracker = Some(
-                    TrackerAddr {
-                        host_port: loopback_for(local).to_string(),
-                        id: Some(tracker.id()),
-                    }
-                    .into(),
-                );
-                let public = format!("{}@{}", tracker.id(), reachable_addr(local));
-                embedded = Some(tracker);
-                public
-            }
+            TrackerChoice::Embedded { listen } => match running_tracker(listen, &config.access).await {
+                Some(id) => {
+                    let here = loopback_for(listen);
+                    events(LaunchEvent::JoinedLocalTracker { id, addr: here });
+                    config.tracker = Some(
+                        TrackerAddr {
+                            host_port: here.to_string(),
+                            id: Some(id),
+                        }
+                        .into(),
+                    );
+                    format!("{id}@{}", reachable_addr(listen))
+                }
+                None => {
+                    let tracker_config = TrackerConfig {
+                        state_dir: config.state_dir.join("tracker"),
+                        listen,
+                        access: config.access.clone(),
+                        ..TrackerConfig::default()
+                    };
+                    let (tracker, moved) = match Tracker::start(tracker_config.clone()).await {
+                        Ok(tracker) => (tracker, None),
+                        Err(TrackerError::Bind(e)) => {
+                            let any_port = SocketAddr::new(listen.ip(), 0);
+                            let tracker = Tracker::start(TrackerConfig {
+                                listen: any_port,
+                                ..tracker_config
+                            })
+                            .await
+                            .map_err(Error::from)?;
+                            (tracker, Some(Error::Bind(e)))
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    let local = tracker.local_addr();
+                    events(LaunchEvent::EmbeddedTracker {
+                        id: tracker.id(),
+                        addr: local,
+                        moved_from: moved.as_ref().map(|e| (listen, e)),
+                    });
+                    config.tracker = Some(
+                        TrackerAddr {
+                            host_port: loopback_for(local).to_string(),
+                            id: Some(tracker.id()),
+                        }
+                        .into(),
+                    );
+                    let public = format!("{}@{}", tracker.id(), reachable_addr(local));
+                    embedded = Some(tracker);
+                    public
+                }
+            },
         };
         let node = Node::start(config).await?;
         let registration = join_patiently(&node, stop, &mut events).await?;
@@ -136,6 +158,32 @@ impl Peer {
             tracker.stop().await;
         }
     }
+}
+
+/// How long a swarm tracker already on the asked port has to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The id of the swarm tracker already listening on this machine at `listen`'s port, if one
+/// is (a fixed port only: the default 7070, or one asked for): a second `swarm seed` or
+/// `swarm sync` then joins it, so that nodes on one machine form one swarm.
+async fn running_tracker(listen: SocketAddr, access: &swarm_proto::access::Access) -> Option<swarm_proto::PeerId> {
+    if listen.port() == 0 || std::net::UdpSocket::bind(listen).is_ok() {
+        return None;
+    }
+    let identity = std::sync::Arc::new(swarm_proto::Identity::generate().ok()?);
+    let any = SocketAddr::new(loopback_for(listen).ip(), 0);
+    let transport = swarm_proto::Transport::bind_with(identity, any, access.clone()).ok()?;
+    let target = loopback_for(listen);
+    let probe = transport.connect_as(target, None, swarm_proto::transport::Profile::Tracker);
+    let found = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok((connection, id))) => {
+            connection.close(swarm_proto::protocol::CloseCode::Done.code(), b"found");
+            Some(id)
+        }
+        _ => None,
+    };
+    transport.close().await;
+    found
 }
 
 /// Can waiting help? Not if the tracker proved another id or speaks another version.
