@@ -91,7 +91,7 @@ fn with_no_live_holder_a_fetch_says_so_waits_for_one_and_gives_up_only_after_its
         stderr.contains("waiting for 64 chunks that no live peer holds"),
         "{stderr}"
     );
-    assert!(stderr.contains("gave up after 3s"), "{stderr}");
+    assert!(stderr.contains("gave up after 3 s"), "{stderr}");
     assert!(started.elapsed() >= Duration::from_secs(3), "not before its timeout");
     assert!(!out.join("lonely.bin").exists());
 
@@ -205,4 +205,41 @@ fn a_fetch_gives_up_after_its_timeout_while_the_tracker_is_silent() {
     assert_eq!(gave_up.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains("--timeout") && stderr.contains("tracker"), "{stderr}");
     assert!(took < Duration::from_secs(30), "it took {took:?}");
+}
+
+/// A holder the tracker names at an address that reaches nothing from here is named in the
+/// fetch's messages as unreachable, not as "no live peer holds".
+#[test]
+fn an_unreachable_holder_is_named_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(share.join("far.bin"), &content(3 * CHUNK, 3));
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let advertised = nowhere.local_addr().unwrap().to_string();
+    let (_seeder, seeded, _) = start_seeder(
+        tmp.path(),
+        "seeder",
+        &share,
+        &["--tracker", &addr, "--advertise", &advertised],
+        1,
+    );
+    let log = tmp.path().join("fetch.log");
+    let waited = fetch_command(
+        &seeded[0].0,
+        &addr,
+        &tmp.path().join("out"),
+        &tmp.path().join("fetcher"),
+        &log,
+        &["--timeout", "12s"],
+    )
+    .output()
+    .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap_or_default() + &String::from_utf8_lossy(&waited.stderr);
+    assert_eq!(waited.status.code(), Some(6), "{said}");
+    assert!(
+        said.contains("unreachable from here") && said.contains(&advertised),
+        "{said}"
+    );
+    assert!(said.contains("could not be reached from here"), "{said}");
 }

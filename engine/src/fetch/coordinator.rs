@@ -159,7 +159,22 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
             return Ok(());
         }
         if unavailable > 0 && unavailable != starved_reported {
-            warn!("waiting for {unavailable} chunks that no live peer holds");
+            let unreachable: Vec<String> = shared
+                .lock()
+                .unreachable
+                .iter()
+                .map(|(peer, u)| format!("{} at {} ({})", peer.short(), u.addr, u.why))
+                .collect();
+            if unreachable.is_empty() {
+                warn!("waiting for {unavailable} chunks that no live peer holds");
+            } else {
+                warn!(
+                    "waiting for {unavailable} chunks that no reachable peer holds; {} holder(s) the tracker \
+                     named could not be reached from here: {}",
+                    unreachable.len(),
+                    unreachable.join(", ")
+                );
+            }
             starved_reported = unavailable;
         }
         let every = if unavailable > 0 || peers < FEW_NEIGHBOURS {
@@ -182,8 +197,9 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
             _ = tokio::time::sleep_until(plan.timeout.map_or(far, |t| plan.started + t).into()) => {
                 let missing = plan.manifest.chunk_count - shared.lock().scheduler.have().count();
                 return Err(Error::Timeout(format!(
-                    "gave up after {:?}: {missing} chunks still missing ({unavailable} with no live holder)",
-                    plan.timeout.unwrap_or_default()
+                    "gave up after {:.0} s: {missing} chunks still missing ({unavailable} held by no peer reachable \
+                     from here)",
+                    plan.timeout.unwrap_or_default().as_secs_f64()
                 )));
             }
             _ = tokio::time::sleep_until(save_at.unwrap_or(far).into()) => {
@@ -296,7 +312,7 @@ fn add_holders(shared: &Arc<Shared>, workers: &TaskTracker, holders: Vec<Holder>
         let unreachable = swarm
             .unreachable
             .get(&holder.peer)
-            .is_some_and(|at| at.elapsed() < UNREACHABLE_PAUSE);
+            .is_some_and(|u| u.at.elapsed() < UNREACHABLE_PAUSE);
         if holder.peer == me
             || full
             || unreachable

@@ -39,8 +39,18 @@ pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr, stop: C
         c = shared.env.transport.connect(addr, Some(peer)) => match c {
             Ok((connection, _)) => Some(connection),
             Err(e) => {
-                debug!("cannot reach this peer: {e}");
-                shared.lock().unreachable.insert(peer, std::time::Instant::now());
+                let why = e.to_string();
+                let known = shared.lock().unreachable.insert(
+                    peer,
+                    super::shared::Unreachable {
+                        at: std::time::Instant::now(),
+                        addr,
+                        why: why.clone(),
+                    },
+                );
+                if known.is_none() {
+                    warn!("holder {} at {addr} did not answer: unreachable from here ({why})", peer.short());
+                }
                 None
             }
         },

@@ -73,9 +73,20 @@ pub struct Swarm {
     pub fatal: Option<Error>,
     /// Whether the scheduler was in its endgame when a lane last took a chunk.
     pub endgame: bool,
-    /// Peers that could not be reached, and when: not dialled again for a while (the tracker
-    /// lists a killed peer until it expires).
-    pub unreachable: HashMap<PeerId, Instant>,
+    /// Peers that could not be reached: not dialled again for a while (the tracker lists a
+    /// killed peer until it expires), and named when chunks are missing.
+    pub unreachable: HashMap<PeerId, Unreachable>,
+}
+
+/// A holder that could not be reached.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    /// When it was last tried.
+    pub at: Instant,
+    /// Where it was tried.
+    pub addr: std::net::SocketAddr,
+    /// What went wrong.
+    pub why: String,
 }
 
 /// A running peer worker, as the others see it.
