@@ -172,6 +172,16 @@ impl Collection {
         if self.entries.len() > MAX_ENTRIES {
             return Err(CollectionError::TooMany(self.entries.len() as u64));
         }
+        // Found by fuzzing: sizes that add up past u64 made `size` overflow (and wrap in a
+        // release build, so a folder could claim to be small).
+        if self
+            .entries
+            .iter()
+            .try_fold(0u64, |sum, e| sum.checked_add(e.size))
+            .is_none()
+        {
+            return Err(CollectionError::Damaged("its files' sizes add up past 2^64 bytes"));
+        }
         let mut folders = BTreeSet::new();
         for pair in self.entries.windows(2) {
             if pair[0].path >= pair[1].path {
@@ -298,6 +308,13 @@ mod tests {
         let mut setuid = entry("a", 1);
         setuid.mode = 0o4755;
         assert!(Collection::new("x".into(), vec![setuid]).is_err());
+        // Found by the collection fuzz target: sizes whose sum overflows.
+        let (mut huge, mut more) = (entry("a", 1), entry("b", 2));
+        (huge.size, more.size) = (u64::MAX - 10, 11);
+        assert_eq!(
+            Collection::new("x".into(), vec![huge, more]),
+            Err(CollectionError::Damaged("its files' sizes add up past 2^64 bytes"))
+        );
     }
 
     #[test]
