@@ -142,12 +142,25 @@ fn a_second_seed_on_the_machine_joins_the_running_tracker() {
     let log = tmp.path().join("second.log");
     let (_second, seeded_two, commands_two) = start_seeder_logged(tmp.path(), "second", &two, &listen, 1, Some(&log));
     let said = std::fs::read_to_string(&log).unwrap();
-    assert!(said.contains("already runs on this machine") && said.contains("joining it"), "{said}");
+    assert!(
+        said.contains("already runs on this machine") && said.contains("joining it"),
+        "{said}"
+    );
     let (ticket_one, ticket_two) = (printed_ticket(&commands_one[0]), printed_ticket(&commands_two[0]));
     assert_eq!(ticket_one.trackers, ticket_two.trackers, "one swarm, one tracker");
-    let listed = run(&["ls", "--tracker", &port, "--json", "--state", s(&tmp.path().join("asker"))]);
+    let listed = run(&[
+        "ls",
+        "--tracker",
+        &port,
+        "--json",
+        "--state",
+        s(&tmp.path().join("asker")),
+    ]);
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains(&seeded_one[0].0) && listed.contains(&seeded_two[0].0), "{listed}");
+    assert!(
+        listed.contains(&seeded_one[0].0) && listed.contains(&seeded_two[0].0),
+        "{listed}"
+    );
 }
 
 #[test]
