@@ -222,8 +222,11 @@ fn a_client_filling_shares_hits_its_own_budget() {
     let refusal = refusal.expect("the budget was reached");
     assert!(refusal.contains("per address"), "{refusal}");
     assert!(listed > 1000 && listed < 16_000, "{listed} paths kept");
+    // Bounded, not tight: a tracker keeps about 3-4x its budget in memory (the store's cache
+    // and the allocator), and the figure swings with timing (47 to 72 MiB over three runs on
+    // a busy machine); before shares were charged, 25,000 entries took it to 2.6 GB.
     assert!(
-        after - before < 4.0 * 16.0,
+        after - before < 6.0 * 16.0,
         "tracker RSS grew by {:.0} MiB",
         after - before
     );
