@@ -79,6 +79,8 @@ pub enum Verdict {
 pub struct Auditor {
     /// The tracker's endpoint: checks dial from its address, but not from it.
     transport: Transport,
+    /// The endpoint checks dial from, bound at the first check.
+    checker: Mutex<Option<Transport>>,
     config: Audits,
     at_once: Semaphore,
     /// Bytes and checks the budget still allows, and when it was last topped up.
@@ -96,6 +98,7 @@ impl Auditor {
     pub fn new(transport: Transport, config: Audits) -> Auditor {
         Auditor {
             transport,
+            checker: Mutex::new(None),
             config,
             at_once: Semaphore::new(AT_ONCE),
             allowance: Mutex::new(Allowance {
@@ -149,27 +152,29 @@ impl Auditor {
         Some(verdict)
     }
 
-    /// A fresh endpoint for one check: a new key on a new port of the tracker's address, so
-    /// that the check looks like any fetcher's first request. A peer that knows the tracker's
-    /// id or port cannot tell it apart; one that answers its address differently still can
-    /// (see the README).
+    /// The endpoint for one check: a fresh key, dialling from a port of the tracker's address
+    /// kept for checks alone, so that the check looks like any fetcher's first request. A peer
+    /// that knows the tracker's id or port cannot tell it apart; one that answers its address
+    /// differently still can (see the README). One socket serves every check: an endpoint
+    /// each cost megabytes of buffers while it closed.
     fn incognito(&self) -> Result<Transport, String> {
-        let identity = Identity::generate().map_err(|e| format!("cannot make a key for a check: {e}"))?;
-        let addr = SocketAddr::new(self.transport.local_addr().ip(), 0);
-        let access = self.transport.access().clone();
-        Transport::bind_as(Arc::new(identity), addr, access, Profile::Peer)
-            .map_err(|e| format!("cannot bind a socket for a check: {e}"))
+        let identity = Arc::new(Identity::generate().map_err(|e| format!("cannot make a key for a check: {e}"))?);
+        let mut checker = self.checker.lock().expect("audit endpoint lock poisoned");
+        if checker.is_none() {
+            let addr = SocketAddr::new(self.transport.local_addr().ip(), 0);
+            let access = self.transport.access().clone();
+            let bound = Transport::bind_as(identity.clone(), addr, access, Profile::Peer)
+                .map_err(|e| format!("cannot bind a socket for checks: {e}"))?;
+            *checker = Some(bound);
+        }
+        Ok(checker.as_ref().expect("bound above").with_identity(identity))
     }
 
     async fn fetch(&self, claim: &Claim) -> Verdict {
-        let transport = match self.incognito() {
-            Ok(transport) => transport,
-            Err(e) => return Verdict::Unknown(e),
-        };
-        let verdict = self.fetch_through(&transport, claim).await;
-        // Closing waits for the peer's goodbye: not while holding a check's place.
-        tokio::spawn(async move { transport.close().await });
-        verdict
+        match self.incognito() {
+            Ok(transport) => self.fetch_through(&transport, claim).await,
+            Err(e) => Verdict::Unknown(e),
+        }
     }
 
     async fn fetch_through(&self, transport: &Transport, claim: &Claim) -> Verdict {
