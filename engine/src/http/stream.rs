@@ -30,6 +30,8 @@ const MIN_READ_AHEAD: u32 = 4;
 /// How long an answer waits for a download to reach the point of having a file on disk
 /// (its manifest located, its partial file made).
 const START_WAIT: Duration = Duration::from_secs(30);
+/// How long an answer waits for a download that is neither held nor running yet.
+const START_GRACE: Duration = Duration::from_secs(2);
 /// How often a reader waiting for a chunk asks for it again (the download may have missed it).
 const ASK_AGAIN: Duration = Duration::from_secs(2);
 
@@ -104,14 +106,18 @@ pub(super) async fn file(State(app): State<App>, Path(text): Path<String>, heade
     answer
 }
 
-/// The file `id` as the node holds it, waiting a little while a download of it is starting.
+/// The file `id` as the node holds it, waiting a little while a download of it is starting
+/// (or, for [`START_GRACE`], about to start: `fetch --stream` prints its address just before
+/// the download registers).
 async fn held_soon(app: &App, id: swarm_proto::FileId) -> Option<Arc<Held>> {
-    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let asked = tokio::time::Instant::now();
+    let deadline = asked + START_WAIT;
     loop {
         if let Some(held) = app.node.store().get(&id) {
             return Some(held);
         }
-        if app.node.downloads().get(&id).is_none() || tokio::time::Instant::now() >= deadline {
+        let starting = asked.elapsed() < START_GRACE;
+        if (app.node.downloads().get(&id).is_none() && !starting) || tokio::time::Instant::now() >= deadline {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
