@@ -258,7 +258,8 @@ impl<W> UploadSlots<W> {
     }
 }
 
-fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+/// One fewer under `key`; a count that reaches zero is removed.
+pub(crate) fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
     if let Some(n) = counts.get_mut(key) {
         *n -= 1;
         if *n == 0 {

@@ -95,18 +95,8 @@ impl Drop for WatchPass {
     fn drop(&mut self) {
         let mut open = self.watches.open.lock().expect("watch counts lock poisoned");
         let (by_peer, by_network) = &mut *open;
-        decrement(by_peer, &self.peer);
-        decrement(by_network, &self.network);
-    }
-}
-
-/// One fewer under `key`; a count that reaches zero is removed.
-fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
-    if let Some(count) = counts.get_mut(key) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(key);
-        }
+        crate::uploads::decrement(by_peer, &self.peer);
+        crate::uploads::decrement(by_network, &self.network);
     }
 }
 
