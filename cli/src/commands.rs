@@ -591,7 +591,7 @@ fn fetch_command(id: swarm_engine::FileId, tracker: &str) -> String {
 }
 
 /// `work`, given up once `deadline` (from --timeout) passes, saying what it was `doing`.
-async fn before<T>(
+async fn by_deadline<T>(
     deadline: Option<tokio::time::Instant>,
     doing: &str,
     work: impl std::future::Future<Output = swarm_engine::Result<T>>,
@@ -614,14 +614,14 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     let shown_trackers = trackers.to_string();
     let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
     remember_tracker(&args.node, node.state_dir(), &shown_trackers);
-    let id = match before(deadline, "asking the tracker for the file", node.resolve(&wanted)).await {
+    let id = match by_deadline(deadline, "asking the tracker for the file", node.resolve(&wanted)).await {
         Ok(id) => id,
         Err(e) => {
             node.shutdown(Duration::ZERO).await;
             return Err(e.into());
         }
     };
-    let registration = before(deadline, "registering with the tracker", node.join_tracker()).await;
+    let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
     if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
         node.shutdown(Duration::ZERO).await;
         return Err(registration
@@ -650,7 +650,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         ..FetchOptions::default()
     };
     let folder = tokio::select! {
-        opened = before(deadline, "fetching the file's manifest", swarm_engine::collection::open(&node, id, &options)) => opened,
+        opened = by_deadline(deadline, "fetching the file's manifest", swarm_engine::collection::open(&node, id, &options)) => opened,
         _ = shutdown_signal() => Err(swarm_engine::Error::Cancelled),
     };
     let folder = match folder {
