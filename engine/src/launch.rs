@@ -87,58 +87,11 @@ impl Peer {
                 config.tracker = Some(addr);
                 public
             }
-            TrackerChoice::Embedded { listen } => match running_tracker(listen, &config.access).await {
-                Some(id) => {
-                    let here = loopback_for(listen);
-                    events(LaunchEvent::JoinedLocalTracker { id, addr: here });
-                    config.tracker = Some(
-                        TrackerAddr {
-                            host_port: here.to_string(),
-                            id: Some(id),
-                        }
-                        .into(),
-                    );
-                    format!("{id}@{}", reachable_addr(listen))
-                }
-                None => {
-                    let tracker_config = TrackerConfig {
-                        state_dir: config.state_dir.join("tracker"),
-                        listen,
-                        access: config.access.clone(),
-                        ..TrackerConfig::default()
-                    };
-                    let (tracker, moved) = match Tracker::start(tracker_config.clone()).await {
-                        Ok(tracker) => (tracker, None),
-                        Err(TrackerError::Bind(e)) => {
-                            let any_port = SocketAddr::new(listen.ip(), 0);
-                            let tracker = Tracker::start(TrackerConfig {
-                                listen: any_port,
-                                ..tracker_config
-                            })
-                            .await
-                            .map_err(Error::from)?;
-                            (tracker, Some(Error::Bind(e)))
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    let local = tracker.local_addr();
-                    events(LaunchEvent::EmbeddedTracker {
-                        id: tracker.id(),
-                        addr: local,
-                        moved_from: moved.as_ref().map(|e| (listen, e)),
-                    });
-                    config.tracker = Some(
-                        TrackerAddr {
-                            host_port: loopback_for(local).to_string(),
-                            id: Some(tracker.id()),
-                        }
-                        .into(),
-                    );
-                    let public = format!("{}@{}", tracker.id(), reachable_addr(local));
-                    embedded = Some(tracker);
-                    public
-                }
-            },
+            TrackerChoice::Embedded { listen } => {
+                let (public, tracker) = embedded_tracker(&mut config, listen, &mut events).await?;
+                embedded = tracker;
+                public
+            }
         };
         let node = Node::start(config).await?;
         let registration = join_patiently(&node, stop, &mut events).await?;
@@ -158,6 +111,63 @@ impl Peer {
             tracker.stop().await;
         }
     }
+}
+
+/// Points `config` at the tracker for a node given none: the swarm tracker already on this
+/// machine at `listen`'s port, or a new one started in this process (on a free port if that
+/// one is taken by something else). Returns the tracker's address for other machines, and the
+/// tracker if it was started here.
+async fn embedded_tracker(
+    config: &mut NodeConfig,
+    listen: SocketAddr,
+    events: &mut impl FnMut(LaunchEvent<'_>),
+) -> Result<(String, Option<Tracker>)> {
+    if let Some(id) = running_tracker(listen, &config.access).await {
+        let here = loopback_for(listen);
+        events(LaunchEvent::JoinedLocalTracker { id, addr: here });
+        config.tracker = Some(
+            TrackerAddr {
+                host_port: here.to_string(),
+                id: Some(id),
+            }
+            .into(),
+        );
+        return Ok((format!("{id}@{}", reachable_addr(listen)), None));
+    }
+    let tracker_config = TrackerConfig {
+        state_dir: config.state_dir.join("tracker"),
+        listen,
+        access: config.access.clone(),
+        ..TrackerConfig::default()
+    };
+    let (tracker, moved) = match Tracker::start(tracker_config.clone()).await {
+        Ok(tracker) => (tracker, None),
+        Err(TrackerError::Bind(e)) => {
+            let any_port = SocketAddr::new(listen.ip(), 0);
+            let tracker = Tracker::start(TrackerConfig {
+                listen: any_port,
+                ..tracker_config
+            })
+            .await
+            .map_err(Error::from)?;
+            (tracker, Some(Error::Bind(e)))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let local = tracker.local_addr();
+    events(LaunchEvent::EmbeddedTracker {
+        id: tracker.id(),
+        addr: local,
+        moved_from: moved.as_ref().map(|e| (listen, e)),
+    });
+    config.tracker = Some(
+        TrackerAddr {
+            host_port: loopback_for(local).to_string(),
+            id: Some(tracker.id()),
+        }
+        .into(),
+    );
+    Ok((format!("{}@{}", tracker.id(), reachable_addr(local)), Some(tracker)))
 }
 
 /// How long a swarm tracker already on the asked port has to answer.
