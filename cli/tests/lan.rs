@@ -10,7 +10,9 @@ use std::time::Instant;
 mod common;
 use common::*;
 
-/// Two namespaces `NAME-a` (10.79.0.1) and `NAME-b` (10.79.0.2) on one link, removed on drop.
+/// Two namespaces `NAME-a` (10.79.0.1, its default route through b; and a bridge-like link
+/// at 172.31.0.1 listed first, as docker0 often is) and `NAME-b` (10.79.0.2) on one link,
+/// removed on drop.
 struct Lan {
     name: String,
 }
@@ -23,6 +25,10 @@ impl Lan {
         for script in [
             format!("ip netns add {a}"),
             format!("ip netns add {b}"),
+            // A container bridge on A listed before its LAN link, as docker0 often is.
+            format!("ip link add {name}-d0 netns {a} type veth peer name {name}-d1 netns {a}"),
+            format!("ip -n {a} addr add 172.31.0.1/16 dev {name}-d0"),
+            format!("ip -n {a} link set {name}-d0 up"),
             format!("ip link add {name}-ea netns {a} type veth peer name {name}-eb netns {b}"),
             format!("ip -n {a} addr add 10.79.0.1/24 dev {name}-ea"),
             format!("ip -n {b} addr add 10.79.0.2/24 dev {name}-eb"),
@@ -30,6 +36,7 @@ impl Lan {
             format!("ip -n {b} link set {name}-eb up"),
             format!("ip -n {a} link set lo up"),
             format!("ip -n {b} link set lo up"),
+            format!("ip -n {a} route add default via 10.79.0.2"),
         ] {
             let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
             assert!(status.success(), "{script}");
