@@ -287,6 +287,9 @@ fn print_launch(event: LaunchEvent<'_>) {
              instead of starting another swarm",
             id.short()
         ),
+        LaunchEvent::NoAnswerYet { addr } => {
+            crate::note!("no answer from the tracker at {addr} yet; still trying (Ctrl-C to give up)")
+        }
         LaunchEvent::Waiting(e) => {
             crate::note!("the tracker is not answering ({e}); trying again every 2 s, Ctrl-C to give up")
         }

@@ -243,3 +243,35 @@ fn an_unreachable_holder_is_named_as_such() {
     );
     assert!(said.contains("could not be reached from here"), "{said}");
 }
+
+/// A seeder whose tracker takes the packets and never answers says so within seconds, not
+/// when the first try gives up (over half a minute later).
+#[test]
+fn a_silent_tracker_is_reported_within_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tracker = silent.local_addr().unwrap().to_string();
+    let share = tmp.path().join("share");
+    write(share.join("a.bin"), &content(1000, 1));
+    let log = tmp.path().join("seed.log");
+    let started = Instant::now();
+    let _seeder = Proc::spawn_logged(
+        &[
+            "seed",
+            s(&share),
+            "--tracker",
+            &tracker,
+            "--state",
+            s(&tmp.path().join("seeder")),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &log,
+    );
+    let said = wait_for_text(&log, "yet; still trying", Duration::from_secs(20));
+    println!("said after {:.1?}: {said}", started.elapsed());
+    assert!(
+        said.contains(&format!("no answer from the tracker at {tracker} yet")),
+        "{said}"
+    );
+}

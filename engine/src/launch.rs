@@ -20,6 +20,8 @@ use crate::tracker_client::{Registration, TrackerAddr, Trackers};
 
 /// Pause between tries while the tracker does not answer.
 const JOIN_RETRY: Duration = Duration::from_secs(2);
+/// How long the first try may take before the person watching is told the tracker is silent.
+pub const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
 /// Where a peer's tracker is.
 #[derive(Debug, Clone)]
@@ -53,6 +55,11 @@ pub enum LaunchEvent<'a> {
         id: swarm_proto::PeerId,
         /// Where it listens.
         addr: SocketAddr,
+    },
+    /// The tracker has not answered the first try within [`SLOW_ANSWER`]; still trying.
+    NoAnswerYet {
+        /// The tracker's address as given.
+        addr: &'a str,
     },
     /// The tracker does not answer yet; trying again every few seconds.
     Waiting(&'a Error),
@@ -216,7 +223,23 @@ async fn join_patiently(
 ) -> Result<Registration> {
     let mut waited = false;
     loop {
-        match node.join_tracker().await {
+        let joining = node.join_tracker();
+        tokio::pin!(joining);
+        let joined = tokio::select! {
+            joined = &mut joining => joined,
+            // A silent tracker takes a while to be called unreachable: say so early.
+            _ = tokio::time::sleep(SLOW_ANSWER), if !waited => {
+                let addr = node.tracker().map(|t| t.addr().host_port.clone()).unwrap_or_default();
+                events(LaunchEvent::NoAnswerYet { addr: &addr });
+                waited = true;
+                tokio::select! {
+                    joined = &mut joining => joined,
+                    _ = stop.cancelled() => return Err(Error::Cancelled),
+                }
+            }
+            _ = stop.cancelled() => return Err(Error::Cancelled),
+        };
+        match joined {
             Ok(registration) => {
                 if waited {
                     events(LaunchEvent::Answered);
