@@ -44,25 +44,10 @@ async fn seeded(dir: &std::path::Path, small: usize, rate: Option<u64>) -> (Loca
     (swarm, seeder, big, small)
 }
 
-/// A fresh node fetches `file`, then leaves (so that it serves nobody after); returns how
-/// long the fetch took.
+/// A fresh node fetches `file` (within two minutes), then leaves (so that it serves nobody
+/// after); returns how long the fetch took.
 async fn timed_fetch(swarm: &LocalSwarm, dir: &std::path::Path, name: &str, file: FileId) -> Duration {
-    let node = loopback_node(
-        &dir.join(format!("{name}-state")),
-        swarm.tracker_addr(),
-        Caps::default(),
-    )
-    .await
-    .unwrap();
-    let options = FetchOptions {
-        timeout: Some(Duration::from_secs(120)),
-        ..options(&dir.join(name))
-    };
-    let started = Instant::now();
-    node.fetch(file, options).await.unwrap();
-    let took = started.elapsed();
-    node.shutdown(Duration::from_secs(1)).await;
-    took
+    fetch_within(swarm, dir, name, file, Duration::from_secs(120)).await
 }
 
 /// A connection to `seeder` from another machine, with its own identity.
@@ -173,7 +158,8 @@ async fn connection_from(seeder: &Node, ip: [u8; 4]) -> (Transport, quinn::Conne
     (transport, connection)
 }
 
-/// Fetches `file` on a fresh node, giving up after `limit`; returns how long it took.
+/// Fetches `file` on a fresh node, giving up after `limit`, then leaves; returns how long it
+/// took.
 async fn fetch_within(
     swarm: &LocalSwarm,
     dir: &std::path::Path,
