@@ -133,3 +133,10 @@ tracker-load-redis fetchers="1000" size="1GB" idle="2000" seconds="30":
 tracker-load fetchers="5000" size="1GB" idle="0" seconds="60":
     cargo build --release -p swarm-cli -p swarm-benches
     target/release/tracker-load --fetchers {{fetchers}} --size {{size}} --idle {{idle}} --seconds {{seconds}}
+
+# What a tracker's memory and disk grow by per byte of manifests kept, running and after a
+# restart: big manifests, then many small ones (release).
+tracker-memory:
+    cargo build --release -p swarm-cli -p swarm-benches
+    target/release/tracker-memory --kept 120MiB --manifest 2MiB
+    target/release/tracker-memory --kept 16MiB --manifest 1KiB

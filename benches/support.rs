@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use swarm_engine::launch::{loopback_node, Caps, LocalSwarm};
 use swarm_engine::{FetchOptions, FileId, Progress};
 
+pub mod tracker_process;
+
 pub use swarm_engine::launch::loopback;
 
 /// Writes `size` pseudo-random bytes (BLAKE3 in XOF mode: fast and incompressible).

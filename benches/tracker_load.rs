@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use swarm_benches::tracker_process::{start_tracker, usage};
 use swarm_engine::tracker_client::{TrackerAddr, TrackerClient, Trackers};
 use swarm_proto::hashing::global_from_chunks;
 use swarm_proto::protocol::TrackerRequest;
@@ -113,22 +114,6 @@ struct Stats {
     relocate: Latencies,
     have: Latencies,
     keepalive: Latencies,
-}
-
-/// CPU seconds and resident MiB of process `pid`.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    (ticks / 100.0, rss_kib / 1024.0)
 }
 
 /// A consistent manifest of `size` bytes nobody has (the tracker is not spot-checking).
@@ -273,55 +258,6 @@ async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant, 
     }
 }
 
-/// The tracker as a child process, and how peers name it.
-fn start_tracker(
-    bin: &PathBuf,
-    state: &std::path::Path,
-    peer_timeout: &str,
-    store: Option<&str>,
-) -> (Child, TrackerAddr) {
-    let mut child = Command::new(bin)
-        .args([
-            "tracker",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-audits",
-            "--peer-timeout",
-            peer_timeout,
-            "--state",
-        ])
-        .arg(state)
-        .args(store.map(|url| ["--store", url]).into_iter().flatten())
-        .env(
-            "SWARM_LOG",
-            std::env::var("SWARM_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build --release first)", bin.display()));
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("the tracker prints its address");
-    let addr = line.split("--tracker ").nth(1).expect("tracker banner").trim();
-    let (id, _) = addr.split_once('@').expect("pinned");
-    let port = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .expect("address");
-    let host_port = port.trim().to_owned();
-    (
-        child,
-        TrackerAddr {
-            host_port,
-            id: Some(id.parse().expect("tracker id")),
-        },
-    )
-}
-
 fn main() {
     let args = Args::parse();
     raise_file_limit();
@@ -381,7 +317,11 @@ async fn run(args: Args) {
     let mut trackers: Vec<(Child, TrackerAddr)> = (0..args.trackers)
         .map(|i| {
             let dir = state.path().join(format!("tracker{i}"));
-            start_tracker(&args.bin, &dir, &args.peer_timeout, store.as_deref())
+            let mut extra = vec!["--no-audits", "--peer-timeout", &args.peer_timeout];
+            if let Some(url) = &store {
+                extra.extend(["--store", url]);
+            }
+            start_tracker(&args.bin, &dir, &extra)
         })
         .collect();
     let pids: Vec<u32> = trackers.iter().map(|(child, _)| child.id()).collect();

@@ -9,7 +9,8 @@
 //! - [`budget`]: what the tracker agrees to keep, charged to the address that asked.
 //! - [`audit`]: spot checks of what peers claim to hold.
 //! - [`service`]: the QUIC service that drives it, and expiry.
-//! - [`store`]: the manifests on disk (sled), for a tracker on its own.
+//! - [`store`]: the manifests on disk (a file each) and the holders last saved (sled), for a
+//!   tracker on its own.
 //! - [`telemetry`]: the tracker's metrics.
 //! - [`vantage`]: holder addresses as the asker can reach them.
 //! - [`change`]: every change to the state as a value; [`shared_log`]: several trackers

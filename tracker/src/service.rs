@@ -1,6 +1,6 @@
 //! The tracker service: accepts QUIC connections, files every request under the id the
 //! connection proved, answers from [`TrackerState`], and expires silent peers. Its state lives
-//! in one of two stores: embedded (memory, with manifests persisted in sled) or shared with
+//! in one of two stores: embedded (memory, with manifests persisted on disk) or shared with
 //! other trackers through Redis ([`crate::shared_log`]).
 
 use std::net::SocketAddr;
@@ -30,14 +30,14 @@ use crate::budget::Budgets;
 use crate::change::{Change, Outcome};
 use crate::error::TrackerError;
 use crate::shared_log::SharedLog;
-use crate::state::{Snapshot, TrackerState};
+use crate::state::{Snapshot, SnapshotFile, TrackerState};
 use crate::store::CatalogueStore;
 use crate::telemetry;
 
 /// Where a tracker keeps its state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// In memory, with the catalogue in sled under the state directory: one tracker.
+    /// In memory, with the catalogue on disk under the state directory: one tracker.
     #[default]
     Embedded,
     /// Shared through the Redis at this address (`redis://HOST:PORT/DB`) with every tracker
@@ -268,27 +268,36 @@ impl TrackerView {
     }
 }
 
-/// The embedded store: the catalogue reloaded from sled into a fresh state.
+/// The embedded store: the catalogue reloaded from disk into a fresh state.
 fn load_embedded(config: &TrackerConfig) -> Result<(TrackerState, CatalogueStore), TrackerError> {
     let store = CatalogueStore::open(&config.state_dir)?;
-    let mut state = TrackerState::new(config.peer_timeout, config.budgets);
     let now = Instant::now();
-    for manifest in store.load()? {
-        let id = manifest.id();
-        // Reloaded manifests are charged to nobody; past the budget, the rest are dropped.
-        if let Err(refusal) = state.add_manifest(manifest, None, now) {
-            warn!(file = %id.short(), "not reloaded: {}", refusal.message);
-            store.remove(&id);
-        }
-    }
     let saved = store.load_state();
-    if !saved.peers.is_empty() || !saved.shares.is_empty() {
-        let snapshot = Snapshot {
-            files: state.snapshot(now).files,
-            peers: saved.peers,
-            shares: saved.shares,
-        };
-        state = TrackerState::restore(snapshot, config.peer_timeout, config.budgets, now);
+    let restored = !saved.peers.is_empty() || !saved.shares.is_empty();
+    // Reloaded manifests are charged to nobody, moved into the state (a copy of a big catalogue
+    // would cost its size again); past the budget, the rest are dropped.
+    let files: Vec<SnapshotFile> = store
+        .load()?
+        .into_iter()
+        .map(|manifest| SnapshotFile {
+            manifest,
+            charged: None,
+            unheld_ms: Some(0),
+            retired: false,
+        })
+        .collect();
+    let ids: Vec<FileId> = files.iter().map(|file| file.manifest.id()).collect();
+    let snapshot = Snapshot {
+        files,
+        peers: saved.peers,
+        shares: saved.shares,
+    };
+    let mut state = TrackerState::restore(snapshot, config.peer_timeout, config.budgets, now);
+    for id in ids.iter().filter(|id| state.manifest(id).is_none()) {
+        warn!(file = %id.short(), "not reloaded: past the tracker's budget");
+        store.remove(id);
+    }
+    if restored {
         state.expire(now);
         state.mark_restored(unix_ms_now());
         info!(
