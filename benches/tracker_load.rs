@@ -67,6 +67,11 @@ struct Args {
     /// how many changes per second the tracker(s) can take.
     #[arg(long)]
     flood: bool,
+    /// Fetchers take the manifest from the tracker's first answer, as nodes did before they
+    /// took it from holders (by default they ask the tracker for holders only, as a node whose
+    /// holder sends the manifest does).
+    #[arg(long)]
+    manifest_from_tracker: bool,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -151,8 +156,9 @@ async fn timed<T>(into: &Latencies, work: impl std::future::Future<Output = swar
     }
 }
 
-/// One simulated fetcher: joins, locates with the manifest, then reports its download's chunks
-/// and asks for neighbours again at the real node's cadence, until `end`.
+/// One simulated fetcher: joins, locates (with the manifest if `manifest_from_tracker`), then
+/// reports its download's chunks and asks for neighbours again at the real node's cadence,
+/// until `end`.
 async fn fetcher(
     client: TrackerClient,
     manifest: Arc<Manifest>,
@@ -160,6 +166,7 @@ async fn fetcher(
     stats: Arc<Stats>,
     end: Instant,
     flooding: bool,
+    manifest_from_tracker: bool,
 ) {
     let Some(registration) = timed(&stats.register, client.register(None)).await else {
         return;
@@ -175,7 +182,7 @@ async fn fetcher(
         manifest: with_manifest,
         want: 40,
     };
-    let located = timed(&stats.locate, client.request(&locate(true))).await;
+    let located = timed(&stats.locate, client.request(&locate(manifest_from_tracker))).await;
     if let Some(answer) = located {
         stats
             .locate
@@ -372,10 +379,11 @@ async fn run(args: Args) {
         let download = Duration::from_secs(args.download);
         let is_fetcher = n < args.fetchers;
         let flooding = args.flood;
+        let manifest_from_tracker = args.manifest_from_tracker;
         tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             if is_fetcher {
-                fetcher(client, manifest, download, stats, end, flooding).await;
+                fetcher(client, manifest, download, stats, end, flooding, manifest_from_tracker).await;
             } else {
                 idle(client, n, stats, end, flooding).await;
             }
@@ -416,6 +424,16 @@ async fn run(args: Args) {
         println!("{}", latencies.line(kind));
     }
     let answered: usize = kinds.iter().map(|(_, l)| l.samples.lock().expect("lock").len()).sum();
+    let located_bytes = stats.locate.bytes.load(Ordering::Relaxed) + stats.relocate.bytes.load(Ordering::Relaxed);
+    println!(
+        "tracker egress in locate answers: {:.1} MB in all (manifests from the {})",
+        located_bytes as f64 / 1e6,
+        if args.manifest_from_tracker {
+            "tracker"
+        } else {
+            "holders"
+        }
+    );
     println!(
         "requests answered: {answered}, {:.0} per second over the whole run",
         answered as f64 / total_secs

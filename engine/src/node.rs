@@ -286,16 +286,8 @@ impl Node {
 
     /// A file's manifest (checked against its id) and a random sample of its live holders.
     pub async fn locate(&self, file: FileId) -> Result<(Manifest, Located)> {
-        let mut located = self.session()?.locate(file, true, crate::fetch::NEIGHBOURS).await?;
-        let manifest = located.manifest.take().ok_or_else(|| Error::Tracker {
-            addr: self.tracker().map(|t| t.addr().host_port.clone()).unwrap_or_default(),
-            message: "answered a locate without the manifest asked for".into(),
-        })?;
-        manifest.verify(&file).map_err(|source| Error::Manifest {
-            file: Some(file),
-            source,
-        })?;
-        Ok((manifest, located))
+        let session = self.session()?;
+        crate::fetch::locate_with_manifest(session, &self.inner.transport, file, crate::fetch::NEIGHBOURS).await
     }
 
     /// Many files located at once (in batches), each with its manifest (not yet checked) and a

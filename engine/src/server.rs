@@ -220,6 +220,9 @@ async fn serve_stream(
                 _ = context.shutdown.cancelled() => return Ok(()),
             }
         }
+        PeerRequest::GetManifest { file } => {
+            return send_manifest(context, slots, (from, remote), file, &mut send).await
+        }
         PeerRequest::Status if from != context.own_id => return reply(&mut send, status::refusal()).await,
         PeerRequest::Status => {
             let answer = match status::live(store, &context.downloads, &context.state) {
@@ -324,6 +327,33 @@ fn stop_serving_if_changed(context: &ServerContext, file: FileId, index: u32, e:
         // Full: a re-check is already queued.
         let _ = context.changed.try_send(file);
     }
+}
+
+/// Sends the manifest of `file`, under an upload slot (so that asking for it again and again
+/// costs a peer its turn, as fetching chunks does).
+async fn send_manifest(
+    context: &ServerContext,
+    slots: &Arc<Slots>,
+    (from, remote): (PeerId, SocketAddr),
+    file: FileId,
+    send: &mut SendStream,
+) -> Result<(), ProtocolError> {
+    let Some(held) = context.store.get(&file) else {
+        return reply(
+            send,
+            error(ErrorCode::NotFound, format!("file {} is not held here", file.short())),
+        )
+        .await;
+    };
+    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
+        tokio::time::sleep(REFUSAL_DELAY).await;
+        return reply(
+            send,
+            error(ErrorCode::Busy, "too many uploads in progress; try another peer"),
+        )
+        .await;
+    };
+    reply(send, PeerResponse::Manifest((*held.manifest).clone())).await
 }
 
 /// A fetcher found chunk `index` of `file` did not match its manifest: hashes it again from

@@ -3,6 +3,7 @@
 //! and protocol. Misbehaving peers are in `faults.rs`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,11 +177,23 @@ async fn a_half_done_fetcher_serves_another() {
 
 /// A tracker that answers every `Locate` with `manifest`, whatever was asked.
 async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandle<()>) {
+    let (transport, task, _) = stub_tracker(Some(manifest), vec![]).await;
+    (transport, task)
+}
+
+/// A tracker that answers every `Locate` with `manifest` (or none) and `holders`, whatever was
+/// asked, and notes whether a manifest was ever asked of it.
+async fn stub_tracker(
+    manifest: Option<Manifest>,
+    holders: Vec<protocol::Holder>,
+) -> (Transport, tokio::task::JoinHandle<()>, Arc<AtomicBool>) {
     let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
     let endpoint = transport.endpoint().clone();
+    let asked_for_manifest = Arc::new(AtomicBool::new(false));
+    let asked = asked_for_manifest.clone();
     let task = tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
-            let manifest = manifest.clone();
+            let (manifest, holders, asked) = (manifest.clone(), holders.clone(), asked.clone());
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else { return };
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
@@ -192,13 +205,16 @@ async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandl
                             timeout_secs: 180,
                             report_secs: 1,
                         },
-                        TrackerRequest::Locate { .. } => TrackerResponse::Located {
-                            manifest: Some(manifest.clone()),
-                            holders: vec![],
-                            meta: Default::default(),
-                            live: 0,
-                            retired: false,
-                        },
+                        TrackerRequest::Locate { manifest: wanted, .. } => {
+                            asked.fetch_or(wanted, Ordering::SeqCst);
+                            TrackerResponse::Located {
+                                manifest: manifest.clone(),
+                                holders: holders.clone(),
+                                meta: Default::default(),
+                                live: holders.len() as u32,
+                                retired: false,
+                            }
+                        }
                         _ => TrackerResponse::Ok,
                     };
                     swarm_proto::transport::send_frame(&mut send, &response).await.unwrap();
@@ -208,7 +224,66 @@ async fn lying_tracker(manifest: Manifest) -> (Transport, tokio::task::JoinHandl
             });
         }
     });
+    (transport, task, asked_for_manifest)
+}
+
+/// A peer that answers every request with `manifest`.
+fn manifest_liar(manifest: Manifest) -> (Transport, tokio::task::JoinHandle<()>) {
+    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
+    let endpoint = transport.endpoint().clone();
+    let task = tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let manifest = manifest.clone();
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                while let Ok((mut send, _recv)) = connection.accept_bi().await {
+                    let answer = protocol::PeerResponse::Manifest(manifest.clone());
+                    let _ = swarm_proto::transport::send_frame(&mut send, &answer).await;
+                    let _ = send.finish();
+                }
+            });
+        }
+    });
     (transport, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_comes_from_a_holder_and_a_holder_cannot_fake_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = content(10 * CHUNK as usize + 7, 9);
+    let share = tmp.path().join("share");
+    write(&share, "real.bin", &data);
+    let tracker = start_tracker(tmp.path()).await;
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    let id = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap()[0].id;
+    let mut fake = Manifest::from_file(&share.join("real.bin"), "real.bin", CHUNK).unwrap();
+    fake.name = "fake.bin".into();
+    let (liar, _liar_task) = manifest_liar(fake);
+    let holder = |peer: PeerId, addr: std::net::SocketAddr| protocol::Holder {
+        peer,
+        addr,
+        complete: true,
+    };
+    // The liar is named first; the tracker never sends the manifest.
+    let holders = vec![
+        holder(liar.id(), liar.local_addr()),
+        holder(seeder.id(), seeder.local_addr()),
+    ];
+    let (stub, _task, asked_for_manifest) = stub_tracker(None, holders).await;
+    let stub_addr = TrackerAddr {
+        host_port: stub.local_addr().to_string(),
+        id: Some(stub.id()),
+    };
+    let fetcher = start_node(tmp.path(), "fetcher", stub_addr, None).await;
+    let out = tmp.path().join("out");
+    let report = fetcher.fetch(id, options(&out)).await.unwrap();
+    assert_eq!(report.manifest.name, "real.bin");
+    assert!(std::fs::read(out.join("real.bin")).unwrap() == data);
+    assert!(!out.join("fake.bin").exists());
+    assert!(
+        !asked_for_manifest.load(Ordering::SeqCst),
+        "the tracker was asked for the manifest"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

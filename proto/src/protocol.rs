@@ -279,6 +279,12 @@ pub enum PeerRequest {
         /// Chunk index.
         index: u32,
     },
+    /// Send the file's manifest (the asker checks it against the id), so that a fetch needs a
+    /// tracker only to find holders. Answered with [`PeerResponse::Manifest`].
+    GetManifest {
+        /// The file.
+        file: FileId,
+    },
 }
 
 /// What a peer answers.
@@ -306,6 +312,8 @@ pub enum PeerResponse {
         /// The chunk matched.
         intact: bool,
     },
+    /// Answer to `GetManifest`.
+    Manifest(Manifest),
 }
 
 /// Which page of the catalogue (sorted by name, then id) to send.
@@ -1048,6 +1056,9 @@ mod tests {
             &cat(&[&[3], &[1; 32], &[5]]),
         );
         check(&PeerResponse::Checked { intact: true }, &[4, 1]);
+        // GetManifest: variant 4, file; its answer: variant 5, the manifest as in `Located`.
+        check(&PeerRequest::GetManifest { file: FileId(F) }, &cat(&[&[4], &F]));
+        check(&PeerResponse::Manifest(manifest()), &cat(&[&[5], &manifest_bytes()]));
         check(&Availability::Gained(vec![7, 300]), &[0, 2, 7, 251, 44, 1]);
         check(&Availability::Lost(vec![2]), &[1, 1, 2]);
     }

@@ -7,6 +7,8 @@
 //!   lock, the in-flight budget, and the events the workers send.
 //! - `peer`: one worker per holder, with several *lanes*, each a loop of "ask the scheduler
 //!   for a chunk, request it, verify it, write it and read it back".
+//! - `manifest_exchange`: the manifest from the holders, checked against the id; from the
+//!   tracker only when no holder sends it.
 //! - `coordinator`: owns the download: starts workers for the holders the tracker names, wakes
 //!   on every verified chunk (saving progress, queueing tracker reports), re-locates holders
 //!   from time to time, and ends the download on completion, a fatal error, a timeout or a
@@ -29,6 +31,7 @@
 
 mod budget;
 mod coordinator;
+mod manifest_exchange;
 mod options;
 pub mod output;
 mod peer;
@@ -47,6 +50,7 @@ use crate::downloads::Registered;
 use crate::error::{Error, Result};
 use crate::state::DownloadRecord;
 pub use coordinator::NEIGHBOURS;
+pub(crate) use manifest_exchange::locate_with_manifest;
 pub use options::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
 use output::{Output, Prepared};
 pub(crate) use shared::Env;
@@ -81,17 +85,16 @@ async fn fetch_registered(
 ) -> Result<FetchReport> {
     let started = Instant::now();
     let mut options = options;
-    let located = match options.located.take().filter(|l| l.manifest.is_some()) {
-        Some(located) => located,
-        None => env.session.locate(id, true, coordinator::NEIGHBOURS).await?,
+    let given = options.located.take().and_then(|mut l| Some((l.manifest.take()?, l)));
+    let (manifest, located) = match given {
+        Some((manifest, located)) => {
+            manifest
+                .verify(&id)
+                .map_err(|source| Error::Manifest { file: Some(id), source })?;
+            (manifest, located)
+        }
+        None => locate_with_manifest(&env.session, &env.transport, id, coordinator::NEIGHBOURS).await?,
     };
-    let manifest = located.manifest.ok_or_else(|| Error::Tracker {
-        addr: env.session.client().addr().host_port.clone(),
-        message: "answered a locate without the manifest asked for".into(),
-    })?;
-    manifest
-        .verify(&id)
-        .map_err(|source| Error::Manifest { file: Some(id), source })?;
     let (manifest, meta) = (Arc::new(manifest), located.meta);
     registered.set_name(&manifest.name);
     options.progress.set_total(manifest.size);
