@@ -287,7 +287,7 @@ impl Node {
     /// A file's manifest (checked against its id) and a random sample of its live holders.
     pub async fn locate(&self, file: FileId) -> Result<(Manifest, Located)> {
         let session = self.session()?;
-        crate::fetch::locate_with_manifest(session, &self.inner.transport, file, crate::fetch::NEIGHBOURS).await
+        crate::fetch::locate_with_manifest(session, &self.inner.transport, file, crate::fetch::NEIGHBOURS, None).await
     }
 
     /// Many files located at once (in batches), each with its manifest (not yet checked) and a

@@ -112,6 +112,25 @@ impl Drop for Slot {
 }
 
 impl Slots {
+    /// A slot for `peer` at `ip` if one is free now, without queueing for one.
+    fn try_acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
+        let (wake, woken) = oneshot::channel();
+        let mut slots = self.slots.lock().expect("upload slots lock poisoned");
+        match slots.ask(peer, ip, wake) {
+            Admission::Granted => Some(Slot {
+                slots: self.clone(),
+                peer,
+                ip,
+            }),
+            Admission::Refused(_) => None,
+            Admission::Queued => {
+                drop(woken);
+                slots.forget_waiters(&peer, |w| w.is_closed());
+                None
+            }
+        }
+    }
+
     /// A slot for `peer` at `ip`: at once, after waiting its turn, or `None` (busy: its line is
     /// full, or its turn did not come within [`QUEUE_WAIT`]).
     async fn acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
@@ -329,8 +348,8 @@ fn stop_serving_if_changed(context: &ServerContext, file: FileId, index: u32, e:
     }
 }
 
-/// Sends the manifest of `file`, under an upload slot (so that asking for it again and again
-/// costs a peer its turn, as fetching chunks does).
+/// Sends the manifest of `file`, under an upload slot if one is free now (so that asking for it
+/// again and again costs a peer its turn, as fetching chunks does).
 async fn send_manifest(
     context: &ServerContext,
     slots: &Arc<Slots>,
@@ -345,13 +364,10 @@ async fn send_manifest(
         )
         .await;
     };
-    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
-        tokio::time::sleep(REFUSAL_DELAY).await;
-        return reply(
-            send,
-            error(ErrorCode::Busy, "too many uploads in progress; try another peer"),
-        )
-        .await;
+    // Not queued for: the asker has other holders, and the tracker, to ask at once.
+    let Some(_slot) = slots.try_acquire(from, transport::network_of(remote.ip())) else {
+        let message = "too many uploads in progress; ask another peer";
+        return reply(send, error(ErrorCode::Busy, message)).await;
     };
     reply(send, PeerResponse::Manifest((*held.manifest).clone())).await
 }

@@ -25,15 +25,20 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// it named may be unreachable from here).
 const TRACKER_AFTER: Duration = Duration::from_secs(1);
 
-/// The manifest of `file`, checked against the id (from the holders if one sends it, from the
-/// tracker otherwise), and up to `want` of its live holders.
+/// The manifest of `file`, checked against the id (`saved` if it is one, as a resumed download
+/// has; else from the holders if one sends it, from the tracker otherwise), and up to `want`
+/// of its live holders.
 pub(crate) async fn locate_with_manifest(
     session: &Session,
     transport: &Transport,
     file: FileId,
     want: u16,
+    saved: Option<Manifest>,
 ) -> Result<(Manifest, Located)> {
     let mut located = session.locate(file, false, want).await?;
+    if located.manifest.is_none() {
+        located.manifest = saved.filter(|manifest| manifest.verify(&file).is_ok());
+    }
     if located.manifest.is_none() {
         let holders = located.holders.clone();
         let from_peers = from_holders(transport, file, &holders);

@@ -93,7 +93,11 @@ async fn fetch_registered(
                 .map_err(|source| Error::Manifest { file: Some(id), source })?;
             (manifest, located)
         }
-        None => locate_with_manifest(&env.session, &env.transport, id, coordinator::NEIGHBOURS).await?,
+        None => {
+            // A download being resumed saved its manifest with it.
+            let saved = env.state.download(&id).ok().flatten().map(|record| record.manifest);
+            locate_with_manifest(&env.session, &env.transport, id, coordinator::NEIGHBOURS, saved).await?
+        }
     };
     let (manifest, meta) = (Arc::new(manifest), located.meta);
     registered.set_name(&manifest.name);
