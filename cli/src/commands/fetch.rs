@@ -1,0 +1,333 @@
+//! `swarm fetch`: a file or a folder by ticket, id or name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use swarm_engine::collection::CollectionOptions;
+use swarm_engine::known_trackers::KnownTrackers;
+use swarm_engine::{DiskIo, FetchOptions, Node, Progress, Replace, Sources, Trackers};
+use swarm_proto::collection::{Collection, Entry as CollectionEntry};
+use swarm_proto::ticket::Ticket;
+
+use crate::args::FetchArgs;
+use crate::output;
+
+use super::setup::{
+    default_state, leave, node_config, remember_tracker, serve_http, serve_metrics, shutdown_signal, EXIT_GRACE,
+};
+
+/// `swarm fetch`
+pub async fn fetch(args: FetchArgs) -> Result<()> {
+    // --timeout bounds the whole command, tracker requests before the download included.
+    let deadline = args.timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+    serve_metrics(args.node.metrics, &args.node.secret_file, &args.node.http).await?;
+    let (wanted, trackers) = fetch_target(&args)?;
+    let shown_trackers = trackers.to_string();
+    let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
+    remember_tracker(&args.node, node.state_dir(), &shown_trackers);
+    let id = match by_deadline(deadline, "asking the tracker for the file", node.resolve(&wanted)).await {
+        Ok(id) => id,
+        Err(e) => {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e.into());
+        }
+    };
+    let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
+    if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+        node.shutdown(Duration::ZERO).await;
+        return Err(registration
+            .err()
+            .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
+            .into());
+    }
+    if let Err(e) = &registration {
+        output::warning(format_args!(
+            "could not register with the tracker ({e}); fetching without serving others"
+        ));
+    }
+    let progress = Arc::new(Progress::default());
+    let options = FetchOptions {
+        out_dir: args.output.clone(),
+        sources: args.from.clone().map_or(Sources::All, Sources::Only),
+        replace: if args.force { Replace::Always } else { Replace::Never },
+        timeout: deadline.map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now())),
+        preallocate: args.preallocate,
+        disk_io: if args.buffered_io {
+            DiskIo::Buffered
+        } else {
+            DiskIo::Direct
+        },
+        progress: progress.clone(),
+        ..FetchOptions::default()
+    };
+    let folder = tokio::select! {
+        opened = by_deadline(deadline, "fetching the file's manifest", swarm_engine::collection::open(&node, id, &options)) => opened,
+        _ = shutdown_signal() => Err(swarm_engine::Error::Cancelled),
+    };
+    let folder = match folder {
+        Ok(folder) => folder,
+        Err(e) => {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e.into());
+        }
+    };
+    let misuse = match &folder {
+        Some(_) if args.stream => Some(
+            "--stream serves one file: fetch the folder with --list to see its files' ids, then stream one".to_owned(),
+        ),
+        None if args.list || !args.only.is_empty() => Some(format!(
+            "{id} is a single file: --list and --only choose among the files of a folder"
+        )),
+        _ => None,
+    };
+    if let Some(message) = misuse {
+        node.shutdown(Duration::ZERO).await;
+        return Err(crate::args::Usage(message).into());
+    }
+    if let Some(collection) = folder {
+        // The web view and API (--http) watch a folder's fetch too.
+        if let Err(e) = serve_http(&args.node, &node, &args.output, false).await {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e);
+        }
+        let result = fetch_folder(&args, &node, id, collection, options).await;
+        if result.is_err() {
+            node.shutdown(Duration::from_secs(2)).await;
+        }
+        return result;
+    }
+    match serve_http(&args.node, &node, &args.output, args.stream).await {
+        Ok(Some(addr)) if args.stream => {
+            use std::io::Write;
+            println!("http://{addr}/files/{id}");
+            let _ = std::io::stdout().flush();
+        }
+        Ok(_) => {}
+        Err(e) => {
+            node.shutdown(Duration::ZERO).await;
+            return Err(e);
+        }
+    }
+    let display = if args.progress {
+        output::json_progress(&id.to_string(), progress)
+    } else {
+        output::show_progress(&format!("fetching {}", id.short()), progress, true)
+    };
+    let result = tokio::select! {
+        result = node.fetch(id, options) => result.map_err(anyhow::Error::from),
+        _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)
+            .context("interrupted; run the same command again to resume")),
+    };
+    display.finish().await;
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            node.shutdown(Duration::from_secs(2)).await;
+            return Err(e);
+        }
+    };
+    if args.json {
+        output::fetch_report(&report, args.progress);
+    } else if report.already_complete {
+        println!(
+            "{} already complete ({})",
+            output::shown_path(&report.path),
+            output::bytes(report.manifest.size)
+        );
+    } else {
+        let received = report.bytes_received();
+        println!(
+            "{}  {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
+            output::shown_path(&report.path),
+            output::bytes(report.manifest.size),
+            report.elapsed.as_secs_f64(),
+            output::mb_per_sec(received, report.elapsed),
+            report.received.len(),
+            if report.resumed_chunks > 0 {
+                format!(", {} chunks resumed", report.resumed_chunks)
+            } else {
+                String::new()
+            }
+        );
+        for peer in &report.banned {
+            output::warning(format_args!(
+                "peer {peer} sent corrupt data and was banned for this download"
+            ));
+        }
+    }
+    if args.seed || args.stream {
+        crate::note!("seeding {} until Ctrl-C", output::shown_path(&report.path));
+        shutdown_signal().await;
+        leave(&node).await;
+    } else {
+        node.shutdown(EXIT_GRACE).await;
+    }
+    Ok(())
+}
+
+/// `swarm fetch` of a folder: list it, or fetch the chosen files.
+async fn fetch_folder(
+    args: &FetchArgs,
+    node: &Node,
+    id: swarm_engine::FileId,
+    collection: Collection,
+    each: FetchOptions,
+) -> Result<()> {
+    let chosen = choose(&collection, &args.only)?;
+    if args.list {
+        output::collection(id, &collection, &chosen, args.json);
+        node.shutdown(Duration::ZERO).await;
+        return Ok(());
+    }
+    if chosen.is_empty() && !args.only.is_empty() {
+        return Err(swarm_engine::Error::NotFound(format!(
+            "no file of {}/ matches --only {}; `swarm fetch {} --list` shows its files",
+            output::shown(&collection.name),
+            args.only.join(","),
+            args.id
+        ))
+        .into());
+    }
+    let progress = Arc::new(Progress::default());
+    let options = CollectionOptions {
+        out_dir: args.output.clone(),
+        parallel: args.parallel,
+        progress: progress.clone(),
+        each,
+    };
+    let label = format!("fetching {}/", output::shown(&collection.name));
+    let display = if args.progress {
+        output::json_progress(&collection.name, progress)
+    } else {
+        output::show_progress(&label, progress, true)
+    };
+    let result = tokio::select! {
+        result = swarm_engine::collection::fetch(node, &collection, chosen.clone(), options) => result.map_err(anyhow::Error::from),
+        _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)),
+    };
+    display.finish().await;
+    let report = result.map_err(|e| e.context("interrupted; run the same command again to resume"))?;
+    if args.json {
+        output::collection_report(id, &report, args.progress);
+    } else {
+        let size: u64 = report.done.iter().map(|(e, _)| e.size).sum();
+        let received = report.bytes_received();
+        let complete = report
+            .done
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.already_complete))
+            .count();
+        let peers: std::collections::HashSet<_> = report
+            .done
+            .iter()
+            .flat_map(|(_, r)| r)
+            .flat_map(|r| r.received.keys())
+            .collect();
+        println!(
+            "{}  {} file(s), {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
+            output::shown_path(&report.root),
+            report.done.len(),
+            output::bytes(size),
+            report.elapsed.as_secs_f64(),
+            output::mb_per_sec(received, report.elapsed),
+            peers.len(),
+            if complete > 0 {
+                format!(", {complete} already complete")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some((first, error)) = report.failed.into_iter().next() {
+        let failed = chosen.len() - report.done.len();
+        return Err(anyhow::Error::from(error).context(format!(
+            "{failed} of {} file(s) of {}/ failed, {} among them; run the same command again to retry them",
+            chosen.len(),
+            output::shown(&collection.name),
+            output::shown(&first.path)
+        )));
+    }
+    if args.seed {
+        crate::note!("seeding {} until Ctrl-C", output::shown_path(&report.root));
+        shutdown_signal().await;
+        leave(node).await;
+    } else {
+        node.shutdown(EXIT_GRACE).await;
+    }
+    Ok(())
+}
+
+/// The entries of `collection` that `--only` picks (all of them without it).
+fn choose(collection: &Collection, only: &[String]) -> Result<Vec<CollectionEntry>> {
+    if only.is_empty() {
+        return Ok(collection.entries.clone());
+    }
+    let mut globs = globset::GlobSetBuilder::new();
+    for pattern in only {
+        let mut add = |pattern: &str| -> Result<()> {
+            let glob = globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| crate::args::Usage(format!("--only {pattern}: {e}")))?;
+            globs.add(glob);
+            Ok(())
+        };
+        add(pattern)?;
+        if !pattern.contains('/') {
+            add(&format!("**/{pattern}"))?;
+        }
+    }
+    let globs = globs.build()?;
+    Ok(collection
+        .entries
+        .iter()
+        .filter(|e| globs.is_match(&e.path))
+        .cloned()
+        .collect())
+}
+
+/// What `swarm fetch` was asked for (an id, prefix or name) and the trackers to ask:
+/// --tracker if given, else the ticket's, else the last used from the state directory.
+fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
+    let ticket = if Ticket::looks_like(&args.id) {
+        Some(args.id.parse::<Ticket>()?)
+    } else {
+        None
+    };
+    let wanted = ticket.as_ref().map_or_else(|| args.id.clone(), |t| t.file.to_string());
+    let trackers = match (Trackers::new(args.tracker.clone()), &ticket) {
+        (Some(given), _) => given,
+        (None, Some(ticket)) => Trackers::of_ticket(ticket),
+        (None, None) => {
+            let state = args.node.state.clone().unwrap_or_else(|| default_state("node"));
+            match KnownTrackers::in_dir(&state).last_used().map(|t| t.parse::<Trackers>()) {
+                Some(Ok(last)) => last,
+                _ => {
+                    return Err(crate::args::Usage(
+                        "no tracker given: name one with --tracker HOST:PORT, or fetch by the ticket `swarm seed` \
+                         printed (swarm1...), which names its trackers"
+                            .into(),
+                    )
+                    .into())
+                }
+            }
+        }
+    };
+    Ok((wanted, trackers))
+}
+
+/// `work`, given up once `deadline` (from --timeout) passes, saying what it was `doing`.
+async fn by_deadline<T>(
+    deadline: Option<tokio::time::Instant>,
+    doing: &str,
+    work: impl std::future::Future<Output = swarm_engine::Result<T>>,
+) -> swarm_engine::Result<T> {
+    let Some(deadline) = deadline else { return work.await };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(swarm_engine::Error::Timeout(format!(
+            "gave up after --timeout while {doing}; check that the tracker is running and reachable"
+        ))),
+    }
+}

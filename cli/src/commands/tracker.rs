@@ -1,0 +1,69 @@
+//! `swarm tracker`.
+
+use anyhow::Result;
+use swarm_engine::netutil::reachable_addr;
+use swarm_tracker::{Tracker, TrackerConfig};
+use tracing::info;
+
+use crate::args::TrackerArgs;
+
+use super::setup::{access, default_state, serve_metrics, shutdown_signal};
+
+/// `swarm tracker`
+pub async fn tracker(args: TrackerArgs) -> Result<()> {
+    serve_metrics(args.metrics, &args.secret_file, &args.http).await?;
+    let tracker = Tracker::start(TrackerConfig {
+        state_dir: args.state.unwrap_or_else(|| default_state("tracker")),
+        listen: args.listen,
+        peer_timeout: args.peer_timeout,
+        budgets: swarm_tracker::Budgets {
+            per_address: args.budget_per_address,
+            total: args.budget,
+            forget_after: args.forget_after,
+        },
+        audits: swarm_tracker::Audits {
+            enabled: !args.no_audits,
+            ..Default::default()
+        },
+        access: access(&args.secret_file)?,
+        store: args
+            .store
+            .clone()
+            .map_or(swarm_tracker::StoreConfig::Embedded, swarm_tracker::StoreConfig::Redis),
+    })
+    .await
+    .map_err(swarm_engine::Error::from)?;
+    let reachable = reachable_addr(tracker.local_addr());
+    println!(
+        "tracker {} listening on {}; peers use --tracker {}@{}",
+        tracker.id(),
+        tracker.local_addr(),
+        tracker.id(),
+        reachable
+    );
+    match &args.store {
+        Some(url) => {
+            info!(files = tracker.catalogue_size(), store = %url.rsplit('@').next().unwrap_or(url), "state shared through Redis")
+        }
+        None => info!(files = tracker.catalogue_size(), "catalogue loaded"),
+    }
+    if let Some(listen) = args.http.listen {
+        let options = swarm_engine::http::HttpOptions {
+            listen,
+            public: args.http.public,
+            access: access(&args.secret_file)?,
+            token: args.http.token.clone(),
+            allow_hosts: args.http.allow_hosts.clone(),
+        };
+        match swarm_engine::http::serve_tracker(tracker.view(), options, tracker.stopping()).await {
+            Ok(addr) => crate::note!("web view of the swarm and API at http://{addr}/"),
+            Err(e) => {
+                tracker.stop().await;
+                return Err(e.into());
+            }
+        }
+    }
+    shutdown_signal().await;
+    tracker.stop().await;
+    Ok(())
+}
