@@ -275,3 +275,39 @@ fn a_silent_tracker_is_reported_within_seconds() {
         "{said}"
     );
 }
+
+/// The ticket `swarm seed` prints beside a separate tracker names the seeder too: with that
+/// tracker killed for good, the printed command still fetches the file, from the seeder.
+#[test]
+fn a_ticket_fetches_from_its_holder_when_its_tracker_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut tracker, addr) = start_tracker(tmp.path());
+    let share = tmp.path().join("share");
+    let data = content(6 * CHUNK + 11, 5);
+    write(share.join("kept.bin"), &data);
+    let (_seeder, _, commands) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 1);
+    let ticket = printed_ticket(&commands[0]);
+    assert_eq!(ticket.holders.len(), 1, "the seeder is named: {ticket:?}");
+    tracker.child.kill().unwrap();
+    tracker.child.wait().unwrap();
+
+    let out = tmp.path().join("out");
+    let started = Instant::now();
+    let words: Vec<&str> = commands[0].split_whitespace().collect();
+    let fetched = run(&[
+        words[1],
+        words[2],
+        "-o",
+        s(&out),
+        "--state",
+        s(&tmp.path().join("fetcher")),
+    ]);
+    let stderr = String::from_utf8_lossy(&fetched.stderr);
+    eprintln!("fetched with the tracker gone in {:.2?}", started.elapsed());
+    assert!(fetched.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("fetching from the holders the ticket names"),
+        "{stderr}"
+    );
+    assert!(std::fs::read(out.join("kept.bin")).unwrap() == data);
+}

@@ -123,7 +123,7 @@ pub async fn share(node: &Node, name: &str, files: &[SeededFile], chunk_size: u3
 /// The collection `id` names, fetched (verified) into the state directory, or `None` if `id`
 /// names a plain file.
 pub async fn open(node: &Node, id: FileId, each: &FetchOptions) -> Result<Option<Collection>> {
-    let (manifest, _) = node.locate(id).await?;
+    let (manifest, _) = node.locate(id, &each.holders).await?;
     if !Collection::is_collection_name(&manifest.name) {
         return Ok(None);
     }

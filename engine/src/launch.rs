@@ -110,6 +110,29 @@ impl Peer {
         })
     }
 
+    /// This node as a ticket names it, so that the ticket still works once its tracker is gone:
+    /// its id and the addresses others reach it at (the one the tracker gives out, and this
+    /// machine's on its default route). None beside an in-process tracker, which goes when
+    /// this node goes.
+    pub fn ticket_holder(&self) -> Option<swarm_proto::ticket::TicketHolder> {
+        if self.embedded.is_some() {
+            return None;
+        }
+        let mut addrs = Vec::new();
+        let given = self.registration.addr;
+        if !given.ip().is_loopback() && !given.ip().is_unspecified() {
+            addrs.push(given);
+        }
+        let own = reachable_addr(self.node.local_addr());
+        if !addrs.contains(&own) {
+            addrs.push(own);
+        }
+        Some(swarm_proto::ticket::TicketHolder {
+            id: self.node.id(),
+            addrs,
+        })
+    }
+
     /// Leaves the tracker, lets uploads finish (up to `grace`), and stops the embedded
     /// tracker, if any.
     pub async fn stop(self, grace: Duration) {

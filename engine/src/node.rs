@@ -284,10 +284,12 @@ impl Node {
         self.tracker()?.resolve(text).await
     }
 
-    /// A file's manifest (checked against its id) and a random sample of its live holders.
-    pub async fn locate(&self, file: FileId) -> Result<(Manifest, Located)> {
+    /// A file's manifest (checked against its id) and a random sample of its live holders,
+    /// with the holders `known` beforehand (a ticket's; see [`FetchOptions::holders`]).
+    pub async fn locate(&self, file: FileId, known: &[swarm_proto::protocol::Holder]) -> Result<(Manifest, Located)> {
         let session = self.session()?;
-        crate::fetch::locate_with_manifest(session, &self.inner.transport, file, crate::fetch::NEIGHBOURS, None).await
+        let want = crate::fetch::NEIGHBOURS;
+        crate::fetch::locate_with_manifest(session, &self.inner.transport, file, want, None, known).await
     }
 
     /// Many files located at once (in batches), each with its manifest (not yet checked) and a

@@ -28,6 +28,9 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait for the tracker when leaving.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a tracker that did not answer is taken for silent (see [`Session::seems_silent`]).
+pub const SILENCE_REMEMBERED: Duration = Duration::from_secs(30);
+
 /// The session; cheap to clone.
 #[derive(Clone)]
 pub struct Session {
@@ -44,6 +47,8 @@ struct Inner {
     reports: Mutex<BTreeMap<FileId, Vec<u32>>>,
     /// Downloads to announce with the next reports, by file (see [`Session::announce_later`]).
     joins: Mutex<BTreeMap<FileId, Arc<Held>>>,
+    /// When a request last found the tracker silent, unless it answered since.
+    silent_since: Mutex<Option<std::time::Instant>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -60,6 +65,7 @@ impl Session {
                 registration: tokio::sync::Mutex::new(None),
                 reports: Mutex::new(BTreeMap::new()),
                 joins: Mutex::new(BTreeMap::new()),
+                silent_since: Mutex::new(None),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -199,6 +205,18 @@ impl Session {
     pub fn report(&self, file: FileId, chunks: &[u32]) {
         let mut reports = self.inner.reports.lock().expect("reports lock poisoned");
         reports.entry(file).or_default().extend_from_slice(chunks);
+    }
+
+    /// Did the tracker fail to answer within the last [`SILENCE_REMEMBERED`]? Callers with
+    /// holders of their own then do not wait for it again.
+    pub fn seems_silent(&self) -> bool {
+        let since = *self.inner.silent_since.lock().expect("silence lock");
+        since.is_some_and(|t| t.elapsed() < SILENCE_REMEMBERED)
+    }
+
+    /// Records that the tracker answered (`silent` false) or did not.
+    pub fn note_silence(&self, silent: bool) {
+        *self.inner.silent_since.lock().expect("silence lock") = silent.then(std::time::Instant::now);
     }
 
     /// Up to `want` live holders of a file, and its manifest (not yet checked) if `manifest`.

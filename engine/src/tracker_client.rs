@@ -125,11 +125,12 @@ impl Trackers {
             .collect()
     }
 
-    /// A ticket for `file` on these trackers.
-    pub fn ticket_for(&self, file: FileId) -> Ticket {
+    /// A ticket for `file` on these trackers, naming `holders` too.
+    pub fn ticket_for(&self, file: FileId, holders: Vec<ticket::TicketHolder>) -> Ticket {
         Ticket {
             file,
             trackers: self.for_ticket(),
+            holders: holders.into_iter().take(ticket::MAX_HOLDERS).collect(),
         }
     }
 }

@@ -10,7 +10,7 @@ fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
-    for prefix in ["", "swarm1", "swarmrw1", "swarmro1"] {
+    for prefix in ["", "swarm1", "swarm2", "swarmrw1", "swarmro1"] {
         let text = format!("{prefix}{text}");
         if let Ok(ticket) = text.parse::<Ticket>() {
             assert_eq!(ticket.to_string().parse::<Ticket>().as_ref(), Ok(&ticket));

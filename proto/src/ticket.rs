@@ -1,34 +1,63 @@
-//! Tickets: one copy-pasteable string that carries a file's id and the trackers that know it,
-//! so that `swarm fetch TICKET` needs no other flag.
+//! Tickets: one copy-pasteable string that carries a file's id, the trackers that know it and
+//! a few of its holders, so that `swarm fetch TICKET` needs no other flag, and still works when
+//! every tracker named is gone.
 //!
-//! A ticket is `swarm1` followed by the lowercase base32 (RFC 4648, no padding) of the
-//! encoded [`Ticket`]; the `1` is the format's version. Base32 survives being read aloud,
-//! double-click selection, URLs and case-folding terminals. A ticket is a convenience, not a
-//! credential: the file id in it is what the fetch trusts, and pinned tracker ids are proved
-//! by TLS as if given with `--tracker ID@HOST:PORT`.
+//! A ticket is `swarm2` followed by the lowercase base32 (RFC 4648, no padding) of the
+//! encoded [`Ticket`]; the digit is the format's version. Version 1 (`swarm1`, without
+//! holders) is still read. Base32 survives being read aloud, double-click selection, URLs and
+//! case-folding terminals. A ticket is a convenience, not a credential: the file id in it is
+//! what the fetch trusts; pinned tracker ids are proved by TLS as if given with
+//! `--tracker ID@HOST:PORT`, and holders' ids the same way.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use std::net::SocketAddr;
+
 use crate::codec;
 use crate::ids::{FileId, PeerId};
 
-/// What every ticket starts with.
-pub const PREFIX: &str = "swarm1";
+/// What every ticket written now starts with.
+pub const PREFIX: &str = "swarm2";
+/// What tickets of the first version, without holders, start with.
+pub const PREFIX_V1: &str = "swarm1";
 /// Most trackers one ticket names.
 pub const MAX_TRACKERS: usize = 16;
+/// Most holders one ticket names.
+pub const MAX_HOLDERS: usize = 8;
+/// Most addresses of one holder.
+pub const MAX_HOLDER_ADDRS: usize = 4;
 /// Longest `HOST:PORT` in a ticket (a DNS name is at most 253 characters).
 const MAX_HOST_PORT: usize = 261;
 
 /// A file and where to ask for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
-    /// The file (or, later, collection) id.
+    /// The file (or folder) id.
     pub file: FileId,
     /// Trackers that know it, in the order to try them (at least one).
     pub trackers: Vec<TicketTracker>,
+    /// Nodes that held it when the ticket was made, dialled at once (none in a version 1
+    /// ticket).
+    pub holders: Vec<TicketHolder>,
+}
+
+/// A ticket of the first version: what it encoded.
+#[derive(Deserialize)]
+struct TicketV1 {
+    file: FileId,
+    trackers: Vec<TicketTracker>,
+}
+
+/// One holder of a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketHolder {
+    /// Its id, proved by TLS when dialled.
+    pub id: PeerId,
+    /// Where it listens, in the order to try them.
+    pub addrs: Vec<SocketAddr>,
 }
 
 /// One tracker of a ticket.
@@ -54,7 +83,14 @@ pub enum TicketError {
 impl Ticket {
     /// Is `text` meant as a ticket (whatever its state)?
     pub fn looks_like(text: &str) -> bool {
-        text.get(..PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+        Ticket::version_prefix(text).is_some()
+    }
+
+    /// The prefix `text` starts with (any case), if it is a ticket's.
+    fn version_prefix(text: &str) -> Option<&'static str> {
+        [PREFIX, PREFIX_V1]
+            .into_iter()
+            .find(|prefix| text.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix)))
     }
 
     fn check(&self) -> Result<(), TicketError> {
@@ -66,6 +102,12 @@ impl Ticket {
         }
         if self.trackers.iter().any(|t| !t.is_well_formed()) {
             return Err(TicketError::Damaged("a tracker in it is not HOST:PORT".into()));
+        }
+        let too_many_addrs = |h: &TicketHolder| h.addrs.is_empty() || h.addrs.len() > MAX_HOLDER_ADDRS;
+        if self.holders.len() > MAX_HOLDERS || self.holders.iter().any(too_many_addrs) {
+            return Err(TicketError::Damaged(format!(
+                "a ticket names at most {MAX_HOLDERS} holders, each with 1 to {MAX_HOLDER_ADDRS} addresses"
+            )));
         }
         Ok(())
     }
@@ -96,14 +138,24 @@ impl FromStr for Ticket {
 
     fn from_str(text: &str) -> Result<Ticket, TicketError> {
         let text = text.trim();
-        if !Ticket::looks_like(text) {
+        let Some(prefix) = Ticket::version_prefix(text) else {
             return Err(TicketError::NotATicket);
-        }
-        let body = text[PREFIX.len()..].to_ascii_uppercase();
+        };
+        let body = text[prefix.len()..].to_ascii_uppercase();
         let bytes = data_encoding::BASE32_NOPAD
             .decode(body.as_bytes())
             .map_err(|e| TicketError::Damaged(e.to_string()))?;
-        let ticket: Ticket = codec::decode(&bytes).map_err(|e| TicketError::Damaged(e.to_string()))?;
+        let damaged = |e: codec::DecodeError| TicketError::Damaged(e.to_string());
+        let ticket = if prefix == PREFIX_V1 {
+            let v1: TicketV1 = codec::decode(&bytes).map_err(damaged)?;
+            Ticket {
+                file: v1.file,
+                trackers: v1.trackers,
+                holders: Vec::new(),
+            }
+        } else {
+            codec::decode(&bytes).map_err(damaged)?
+        };
         ticket.check()?;
         Ok(ticket)
     }
@@ -113,6 +165,13 @@ impl FromStr for Ticket {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn holder(id: u8, addrs: &[&str]) -> TicketHolder {
+        TicketHolder {
+            id: PeerId([id; 32]),
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
 
     fn tracker(id: Option<u8>, host_port: &str) -> TicketTracker {
         TicketTracker {
@@ -129,9 +188,10 @@ mod tests {
                 tracker(Some(1), "192.168.1.20:7070"),
                 tracker(None, "tracker.example:7070"),
             ],
+            holders: vec![holder(3, &["192.168.1.20:40000", "[fd00::20]:40000"])],
         };
         let text = ticket.to_string();
-        assert!(text.starts_with("swarm1") && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(text.starts_with("swarm2") && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert_eq!(text.parse::<Ticket>().unwrap(), ticket);
         assert_eq!(text.to_ascii_uppercase().parse::<Ticket>().unwrap(), ticket);
         assert_eq!(format!("  {text}\n").parse::<Ticket>().unwrap(), ticket);
@@ -142,6 +202,7 @@ mod tests {
         let text = Ticket {
             file: FileId([9; 32]),
             trackers: vec![tracker(None, "h:1")],
+            holders: vec![],
         }
         .to_string();
         assert_eq!("9a3c41d2".parse::<Ticket>(), Err(TicketError::NotATicket));
@@ -157,16 +218,72 @@ mod tests {
             let body = codec::encode(&Ticket {
                 file: FileId([1; 32]),
                 trackers: bad,
+                holders: vec![],
             });
-            let text = format!("swarm1{}", data_encoding::BASE32_NOPAD.encode(&body));
+            let text = format!("swarm2{}", data_encoding::BASE32_NOPAD.encode(&body));
             assert!(matches!(text.parse::<Ticket>(), Err(TicketError::Damaged(_))), "{text}");
         }
+        let no_addrs = vec![holder(1, &[])];
+        let too_many_addrs = vec![holder(1, &["1.2.3.4:1"; MAX_HOLDER_ADDRS + 1])];
+        let too_many_holders = vec![holder(1, &["1.2.3.4:1"]); MAX_HOLDERS + 1];
+        for bad in [no_addrs, too_many_addrs, too_many_holders] {
+            let body = codec::encode(&Ticket {
+                file: FileId([1; 32]),
+                trackers: vec![tracker(None, "h:1")],
+                holders: bad,
+            });
+            let text = format!("swarm2{}", data_encoding::BASE32_NOPAD.encode(&body));
+            assert!(matches!(text.parse::<Ticket>(), Err(TicketError::Damaged(_))), "{text}");
+        }
+    }
+
+    /// Pinned bytes: a ticket printed today reads the same in every later version.
+    #[test]
+    fn ticket_bytes_are_pinned() {
+        let ticket = Ticket {
+            file: FileId([7; 32]),
+            trackers: vec![tracker(Some(1), "h:9")],
+            holders: vec![holder(2, &["10.0.0.5:7070"])],
+        };
+        let expected = [
+            &[7u8; 32][..],
+            // One tracker: its id (Some), "h:9".
+            &[1, 1],
+            &[1; 32],
+            &[3, b'h', b':', b'9'],
+            // One holder: its id, one address (IPv4, variant 0) and its port as a varint.
+            &[1],
+            &[2; 32],
+            &[1, 0, 10, 0, 0, 5, 251, 158, 27],
+        ]
+        .concat();
+        assert_eq!(codec::encode(&ticket), expected);
+        let text = ticket.to_string();
+        assert_eq!(
+            text,
+            format!(
+                "swarm2{}",
+                data_encoding::BASE32_NOPAD.encode(&expected).to_ascii_lowercase()
+            )
+        );
+        assert_eq!(text.parse::<Ticket>().unwrap(), ticket);
+    }
+
+    /// A ticket printed by a version that knew no holders: read as it was written.
+    #[test]
+    fn a_first_version_ticket_still_reads() {
+        let v1 = "swarm1a4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaebwqorz";
+        let ticket: Ticket = v1.parse().unwrap();
+        assert_eq!(ticket.file, FileId([7; 32]));
+        assert_eq!(ticket.trackers, vec![tracker(Some(1), "h:9")]);
+        assert!(ticket.holders.is_empty());
     }
 
     proptest! {
         #[test]
         fn any_string_parses_or_is_refused_without_panicking(body in "[a-z2-7]{0,200}") {
             let _ = format!("swarm1{body}").parse::<Ticket>();
+            let _ = format!("swarm2{body}").parse::<Ticket>();
         }
 
         #[test]
@@ -174,6 +291,7 @@ mod tests {
             let ticket = Ticket {
                 file: FileId(file),
                 trackers: hosts.iter().map(|(h, p, id)| tracker(*id, &format!("{h}:{p}"))).collect(),
+                holders: hosts.iter().map(|(_, p, id)| holder(id.unwrap_or(0), &[&format!("10.1.2.3:{p}")])).collect(),
             };
             prop_assert_eq!(ticket.to_string().parse::<Ticket>().unwrap(), ticket);
         }

@@ -8,6 +8,7 @@ use swarm_engine::collection::CollectionOptions;
 use swarm_engine::known_trackers::KnownTrackers;
 use swarm_engine::{DiskIo, FetchOptions, Node, Progress, Replace, Sources, Trackers};
 use swarm_proto::collection::{Collection, Entry as CollectionEntry};
+use swarm_proto::protocol::Holder;
 use swarm_proto::ticket::Ticket;
 
 use crate::args::FetchArgs;
@@ -22,7 +23,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     // --timeout bounds the whole command, tracker requests before the download included.
     let deadline = args.timeout.map(|timeout| tokio::time::Instant::now() + timeout);
     serve_metrics(args.node.metrics, &args.node.secret_file, &args.node.http).await?;
-    let (wanted, trackers) = fetch_target(&args)?;
+    let (wanted, trackers, holders) = fetch_target(&args)?;
     let shown_trackers = trackers.to_string();
     let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
     remember_tracker(&args.node, node.state_dir(), &shown_trackers);
@@ -33,7 +34,14 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             return Err(e.into());
         }
     };
-    let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
+    // With holders named in the ticket, a tracker that does not answer is no reason to wait.
+    let patience = if holders.is_empty() {
+        deadline
+    } else {
+        let soon = tokio::time::Instant::now() + TRACKER_PATIENCE;
+        Some(deadline.map_or(soon, |deadline| deadline.min(soon)))
+    };
+    let registration = by_deadline(patience, "registering with the tracker", node.join_tracker()).await;
     if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
         node.shutdown(Duration::ZERO).await;
         return Err(registration
@@ -41,10 +49,15 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
             .into());
     }
-    if let Err(e) = &registration {
-        output::warning(format_args!(
+    match &registration {
+        Err(_) if !holders.is_empty() => output::warning(format_args!(
+            "no answer from the tracker at {shown_trackers} within {TRACKER_PATIENCE:?}; fetching from the \
+             holders the ticket names, without serving others"
+        )),
+        Err(e) => output::warning(format_args!(
             "could not register with the tracker ({e}); fetching without serving others"
-        ));
+        )),
+        Ok(_) => {}
     }
     let progress = Arc::new(Progress::default());
     let options = FetchOptions {
@@ -59,6 +72,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             DiskIo::Direct
         },
         progress: progress.clone(),
+        holders,
         ..FetchOptions::default()
     };
     let folder = tokio::select! {
@@ -287,9 +301,10 @@ fn choose(collection: &Collection, only: &[String]) -> Result<Vec<CollectionEntr
         .collect())
 }
 
-/// What `swarm fetch` was asked for (an id, prefix or name) and the trackers to ask:
-/// --tracker if given, else the ticket's, else the last used from the state directory.
-fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
+/// What `swarm fetch` was asked for (an id, prefix or name), the trackers to ask (--tracker if
+/// given, else the ticket's, else the last used from the state directory), and the holders
+/// the ticket names, each address as a holder of its own.
+fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers, Vec<Holder>)> {
     let ticket = if Ticket::looks_like(&args.id) {
         Some(args.id.parse::<Ticket>()?)
     } else {
@@ -306,7 +321,7 @@ fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
                 _ => {
                     return Err(crate::args::Usage(
                         "no tracker given: name one with --tracker HOST:PORT, or fetch by the ticket `swarm seed` \
-                         printed (swarm1...), which names its trackers"
+                         printed (swarm2...), which names its trackers"
                             .into(),
                     )
                     .into())
@@ -314,8 +329,18 @@ fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers)> {
             }
         }
     };
-    Ok((wanted, trackers))
+    let holders = ticket.iter().flat_map(|t| &t.holders).flat_map(|holder| {
+        holder.addrs.iter().map(|&addr| Holder {
+            peer: holder.id,
+            addr,
+            complete: true,
+        })
+    });
+    Ok((wanted, trackers, holders.collect()))
 }
+
+/// How long a fetch whose ticket names holders waits for the tracker to register with it.
+const TRACKER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// `work`, given up once `deadline` (from --timeout) passes, saying what it was `doing`.
 async fn by_deadline<T>(

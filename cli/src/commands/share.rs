@@ -11,6 +11,7 @@ use swarm_engine::sync::folder_key::{folder_key, KeySource, KEY_FILE};
 use swarm_engine::sync::SyncOptions;
 use swarm_engine::{Node, Progress, SeededFile, Trackers};
 use swarm_proto::share_key::{ShareKey, ShareTicket};
+use swarm_proto::ticket::TicketHolder;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -183,9 +184,15 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
         None
     };
     let tracker = &sharing.peer.public_tracker;
+    let holder = sharing.peer.ticket_holder();
+    let fetch_command = |id| fetch_command(id, tracker, holder.clone());
     if args.json {
         let trackers = tracker.parse::<Trackers>().ok();
-        let ticket = |id| trackers.as_ref().map(|t| t.ticket_for(id).to_string());
+        let ticket = |id| {
+            trackers
+                .as_ref()
+                .map(|t| t.ticket_for(id, holder.clone().into_iter().collect()).to_string())
+        };
         output::seeded_json(folder.as_ref(), &files, ticket);
     } else {
         match &folder {
@@ -198,12 +205,12 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
                     output::shown(&c.name),
                     c.entries.len()
                 );
-                println!("    {}", fetch_command(shared.id, tracker));
+                println!("    {}", fetch_command(shared.id));
                 if args.each {
-                    files.iter().for_each(|f| print_seeded(f, tracker));
+                    files.iter().for_each(|f| print_seeded(f, fetch_command(f.id)));
                 }
             }
-            None => files.iter().for_each(|f| print_seeded(f, tracker)),
+            None => files.iter().for_each(|f| print_seeded(f, fetch_command(f.id))),
         }
     }
     use std::io::Write;
@@ -325,21 +332,21 @@ fn print_share_keys(args: &SyncArgs, key: &ShareKey, source: KeySource, tracker:
     println!("    {}", join(key.read_only()));
 }
 
-fn print_seeded(file: &SeededFile, tracker: &str) {
+fn print_seeded(file: &SeededFile, fetch_command: String) {
     println!(
         "{}  {:>10}  {}",
         file.id,
         output::bytes(file.manifest.size),
         output::shown(&file.manifest.name)
     );
-    println!("    {}", fetch_command(file.id, tracker));
+    println!("    {fetch_command}");
 }
 
-/// The command that fetches `id`: with its ticket, or with --tracker if the tracker's address
-/// cannot go in one.
-fn fetch_command(id: swarm_engine::FileId, tracker: &str) -> String {
+/// The command that fetches `id`: with its ticket (naming `holder` too, if given), or with
+/// --tracker if the tracker's address cannot go in one.
+fn fetch_command(id: swarm_engine::FileId, tracker: &str, holder: Option<TicketHolder>) -> String {
     match tracker.parse::<Trackers>() {
-        Ok(trackers) => format!("swarm fetch {}", trackers.ticket_for(id)),
+        Ok(trackers) => format!("swarm fetch {}", trackers.ticket_for(id, holder.into_iter().collect())),
         Err(_) => format!("swarm fetch {id} --tracker {tracker}"),
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use swarm_proto::protocol::{CloseCode, Holder, PeerRequest, PeerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
-use swarm_proto::{FileId, Manifest};
+use swarm_proto::{FileId, Manifest, PeerId};
 use tokio::task::JoinSet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -24,20 +24,67 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// How long the holders have alone before the tracker is asked for the manifest too (holders
 /// it named may be unreachable from here).
 const TRACKER_AFTER: Duration = Duration::from_secs(1);
+/// How long a fetch that knows holders of its own waits for the tracker before it does
+/// without.
+const TRACKER_PATIENCE: Duration = Duration::from_secs(2);
+/// The same, for a tracker that did not answer lately (the next file of a folder).
+const SILENT_PATIENCE: Duration = Duration::from_millis(200);
 
-/// The manifest of `file`, checked against the id (`saved` if it is one, as a resumed download
-/// has; else from the holders if one sends it, from the tracker otherwise), and up to `want`
-/// of its live holders.
+/// The manifest of `file`, checked against the id, and up to `want` of its live holders.
+///
+/// The manifest is `saved` if that is one (a resumed download has it), else the first a holder
+/// sends, else the tracker's. Holders `known` beforehand (a ticket's) are added to those the
+/// tracker names; when the tracker does not answer within [`TRACKER_PATIENCE`], they are the
+/// only ones, so that a ticket works with its tracker gone.
 pub(crate) async fn locate_with_manifest(
     session: &Session,
     transport: &Transport,
     file: FileId,
     want: u16,
     saved: Option<Manifest>,
+    known: &[Holder],
 ) -> Result<(Manifest, Located)> {
-    let mut located = session.locate(file, false, want).await?;
+    let (mut located, tracker_answered) = if known.is_empty() {
+        (session.locate(file, false, want).await?, true)
+    } else {
+        let was_silent = session.seems_silent();
+        let patience = if was_silent { SILENT_PATIENCE } else { TRACKER_PATIENCE };
+        let answer = tokio::time::timeout(patience, session.locate(file, false, want)).await;
+        session.note_silence(!matches!(answer, Ok(Ok(_))));
+        match answer {
+            Ok(Ok(mut located)) => {
+                let named: Vec<PeerId> = located.holders.iter().map(|h| h.peer).collect();
+                located
+                    .holders
+                    .extend(known.iter().filter(|h| !named.contains(&h.peer)).cloned());
+                (located, true)
+            }
+            // Said once, not for every file of a folder.
+            Ok(Err(e)) if !was_silent => {
+                warn!("the tracker did not answer ({e}); fetching from the holders the ticket names");
+                (without_tracker(known), false)
+            }
+            Err(_) if !was_silent => {
+                let tracker = &session.client().addr().host_port;
+                warn!("no answer from the tracker at {tracker} within {patience:?}; fetching from the holders the ticket names");
+                (without_tracker(known), false)
+            }
+            _ => (without_tracker(known), false),
+        }
+    };
     if located.manifest.is_none() {
         located.manifest = saved.filter(|manifest| manifest.verify(&file).is_ok());
+    }
+    if located.manifest.is_none() && !tracker_answered {
+        located.manifest = from_holders(transport, file, &located.holders).await;
+        if located.manifest.is_none() {
+            return Err(Error::NotFound(format!(
+                "{}: no holder the ticket names sent its manifest, and the tracker at {} does not answer; \
+                 check that a holder is still running and reachable from here",
+                file.short(),
+                session.client().addr().host_port
+            )));
+        }
     }
     if located.manifest.is_none() {
         let holders = located.holders.clone();
@@ -66,6 +113,17 @@ pub(crate) async fn locate_with_manifest(
         source,
     })?;
     Ok((manifest, located))
+}
+
+/// What a locate would say from the holders `known` alone.
+fn without_tracker(known: &[Holder]) -> Located {
+    Located {
+        manifest: None,
+        holders: known.to_vec(),
+        meta: Default::default(),
+        live: known.len() as u32,
+        retired: false,
+    }
 }
 
 /// The manifest of `file` from the first of `holders` that sends one matching the id.

@@ -96,7 +96,8 @@ async fn fetch_registered(
         None => {
             // A download being resumed saved its manifest with it.
             let saved = env.state.download(&id).ok().flatten().map(|record| record.manifest);
-            locate_with_manifest(&env.session, &env.transport, id, coordinator::NEIGHBOURS, saved).await?
+            let known = &options.holders;
+            locate_with_manifest(&env.session, &env.transport, id, coordinator::NEIGHBOURS, saved, known).await?
         }
     };
     let (manifest, meta) = (Arc::new(manifest), located.meta);

@@ -119,6 +119,9 @@ pub struct FetchOptions {
     /// batch), with the manifest; the fetch then does not locate it again to begin. The
     /// manifest is checked against the id all the same.
     pub located: Option<Located>,
+    /// Holders known beforehand (those a ticket names): asked for the manifest and dialled
+    /// beside those the tracker names, and instead of them when no tracker answers.
+    pub holders: Vec<Holder>,
 }
 
 impl Default for FetchOptions {
@@ -134,6 +137,7 @@ impl Default for FetchOptions {
             label: None,
             save_as: None,
             located: None,
+            holders: Vec::new(),
         }
     }
 }

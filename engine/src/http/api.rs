@@ -124,7 +124,7 @@ pub(super) async fn chunk_map(State(app): State<App>, Path(text): Path<String>) 
     let held = node.store().get(&id);
     let manifest = match &held {
         Some(held) => held.manifest.clone(),
-        None => match node.locate(id).await {
+        None => match node.locate(id, &[]).await {
             Ok((manifest, _)) => Arc::new(manifest),
             Err(e) => return problem(error_status(&e), e.to_string()),
         },
