@@ -1,7 +1,9 @@
-//! The README's flow on two machines of one LAN: two network namespaces joined by a veth pair,
-//! each with its own home directory. `swarm seed ./videos` on one (its tracker started in the
-//! process), and the printed `swarm fetch …` pasted as printed on the other, with no flag.
-//! Needs root (CI runs as root); says so and passes without it.
+//! The README's flows on machines of one LAN: network namespaces joined by veth pairs (and a
+//! bridge on B for a third machine), each with its own home directory. `swarm seed ./videos`
+//! on one (its tracker started in the process), and the printed `swarm fetch …` pasted as
+//! printed on the other, with no flag; and the same through a tracker on a third machine that
+//! is gone by the time the command is pasted. Needs root (CI runs as root); says so and passes
+//! without it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,19 +12,20 @@ use std::time::Instant;
 mod common;
 use common::*;
 
-/// Two namespaces `NAME-a` (10.79.0.1, its default route through b; and a bridge-like link
-/// at 172.31.0.1 listed first, as docker0 often is) and `NAME-b` (10.79.0.2) on one link,
-/// removed on drop.
+/// Namespaces `NAME-a` (10.79.0.1, its default route through b; and a bridge-like link at
+/// 172.31.0.1 listed first, as docker0 often is) and `NAME-b` (10.79.0.2) on one link, and
+/// with `tracker_machine` `NAME-t` (10.79.0.3) on the same LAN (B's end of each link is on a
+/// bridge), removed on drop.
 struct Lan {
     name: String,
 }
 
 impl Lan {
-    fn new(name: &str) -> Lan {
+    fn new(name: &str, tracker_machine: bool) -> Lan {
         let lan = Lan { name: name.to_owned() };
         lan.remove();
-        let (a, b) = (format!("{name}-a"), format!("{name}-b"));
-        for script in [
+        let (a, b, t) = (format!("{name}-a"), format!("{name}-b"), format!("{name}-t"));
+        let mut script = vec![
             format!("ip netns add {a}"),
             format!("ip netns add {b}"),
             // A container bridge on A listed before its LAN link, as docker0 often is.
@@ -31,15 +34,33 @@ impl Lan {
             format!("ip -n {a} link set {name}-d0 up"),
             format!("ip link add {name}-ea netns {a} type veth peer name {name}-eb netns {b}"),
             format!("ip -n {a} addr add 10.79.0.1/24 dev {name}-ea"),
-            format!("ip -n {b} addr add 10.79.0.2/24 dev {name}-eb"),
             format!("ip -n {a} link set {name}-ea up"),
             format!("ip -n {b} link set {name}-eb up"),
             format!("ip -n {a} link set lo up"),
             format!("ip -n {b} link set lo up"),
             format!("ip -n {a} route add default via 10.79.0.2"),
-        ] {
-            let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
-            assert!(status.success(), "{script}");
+        ];
+        if tracker_machine {
+            script.extend([
+                format!("ip netns add {t}"),
+                format!("ip -n {b} link add {name}-br type bridge"),
+                format!("ip -n {b} link set {name}-eb master {name}-br"),
+                format!("ip link add {name}-et netns {t} type veth peer name {name}-bt netns {b}"),
+                format!("ip -n {b} link set {name}-bt master {name}-br"),
+                format!("ip -n {b} addr add 10.79.0.2/24 dev {name}-br"),
+                format!("ip -n {b} link set {name}-bt up"),
+                format!("ip -n {b} link set {name}-br up"),
+                format!("ip -n {t} addr add 10.79.0.3/24 dev {name}-et"),
+                format!("ip -n {t} link set {name}-et up"),
+                format!("ip -n {t} link set lo up"),
+                format!("ip -n {t} route add default via 10.79.0.2"),
+            ]);
+        } else {
+            script.push(format!("ip -n {b} addr add 10.79.0.2/24 dev {name}-eb"));
+        }
+        for line in script {
+            let status = Command::new("sh").arg("-c").arg(&line).status().unwrap();
+            assert!(status.success(), "{line}");
         }
         lan
     }
@@ -64,7 +85,7 @@ impl Lan {
     }
 
     fn remove(&self) {
-        for which in ["a", "b"] {
+        for which in ["a", "b", "t"] {
             let _ = Command::new("ip")
                 .args(["netns", "del", &format!("{}-{which}", self.name)])
                 .stderr(Stdio::null())
@@ -92,7 +113,7 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
         eprintln!("skipped: network namespaces need root");
         return;
     }
-    let lan = Lan::new(&format!("swl{}", std::process::id() % 100_000));
+    let lan = Lan::new(&format!("swl{}", std::process::id() % 100_000), false);
     let tmp = tempfile::tempdir().unwrap();
     let (home_a, home_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let film = content(3 << 20, 4);
@@ -127,6 +148,64 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
         std::fs::read(home_b.join("videos/notes.txt")).unwrap(),
         b"for the other machine"
     );
+    assert!(
+        seeder.child.try_wait().unwrap().is_none(),
+        "the seeder is still running"
+    );
+}
+
+/// The README's separate-tracker flow with its tracker gone: `swarm tracker` on T, `swarm seed
+/// ./videos --tracker …` on A as T printed it, T switched off, then the command A printed,
+/// pasted on B as printed: the ticket names A, so B fetches from A.
+#[test]
+fn the_printed_command_works_with_its_tracker_gone() {
+    if !is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let lan = Lan::new(&format!("swt{}", std::process::id() % 100_000), true);
+    let tmp = tempfile::tempdir().unwrap();
+    let (home_a, home_b, home_t) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("t"));
+    let film = content(3 << 20, 6);
+    write(home_a.join("videos/film.mkv"), &film);
+
+    let mut tracker = lan.machine("t", &home_t, "exec swarm tracker");
+    tracker.stderr(std::fs::File::create(tmp.path().join("tracker.log")).unwrap());
+    let mut tracker = Proc::start(tracker);
+    let tracker_flag = loop {
+        let line = tracker.line();
+        if let Some(at) = line.find("--tracker ") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    println!("printed on T: {tracker_flag}");
+
+    let mut seeder = lan.machine("a", &home_a, &format!("exec swarm seed ./videos {tracker_flag}"));
+    seeder.stderr(std::fs::File::create(tmp.path().join("seed.log")).unwrap());
+    let mut seeder = Proc::start(seeder);
+    let printed = loop {
+        let line = seeder.line();
+        if let Some(at) = line.find("swarm fetch ") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    println!("printed on A: {printed}");
+    tracker.child.kill().unwrap();
+    tracker.child.wait().unwrap();
+
+    let started = Instant::now();
+    let fetched = lan
+        .machine("b", &home_b, &format!("timeout 60 {printed}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&fetched.stderr);
+    println!("B fetched with T gone in {:.2?}: {stderr}", started.elapsed());
+    assert!(fetched.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("fetching from the holders the ticket names"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
     assert!(
         seeder.child.try_wait().unwrap().is_none(),
         "the seeder is still running"

@@ -44,39 +44,16 @@ pub(crate) async fn locate_with_manifest(
     saved: Option<Manifest>,
     known: &[Holder],
 ) -> Result<(Manifest, Located)> {
-    let (mut located, tracker_answered) = if known.is_empty() {
-        (session.locate(file, false, want).await?, true)
-    } else {
-        let was_silent = session.seems_silent();
-        let patience = if was_silent { SILENT_PATIENCE } else { TRACKER_PATIENCE };
-        let answer = tokio::time::timeout(patience, session.locate(file, false, want)).await;
-        session.note_silence(!matches!(answer, Ok(Ok(_))));
-        match answer {
-            Ok(Ok(mut located)) => {
-                let named: Vec<PeerId> = located.holders.iter().map(|h| h.peer).collect();
-                located
-                    .holders
-                    .extend(known.iter().filter(|h| !named.contains(&h.peer)).cloned());
-                (located, true)
-            }
-            // Said once, not for every file of a folder.
-            Ok(Err(e)) if !was_silent => {
-                warn!("the tracker did not answer ({e}); fetching from the holders the ticket names");
-                (without_tracker(known), false)
-            }
-            Err(_) if !was_silent => {
-                let tracker = &session.client().addr().host_port;
-                warn!("no answer from the tracker at {tracker} within {patience:?}; fetching from the holders the ticket names");
-                (without_tracker(known), false)
-            }
-            _ => (without_tracker(known), false),
-        }
-    };
+    let (mut located, tracker_answered) = holders_from_tracker_or_ticket(session, file, want, known).await?;
+    // A saved or holder's copy is checked where it comes in; the tracker's, at the end.
+    let mut checked = false;
     if located.manifest.is_none() {
         located.manifest = saved.filter(|manifest| manifest.verify(&file).is_ok());
+        checked = located.manifest.is_some();
     }
     if located.manifest.is_none() && !tracker_answered {
         located.manifest = from_holders(transport, file, &located.holders).await;
+        checked = true;
         if located.manifest.is_none() {
             return Err(Error::NotFound(format!(
                 "{}: no holder the ticket names sent its manifest, and the tracker at {} does not answer; \
@@ -92,15 +69,24 @@ pub(crate) async fn locate_with_manifest(
         tokio::pin!(from_peers);
         let early = tokio::time::timeout(TRACKER_AFTER, &mut from_peers).await;
         let from_tracker = session.locate(file, true, want);
-        match early {
-            Ok(Some(manifest)) => located.manifest = Some(manifest),
+        let from_a_holder = match early {
+            Ok(Some(manifest)) => Some(manifest),
             // Every holder failed, or there is none: only the tracker is left.
-            Ok(None) => located = from_tracker.await?,
+            Ok(None) => {
+                located = from_tracker.await?;
+                None
+            }
             // The holders are slow (or unreachable): the tracker too, and the first wins.
             Err(_) => tokio::select! {
-                Some(manifest) = &mut from_peers => located.manifest = Some(manifest),
-                answer = from_tracker => located = answer?,
+                Some(manifest) = &mut from_peers => Some(manifest),
+                answer = from_tracker => {
+                    located = answer?;
+                    None
+                }
             },
+        };
+        if let Some(manifest) = from_a_holder {
+            (located.manifest, checked) = (Some(manifest), true);
         }
     }
     let manifest = located.manifest.take().ok_or_else(|| Error::Tracker {
@@ -108,22 +94,57 @@ pub(crate) async fn locate_with_manifest(
         message: "answered a locate without the manifest asked for".into(),
     })?;
     // What a tracker sends (asked for or not) is checked as strictly as a holder's copy.
-    manifest.verify(&file).map_err(|source| Error::Manifest {
-        file: Some(file),
-        source,
-    })?;
+    if !checked {
+        manifest.verify(&file).map_err(|source| Error::Manifest {
+            file: Some(file),
+            source,
+        })?;
+    }
     Ok((manifest, located))
 }
 
-/// What a locate would say from the holders `known` alone.
-fn without_tracker(known: &[Holder]) -> Located {
-    Located {
+/// The tracker's answer to a locate without the manifest, with the holders `known` beforehand
+/// added, and whether the tracker answered; when it does not answer in time, the `known`
+/// holders alone.
+async fn holders_from_tracker_or_ticket(
+    session: &Session,
+    file: FileId,
+    want: u16,
+    known: &[Holder],
+) -> Result<(Located, bool)> {
+    if known.is_empty() {
+        return Ok((session.locate(file, false, want).await?, true));
+    }
+    let was_silent = session.seems_silent();
+    let patience = if was_silent { SILENT_PATIENCE } else { TRACKER_PATIENCE };
+    let answer = tokio::time::timeout(patience, session.locate(file, false, want)).await;
+    session.note_silence(!matches!(answer, Ok(Ok(_))));
+    match answer {
+        Ok(Ok(mut located)) => {
+            let named: Vec<PeerId> = located.holders.iter().map(|h| h.peer).collect();
+            located
+                .holders
+                .extend(known.iter().filter(|h| !named.contains(&h.peer)).cloned());
+            return Ok((located, true));
+        }
+        // Said once, not for every file of a folder.
+        Ok(Err(e)) if !was_silent => {
+            warn!("the tracker did not answer ({e}); fetching from the holders the ticket names")
+        }
+        Err(_) if !was_silent => {
+            let tracker = &session.client().addr().host_port;
+            warn!("no answer from the tracker at {tracker} within {patience:?}; fetching from the holders the ticket names")
+        }
+        _ => {}
+    }
+    let alone = Located {
         manifest: None,
         holders: known.to_vec(),
         meta: Default::default(),
         live: known.len() as u32,
         retired: false,
-    }
+    };
+    Ok((alone, false))
 }
 
 /// The manifest of `file` from the first of `holders` that sends one matching the id.
@@ -135,7 +156,10 @@ async fn from_holders(transport: &Transport, file: FileId, holders: &[Holder]) -
             let Some(holder) = waiting.next() else { break };
             asking.spawn(ask(transport.clone(), file, holder));
         }
-        let (holder, answer) = asking.join_next().await?.ok()?;
+        // A task that panicked is one holder fewer, not the end of the asking.
+        let Ok((holder, answer)) = asking.join_next().await? else {
+            continue;
+        };
         match answer {
             Ok(manifest) => {
                 debug!(file = %file.short(), holder = %holder.peer.short(), "manifest from a holder");
