@@ -112,16 +112,21 @@ impl Drop for Slot {
 }
 
 impl Slots {
+    /// The slot `peer` at `ip` was granted.
+    fn granted(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Slot {
+        Slot {
+            slots: self.clone(),
+            peer,
+            ip,
+        }
+    }
+
     /// A slot for `peer` at `ip` if one is free now, without queueing for one.
     fn try_acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
         let (wake, woken) = oneshot::channel();
         let mut slots = self.slots.lock().expect("upload slots lock poisoned");
         match slots.ask(peer, ip, wake) {
-            Admission::Granted => Some(Slot {
-                slots: self.clone(),
-                peer,
-                ip,
-            }),
+            Admission::Granted => Some(self.granted(peer, ip)),
             Admission::Refused(_) => None,
             Admission::Queued => {
                 drop(woken);
@@ -134,11 +139,7 @@ impl Slots {
     /// A slot for `peer` at `ip`: at once, after waiting its turn, or `None` (busy: its line is
     /// full, or its turn did not come within [`QUEUE_WAIT`]).
     async fn acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
-        let slot = || Slot {
-            slots: self.clone(),
-            peer,
-            ip,
-        };
+        let slot = || self.granted(peer, ip);
         let (wake, woken) = oneshot::channel();
         let admission = self
             .slots
