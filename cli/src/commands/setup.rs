@@ -128,13 +128,7 @@ pub(super) async fn serve_http(
         (None, true) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         (None, false) => return Ok(None),
     };
-    let options = swarm_engine::http::HttpOptions {
-        listen,
-        public: args.http.public,
-        access: access(&args.secret_file)?,
-        token: args.http.token.clone(),
-        allow_hosts: args.http.allow_hosts.clone(),
-    };
+    let options = http_options(listen, &args.http, &args.secret_file)?;
     let addr = swarm_engine::http::serve(node, options, downloads.to_owned()).await?;
     crate::note!("web view and API at http://{addr}/");
     Ok(Some(addr))
@@ -182,4 +176,19 @@ pub(super) fn remember_tracker(args: &NodeArgs, state: &Path, trackers: &str) {
             tracing::debug!("could not remember the tracker: {e}");
         }
     }
+}
+
+/// The HTTP port's options from its flags, on `listen`.
+pub(super) fn http_options(
+    listen: std::net::SocketAddr,
+    http: &crate::args::HttpArgs,
+    secret_file: &Option<PathBuf>,
+) -> Result<swarm_engine::http::HttpOptions> {
+    Ok(swarm_engine::http::HttpOptions {
+        listen,
+        public: http.public,
+        access: access(secret_file)?,
+        token: http.token.clone(),
+        allow_hosts: http.allow_hosts.clone(),
+    })
 }

@@ -7,7 +7,7 @@ use tracing::info;
 
 use crate::args::TrackerArgs;
 
-use super::setup::{access, default_state, serve_metrics, shutdown_signal};
+use super::setup::{access, default_state, http_options, serve_metrics, shutdown_signal};
 
 /// `swarm tracker`
 pub async fn tracker(args: TrackerArgs) -> Result<()> {
@@ -48,13 +48,7 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
         None => info!(files = tracker.catalogue_size(), "catalogue loaded"),
     }
     if let Some(listen) = args.http.listen {
-        let options = swarm_engine::http::HttpOptions {
-            listen,
-            public: args.http.public,
-            access: access(&args.secret_file)?,
-            token: args.http.token.clone(),
-            allow_hosts: args.http.allow_hosts.clone(),
-        };
+        let options = http_options(listen, &args.http, &args.secret_file)?;
         match swarm_engine::http::serve_tracker(tracker.view(), options, tracker.stopping()).await {
             Ok(addr) => crate::note!("web view of the swarm and API at http://{addr}/"),
             Err(e) => {
