@@ -100,6 +100,16 @@ impl Drop for Lan {
     }
 }
 
+/// What `process` printed from `start` on, in the first line where it does.
+fn printed_from(process: &Proc, start: &str) -> String {
+    loop {
+        let line = process.line();
+        if let Some(at) = line.find(start) {
+            return line[at..].trim().to_owned();
+        }
+    }
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -123,12 +133,7 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
     let mut seeder = lan.machine("a", &home_a, "exec swarm seed ./videos");
     seeder.stderr(std::fs::File::create(tmp.path().join("seed.log")).unwrap());
     let mut seeder = Proc::start(seeder);
-    let printed = loop {
-        let line = seeder.line();
-        if let Some(at) = line.find("swarm fetch ") {
-            break line[at..].trim().to_owned();
-        }
-    };
+    let printed = printed_from(&seeder, "swarm fetch ");
     println!("printed on A: {printed}");
 
     let started = Instant::now();
@@ -172,23 +177,13 @@ fn the_printed_command_works_with_its_tracker_gone() {
     let mut tracker = lan.machine("t", &home_t, "exec swarm tracker");
     tracker.stderr(std::fs::File::create(tmp.path().join("tracker.log")).unwrap());
     let mut tracker = Proc::start(tracker);
-    let tracker_flag = loop {
-        let line = tracker.line();
-        if let Some(at) = line.find("--tracker ") {
-            break line[at..].trim().to_owned();
-        }
-    };
+    let tracker_flag = printed_from(&tracker, "--tracker ");
     println!("printed on T: {tracker_flag}");
 
     let mut seeder = lan.machine("a", &home_a, &format!("exec swarm seed ./videos {tracker_flag}"));
     seeder.stderr(std::fs::File::create(tmp.path().join("seed.log")).unwrap());
     let mut seeder = Proc::start(seeder);
-    let printed = loop {
-        let line = seeder.line();
-        if let Some(at) = line.find("swarm fetch ") {
-            break line[at..].trim().to_owned();
-        }
-    };
+    let printed = printed_from(&seeder, "swarm fetch ");
     println!("printed on A: {printed}");
     tracker.child.kill().unwrap();
     tracker.child.wait().unwrap();
