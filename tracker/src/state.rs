@@ -779,13 +779,14 @@ impl TrackerState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
     use std::net::IpAddr;
     use swarm_proto::hashing::chunk_hash;
 
-    fn manifest(name: &str, chunks: u32) -> Manifest {
+    /// A consistent manifest of `chunks` chunks named `name` (also used by other modules' tests).
+    pub(crate) fn manifest(name: &str, chunks: u32) -> Manifest {
         let chunk_size = 65536u32;
         let size = u64::from(chunks) * u64::from(chunk_size);
         let data = vec![1u8; chunk_size as usize];

@@ -214,24 +214,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarm_proto::hashing::chunk_hash;
-
-    fn manifest(name: &str, chunks: u32) -> Manifest {
-        let chunk_size = 65536u32;
-        let size = u64::from(chunks) * u64::from(chunk_size);
-        let data = vec![7u8; chunk_size as usize];
-        let hashes: Vec<_> = (0..chunks)
-            .map(|i| chunk_hash(u64::from(i), chunk_size, &data))
-            .collect();
-        Manifest {
-            name: name.into(),
-            hash: swarm_proto::hashing::global_from_chunks(size, chunk_size, &hashes).unwrap(),
-            size,
-            chunk_size,
-            chunk_count: chunks,
-            chunks: hashes,
-        }
-    }
+    use crate::state::tests::manifest;
 
     fn ids(found: Vec<Manifest>) -> Vec<FileId> {
         let mut ids: Vec<FileId> = found.iter().map(Manifest::id).collect();
