@@ -84,6 +84,14 @@ impl Lan {
         command
     }
 
+    /// [`Lan::machine`]'s command line started in the background, its standard error kept
+    /// in `log`.
+    fn start(&self, which: &str, home: &Path, line: &str, log: &Path) -> Proc {
+        let mut command = self.machine(which, home, line);
+        command.stderr(std::fs::File::create(log).unwrap());
+        Proc::start(command)
+    }
+
     fn remove(&self) {
         for which in ["a", "b", "t"] {
             let _ = Command::new("ip")
@@ -110,29 +118,32 @@ fn printed_from(process: &Proc, start: &str) -> String {
     }
 }
 
-fn is_root() -> bool {
-    Command::new("id")
+/// A fresh LAN named after `prefix` and this process, or `None` (said) without root.
+fn lan_if_root(prefix: &str, tracker_machine: bool) -> Option<Lan> {
+    let root = Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        eprintln!("skipped: network namespaces need root");
+        return None;
+    }
+    Some(Lan::new(
+        &format!("{prefix}{}", std::process::id() % 100_000),
+        tracker_machine,
+    ))
 }
 
 #[test]
 fn the_printed_command_works_on_another_machine_of_the_lan() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root");
-        return;
-    }
-    let lan = Lan::new(&format!("swl{}", std::process::id() % 100_000), false);
+    let Some(lan) = lan_if_root("swl", false) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (home_a, home_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let film = content(3 << 20, 4);
     write(home_a.join("videos/film.mkv"), &film);
     write(home_a.join("videos/notes.txt"), b"for the other machine");
 
-    let mut seeder = lan.machine("a", &home_a, "exec swarm seed ./videos");
-    seeder.stderr(std::fs::File::create(tmp.path().join("seed.log")).unwrap());
-    let mut seeder = Proc::start(seeder);
+    let mut seeder = lan.start("a", &home_a, "exec swarm seed ./videos", &tmp.path().join("seed.log"));
     let printed = printed_from(&seeder, "swarm fetch ");
     println!("printed on A: {printed}");
 
@@ -164,25 +175,18 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
 /// pasted on B as printed: the ticket names A, so B fetches from A.
 #[test]
 fn the_printed_command_works_with_its_tracker_gone() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root");
-        return;
-    }
-    let lan = Lan::new(&format!("swt{}", std::process::id() % 100_000), true);
+    let Some(lan) = lan_if_root("swt", true) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (home_a, home_b, home_t) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("t"));
     let film = content(3 << 20, 6);
     write(home_a.join("videos/film.mkv"), &film);
 
-    let mut tracker = lan.machine("t", &home_t, "exec swarm tracker");
-    tracker.stderr(std::fs::File::create(tmp.path().join("tracker.log")).unwrap());
-    let mut tracker = Proc::start(tracker);
+    let mut tracker = lan.start("t", &home_t, "exec swarm tracker", &tmp.path().join("tracker.log"));
     let tracker_flag = printed_from(&tracker, "--tracker ");
     println!("printed on T: {tracker_flag}");
 
-    let mut seeder = lan.machine("a", &home_a, &format!("exec swarm seed ./videos {tracker_flag}"));
-    seeder.stderr(std::fs::File::create(tmp.path().join("seed.log")).unwrap());
-    let mut seeder = Proc::start(seeder);
+    let seed = format!("exec swarm seed ./videos {tracker_flag}");
+    let mut seeder = lan.start("a", &home_a, &seed, &tmp.path().join("seed.log"));
     let printed = printed_from(&seeder, "swarm fetch ");
     println!("printed on A: {printed}");
     tracker.child.kill().unwrap();
