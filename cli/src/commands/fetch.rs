@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use swarm_engine::collection::CollectionOptions;
+use swarm_engine::fetch::TRACKER_PATIENCE;
 use swarm_engine::known_trackers::KnownTrackers;
 use swarm_engine::{DiskIo, FetchOptions, Node, Progress, Replace, Sources, Trackers};
 use swarm_proto::collection::{Collection, Entry as CollectionEntry};
@@ -34,7 +35,8 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             return Err(e.into());
         }
     };
-    // With holders named in the ticket, a tracker that does not answer is no reason to wait.
+    // With holders named in the ticket, a tracker that does not answer is no reason to wait
+    // (registering is given the patience a fetch gives its tracker before doing without).
     let patience = if holders.is_empty() {
         deadline
     } else {
@@ -338,9 +340,6 @@ fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers, Vec<Holder>)> {
     });
     Ok((wanted, trackers, holders.collect()))
 }
-
-/// How long a fetch whose ticket names holders waits for the tracker to register with it.
-const TRACKER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// `work`, given up once `deadline` (from --timeout) passes, saying what it was `doing`.
 async fn by_deadline<T>(

@@ -26,7 +26,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 const TRACKER_AFTER: Duration = Duration::from_secs(1);
 /// How long a fetch that knows holders of its own waits for the tracker before it does
 /// without.
-const TRACKER_PATIENCE: Duration = Duration::from_secs(2);
+pub const TRACKER_PATIENCE: Duration = Duration::from_secs(2);
 /// The same, for a tracker that did not answer lately (the next file of a folder).
 const SILENT_PATIENCE: Duration = Duration::from_millis(200);
 

@@ -51,6 +51,7 @@ use crate::error::{Error, Result};
 use crate::state::DownloadRecord;
 pub use coordinator::NEIGHBOURS;
 pub(crate) use manifest_exchange::locate_with_manifest;
+pub use manifest_exchange::TRACKER_PATIENCE;
 pub use options::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
 use output::{Output, Prepared};
 pub(crate) use shared::Env;
