@@ -31,6 +31,7 @@ fn protocol(c: &mut Criterion) {
         .map(|i| Holder {
             peer: PeerId([i; 32]),
             addr: std::net::SocketAddr::from(([10, 0, 0, i], 4000)),
+            other_addrs: Vec::new(),
             complete: i % 2 == 0,
         })
         .collect();

@@ -50,7 +50,9 @@ fn populated(peers: u32) -> (TrackerState, FileId) {
     let m = manifest("bench.bin");
     let id = m.id();
     for i in 0..peers {
-        state.register(peer(i), addr(i), addr(i).ip(), now).expect("register");
+        state
+            .register(peer(i), addr(i), Vec::new(), addr(i).ip(), now)
+            .expect("register");
         let mut chunks = Bitfield::new(CHUNKS);
         for c in (i % 2..CHUNKS).step_by(2) {
             chunks.set(c);

@@ -168,7 +168,7 @@ async fn fetcher(
     flooding: bool,
     manifest_from_tracker: bool,
 ) {
-    let Some(registration) = timed(&stats.register, client.register(None)).await else {
+    let Some(registration) = timed(&stats.register, client.register(None, lan_addrs())).await else {
         return;
     };
     let empty = Bitfield::new(manifest.chunk_count);
@@ -241,9 +241,15 @@ async fn flood(client: &TrackerClient, stats: &Stats, end: Instant) {
     }
 }
 
+/// The addresses a simulated peer registers beside the one the tracker sees, as a real node
+/// lists its interfaces': one made-up LAN address.
+fn lan_addrs() -> Vec<std::net::SocketAddr> {
+    vec![std::net::SocketAddr::from(([192, 168, 1, 20], 7071))]
+}
+
 /// One idle peer: joins, announces a small file of its own, then only keeps its session alive.
 async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant, flooding: bool) {
-    let Some(registration) = timed(&stats.register, client.register(None)).await else {
+    let Some(registration) = timed(&stats.register, client.register(None, lan_addrs())).await else {
         return;
     };
     let mine = synthetic(&format!("idle/{n}.txt"), 3000, 64 * 1024);
@@ -365,7 +371,7 @@ async fn run(args: Args) {
         addr.clone(),
         None,
     );
-    seeder.register(None).await.expect("seeder registers");
+    seeder.register(None, lan_addrs()).await.expect("seeder registers");
     seeder
         .announce(&manifest, &Bitfield::full(manifest.chunk_count), Default::default())
         .await

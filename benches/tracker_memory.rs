@@ -116,7 +116,11 @@ fn main() {
                     .0
             }
         };
-        ask(TrackerRequest::Register { advertise: None }).await;
+        ask(TrackerRequest::Register {
+            advertise: None,
+            addrs: vec![],
+        })
+        .await;
         for n in 0..count {
             let manifest = made_up(n, chunks);
             loop {

@@ -1,9 +1,10 @@
-//! The README's flows on machines of one LAN: network namespaces joined by veth pairs (and a
-//! bridge on B for a third machine), each with its own home directory. `swarm seed ./videos`
-//! on one (its tracker started in the process), and the printed `swarm fetch …` pasted as
-//! printed on the other, with no flag; and the same through a tracker on a third machine that
-//! is gone by the time the command is pasted. Needs root (CI runs as root); says so and passes
-//! without it.
+//! The README's flows on machines of small networks: network namespaces joined by veth pairs,
+//! bridges and routers, each with its own home directory. `swarm seed ./videos` on one (its
+//! tracker started in the process), and the printed `swarm fetch …` pasted as printed on
+//! another, with no flag; the same through a tracker on a third machine that is gone by the
+//! time the command is pasted, on one LAN and across a router; and a holder on two networks
+//! reached on the one the fetcher shares with it. Needs root (CI runs as root); says so and
+//! passes without it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,57 +13,81 @@ use std::time::Instant;
 mod common;
 use common::*;
 
-/// Namespaces `NAME-a` (10.79.0.1, its default route through b; and a bridge-like link at
-/// 172.31.0.1 listed first, as docker0 often is) and `NAME-b` (10.79.0.2) on one link, and
-/// with `tracker_machine` `NAME-t` (10.79.0.3) on the same LAN (B's end of each link is on a
-/// bridge), removed on drop.
+/// Namespaces named `NAME-x` for each machine `x`, removed on drop.
 struct Lan {
     name: String,
+    machines: Vec<&'static str>,
 }
 
 impl Lan {
-    fn new(name: &str, tracker_machine: bool) -> Lan {
-        let lan = Lan { name: name.to_owned() };
+    /// Machines `machines`, set up by the `ip` command lines `script` (in which `{n}` stands
+    /// for the name, so that `{n}-a` is machine `a`), every loopback up.
+    fn build(name: &str, machines: &[&'static str], script: &[String]) -> Lan {
+        let lan = Lan {
+            name: name.to_owned(),
+            machines: machines.to_vec(),
+        };
         lan.remove();
-        let (a, b, t) = (format!("{name}-a"), format!("{name}-b"), format!("{name}-t"));
-        let mut script = vec![
-            format!("ip netns add {a}"),
-            format!("ip netns add {b}"),
-            // A container bridge on A listed before its LAN link, as docker0 often is.
-            format!("ip link add {name}-d0 netns {a} type veth peer name {name}-d1 netns {a}"),
-            format!("ip -n {a} addr add 172.31.0.1/16 dev {name}-d0"),
-            format!("ip -n {a} link set {name}-d0 up"),
-            format!("ip link add {name}-ea netns {a} type veth peer name {name}-eb netns {b}"),
-            format!("ip -n {a} addr add 10.79.0.1/24 dev {name}-ea"),
-            format!("ip -n {a} link set {name}-ea up"),
-            format!("ip -n {b} link set {name}-eb up"),
-            format!("ip -n {a} link set lo up"),
-            format!("ip -n {b} link set lo up"),
-            format!("ip -n {a} route add default via 10.79.0.2"),
-        ];
-        if tracker_machine {
-            script.extend([
-                format!("ip netns add {t}"),
-                format!("ip -n {b} link add {name}-br type bridge"),
-                format!("ip -n {b} link set {name}-eb master {name}-br"),
-                format!("ip link add {name}-et netns {t} type veth peer name {name}-bt netns {b}"),
-                format!("ip -n {b} link set {name}-bt master {name}-br"),
-                format!("ip -n {b} addr add 10.79.0.2/24 dev {name}-br"),
-                format!("ip -n {b} link set {name}-bt up"),
-                format!("ip -n {b} link set {name}-br up"),
-                format!("ip -n {t} addr add 10.79.0.3/24 dev {name}-et"),
-                format!("ip -n {t} link set {name}-et up"),
-                format!("ip -n {t} link set lo up"),
-                format!("ip -n {t} route add default via 10.79.0.2"),
-            ]);
-        } else {
-            script.push(format!("ip -n {b} addr add 10.79.0.2/24 dev {name}-eb"));
-        }
-        for line in script {
+        let mut lines: Vec<String> = machines.iter().map(|m| format!("ip netns add {name}-{m}")).collect();
+        lines.extend(machines.iter().map(|m| format!("ip -n {name}-{m} link set lo up")));
+        lines.extend(script.iter().map(|line| line.replace("{n}", name)));
+        for line in lines {
             let status = Command::new("sh").arg("-c").arg(&line).status().unwrap();
             assert!(status.success(), "{line}");
         }
         lan
+    }
+
+    /// `NAME-a` (10.79.0.1, its default route through b; and a bridge-like link at
+    /// 172.31.0.1 listed first, as docker0 often is) and `NAME-b` (10.79.0.2) on one link, and
+    /// with `tracker_machine` `NAME-t` (10.79.0.3) on the same LAN (B's end of each link is on
+    /// a bridge).
+    fn one_link(name: &str, tracker_machine: bool) -> Lan {
+        let mut script = vec![
+            link("a", "d0", "172.31.0.1/16", "a", "d1", ""),
+            link("a", "ea", "10.79.0.1/24", "b", "eb", ""),
+            "ip -n {n}-a route add default via 10.79.0.2".to_owned(),
+        ];
+        if tracker_machine {
+            script.extend(bridge("b", "br", "10.79.0.2/24", &["eb"]));
+            script.push(link("t", "et", "10.79.0.3/24", "b", "bt", ""));
+            script.push("ip -n {n}-b link set {n}-bt master {n}-br".to_owned());
+            script.push("ip -n {n}-t route add default via 10.79.0.2".to_owned());
+            Lan::build(name, &["a", "b", "t"], &script)
+        } else {
+            script.push("ip -n {n}-b addr add 10.79.0.2/24 dev {n}-eb".to_owned());
+            Lan::build(name, &["a", "b"], &script)
+        }
+    }
+
+    /// Two subnets and a router `r` between them: `a` (10.82.1.2) and `t` (10.82.1.3) on a
+    /// bridge on `r` (10.82.1.1), `b` (10.82.2.2) on a link to `r` (10.82.2.1); everyone's
+    /// default route through `r`, which forwards.
+    fn routed(name: &str) -> Lan {
+        let mut script = vec![
+            link("a", "ea", "10.82.1.2/24", "r", "ra", ""),
+            link("t", "et", "10.82.1.3/24", "r", "rt", ""),
+        ];
+        script.extend(bridge("r", "br", "10.82.1.1/24", &["ra", "rt"]));
+        script.extend([
+            link("b", "eb", "10.82.2.2/24", "r", "rb", "10.82.2.1/24"),
+            "ip netns exec {n}-r sysctl -q -w net.ipv4.ip_forward=1".to_owned(),
+            "ip -n {n}-a route add default via 10.82.1.1".to_owned(),
+            "ip -n {n}-t route add default via 10.82.1.1".to_owned(),
+            "ip -n {n}-b route add default via 10.82.2.1".to_owned(),
+        ]);
+        Lan::build(name, &["a", "b", "r", "t"], &script)
+    }
+
+    /// Three links and no forwarding: `t`–`a` (10.81.1.1 and .2), `a`–`b` (10.81.2.2 and .3)
+    /// and `t`–`b` (10.81.3.1 and .2). The tracker sees A only at an address B cannot reach.
+    fn triangle(name: &str) -> Lan {
+        let script = [
+            link("t", "ta", "10.81.1.1/24", "a", "at", "10.81.1.2/24"),
+            link("a", "ab", "10.81.2.2/24", "b", "ba", "10.81.2.3/24"),
+            link("t", "tb", "10.81.3.1/24", "b", "bt", "10.81.3.2/24"),
+        ];
+        Lan::build(name, &["a", "b", "t"], &script)
     }
 
     /// A shell command line run in machine `which` (`a` or `b`), in `home` (its `HOME` and
@@ -93,13 +118,45 @@ impl Lan {
     }
 
     fn remove(&self) {
-        for which in ["a", "b", "t"] {
+        for which in &self.machines {
             let _ = Command::new("ip")
                 .args(["netns", "del", &format!("{}-{which}", self.name)])
                 .stderr(Stdio::null())
                 .status();
         }
     }
+}
+
+/// The `ip` command line for a veth pair between machines `x` (its end `{n}-X_END`, at
+/// `x_addr`) and `y` (`{n}-Y_END`, at `y_addr`), both ends up; an empty address leaves that end
+/// without one.
+fn link(x: &str, x_end: &str, x_addr: &str, y: &str, y_end: &str, y_addr: &str) -> String {
+    let mut line =
+        format!("ip link add {{n}}-{x_end} netns {{n}}-{x} type veth peer name {{n}}-{y_end} netns {{n}}-{y}");
+    for (machine, end, addr) in [(x, x_end, x_addr), (y, y_end, y_addr)] {
+        if !addr.is_empty() {
+            line += &format!(" && ip -n {{n}}-{machine} addr add {addr} dev {{n}}-{end}");
+        }
+        line += &format!(" && ip -n {{n}}-{machine} link set {{n}}-{end} up");
+    }
+    line
+}
+
+/// The `ip` command lines for a bridge `{n}-NAME` on machine `machine` at `addr`, over its
+/// link ends `ports`.
+fn bridge(machine: &str, name: &str, addr: &str, ports: &[&str]) -> Vec<String> {
+    let on = format!("ip -n {{n}}-{machine}");
+    let mut lines = vec![
+        format!("{on} link add {{n}}-{name} type bridge"),
+        format!("{on} addr add {addr} dev {{n}}-{name}"),
+        format!("{on} link set {{n}}-{name} up"),
+    ];
+    lines.extend(
+        ports
+            .iter()
+            .map(|port| format!("{on} link set {{n}}-{port} master {{n}}-{name}")),
+    );
+    lines
 }
 
 impl Drop for Lan {
@@ -118,8 +175,9 @@ fn printed_from(process: &Proc, start: &str) -> String {
     }
 }
 
-/// A fresh LAN named after `prefix` and this process, or `None` (said) without root.
-fn lan_if_root(prefix: &str, tracker_machine: bool) -> Option<Lan> {
+/// A fresh network of the shape `shape` makes, named after `prefix` and this process, or
+/// `None` (said) without root.
+fn lan_if_root(prefix: &str, shape: impl FnOnce(&str) -> Lan) -> Option<Lan> {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -128,15 +186,14 @@ fn lan_if_root(prefix: &str, tracker_machine: bool) -> Option<Lan> {
         eprintln!("skipped: network namespaces need root");
         return None;
     }
-    Some(Lan::new(
-        &format!("{prefix}{}", std::process::id() % 100_000),
-        tracker_machine,
-    ))
+    Some(shape(&format!("{prefix}{}", std::process::id() % 100_000)))
 }
 
 #[test]
 fn the_printed_command_works_on_another_machine_of_the_lan() {
-    let Some(lan) = lan_if_root("swl", false) else { return };
+    let Some(lan) = lan_if_root("swl", |n| Lan::one_link(n, false)) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (home_a, home_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let film = content(3 << 20, 4);
@@ -173,9 +230,7 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
 /// The README's separate-tracker flow with its tracker gone: `swarm tracker` on T, `swarm seed
 /// ./videos --tracker …` on A as T printed it, T switched off, then the command A printed,
 /// pasted on B as printed: the ticket names A, so B fetches from A.
-#[test]
-fn the_printed_command_works_with_its_tracker_gone() {
-    let Some(lan) = lan_if_root("swt", true) else { return };
+fn fetch_with_the_tracker_gone(lan: &Lan) {
     let tmp = tempfile::tempdir().unwrap();
     let (home_a, home_b, home_t) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("t"));
     let film = content(3 << 20, 6);
@@ -209,4 +264,59 @@ fn the_printed_command_works_with_its_tracker_gone() {
         seeder.child.try_wait().unwrap().is_none(),
         "the seeder is still running"
     );
+}
+
+#[test]
+fn the_printed_command_works_with_its_tracker_gone() {
+    let Some(lan) = lan_if_root("swt", |n| Lan::one_link(n, true)) else {
+        return;
+    };
+    fetch_with_the_tracker_gone(&lan);
+}
+
+#[test]
+fn the_printed_command_works_across_a_router_with_its_tracker_gone() {
+    let Some(lan) = lan_if_root("swr", Lan::routed) else {
+        return;
+    };
+    fetch_with_the_tracker_gone(&lan);
+}
+
+/// A holder on two networks that the tracker sees on the one the fetcher cannot reach: the
+/// tracker hands out its address on the network the fetcher shares with it first, and B
+/// fetches by name through the tracker.
+#[test]
+fn a_holder_on_two_networks_is_reached_on_the_one_the_fetcher_shares() {
+    let Some(lan) = lan_if_root("swm", Lan::triangle) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (home_a, home_b, home_t) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("t"));
+    let film = content(2 << 20, 7);
+    write(home_a.join("videos/film.mkv"), &film);
+
+    let _tracker = lan.start("t", &home_t, "exec swarm tracker", &tmp.path().join("tracker.log"));
+    let tracker_flag = printed_from(&_tracker, "--tracker ");
+    let tracker_id = tracker_flag["--tracker ".len()..].split('@').next().unwrap().to_owned();
+    let seed = format!("exec swarm seed ./videos --tracker {tracker_id}@10.81.1.1:7070");
+    let _seeder = lan.start("a", &home_a, &seed, &tmp.path().join("seed.log"));
+    printed_from(&_seeder, "swarm fetch ");
+
+    let fetch = format!("timeout 60 swarm fetch videos --tracker {tracker_id}@10.81.3.1:7070");
+    let started = Instant::now();
+    let fetched = lan.machine("b", &home_b, &fetch).output().unwrap();
+    let stderr = String::from_utf8_lossy(&fetched.stderr);
+    println!("B fetched in {:.2?}: {stderr}", started.elapsed());
+    assert!(fetched.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
+    let peers = lan
+        .machine(
+            "b",
+            &home_b,
+            &format!("swarm peers videos --tracker {tracker_id}@10.81.3.1:7070"),
+        )
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&peers.stdout);
+    println!("swarm peers on B: {listed}");
 }

@@ -332,7 +332,14 @@ fn announce_junk(trackers: &[String], count: u32) -> (u32, u32) {
                     .0
             }
         };
-        let registered = ask(0, TrackerRequest::Register { advertise: None }).await;
+        let registered = ask(
+            0,
+            TrackerRequest::Register {
+                advertise: None,
+                addrs: vec![],
+            },
+        )
+        .await;
         assert!(
             matches!(registered, TrackerResponse::Registered { .. }),
             "{registered:?}"

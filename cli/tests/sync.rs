@@ -532,7 +532,7 @@ fn only_the_share_key_changes_a_share() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = TrackerClient::ephemeral(addr.parse::<Trackers>().unwrap(), None, Access::Open).unwrap();
-        client.register(None).await.unwrap();
+        client.register(None, Vec::new()).await.unwrap();
         let page = client.share_changes(&share, 0).await.unwrap();
         let plan = page.entries.iter().find(|e| e.name == "plan.txt").unwrap().clone();
         let ShareState::Present { file: plan_id, .. } = plan.state else {

@@ -49,7 +49,11 @@ fn a_hostile_announcer_gets_its_budget_and_no_more() {
             }
         };
         assert!(matches!(
-            ask(TrackerRequest::Register { advertise: None }).await,
+            ask(TrackerRequest::Register {
+                advertise: None,
+                addrs: vec![]
+            })
+            .await,
             TrackerResponse::Registered { .. }
         ));
         let (mut accepted, mut refused, mut message) = (0, 0, String::new());
@@ -156,7 +160,11 @@ fn a_client_filling_shares_hits_its_own_budget() {
                 }
             };
             assert!(matches!(
-                ask(TrackerRequest::Register { advertise: None }).await,
+                ask(TrackerRequest::Register {
+                    advertise: None,
+                    addrs: vec![]
+                })
+                .await,
                 TrackerResponse::Registered { .. }
             ));
             let key = WriteKey::generate();

@@ -14,7 +14,7 @@ use swarm_tracker::{Tracker, TrackerConfig, TrackerError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::netutil::{loopback_for, reachable_addr};
+use crate::netutil::{loopback_for, own_addrs, reachable_addr};
 use crate::node::{Node, NodeConfig};
 use crate::tracker_client::{Registration, TrackerAddr, Trackers};
 
@@ -111,21 +111,21 @@ impl Peer {
     }
 
     /// This node as a ticket names it, so that the ticket still works once its tracker is gone:
-    /// its id and the addresses others reach it at (the one the tracker gives out, and this
-    /// machine's on its default route). None beside an in-process tracker, which goes when
-    /// this node goes.
+    /// its id and the addresses others reach it at (the one the tracker gives out, then this
+    /// machine's own, the one on the default route first). None beside an in-process tracker,
+    /// which goes when this node goes.
     pub fn ticket_holder(&self) -> Option<swarm_proto::ticket::TicketHolder> {
+        use swarm_proto::ticket::MAX_HOLDER_ADDRS;
         if self.embedded.is_some() {
             return None;
         }
-        let mut addrs = Vec::new();
         let given = self.registration.addr;
-        if !given.ip().is_loopback() && !given.ip().is_unspecified() {
-            addrs.push(given);
-        }
-        let own = reachable_addr(self.node.local_addr());
-        if !addrs.contains(&own) {
-            addrs.push(own);
+        let given = (!given.ip().is_loopback() && !given.ip().is_unspecified()).then_some(given);
+        let mut addrs = Vec::new();
+        for addr in given.into_iter().chain(own_addrs(self.node.local_addr())) {
+            if !addrs.contains(&addr) && addrs.len() < MAX_HOLDER_ADDRS {
+                addrs.push(addr);
+            }
         }
         Some(swarm_proto::ticket::TicketHolder {
             id: self.node.id(),

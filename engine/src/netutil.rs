@@ -2,6 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use swarm_proto::protocol::MAX_PEER_ADDRS;
+use swarm_proto::transport::is_link_local;
+
 /// The address other machines should use to reach a socket bound to `bound`: the bound IP if
 /// it is specific, otherwise this machine's IPv4 address on its default route, else its first
 /// non-loopback IPv4 address (loopback if it has none). The default route first: the first
@@ -45,4 +48,51 @@ pub fn loopback_for(bound: SocketAddr) -> SocketAddr {
         IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
     };
     SocketAddr::new(ip, bound.port())
+}
+
+/// The addresses other machines may reach a socket bound to `bound` at: the bound address if
+/// it is specific, otherwise every address of this machine's interfaces of the bound family
+/// (both families for `[::]`, which takes IPv4 too), with the bound port; the one on the
+/// default route first; no loopback or link-local address; at most [`MAX_PEER_ADDRS`].
+pub fn own_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let takes = |ip: &IpAddr| bound.is_ipv6() || ip.is_ipv4();
+    let mut ips: Vec<IpAddr> = default_route_ip().into_iter().collect();
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    for ip in interfaces.iter().map(|i| i.ip()) {
+        if takes(&ip) && !ip.is_loopback() && !is_link_local(ip) && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips.into_iter()
+        .take(MAX_PEER_ADDRS)
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_specific_bind_is_its_own_address_and_an_unspecified_one_lists_this_machines() {
+        let bound: SocketAddr = "10.1.2.3:7000".parse().unwrap();
+        assert_eq!(own_addrs(bound), [bound]);
+        let all = own_addrs("0.0.0.0:7000".parse().unwrap());
+        assert!(all.len() <= MAX_PEER_ADDRS);
+        for addr in &all {
+            assert_eq!(addr.port(), 7000);
+            assert!(
+                addr.is_ipv4() && !addr.ip().is_loopback() && !is_link_local(addr.ip()),
+                "{addr}"
+            );
+        }
+        let interfaces = if_addrs::get_if_addrs().unwrap();
+        let has_v4 = interfaces
+            .iter()
+            .any(|i| i.ip().is_ipv4() && !i.is_loopback() && !is_link_local(i.ip()));
+        assert_eq!(!all.is_empty(), has_v4, "every usable interface address is listed");
+    }
 }

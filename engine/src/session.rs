@@ -80,7 +80,11 @@ impl Session {
     /// Registers, announces every held file, and starts the keepalive and report task.
     pub async fn join(&self) -> Result<Registration> {
         let mut slot = self.inner.registration.lock().await;
+        // Silent until it answers: a join given up from outside (after a patience of the
+        // caller's) leaves the tracker marked silent, so that fetches do not wait for it again.
+        self.note_silence(true);
         let registration = self.register_and_announce().await?;
+        self.note_silence(false);
         let first = slot.is_none();
         *slot = Some(registration);
         drop(slot);
@@ -105,7 +109,8 @@ impl Session {
 
     async fn register_and_announce(&self) -> Result<Registration> {
         let client = &self.inner.client;
-        let registration = client.register(self.inner.advertise).await?;
+        let own = crate::netutil::own_addrs(client.local_addr());
+        let registration = client.register(self.inner.advertise, own).await?;
         let held = self.inner.store.all();
         client.announce_all(&holdings(&held)).await?;
         Ok(registration)

@@ -417,9 +417,15 @@ impl TrackerClient {
         }
     }
 
-    /// Starts this peer's session at the tracker.
-    pub async fn register(&self, advertise: Option<SocketAddr>) -> Result<Registration> {
-        match self.request(&TrackerRequest::Register { advertise }).await? {
+    /// The address this client's endpoint is bound to (the node's own).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// Starts this peer's session at the tracker: others reach it at `advertise` (or where
+    /// the tracker sees it) or at `addrs`, its own.
+    pub async fn register(&self, advertise: Option<SocketAddr>, addrs: Vec<SocketAddr>) -> Result<Registration> {
+        match self.request(&TrackerRequest::Register { advertise, addrs }).await? {
             TrackerResponse::Registered {
                 addr,
                 timeout_secs,

@@ -76,7 +76,7 @@ async fn claimant_knowing(
     });
     let id = transport.id();
     let client = TrackerClient::new(transport, pinned(tracker), None);
-    client.register(None).await.unwrap();
+    client.register(None, Vec::new()).await.unwrap();
     (id, client)
 }
 

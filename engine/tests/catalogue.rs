@@ -40,7 +40,7 @@ async fn a_catalogue_of_many_pages_is_listed_whole_and_in_order() {
         tasks.push(tokio::spawn(async move {
             let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
             let client = TrackerClient::new(transport, addr, None);
-            client.register(None).await.unwrap();
+            client.register(None, Vec::new()).await.unwrap();
             for i in (a..FILES).step_by(ANNOUNCERS) {
                 let manifest = tiny(format!("dir/file-{i:05}.txt"));
                 client

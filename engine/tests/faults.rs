@@ -35,7 +35,7 @@ enum Misbehaviour {
 async fn misbehaving_peer(tracker: &Tracker, manifest: &Manifest, data: Arc<Vec<u8>>, how: Misbehaviour) -> PeerId {
     let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
     let client = TrackerClient::new(transport.clone(), pinned(tracker), None);
-    client.register(None).await.unwrap();
+    client.register(None, Vec::new()).await.unwrap();
     client
         .announce(manifest, &Bitfield::full(manifest.chunk_count), Default::default())
         .await

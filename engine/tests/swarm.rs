@@ -262,6 +262,7 @@ async fn the_manifest_comes_from_a_holder_and_a_holder_cannot_fake_it() {
     let holder = |peer: PeerId, addr: std::net::SocketAddr| protocol::Holder {
         peer,
         addr,
+        other_addrs: Vec::new(),
         complete: true,
     };
     // The liar is named first; the tracker never sends the manifest.
@@ -394,7 +395,7 @@ async fn a_located_file_is_joined_by_id() {
     let transport = Transport::bind(identity, loopback()).unwrap();
     let me = transport.id();
     let client = swarm_engine::TrackerClient::new(transport, pinned(&tracker), None);
-    client.register(None).await.unwrap();
+    client.register(None, Vec::new()).await.unwrap();
     let none = swarm_engine::Bitfield::new(file.manifest.chunk_count);
     let unknown = client.join(FileId([7; 32]), &none, Default::default()).await.unwrap();
     assert!(unknown.is_none(), "an unlisted file is not joined: {unknown:?}");

@@ -10,6 +10,7 @@
 //! - [`protocol`]: the wire protocol; its module doc is the specification.
 //! - [`codec`]: the one place bincode is used.
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
+//! - [`dial`]: reaching a node that has several addresses (happy eyeballs).
 //! - [`congestion`]: which congestion controller peer connections use.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
@@ -23,6 +24,7 @@ pub mod bitfield;
 pub mod codec;
 pub mod collection;
 pub mod congestion;
+pub mod dial;
 pub mod dir_lock;
 pub mod hashing;
 pub mod identity;

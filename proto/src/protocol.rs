@@ -1,8 +1,8 @@
-//! The swarm wire protocol, version 6. This module is the specification.
+//! The swarm wire protocol, version 7. This module is the specification.
 //!
 //! # Transport
 //! Every node (tracker or peer) has one QUIC endpoint. Connections negotiate the ALPN
-//! [`ALPN`], which carries the protocol version (`swarm/6`): nodes of different versions fail
+//! [`ALPN`], which carries the protocol version (`swarm/7`): nodes of different versions fail
 //! the handshake and say so ([`crate::ConnectError::VersionMismatch`]). TLS 1.3 runs with a
 //! self-signed certificate on *both* sides: a node's id is the BLAKE3 hash of its public key,
 //! so the handshake authenticates both ends, and everything a tracker records is filed under
@@ -67,14 +67,17 @@ use crate::share::SharePage;
 use crate::share_key::SignedChange;
 
 /// This build's protocol version, carried in the ALPN.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 /// QUIC application protocol name: `swarm/` and the version.
-pub const ALPN: &[u8] = b"swarm/6";
+pub const ALPN: &[u8] = b"swarm/7";
 /// Largest frame: 16 MiB, room for a manifest of the maximum 262,144 chunks (8 MiB of hashes)
 /// and a locate answer listing many holders.
 pub const MAX_FRAME: u32 = codec::LIMIT as u32;
 /// Most holders listed in one [`TrackerResponse::Located`] or [`TrackerResponse::Holdings`].
 pub const MAX_HOLDERS: usize = 200;
+/// Most addresses a peer registers beside the one the tracker sees
+/// ([`TrackerRequest::Register`]), and most a [`Holder`] is handed out with.
+pub const MAX_PEER_ADDRS: usize = 8;
 /// Largest request frame a peer takes: a `Watch` with the bitfield of the largest manifest
 /// (262,144 chunks: 32 KiB), with room to spare.
 pub const MAX_PEER_REQUEST: u32 = 64 * 1024;
@@ -88,10 +91,14 @@ pub const MAX_CATALOGUE_NAMES: usize = 8 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TrackerRequest {
     /// Start (or restart) this peer's session, forgetting what it announced before. The
-    /// tracker records the address it sees the peer connect from unless `advertise` is set.
+    /// tracker records the address it sees the peer connect from unless `advertise` is set,
+    /// and `addrs` beside it.
     Register {
         /// Address other peers should use instead of the observed one.
         advertise: Option<SocketAddr>,
+        /// The peer's own addresses (its interfaces', with its port; at most
+        /// [`MAX_PEER_ADDRS`]): the tracker hands each asker those it can likely reach.
+        addrs: Vec<SocketAddr>,
     },
     /// This peer holds (some chunks of) a file.
     Announce {
@@ -415,10 +422,22 @@ pub struct CatalogueEntry {
 pub struct Holder {
     /// Its id (the fetcher checks it during the TLS handshake).
     pub peer: PeerId,
-    /// Where to reach it.
+    /// Where to reach it: the address the asker can most likely reach.
     pub addr: SocketAddr,
+    /// Its other addresses, likeliest first (at most [`MAX_PEER_ADDRS`]): a fetcher dials
+    /// them too, a moment after `addr`, and keeps the first that proves the peer's id.
+    pub other_addrs: Vec<SocketAddr>,
     /// It holds every chunk.
     pub complete: bool,
+}
+
+impl Holder {
+    /// Every address of the holder, `addr` first.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.addr)
+            .chain(self.other_addrs.iter().copied())
+            .collect()
+    }
 }
 
 /// A live peer and the chunks of a file it holds.
@@ -761,12 +780,13 @@ mod tests {
         let meta_bytes = cat(&[&[251, 44, 1, 1], &F]);
         let no_meta: &[u8] = &[0, 0];
         let tracker: Vec<(TrackerRequest, Vec<u8>)> = vec![
-            // Register: variant 0, Some (1) address.
+            // Register: variant 0, Some (1) address, one more address.
             (
                 TrackerRequest::Register {
                     advertise: Some(addr()),
+                    addrs: vec![addr()],
                 },
-                cat(&[&[0, 1], &ADDR]),
+                cat(&[&[0, 1], &ADDR, &[1], &ADDR]),
             ),
             // Announce: variant 1, manifest, bitfield, meta.
             (
@@ -905,7 +925,8 @@ mod tests {
                 TrackerResponse::Matches(vec![(FileId(F), "a".into())]),
                 cat(&[&[3, 1], &F, &[1, b'a']]),
             ),
-            // Located: Some (1) manifest, meta, one holder (peer, address, complete), 7 live.
+            // Located: Some (1) manifest, meta, one holder (peer, address, one other address,
+            // complete), 7 live.
             (
                 TrackerResponse::Located {
                     manifest: Some(manifest()),
@@ -913,12 +934,23 @@ mod tests {
                     holders: vec![Holder {
                         peer: PeerId(P),
                         addr: addr(),
+                        other_addrs: vec![addr()],
                         complete: true,
                     }],
                     live: 7,
                     retired: false,
                 },
-                cat(&[&[4, 1], &manifest_bytes(), no_meta, &[1], &P, &ADDR, &[1, 7, 0]]),
+                cat(&[
+                    &[4, 1],
+                    &manifest_bytes(),
+                    no_meta,
+                    &[1],
+                    &P,
+                    &ADDR,
+                    &[1],
+                    &ADDR,
+                    &[1, 7, 0],
+                ]),
             ),
             // Error: code Busy (4), message "no" (length 2).
             (

@@ -351,9 +351,14 @@ impl Transport {
     /// Stops accepting, closes every connection and waits briefly for the close to be sent.
     pub async fn close(&self) {
         self.endpoint.close(CloseCode::ShuttingDown.code(), b"shutting down");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
     }
 }
+
+/// How long a closing endpoint waits for its connections to drain. The close itself goes out
+/// at once; draining then lasts three probe timeouts, over a second for a connection whose
+/// other end never answered (a tracker that is gone): a command would wait that long to exit.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 /// Kernel buffer asked for on each side of a node's UDP socket. At full speed a whole
 /// congestion window can arrive while the endpoint task is busy; with the usual 208 KiB
@@ -557,6 +562,15 @@ struct ConnectionsPerIp(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>);
 struct IpSlot {
     table: ConnectionsPerIp,
     ip: IpAddr,
+}
+
+/// An address valid on one link only (169.254.0.0/16, fe80::/10): it means nothing to
+/// another machine without naming an interface of its own.
+pub fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
 }
 
 /// The network an address stands for when counting what one machine uses: an IPv4 address

@@ -39,8 +39,9 @@ impl Default for Budgets {
     }
 }
 
-/// What a peer's session costs.
-pub const PEER_COST: u64 = 256;
+/// What a peer's session costs, its addresses (at most
+/// [`swarm_proto::protocol::MAX_PEER_ADDRS`]) included.
+pub const PEER_COST: u64 = 512;
 
 /// What a manifest costs: its hashes, its name and the bookkeeping around it.
 pub fn manifest_cost(manifest: &Manifest) -> u64 {

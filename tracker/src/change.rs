@@ -23,6 +23,8 @@ pub enum Change {
         peer: PeerId,
         /// The address given out for it.
         addr: SocketAddr,
+        /// Its other addresses.
+        other_addrs: Vec<SocketAddr>,
         /// The address it connected from.
         ip: IpAddr,
     },
@@ -119,7 +121,12 @@ impl Change {
     /// Applies the change to `state` at `now`.
     pub fn apply(self, state: &mut TrackerState, now: Instant) -> Outcome {
         match self {
-            Change::Register { peer, addr, ip } => Outcome::Done(state.register(peer, addr, ip, now)),
+            Change::Register {
+                peer,
+                addr,
+                other_addrs,
+                ip,
+            } => Outcome::Done(state.register(peer, addr, other_addrs, ip, now)),
             Change::Announce {
                 peer,
                 manifest,

@@ -408,11 +408,15 @@ impl Service {
         audit: Audit,
     ) -> TrackerResponse {
         let change = match request {
-            TrackerRequest::Register { advertise } => Change::Register {
-                peer,
-                addr: advertise.unwrap_or(remote),
-                ip: remote.ip(),
-            },
+            TrackerRequest::Register { advertise, addrs } => {
+                let addr = advertise.unwrap_or(remote);
+                Change::Register {
+                    peer,
+                    addr,
+                    other_addrs: crate::vantage::other_addrs(addr, addrs),
+                    ip: remote.ip(),
+                }
+            }
             TrackerRequest::Announce { manifest, chunks, meta } => {
                 return self.announce(peer, manifest, chunks, meta, audit).await;
             }

@@ -53,6 +53,9 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
 struct PeerRecord {
     /// The address given out for it.
     addr: SocketAddr,
+    /// Its other addresses, given out beside `addr` (not saved across a restart: a restored
+    /// peer registers again, with them, on its first request).
+    other_addrs: Vec<SocketAddr>,
     /// The address it connected from (an IPv6 one by its /64), which pays for what it makes
     /// the tracker keep.
     ip: IpAddr,
@@ -223,9 +226,16 @@ impl TrackerState {
         self.shares.new_paths_cost(share, changes)
     }
 
-    /// Starts a fresh session for `peer`, given out as `addr` and connected from `ip`,
-    /// dropping whatever it held before.
-    pub fn register(&mut self, peer: PeerId, addr: SocketAddr, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+    /// Starts a fresh session for `peer`, given out as `addr` (and `other_addrs`) and
+    /// connected from `ip`, dropping whatever it held before.
+    pub fn register(
+        &mut self,
+        peer: PeerId,
+        addr: SocketAddr,
+        other_addrs: Vec<SocketAddr>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         self.remove_peer(&peer, now);
         let ip = swarm_proto::transport::network_of(ip);
         self.usage.charge(&self.budgets, Some(ip), PEER_COST)?;
@@ -233,6 +243,7 @@ impl TrackerState {
             peer,
             PeerRecord {
                 addr,
+                other_addrs,
                 ip,
                 last_seen: now,
                 files: HashSet::new(),
@@ -581,6 +592,7 @@ impl TrackerState {
                 self.peers.get(&peer).map(|p| Holder {
                     peer,
                     addr: p.addr,
+                    other_addrs: p.other_addrs.clone(),
                     complete,
                 })
             })
@@ -719,7 +731,7 @@ impl TrackerState {
             }
         }
         for peer in snapshot.peers {
-            if state.register(peer.peer, peer.addr, peer.ip, now).is_err() {
+            if state.register(peer.peer, peer.addr, Vec::new(), peer.ip, now).is_err() {
                 continue;
             }
             for (file, chunks, meta, audited) in peer.holdings {
@@ -812,7 +824,7 @@ pub(crate) mod tests {
         let now = Instant::now();
         let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
         let a = PeerId([1; 32]);
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
         let empty = manifest("empty.txt", 0);
         let meta = FileMeta {
             modified_ns: 42,
@@ -833,7 +845,7 @@ pub(crate) mod tests {
         let now = Instant::now();
         let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
         let a = PeerId([1; 32]);
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
         let (id, _) = t
             .announce(a, manifest("a.bin", 3), Bitfield::full(3), FileMeta::default(), now)
             .unwrap();
@@ -848,7 +860,7 @@ pub(crate) mod tests {
             restored.have(a, id, &[0], now).unwrap_err().code,
             ErrorCode::NotRegistered
         );
-        restored.register(a, addr(1), addr(1).ip(), now).unwrap();
+        restored.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
         restored.keepalive(a, now).unwrap();
         restored.check_invariants();
     }
@@ -859,8 +871,8 @@ pub(crate) mod tests {
         let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
         let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
         let m = manifest("movies/a.mkv", 4);
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
-        t.register(b, addr(2), addr(2).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), vec![], addr(2).ip(), now).unwrap();
         let (id, new) = t
             .announce(a, m.clone(), Bitfield::full(4), FileMeta::default(), now)
             .unwrap();
@@ -892,7 +904,7 @@ pub(crate) mod tests {
         let now = Instant::now();
         let mut t = TrackerState::new(Duration::from_secs(180), Budgets::default());
         let a = PeerId([1; 32]);
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
         t.announce(
             a,
             manifest("Ärger/ÉTÉ.mkv", 2),
@@ -920,8 +932,8 @@ pub(crate) mod tests {
             modified_ns: 200,
             replaces: Some(FileId([9; 32])),
         };
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
-        t.register(b, addr(2), addr(2).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), vec![], addr(2).ip(), now).unwrap();
         let (id, _) = t.announce(a, m.clone(), Bitfield::full(2), older, now).unwrap();
         t.announce(b, m, Bitfield::full(2), newer, now).unwrap();
         assert_eq!(t.list()[0].meta, newer);
@@ -938,8 +950,8 @@ pub(crate) mod tests {
         let mut t = TrackerState::new(Duration::from_secs(10), Budgets::default());
         let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
         let m = manifest("f", 2);
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
-        t.register(b, addr(2), addr(2).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), vec![], addr(2).ip(), now).unwrap();
         let (id, _) = t
             .announce(a, m.clone(), Bitfield::full(2), FileMeta::default(), now)
             .unwrap();
@@ -966,7 +978,7 @@ pub(crate) mod tests {
                 .code,
             ErrorCode::NotRegistered
         );
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
         assert_eq!(
             t.announce(a, m.clone(), Bitfield::full(3), FileMeta::default(), now)
                 .unwrap_err()
@@ -994,8 +1006,8 @@ pub(crate) mod tests {
         };
         let mut t = TrackerState::new(Duration::from_secs(10), roomy);
         let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
-        t.register(a, addr(1), addr(1).ip(), now).unwrap();
-        t.register(b, addr(2), addr(2).ip(), now).unwrap();
+        t.register(a, addr(1), vec![], addr(1).ip(), now).unwrap();
+        t.register(b, addr(2), vec![], addr(2).ip(), now).unwrap();
         let one = manifest("f", 2);
         // 100,000 files and their folder's listing are fine (one more was refused before).
         for i in 0..MAX_FILES_PER_PEER + FOLDER_LISTINGS_PER_PEER {
@@ -1031,8 +1043,10 @@ pub(crate) mod tests {
         };
         let mut t = TrackerState::new(Duration::from_secs(10), budgets);
         let (hostile, honest) = (PeerId([1; 32]), PeerId([2; 32]));
-        t.register(hostile, addr(1), "10.0.0.1".parse().unwrap(), now).unwrap();
-        t.register(honest, addr(2), "10.0.0.2".parse().unwrap(), now).unwrap();
+        t.register(hostile, addr(1), vec![], "10.0.0.1".parse().unwrap(), now)
+            .unwrap();
+        t.register(honest, addr(2), vec![], "10.0.0.2".parse().unwrap(), now)
+            .unwrap();
         // 100-chunk manifests cost about 4 KiB each: the hostile address gets three.
         let mut accepted = 0;
         let refusal = loop {
@@ -1105,7 +1119,7 @@ pub(crate) mod tests {
             for op in ops {
                 let now = start + Duration::from_secs(clock);
                 match op {
-                    Op::Register(p) => { let _ = t.register(PeerId([p; 32]), addr(u16::from(p)), ip(p), now); }
+                    Op::Register(p) => { let _ = t.register(PeerId([p; 32]), addr(u16::from(p)), vec![], ip(p), now); }
                     Op::Announce(p, f, full) => {
                         let chunks = if full { Bitfield::full(10) } else { Bitfield::new(10) };
                         let _ = t.announce(PeerId([p; 32]), files[f as usize].clone(), chunks, FileMeta::default(), now);
@@ -1148,7 +1162,7 @@ pub(crate) mod tests {
             let mut clock = 0;
             for op in ops {
                 let change = match op {
-                    Op::Register(p) => Change::Register { peer: PeerId([p; 32]), addr: addr(u16::from(p)), ip: IpAddr::from([10, 0, 0, p % 3]) },
+                    Op::Register(p) => Change::Register { peer: PeerId([p; 32]), addr: addr(u16::from(p)), other_addrs: vec![], ip: IpAddr::from([10, 0, 0, p % 3]) },
                     Op::Announce(p, f, full) => Change::Announce {
                         peer: PeerId([p; 32]),
                         manifest: files[f as usize].clone(),
@@ -1197,7 +1211,7 @@ pub(crate) mod tests {
             PeerId(id)
         };
         for i in 0..1000 {
-            t.register(peer(i), addr(1), addr(1).ip(), now).unwrap();
+            t.register(peer(i), addr(1), vec![], addr(1).ip(), now).unwrap();
             let chunks = if i % 10 == 0 {
                 Bitfield::full(8)
             } else {

@@ -109,7 +109,14 @@ async fn hostile_manifests_are_refused() {
     let tracker = start(tmp.path()).await;
     let (_transport, connection) = peer(&tracker).await;
     assert!(matches!(
-        ask(&connection, &Request::Register { advertise: None }).await,
+        ask(
+            &connection,
+            &Request::Register {
+                advertise: None,
+                addrs: vec![]
+            }
+        )
+        .await,
         Response::Registered { .. }
     ));
     let good = manifest("good.bin", 200_000);
@@ -200,7 +207,14 @@ async fn one_peer_cannot_act_for_another() {
     let (_b_transport, b) = peer(&tracker).await;
     let file = manifest("a.bin", 100_000);
     let id = file.id();
-    ask(&a, &Request::Register { advertise: None }).await;
+    ask(
+        &a,
+        &Request::Register {
+            advertise: None,
+            addrs: vec![],
+        },
+    )
+    .await;
     let chunks = Bitfield::full(file.chunk_count);
     ask(
         &a,
@@ -211,7 +225,14 @@ async fn one_peer_cannot_act_for_another() {
         },
     )
     .await;
-    ask(&b, &Request::Register { advertise: None }).await;
+    ask(
+        &b,
+        &Request::Register {
+            advertise: None,
+            addrs: vec![],
+        },
+    )
+    .await;
     // B can only speak for itself: its leave and withdraw touch nothing of A's.
     ask(&b, &Request::Withdraw { file: id }).await;
     ask(
@@ -276,7 +297,14 @@ async fn a_flooding_peer_does_not_stop_the_tracker_answering_others() {
     let file = manifest("honest.bin", 300_000);
     let id = file.id();
     assert!(matches!(
-        ask(&honest, &Request::Register { advertise: None }).await,
+        ask(
+            &honest,
+            &Request::Register {
+                advertise: None,
+                addrs: vec![]
+            }
+        )
+        .await,
         Response::Registered { .. }
     ));
     let chunks = Bitfield::full(file.chunk_count);
@@ -345,7 +373,14 @@ async fn a_batch_holds_only_holding_updates_and_answers_each() {
     let tmp = tempfile::tempdir().unwrap();
     let tracker = start(tmp.path()).await;
     let (_transport, a) = peer(&tracker).await;
-    ask(&a, &Request::Register { advertise: None }).await;
+    ask(
+        &a,
+        &Request::Register {
+            advertise: None,
+            addrs: vec![],
+        },
+    )
+    .await;
     let file = manifest("batched.bin", 100_000);
     let id = file.id();
     let chunks = Bitfield::full(file.chunk_count);

@@ -331,10 +331,12 @@ fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers, Vec<Holder>)> {
             }
         }
     };
-    let holders = ticket.iter().flat_map(|t| &t.holders).flat_map(|holder| {
-        holder.addrs.iter().map(|&addr| Holder {
+    let holders = ticket.iter().flat_map(|t| &t.holders).filter_map(|holder| {
+        let (first, others) = holder.addrs.split_first()?;
+        Some(Holder {
             peer: holder.id,
-            addr,
+            addr: *first,
+            other_addrs: others.to_vec(),
             complete: true,
         })
     });

@@ -163,7 +163,7 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
                 .lock()
                 .unreachable
                 .iter()
-                .map(|(peer, u)| format!("{} at {} ({})", peer.short(), u.addr, u.why))
+                .map(|(peer, u)| format!("{} ({})", u.describe(*peer), u.why))
                 .collect();
             if unreachable.is_empty() {
                 warn!("waiting for {unavailable} chunks that no live peer holds");
@@ -186,7 +186,7 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
             _ = shared.wake.notified() => {}
             _ = plan.cancelled.cancelled() => return Err(Error::Cancelled),
             Some((peer, addr)) = plan.offered.recv() => {
-                let offered = Holder { peer, addr, complete: false };
+                let offered = Holder { peer, addr, other_addrs: Vec::new(), complete: false };
                 if plan.sources.admits(&offered) {
                     add_holders(shared, workers, vec![offered]);
                 }
@@ -329,7 +329,7 @@ fn add_holders(shared: &Arc<Shared>, workers: &TaskTracker, holders: Vec<Holder>
         let (stop, news) = (worker.stop.clone(), worker.news.clone());
         swarm.workers.insert(holder.peer, worker);
         let span = tracing::debug_span!("peer", peer = %holder.peer.short(), addr = %holder.addr);
-        workers.spawn(peer::worker(shared.clone(), holder.peer, holder.addr, stop, news).instrument(span));
+        workers.spawn(peer::worker(shared.clone(), holder.peer, holder.addrs(), stop, news).instrument(span));
     }
 }
 

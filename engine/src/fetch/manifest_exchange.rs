@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use swarm_proto::protocol::{CloseCode, Holder, PeerRequest, PeerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
-use swarm_proto::{FileId, Manifest, PeerId};
+use swarm_proto::{dial, FileId, Manifest, PeerId};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -173,10 +173,10 @@ async fn from_holders(transport: &Transport, file: FileId, holders: &[Holder]) -
 /// Asks `holder` for the manifest of `file`, and checks it.
 async fn ask(transport: Transport, file: FileId, holder: Holder) -> (Holder, std::result::Result<Manifest, String>) {
     let exchange = async {
-        let (connection, _) = transport
-            .connect(holder.addr, Some(holder.peer))
+        let connection = dial::connect_first(&transport, &holder.addrs(), holder.peer)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .connection;
         let request = PeerRequest::GetManifest { file };
         let answer = transport::exchange::<_, PeerResponse>(&connection, &request, MAX_FRAME).await;
         connection.close(CloseCode::Done.code(), b"done");

@@ -175,6 +175,7 @@ async fn fetch_registered(
             .map(|h| Holder {
                 peer: h.peer,
                 addr: h.addr,
+                other_addrs: Vec::new(),
                 complete: h.chunks.is_complete(),
             })
             .filter(|h| options.sources.admits(h))

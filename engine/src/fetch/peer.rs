@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use quinn::{Connection, VarInt};
 use swarm_proto::protocol::{Availability, CloseCode, ErrorCode, PeerRequest, PeerResponse};
-use swarm_proto::{transport, FileId, PeerId};
+use swarm_proto::{dial, transport, FileId, PeerId};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,23 +33,31 @@ const MAX_ANSWER: u32 = 1024;
 /// Works one neighbour for the download until the download ends, the neighbour goes, is
 /// banned, or is let go (`stop`): a watch tells what it holds (and keeps telling), and lanes
 /// fetch from it, woken by `news` when it may have work for them.
-pub async fn worker(shared: Arc<Shared>, peer: PeerId, addr: SocketAddr, stop: CancellationToken, news: Arc<Notify>) {
+pub async fn worker(
+    shared: Arc<Shared>,
+    peer: PeerId,
+    addrs: Vec<SocketAddr>,
+    stop: CancellationToken,
+    news: Arc<Notify>,
+) {
     let connected = tokio::select! {
         _ = stop.cancelled() => None,
-        c = shared.env.transport.connect(addr, Some(peer)) => match c {
-            Ok((connection, _)) => Some(connection),
+        c = dial::connect_first(&shared.env.transport, &addrs, peer) => match c {
+            Ok(dialled) => {
+                if !dialled.failed.is_empty() {
+                    debug!("reached at {} after: {}", dialled.addr, dial::DialError(dialled.failed));
+                }
+                Some(dialled.connection)
+            }
             Err(e) => {
-                let why = e.to_string();
-                let known = shared.lock().unreachable.insert(
-                    peer,
-                    super::shared::Unreachable {
-                        at: std::time::Instant::now(),
-                        addr,
-                        why: why.clone(),
-                    },
-                );
-                if known.is_none() {
-                    warn!("holder {} at {addr} did not answer: unreachable from here ({why})", peer.short());
+                let unreachable = super::shared::Unreachable {
+                    at: std::time::Instant::now(),
+                    addrs,
+                    why: e.to_string(),
+                };
+                let said = format!("holder {} did not answer: unreachable from here ({e})", unreachable.describe(peer));
+                if shared.lock().unreachable.insert(peer, unreachable).is_none() {
+                    warn!("{said}");
                 }
                 None
             }

@@ -84,9 +84,17 @@ pub struct Unreachable {
     /// When it was last tried.
     pub at: Instant,
     /// Where it was tried.
-    pub addr: std::net::SocketAddr,
+    pub addrs: Vec<std::net::SocketAddr>,
     /// What went wrong.
     pub why: String,
+}
+
+impl Unreachable {
+    /// `peer` and where it was tried, for people: `e0d18270 at 10.0.0.5:7071, 10.1.0.5:7071`.
+    pub fn describe(&self, peer: PeerId) -> String {
+        let addrs: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        format!("{} at {}", peer.short(), addrs.join(", "))
+    }
 }
 
 /// A running peer worker, as the others see it.
