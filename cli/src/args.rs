@@ -266,6 +266,10 @@ pub struct NodeArgs {
     /// Cap on download rate across all downloads: bytes as 40MB/s, bits as 100Mbit/s.
     #[arg(long, env = "SWARM_MAX_DOWNLOAD_RATE", value_parser = parse_rate)]
     pub max_download_rate: Option<u64>,
+    /// Neither answer the local network's queries for files held here (multicast on UDP
+    /// 7071), nor ask it when the tracker is slow or gone.
+    #[arg(long, env = "SWARM_NO_LAN")]
+    pub no_lan: bool,
 }
 
 /// `swarm tracker`

@@ -305,9 +305,5 @@ fn a_ticket_fetches_from_its_holder_when_its_tracker_is_gone() {
     let stderr = String::from_utf8_lossy(&fetched.stderr);
     eprintln!("fetched with the tracker gone in {:.2?}", started.elapsed());
     assert!(fetched.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("fetching from the holders the ticket names"),
-        "{stderr}"
-    );
     assert!(std::fs::read(out.join("kept.bin")).unwrap() == data);
 }

@@ -5,7 +5,8 @@
 //! - [`node`]: a running peer, the owner of the parts below; [`launch`]: starting one with a
 //!   remote or an embedded tracker, and a whole local swarm for demos, tests and benches.
 //! - [`session`]: the node's session with its tracker; [`tracker_client`],
-//!   [`known_trackers`]: talking to a tracker, and trackers met before.
+//!   [`known_trackers`]: talking to a tracker, and trackers met before; [`lan_discovery`]:
+//!   holders on the local network, found with no tracker.
 //! - [`store`], [`server`], [`uploads`]: the files a node holds, the chunk server that hands
 //!   them out, and the fair share of its upload slots.
 //! - [`scheduler`], [`fetch`], [`chunk_io`], [`out_dir`]: which chunk from which peer next,
@@ -26,6 +27,7 @@ pub mod fetch;
 pub mod folder;
 pub mod http;
 pub mod known_trackers;
+pub mod lan_discovery;
 pub mod launch;
 pub mod netutil;
 pub mod node;

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, FetchReport};
 use crate::folder::{DirScan, Folders, SeededFile};
 use crate::known_trackers::KnownTrackers;
+use crate::lan_discovery::LanDiscovery;
 use crate::progress::Progress;
 use crate::ratelimit::RateLimiter;
 use crate::server::{self, ServerContext};
@@ -59,6 +60,9 @@ pub struct NodeConfig {
     pub max_download_rate: Option<u64>,
     /// Who may talk to the node: anyone, or the nodes of its private swarm.
     pub access: Access,
+    /// Answer the local network's queries for held files, and ask it when the tracker is slow
+    /// or gone ([`crate::lan_discovery`]).
+    pub lan_discovery: bool,
 }
 
 impl Default for NodeConfig {
@@ -71,6 +75,7 @@ impl Default for NodeConfig {
             max_upload_rate: None,
             max_download_rate: None,
             access: Access::Open,
+            lan_discovery: true,
         }
     }
 }
@@ -94,6 +99,8 @@ struct Inner {
     shutdown: CancellationToken,
     uploads: TaskTracker,
     background: TaskTracker,
+    /// Local discovery, unless turned off.
+    lan: Option<LanDiscovery>,
 }
 
 impl Node {
@@ -120,6 +127,9 @@ impl Node {
             skipped.clone(),
         );
         let served = Arc::new(crate::upload_log::UploadLog::default());
+        let lan = config
+            .lan_discovery
+            .then(|| LanDiscovery::new(transport.id(), config.access.clone()));
         let node = Node {
             inner: Arc::new(Inner {
                 state_dir: dir.clone(),
@@ -134,6 +144,7 @@ impl Node {
                 shutdown: CancellationToken::new(),
                 uploads: TaskTracker::new(),
                 background: TaskTracker::new(),
+                lan: lan.clone(),
             }),
         };
         // `swarm status` finds the running node here.
@@ -160,6 +171,15 @@ impl Node {
         inner.background.spawn(
             server::serve(transport, context, inner.shutdown.clone(), inner.uploads.clone()).instrument(span.clone()),
         );
+        if let Some(lan) = &lan {
+            let port = node.local_addr().port();
+            if let Err(e) = lan.serve(inner.store.clone(), port, inner.shutdown.clone()) {
+                warn!(
+                    "not answering the local network's queries for files (port {}): {e}",
+                    swarm_proto::lan::PORT
+                );
+            }
+        }
         let stop = inner.shutdown.clone();
         inner
             .background
@@ -254,6 +274,7 @@ impl Node {
             downloads: self.inner.downloads.clone(),
             download_limit: self.inner.download_limit.clone(),
             shutdown: self.inner.shutdown.clone(),
+            lan: self.inner.lan.clone(),
         });
         let started = env.map(|env| fetch::fetch(env, file, options));
         async move { started?.await }
@@ -289,7 +310,8 @@ impl Node {
     pub async fn locate(&self, file: FileId, known: &[swarm_proto::protocol::Holder]) -> Result<(Manifest, Located)> {
         let session = self.session()?;
         let want = crate::fetch::NEIGHBOURS;
-        crate::fetch::locate_with_manifest(session, &self.inner.transport, file, want, None, known).await
+        let lan = self.inner.lan.as_ref();
+        crate::fetch::locate_with_manifest(session, &self.inner.transport, lan, file, want, None, known).await
     }
 
     /// Many files located at once (in batches), each with its manifest (not yet checked) and a

@@ -6,7 +6,7 @@
 //! batches, so that a download never waits for the tracker and a busy swarm does not send one
 //! request per chunk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,11 +83,17 @@ impl Session {
         // Silent until it answers: a join given up from outside (after a patience of the
         // caller's) leaves the tracker marked silent, so that fetches do not wait for it again.
         self.note_silence(true);
-        let registration = self.register_and_announce().await?;
+        // A join still waiting when the node leaves gives up (and lets the leave go on).
+        let (registration, announced) = tokio::select! {
+            biased;
+            _ = self.inner.shutdown.cancelled() => return Err(Error::Cancelled),
+            joined = self.register_and_announce() => joined?,
+        };
         self.note_silence(false);
         let first = slot.is_none();
         *slot = Some(registration);
         drop(slot);
+        self.announce_added_since(&announced).await?;
         // Nothing more to say for now: the tracker need not keep a connection for this peer.
         self.inner.client.hang_up().await;
         if first {
@@ -107,28 +113,56 @@ impl Session {
         self.inner.registration.lock().await.is_some()
     }
 
-    async fn register_and_announce(&self) -> Result<Registration> {
+    /// [`Session::is_joined`] without waiting for a (re)join under way, which counts as not
+    /// joined: it announces what is held itself, and what was added meanwhile after it.
+    fn joined_now(&self) -> bool {
+        self.inner.registration.try_lock().is_ok_and(|slot| slot.is_some())
+    }
+
+    /// Registers and announces every held file; returns the registration and the files
+    /// announced.
+    async fn register_and_announce(&self) -> Result<(Registration, HashSet<FileId>)> {
         let client = &self.inner.client;
         let own = crate::netutil::own_addrs(client.local_addr());
         let registration = client.register(self.inner.advertise, own).await?;
         let held = self.inner.store.all();
         client.announce_all(&holdings(&held)).await?;
-        Ok(registration)
+        Ok((registration, held.iter().map(|h| h.id).collect()))
+    }
+
+    /// Announces the files held now that are not among `announced`: those added while a
+    /// (re)join announced the others.
+    async fn announce_added_since(&self, announced: &HashSet<FileId>) -> Result<()> {
+        let added: Vec<Arc<Held>> = self
+            .inner
+            .store
+            .all()
+            .into_iter()
+            .filter(|held| !announced.contains(&held.id))
+            .collect();
+        if !added.is_empty() {
+            // A tracker that forgot this peer again at once is noticed at the next keepalive.
+            self.inner.client.announce_all(&holdings(&added)).await?;
+        }
+        Ok(())
     }
 
     /// Registers again after the tracker forgot this peer, if still joined.
     async fn rejoin(&self) -> Result<()> {
         let mut slot = self.inner.registration.lock().await;
-        if slot.is_some() {
-            info!("the tracker forgot this peer; registering again");
-            *slot = Some(self.register_and_announce().await?);
+        if slot.is_none() {
+            return Ok(());
         }
-        Ok(())
+        info!("the tracker forgot this peer; registering again");
+        let (registration, announced) = self.register_and_announce().await?;
+        *slot = Some(registration);
+        drop(slot);
+        self.announce_added_since(&announced).await
     }
 
     /// Announces a held file (what it holds now), if joined.
     pub async fn announce(&self, held: &Held) -> Result<()> {
-        if !self.is_joined().await {
+        if !self.joined_now() {
             return Ok(());
         }
         let client = &self.inner.client;
@@ -140,7 +174,7 @@ impl Session {
 
     /// Announces many held files at once (in batches), if joined.
     pub async fn announce_many(&self, held: &[Arc<Held>]) -> Result<()> {
-        if held.is_empty() || !self.is_joined().await {
+        if held.is_empty() || !self.joined_now() {
             return Ok(());
         }
         if self.inner.client.announce_all(&holdings(held)).await? == RegisteredOrNot::NotRegistered {
@@ -152,7 +186,7 @@ impl Session {
     /// Announces a download of a file just located at the tracker: by id, and in full only
     /// if the tracker no longer lists it.
     pub async fn announce_download(&self, held: &Held) -> Result<()> {
-        if !self.is_joined().await {
+        if !self.joined_now() {
             return Ok(());
         }
         let client = &self.inner.client;

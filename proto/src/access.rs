@@ -95,6 +95,13 @@ pub struct Proof {
 }
 
 impl SwarmKey {
+    /// A tag of `data` only holders of this key can make or recognise, for the purpose named
+    /// by `context` (a subkey per purpose, derived from this one).
+    pub fn tag(&self, context: &str, data: &[u8]) -> [u8; 32] {
+        let subkey = blake3::derive_key(context, &self.0);
+        *blake3::keyed_hash(&subkey, data).as_bytes()
+    }
+
     /// The key of the secret in `path` (leading and trailing white space ignored).
     pub fn from_file(path: &Path) -> Result<SwarmKey, SecretError> {
         let bytes = std::fs::read(path).map_err(|source| SecretError::Io {

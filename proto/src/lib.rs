@@ -11,6 +11,7 @@
 //! - [`codec`]: the one place bincode is used.
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
 //! - [`dial`]: reaching a node that has several addresses (happy eyeballs).
+//! - [`lan`]: finding holders on the local network (multicast queries and answers).
 //! - [`congestion`]: which congestion controller peer connections use.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
@@ -29,6 +30,7 @@ pub mod dir_lock;
 pub mod hashing;
 pub mod identity;
 pub mod ids;
+pub mod lan;
 pub mod manifest;
 pub mod meta;
 pub mod name;

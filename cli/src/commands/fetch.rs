@@ -35,31 +35,24 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             return Err(e.into());
         }
     };
-    // With holders named in the ticket, a tracker that does not answer is no reason to wait
-    // (registering is given the patience a fetch gives its tracker before doing without).
-    let patience = if holders.is_empty() {
-        deadline
+    if holders.is_empty() {
+        let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
+        if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            node.shutdown(Duration::ZERO).await;
+            return Err(registration
+                .err()
+                .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
+                .into());
+        }
+        if let Err(e) = registration {
+            output::warning(format_args!(
+                "could not register with the tracker ({e}); fetching without serving others"
+            ));
+        }
     } else {
-        let soon = tokio::time::Instant::now() + TRACKER_PATIENCE;
-        Some(deadline.map_or(soon, |deadline| deadline.min(soon)))
-    };
-    let registration = by_deadline(patience, "registering with the tracker", node.join_tracker()).await;
-    if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-        node.shutdown(Duration::ZERO).await;
-        return Err(registration
-            .err()
-            .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
-            .into());
-    }
-    match &registration {
-        Err(_) if !holders.is_empty() => output::warning(format_args!(
-            "no answer from the tracker at {shown_trackers} within {TRACKER_PATIENCE:?}; fetching from the \
-             holders the ticket names, without serving others"
-        )),
-        Err(e) => output::warning(format_args!(
-            "could not register with the tracker ({e}); fetching without serving others"
-        )),
-        Ok(_) => {}
+        // With holders named in the ticket, the fetch does not wait for the tracker: it starts
+        // with them, registers beside the download, and serves others once registered.
+        tokio::spawn(join_beside_the_download(node.clone(), shown_trackers.clone()));
     }
     let progress = Arc::new(Progress::default());
     let options = FetchOptions {
@@ -180,6 +173,29 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         node.shutdown(EXIT_GRACE).await;
     }
     Ok(())
+}
+
+/// Registers `node` with its tracker while a download from a ticket's holders runs; says so if
+/// the tracker refuses, or is silent for [`TRACKER_PATIENCE`] (and keeps trying).
+async fn join_beside_the_download(node: Node, shown_trackers: String) {
+    let join = node.join_tracker();
+    tokio::pin!(join);
+    match tokio::time::timeout(TRACKER_PATIENCE, &mut join).await {
+        Ok(Ok(_)) | Ok(Err(swarm_engine::Error::Cancelled)) => {}
+        Ok(Err(e)) => output::warning(format_args!(
+            "could not register with the tracker ({e}); fetching from the holders the ticket names, without \
+             serving others"
+        )),
+        Err(_) => {
+            output::warning(format_args!(
+                "no answer from the tracker at {shown_trackers} within {TRACKER_PATIENCE:?}; fetching from the \
+                 holders the ticket names, and still trying the tracker"
+            ));
+            if join.await.is_ok() {
+                crate::note!("registered with the tracker at {shown_trackers}: serving others too");
+            }
+        }
+    }
 }
 
 /// `swarm fetch` of a folder: list it, or fetch the chosen files.

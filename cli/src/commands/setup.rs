@@ -85,6 +85,7 @@ pub(super) fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<
         max_upload_rate: args.max_upload_rate,
         max_download_rate: args.max_download_rate,
         access: access(&args.secret_file)?,
+        lan_discovery: !args.no_lan,
     })
 }
 

@@ -238,7 +238,13 @@ pub async fn sync(mut args: SyncArgs) -> Result<()> {
             args.share.peer.tracker = trackers.list().to_vec();
         }
     }
-    let sharing = Sharing::start(&args.share.dir, &args.share.peer, false).await?;
+    let dir = &args.share.dir;
+    if given.is_some() && !dir.exists() {
+        // Joining a share on a new machine: the folder is made, as a clone makes its directory.
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot make the folder {}", dir.display()))?;
+        crate::note!("made the folder {} to sync the share into", dir.display());
+    }
+    let sharing = Sharing::start(dir, &args.share.peer, false).await?;
     let (key, source) = match folder_key(&args.share.dir, given.map(|t| t.key)) {
         Ok(found) => found,
         Err(e) => {

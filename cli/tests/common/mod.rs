@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_swarm");
 
@@ -249,6 +249,15 @@ pub fn chunks_written(log: &Path) -> Vec<u32> {
 }
 
 /// Waits until `path` contains `text`, or panics after `limit`.
+/// Waits (up to a minute, else fails saying `what`) until `done`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn wait_for_text(path: &Path, text: &str, limit: Duration) -> String {
     let deadline = std::time::Instant::now() + limit;
     loop {

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
+use crate::lan_discovery::LanDiscovery;
 use crate::session::Session;
 use crate::tracker_client::Located;
 
@@ -25,118 +26,145 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// it named may be unreachable from here).
 const TRACKER_AFTER: Duration = Duration::from_secs(1);
 /// How long a fetch that knows holders of its own waits for the tracker before it does
-/// without.
+/// without, while those holders have not sent the manifest.
 pub const TRACKER_PATIENCE: Duration = Duration::from_secs(2);
-/// The same, for a tracker that did not answer lately (the next file of a folder).
-const SILENT_PATIENCE: Duration = Duration::from_millis(200);
+/// How long the tracker has once a holder of the fetch's own sent the manifest, or at all
+/// when it did not answer lately (the next file of a folder): the download starts with the
+/// holders known, and the tracker's are added as it asks again.
+const SHORT_PATIENCE: Duration = Duration::from_millis(200);
+
+/// How long the tracker has alone before the local network is asked too (when it is on).
+const LAN_AFTER: Duration = Duration::from_millis(300);
+/// How long the local network has to answer.
+const LAN_WAIT: Duration = Duration::from_millis(250);
 
 /// The manifest of `file`, checked against the id, and up to `want` of its live holders.
 ///
 /// The manifest is `saved` if that is one (a resumed download has it), else the first a holder
-/// sends, else the tracker's. Holders `known` beforehand (a ticket's) are added to those the
-/// tracker names; when the tracker does not answer within [`TRACKER_PATIENCE`], they are the
-/// only ones, so that a ticket works with its tracker gone.
+/// sends, else the tracker's. Holders `known` beforehand (a ticket's) are asked at once, beside
+/// the tracker, and added to those it names; when the tracker does not answer in time (see
+/// [`TRACKER_PATIENCE`]), they are the only ones, so that a ticket works with its tracker gone.
+/// Without such holders, a tracker that is slow or fails has the local network (`lan`) asked
+/// too, and those that answer are taken as known.
 pub(crate) async fn locate_with_manifest(
     session: &Session,
     transport: &Transport,
+    lan: Option<&LanDiscovery>,
     file: FileId,
     want: u16,
     saved: Option<Manifest>,
     known: &[Holder],
 ) -> Result<(Manifest, Located)> {
-    let (mut located, tracker_answered) = holders_from_tracker_or_ticket(session, file, want, known).await?;
-    // A saved or holder's copy is checked where it comes in; the tracker's, at the end.
-    let mut checked = false;
-    if located.manifest.is_none() {
-        located.manifest = saved.filter(|manifest| manifest.verify(&file).is_ok());
-        checked = located.manifest.is_some();
-    }
-    if located.manifest.is_none() && !tracker_answered {
-        located.manifest = from_holders(transport, file, &located.holders).await;
-        checked = true;
-        if located.manifest.is_none() {
-            return Err(Error::NotFound(format!(
-                "{}: no holder the ticket names sent its manifest, and the tracker at {} does not answer; \
-                 check that a holder is still running and reachable from here",
-                file.short(),
-                session.client().addr().host_port
-            )));
-        }
-    }
-    if located.manifest.is_none() {
-        let holders = located.holders.clone();
-        let from_peers = from_holders(transport, file, &holders);
-        tokio::pin!(from_peers);
-        let early = tokio::time::timeout(TRACKER_AFTER, &mut from_peers).await;
-        let from_tracker = session.locate(file, true, want);
-        let from_a_holder = match early {
-            Ok(Some(manifest)) => Some(manifest),
-            // Every holder failed, or there is none: only the tracker is left.
-            Ok(None) => {
-                located = from_tracker.await?;
-                None
-            }
-            // The holders are slow (or unreachable): the tracker too, and the first wins.
+    let saved = saved.filter(|manifest| manifest.verify(&file).is_ok());
+    let mut known = known.to_vec();
+    let mut found_on_lan = false;
+    if known.is_empty() {
+        let tracker = session.locate(file, false, want);
+        tokio::pin!(tracker);
+        let Some(lan) = lan else {
+            let located = tracker.await?;
+            return with_manifest(session, transport, file, want, saved, located).await;
+        };
+        let found = match tokio::time::timeout(LAN_AFTER, &mut tracker).await {
+            Ok(Ok(located)) => return with_manifest(session, transport, file, want, saved, located).await,
+            Ok(Err(e)) => match lan.holders(file, LAN_WAIT).await {
+                found if found.is_empty() => return Err(e),
+                found => found,
+            },
             Err(_) => tokio::select! {
-                Some(manifest) = &mut from_peers => Some(manifest),
-                answer = from_tracker => {
-                    located = answer?;
-                    None
-                }
+                answer = &mut tracker => return with_manifest(session, transport, file, want, saved, answer?).await,
+                found = lan.holders(file, LAN_WAIT) => found,
             },
         };
-        if let Some(manifest) = from_a_holder {
-            (located.manifest, checked) = (Some(manifest), true);
+        if found.is_empty() {
+            let located = tracker.await?;
+            return with_manifest(session, transport, file, want, saved, located).await;
         }
+        debug!(file = %file.short(), holders = found.len(), "holders found on the local network");
+        known = found;
+        found_on_lan = true;
     }
-    let manifest = located.manifest.take().ok_or_else(|| Error::Tracker {
-        addr: session.client().addr().host_port.clone(),
-        message: "answered a locate without the manifest asked for".into(),
-    })?;
-    // What a tracker sends (asked for or not) is checked as strictly as a holder's copy.
-    if !checked {
-        manifest.verify(&file).map_err(|source| Error::Manifest {
-            file: Some(file),
-            source,
-        })?;
-    }
-    Ok((manifest, located))
-}
-
-/// The tracker's answer to a locate without the manifest, with the holders `known` beforehand
-/// added, and whether the tracker answered; when it does not answer in time, the `known`
-/// holders alone.
-async fn holders_from_tracker_or_ticket(
-    session: &Session,
-    file: FileId,
-    want: u16,
-    known: &[Holder],
-) -> Result<(Located, bool)> {
-    if known.is_empty() {
-        return Ok((session.locate(file, false, want).await?, true));
-    }
+    let known = known.as_slice();
     let was_silent = session.seems_silent();
-    let patience = if was_silent { SILENT_PATIENCE } else { TRACKER_PATIENCE };
-    let answer = tokio::time::timeout(patience, session.locate(file, false, want)).await;
-    session.note_silence(!matches!(answer, Ok(Ok(_))));
+    let patience = if was_silent { SHORT_PATIENCE } else { TRACKER_PATIENCE };
+    let tracker = tokio::time::timeout(patience, session.locate(file, false, want));
+    tokio::pin!(tracker);
+    // The manifest from the holders known, or from those of the local network (unless they
+    // are the ones known), whichever sends it first; and the local network's holders.
+    let lan = if found_on_lan { None } else { lan };
+    let from_known = async {
+        if let Some(manifest) = saved.clone() {
+            return (Some(manifest), Vec::new());
+        }
+        let named = from_holders(transport, file, known);
+        let local = async {
+            let found = match lan {
+                Some(lan) => lan.holders(file, LAN_WAIT).await,
+                None => Vec::new(),
+            };
+            let found: Vec<Holder> = found
+                .into_iter()
+                .filter(|h| !known.iter().any(|k| k.peer == h.peer))
+                .collect();
+            (from_holders(transport, file, &found).await, found)
+        };
+        tokio::pin!(named, local);
+        tokio::select! {
+            Some(manifest) = &mut named => (Some(manifest), Vec::new()),
+            (Some(manifest), found) = &mut local => (Some(manifest), found),
+            else => (None, Vec::new()),
+        }
+    };
+    tokio::pin!(from_known);
+    // The tracker's answer, if it gave one in time; the manifest, if a holder sent it, and the
+    // holders found on the local network; and whether the tracker had all its patience.
+    let (answer, (manifest, found), waited) = tokio::select! {
+        answer = &mut tracker => (answer.ok(), from_known.await, true),
+        (manifest, found) = &mut from_known => {
+            // With the manifest in hand, the tracker gets a moment more; without, all its patience.
+            let wait = if manifest.is_some() { SHORT_PATIENCE } else { patience };
+            let answer = tokio::time::timeout(wait, &mut tracker).await;
+            let waited = manifest.is_none() || matches!(answer, Ok(Err(_)));
+            (answer.ok().and_then(|answer| answer.ok()), (manifest, found), waited)
+        }
+    };
+    let known: Vec<Holder> = known.iter().cloned().chain(found).collect();
+    let tracker_addr = &session.client().addr().host_port;
     match answer {
-        Ok(Ok(mut located)) => {
+        Some(Ok(mut located)) => {
+            session.note_silence(false);
             let named: Vec<PeerId> = located.holders.iter().map(|h| h.peer).collect();
             located
                 .holders
                 .extend(known.iter().filter(|h| !named.contains(&h.peer)).cloned());
-            return Ok((located, true));
+            if let Some(manifest) = manifest {
+                return Ok((manifest, located));
+            }
+            // None the ticket names sent it: as without them, the tracker's holders then the tracker.
+            return with_manifest(session, transport, file, want, None, located).await;
         }
-        // Said once, not for every file of a folder.
-        Ok(Err(e)) if !was_silent => {
-            warn!("the tracker did not answer ({e}); fetching from the holders the ticket names")
+        Some(Err(e)) => {
+            // Said once, not for every file of a folder.
+            if !was_silent {
+                warn!("the tracker could not help ({e}); fetching from the holders known without it");
+            }
+            session.note_silence(true);
         }
-        Err(_) if !was_silent => {
-            let tracker = &session.client().addr().host_port;
-            warn!("no answer from the tracker at {tracker} within {patience:?}; fetching from the holders the ticket names")
+        None if waited => {
+            if !was_silent {
+                warn!("no answer from the tracker at {tracker_addr} within {patience:?}; fetching from the holders known without it");
+            }
+            session.note_silence(true);
         }
-        _ => {}
+        None => debug!("starting with the holders known without the tracker; the tracker's join when it answers"),
     }
+    let Some(manifest) = manifest else {
+        return Err(Error::NotFound(format!(
+            "{}: no holder the ticket names or the local network knows sent its manifest, and the tracker at \
+             {tracker_addr} does not answer; check that a holder is still running and reachable from here",
+            file.short(),
+        )));
+    };
     let alone = Located {
         manifest: None,
         holders: known.to_vec(),
@@ -144,7 +172,57 @@ async fn holders_from_tracker_or_ticket(
         live: known.len() as u32,
         retired: false,
     };
-    Ok((alone, false))
+    Ok((manifest, alone))
+}
+
+/// The manifest of `file` for the holders the tracker `located`: `saved` if there is one, else
+/// the first a holder sends, else (or if none has within [`TRACKER_AFTER`], whichever comes
+/// first) the tracker's.
+async fn with_manifest(
+    session: &Session,
+    transport: &Transport,
+    file: FileId,
+    want: u16,
+    saved: Option<Manifest>,
+    mut located: Located,
+) -> Result<(Manifest, Located)> {
+    if let Some(manifest) = saved {
+        return Ok((manifest, located));
+    }
+    let holders = located.holders.clone();
+    let from_peers = from_holders(transport, file, &holders);
+    tokio::pin!(from_peers);
+    let early = tokio::time::timeout(TRACKER_AFTER, &mut from_peers).await;
+    let from_tracker = session.locate(file, true, want);
+    let from_a_holder = match early {
+        Ok(Some(manifest)) => Some(manifest),
+        // Every holder failed, or there is none: only the tracker is left.
+        Ok(None) => {
+            located = from_tracker.await?;
+            None
+        }
+        // The holders are slow (or unreachable): the tracker too, and the first wins.
+        Err(_) => tokio::select! {
+            Some(manifest) = &mut from_peers => Some(manifest),
+            answer = from_tracker => {
+                located = answer?;
+                None
+            }
+        },
+    };
+    if let Some(manifest) = from_a_holder {
+        return Ok((manifest, located));
+    }
+    let manifest = located.manifest.take().ok_or_else(|| Error::Tracker {
+        addr: session.client().addr().host_port.clone(),
+        message: "answered a locate without the manifest asked for".into(),
+    })?;
+    // What a tracker sends (asked for or not) is checked as strictly as a holder's copy.
+    manifest.verify(&file).map_err(|source| Error::Manifest {
+        file: Some(file),
+        source,
+    })?;
+    Ok((manifest, located))
 }
 
 /// The manifest of `file` from the first of `holders` that sends one matching the id.

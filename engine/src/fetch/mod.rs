@@ -98,7 +98,8 @@ async fn fetch_registered(
             // A download being resumed saved its manifest with it.
             let saved = env.state.download(&id).ok().flatten().map(|record| record.manifest);
             let known = &options.holders;
-            locate_with_manifest(&env.session, &env.transport, id, coordinator::NEIGHBOURS, saved, known).await?
+            let (lan, want) = (env.lan.as_ref(), coordinator::NEIGHBOURS);
+            locate_with_manifest(&env.session, &env.transport, lan, id, want, saved, known).await?
         }
     };
     let (manifest, meta) = (Arc::new(manifest), located.meta);

@@ -45,6 +45,8 @@ pub struct Env {
     pub download_limit: Option<Arc<RateLimiter>>,
     /// Fires when the node shuts down.
     pub shutdown: Shutdown,
+    /// Finds holders on the local network when the tracker is slow or gone (unless off).
+    pub lan: Option<crate::lan_discovery::LanDiscovery>,
 }
 
 /// Bytes requested from one peer at once: enough to keep a fast link busy.

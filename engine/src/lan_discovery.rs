@@ -1,0 +1,181 @@
+//! Finding holders on the local network, with no tracker (the messages are in
+//! [`swarm_proto::lan`]): every node answers queries for the files it holds; a fetch whose
+//! tracker is slow or gone asks the link.
+//!
+//! Sockets are set up with `socket2`: several nodes of one machine share the port, and a
+//! query goes out of each interface in turn.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use swarm_proto::access::Access;
+use swarm_proto::lan::{tag_of, LanMessage, GROUP, MAX_MESSAGE, PORT};
+use swarm_proto::protocol::Holder;
+use swarm_proto::{FileId, PeerId};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::store::Store;
+
+/// Most queries a node answers a second: a node on the link cannot make it send more.
+const ANSWERS_PER_SECOND: NonZeroU32 = NonZeroU32::new(50).expect("not zero");
+/// How long a query waits for more answers once the first came.
+const MORE_ANSWERS: Duration = Duration::from_millis(50);
+
+/// A node's part in local discovery: who it is, and the swarm it belongs to.
+#[derive(Clone)]
+pub struct LanDiscovery {
+    own: PeerId,
+    access: Access,
+}
+
+impl LanDiscovery {
+    /// Local discovery for node `own` of the swarm `access` admits to.
+    pub fn new(own: PeerId, access: Access) -> LanDiscovery {
+        LanDiscovery { own, access }
+    }
+
+    /// Answers the link's queries for the files in `store` with this node's QUIC `port`,
+    /// until `shutdown`. Fails if the discovery port cannot be opened.
+    pub fn serve(&self, store: Arc<Store>, port: u16, shutdown: CancellationToken) -> std::io::Result<()> {
+        let socket = listening_socket()?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = this.answer(&socket, &store, port) => {}
+            }
+        });
+        Ok(())
+    }
+
+    async fn answer(&self, socket: &UdpSocket, store: &Store, port: u16) {
+        let mut buffer = [0u8; MAX_MESSAGE + 1];
+        let pace = RateLimiter::direct(Quota::per_second(ANSWERS_PER_SECOND));
+        loop {
+            let Ok((len, from)) = socket.recv_from(&mut buffer).await else {
+                continue;
+            };
+            let Some(LanMessage::Query { tag, nonce }) = LanMessage::decode(&buffer[..len]) else {
+                continue;
+            };
+            let held = store
+                .all()
+                .into_iter()
+                .any(|held| tag_of(&held.id, &self.access) == tag);
+            if !held || pace.check().is_err() {
+                continue;
+            }
+            let here = LanMessage::Here {
+                nonce,
+                peer: self.own,
+                port,
+            };
+            if let Err(e) = socket.send_to(&here.encode(), from).await {
+                debug!("could not answer a local query from {from}: {e}");
+            }
+        }
+    }
+
+    /// The holders of `file` on the local network that answer within `wait` (less once one
+    /// has: a moment more for others), this node left out.
+    pub async fn holders(&self, file: FileId, wait: Duration) -> Vec<Holder> {
+        match self.ask(file, wait).await {
+            Ok(holders) => holders,
+            Err(e) => {
+                debug!("could not ask the local network for {}: {e}", file.short());
+                Vec::new()
+            }
+        }
+    }
+
+    async fn ask(&self, file: FileId, wait: Duration) -> std::io::Result<Vec<Holder>> {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)).into())?;
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket.into())?;
+        let nonce = rand::random::<u64>();
+        let query = LanMessage::Query {
+            tag: tag_of(&file, &self.access),
+            nonce,
+        }
+        .encode();
+        let group = SocketAddr::from((GROUP, PORT));
+        for interface in interfaces() {
+            // Out of each interface in turn: the routing table would pick one at most.
+            let sent = socket2::SockRef::from(&socket)
+                .set_multicast_if_v4(&interface)
+                .and_then(|()| socket.try_send_to(&query, group));
+            if let Err(e) = sent {
+                debug!("could not send a local query out of {interface}: {e}");
+            }
+        }
+        let mut holders: Vec<Holder> = Vec::new();
+        let mut deadline = tokio::time::Instant::now() + wait;
+        let mut buffer = [0u8; MAX_MESSAGE + 1];
+        while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await {
+            let (len, from) = received?;
+            let Some(LanMessage::Here {
+                nonce: quoted,
+                peer,
+                port,
+            }) = LanMessage::decode(&buffer[..len])
+            else {
+                continue;
+            };
+            if quoted != nonce || peer == self.own || holders.iter().any(|h| h.peer == peer) {
+                continue;
+            }
+            holders.push(Holder {
+                peer,
+                addr: SocketAddr::new(from.ip(), port),
+                other_addrs: Vec::new(),
+                complete: false,
+            });
+            deadline = deadline.min(tokio::time::Instant::now() + MORE_ANSWERS);
+        }
+        Ok(holders)
+    }
+}
+
+/// A socket on the discovery port, shared with the other nodes of this machine, in the group
+/// on every IPv4 interface.
+fn listening_socket() -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).into())?;
+    let mut joined = 0;
+    for interface in interfaces() {
+        match socket.join_multicast_v4(&GROUP, &interface) {
+            Ok(()) => joined += 1,
+            Err(e) => debug!("could not listen for local queries on {interface}: {e}"),
+        }
+    }
+    if joined == 0 {
+        return Err(std::io::Error::other("no interface to listen for local queries on"));
+    }
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// This machine's IPv4 addresses that a link may carry multicast on (loopback included, for
+/// nodes of this machine).
+fn interfaces() -> Vec<Ipv4Addr> {
+    let mut found: Vec<Ipv4Addr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| match i.ip() {
+            IpAddr::V4(v4) if !v4.is_link_local() => Some(v4),
+            _ => None,
+        })
+        .collect();
+    found.dedup();
+    found
+}
