@@ -27,6 +27,10 @@ use crate::store::Store;
 const ANSWERS_PER_SECOND: NonZeroU32 = NonZeroU32::new(50).expect("not zero");
 /// How long a query waits for more answers once the first came.
 const MORE_ANSWERS: Duration = Duration::from_millis(50);
+/// A query is sent this many times (datagrams get lost), [`QUERY_AGAIN`] apart.
+const QUERIES_SENT: u32 = 3;
+/// See [`QUERIES_SENT`].
+const QUERY_AGAIN: Duration = Duration::from_millis(200);
 
 /// A node's part in local discovery: who it is, and the swarm it belongs to.
 #[derive(Clone)]
@@ -106,20 +110,23 @@ impl LanDiscovery {
             nonce,
         }
         .encode();
-        let group = SocketAddr::from((GROUP, PORT));
-        for interface in interfaces() {
-            // Out of each interface in turn: the routing table would pick one at most.
-            let sent = socket2::SockRef::from(&socket)
-                .set_multicast_if_v4(&interface)
-                .and_then(|()| socket.try_send_to(&query, group));
-            if let Err(e) = sent {
-                debug!("could not send a local query out of {interface}: {e}");
-            }
-        }
+        let started = tokio::time::Instant::now();
+        let mut deadline = started + wait;
+        let mut sends = (0..QUERIES_SENT).map(|n| started + QUERY_AGAIN * n);
+        let mut next_send = sends.next();
         let mut holders: Vec<Holder> = Vec::new();
-        let mut deadline = tokio::time::Instant::now() + wait;
         let mut buffer = [0u8; MAX_MESSAGE + 1];
-        while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await {
+        loop {
+            let until = next_send.map_or(deadline, |at| at.min(deadline));
+            let received = match tokio::time::timeout_at(until, socket.recv_from(&mut buffer)).await {
+                Ok(received) => received,
+                Err(_) if until == deadline => break,
+                Err(_) => {
+                    send_everywhere(&socket, &query);
+                    next_send = sends.next();
+                    continue;
+                }
+            };
             let (len, from) = received?;
             let Some(LanMessage::Here {
                 nonce: quoted,
@@ -141,6 +148,20 @@ impl LanDiscovery {
             deadline = deadline.min(tokio::time::Instant::now() + MORE_ANSWERS);
         }
         Ok(holders)
+    }
+}
+
+/// Sends `query` to the group out of each interface in turn (the routing table would pick one
+/// at most).
+fn send_everywhere(socket: &UdpSocket, query: &[u8]) {
+    let group = SocketAddr::from((GROUP, PORT));
+    for interface in interfaces() {
+        let sent = socket2::SockRef::from(socket)
+            .set_multicast_if_v4(&interface)
+            .and_then(|()| socket.try_send_to(query, group));
+        if let Err(e) = sent {
+            debug!("could not send a local query out of {interface}: {e}");
+        }
     }
 }
 

@@ -35,8 +35,9 @@ const SHORT_PATIENCE: Duration = Duration::from_millis(200);
 
 /// How long the tracker has alone before the local network is asked too (when it is on).
 const LAN_AFTER: Duration = Duration::from_millis(300);
-/// How long the local network has to answer.
-const LAN_WAIT: Duration = Duration::from_millis(250);
+/// How long the local network has to answer (a query returns a moment after the first answer;
+/// this long only when none comes).
+const LAN_WAIT: Duration = Duration::from_secs(1);
 
 /// The manifest of `file`, checked against the id, and up to `want` of its live holders.
 ///
@@ -57,64 +58,20 @@ pub(crate) async fn locate_with_manifest(
 ) -> Result<(Manifest, Located)> {
     let saved = saved.filter(|manifest| manifest.verify(&file).is_ok());
     let mut known = known.to_vec();
-    let mut found_on_lan = false;
+    let mut lan = lan;
     if known.is_empty() {
-        let tracker = session.locate(file, false, want);
-        tokio::pin!(tracker);
-        let Some(lan) = lan else {
-            let located = tracker.await?;
-            return with_manifest(session, transport, file, want, saved, located).await;
-        };
-        let found = match tokio::time::timeout(LAN_AFTER, &mut tracker).await {
-            Ok(Ok(located)) => return with_manifest(session, transport, file, want, saved, located).await,
-            Ok(Err(e)) => match lan.holders(file, LAN_WAIT).await {
-                found if found.is_empty() => return Err(e),
-                found => found,
-            },
-            Err(_) => tokio::select! {
-                answer = &mut tracker => return with_manifest(session, transport, file, want, saved, answer?).await,
-                found = lan.holders(file, LAN_WAIT) => found,
-            },
-        };
-        if found.is_empty() {
-            let located = tracker.await?;
-            return with_manifest(session, transport, file, want, saved, located).await;
+        match tracker_or_link(session, lan, file, want).await? {
+            Found::ByTracker(located) => return with_manifest(session, transport, file, want, saved, located).await,
+            // Those found are the known ones: the link need not be asked again.
+            Found::OnTheLink(found) => (known, lan) = (found, None),
         }
-        debug!(file = %file.short(), holders = found.len(), "holders found on the local network");
-        known = found;
-        found_on_lan = true;
     }
     let known = known.as_slice();
     let was_silent = session.seems_silent();
     let patience = if was_silent { SHORT_PATIENCE } else { TRACKER_PATIENCE };
     let tracker = tokio::time::timeout(patience, session.locate(file, false, want));
     tokio::pin!(tracker);
-    // The manifest from the holders known, or from those of the local network (unless they
-    // are the ones known), whichever sends it first; and the local network's holders.
-    let lan = if found_on_lan { None } else { lan };
-    let from_known = async {
-        if let Some(manifest) = saved.clone() {
-            return (Some(manifest), Vec::new());
-        }
-        let named = from_holders(transport, file, known);
-        let local = async {
-            let found = match lan {
-                Some(lan) => lan.holders(file, LAN_WAIT).await,
-                None => Vec::new(),
-            };
-            let found: Vec<Holder> = found
-                .into_iter()
-                .filter(|h| !known.iter().any(|k| k.peer == h.peer))
-                .collect();
-            (from_holders(transport, file, &found).await, found)
-        };
-        tokio::pin!(named, local);
-        tokio::select! {
-            Some(manifest) = &mut named => (Some(manifest), Vec::new()),
-            (Some(manifest), found) = &mut local => (Some(manifest), found),
-            else => (None, Vec::new()),
-        }
-    };
+    let from_known = from_known_or_link(transport, lan, file, known, saved);
     tokio::pin!(from_known);
     // The tracker's answer, if it gave one in time; the manifest, if a holder sent it, and the
     // holders found on the local network; and whether the tracker had all its patience.
@@ -173,6 +130,73 @@ pub(crate) async fn locate_with_manifest(
         retired: false,
     };
     Ok((manifest, alone))
+}
+
+/// Where a fetch with no holders of its own found some.
+enum Found {
+    /// The tracker answered.
+    ByTracker(Located),
+    /// The tracker was slow or failed, and these holders on the local network answered.
+    OnTheLink(Vec<Holder>),
+}
+
+/// The holders of `file` the tracker names; or, when it is slow (see [`LAN_AFTER`]) or fails,
+/// those on the local network, if any answer.
+async fn tracker_or_link(session: &Session, lan: Option<&LanDiscovery>, file: FileId, want: u16) -> Result<Found> {
+    let tracker = session.locate(file, false, want);
+    tokio::pin!(tracker);
+    let Some(lan) = lan else {
+        return Ok(Found::ByTracker(tracker.await?));
+    };
+    let found = match tokio::time::timeout(LAN_AFTER, &mut tracker).await {
+        Ok(Ok(located)) => return Ok(Found::ByTracker(located)),
+        Ok(Err(e)) => match lan.holders(file, LAN_WAIT).await {
+            found if found.is_empty() => return Err(e),
+            found => found,
+        },
+        Err(_) => tokio::select! {
+            answer = &mut tracker => return Ok(Found::ByTracker(answer?)),
+            found = lan.holders(file, LAN_WAIT) => found,
+        },
+    };
+    if found.is_empty() {
+        return Ok(Found::ByTracker(tracker.await?));
+    }
+    debug!(file = %file.short(), holders = found.len(), "holders found on the local network");
+    Ok(Found::OnTheLink(found))
+}
+
+/// The manifest of `file`: `saved`, or from the holders `known`, or from those of the local
+/// network (if `lan`), whichever sends it first; and the local network's holders, if it was
+/// theirs.
+async fn from_known_or_link(
+    transport: &Transport,
+    lan: Option<&LanDiscovery>,
+    file: FileId,
+    known: &[Holder],
+    saved: Option<Manifest>,
+) -> (Option<Manifest>, Vec<Holder>) {
+    if let Some(manifest) = saved {
+        return (Some(manifest), Vec::new());
+    }
+    let named = from_holders(transport, file, known);
+    let local = async {
+        let found = match lan {
+            Some(lan) => lan.holders(file, LAN_WAIT).await,
+            None => Vec::new(),
+        };
+        let found: Vec<Holder> = found
+            .into_iter()
+            .filter(|h| !known.iter().any(|k| k.peer == h.peer))
+            .collect();
+        (from_holders(transport, file, &found).await, found)
+    };
+    tokio::pin!(named, local);
+    tokio::select! {
+        Some(manifest) = &mut named => (Some(manifest), Vec::new()),
+        (Some(manifest), found) = &mut local => (Some(manifest), found),
+        else => (None, Vec::new()),
+    }
 }
 
 /// The manifest of `file` for the holders the tracker `located`: `saved` if there is one, else
