@@ -18,7 +18,7 @@ local-demo size="1GiB" seeders="4":
 # The web view in headless Chromium (installed if missing; root), its screenshot saved as
 # docs/web-view.png for the README.
 screenshot:
-    SWARM_SCREENSHOT={{justfile_directory()}}/docs/web-view.png cargo test -p swarm-cli --test web_view
+    SWARM_SCREENSHOT={{justfile_directory()}}/docs/web-view.png cargo test -p swarm-cli --test end_to_end web_view::
 
 # The man page, docs/swarm.1, from the command-line definitions.
 man:

@@ -3,12 +3,10 @@
 //! its budgets allow, refuses the rest with a clear `Limit`, and forgets what nobody holds.
 //! The tracker's memory before and after is printed.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use swarm_proto::protocol::{ErrorCode, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
 use swarm_proto::{Bitfield, Identity, PeerId};

@@ -1,13 +1,11 @@
 //! `--metrics HOST:PORT` on the real binary: after a fetch, the fetcher's, the seeder's and the
 //! tracker's Prometheus endpoints account for the bytes and requests that moved.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The body of `GET /metrics` at `addr`.
 fn scrape(addr: &str) -> String {

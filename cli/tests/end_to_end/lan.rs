@@ -10,8 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Namespaces named `NAME-x` for each machine `x`, removed on drop.
 struct Lan {

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const CHUNK: usize = 64 * 1024;
 

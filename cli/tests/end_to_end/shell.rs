@@ -1,12 +1,10 @@
 //! `swarm shell`, driven through a pseudo-terminal like a person would: commands, tab
 //! completion, a download in the background while typing, and an exit that waits for it.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use expectrl::{Eof, Expect, Session};
 
 const PROMPT: &str = "swarm> ";

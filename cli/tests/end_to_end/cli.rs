@@ -1,8 +1,7 @@
 //! Black-box tests of the real `swarm` binary on loopback: tracker, seed, ls, search, peers,
 //! fetch, `--json`, exit codes, the in-process tracker, and graceful leave.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn tracker_seed_ls_search_peers_fetch() {

@@ -2,11 +2,9 @@
 //! fetcher that share the secret, and outsiders (no secret, a wrong one) refused by the
 //! tracker and by the peers, with a message that says why.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use swarm_proto::access::{Access, SwarmKey};
 use swarm_proto::protocol::{PeerRequest, PeerResponse};
 use swarm_proto::transport::{self, Transport};

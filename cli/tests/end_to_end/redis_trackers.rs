@@ -2,14 +2,12 @@
 //! real binary and a real redis-server on loopback that the test starts and stops itself.
 //! `.ci/run` installs redis-server when it is missing.
 
-mod common;
-
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A redis-server on a free loopback port, with nothing saved to disk: a restart loses all.
 struct Redis {

@@ -5,8 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const CHUNK: usize = 64 * 1024;
 

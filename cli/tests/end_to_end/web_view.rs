@@ -7,12 +7,10 @@
 //! Everything runs in a network namespace of its own with only loopback, so that the browser
 //! cannot reach anything else (it calls home on its own otherwise). Needs root, as CI has.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// Set in the copy of this test that runs inside the namespace.
 const INSIDE: &str = "SWARM_TEST_INSIDE_NETNS";

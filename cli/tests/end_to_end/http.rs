@@ -2,11 +2,9 @@
 //! it done, a range in the middle of a file still downloading comes back verified before the
 //! rest, a private swarm's port wants its secret, and a public bind must be asked for.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// An HTTP client that hands back every status instead of failing on 4xx and 5xx.

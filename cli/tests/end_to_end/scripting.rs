@@ -2,8 +2,7 @@
 //! as JSON lines and the result as the last; errors come as JSON on stdout under `--json`;
 //! `--quiet` leaves stderr empty on success; Ctrl-C exits 130 and the fetch resumes.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::process::{Command, Stdio};
 

@@ -1,5 +1,4 @@
 //! Helpers shared by the black-box tests of the `swarm` binary.
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};

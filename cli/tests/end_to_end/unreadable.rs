@@ -3,8 +3,7 @@
 //! `seed` and by a running `sync`. The binary runs as an unprivileged user (root reads
 //! everything), through `setpriv`.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;

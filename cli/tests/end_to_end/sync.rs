@@ -3,13 +3,11 @@
 //! deletions spread (what is deleted or replaced is kept in `.swarm/versions/`), a share keeps
 //! unrelated seeds and other shares out, and a replaced version is no longer handed out.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 
 /// Every file under `dir` but partial downloads and `.swarm/`, by name, with its content.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
