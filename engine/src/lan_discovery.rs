@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
-
 use socket2::{Domain, Protocol, Socket, Type};
 use swarm_proto::access::Access;
 use swarm_proto::lan::{tag_of, LanMessage, GROUP, MAX_MESSAGE, PORT};
@@ -23,7 +22,7 @@ use tracing::debug;
 
 use crate::store::Store;
 
-/// Most queries a node answers a second: a node on the link cannot make it send more.
+/// Most queries a node looks at a second: a node on the link cannot make it work or send more.
 const ANSWERS_PER_SECOND: NonZeroU32 = NonZeroU32::new(50).expect("not zero");
 /// How long a query waits for more answers once the first came.
 const MORE_ANSWERS: Duration = Duration::from_millis(50);
@@ -63,17 +62,25 @@ impl LanDiscovery {
         let mut buffer = [0u8; MAX_MESSAGE + 1];
         let pace = RateLimiter::direct(Quota::per_second(ANSWERS_PER_SECOND));
         loop {
-            let Ok((len, from)) = socket.recv_from(&mut buffer).await else {
-                continue;
+            let (len, from) = match socket.recv_from(&mut buffer).await {
+                Ok(received) => received,
+                Err(e) => {
+                    debug!("local queries: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let Some(LanMessage::Query { tag, nonce }) = LanMessage::decode(&buffer[..len]) else {
                 continue;
             };
+            if pace.check().is_err() {
+                continue;
+            }
             let held = store
                 .all()
                 .into_iter()
                 .any(|held| tag_of(&held.id, &self.access) == tag);
-            if !held || pace.check().is_err() {
+            if !held {
                 continue;
             }
             let here = LanMessage::Here {
@@ -127,7 +134,9 @@ impl LanDiscovery {
                     continue;
                 }
             };
-            let (len, from) = received?;
+            let Ok((len, from)) = received else {
+                break;
+            };
             let Some(LanMessage::Here {
                 nonce: quoted,
                 peer,
@@ -146,6 +155,7 @@ impl LanDiscovery {
                 complete: false,
             });
             deadline = deadline.min(tokio::time::Instant::now() + MORE_ANSWERS);
+            next_send = None;
         }
         Ok(holders)
     }
