@@ -80,15 +80,16 @@ impl Session {
     /// Registers, announces every held file, and starts the keepalive and report task.
     pub async fn join(&self) -> Result<Registration> {
         let mut slot = self.inner.registration.lock().await;
-        // Silent until it answers: a join given up from outside (after a patience of the
-        // caller's) leaves the tracker marked silent, so that fetches do not wait for it again.
-        self.note_silence(true);
+        // A join that fails, or is given up from outside (after a patience of the caller's),
+        // leaves the tracker marked silent, so that fetches do not wait for it again.
+        let mut unanswered = SilentUnlessAnswered(self, true);
         // A join still waiting when the node leaves gives up (and lets the leave go on).
         let (registration, announced) = tokio::select! {
             biased;
             _ = self.inner.shutdown.cancelled() => return Err(Error::Cancelled),
             joined = self.register_and_announce() => joined?,
         };
+        unanswered.1 = false;
         self.note_silence(false);
         let first = slot.is_none();
         *slot = Some(registration);
@@ -360,6 +361,17 @@ impl Session {
         }
         for (file, chunks) in reports {
             self.report(file, &chunks);
+        }
+    }
+}
+
+/// Marks the tracker silent when dropped while `.1` is set: a join that got no answer.
+struct SilentUnlessAnswered<'a>(&'a Session, bool);
+
+impl Drop for SilentUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.note_silence(true);
         }
     }
 }

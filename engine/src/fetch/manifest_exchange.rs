@@ -78,8 +78,13 @@ pub(crate) async fn locate_with_manifest(
     let (answer, (manifest, found), waited) = tokio::select! {
         answer = &mut tracker => (answer.ok(), from_known.await, true),
         (manifest, found) = &mut from_known => {
-            // With the manifest in hand, the tracker gets a moment more; without, all its patience.
-            let wait = if manifest.is_some() { SHORT_PATIENCE } else { patience };
+            // With the manifest in hand, the tracker gets a moment more (none if it was silent
+            // lately); without, all its patience.
+            let wait = match (&manifest, was_silent) {
+                (Some(_), true) => Duration::ZERO,
+                (Some(_), false) => SHORT_PATIENCE,
+                (None, _) => patience,
+            };
             let answer = tokio::time::timeout(wait, &mut tracker).await;
             let waited = manifest.is_none() || matches!(answer, Ok(Err(_)));
             (answer.ok().and_then(|answer| answer.ok()), (manifest, found), waited)
@@ -113,7 +118,11 @@ pub(crate) async fn locate_with_manifest(
             }
             session.note_silence(true);
         }
-        None => debug!("starting with the holders known without the tracker; the tracker's join when it answers"),
+        None => {
+            // Slow, if not gone: the next file does not wait for it either.
+            debug!("starting with the holders known without the tracker; the tracker's join when it answers");
+            session.note_silence(true);
+        }
     }
     let Some(manifest) = manifest else {
         return Err(Error::NotFound(format!(
