@@ -116,6 +116,20 @@ impl Lan {
         Proc::start(command)
     }
 
+    /// Runs `line` on machine `which` in `home` (given a minute), prints how long it took as
+    /// `what`, with what it said, and checks that it succeeded.
+    fn run_ok(&self, which: &str, home: &Path, line: &str, what: &str) {
+        let started = Instant::now();
+        let done = self
+            .machine(which, home, &format!("timeout 60 {line}"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&done.stderr);
+        let printed = String::from_utf8_lossy(&done.stdout);
+        println!("{what} in {:.2?}: {said}{printed}", started.elapsed());
+        assert!(done.status.success(), "{what}: {said}");
+    }
+
     fn remove(&self) {
         for which in &self.machines {
             let _ = Command::new("ip")
@@ -203,18 +217,7 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
     let printed = printed_from(&seeder, "swarm fetch ");
     println!("printed on A: {printed}");
 
-    let started = Instant::now();
-    let fetched = lan
-        .machine("b", &home_b, &format!("timeout 60 {printed}"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&fetched.stderr);
-    println!(
-        "B fetched in {:.2?}: {}",
-        started.elapsed(),
-        String::from_utf8_lossy(&fetched.stdout)
-    );
-    assert!(fetched.status.success(), "{stderr}");
+    lan.run_ok("b", &home_b, &printed, "B fetched");
     assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
     assert_eq!(
         std::fs::read(home_b.join("videos/notes.txt")).unwrap(),
@@ -248,30 +251,30 @@ fn a_folder_synced_on_two_machines_as_printed() {
         let log = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap_or_default();
         format!("A said:\n{}\nB said:\n{}", log("a.log"), log("b.log"))
     };
-    let started = Instant::now();
-    let on_b = home_b.join("shared/report.txt");
-    let arrived = |path: &Path, data: &[u8]| std::fs::read(path).is_ok_and(|got| got == data);
-    while !arrived(&on_b, b"written on A") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "A's file never reached B\n{}",
-            said()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    println!("A's file on B after {:.2?}", started.elapsed());
+    arrives(
+        &home_b.join("shared/report.txt"),
+        b"written on A",
+        "A's file on B",
+        said,
+    );
     write(home_b.join("shared/from-b.txt"), b"written on B");
+    arrives(
+        &home_a.join("shared/from-b.txt"),
+        b"written on B",
+        "B's file on A",
+        said,
+    );
+}
+
+/// Waits (a minute at most, else fails with what `said`) until `path` holds `data`; prints
+/// how long that took as `what`.
+fn arrives(path: &Path, data: &[u8], what: &str, said: impl Fn() -> String) {
     let started = Instant::now();
-    let on_a = home_a.join("shared/from-b.txt");
-    while !arrived(&on_a, b"written on B") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "B's file never reached A\n{}",
-            said()
-        );
+    while std::fs::read(path).map_or(true, |got| got != data) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no {what}\n{}", said());
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("B's file on A after {:.2?}", started.elapsed());
+    println!("{what} after {:.2?}", started.elapsed());
 }
 
 /// The README's separate-tracker flow with its tracker gone: `swarm tracker` on T, `swarm seed
@@ -294,14 +297,7 @@ fn fetch_with_the_tracker_gone(lan: &Lan) {
     tracker.child.kill().unwrap();
     tracker.child.wait().unwrap();
 
-    let started = Instant::now();
-    let fetched = lan
-        .machine("b", &home_b, &format!("timeout 60 {printed}"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&fetched.stderr);
-    println!("B fetched with T gone in {:.2?}: {stderr}", started.elapsed());
-    assert!(fetched.status.success(), "{stderr}");
+    lan.run_ok("b", &home_b, &printed, "B fetched with T gone");
     assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
     assert!(
         seeder.child.try_wait().unwrap().is_none(),
@@ -345,23 +341,9 @@ fn a_holder_on_two_networks_is_reached_on_the_one_the_fetcher_shares() {
     let _seeder = lan.start("a", &home_a, &seed, &tmp.path().join("seed.log"));
     printed_from(&_seeder, "swarm fetch ");
 
-    let fetch = format!("timeout 60 swarm fetch videos --tracker {tracker_id}@10.81.3.1:7070");
-    let started = Instant::now();
-    let fetched = lan.machine("b", &home_b, &fetch).output().unwrap();
-    let stderr = String::from_utf8_lossy(&fetched.stderr);
-    println!("B fetched in {:.2?}: {stderr}", started.elapsed());
-    assert!(fetched.status.success(), "{stderr}");
+    let fetch = format!("swarm fetch videos --tracker {tracker_id}@10.81.3.1:7070");
+    lan.run_ok("b", &home_b, &fetch, "B fetched");
     assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
-    let peers = lan
-        .machine(
-            "b",
-            &home_b,
-            &format!("swarm peers videos --tracker {tracker_id}@10.81.3.1:7070"),
-        )
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&peers.stdout);
-    println!("swarm peers on B: {listed}");
 }
 
 /// A ticket whose tracker and seeder are both gone still fetches from a holder the ticket does
@@ -389,16 +371,6 @@ fn a_ticket_fetches_from_a_holder_on_the_lan_when_its_tracker_and_seeder_are_gon
         gone.child.wait().unwrap();
     }
 
-    let started = Instant::now();
-    let fetched = lan
-        .machine("t", &home("c"), &format!("timeout 60 {printed}"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&fetched.stderr);
-    println!(
-        "fetched from B with A and T gone in {:.2?}: {stderr}",
-        started.elapsed()
-    );
-    assert!(fetched.status.success(), "{stderr}");
+    lan.run_ok("t", &home("c"), &printed, "fetched from B with A and T gone");
     assert_eq!(std::fs::read(home("c").join("videos/film.mkv")).unwrap(), film);
 }
