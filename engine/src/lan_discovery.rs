@@ -5,6 +5,7 @@
 //! Sockets are set up with `socket2`: several nodes of one machine share the port, and a
 //! query goes out of each interface in turn.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ impl LanDiscovery {
     async fn answer(&self, socket: &UdpSocket, store: &Store, port: u16) {
         let mut buffer = [0u8; MAX_MESSAGE + 1];
         let pace = RateLimiter::direct(Quota::per_second(ANSWERS_PER_SECOND));
+        let mut tags = Tags::new(self.access.clone());
         loop {
             let (len, from) = match socket.recv_from(&mut buffer).await {
                 Ok(received) => received,
@@ -76,11 +78,7 @@ impl LanDiscovery {
             if pace.check().is_err() {
                 continue;
             }
-            let held = store
-                .all()
-                .into_iter()
-                .any(|held| tag_of(&held.id, &self.access) == tag);
-            if !held {
+            if !tags.holds(store, &tag) {
                 continue;
             }
             let here = LanMessage::Here {
@@ -161,6 +159,45 @@ impl LanDiscovery {
     }
 }
 
+/// The tags of the files a node holds, each file hashed once (not at every query): a query
+/// names its file by tag only.
+struct Tags {
+    access: Access,
+    of: HashMap<[u8; 32], FileId>,
+    tagged: HashSet<FileId>,
+}
+
+impl Tags {
+    fn new(access: Access) -> Tags {
+        Tags {
+            access,
+            of: HashMap::new(),
+            tagged: HashSet::new(),
+        }
+    }
+
+    /// Whether `store` holds the file tagged `tag`; files held since the last look are tagged
+    /// first, and files no longer held forgotten.
+    fn holds(&mut self, store: &Store, tag: &[u8; 32]) -> bool {
+        if let Some(id) = self.of.get(tag) {
+            if store.get(id).is_some() {
+                return true;
+            }
+        }
+        let held = store.all();
+        if held.len() < self.tagged.len() / 2 {
+            self.of.clear();
+            self.tagged.clear();
+        }
+        for file in held {
+            if self.tagged.insert(file.id) {
+                self.of.insert(tag_of(&file.id, &self.access), file.id);
+            }
+        }
+        self.of.get(tag).is_some_and(|id| store.get(id).is_some())
+    }
+}
+
 /// Sends `query` to the group out of each interface in turn (the routing table would pick one
 /// at most).
 fn send_everywhere(socket: &UdpSocket, query: &[u8]) {
@@ -209,4 +246,40 @@ fn interfaces() -> Vec<Ipv4Addr> {
         .collect();
     found.dedup();
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_proto::{Bitfield, Digest, FileMeta, Manifest};
+
+    fn hold(store: &Store, name: &str) -> FileId {
+        let manifest = Manifest {
+            name: name.into(),
+            hash: Digest([0; 32]),
+            size: 1,
+            chunk_size: 65536,
+            chunk_count: 1,
+            chunks: vec![Digest([1; 32])],
+        };
+        store
+            .add(Arc::new(manifest), "/f".into(), Bitfield::full(1), FileMeta::default())
+            .id
+    }
+
+    #[test]
+    fn a_query_finds_the_files_held_now_and_not_those_let_go() {
+        let store = Store::default();
+        let mut tags = Tags::new(Access::Open);
+        let first = hold(&store, "first");
+        assert!(tags.holds(&store, &tag_of(&first, &Access::Open)));
+        let second = hold(&store, "second");
+        assert!(
+            tags.holds(&store, &tag_of(&second, &Access::Open)),
+            "held after the last look"
+        );
+        store.remove(&first);
+        assert!(!tags.holds(&store, &tag_of(&first, &Access::Open)), "let go");
+        assert!(!tags.holds(&store, &[7; 32]), "never held");
+    }
 }

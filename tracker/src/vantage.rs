@@ -28,7 +28,7 @@ use swarm_proto::transport::is_link_local;
 pub fn other_addrs(addr: SocketAddr, listed: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let mut kept: Vec<SocketAddr> = Vec::new();
     for candidate in listed {
-        let ip = unmapped(candidate.ip());
+        let ip = candidate.ip().to_canonical();
         let usable = candidate.port() != 0 && !ip.is_unspecified() && !ip.is_loopback() && !ip.is_multicast();
         if usable && candidate != addr && !kept.contains(&candidate) && kept.len() < MAX_PEER_ADDRS {
             kept.push(candidate);
@@ -40,12 +40,12 @@ pub fn other_addrs(addr: SocketAddr, listed: Vec<SocketAddr>) -> Vec<SocketAddr>
 /// Rewrites the holder addresses of `response` for an asker at `asker` that reached the
 /// tracker at `dialled` (the local IP of its connection, if the platform tells it).
 pub fn as_seen_by(response: &mut TrackerResponse, asker: SocketAddr, dialled: Option<IpAddr>) {
-    let asker = unmapped(asker.ip());
+    let asker = asker.ip().to_canonical();
     if asker.is_loopback() {
         return;
     }
     let dialled = dialled
-        .map(unmapped)
+        .map(|ip| ip.to_canonical())
         .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
     match response {
         TrackerResponse::Located { holders, .. } => holders.iter_mut().for_each(|h| for_asker(h, asker, dialled)),
@@ -62,16 +62,16 @@ pub fn as_seen_by(response: &mut TrackerResponse, asker: SocketAddr, dialled: Op
 /// `holder`'s addresses for an asker at `asker` on another machine: reachable ones only,
 /// likeliest first (left as they are if none is).
 fn for_asker(holder: &mut Holder, asker: IpAddr, dialled: Option<IpAddr>) {
-    let behind_same_nat = unmapped(holder.addr.ip()) == asker;
+    let behind_same_nat = holder.addr.ip().to_canonical() == asker;
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for addr in holder.addrs() {
         let addr = on_asker_path(addr, dialled);
-        if reachable_elsewhere(unmapped(addr.ip())) && !addrs.contains(&addr) {
+        if reachable_elsewhere(addr.ip().to_canonical()) && !addrs.contains(&addr) {
             addrs.push(addr);
         }
     }
     // Stable: among equals, the order the tracker recorded (the address it saw first).
-    addrs.sort_by_key(|addr| Reverse(closeness(asker, unmapped(addr.ip()), behind_same_nat)));
+    addrs.sort_by_key(|addr| Reverse(closeness(asker, addr.ip().to_canonical(), behind_same_nat)));
     let mut addrs = addrs.into_iter();
     if let Some(best) = addrs.next() {
         holder.addr = best;
@@ -83,7 +83,7 @@ fn for_asker(holder: &mut Holder, asker: IpAddr, dialled: Option<IpAddr>) {
 /// address it `dialled`, if of the same family.
 fn on_asker_path(addr: SocketAddr, dialled: Option<IpAddr>) -> SocketAddr {
     match dialled {
-        Some(dialled) if unmapped(addr.ip()).is_loopback() && addr.is_ipv4() == dialled.is_ipv4() => {
+        Some(dialled) if addr.ip().to_canonical().is_loopback() && addr.is_ipv4() == dialled.is_ipv4() => {
             SocketAddr::new(dialled, addr.port())
         }
         _ => addr,
@@ -118,14 +118,6 @@ fn private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_private() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64),
         IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00,
-    }
-}
-
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
