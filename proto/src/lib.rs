@@ -12,6 +12,7 @@
 //! - [`identity`], [`transport`]: node keys, and QUIC with mutual TLS that proves node ids.
 //! - [`dial`]: reaching a node that has several addresses (happy eyeballs).
 //! - [`lan`]: finding holders on the local network (multicast queries and answers).
+//! - [`traversal`]: crossing NATs (introductions, hole punching, relay passes).
 //! - [`congestion`]: which congestion controller peer connections use.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
@@ -39,6 +40,7 @@ pub mod share;
 pub mod share_key;
 pub mod ticket;
 pub mod transport;
+pub mod traversal;
 
 pub use bitfield::Bitfield;
 pub use identity::Identity;

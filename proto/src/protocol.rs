@@ -65,6 +65,7 @@ use crate::manifest::Manifest;
 use crate::meta::FileMeta;
 use crate::share::SharePage;
 use crate::share_key::SignedChange;
+use crate::traversal::{Introduction, RelayPass};
 
 /// This build's protocol version, carried in the ALPN.
 pub const PROTOCOL_VERSION: u16 = 7;
@@ -196,7 +197,25 @@ pub enum TrackerRequest {
         /// The version last seen.
         since: u64,
     },
+    /// Wait for peers that want to reach this one through its NAT: answered with
+    /// `Introductions` as soon as one asks, or empty after [`INTRODUCTION_WAIT`]. A peer behind
+    /// a NAT keeps one open (which also keeps its NAT's mapping to the tracker alive); see
+    /// [`crate::traversal`].
+    AwaitIntroductions,
+    /// Introduce this peer to `peer`, a holder it cannot reach directly: the holder is told
+    /// where this peer is (and punches a hole towards it), and this one where the holder is.
+    /// With `relay`, the tracker also opens a relay session for the two, if it relays.
+    Introduce {
+        /// The holder.
+        peer: PeerId,
+        /// Open a relay session too.
+        relay: bool,
+    },
 }
+
+/// How long a tracker holds an [`TrackerRequest::AwaitIntroductions`] with nothing to say
+/// before answering it empty: under the 30 seconds after which many NATs forget a UDP mapping.
+pub const INTRODUCTION_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Most requests in one [`TrackerRequest::Batch`].
 pub const MAX_BATCH: usize = 1000;
@@ -255,6 +274,16 @@ pub enum TrackerResponse {
     Batch(Vec<TrackerResponse>),
     /// Answer to `ShareChanges`.
     Share(SharePage),
+    /// Answer to `AwaitIntroductions`: who asked to reach this peer since the last answer.
+    Introductions(Vec<Introduction>),
+    /// Answer to `Introduce`: the holder was told.
+    Introduced {
+        /// Where the tracker sees the holder: dial it there.
+        addr: SocketAddr,
+        /// This side's pass into the relay session opened for the two, if one was asked for
+        /// and the tracker relays.
+        relay: Option<RelayPass>,
+    },
 }
 
 /// What one peer asks of another.
@@ -885,6 +914,15 @@ mod tests {
                 },
                 cat(&[&[14], &S, &[251, 44, 1]]),
             ),
+            (TrackerRequest::AwaitIntroductions, vec![15]),
+            // Introduce: variant 16, peer, relay true.
+            (
+                TrackerRequest::Introduce {
+                    peer: PeerId(P),
+                    relay: true,
+                },
+                cat(&[&[16], &P, &[1]]),
+            ),
         ];
         for (message, payload) in tracker {
             check(&message, &payload);
@@ -1000,6 +1038,26 @@ mod tests {
                     more: false,
                 }),
                 cat(&[&[8, 1, 2, 1, 1, b'a', 2], &P, &[0], &F, no_meta, &[5], &[9; 64], &[0]]),
+            ),
+            // Introductions: variant 9, one (peer, address, Some relay pass: address, token).
+            (
+                TrackerResponse::Introductions(vec![Introduction {
+                    peer: PeerId(P),
+                    addr: addr(),
+                    relay: Some(RelayPass {
+                        addr: addr(),
+                        token: [3; 16],
+                    }),
+                }]),
+                cat(&[&[9, 1], &P, &ADDR, &[1], &ADDR, &[3; 16]]),
+            ),
+            // Introduced: variant 10, the holder's address, no relay pass.
+            (
+                TrackerResponse::Introduced {
+                    addr: addr(),
+                    relay: None,
+                },
+                cat(&[&[10], &ADDR, &[0]]),
             ),
         ];
         for (message, payload) in responses {

@@ -145,6 +145,9 @@ pub struct Transport {
     /// signature and its check, about half of what a handshake costs (a tracker of thousands
     /// of peers that hang up between requests pays for one per request).
     dialers: Arc<Dialers>,
+    /// The endpoint's UDP socket (a second handle to it), for the bare datagrams that cross
+    /// NATs ([`Transport::send_datagram`]): they must leave from the port QUIC uses.
+    socket: Arc<std::net::UdpSocket>,
 }
 
 /// Client TLS settings by the id a dial expects (`None`: any).
@@ -223,6 +226,7 @@ impl Transport {
         server.transport_config(transport_config(profile));
         let cannot_listen = |source| BindError::Listen { addr, source };
         let socket = bind_udp(addr).map_err(cannot_listen)?;
+        let raw = Arc::new(socket.try_clone().map_err(cannot_listen)?);
         let endpoint = Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -235,6 +239,7 @@ impl Transport {
             identity,
             access,
             dialers: Arc::default(),
+            socket: raw,
         })
     }
 
@@ -251,7 +256,14 @@ impl Transport {
             identity,
             access: self.access.clone(),
             dialers: Arc::default(),
+            socket: self.socket.clone(),
         }
+    }
+
+    /// Sends one bare UDP datagram to `to` from the endpoint's own socket (see
+    /// [`crate::traversal`]). Best effort, like all UDP: a full send buffer is not waited for.
+    pub fn send_datagram(&self, to: SocketAddr, datagram: &[u8]) -> std::io::Result<()> {
+        self.socket.send_to(datagram, to).map(|_| ())
     }
 
     /// This node's id.

@@ -13,6 +13,8 @@
 //!   tracker on its own.
 //! - [`telemetry`]: the tracker's metrics.
 //! - [`vantage`]: holder addresses as the asker can reach them.
+//! - [`introductions`], [`relay`]: bringing together peers behind NATs (hole punching), and
+//!   forwarding between those that still cannot reach each other.
 //! - [`change`]: every change to the state as a value; [`shared_log`]: several trackers
 //!   sharing one state through a log of those changes in Redis.
 #![warn(missing_docs)]
@@ -22,6 +24,8 @@ pub mod budget;
 pub mod change;
 mod error;
 pub mod file_record;
+pub mod introductions;
+pub mod relay;
 pub mod service;
 pub mod shared_log;
 pub mod shares;

@@ -29,6 +29,8 @@ use crate::audit::{Auditor, Audits, Claim, Verdict};
 use crate::budget::Budgets;
 use crate::change::{Change, Outcome};
 use crate::error::TrackerError;
+use crate::introductions::Introducer;
+use crate::relay::Relay;
 use crate::shared_log::SharedLog;
 use crate::state::{Snapshot, SnapshotFile, TrackerState};
 use crate::store::CatalogueStore;
@@ -62,7 +64,14 @@ pub struct TrackerConfig {
     pub access: Access,
     /// Where its state lives.
     pub store: StoreConfig,
+    /// Bytes per second it relays between peers that cannot reach each other, in all
+    /// (`None`: it does not relay).
+    pub relay_rate: Option<NonZeroU32>,
 }
+
+/// What a tracker relays by default, in bytes per second: enough for a fetch to finish, too
+/// little for a tracker's link to fill with other people's traffic.
+pub const DEFAULT_RELAY_RATE: u32 = 10 * 1024 * 1024;
 
 impl Default for TrackerConfig {
     fn default() -> Self {
@@ -74,6 +83,7 @@ impl Default for TrackerConfig {
             audits: Audits::default(),
             access: Access::Open,
             store: StoreConfig::Embedded,
+            relay_rate: NonZeroU32::new(DEFAULT_RELAY_RATE),
         }
     }
 }
@@ -117,6 +127,7 @@ struct Service {
     unsaved: std::sync::atomic::AtomicU64,
     requests: DefaultKeyedRateLimiter<PeerId>,
     auditor: Auditor,
+    introducer: Introducer,
 }
 
 /// The store behind a running tracker.
@@ -165,6 +176,12 @@ impl Tracker {
             store,
             requests: request_limiter(),
             auditor: Auditor::new(transport.clone(), config.audits),
+            introducer: Introducer::new(
+                config
+                    .relay_rate
+                    .map(|rate| Arc::new(Relay::new(Some(rate), config.listen.ip(), shutdown.clone()))),
+                shutdown.clone(),
+            ),
             unsaved: std::sync::atomic::AtomicU64::new(0),
         });
         let handler = service.clone();
@@ -322,10 +339,20 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
                 let kind = request_kind(&request);
                 let span = tracing::debug_span!("request", kind, peer = %stream.peer.short());
                 let started = Instant::now();
-                let response = service
-                    .handle(stream.peer, stream.remote, request)
-                    .instrument(span.clone())
-                    .await;
+                let tracker_ip = stream.connection.local_ip();
+                let response = match request {
+                    TrackerRequest::AwaitIntroductions => service.introducer.wait(stream.peer, tracker_ip).await,
+                    TrackerRequest::Introduce { peer, relay } => {
+                        let _in = span.enter();
+                        service.introduce(stream.peer, stream.remote, tracker_ip, peer, relay)
+                    }
+                    request => {
+                        service
+                            .handle(stream.peer, stream.remote, request)
+                            .instrument(span.clone())
+                            .await
+                    }
+                };
                 telemetry::request(kind, &response, started.elapsed());
                 response
             }
@@ -393,6 +420,25 @@ impl Service {
             } => state.precheck(peer, None, state.share_cost(share, changes)),
             _ => Ok(()),
         }
+    }
+
+    /// `asker` (at `remote`, having dialled `tracker_ip`) asks to be introduced to `holder`.
+    fn introduce(
+        &self,
+        asker: PeerId,
+        remote: SocketAddr,
+        tracker_ip: Option<std::net::IpAddr>,
+        holder: PeerId,
+        relay: bool,
+    ) -> TrackerResponse {
+        let Some(holder_addr) = self.state().peer_addr(&holder) else {
+            return Refusal::new(ErrorCode::NotFound, format!("peer {} is not registered here", holder.short())).into();
+        };
+        let answer = self
+            .introducer
+            .introduce(asker, remote, tracker_ip, holder, holder_addr, relay);
+        debug!(holder = %holder.short(), relay, ok = !matches!(answer, TrackerResponse::Error { .. }), "introduction");
+        answer
     }
 
     async fn handle(&self, peer: PeerId, remote: SocketAddr, request: TrackerRequest) -> TrackerResponse {
@@ -824,5 +870,7 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::Batch(_) => "batch",
         TrackerRequest::ShareUpdate { .. } => "share_update",
         TrackerRequest::ShareChanges { .. } => "share_changes",
+        TrackerRequest::AwaitIntroductions => "await_introductions",
+        TrackerRequest::Introduce { .. } => "introduce",
     }
 }

@@ -16,6 +16,8 @@ pub const PEERS: &str = "swarm_tracker_peers";
 pub const FILES: &str = "swarm_tracker_files";
 /// Bytes charged against the budgets, in all.
 pub const BUDGET_BYTES: &str = "swarm_tracker_budget_used_bytes";
+/// Bytes the relay forwarded between peers.
+pub const RELAYED_BYTES: &str = "swarm_tracker_relayed_bytes_total";
 /// Spot checks by verdict (`held`, `lied`, `unknown`).
 pub const AUDITS: &str = "swarm_tracker_audits_total";
 

@@ -1,0 +1,225 @@
+//! Introductions: the tracker as the go-between of two peers that cannot reach each other
+//! directly (see [`swarm_proto::traversal`]). A peer behind a NAT waits here for introductions
+//! (a long poll); a fetcher that cannot reach it asks to be introduced, and the waiting peer is
+//! told at once where the fetcher is, and, if asked, given a pass into a relay session.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use swarm_proto::protocol::{ErrorCode, Refusal, TrackerResponse, INTRODUCTION_WAIT};
+use swarm_proto::traversal::Introduction;
+use swarm_proto::PeerId;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::relay::Relay;
+
+/// A peer counts as waiting for this long after its last wait began or ended (the moment
+/// between one answer and its next wait, with room for a slow link).
+const STILL_WAITING: Duration = Duration::from_secs(INTRODUCTION_WAIT.as_secs() + 15);
+/// Most introductions kept for one peer between two of its waits.
+const MAX_WAITING: usize = 64;
+
+/// Who waits for introductions, and what each has been told since its last answer.
+pub struct Introducer {
+    mailboxes: Mutex<HashMap<PeerId, Mailbox>>,
+    relay: Option<Arc<Relay>>,
+    closing: CancellationToken,
+}
+
+struct Mailbox {
+    introductions: Vec<Introduction>,
+    wake: Arc<Notify>,
+    /// When it last began or ended a wait.
+    seen: Instant,
+    /// The tracker's address as this peer dialled it (where its relay passes point).
+    tracker_ip: Option<IpAddr>,
+}
+
+impl Introducer {
+    /// An introducer that opens relay sessions on `relay` (none: it does not relay); waits end
+    /// when `closing` fires.
+    pub fn new(relay: Option<Arc<Relay>>, closing: CancellationToken) -> Introducer {
+        Introducer {
+            mailboxes: Mutex::default(),
+            relay,
+            closing,
+        }
+    }
+
+    /// The relay, if this tracker relays.
+    pub fn relay(&self) -> Option<&Arc<Relay>> {
+        self.relay.as_ref()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Mailbox>> {
+        self.mailboxes.lock().expect("mailboxes lock poisoned")
+    }
+
+    /// `peer` waits (it dialled the tracker at `tracker_ip`): answered with the introductions
+    /// made for it, as soon as there is one, or empty after [`INTRODUCTION_WAIT`].
+    pub async fn wait(&self, peer: PeerId, tracker_ip: Option<IpAddr>) -> TrackerResponse {
+        let wake = {
+            let mut mailboxes = self.lock();
+            let mailbox = mailboxes.entry(peer).or_insert_with(|| Mailbox {
+                introductions: Vec::new(),
+                wake: Arc::new(Notify::new()),
+                seen: Instant::now(),
+                tracker_ip,
+            });
+            mailbox.seen = Instant::now();
+            mailbox.tracker_ip = tracker_ip;
+            if !mailbox.introductions.is_empty() {
+                return TrackerResponse::Introductions(std::mem::take(&mut mailbox.introductions));
+            }
+            mailbox.wake.clone()
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(INTRODUCTION_WAIT) => {}
+            _ = self.closing.cancelled() => {}
+        }
+        let mut mailboxes = self.lock();
+        let introductions = match mailboxes.get_mut(&peer) {
+            Some(mailbox) => {
+                mailbox.seen = Instant::now();
+                std::mem::take(&mut mailbox.introductions)
+            }
+            None => Vec::new(),
+        };
+        TrackerResponse::Introductions(introductions)
+    }
+
+    /// `asker` (seen at `asker_addr`, having dialled the tracker at `asker_tracker_ip`) asks
+    /// to be introduced to `holder`, registered at `holder_addr`; with `relay`, through a
+    /// relay session too.
+    pub fn introduce(
+        &self,
+        asker: PeerId,
+        asker_addr: SocketAddr,
+        asker_tracker_ip: Option<IpAddr>,
+        holder: PeerId,
+        holder_addr: SocketAddr,
+        relay: bool,
+    ) -> TrackerResponse {
+        let mut mailboxes = self.lock();
+        let now = Instant::now();
+        mailboxes.retain(|_, mailbox| now.duration_since(mailbox.seen) < STILL_WAITING);
+        let Some(mailbox) = mailboxes.get_mut(&holder) else {
+            return Refusal::new(
+                ErrorCode::NotFound,
+                format!(
+                    "peer {} is not waiting for introductions here (it is not behind a NAT, or talks to another tracker)",
+                    holder.short()
+                ),
+            )
+            .into();
+        };
+        if mailbox.introductions.len() >= MAX_WAITING {
+            return Refusal::new(ErrorCode::Busy, "that peer has many introductions waiting; try again shortly").into();
+        }
+        let passes = match (relay, &self.relay, asker_tracker_ip, mailbox.tracker_ip) {
+            (true, Some(relay), Some(asker_ip), Some(holder_ip)) => match relay.open(asker_ip, holder_ip) {
+                Ok(passes) => Some(passes),
+                Err(refusal) => return refusal.into(),
+            },
+            _ => None,
+        };
+        mailbox.introductions.push(Introduction {
+            peer: asker,
+            addr: asker_addr,
+            relay: passes.map(|(_, theirs)| theirs),
+        });
+        mailbox.wake.notify_one();
+        TrackerResponse::Introduced {
+            addr: holder_addr,
+            relay: passes.map(|(mine, _)| mine),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u8) -> PeerId {
+        PeerId([n; 32])
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_waiting_peer_is_told_at_once_and_the_asker_where_it_is() {
+        let introducer = Arc::new(Introducer::new(None, CancellationToken::new()));
+        let waiting = {
+            let introducer = introducer.clone();
+            tokio::spawn(async move { introducer.wait(peer(1), None).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let answer = introducer.introduce(peer(2), addr("198.51.100.2:9000"), None, peer(1), addr("198.51.100.1:7000"), true);
+        assert_eq!(
+            answer,
+            TrackerResponse::Introduced {
+                addr: addr("198.51.100.1:7000"),
+                relay: None
+            }
+        );
+        let told = waiting.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "not held for the whole wait");
+        assert_eq!(
+            told,
+            TrackerResponse::Introductions(vec![Introduction {
+                peer: peer(2),
+                addr: addr("198.51.100.2:9000"),
+                relay: None
+            }])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_waited_cannot_be_introduced_to() {
+        let introducer = Introducer::new(None, CancellationToken::new());
+        let answer = introducer.introduce(peer(2), addr("198.51.100.2:9000"), None, peer(1), addr("198.51.100.1:7000"), false);
+        assert!(matches!(answer, TrackerResponse::Error { code: ErrorCode::NotFound, .. }));
+    }
+
+    #[tokio::test]
+    async fn introductions_made_between_two_waits_are_kept_for_the_next() {
+        let closing = CancellationToken::new();
+        closing.cancel();
+        // A wait that ended (the tracker closing ends it at once) leaves the peer waiting.
+        let ended = Introducer::new(None, closing);
+        assert_eq!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(vec![]));
+        let mailbox_kept = ended.introduce(peer(2), addr("198.51.100.2:9000"), None, peer(1), addr("198.51.100.1:7000"), false);
+        assert!(matches!(mailbox_kept, TrackerResponse::Introduced { .. }));
+        assert!(matches!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(list) if list.len() == 1));
+    }
+
+    #[tokio::test]
+    async fn with_a_relay_each_side_gets_its_own_pass_to_one_session() {
+        let relay = Arc::new(Relay::new(None, "127.0.0.1".parse().unwrap(), CancellationToken::new()));
+        let introducer = Arc::new(Introducer::new(Some(relay), CancellationToken::new()));
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let waiting = {
+            let introducer = introducer.clone();
+            tokio::spawn(async move { introducer.wait(peer(1), Some(loopback)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let TrackerResponse::Introduced { relay: Some(mine), .. } =
+            introducer.introduce(peer(2), addr("127.0.0.1:9000"), Some(loopback), peer(1), addr("127.0.0.1:7000"), true)
+        else {
+            panic!("no relay pass");
+        };
+        let TrackerResponse::Introductions(told) = waiting.await.unwrap() else {
+            panic!("not introductions");
+        };
+        let theirs = told[0].relay.expect("a pass for the holder");
+        assert_eq!(mine.addr, theirs.addr);
+        assert_ne!(mine.token, theirs.token);
+    }
+}
