@@ -313,6 +313,10 @@ pub struct TrackerArgs {
     /// may use any of them; by default the state is this tracker's own (memory and --state).
     #[arg(long, env = "SWARM_STORE", value_name = "URL", value_parser = parse_store)]
     pub store: Option<String>,
+    /// Relay between peers that cannot reach each other through their NATs, up to this many
+    /// bytes per second in all (0: do not relay). What passes is encrypted end to end.
+    #[arg(long, env = "SWARM_RELAY_RATE", default_value = "10MiB", value_name = "BYTES", value_parser = parse_size)]
+    pub relay_rate: u64,
 }
 
 fn parse_share_key(s: &str) -> Result<ShareTicket, String> {

@@ -6,7 +6,8 @@
 //!   remote or an embedded tracker, and a whole local swarm for demos, tests and benches.
 //! - [`session`]: the node's session with its tracker; [`tracker_client`],
 //!   [`known_trackers`]: talking to a tracker, and trackers met before; [`lan_discovery`]:
-//!   holders on the local network, found with no tracker.
+//!   holders on the local network, found with no tracker; [`traversal`]: reaching holders
+//!   behind NATs (introductions, hole punching, relays).
 //! - [`store`], [`server`], [`uploads`]: the files a node holds, the chunk server that hands
 //!   them out, and the fair share of its upload slots.
 //! - [`scheduler`], [`fetch`], [`chunk_io`], [`out_dir`]: which chunk from which peer next,
@@ -43,6 +44,7 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tracker_client;
+pub mod traversal;
 pub mod trust;
 pub mod upload_log;
 pub mod uploads;

@@ -49,6 +49,8 @@ struct Inner {
     joins: Mutex<BTreeMap<FileId, Arc<Held>>>,
     /// When a request last found the tracker silent, unless it answered since.
     silent_since: Mutex<Option<std::time::Instant>>,
+    /// How holders were reached lately (directly, through their NAT, through a relay).
+    paths: crate::traversal::Paths,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -66,6 +68,7 @@ impl Session {
                 reports: Mutex::new(BTreeMap::new()),
                 joins: Mutex::new(BTreeMap::new()),
                 silent_since: Mutex::new(None),
+                paths: Default::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -98,6 +101,14 @@ impl Session {
         // Nothing more to say for now: the tracker need not keep a connection for this peer.
         self.inner.client.hang_up().await;
         if first {
+            let own = crate::netutil::own_addrs(self.inner.client.local_addr());
+            if self.inner.advertise.is_none() && crate::traversal::behind_nat(registration.addr, &own) {
+                info!(seen = %registration.addr, "behind a NAT: waiting at the tracker for peers that want to reach this one");
+                let (client, stop) = (self.inner.client.clone(), self.inner.shutdown.clone());
+                self.inner
+                    .tasks
+                    .spawn(crate::traversal::answer_introductions(client, stop));
+            }
             let session = self.clone();
             let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
             let reports = Duration::from_secs(u64::from(registration.report_secs.max(1)));
@@ -262,6 +273,25 @@ impl Session {
     /// Up to `want` live holders of a file, and its manifest (not yet checked) if `manifest`.
     pub async fn locate(&self, file: FileId, manifest: bool, want: u16) -> Result<Located> {
         self.inner.client.locate(file, manifest, want).await
+    }
+
+    /// How holders were reached lately.
+    pub fn paths(&self) -> &crate::traversal::Paths {
+        &self.inner.paths
+    }
+
+    /// Asks the tracker to introduce this node to `peer` (with a relay session if `relay`):
+    /// where the tracker sees `peer`, and a relay pass. Refused at once while the tracker
+    /// seems silent.
+    pub async fn introduce(
+        &self,
+        peer: swarm_proto::PeerId,
+        relay: bool,
+    ) -> Result<(SocketAddr, Option<swarm_proto::traversal::RelayPass>)> {
+        if self.seems_silent() {
+            return Err(Error::Timeout("the tracker is not answering".into()));
+        }
+        self.inner.client.introduce(peer, relay).await
     }
 
     /// Sends what is queued, tells the tracker this peer leaves, and stops the task.

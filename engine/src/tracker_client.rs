@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
 use swarm_proto::protocol::{
-    CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, MAX_BATCH,
-    MAX_BATCH_LOCATES, MAX_BATCH_WANT, MAX_FRAME,
+    CatalogueEntry, ErrorCode, Holder, Holding, PageRequest, TrackerRequest, TrackerResponse, INTRODUCTION_WAIT,
+    MAX_BATCH, MAX_BATCH_LOCATES, MAX_BATCH_WANT, MAX_FRAME,
 };
 use swarm_proto::share::SharePage;
 use swarm_proto::share_key::SignedChange;
@@ -22,6 +22,7 @@ pub const MAX_LISTED: usize = 10_000_000;
 use std::sync::Arc;
 use swarm_proto::ticket::{self, Ticket, TicketTracker};
 use swarm_proto::transport::{self, Profile, Transport};
+use swarm_proto::traversal::{Introduction, RelayPass};
 use swarm_proto::{Bitfield, ConnectError, FileId, FileMeta, Identity, Manifest, PeerId, ShareId};
 
 use crate::error::{Error, Result};
@@ -420,6 +421,46 @@ impl TrackerClient {
     /// The address this client's endpoint is bound to (the node's own).
     pub fn local_addr(&self) -> SocketAddr {
         self.transport.local_addr()
+    }
+
+    /// The endpoint this client sends from (the node's own).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Waits at the tracker in use for peers that want to reach this one (see
+    /// [`swarm_proto::traversal`]): the introductions made, at once, or none after about
+    /// [`INTRODUCTION_WAIT`].
+    pub async fn await_introductions(&self) -> Result<Vec<Introduction>> {
+        let index = self.current();
+        let connection = self.connection(index).await?;
+        let request = TrackerRequest::AwaitIntroductions;
+        let wait = INTRODUCTION_WAIT + ANSWER_TIMEOUT;
+        let answer = match tokio::time::timeout(wait, transport::exchange(&connection, &request, MAX_FRAME)).await {
+            Ok(Ok((answer, _))) => answer,
+            Ok(Err(e)) => {
+                self.forget(&connection).await;
+                return Err(self.error_at(index, format!("waiting for introductions: {e}")));
+            }
+            Err(_) => {
+                self.forget(&connection).await;
+                return Err(self.error_at(index, format!("no answer to a wait within {wait:?}")));
+            }
+        };
+        match answer {
+            TrackerResponse::Introductions(introductions) => Ok(introductions),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Asks the tracker to introduce this peer to `peer` (which it cannot reach directly),
+    /// with a relay session if `relay`: where the tracker sees `peer`, and this side's relay
+    /// pass.
+    pub async fn introduce(&self, peer: PeerId, relay: bool) -> Result<(SocketAddr, Option<RelayPass>)> {
+        match self.request(&TrackerRequest::Introduce { peer, relay }).await? {
+            TrackerResponse::Introduced { addr, relay } => Ok((addr, relay)),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Starts this peer's session at the tracker: others reach it at `advertise` (or where

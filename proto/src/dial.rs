@@ -107,6 +107,35 @@ pub async fn connect_first(
     }
 }
 
+/// Dials the node `expected` at `addr` once at each of `at` (from now) until one handshake
+/// proves its id: for a path that opens a moment from now (a NAT being punched from the other
+/// side), where a first attempt's packets may be dropped and QUIC would wait a second or more
+/// before sending them again.
+pub async fn connect_repeatedly(
+    transport: &Transport,
+    addr: SocketAddr,
+    expected: PeerId,
+    at: &[Duration],
+) -> Result<Connection, ConnectError> {
+    let mut attempts = JoinSet::new();
+    for &delay in at {
+        let transport = transport.clone();
+        attempts.spawn(async move {
+            tokio::time::sleep(delay).await;
+            transport.connect(addr, Some(expected)).await
+        });
+    }
+    let mut last = None;
+    while let Some(done) = attempts.join_next().await {
+        match done {
+            Ok(Ok((connection, _))) => return Ok(connection),
+            Ok(Err(e)) => last = Some(e),
+            Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+        }
+    }
+    Err(last.unwrap_or(ConnectError::Unreachable("no attempt made".into())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 //! set (the "fixed bit"), so an endpoint drops these as not QUIC, wherever they arrive.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,11 @@ use crate::ids::PeerId;
 
 /// What a punch datagram carries: nothing anyone acts on; it only opens the sender's NAT.
 pub const PUNCH: [u8; 4] = [0, b's', b'w', b'p'];
+
+/// When handshakes to a peer just introduced start (see [`crate::dial::connect_repeatedly`]):
+/// its punches may reach this side's NAT a moment after this side's first packet reached its.
+pub const DIALS_AFTER_INTRODUCTION: [Duration; 3] =
+    [Duration::ZERO, Duration::from_millis(250), Duration::from_millis(750)];
 
 /// First bytes of a relay bind datagram; the pass's token follows.
 const BIND_MAGIC: [u8; 4] = [0, b's', b'w', b'r'];

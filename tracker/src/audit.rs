@@ -6,17 +6,22 @@
 //! chunk on a round trip), and claims are checked again at random later. Checks are cheap on
 //! purpose, so that a tracker never becomes a downloader: one chunk per check, at most
 //! [`Audits::bytes_per_second`] of chunks in all (a claim announced beyond that is listed at
-//! once and checked later), a few at a time. A peer the tracker cannot reach (behind a NAT, or
-//! too busy) is not held to have lied.
+//! once and checked later), a few at a time. A holder behind a NAT that waits for
+//! introductions is told to let the check in (see [`crate::introductions`]); one the tracker
+//! still cannot reach (or too busy) is not held to have lied.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use swarm_proto::dial;
 use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse};
 use swarm_proto::transport::{self, Profile, Transport};
+use swarm_proto::traversal::DIALS_AFTER_INTRODUCTION;
 use swarm_proto::{FileId, Identity, Manifest, PeerId};
 use tokio::sync::Semaphore;
+
+use crate::introductions::Introducer;
 
 /// How the tracker checks claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +51,8 @@ impl Default for Audits {
 
 /// Checks at once, at most: each holds one chunk in memory.
 const AT_ONCE: usize = 4;
+/// Longest a check of a holder behind a NAT waits for the hole it was told to punch.
+const PUNCHED_WITHIN: Duration = Duration::from_millis(1500);
 /// Longest a check may take, connection included.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -85,6 +92,8 @@ pub struct Auditor {
     at_once: Semaphore,
     /// Bytes and checks the budget still allows, and when it was last topped up.
     allowance: Mutex<Allowance>,
+    /// Tells holders behind NATs that a check comes.
+    introducer: Arc<Introducer>,
 }
 
 struct Allowance {
@@ -94,9 +103,11 @@ struct Allowance {
 }
 
 impl Auditor {
-    /// Checks from the address of `transport` (the tracker's endpoint), within `config`.
-    pub fn new(transport: Transport, config: Audits) -> Auditor {
+    /// Checks from the address of `transport` (the tracker's endpoint), within `config`;
+    /// holders behind NATs are told through `introducer` to let a check in.
+    pub fn new(transport: Transport, config: Audits, introducer: Arc<Introducer>) -> Auditor {
         Auditor {
+            introducer,
             transport,
             checker: Mutex::new(None),
             config,
@@ -178,8 +189,23 @@ impl Auditor {
     }
 
     async fn fetch_through(&self, transport: &Transport, claim: &Claim) -> Verdict {
-        let connection = match transport.connect(claim.addr, Some(claim.peer)).await {
-            Ok((connection, _)) => connection,
+        // A holder behind a NAT lets the check in once told to punch towards it.
+        let introduced = self
+            .introducer
+            .introduce_checker(claim.peer, transport.id(), transport.local_addr().port());
+        let connected = if introduced {
+            // A hole opens within a round trip or two, or not at all (a symmetric NAT): an
+            // announcement's answer does not wait the whole check's time for it.
+            let punched = dial::connect_repeatedly(transport, claim.addr, claim.peer, &DIALS_AFTER_INTRODUCTION);
+            match tokio::time::timeout(PUNCHED_WITHIN, punched).await {
+                Ok(connected) => connected,
+                Err(_) => return Verdict::Unknown(format!("behind a NAT, no way in within {PUNCHED_WITHIN:?}")),
+            }
+        } else {
+            transport.connect(claim.addr, Some(claim.peer)).await.map(|(c, _)| c)
+        };
+        let connection = match connected {
+            Ok(connection) => connection,
             Err(e) => return Verdict::Unknown(format!("cannot reach it: {e}")),
         };
         let request = PeerRequest::GetChunk {

@@ -92,6 +92,28 @@ impl Introducer {
         TrackerResponse::Introductions(introductions)
     }
 
+    /// Tells `holder`, if it waits here, that a node `checker` at port `port` of the tracker's
+    /// own address (as the holder dialled it) wants to reach it: the tracker's spot checks
+    /// come from a port of their own, under a key of their own, like any fetcher's first
+    /// request. Returns whether it was told.
+    pub fn introduce_checker(&self, holder: PeerId, checker: PeerId, port: u16) -> bool {
+        let mut mailboxes = self.lock();
+        let Some(mailbox) = mailboxes.get_mut(&holder) else {
+            return false;
+        };
+        let waiting = mailbox.seen.elapsed() < STILL_WAITING && mailbox.introductions.len() < MAX_WAITING;
+        let Some(tracker_ip) = mailbox.tracker_ip.filter(|_| waiting) else {
+            return false;
+        };
+        mailbox.introductions.push(Introduction {
+            peer: checker,
+            addr: SocketAddr::new(tracker_ip, port),
+            relay: None,
+        });
+        mailbox.wake.notify_one();
+        true
+    }
+
     /// `asker` (seen at `asker_addr`, having dialled the tracker at `asker_tracker_ip`) asks
     /// to be introduced to `holder`, registered at `holder_addr`; with `relay`, through a
     /// relay session too.
@@ -118,7 +140,11 @@ impl Introducer {
             .into();
         };
         if mailbox.introductions.len() >= MAX_WAITING {
-            return Refusal::new(ErrorCode::Busy, "that peer has many introductions waiting; try again shortly").into();
+            return Refusal::new(
+                ErrorCode::Busy,
+                "that peer has many introductions waiting; try again shortly",
+            )
+            .into();
         }
         let passes = match (relay, &self.relay, asker_tracker_ip, mailbox.tracker_ip) {
             (true, Some(relay), Some(asker_ip), Some(holder_ip)) => match relay.open(asker_ip, holder_ip) {
@@ -161,7 +187,14 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
-        let answer = introducer.introduce(peer(2), addr("198.51.100.2:9000"), None, peer(1), addr("198.51.100.1:7000"), true);
+        let answer = introducer.introduce(
+            peer(2),
+            addr("198.51.100.2:9000"),
+            None,
+            peer(1),
+            addr("198.51.100.1:7000"),
+            true,
+        );
         assert_eq!(
             answer,
             TrackerResponse::Introduced {
@@ -170,7 +203,10 @@ mod tests {
             }
         );
         let told = waiting.await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5), "not held for the whole wait");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not held for the whole wait"
+        );
         assert_eq!(
             told,
             TrackerResponse::Introductions(vec![Introduction {
@@ -184,8 +220,21 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_never_waited_cannot_be_introduced_to() {
         let introducer = Introducer::new(None, CancellationToken::new());
-        let answer = introducer.introduce(peer(2), addr("198.51.100.2:9000"), None, peer(1), addr("198.51.100.1:7000"), false);
-        assert!(matches!(answer, TrackerResponse::Error { code: ErrorCode::NotFound, .. }));
+        let answer = introducer.introduce(
+            peer(2),
+            addr("198.51.100.2:9000"),
+            None,
+            peer(1),
+            addr("198.51.100.1:7000"),
+            false,
+        );
+        assert!(matches!(
+            answer,
+            TrackerResponse::Error {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
@@ -195,7 +244,14 @@ mod tests {
         // A wait that ended (the tracker closing ends it at once) leaves the peer waiting.
         let ended = Introducer::new(None, closing);
         assert_eq!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(vec![]));
-        let mailbox_kept = ended.introduce(peer(2), addr("198.51.100.2:9000"), None, peer(1), addr("198.51.100.1:7000"), false);
+        let mailbox_kept = ended.introduce(
+            peer(2),
+            addr("198.51.100.2:9000"),
+            None,
+            peer(1),
+            addr("198.51.100.1:7000"),
+            false,
+        );
         assert!(matches!(mailbox_kept, TrackerResponse::Introduced { .. }));
         assert!(matches!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(list) if list.len() == 1));
     }
@@ -210,9 +266,14 @@ mod tests {
             tokio::spawn(async move { introducer.wait(peer(1), Some(loopback)).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let TrackerResponse::Introduced { relay: Some(mine), .. } =
-            introducer.introduce(peer(2), addr("127.0.0.1:9000"), Some(loopback), peer(1), addr("127.0.0.1:7000"), true)
-        else {
+        let TrackerResponse::Introduced { relay: Some(mine), .. } = introducer.introduce(
+            peer(2),
+            addr("127.0.0.1:9000"),
+            Some(loopback),
+            peer(1),
+            addr("127.0.0.1:7000"),
+            true,
+        ) else {
             panic!("no relay pass");
         };
         let TrackerResponse::Introductions(told) = waiting.await.unwrap() else {

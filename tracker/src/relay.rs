@@ -75,7 +75,10 @@ impl Relay {
             Ok(socket) => socket,
             Err(e) => {
                 self.sessions.fetch_sub(1, Ordering::Relaxed);
-                return Err(Refusal::new(ErrorCode::Internal, format!("cannot open a relay socket: {e}")));
+                return Err(Refusal::new(
+                    ErrorCode::Internal,
+                    format!("cannot open a relay socket: {e}"),
+                ));
             }
         };
         let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -125,9 +128,10 @@ impl Relay {
                     if sides[side] != Some(from) {
                         debug!(side, %from, "relay side bound");
                     }
+                    let was_ready = sides.iter().all(Option::is_some);
                     sides[side] = Some(from);
                     if sides.iter().all(Option::is_some) {
-                        if forwarded == 0 && early.is_empty() {
+                        if !was_ready {
                             info!(a = %sides[0].expect("bound"), b = %sides[1].expect("bound"), "relaying");
                         }
                         for (from_side, datagram) in early.drain(..) {
@@ -210,9 +214,11 @@ mod tests {
         assert_eq!(relay.relayed(), 13);
         // The stranger's datagrams went nowhere: b got exactly what a sent.
         let mut buffer = [0u8; 64];
-        assert!(tokio::time::timeout(Duration::from_millis(100), b.recv_from(&mut buffer))
-            .await
-            .is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), b.recv_from(&mut buffer))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -127,7 +127,7 @@ struct Service {
     unsaved: std::sync::atomic::AtomicU64,
     requests: DefaultKeyedRateLimiter<PeerId>,
     auditor: Auditor,
-    introducer: Introducer,
+    introducer: Arc<Introducer>,
 }
 
 /// The store behind a running tracker.
@@ -171,17 +171,16 @@ impl Tracker {
             tasks.spawn(log.clone().follow(shutdown.clone()));
             tasks.spawn(log.clone().keep_snapshots(shutdown.clone()));
         }
+        let relay = config
+            .relay_rate
+            .map(|rate| Arc::new(Relay::new(Some(rate), config.listen.ip(), shutdown.clone())));
+        let introducer = Arc::new(Introducer::new(relay, shutdown.clone()));
         let service = Arc::new(Service {
             state: state.clone(),
             store,
             requests: request_limiter(),
-            auditor: Auditor::new(transport.clone(), config.audits),
-            introducer: Introducer::new(
-                config
-                    .relay_rate
-                    .map(|rate| Arc::new(Relay::new(Some(rate), config.listen.ip(), shutdown.clone()))),
-                shutdown.clone(),
-            ),
+            auditor: Auditor::new(transport.clone(), config.audits, introducer.clone()),
+            introducer,
             unsaved: std::sync::atomic::AtomicU64::new(0),
         });
         let handler = service.clone();
@@ -432,7 +431,11 @@ impl Service {
         relay: bool,
     ) -> TrackerResponse {
         let Some(holder_addr) = self.state().peer_addr(&holder) else {
-            return Refusal::new(ErrorCode::NotFound, format!("peer {} is not registered here", holder.short())).into();
+            return Refusal::new(
+                ErrorCode::NotFound,
+                format!("peer {} is not registered here", holder.short()),
+            )
+            .into();
         };
         let answer = self
             .introducer

@@ -30,6 +30,7 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             .store
             .clone()
             .map_or(swarm_tracker::StoreConfig::Embedded, swarm_tracker::StoreConfig::Redis),
+        relay_rate: std::num::NonZeroU32::new(args.relay_rate.min(u64::from(u32::MAX)) as u32),
     })
     .await
     .map_err(swarm_engine::Error::from)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Namespaces named `NAME-x` for each machine `x`, removed on drop.
-struct Lan {
+pub(super) struct Lan {
     name: String,
     machines: Vec<&'static str>,
 }
@@ -21,7 +21,7 @@ struct Lan {
 impl Lan {
     /// Machines `machines`, set up by the `ip` command lines `script` (in which `{n}` stands
     /// for the name, so that `{n}-a` is machine `a`), every loopback up.
-    fn build(name: &str, machines: &[&'static str], script: &[String]) -> Lan {
+    pub(super) fn build(name: &str, machines: &[&'static str], script: &[String]) -> Lan {
         let lan = Lan {
             name: name.to_owned(),
             machines: machines.to_vec(),
@@ -91,7 +91,7 @@ impl Lan {
 
     /// A shell command line run in machine `which` (`a` or `b`), in `home` (its `HOME` and
     /// working directory), with `swarm` on its `PATH`.
-    fn machine(&self, which: &str, home: &Path, line: &str) -> Command {
+    pub(super) fn machine(&self, which: &str, home: &Path, line: &str) -> Command {
         std::fs::create_dir_all(home).unwrap();
         let bin_dir = Path::new(BIN).parent().unwrap();
         let mut command = Command::new("ip");
@@ -110,7 +110,7 @@ impl Lan {
 
     /// [`Lan::machine`]'s command line started in the background, its standard error kept
     /// in `log`.
-    fn start(&self, which: &str, home: &Path, line: &str, log: &Path) -> Proc {
+    pub(super) fn start(&self, which: &str, home: &Path, line: &str, log: &Path) -> Proc {
         let mut command = self.machine(which, home, line);
         command.stderr(std::fs::File::create(log).unwrap());
         Proc::start(command)
@@ -118,7 +118,7 @@ impl Lan {
 
     /// Runs `line` on machine `which` in `home` (given a minute), prints how long it took as
     /// `what`, with what it said, and checks that it succeeded.
-    fn run_ok(&self, which: &str, home: &Path, line: &str, what: &str) {
+    pub(super) fn run_ok(&self, which: &str, home: &Path, line: &str, what: &str) {
         let started = Instant::now();
         let done = self
             .machine(which, home, &format!("timeout 60 {line}"))
@@ -143,7 +143,7 @@ impl Lan {
 /// The `ip` command line for a veth pair between machines `x` (its end `{n}-X_END`, at
 /// `x_addr`) and `y` (`{n}-Y_END`, at `y_addr`), both ends up; an empty address leaves that end
 /// without one.
-fn link(x: &str, x_end: &str, x_addr: &str, y: &str, y_end: &str, y_addr: &str) -> String {
+pub(super) fn link(x: &str, x_end: &str, x_addr: &str, y: &str, y_end: &str, y_addr: &str) -> String {
     let mut line =
         format!("ip link add {{n}}-{x_end} netns {{n}}-{x} type veth peer name {{n}}-{y_end} netns {{n}}-{y}");
     for (machine, end, addr) in [(x, x_end, x_addr), (y, y_end, y_addr)] {
@@ -157,7 +157,7 @@ fn link(x: &str, x_end: &str, x_addr: &str, y: &str, y_end: &str, y_addr: &str) 
 
 /// The `ip` command lines for a bridge `{n}-NAME` on machine `machine` at `addr`, over its
 /// link ends `ports`.
-fn bridge(machine: &str, name: &str, addr: &str, ports: &[&str]) -> Vec<String> {
+pub(super) fn bridge(machine: &str, name: &str, addr: &str, ports: &[&str]) -> Vec<String> {
     let on = format!("ip -n {{n}}-{machine}");
     let mut lines = vec![
         format!("{on} link add {{n}}-{name} type bridge"),
@@ -179,7 +179,7 @@ impl Drop for Lan {
 }
 
 /// What `process` printed from `start` on, in the first line where it does.
-fn printed_from(process: &Proc, start: &str) -> String {
+pub(super) fn printed_from(process: &Proc, start: &str) -> String {
     loop {
         let line = process.line();
         if let Some(at) = line.find(start) {
@@ -190,7 +190,7 @@ fn printed_from(process: &Proc, start: &str) -> String {
 
 /// A fresh network of the shape `shape` makes, named after `prefix` and this process, or
 /// `None` (said) without root.
-fn lan_if_root(prefix: &str, shape: impl FnOnce(&str) -> Lan) -> Option<Lan> {
+pub(super) fn lan_if_root(prefix: &str, shape: impl FnOnce(&str) -> Lan) -> Option<Lan> {
     let root = Command::new("id")
         .arg("-u")
         .output()

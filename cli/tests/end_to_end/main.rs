@@ -9,6 +9,7 @@ mod faults;
 mod http;
 mod lan;
 mod metrics;
+mod nat;
 mod private;
 mod redis_trackers;
 mod resume;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use swarm_proto::protocol::{CloseCode, Holder, PeerRequest, PeerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
-use swarm_proto::{dial, FileId, Manifest, PeerId};
+use swarm_proto::{FileId, Manifest, PeerId};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::lan_discovery::LanDiscovery;
 use crate::session::Session;
 use crate::tracker_client::Located;
+use crate::traversal;
 
 /// Holders asked at once: the first answer wins, a slow or lying one costs no waiting.
 const ASKED_AT_ONCE: usize = 3;
@@ -71,12 +72,17 @@ pub(crate) async fn locate_with_manifest(
     let patience = if was_silent { SHORT_PATIENCE } else { TRACKER_PATIENCE };
     let tracker = tokio::time::timeout(patience, session.locate(file, false, want));
     tokio::pin!(tracker);
-    let from_known = from_known_or_link(transport, lan, file, known, saved);
+    let from_known = from_known_or_link(session, transport, lan, file, known, saved);
     tokio::pin!(from_known);
     // The tracker's answer, if it gave one in time; the manifest, if a holder sent it, and the
     // holders found on the local network; and whether the tracker had all its patience.
     let (answer, (manifest, found), waited) = tokio::select! {
-        answer = &mut tracker => (answer.ok(), from_known.await, true),
+        // The tracker answered first: the holders known get a moment more, then the tracker's
+        // holders are asked too (with_manifest below).
+        answer = &mut tracker => {
+            let known = tokio::time::timeout(TRACKER_AFTER, &mut from_known).await;
+            (answer.ok(), known.unwrap_or((None, Vec::new())), true)
+        }
         (manifest, found) = &mut from_known => {
             // With the manifest in hand, the tracker gets a moment more (none if it was silent
             // lately); without, all its patience.
@@ -179,6 +185,7 @@ async fn tracker_or_link(session: &Session, lan: Option<&LanDiscovery>, file: Fi
 /// network (if `lan`), whichever sends it first; and the local network's holders, if it was
 /// theirs.
 async fn from_known_or_link(
+    session: &Session,
     transport: &Transport,
     lan: Option<&LanDiscovery>,
     file: FileId,
@@ -188,7 +195,7 @@ async fn from_known_or_link(
     if let Some(manifest) = saved {
         return (Some(manifest), Vec::new());
     }
-    let named = from_holders(transport, file, known);
+    let named = from_holders(session, transport, file, known);
     let local = async {
         let found = match lan {
             Some(lan) => lan.holders(file, LAN_WAIT).await,
@@ -198,7 +205,7 @@ async fn from_known_or_link(
             .into_iter()
             .filter(|h| !known.iter().any(|k| k.peer == h.peer))
             .collect();
-        (from_holders(transport, file, &found).await, found)
+        (from_holders(session, transport, file, &found).await, found)
     };
     tokio::pin!(named, local);
     tokio::select! {
@@ -223,7 +230,7 @@ async fn with_manifest(
         return Ok((manifest, located));
     }
     let holders = located.holders.clone();
-    let from_peers = from_holders(transport, file, &holders);
+    let from_peers = from_holders(session, transport, file, &holders);
     tokio::pin!(from_peers);
     let early = tokio::time::timeout(TRACKER_AFTER, &mut from_peers).await;
     let from_tracker = session.locate(file, true, want);
@@ -259,13 +266,13 @@ async fn with_manifest(
 }
 
 /// The manifest of `file` from the first of `holders` that sends one matching the id.
-async fn from_holders(transport: &Transport, file: FileId, holders: &[Holder]) -> Option<Manifest> {
+async fn from_holders(session: &Session, transport: &Transport, file: FileId, holders: &[Holder]) -> Option<Manifest> {
     let mut waiting = holders.iter().cloned();
     let mut asking = JoinSet::new();
     loop {
         while asking.len() < ASKED_AT_ONCE {
             let Some(holder) = waiting.next() else { break };
-            asking.spawn(ask(transport.clone(), file, holder));
+            asking.spawn(ask(session.clone(), transport.clone(), file, holder));
         }
         // A task that panicked is one holder fewer, not the end of the asking.
         let Ok((holder, answer)) = asking.join_next().await? else {
@@ -281,10 +288,16 @@ async fn from_holders(transport: &Transport, file: FileId, holders: &[Holder]) -
     }
 }
 
-/// Asks `holder` for the manifest of `file`, and checks it.
-async fn ask(transport: Transport, file: FileId, holder: Holder) -> (Holder, std::result::Result<Manifest, String>) {
+/// Asks `holder` for the manifest of `file`, and checks it; a holder behind a NAT is reached
+/// through the tracker of `session` (see [`traversal::reach`]).
+async fn ask(
+    session: Session,
+    transport: Transport,
+    file: FileId,
+    holder: Holder,
+) -> (Holder, std::result::Result<Manifest, String>) {
     let exchange = async {
-        let connection = dial::connect_first(&transport, &holder.addrs(), holder.peer)
+        let connection = traversal::reach(&transport, Some(&session), holder.peer, &holder.addrs())
             .await
             .map_err(|e| e.to_string())?
             .connection;

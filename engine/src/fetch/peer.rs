@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use quinn::{Connection, VarInt};
 use swarm_proto::protocol::{Availability, CloseCode, ErrorCode, PeerRequest, PeerResponse};
-use swarm_proto::{dial, transport, FileId, PeerId};
+use swarm_proto::{transport, FileId, PeerId};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use super::output::no_space_or_io;
 use super::shared::Shared;
 use crate::error::Error;
 use crate::scheduler::Verdict;
+use crate::traversal;
 use crate::watch::{self, Watching};
 
 /// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
@@ -40,14 +41,13 @@ pub async fn worker(
     stop: CancellationToken,
     news: Arc<Notify>,
 ) {
+    let session = Some(&shared.env.session);
     let connected = tokio::select! {
         _ = stop.cancelled() => None,
-        c = dial::connect_first(&shared.env.transport, &addrs, peer) => match c {
-            Ok(dialled) => {
-                if !dialled.failed.is_empty() {
-                    debug!("reached at {} after: {}", dialled.addr, dial::DialError(dialled.failed));
-                }
-                Some(dialled.connection)
+        c = traversal::reach(&shared.env.transport, session, peer, &addrs) => match c {
+            Ok(reached) => {
+                shared.lock().paths.insert(peer, reached.path);
+                Some(reached.connection)
             }
             Err(e) => {
                 let unreachable = super::shared::Unreachable {

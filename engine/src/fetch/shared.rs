@@ -67,6 +67,8 @@ pub struct Swarm {
     pub workers: HashMap<PeerId, Worker>,
     /// Bytes of verified chunks per peer.
     pub received: HashMap<PeerId, u64>,
+    /// How each peer reached is connected (direct, punched, relayed).
+    pub paths: HashMap<PeerId, crate::traversal::Path>,
     /// Peers banned for bad data.
     pub banned: Vec<PeerId>,
     /// Chunks verified since the coordinator last looked.
@@ -201,6 +203,7 @@ impl Shared {
                 cancels: HashMap::new(),
                 workers: HashMap::new(),
                 received: HashMap::new(),
+                paths: HashMap::new(),
                 banned: Vec::new(),
                 newly_verified: Vec::new(),
                 fatal: None,
