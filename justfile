@@ -60,6 +60,12 @@ compare size_mib="1024":
 wan size_mib="512":
     bash benches/wan.sh {{size_mib}}
 
+# Every pair of routers (none, a home router's NAT, a symmetric NAT) between a seeder and a
+# fetcher on network namespaces, with a bigger file than CI's: prints the README's NAT table.
+# Needs root.
+nat-matrix size_mb="64":
+    SWARM_NAT_MB={{size_mb}} cargo test --release -p swarm-cli --test end_to_end nat:: -- --nocapture
+
 # What --metrics, --http (polled as the web view does) and --stream cost a 1 GiB loopback fetch.
 observability-cost size_mib="1024" rounds="3":
     bash benches/observability-cost.sh {{size_mib}} {{rounds}}

@@ -109,6 +109,8 @@ struct UploadJson<'a> {
     chunks: u32,
     bytes_per_second: u64,
     idle_seconds: f64,
+    /// `direct`, `punched` or `relayed`.
+    path: &'a str,
 }
 
 #[derive(Serialize)]
@@ -163,6 +165,7 @@ pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, 
                 chunks: u.chunks,
                 bytes_per_second: u.rate,
                 idle_seconds: u.idle_ms as f64 / 1000.0,
+                path: &u.path,
             })
             .collect();
         let skipped = status
@@ -220,14 +223,15 @@ pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, 
         }
         println!("UPLOADS (peers served in the last 10 s)");
         println!(
-            "{:<16}  {:<21}  {:>10}  {:>11}  NAME",
-            "PEER", "ADDRESS", "SENT", "RATE"
+            "{:<16}  {:<21}  {:<8}  {:>10}  {:>11}  NAME",
+            "PEER", "ADDRESS", "PATH", "SENT", "RATE"
         );
         for upload in &status.uploads {
             println!(
-                "{:<16}  {:<21}  {:>10}  {:>11}  {}",
+                "{:<16}  {:<21}  {:<8}  {:>10}  {:>11}  {}",
                 upload.peer.short(),
                 upload.addr,
+                upload.path,
                 bytes(upload.bytes),
                 format!("{:.1} MB/s", upload.rate as f64 / 1e6),
                 shown(&upload.name)

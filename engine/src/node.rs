@@ -113,9 +113,10 @@ impl Node {
         let identity = Arc::new(Identity::load_or_create(dir)?);
         let transport = Transport::bind_with(identity, config.listen, config.access.clone())?;
         let store = Arc::new(Store::default());
+        let ways_in = Arc::new(crate::traversal::WaysIn::default());
         let session = config.tracker.map(|addr| {
             let client = TrackerClient::new(transport.clone(), addr, Some(KnownTrackers::in_dir(dir)));
-            Session::new(Arc::new(client), store.clone(), config.advertise)
+            Session::new(Arc::new(client), store.clone(), config.advertise, ways_in.clone())
         });
         let state_dir = dir.canonicalize().unwrap_or(dir.clone());
         let skipped = crate::folder::SkippedPaths::default();
@@ -126,7 +127,7 @@ impl Node {
             state_dir,
             skipped.clone(),
         );
-        let served = Arc::new(crate::upload_log::UploadLog::default());
+        let served = Arc::new(crate::upload_log::UploadLog::new(ways_in));
         let lan = config
             .lan_discovery
             .then(|| LanDiscovery::new(transport.id(), config.access.clone()));

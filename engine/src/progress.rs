@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use swarm_proto::PeerId;
 
+use crate::traversal::Path;
+
 /// Counters for one operation (hashing a directory, or one fetch).
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -14,7 +16,18 @@ pub struct Progress {
     done: AtomicU64,
     peers: AtomicU64,
     /// Verified bytes per peer, refreshed every half second by a download.
-    sources: Mutex<Vec<(PeerId, u64)>>,
+    sources: Mutex<Vec<Source>>,
+}
+
+/// A peer a download receives from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    /// The peer.
+    pub peer: PeerId,
+    /// Verified bytes received from it.
+    pub bytes: u64,
+    /// How the connection to it runs.
+    pub path: Path,
 }
 
 impl Progress {
@@ -59,14 +72,14 @@ impl Progress {
     }
 
     /// Records the verified bytes received from each peer so far.
-    pub fn set_sources(&self, sources: Vec<(PeerId, u64)>) {
+    pub fn set_sources(&self, sources: Vec<Source>) {
         *self.sources.lock().expect("progress lock poisoned") = sources;
     }
 
     /// Verified bytes received from each peer, as last recorded (most first).
-    pub fn sources(&self) -> Vec<(PeerId, u64)> {
+    pub fn sources(&self) -> Vec<Source> {
         let mut sources = self.sources.lock().expect("progress lock poisoned").clone();
-        sources.sort_by_key(|&(peer, bytes)| (std::cmp::Reverse(bytes), peer));
+        sources.sort_by_key(|s| (std::cmp::Reverse(s.bytes), s.peer));
         sources
     }
 }

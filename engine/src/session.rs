@@ -51,14 +51,22 @@ struct Inner {
     silent_since: Mutex<Option<std::time::Instant>>,
     /// How holders were reached lately (directly, through their NAT, through a relay).
     paths: crate::traversal::Paths,
+    /// Where peers introduced to this node come from.
+    ways_in: Arc<crate::traversal::WaysIn>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Session {
-    /// A session with the tracker `client` talks to, for the files in `store`. Nothing is sent
-    /// before [`Session::join`].
-    pub fn new(client: Arc<TrackerClient>, store: Arc<Store>, advertise: Option<SocketAddr>) -> Session {
+    /// A session with the tracker `client` talks to, for the files in `store`; where peers
+    /// introduced to this node come from goes to `ways_in`. Nothing is sent before
+    /// [`Session::join`].
+    pub fn new(
+        client: Arc<TrackerClient>,
+        store: Arc<Store>,
+        advertise: Option<SocketAddr>,
+        ways_in: Arc<crate::traversal::WaysIn>,
+    ) -> Session {
         Session {
             inner: Arc::new(Inner {
                 client,
@@ -69,6 +77,7 @@ impl Session {
                 joins: Mutex::new(BTreeMap::new()),
                 silent_since: Mutex::new(None),
                 paths: Default::default(),
+                ways_in,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -105,9 +114,10 @@ impl Session {
             if self.inner.advertise.is_none() && crate::traversal::behind_nat(registration.addr, &own) {
                 info!(seen = %registration.addr, "behind a NAT: waiting at the tracker for peers that want to reach this one");
                 let (client, stop) = (self.inner.client.clone(), self.inner.shutdown.clone());
+                let ways_in = self.inner.ways_in.clone();
                 self.inner
                     .tasks
-                    .spawn(crate::traversal::answer_introductions(client, stop));
+                    .spawn(crate::traversal::answer_introductions(client, ways_in, stop));
             }
             let session = self.clone();
             let period = Duration::from_secs((registration.timeout_secs / 3).max(1));

@@ -104,6 +104,32 @@ impl Paths {
     }
 }
 
+/// The addresses this node was told peers would come from (introductions): a connection from
+/// one of them came through a hole punched for it, or through a relay session it bound to.
+/// For status: how each peer served reached this node.
+#[derive(Default)]
+pub struct WaysIn(std::sync::Mutex<std::collections::HashMap<SocketAddr, (Path, std::time::Instant)>>);
+
+impl WaysIn {
+    /// How a peer at `addr` came in: [`Path::Direct`] unless it was introduced lately.
+    pub fn path_of(&self, addr: SocketAddr) -> Path {
+        let ways = self.0.lock().expect("ways lock poisoned");
+        ways.get(&addr)
+            .filter(|(_, at)| at.elapsed() < PATH_REMEMBERED)
+            .map_or(Path::Direct, |(path, _)| *path)
+    }
+
+    fn note(&self, introduction: &Introduction) {
+        let mut ways = self.0.lock().expect("ways lock poisoned");
+        ways.retain(|_, (_, at)| at.elapsed() < PATH_REMEMBERED);
+        let now = std::time::Instant::now();
+        ways.insert(introduction.addr, (Path::Punched, now));
+        if let Some(pass) = &introduction.relay {
+            ways.insert(pass.addr, (Path::Relayed, now));
+        }
+    }
+}
+
 /// A holder reached.
 #[derive(Debug)]
 pub struct Reached {
@@ -147,8 +173,13 @@ pub fn behind_nat(seen: SocketAddr, own: &[SocketAddr]) -> bool {
 }
 
 /// Waits at the tracker for introductions until `stop`, punching towards each peer that asks
-/// (and binding to its relay session, if one was opened).
-pub async fn answer_introductions(client: std::sync::Arc<TrackerClient>, stop: CancellationToken) {
+/// (and binding to its relay session, if one was opened); notes in `ways_in` where each
+/// will come from.
+pub async fn answer_introductions(
+    client: std::sync::Arc<TrackerClient>,
+    ways_in: std::sync::Arc<WaysIn>,
+    stop: CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
         let waited = tokio::select! {
@@ -159,6 +190,7 @@ pub async fn answer_introductions(client: std::sync::Arc<TrackerClient>, stop: C
             Ok(introductions) => {
                 failures = 0;
                 for introduction in introductions {
+                    ways_in.note(&introduction);
                     debug!(peer = %introduction.peer.short(), addr = %introduction.addr, relay = introduction.relay.is_some(), "introduced");
                     tokio::spawn(punch(client.transport().clone(), introduction));
                 }

@@ -11,6 +11,8 @@ use swarm_proto::{FileId, PeerId};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::traversal::WaysIn;
+
 /// A peer that asked for nothing of a file this long is done with it, as far as the log goes.
 pub const QUIET: Duration = Duration::from_secs(10);
 
@@ -26,12 +28,22 @@ struct Served {
 }
 
 /// The peers being served, by file.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct UploadLog {
     served: Mutex<HashMap<(PeerId, FileId), Served>>,
+    /// How peers came in (directly, through a punched hole, through a relay).
+    ways_in: Arc<WaysIn>,
 }
 
 impl UploadLog {
+    /// A log that tells how each peer came in by `ways_in`.
+    pub fn new(ways_in: Arc<WaysIn>) -> UploadLog {
+        UploadLog {
+            served: Mutex::default(),
+            ways_in,
+        }
+    }
+
     /// A chunk of `bytes` of `file` (named `name`) sent whole to `peer` at `addr`, at `now`.
     /// The first one to a peer is logged.
     pub fn record(&self, peer: PeerId, addr: SocketAddr, file: FileId, name: &str, bytes: u64, now: Instant) {
@@ -69,6 +81,7 @@ impl UploadLog {
                     chunks: s.chunks,
                     rate: (s.bytes as f64 / seconds) as u64,
                     idle_ms: now.saturating_duration_since(s.last).as_millis() as u64,
+                    path: self.ways_in.path_of(s.addr).to_string(),
                 }
             })
             .collect();

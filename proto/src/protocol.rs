@@ -1,8 +1,8 @@
-//! The swarm wire protocol, version 7. This module is the specification.
+//! The swarm wire protocol, version 8. This module is the specification.
 //!
 //! # Transport
 //! Every node (tracker or peer) has one QUIC endpoint. Connections negotiate the ALPN
-//! [`ALPN`], which carries the protocol version (`swarm/7`): nodes of different versions fail
+//! [`ALPN`], which carries the protocol version (`swarm/8`): nodes of different versions fail
 //! the handshake and say so ([`crate::ConnectError::VersionMismatch`]). TLS 1.3 runs with a
 //! self-signed certificate on *both* sides: a node's id is the BLAKE3 hash of its public key,
 //! so the handshake authenticates both ends, and everything a tracker records is filed under
@@ -68,9 +68,9 @@ use crate::share_key::SignedChange;
 use crate::traversal::{Introduction, RelayPass};
 
 /// This build's protocol version, carried in the ALPN.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 /// QUIC application protocol name: `swarm/` and the version.
-pub const ALPN: &[u8] = b"swarm/7";
+pub const ALPN: &[u8] = b"swarm/8";
 /// Largest frame: 16 MiB, room for a manifest of the maximum 262,144 chunks (8 MiB of hashes)
 /// and a locate answer listing many holders.
 pub const MAX_FRAME: u32 = codec::LIMIT as u32;
@@ -539,6 +539,9 @@ pub struct UploadStatus {
     pub rate: u64,
     /// Milliseconds since its last chunk.
     pub idle_ms: u64,
+    /// How it reached this node: `direct`, `punched` (through this node's NAT, introduced by
+    /// the tracker) or `relayed`.
+    pub path: String,
 }
 
 /// One file of a node's status.
@@ -1101,10 +1104,11 @@ mod tests {
             chunks: 1,
             rate: 250,
             idle_ms: 3,
+            path: "relayed".into(),
         };
         // Status: one file (id, name, path "/x", size, chunks, held, bytes held, state 2), then
         // one upload (peer, address as variant 0 with 4 bytes and port, file, name, bytes,
-        // chunks, rate, idle), then one skipped path.
+        // chunks, rate, idle, path "relayed"), then one skipped path.
         check(
             &PeerResponse::Status(NodeStatus {
                 files: vec![status],
@@ -1122,7 +1126,8 @@ mod tests {
                 &F,
                 &[0, 127, 0, 0, 1, 9],
                 &F,
-                &[1, b'a', 5, 1, 250, 3],
+                &[1, b'a', 5, 1, 250, 3, 7],
+                b"relayed",
                 // One skipped path: "/y", why "z".
                 &[1, 2, b'/', b'y', 1, b'z'],
             ]),

@@ -93,7 +93,10 @@ impl Lan {
     /// working directory), with `swarm` on its `PATH`.
     pub(super) fn machine(&self, which: &str, home: &Path, line: &str) -> Command {
         std::fs::create_dir_all(home).unwrap();
-        let bin_dir = Path::new(BIN).parent().unwrap();
+        // SWARM_TEST_BIN_DIR runs the same scenario with another build (a before and after).
+        let bin_dir = std::env::var_os("SWARM_TEST_BIN_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(BIN).parent().unwrap().to_owned());
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &format!("{}-{which}", self.name), "sh", "-c", line])
@@ -117,8 +120,8 @@ impl Lan {
     }
 
     /// Runs `line` on machine `which` in `home` (given a minute), prints how long it took as
-    /// `what`, with what it said, and checks that it succeeded.
-    pub(super) fn run_ok(&self, which: &str, home: &Path, line: &str, what: &str) {
+    /// `what`, with what it said, checks that it succeeded, and returns what it printed.
+    pub(super) fn run_ok(&self, which: &str, home: &Path, line: &str, what: &str) -> String {
         let started = Instant::now();
         let done = self
             .machine(which, home, &format!("timeout 60 {line}"))
@@ -128,6 +131,7 @@ impl Lan {
         let printed = String::from_utf8_lossy(&done.stdout);
         println!("{what} in {:.2?}: {said}{printed}", started.elapsed());
         assert!(done.status.success(), "{what}: {said}");
+        printed.into_owned()
     }
 
     fn remove(&self) {

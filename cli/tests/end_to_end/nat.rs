@@ -64,8 +64,8 @@ fn wan_ip(router: &str) -> &'static str {
 }
 
 /// T (198.51.100.10) on a public bridge with router R (198.51.100.1, A 10.1.0.2 behind it) and
-/// router S (198.51.100.2, B 10.2.0.2 behind it); A's router counts what A sends to B's
-/// router (straight to B) and to T (the tracker, and its relay).
+/// router S (198.51.100.2, B 10.2.0.2 behind it); B's router counts what reaches B straight
+/// from A and what through T.
 fn behind_routers(name: &str, a: Router, b: Router) -> Lan {
     let mut script = vec![
         link("r", "rw", "198.51.100.1/24", "t", "tr", ""),
@@ -86,27 +86,34 @@ fn behind_routers(name: &str, a: Router, b: Router) -> Lan {
     if b == Router::Public {
         script.push("ip -n {n}-r route add 10.2.0.0/24 via 198.51.100.2".to_owned());
     }
-    for to in ["198.51.100.2", "198.51.100.10"] {
-        script.push(format!("ip netns exec {{n}}-r iptables -A FORWARD -i {{n}}-ra -d {to}"));
+    // What reaches B, counted on its router: from A (its router's address, or its own when
+    // public) and from T (the tracker: its answers, and what it relays).
+    for from in ["198.51.100.1", "10.1.0.2", "198.51.100.10"] {
+        script.push(format!(
+            "ip netns exec {{n}}-s iptables -A FORWARD -o {{n}}-sb -s {from}"
+        ));
     }
     Lan::build(name, &["a", "b", "r", "s", "t"], &script)
 }
 
-/// Bytes A's router forwarded from A to B's router, and to T.
+/// Bytes B's router passed on to B from A, and from T.
 fn counted(lan: &Lan) -> (u64, u64) {
     let out = lan
-        .machine("r", &std::env::temp_dir(), "iptables -L FORWARD -v -x -n")
+        .machine("s", &std::env::temp_dir(), "iptables -L FORWARD -v -x -n")
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
-    let bytes_to = |to: &str| -> u64 {
+    let bytes_from = |from: &str| -> u64 {
         listing
             .lines()
-            .filter(|line| line.split_whitespace().any(|word| word == to))
+            .filter(|line| line.split_whitespace().nth(6) == Some(from))
             .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum()
     };
-    (bytes_to("198.51.100.2"), bytes_to("198.51.100.10"))
+    (
+        bytes_from("198.51.100.1") + bytes_from("10.1.0.2"),
+        bytes_from("198.51.100.10"),
+    )
 }
 
 /// How one pair went.
@@ -114,6 +121,10 @@ struct Crossed {
     seconds: f64,
     direct: u64,
     via_tracker: u64,
+    /// The rate B's summary gave for the transfer itself ("12.3 MB/s").
+    rate: String,
+    /// How `swarm status` on A says its uploads reached it.
+    paths: Vec<String>,
 }
 
 /// The flow on machines behind `a` and `b`, with a file of `size` bytes.
@@ -132,10 +143,24 @@ fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Cross
 
     let started = Instant::now();
     let what = format!("B ({}) fetched from A ({})", b.name(), a.name());
-    lan.run_ok("b", &home("b"), &printed, &what);
+    let summary = lan.run_ok("b", &home("b"), &printed, &what);
     let seconds = started.elapsed().as_secs_f64();
+    // "./videos  1 file(s), 1.9 MiB in 0.03 s (61.8 MB/s) from 1 peer(s), verified"
+    let rate = summary
+        .rsplit_once(" s (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map_or("?".to_owned(), |(rate, _)| rate.to_owned());
     assert_eq!(std::fs::read(home("b").join("videos/film.mkv")).unwrap(), film);
     let (direct, via_tracker) = counted(&lan);
+    // How the seeder says B came in.
+    let status = lan.machine("a", &home("a"), "swarm status --json").output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("swarm status --json");
+    let paths: Vec<String> = status["uploads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["path"].as_str().map(str::to_owned))
+        .collect();
     if std::env::var("NAT_DEBUG").is_ok() {
         for log in ["seed.log", "tracker.log"] {
             println!("--- {log}\n{}", std::fs::read_to_string(home(log)).unwrap_or_default());
@@ -145,6 +170,8 @@ fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Cross
         seconds,
         direct,
         via_tracker,
+        rate,
+        paths,
     })
 }
 
@@ -156,39 +183,78 @@ fn file_size() -> usize {
     megabytes * 1_000_000
 }
 
-/// Both behind home routers: the tracker introduces them, A punches a hole, and the bytes go
-/// straight from A's router to B's.
+/// Every pair of routers: the fetch completes, and the bytes take the path the pair allows:
+/// straight to B when either side is public or both are home routers (a punched hole), through
+/// the tracker's relay when a symmetric NAT is on either side. Prints the table the README shows.
 #[test]
-fn behind_two_home_routers_the_bytes_go_straight_through_a_punched_hole() {
+fn every_pair_of_routers_fetches_by_the_path_it_allows() {
+    use Router::{Nat, Public, Symmetric};
     let size = file_size();
-    let Some(crossed) = fetch_across(Router::Nat, Router::Nat, size, "swh") else {
-        return;
-    };
-    println!(
-        "direct {} B, via the tracker {} B, {:.2} s",
-        crossed.direct, crossed.via_tracker, crossed.seconds
-    );
-    assert!(
-        crossed.direct * 10 >= size as u64 * 8,
-        "only {} of {size} bytes went straight to B",
-        crossed.direct
-    );
+    let pairs = [
+        (Public, Nat, Way::Straight, "direct"),
+        (Nat, Public, Way::Straight, "punched"),
+        (Nat, Nat, Way::Straight, "punched"),
+        (Nat, Symmetric, Way::Relayed, "relayed"),
+        (Symmetric, Nat, Way::Relayed, "relayed"),
+        (Symmetric, Symmetric, Way::Relayed, "relayed"),
+    ];
+    let mut table = vec![
+        "| seeder behind | fetcher behind | path | bytes straight from A | through the tracker | paste to done | transfer |"
+            .to_owned(),
+        "|---|---|---|---:|---:|---:|---:|".to_owned(),
+    ];
+    for (n, (a, b, expected, seen_by_a)) in pairs.into_iter().enumerate() {
+        let Some(crossed) = fetch_across(a, b, size, &format!("sx{n}")) else {
+            return;
+        };
+        let share = |bytes: u64| format!("{:.0}%", 100.0 * bytes as f64 / size as f64);
+        table.push(format!(
+            "| {} | {} | {} | {} | {} | {:.2} s | {} |",
+            a.name(),
+            b.name(),
+            expected.name(),
+            share(crossed.direct),
+            share(crossed.via_tracker),
+            crossed.seconds,
+            crossed.rate,
+        ));
+        let took = match expected {
+            Way::Straight => crossed.direct,
+            Way::Relayed => crossed.via_tracker,
+        };
+        assert!(
+            took * 10 >= size as u64 * 8,
+            "{} to {}: only {took} of {size} bytes went {}\n{}",
+            a.name(),
+            b.name(),
+            expected.name(),
+            table.join("\n")
+        );
+        assert!(
+            crossed.paths.iter().any(|path| path == seen_by_a),
+            "{} to {}: A's status says its uploads came {:?}, not {seen_by_a}",
+            a.name(),
+            b.name(),
+            crossed.paths
+        );
+    }
+    println!("{}", table.join("\n"));
 }
 
-/// Both behind symmetric NATs: no hole can be punched, and the tracker relays.
-#[test]
-fn behind_two_symmetric_nats_the_tracker_relays() {
-    let size = file_size();
-    let Some(crossed) = fetch_across(Router::Symmetric, Router::Symmetric, size, "swy") else {
-        return;
-    };
-    println!(
-        "direct {} B, via the tracker {} B, {:.2} s",
-        crossed.direct, crossed.via_tracker, crossed.seconds
-    );
-    assert!(
-        crossed.via_tracker * 10 >= size as u64 * 8,
-        "only {} of {size} bytes went through the relay",
-        crossed.via_tracker
-    );
+/// The path a pair of routers allows.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    /// Straight from A's router to B's (directly, or through a punched hole).
+    Straight,
+    /// Through the tracker's relay.
+    Relayed,
+}
+
+impl Way {
+    fn name(self) -> &'static str {
+        match self {
+            Way::Straight => "straight",
+            Way::Relayed => "relayed",
+        }
+    }
 }

@@ -24,9 +24,10 @@ use super::peer;
 use super::shared::{Env, Shared, Worker};
 use crate::chunk_io::ChunkFile;
 use crate::error::{Error, Result};
-use crate::progress::Progress;
+use crate::progress::{Progress, Source};
 use crate::scheduler::Scheduler;
 use crate::store::Held;
+use crate::traversal::Path;
 
 /// Longest wait for the tracker; the fetch goes on with the peers it knows meanwhile.
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -207,8 +208,19 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
                 save_progress(shared);
             }
             _ = pace.tick() => {
-                let received: Vec<(PeerId, u64)> = shared.lock().received.iter().map(|(p, b)| (*p, *b)).collect();
-                shared.progress.set_sources(received);
+                let sources: Vec<Source> = {
+                    let swarm = shared.lock();
+                    swarm
+                        .received
+                        .iter()
+                        .map(|(&peer, &bytes)| Source {
+                            peer,
+                            bytes,
+                            path: swarm.paths.get(&peer).copied().unwrap_or(Path::Direct),
+                        })
+                        .collect()
+                };
+                shared.progress.set_sources(sources);
                 let before = shared.in_flight.size();
                 rtt = shared.take_rtt().unwrap_or(rtt);
                 shared.in_flight.follow(rate.sample(shared.progress.done()), rtt);

@@ -37,11 +37,12 @@ pub(super) async fn status(State(app): State<App>) -> Response {
                 .progress
                 .sources()
                 .iter()
-                .map(|&(peer, bytes)| {
+                .map(|source| {
                     json!({
-                        "peer": peer.to_string(),
-                        "bytes": bytes,
-                        "rate": app.tally.rate(d.id, Some(peer), bytes, now),
+                        "peer": source.peer.to_string(),
+                        "bytes": source.bytes,
+                        "rate": app.tally.rate(d.id, Some(source.peer), source.bytes, now),
+                        "path": source.path,
                     })
                 })
                 .collect();
@@ -70,6 +71,7 @@ pub(super) async fn status(State(app): State<App>) -> Response {
                 "chunks": u.chunks,
                 "rate": u.rate,
                 "idle_secs": u.idle_ms as f64 / 1000.0,
+                "path": u.path,
             })
         })
         .collect();
