@@ -92,6 +92,11 @@ impl Introducer {
         TrackerResponse::Introductions(introductions)
     }
 
+    /// Does `peer` wait here for introductions (it is behind a NAT)?
+    pub fn waits(&self, peer: &PeerId) -> bool {
+        self.lock().get(peer).is_some_and(|m| m.seen.elapsed() < STILL_WAITING)
+    }
+
     /// Tells `holder`, if it waits here, that a node `checker` at port `port` of the tracker's
     /// own address (as the holder dialled it) wants to reach it: the tracker's spot checks
     /// come from a port of their own, under a key of their own, like any fetcher's first

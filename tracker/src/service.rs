@@ -128,7 +128,13 @@ struct Service {
     requests: DefaultKeyedRateLimiter<PeerId>,
     auditor: Auditor,
     introducer: Arc<Introducer>,
+    /// Claims of holders behind NATs, checked by the audit loop rather than before the
+    /// announcement is answered (reaching such a holder takes an introduction, or fails).
+    deferred: Mutex<std::collections::VecDeque<Claim>>,
 }
+
+/// Most claims waiting for a deferred check; beyond it they are left to the random checks.
+const MAX_DEFERRED: usize = 1000;
 
 /// The store behind a running tracker.
 enum Store {
@@ -181,6 +187,7 @@ impl Tracker {
             requests: request_limiter(),
             auditor: Auditor::new(transport.clone(), config.audits, introducer.clone()),
             introducer,
+            deferred: Mutex::default(),
             unsaved: std::sync::atomic::AtomicU64::new(0),
         });
         let handler = service.clone();
@@ -689,6 +696,17 @@ impl Service {
                 return refusal.into();
             }
         };
+        let claim = claim.and_then(|claim| {
+            if !self.introducer.waits(&peer) {
+                return Some(claim);
+            }
+            let mut deferred = self.deferred.lock().expect("deferred claims lock poisoned");
+            if deferred.len() < MAX_DEFERRED {
+                debug!(file = %claim.file.short(), "spot check deferred: the holder is behind a NAT");
+                deferred.push_back(claim);
+            }
+            None
+        });
         if let Some(claim) = claim {
             match self.auditor.check(&claim).await {
                 Some(Verdict::Lied(why)) => {
@@ -781,7 +799,13 @@ async fn audit_loop(service: Arc<Service>, shutdown: CancellationToken, every: D
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let claim = service.state().random_claim(rand::random());
+        // A claim whose check was deferred first, else one at random.
+        let deferred = service
+            .deferred
+            .lock()
+            .expect("deferred claims lock poisoned")
+            .pop_front();
+        let claim = deferred.or_else(|| service.state().random_claim(rand::random()));
         let Some(claim) = claim else { continue };
         let verdict = service.auditor.check(&claim).await;
         let lied = match &verdict {

@@ -125,6 +125,24 @@ struct Crossed {
     rate: String,
     /// How `swarm status` on A says its uploads reached it.
     paths: Vec<String>,
+    /// CPU time the tracker spent while B fetched (relaying, for a relayed pair).
+    tracker_cpu: f64,
+}
+
+/// CPU time (user and system) process `pid` has spent, in seconds (`ip netns exec` and
+/// `sh -c exec` both exec, so the child's pid is the tracker's).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which is in parentheses): utime and stime are the
+    // 12th and 13th, in clock ticks of 1/100 s.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 /// The flow on machines behind `a` and `b`, with a file of `size` bytes.
@@ -141,6 +159,7 @@ fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Cross
     let seeder = lan.start("a", &home("a"), &seed, &home("seed.log"));
     let printed = printed_from(&seeder, "swarm fetch ");
 
+    let cpu_before = cpu_seconds(tracker.child.id());
     let started = Instant::now();
     let what = format!("B ({}) fetched from A ({})", b.name(), a.name());
     let summary = lan.run_ok("b", &home("b"), &printed, &what);
@@ -151,6 +170,7 @@ fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Cross
         .and_then(|(_, rest)| rest.split_once(')'))
         .map_or("?".to_owned(), |(rate, _)| rate.to_owned());
     assert_eq!(std::fs::read(home("b").join("videos/film.mkv")).unwrap(), film);
+    let tracker_cpu = cpu_seconds(tracker.child.id()) - cpu_before;
     let (direct, via_tracker) = counted(&lan);
     // How the seeder says B came in.
     let status = lan.machine("a", &home("a"), "swarm status --json").output().unwrap();
@@ -172,6 +192,7 @@ fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Cross
         via_tracker,
         rate,
         paths,
+        tracker_cpu,
     })
 }
 
@@ -199,9 +220,9 @@ fn every_pair_of_routers_fetches_by_the_path_it_allows() {
         (Symmetric, Symmetric, Way::Relayed, "relayed"),
     ];
     let mut table = vec![
-        "| seeder behind | fetcher behind | path | bytes straight from A | through the tracker | paste to done | transfer |"
+        "| seeder behind | fetcher behind | path | bytes straight from A | through the tracker | paste to done | transfer | tracker CPU |"
             .to_owned(),
-        "|---|---|---|---:|---:|---:|---:|".to_owned(),
+        "|---|---|---|---:|---:|---:|---:|---:|".to_owned(),
     ];
     for (n, (a, b, expected, seen_by_a)) in pairs.into_iter().enumerate() {
         let Some(crossed) = fetch_across(a, b, size, &format!("sx{n}")) else {
@@ -209,7 +230,7 @@ fn every_pair_of_routers_fetches_by_the_path_it_allows() {
         };
         let share = |bytes: u64| format!("{:.0}%", 100.0 * bytes as f64 / size as f64);
         table.push(format!(
-            "| {} | {} | {} | {} | {} | {:.2} s | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} s | {} | {:.2} s |",
             a.name(),
             b.name(),
             expected.name(),
@@ -217,6 +238,7 @@ fn every_pair_of_routers_fetches_by_the_path_it_allows() {
             share(crossed.via_tracker),
             crossed.seconds,
             crossed.rate,
+            crossed.tracker_cpu,
         ));
         let took = match expected {
             Way::Straight => crossed.direct,
