@@ -152,10 +152,12 @@ impl Introducer {
             .into();
         }
         let passes = match (relay, &self.relay, asker_tracker_ip, mailbox.tracker_ip) {
-            (true, Some(relay), Some(asker_ip), Some(holder_ip)) => match relay.open(asker_ip, holder_ip) {
-                Ok(passes) => Some(passes),
-                Err(refusal) => return refusal.into(),
-            },
+            (true, Some(relay), Some(asker_ip), Some(holder_ip)) => {
+                match relay.open(asker_addr.ip(), asker_ip, holder_ip) {
+                    Ok(passes) => Some(passes),
+                    Err(refusal) => return refusal.into(),
+                }
+            }
             _ => None,
         };
         mailbox.introductions.push(Introduction {

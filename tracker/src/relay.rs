@@ -25,6 +25,8 @@ use tracing::{debug, info};
 pub const RELAY_IDLE: Duration = Duration::from_secs(30);
 /// Most relay sessions at once.
 pub const MAX_SESSIONS: usize = 1000;
+/// Most relay sessions at once for askers at one IP address (node ids cost nothing to make).
+pub const MAX_SESSIONS_PER_ASKER: usize = 32;
 /// Datagrams kept from one side while the other has not bound yet.
 const EARLY_DATAGRAMS: usize = 16;
 
@@ -35,6 +37,8 @@ pub struct Relay {
     /// Where session sockets bind (the tracker's listening address, port 0).
     bind: IpAddr,
     sessions: Arc<AtomicUsize>,
+    /// Sessions open per asker's IP address.
+    per_asker: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     relayed: Arc<AtomicU64>,
     closing: CancellationToken,
 }
@@ -47,6 +51,7 @@ impl Relay {
             rate: bytes_per_second.map(|rate| DefaultDirectRateLimiter::direct(Quota::per_second(rate))),
             bind,
             sessions: Arc::default(),
+            per_asker: Default::default(),
             relayed: Arc::default(),
             closing,
         }
@@ -57,16 +62,32 @@ impl Relay {
         self.relayed.load(Ordering::Relaxed)
     }
 
-    /// Opens a session between a side that reached the tracker at `first_ip` and one that
-    /// reached it at `second_ip` (the tracker's own addresses, as each side dialled them):
-    /// one pass for each.
-    pub fn open(self: &Arc<Self>, first_ip: IpAddr, second_ip: IpAddr) -> Result<(RelayPass, RelayPass), Refusal> {
-        if self.sessions.fetch_add(1, Ordering::Relaxed) >= MAX_SESSIONS {
-            self.sessions.fetch_sub(1, Ordering::Relaxed);
-            return Err(Refusal::new(
-                ErrorCode::Busy,
-                format!("this tracker relays {MAX_SESSIONS} sessions already; try again later"),
-            ));
+    /// Opens a session for a side at `asker` that reached the tracker at `first_ip` and one
+    /// that reached it at `second_ip` (the tracker's own addresses, as each side dialled
+    /// them): one pass for each.
+    pub fn open(
+        self: &Arc<Self>,
+        asker: IpAddr,
+        first_ip: IpAddr,
+        second_ip: IpAddr,
+    ) -> Result<(RelayPass, RelayPass), Refusal> {
+        {
+            let mut per_asker = self.per_asker.lock().expect("relay lock poisoned");
+            let mine = per_asker.entry(asker).or_default();
+            if *mine >= MAX_SESSIONS_PER_ASKER {
+                return Err(Refusal::new(
+                    ErrorCode::Limit,
+                    format!("this address has {MAX_SESSIONS_PER_ASKER} relay sessions open already"),
+                ));
+            }
+            if self.sessions.fetch_add(1, Ordering::Relaxed) >= MAX_SESSIONS {
+                self.sessions.fetch_sub(1, Ordering::Relaxed);
+                return Err(Refusal::new(
+                    ErrorCode::Busy,
+                    format!("this tracker relays {MAX_SESSIONS} sessions already; try again later"),
+                ));
+            }
+            *mine += 1;
         }
         let opened = std::net::UdpSocket::bind(SocketAddr::new(self.bind, 0))
             .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
@@ -74,7 +95,7 @@ impl Relay {
         let socket = match opened {
             Ok(socket) => socket,
             Err(e) => {
-                self.sessions.fetch_sub(1, Ordering::Relaxed);
+                self.close(asker);
                 return Err(Refusal::new(
                     ErrorCode::Internal,
                     format!("cannot open a relay socket: {e}"),
@@ -96,10 +117,22 @@ impl Relay {
         let relay = self.clone();
         tokio::spawn(async move {
             let forwarded = relay.forward(socket, tokens).await;
-            relay.sessions.fetch_sub(1, Ordering::Relaxed);
+            relay.close(asker);
             debug!(port, forwarded, "relay session ended");
         });
         Ok(passes)
+    }
+
+    /// Counts a session of `asker` closed.
+    fn close(&self, asker: IpAddr) {
+        self.sessions.fetch_sub(1, Ordering::Relaxed);
+        let mut per_asker = self.per_asker.lock().expect("relay lock poisoned");
+        if let Some(mine) = per_asker.get_mut(&asker) {
+            *mine -= 1;
+            if *mine == 0 {
+                per_asker.remove(&asker);
+            }
+        }
     }
 
     /// Forwards between the two sides of one session until it idles out; returns the bytes
@@ -198,7 +231,7 @@ mod tests {
     async fn datagrams_pass_between_the_two_bound_sides_only() {
         let relay = Arc::new(Relay::new(None, "127.0.0.1".parse().unwrap(), CancellationToken::new()));
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let (a_pass, b_pass) = relay.open(loopback, loopback).unwrap();
+        let (a_pass, b_pass) = relay.open(loopback, loopback, loopback).unwrap();
         let (a, b, stranger) = (side().await, side().await, side().await);
         a.send_to(&bind_datagram(&a_pass.token), a_pass.addr).await.unwrap();
         // Sent before the other side bound: kept, and passed on once it does.
@@ -222,11 +255,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sessions_beyond_the_most_are_refused() {
+    async fn sessions_beyond_the_most_per_address_and_in_all_are_refused() {
         let relay = Arc::new(Relay::new(None, "127.0.0.1".parse().unwrap(), CancellationToken::new()));
-        relay.sessions.store(MAX_SESSIONS, Ordering::Relaxed);
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let refused = relay.open(loopback, loopback).unwrap_err();
-        assert_eq!(refused.code, ErrorCode::Busy);
+        for _ in 0..MAX_SESSIONS_PER_ASKER {
+            relay.open(loopback, loopback, loopback).unwrap();
+        }
+        let refused = relay.open(loopback, loopback, loopback).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Limit, "one address has its most");
+        relay.sessions.store(MAX_SESSIONS, Ordering::Relaxed);
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let refused = relay.open(other, loopback, loopback).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Busy, "the relay has its most");
     }
 }

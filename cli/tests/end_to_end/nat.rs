@@ -280,3 +280,59 @@ impl Way {
         }
     }
 }
+
+/// Two machines behind one home router (A 10.1.0.2 and B 10.1.0.3 on its LAN), the tracker
+/// outside: the tracker sees both at the router's address, so it hands B A's LAN address first
+/// and B fetches across the LAN, not through the router (which would have to hairpin).
+#[test]
+fn two_machines_behind_one_home_router_meet_on_their_lan() {
+    let Some(lan) = lan_if_root("swo", |name| {
+        let mut script = vec![link("r", "rw", "198.51.100.1/24", "t", "tr", "198.51.100.10/24")];
+        script.extend([
+            link("a", "ea", "10.1.0.2/24", "r", "ra", ""),
+            link("b", "eb", "10.1.0.3/24", "r", "rb", ""),
+        ]);
+        script.extend(bridge("r", "br", "10.1.0.1/24", &["ra", "rb"]));
+        script.extend([
+            "ip -n {n}-a route add default via 10.1.0.1".to_owned(),
+            "ip -n {n}-b route add default via 10.1.0.1".to_owned(),
+        ]);
+        script.extend(Router::Nat.script("r", "rw", "10.1.0.0/24"));
+        // What comes in from outside, counted on the router.
+        script.push("ip netns exec {n}-r iptables -A FORWARD -i {n}-rw".to_owned());
+        Lan::build(name, &["a", "b", "r", "t"], &script)
+    }) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let home = |name: &str| tmp.path().join(name);
+    let size = file_size();
+    let film = content(size, 10);
+    write(home("a").join("videos/film.mkv"), &film);
+    let tracker = lan.start("t", &home("t"), "exec swarm tracker", &home("tracker.log"));
+    let tracker_flag = printed_from(&tracker, "--tracker ");
+    let seeder = lan.start(
+        "a",
+        &home("a"),
+        &format!("exec swarm seed ./videos {tracker_flag}"),
+        &home("seed.log"),
+    );
+    let printed = printed_from(&seeder, "swarm fetch ");
+    lan.run_ok("b", &home("b"), &printed, "B fetched from A behind the same router");
+    assert_eq!(std::fs::read(home("b").join("videos/film.mkv")).unwrap(), film);
+    let out = lan
+        .machine("r", &home("r"), "iptables -L FORWARD -v -x -n")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let from_outside: u64 = listing
+        .lines()
+        .filter(|line| line.split_whitespace().nth(5).is_some_and(|i| i.ends_with("-rw")))
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    println!("{from_outside} B came in from outside the router");
+    assert!(
+        from_outside < size as u64 / 10,
+        "{from_outside} B of a {size} B file came in from outside the router"
+    );
+}
