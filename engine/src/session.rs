@@ -112,7 +112,7 @@ impl Session {
         if first {
             let own = crate::netutil::own_addrs(self.inner.client.local_addr());
             if self.inner.advertise.is_none() && crate::traversal::behind_nat(registration.addr, &own) {
-                info!(seen = %registration.addr, "behind a NAT: waiting at the tracker for peers that want to reach this one");
+                debug!(seen = %registration.addr, "behind a NAT: waiting at the tracker for peers that want to reach this one");
                 let (client, stop) = (self.inner.client.clone(), self.inner.shutdown.clone());
                 let ways_in = self.inner.ways_in.clone();
                 self.inner

@@ -206,6 +206,8 @@ pub struct TrackerClient {
     connection: Mutex<Option<(usize, Connection)>>,
     /// When a request other than a keepalive was last made.
     last_busy: std::sync::Mutex<std::time::Instant>,
+    /// Waits for introductions under way: the connection they run on is kept.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// A client that made no request but keepalives for this long hangs up after each keepalive:
@@ -226,6 +228,7 @@ impl TrackerClient {
             known,
             connection: Mutex::new(None),
             last_busy: std::sync::Mutex::new(std::time::Instant::now()),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -432,6 +435,19 @@ impl TrackerClient {
     /// [`swarm_proto::traversal`]): the introductions made, at once, or none after about
     /// [`INTRODUCTION_WAIT`].
     pub async fn await_introductions(&self) -> Result<Vec<Introduction>> {
+        /// Counts a wait until dropped (ended, or given up).
+        struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _counted = Counted(&self.waiting);
+        self.wait_for_introductions().await
+    }
+
+    async fn wait_for_introductions(&self) -> Result<Vec<Introduction>> {
         let index = self.current();
         let connection = self.connection(index).await?;
         let request = TrackerRequest::AwaitIntroductions;
@@ -682,7 +698,10 @@ impl TrackerClient {
     pub async fn keepalive(&self) -> Result<RegisteredOrNot> {
         let answer = self.simple(TrackerRequest::Keepalive).await;
         let idle = self.last_busy.lock().expect("lock poisoned").elapsed() >= HANG_UP_WHEN_IDLE;
-        if idle {
+        // A peer behind a NAT waits for introductions on this connection (and keeps its NAT's
+        // mapping to the tracker alive with it): it stays.
+        let waiting = self.waiting.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        if idle && !waiting {
             self.hang_up().await;
         }
         answer

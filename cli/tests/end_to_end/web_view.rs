@@ -1,7 +1,7 @@
 //! The web view in a real browser: a tracker, two rate-capped seeders and a slow fetch, each
 //! with `--http`; headless Chromium (from Debian's packages, installed when missing) loads the
 //! fetcher's page twice and the tracker's once. The transfer and the chunk map must be there
-//! and must move between the two loads. The test saves a screenshot of the fetcher's page
+//! and must move between the two loads; the tracker's page, printed to PDF, must show its file. The test saves a screenshot of the fetcher's page
 //! (the README's), at `$SWARM_SCREENSHOT` if set.
 //!
 //! Everything runs in a network namespace of its own with only loopback, so that the browser
@@ -12,28 +12,37 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-/// Set in the copy of this test that runs inside the namespace.
+/// Set in the copy of this test that runs inside the namespace, to a file it writes when it
+/// passed (so that a copy that ran nothing, its name filtered out, is no pass).
 const INSIDE: &str = "SWARM_TEST_INSIDE_NETNS";
-const TEST: &str = "the_web_view_shows_transfers_and_chunk_maps_in_chromium";
+/// The test's full name, as the harness filters by it.
+const TEST: &str = "web_view::the_web_view_shows_transfers_and_chunk_maps_in_chromium";
 
 #[test]
 fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
-    if std::env::var_os(INSIDE).is_none() {
+    let Some(passed) = std::env::var_os(INSIDE) else {
         install_if_missing("chromium", "chromium");
+        install_if_missing("pdftotext", "poppler-utils");
         install_if_missing("ip", "iproute2");
+        let marker = tempfile::tempdir().unwrap();
+        let passed = marker.path().join("passed");
         let status = Command::new("unshare")
             .args(["--net", "--"])
             .arg(std::env::current_exe().unwrap())
             .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-            .env(INSIDE, "1")
+            .env(INSIDE, &passed)
             .status()
             .expect("unshare runs (util-linux)");
         assert!(
             status.success(),
             "the test failed inside its network namespace (output above)"
         );
+        assert!(
+            passed.exists(),
+            "the test did not run inside its network namespace ({TEST})"
+        );
         return;
-    }
+    };
     let up = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
     assert!(up.success(), "could not bring loopback up in the namespace");
 
@@ -88,6 +97,19 @@ fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
         "seeders and fetcher listed: {swarm}"
     );
     assert!(swarm.matches("class=\"row holder\"").count() >= 2, "{swarm}");
+    // What the browser shows of it, not what its DOM holds: the page printed, then read.
+    let shown = visible_text(&format!("http://{tracker_http}/"), tmp.path());
+    for part in [
+        "swarm tracker",
+        "Files in the swarm",
+        "share.swarm-collection",
+        "Live peers",
+    ] {
+        assert!(
+            shown.contains(part),
+            "the tracker's page does not show {part:?}: {shown}"
+        );
+    }
 
     // The page as it refreshes later: the transfer and the map have moved on.
     let mut second = String::new();
@@ -106,6 +128,7 @@ fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
         png.len()
     );
     eprintln!("screenshot of the web view at {shot}");
+    std::fs::write(passed, b"passed").unwrap();
 }
 
 /// The "done" column of the transfer's row.
@@ -157,6 +180,29 @@ fn dump_dom(url: &str, dir: &Path) -> String {
     let output = chromium(dir).args(["--dump-dom", url]).output().expect("chromium runs");
     assert!(output.status.success(), "chromium failed on {url}");
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The text the browser shows of the page at `url` (hidden parts left out): printed to PDF by
+/// Chromium, read back by `pdftotext`.
+fn visible_text(url: &str, dir: &Path) -> String {
+    let pdf = dir.join("page.pdf");
+    let status = chromium(dir)
+        .args([
+            "--no-pdf-header-footer",
+            &format!("--print-to-pdf={}", pdf.display()),
+            url,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "chromium could not print {url}");
+    let text = Command::new("pdftotext")
+        .arg(&pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext runs");
+    assert!(text.status.success(), "pdftotext could not read the page printed");
+    String::from_utf8_lossy(&text.stdout).into_owned()
 }
 
 fn screenshot(url: &str, path: &Path, dir: &Path) {

@@ -156,7 +156,8 @@ fn run(
     });
 }
 
-/// The web view, for a node or a tracker (the page shows the parts that fit).
+/// The web view, for a node or a tracker (the page shows the parts that fit: its `<body>` says
+/// which; the style sheet's selectors that name both kinds stay as they are).
 async fn page(kind: &'static str) -> Html<String> {
-    Html(include_str!("page.html").replace("data-kind=\"node\"", &format!("data-kind=\"{kind}\"")))
+    Html(include_str!("page.html").replace("<body data-kind=\"node\">", &format!("<body data-kind=\"{kind}\">")))
 }
