@@ -270,6 +270,9 @@ pub struct NodeArgs {
     /// 7071), nor ask it when the tracker is slow or gone.
     #[arg(long, env = "SWARM_NO_LAN")]
     pub no_lan: bool,
+    /// Do not ask the router for a port (UPnP IGD) when behind a NAT.
+    #[arg(long, env = "SWARM_NO_PORT_MAPPING")]
+    pub no_port_mapping: bool,
 }
 
 /// `swarm tracker`

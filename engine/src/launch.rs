@@ -122,7 +122,10 @@ impl Peer {
         let given = self.registration.addr;
         let given = (!given.ip().is_loopback() && !given.ip().is_unspecified()).then_some(given);
         let mut addrs = Vec::new();
-        for addr in given.into_iter().chain(own_addrs(self.node.local_addr())) {
+        // A port the router maps comes first: it works from anywhere, where the address the
+        // tracker sees works only once a hole is punched, unless the seeder is not behind a NAT.
+        let learnt = self.node.session().map(|s| s.learnt_addrs()).unwrap_or_default();
+        for addr in learnt.into_iter().chain(given).chain(own_addrs(self.node.local_addr())) {
             if !addrs.contains(&addr) && addrs.len() < MAX_HOLDER_ADDRS {
                 addrs.push(addr);
             }

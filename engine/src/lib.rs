@@ -7,7 +7,8 @@
 //! - [`session`]: the node's session with its tracker; [`tracker_client`],
 //!   [`known_trackers`]: talking to a tracker, and trackers met before; [`lan_discovery`]:
 //!   holders on the local network, found with no tracker; [`traversal`]: reaching holders
-//!   behind NATs (introductions, hole punching, relays).
+//!   behind NATs (introductions, hole punching, relays); [`port_mapping`]: a port on the
+//!   router (UPnP IGD).
 //! - [`store`], [`server`], [`uploads`]: the files a node holds, the chunk server that hands
 //!   them out, and the fair share of its upload slots.
 //! - [`scheduler`], [`fetch`], [`chunk_io`], [`out_dir`]: which chunk from which peer next,
@@ -33,6 +34,7 @@ pub mod launch;
 pub mod netutil;
 pub mod node;
 pub mod out_dir;
+pub mod port_mapping;
 pub mod progress;
 pub mod ratelimit;
 pub mod scheduler;

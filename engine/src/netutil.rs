@@ -27,11 +27,16 @@ pub fn reachable_addr(bound: SocketAddr) -> SocketAddr {
 }
 
 /// The local IPv4 address the kernel would send from towards the rest of the world, if this
-/// machine has a default route: a UDP socket "connected" to an outside address (TEST-NET-1)
-/// picks its source by the routing table and sends nothing.
+/// machine has a default route (towards an outside address, TEST-NET-1).
 fn default_route_ip() -> Option<IpAddr> {
+    source_ip_towards(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
+}
+
+/// The local IPv4 address the kernel would send from towards `ip`, unless that is loopback: a
+/// UDP socket "connected" there picks its source by the routing table and sends nothing.
+pub fn source_ip_towards(ip: IpAddr) -> Option<IpAddr> {
     let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    socket.connect((ip, 9)).ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }

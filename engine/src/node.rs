@@ -63,6 +63,8 @@ pub struct NodeConfig {
     /// Answer the local network's queries for held files, and ask it when the tracker is slow
     /// or gone ([`crate::lan_discovery`]).
     pub lan_discovery: bool,
+    /// Behind a NAT, ask the router to map the node's port ([`crate::port_mapping`]).
+    pub port_mapping: bool,
 }
 
 impl Default for NodeConfig {
@@ -76,6 +78,7 @@ impl Default for NodeConfig {
             max_download_rate: None,
             access: Access::Open,
             lan_discovery: true,
+            port_mapping: true,
         }
     }
 }
@@ -116,7 +119,11 @@ impl Node {
         let ways_in = Arc::new(crate::traversal::WaysIn::default());
         let session = config.tracker.map(|addr| {
             let client = TrackerClient::new(transport.clone(), addr, Some(KnownTrackers::in_dir(dir)));
-            Session::new(Arc::new(client), store.clone(), config.advertise, ways_in.clone())
+            let reach = crate::session::Reachability {
+                advertise: config.advertise,
+                port_mapping: config.port_mapping,
+            };
+            Session::new(Arc::new(client), store.clone(), reach, ways_in.clone())
         });
         let state_dir = dir.canonicalize().unwrap_or(dir.clone());
         let skipped = crate::folder::SkippedPaths::default();

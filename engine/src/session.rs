@@ -37,10 +37,23 @@ pub struct Session {
     inner: Arc<Inner>,
 }
 
+/// How a node makes itself reachable to others.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reachability {
+    /// The address to give out instead of the one the tracker sees.
+    pub advertise: Option<SocketAddr>,
+    /// Behind a NAT, ask the router for a port ([`crate::port_mapping`]).
+    pub port_mapping: bool,
+}
+
 struct Inner {
     client: Arc<TrackerClient>,
     store: Arc<Store>,
     advertise: Option<SocketAddr>,
+    port_mapping: bool,
+    /// Addresses this node learnt it is reachable at (a port its router maps), registered
+    /// beside its own.
+    learnt_addrs: Mutex<Vec<SocketAddr>>,
     /// Set once joined; cleared when leaving.
     registration: tokio::sync::Mutex<Option<Registration>>,
     /// Newly verified chunks not yet sent, by file.
@@ -64,14 +77,16 @@ impl Session {
     pub fn new(
         client: Arc<TrackerClient>,
         store: Arc<Store>,
-        advertise: Option<SocketAddr>,
+        reach: Reachability,
         ways_in: Arc<crate::traversal::WaysIn>,
     ) -> Session {
         Session {
             inner: Arc::new(Inner {
                 client,
                 store,
-                advertise,
+                advertise: reach.advertise,
+                port_mapping: reach.port_mapping,
+                learnt_addrs: Mutex::new(Vec::new()),
                 registration: tokio::sync::Mutex::new(None),
                 reports: Mutex::new(BTreeMap::new()),
                 joins: Mutex::new(BTreeMap::new()),
@@ -118,6 +133,15 @@ impl Session {
                 self.inner
                     .tasks
                     .spawn(crate::traversal::answer_introductions(client, ways_in, stop));
+                // Before the join returns, so that the ticket a seed prints names the port too.
+                if self.inner.port_mapping {
+                    if let Some(mapping) = self.map_port().await {
+                        let session = self.clone();
+                        self.inner
+                            .tasks
+                            .spawn(async move { session.keep_mapped(mapping).await });
+                    }
+                }
             }
             let session = self.clone();
             let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
@@ -145,7 +169,9 @@ impl Session {
     /// announced.
     async fn register_and_announce(&self) -> Result<(Registration, HashSet<FileId>)> {
         let client = &self.inner.client;
-        let own = crate::netutil::own_addrs(client.local_addr());
+        let mut own = crate::netutil::own_addrs(client.local_addr());
+        own.extend(self.inner.learnt_addrs.lock().expect("addresses lock poisoned").iter());
+        own.truncate(swarm_proto::protocol::MAX_PEER_ADDRS);
         let registration = client.register(self.inner.advertise, own).await?;
         let held = self.inner.store.all();
         client.announce_all(&holdings(&held)).await?;
@@ -171,11 +197,16 @@ impl Session {
 
     /// Registers again after the tracker forgot this peer, if still joined.
     async fn rejoin(&self) -> Result<()> {
+        info!("the tracker forgot this peer; registering again");
+        self.register_again().await
+    }
+
+    /// Registers (and announces what is held) again, if joined.
+    async fn register_again(&self) -> Result<()> {
         let mut slot = self.inner.registration.lock().await;
         if slot.is_none() {
             return Ok(());
         }
-        info!("the tracker forgot this peer; registering again");
         let (registration, announced) = self.register_and_announce().await?;
         *slot = Some(registration);
         drop(slot);
@@ -283,6 +314,52 @@ impl Session {
     /// Up to `want` live holders of a file, and its manifest (not yet checked) if `manifest`.
     pub async fn locate(&self, file: FileId, manifest: bool, want: u16) -> Result<Located> {
         self.inner.client.locate(file, manifest, want).await
+    }
+
+    /// Asks the router for a port and registers again with the address it gives.
+    async fn map_port(&self) -> Option<crate::port_mapping::Mapping> {
+        let port = self.inner.client.local_addr().port();
+        let asked = tokio::select! {
+            _ = self.inner.shutdown.cancelled() => return None,
+            asked = crate::port_mapping::Mapping::ask(port) => asked,
+        };
+        let mapping = match asked {
+            Ok(mapping) => mapping,
+            Err(e) => {
+                debug!("no port on the router: {e}");
+                return None;
+            }
+        };
+        info!(at = %mapping.external, "the router maps a port to this node: peers reach it there directly");
+        self.inner
+            .learnt_addrs
+            .lock()
+            .expect("addresses lock poisoned")
+            .push(mapping.external);
+        if let Err(e) = self.register_again().await {
+            debug!("could not tell the tracker about the port mapped: {e}");
+        }
+        Some(mapping)
+    }
+
+    /// Keeps `mapping` leased until the session ends, then removes it.
+    async fn keep_mapped(&self, mapping: crate::port_mapping::Mapping) {
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(crate::port_mapping::RENEW_EVERY) => {
+                    if let Err(e) = mapping.renew().await {
+                        warn!("{e}");
+                    }
+                }
+            }
+        }
+        mapping.remove().await;
+    }
+
+    /// Addresses this node learnt it is reachable at (a port its router maps).
+    pub fn learnt_addrs(&self) -> Vec<SocketAddr> {
+        self.inner.learnt_addrs.lock().expect("addresses lock poisoned").clone()
     }
 
     /// How holders were reached lately.

@@ -86,6 +86,7 @@ pub(super) fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<
         max_download_rate: args.max_download_rate,
         access: access(&args.secret_file)?,
         lan_discovery: !args.no_lan,
+        port_mapping: !args.no_port_mapping,
     })
 }
 

@@ -136,6 +136,14 @@ impl Lan {
 
     fn remove(&self) {
         for which in &self.machines {
+            // Deleting a namespace does not end what runs in it (a router's daemon, say).
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "ip netns pids {}-{which} 2>/dev/null | xargs -r kill -9",
+                    self.name
+                ))
+                .status();
             let _ = Command::new("ip")
                 .args(["netns", "del", &format!("{}-{which}", self.name)])
                 .stderr(Stdio::null())

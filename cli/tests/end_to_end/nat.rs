@@ -1,10 +1,15 @@
 //! The README's separate-tracker flow across NATs: a tracker on a public segment, the seeder
 //! behind one router and the fetcher behind another, each router of a kind — no NAT, a home
 //! router's NAT (MASQUERADE: one mapping per socket, replies let in only from where it sent,
-//! nothing new let in from outside), or a symmetric NAT (a new port for every destination).
+//! nothing new let in from outside), a symmetric NAT (a new port for every destination), or a
+//! symmetric NAT whose router maps ports on request (UPnP IGD, Debian's miniupnpd, installed
+//! when missing).
 //! `swarm tracker` on T, `swarm seed ./videos --tracker …` on A as T printed it, the command A
 //! printed pasted on B. Every pair fetches; how the bytes went is counted on A's router.
 //! Needs root (CI runs as root); says so and passes without it.
+//!
+//! The public segment is 7.7.7.0/24, not a documentation range: miniupnpd, the router that maps
+//! ports on request, refuses to map on a reserved address. The namespaces have no route out.
 //!
 //! `SWARM_NAT_MB` sizes the file (2 MB here; `just nat-matrix` runs a bigger one).
 
@@ -22,6 +27,8 @@ enum Router {
     Nat,
     /// A NAT that maps every destination to a new port (MASQUERADE --random-fully).
     Symmetric,
+    /// A symmetric NAT whose router maps ports on request (UPnP IGD; miniupnpd).
+    SymmetricUpnp,
 }
 
 impl Router {
@@ -30,11 +37,12 @@ impl Router {
             Router::Public => "public",
             Router::Nat => "NAT",
             Router::Symmetric => "symmetric NAT",
+            Router::SymmetricUpnp => "symmetric NAT, UPnP",
         }
     }
 
     /// The lines that make router `r` (public side `wan`, inside `lan` with `inside`) this kind.
-    fn script(self, r: &str, wan: &str, inside: &str) -> Vec<String> {
+    fn script(self, r: &str, wan: &str, lan: &str, inside: &str) -> Vec<String> {
         let on = format!("ip netns exec {{n}}-{r} iptables");
         let mut lines = vec![format!("ip netns exec {{n}}-{r} sysctl -q -w net.ipv4.ip_forward=1")];
         let masquerade = match self {
@@ -44,51 +52,114 @@ impl Router {
                 return lines;
             }
             Router::Nat => "MASQUERADE",
-            Router::Symmetric => "MASQUERADE --random-fully",
+            Router::Symmetric | Router::SymmetricUpnp => "MASQUERADE --random-fully",
         };
         lines.extend([
             format!("{on} -t nat -A POSTROUTING -o {{n}}-{wan} -j {masquerade}"),
             format!("{on} -A INPUT -i {{n}}-{wan} -m conntrack --ctstate NEW -j DROP"),
+            // What the router was asked to forward passes its firewall.
+            format!("{on} -A FORWARD -i {{n}}-{wan} -m conntrack --ctstate DNAT -j ACCEPT"),
             format!("{on} -A FORWARD -i {{n}}-{wan} -m conntrack --ctstate NEW -j DROP"),
         ]);
+        if self == Router::SymmetricUpnp {
+            lines.extend(upnp_daemon(r, wan, lan, inside));
+        }
         lines
+    }
+}
+
+/// The lines that start miniupnpd on router `r`, mapping ports of machines in `inside` on its
+/// `wan` side when asked on its `lan` side; its rules go in nftables chains of their own.
+fn upnp_daemon(r: &str, wan: &str, lan: &str, inside: &str) -> Vec<String> {
+    let conf = format!("/tmp/{{n}}-{r}-miniupnpd.conf");
+    let settings = [
+        format!("ext_ifname={{n}}-{wan}"),
+        format!("listening_ip={{n}}-{lan}"),
+        "http_port=0".to_owned(),
+        "enable_upnp=yes".to_owned(),
+        "enable_natpmp=yes".to_owned(),
+        "secure_mode=yes".to_owned(),
+        "system_uptime=yes".to_owned(),
+        "upnp_table_name=filter".to_owned(),
+        "upnp_nat_table_name=filter".to_owned(),
+        "upnp_forward_chain=forwardUPnP".to_owned(),
+        "upnp_nat_chain=UPnP".to_owned(),
+        "upnp_nat_postrouting_chain=UPnP-Postrouting".to_owned(),
+        "uuid=4364b624-a9bb-4d1d-9aaa-5a9d2998bc2f".to_owned(),
+        format!("allow 1024-65535 {inside} 1024-65535"),
+        "deny 0-65535 0.0.0.0/0 0-65535".to_owned(),
+    ];
+    let chains = [
+        "table inet filter {",
+        "chain forward { type filter hook forward priority 0; policy accept; jump forwardUPnP; }",
+        "chain forwardUPnP { }",
+        "chain prerouting { type nat hook prerouting priority -100; policy accept; jump UPnP; }",
+        "chain UPnP { }",
+        "chain postrouting { type nat hook postrouting priority 100; policy accept; jump UPnP-Postrouting; }",
+        "chain UPnP-Postrouting { }",
+        "}",
+    ];
+    let lines = |lines: &[String]| {
+        lines
+            .iter()
+            .map(|line| format!("'{line}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    vec![
+        format!("printf '%s\\n' {} > {conf}", lines(&settings)),
+        format!(
+            "printf '%s\\n' {} | ip netns exec {{n}}-{r} nft -f -",
+            lines(&chains.map(str::to_owned))
+        ),
+        format!("ip netns exec {{n}}-{r} miniupnpd -f {conf} -P /tmp/{{n}}-{r}-miniupnpd.pid"),
+    ]
+}
+
+impl Router {
+    /// Installs what a router of this kind runs, if missing (Debian's packages).
+    fn install(self) {
+        if self == Router::SymmetricUpnp {
+            install_if_missing("nft", "nftables");
+            install_if_missing("miniupnpd", "miniupnpd");
+        }
     }
 }
 
 fn wan_ip(router: &str) -> &'static str {
     if router == "r" {
-        "198.51.100.1"
+        "7.7.7.1"
     } else {
-        "198.51.100.2"
+        "7.7.7.2"
     }
 }
 
-/// T (198.51.100.10) on a public bridge with router R (198.51.100.1, A 10.1.0.2 behind it) and
-/// router S (198.51.100.2, B 10.2.0.2 behind it); B's router counts what reaches B straight
+/// T (7.7.7.10) on a public bridge with router R (7.7.7.1, A 10.1.0.2 behind it) and
+/// router S (7.7.7.2, B 10.2.0.2 behind it); B's router counts what reaches B straight
 /// from A and what through T.
 fn behind_routers(name: &str, a: Router, b: Router) -> Lan {
     let mut script = vec![
-        link("r", "rw", "198.51.100.1/24", "t", "tr", ""),
-        link("s", "sw", "198.51.100.2/24", "t", "ts", ""),
+        link("r", "rw", "7.7.7.1/24", "t", "tr", ""),
+        link("s", "sw", "7.7.7.2/24", "t", "ts", ""),
     ];
-    script.extend(bridge("t", "br", "198.51.100.10/24", &["tr", "ts"]));
+    script.extend(bridge("t", "br", "7.7.7.10/24", &["tr", "ts"]));
     script.extend([
         link("a", "ea", "10.1.0.2/24", "r", "ra", "10.1.0.1/24"),
         link("b", "eb", "10.2.0.2/24", "s", "sb", "10.2.0.1/24"),
         "ip -n {n}-a route add default via 10.1.0.1".to_owned(),
         "ip -n {n}-b route add default via 10.2.0.1".to_owned(),
     ]);
-    script.extend(a.script("r", "rw", "10.1.0.0/24"));
-    script.extend(b.script("s", "sw", "10.2.0.0/24"));
+    script.extend(a.script("r", "rw", "ra", "10.1.0.0/24"));
+    script.extend(b.script("s", "sw", "sb", "10.2.0.0/24"));
     if a == Router::Public {
-        script.push("ip -n {n}-s route add 10.1.0.0/24 via 198.51.100.1".to_owned());
+        script.push("ip -n {n}-s route add 10.1.0.0/24 via 7.7.7.1".to_owned());
     }
     if b == Router::Public {
-        script.push("ip -n {n}-r route add 10.2.0.0/24 via 198.51.100.2".to_owned());
+        script.push("ip -n {n}-r route add 10.2.0.0/24 via 7.7.7.2".to_owned());
     }
     // What reaches B, counted on its router: from A (its router's address, or its own when
     // public) and from T (the tracker: its answers, and what it relays).
-    for from in ["198.51.100.1", "10.1.0.2", "198.51.100.10"] {
+    for from in ["7.7.7.1", "10.1.0.2", "7.7.7.10"] {
         script.push(format!(
             "ip netns exec {{n}}-s iptables -A FORWARD -o {{n}}-sb -s {from}"
         ));
@@ -110,10 +181,7 @@ fn counted(lan: &Lan) -> (u64, u64) {
             .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum()
     };
-    (
-        bytes_from("198.51.100.1") + bytes_from("10.1.0.2"),
-        bytes_from("198.51.100.10"),
-    )
+    (bytes_from("7.7.7.1") + bytes_from("10.1.0.2"), bytes_from("7.7.7.10"))
 }
 
 /// How one pair went.
@@ -147,6 +215,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// The flow on machines behind `a` and `b`, with a file of `size` bytes.
 fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Crossed> {
+    a.install();
+    b.install();
     let lan = lan_if_root(prefix, |n| behind_routers(n, a, b))?;
     let tmp = tempfile::tempdir().unwrap();
     let home = |name: &str| tmp.path().join(name);
@@ -209,7 +279,7 @@ fn file_size() -> usize {
 /// the tracker's relay when a symmetric NAT is on either side. Prints the table the README shows.
 #[test]
 fn every_pair_of_routers_fetches_by_the_path_it_allows() {
-    use Router::{Nat, Public, Symmetric};
+    use Router::{Nat, Public, Symmetric, SymmetricUpnp};
     let size = file_size();
     let pairs = [
         (Public, Nat, Way::Straight, "direct"),
@@ -218,6 +288,7 @@ fn every_pair_of_routers_fetches_by_the_path_it_allows() {
         (Nat, Symmetric, Way::Relayed, "relayed"),
         (Symmetric, Nat, Way::Relayed, "relayed"),
         (Symmetric, Symmetric, Way::Relayed, "relayed"),
+        (SymmetricUpnp, Symmetric, Way::Straight, "direct"),
     ];
     let mut table = vec![
         "| seeder behind | fetcher behind | path | bytes straight from A | through the tracker | paste to done | transfer | tracker CPU |"
@@ -287,7 +358,7 @@ impl Way {
 #[test]
 fn two_machines_behind_one_home_router_meet_on_their_lan() {
     let Some(lan) = lan_if_root("swo", |name| {
-        let mut script = vec![link("r", "rw", "198.51.100.1/24", "t", "tr", "198.51.100.10/24")];
+        let mut script = vec![link("r", "rw", "7.7.7.1/24", "t", "tr", "7.7.7.10/24")];
         script.extend([
             link("a", "ea", "10.1.0.2/24", "r", "ra", ""),
             link("b", "eb", "10.1.0.3/24", "r", "rb", ""),
@@ -297,7 +368,7 @@ fn two_machines_behind_one_home_router_meet_on_their_lan() {
             "ip -n {n}-a route add default via 10.1.0.1".to_owned(),
             "ip -n {n}-b route add default via 10.1.0.1".to_owned(),
         ]);
-        script.extend(Router::Nat.script("r", "rw", "10.1.0.0/24"));
+        script.extend(Router::Nat.script("r", "rw", "br", "10.1.0.0/24"));
         // What comes in from outside, counted on the router.
         script.push("ip netns exec {n}-r iptables -A FORWARD -i {n}-rw".to_owned());
         Lan::build(name, &["a", "b", "r", "t"], &script)
