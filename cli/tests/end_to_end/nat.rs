@@ -2,8 +2,8 @@
 //! behind one router and the fetcher behind another, each router of a kind — no NAT, a home
 //! router's NAT (MASQUERADE: one mapping per socket, replies let in only from where it sent,
 //! nothing new let in from outside), a symmetric NAT (a new port for every destination), or a
-//! symmetric NAT whose router maps ports on request (UPnP IGD, Debian's miniupnpd, installed
-//! when missing).
+//! symmetric NAT whose router maps ports on request (UPnP IGD or NAT-PMP, Debian's miniupnpd,
+//! installed when missing).
 //! `swarm tracker` on T, `swarm seed ./videos --tracker …` on A as T printed it, the command A
 //! printed pasted on B. Every pair fetches; how the bytes went is counted on A's router.
 //! Needs root (CI runs as root); says so and passes without it.
@@ -29,6 +29,8 @@ enum Router {
     Symmetric,
     /// A symmetric NAT whose router maps ports on request (UPnP IGD; miniupnpd).
     SymmetricUpnp,
+    /// A symmetric NAT whose router maps ports on request by NAT-PMP only (miniupnpd).
+    SymmetricPmp,
 }
 
 impl Router {
@@ -38,6 +40,7 @@ impl Router {
             Router::Nat => "NAT",
             Router::Symmetric => "symmetric NAT",
             Router::SymmetricUpnp => "symmetric NAT, UPnP",
+            Router::SymmetricPmp => "symmetric NAT, NAT-PMP",
         }
     }
 
@@ -52,7 +55,7 @@ impl Router {
                 return lines;
             }
             Router::Nat => "MASQUERADE",
-            Router::Symmetric | Router::SymmetricUpnp => "MASQUERADE --random-fully",
+            Router::Symmetric | Router::SymmetricUpnp | Router::SymmetricPmp => "MASQUERADE --random-fully",
         };
         lines.extend([
             format!("{on} -t nat -A POSTROUTING -o {{n}}-{wan} -j {masquerade}"),
@@ -61,22 +64,25 @@ impl Router {
             format!("{on} -A FORWARD -i {{n}}-{wan} -m conntrack --ctstate DNAT -j ACCEPT"),
             format!("{on} -A FORWARD -i {{n}}-{wan} -m conntrack --ctstate NEW -j DROP"),
         ]);
-        if self == Router::SymmetricUpnp {
-            lines.extend(upnp_daemon(r, wan, lan, inside));
+        match self {
+            Router::SymmetricUpnp => lines.extend(port_mapper(r, wan, lan, inside, true)),
+            Router::SymmetricPmp => lines.extend(port_mapper(r, wan, lan, inside, false)),
+            _ => {}
         }
         lines
     }
 }
 
 /// The lines that start miniupnpd on router `r`, mapping ports of machines in `inside` on its
-/// `wan` side when asked on its `lan` side; its rules go in nftables chains of their own.
-fn upnp_daemon(r: &str, wan: &str, lan: &str, inside: &str) -> Vec<String> {
+/// `wan` side when asked on its `lan` side (by NAT-PMP, and by UPnP IGD if `upnp`); its rules
+/// go in nftables chains of their own.
+fn port_mapper(r: &str, wan: &str, lan: &str, inside: &str, upnp: bool) -> Vec<String> {
     let conf = format!("/tmp/{{n}}-{r}-miniupnpd.conf");
     let settings = [
         format!("ext_ifname={{n}}-{wan}"),
         format!("listening_ip={{n}}-{lan}"),
         "http_port=0".to_owned(),
-        "enable_upnp=yes".to_owned(),
+        format!("enable_upnp={}", if upnp { "yes" } else { "no" }),
         "enable_natpmp=yes".to_owned(),
         "secure_mode=yes".to_owned(),
         "system_uptime=yes".to_owned(),
@@ -119,7 +125,7 @@ fn upnp_daemon(r: &str, wan: &str, lan: &str, inside: &str) -> Vec<String> {
 impl Router {
     /// Installs what a router of this kind runs, if missing (Debian's packages).
     fn install(self) {
-        if self == Router::SymmetricUpnp {
+        if matches!(self, Router::SymmetricUpnp | Router::SymmetricPmp) {
             install_if_missing("nft", "nftables");
             install_if_missing("miniupnpd", "miniupnpd");
         }
@@ -279,7 +285,7 @@ fn file_size() -> usize {
 /// the tracker's relay when a symmetric NAT is on either side. Prints the table the README shows.
 #[test]
 fn every_pair_of_routers_fetches_by_the_path_it_allows() {
-    use Router::{Nat, Public, Symmetric, SymmetricUpnp};
+    use Router::{Nat, Public, Symmetric, SymmetricPmp, SymmetricUpnp};
     let size = file_size();
     let pairs = [
         (Public, Nat, Way::Straight, "direct"),
@@ -289,6 +295,7 @@ fn every_pair_of_routers_fetches_by_the_path_it_allows() {
         (Symmetric, Nat, Way::Relayed, "relayed"),
         (Symmetric, Symmetric, Way::Relayed, "relayed"),
         (SymmetricUpnp, Symmetric, Way::Straight, "direct"),
+        (SymmetricPmp, Symmetric, Way::Straight, "direct"),
     ];
     let mut table = vec![
         "| seeder behind | fetcher behind | path | bytes straight from A | through the tracker | paste to done | transfer | tracker CPU |"
