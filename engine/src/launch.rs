@@ -22,6 +22,9 @@ use crate::tracker_client::{Registration, TrackerAddr, Trackers};
 const JOIN_RETRY: Duration = Duration::from_secs(2);
 /// How long the first try may take before the person watching is told the tracker is silent.
 pub const SLOW_ANSWER: Duration = Duration::from_secs(2);
+/// Longest a seed behind a NAT waits for its router to map a port before printing its ticket
+/// (the search itself gives up sooner).
+const PORT_MAPPING_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Where a peer's tracker is.
 #[derive(Debug, Clone)]
@@ -102,6 +105,11 @@ impl Peer {
         };
         let node = Node::start(config).await?;
         let registration = join_patiently(&node, stop, &mut events).await?;
+        // Behind a NAT, the ticket printed next names a port the router maps, if it maps one.
+        if let Ok(session) = node.session() {
+            let settled = session.port_mapping_settled();
+            let _ = tokio::time::timeout(PORT_MAPPING_PATIENCE, settled).await;
+        }
         Ok(Peer {
             node,
             public_tracker,

@@ -54,6 +54,8 @@ struct Inner {
     /// Addresses this node learnt it is reachable at (a port its router maps), registered
     /// beside its own.
     learnt_addrs: Mutex<Vec<SocketAddr>>,
+    /// Fired once asking the router for a port ended (or was not needed).
+    mapping_settled: CancellationToken,
     /// Set once joined; cleared when leaving.
     registration: tokio::sync::Mutex<Option<Registration>>,
     /// Newly verified chunks not yet sent, by file.
@@ -87,6 +89,7 @@ impl Session {
                 advertise: reach.advertise,
                 port_mapping: reach.port_mapping,
                 learnt_addrs: Mutex::new(Vec::new()),
+                mapping_settled: CancellationToken::new(),
                 registration: tokio::sync::Mutex::new(None),
                 reports: Mutex::new(BTreeMap::new()),
                 joins: Mutex::new(BTreeMap::new()),
@@ -126,22 +129,26 @@ impl Session {
         self.inner.client.hang_up().await;
         if first {
             let own = crate::netutil::own_addrs(self.inner.client.local_addr());
-            if self.inner.advertise.is_none() && crate::traversal::behind_nat(registration.addr, &own) {
+            let behind_nat = self.inner.advertise.is_none() && crate::traversal::behind_nat(registration.addr, &own);
+            if behind_nat {
                 debug!(seen = %registration.addr, "behind a NAT: waiting at the tracker for peers that want to reach this one");
                 let (client, stop) = (self.inner.client.clone(), self.inner.shutdown.clone());
                 let ways_in = self.inner.ways_in.clone();
                 self.inner
                     .tasks
                     .spawn(crate::traversal::answer_introductions(client, ways_in, stop));
-                // Before the join returns, so that the ticket a seed prints names the port too.
-                if self.inner.port_mapping {
-                    if let Some(mapping) = self.map_port().await {
-                        let session = self.clone();
-                        self.inner
-                            .tasks
-                            .spawn(async move { session.keep_mapped(mapping).await });
+            }
+            if behind_nat && self.inner.port_mapping {
+                let session = self.clone();
+                self.inner.tasks.spawn(async move {
+                    let mapping = session.map_port().await;
+                    session.inner.mapping_settled.cancel();
+                    if let Some(mapping) = mapping {
+                        session.keep_mapped(mapping).await;
                     }
-                }
+                });
+            } else {
+                self.inner.mapping_settled.cancel();
             }
             let session = self.clone();
             let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
@@ -355,6 +362,12 @@ impl Session {
             }
         }
         mapping.remove().await;
+    }
+
+    /// Waits until asking the router for a port ended (at once if this node does not ask):
+    /// a seed waits for it before printing its ticket, which then names the port.
+    pub async fn port_mapping_settled(&self) {
+        self.inner.mapping_settled.cancelled().await
     }
 
     /// Addresses this node learnt it is reachable at (a port its router maps).
