@@ -7,8 +7,8 @@
 //! - [`session`]: the node's session with its tracker; [`tracker_client`],
 //!   [`known_trackers`]: talking to a tracker, and trackers met before; [`lan_discovery`]:
 //!   holders on the local network, found with no tracker; [`traversal`]: reaching holders
-//!   behind NATs (introductions, hole punching, relays); [`port_mapping`]: a port on the
-//!   router (UPnP IGD).
+//!   behind NATs (introductions, hole punching, relays); [`nat`]: this node behind a NAT
+//!   (waiting for introductions, paths remembered); [`port_mapping`]: a port on the router.
 //! - [`store`], [`server`], [`uploads`]: the files a node holds, the chunk server that hands
 //!   them out, and the fair share of its upload slots.
 //! - [`scheduler`], [`fetch`], [`chunk_io`], [`out_dir`]: which chunk from which peer next,
@@ -31,6 +31,7 @@ pub mod http;
 pub mod known_trackers;
 pub mod lan_discovery;
 pub mod launch;
+pub mod nat;
 pub mod netutil;
 pub mod node;
 pub mod out_dir;

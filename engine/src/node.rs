@@ -116,7 +116,7 @@ impl Node {
         let identity = Arc::new(Identity::load_or_create(dir)?);
         let transport = Transport::bind_with(identity, config.listen, config.access.clone())?;
         let store = Arc::new(Store::default());
-        let ways_in = Arc::new(crate::traversal::WaysIn::default());
+        let ways_in = Arc::new(crate::nat::WaysIn::default());
         let session = config.tracker.map(|addr| {
             let client = TrackerClient::new(transport.clone(), addr, Some(KnownTrackers::in_dir(dir)));
             let reach = crate::session::Reachability {

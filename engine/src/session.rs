@@ -65,9 +65,9 @@ struct Inner {
     /// When a request last found the tracker silent, unless it answered since.
     silent_since: Mutex<Option<std::time::Instant>>,
     /// How holders were reached lately (directly, through their NAT, through a relay).
-    paths: crate::traversal::Paths,
+    paths: crate::nat::Paths,
     /// Where peers introduced to this node come from.
-    ways_in: Arc<crate::traversal::WaysIn>,
+    ways_in: Arc<crate::nat::WaysIn>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -80,7 +80,7 @@ impl Session {
         client: Arc<TrackerClient>,
         store: Arc<Store>,
         reach: Reachability,
-        ways_in: Arc<crate::traversal::WaysIn>,
+        ways_in: Arc<crate::nat::WaysIn>,
     ) -> Session {
         Session {
             inner: Arc::new(Inner {
@@ -129,14 +129,14 @@ impl Session {
         self.inner.client.hang_up().await;
         if first {
             let own = crate::netutil::own_addrs(self.inner.client.local_addr());
-            let behind_nat = self.inner.advertise.is_none() && crate::traversal::behind_nat(registration.addr, &own);
+            let behind_nat = self.inner.advertise.is_none() && crate::nat::behind_nat(registration.addr, &own);
             if behind_nat {
                 debug!(seen = %registration.addr, "behind a NAT: waiting at the tracker for peers that want to reach this one");
                 let (client, stop) = (self.inner.client.clone(), self.inner.shutdown.clone());
                 let ways_in = self.inner.ways_in.clone();
                 self.inner
                     .tasks
-                    .spawn(crate::traversal::answer_introductions(client, ways_in, stop));
+                    .spawn(crate::nat::answer_introductions(client, ways_in, stop));
             }
             if behind_nat && self.inner.port_mapping {
                 let session = self.clone();
@@ -376,7 +376,7 @@ impl Session {
     }
 
     /// How holders were reached lately.
-    pub fn paths(&self) -> &crate::traversal::Paths {
+    pub fn paths(&self) -> &crate::nat::Paths {
         &self.inner.paths
     }
 

@@ -11,7 +11,7 @@ use swarm_proto::{FileId, PeerId};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::traversal::WaysIn;
+use crate::nat::WaysIn;
 
 /// A peer that asked for nothing of a file this long is done with it, as far as the log goes.
 pub const QUIET: Duration = Duration::from_secs(10);

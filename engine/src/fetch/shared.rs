@@ -68,7 +68,7 @@ pub struct Swarm {
     /// Bytes of verified chunks per peer.
     pub received: HashMap<PeerId, u64>,
     /// How each peer reached is connected (direct, punched, relayed).
-    pub paths: HashMap<PeerId, crate::traversal::Path>,
+    pub paths: HashMap<PeerId, crate::nat::Path>,
     /// Peers banned for bad data.
     pub banned: Vec<PeerId>,
     /// Chunks verified since the coordinator last looked.
