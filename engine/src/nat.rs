@@ -17,7 +17,7 @@ use crate::tracker_client::TrackerClient;
 
 /// When punch (or relay bind) datagrams leave, from the introduction on: one may be lost, and
 /// the other side's first handshake packet may be on its way a moment later.
-pub(crate) const PUNCH_AT_MS: [u64; 4] = [0, 50, 200, 600];
+const PUNCH_AT_MS: [u64; 4] = [0, 50, 200, 600];
 
 /// How a connection to a holder runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -169,12 +169,21 @@ pub async fn answer_introductions(
 /// Sends the datagrams that open this node's NAT to the peer introduced (and bind it to the
 /// relay session, if any).
 async fn punch(transport: Transport, introduction: Introduction) {
+    let mut datagrams = vec![(introduction.addr, PUNCH.to_vec())];
+    if let Some(pass) = &introduction.relay {
+        datagrams.push((pass.addr, bind_datagram(&pass.token).to_vec()));
+    }
+    send_a_few_times(transport, datagrams).await;
+}
+
+/// Sends each datagram to its address a few times, at [`PUNCH_AT_MS`] from now: one may be
+/// lost, and what it is meant to open may be needed a moment later.
+pub(crate) async fn send_a_few_times(transport: Transport, datagrams: Vec<(SocketAddr, Vec<u8>)>) {
     let started = tokio::time::Instant::now();
     for at in PUNCH_AT_MS {
         tokio::time::sleep_until(started + Duration::from_millis(at)).await;
-        let _ = transport.send_datagram(introduction.addr, &PUNCH);
-        if let Some(pass) = &introduction.relay {
-            let _ = transport.send_datagram(pass.addr, &bind_datagram(&pass.token));
+        for (to, datagram) in &datagrams {
+            let _ = transport.send_datagram(*to, datagram);
         }
     }
 }

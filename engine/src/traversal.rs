@@ -15,7 +15,6 @@ use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::nat::Path;
-use crate::nat::PUNCH_AT_MS;
 use crate::session::Session;
 
 /// How long direct dialling has alone before the tracker is asked for an introduction: longer
@@ -64,55 +63,51 @@ impl fmt::Display for Unreached {
 /// [`RELAY_AFTER`]. The first handshake that proves the holder's id wins.
 pub async fn reach(
     transport: &Transport,
-    session: Option<&Session>,
+    session: &Session,
     peer: PeerId,
     addrs: &[SocketAddr],
 ) -> Result<Reached, Unreached> {
+    // A holder reached through its NAT or a relay lately is likely to be so again.
+    let (introduce_after, relay_after) = match session.paths().get(&peer) {
+        Some(Path::Punched) => (Duration::ZERO, RELAY_AFTER),
+        Some(Path::Relayed) => (INTRODUCE_AFTER, Duration::ZERO),
+        Some(Path::Direct) | None => (INTRODUCE_AFTER, RELAY_AFTER),
+    };
+    let mut unfinished = Unfinished {
+        session: session.clone(),
+        peer,
+        started: std::time::Instant::now(),
+        introduce_after,
+        armed: true,
+    };
     let mut ways: JoinSet<Way> = JoinSet::new();
-    let mut guard = None;
-    {
-        let (transport, addrs) = (transport.clone(), addrs.to_vec());
-        ways.spawn(async move {
-            match dial::connect_first(&transport, &addrs, peer).await {
-                Ok(dialled) => {
-                    if !dialled.failed.is_empty() {
-                        debug!("reached at {} after: {}", dialled.addr, DialError(dialled.failed));
-                    }
-                    Way::Reached(Reached {
-                        connection: dialled.connection,
-                        addr: dialled.addr,
-                        path: Path::Direct,
-                    })
+    let (dialler, asker) = (transport.clone(), session.clone());
+    let direct = addrs.to_vec();
+    ways.spawn(async move {
+        match dial::connect_first(&dialler, &direct, peer).await {
+            Ok(dialled) => {
+                if !dialled.failed.is_empty() {
+                    debug!("reached at {} after: {}", dialled.addr, DialError(dialled.failed));
                 }
-                Err(e) => Way::DirectFailed(e),
+                Way::Reached(Reached {
+                    connection: dialled.connection,
+                    addr: dialled.addr,
+                    path: Path::Direct,
+                })
             }
-        });
-    }
-    if let Some(session) = session {
-        // A holder reached through its NAT or a relay lately is likely to be so again.
-        let (introduce_after, relay_after) = match session.paths().get(&peer) {
-            Some(Path::Punched) => (Duration::ZERO, RELAY_AFTER),
-            Some(Path::Relayed) => (INTRODUCE_AFTER, Duration::ZERO),
-            Some(Path::Direct) | None => (INTRODUCE_AFTER, RELAY_AFTER),
-        };
-        guard = Some(Unfinished {
-            session: session.clone(),
-            peer,
-            started: std::time::Instant::now(),
-            introduce_after,
-            armed: true,
-        });
-        let (dialler, asker) = (transport.clone(), session.clone());
-        ways.spawn(async move {
-            tokio::time::sleep(introduce_after).await;
-            Way::or_failed(Path::Punched, punched(&dialler, &asker, peer).await)
-        });
-        let (transport, session) = (transport.clone(), session.clone());
-        ways.spawn(async move {
-            tokio::time::sleep(relay_after).await;
-            Way::or_failed(Path::Relayed, relayed(&transport, &session, peer).await)
-        });
-    }
+            Err(e) => Way::DirectFailed(e),
+        }
+    });
+    let dialler = transport.clone();
+    ways.spawn(async move {
+        tokio::time::sleep(introduce_after).await;
+        Way::or_failed(Path::Punched, punched(&dialler, &asker, peer).await)
+    });
+    let (dialler, asker) = (transport.clone(), session.clone());
+    ways.spawn(async move {
+        tokio::time::sleep(relay_after).await;
+        Way::or_failed(Path::Relayed, relayed(&dialler, &asker, peer).await)
+    });
     let mut unreached = Unreached {
         direct: DialError(Vec::new()),
         punched: None,
@@ -123,16 +118,13 @@ pub async fn reach(
         let Ok(way) = done else { continue };
         match way {
             Way::Reached(reached) => {
-                if let Some(unfinished) = &mut guard {
-                    unfinished.armed = false;
-                    let news = unfinished.session.paths().taken(peer, reached.path);
-                    // Said once per holder, not for every file of a folder.
-                    if news && reached.path != Path::Direct {
-                        info!(peer = %peer.short(), via = %reached.addr, "holder reached {}", match reached.path {
-                            Path::Relayed => "through the tracker's relay (no direct path through the NATs between us)",
-                            _ => "through its NAT (the tracker introduced us)",
-                        });
-                    }
+                unfinished.armed = false;
+                // Said once per holder, not for every file of a folder.
+                if session.paths().taken(peer, reached.path) && reached.path != Path::Direct {
+                    info!(peer = %peer.short(), via = %reached.addr, "holder reached {}", match reached.path {
+                        Path::Relayed => "through the tracker's relay (no direct path through the NATs between us)",
+                        _ => "through its NAT (the tracker introduced us)",
+                    });
                 }
                 return Ok(reached);
             }
@@ -155,9 +147,7 @@ pub async fn reach(
         }
     }
     // Every way ended: nothing learnt about which is likely next time.
-    if let Some(unfinished) = &mut guard {
-        unfinished.armed = false;
-    }
+    unfinished.armed = false;
     Err(unreached)
 }
 
@@ -236,16 +226,10 @@ async fn relayed(transport: &Transport, session: &Session, peer: PeerId) -> Resu
     // Bound before the handshake's first packet leaves: the relay drops what comes from a side
     // it does not know yet. Sent again a few times after, in case it was lost.
     let _ = transport.send_datagram(pass.addr, &bind);
-    {
-        let transport = transport.clone();
-        tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
-            for at in PUNCH_AT_MS {
-                tokio::time::sleep_until(started + Duration::from_millis(at)).await;
-                let _ = transport.send_datagram(pass.addr, &bind);
-            }
-        });
-    }
+    tokio::spawn(crate::nat::send_a_few_times(
+        transport.clone(),
+        vec![(pass.addr, bind.to_vec())],
+    ));
     let (connection, _) = transport
         .connect(pass.addr, Some(peer))
         .await

@@ -185,6 +185,19 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// Peer 2 (seen at 198.51.100.2:9000) asks `introducer` to introduce it to peer 1
+    /// (registered at 198.51.100.1:7000), with a relay if `relay`.
+    fn asks_for_peer_1(introducer: &Introducer, relay: bool) -> TrackerResponse {
+        introducer.introduce(
+            peer(2),
+            addr("198.51.100.2:9000"),
+            None,
+            peer(1),
+            addr("198.51.100.1:7000"),
+            relay,
+        )
+    }
+
     #[tokio::test]
     async fn a_waiting_peer_is_told_at_once_and_the_asker_where_it_is() {
         let introducer = Arc::new(Introducer::new(None, CancellationToken::new()));
@@ -194,14 +207,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
-        let answer = introducer.introduce(
-            peer(2),
-            addr("198.51.100.2:9000"),
-            None,
-            peer(1),
-            addr("198.51.100.1:7000"),
-            true,
-        );
+        let answer = asks_for_peer_1(&introducer, true);
         assert_eq!(
             answer,
             TrackerResponse::Introduced {
@@ -227,14 +233,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_never_waited_cannot_be_introduced_to() {
         let introducer = Introducer::new(None, CancellationToken::new());
-        let answer = introducer.introduce(
-            peer(2),
-            addr("198.51.100.2:9000"),
-            None,
-            peer(1),
-            addr("198.51.100.1:7000"),
-            false,
-        );
+        let answer = asks_for_peer_1(&introducer, false);
         assert!(matches!(
             answer,
             TrackerResponse::Error {
@@ -251,14 +250,7 @@ mod tests {
         // A wait that ended (the tracker closing ends it at once) leaves the peer waiting.
         let ended = Introducer::new(None, closing);
         assert_eq!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(vec![]));
-        let mailbox_kept = ended.introduce(
-            peer(2),
-            addr("198.51.100.2:9000"),
-            None,
-            peer(1),
-            addr("198.51.100.1:7000"),
-            false,
-        );
+        let mailbox_kept = asks_for_peer_1(&ended, false);
         assert!(matches!(mailbox_kept, TrackerResponse::Introduced { .. }));
         assert!(matches!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(list) if list.len() == 1));
     }

@@ -297,7 +297,7 @@ async fn ask(
     holder: Holder,
 ) -> (Holder, std::result::Result<Manifest, String>) {
     let exchange = async {
-        let connection = traversal::reach(&transport, Some(&session), holder.peer, &holder.addrs())
+        let connection = traversal::reach(&transport, &session, holder.peer, &holder.addrs())
             .await
             .map_err(|e| e.to_string())?
             .connection;

@@ -41,10 +41,9 @@ pub async fn worker(
     stop: CancellationToken,
     news: Arc<Notify>,
 ) {
-    let session = Some(&shared.env.session);
     let connected = tokio::select! {
         _ = stop.cancelled() => None,
-        c = traversal::reach(&shared.env.transport, session, peer, &addrs) => match c {
+        c = traversal::reach(&shared.env.transport, &shared.env.session, peer, &addrs) => match c {
             Ok(reached) => {
                 shared.lock().paths.insert(peer, reached.path);
                 Some(reached.connection)
