@@ -93,7 +93,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a tracker: the catalogue of files and of who holds which chunks.
     #[command(after_help = "Examples:
-  swarm tracker                                  listen on 0.0.0.0:7070, state in ~/.local/share/swarm/tracker
+  swarm tracker                                  listen on [::]:7070 (IPv6 and IPv4), state in ~/.local/share/swarm/tracker
   swarm tracker --http 127.0.0.1:8080            with its web view and JSON API
   swarm tracker --store redis://10.0.0.5:6379/0  one of several trackers sharing a Redis store")]
     Tracker(TrackerArgs),
@@ -254,7 +254,7 @@ pub struct NodeArgs {
     #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// Address of this node's QUIC endpoint.
-    #[arg(long, env = "SWARM_LISTEN", default_value = "0.0.0.0:0")]
+    #[arg(long, env = "SWARM_LISTEN", default_value = "[::]:0")]
     pub listen: SocketAddr,
     /// Address other peers should use to reach this node (default: as the tracker sees it).
     #[arg(long, env = "SWARM_ADVERTISE")]
@@ -282,7 +282,7 @@ pub struct TrackerArgs {
     #[arg(long, env = "SWARM_STATE")]
     pub state: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long, env = "SWARM_LISTEN", default_value = "0.0.0.0:7070")]
+    #[arg(long, env = "SWARM_LISTEN", default_value = "[::]:7070")]
     pub listen: SocketAddr,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (requests by kind with latencies,
     /// live peers, catalogue size, budget use, spot checks). A lone PORT means
@@ -374,7 +374,7 @@ pub struct PeerArgs {
     #[arg(long, env = "SWARM_CHUNK_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub chunk_size: u64,
     /// Where the in-process tracker listens (only without --tracker).
-    #[arg(long, env = "SWARM_TRACKER_LISTEN", default_value = "0.0.0.0:7070")]
+    #[arg(long, env = "SWARM_TRACKER_LISTEN", default_value = "[::]:7070")]
     pub tracker_listen: SocketAddr,
     #[command(flatten)]
     pub node: NodeArgs,

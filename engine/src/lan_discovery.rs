@@ -3,19 +3,21 @@
 //! tracker is slow or gone asks the link.
 //!
 //! Sockets are set up with `socket2`: several nodes of one machine share the port, and a
-//! query goes out of each interface in turn.
+//! query goes out of each interface in turn, over IPv4 and IPv6 alike.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
 use socket2::{Domain, Protocol, Socket, Type};
 use swarm_proto::access::Access;
-use swarm_proto::lan::{tag_of, LanMessage, GROUP, MAX_MESSAGE, PORT};
+use swarm_proto::lan::{tag_of, LanMessage, GROUP, GROUP_V6, MAX_MESSAGE, PORT};
 use swarm_proto::protocol::Holder;
+use swarm_proto::transport;
 use swarm_proto::{FileId, PeerId};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -46,25 +48,25 @@ impl LanDiscovery {
     }
 
     /// Answers the link's queries for the files in `store` with this node's QUIC `port`,
-    /// until `shutdown`. Fails if the discovery port cannot be opened.
+    /// until `shutdown`. Fails if the discovery port cannot be opened for either family.
     pub fn serve(&self, store: Arc<Store>, port: u16, shutdown: CancellationToken) -> std::io::Result<()> {
-        let socket = listening_socket()?;
+        let sockets = listening_sockets()?;
         let this = self.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = this.answer(&socket, &store, port) => {}
+                _ = this.answer(&sockets, &store, port) => {}
             }
         });
         Ok(())
     }
 
-    async fn answer(&self, socket: &UdpSocket, store: &Store, port: u16) {
+    async fn answer(&self, sockets: &[UdpSocket], store: &Store, port: u16) {
         let mut buffer = [0u8; MAX_MESSAGE + 1];
         let pace = RateLimiter::direct(Quota::per_second(ANSWERS_PER_SECOND));
         let mut tags = Tags::new(self.access.clone());
         loop {
-            let (len, from) = match socket.recv_from(&mut buffer).await {
+            let (socket, len, from) = match receive_on_any(sockets, &mut buffer).await {
                 Ok(received) => received,
                 Err(e) => {
                     debug!("local queries: {e}");
@@ -105,10 +107,7 @@ impl LanDiscovery {
     }
 
     async fn ask(&self, file: FileId, wait: Duration) -> std::io::Result<Vec<Holder>> {
-        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)).into())?;
-        socket.set_nonblocking(true)?;
-        let socket = UdpSocket::from_std(socket.into())?;
+        let sockets = asking_sockets()?;
         let nonce = rand::random::<u64>();
         let query = LanMessage::Query {
             tag: tag_of(&file, &self.access),
@@ -123,16 +122,18 @@ impl LanDiscovery {
         let mut buffer = [0u8; MAX_MESSAGE + 1];
         loop {
             let until = next_send.map_or(deadline, |at| at.min(deadline));
-            let received = match tokio::time::timeout_at(until, socket.recv_from(&mut buffer)).await {
+            let received = match tokio::time::timeout_at(until, receive_on_any(&sockets, &mut buffer)).await {
                 Ok(received) => received,
                 Err(_) if until == deadline => break,
                 Err(_) => {
-                    send_everywhere(&socket, &query);
+                    for socket in &sockets {
+                        send_everywhere(socket, &query);
+                    }
                     next_send = sends.next();
                     continue;
                 }
             };
-            let Ok((len, from)) = received else {
+            let Ok((_, len, from)) = received else {
                 break;
             };
             let Some(LanMessage::Here {
@@ -146,9 +147,13 @@ impl LanDiscovery {
             if quoted != nonce || peer == self.own || holders.iter().any(|h| h.peer == peer) {
                 continue;
             }
+            // The answer's address with the holder's port (an IPv6 link-local one keeps its
+            // interface, which it cannot be dialled without).
+            let mut addr = from;
+            addr.set_port(port);
             holders.push(Holder {
                 peer,
-                addr: SocketAddr::new(from.ip(), port),
+                addr: transport::canonical(addr),
                 other_addrs: Vec::new(),
                 complete: false,
             });
@@ -198,36 +203,153 @@ impl Tags {
     }
 }
 
-/// Sends `query` to the group out of each interface in turn (the routing table would pick one
-/// at most).
+/// Waits for a datagram on any of `sockets`; returns the socket it came on, its length and
+/// its sender.
+async fn receive_on_any<'a>(
+    sockets: &'a [UdpSocket],
+    buffer: &mut [u8],
+) -> std::io::Result<(&'a UdpSocket, usize, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for socket in sockets {
+            let mut read = tokio::io::ReadBuf::new(&mut *buffer);
+            if let Poll::Ready(received) = socket.poll_recv_from(cx, &mut read) {
+                return Poll::Ready(received.map(|from| (socket, read.filled().len(), from)));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Sends `query` to its family's group out of each interface of that family in turn (the
+/// routing table would pick one at most).
 fn send_everywhere(socket: &UdpSocket, query: &[u8]) {
-    let group = SocketAddr::from((GROUP, PORT));
-    for interface in interfaces() {
-        let sent = socket2::SockRef::from(socket)
-            .set_multicast_if_v4(&interface)
-            .and_then(|()| socket.try_send_to(query, group));
+    let on = socket2::SockRef::from(socket);
+    let sent: Vec<(String, std::io::Result<()>)> = match socket.local_addr() {
+        Ok(SocketAddr::V6(_)) => v6_interfaces()
+            .into_iter()
+            .map(|index| {
+                let sent = on
+                    .set_multicast_if_v6(index)
+                    .and_then(|()| socket.try_send_to(query, SocketAddr::from((GROUP_V6, PORT))));
+                (format!("interface {index}"), sent.map(drop))
+            })
+            .collect(),
+        _ => v4_interfaces()
+            .into_iter()
+            .map(|interface| {
+                let sent = on
+                    .set_multicast_if_v4(&interface)
+                    .and_then(|()| socket.try_send_to(query, SocketAddr::from((GROUP, PORT))));
+                (interface.to_string(), sent.map(drop))
+            })
+            .collect(),
+    };
+    for (interface, sent) in sent {
         if let Err(e) = sent {
             debug!("could not send a local query out of {interface}: {e}");
         }
     }
 }
 
-/// A socket on the discovery port, shared with the other nodes of this machine, in the group
-/// on every IPv4 interface.
-fn listening_socket() -> std::io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).into())?;
-    let mut joined = 0;
-    for interface in interfaces() {
-        match socket.join_multicast_v4(&GROUP, &interface) {
-            Ok(()) => joined += 1,
-            Err(e) => debug!("could not listen for local queries on {interface}: {e}"),
+/// A socket of each family this machine has, on any port, to ask from.
+fn asking_sockets() -> std::io::Result<Vec<UdpSocket>> {
+    let mut sockets = Vec::new();
+    let mut failed = None;
+    for (domain, any) in [
+        (Domain::IPV4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        (Domain::IPV6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    ] {
+        let opened = (|| {
+            let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+            if domain == Domain::IPV6 {
+                socket.set_only_v6(true)?;
+            }
+            socket.bind(&SocketAddr::new(any, 0).into())?;
+            socket.set_nonblocking(true)?;
+            UdpSocket::from_std(socket.into())
+        })();
+        match opened {
+            Ok(socket) => sockets.push(socket),
+            Err(e) => failed = Some(e),
         }
     }
+    match failed {
+        Some(e) if sockets.is_empty() => Err(e),
+        _ => Ok(sockets),
+    }
+}
+
+/// Sockets on the discovery port, shared with the other nodes of this machine: one in the
+/// IPv4 group on every IPv4 interface, one in the IPv6 group on every IPv6 interface; either
+/// may be missing (a machine without IPv6), not both.
+fn listening_sockets() -> std::io::Result<Vec<UdpSocket>> {
+    let mut sockets = Vec::new();
+    let mut failed = Vec::new();
+    for opened in [listening_socket_v4(), listening_socket_v6()] {
+        match opened {
+            Ok(socket) => sockets.push(socket),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if sockets.is_empty() {
+        return Err(std::io::Error::other(failed.join("; ")));
+    }
+    for e in failed {
+        debug!("local queries of one family will go unanswered: {e}");
+    }
+    Ok(sockets)
+}
+
+fn listening_socket_v4() -> std::io::Result<UdpSocket> {
+    let socket = shared_port_socket(Domain::IPV4, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    let joined = v4_interfaces()
+        .into_iter()
+        .filter(|interface| match socket.join_multicast_v4(&GROUP, interface) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!("could not listen for local queries on {interface}: {e}");
+                false
+            }
+        })
+        .count();
+    in_use(socket, joined, "IPv4")
+}
+
+fn listening_socket_v6() -> std::io::Result<UdpSocket> {
+    let socket = shared_port_socket(Domain::IPV6, IpAddr::V6(Ipv6Addr::UNSPECIFIED))?;
+    let joined = v6_interfaces()
+        .into_iter()
+        .filter(|&index| match socket.join_multicast_v6(&GROUP_V6, index) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!("could not listen for local queries on interface {index}: {e}");
+                false
+            }
+        })
+        .count();
+    in_use(socket, joined, "IPv6")
+}
+
+/// A socket of `domain` bound to the discovery port on `any`, the port shared with the other
+/// nodes of this machine.
+fn shared_port_socket(domain: Domain, any: IpAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if domain == Domain::IPV6 {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddr::new(any, PORT).into())?;
+    Ok(socket)
+}
+
+/// `socket` ready for tokio, if it joined its group on at least one interface.
+fn in_use(socket: Socket, joined: usize, family: &str) -> std::io::Result<UdpSocket> {
     if joined == 0 {
-        return Err(std::io::Error::other("no interface to listen for local queries on"));
+        return Err(std::io::Error::other(format!(
+            "no {family} interface to listen for local queries on"
+        )));
     }
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket.into())
@@ -235,7 +357,7 @@ fn listening_socket() -> std::io::Result<UdpSocket> {
 
 /// This machine's IPv4 addresses that a link may carry multicast on (loopback included, for
 /// nodes of this machine).
-fn interfaces() -> Vec<Ipv4Addr> {
+fn v4_interfaces() -> Vec<Ipv4Addr> {
     let mut found: Vec<Ipv4Addr> = if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()
@@ -244,6 +366,20 @@ fn interfaces() -> Vec<Ipv4Addr> {
             _ => None,
         })
         .collect();
+    found.dedup();
+    found
+}
+
+/// The indexes of this machine's interfaces that have an IPv6 address (a link-local one is
+/// enough: the group is link-local too).
+fn v6_interfaces() -> Vec<u32> {
+    let mut found: Vec<u32> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.ip().is_ipv6())
+        .filter_map(|i| i.index)
+        .collect();
+    found.sort_unstable();
     found.dedup();
     found
 }

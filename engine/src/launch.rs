@@ -218,7 +218,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// is (a fixed port only: the default 7070, or one asked for): a second `swarm seed` or
 /// `swarm sync` then joins it, so that nodes on one machine form one swarm.
 async fn running_tracker(listen: SocketAddr, access: &swarm_proto::access::Access) -> Option<swarm_proto::PeerId> {
-    if listen.port() == 0 || std::net::UdpSocket::bind(listen).is_ok() {
+    if listen.port() == 0 || swarm_proto::transport::bind_udp(listen).is_ok() {
         return None;
     }
     let identity = std::sync::Arc::new(swarm_proto::Identity::generate().ok()?);

@@ -71,7 +71,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             state_dir: PathBuf::from(".swarm"),
-            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
             tracker: None,
             advertise: None,
             max_upload_rate: None,

@@ -290,8 +290,16 @@ impl TrackerClient {
         let target = tokio::net::lookup_host(&addr.host_port)
             .await
             .map_err(|e| self.error_at(index, format!("cannot resolve: {e}")))?
-            .find(|a| a.is_ipv4() == self.transport.local_addr().is_ipv4())
-            .ok_or_else(|| self.error_at(index, "no address of a usable family"))?;
+            .map(swarm_proto::transport::canonical)
+            // The resolver's order (RFC 6724: IPv6 first only where this machine has a route of
+            // that kind); a socket on `[::]` reaches both families, one on `0.0.0.0` only IPv4.
+            .find(|a| a.is_ipv4() || self.transport.local_addr().is_ipv6())
+            .ok_or_else(|| {
+                self.error_at(
+                    index,
+                    "it has only IPv6 addresses and this node listens on IPv4 only (see --listen)",
+                )
+            })?;
         let remembered = match (&addr.id, &self.known) {
             (Some(_), _) | (None, None) => None,
             (None, Some(known)) => known.get(&addr.host_port)?,

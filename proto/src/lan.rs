@@ -1,7 +1,7 @@
 //! Finding holders on the local network, with no tracker: the messages.
 //!
 //! A fetcher multicasts a [`LanMessage::Query`] to [`GROUP`]:[`PORT`] out of each of its IPv4
-//! interfaces; the nodes of the link that hold the file answer [`LanMessage::Here`] to the
+//! interfaces and to [`GROUP_V6`]:[`PORT`] out of each of its IPv6 ones; the nodes of the link that hold the file answer [`LanMessage::Here`] to the
 //! query's source address, with their id and QUIC port, and the fetcher dials them as it
 //! dials holders a tracker names (their ids proved in the handshake). Like mDNS, nodes speak
 //! only when asked: nothing is sent while nobody fetches.
@@ -10,7 +10,7 @@
 //! swarm's key, so that an outsider on the link learns neither which files are asked for nor
 //! which nodes hold them (it sees that some node answered some query).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,9 @@ use crate::ids::{FileId, PeerId};
 /// The multicast group queries go to: administratively scoped (RFC 2365), so routers keep it
 /// within the site.
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 70, 71);
+/// The IPv6 group queries go to: link-local scope (`ff02::`, RFC 4291), so they never leave
+/// the link; the low bits spell "swarm".
+pub const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0x73, 0x7761, 0x726d);
 /// The UDP port nodes listen on for queries (beside the tracker's 7070).
 pub const PORT: u16 = 7071;
 /// Largest message: anything longer is not a swarm message.

@@ -263,7 +263,9 @@ impl Transport {
     /// Sends one bare UDP datagram to `to` from the endpoint's own socket (see
     /// [`crate::traversal`]). Best effort, like all UDP: a full send buffer is not waited for.
     pub fn send_datagram(&self, to: SocketAddr, datagram: &[u8]) -> std::io::Result<()> {
-        self.socket.send_to(datagram, to).map(|_| ())
+        self.socket
+            .send_to(datagram, addressed_for(self.local_addr(), to))
+            .map(|_| ())
     }
 
     /// This node's id.
@@ -378,11 +380,64 @@ const CLOSE_GRACE: Duration = Duration::from_millis(250);
 const SOCKET_BUFFER: usize = 8 << 20;
 
 /// A UDP socket bound to `addr` with the buffers a node's endpoint gets (see
-/// [`SOCKET_BUFFER`]); public so that benchmarks of bare QUIC set up theirs alike.
+/// [`SOCKET_BUFFER`]); public so that benchmarks of bare QUIC set up theirs alike. `[::]`
+/// takes both families (whatever the system's `bindv6only`); on a machine without IPv6 it
+/// falls back to `0.0.0.0` on the same port.
 pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let socket = std::net::UdpSocket::bind(addr)?;
+    let socket = match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => match bind_dual_stack(addr) {
+            Err(e) if ipv6_missing(&e) => {
+                tracing::debug!("no IPv6 here ({e}): listening on IPv4 only");
+                std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, v6.port()))?
+            }
+            bound => bound?,
+        },
+        _ => std::net::UdpSocket::bind(addr)?,
+    };
     widen_socket_buffers(&socket);
     Ok(socket)
+}
+
+/// An IPv6 socket on `addr` that takes IPv4 too (as `::ffff:a.b.c.d`).
+fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_only_v6(false)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Whether binding failed because this machine has no IPv6 (switched off in the kernel).
+fn ipv6_missing(error: &std::io::Error) -> bool {
+    let no_family = rustix::io::Errno::AFNOSUPPORT.raw_os_error();
+    let no_address = rustix::io::Errno::ADDRNOTAVAIL.raw_os_error();
+    matches!(error.raw_os_error(), Some(code) if code == no_family || code == no_address)
+}
+
+/// `addr` as one family sees it: an IPv4 peer of a dual-stack socket shows as
+/// `[::ffff:a.b.c.d]:port`, which is `a.b.c.d:port` everywhere else (records, limits, answers).
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        // Only a mapped address is rebuilt: a link-local one keeps its interface (scope id).
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// `to` as a socket bound to `local` can send to it: an IPv4 address mapped into IPv6 for a
+/// dual-stack socket, a mapped one taken back for an IPv4 socket.
+pub fn addressed_for(local: SocketAddr, to: SocketAddr) -> SocketAddr {
+    match (local, to) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        (SocketAddr::V4(_), SocketAddr::V6(_)) => canonical(to),
+        _ => to,
+    }
 }
 
 /// Raises the socket's receive and send buffers to [`SOCKET_BUFFER`]: within the system's
@@ -480,7 +535,7 @@ pub async fn send_frame<T: Serialize>(stream: &mut SendStream, message: &T) -> R
 pub struct IncomingStream {
     /// The id the remote node proved in the TLS handshake.
     pub peer: PeerId,
-    /// Where it connected from.
+    /// Where it connected from (an IPv4 address as IPv4, see [`canonical`]).
     pub remote: SocketAddr,
     /// Our sending half.
     pub send: SendStream,
@@ -488,6 +543,14 @@ pub struct IncomingStream {
     pub recv: RecvStream,
     /// The connection it belongs to.
     pub connection: Connection,
+}
+
+impl IncomingStream {
+    /// The address of ours the remote node reached (an IPv4 address as IPv4), if the system
+    /// tells.
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.connection.local_ip().map(|ip| ip.to_canonical())
+    }
 }
 
 /// Accepts connections on `transport` until `shutdown` fires and runs `handle` on every
@@ -508,7 +571,7 @@ where
                 None => return,
             },
         };
-        let Some(slot) = per_ip.admit(incoming.remote_address().ip()) else {
+        let Some(slot) = per_ip.admit(incoming.remote_address().ip().to_canonical()) else {
             debug!(addr = %incoming.remote_address(), "refused: {MAX_CONNECTIONS_PER_IP} connections from this address already");
             incoming.refuse();
             continue;
@@ -533,7 +596,7 @@ where
                 debug!(peer = %peer.short(), "refused: not of this swarm");
                 return;
             }
-            let remote = connection.remote_address();
+            let remote = canonical(connection.remote_address());
             live.insert(peer, &connection);
             let span = tracing::info_span!("peer", peer = %peer.short(), addr = %remote);
             let (forget, closing) = (live.clone(), connection.clone());
@@ -729,6 +792,21 @@ mod tests {
         }
         let full = identity::FULL_HANDSHAKES.load(Ordering::Relaxed) - before;
         assert_eq!(full, 1, "{full} full handshakes for 3 connections");
+    }
+
+    #[test]
+    fn addresses_are_told_in_the_family_their_socket_speaks() {
+        let v4: SocketAddr = "10.0.0.5:7070".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.0.0.5]:7070".parse().unwrap();
+        let link_local: SocketAddr = "[fe80::1%3]:7070".parse().unwrap();
+        assert_eq!(canonical(mapped), v4);
+        assert_eq!(canonical(v4), v4);
+        assert_eq!(canonical(link_local), link_local, "the interface is kept");
+        let any_v6: SocketAddr = "[::]:0".parse().unwrap();
+        let any_v4: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        assert_eq!(addressed_for(any_v6, v4), mapped);
+        assert_eq!(addressed_for(any_v4, mapped), v4);
+        assert_eq!(addressed_for(any_v6, link_local), link_local);
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl Relay {
             }
             *mine += 1;
         }
-        let opened = std::net::UdpSocket::bind(SocketAddr::new(self.bind, 0))
+        let opened = swarm_proto::transport::bind_udp(SocketAddr::new(self.bind, 0))
             .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
             .and_then(UdpSocket::from_std);
         let socket = match opened {

@@ -77,7 +77,7 @@ impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
             state_dir: PathBuf::from(".swarm-tracker"),
-            listen: SocketAddr::from(([0, 0, 0, 0], 7070)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 7070)),
             peer_timeout: Duration::from_secs(180),
             budgets: Budgets::default(),
             audits: Audits::default(),
@@ -345,7 +345,7 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
                 let kind = request_kind(&request);
                 let span = tracing::debug_span!("request", kind, peer = %stream.peer.short());
                 let started = Instant::now();
-                let tracker_ip = stream.connection.local_ip();
+                let tracker_ip = stream.local_ip();
                 let response = match request {
                     TrackerRequest::AwaitIntroductions => service.introducer.wait(stream.peer, tracker_ip).await,
                     TrackerRequest::Introduce { peer, relay } => {
@@ -369,7 +369,7 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
         }
     };
     let mut response = response;
-    crate::vantage::as_seen_by(&mut response, stream.remote, stream.connection.local_ip());
+    crate::vantage::as_seen_by(&mut response, stream.remote, stream.local_ip());
     transport::respond(&mut stream.send, &response).await?;
     let _ = stream.send.stopped().await;
     Ok(())

@@ -59,6 +59,18 @@ impl Lan {
         }
     }
 
+    /// [`Lan::one_link`] with IPv6 alone (unique local addresses, no IPv4 but loopback): `a`
+    /// at fd7e:77::1 and `b` at fd7e:77::2 on a bridge on `b`, and `t` at fd7e:77::3 on it.
+    fn ipv6_only(name: &str) -> Lan {
+        let no_dad = |m: &str| format!("ip netns exec {{n}}-{m} sysctl -q -w net.ipv6.conf.default.accept_dad=0");
+        let mut script: Vec<String> = ["a", "b", "t"].iter().map(|m| no_dad(m)).collect();
+        script.push(link("a", "ea", "fd7e:77::1/64", "b", "eb", ""));
+        script.extend(bridge("b", "br", "fd7e:77::2/64", &["eb"]));
+        script.push(link("t", "et", "fd7e:77::3/64", "b", "bt", ""));
+        script.push("ip -n {n}-b link set {n}-bt master {n}-br".to_owned());
+        Lan::build(name, &["a", "b", "t"], &script)
+    }
+
     /// Two subnets and a router `r` between them: `a` (10.82.1.2) and `t` (10.82.1.3) on a
     /// bridge on `r` (10.82.1.1), `b` (10.82.2.2) on a link to `r` (10.82.2.1); everyone's
     /// default route through `r`, which forwards.
@@ -361,11 +373,7 @@ fn a_holder_on_two_networks_is_reached_on_the_one_the_fetcher_shares() {
 /// A ticket whose tracker and seeder are both gone still fetches from a holder the ticket does
 /// not name, on the same LAN: B fetched with `--seed` and stays; T's machine then pastes the
 /// command A printed and finds B by asking the local network.
-#[test]
-fn a_ticket_fetches_from_a_holder_on_the_lan_when_its_tracker_and_seeder_are_gone() {
-    let Some(lan) = lan_if_root("swd", |n| Lan::one_link(n, true)) else {
-        return;
-    };
+fn fetch_from_a_holder_the_ticket_does_not_name(lan: &Lan) {
     let tmp = tempfile::tempdir().unwrap();
     let home = |name: &str| tmp.path().join(name);
     let film = content(2 << 20, 8);
@@ -373,6 +381,7 @@ fn a_ticket_fetches_from_a_holder_on_the_lan_when_its_tracker_and_seeder_are_gon
 
     let mut tracker = lan.start("t", &home("t"), "exec swarm tracker", &home("tracker.log"));
     let tracker_flag = printed_from(&tracker, "--tracker ");
+    println!("printed on T: {tracker_flag}");
     let seed = format!("exec swarm seed ./videos {tracker_flag}");
     let mut seeder = lan.start("a", &home("a"), &seed, &home("seed.log"));
     let printed = printed_from(&seeder, "swarm fetch ");
@@ -385,4 +394,34 @@ fn a_ticket_fetches_from_a_holder_on_the_lan_when_its_tracker_and_seeder_are_gon
 
     lan.run_ok("t", &home("c"), &printed, "fetched from B with A and T gone");
     assert_eq!(std::fs::read(home("c").join("videos/film.mkv")).unwrap(), film);
+}
+
+#[test]
+fn a_ticket_fetches_from_a_holder_on_the_lan_when_its_tracker_and_seeder_are_gone() {
+    let Some(lan) = lan_if_root("swd", |n| Lan::one_link(n, true)) else {
+        return;
+    };
+    fetch_from_a_holder_the_ticket_does_not_name(&lan);
+}
+
+/// The README's flow on a LAN of IPv6 alone: the seed's own tracker and its printed command,
+/// then a holder found by asking the link (the IPv6 group) with the tracker and seeder gone.
+#[test]
+fn the_printed_command_works_on_a_lan_of_ipv6_alone() {
+    let Some(lan) = lan_if_root("sw6", Lan::ipv6_only) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let film = content(2 << 20, 9);
+    write(home_a.join("videos/film.mkv"), &film);
+    let mut seeder = lan.start("a", &home_a, "exec swarm seed ./videos", &tmp.path().join("seed.log"));
+    let printed = printed_from(&seeder, "swarm fetch ");
+    println!("printed on A: {printed}");
+    lan.run_ok("b", &home_b, &printed, "B fetched over IPv6");
+    assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
+    seeder.child.kill().unwrap();
+    seeder.child.wait().unwrap();
+
+    fetch_from_a_holder_the_ticket_does_not_name(&lan);
 }
