@@ -16,14 +16,14 @@ local-demo size="1GiB" seeders="4":
     cargo run --release -p swarm-cli -- demo --size {{size}} --seeders {{seeders}}
 
 # The web view in headless Chromium (installed if missing; root), its screenshot saved as
-# docs/web-view.png for the README.
+# docs/web-view.png for docs/usage.md.
 screenshot:
     SWARM_SCREENSHOT={{justfile_directory()}}/docs/web-view.png cargo test -p swarm-cli --test end_to_end web_view::
 
-# The man page, docs/swarm.1, from the command-line definitions.
+# The man pages (swarm(1) and one per subcommand) into docs/man, from the command-line
+# definitions.
 man:
-    mkdir -p docs
-    cargo run -q -p swarm-cli -- man > docs/swarm.1
+    cargo run -q --release -p swarm-cli -- man docs/man
 
 # Coverage-guided fuzzing of every decoder (cargo fuzz on stable, installed if missing): each
 # target for TIME seconds from its corpus in fuzz/corpus/.
@@ -61,7 +61,7 @@ wan size_mib="512":
     bash benches/wan.sh {{size_mib}}
 
 # Every pair of routers (none, a home router's NAT, a symmetric NAT) between a seeder and a
-# fetcher on network namespaces, with a bigger file than CI's: prints the README's NAT table.
+# fetcher on network namespaces, with a bigger file than CI's: prints the NAT table of docs/networking.md.
 # Needs root.
 nat-matrix size_mb="64":
     SWARM_NAT_MB={{size_mb}} cargo test --release -p swarm-cli --test end_to_end nat:: -- --nocapture

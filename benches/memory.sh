@@ -2,7 +2,7 @@
 # Peak memory (resident set, VmHWM) of real swarm processes on loopback:
 #   1. a fetch of a SIZE_GIB file (default 4) from 1 seeder, then from 4 seeders;
 #   2. one seeder serving a 1 GiB file to 8 fetchers at once.
-# Prints figures; asserts nothing (the targets are in the README). Every copy is checked.
+# Prints figures; asserts nothing (the targets are in docs/performance.md). Every copy is checked.
 #
 # Usage: benches/memory.sh [SIZE_GIB]   (needs SIZE_GIB + 9 GiB of free disk in $TMPDIR)
 set -euo pipefail

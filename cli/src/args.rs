@@ -86,6 +86,15 @@ pub struct Cli {
     /// Print only results, warnings and errors (no progress display, notes or log lines).
     #[arg(short, long, global = true, env = "SWARM_QUIET")]
     pub quiet: bool,
+    /// Log what the node does on stderr: `-v` for its log lines (who was served, how holders
+    /// were reached), `-vv` for debugging, `-vvv` for everything. Without it, only warnings
+    /// (a tracker logs its requests anyway). `SWARM_LOG` or `RUST_LOG` (as `info,swarm_engine=debug`)
+    /// choose in detail.
+    #[arg(short, long, global = true, env = "SWARM_VERBOSE", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Also append the log, at least its info lines, to FILE (without colours).
+    #[arg(long, global = true, env = "SWARM_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -168,9 +177,15 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `swarm man > swarm.1` (`just man`).
-    #[command(hide = true)]
-    Man,
+    /// Write the man pages into DIR: swarm(1) and one per subcommand (swarm-fetch(1), …); with
+    /// no DIR, print swarm(1) (roff).
+    #[command(after_help = "Examples:
+  swarm man ~/.local/share/man/man1     then `man swarm-fetch`
+  swarm man | man -l -                  read the main page now")]
+    Man {
+        /// Where to write the pages (made if missing).
+        dir: Option<PathBuf>,
+    },
 }
 
 impl Command {

@@ -3,10 +3,11 @@
 
 mod args;
 mod commands;
+mod logging;
 mod output;
 mod shell;
 
-use std::io::IsTerminal;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -17,24 +18,11 @@ use args::{exit, Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.command.wants_json();
-    // The demo runs a whole swarm in one process: only its summary is of interest. quinn_udp
-    // warns of every datagram sent where no route leads; a holder's addresses are all dialled
-    // and some often lead nowhere from here, which the fetch says in its own words.
-    let default_filter = match cli.command {
-        _ if cli.quiet => "error",
-        // The shell keeps the terminal for its prompt: warnings and errors only.
-        Command::Demo(_) | Command::Shell(_) => "warn,quinn_udp=error",
-        _ => "info,quinn=warn,quinn_proto=warn,quinn_udp=error,sled=warn",
-    };
     output::set_quiet(cli.quiet);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| output::LogWriter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    if let Err(e) = logging::install(&cli) {
+        eprintln!("error: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -59,9 +47,10 @@ fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut Cli::command(), "swarm", &mut std::io::stdout());
                 Ok(())
             }
-            Command::Man => clap_mangen::Man::new(Cli::command())
+            Command::Man { dir: None } => clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
                 .map_err(Into::into),
+            Command::Man { dir: Some(dir) } => commands::man_pages(&dir),
         }
     });
     match result {
@@ -71,11 +60,12 @@ fn main() -> ExitCode {
             // the terminal (their line breaks are the engine's own and kept).
             let text = format!("{}{}", sentence(&e), hint(&e));
             let lines: Vec<_> = text.lines().map(swarm_proto::name::printable).collect();
-            eprintln!("error: {}", lines.join("\n"));
+            // Said even if nobody reads stderr any more; nothing to do about that.
+            let _ = writeln!(std::io::stderr(), "error: {}", lines.join("\n"));
             let code = exit_code(&e);
             if json {
                 let error = serde_json::json!({ "error": { "message": text, "exit_code": code } });
-                println!("{error}");
+                crate::out!("{error}");
             }
             ExitCode::from(code)
         }

@@ -1,7 +1,7 @@
 //! Printing: tables for people, JSON for scripts, progress bars on a terminal and plain log
 //! lines otherwise.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,13 +36,38 @@ macro_rules! note {
 /// See [`note!`].
 pub fn note_line(line: std::fmt::Arguments<'_>) {
     if !QUIET.load(Ordering::Relaxed) {
-        BARS.suspend(|| eprintln!("{line}"));
+        // A closed stderr is no reason to stop, nor to panic.
+        BARS.suspend(|| writeln!(std::io::stderr(), "{line}")).ok();
+    }
+}
+
+/// Prints a line of results on stdout. A reader that stopped reading (`swarm ls | head -n 1`)
+/// is not an error: what is left is not printed, and the command goes on (a seed keeps
+/// seeding).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::out_line(format_args!($($arg)*)) };
+}
+
+/// Set once stdout's reader has gone.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// See [`out!`].
+pub fn out_line(line: std::fmt::Arguments<'_>) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let written = BARS.suspend(|| writeln!(std::io::stdout().lock(), "{line}"));
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => STDOUT_GONE.store(true, Ordering::Relaxed),
+        Err(e) => warning(format_args!("cannot print the result: {e}")),
+        Ok(()) => {}
     }
 }
 
 /// Prints a warning on stderr, even with `--quiet`, above any progress bar.
 pub fn warning(line: std::fmt::Arguments<'_>) {
-    BARS.suspend(|| eprintln!("warning: {line}"));
+    BARS.suspend(|| writeln!(std::io::stderr(), "warning: {line}")).ok();
 }
 
 /// Where log lines go: stderr, above the progress bars (see [`BARS`]). tracing writes each
@@ -182,22 +207,26 @@ pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, 
             uploads,
             skipped,
         };
-        println!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
+        crate::out!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
         return;
     }
     match source {
-        Source::RunningNode(addr) => println!("node running at {addr} (state {})", state_dir.display()),
-        Source::SavedState => println!("no node running on {}; saved state:", state_dir.display()),
+        Source::RunningNode(addr) => crate::out!("node running at {addr} (state {})", state_dir.display()),
+        Source::SavedState => crate::out!("no node running on {}; saved state:", state_dir.display()),
     }
     if status.files.is_empty() {
-        println!("(no downloads and no seeded files)");
+        crate::out!("(no downloads and no seeded files)");
     } else {
-        println!(
+        crate::out!(
             "{:<11}  {:>6}  {:>15}  {:>10}  {:<16}  NAME",
-            "STATE", "DONE", "CHUNKS", "SIZE", "ID"
+            "STATE",
+            "DONE",
+            "CHUNKS",
+            "SIZE",
+            "ID"
         );
         for file in &status.files {
-            println!(
+            crate::out!(
                 "{:<11}  {:>5.1}%  {:>15}  {:>10}  {:<16}  {}",
                 state_word(file.state),
                 file.percent(),
@@ -209,25 +238,29 @@ pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, 
         }
     }
     if !status.skipped.is_empty() {
-        println!();
-        println!("SKIPPED (not shared)");
+        crate::out!("");
+        crate::out!("SKIPPED (not shared)");
         for skipped in &status.skipped {
-            println!("{}: {}", shown_path(&skipped.path), skipped.why);
+            crate::out!("{}: {}", shown_path(&skipped.path), skipped.why);
         }
     }
     if running {
-        println!();
+        crate::out!("");
         if status.uploads.is_empty() {
-            println!("(no peer fetched from this node in the last 10 s)");
+            crate::out!("(no peer fetched from this node in the last 10 s)");
             return;
         }
-        println!("UPLOADS (peers served in the last 10 s)");
-        println!(
+        crate::out!("UPLOADS (peers served in the last 10 s)");
+        crate::out!(
             "{:<16}  {:<21}  {:<8}  {:>10}  {:>11}  NAME",
-            "PEER", "ADDRESS", "PATH", "SENT", "RATE"
+            "PEER",
+            "ADDRESS",
+            "PATH",
+            "SENT",
+            "RATE"
         );
         for upload in &status.uploads {
-            println!(
+            crate::out!(
                 "{:<16}  {:<21}  {:<8}  {:>10}  {:>11}  {}",
                 upload.peer.short(),
                 upload.addr,
@@ -306,12 +339,12 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
                 serde_json::json!({ "event": "refused", "count": count, "why": why })
             }
         };
-        println!("{value}");
+        crate::out!("{value}");
         return;
     }
     match event {
-        SyncEvent::Scanned { files, hashed } => println!("shared  {hashed} new or changed file(s); {files} in all"),
-        SyncEvent::Fetched(report) => println!(
+        SyncEvent::Scanned { files, hashed } => crate::out!("shared  {hashed} new or changed file(s); {files} in all"),
+        SyncEvent::Fetched(report) => crate::out!(
             "fetched {}  {}  from {} peer(s) in {:.1}s",
             shown(&report.manifest.name),
             bytes(report.manifest.size),
@@ -319,28 +352,28 @@ pub fn sync_event(event: &SyncEvent, json: bool) {
             report.elapsed.as_secs_f64()
         ),
         SyncEvent::Conflict { name, kept_as } => {
-            println!(
+            crate::out!(
                 "conflict {}: a newer version exists elsewhere; the local one is kept as {}",
                 shown(name),
                 shown(kept_as)
             )
         }
-        SyncEvent::Failed { name, error } => println!(
+        SyncEvent::Failed { name, error } => crate::out!(
             "failed  {}: {} (will try again)",
             shown(name),
             shown(&error.to_string())
         ),
-        SyncEvent::Skipped(skipped) => println!("skipped {}: {}", shown_path(&skipped.path), skipped.why),
-        SyncEvent::Removed { name, kept_as } => println!(
+        SyncEvent::Skipped(skipped) => crate::out!("skipped {}: {}", shown_path(&skipped.path), skipped.why),
+        SyncEvent::Removed { name, kept_as } => crate::out!(
             "removed {}: deleted elsewhere; kept as {} for now",
             shown(name),
             shown(kept_as)
         ),
-        SyncEvent::Deleted { name } => println!(
+        SyncEvent::Deleted { name } => crate::out!(
             "deleted {}: deleted here, and so on every node of the share",
             shown(name)
         ),
-        SyncEvent::LocalOnly { name, deleted } => println!(
+        SyncEvent::LocalOnly { name, deleted } => crate::out!(
             "local   {}: {} here; this node has the read-only key, so the change stays here",
             shown(name),
             if *deleted { "deleted" } else { "changed" }
@@ -375,19 +408,23 @@ pub fn catalogue(entries: &[CatalogueEntry], json: bool) {
                 available_chunks: e.available,
             })
             .collect();
-        println!(
+        crate::out!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("plain data serializes")
         );
         return;
     }
     if entries.is_empty() {
-        println!("(no files)");
+        crate::out!("(no files)");
         return;
     }
-    println!(
+    crate::out!(
         "{:<16}  {:>10}  {:>8}  {:>7}  {:>9}  NAME",
-        "ID", "SIZE", "CHUNKS", "HOLDERS", "AVAILABLE"
+        "ID",
+        "SIZE",
+        "CHUNKS",
+        "HOLDERS",
+        "AVAILABLE"
     );
     for e in entries {
         let available = if e.chunk_count == 0 {
@@ -395,7 +432,7 @@ pub fn catalogue(entries: &[CatalogueEntry], json: bool) {
         } else {
             100.0 * f64::from(e.available) / f64::from(e.chunk_count)
         };
-        println!(
+        crate::out!(
             "{:<16}  {:>10}  {:>8}  {:>7}  {:>8.0}%  {}",
             &e.file.to_string()[..16],
             bytes(e.size),
@@ -435,7 +472,7 @@ pub fn seeded_json(
         })
         .collect();
     let value = serde_json::json!({ "collection": collection, "files": files });
-    println!(
+    crate::out!(
         "{}",
         serde_json::to_string_pretty(&value).expect("plain data serializes")
     );
@@ -453,15 +490,15 @@ pub fn collection(id: swarm_engine::FileId, collection: &Collection, chosen: &[C
             "name": collection.name,
             "files": files,
         });
-        println!(
+        crate::out!(
             "{}",
             serde_json::to_string_pretty(&value).expect("plain data serializes")
         );
         return;
     }
-    println!("{:<16}  {:>10}  {:>4}  PATH", "ID", "SIZE", "MODE");
+    crate::out!("{:<16}  {:>10}  {:>4}  PATH", "ID", "SIZE", "MODE");
     for e in chosen {
-        println!(
+        crate::out!(
             "{:<16}  {:>10}  {:>4o}  {}/{}",
             &e.file.to_string()[..16],
             bytes(e.size),
@@ -471,7 +508,7 @@ pub fn collection(id: swarm_engine::FileId, collection: &Collection, chosen: &[C
         );
     }
     let size: u64 = chosen.iter().map(|e| e.size).sum();
-    println!(
+    crate::out!(
         "{} of {} file(s), {} of {}",
         chosen.len(),
         collection.entries.len(),
@@ -535,13 +572,13 @@ pub fn holders(name: &str, chunk_count: u32, holders: &[Holding], json: bool) {
                 complete: h.chunks.is_complete(),
             })
             .collect();
-        println!(
+        crate::out!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("plain data serializes")
         );
         return;
     }
-    println!(
+    crate::out!(
         "{}: {} live holder(s), {chunk_count} chunks",
         shown(name),
         holders.len()
@@ -549,14 +586,14 @@ pub fn holders(name: &str, chunk_count: u32, holders: &[Holding], json: bool) {
     if holders.is_empty() {
         return;
     }
-    println!("{:<16}  {:<22}  {:>13}  HOLDS", "PEER", "ADDRESS", "CHUNKS");
+    crate::out!("{:<16}  {:<22}  {:>13}  HOLDS", "PEER", "ADDRESS", "CHUNKS");
     for h in holders {
         let pct = if chunk_count == 0 {
             100.0
         } else {
             100.0 * f64::from(h.chunks.count()) / f64::from(chunk_count)
         };
-        println!(
+        crate::out!(
             "{:<16}  {:<22}  {:>13}  {:.0}%",
             &h.peer.to_string()[..16],
             h.addr,
@@ -665,7 +702,7 @@ pub fn json_progress(name: &str, progress: Arc<Progress>) -> ProgressGuard {
                 "bytes_per_second": rate.round() as u64,
                 "peers": progress.peers(),
             });
-            println!("{line}");
+            crate::out!("{line}");
         }
     });
     ProgressGuard { stop, task: Some(task) }
@@ -677,9 +714,9 @@ fn print_json(mut value: serde_json::Value, as_event: bool) {
         if let Some(object) = value.as_object_mut() {
             object.insert("event".into(), "done".into());
         }
-        println!("{value}");
+        crate::out!("{value}");
     } else {
-        println!(
+        crate::out!(
             "{}",
             serde_json::to_string_pretty(&value).expect("plain data serializes")
         );

@@ -166,7 +166,7 @@ impl Auditor {
     /// The endpoint for one check: a fresh key, dialling from a port of the tracker's address
     /// kept for checks alone, so that the check looks like any fetcher's first request. A peer
     /// that knows the tracker's id or port cannot tell it apart; one that answers its address
-    /// differently still can (see the README). One socket serves every check: an endpoint
+    /// differently still can (see docs/usage.md). One socket serves every check: an endpoint
     /// each cost megabytes of buffers while it closed.
     fn incognito(&self) -> Result<Transport, String> {
         let identity = Arc::new(Identity::generate().map_err(|e| format!("cannot make a key for a check: {e}"))?);

@@ -87,7 +87,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path, stop: Arc<std::sync::atomic::Atom
     let report = fetcher.fetch(file.id, options).await;
     display.finish().await;
     let report = report?;
-    println!(
+    crate::out!(
         "fetched {} from {} seeder(s) in {:.2} s: {:.0} MB/s, every chunk and the whole file verified",
         output::bytes(report.manifest.size),
         report.received.len(),
@@ -96,7 +96,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path, stop: Arc<std::sync::atomic::Atom
     );
     for (i, node) in nodes.iter().enumerate() {
         let got = report.received.get(&node.id()).copied().unwrap_or(0);
-        println!("  seeder{i} {}: {}", node.id().short(), output::bytes(got));
+        crate::out!("  seeder{i} {}: {}", node.id().short(), output::bytes(got));
     }
     swarm.stop().await;
     Ok(())

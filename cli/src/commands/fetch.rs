@@ -16,7 +16,8 @@ use crate::args::FetchArgs;
 use crate::output;
 
 use super::setup::{
-    default_state, leave, node_config, remember_tracker, serve_http, serve_metrics, shutdown_signal, EXIT_GRACE,
+    default_state, leave, node_config, remember_tracker, serve_http, serve_metrics, shutdown_signal, telling_if_slow,
+    EXIT_GRACE,
 };
 
 /// `swarm fetch`
@@ -27,14 +28,16 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     let (wanted, trackers, holders) = fetch_target(&args)?;
     let shown_trackers = trackers.to_string();
     let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
-    remember_tracker(&args.node, node.state_dir(), &shown_trackers);
-    let id = match by_deadline(deadline, "asking the tracker for the file", node.resolve(&wanted)).await {
+    let resolve = telling_if_slow(&shown_trackers, node.resolve(&wanted));
+    let id = match by_deadline(deadline, "asking the tracker for the file", resolve).await {
         Ok(id) => id,
         Err(e) => {
             node.shutdown(Duration::ZERO).await;
             return Err(e.into());
         }
     };
+    // Only now: a tracker that never answered is not the one to ask next time.
+    remember_tracker(&args.node, node.state_dir(), &shown_trackers);
     if holders.is_empty() {
         let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
         if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
@@ -109,7 +112,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     match serve_http(&args.node, &node, &args.output, args.stream).await {
         Ok(Some(addr)) if args.stream => {
             use std::io::Write;
-            println!("http://{addr}/files/{id}");
+            crate::out!("http://{addr}/files/{id}");
             let _ = std::io::stdout().flush();
         }
         Ok(_) => {}
@@ -139,14 +142,14 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     if args.json {
         output::fetch_report(&report, args.progress);
     } else if report.already_complete {
-        println!(
+        crate::out!(
             "{} already complete ({})",
             output::shown_path(&report.path),
             output::bytes(report.manifest.size)
         );
     } else {
         let received = report.bytes_received();
-        println!(
+        crate::out!(
             "{}  {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
             output::shown_path(&report.path),
             output::bytes(report.manifest.size),
@@ -239,7 +242,18 @@ async fn fetch_folder(
         _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)),
     };
     display.finish().await;
-    let report = result.map_err(|e| e.context("interrupted; run the same command again to resume"))?;
+    let report = result.map_err(|e| {
+        // Only an interruption is one; any other failure names its own cause (a folder that
+        // cannot be written, a tracker gone) in its first words.
+        if matches!(
+            e.downcast_ref::<swarm_engine::Error>(),
+            Some(swarm_engine::Error::Cancelled)
+        ) {
+            e.context("interrupted; run the same command again to resume")
+        } else {
+            e
+        }
+    })?;
     if args.json {
         output::collection_report(id, &report, args.progress);
     } else {
@@ -256,7 +270,7 @@ async fn fetch_folder(
             .flat_map(|(_, r)| r)
             .flat_map(|r| r.received.keys())
             .collect();
-        println!(
+        crate::out!(
             "{}  {} file(s), {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
             output::shown_path(&report.root),
             report.done.len(),

@@ -9,35 +9,60 @@ use swarm_proto::ticket::Ticket;
 use crate::args::{PeersArgs, QueryArgs, SearchArgs, StatusArgs};
 use crate::output;
 
-use super::setup::{access, default_state};
+use super::setup::{access, default_state, telling_if_slow};
 
 /// A client for `ls`, `search` and `peers`: of the trackers given, else of the ticket's, else
 /// of those last used from the state directory.
-fn query_client(args: &QueryArgs, ticket: Option<&Ticket>) -> Result<TrackerClient> {
-    let state = args.state.clone().unwrap_or_else(|| default_state("node"));
-    let known = KnownTrackers::in_dir(&state);
-    let trackers = match (Trackers::new(args.tracker.clone()), ticket) {
-        (Some(given), _) => {
-            let _ = known.remember_last_used(&given.to_string());
-            given
-        }
-        (None, Some(ticket)) => Trackers::of_ticket(ticket),
-        (None, None) => match known.last_used().map(|text| text.parse::<Trackers>()) {
-            Some(Ok(last)) => last,
-            _ => {
-                return Err(crate::args::Usage(format!(
-                    "no tracker given, and none used before from {}: name one with --tracker HOST:PORT",
-                    state.display()
-                ))
-                .into())
+struct Query {
+    client: TrackerClient,
+    trackers: Trackers,
+    known: KnownTrackers,
+    /// The trackers given with --tracker, remembered as the last used once they answered (a
+    /// mistyped one is not).
+    given: Option<String>,
+}
+
+impl Query {
+    fn new(args: &QueryArgs, ticket: Option<&Ticket>) -> Result<Query> {
+        let state = args.state.clone().unwrap_or_else(|| default_state("node"));
+        let known = KnownTrackers::in_dir(&state);
+        let given = Trackers::new(args.tracker.clone());
+        let trackers = match (&given, ticket) {
+            (Some(given), _) => given.clone(),
+            (None, Some(ticket)) => Trackers::of_ticket(ticket),
+            (None, None) => match known.last_used().map(|text| text.parse::<Trackers>()) {
+                Some(Ok(last)) => last,
+                _ => {
+                    return Err(crate::args::Usage(format!(
+                        "no tracker given, and none used before from {}: name one with --tracker HOST:PORT",
+                        state.display()
+                    ))
+                    .into())
+                }
+            },
+        };
+        let client = TrackerClient::ephemeral(trackers.clone(), Some(known.clone()), access(&args.secret_file)?)?;
+        Ok(Query {
+            client,
+            trackers,
+            known,
+            given: given.map(|given| given.to_string()),
+        })
+    }
+
+    /// The trackers asked, as a person names them.
+    fn shown(&self) -> String {
+        self.trackers.to_string()
+    }
+
+    /// The trackers answered: those given are the ones to ask next time.
+    fn answered(&self) {
+        if let Some(given) = &self.given {
+            if let Err(e) = self.known.remember_last_used(given) {
+                tracing::debug!("could not remember the tracker: {e}");
             }
-        },
-    };
-    Ok(TrackerClient::ephemeral(
-        trackers,
-        Some(known),
-        access(&args.secret_file)?,
-    )?)
+        }
+    }
 }
 
 /// `swarm status`
@@ -50,14 +75,18 @@ pub async fn status(args: StatusArgs) -> Result<()> {
 
 /// `swarm ls`
 pub async fn ls(args: QueryArgs) -> Result<()> {
-    let entries = query_client(&args, None)?.list().await?;
+    let query = Query::new(&args, None)?;
+    let entries = telling_if_slow(&query.shown(), query.client.list()).await?;
+    query.answered();
     output::catalogue(&entries, args.json);
     Ok(())
 }
 
 /// `swarm search`
 pub async fn search(args: SearchArgs) -> Result<()> {
-    let entries = query_client(&args.query, None)?.search(&args.name, args.exact).await?;
+    let query = Query::new(&args.query, None)?;
+    let entries = telling_if_slow(&query.shown(), query.client.search(&args.name, args.exact)).await?;
+    query.answered();
     if entries.is_empty() && !args.query.json {
         return Err(swarm_engine::Error::NotFound(format!("no file name matches `{}`", args.name)).into());
     }
@@ -72,14 +101,15 @@ pub async fn peers(args: PeersArgs) -> Result<()> {
     } else {
         None
     };
-    let client = query_client(&args.query, ticket.as_ref())?;
+    let query = Query::new(&args.query, ticket.as_ref())?;
+    let client = &query.client;
     let id = match &ticket {
         Some(ticket) => ticket.file,
-        None => client.resolve(&args.id).await?,
+        None => telling_if_slow(&query.shown(), client.resolve(&args.id)).await?,
     };
-    let manifest = client
-        .locate(id, true, 0)
-        .await?
+    let located = telling_if_slow(&query.shown(), client.locate(id, true, 0)).await?;
+    query.answered();
+    let manifest = located
         .manifest
         .ok_or_else(|| anyhow::anyhow!("the tracker answered without the manifest asked for"))?;
     manifest

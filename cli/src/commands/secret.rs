@@ -11,7 +11,7 @@ pub fn secret(command: SecretCommand) -> Result<()> {
     match command {
         SecretCommand::New { file } => {
             SwarmKey::create_file(&file)?;
-            println!(
+            crate::out!(
                 "wrote a new swarm secret to {}; give it to every node of the swarm (--secret-file {} or SWARM_SECRET_FILE) and to nobody else",
                 file.display(),
                 file.display()
@@ -25,7 +25,7 @@ pub fn secret(command: SecretCommand) -> Result<()> {
                     key,
                     trackers: Vec::new(),
                 };
-                println!("{ticket}");
+                crate::out!("{ticket}");
             }
             Ok(())
         }

@@ -166,6 +166,22 @@ pub async fn leave(node: &Node) {
     }
 }
 
+/// How long a tracker has to answer before the user is told that it has not yet.
+pub(super) const TRACKER_PATIENCE_NOTE: Duration = Duration::from_secs(2);
+
+/// Awaits `work`, which waits for the tracker(s) `trackers`, saying once if they have not
+/// answered within [`TRACKER_PATIENCE_NOTE`]: a silent tracker is not a silent terminal.
+pub(super) async fn telling_if_slow<T>(trackers: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => return done,
+        _ = tokio::time::sleep(TRACKER_PATIENCE_NOTE) => {
+            crate::note!("no answer from the tracker at {trackers} yet; still trying (Ctrl-C to give up)");
+        }
+    }
+    work.await
+}
+
 /// Remembers `trackers` as the last used by the node on `state` (and on the default state
 /// when none was named), for later queries without --tracker.
 pub(super) fn remember_tracker(args: &NodeArgs, state: &Path, trackers: &str) {

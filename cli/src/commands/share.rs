@@ -198,14 +198,14 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
         match &folder {
             Some(shared) => {
                 let c = &shared.collection;
-                println!(
+                crate::out!(
                     "{}  {:>10}  {}/ ({} file(s))",
                     shared.id,
                     output::bytes(c.size()),
                     output::shown(&c.name),
                     c.entries.len()
                 );
-                println!("    {}", fetch_command(shared.id));
+                crate::out!("    {}", fetch_command(shared.id));
                 if args.each {
                     files.iter().for_each(|f| print_seeded(f, fetch_command(f.id)));
                 }
@@ -320,32 +320,32 @@ fn print_share_keys(args: &SyncArgs, key: &ShareKey, source: KeySource, tracker:
         if read_write {
             value["read_write_key"] = join(key.clone()).into();
         }
-        println!("{value}");
+        crate::out!("{value}");
         return;
     }
     if read_write {
-        println!("syncing {dir} as share {}, read-write ({how})", id.short());
-        println!("other machines join with, read-write (may add, change and delete every file: only for machines you trust):");
-        println!("    {}", join(key.clone()));
-        println!("or read-only (follow the share; their own edits stay on their machine):");
+        crate::out!("syncing {dir} as share {}, read-write ({how})", id.short());
+        crate::out!("other machines join with, read-write (may add, change and delete every file: only for machines you trust):");
+        crate::out!("    {}", join(key.clone()));
+        crate::out!("or read-only (follow the share; their own edits stay on their machine):");
     } else {
-        println!(
+        crate::out!(
             "syncing {dir} as share {}, read-only ({how}): changes made here stay here",
             id.short()
         );
-        println!("other machines follow it, read-only, with:");
+        crate::out!("other machines follow it, read-only, with:");
     }
-    println!("    {}", join(key.read_only()));
+    crate::out!("    {}", join(key.read_only()));
 }
 
 fn print_seeded(file: &SeededFile, fetch_command: String) {
-    println!(
+    crate::out!(
         "{}  {:>10}  {}",
         file.id,
         output::bytes(file.manifest.size),
         output::shown(&file.manifest.name)
     );
-    println!("    {fetch_command}");
+    crate::out!("    {fetch_command}");
 }
 
 /// The command that fetches `id`: with its ticket (naming `holder` too, if given), or with

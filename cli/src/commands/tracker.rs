@@ -35,7 +35,7 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
     .await
     .map_err(swarm_engine::Error::from)?;
     let reachable = reachable_addr(tracker.local_addr());
-    println!(
+    crate::out!(
         "tracker {} listening on {}; peers use --tracker {}@{}",
         tracker.id(),
         tracker.local_addr(),

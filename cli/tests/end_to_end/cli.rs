@@ -1,6 +1,10 @@
 //! Black-box tests of the real `swarm` binary on loopback: tracker, seed, ls, search, peers,
 //! fetch, `--json`, exit codes, the in-process tracker, and graceful leave.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
 use crate::common::*;
 
 #[test]
@@ -39,6 +43,20 @@ fn tracker_seed_ls_search_peers_fetch() {
     assert_eq!(names, vec!["films/movie.bin", "notes.txt", "share.swarm-collection"]);
     assert_eq!(listed[0]["holders"], 1);
     assert_eq!(listed[0]["size"], movie.len());
+
+    // A reader that stops reading early is no error: no panic, exit 0, nothing on stderr.
+    for reader in ["head -n 1", "true"] {
+        let piped = std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!("set -o pipefail; '{BIN}' ls --tracker {addr} | {reader}"),
+            ])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&piped.stderr);
+        assert_eq!(piped.status.code(), Some(0), "swarm ls | {reader}: {said}");
+        assert!(said.is_empty(), "swarm ls | {reader}: {said}");
+    }
 
     let table = run(&["ls", "--tracker", &addr]);
     assert!(table.status.success());
@@ -531,4 +549,71 @@ fn a_folder_is_one_ticket_fetched_whole_or_in_part_and_a_file_is_seeded_alone() 
     );
     assert!(String::from_utf8_lossy(&misuse.stderr).contains("single file"));
     drop((seeder, single));
+}
+
+/// A tracker that does not answer is said within seconds, not after the whole wait, and a
+/// mistyped one is not remembered for later bare queries: the last tracker that answered is.
+#[test]
+fn a_silent_tracker_is_said_at_once_and_not_remembered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("q");
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let listed = run(&["ls", "--tracker", &addr, "--state", s(&state)]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+
+    // A socket that takes datagrams and never answers, as a host whose firewall drops them.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    let mut asking = Command::new(BIN)
+        .args(["ls", "--tracker", &silent_addr, "--state", s(&state)])
+        .env_remove("SWARM_TRACKER")
+        .env_remove("SWARM_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(asking.stderr.take().unwrap()).lines();
+    let first = said.next().unwrap().unwrap();
+    println!("after {:.2?}: {first}", started.elapsed());
+    assert!(
+        first.contains(&format!(
+            "no answer from the tracker at {silent_addr} yet; still trying"
+        )),
+        "{first}"
+    );
+    asking.kill().unwrap();
+    asking.wait().unwrap();
+
+    let again = run(&["ls", "--state", s(&state)]);
+    assert!(
+        again.status.success(),
+        "the tracker that answered is asked: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+/// `swarm man DIR` writes a page for every subcommand, and every page swarm(1) refers to is
+/// among them.
+#[test]
+fn man_pages_for_every_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("man1");
+    let written = run(&["man", s(&dir)]);
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    let main = std::fs::read_to_string(dir.join("swarm.1")).unwrap();
+    let referred: Vec<&str> = main
+        .split("swarm\\-")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("(1)").map(|(name, _)| name))
+        .collect();
+    assert!(referred.len() >= 10, "{referred:?}");
+    for name in referred {
+        assert!(
+            dir.join(format!("swarm-{name}.1")).exists(),
+            "swarm-{name}(1) is referred to"
+        );
+    }
+    let fetch = std::fs::read_to_string(dir.join("swarm-fetch.1")).unwrap();
+    assert!(fetch.contains("\\-\\-only"), "the fetch page lists its flags");
 }

@@ -134,6 +134,11 @@ impl Lan {
     /// Runs `line` on machine `which` in `home` (given a minute), prints how long it took as
     /// `what`, with what it said, checks that it succeeded, and returns what it printed.
     pub(super) fn run_ok(&self, which: &str, home: &Path, line: &str, what: &str) -> String {
+        self.run_ok_saying(which, home, line, what).0
+    }
+
+    /// [`Lan::run_ok`], returning what it printed and what it said on stderr.
+    pub(super) fn run_ok_saying(&self, which: &str, home: &Path, line: &str, what: &str) -> (String, String) {
         let started = Instant::now();
         let done = self
             .machine(which, home, &format!("timeout 60 {line}"))
@@ -143,7 +148,7 @@ impl Lan {
         let printed = String::from_utf8_lossy(&done.stdout);
         println!("{what} in {:.2?}: {said}{printed}", started.elapsed());
         assert!(done.status.success(), "{what}: {said}");
-        printed.into_owned()
+        (printed.into_owned(), said.into_owned())
     }
 
     fn remove(&self) {
@@ -241,7 +246,7 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
     let printed = printed_from(&seeder, "swarm fetch ");
     println!("printed on A: {printed}");
 
-    lan.run_ok("b", &home_b, &printed, "B fetched");
+    let (_, fetch_said) = lan.run_ok_saying("b", &home_b, &printed, "B fetched");
     assert_eq!(std::fs::read(home_b.join("videos/film.mkv")).unwrap(), film);
     assert_eq!(
         std::fs::read(home_b.join("videos/notes.txt")).unwrap(),
@@ -251,6 +256,17 @@ fn the_printed_command_works_on_another_machine_of_the_lan() {
         seeder.child.try_wait().unwrap().is_none(),
         "the seeder is still running"
     );
+    // Results on the terminal, no log: neither side printed a time-stamped line.
+    let seed_said = std::fs::read_to_string(tmp.path().join("seed.log")).unwrap();
+    for said in [&seed_said, &fetch_said] {
+        assert!(!said.lines().any(is_log_line), "a log line among the results:\n{said}");
+    }
+}
+
+/// Whether `line` starts with a time stamp (`2026-12-06T03:04:05…`), as a log line does.
+fn is_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 19 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b'T'
 }
 
 /// The README's sync flow on two machines: `swarm sync ./shared` on A (its tracker started in

@@ -282,7 +282,7 @@ fn file_size() -> usize {
 
 /// Every pair of routers: the fetch completes, and the bytes take the path the pair allows:
 /// straight to B when either side is public or both are home routers (a punched hole), through
-/// the tracker's relay when a symmetric NAT is on either side. Prints the table the README shows.
+/// the tracker's relay when a symmetric NAT is on either side. Prints the table docs/networking.md shows.
 #[test]
 fn every_pair_of_routers_fetches_by_the_path_it_allows() {
     use Router::{Nat, Public, Symmetric, SymmetricPmp, SymmetricUpnp};

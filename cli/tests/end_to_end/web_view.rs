@@ -2,7 +2,7 @@
 //! with `--http`; headless Chromium (from Debian's packages, installed when missing) loads the
 //! fetcher's page twice and the tracker's once. The transfer and the chunk map must be there
 //! and must move between the two loads; the tracker's page, printed to PDF, must show its file. The test saves a screenshot of the fetcher's page
-//! (the README's), at `$SWARM_SCREENSHOT` if set.
+//! (docs/usage.md's), at `$SWARM_SCREENSHOT` if set.
 //!
 //! Everything runs in a network namespace of its own with only loopback, so that the browser
 //! cannot reach anything else (it calls home on its own otherwise). Needs root, as CI has.
