@@ -12,7 +12,7 @@ use swarm_proto::dial::{self, DialError};
 use swarm_proto::traversal::{bind_datagram, DIALS_AFTER_INTRODUCTION, PUNCH};
 use swarm_proto::{PeerId, Transport};
 use tokio::task::JoinSet;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::nat::Path;
 use crate::session::Session;
@@ -120,11 +120,22 @@ pub async fn reach(
             Way::Reached(reached) => {
                 unfinished.armed = false;
                 // Said once per holder, not for every file of a folder.
-                if session.paths().taken(peer, reached.path) && reached.path != Path::Direct {
-                    info!(peer = %peer.short(), via = %reached.addr, "holder reached {}", match reached.path {
-                        Path::Relayed => "through the tracker's relay (no direct path through the NATs between us)",
-                        _ => "through its NAT (the tracker introduced us)",
-                    });
+                // A relay is slower (capped by its operator), which a person may act on: a
+                // warning; a punched path is as fast as a direct one.
+                if session.paths().taken(peer, reached.path) {
+                    match reached.path {
+                        Path::Relayed => warn!(
+                            peer = %peer.short(), via = %reached.addr,
+                            "holder reached through the tracker's relay only (no direct path through the NATs \
+                             between us): as fast as the tracker's relay rate allows; a port forwarded on either \
+                             router (or UPnP switched on) gives a direct path"
+                        ),
+                        Path::Punched => info!(
+                            peer = %peer.short(), via = %reached.addr,
+                            "holder reached through its NAT (the tracker introduced us)"
+                        ),
+                        Path::Direct => {}
+                    }
                 }
                 return Ok(reached);
             }
