@@ -109,7 +109,7 @@ pub enum Command {
     /// Share a folder (or one file) and print one ticket that fetches it all (starts a tracker
     /// in-process if none is given).
     #[command(after_help = "Examples:
-  swarm seed ./photos                    share a folder; prints one `swarm fetch swarm2...` for all of it
+  swarm seed ./photos                    share a folder; prints one `swarm fetch swarm3...` for all of it
   swarm seed ./photos --each             also a ticket per file
   swarm seed big.iso --tracker t:7070    share one file through an existing tracker")]
     Seed(SeedArgs),
@@ -124,11 +124,11 @@ pub enum Command {
     /// Download a file or a whole folder by ticket or id (or a unique prefix of 8+ hex digits)
     /// from every peer holding it.
     #[command(after_help = "Examples:
-  swarm fetch swarm2...                          what `swarm seed` printed: a file, or a whole folder
-  swarm fetch swarm2... --list                   what a folder holds, without fetching
-  swarm fetch swarm2... --only '*.jpg' -o ~/in   only some files of a folder
+  swarm fetch swarm3...                          what `swarm seed` printed: a file, or a whole folder
+  swarm fetch swarm3... --list                   what a folder holds, without fetching
+  swarm fetch swarm3... --only '*.jpg' -o ~/in   only some files of a folder
   swarm fetch 3f2a9c1b --tracker t:7070          by id prefix (or by name)
-  swarm fetch swarm2... --json --progress        progress as JSON lines, for scripts")]
+  swarm fetch swarm3... --json --progress        progress as JSON lines, for scripts")]
     Fetch(FetchArgs),
     /// List the tracker's catalogue.
     #[command(after_help = "Examples:
@@ -434,7 +434,7 @@ pub struct SyncArgs {
 /// `swarm fetch`
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// A ticket (swarm2..., as `swarm seed` prints it: it names the trackers, and holders, too), a file or
+    /// A ticket (swarm3..., as `swarm seed` prints it: it names the trackers, and holders, too), a file or
     /// folder id, a unique prefix of at least 8 hex digits, or a name (exact, a folder's
     /// name, or the only one containing it).
     pub id: String,

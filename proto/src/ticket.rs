@@ -2,9 +2,11 @@
 //! a few of its holders, so that `swarm fetch TICKET` needs no other flag, and still works when
 //! every tracker named is gone.
 //!
-//! A ticket is `swarm2` followed by the lowercase base32 (RFC 4648, no padding) of the
-//! encoded [`Ticket`]; the digit is the format's version. Version 1 (`swarm1`, without
-//! holders) is still read. Base32 survives being read aloud, double-click selection, URLs and
+//! A ticket is `swarm3` followed by the lowercase base32 (RFC 4648, no padding) of the
+//! encoded [`Ticket`] and a checksum (the first [`CHECKSUM_LEN`] bytes of its BLAKE3 hash), so
+//! that a character mistyped or lost is told as such, never read as another tracker or file;
+//! the digit is the format's version. Versions 1 (`swarm1`, without holders) and 2 (`swarm2`,
+//! without the checksum) are still read. Base32 survives being read aloud, double-click selection, URLs and
 //! case-folding terminals. A ticket is a convenience, not a credential: the file id in it is
 //! what the fetch trusts; pinned tracker ids are proved by TLS as if given with
 //! `--tracker ID@HOST:PORT`, and holders' ids the same way.
@@ -20,9 +22,13 @@ use crate::codec;
 use crate::ids::{FileId, PeerId};
 
 /// What every ticket written now starts with.
-pub const PREFIX: &str = "swarm2";
+pub const PREFIX: &str = "swarm3";
+/// What tickets of the second version, without a checksum, start with.
+pub const PREFIX_V2: &str = "swarm2";
 /// What tickets of the first version, without holders, start with.
 pub const PREFIX_V1: &str = "swarm1";
+/// Bytes of checksum at the end of a ticket: one damaged ticket in four billion goes unseen.
+pub const CHECKSUM_LEN: usize = 4;
 /// Most trackers one ticket names.
 pub const MAX_TRACKERS: usize = 16;
 /// Most holders one ticket names.
@@ -76,7 +82,7 @@ pub enum TicketError {
     #[error("not a ticket (tickets start with `{PREFIX}`)")]
     NotATicket,
     /// It starts like one but does not decode: cut short or mistyped.
-    #[error("the ticket is damaged ({0}); copy it again, whole")]
+    #[error("the ticket is damaged: {0}; copy it again, whole")]
     Damaged(String),
 }
 
@@ -88,7 +94,7 @@ impl Ticket {
 
     /// The prefix `text` starts with (any case), if it is a ticket's.
     fn version_prefix(text: &str) -> Option<&'static str> {
-        [PREFIX, PREFIX_V1]
+        [PREFIX, PREFIX_V2, PREFIX_V1]
             .into_iter()
             .find(|prefix| text.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix)))
     }
@@ -126,9 +132,19 @@ impl TicketTracker {
     }
 }
 
+/// The checksum of a ticket's encoded `body`.
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let hash = blake3::hash(body);
+    let mut sum = [0; CHECKSUM_LEN];
+    sum.copy_from_slice(&hash.as_bytes()[..CHECKSUM_LEN]);
+    sum
+}
+
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let encoded = data_encoding::BASE32_NOPAD.encode(&codec::encode(self));
+        let mut bytes = codec::encode(self);
+        bytes.extend_from_slice(&checksum(&bytes));
+        let encoded = data_encoding::BASE32_NOPAD.encode(&bytes);
         write!(f, "{PREFIX}{}", encoded.to_ascii_lowercase())
     }
 }
@@ -142,10 +158,26 @@ impl FromStr for Ticket {
             return Err(TicketError::NotATicket);
         };
         let body = text[prefix.len()..].to_ascii_uppercase();
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(body.as_bytes())
-            .map_err(|e| TicketError::Damaged(e.to_string()))?;
-        let damaged = |e: codec::DecodeError| TicketError::Damaged(e.to_string());
+        let mut bytes = data_encoding::BASE32_NOPAD.decode(body.as_bytes()).map_err(|e| {
+            TicketError::Damaged(match e.kind {
+                data_encoding::DecodeKind::Symbol => {
+                    format!("character {} is not one a ticket uses", prefix.len() + e.position + 1)
+                }
+                _ => "it is cut short or has a character too many".to_owned(),
+            })
+        })?;
+        if prefix == PREFIX {
+            let body_len = bytes.len().saturating_sub(CHECKSUM_LEN);
+            if bytes.len() < CHECKSUM_LEN || bytes[body_len..] != checksum(&bytes[..body_len]) {
+                return Err(TicketError::Damaged(
+                    "a character is wrong, missing or one too many (the checksum does not match)".into(),
+                ));
+            }
+            bytes.truncate(body_len);
+        }
+        // What the encoding says is wrong is of no use to a person: a ticket that passed its
+        // checksum was made wrong, one of an older version without it was damaged.
+        let damaged = |_: codec::DecodeError| TicketError::Damaged("its contents do not read as a ticket".into());
         let ticket = if prefix == PREFIX_V1 {
             let v1: TicketV1 = codec::decode(&bytes).map_err(damaged)?;
             Ticket {
@@ -191,7 +223,7 @@ mod tests {
             holders: vec![holder(3, &["192.168.1.20:40000", "[fd00::20]:40000"])],
         };
         let text = ticket.to_string();
-        assert!(text.starts_with("swarm2") && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(text.starts_with("swarm3") && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert_eq!(text.parse::<Ticket>().unwrap(), ticket);
         assert_eq!(text.to_ascii_uppercase().parse::<Ticket>().unwrap(), ticket);
         assert_eq!(format!("  {text}\n").parse::<Ticket>().unwrap(), ticket);
@@ -214,14 +246,26 @@ mod tests {
             format!("{text}q").parse::<Ticket>(),
             Err(TicketError::Damaged(_))
         ));
+        // Any one character changed is caught by the checksum, and said in words.
+        for at in PREFIX.len()..text.len() {
+            let mut changed = text.clone().into_bytes();
+            changed[at] = if changed[at] == b'a' { b'b' } else { b'a' };
+            let changed = String::from_utf8(changed).unwrap();
+            match changed.parse::<Ticket>() {
+                Err(TicketError::Damaged(why)) => assert!(!why.contains('{'), "{why}"),
+                other => panic!("character {at} changed: {other:?}"),
+            }
+        }
         for bad in [vec![], vec![tracker(None, "no-port")], vec![tracker(None, "h:1\u{7}")]] {
             let body = codec::encode(&Ticket {
                 file: FileId([1; 32]),
                 trackers: bad,
                 holders: vec![],
             });
-            let text = format!("swarm2{}", data_encoding::BASE32_NOPAD.encode(&body));
-            assert!(matches!(text.parse::<Ticket>(), Err(TicketError::Damaged(_))), "{text}");
+            assert!(
+                matches!(signed(&body).parse::<Ticket>(), Err(TicketError::Damaged(_))),
+                "{body:?}"
+            );
         }
         let no_addrs = vec![holder(1, &[])];
         let too_many_addrs = vec![holder(1, &["1.2.3.4:1"; MAX_HOLDER_ADDRS + 1])];
@@ -232,9 +276,18 @@ mod tests {
                 trackers: vec![tracker(None, "h:1")],
                 holders: bad,
             });
-            let text = format!("swarm2{}", data_encoding::BASE32_NOPAD.encode(&body));
-            assert!(matches!(text.parse::<Ticket>(), Err(TicketError::Damaged(_))), "{text}");
+            assert!(
+                matches!(signed(&body).parse::<Ticket>(), Err(TicketError::Damaged(_))),
+                "{body:?}"
+            );
         }
+    }
+
+    /// A ticket of the current version around `body`, its checksum right.
+    fn signed(body: &[u8]) -> String {
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&checksum(body));
+        format!("{PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes))
     }
 
     /// Pinned bytes: a ticket printed today reads the same in every later version.
@@ -261,12 +314,18 @@ mod tests {
         let text = ticket.to_string();
         assert_eq!(
             text,
-            format!(
-                "swarm2{}",
-                data_encoding::BASE32_NOPAD.encode(&expected).to_ascii_lowercase()
-            )
+            "swarm3a4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaebwqorzaebaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaiabiaaabp3tyn42uhl64"
         );
         assert_eq!(text.parse::<Ticket>().unwrap(), ticket);
+        let v2 = format!(
+            "swarm2{}",
+            data_encoding::BASE32_NOPAD.encode(&expected).to_ascii_lowercase()
+        );
+        assert_eq!(
+            v2.parse::<Ticket>().unwrap(),
+            ticket,
+            "a second version ticket still reads"
+        );
     }
 
     /// A ticket printed by a version that knew no holders: read as it was written.
@@ -284,6 +343,7 @@ mod tests {
         fn any_string_parses_or_is_refused_without_panicking(body in "[a-z2-7]{0,200}") {
             let _ = format!("swarm1{body}").parse::<Ticket>();
             let _ = format!("swarm2{body}").parse::<Ticket>();
+            let _ = format!("swarm3{body}").parse::<Ticket>();
         }
 
         #[test]

@@ -353,7 +353,7 @@ fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers, Vec<Holder>)> {
                 _ => {
                     return Err(crate::args::Usage(
                         "no tracker given: name one with --tracker HOST:PORT, or fetch by the ticket `swarm seed` \
-                         printed (swarm2...), which names its trackers"
+                         printed (swarm3...), which names its trackers"
                             .into(),
                     )
                     .into())
