@@ -5,7 +5,7 @@ compose := `docker compose version >/dev/null 2>&1 && echo "docker compose" || e
 
 # Build the release binary (target/release/swarm).
 build:
-    cargo build --release
+    cargo build --locked --release
 
 # The test suite, as CI runs it (the 4 GiB test included).
 test:
@@ -13,17 +13,17 @@ test:
 
 # Seed a generated 1 GiB file from 4 in-process peers and fetch it, printing the rate.
 local-demo size="1GiB" seeders="4":
-    cargo run --release -p swarm-cli -- demo --size {{size}} --seeders {{seeders}}
+    cargo run --locked --release -p swarm-cli -- demo --size {{size}} --seeders {{seeders}}
 
 # The web view in headless Chromium (installed if missing; root), its screenshot saved as
 # docs/web-view.png for docs/usage.md.
 screenshot:
-    SWARM_SCREENSHOT={{justfile_directory()}}/docs/web-view.png cargo test -p swarm-cli --test end_to_end web_view::
+    SWARM_SCREENSHOT={{justfile_directory()}}/docs/web-view.png cargo test --locked -p swarm-cli --test end_to_end web_view::
 
 # The man pages (swarm(1) and one per subcommand) into docs/man, from the command-line
 # definitions.
 man:
-    cargo run -q --release -p swarm-cli -- man docs/man
+    cargo run --locked -q --release -p swarm-cli -- man docs/man
 
 # Coverage-guided fuzzing of every decoder (cargo fuzz on stable, installed if missing): each
 # target for TIME seconds from its corpus in fuzz/corpus/.
@@ -37,7 +37,7 @@ fmt:
 
 # Lints, as CI runs them.
 lint:
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --locked --workspace --all-targets -- -D warnings
 
 # How long a 90%-done 1 GiB fetch takes, after a restart, to get its first new chunk.
 resume-latency size_mib="1024":
@@ -64,7 +64,7 @@ wan size_mib="512":
 # fetcher on network namespaces, with a bigger file than CI's: prints the NAT table of docs/networking.md.
 # Needs root.
 nat-matrix size_mb="64":
-    SWARM_NAT_MB={{size_mb}} cargo test --release -p swarm-cli --test end_to_end nat:: -- --nocapture
+    SWARM_NAT_MB={{size_mb}} cargo test --locked --release -p swarm-cli --test end_to_end nat:: -- --nocapture
 
 # What --metrics, --http (polled as the web view does) and --stream cost a 1 GiB loopback fetch.
 observability-cost size_mib="1024" rounds="3":
@@ -72,17 +72,17 @@ observability-cost size_mib="1024" rounds="3":
 
 # Seconds for `swarm seed` to share N tiny files, then again unchanged (release build).
 seed-many n="20000":
-    cargo build --release -p swarm-cli
+    cargo build --locked --release -p swarm-cli
     bash benches/seed-many.sh {{n}} target/release/swarm
 
 # Seconds for `swarm sync` to bring N tiny files to a second node (release build).
 sync-many n="2000":
-    cargo build --release -p swarm-cli
+    cargo build --locked --release -p swarm-cli
     bash benches/sync-many.sh {{n}} target/release/swarm
 
 # What N idle readers of /files/ID cost a node (memory, threads, how they were answered).
 http-readers n="2000":
-    cargo build --release -p swarm-cli
+    cargo build --locked --release -p swarm-cli
     bash benches/http-readers.sh {{n}} target/release/swarm
 
 # Peak memory of a fetch (1 and 4 seeders) and of a seeder serving 8 fetchers at once.
@@ -131,18 +131,18 @@ netns-big: build
 # The same load on one tracker alone, one tracker on Redis and three on one Redis, side by
 # side; then each flooded with back-to-back changes (release; needs redis-server).
 tracker-load-redis fetchers="1000" size="1GB" idle="2000" seconds="30":
-    cargo build --release -p swarm-cli -p swarm-benches
+    cargo build --locked --release -p swarm-cli -p swarm-benches
     for mode in "" "--redis" "--redis --trackers 3"; do echo "== tracker-load $mode"; target/release/tracker-load --fetchers {{fetchers}} --size {{size}} --idle {{idle}} --seconds {{seconds}} --ramp 10 --download 30 --peer-timeout 30s $mode; done
     for mode in "" "--redis" "--redis --trackers 3"; do echo "== flood $mode"; target/release/tracker-load --fetchers 200 --size 100MB --seconds 15 --ramp 3 --flood --peer-timeout 30s $mode; done
 
 # One tracker under simulated load: N fetchers of a file of SIZE, IDLE idle peers (release).
 tracker-load fetchers="5000" size="1GB" idle="0" seconds="60":
-    cargo build --release -p swarm-cli -p swarm-benches
+    cargo build --locked --release -p swarm-cli -p swarm-benches
     target/release/tracker-load --fetchers {{fetchers}} --size {{size}} --idle {{idle}} --seconds {{seconds}}
 
 # What a tracker's memory and disk grow by per byte of manifests kept, running and after a
 # restart: big manifests, then many small ones (release).
 tracker-memory:
-    cargo build --release -p swarm-cli -p swarm-benches
+    cargo build --locked --release -p swarm-cli -p swarm-benches
     target/release/tracker-memory --kept 120MiB --manifest 2MiB
     target/release/tracker-memory --kept 16MiB --manifest 1KiB

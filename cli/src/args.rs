@@ -593,6 +593,12 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a rate like 40MB/s or 100Mbit/s"))?;
     let unit = unit.trim();
+    if unit.is_empty() {
+        // `10` would be 10 bytes a second, a fetch that seems stuck: most mean megabytes.
+        return Err(format!(
+            "`{text}` has no unit: write {number}MB/s or {number}KiB/s for bytes, {number}Mbit/s for bits"
+        ));
+    }
     let lower = unit.to_ascii_lowercase();
     let scale = |prefix: &str| match prefix {
         "" => Some(1.0),
@@ -644,7 +650,9 @@ mod tests {
         assert_eq!(parse_rate("512KiB/s").unwrap(), 512 << 10);
         assert_eq!(parse_rate("8kbit").unwrap(), 1000);
         assert_eq!(parse_rate("1.5GB/s").unwrap(), 1_500_000_000);
-        assert_eq!(parse_rate("4096").unwrap(), 4096);
+        assert_eq!(parse_rate("4096B/s").unwrap(), 4096);
+        let bare = parse_rate("10").unwrap_err();
+        assert!(bare.contains("no unit") && bare.contains("10MB/s"), "{bare}");
         for ambiguous in ["100mb/s", "100Mb/s", "100kb", "1gb/s"] {
             let err = parse_rate(ambiguous).unwrap_err();
             assert!(err.contains("ambiguous") && err.contains("bit/s"), "{ambiguous}: {err}");

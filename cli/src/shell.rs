@@ -119,7 +119,11 @@ impl Console {
                         break;
                     }
                     if let Err(e) = self.execute(command, rest, &mut editor, &printer) {
-                        println!("error: {}", output::shown(&format!("{e:#}")));
+                        // Line by line: an error's own line breaks are kept, anything that
+                        // could repaint the terminal is escaped.
+                        let text = format!("{e:#}");
+                        let lines: Vec<_> = text.lines().map(output::shown).collect();
+                        println!("error: {}", lines.join("\n"));
                     }
                 }
                 Err(ReadlineError::Interrupted) => println!("(type exit, or press Ctrl-D, to leave)"),
@@ -337,7 +341,7 @@ impl Console {
                 Err(e) => format!(
                     "failed: {}: {}",
                     output::shown(&entry.name),
-                    output::shown(&e.to_string())
+                    e.to_string().lines().map(output::shown).collect::<Vec<_>>().join("\n")
                 ),
             };
             (printer.lock().expect("lock poisoned"))(line);
