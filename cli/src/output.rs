@@ -116,6 +116,16 @@ struct NodeStatusJson<'a> {
     files: Vec<StatusJson<'a>>,
     uploads: Vec<UploadJson<'a>>,
     skipped: Vec<SkippedJson<'a>>,
+    /// Further nodes running on this machine (without --state: `node-2`, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    other_nodes: Vec<OtherNodeJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct OtherNodeJson<'a> {
+    state: &'a std::path::Path,
+    #[serde(flatten)]
+    status: NodeStatusJson<'a>,
 }
 
 #[derive(Serialize)]
@@ -159,58 +169,98 @@ fn state_word(state: FileState) -> &'static str {
     }
 }
 
-/// Prints a node's status (files, then the peers it served lately) as tables or JSON.
-pub fn status(state_dir: &std::path::Path, source: Source, status: &NodeStatus, json: bool) {
-    let running = matches!(source, Source::RunningNode(_));
+/// One node's status, as `swarm status` shows it.
+pub struct NodeShown {
+    /// Its state directory.
+    pub state_dir: std::path::PathBuf,
+    /// Whether it came from the running node or from saved state.
+    pub source: Source,
+    /// What it holds and serves.
+    pub status: NodeStatus,
+}
+
+/// Prints the status of `nodes` (the first is the one asked for; the others are further nodes
+/// running on this machine): files, then the peers each served lately, as tables or JSON.
+pub fn status(nodes: &[NodeShown], json: bool) {
+    let Some((first, others)) = nodes.split_first() else {
+        return;
+    };
     if json {
-        let files = status
-            .files
-            .iter()
-            .map(|f| StatusJson {
-                id: f.id.to_string(),
-                name: &f.name,
-                path: &f.path,
-                state: state_word(f.state),
-                size: f.size,
-                chunks: f.chunk_count,
-                chunks_held: f.chunks_held,
-                bytes_held: f.bytes_held,
-                running,
-            })
-            .collect();
-        let uploads = status
-            .uploads
-            .iter()
-            .map(|u| UploadJson {
-                peer: u.peer.to_string(),
-                addr: u.addr.to_string(),
-                file: u.file.to_string(),
-                name: &u.name,
-                bytes: u.bytes,
-                chunks: u.chunks,
-                bytes_per_second: u.rate,
-                idle_seconds: u.idle_ms as f64 / 1000.0,
-                path: &u.path,
-            })
-            .collect();
-        let skipped = status
-            .skipped
-            .iter()
-            .map(|s| SkippedJson {
-                path: &s.path,
-                why: &s.why,
-            })
-            .collect();
         let all = NodeStatusJson {
-            running,
-            files,
-            uploads,
-            skipped,
+            other_nodes: others
+                .iter()
+                .map(|node| OtherNodeJson {
+                    state: &node.state_dir,
+                    status: node_json(node, Vec::new()),
+                })
+                .collect(),
+            ..node_json(first, Vec::new())
         };
         crate::out!("{}", serde_json::to_string_pretty(&all).expect("plain data serializes"));
         return;
     }
-    match source {
+    for (n, node) in nodes.iter().enumerate() {
+        if n > 0 {
+            crate::out!("");
+        }
+        node_table(node);
+    }
+}
+
+fn node_json<'a>(node: &'a NodeShown, other_nodes: Vec<OtherNodeJson<'a>>) -> NodeStatusJson<'a> {
+    let running = matches!(node.source, Source::RunningNode(_));
+    let status = &node.status;
+    let files = status
+        .files
+        .iter()
+        .map(|f| StatusJson {
+            id: f.id.to_string(),
+            name: &f.name,
+            path: &f.path,
+            state: state_word(f.state),
+            size: f.size,
+            chunks: f.chunk_count,
+            chunks_held: f.chunks_held,
+            bytes_held: f.bytes_held,
+            running,
+        })
+        .collect();
+    let uploads = status
+        .uploads
+        .iter()
+        .map(|u| UploadJson {
+            peer: u.peer.to_string(),
+            addr: u.addr.to_string(),
+            file: u.file.to_string(),
+            name: &u.name,
+            bytes: u.bytes,
+            chunks: u.chunks,
+            bytes_per_second: u.rate,
+            idle_seconds: u.idle_ms as f64 / 1000.0,
+            path: &u.path,
+        })
+        .collect();
+    let skipped = status
+        .skipped
+        .iter()
+        .map(|s| SkippedJson {
+            path: &s.path,
+            why: &s.why,
+        })
+        .collect();
+    NodeStatusJson {
+        running,
+        files,
+        uploads,
+        skipped,
+        other_nodes,
+    }
+}
+
+fn node_table(node: &NodeShown) {
+    let (status, state_dir) = (&node.status, &node.state_dir);
+    let running = matches!(node.source, Source::RunningNode(_));
+    match node.source {
         Source::RunningNode(addr) => crate::out!("node running at {addr} (state {})", state_dir.display()),
         Source::SavedState => crate::out!("no node running on {}; saved state:", state_dir.display()),
     }

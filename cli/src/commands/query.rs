@@ -9,7 +9,7 @@ use swarm_proto::ticket::Ticket;
 use crate::args::{PeersArgs, QueryArgs, SearchArgs, StatusArgs};
 use crate::output;
 
-use super::setup::{access, default_state, telling_if_slow};
+use super::setup::{access, default_state, spare_states, telling_if_slow};
 
 /// A client for `ls`, `search` and `peers`: of the trackers given, else of the ticket's, else
 /// of those last used from the state directory.
@@ -67,9 +67,29 @@ impl Query {
 
 /// `swarm status`
 pub async fn status(args: StatusArgs) -> Result<()> {
+    let given = args.state.is_some();
     let state = args.state.unwrap_or_else(|| default_state("node"));
     let (source, status) = swarm_engine::status::of_state_dir(&state).await?;
-    output::status(&state, source, &status, args.json);
+    let mut nodes = vec![output::NodeShown {
+        state_dir: state,
+        source,
+        status,
+    }];
+    if !given {
+        // Nodes started beside a busy default state (`node-2`, …) are shown too, if running.
+        for dir in spare_states() {
+            if let Ok((source @ swarm_engine::status::Source::RunningNode(_), status)) =
+                swarm_engine::status::of_state_dir(&dir).await
+            {
+                nodes.push(output::NodeShown {
+                    state_dir: dir,
+                    source,
+                    status,
+                });
+            }
+        }
+    }
+    output::status(&nodes, args.json);
     Ok(())
 }
 

@@ -47,11 +47,7 @@ pub(super) fn node_state(given: &Option<PathBuf>) -> PathBuf {
     }
     let default = default_state("node");
     let mut in_use = None;
-    for n in 1..=SPARE_STATES {
-        let dir = match n {
-            1 => default.clone(),
-            n => default.with_file_name(format!("node-{n}")),
-        };
+    for dir in std::iter::once(default.clone()).chain(spare_state_dirs()) {
         if std::fs::create_dir_all(&dir).is_err() {
             return default;
         }
@@ -74,6 +70,17 @@ pub(super) fn node_state(given: &Option<PathBuf>) -> PathBuf {
         }
     }
     default
+}
+
+/// The state directories a node takes when the default one is busy: `node-2`, `node-3`, …
+fn spare_state_dirs() -> impl Iterator<Item = PathBuf> {
+    let default = default_state("node");
+    (2..=SPARE_STATES).map(move |n| default.with_file_name(format!("node-{n}")))
+}
+
+/// Those of [`spare_state_dirs`] that exist.
+pub(super) fn spare_states() -> Vec<PathBuf> {
+    spare_state_dirs().filter(|dir| dir.is_dir()).collect()
 }
 
 pub(super) fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<NodeConfig> {

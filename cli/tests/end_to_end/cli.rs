@@ -297,6 +297,28 @@ fn the_printed_fetch_works_beside_a_seed_on_the_default_state() {
         stderr.contains("in use by another swarm process") && stderr.contains("--state"),
         "{stderr}"
     );
+    // A second node on the machine keeps its state in node-2; `swarm status` shows both.
+    let mut second = std::process::Command::new(BIN);
+    second
+        .args([
+            "seed",
+            s(&share),
+            "--tracker-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("XDG_DATA_HOME", &data_home)
+        .env("SWARM_LOG", "warn");
+    let second = Proc::start(second);
+    let _ = second.line();
+    let shown = bare(&["status"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.matches("node running at").count(), 2, "{shown}");
+    assert!(shown.contains("node-2"), "{shown}");
+    let shown = json(&bare(&["status", "--json"]));
+    assert_eq!(shown["other_nodes"].as_array().map(Vec::len), Some(1), "{shown}");
+    drop(second);
 }
 
 #[test]
