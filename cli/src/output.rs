@@ -100,6 +100,12 @@ pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
     swarm_proto::name::printable(text)
 }
 
+/// `text` as one word of a POSIX shell command line, quoted if it needs to be (a path with a
+/// space), so that a printed command runs as printed; `text` itself if it cannot be quoted.
+pub fn shell_word(text: &str) -> std::borrow::Cow<'_, str> {
+    shlex::try_quote(text).unwrap_or(std::borrow::Cow::Borrowed(text))
+}
+
 /// [`shown`] for a path.
 pub fn shown_path(path: &std::path::Path) -> String {
     shown(&path.display().to_string()).into_owned()

@@ -185,7 +185,8 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
     };
     let tracker = &sharing.peer.public_tracker;
     let holder = sharing.peer.ticket_holder();
-    let fetch_command = |id| fetch_command(id, tracker, holder.clone());
+    let secret = args.share.peer.node.secret_file.as_deref();
+    let fetch_command = |id| fetch_command(id, tracker, holder.clone(), secret);
     if args.json {
         let trackers = tracker.parse::<Trackers>().ok();
         let ticket = |id| {
@@ -349,10 +350,20 @@ fn print_seeded(file: &SeededFile, fetch_command: String) {
 }
 
 /// The command that fetches `id`: with its ticket (naming `holder` too, if given), or with
-/// --tracker if the tracker's address cannot go in one.
-fn fetch_command(id: swarm_engine::FileId, tracker: &str, holder: Option<TicketHolder>) -> String {
-    match tracker.parse::<Trackers>() {
+/// --tracker if the tracker's address cannot go in one; in a private swarm with the secret's
+/// file, which the other machine needs a copy of (the secret never goes in a ticket).
+fn fetch_command(
+    id: swarm_engine::FileId,
+    tracker: &str,
+    holder: Option<TicketHolder>,
+    secret: Option<&std::path::Path>,
+) -> String {
+    let mut command = match tracker.parse::<Trackers>() {
         Ok(trackers) => format!("swarm fetch {}", trackers.ticket_for(id, holder.into_iter().collect())),
         Err(_) => format!("swarm fetch {id} --tracker {tracker}"),
+    };
+    if let Some(secret) = secret {
+        command += &format!(" --secret-file {}", output::shell_word(&secret.display().to_string()));
     }
+    command
 }

@@ -35,13 +35,24 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
     .await
     .map_err(swarm_engine::Error::from)?;
     let reachable = reachable_addr(tracker.local_addr());
-    crate::out!(
-        "tracker {} listening on {}; peers use --tracker {}@{}",
-        tracker.id(),
-        tracker.local_addr(),
-        tracker.id(),
-        reachable
-    );
+    match &args.secret_file {
+        None => crate::out!(
+            "tracker {} listening on {}; peers use --tracker {}@{}",
+            tracker.id(),
+            tracker.local_addr(),
+            tracker.id(),
+            reachable
+        ),
+        // Said on the one line scripts read: nodes without the secret are turned away.
+        Some(secret) => crate::out!(
+            "private tracker {} listening on {}; peers use --tracker {}@{} --secret-file {}",
+            tracker.id(),
+            tracker.local_addr(),
+            tracker.id(),
+            reachable,
+            crate::output::shell_word(&secret.display().to_string())
+        ),
+    }
     match &args.store {
         Some(url) => {
             info!(files = tracker.catalogue_size(), store = %url.rsplit('@').next().unwrap_or(url), "state shared through Redis")

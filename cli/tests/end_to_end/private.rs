@@ -27,7 +27,7 @@ fn only_nodes_with_the_secret_take_part() {
     let share = tmp.path().join("share");
     let data = content(300_000, 9);
     write(share.join("secret-plans.bin"), &data);
-    let (_seeder, seeded, _) = start_seeder(
+    let (_seeder, seeded, printed) = start_seeder(
         tmp.path(),
         "seeder",
         &share,
@@ -35,6 +35,16 @@ fn only_nodes_with_the_secret_take_part() {
         1,
     );
     let id = seeded[0].0.clone();
+
+    // The printed command names the secret's file, so it runs as printed where a copy is.
+    assert!(printed[0].contains("--secret-file"), "{}", printed[0]);
+    let words: Vec<&str> = printed[0].split_whitespace().skip(1).collect();
+    let as_printed = tmp.path().join("as-printed");
+    let state = tmp.path().join("as-printed-state");
+    let extra = ["-o", s(&as_printed), "--state", s(&state), "--listen", "127.0.0.1:0"];
+    let fetched = run(&[&words[..], &extra[..]].concat());
+    assert!(fetched.status.success(), "{}", stderr_of(&fetched));
+    assert_eq!(std::fs::read(as_printed.join("secret-plans.bin")).unwrap(), data);
 
     // A member fetches as usual.
     let out = tmp.path().join("member");

@@ -121,8 +121,8 @@ fn start_tracker_on_store(
     let pinned = line
         .split("--tracker ")
         .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
         .expect("tracker banner")
-        .trim()
         .to_owned();
     let plain = pinned.split('@').nth(1).unwrap().to_owned();
     (tracker, pinned, plain)

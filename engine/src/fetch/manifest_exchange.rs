@@ -112,11 +112,20 @@ pub(crate) async fn locate_with_manifest(
             return with_manifest(session, transport, file, want, None, located).await;
         }
         Some(Err(e)) => {
+            session.note_silence(true);
+            if manifest.is_none() {
+                // What the tracker said is the likelier cause (a private swarm, say): said
+                // once, in the error.
+                return Err(Error::NotFound(format!(
+                    "{}: no holder the ticket names or the local network knows sent its manifest, and the \
+                     tracker could not help: {e}",
+                    file.short(),
+                )));
+            }
             // Said once, not for every file of a folder.
             if !was_silent {
                 warn!("the tracker could not help ({e}); fetching from the holders known without it");
             }
-            session.note_silence(true);
         }
         None if waited => {
             if !was_silent {

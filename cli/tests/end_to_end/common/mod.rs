@@ -144,8 +144,8 @@ pub fn start_tracker_with(dir: &Path, extra: &[&str]) -> (Proc, String) {
     let addr = line
         .split("--tracker ")
         .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected tracker banner: {line}"))
-        .trim()
         .to_owned();
     (tracker, addr)
 }
