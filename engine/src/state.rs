@@ -75,17 +75,31 @@ impl StateDb {
     /// Locks the state directory `dir` (which must exist) for this process, then opens
     /// (creating if needed) the database in it. Another process using it is
     /// [`Error::Locked`], naming that process.
+    ///
+    /// A database that sled finds damaged is moved aside (`state.sled.damaged-…`, kept) and a
+    /// fresh one started, with a warning: everything in it can be rebuilt (seeded files are
+    /// hashed again, downloads in progress start over), which beats a node that cannot start.
     pub fn open(dir: &Path) -> Result<StateDb> {
         let lock = DirLock::acquire(dir)?;
         let path = dir.join("state.sled");
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| Error::State {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let open = || sled::Config::new().path(&path).cache_capacity(CACHE_BYTES).open();
+        let failed = |e: sled::Error| Error::State {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let db = match open() {
+            Err(sled::Error::Corruption { .. }) => {
+                let aside = swarm_proto::dir_lock::set_aside(&path).map_err(|e| Error::io(&path, e))?;
+                tracing::warn!(
+                    "the node's state database {} was damaged; moved it aside to {} and started afresh: \
+                     seeded files are hashed again and downloads in progress start over",
+                    path.display(),
+                    aside.display()
+                );
+                open().map_err(failed)?
+            }
+            opened => opened.map_err(failed)?,
+        };
         Ok(StateDb {
             db,
             path,
@@ -221,4 +235,26 @@ pub fn decode_seeded(bytes: &[u8]) -> Option<SeededRecord> {
     let record: SeededRecord = codec::decode(bytes).ok()?;
     record.manifest.validate().ok()?;
     Some(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_database_is_set_aside_and_a_fresh_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateDb::open(dir.path()).unwrap());
+        std::fs::write(dir.path().join("state.sled/conf"), b"not sled's settings").unwrap();
+        let reopened = StateDb::open(dir.path()).expect("a fresh database in place of the damaged one");
+        drop(reopened);
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("state.sled.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the damaged one is kept beside it");
+        let kept = std::fs::read(dir.path().join(&aside[0]).join("conf")).unwrap();
+        assert_eq!(kept, b"not sled's settings");
+    }
 }

@@ -68,11 +68,25 @@ impl CatalogueStore {
             path: path.clone(),
             message: e.to_string(),
         };
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(error)?;
+        let open = || sled::Config::new().path(&path).cache_capacity(CACHE_BYTES).open();
+        let db = match open() {
+            // Holders are registered again by the peers themselves, and the manifests are in
+            // files beside it: a damaged database is moved aside (kept), not a reason to stop.
+            Err(sled::Error::Corruption { .. }) => {
+                let aside = swarm_proto::dir_lock::set_aside(&path).map_err(|e| TrackerError::Store {
+                    path: path.clone(),
+                    message: format!("damaged, and it cannot be moved aside: {e}"),
+                })?;
+                tracing::warn!(
+                    "the tracker's database {} was damaged; moved it aside to {} and started afresh: \
+                     peers register their holdings again as they come back",
+                    path.display(),
+                    aside.display()
+                );
+                open().map_err(error)?
+            }
+            opened => opened.map_err(error)?,
+        };
         let holders = db.open_tree("holders").map_err(error)?;
         let manifests = dir.join(MANIFESTS_DIR);
         std::fs::create_dir_all(&manifests).map_err(|e| TrackerError::Store {
@@ -214,6 +228,20 @@ fn unix_ms(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_database_is_set_aside_and_a_fresh_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(CatalogueStore::open(dir.path()).unwrap());
+        std::fs::write(dir.path().join("tracker.sled/conf"), b"not sled's settings").unwrap();
+        CatalogueStore::open(dir.path()).expect("a fresh database in place of the damaged one");
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("tracker.sled.damaged-"))
+            .count();
+        assert_eq!(aside, 1, "the damaged one is kept beside it");
+    }
     use crate::state::tests::manifest;
 
     fn ids(found: Vec<Manifest>) -> Vec<FileId> {
