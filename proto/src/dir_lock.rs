@@ -80,6 +80,20 @@ impl DirLock {
     }
 }
 
+/// Renames the damaged database at `path` (a file or directory in a locked state directory)
+/// to `NAME.damaged-UNIXTIME` beside it, so that a fresh one can start in its place and
+/// nothing is deleted; returns the new name.
+pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".damaged-{stamp}"));
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,18 +113,4 @@ mod tests {
         drop(first);
         DirLock::acquire(dir.path()).unwrap();
     }
-}
-
-/// Renames the damaged database at `path` (a file or directory in a locked state directory)
-/// to `NAME.damaged-UNIXTIME` beside it, so that a fresh one can start in its place and
-/// nothing is deleted; returns the new name.
-pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".damaged-{stamp}"));
-    let aside = path.with_file_name(name);
-    std::fs::rename(path, &aside)?;
-    Ok(aside)
 }
