@@ -114,3 +114,51 @@ fn ctrl_c_exits_130_and_the_same_command_resumes() {
     assert!(report["resumed_chunks"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(std::fs::read(out.join("video.bin")).unwrap(), content(3_000_000, 9));
 }
+
+/// Two fetches of one file into one folder at once (two scripts, two state directories): the
+/// second is told another fetch is writing it, and after the first the same command finds the
+/// file complete.
+#[test]
+fn a_second_fetch_into_the_same_folder_is_told_another_is_writing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_tracker, _seeder, addr, id) = slow_swarm(tmp.path(), 1_500_000, "500KB/s");
+    let out = tmp.path().join("out");
+    let fetch = |state: &str| {
+        let state = tmp.path().join(state);
+        vec![
+            "fetch".to_owned(),
+            id.clone(),
+            "--tracker".into(),
+            addr.clone(),
+            "-o".into(),
+            s(&out).into(),
+            "--state".into(),
+            s(&state).into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ]
+    };
+    let first = Command::new(BIN)
+        .args(fetch("first"))
+        .env("SWARM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = out.join(".video.bin.swarm-part");
+    wait_until("the first fetch's partial file", || partial.exists());
+    let second_args = fetch("second");
+    let second_args: Vec<&str> = second_args.iter().map(String::as_str).collect();
+    let second = run(&second_args);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(5), "{said}");
+    assert!(
+        said.contains("another swarm fetch") && !said.contains("No such file"),
+        "{said}"
+    );
+
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let again = run(&second_args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already complete"));
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use swarm_proto::{hashing, Bitfield, FileMeta, Manifest};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::options::{DiskIo, FetchOptions, Replace};
 use crate::chunk_io::ChunkFile;
@@ -178,6 +178,21 @@ async fn same_content(dir: &Dir, name: &str, manifest: &Manifest) -> Result<bool
 async fn open_partial(manifest: &Manifest, dir: &Dir, name: &str, preallocate: bool) -> Result<(File, Bitfield)> {
     let path = &dir.join(name);
     let (file, existed) = dir.open_or_create(name)?;
+    // One writer per partial file: a second fetch of the same file into the same folder (from
+    // another process) would race the first to the rename and fail halfway. The lock goes
+    // with the file, when the fetch ends or its process dies.
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            return Err(Error::Unsafe {
+                path: path.to_owned(),
+                why: "is being written by another swarm fetch of the same file into the same folder; wait \
+                      for it to finish (the same command then finds the file complete), or give another -o"
+                    .into(),
+            })
+        }
+        Err(e) => debug!("cannot lock {}: {e}; fetching without the lock", path.display()),
+    }
     if file.metadata().map_err(|e| Error::io(path, e))?.len() != manifest.size {
         file.set_len(manifest.size).map_err(|e| Error::io(path, e))?;
     }
