@@ -65,7 +65,7 @@ outsider who learns the share nor the tracker can change anyone's files. To take
 sync the folder as a new share (move DIR/.swarm/share-key away) and invite the members again.
 
 - The newest modification time wins. A local edit that loses is kept beside the winner as
-  NAME.sync-conflict-ID.EXT, which is then synced like any file.
+  NAME.sync-conflict-YYYYMMDD-HHMMSS-NODE.EXT, which is then synced like any file.
 - Deletions propagate. Files deleted or replaced by sync are moved to DIR/.swarm/versions/
   and kept for --keep-versions: nothing is destroyed.
 - A deletion that raced an edit elsewhere loses: the edit comes back.

@@ -110,6 +110,41 @@ impl Dir {
         Ok((dir, file))
     }
 
+    /// Removes the directories `name` lies in, deepest first, while they are empty (this
+    /// directory itself stays); never through a link. Returns how many went.
+    pub fn remove_empty_parents(&self, name: &str) -> usize {
+        let Some((dirs, _)) = name.rsplit_once('/') else {
+            return 0;
+        };
+        if name::validate_name(name).is_err() {
+            return 0;
+        }
+        let components: Vec<&str> = dirs.split('/').collect();
+        let mut removed = 0;
+        for depth in (1..=components.len()).rev() {
+            let Ok(fd) = rustix::io::dup(&self.fd) else {
+                return removed;
+            };
+            let mut parent = Dir {
+                fd,
+                path: self.path.clone(),
+            };
+            for component in &components[..depth - 1] {
+                match parent.subdir(component) {
+                    Ok(dir) => parent = dir,
+                    Err(_) => return removed,
+                }
+            }
+            // Not empty, gone already, or a link (not a directory): it stays, and so do those
+            // above it.
+            if rustix::fs::unlinkat(&parent.fd, components[depth - 1], AtFlags::REMOVEDIR).is_err() {
+                return removed;
+            }
+            removed += 1;
+        }
+        removed
+    }
+
     /// Opens (creating if missing) the subdirectory `component`, refusing links.
     fn subdir(&self, component: &str) -> Result<Dir> {
         let path = self.path.join(component);
@@ -321,6 +356,25 @@ mod tests {
         dir.rename("c.bin", "d.bin", false).unwrap();
         assert!(matches!(dir.entry("d.bin").unwrap(), Entry::File(_)));
         assert!(matches!(dir.entry("c.bin").unwrap(), Entry::Missing));
+    }
+
+    #[test]
+    fn empty_parents_go_and_nothing_else_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        std::fs::write(root.join("a/keep.txt"), b"x").unwrap();
+        let dir = Dir::open_root(root).unwrap();
+        assert_eq!(dir.remove_empty_parents("a/b/c/gone.txt"), 2, "c and b were empty");
+        assert!(!root.join("a/b").exists() && root.join("a/keep.txt").exists());
+        assert_eq!(dir.remove_empty_parents("top.txt"), 0);
+
+        // Through a link to a directory elsewhere: nothing there is touched.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir(elsewhere.path().join("empty")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), root.join("link")).unwrap();
+        assert_eq!(dir.remove_empty_parents("link/empty/gone.txt"), 0);
+        assert!(elsewhere.path().join("empty").exists());
     }
 
     #[test]

@@ -219,6 +219,14 @@ fn three_sync_peers_converge_keep_conflicts_and_spread_new_files() {
             dir.display()
         );
     }
+    // Deleting a folder's last file (and the folder) empties it away everywhere.
+    std::fs::remove_dir_all(a.join("docs")).unwrap();
+    converge(&dirs, Duration::from_secs(30), |files| {
+        !files.contains_key("docs/readme.txt")
+    });
+    wait_until("the emptied folder gone on b and c", || {
+        !b.join("docs").exists() && !c.join("docs").exists()
+    });
     // And a file made again after its deletion comes back everywhere.
     write(b.join("gamma.txt"), b"gamma again\n");
     converge(&dirs, Duration::from_secs(30), |files| {

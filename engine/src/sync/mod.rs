@@ -15,7 +15,7 @@
 //! - **Replacing keeps the old version.** A local version that lost is replaced only if
 //!   nobody edited it here (it was fetched and is unchanged since, or the winner says it
 //!   replaced exactly this version); its old content goes to `.swarm/versions/`. A local
-//!   edit that lost a conflict is renamed `STEM.sync-conflict-ID.EXT` (and shared like any
+//!   edit that lost a conflict is renamed `STEM.sync-conflict-YYYYMMDD-HHMMSS-NODE.EXT` (and shared like any
 //!   file) before the winner is fetched. Nothing is destroyed.
 //! - **Deletions propagate.** A file deleted here becomes a tombstone in the share (who
 //!   deleted it, and when), if what was deleted is the share's current version: a deletion
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, FetchReport, Replace};
@@ -49,7 +49,7 @@ use crate::state::FileStamp;
 use crate::tracker_client::Located;
 use crate::versions::{self, Keep};
 use swarm_proto::collection::Collection;
-use swarm_proto::ids::FileId;
+use swarm_proto::ids::{FileId, PeerId};
 use swarm_proto::meta::nanos_since_epoch;
 use swarm_proto::name;
 use swarm_proto::share::{ShareChange, ShareState, MAX_CLOCK_SKEW};
@@ -614,6 +614,10 @@ impl FolderSync {
         match versions::keep(&self.dir, &name, Keep::Move) {
             Ok(kept) => {
                 let kept_as = name::name_of(&self.dir, &kept).unwrap_or_else(|| kept.display().to_string());
+                // A folder the deletion emptied goes too, as it did where the file was deleted.
+                if let Ok(root) = Dir::open_root(&self.dir) {
+                    root.remove_empty_parents(&name);
+                }
                 let _ = self.events.send(SyncEvent::Removed { name, kept_as });
             }
             Err(error) => {
@@ -745,10 +749,11 @@ impl FolderSync {
                     }
                 }
             } else {
-                match keep_as_conflict(&self.dir, &mine.manifest.name, &mine.id) {
+                match keep_as_conflict(&self.dir, &mine.manifest.name, self.node.id(), SystemTime::now()) {
                     Ok(kept) => {
                         let kept_as = name::name_of(&self.dir, &kept).unwrap_or_else(|| kept.display().to_string());
-                        warn!(name = %planned.name, %kept_as, "a newer version exists elsewhere; the local one is kept beside it");
+                        // The event is what a person reads; the log line is for the log.
+                        info!(name = %planned.name, %kept_as, "a newer version exists elsewhere; the local one is kept beside it");
                         let _ = self.events.send(SyncEvent::Conflict {
                             name: planned.name.clone(),
                             kept_as,
@@ -836,16 +841,27 @@ struct Download {
     result: Result<FetchReport>,
 }
 
-/// Renames the file `name` in the sync folder `root` (the losing version `id`) to
-/// `STEM.sync-conflict-ID.EXT` beside it, never replacing anything and never following a link;
-/// returns the new path.
-fn keep_as_conflict(root: &Path, name: &str, id: &FileId) -> Result<PathBuf> {
+/// Renames the file `name` in the sync folder `root`, the local version that lost a conflict
+/// found `at`, to `STEM.sync-conflict-YYYYMMDD-HHMMSS-NODE.EXT` beside it (as Syncthing names
+/// them: when, and on which node, in UTC and this node's short id), never replacing anything
+/// and never following a link; returns the new path.
+fn keep_as_conflict(root: &Path, name: &str, node: PeerId, at: SystemTime) -> Result<PathBuf> {
     let (dir, file_name) = Dir::open_root(root)?.parent_of(name)?;
     let (stem, ext) = match file_name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
         _ => (file_name, String::new()),
     };
-    let tag = &id.to_string()[..8];
+    // 2026-12-06T03:31:00Z -> 20261206-033100
+    let when: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter_map(|c| match c {
+            'T' => Some('-'),
+            c if c.is_ascii_digit() => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tag = format!("{when}-{}", node.short());
     for n in 1.. {
         let counter = if n == 1 { String::new() } else { format!("-{n}") };
         let target = format!("{stem}.sync-conflict-{tag}{counter}{ext}");
@@ -879,13 +895,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conflict_copies_never_replace_anything() {
+    fn conflict_copies_are_named_by_when_and_where_and_never_replace_anything() {
         let tmp = tempfile::tempdir().unwrap();
-        let id = FileId([0xab; 32]);
+        let node = PeerId([0xab; 32]);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_527_860);
         for round in 0..2 {
             let path = tmp.path().join("notes.txt");
             std::fs::write(&path, format!("version {round}")).unwrap();
-            keep_as_conflict(tmp.path(), "notes.txt", &id).unwrap();
+            keep_as_conflict(tmp.path(), "notes.txt", node, at).unwrap();
         }
         let mut names: Vec<String> = std::fs::read_dir(tmp.path())
             .unwrap()
@@ -894,7 +911,10 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            vec!["notes.sync-conflict-abababab-2.txt", "notes.sync-conflict-abababab.txt"]
+            vec![
+                "notes.sync-conflict-20261206-033100-abababab-2.txt",
+                "notes.sync-conflict-20261206-033100-abababab.txt"
+            ]
         );
     }
 }
