@@ -150,6 +150,13 @@ pub enum Command {
   swarm status                   the node on the default state (running or not)
   swarm status --state ./st --json")]
     Status(StatusArgs),
+    /// Check what makes a transfer fail or crawl here, and say what to change: the tracker,
+    /// each holder of a file, UDP buffers, the disk, the CPU
+    #[command(after_help = "Examples:
+  swarm doctor                       the tracker last used, UDP buffers, the disk here, the CPU
+  swarm doctor swarm3...             and how each holder of the ticket's file is reached
+  swarm doctor swarm3... -o /data    with the disk a fetch would write to")]
+    Doctor(DoctorArgs),
     /// Run a node with a prompt: browse the catalogue, fetch in the background, see transfers.
     #[command(after_help = "Examples:
   swarm shell ./inbox --tracker t:7070   then: ls, search NAME, get NAME, status, help")]
@@ -509,6 +516,21 @@ pub struct QueryArgs {
     /// Print JSON instead of a table.
     #[arg(long, env = "SWARM_JSON")]
     pub json: bool,
+}
+
+/// `swarm doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A ticket, file id or name whose holders to check (optional).
+    pub id: Option<String>,
+    /// Tracker as HOST:PORT or ID@HOST:PORT. Default: the ticket's, else the one last used.
+    #[arg(long, env = "SWARM_TRACKER", value_delimiter = ',')]
+    pub tracker: Vec<TrackerAddr>,
+    /// The directory a fetch would write to: its free space and write speed are checked.
+    #[arg(short = 'o', long = "output", env = "SWARM_OUTPUT", default_value = ".")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `swarm search`

@@ -23,6 +23,7 @@
 
 pub mod chunk_io;
 pub mod collection;
+pub mod doctor;
 pub mod downloads;
 mod error;
 pub mod fetch;

@@ -228,6 +228,11 @@ impl Node {
         })
     }
 
+    /// The node's QUIC endpoint.
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
     /// The tracker client.
     pub fn tracker(&self) -> Result<&Arc<TrackerClient>> {
         Ok(self.session()?.client())

@@ -337,17 +337,27 @@ fn choose(collection: &Collection, only: &[String]) -> Result<Vec<CollectionEntr
 /// given, else the ticket's, else the last used from the state directory), and the holders
 /// the ticket names, each address as a holder of its own.
 fn fetch_target(args: &FetchArgs) -> Result<(String, Trackers, Vec<Holder>)> {
-    let ticket = if Ticket::looks_like(&args.id) {
-        Some(args.id.parse::<Ticket>()?)
+    target_of(&args.id, &args.tracker, &args.node.state)
+}
+
+/// What `id` (a ticket, an id or a name) asks for, the trackers to ask (`tracker` if given, else
+/// the ticket's, else those last used from `state`), and the holders the ticket names.
+pub(super) fn target_of(
+    id: &str,
+    tracker: &[swarm_engine::TrackerAddr],
+    state: &Option<std::path::PathBuf>,
+) -> Result<(String, Trackers, Vec<Holder>)> {
+    let ticket = if Ticket::looks_like(id) {
+        Some(id.parse::<Ticket>()?)
     } else {
         None
     };
-    let wanted = ticket.as_ref().map_or_else(|| args.id.clone(), |t| t.file.to_string());
-    let trackers = match (Trackers::new(args.tracker.clone()), &ticket) {
+    let wanted = ticket.as_ref().map_or_else(|| id.to_owned(), |t| t.file.to_string());
+    let trackers = match (Trackers::new(tracker.to_vec()), &ticket) {
         (Some(given), _) => given,
         (None, Some(ticket)) => Trackers::of_ticket(ticket),
         (None, None) => {
-            let state = args.node.state.clone().unwrap_or_else(|| default_state("node"));
+            let state = state.clone().unwrap_or_else(|| default_state("node"));
             match KnownTrackers::in_dir(&state).last_used().map(|t| t.parse::<Trackers>()) {
                 Some(Ok(last)) => last,
                 _ => {

@@ -2,6 +2,7 @@
 //! print. What several commands share is in `setup`.
 
 mod demo;
+mod doctor;
 mod fetch;
 mod query;
 mod secret;
@@ -10,6 +11,7 @@ mod share;
 mod tracker;
 
 pub use demo::demo;
+pub use doctor::doctor;
 pub use fetch::fetch;
 pub use query::{ls, peers, search, status};
 pub use secret::secret;

@@ -639,3 +639,44 @@ fn man_pages_for_every_subcommand() {
     let fetch = std::fs::read_to_string(dir.join("swarm-fetch.1")).unwrap();
     assert!(fetch.contains("\\-\\-only"), "the fetch page lists its flags");
 }
+
+/// `swarm doctor TICKET`: the tracker, the holder, UDP buffers, the disk and the CPU, each on a
+/// line; with the holder gone, a failed check and exit status 1.
+#[test]
+fn doctor_says_what_is_reachable_and_what_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write(share.join("data.bin"), &content(200_000, 4));
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let (seeder, _, printed) = start_seeder(tmp.path(), "seeder", &share, &["--tracker", &addr], 1);
+    let ticket = printed[0].split_whitespace().nth(2).unwrap().to_owned();
+    let doctor = |state: &str| {
+        run(&[
+            "doctor",
+            &ticket,
+            "-o",
+            s(&tmp.path().join("out")),
+            "--state",
+            s(&tmp.path().join(state)),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+    };
+    let checked = doctor("d1");
+    let said = String::from_utf8_lossy(&checked.stdout);
+    println!("{said}");
+    assert!(
+        checked.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for line in ["ok    tracker", "reached directly", "UDP buffers", "disk at", "CPU:"] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+
+    drop(seeder);
+    let checked = doctor("d2");
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL"), "{said}");
+}
