@@ -11,6 +11,13 @@
 set -euo pipefail
 role=${SWARM_ROLE:-sync}
 data=${SWARM_DATA:-/data}
+# Started as root (a bind mount belongs to whoever made it on the host): hand the node's
+# folders to the user swarm and go on as that user, never running the node as root.
+if [ "$(id -u)" = 0 ] && id swarm > /dev/null 2>&1; then
+  mkdir -p /logs "$data" "${SWARM_STATE:-/state}"
+  chown -R swarm:swarm /logs "$data" "${SWARM_STATE:-/state}"
+  exec setpriv --reuid=swarm --regid=swarm --init-groups "$0" "$@"
+fi
 mkdir -p /logs "$data"
 log=/logs/$(hostname).log
 

@@ -162,6 +162,57 @@ pub async fn reach(
     Err(unreached)
 }
 
+/// How long [`reach_without_relay`] tries: a direct dial, or an introduction and the punched
+/// dials after it.
+pub const WITHOUT_RELAY_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Tries for a path to `peer` that does not go through a relay (directly at `addrs`, or
+/// through its NAT after [`INTRODUCE_AFTER`]) for at most [`WITHOUT_RELAY_PATIENCE`]. A
+/// download that reached a holder through a relay asks this now and then, to move over when a
+/// direct path opens (a port forwarded, a firewall opened, a NAT restarted in a kinder mode).
+pub async fn reach_without_relay(
+    transport: &Transport,
+    session: &Session,
+    peer: PeerId,
+    addrs: &[SocketAddr],
+) -> Option<Reached> {
+    let direct = async {
+        let dialled = dial::connect_first(transport, addrs, peer).await.ok()?;
+        Some(Reached {
+            connection: dialled.connection,
+            addr: dialled.addr,
+            path: Path::Direct,
+        })
+    };
+    let through_nat = async {
+        tokio::time::sleep(INTRODUCE_AFTER).await;
+        punched(transport, session, peer).await.ok()
+    };
+    let first = async {
+        tokio::pin!(direct, through_nat);
+        let (mut direct_done, mut punch_done) = (false, false);
+        loop {
+            tokio::select! {
+                reached = &mut direct, if !direct_done => match reached {
+                    Some(reached) => return Some(reached),
+                    None => direct_done = true,
+                },
+                reached = &mut through_nat, if !punch_done => match reached {
+                    Some(reached) => return Some(reached),
+                    None => punch_done = true,
+                },
+                else => return None,
+            }
+        }
+    };
+    let reached = tokio::time::timeout(WITHOUT_RELAY_PATIENCE, first)
+        .await
+        .ok()
+        .flatten()?;
+    session.paths().taken(peer, reached.path);
+    Some(reached)
+}
+
 /// How long a hole punched has to let a handshake through before the holder is taken to need
 /// a relay (a round trip or two, when it works at all).
 const PUNCH_PATIENCE: Duration = Duration::from_secs(1);

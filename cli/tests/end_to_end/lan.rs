@@ -101,6 +101,11 @@ impl Lan {
         Lan::build(name, &["a", "b", "t"], &script)
     }
 
+    /// The network's name: `{n}` in its `ip` command lines.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A shell command line run in machine `which` (`a` or `b`), in `home` (its `HOME` and
     /// working directory), with `swarm` on its `PATH`.
     pub(super) fn machine(&self, which: &str, home: &Path, line: &str) -> Command {

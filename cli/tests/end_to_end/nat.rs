@@ -414,3 +414,72 @@ fn two_machines_behind_one_home_router_meet_on_their_lan() {
         "{from_outside} B of a {size} B file came in from outside the router"
     );
 }
+
+/// A download that had to go through the relay moves to a direct path once one opens: A
+/// behind a home router and B behind a symmetric NAT meet only through the tracker's relay
+/// (capped at 1 MB/s here); once the relay carries the download, A's router forwards A's port
+/// (as a user would, or UPnP), and the fetcher, trying now and then without the relay, moves
+/// over: the rest of the file comes straight from A.
+#[test]
+fn a_relayed_download_moves_to_a_direct_path_once_one_opens() {
+    let size = 12_000_000;
+    let Some(lan) = lan_if_root("smv", |n| behind_routers(n, Router::Nat, Router::Symmetric)) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let home = |name: &str| tmp.path().join(name);
+    let film = content(size, 11);
+    write(home("a").join("videos/film.mkv"), &film);
+
+    let tracker = lan.start(
+        "t",
+        &home("t"),
+        "exec swarm tracker --relay-rate 1MB",
+        &home("tracker.log"),
+    );
+    let tracker_flag = printed_from(&tracker, "--tracker ");
+    // A port of its own, for the forward below.
+    let seed = format!("exec swarm seed ./videos {tracker_flag} --listen [::]:7000");
+    let seeder = lan.start("a", &home("a"), &seed, &home("seed.log"));
+    let printed = printed_from(&seeder, "swarm fetch ");
+    let started = Instant::now();
+    let mut fetch = lan.start("b", &home("b"), &format!("exec {printed} -v"), &home("fetch.log"));
+    let said = || std::fs::read_to_string(home("fetch.log")).unwrap_or_default();
+    while counted(&lan).1 <= 300_000 {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the relay never carried the download:\n{}",
+            said()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let relayed_by_then = counted(&lan).1;
+    let forward = "iptables -t nat -A PREROUTING -i {n}-rw -p udp --dport 7000 -j DNAT --to-destination 10.1.0.2:7000"
+        .replace("{n}", lan.name());
+    let done = lan.machine("r", &home("r"), &forward).status().unwrap();
+    assert!(done.success(), "{forward}");
+    println!(
+        "A's port forwarded {:.1?} after the paste, {relayed_by_then} B relayed by then",
+        started.elapsed()
+    );
+    let status = loop {
+        if let Some(status) = fetch.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed().as_secs() < 60, "the fetch did not end:\n{}", said());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(status.success(), "{}", said());
+    assert_eq!(std::fs::read(home("b").join("videos/film.mkv")).unwrap(), film);
+    let (direct, via_tracker) = counted(&lan);
+    println!(
+        "done in {:.1?}: {direct} B straight from A, {via_tracker} B through the tracker",
+        started.elapsed()
+    );
+    assert!(said().contains("moved from the relay to a direct path"), "{}", said());
+    assert!(
+        direct * 10 >= size as u64 * 3,
+        "only {direct} of {size} bytes came straight from A after the move:\n{}",
+        said()
+    );
+}

@@ -114,7 +114,15 @@ fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
     // The fetcher's page as shown: the fetch form, the download with its time left, sizes in
     // the command line's units.
     let shown = visible_text(&page, tmp.path());
-    for part in ["swarm node", "Fetch", "Downloads", "time left", "film.mkv", "MiB", "MB/s"] {
+    for part in [
+        "swarm node",
+        "Fetch",
+        "Downloads",
+        "time left",
+        "film.mkv",
+        "MiB",
+        "MB/s",
+    ] {
         assert!(shown.contains(part), "the node's page does not show {part:?}: {shown}");
     }
 

@@ -1,7 +1,9 @@
 //! One worker per holder: a QUIC connection and several *lanes*, each a loop of "ask the
 //! scheduler for a chunk, request it, verify it, write it and read it back". A lane that hits
 //! a fatal error (the disk) tells the coordinator and the download ends; anything else about a
-//! peer (busy, gone, silent, lying) stays with the worker and the scheduler.
+//! peer (busy, gone, silent, lying) stays with the worker and the scheduler. A holder reached
+//! through a relay is tried now and then without it; once a direct path opens, the lanes
+//! finish the chunks they are fetching and the worker moves over to it.
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -19,6 +21,7 @@ use tracing::{debug, trace, warn, Instrument};
 use super::output::no_space_or_io;
 use super::shared::Shared;
 use crate::error::Error;
+use crate::nat::Path;
 use crate::scheduler::Verdict;
 use crate::traversal;
 use crate::watch::{self, Watching};
@@ -30,6 +33,11 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_LOOK: Duration = Duration::from_secs(1);
 /// Largest answer frame a peer may send to a chunk request (the chunk's bytes follow it).
 const MAX_ANSWER: u32 = 1024;
+/// A worker on a relayed connection first tries for a direct path this long after it
+/// connected, then twice as long after each try, up to [`LOOK_FOR_DIRECT_AT_MOST`].
+const LOOK_FOR_DIRECT_FIRST: Duration = Duration::from_secs(5);
+/// See [`LOOK_FOR_DIRECT_FIRST`].
+const LOOK_FOR_DIRECT_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Works one neighbour for the download until the download ends, the neighbour goes, is
 /// banned, or is let go (`stop`): a watch tells what it holds (and keeps telling), and lanes
@@ -46,12 +54,12 @@ pub async fn worker(
         c = traversal::reach(&shared.env.transport, &shared.env.session, peer, &addrs) => match c {
             Ok(reached) => {
                 shared.lock().paths.insert(peer, reached.path);
-                Some(reached.connection)
+                Some(reached)
             }
             Err(e) => {
                 let unreachable = super::shared::Unreachable {
                     at: std::time::Instant::now(),
-                    addrs,
+                    addrs: addrs.clone(),
                     why: e.to_string(),
                 };
                 let said = format!("holder {} did not answer: unreachable from here ({e})", unreachable.describe(peer));
@@ -62,23 +70,29 @@ pub async fn worker(
             }
         },
     };
-    let watched = match connected {
-        Some(connection) => match watch::open(&connection, shared.id, &shared.held).await {
-            Ok((watching, offered)) => {
-                shared.lock().scheduler.add_peer(peer, &offered);
-                Some((connection, watching))
-            }
-            Err(e) => {
-                debug!("this peer would not say what it holds: {e}");
-                connection.close(CloseCode::Done.code(), b"no watch");
-                None
-            }
-        },
+    let mut watched = match connected {
+        Some(reached) => watched(&shared, peer, reached).await,
         None => None,
     };
-    if let Some((connection, watching)) = watched {
-        work(&shared, peer, &connection, watching, &stop, &news).await;
+    while let Some(Watched {
+        connection,
+        watching,
+        path,
+    }) = watched.take()
+    {
+        let better = async {
+            if path != Path::Relayed {
+                return std::future::pending().await;
+            }
+            direct_path(&shared, peer, &addrs).await
+        };
+        let moved = work(&shared, peer, &connection, watching, &stop, &news, better).await;
         connection.close(CloseCode::Done.code(), b"done");
+        if let Some(moved) = moved {
+            tracing::info!(peer = %peer.short(), via = %moved.connection.remote_address(), "moved from the relay to a direct path");
+            shared.lock().paths.insert(peer, moved.path);
+            watched = Some(moved);
+        }
     }
     let mut swarm = shared.lock();
     swarm.workers.remove(&peer);
@@ -90,7 +104,52 @@ pub async fn worker(
     shared.wake.notify_one();
 }
 
-/// Runs the lanes for `peer` while its watch tells what it holds.
+/// A connection to a holder with its watch open: what it holds is known, and followed.
+struct Watched {
+    connection: Connection,
+    watching: Watching,
+    path: Path,
+}
+
+/// `reached`, with the holder's watch opened on it and what it offers given to the scheduler;
+/// `None` (the connection closed) if the holder would not say what it holds.
+async fn watched(shared: &Shared, peer: PeerId, reached: traversal::Reached) -> Option<Watched> {
+    match watch::open(&reached.connection, shared.id, &shared.held).await {
+        Ok((watching, offered)) => {
+            // Adding a peer again adds only the chunks it did not offer before.
+            shared.lock().scheduler.add_peer(peer, &offered);
+            Some(Watched {
+                connection: reached.connection,
+                watching,
+                path: reached.path,
+            })
+        }
+        Err(e) => {
+            debug!("this peer would not say what it holds: {e}");
+            reached.connection.close(CloseCode::Done.code(), b"no watch");
+            None
+        }
+    }
+}
+
+/// A direct path to `peer` (its watch open), looked for now and then while it is reached
+/// through a relay; pending for ever if none opens.
+async fn direct_path(shared: &Shared, peer: PeerId, addrs: &[SocketAddr]) -> Watched {
+    let mut pause = LOOK_FOR_DIRECT_FIRST;
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LOOK_FOR_DIRECT_AT_MOST);
+        let env = &shared.env;
+        if let Some(reached) = traversal::reach_without_relay(&env.transport, &env.session, peer, addrs).await {
+            if let Some(watched) = watched(shared, peer, reached).await {
+                return watched;
+            }
+        }
+    }
+}
+
+/// Runs the lanes for `peer` while its watch tells what it holds. Returns the connection to
+/// move to if `better` found one (the lanes finished the chunks they were fetching first).
 async fn work(
     shared: &Arc<Shared>,
     peer: PeerId,
@@ -98,7 +157,8 @@ async fn work(
     watching: Watching,
     stop: &CancellationToken,
     news: &Arc<Notify>,
-) {
+    better: impl std::future::Future<Output = Watched>,
+) -> Option<Watched> {
     let following = {
         let (shared, news) = (shared.clone(), news.clone());
         watching.follow(shared.held.clone(), move |change| {
@@ -112,7 +172,9 @@ async fn work(
             }
         })
     };
-    tokio::pin!(following);
+    tokio::pin!(following, better);
+    let draining = CancellationToken::new();
+    let mut moving = None;
     let mut lanes = JoinSet::new();
     let mut window = u64::from(transport::CONNECTION_WINDOW);
     loop {
@@ -127,12 +189,26 @@ async fn work(
         }
         while lanes.len() < want {
             let index = lanes.len();
-            let lane = lane(shared.clone(), connection.clone(), peer, index, news.clone());
+            let lane = lane(
+                shared.clone(),
+                connection.clone(),
+                peer,
+                index,
+                news.clone(),
+                draining.clone(),
+            );
             lanes.spawn(lane.in_current_span());
         }
         let changed = shared.changed.notified();
         tokio::select! {
             _ = stop.cancelled() => break,
+            found = &mut better, if moving.is_none() => {
+                // No new request on this connection; those under way finish on it.
+                draining.cancel();
+                moving = Some(found);
+                while lanes.join_next().await.is_some() {}
+                return moving;
+            }
             ended = &mut following => {
                 if let Err(e) = ended {
                     debug!("the peer's watch ended: {e}");
@@ -151,6 +227,7 @@ async fn work(
         }
     }
     lanes.shutdown().await;
+    None
 }
 
 /// What a lane does after a request settled.
@@ -161,14 +238,22 @@ enum Next {
 }
 
 /// Lane `index` of the worker for `peer`. It ends when the download does, when the peer is
-/// dropped, or when the peer's share of the budget no longer covers `index`.
-async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: usize, news: Arc<Notify>) {
+/// dropped, when the peer's share of the budget no longer covers `index`, or when its
+/// connection is `draining` (after the chunk it is fetching).
+async fn lane(
+    shared: Arc<Shared>,
+    connection: Connection,
+    peer: PeerId,
+    index: usize,
+    news: Arc<Notify>,
+    draining: CancellationToken,
+) {
     // A request holds one chunk in memory: the download's budget bounds them all. A lane keeps
     // its share while it has work, so that every peer that got one stays busy, and gives it
     // back when it idles.
     let mut permit = None;
     loop {
-        if index >= shared.lanes_per_peer() {
+        if index >= shared.lanes_per_peer() || draining.is_cancelled() {
             return;
         }
         if permit.is_none() {
@@ -200,6 +285,7 @@ async fn lane(shared: Arc<Shared>, connection: Connection, peer: PeerId, index: 
             permit = None;
             tokio::select! {
                 _ = shared.done.cancelled() => return,
+                _ = draining.cancelled() => return,
                 _ = about_peer => {}
                 _ = about_all => {}
                 _ = tokio::time::sleep(IDLE_LOOK) => {}
