@@ -150,6 +150,12 @@ pub enum Command {
   swarm status                   the node on the default state (running or not)
   swarm status --state ./st --json")]
     Status(StatusArgs),
+    /// Relay for trackers whose peers cannot reach each other through their NATs, on a host of
+    /// its own (the tracker relays by default)
+    #[command(after_help = "Examples:
+  swarm relay --for 5f0c77ab...                     on R; prints --relay ID@R:7072 for the tracker
+  swarm tracker --relay 9a1b2c3d...@203.0.113.9:7072   on T: sessions are opened on R")]
+    Relay(RelayArgs),
     /// Check what makes a transfer fail or crawl here, and say what to change: the tracker,
     /// each holder of a file, UDP buffers, the disk, the CPU
     #[command(after_help = "Examples:
@@ -342,6 +348,11 @@ pub struct TrackerArgs {
     /// bytes per second in all (0: do not relay). What passes is encrypted end to end.
     #[arg(long, env = "SWARM_RELAY_RATE", default_value = "10MiB", value_name = "BYTES", value_parser = parse_size)]
     pub relay_rate: u64,
+    /// Relay through `swarm relay` on another host instead (ID@HOST:PORT, as it printed it;
+    /// started with --for this tracker's id): its rate applies, and this host carries none
+    /// of the relayed traffic.
+    #[arg(long, env = "SWARM_RELAY", value_name = "ID@HOST:PORT")]
+    pub relay: Option<TrackerAddr>,
 }
 
 fn parse_share_key(s: &str) -> Result<ShareTicket, String> {
@@ -516,6 +527,32 @@ pub struct QueryArgs {
     /// Print JSON instead of a table.
     #[arg(long, env = "SWARM_JSON")]
     pub json: bool,
+}
+
+/// `swarm relay`
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// The trackers to relay for, by id (as `swarm tracker` prints it; ID@HOST:PORT works too).
+    #[arg(
+        long = "for",
+        env = "SWARM_RELAY_FOR",
+        value_delimiter = ',',
+        required = true,
+        value_name = "TRACKER"
+    )]
+    pub trackers: Vec<String>,
+    /// State directory (the relay's key).
+    #[arg(long, env = "SWARM_STATE")]
+    pub state: Option<PathBuf>,
+    /// Address to listen on; relay sessions take ephemeral UDP ports of the same IP.
+    #[arg(long, env = "SWARM_LISTEN", default_value = "[::]:7072")]
+    pub listen: SocketAddr,
+    /// Bytes per second across all sessions (0: no cap).
+    #[arg(long, env = "SWARM_RELAY_RATE", default_value = "10MiB", value_name = "BYTES", value_parser = parse_size)]
+    pub rate: u64,
+    /// The private swarm's secret, if the trackers are private.
+    #[arg(long, env = "SWARM_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// `swarm doctor`

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status(args).await,
             Command::Shell(args) => shell::shell(args).await,
             Command::Doctor(args) => commands::doctor(args).await,
+            Command::Relay(args) => commands::relay(args).await,
             Command::Demo(args) => commands::demo(args).await,
             Command::Secret(command) => commands::secret(command),
             Command::Completions { shell } => {

@@ -146,7 +146,7 @@ pub async fn holders(node: &Node, file: FileId, known: &[Holder]) -> Vec<Finding
                         Verdict::Warn,
                         what,
                         format!(
-                            "reached only through the tracker's relay ({took:.1?}): as fast as its relay rate \
+                            "reached only through a relay ({took:.1?}): as fast as its relay rate \
                              allows. A port forwarded on either side's router (or UPnP) gives a direct path"
                         ),
                     ),

@@ -27,7 +27,7 @@ pub enum Path {
     Direct,
     /// Through NATs, after the tracker introduced the two and the holder punched a hole.
     Punched,
-    /// Through the tracker's relay.
+    /// Through a relay (the tracker's, or `swarm relay`).
     Relayed,
 }
 

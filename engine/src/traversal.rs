@@ -126,8 +126,8 @@ pub async fn reach(
                     match reached.path {
                         Path::Relayed => warn!(
                             peer = %peer.short(), via = %reached.addr,
-                            "holder reached through the tracker's relay only (no direct path through the NATs \
-                             between us): as fast as the tracker's relay rate allows; a port forwarded on either \
+                            "holder reached through a relay only (no direct path through the NATs \
+                             between us): as fast as the relay's rate allows; a port forwarded on either \
                              router (or UPnP switched on) gives a direct path"
                         ),
                         Path::Punched => info!(

@@ -211,6 +211,13 @@ pub enum TrackerRequest {
         /// Open a relay session too.
         relay: bool,
     },
+    /// From a tracker to a relay of its own (`swarm relay`): open a session for two peers, one
+    /// of them asking from `asker` (sessions are counted per asking address). Answered with
+    /// `RelayOpened`; a relay takes it only from the trackers it serves.
+    OpenRelay {
+        /// The IP address of the peer that asked its tracker for the relay.
+        asker: std::net::IpAddr,
+    },
 }
 
 /// How long a tracker holds an [`TrackerRequest::AwaitIntroductions`] with nothing to say
@@ -283,6 +290,14 @@ pub enum TrackerResponse {
         /// This side's pass into the relay session opened for the two, if one was asked for
         /// and the tracker relays.
         relay: Option<RelayPass>,
+    },
+    /// Answer to `OpenRelay`: the session's UDP port on the relay, and each side's token (the
+    /// asker's first).
+    RelayOpened {
+        /// The port, on the address the tracker reached the relay at.
+        port: u16,
+        /// The asker's token, then the holder's.
+        tokens: [[u8; 16]; 2],
     },
 }
 
@@ -926,6 +941,13 @@ mod tests {
                 },
                 cat(&[&[16], &P, &[1]]),
             ),
+            // OpenRelay: variant 17, an IPv4 address (variant 0, four bytes).
+            (
+                TrackerRequest::OpenRelay {
+                    asker: [10, 0, 0, 5].into(),
+                },
+                vec![17, 0, 10, 0, 0, 5],
+            ),
         ];
         for (message, payload) in tracker {
             check(&message, &payload);
@@ -1061,6 +1083,14 @@ mod tests {
                     relay: None,
                 },
                 cat(&[&[10], &ADDR, &[0]]),
+            ),
+            // RelayOpened: variant 11, port 40000 as a varint, two tokens.
+            (
+                TrackerResponse::RelayOpened {
+                    port: 40_000,
+                    tokens: [[1; 16], [2; 16]],
+                },
+                cat(&[&[11, 251, 64, 156], &[1; 16], &[2; 16]]),
             ),
         ];
         for (message, payload) in responses {

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarm_proto::protocol::{ErrorCode, Refusal, TrackerResponse, INTRODUCTION_WAIT};
-use swarm_proto::traversal::Introduction;
+use swarm_proto::traversal::{Introduction, RelayPass};
 use swarm_proto::PeerId;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::relay::Relay;
+use crate::relay_server::RemoteRelay;
 
 /// A peer counts as waiting for this long after its last wait began or ended (the moment
 /// between one answer and its next wait, with room for a slow link).
@@ -25,8 +26,35 @@ const MAX_WAITING: usize = 64;
 /// Who waits for introductions, and what each has been told since its last answer.
 pub struct Introducer {
     mailboxes: Mutex<HashMap<PeerId, Mailbox>>,
-    relay: Option<Arc<Relay>>,
+    relay: Option<RelaySource>,
     closing: CancellationToken,
+}
+
+/// Where relay sessions come from: this tracker itself, or a relay of its own on another host
+/// (`swarm relay`, `swarm tracker --relay`).
+pub enum RelaySource {
+    /// The tracker relays.
+    Here(Arc<Relay>),
+    /// A relay elsewhere opens the sessions.
+    Elsewhere(Arc<RemoteRelay>),
+}
+
+impl RelaySource {
+    /// A session for a side at `asker` that reached this tracker at `asker_tracker_ip` and
+    /// one that reached it at `holder_tracker_ip`; `None` where the tracker's own relay cannot
+    /// tell where the passes should point.
+    async fn open(
+        &self,
+        asker: IpAddr,
+        asker_tracker_ip: Option<IpAddr>,
+        holder_tracker_ip: Option<IpAddr>,
+    ) -> Result<Option<(RelayPass, RelayPass)>, Refusal> {
+        match (self, asker_tracker_ip, holder_tracker_ip) {
+            (RelaySource::Here(relay), Some(first), Some(second)) => relay.open(asker, first, second).map(Some),
+            (RelaySource::Here(_), ..) => Ok(None),
+            (RelaySource::Elsewhere(remote), ..) => remote.open(asker).await.map(Some),
+        }
+    }
 }
 
 struct Mailbox {
@@ -39,9 +67,9 @@ struct Mailbox {
 }
 
 impl Introducer {
-    /// An introducer that opens relay sessions on `relay` (none: it does not relay); waits end
-    /// when `closing` fires.
-    pub fn new(relay: Option<Arc<Relay>>, closing: CancellationToken) -> Introducer {
+    /// An introducer that opens relay sessions from `relay` (none: it does not relay); waits
+    /// end when `closing` fires.
+    pub fn new(relay: Option<RelaySource>, closing: CancellationToken) -> Introducer {
         Introducer {
             mailboxes: Mutex::default(),
             relay,
@@ -49,9 +77,12 @@ impl Introducer {
         }
     }
 
-    /// The relay, if this tracker relays.
+    /// The relay, if this tracker relays itself.
     pub fn relay(&self) -> Option<&Arc<Relay>> {
-        self.relay.as_ref()
+        match &self.relay {
+            Some(RelaySource::Here(relay)) => Some(relay),
+            _ => None,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Mailbox>> {
@@ -122,7 +153,7 @@ impl Introducer {
     /// `asker` (seen at `asker_addr`, having dialled the tracker at `asker_tracker_ip`) asks
     /// to be introduced to `holder`, registered at `holder_addr`; with `relay`, through a
     /// relay session too.
-    pub fn introduce(
+    pub async fn introduce(
         &self,
         asker: PeerId,
         asker_addr: SocketAddr,
@@ -131,34 +162,20 @@ impl Introducer {
         holder_addr: SocketAddr,
         relay: bool,
     ) -> TrackerResponse {
-        let mut mailboxes = self.lock();
-        let now = Instant::now();
-        mailboxes.retain(|_, mailbox| now.duration_since(mailbox.seen) < STILL_WAITING);
-        let Some(mailbox) = mailboxes.get_mut(&holder) else {
-            return Refusal::new(
-                ErrorCode::NotFound,
-                format!(
-                    "peer {} is not waiting for introductions here (it is not behind a NAT, or talks to another tracker)",
-                    holder.short()
-                ),
-            )
-            .into();
+        let holder_tracker_ip = match self.may_introduce(&holder) {
+            Ok(ip) => ip,
+            Err(refusal) => return refusal.into(),
         };
-        if mailbox.introductions.len() >= MAX_WAITING {
-            return Refusal::new(
-                ErrorCode::Busy,
-                "that peer has many introductions waiting; try again shortly",
-            )
-            .into();
-        }
-        let passes = match (relay, &self.relay, asker_tracker_ip, mailbox.tracker_ip) {
-            (true, Some(relay), Some(asker_ip), Some(holder_ip)) => {
-                match relay.open(asker_addr.ip(), asker_ip, holder_ip) {
-                    Ok(passes) => Some(passes),
-                    Err(refusal) => return refusal.into(),
-                }
-            }
+        let passes = match (&self.relay, relay) {
+            (Some(source), true) => match source.open(asker_addr.ip(), asker_tracker_ip, holder_tracker_ip).await {
+                Ok(passes) => passes,
+                Err(refusal) => return refusal.into(),
+            },
             _ => None,
+        };
+        let mut mailboxes = self.lock();
+        let Some(mailbox) = mailboxes.get_mut(&holder) else {
+            return Refusal::new(ErrorCode::NotFound, format!("peer {} stopped waiting", holder.short())).into();
         };
         mailbox.introductions.push(Introduction {
             peer: asker,
@@ -170,6 +187,30 @@ impl Introducer {
             addr: holder_addr,
             relay: passes.map(|(mine, _)| mine),
         }
+    }
+
+    /// Whether `holder` waits here and has room for one more introduction: the address it
+    /// reached this tracker at, if so.
+    fn may_introduce(&self, holder: &PeerId) -> Result<Option<IpAddr>, Refusal> {
+        let mut mailboxes = self.lock();
+        let now = Instant::now();
+        mailboxes.retain(|_, mailbox| now.duration_since(mailbox.seen) < STILL_WAITING);
+        let Some(mailbox) = mailboxes.get(holder) else {
+            return Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!(
+                    "peer {} is not waiting for introductions here (it is not behind a NAT, or talks to another tracker)",
+                    holder.short()
+                ),
+            ));
+        };
+        if mailbox.introductions.len() >= MAX_WAITING {
+            return Err(Refusal::new(
+                ErrorCode::Busy,
+                "that peer has many introductions waiting; try again shortly",
+            ));
+        }
+        Ok(mailbox.tracker_ip)
     }
 }
 
@@ -187,15 +228,17 @@ mod tests {
 
     /// Peer 2 (seen at 198.51.100.2:9000) asks `introducer` to introduce it to peer 1
     /// (registered at 198.51.100.1:7000), with a relay if `relay`.
-    fn asks_for_peer_1(introducer: &Introducer, relay: bool) -> TrackerResponse {
-        introducer.introduce(
-            peer(2),
-            addr("198.51.100.2:9000"),
-            None,
-            peer(1),
-            addr("198.51.100.1:7000"),
-            relay,
-        )
+    async fn asks_for_peer_1(introducer: &Introducer, relay: bool) -> TrackerResponse {
+        introducer
+            .introduce(
+                peer(2),
+                addr("198.51.100.2:9000"),
+                None,
+                peer(1),
+                addr("198.51.100.1:7000"),
+                relay,
+            )
+            .await
     }
 
     #[tokio::test]
@@ -207,7 +250,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
-        let answer = asks_for_peer_1(&introducer, true);
+        let answer = asks_for_peer_1(&introducer, true).await;
         assert_eq!(
             answer,
             TrackerResponse::Introduced {
@@ -233,7 +276,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_never_waited_cannot_be_introduced_to() {
         let introducer = Introducer::new(None, CancellationToken::new());
-        let answer = asks_for_peer_1(&introducer, false);
+        let answer = asks_for_peer_1(&introducer, false).await;
         assert!(matches!(
             answer,
             TrackerResponse::Error {
@@ -250,7 +293,7 @@ mod tests {
         // A wait that ended (the tracker closing ends it at once) leaves the peer waiting.
         let ended = Introducer::new(None, closing);
         assert_eq!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(vec![]));
-        let mailbox_kept = asks_for_peer_1(&ended, false);
+        let mailbox_kept = asks_for_peer_1(&ended, false).await;
         assert!(matches!(mailbox_kept, TrackerResponse::Introduced { .. }));
         assert!(matches!(ended.wait(peer(1), None).await, TrackerResponse::Introductions(list) if list.len() == 1));
     }
@@ -258,21 +301,27 @@ mod tests {
     #[tokio::test]
     async fn with_a_relay_each_side_gets_its_own_pass_to_one_session() {
         let relay = Arc::new(Relay::new(None, "127.0.0.1".parse().unwrap(), CancellationToken::new()));
-        let introducer = Arc::new(Introducer::new(Some(relay), CancellationToken::new()));
+        let introducer = Arc::new(Introducer::new(
+            Some(RelaySource::Here(relay)),
+            CancellationToken::new(),
+        ));
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
         let waiting = {
             let introducer = introducer.clone();
             tokio::spawn(async move { introducer.wait(peer(1), Some(loopback)).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let TrackerResponse::Introduced { relay: Some(mine), .. } = introducer.introduce(
-            peer(2),
-            addr("127.0.0.1:9000"),
-            Some(loopback),
-            peer(1),
-            addr("127.0.0.1:7000"),
-            true,
-        ) else {
+        let TrackerResponse::Introduced { relay: Some(mine), .. } = introducer
+            .introduce(
+                peer(2),
+                addr("127.0.0.1:9000"),
+                Some(loopback),
+                peer(1),
+                addr("127.0.0.1:7000"),
+                true,
+            )
+            .await
+        else {
             panic!("no relay pass");
         };
         let TrackerResponse::Introductions(told) = waiting.await.unwrap() else {

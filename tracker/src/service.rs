@@ -29,8 +29,9 @@ use crate::audit::{Auditor, Audits, Claim, Verdict};
 use crate::budget::Budgets;
 use crate::change::{Change, Outcome};
 use crate::error::TrackerError;
-use crate::introductions::Introducer;
+use crate::introductions::{Introducer, RelaySource};
 use crate::relay::Relay;
+use crate::relay_server::RemoteRelay;
 use crate::shared_log::SharedLog;
 use crate::state::{Snapshot, SnapshotFile, TrackerState};
 use crate::store::CatalogueStore;
@@ -67,11 +68,23 @@ pub struct TrackerConfig {
     /// Bytes per second it relays between peers that cannot reach each other, in all
     /// (`None`: it does not relay).
     pub relay_rate: Option<NonZeroU32>,
+    /// A relay of this tracker's own on another host (`swarm relay`): sessions are opened
+    /// there instead of here, and `relay_rate` is the relay's to set.
+    pub relay_elsewhere: Option<RelayElsewhere>,
 }
 
 /// What a tracker relays by default, in bytes per second: enough for a fetch to finish, too
 /// little for a tracker's link to fill with other people's traffic.
 pub const DEFAULT_RELAY_RATE: u32 = 10 * 1024 * 1024;
+
+/// Where a tracker's relay runs when not in the tracker (`swarm tracker --relay ID@HOST:PORT`).
+#[derive(Debug, Clone, Copy)]
+pub struct RelayElsewhere {
+    /// The relay's id, proved by TLS.
+    pub id: PeerId,
+    /// Its address, as peers reach it too (the passes point there).
+    pub addr: SocketAddr,
+}
 
 impl Default for TrackerConfig {
     fn default() -> Self {
@@ -84,6 +97,7 @@ impl Default for TrackerConfig {
             access: Access::Open,
             store: StoreConfig::Embedded,
             relay_rate: NonZeroU32::new(DEFAULT_RELAY_RATE),
+            relay_elsewhere: None,
         }
     }
 }
@@ -177,9 +191,19 @@ impl Tracker {
             tasks.spawn(log.clone().follow(shutdown.clone()));
             tasks.spawn(log.clone().keep_snapshots(shutdown.clone()));
         }
-        let relay = config
-            .relay_rate
-            .map(|rate| Arc::new(Relay::new(Some(rate), config.listen.ip(), shutdown.clone())));
+        let relay = match (&config.relay_elsewhere, config.relay_rate) {
+            (Some(elsewhere), _) => Some(RelaySource::Elsewhere(Arc::new(RemoteRelay::new(
+                transport.clone(),
+                elsewhere.id,
+                elsewhere.addr,
+            )))),
+            (None, Some(rate)) => Some(RelaySource::Here(Arc::new(Relay::new(
+                Some(rate),
+                config.listen.ip(),
+                shutdown.clone(),
+            )))),
+            (None, None) => None,
+        };
         let introducer = Arc::new(Introducer::new(relay, shutdown.clone()));
         let service = Arc::new(Service {
             state: state.clone(),
@@ -350,7 +374,9 @@ async fn serve_stream(mut stream: IncomingStream, service: &Service) -> Result<(
                     TrackerRequest::AwaitIntroductions => service.introducer.wait(stream.peer, tracker_ip).await,
                     TrackerRequest::Introduce { peer, relay } => {
                         let _in = span.enter();
-                        service.introduce(stream.peer, stream.remote, tracker_ip, peer, relay)
+                        service
+                            .introduce(stream.peer, stream.remote, tracker_ip, peer, relay)
+                            .await
                     }
                     request => {
                         service
@@ -429,7 +455,7 @@ impl Service {
     }
 
     /// `asker` (at `remote`, having dialled `tracker_ip`) asks to be introduced to `holder`.
-    fn introduce(
+    async fn introduce(
         &self,
         asker: PeerId,
         remote: SocketAddr,
@@ -446,7 +472,8 @@ impl Service {
         };
         let answer = self
             .introducer
-            .introduce(asker, remote, tracker_ip, holder, holder_addr, relay);
+            .introduce(asker, remote, tracker_ip, holder, holder_addr, relay)
+            .await;
         debug!(holder = %holder.short(), relay, ok = !matches!(answer, TrackerResponse::Error { .. }), "introduction");
         answer
     }
@@ -477,6 +504,13 @@ impl Service {
                 return self.announce(peer, manifest, chunks, meta, audit).await;
             }
             TrackerRequest::Batch(requests) => return self.batch(peer, remote, requests).await,
+            TrackerRequest::OpenRelay { .. } => {
+                return Refusal::new(
+                    ErrorCode::Unsupported,
+                    "this is a tracker: relay sessions are opened by a relay (swarm relay) for its trackers",
+                )
+                .into()
+            }
             TrackerRequest::Join { file, chunks, meta } => Change::Join {
                 peer,
                 file,
@@ -899,5 +933,6 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::ShareChanges { .. } => "share_changes",
         TrackerRequest::AwaitIntroductions => "await_introductions",
         TrackerRequest::Introduce { .. } => "introduce",
+        TrackerRequest::OpenRelay { .. } => "open_relay",
     }
 }

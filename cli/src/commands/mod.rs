@@ -16,7 +16,7 @@ pub use fetch::fetch;
 pub use query::{ls, peers, search, status};
 pub use secret::secret;
 pub use share::{seed, sync, Sharing};
-pub use tracker::tracker;
+pub use tracker::{relay, tracker};
 
 /// `swarm man DIR`: swarm(1) and a page per subcommand, written into `dir`; says which.
 pub fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {

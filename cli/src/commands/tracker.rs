@@ -1,11 +1,12 @@
-//! `swarm tracker`.
+//! `swarm tracker` and `swarm relay`.
 
 use anyhow::Result;
 use swarm_engine::netutil::reachable_addr;
-use swarm_tracker::{Tracker, TrackerConfig};
+use swarm_engine::TrackerAddr;
+use swarm_tracker::{RelayConfig, RelayElsewhere, RelayServer, Tracker, TrackerConfig};
 use tracing::info;
 
-use crate::args::TrackerArgs;
+use crate::args::{RelayArgs, TrackerArgs};
 
 use super::setup::{access, default_state, http_options, serve_metrics, shutdown_signal};
 
@@ -31,6 +32,10 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
             .clone()
             .map_or(swarm_tracker::StoreConfig::Embedded, swarm_tracker::StoreConfig::Redis),
         relay_rate: std::num::NonZeroU32::new(args.relay_rate.min(u64::from(u32::MAX)) as u32),
+        relay_elsewhere: match &args.relay {
+            Some(relay) => Some(relay_elsewhere(relay).await?),
+            None => None,
+        },
     })
     .await
     .map_err(swarm_engine::Error::from)?;
@@ -71,5 +76,54 @@ pub async fn tracker(args: TrackerArgs) -> Result<()> {
     }
     shutdown_signal().await;
     tracker.stop().await;
+    Ok(())
+}
+
+/// `--relay ID@HOST:PORT`, its host resolved.
+async fn relay_elsewhere(relay: &TrackerAddr) -> Result<RelayElsewhere> {
+    let Some(id) = relay.id else {
+        return Err(crate::args::Usage(format!(
+            "--relay {}: name the relay with its id, ID@HOST:PORT, as `swarm relay` prints it",
+            relay.host_port
+        ))
+        .into());
+    };
+    let addr = tokio::net::lookup_host(&relay.host_port)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| anyhow::anyhow!("--relay {}: cannot resolve that host", relay.host_port))?;
+    Ok(RelayElsewhere { id, addr })
+}
+
+/// `swarm relay`
+pub async fn relay(args: RelayArgs) -> Result<()> {
+    let trackers = args
+        .trackers
+        .iter()
+        .map(|text| {
+            let id = text.split('@').next().unwrap_or(text);
+            id.parse::<swarm_engine::PeerId>()
+                .map_err(|_| crate::args::Usage(format!("--for {text}: not a tracker id (64 hex digits)")))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let relay = RelayServer::start(RelayConfig {
+        state_dir: args.state.unwrap_or_else(|| default_state("relay")),
+        listen: args.listen,
+        rate: std::num::NonZeroU32::new(args.rate.min(u64::from(u32::MAX)) as u32),
+        trackers,
+        access: access(&args.secret_file)?,
+    })
+    .map_err(swarm_engine::Error::from)?;
+    crate::out!(
+        "relay {} listening on {}; trackers use --relay {}@{}",
+        relay.id(),
+        relay.local_addr(),
+        relay.id(),
+        reachable_addr(relay.local_addr())
+    );
+    shutdown_signal().await;
+    info!(bytes = relay.relayed(), "relay stopping");
+    relay.stop().await;
     Ok(())
 }

@@ -144,6 +144,12 @@ fn wan_ip(router: &str) -> &'static str {
 /// router S (7.7.7.2, B 10.2.0.2 behind it); B's router counts what reaches B straight
 /// from A and what through T.
 fn behind_routers(name: &str, a: Router, b: Router) -> Lan {
+    network(name, a, b, false)
+}
+
+/// [`behind_routers`], with `x` (7.7.7.20) on the public bridge too when `relay_host` (a host
+/// for `swarm relay`; B's router counts what comes from it as well).
+fn network(name: &str, a: Router, b: Router, relay_host: bool) -> Lan {
     let mut script = vec![
         link("r", "rw", "7.7.7.1/24", "t", "tr", ""),
         link("s", "sw", "7.7.7.2/24", "t", "ts", ""),
@@ -163,18 +169,32 @@ fn behind_routers(name: &str, a: Router, b: Router) -> Lan {
     if b == Router::Public {
         script.push("ip -n {n}-r route add 10.2.0.0/24 via 7.7.7.2".to_owned());
     }
+    let mut machines = vec!["a", "b", "r", "s", "t"];
+    if relay_host {
+        script.push(link("x", "ex", "7.7.7.20/24", "t", "tx", ""));
+        script.push("ip -n {n}-t link set {n}-tx master {n}-br".to_owned());
+        machines.push("x");
+    }
     // What reaches B, counted on its router: from A (its router's address, or its own when
-    // public) and from T (the tracker: its answers, and what it relays).
-    for from in ["7.7.7.1", "10.1.0.2", "7.7.7.10"] {
+    // public), from T (the tracker: its answers, and what it relays) and from X.
+    for from in ["7.7.7.1", "10.1.0.2", "7.7.7.10", "7.7.7.20"] {
         script.push(format!(
             "ip netns exec {{n}}-s iptables -A FORWARD -o {{n}}-sb -s {from}"
         ));
     }
-    Lan::build(name, &["a", "b", "r", "s", "t"], &script)
+    Lan::build(name, &machines, &script)
 }
 
 /// Bytes B's router passed on to B from A, and from T.
 fn counted(lan: &Lan) -> (u64, u64) {
+    (
+        counted_from(lan, &["7.7.7.1", "10.1.0.2"]),
+        counted_from(lan, &["7.7.7.10"]),
+    )
+}
+
+/// Bytes B's router passed on to B from any of `sources`.
+fn counted_from(lan: &Lan, sources: &[&str]) -> u64 {
     let out = lan
         .machine("s", &std::env::temp_dir(), "iptables -L FORWARD -v -x -n")
         .output()
@@ -187,7 +207,7 @@ fn counted(lan: &Lan) -> (u64, u64) {
             .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum()
     };
-    (bytes_from("7.7.7.1") + bytes_from("10.1.0.2"), bytes_from("7.7.7.10"))
+    sources.iter().map(|from| bytes_from(from)).sum()
 }
 
 /// How one pair went.
@@ -481,5 +501,65 @@ fn a_relayed_download_moves_to_a_direct_path_once_one_opens() {
         direct * 10 >= size as u64 * 3,
         "only {direct} of {size} bytes came straight from A after the move:\n{}",
         said()
+    );
+}
+
+/// A relay on a host of its own: two symmetric NATs, the tracker on T started with `--relay`
+/// naming `swarm relay` on X; the bytes reach B from X, none through T, and A's status says
+/// relayed.
+#[test]
+fn a_relay_on_its_own_host_carries_what_the_tracker_would() {
+    let size = file_size();
+    let Some(lan) = lan_if_root("srx", |n| network(n, Router::Symmetric, Router::Symmetric, true)) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let home = |name: &str| tmp.path().join(name);
+    let film = content(size, 12);
+    write(home("a").join("videos/film.mkv"), &film);
+
+    // The tracker's id first (its key is made at its first start), for the relay's --for.
+    let mut first = lan.start("t", &home("t"), "exec swarm tracker", &home("tracker.log"));
+    let tracker_id = printed_from(&first, "--tracker ")["--tracker ".len()..]
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let relay = lan.start(
+        "x",
+        &home("x"),
+        &format!("exec swarm relay --for {tracker_id}"),
+        &home("relay.log"),
+    );
+    let relay_flag = printed_from(&relay, "--relay ");
+    println!("printed on X: {relay_flag}");
+    let tracker = lan.start(
+        "t",
+        &home("t"),
+        &format!("exec swarm tracker {relay_flag}"),
+        &home("tracker.log"),
+    );
+    let tracker_flag = printed_from(&tracker, "--tracker ");
+    let seeder = lan.start(
+        "a",
+        &home("a"),
+        &format!("exec swarm seed ./videos {tracker_flag}"),
+        &home("seed.log"),
+    );
+    let printed = printed_from(&seeder, "swarm fetch ");
+
+    lan.run_ok("b", &home("b"), &printed, "B fetched through the relay on X");
+    assert_eq!(std::fs::read(home("b").join("videos/film.mkv")).unwrap(), film);
+    let (from_x, from_t) = (counted_from(&lan, &["7.7.7.20"]), counted_from(&lan, &["7.7.7.10"]));
+    println!("{from_x} B reached B from X, {from_t} B from T");
+    assert!(
+        from_x * 10 >= size as u64 * 8,
+        "only {from_x} of {size} bytes through X"
+    );
+    assert!(
+        from_t * 10 < size as u64,
+        "{from_t} bytes through T, which should relay nothing"
     );
 }
