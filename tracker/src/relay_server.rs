@@ -16,7 +16,7 @@ use swarm_proto::dir_lock::DirLock;
 use swarm_proto::protocol::{ErrorCode, Refusal, TrackerRequest, TrackerResponse};
 use swarm_proto::transport::{self, IncomingStream, Profile};
 use swarm_proto::traversal::RelayPass;
-use swarm_proto::{Identity, PeerId, Transport};
+use swarm_proto::{PeerId, Transport};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -54,12 +54,7 @@ pub struct RelayServer {
 impl RelayServer {
     /// Loads or makes its key in `config.state_dir`, binds and starts serving its trackers.
     pub fn start(config: RelayConfig) -> Result<RelayServer, TrackerError> {
-        std::fs::create_dir_all(&config.state_dir).map_err(|source| TrackerError::Io {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-        let lock = DirLock::acquire(&config.state_dir)?;
-        let identity = Arc::new(Identity::load_or_create(&config.state_dir)?);
+        let (lock, identity) = crate::service::open_state_dir(&config.state_dir)?;
         let transport = Transport::bind_as(identity, config.listen, config.access.clone(), Profile::Tracker)?;
         let shutdown = CancellationToken::new();
         let relay = Arc::new(Relay::new(config.rate, config.listen.ip(), shutdown.clone()));
@@ -217,6 +212,7 @@ impl RemoteRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarm_proto::Identity;
 
     /// A relay on loopback serving the tracker `served`; returns it and its address.
     fn relay_for(served: PeerId, dir: &std::path::Path) -> RelayServer {

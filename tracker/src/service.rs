@@ -158,6 +158,18 @@ enum Store {
     Shared(Arc<SharedLog>),
 }
 
+/// Makes `dir` if missing, takes its lock (one process per state directory) and loads or
+/// makes the key kept there: what a tracker and a relay both start with.
+pub(crate) fn open_state_dir(dir: &std::path::Path) -> Result<(DirLock, Arc<Identity>), TrackerError> {
+    std::fs::create_dir_all(dir).map_err(|source| TrackerError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let lock = DirLock::acquire(dir)?;
+    let identity = Arc::new(Identity::load_or_create(dir)?);
+    Ok((lock, identity))
+}
+
 fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
     let rate = NonZeroU32::new(REQUESTS_PER_SECOND).expect("non-zero");
     let burst = NonZeroU32::new(2 * REQUESTS_PER_SECOND).expect("non-zero");
@@ -167,12 +179,7 @@ fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
 impl Tracker {
     /// Loads identity and catalogue from `config.state_dir`, binds, and starts serving.
     pub async fn start(config: TrackerConfig) -> Result<Tracker, TrackerError> {
-        std::fs::create_dir_all(&config.state_dir).map_err(|source| TrackerError::Io {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-        let lock = DirLock::acquire(&config.state_dir)?;
-        let identity = Arc::new(Identity::load_or_create(&config.state_dir)?);
+        let (lock, identity) = open_state_dir(&config.state_dir)?;
         let (state, store) = match &config.store {
             StoreConfig::Embedded => {
                 let (state, store) = load_embedded(&config)?;

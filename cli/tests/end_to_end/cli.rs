@@ -224,18 +224,21 @@ fn the_printed_fetch_works_beside_a_seed_on_the_default_state() {
     let data_home = tmp.path().join("data");
     let share = tmp.path().join("share");
     write(share.join("notes.txt"), b"the same machine");
-    let mut seed = std::process::Command::new(BIN);
-    seed.args([
-        "seed",
-        s(&share),
-        "--tracker-listen",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .env("XDG_DATA_HOME", &data_home)
-    .env("SWARM_LOG", "warn");
-    let seeder = Proc::start(seed);
+    let seed_on_the_default_state = || {
+        let mut seed = std::process::Command::new(BIN);
+        seed.args([
+            "seed",
+            s(&share),
+            "--tracker-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("XDG_DATA_HOME", &data_home)
+        .env("SWARM_LOG", "warn");
+        Proc::start(seed)
+    };
+    let seeder = seed_on_the_default_state();
     let _ = seeder.line();
     let printed = seeder.line();
     let words: Vec<&str> = printed.split_whitespace().collect();
@@ -298,19 +301,7 @@ fn the_printed_fetch_works_beside_a_seed_on_the_default_state() {
         "{stderr}"
     );
     // A second node on the machine keeps its state in node-2; `swarm status` shows both.
-    let mut second = std::process::Command::new(BIN);
-    second
-        .args([
-            "seed",
-            s(&share),
-            "--tracker-listen",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("XDG_DATA_HOME", &data_home)
-        .env("SWARM_LOG", "warn");
-    let second = Proc::start(second);
+    let second = seed_on_the_default_state();
     let _ = second.line();
     let shown = bare(&["status"]);
     let shown = String::from_utf8_lossy(&shown.stdout);

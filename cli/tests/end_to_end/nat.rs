@@ -239,6 +239,23 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// `swarm tracker TRACKER_ARGS` on T, then `swarm seed ./videos --tracker … SEED_ARGS` on A as
+/// T printed it (homes under `tmp`): both running, and the command A printed.
+fn tracker_and_seeder(lan: &Lan, tmp: &std::path::Path, tracker_args: &str, seed_args: &str) -> (Proc, Proc, String) {
+    let home = |name: &str| tmp.join(name);
+    let tracker = lan.start(
+        "t",
+        &home("t"),
+        &format!("exec swarm tracker {tracker_args}"),
+        &home("tracker.log"),
+    );
+    let tracker_flag = printed_from(&tracker, "--tracker ");
+    let seed = format!("exec swarm seed ./videos {tracker_flag} {seed_args}");
+    let seeder = lan.start("a", &home("a"), &seed, &home("seed.log"));
+    let printed = printed_from(&seeder, "swarm fetch ");
+    (tracker, seeder, printed)
+}
+
 /// The flow on machines behind `a` and `b`, with a file of `size` bytes.
 fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Crossed> {
     a.install();
@@ -249,11 +266,7 @@ fn fetch_across(a: Router, b: Router, size: usize, prefix: &str) -> Option<Cross
     let film = content(size, 9);
     write(home("a").join("videos/film.mkv"), &film);
 
-    let tracker = lan.start("t", &home("t"), "exec swarm tracker", &home("tracker.log"));
-    let tracker_flag = printed_from(&tracker, "--tracker ");
-    let seed = format!("exec swarm seed ./videos {tracker_flag}");
-    let seeder = lan.start("a", &home("a"), &seed, &home("seed.log"));
-    let printed = printed_from(&seeder, "swarm fetch ");
+    let (tracker, _seeder, printed) = tracker_and_seeder(&lan, tmp.path(), "", "");
 
     let cpu_before = cpu_seconds(tracker.child.id());
     let started = Instant::now();
@@ -407,15 +420,7 @@ fn two_machines_behind_one_home_router_meet_on_their_lan() {
     let size = file_size();
     let film = content(size, 10);
     write(home("a").join("videos/film.mkv"), &film);
-    let tracker = lan.start("t", &home("t"), "exec swarm tracker", &home("tracker.log"));
-    let tracker_flag = printed_from(&tracker, "--tracker ");
-    let seeder = lan.start(
-        "a",
-        &home("a"),
-        &format!("exec swarm seed ./videos {tracker_flag}"),
-        &home("seed.log"),
-    );
-    let printed = printed_from(&seeder, "swarm fetch ");
+    let (_tracker, _seeder, printed) = tracker_and_seeder(&lan, tmp.path(), "", "");
     lan.run_ok("b", &home("b"), &printed, "B fetched from A behind the same router");
     assert_eq!(std::fs::read(home("b").join("videos/film.mkv")).unwrap(), film);
     let out = lan
@@ -451,17 +456,8 @@ fn a_relayed_download_moves_to_a_direct_path_once_one_opens() {
     let film = content(size, 11);
     write(home("a").join("videos/film.mkv"), &film);
 
-    let tracker = lan.start(
-        "t",
-        &home("t"),
-        "exec swarm tracker --relay-rate 1MB",
-        &home("tracker.log"),
-    );
-    let tracker_flag = printed_from(&tracker, "--tracker ");
-    // A port of its own, for the forward below.
-    let seed = format!("exec swarm seed ./videos {tracker_flag} --listen [::]:7000");
-    let seeder = lan.start("a", &home("a"), &seed, &home("seed.log"));
-    let printed = printed_from(&seeder, "swarm fetch ");
+    // The seeder on a port of its own, for the forward below.
+    let (_tracker, _seeder, printed) = tracker_and_seeder(&lan, tmp.path(), "--relay-rate 1MB", "--listen [::]:7000");
     let started = Instant::now();
     let mut fetch = lan.start("b", &home("b"), &format!("exec {printed} -v"), &home("fetch.log"));
     let said = || std::fs::read_to_string(home("fetch.log")).unwrap_or_default();
@@ -535,20 +531,7 @@ fn a_relay_on_its_own_host_carries_what_the_tracker_would() {
     );
     let relay_flag = printed_from(&relay, "--relay ");
     println!("printed on X: {relay_flag}");
-    let tracker = lan.start(
-        "t",
-        &home("t"),
-        &format!("exec swarm tracker {relay_flag}"),
-        &home("tracker.log"),
-    );
-    let tracker_flag = printed_from(&tracker, "--tracker ");
-    let seeder = lan.start(
-        "a",
-        &home("a"),
-        &format!("exec swarm seed ./videos {tracker_flag}"),
-        &home("seed.log"),
-    );
-    let printed = printed_from(&seeder, "swarm fetch ");
+    let (_tracker, _seeder, printed) = tracker_and_seeder(&lan, tmp.path(), &relay_flag, "");
 
     lan.run_ok("b", &home("b"), &printed, "B fetched through the relay on X");
     assert_eq!(std::fs::read(home("b").join("videos/film.mkv")).unwrap(), film);
