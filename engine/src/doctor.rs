@@ -65,11 +65,8 @@ pub async fn tracker(node: &Node) -> Finding {
         Ok(Ok(registration)) => {
             let took = started.elapsed();
             let seen = registration.addr;
-            let behind_nat = !crate::netutil::own_addrs(node.local_addr())
-                .iter()
-                .any(|own| own.ip() == seen.ip())
-                && !seen.ip().is_loopback();
-            let nat = if behind_nat {
+            let own = crate::netutil::own_addrs(node.local_addr());
+            let nat = if crate::nat::behind_nat(seen, &own) {
                 "; this node is behind a NAT (holders behind another NAT reach it through the tracker's \
                  introductions or relay)"
             } else {
