@@ -31,6 +31,7 @@ pub mod service;
 pub mod shared_log;
 pub mod shares;
 pub mod state;
+mod state_dir;
 pub mod store;
 pub mod telemetry;
 pub mod vantage;

@@ -54,7 +54,7 @@ pub struct RelayServer {
 impl RelayServer {
     /// Loads or makes its key in `config.state_dir`, binds and starts serving its trackers.
     pub fn start(config: RelayConfig) -> Result<RelayServer, TrackerError> {
-        let (lock, identity) = crate::service::open_state_dir(&config.state_dir)?;
+        let (lock, identity) = crate::state_dir::open(&config.state_dir)?;
         let transport = Transport::bind_as(identity, config.listen, config.access.clone(), Profile::Tracker)?;
         let shutdown = CancellationToken::new();
         let relay = Arc::new(Relay::new(config.rate, config.listen.ip(), shutdown.clone()));

@@ -20,7 +20,7 @@ use swarm_proto::protocol::{
 use swarm_proto::share::check_change;
 use swarm_proto::share_key::SignedChange;
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
-use swarm_proto::{Bitfield, FileId, FileMeta, Identity, Manifest, PeerId, ShareId};
+use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
@@ -158,18 +158,6 @@ enum Store {
     Shared(Arc<SharedLog>),
 }
 
-/// Makes `dir` if missing, takes its lock (one process per state directory) and loads or
-/// makes the key kept there: what a tracker and a relay both start with.
-pub(crate) fn open_state_dir(dir: &std::path::Path) -> Result<(DirLock, Arc<Identity>), TrackerError> {
-    std::fs::create_dir_all(dir).map_err(|source| TrackerError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let lock = DirLock::acquire(dir)?;
-    let identity = Arc::new(Identity::load_or_create(dir)?);
-    Ok((lock, identity))
-}
-
 fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
     let rate = NonZeroU32::new(REQUESTS_PER_SECOND).expect("non-zero");
     let burst = NonZeroU32::new(2 * REQUESTS_PER_SECOND).expect("non-zero");
@@ -179,7 +167,7 @@ fn request_limiter() -> DefaultKeyedRateLimiter<PeerId> {
 impl Tracker {
     /// Loads identity and catalogue from `config.state_dir`, binds, and starts serving.
     pub async fn start(config: TrackerConfig) -> Result<Tracker, TrackerError> {
-        let (lock, identity) = open_state_dir(&config.state_dir)?;
+        let (lock, identity) = crate::state_dir::open(&config.state_dir)?;
         let (state, store) = match &config.store {
             StoreConfig::Embedded => {
                 let (state, store) = load_embedded(&config)?;
