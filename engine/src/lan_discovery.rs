@@ -260,15 +260,10 @@ fn asking_sockets() -> std::io::Result<Vec<UdpSocket>> {
         (Domain::IPV4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         (Domain::IPV6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
     ] {
-        let opened = (|| {
-            let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-            if domain == Domain::IPV6 {
-                socket.set_only_v6(true)?;
-            }
-            socket.bind(&SocketAddr::new(any, 0).into())?;
+        let opened = family_socket(domain, SocketAddr::new(any, 0), false).and_then(|socket| {
             socket.set_nonblocking(true)?;
             UdpSocket::from_std(socket.into())
-        })();
+        });
         match opened {
             Ok(socket) => sockets.push(socket),
             Err(e) => failed = Some(e),
@@ -334,13 +329,21 @@ fn listening_socket_v6() -> std::io::Result<UdpSocket> {
 /// A socket of `domain` bound to the discovery port on `any`, the port shared with the other
 /// nodes of this machine.
 fn shared_port_socket(domain: Domain, any: IpAddr) -> std::io::Result<Socket> {
+    family_socket(domain, SocketAddr::new(any, PORT), true)
+}
+
+/// A UDP socket of `domain` alone (an IPv6 one takes no IPv4: each family has its own group)
+/// bound to `addr`, its port `shared` with other sockets of this machine if asked.
+fn family_socket(domain: Domain, addr: SocketAddr, shared: bool) -> std::io::Result<Socket> {
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if domain == Domain::IPV6 {
         socket.set_only_v6(true)?;
     }
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&SocketAddr::new(any, PORT).into())?;
+    if shared {
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
     Ok(socket)
 }
 

@@ -740,19 +740,25 @@ impl TrackerClient {
         }
     }
 
-    /// The whole catalogue, sorted by name, then id: every page of it.
+    /// The whole catalogue, sorted by name, then id: every page of it, less the versions a
+    /// listed one replaced that nobody holds any more.
     pub async fn list(&self) -> Result<Vec<CatalogueEntry>> {
-        self.all_pages(|page| TrackerRequest::List { page }).await
+        Ok(without_superseded(
+            self.all_pages(|page| TrackerRequest::List { page }).await?,
+        ))
     }
 
-    /// Files whose name equals or contains `query`: every page of them.
+    /// Files whose name equals or contains `query`: every page of them (replaced versions nobody
+    /// holds left out, as in [`TrackerClient::list`]).
     pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<CatalogueEntry>> {
-        self.all_pages(|page| TrackerRequest::Search {
-            query: query.to_owned(),
-            exact,
-            page,
-        })
-        .await
+        let found = self
+            .all_pages(|page| TrackerRequest::Search {
+                query: query.to_owned(),
+                exact,
+                page,
+            })
+            .await?;
+        Ok(without_superseded(found))
     }
 
     /// Asks for page after page until the last. Each page must start after the previous one
@@ -936,9 +942,49 @@ pub enum RegisteredOrNot {
     NotRegistered,
 }
 
+/// `entries` without the versions that a listed one replaced and that no live peer holds any
+/// more (a synced file's old versions, kept in the catalogue for an hour): what is there now.
+fn without_superseded(entries: Vec<CatalogueEntry>) -> Vec<CatalogueEntry> {
+    let replaced: std::collections::HashSet<swarm_proto::FileId> =
+        entries.iter().filter_map(|e| e.meta.replaces).collect();
+    entries
+        .into_iter()
+        .filter(|e| e.holders > 0 || !replaced.contains(&e.file))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarm_proto::FileMeta;
+
+    fn entry(n: u8, holders: u32, replaces: Option<u8>) -> CatalogueEntry {
+        CatalogueEntry {
+            file: FileId([n; 32]),
+            name: "notes.txt".into(),
+            size: 1,
+            chunk_count: 1,
+            holders,
+            available: holders.min(1),
+            meta: FileMeta {
+                modified_ns: 0,
+                replaces: replaces.map(|r| FileId([r; 32])),
+            },
+        }
+    }
+
+    #[test]
+    fn a_replaced_version_nobody_holds_is_not_listed() {
+        let listed = without_superseded(vec![entry(1, 0, None), entry(2, 1, Some(1)), entry(3, 0, None)]);
+        let ids: Vec<u8> = listed.iter().map(|e| e.file.0[0]).collect();
+        assert_eq!(
+            ids,
+            vec![2, 3],
+            "1 was replaced by 2 and is held by no one; 3 was replaced by none"
+        );
+        let still_held = without_superseded(vec![entry(1, 1, None), entry(2, 1, Some(1))]);
+        assert_eq!(still_held.len(), 2, "an old version someone still serves stays");
+    }
 
     #[test]
     fn parses_tracker_addresses() {

@@ -84,17 +84,8 @@ pub async fn reach(
     let (dialler, asker) = (transport.clone(), session.clone());
     let direct = addrs.to_vec();
     ways.spawn(async move {
-        match dial::connect_first(&dialler, &direct, peer).await {
-            Ok(dialled) => {
-                if !dialled.failed.is_empty() {
-                    debug!("reached at {} after: {}", dialled.addr, DialError(dialled.failed));
-                }
-                Way::Reached(Reached {
-                    connection: dialled.connection,
-                    addr: dialled.addr,
-                    path: Path::Direct,
-                })
-            }
+        match directly(&dialler, &direct, peer).await {
+            Ok(reached) => Way::Reached(reached),
             Err(e) => Way::DirectFailed(e),
         }
     });
@@ -176,14 +167,7 @@ pub async fn reach_without_relay(
     peer: PeerId,
     addrs: &[SocketAddr],
 ) -> Option<Reached> {
-    let direct = async {
-        let dialled = dial::connect_first(transport, addrs, peer).await.ok()?;
-        Some(Reached {
-            connection: dialled.connection,
-            addr: dialled.addr,
-            path: Path::Direct,
-        })
-    };
+    let direct = async { directly(transport, addrs, peer).await.ok() };
     let through_nat = async {
         tokio::time::sleep(INTRODUCE_AFTER).await;
         punched(transport, session, peer).await.ok()
@@ -261,6 +245,19 @@ impl Way {
             Err(why) => Way::Failed(path, why),
         }
     }
+}
+
+/// Dials `peer` at `addrs` (a quarter second apart; the first that proves its id wins).
+async fn directly(transport: &Transport, addrs: &[SocketAddr], peer: PeerId) -> Result<Reached, DialError> {
+    let dialled = dial::connect_first(transport, addrs, peer).await?;
+    if !dialled.failed.is_empty() {
+        debug!("reached at {} after: {}", dialled.addr, DialError(dialled.failed));
+    }
+    Ok(Reached {
+        connection: dialled.connection,
+        addr: dialled.addr,
+        path: Path::Direct,
+    })
 }
 
 /// Asks the tracker to introduce this node to `peer`, then dials it where the tracker sees it,

@@ -4,9 +4,7 @@
 use anyhow::Result;
 use swarm_engine::known_trackers::KnownTrackers;
 use swarm_engine::{TrackerClient, Trackers};
-use swarm_proto::protocol::CatalogueEntry;
 use swarm_proto::ticket::Ticket;
-use swarm_proto::FileId;
 
 use crate::args::{PeersArgs, QueryArgs, SearchArgs, StatusArgs};
 use crate::output;
@@ -100,19 +98,8 @@ pub async fn ls(args: QueryArgs) -> Result<()> {
     let query = Query::new(&args, None)?;
     let entries = telling_if_slow(&query.shown(), query.client.list()).await?;
     query.answered();
-    let entries = without_superseded(entries);
     output::catalogue(&entries, args.json);
     Ok(())
-}
-
-/// `entries` without the versions that a listed one replaced and that no live peer holds any
-/// more (a synced file's old versions, kept in the catalogue for an hour): what is there now.
-fn without_superseded(entries: Vec<CatalogueEntry>) -> Vec<CatalogueEntry> {
-    let replaced: std::collections::HashSet<FileId> = entries.iter().filter_map(|e| e.meta.replaces).collect();
-    entries
-        .into_iter()
-        .filter(|e| e.holders > 0 || !replaced.contains(&e.file))
-        .collect()
 }
 
 /// `swarm search`
@@ -120,7 +107,6 @@ pub async fn search(args: SearchArgs) -> Result<()> {
     let query = Query::new(&args.query, None)?;
     let entries = telling_if_slow(&query.shown(), query.client.search(&args.name, args.exact)).await?;
     query.answered();
-    let entries = without_superseded(entries);
     if entries.is_empty() && !args.query.json {
         return Err(swarm_engine::Error::NotFound(format!("no file name matches `{}`", args.name)).into());
     }
@@ -152,38 +138,4 @@ pub async fn peers(args: PeersArgs) -> Result<()> {
     let holdings = client.holdings(id).await?;
     output::holders(&manifest.name, manifest.chunk_count, &holdings, args.query.json);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use swarm_proto::FileMeta;
-
-    fn entry(n: u8, holders: u32, replaces: Option<u8>) -> CatalogueEntry {
-        CatalogueEntry {
-            file: FileId([n; 32]),
-            name: "notes.txt".into(),
-            size: 1,
-            chunk_count: 1,
-            holders,
-            available: holders.min(1),
-            meta: FileMeta {
-                modified_ns: 0,
-                replaces: replaces.map(|r| FileId([r; 32])),
-            },
-        }
-    }
-
-    #[test]
-    fn a_replaced_version_nobody_holds_is_not_listed() {
-        let listed = without_superseded(vec![entry(1, 0, None), entry(2, 1, Some(1)), entry(3, 0, None)]);
-        let ids: Vec<u8> = listed.iter().map(|e| e.file.0[0]).collect();
-        assert_eq!(
-            ids,
-            vec![2, 3],
-            "1 was replaced by 2 and is held by no one; 3 was replaced by none"
-        );
-        let still_held = without_superseded(vec![entry(1, 1, None), entry(2, 1, Some(1))]);
-        assert_eq!(still_held.len(), 2, "an old version someone still serves stays");
-    }
 }
