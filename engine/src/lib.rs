@@ -57,7 +57,7 @@ pub mod watch;
 
 pub use error::{human, Error, ErrorKind, Result};
 pub use fetch::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
-pub use folder::SeededFile;
+pub use folder::{Origin, SeededFile};
 pub use node::{Node, NodeConfig};
 pub use progress::Progress;
 pub use swarm_proto::protocol::CatalogueEntry;

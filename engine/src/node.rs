@@ -126,7 +126,7 @@ impl Node {
             Session::new(Arc::new(client), store.clone(), reach, ways_in.clone())
         });
         let state_dir = dir.canonicalize().unwrap_or(dir.clone());
-        let skipped = crate::folder::SkippedPaths::default();
+        let skipped = status::SkippedPaths::default();
         let folders = Folders::new(
             store.clone(),
             state.clone(),
@@ -165,11 +165,16 @@ impl Node {
             limit: config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
             changed,
             own_id: node.id(),
-            state,
+            status: status::Answerer {
+                store: node.inner.store.clone(),
+                state,
+                downloads: node.inner.downloads.clone(),
+                served: served.clone(),
+                skipped,
+            },
             downloads: node.inner.downloads.clone(),
             shutdown: node.inner.shutdown.clone(),
             served: served.clone(),
-            skipped,
         };
         let inner = &node.inner;
         let span = tracing::info_span!("node", node = %node.id().short());

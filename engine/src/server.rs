@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, SendStream};
-use swarm_proto::protocol::{
-    CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, SkippedPath, MAX_PEER_REQUEST,
-};
+use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST};
 use swarm_proto::transport::{self, IncomingStream, Transport};
 use swarm_proto::{FileId, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +26,6 @@ use tracing::{debug, warn};
 use crate::chunk_io::BufferPool;
 use crate::downloads::Downloads;
 use crate::ratelimit::RateLimiter;
-use crate::state::StateDb;
 use crate::status;
 use crate::store::{ReadError, Store};
 use crate::uploads::{Admission, Limits, UploadSlots};
@@ -64,17 +61,15 @@ pub struct ServerContext {
     pub limit: Option<Arc<RateLimiter>>,
     /// The node's own id: only it may ask for the status.
     pub own_id: PeerId,
-    /// The node's saved state, for the status.
-    pub state: StateDb,
-    /// The node's downloads in flight, for the status.
+    /// The answer to the node's own status request.
+    pub status: status::Answerer,
+    /// The node's downloads in flight: a peer watching a file is a source for them.
     pub downloads: Downloads,
     /// Told about files whose bytes on disk no longer match what is held (changed, truncated
     /// or deleted), so that the node re-checks them and updates the tracker.
     pub changed: mpsc::Sender<FileId>,
     /// Fires when the node shuts down: watches end then.
     pub shutdown: CancellationToken,
-    /// What the node's scans could not share, for the status.
-    pub skipped: crate::folder::SkippedPaths,
     /// Who is served, for the log.
     pub served: Arc<crate::upload_log::UploadLog>,
 }
@@ -244,25 +239,7 @@ async fn serve_stream(
             return send_manifest(context, slots, (from, remote), file, &mut send).await
         }
         PeerRequest::Status if from != context.own_id => return reply(&mut send, status::refusal()).await,
-        PeerRequest::Status => {
-            let answer = match status::live(store, &context.downloads, &context.state) {
-                Ok(files) => PeerResponse::Status(status::NodeStatus {
-                    files,
-                    uploads: context.served.current(std::time::Instant::now()),
-                    skipped: context
-                        .skipped
-                        .all()
-                        .into_iter()
-                        .map(|s| SkippedPath {
-                            path: s.path,
-                            why: s.why,
-                        })
-                        .collect(),
-                }),
-                Err(e) => error(ErrorCode::Internal, e.to_string()),
-            };
-            return reply(&mut send, answer).await;
-        }
+        PeerRequest::Status => return reply(&mut send, context.status.answer()).await,
     };
     let Some(held) = store.get(&file) else {
         let message = format!("file {} is not held here", file.short());

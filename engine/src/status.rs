@@ -3,11 +3,12 @@
 //! Read from the running node when there is one (it knows the live progress), otherwise from
 //! the state it left in sled.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse, MAX_FRAME};
+use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse, SkippedPath, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
 use swarm_proto::{Bitfield, Identity};
 
@@ -15,11 +16,86 @@ use crate::downloads::Downloads;
 use crate::error::{Error, Result};
 use crate::state::StateDb;
 use crate::store::Store;
+use crate::upload_log::UploadLog;
 
 pub use swarm_proto::protocol::{FileState, FileStatus, NodeStatus, UploadStatus};
 
 /// Name of the file, in the state directory, where a running node writes its address.
 pub const ADDRESS_FILE: &str = "node.addr";
+
+/// A file or folder a scan could not share, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Why, in a few words ("permission denied", "a symbolic link (not followed)").
+    pub why: String,
+}
+
+/// What the last scan of each folder could not share, for `swarm status`; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct SkippedPaths(Arc<std::sync::Mutex<HashMap<PathBuf, Vec<Skipped>>>>);
+
+impl SkippedPaths {
+    /// Records what the scan of `root` skipped, in place of what its last scan did.
+    pub(crate) fn set(&self, root: &Path, skipped: &[Skipped]) {
+        let mut all = self.0.lock().expect("skipped paths lock poisoned");
+        if skipped.is_empty() {
+            all.remove(root);
+        } else {
+            all.insert(root.to_owned(), skipped.to_vec());
+        }
+    }
+
+    /// Everything skipped, sorted by path.
+    pub fn all(&self) -> Vec<Skipped> {
+        let all = self.0.lock().expect("skipped paths lock poisoned");
+        let mut skipped: Vec<Skipped> = all.values().flatten().cloned().collect();
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        skipped
+    }
+}
+
+/// What a running node answers its own `Status` request with: the chunk server asks it, so
+/// that serving chunks needs none of what a status is made of.
+#[derive(Clone)]
+pub struct Answerer {
+    /// The files served.
+    pub store: Arc<Store>,
+    /// The node's saved state.
+    pub state: StateDb,
+    /// The node's downloads in flight.
+    pub downloads: Downloads,
+    /// Who was served lately.
+    pub served: Arc<UploadLog>,
+    /// What the node's scans could not share.
+    pub skipped: SkippedPaths,
+}
+
+impl Answerer {
+    /// The node's status now, or why it cannot be told.
+    pub fn answer(&self) -> PeerResponse {
+        match live(&self.store, &self.downloads, &self.state) {
+            Ok(files) => PeerResponse::Status(NodeStatus {
+                files,
+                uploads: self.served.current(std::time::Instant::now()),
+                skipped: self
+                    .skipped
+                    .all()
+                    .into_iter()
+                    .map(|s| SkippedPath {
+                        path: s.path,
+                        why: s.why,
+                    })
+                    .collect(),
+            }),
+            Err(e) => PeerResponse::Error {
+                code: ErrorCode::Internal,
+                message: e.to_string(),
+            },
+        }
+    }
+}
 
 /// Where the status came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

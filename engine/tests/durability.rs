@@ -138,7 +138,10 @@ async fn a_rejected_chunk_is_checked_by_its_seeder_and_withdrawn() {
     tokio::time::sleep(swarm_engine::trust::SETTLE + Duration::from_millis(200)).await;
     let changing = start_node(tmp.path(), "changing", pinned(&tracker), None).await;
     let seeded = changing.seed_dir(&share1, CHUNK, &Progress::default()).await.unwrap();
-    assert!(!seeded[0].hashed, "the saved manifest was trusted, as designed");
+    assert!(
+        seeded[0].origin != swarm_engine::Origin::Hashed,
+        "the saved manifest was trusted, as designed"
+    );
     let me = changing.id();
 
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
@@ -169,7 +172,10 @@ async fn a_rejected_chunk_is_checked_by_its_seeder_and_withdrawn() {
 }
 
 fn seed_names(seeded: &[swarm_engine::SeededFile]) -> Vec<(String, bool)> {
-    seeded.iter().map(|f| (f.manifest.name.clone(), f.hashed)).collect()
+    seeded
+        .iter()
+        .map(|f| (f.manifest.name.clone(), f.origin == swarm_engine::Origin::Hashed))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +200,11 @@ async fn reseeding_skips_unchanged_files_and_withdraws_changed_ones() {
     // Nothing changed: nothing is hashed, the ids are the same.
     let progress = Progress::default();
     let again = node.seed_dir(&share, CHUNK, &progress).await.unwrap();
-    assert!(again.iter().all(|f| !f.hashed), "{:?}", seed_names(&again));
+    assert!(
+        again.iter().all(|f| f.origin != swarm_engine::Origin::Hashed),
+        "{:?}",
+        seed_names(&again)
+    );
     assert_eq!(
         again.iter().map(|f| f.id).collect::<Vec<_>>(),
         first.iter().map(|f| f.id).collect::<Vec<_>>()

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use swarm_engine::launch::{LaunchEvent, Peer, TrackerChoice};
 use swarm_engine::sync::folder_key::{folder_key, KeySource, KEY_FILE};
 use swarm_engine::sync::SyncOptions;
-use swarm_engine::{Node, Progress, SeededFile, Trackers};
+use swarm_engine::{Node, Origin, Progress, SeededFile, Trackers};
 use swarm_proto::share_key::{ShareKey, ShareTicket};
 use swarm_proto::ticket::TicketHolder;
 use tokio_util::sync::CancellationToken;
@@ -135,8 +135,12 @@ impl Sharing {
         }
         let seeded = scan.files;
         let total: u64 = seeded.iter().map(|f| f.manifest.size).sum();
-        let hashed: u64 = seeded.iter().filter(|f| f.hashed).map(|f| f.manifest.size).sum();
-        let unchanged = seeded.iter().filter(|f| !f.hashed).count();
+        let hashed: u64 = seeded
+            .iter()
+            .filter(|f| f.origin == Origin::Hashed)
+            .map(|f| f.manifest.size)
+            .sum();
+        let unchanged = seeded.iter().filter(|f| f.origin != Origin::Hashed).count();
         let mut how = Vec::new();
         if unchanged > 0 {
             how.push(format!("{unchanged} unchanged since the last run, not re-hashed"));

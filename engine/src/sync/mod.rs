@@ -41,25 +41,27 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, FetchReport, Replace};
-use crate::folder::{DirScan, SeededFile, Skipped};
+use crate::folder::{DirScan, Origin, SeededFile, Skipped};
 use crate::node::Node;
 use crate::out_dir::Dir;
 use crate::progress::Progress;
 use crate::state::FileStamp;
 use crate::tracker_client::Located;
 use crate::versions::{self, Keep};
-use swarm_proto::collection::Collection;
-use swarm_proto::ids::{FileId, PeerId};
+use swarm_proto::ids::FileId;
 use swarm_proto::meta::nanos_since_epoch;
 use swarm_proto::name;
-use swarm_proto::share::{ShareChange, ShareState, MAX_CLOCK_SKEW};
+use swarm_proto::share::{ShareChange, ShareState};
 use swarm_proto::share_key::{ShareKey, SignedChange};
-use swarm_proto::FileMeta;
 
+mod conflict;
 pub mod folder_key;
 pub mod mirror;
+mod plan;
 
+use conflict::keep_as_conflict;
 use mirror::ShareMirror;
+use plan::{Planned, Replacing, Situation};
 
 /// How a folder is synced.
 #[derive(Debug, Clone)]
@@ -239,17 +241,6 @@ pub async fn run(
 /// A batched locate's files, and its answers.
 type BatchLocated = (Vec<FileId>, Result<Vec<Result<Located>>>);
 
-/// A download planned from the share.
-#[derive(Debug, Clone)]
-struct Planned {
-    name: String,
-    file: FileId,
-    size: u64,
-    meta: FileMeta,
-    /// The local version it replaces, if any.
-    mine: Option<SeededFile>,
-}
-
 /// The state of one running sync.
 struct FolderSync {
     node: Node,
@@ -327,7 +318,7 @@ impl FolderSync {
                     return;
                 }
             };
-            let hashed = scan.files.iter().filter(|f| f.hashed).count();
+            let hashed = scan.files.iter().filter(|f| f.origin == Origin::Hashed).count();
             if hashed > 0 {
                 let _ = self.events.send(SyncEvent::Scanned {
                     files: scan.files.len(),
@@ -401,112 +392,33 @@ impl FolderSync {
         Ok(())
     }
 
-    /// Compares the folder with the share: tells the tracker what is newer here, puts away
-    /// what was deleted elsewhere, and plans the downloads of what is newer there, starting
-    /// as many as there are free slots (the rest wait in the queue for slots to free). A
-    /// read-only node tells nothing: what changed here stays here, and is said once.
+    /// Compares the folder with the share ([`plan`]) and carries out the plan: tells the
+    /// tracker what is newer here, puts away what was deleted elsewhere, and queues the
+    /// downloads of what is newer there, starting as many as there are free slots (the rest
+    /// wait in the queue for slots to free). A read-only node tells nothing: what changed here
+    /// stays here, and is said once.
     async fn reconcile(&mut self) {
-        let writer = self.options.share.writer().is_some();
-        let unsettled: HashSet<&str> = self.scan.unsettled.iter().map(String::as_str).collect();
-        let now_ns = nanos_since_epoch(SystemTime::now());
-        let latest_allowed = now_ns.saturating_add(MAX_CLOCK_SKEW.as_nanos() as u64);
-        let mut tell = Vec::new();
-        let mut put_away = Vec::new();
-        let mut local_only = Vec::new();
-        let mut in_future = Vec::new();
-        self.queue.clear();
-        let mut local: HashSet<&str> = HashSet::new();
-        for mine in &self.scan.files {
-            let name = mine.manifest.name.as_str();
-            local.insert(name);
-            if unsettled.contains(name) || self.in_flight.contains_key(name) || Collection::is_collection_name(name) {
-                continue;
-            }
-            let newer_here = match self.share.entries.get(name).map(|e| &e.state) {
-                None => true,
-                Some(ShareState::Present { file, .. }) if *file == mine.id => false,
-                Some(ShareState::Present { file, meta, size }) => {
-                    let newer = mine.meta.is_newer(&mine.id, meta, file);
-                    if !newer {
-                        self.queue.push_back(Planned {
-                            name: name.to_owned(),
-                            file: *file,
-                            size: *size,
-                            meta: *meta,
-                            mine: Some(mine.clone()),
-                        });
-                    }
-                    newer
-                }
-                Some(ShareState::Deleted { deleted_ns, .. }) => {
-                    let newer = mine.meta.modified_ns > *deleted_ns;
-                    if !newer {
-                        put_away.push((mine.clone(), *deleted_ns));
-                    }
-                    newer
-                }
-            };
-            if !newer_here {
-                continue;
-            }
-            if !writer {
-                local_only.push((name.to_owned(), Some(mine.id)));
-            } else if mine.meta.modified_ns > latest_allowed {
-                in_future.push(mine.path.clone());
-            } else {
-                tell.push(ShareChange::Put {
-                    name: name.to_owned(),
-                    file: mine.id,
-                    meta: mine.meta,
-                });
-            }
-        }
-        let mut deleted = Vec::new();
-        for (name, entry) in &self.share.entries {
-            let ShareState::Present { file, meta, size } = entry.state else {
-                continue;
-            };
-            let name = name.as_str();
-            if local.contains(name) || unsettled.contains(name) || Collection::is_collection_name(name) {
-                continue;
-            }
-            if self.deleted_here.get(name) == Some(&file) {
-                if writer {
-                    tell.push(ShareChange::Delete {
-                        name: name.to_owned(),
-                        was: file,
-                        // Stamped after the version it deletes, whatever this clock says.
-                        deleted_ns: now_ns.max(meta.modified_ns.saturating_add(1)),
-                    });
-                    deleted.push(name.to_owned());
-                } else {
-                    local_only.push((name.to_owned(), None));
-                    self.kept_here.insert(name.to_owned(), file);
-                }
-                continue;
-            }
-            if !writer && self.kept_here.get(name) == Some(&file) {
-                // Deleted here on a read-only node: not fetched back until the share changes.
-                continue;
-            }
-            self.queue.push_back(Planned {
-                name: name.to_owned(),
-                file,
-                size,
-                meta,
-                mine: None,
-            });
-        }
+        let plan = plan::plan(&Situation {
+            local: &self.scan.files,
+            unsettled: &self.scan.unsettled,
+            in_flight: &self.in_flight,
+            share: &self.share.entries,
+            deleted_here: &self.deleted_here,
+            kept_here: &self.kept_here,
+            writer: self.options.share.writer().is_some(),
+            now_ns: nanos_since_epoch(SystemTime::now()),
+        });
         // A deletion of anything but the share's current version lost (or is not news).
         self.deleted_here.clear();
-        self.queue.make_contiguous().sort_by(|a, b| a.name.cmp(&b.name));
-        for (mine, deleted_ns) in put_away {
+        self.kept_here.extend(plan.keep_deleted);
+        self.queue = plan.downloads.into();
+        for (mine, deleted_ns) in plan.put_away {
             self.put_away(&mine, deleted_ns);
         }
-        for (name, version) in local_only {
+        for (name, version) in plan.local_only {
             self.say_local_only(name, version);
         }
-        for path in in_future {
+        for path in plan.in_future {
             if self.named.insert(path.clone()) {
                 let _ = self.events.send(SyncEvent::Skipped(Skipped {
                     path,
@@ -515,7 +427,7 @@ impl FolderSync {
             }
         }
         self.cancel_superseded();
-        self.tell(tell, &deleted).await;
+        self.tell(plan.tell).await;
         self.fill();
     }
 
@@ -532,7 +444,7 @@ impl FolderSync {
 
     /// Tells the tracker `changes`, signed (leaving out puts told lately), and any changes it
     /// lost; deletions that do not get through are kept for the next tick.
-    async fn tell(&mut self, changes: Vec<ShareChange>, deleted: &[String]) {
+    async fn tell(&mut self, changes: Vec<ShareChange>) {
         let changes: Vec<ShareChange> = changes
             .into_iter()
             .filter(|change| match change {
@@ -574,9 +486,7 @@ impl FolderSync {
                 self.republish = republished;
                 for change in changes {
                     if let ShareChange::Delete { name, was, .. } = change {
-                        if deleted.contains(&name) {
-                            self.deleted_here.insert(name, was);
-                        }
+                        self.deleted_here.insert(name, was);
                     }
                 }
             }
@@ -731,8 +641,7 @@ impl FolderSync {
         let mut replace = Replace::Never;
         let mut kept = None;
         if let Some(mine) = &planned.mine {
-            let unedited = mine.fetched || planned.meta.replaces == Some(mine.id);
-            if unedited {
+            if plan::replacing(mine, &planned) == Replacing::InPlace {
                 if let Some(stamp) = std::fs::symlink_metadata(&mine.path)
                     .ok()
                     .filter(|m| m.is_file())
@@ -841,39 +750,6 @@ struct Download {
     result: Result<FetchReport>,
 }
 
-/// Renames the file `name` in the sync folder `root`, the local version that lost a conflict
-/// found `at`, to `STEM.sync-conflict-YYYYMMDD-HHMMSS-NODE.EXT` beside it (as Syncthing names
-/// them: when, and on which node, in UTC and this node's short id), never replacing anything
-/// and never following a link; returns the new path.
-fn keep_as_conflict(root: &Path, name: &str, node: PeerId, at: SystemTime) -> Result<PathBuf> {
-    let (dir, file_name) = Dir::open_root(root)?.parent_of(name)?;
-    let (stem, ext) = match file_name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
-        _ => (file_name, String::new()),
-    };
-    // 2026-12-06T03:31:00Z -> 20261206-033100
-    let when: String = humantime::format_rfc3339_seconds(at)
-        .to_string()
-        .chars()
-        .filter_map(|c| match c {
-            'T' => Some('-'),
-            c if c.is_ascii_digit() => Some(c),
-            _ => None,
-        })
-        .collect();
-    let tag = format!("{when}-{}", node.short());
-    for n in 1.. {
-        let counter = if n == 1 { String::new() } else { format!("-{n}") };
-        let target = format!("{stem}.sync-conflict-{tag}{counter}{ext}");
-        match dir.rename(file_name, &target, false) {
-            Ok(()) => return Ok(dir.join(&target)),
-            Err(Error::Exists(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    unreachable!("some counter is free")
-}
-
 /// Watches `dir` recursively, sending `()` on every change that is not a partial download.
 fn watch(dir: &Path, changes: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
@@ -888,33 +764,4 @@ fn watch(dir: &Path, changes: mpsc::UnboundedSender<()>) -> notify::Result<notif
     })?;
     watcher.watch(dir, notify::RecursiveMode::Recursive)?;
     Ok(watcher)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conflict_copies_are_named_by_when_and_where_and_never_replace_anything() {
-        let tmp = tempfile::tempdir().unwrap();
-        let node = PeerId([0xab; 32]);
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_527_860);
-        for round in 0..2 {
-            let path = tmp.path().join("notes.txt");
-            std::fs::write(&path, format!("version {round}")).unwrap();
-            keep_as_conflict(tmp.path(), "notes.txt", node, at).unwrap();
-        }
-        let mut names: Vec<String> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(
-            names,
-            vec![
-                "notes.sync-conflict-20261206-033100-abababab-2.txt",
-                "notes.sync-conflict-20261206-033100-abababab.txt"
-            ]
-        );
-    }
 }

@@ -1,15 +1,20 @@
 //! A node's shared folders: scanning them (hashing only what changed since the last run,
 //! leaving alone files still being written), holding and announcing what they contain, and
-//! re-checking files the chunk server found changed on disk.
+//! re-checking files the chunk server found changed on disk. A scan lists the folder
+//! ([`listing`]), decides what to do with each file ([`sort_out`], without I/O), then hashes,
+//! holds and announces.
+
+mod listing;
+mod sort_out;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use swarm_proto::manifest::FromFileError;
 use swarm_proto::protocol::MAX_BATCH;
-use swarm_proto::{name, Bitfield, FileId, FileMeta, Manifest};
+use swarm_proto::{Bitfield, FileId, FileMeta, Manifest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,8 +24,10 @@ use crate::fetch::FetchReport;
 use crate::progress::Progress;
 use crate::session::Session;
 use crate::state::{FileStamp, SeededRecord, StateDb};
+pub use crate::status::{Skipped, SkippedPaths};
 use crate::store::{Held, Store};
 use crate::trust::DiskStamp;
+use listing::Listed;
 
 /// One file shared from a folder.
 #[derive(Debug, Clone)]
@@ -33,10 +40,19 @@ pub struct SeededFile {
     pub path: PathBuf,
     /// What is announced with it.
     pub meta: FileMeta,
-    /// Hashed in this run; false if its manifest was known from an earlier run.
-    pub hashed: bool,
-    /// Fetched from the swarm by this node and unchanged since.
-    pub fetched: bool,
+    /// Where its manifest came from.
+    pub origin: Origin,
+}
+
+/// Where a shared file's manifest came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Known from an earlier scan (in this run or an earlier one): the file is unchanged.
+    Known,
+    /// Hashed by this scan: the file is new or changed.
+    Hashed,
+    /// Fetched from the swarm by this node, and unchanged since.
+    Fetched,
 }
 
 impl SeededFile {
@@ -47,19 +63,9 @@ impl SeededFile {
             manifest: held.manifest.clone(),
             path: held.path(),
             meta: held.meta,
-            hashed: false,
-            fetched: false,
+            origin: Origin::Known,
         }
     }
-}
-
-/// A file or folder a scan could not share, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    /// Where it is.
-    pub path: PathBuf,
-    /// Why, in a few words ("permission denied", "a symbolic link (not followed)").
-    pub why: String,
 }
 
 /// What [`Folders::scan`] found.
@@ -76,33 +82,19 @@ pub struct DirScan {
     pub vanished: Vec<(String, FileId)>,
 }
 
-/// What the last scan of each folder could not share, for `swarm status`; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct SkippedPaths(Arc<std::sync::Mutex<HashMap<PathBuf, Vec<Skipped>>>>);
-
-impl SkippedPaths {
-    /// Records what the scan of `root` skipped, in place of what its last scan did.
-    fn set(&self, root: &Path, skipped: &[Skipped]) {
-        let mut all = self.0.lock().expect("skipped paths lock poisoned");
-        if skipped.is_empty() {
-            all.remove(root);
-        } else {
-            all.insert(root.to_owned(), skipped.to_vec());
-        }
-    }
-
-    /// Everything skipped, sorted by path.
-    pub fn all(&self) -> Vec<Skipped> {
-        let all = self.0.lock().expect("skipped paths lock poisoned");
-        let mut skipped: Vec<Skipped> = all.values().flatten().cloned().collect();
-        skipped.sort_by(|a, b| a.path.cmp(&b.path));
-        skipped
-    }
+/// Held files not yet told to the tracker, and when it was last told.
+struct Announcements {
+    held: Vec<Arc<Held>>,
+    told: Instant,
 }
 
-/// An I/O error in a few words, without the OS's own text ("permission denied").
-fn briefly(error: &std::io::Error) -> String {
-    error.kind().to_string()
+impl Default for Announcements {
+    fn default() -> Announcements {
+        Announcements {
+            held: Vec::new(),
+            told: Instant::now(),
+        }
+    }
 }
 
 /// The node's part that shares folders.
@@ -150,172 +142,132 @@ impl Folders {
             Some(parent) if root.is_file() => (parent.to_owned(), Some(root.clone())),
             _ => (root, None),
         };
-        let mut previous: HashMap<PathBuf, SeededRecord> = self
+        let previous: HashMap<PathBuf, SeededRecord> = self
             .state
             .seeded_under(&root)?
             .into_iter()
             .filter(|(path, _)| only.as_ref().is_none_or(|only| path == only))
             .collect();
-        let mut scan = DirScan::default();
-        let mut to_hash = Vec::new();
-        // Held files are told to the tracker in batches: when a batch is full, at least every
-        // second while files are hashed, and at the end.
-        let mut announce = Vec::new();
-        let mut told = std::time::Instant::now();
         let now = SystemTime::now();
-        let walk = walkdir::WalkDir::new(only.as_ref().unwrap_or(&root))
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| {
-                let own = e.depth() == 1 && e.file_name() == crate::versions::SWARM_DIR && e.file_type().is_dir();
-                !own && e.path() != self.state_dir
+        let listing = listing::list(&root, only.as_ref().unwrap_or(&root), &self.state_dir)?;
+        let sorted = sort_out::sort_out(listing.files, previous, chunk_size, now, settle);
+        let mut scan = DirScan {
+            unsettled: sorted.unsettled,
+            skipped: listing.skipped,
+            ..DirScan::default()
+        };
+        let mut announce = Announcements::default();
+        for (file, record) in sorted.reuse {
+            let origin = if record.fetched { Origin::Fetched } else { Origin::Known };
+            let held = match self.store.get(&record.manifest.id()) {
+                // Held and announced already (an earlier scan, or the fetch that wrote it):
+                // rescans of a large folder send the tracker nothing.
+                Some(held) if held.path() == file.path && held.chunks().is_complete() => held,
+                _ => {
+                    let held = self.hold(record.manifest, file.path, record.meta, file.version, now);
+                    announce.held.push(held.clone());
+                    held
+                }
+            };
+            scan.files.push(SeededFile {
+                origin,
+                ..SeededFile::of(&held)
             });
-        for entry in walk {
-            // One unreadable file or folder is skipped and named; the rest is shared. Only a
-            // root that cannot be read at all fails the scan.
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) if e.depth() == 0 => {
-                    let path = e.path().unwrap_or(&root).to_owned();
-                    return Err(Error::io(&path, e.into()));
-                }
-                Err(e) => {
-                    let path = e.path().unwrap_or(&root).to_owned();
-                    let why = e.io_error().map_or_else(|| e.to_string(), briefly);
-                    scan.skipped.push(Skipped { path, why });
-                    continue;
-                }
-            };
-            if entry.file_type().is_symlink() {
-                scan.skipped.push(Skipped {
-                    path: entry.into_path(),
-                    why: "a symbolic link (not followed: share what it points to instead)".into(),
-                });
-                continue;
-            }
-            if !entry.file_type().is_file() || crate::out_dir::is_partial(entry.path()) {
-                continue;
-            }
-            let Some(name) = name::name_of(&root, entry.path()) else {
-                scan.skipped.push(Skipped {
-                    path: entry.into_path(),
-                    why: "its name cannot be shared (not UTF-8, or unsafe)".into(),
-                });
-                continue;
-            };
-            let path = entry.into_path();
-            let metadata = match std::fs::metadata(&path) {
-                Ok(metadata) => metadata,
-                // Deleted since it was listed: as if it had never been there.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                // Left in `previous`: what was shared from it before is withdrawn below.
-                Err(e) => {
-                    scan.skipped.push(Skipped { path, why: briefly(&e) });
-                    continue;
-                }
-            };
-            let stamp = FileStamp::of(&metadata);
-            // The version of the file hashed now, or when its record was made.
-            let version = DiskStamp::of(&metadata);
-            let modified = metadata.modified().map_err(|e| Error::io(&path, e))?;
-            if now.duration_since(modified).unwrap_or_default() < settle {
-                // Still being written, perhaps: neither shared nor withdrawn until it settles.
-                previous.remove(&path);
-                scan.unsettled.push(name);
-                continue;
-            }
-            match previous.remove(&path) {
-                Some(record)
-                    if record.stamp == stamp
-                        && record.manifest.name == name
-                        && record.manifest.chunk_size == chunk_size =>
-                {
-                    let held = match self.store.get(&record.manifest.id()) {
-                        // Held and announced already (an earlier scan, or the fetch that wrote
-                        // it): rescans of a large folder send the tracker nothing.
-                        Some(held) if held.path() == path && held.chunks().is_complete() => SeededFile::of(&held),
-                        _ => {
-                            let held = self.hold(record.manifest, path, record.meta, version, now);
-                            announce.push(held.clone());
-                            SeededFile::of(&held)
-                        }
-                    };
-                    scan.files.push(SeededFile {
-                        fetched: record.fetched,
-                        ..held
-                    });
-                }
-                stale => {
-                    progress.add_total(stamp.size);
-                    let meta = FileMeta::modified_at(modified);
-                    to_hash.push((path, name, stamp, version, meta, stale.map(|r| r.manifest.id())));
-                }
-            }
         }
-        for (path, record) in previous {
+        for (path, record) in sorted.vanished {
             info!(path = %path.display(), "seeded before but no longer there; withdrawing it");
             let id = record.manifest.id();
             self.stop_holding(id).await;
             self.state.remove_seeded(&path)?;
             scan.vanished.push((record.manifest.name, id));
         }
-        for (path, name, stamp, version, mut meta, stale_id) in to_hash {
-            let hashed = {
-                let (path, name) = (path.clone(), name.clone());
-                tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size)).await?
-            };
-            progress.advance(stamp.size);
-            let manifest = match hashed {
-                Ok(manifest) => manifest,
-                Err(FromFileError::Read { source, .. }) => {
-                    // Unreadable (or gone) since it was listed: its old version, if any, is
-                    // withdrawn, and it is named unless it vanished.
-                    if let Some(old) = stale_id {
-                        self.stop_holding(old).await;
-                        self.state.remove_seeded(&path)?;
-                        if source.kind() == std::io::ErrorKind::NotFound {
-                            scan.vanished.push((name, old));
-                        }
-                    }
-                    if source.kind() != std::io::ErrorKind::NotFound {
-                        scan.skipped.push(Skipped {
-                            why: briefly(&source),
-                            path,
-                        });
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(old) = stale_id.filter(|old| *old != manifest.id()) {
-                info!(path = %path.display(), old = %old.short(), "changed since it was last seeded; withdrawing its old id");
-                self.stop_holding(old).await;
-                meta.replaces = Some(old);
-            }
-            let record = SeededRecord {
-                stamp,
-                manifest: manifest.clone(),
-                meta,
-                fetched: false,
-            };
-            self.state.save_seeded(&path, &record)?;
-            let held = self.hold(manifest, path, meta, version, now);
-            announce.push(held.clone());
-            if announce.len() >= MAX_BATCH || told.elapsed() >= Duration::from_secs(1) {
-                self.tell(&mut announce).await?;
-                told = std::time::Instant::now();
-            }
-            let held = SeededFile::of(&held);
-            scan.files.push(SeededFile { hashed: true, ..held });
+        progress.add_total(sorted.hash.iter().map(|(file, _)| file.stamp.size).sum());
+        for (file, stale) in sorted.hash {
+            self.hash_one(file, stale, chunk_size, now, &mut scan, &mut announce, progress)
+                .await?;
         }
-        self.tell(&mut announce).await?;
+        self.tell(&mut announce.held).await?;
         self.state.flush()?;
         if only.is_none() {
             self.skipped.set(&root, &scan.skipped);
         }
         scan.files.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         Ok(scan)
+    }
+
+    /// Hashes a file a scan found new or changed (`stale`: the id of its earlier version),
+    /// holds it and remembers it, or names it in `scan` if it cannot be read. Held files are
+    /// told to the tracker in batches: when a batch is full, at least every second while files
+    /// are hashed, and at the end of the scan.
+    #[allow(clippy::too_many_arguments)]
+    async fn hash_one(
+        &self,
+        file: Listed,
+        stale: Option<FileId>,
+        chunk_size: u32,
+        scanned: SystemTime,
+        scan: &mut DirScan,
+        announce: &mut Announcements,
+        progress: &Progress,
+    ) -> Result<()> {
+        let Listed {
+            path,
+            name,
+            stamp,
+            version,
+            modified,
+        } = file;
+        let hashed = {
+            let (path, name) = (path.clone(), name.clone());
+            tokio::task::spawn_blocking(move || Manifest::from_file(&path, &name, chunk_size)).await?
+        };
+        progress.advance(stamp.size);
+        let manifest = match hashed {
+            Ok(manifest) => manifest,
+            Err(FromFileError::Read { source, .. }) => {
+                // Unreadable (or gone) since it was listed: its old version, if any, is
+                // withdrawn, and it is named unless it vanished.
+                if let Some(old) = stale {
+                    self.stop_holding(old).await;
+                    self.state.remove_seeded(&path)?;
+                    if source.kind() == std::io::ErrorKind::NotFound {
+                        scan.vanished.push((name, old));
+                    }
+                }
+                if source.kind() != std::io::ErrorKind::NotFound {
+                    scan.skipped.push(Skipped {
+                        why: listing::briefly(&source),
+                        path,
+                    });
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut meta = FileMeta::modified_at(modified);
+        if let Some(old) = stale.filter(|old| *old != manifest.id()) {
+            info!(path = %path.display(), old = %old.short(), "changed since it was last seeded; withdrawing its old id");
+            self.stop_holding(old).await;
+            meta.replaces = Some(old);
+        }
+        let record = SeededRecord {
+            stamp,
+            manifest: manifest.clone(),
+            meta,
+            fetched: false,
+        };
+        self.state.save_seeded(&path, &record)?;
+        let held = self.hold(manifest, path, meta, version, scanned);
+        announce.held.push(held.clone());
+        if announce.held.len() >= MAX_BATCH || announce.told.elapsed() >= Duration::from_secs(1) {
+            self.tell(&mut announce.held).await?;
+            announce.told = Instant::now();
+        }
+        scan.files.push(SeededFile {
+            origin: Origin::Hashed,
+            ..SeededFile::of(&held)
+        });
+        Ok(())
     }
 
     /// Remembers a file this node fetched as seeded and unchanged since, so that scanning its
