@@ -28,6 +28,7 @@ pub mod downloads;
 mod error;
 pub mod fetch;
 pub mod folder;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod known_trackers;
 pub mod lan_discovery;

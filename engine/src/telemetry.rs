@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::PrometheusHandle;
 use swarm_proto::FileId;
 
+#[cfg(feature = "metrics")]
 use crate::error::{Error, Result};
 
 /// Bytes of verified chunks written, by file.
@@ -86,8 +88,9 @@ pub fn fetch_ended(done: bool, took: Duration) {
 }
 
 /// Records every metric of this process (node and tracker) from now on, and returns the handle
-/// that renders them in Prometheus's text format (served by [`crate::http::serve_metrics`]).
+/// that renders them in Prometheus's text format (served by `http::serve_metrics`).
 /// Call once, from a tokio runtime: histograms are folded every 5 s on it.
+#[cfg(feature = "metrics")]
 pub fn install() -> Result<PrometheusHandle> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()

@@ -103,6 +103,7 @@ pub async fn serve_tracker(
 /// Binds a metrics port and serves what `metrics` records at `/metrics`, behind the same guard
 /// and limits as the HTTP port (in a private swarm, a scraper sends the secret as a bearer
 /// token), for the rest of the process. Returns the bound address.
+#[cfg(feature = "metrics")]
 pub async fn serve_metrics(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     options: HttpOptions,

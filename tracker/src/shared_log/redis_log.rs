@@ -1,47 +1,5 @@
-//! The shared store: any number of trackers on one Redis (the one module that uses redis).
-//!
-//! Trackers share their state by sharing the changes to it. Every [`Change`] (a register, an
-//! announce, a chunk report, a spot check's outcome, an expiry round) is appended to one Redis
-//! stream; every tracker reads that stream and applies each change to its own
-//! [`TrackerState`], in stream order, at the time Redis stamped on it. Same changes, same order,
-//! same clock: every tracker holds the same state, so a peer may ask any of them and budgets and
-//! audits hold wherever a request lands. A tracker answers a change only once it has applied
-//! it from the stream, so its answer is the one every tracker computes.
-//!
-//! Reads (locate, list, search) are answered from memory and never touch Redis; Redis sees
-//! one `XADD` per change and one blocking `XREAD` per tracker.
-//!
-//! A tracker that joins starts from the newest snapshot (the whole state, written every
-//! [`SNAPSHOT_EVERY`] by each tracker) and the changes after it. The stream keeps the last
-//! [`LOG_KEPT`] of changes; a tracker that fell further behind (Redis's record of the newest
-//! id it trimmed is past the tracker's last one) starts again from the newest snapshot.
-//!
-//! # Keys (under the prefix, `swarm:` by default)
-//! - `log`: the stream of changes; each entry has one field, `c`: [`LOG_MAGIC`], the format
-//!   version ([`FORMAT_VERSION`], one byte), then a [`LogEntry`] (bincode).
-//! - `snapshot`: [`SNAPSHOT_MAGIC`], the format version, then a [`SnapshotRecord`] (bincode):
-//!   the stream id it was taken at, and the state.
-//!
-//! The golden tests below pin both byte for byte. An entry that is not of this format (no
-//! magic, or bytes that do not decode) is skipped with a warning; an entry or a snapshot of
-//! another format version stops this tracker from following (it says so, and refuses changes)
-//! rather than misread it: trackers of two versions must not share a Redis.
-//!
-//! # Who may write to Redis
-//! Whoever can write to the Redis is inside the trackers' trust boundary: trackers apply what
-//! the stream says without checking it again (a tracker checks requests before it appends
-//! them; share changes stay signed, and peers check those themselves). Keep the Redis on a
-//! private network or behind a password (`redis://:PASSWORD@HOST:PORT/DB`) and TLS
-//! (`rediss://`). What a stranger's writes can do is bounded all the same: an entry that does
-//! not decode is skipped, one stamped far in the future is applied at the present time, and a
-//! stream that goes back (Redis emptied) is followed from its start again.
-//!
-//! # When Redis restarts
-//! Trackers keep their state in memory and answer reads throughout; changes are refused
-//! ("store unreachable", which peers retry) until Redis is back. A tracker that reconnects and
-//! finds no snapshot writes one at once, so a Redis that lost everything is refilled from the
-//! trackers' memory. Only when Redis and every tracker restart together is the state lost;
-//! peers then register and announce again on their own.
+//! The link to the shared store in Redis: appending changes, following the stream, and
+//! keeping snapshots (the one module that uses redis).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,20 +8,16 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::Value;
-use serde::{Deserialize, Serialize};
-use swarm_proto::codec;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::format::{decode_framed, encode_framed, LogEntry, SnapshotRecord, Unreadable};
+use super::{redact, StoreError, FORMAT_VERSION, LOG_KEPT, LOG_MAGIC, SNAPSHOT_EVERY, SNAPSHOT_MAGIC};
 use crate::budget::Budgets;
 use crate::change::{Change, Outcome};
-use crate::state::{Snapshot, TrackerState};
+use crate::state::TrackerState;
 
-/// How often each tracker writes a snapshot of its state.
-pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
-/// How much of the stream is kept, for trackers that lag behind: four snapshots' worth.
-pub const LOG_KEPT: Duration = Duration::from_secs(120);
 /// Longest wait for a change to come back from the stream applied.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for any one Redis command (a blocking read waits [`READ_BLOCK`] within it).
@@ -74,46 +28,10 @@ const READ_BLOCK: Duration = Duration::from_millis(1000);
 const READ_BATCH: usize = 1024;
 /// How often a tracker that reads nothing new checks that the stream did not go back.
 const WENT_BACK_CHECK: Duration = Duration::from_secs(2);
-/// What every log entry's bytes start with.
-pub const LOG_MAGIC: &[u8; 3] = b"swl";
-/// What the snapshot's bytes start with.
-pub const SNAPSHOT_MAGIC: &[u8; 3] = b"sws";
-/// The format of log entries and snapshots this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
 /// A change stamped later than this after Redis's present time is applied at the present
 /// time instead: a stream id far in the future (written by hand) must not move the shared
 /// clock there.
 const MAX_AHEAD: Duration = Duration::from_secs(10);
-
-/// Why the shared store could not be used.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("tracker store {url}: {message}")]
-pub struct StoreError {
-    /// The store's address, without any password.
-    pub url: String,
-    /// What failed.
-    pub message: String,
-}
-
-/// One entry of the stream: a change, and who wrote it (to hand its outcome back).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// A number each tracker draws at start.
-    pub writer: u64,
-    /// The writer's count of its own changes.
-    pub seq: u64,
-    /// The change.
-    pub change: Change,
-}
-
-/// The `snapshot` key's value.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SnapshotRecord {
-    /// The stream id of the last change it includes.
-    pub log_id: String,
-    /// The state after that change, with times relative to the change's.
-    pub snapshot: Snapshot,
-}
 
 /// Redis's stream ids as times on this machine's monotonic clock, so that every tracker
 /// applies each change at the time Redis stamped on it (the milliseconds of its id).
@@ -144,66 +62,6 @@ impl LogClock {
         let limit = self.now_ms() + MAX_AHEAD.as_millis() as u64;
         self.at(id_ms(id).min(limit))
     }
-}
-
-/// Why bytes from the store could not be used.
-#[derive(Debug, PartialEq, Eq)]
-enum Unreadable {
-    /// Not this format at all (a foreign or damaged entry): skip it.
-    Foreign(String),
-    /// This format, another version: stop rather than misread.
-    Version(u8),
-}
-
-/// `value` encoded behind `magic` and the format version.
-fn encode_framed<T: Serialize>(magic: &[u8; 3], value: &T) -> Vec<u8> {
-    let mut bytes = magic.to_vec();
-    bytes.push(FORMAT_VERSION);
-    codec::encode_into(value, &mut bytes);
-    bytes
-}
-
-/// A log entry's bytes, read as a tracker reads them from the stream (public for the fuzz
-/// targets).
-pub fn read_entry(bytes: &[u8]) -> Result<LogEntry, String> {
-    decode_framed(LOG_MAGIC, bytes, false).map_err(|e| format!("{e:?}"))
-}
-
-/// A snapshot's bytes, read as a tracker reads them from the store (public for the fuzz
-/// targets).
-pub fn read_snapshot(bytes: &[u8]) -> Result<SnapshotRecord, String> {
-    decode_framed(SNAPSHOT_MAGIC, bytes, true).map_err(|e| format!("{e:?}"))
-}
-
-/// The value behind `magic` and the format version in `bytes`.
-fn decode_framed<T: serde::de::DeserializeOwned>(magic: &[u8; 3], bytes: &[u8], record: bool) -> Result<T, Unreadable> {
-    let body = match bytes.split_at_checked(4) {
-        Some((head, body)) if head[..3] == magic[..] => match head[3] {
-            FORMAT_VERSION => body,
-            other => return Err(Unreadable::Version(other)),
-        },
-        _ => return Err(Unreadable::Foreign("not a swarm tracker's record".into())),
-    };
-    let decoded = if record {
-        codec::decode_record(body)
-    } else {
-        codec::decode(body)
-    };
-    decoded.map_err(|e| Unreadable::Foreign(e.to_string()))
-}
-
-/// The milliseconds part of a stream id (`MS-SEQ`).
-fn id_ms(id: &str) -> u64 {
-    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
-}
-
-/// Is stream id `a` after `b`?
-fn id_after(a: &str, b: &str) -> bool {
-    let parts = |id: &str| -> (u64, u64) {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-    };
-    parts(a) > parts(b)
 }
 
 /// A tracker's link to the shared store.
@@ -712,18 +570,23 @@ fn stream_entries(reply: Value) -> Vec<(String, Vec<u8>)> {
     found
 }
 
-/// `url` without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
-        _ => url.to_owned(),
-    }
+/// The milliseconds part of a stream id (`MS-SEQ`).
+fn id_ms(id: &str) -> u64 {
+    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+}
+
+/// Is stream id `a` after `b`?
+fn id_after(a: &str, b: &str) -> bool {
+    let parts = |id: &str| -> (u64, u64) {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+    };
+    parts(a) > parts(b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Snapshot;
 
     #[test]
     fn stream_ids_compare_by_time_then_sequence() {
@@ -737,52 +600,6 @@ mod tests {
 
     /// The bytes of a log entry and of a snapshot never change within a format version: two
     /// builds of one version on one Redis read each other's writes.
-    #[test]
-    fn log_entries_and_snapshots_are_pinned() {
-        use swarm_proto::PeerId;
-        let entry = encode_framed(
-            LOG_MAGIC,
-            &LogEntry {
-                writer: 1,
-                seq: 300,
-                change: Change::Keepalive { peer: PeerId([7; 32]) },
-            },
-        );
-        // Magic, version 1, writer 1, seq 300 (varint), Keepalive (variant 5), the peer.
-        let mut expected = b"swl\x01".to_vec();
-        expected.extend_from_slice(&[1, 251, 44, 1, 5]);
-        expected.extend_from_slice(&[7; 32]);
-        assert_eq!(entry, expected);
-        let back: LogEntry = decode_framed(LOG_MAGIC, &entry, false).unwrap();
-        assert_eq!((back.writer, back.seq), (1, 300));
-
-        let snapshot = encode_framed(
-            SNAPSHOT_MAGIC,
-            &SnapshotRecord {
-                log_id: "5-0".into(),
-                snapshot: Snapshot {
-                    files: vec![],
-                    peers: vec![],
-                    shares: vec![],
-                },
-            },
-        );
-        // Magic, version 1, the id "5-0", then three empty lists.
-        assert_eq!(snapshot, b"sws\x01\x035-0\x00\x00\x00".to_vec());
-    }
-
-    #[test]
-    fn foreign_bytes_are_skipped_and_another_version_is_told_apart() {
-        let entry = |bytes: &[u8]| decode_framed::<LogEntry>(LOG_MAGIC, bytes, false).map(|_| ());
-        assert!(matches!(entry(b"hello"), Err(Unreadable::Foreign(_))));
-        assert!(matches!(entry(b""), Err(Unreadable::Foreign(_))));
-        assert!(matches!(entry(b"swl\x01\xff\xff"), Err(Unreadable::Foreign(_))));
-        assert_eq!(entry(b"swl\x02anything"), Err(Unreadable::Version(2)));
-        assert!(matches!(
-            decode_framed::<SnapshotRecord>(SNAPSHOT_MAGIC, b"swl\x01", true),
-            Err(Unreadable::Foreign(_))
-        ));
-    }
 
     #[test]
     fn a_stamp_far_ahead_is_applied_at_the_present_time() {
@@ -793,11 +610,5 @@ mod tests {
         assert_eq!(clock.at_id("1000500-0"), clock.instant + Duration::from_millis(500));
         let far = clock.at_id("99999999999999-0");
         assert!(far <= Instant::now() + MAX_AHEAD + Duration::from_secs(1), "{far:?}");
-    }
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(redact("redis://:hunter2@10.0.0.1:6379/0"), "redis://…@10.0.0.1:6379/0");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }
