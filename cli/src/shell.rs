@@ -11,6 +11,7 @@ use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Editor, ExternalPrinter, Helper};
+use swarm_engine::status::FileState;
 use swarm_engine::{CatalogueEntry, FetchOptions, Node, Progress, Sources};
 use swarm_proto::protocol::Holding;
 use tokio::runtime::Handle;
@@ -183,25 +184,29 @@ impl Console {
 
     /// Lists what the node holds.
     fn show(&self) {
-        let mut held = self.node.store().all();
-        held.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        let held = match self.node.status() {
+            Ok(held) => held,
+            Err(e) => {
+                println!("{e}");
+                return;
+            }
+        };
         if held.is_empty() {
             println!("this node holds no files; get one, or start the shell on a folder");
             return;
         }
         println!("{:<16}  {:>10}  {:>13}  NAME", "ID", "SIZE", "CHUNKS");
         for file in held {
-            let chunks = file.chunks().count();
             println!(
                 "{:<16}  {:>10}  {:>13}  {}{}",
                 &file.id.to_string()[..16],
-                output::bytes(file.manifest.size),
-                format!("{chunks}/{}", file.manifest.chunk_count),
-                output::shown(&file.manifest.name),
-                if chunks < file.manifest.chunk_count {
-                    "  (downloading)"
-                } else {
-                    ""
+                output::bytes(file.size),
+                format!("{}/{}", file.chunks_held, file.chunk_count),
+                output::shown(&file.name),
+                match file.state {
+                    FileState::Seeding => "",
+                    FileState::Downloading => "  (downloading)",
+                    FileState::Paused => "  (paused)",
                 }
             );
         }

@@ -88,7 +88,7 @@ pub async fn tracker(node: &Node) -> Finding {
 }
 
 /// The holders of `file` (those of the ticket, `known`, and the tracker's): how each is
-/// reached from here, at most [`MOST_HOLDERS`].
+/// reached from here, at most `MOST_HOLDERS` (8).
 pub async fn holders(node: &Node, file: FileId, known: &[Holder]) -> Vec<Finding> {
     let located = match node.locate(file, known).await {
         Ok((_, located)) => located.holders,

@@ -61,9 +61,9 @@ pub struct NodeConfig {
     /// Who may talk to the node: anyone, or the nodes of its private swarm.
     pub access: Access,
     /// Answer the local network's queries for held files, and ask it when the tracker is slow
-    /// or gone ([`crate::lan_discovery`]).
+    /// or gone (local discovery).
     pub lan_discovery: bool,
-    /// Behind a NAT, ask the router to map the node's port ([`crate::port_mapping`]).
+    /// Behind a NAT, ask the router to map the node's port.
     pub port_mapping: bool,
 }
 
@@ -216,7 +216,7 @@ impl Node {
     }
 
     /// The files this node holds.
-    pub fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.inner.store
     }
 
@@ -226,7 +226,7 @@ impl Node {
     }
 
     /// The session with the tracker, or an error saying that none was given.
-    pub fn session(&self) -> Result<&Session> {
+    pub(crate) fn session(&self) -> Result<&Session> {
         self.inner.session.as_ref().ok_or_else(|| Error::Tracker {
             addr: "(none)".into(),
             message: "no tracker was given to this node".into(),
@@ -234,7 +234,7 @@ impl Node {
     }
 
     /// The node's QUIC endpoint.
-    pub fn transport(&self) -> &Transport {
+    pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
     }
 
@@ -249,12 +249,18 @@ impl Node {
         self.session()?.join().await
     }
 
-    /// Shares every regular file under `dir`; see [`Folders::scan`].
+    /// Shares every regular file under `dir`; see [`Node::scan_dir`].
     pub async fn seed_dir(&self, dir: &Path, chunk_size: u32, progress: &Progress) -> Result<Vec<SeededFile>> {
         Ok(self.scan_dir(dir, chunk_size, Duration::ZERO, progress).await?.files)
     }
 
-    /// Shares the settled files under `dir`; see [`Folders::scan`].
+    /// Shares every regular file under `dir` (symlinks are not followed), leaving out files
+    /// modified less than `settle` ago: they are reported as unsettled and shared by a later
+    /// scan. A file unchanged since this node last seeded it (same size, modification time
+    /// and inode) reuses the manifest saved in sled; the others are hashed, and the ids of
+    /// files that changed or vanished since are withdrawn from the tracker. Partial downloads,
+    /// this node's state directory and the folder's own `.swarm/` are never shared.
+    /// `progress` counts bytes hashed. `dir` may also be a single file.
     pub async fn scan_dir(
         &self,
         dir: &Path,
@@ -265,7 +271,8 @@ impl Node {
         self.inner.folders.scan(dir, chunk_size, settle, progress).await
     }
 
-    /// Remembers a fetched file as seeded; see [`Folders::remember_fetched`].
+    /// Remembers a file this node fetched as seeded and unchanged since, so that scanning its
+    /// folder later does not hash it again.
     pub async fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
         self.inner.folders.remember_fetched(report).await
     }
@@ -365,7 +372,8 @@ impl Node {
         self.inner.served.current(std::time::Instant::now())
     }
 
-    /// What this node holds now (see [`status::live`]).
+    /// What this node holds now: what it serves (downloading if a fetch runs for it), and
+    /// downloads saved in sled that no fetch is running for (paused).
     pub fn status(&self) -> Result<Vec<status::FileStatus>> {
         status::live(&self.inner.store, &self.inner.downloads, &self.inner.state)
     }

@@ -83,11 +83,6 @@ impl Dir {
         })
     }
 
-    /// Where this directory is, for messages.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The directory that holds `name` (a validated manifest name, `a/b/file`), created as
     /// needed, and the last component of `name`. Refuses any component that is a link or not
     /// a directory.

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use swarm_proto::PeerId;
 
-use crate::nat::Path;
+pub use crate::nat::Path;
 
 /// Counters for one operation (hashing a directory, or one fetch).
 #[derive(Debug, Default)]

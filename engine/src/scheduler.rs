@@ -357,12 +357,13 @@ impl Scheduler {
     }
 
     /// Active (not banned) peers.
+    #[cfg(test)]
     pub fn active_peers(&self) -> usize {
         self.peers.values().filter(|p| !p.banned).count()
     }
 
     /// Checks every invariant in the module doc; for tests.
-    #[doc(hidden)]
+    #[cfg(test)]
     pub fn check_invariants(&self) {
         assert!(
             self.urgent.iter().all(|&c| !self.have.get(c)),

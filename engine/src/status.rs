@@ -59,7 +59,7 @@ impl SkippedPaths {
 /// What a running node answers its own `Status` request with: the chunk server asks it, so
 /// that serving chunks needs none of what a status is made of.
 #[derive(Clone)]
-pub struct Answerer {
+pub(crate) struct Answerer {
     /// The files served.
     pub store: Arc<Store>,
     /// The node's saved state.
@@ -157,7 +157,7 @@ pub fn saved(db: &StateDb) -> Result<Vec<FileStatus>> {
 
 /// The status of a running node: what its store holds now (downloading if a fetch runs for
 /// it), plus downloads saved in sled that no fetch is running for.
-pub fn live(store: &Store, downloads: &Downloads, db: &StateDb) -> Result<Vec<FileStatus>> {
+pub(crate) fn live(store: &Store, downloads: &Downloads, db: &StateDb) -> Result<Vec<FileStatus>> {
     let mut files: Vec<FileStatus> = store
         .all()
         .iter()

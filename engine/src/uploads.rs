@@ -225,12 +225,13 @@ impl<W> UploadSlots<W> {
     }
 
     /// Requests waiting now.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.waiting.values().map(|(_, line)| line.len()).sum()
     }
 
     /// Checks the invariants in the module doc; for tests.
-    #[doc(hidden)]
+    #[cfg(test)]
     pub fn check_invariants(&self) {
         assert!(self.held <= self.limits.total);
         assert_eq!(self.by_peer.values().sum::<usize>(), self.held);

@@ -371,16 +371,8 @@ pub(super) fn target_of(
             }
         }
     };
-    let holders = ticket.iter().flat_map(|t| &t.holders).filter_map(|holder| {
-        let (first, others) = holder.addrs.split_first()?;
-        Some(Holder {
-            peer: holder.id,
-            addr: *first,
-            other_addrs: others.to_vec(),
-            complete: true,
-        })
-    });
-    Ok((wanted, trackers, holders.collect()))
+    let holders = ticket.as_ref().map(swarm_engine::fetch::holders_of).unwrap_or_default();
+    Ok((wanted, trackers, holders))
 }
 
 /// `work`, given up once `deadline` (from --timeout) passes, saying what it was `doing`.

@@ -1,7 +1,7 @@
 //! Downloading one file from every live holder at once.
 //!
 //! # Parts
-//! - [`output`]: the file on disk: the hidden partial file (opened without following links),
+//! - `output`: the file on disk: the hidden partial file (opened without following links),
 //!   the chunks an earlier run left in it, free space, and the final check and rename.
 //! - `shared`: what the coordinator and the peer workers share: the scheduler under a short
 //!   lock, the in-flight budget, and the events the workers send.
@@ -18,7 +18,7 @@
 //! The manifest is checked against the requested id before anything else. Each chunk is
 //! checked against the manifest before it is written; a peer that sends a bad chunk is banned
 //! for this download and the chunk is asked of someone else. Each chunk is then read back from
-//! the disk and compared with what was verified ([`crate::chunk_io`]), so by the end the whole
+//! the disk and compared with what was verified (`chunk_io`), so by the end the whole
 //! file on disk is known to match the manifest, whose chunk hashes add up to the global hash;
 //! only then is it renamed into place, in the same directory. A partial or wrong file never
 //! appears under the final name.
@@ -33,7 +33,7 @@ mod budget;
 mod coordinator;
 mod manifest_exchange;
 mod options;
-pub mod output;
+pub(crate) mod output;
 mod peer;
 mod shared;
 
@@ -52,7 +52,7 @@ use crate::state::DownloadRecord;
 pub use coordinator::NEIGHBOURS;
 pub(crate) use manifest_exchange::locate_with_manifest;
 pub use manifest_exchange::TRACKER_PATIENCE;
-pub use options::{DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
+pub use options::{holders_of, DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
 use output::{Output, Prepared};
 pub(crate) use shared::Env;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_proto::protocol::Holder;
+use swarm_proto::ticket::Ticket;
 use swarm_proto::{FileId, FileMeta, Manifest, PeerId};
 
 use crate::progress::Progress;
@@ -71,7 +72,7 @@ impl Sources {
 /// What may happen to a file already at the output's name with other content.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Replace {
-    /// Keep it: the fetch fails with [`Error::Exists`].
+    /// Keep it: the fetch fails with [`crate::Error::Exists`].
     #[default]
     Never,
     /// Replace it (a link there is replaced itself, never followed).
@@ -170,4 +171,18 @@ impl FetchReport {
     pub fn bytes_received(&self) -> u64 {
         self.received.values().sum()
     }
+}
+
+/// The holders a ticket names, as a fetch dials them ([`FetchOptions::holders`]).
+pub fn holders_of(ticket: &Ticket) -> Vec<Holder> {
+    let holders = ticket.holders.iter().filter_map(|holder| {
+        let (first, others) = holder.addrs.split_first()?;
+        Some(Holder {
+            peer: holder.id,
+            addr: *first,
+            other_addrs: others.to_vec(),
+            complete: true,
+        })
+    });
+    holders.collect()
 }

@@ -68,7 +68,7 @@ impl SeededFile {
     }
 }
 
-/// What [`Folders::scan`] found.
+/// What a folder scan ([`crate::Node::scan_dir`]) found.
 #[derive(Debug, Clone, Default)]
 pub struct DirScan {
     /// The files shared, sorted by name.
