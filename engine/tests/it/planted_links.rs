@@ -7,8 +7,7 @@ use std::path::Path;
 
 use swarm_engine::{Error, FetchOptions, FileId, Node, Progress, Replace};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A tracker, a seeder of `dir/name.bin` and a fetcher, and a victim file outside the output.
 struct Setup {

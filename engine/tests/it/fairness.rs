@@ -16,8 +16,7 @@ use swarm_engine::{FetchOptions, FileId, Identity, Node, Progress};
 use swarm_proto::protocol::{PeerRequest, PeerResponse};
 use swarm_proto::transport::{self, Transport};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const MIB: usize = 1 << 20;
 

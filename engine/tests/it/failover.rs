@@ -1,10 +1,9 @@
 //! A client given several trackers turns from one that does not answer to the next.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use swarm_engine::{TrackerAddr, TrackerClient, Trackers};
 use swarm_proto::access::Access;
 

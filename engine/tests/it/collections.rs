@@ -10,8 +10,7 @@ use swarm_engine::collection::{self, CollectionOptions};
 use swarm_engine::{Error, FileId, Node, Progress};
 use swarm_proto::collection::{Collection, Entry};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Seeds `share` from a new node and returns it with each file's (name, id).
 async fn seed(

@@ -10,8 +10,7 @@ use swarm_proto::protocol::{PeerRequest, PeerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
 use swarm_tracker::{Tracker, TrackerConfig};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// The chunks `peer` holds of `file` according to the tracker (None: not listed as a holder).
 async fn held_by(asker: &Node, file: FileId, peer: PeerId) -> Option<Vec<u32>> {

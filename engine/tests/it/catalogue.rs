@@ -9,8 +9,7 @@ use swarm_proto::hashing;
 use swarm_proto::protocol::MAX_CATALOGUE;
 use swarm_proto::transport::Transport;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// The manifest of a one-chunk file called `name` (content: the name).
 fn tiny(name: String) -> Manifest {

@@ -1,6 +1,5 @@
 //! Helpers shared by the engine's end-to-end tests: a tracker and nodes on loopback (through
 //! the engine's own launch helpers), and deterministic content.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -11,8 +11,7 @@ use swarm_proto::protocol::{self, PeerRequest, PeerResponse};
 use swarm_proto::transport::Transport;
 use swarm_tracker::Tracker;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// How a fake peer answers every `GetChunk`.
 #[derive(Debug, Clone, Copy, PartialEq)]

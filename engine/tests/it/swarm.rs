@@ -15,8 +15,7 @@ use swarm_engine::{
 use swarm_proto::protocol::{self, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::Transport;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_seeders_serve_every_shape_of_file() {

@@ -12,8 +12,7 @@ use swarm_proto::protocol::{self, ErrorCode, PeerRequest, PeerResponse};
 use swarm_proto::transport::{self, Transport};
 use swarm_tracker::{Audits, Tracker, TrackerConfig};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A peer that answers chunk requests with the real data while `honest` holds (or, if
 /// `knows_tracker`, to the tracker's own id and address only), and says it lacks them
