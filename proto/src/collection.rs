@@ -102,7 +102,7 @@ impl Collection {
         self.entries.iter().map(|e| e.size).sum()
     }
 
-    /// The canonical encoding: [`MAGIC`], then the name, the entry count, and per entry the
+    /// The canonical encoding: `MAGIC`, then the name, the entry count, and per entry the
     /// path, the 32 id bytes, size, mode and modification time; integers and lengths as varints.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAGIC.len() + 16 + self.entries.len() * 64);

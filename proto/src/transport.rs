@@ -380,7 +380,7 @@ const CLOSE_GRACE: Duration = Duration::from_millis(250);
 const SOCKET_BUFFER: usize = 8 << 20;
 
 /// A UDP socket bound to `addr` with the buffers a node's endpoint gets (see
-/// [`SOCKET_BUFFER`]); public so that benchmarks of bare QUIC set up theirs alike. `[::]`
+/// `SOCKET_BUFFER`); public so that benchmarks of bare QUIC set up theirs alike. `[::]`
 /// takes both families (whatever the system's `bindv6only`); on a machine without IPv6 it
 /// falls back to `0.0.0.0` on the same port.
 pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {

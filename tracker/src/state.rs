@@ -268,7 +268,7 @@ impl TrackerState {
         Ok(record)
     }
 
-    /// Marks every peer as restored from disk after a restart (see [`PeerRecord::restored`]),
+    /// Marks every peer as restored from disk after a restart (see `PeerRecord::restored`),
     /// and gives every share the new `epoch` ([`Shares::new_epoch`]).
     pub fn mark_restored(&mut self, epoch: u64) {
         for record in self.peers.values_mut() {

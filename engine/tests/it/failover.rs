@@ -1,6 +1,5 @@
 //! A client given several trackers turns from one that does not answer to the next.
 
-
 use std::time::{Duration, Instant};
 
 use crate::common::*;

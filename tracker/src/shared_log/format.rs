@@ -1,11 +1,18 @@
 //! The bytes of the shared log's entries and snapshots: a magic, the format version, then
 //! bincode (through `swarm_proto::codec`). The golden tests below pin both byte for byte.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use swarm_proto::codec;
 
 use crate::change::Change;
 use crate::state::Snapshot;
+
+/// How often each tracker writes a snapshot of its state.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
+/// How much of the stream is kept, for trackers that lag behind: four snapshots' worth.
+pub const LOG_KEPT: Duration = Duration::from_secs(120);
 
 /// What every log entry's bytes start with.
 pub const LOG_MAGIC: &[u8; 3] = b"swl";

@@ -2,10 +2,10 @@
 //! [`format`]; the link to Redis (the one module that uses redis) in `redis_log`, built with
 //! the `shared-store` feature (on by default).
 //!
-//! Trackers share their state by sharing the changes to it. Every [`Change`] (a register, an
+//! Trackers share their state by sharing the changes to it. Every [`Change`](crate::change::Change) (a register, an
 //! announce, a chunk report, a spot check's outcome, an expiry round) is appended to one Redis
 //! stream; every tracker reads that stream and applies each change to its own
-//! [`TrackerState`], in stream order, at the time Redis stamped on it. Same changes, same order,
+//! [`TrackerState`](crate::state::TrackerState), in stream order, at the time Redis stamped on it. Same changes, same order,
 //! same clock: every tracker holds the same state, so a peer may ask any of them and budgets and
 //! audits hold wherever a request lands. A tracker answers a change only once it has applied
 //! it from the stream, so its answer is the one every tracker computes.
@@ -45,50 +45,19 @@
 //! trackers' memory. Only when Redis and every tracker restart together is the state lost;
 //! peers then register and announce again on their own.
 
-use std::time::Duration;
-
 mod format;
 #[cfg(feature = "shared-store")]
 mod redis_log;
+mod store_error;
 #[cfg(not(feature = "shared-store"))]
 mod without_redis;
 
-pub use format::{read_entry, read_snapshot, LogEntry, SnapshotRecord, FORMAT_VERSION, LOG_MAGIC, SNAPSHOT_MAGIC};
+pub use format::{
+    read_entry, read_snapshot, LogEntry, SnapshotRecord, FORMAT_VERSION, LOG_KEPT, LOG_MAGIC, SNAPSHOT_EVERY,
+    SNAPSHOT_MAGIC,
+};
 #[cfg(feature = "shared-store")]
 pub use redis_log::SharedLog;
+pub use store_error::StoreError;
 #[cfg(not(feature = "shared-store"))]
 pub use without_redis::SharedLog;
-
-/// How often each tracker writes a snapshot of its state.
-pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
-/// How much of the stream is kept, for trackers that lag behind: four snapshots' worth.
-pub const LOG_KEPT: Duration = Duration::from_secs(120);
-
-/// Why the shared store could not be used.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("tracker store {url}: {message}")]
-pub struct StoreError {
-    /// The store's address, without any password.
-    pub url: String,
-    /// What failed.
-    pub message: String,
-}
-
-/// `url` without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(redact("redis://:hunter2@10.0.0.1:6379/0"), "redis://…@10.0.0.1:6379/0");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-    }
-}

@@ -12,8 +12,11 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::format::{decode_framed, encode_framed, LogEntry, SnapshotRecord, Unreadable};
-use super::{redact, StoreError, FORMAT_VERSION, LOG_KEPT, LOG_MAGIC, SNAPSHOT_EVERY, SNAPSHOT_MAGIC};
+use super::format::{
+    decode_framed, encode_framed, LogEntry, SnapshotRecord, Unreadable, FORMAT_VERSION, LOG_KEPT, LOG_MAGIC,
+    SNAPSHOT_EVERY, SNAPSHOT_MAGIC,
+};
+use super::store_error::{redact, StoreError};
 use crate::budget::Budgets;
 use crate::change::{Change, Outcome};
 use crate::state::TrackerState;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{redact, StoreError};
+use super::store_error::{redact, StoreError};
 use crate::budget::Budgets;
 use crate::change::{Change, Outcome};
 use crate::state::TrackerState;
