@@ -1,6 +1,7 @@
 //! The tracker's in-memory state: the catalogue of manifests, the live peers, and per file who
 //! holds which chunks ([`FileRecord`]). Synchronous and free of I/O, with time passed in; the
-//! service drives it.
+//! service drives it. Changes are here; what is read from it (listing, search, locate) is in
+//! `reads`; a snapshot of it as plain data, and the state restored from one, in `snapshot`.
 //!
 //! # Invariants
 //! - Every record is filed under the id that TLS proved for the connection that made it; no
@@ -22,11 +23,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
-#[cfg(doc)]
-use swarm_proto::protocol::CataloguePage;
-use swarm_proto::protocol::{CatalogueEntry, ErrorCode, Holder, Holding, Refusal, MAX_CATALOGUE, MAX_HOLDERS};
+use swarm_proto::protocol::{ErrorCode, Holder, Refusal};
 use swarm_proto::share::SharePage;
 use swarm_proto::share_key::SignedChange;
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
@@ -35,6 +33,9 @@ use crate::audit::Claim;
 use crate::budget::{holding_cost, manifest_cost, Budgets, Usage, PEER_COST};
 use crate::file_record::FileRecord;
 use crate::shares::{Author, ShareLog, Shares};
+
+mod reads;
+mod snapshot;
 
 /// Most files one peer may announce, and room beyond them for the listings of the folders
 /// they were seeded in (a folder of exactly 100,000 files is 100,001 announcements). Bounds
@@ -527,233 +528,6 @@ impl TrackerState {
             self.forget(file);
         }
         Expired { peers, files }
-    }
-
-    fn entries<'a>(&'a self, keep: impl Fn(&FileRecord) -> bool + 'a) -> Vec<CatalogueEntry> {
-        let mut entries: Vec<CatalogueEntry> = self
-            .files
-            .iter()
-            .filter(|(_, r)| keep(r))
-            .map(|(id, r)| r.entry(*id))
-            .collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)));
-        entries
-    }
-
-    /// The whole catalogue, sorted by name, then id (paged on the wire: [`CataloguePage::of`]).
-    pub fn list(&self) -> Vec<CatalogueEntry> {
-        self.entries(|_| true)
-    }
-
-    /// Files whose name equals `query` (`exact`) or contains it, ignoring case (Unicode's
-    /// simple lowercase: `Ä` finds `ä`) for substring matches.
-    pub fn search(&self, query: &str, exact: bool) -> Vec<CatalogueEntry> {
-        let needle = query.to_lowercase();
-        self.entries(move |r| {
-            if exact {
-                r.manifest.name == query
-            } else {
-                r.manifest.name.to_lowercase().contains(&needle)
-            }
-        })
-    }
-
-    /// Files whose hex id starts with `prefix`.
-    pub fn resolve(&self, prefix: &str) -> Vec<(FileId, String)> {
-        let prefix = prefix.to_ascii_lowercase();
-        let mut found: Vec<(FileId, String)> = self
-            .files
-            .iter()
-            .filter(|(id, _)| id.to_string().starts_with(&prefix))
-            .map(|(id, r)| (*id, r.manifest.name.clone()))
-            .take(MAX_CATALOGUE)
-            .collect();
-        found.sort();
-        found
-    }
-
-    /// A file's manifest and up to `want` of its live holders other than `asker`, picked at
-    /// random, the least handed out of late first (see [`FileRecord::sample`]).
-    pub fn locate(
-        &mut self,
-        file: &FileId,
-        asker: &PeerId,
-        want: usize,
-        now: Instant,
-        rng: &mut impl Rng,
-    ) -> Option<Located> {
-        let origin = *self.origin.get_or_insert(now);
-        let period = now.saturating_duration_since(origin).as_secs() / HANDOUT_PERIOD.as_secs();
-        let record = self.files.get_mut(file)?;
-        let picked = record.sample(asker, want.min(MAX_HOLDERS), period, rng);
-        let holders = picked
-            .into_iter()
-            .filter_map(|(peer, complete)| {
-                self.peers.get(&peer).map(|p| Holder {
-                    peer,
-                    addr: p.addr,
-                    other_addrs: p.other_addrs.clone(),
-                    complete,
-                })
-            })
-            .collect();
-        Some(Located {
-            manifest: record.manifest.clone(),
-            meta: record.meta(),
-            holders,
-            live: record.holder_count() as u32,
-            retired: record.retired,
-        })
-    }
-
-    /// Who holds which chunks of a file: up to [`MAX_HOLDERS`] holders, those with the most
-    /// chunks first.
-    pub fn holdings(&self, file: &FileId) -> Option<Vec<Holding>> {
-        let record = self.files.get(file)?;
-        let mut holdings: Vec<Holding> = record
-            .holdings()
-            .filter_map(|(peer, holding)| {
-                self.peers.get(peer).map(|p| Holding {
-                    peer: *peer,
-                    addr: p.addr,
-                    chunks: holding.chunks.clone(),
-                })
-            })
-            .collect();
-        holdings.sort_by_key(|h| std::cmp::Reverse(h.chunks.count()));
-        holdings.truncate(MAX_HOLDERS);
-        Some(holdings)
-    }
-
-    /// The address given out for `peer`, if it is registered.
-    pub fn peer_addr(&self, peer: &PeerId) -> Option<SocketAddr> {
-        self.peers.get(peer).map(|p| p.addr)
-    }
-
-    /// Up to `most` live peers, by address.
-    pub fn peers(&self, most: usize, now: Instant) -> Vec<PeerSummary> {
-        let mut peers: Vec<PeerSummary> = self
-            .peers
-            .iter()
-            .map(|(peer, record)| PeerSummary {
-                peer: *peer,
-                addr: record.addr,
-                files: record.files.len(),
-                silent: now.saturating_duration_since(record.last_seen),
-            })
-            .collect();
-        peers.sort_by_key(|p| (p.addr, p.peer));
-        peers.truncate(most);
-        peers
-    }
-
-    /// A file's manifest, if it is in the catalogue.
-    pub fn manifest(&self, file: &FileId) -> Option<Arc<Manifest>> {
-        self.files.get(file).map(|r| r.manifest.clone())
-    }
-
-    /// Number of files in the catalogue.
-    pub fn file_count(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Number of live peers.
-    pub fn peer_count(&self) -> usize {
-        self.peers.len()
-    }
-
-    /// The state as plain data, with times as milliseconds before `now`: what a tracker
-    /// joining a shared store starts from ([`TrackerState::restore`]). How often holders were
-    /// handed out is left out (it only spreads load).
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let ago = |t: Instant| now.saturating_duration_since(t).as_millis() as u64;
-        let files = self
-            .files
-            .values()
-            .map(|r| SnapshotFile {
-                manifest: (*r.manifest).clone(),
-                charged: r.charged,
-                unheld_ms: r.unheld_since.map(ago),
-                retired: r.retired,
-            })
-            .collect();
-        Snapshot {
-            files,
-            peers: self.snapshot_peers(now),
-            shares: self.shares.snapshot(),
-        }
-    }
-
-    /// The shares of [`TrackerState::snapshot`] alone.
-    pub fn snapshot_shares(&self) -> Vec<(ShareId, ShareLog)> {
-        self.shares.snapshot()
-    }
-
-    /// The peers of [`TrackerState::snapshot`] alone (the manifests are kept apart on disk).
-    pub fn snapshot_peers(&self, now: Instant) -> Vec<SnapshotPeer> {
-        let ago = |t: Instant| now.saturating_duration_since(t).as_millis() as u64;
-        self.peers
-            .iter()
-            .map(|(id, p)| SnapshotPeer {
-                peer: *id,
-                addr: p.addr,
-                ip: p.ip,
-                silent_ms: ago(p.last_seen),
-                holdings: p
-                    .files
-                    .iter()
-                    .filter_map(|file| {
-                        let holding = self.files.get(file)?.holding(id)?;
-                        Some((*file, holding.chunks.clone(), holding.meta, holding.audited))
-                    })
-                    .collect(),
-            })
-            .collect()
-    }
-
-    /// A state rebuilt from `snapshot` as of `now`, with this tracker's timeout and budgets.
-    /// Whatever those budgets refuse is left out.
-    pub fn restore(snapshot: Snapshot, peer_timeout: Duration, budgets: Budgets, now: Instant) -> TrackerState {
-        let before = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
-        let mut state = TrackerState::new(peer_timeout, budgets);
-        let mut unheld = Vec::new();
-        for file in snapshot.files {
-            let id = file.manifest.id();
-            if state.add_manifest(file.manifest, file.charged, now).is_ok() {
-                unheld.push((id, file.unheld_ms, file.retired));
-            }
-        }
-        state.shares = Shares::restore(snapshot.shares);
-        for (ip, bytes) in state.shares.charges() {
-            // What was kept before is kept again, even past today's budgets.
-            if state.usage.charge(&budgets, Some(ip), bytes).is_err() {
-                state.usage.force_charge(Some(ip), bytes);
-            }
-        }
-        for peer in snapshot.peers {
-            if state.register(peer.peer, peer.addr, Vec::new(), peer.ip, now).is_err() {
-                continue;
-            }
-            for (file, chunks, meta, audited) in peer.holdings {
-                if state.join(peer.peer, file, chunks, meta, now).is_ok() && audited {
-                    if let Some(record) = state.files.get_mut(&file) {
-                        record.mark_audited(&peer.peer);
-                    }
-                }
-            }
-            if let Some(record) = state.peers.get_mut(&peer.peer) {
-                record.last_seen = before(peer.silent_ms);
-            }
-        }
-        for (id, unheld_ms, retired) in unheld {
-            if let Some(record) = state.files.get_mut(&id) {
-                if record.is_unheld() {
-                    record.unheld_since = Some(before(unheld_ms.unwrap_or(0)));
-                    record.retired = retired;
-                }
-            }
-        }
-        state
     }
 
     /// Checks the invariants in the module doc; for tests.
