@@ -95,6 +95,7 @@ pub mod trust;
 mod upload_log;
 mod uploads;
 mod versions;
+pub mod view;
 mod watch;
 
 pub use error::{human, Error, ErrorKind, Result};

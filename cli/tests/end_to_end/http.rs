@@ -149,7 +149,7 @@ fn the_api_starts_a_fetch_reports_it_done_and_maps_its_chunks() {
     let upload = &seeder["uploads"][0];
     assert_eq!(upload["file"], id.as_str(), "{seeder:#}");
     assert_eq!(upload["bytes"].as_u64(), Some(data.len() as u64), "{seeder:#}");
-    assert!(upload["rate"].as_f64().unwrap() > 0.0);
+    assert!(upload["bytes_per_second"].as_f64().unwrap() > 0.0);
 
     // Clear answers to what cannot be done.
     let (status, body) = get(&format!("{api}/files/{}", "ab".repeat(32)), &[]);

@@ -16,6 +16,7 @@ use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
 use super::app::{error_status, problem, App};
 use crate::fetch::FetchOptions;
 use crate::progress::Progress;
+use crate::view::{DownloadView, FileView, SourceView, UploadView};
 
 /// `GET /api/status`: the node, its downloads and uploads with rates, the files it holds,
 /// and the fetches started here that ended.
@@ -29,67 +30,35 @@ pub(super) async fn status(State(app): State<App>) -> Response {
     let running = node.downloads().list();
     app.tally
         .keep_rates_of(&running.iter().map(|d| d.id).collect::<Vec<_>>());
-    let downloads: Vec<Value> = running
+    let downloads: Vec<DownloadView> = running
         .iter()
         .map(|d| {
             let done = d.progress.done();
-            let sources: Vec<Value> = d
+            let sources = d
                 .progress
                 .sources()
                 .iter()
-                .map(|source| {
-                    json!({
-                        "peer": source.peer.to_string(),
-                        "bytes": source.bytes,
-                        "rate": app.tally.rate(d.id, Some(source.peer), source.bytes, now),
-                        "path": source.path,
-                    })
+                .map(|source| SourceView {
+                    peer: source.peer.to_string(),
+                    bytes: source.bytes,
+                    bytes_per_second: app.tally.rate(d.id, Some(source.peer), source.bytes, now),
+                    path: source.path,
                 })
                 .collect();
-            json!({
-                "id": d.id.to_string(),
-                "name": d.name,
-                "done": done,
-                "total": d.progress.total(),
-                "peers": d.progress.peers(),
-                "rate": app.tally.rate(d.id, None, done, now),
-                "elapsed_secs": d.started.elapsed().as_secs_f64(),
-                "sources": sources,
-            })
+            DownloadView {
+                id: d.id.to_string(),
+                name: d.name.clone(),
+                done,
+                total: d.progress.total(),
+                peers: d.progress.peers(),
+                bytes_per_second: app.tally.rate(d.id, None, done, now),
+                elapsed_seconds: d.started.elapsed().as_secs_f64(),
+                sources,
+            }
         })
         .collect();
-    let uploads: Vec<Value> = node
-        .uploads()
-        .iter()
-        .map(|u| {
-            json!({
-                "peer": u.peer.to_string(),
-                "addr": u.addr.to_string(),
-                "file": u.file.to_string(),
-                "name": u.name,
-                "bytes": u.bytes,
-                "chunks": u.chunks,
-                "rate": u.rate,
-                "idle_secs": u.idle_ms as f64 / 1000.0,
-                "path": u.path,
-            })
-        })
-        .collect();
-    let files: Vec<Value> = files
-        .iter()
-        .map(|f| {
-            json!({
-                "id": f.id.to_string(),
-                "name": f.name,
-                "path": f.path.display().to_string(),
-                "size": f.size,
-                "chunk_count": f.chunk_count,
-                "chunks_held": f.chunks_held,
-                "bytes_held": f.bytes_held,
-                "state": format!("{:?}", f.state).to_lowercase(),
-            })
-        })
-        .collect();
+    let uploads: Vec<UploadView> = node.uploads().iter().map(UploadView::from).collect();
+    let files: Vec<FileView> = files.iter().map(FileView::from).collect();
     let ended = app.tally.ended();
     Json(json!({
         "node": {

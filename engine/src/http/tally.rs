@@ -5,9 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde_json::{json, Value};
 use swarm_proto::{FileId, PeerId};
 
+use crate::view::EndedView;
 use crate::Result;
 
 /// Fetches started through the API that ended, newest last.
@@ -16,7 +16,7 @@ const FINISHED_KEPT: usize = 32;
 /// The ends of the fetches started through the API, and the download rates last measured.
 #[derive(Default)]
 pub(super) struct Tally {
-    ended: Mutex<VecDeque<Value>>,
+    ended: Mutex<VecDeque<EndedView>>,
     rates: Mutex<HashMap<(FileId, Option<PeerId>), Rate>>,
 }
 
@@ -33,20 +33,24 @@ const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 impl Tally {
     /// Records how a fetch started through the API ended.
     pub(super) fn record(&self, id: FileId, name: &str, result: &Result<crate::FetchReport>, started: Instant) {
-        let mut entry = json!({
-            "id": id.to_string(),
-            "name": name,
-            "ok": result.is_ok(),
-            "elapsed_secs": started.elapsed().as_secs_f64(),
-        });
-        match result {
-            Ok(report) => {
-                entry["name"] = json!(report.manifest.name);
-                entry["path"] = json!(report.path.display().to_string());
-                entry["size"] = json!(report.manifest.size);
-            }
-            Err(e) => entry["error"] = json!(e.to_string()),
-        }
+        let (name, path, size, error) = match result {
+            Ok(report) => (
+                report.manifest.name.clone(),
+                Some(report.path.display().to_string()),
+                Some(report.manifest.size),
+                None,
+            ),
+            Err(e) => (name.to_owned(), None, None, Some(e.to_string())),
+        };
+        let entry = EndedView {
+            id: id.to_string(),
+            name,
+            ok: result.is_ok(),
+            seconds: started.elapsed().as_secs_f64(),
+            path,
+            size,
+            error,
+        };
         let mut ended = self.ended.lock().expect("tally lock poisoned");
         ended.push_back(entry);
         while ended.len() > FINISHED_KEPT {
@@ -83,7 +87,7 @@ impl Tally {
     }
 
     /// The fetches started through the API that ended, oldest first.
-    pub(super) fn ended(&self) -> Vec<Value> {
+    pub(super) fn ended(&self) -> Vec<EndedView> {
         self.ended
             .lock()
             .expect("tally lock poisoned")
