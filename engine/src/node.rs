@@ -159,33 +159,44 @@ impl Node {
         let address_file = dir.join(status::ADDRESS_FILE);
         let reachable = crate::netutil::loopback_for(node.local_addr());
         std::fs::write(&address_file, reachable.to_string()).map_err(|e| Error::io(&address_file, e))?;
+        node.start_tasks(config.max_upload_rate, skipped);
+        Ok(node)
+    }
+
+    /// Starts what runs in the background: the chunk server (uploads capped at
+    /// `max_upload_rate`), the upload log's sweep, answers to the local network, and the
+    /// re-check of files found changed on disk.
+    fn start_tasks(&self, max_upload_rate: Option<u64>, skipped: status::SkippedPaths) {
+        let inner = &self.inner;
         let (changed, changes) = mpsc::channel(CHANGE_QUEUE);
         let context = ServerContext {
-            store,
-            limit: config.max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
+            store: inner.store.clone(),
+            limit: max_upload_rate.map(|r| Arc::new(RateLimiter::new(r))),
             changed,
-            own_id: node.id(),
+            own_id: self.id(),
             status: status::Answerer {
-                store: node.inner.store.clone(),
-                state,
-                downloads: node.inner.downloads.clone(),
-                served: served.clone(),
+                store: inner.store.clone(),
+                state: inner.state.clone(),
+                downloads: inner.downloads.clone(),
+                served: inner.served.clone(),
                 skipped,
             },
-            downloads: node.inner.downloads.clone(),
-            shutdown: node.inner.shutdown.clone(),
-            served: served.clone(),
+            downloads: inner.downloads.clone(),
+            shutdown: inner.shutdown.clone(),
+            served: inner.served.clone(),
         };
-        let inner = &node.inner;
-        let span = tracing::info_span!("node", node = %node.id().short());
-        inner
-            .background
-            .spawn(crate::upload_log::sweep_until(served, inner.shutdown.clone()).instrument(span.clone()));
-        inner.background.spawn(
-            server::serve(transport, context, inner.shutdown.clone(), inner.uploads.clone()).instrument(span.clone()),
+        let span = tracing::info_span!("node", node = %self.id().short());
+        let sweep = crate::upload_log::sweep_until(inner.served.clone(), inner.shutdown.clone());
+        inner.background.spawn(sweep.instrument(span.clone()));
+        let server = server::serve(
+            inner.transport.clone(),
+            context,
+            inner.shutdown.clone(),
+            inner.uploads.clone(),
         );
-        if let Some(lan) = &lan {
-            let port = node.local_addr().port();
+        inner.background.spawn(server.instrument(span.clone()));
+        if let Some(lan) = &inner.lan {
+            let port = self.local_addr().port();
             if let Err(e) = lan.serve(inner.store.clone(), port, inner.shutdown.clone()) {
                 warn!(
                     "not answering the local network's queries for files (port {}): {e}",
@@ -193,11 +204,10 @@ impl Node {
                 );
             }
         }
-        let stop = inner.shutdown.clone();
+        let (folders, stop) = (inner.folders.clone(), inner.shutdown.clone());
         inner
             .background
             .spawn(async move { folders.recheck_changed(changes, stop).await }.instrument(span));
-        Ok(node)
     }
 
     /// This node's id.

@@ -17,17 +17,17 @@ use bytes::Bytes;
 use quinn::{Connection, SendStream};
 use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST};
 use swarm_proto::transport::{self, IncomingStream, Transport};
-use swarm_proto::{FileId, PeerId};
+use swarm_proto::{Bitfield, FileId, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::chunk_io::BufferPool;
+use crate::chunk_io::{BufferPool, ChunkBuf};
 use crate::downloads::Downloads;
 use crate::ratelimit::RateLimiter;
 use crate::status;
-use crate::store::{ReadError, Store};
+use crate::store::{Held, ReadError, Store};
 use crate::uploads::{Admission, Limits, UploadSlots};
 use crate::watch;
 
@@ -190,7 +190,6 @@ async fn serve_stream(
     slots: &Arc<Slots>,
     buffers: &Arc<BufferPool>,
 ) -> Result<(), ProtocolError> {
-    let store = &context.store;
     let request = match transport::read_request(&mut stream.recv, MAX_PEER_REQUEST).await {
         Ok(request) => request,
         Err(refusal) => {
@@ -198,50 +197,77 @@ async fn serve_stream(
             return Ok(());
         }
     };
+    let from = (stream.peer, stream.remote);
+    match request {
+        PeerRequest::GetChunk { file, index } => serve_chunk(stream, context, slots, buffers, file, index).await,
+        PeerRequest::Rejected { file, index } => {
+            let answer = check_rejected(context, slots, buffers, from, file, index).await;
+            reply(&mut stream.send, answer).await
+        }
+        PeerRequest::Watch { file, have } => serve_watch(stream, context, slots, file, have).await,
+        PeerRequest::GetManifest { file } => send_manifest(context, slots, from, file, &mut stream.send).await,
+        PeerRequest::Status if stream.peer != context.own_id => reply(&mut stream.send, status::refusal()).await,
+        PeerRequest::Status => reply(&mut stream.send, context.status.answer()).await,
+    }
+}
+
+/// Tells the peer which chunks of `file` this node gains, for as long as it watches (and the
+/// node runs); a peer that fetches a file from this node is a source for the node's own
+/// download of it.
+async fn serve_watch(
+    stream: IncomingStream,
+    context: &ServerContext,
+    slots: &Arc<Slots>,
+    file: FileId,
+    have: Bitfield,
+) -> Result<(), ProtocolError> {
     let IncomingStream {
         peer: from,
         mut send,
-        recv: stream_recv,
+        recv,
+        remote,
+        ..
+    } = stream;
+    let Some(held) = context.store.get(&file) else {
+        let message = format!("file {} is not held here", file.short());
+        return reply(&mut send, error(ErrorCode::NotFound, message)).await;
+    };
+    if have.len() != held.manifest.chunk_count || !have.is_well_formed() {
+        let message = "the bitfield does not fit the file";
+        return reply(&mut send, error(ErrorCode::Invalid, message)).await;
+    }
+    let _counted = match slots.watches.admit(from, remote.ip()) {
+        Ok(pass) => pass,
+        Err(why) => {
+            let message = format!("{why}; end a watch first");
+            return reply(&mut send, error(ErrorCode::Busy, message)).await;
+        }
+    };
+    context.downloads.offer_source(&file, from, remote);
+    tokio::select! {
+        result = watch::serve(held, have, send, recv) => result,
+        _ = context.shutdown.cancelled() => Ok(()),
+    }
+}
+
+/// Sends chunk `index` of `file`, if it is held, not on its way to another peer (super-seeding)
+/// and an upload slot frees in time; an upload the peer stops reading is reset.
+async fn serve_chunk(
+    stream: IncomingStream,
+    context: &ServerContext,
+    slots: &Arc<Slots>,
+    buffers: &Arc<BufferPool>,
+    file: FileId,
+    index: u32,
+) -> Result<(), ProtocolError> {
+    let IncomingStream {
+        peer: from,
+        mut send,
         connection,
         remote,
+        ..
     } = stream;
-    let (file, index) = match request {
-        PeerRequest::GetChunk { file, index } => (file, index),
-        PeerRequest::Rejected { file, index } => {
-            let answer = check_rejected(context, slots, buffers, (from, remote), file, index).await;
-            return reply(&mut send, answer).await;
-        }
-        PeerRequest::Watch { file, have } => {
-            let Some(held) = store.get(&file) else {
-                let message = format!("file {} is not held here", file.short());
-                return reply(&mut send, error(ErrorCode::NotFound, message)).await;
-            };
-            if have.len() != held.manifest.chunk_count || !have.is_well_formed() {
-                let message = "the bitfield does not fit the file";
-                return reply(&mut send, error(ErrorCode::Invalid, message)).await;
-            }
-            let _counted = match slots.watches.admit(from, remote.ip()) {
-                Ok(pass) => pass,
-                Err(why) => {
-                    let message = format!("{why}; end a watch first");
-                    return reply(&mut send, error(ErrorCode::Busy, message)).await;
-                }
-            };
-            // A peer fetching this file from us is a source for our own download of it.
-            context.downloads.offer_source(&file, from, remote);
-            let recv = stream_recv;
-            tokio::select! {
-                result = watch::serve(held, have, send, recv) => return result,
-                _ = context.shutdown.cancelled() => return Ok(()),
-            }
-        }
-        PeerRequest::GetManifest { file } => {
-            return send_manifest(context, slots, (from, remote), file, &mut send).await
-        }
-        PeerRequest::Status if from != context.own_id => return reply(&mut send, status::refusal()).await,
-        PeerRequest::Status => return reply(&mut send, context.status.answer()).await,
-    };
-    let Some(held) = store.get(&file) else {
+    let Some(held) = context.store.get(&file) else {
         let message = format!("file {} is not held here", file.short());
         return reply(&mut send, error(ErrorCode::NotFound, message)).await;
     };
@@ -260,24 +286,9 @@ async fn serve_stream(
         crate::telemetry::busy("slots");
         return reply(&mut send, error(ErrorCode::Busy, message)).await;
     };
-    let (buffers, reading) = (buffers.clone(), held.clone());
-    let data = match tokio::task::spawn_blocking(move || reading.read_chunk(index, &buffers)).await {
-        Ok(Ok(data)) => data,
-        Ok(Err(e)) => {
-            let code = match &e {
-                ReadError::NotHeld(_) => ErrorCode::NotHeld,
-                ReadError::Changed { .. } => ErrorCode::NotHeld,
-                ReadError::Io { source, .. }
-                    if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) =>
-                {
-                    ErrorCode::NotHeld
-                }
-                ReadError::Io { .. } => ErrorCode::Internal,
-            };
-            stop_serving_if_changed(context, file, index, &e);
-            return reply(&mut send, error(code, e.to_string())).await;
-        }
-        Err(join) => return reply(&mut send, error(ErrorCode::Internal, join.to_string())).await,
+    let data = match read_for_upload(context, &held, file, index, buffers).await {
+        Ok(data) => data,
+        Err(refusal) => return reply(&mut send, refusal).await,
     };
     // Oldest request first: QUIC would otherwise interleave every stream's data, so each of
     // a fetcher's requests would finish late and all at once. Wraps after 2^30 requests.
@@ -294,18 +305,17 @@ async fn serve_stream(
     let limit = limit.map(|limit| (limit, crate::uploads::network(remote.ip())));
     let upload = send_chunk(&mut send, data, limit, &slots.sent);
     match while_moving(&connection, moving, slots, upload).await {
-        Some(result) => {
-            match &result {
-                Ok(()) => {
-                    crate::telemetry::chunk_uploaded(&file, bytes);
-                    let now = std::time::Instant::now();
-                    context
-                        .served
-                        .record(from, remote, file, &held.manifest.name, bytes, now);
-                }
-                Err(_) => held.count_upload(index, false),
-            }
-            result
+        Some(Ok(())) => {
+            crate::telemetry::chunk_uploaded(&file, bytes);
+            let now = std::time::Instant::now();
+            context
+                .served
+                .record(from, remote, file, &held.manifest.name, bytes, now);
+            Ok(())
+        }
+        Some(Err(e)) => {
+            held.count_upload(index, false);
+            Err(e)
         }
         None => {
             debug!(file = %file.short(), chunk = index, "upload stalled (the peer does not read); reset");
@@ -313,6 +323,36 @@ async fn serve_stream(
             let _ = send.reset(CloseCode::Cancelled.code());
             Ok(())
         }
+    }
+}
+
+/// Reads chunk `index` of `held` from the disk, checked against what was verified, or the
+/// refusal to send: a file changed on disk is queued to be checked again whole.
+async fn read_for_upload(
+    context: &ServerContext,
+    held: &Arc<Held>,
+    file: FileId,
+    index: u32,
+    buffers: &Arc<BufferPool>,
+) -> Result<ChunkBuf, PeerResponse> {
+    let (buffers, reading) = (buffers.clone(), held.clone());
+    match tokio::task::spawn_blocking(move || reading.read_chunk(index, &buffers)).await {
+        Ok(Ok(data)) => Ok(data),
+        Ok(Err(e)) => {
+            let code = match &e {
+                ReadError::NotHeld(_) => ErrorCode::NotHeld,
+                ReadError::Changed { .. } => ErrorCode::NotHeld,
+                ReadError::Io { source, .. }
+                    if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) =>
+                {
+                    ErrorCode::NotHeld
+                }
+                ReadError::Io { .. } => ErrorCode::Internal,
+            };
+            stop_serving_if_changed(context, file, index, &e);
+            Err(error(code, e.to_string()))
+        }
+        Err(join) => Err(error(ErrorCode::Internal, join.to_string())),
     }
 }
 

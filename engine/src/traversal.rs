@@ -80,25 +80,7 @@ pub async fn reach(
         introduce_after,
         armed: true,
     };
-    let mut ways: JoinSet<Way> = JoinSet::new();
-    let (dialler, asker) = (transport.clone(), session.clone());
-    let direct = addrs.to_vec();
-    ways.spawn(async move {
-        match directly(&dialler, &direct, peer).await {
-            Ok(reached) => Way::Reached(reached),
-            Err(e) => Way::DirectFailed(e),
-        }
-    });
-    let dialler = transport.clone();
-    ways.spawn(async move {
-        tokio::time::sleep(introduce_after).await;
-        Way::or_failed(Path::Punched, punched(&dialler, &asker, peer).await)
-    });
-    let (dialler, asker) = (transport.clone(), session.clone());
-    ways.spawn(async move {
-        tokio::time::sleep(relay_after).await;
-        Way::or_failed(Path::Relayed, relayed(&dialler, &asker, peer).await)
-    });
+    let mut ways = start_ways(transport, session, peer, addrs, (introduce_after, relay_after));
     let mut unreached = Unreached {
         direct: DialError(Vec::new()),
         punched: None,
@@ -111,22 +93,8 @@ pub async fn reach(
             Way::Reached(reached) => {
                 unfinished.armed = false;
                 // Said once per holder, not for every file of a folder.
-                // A relay is slower (capped by its operator), which a person may act on: a
-                // warning; a punched path is as fast as a direct one.
                 if session.paths().taken(peer, reached.path) {
-                    match reached.path {
-                        Path::Relayed => warn!(
-                            peer = %peer.short(), via = %reached.addr,
-                            "holder reached through a relay only (no direct path through the NATs \
-                             between us): as fast as the relay's rate allows; a port forwarded on either \
-                             router (or UPnP switched on) gives a direct path"
-                        ),
-                        Path::Punched => info!(
-                            peer = %peer.short(), via = %reached.addr,
-                            "holder reached through its NAT (the tracker introduced us)"
-                        ),
-                        Path::Direct => {}
-                    }
+                    say_path(peer, &reached);
                 }
                 return Ok(reached);
             }
@@ -151,6 +119,56 @@ pub async fn reach(
     // Every way ended: nothing learnt about which is likely next time.
     unfinished.armed = false;
     Err(unreached)
+}
+
+/// The three ways to `peer`, each started after its wait: straight at `addrs` at once,
+/// through its NAT after `introduce_after`, through a relay after `relay_after`.
+fn start_ways(
+    transport: &Transport,
+    session: &Session,
+    peer: PeerId,
+    addrs: &[SocketAddr],
+    (introduce_after, relay_after): (Duration, Duration),
+) -> JoinSet<Way> {
+    let mut ways: JoinSet<Way> = JoinSet::new();
+    let (dialler, asker) = (transport.clone(), session.clone());
+    let direct = addrs.to_vec();
+    ways.spawn(async move {
+        match directly(&dialler, &direct, peer).await {
+            Ok(reached) => Way::Reached(reached),
+            Err(e) => Way::DirectFailed(e),
+        }
+    });
+    let dialler = transport.clone();
+    ways.spawn(async move {
+        tokio::time::sleep(introduce_after).await;
+        Way::or_failed(Path::Punched, punched(&dialler, &asker, peer).await)
+    });
+    let (dialler, asker) = (transport.clone(), session.clone());
+    ways.spawn(async move {
+        tokio::time::sleep(relay_after).await;
+        Way::or_failed(Path::Relayed, relayed(&dialler, &asker, peer).await)
+    });
+    ways
+}
+
+/// Says how a holder was reached, the first time it is reached that way: a relay is slower
+/// (capped by its operator), which a person may act on: a warning; a punched path is as fast
+/// as a direct one: a log line.
+fn say_path(peer: PeerId, reached: &Reached) {
+    match reached.path {
+        Path::Relayed => warn!(
+            peer = %peer.short(), via = %reached.addr,
+            "holder reached through a relay only (no direct path through the NATs \
+             between us): as fast as the relay's rate allows; a port forwarded on either \
+             router (or UPnP switched on) gives a direct path"
+        ),
+        Path::Punched => info!(
+            peer = %peer.short(), via = %reached.addr,
+            "holder reached through its NAT (the tracker introduced us)"
+        ),
+        Path::Direct => {}
+    }
 }
 
 /// How long [`reach_without_relay`] tries: a direct dial, or an introduction and the punched

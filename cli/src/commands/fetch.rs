@@ -20,6 +20,17 @@ use super::setup::{
     EXIT_GRACE,
 };
 
+/// How long uploads in flight may finish when a fetch fails.
+const ERROR_GRACE: Duration = Duration::from_secs(2);
+
+/// How a fetch that did not fail ends.
+enum Done {
+    /// The command exits (uploads in flight get [`EXIT_GRACE`]).
+    Exit,
+    /// It seeds what it fetched (at this path) until Ctrl-C.
+    Seed(std::path::PathBuf),
+}
+
 /// `swarm fetch`
 pub async fn fetch(args: FetchArgs) -> Result<()> {
     // --timeout bounds the whole command, tracker requests before the download included.
@@ -28,34 +39,46 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
     let (wanted, trackers, holders) = fetch_target(&args)?;
     let shown_trackers = trackers.to_string();
     let node = Node::start(node_config(&args.node, Some(trackers))?).await?;
-    let resolve = telling_if_slow(&shown_trackers, node.resolve(&wanted));
-    let id = match by_deadline(deadline, "asking the tracker for the file", resolve).await {
-        Ok(id) => id,
+    let done = fetch_with(&args, &node, deadline, &wanted, holders, &shown_trackers).await;
+    end(&node, done).await
+}
+
+/// Shuts `node` down on every way out of a fetch.
+async fn end(node: &Node, done: Result<Done>) -> Result<()> {
+    match done {
+        Ok(Done::Exit) => node.shutdown(EXIT_GRACE).await,
+        Ok(Done::Seed(path)) => {
+            crate::note!("seeding {} until Ctrl-C", output::shown_path(&path));
+            shutdown_signal().await;
+            leave(node).await;
+        }
         Err(e) => {
-            node.shutdown(Duration::ZERO).await;
-            return Err(e.into());
+            node.shutdown(ERROR_GRACE).await;
+            return Err(e);
         }
-    };
+    }
+    Ok(())
+}
+
+/// Finds `wanted`, then fetches it: a folder, or a file.
+async fn fetch_with(
+    args: &FetchArgs,
+    node: &Node,
+    deadline: Option<tokio::time::Instant>,
+    wanted: &str,
+    holders: Vec<Holder>,
+    shown_trackers: &str,
+) -> Result<Done> {
+    let resolve = telling_if_slow(shown_trackers, node.resolve(wanted));
+    let id = by_deadline(deadline, "asking the tracker for the file", resolve).await?;
     // Only now: a tracker that never answered is not the one to ask next time.
-    remember_tracker(&args.node, node.state_dir(), &shown_trackers);
+    remember_tracker(&args.node, node.state_dir(), shown_trackers);
     if holders.is_empty() {
-        let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
-        if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-            node.shutdown(Duration::ZERO).await;
-            return Err(registration
-                .err()
-                .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
-                .into());
-        }
-        if let Err(e) = registration {
-            output::warning(format_args!(
-                "could not register with the tracker ({e}); fetching without serving others"
-            ));
-        }
+        register(node, deadline).await?;
     } else {
         // With holders named in the ticket, the fetch does not wait for the tracker: it starts
         // with them, registers beside the download, and serves others once registered.
-        tokio::spawn(join_beside_the_download(node.clone(), shown_trackers.clone()));
+        tokio::spawn(join_beside_the_download(node.clone(), shown_trackers.to_owned()));
     }
     let progress = Arc::new(Progress::default());
     let options = FetchOptions {
@@ -74,51 +97,67 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
         ..FetchOptions::default()
     };
     let folder = tokio::select! {
-        opened = by_deadline(deadline, "fetching the file's manifest", swarm_engine::collection::open(&node, id, &options)) => opened,
+        opened = by_deadline(deadline, "fetching the file's manifest", swarm_engine::collection::open(node, id, &options)) => opened,
         _ = shutdown_signal() => Err(swarm_engine::Error::Cancelled),
-    };
-    let folder = match folder {
-        Ok(folder) => folder,
-        Err(e) => {
-            node.shutdown(Duration::ZERO).await;
-            return Err(e.into());
-        }
-    };
-    let misuse = match &folder {
-        Some(_) if args.stream => Some(
+    }?;
+    refuse_misuse(args, id, folder.is_some())?;
+    if let Some(collection) = folder {
+        // The web view and API (--http) watch a folder's fetch too.
+        serve_http(&args.node, node, &args.output, false).await?;
+        return fetch_folder(args, node, id, collection, options).await;
+    }
+    fetch_file(args, node, id, options, progress).await
+}
+
+/// Registers with the tracker before a fetch with no holders of its own: within --timeout,
+/// else the fetch goes on without serving others.
+async fn register(node: &Node, deadline: Option<tokio::time::Instant>) -> Result<()> {
+    let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
+    if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+        return Err(registration
+            .err()
+            .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
+            .into());
+    }
+    if let Err(e) = registration {
+        output::warning(format_args!(
+            "could not register with the tracker ({e}); fetching without serving others"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses options that do not fit what `id` turned out to be (a folder or a file).
+fn refuse_misuse(args: &FetchArgs, id: swarm_engine::FileId, is_folder: bool) -> Result<()> {
+    let misuse = match is_folder {
+        true if args.stream => Some(
             "--stream serves one file: fetch the folder with --list to see its files' ids, then stream one".to_owned(),
         ),
-        None if args.list || !args.only.is_empty() => Some(format!(
+        false if args.list || !args.only.is_empty() => Some(format!(
             "{id} is a single file: --list and --only choose among the files of a folder"
         )),
         _ => None,
     };
-    if let Some(message) = misuse {
-        node.shutdown(Duration::ZERO).await;
-        return Err(crate::args::Usage(message).into());
+    match misuse {
+        Some(message) => Err(crate::args::Usage(message).into()),
+        None => Ok(()),
     }
-    if let Some(collection) = folder {
-        // The web view and API (--http) watch a folder's fetch too.
-        if let Err(e) = serve_http(&args.node, &node, &args.output, false).await {
-            node.shutdown(Duration::ZERO).await;
-            return Err(e);
-        }
-        let result = fetch_folder(&args, &node, id, collection, options).await;
-        if result.is_err() {
-            node.shutdown(Duration::from_secs(2)).await;
-        }
-        return result;
-    }
-    match serve_http(&args.node, &node, &args.output, args.stream).await {
-        Ok(Some(addr)) if args.stream => {
+}
+
+/// `swarm fetch` of one file: fetches it (streaming it over HTTP with --stream) and says how it
+/// went.
+async fn fetch_file(
+    args: &FetchArgs,
+    node: &Node,
+    id: swarm_engine::FileId,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+) -> Result<Done> {
+    if let Some(addr) = serve_http(&args.node, node, &args.output, args.stream).await? {
+        if args.stream {
             use std::io::Write;
             crate::out!("http://{addr}/files/{id}");
             let _ = std::io::stdout().flush();
-        }
-        Ok(_) => {}
-        Err(e) => {
-            node.shutdown(Duration::ZERO).await;
-            return Err(e);
         }
     }
     let display = if args.progress {
@@ -132,13 +171,7 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             .context("interrupted; run the same command again to resume")),
     };
     display.finish().await;
-    let report = match result {
-        Ok(report) => report,
-        Err(e) => {
-            node.shutdown(Duration::from_secs(2)).await;
-            return Err(e);
-        }
-    };
+    let report = result?;
     if args.json {
         output::fetch_report(&report, args.progress);
     } else if report.already_complete {
@@ -148,34 +181,36 @@ pub async fn fetch(args: FetchArgs) -> Result<()> {
             output::bytes(report.manifest.size)
         );
     } else {
-        let received = report.bytes_received();
-        crate::out!(
-            "{}  {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
-            output::shown_path(&report.path),
-            output::bytes(report.manifest.size),
-            report.elapsed.as_secs_f64(),
-            output::mb_per_sec(received, report.elapsed),
-            report.received.len(),
-            if report.resumed_chunks > 0 {
-                format!(", {} chunks resumed", report.resumed_chunks)
-            } else {
-                String::new()
-            }
-        );
-        for peer in &report.banned {
-            output::warning(format_args!(
-                "peer {peer} sent corrupt data and was banned for this download"
-            ));
-        }
+        say_fetched(&report);
     }
-    if args.seed || args.stream {
-        crate::note!("seeding {} until Ctrl-C", output::shown_path(&report.path));
-        shutdown_signal().await;
-        leave(&node).await;
+    Ok(if args.seed || args.stream {
+        Done::Seed(report.path)
     } else {
-        node.shutdown(EXIT_GRACE).await;
+        Done::Exit
+    })
+}
+
+/// What a fetch did, for people: where, how much, how fast, from how many peers.
+fn say_fetched(report: &swarm_engine::FetchReport) {
+    let received = report.bytes_received();
+    crate::out!(
+        "{}  {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
+        output::shown_path(&report.path),
+        output::bytes(report.manifest.size),
+        report.elapsed.as_secs_f64(),
+        output::mb_per_sec(received, report.elapsed),
+        report.received.len(),
+        if report.resumed_chunks > 0 {
+            format!(", {} chunks resumed", report.resumed_chunks)
+        } else {
+            String::new()
+        }
+    );
+    for peer in &report.banned {
+        output::warning(format_args!(
+            "peer {peer} sent corrupt data and was banned for this download"
+        ));
     }
-    Ok(())
 }
 
 /// Registers `node` with its tracker while a download from a ticket's holders runs; says so if
@@ -208,12 +243,11 @@ async fn fetch_folder(
     id: swarm_engine::FileId,
     collection: Collection,
     each: FetchOptions,
-) -> Result<()> {
+) -> Result<Done> {
     let chosen = choose(&collection, &args.only)?;
     if args.list {
         output::collection(id, &collection, &chosen, args.json);
-        node.shutdown(Duration::ZERO).await;
-        return Ok(());
+        return Ok(Done::Exit);
     }
     if chosen.is_empty() && !args.only.is_empty() {
         return Err(swarm_engine::Error::NotFound(format!(
@@ -257,33 +291,7 @@ async fn fetch_folder(
     if args.json {
         output::collection_report(id, &report, args.progress);
     } else {
-        let size: u64 = report.done.iter().map(|(e, _)| e.size).sum();
-        let received = report.bytes_received();
-        let complete = report
-            .done
-            .iter()
-            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.already_complete))
-            .count();
-        let peers: std::collections::HashSet<_> = report
-            .done
-            .iter()
-            .flat_map(|(_, r)| r)
-            .flat_map(|r| r.received.keys())
-            .collect();
-        crate::out!(
-            "{}  {} file(s), {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
-            output::shown_path(&report.root),
-            report.done.len(),
-            output::bytes(size),
-            report.elapsed.as_secs_f64(),
-            output::mb_per_sec(received, report.elapsed),
-            peers.len(),
-            if complete > 0 {
-                format!(", {complete} already complete")
-            } else {
-                String::new()
-            }
-        );
+        say_fetched_folder(&report);
     }
     if let Some((first, error)) = report.failed.into_iter().next() {
         let failed = chosen.len() - report.done.len();
@@ -294,14 +302,38 @@ async fn fetch_folder(
             output::shown(&first.path)
         )));
     }
-    if args.seed {
-        crate::note!("seeding {} until Ctrl-C", output::shown_path(&report.root));
-        shutdown_signal().await;
-        leave(node).await;
-    } else {
-        node.shutdown(EXIT_GRACE).await;
-    }
-    Ok(())
+    Ok(if args.seed { Done::Seed(report.root) } else { Done::Exit })
+}
+
+/// What fetching a folder did, for people.
+fn say_fetched_folder(report: &swarm_engine::collection::CollectionReport) {
+    let size: u64 = report.done.iter().map(|(e, _)| e.size).sum();
+    let received = report.bytes_received();
+    let complete = report
+        .done
+        .iter()
+        .filter(|(_, r)| r.as_ref().is_some_and(|r| r.already_complete))
+        .count();
+    let peers: std::collections::HashSet<_> = report
+        .done
+        .iter()
+        .flat_map(|(_, r)| r)
+        .flat_map(|r| r.received.keys())
+        .collect();
+    crate::out!(
+        "{}  {} file(s), {} in {:.2} s ({:.1} MB/s) from {} peer(s), verified{}",
+        output::shown_path(&report.root),
+        report.done.len(),
+        output::bytes(size),
+        report.elapsed.as_secs_f64(),
+        output::mb_per_sec(received, report.elapsed),
+        peers.len(),
+        if complete > 0 {
+            format!(", {complete} already complete")
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// The entries of `collection` that `--only` picks (all of them without it).

@@ -134,23 +134,12 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
     let mut rate = Rate::new(shared.progress.done());
     let mut rtt = Duration::ZERO;
     loop {
-        let (newly, complete, unavailable, peers) = {
-            let mut swarm = shared.lock();
-            if let Some(error) = swarm.fatal.take() {
-                return Err(error);
-            }
-            (
-                std::mem::take(&mut swarm.newly_verified),
-                swarm.scheduler.is_complete(),
-                // A seeder offers a few chunks at a time: the others are not missing.
-                if swarm.workers.values().any(|w| w.seed) {
-                    0
-                } else {
-                    swarm.scheduler.unavailable()
-                },
-                swarm.workers.len(),
-            )
-        };
+        let Glance {
+            newly,
+            complete,
+            unavailable,
+            peers,
+        } = glance(shared)?;
         if !newly.is_empty() {
             shared.env.session.report(shared.id, &newly);
             save_at.get_or_insert(Instant::now() + SAVE_EVERY);
@@ -160,22 +149,7 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
             return Ok(());
         }
         if unavailable > 0 && unavailable != starved_reported {
-            let unreachable: Vec<String> = shared
-                .lock()
-                .unreachable
-                .iter()
-                .map(|(peer, u)| format!("{} ({})", u.describe(*peer), u.why))
-                .collect();
-            if unreachable.is_empty() {
-                warn!("waiting for {unavailable} chunks that no live peer holds");
-            } else {
-                warn!(
-                    "waiting for {unavailable} chunks that no reachable peer holds; {} holder(s) the tracker \
-                     named could not be reached from here: {}",
-                    unreachable.len(),
-                    unreachable.join(", ")
-                );
-            }
+            warn_starved(shared, unavailable);
             starved_reported = unavailable;
         }
         let every = if unavailable > 0 || peers < FEW_NEIGHBOURS {
@@ -208,32 +182,89 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
                 save_progress(shared);
             }
             _ = pace.tick() => {
-                let sources: Vec<Source> = {
-                    let swarm = shared.lock();
-                    swarm
-                        .received
-                        .iter()
-                        .map(|(&peer, &bytes)| Source {
-                            peer,
-                            bytes,
-                            path: swarm.paths.get(&peer).copied().unwrap_or(Path::Direct),
-                        })
-                        .collect()
-                };
-                shared.progress.set_sources(sources);
-                let before = shared.in_flight.size();
                 rtt = shared.take_rtt().unwrap_or(rtt);
-                shared.in_flight.follow(rate.sample(shared.progress.done()), rtt);
-                if shared.in_flight.size() > before {
-                    // More lanes per peer: the workers start them.
-                    shared.changed.notify_waiters();
-                }
+                pace_downloads(shared, &mut rate, rtt);
             }
             _ = tokio::time::sleep_until((last_locate + every).into()) => {
                 last_locate = Instant::now();
                 relocate(shared, workers, &plan.sources).await;
             }
         }
+    }
+}
+
+/// What the coordinator looks at each time it wakes.
+struct Glance {
+    /// Chunks verified since it last looked.
+    newly: Vec<u32>,
+    complete: bool,
+    /// Chunks no live peer offers (0 while a seeder offers a few at a time).
+    unavailable: u32,
+    /// Workers running.
+    peers: usize,
+}
+
+/// A look at the download under its lock; the fatal error a worker left, if any.
+fn glance(shared: &Shared) -> Result<Glance> {
+    let mut swarm = shared.lock();
+    if let Some(error) = swarm.fatal.take() {
+        return Err(error);
+    }
+    Ok(Glance {
+        newly: std::mem::take(&mut swarm.newly_verified),
+        complete: swarm.scheduler.is_complete(),
+        // A seeder offers a few chunks at a time: the others are not missing.
+        unavailable: if swarm.workers.values().any(|w| w.seed) {
+            0
+        } else {
+            swarm.scheduler.unavailable()
+        },
+        peers: swarm.workers.len(),
+    })
+}
+
+/// Says that `unavailable` chunks wait for a holder, naming the holders that could not be
+/// reached from here.
+fn warn_starved(shared: &Shared, unavailable: u32) {
+    let unreachable: Vec<String> = shared
+        .lock()
+        .unreachable
+        .iter()
+        .map(|(peer, u)| format!("{} ({})", u.describe(*peer), u.why))
+        .collect();
+    if unreachable.is_empty() {
+        warn!("waiting for {unavailable} chunks that no live peer holds");
+    } else {
+        warn!(
+            "waiting for {unavailable} chunks that no reachable peer holds; {} holder(s) the tracker \
+             named could not be reached from here: {}",
+            unreachable.len(),
+            unreachable.join(", ")
+        );
+    }
+}
+
+/// Every [`PACE_EVERY`]: records what each source sent (for people), and sizes the requests in
+/// flight to the rate and round-trip time measured.
+fn pace_downloads(shared: &Shared, rate: &mut Rate, rtt: Duration) {
+    let sources: Vec<Source> = {
+        let swarm = shared.lock();
+        swarm
+            .received
+            .iter()
+            .map(|(&peer, &bytes)| Source {
+                peer,
+                bytes,
+                path: swarm.paths.get(&peer).copied().unwrap_or(Path::Direct),
+            })
+            .collect()
+    };
+    shared.progress.set_sources(sources);
+    let before = shared.in_flight.size();
+    shared.in_flight.follow(rate.sample(shared.progress.done()), rtt);
+    if shared.in_flight.size() > before {
+        // More lanes per peer: the workers start them.
+        shared.changed.notify_waiters();
     }
 }
 

@@ -69,33 +69,13 @@ pub(crate) async fn locate_with_manifest(
     }
     let known = known.as_slice();
     let was_silent = session.seems_silent();
-    let patience = if was_silent { SHORT_PATIENCE } else { TRACKER_PATIENCE };
-    let tracker = tokio::time::timeout(patience, session.locate(file, false, want));
-    tokio::pin!(tracker);
-    let from_known = from_known_or_link(session, transport, lan, file, known, saved);
-    tokio::pin!(from_known);
-    // The tracker's answer, if it gave one in time; the manifest, if a holder sent it, and the
-    // holders found on the local network; and whether the tracker had all its patience.
-    let (answer, (manifest, found), waited) = tokio::select! {
-        // The tracker answered first: the holders known get a moment more, then the tracker's
-        // holders are asked too (with_manifest below).
-        answer = &mut tracker => {
-            let known = tokio::time::timeout(TRACKER_AFTER, &mut from_known).await;
-            (answer.ok(), known.unwrap_or((None, Vec::new())), true)
-        }
-        (manifest, found) = &mut from_known => {
-            // With the manifest in hand, the tracker gets a moment more (none if it was silent
-            // lately); without, all its patience.
-            let wait = match (&manifest, was_silent) {
-                (Some(_), true) => Duration::ZERO,
-                (Some(_), false) => SHORT_PATIENCE,
-                (None, _) => patience,
-            };
-            let answer = tokio::time::timeout(wait, &mut tracker).await;
-            let waited = manifest.is_none() || matches!(answer, Ok(Err(_)));
-            (answer.ok().and_then(|answer| answer.ok()), (manifest, found), waited)
-        }
-    };
+    let patience = patience(was_silent);
+    let Race {
+        answer,
+        manifest,
+        found,
+        waited,
+    } = race(session, transport, lan, file, want, known, saved, was_silent).await;
     let known: Vec<Holder> = known.iter().cloned().chain(found).collect();
     let tracker_addr = &session.client().addr().host_port;
     match answer {
@@ -139,6 +119,16 @@ pub(crate) async fn locate_with_manifest(
             session.note_silence(true);
         }
     }
+    without_tracker(file, manifest, known, tracker_addr)
+}
+
+/// The download without the tracker: from the holders known, if one sent the manifest.
+fn without_tracker(
+    file: FileId,
+    manifest: Option<Manifest>,
+    known: Vec<Holder>,
+    tracker_addr: &str,
+) -> Result<(Manifest, Located)> {
     let Some(manifest) = manifest else {
         return Err(Error::NotFound(format!(
             "{}: no holder the ticket names or the local network knows sent its manifest, and the tracker at \
@@ -146,14 +136,83 @@ pub(crate) async fn locate_with_manifest(
             file.short(),
         )));
     };
+    let live = known.len() as u32;
     let alone = Located {
         manifest: None,
-        holders: known.to_vec(),
+        holders: known,
         meta: Default::default(),
-        live: known.len() as u32,
+        live,
         retired: false,
     };
     Ok((manifest, alone))
+}
+
+/// How long the tracker has to answer a locate: less if it was silent lately.
+fn patience(was_silent: bool) -> Duration {
+    if was_silent {
+        SHORT_PATIENCE
+    } else {
+        TRACKER_PATIENCE
+    }
+}
+
+/// What the tracker and the holders known beforehand said, asked at once.
+struct Race {
+    /// The tracker's answer, if it gave one in time.
+    answer: Option<Result<Located>>,
+    /// The manifest, if a holder sent it.
+    manifest: Option<Manifest>,
+    /// The holders found on the local network.
+    found: Vec<Holder>,
+    /// The tracker had all its patience.
+    waited: bool,
+}
+
+/// Asks the tracker where `file`'s holders are and the `known` holders (or the local
+/// network) for its manifest, at once; gives the tracker its patience (less if it was
+/// silent lately, or once a holder sent the manifest).
+#[allow(clippy::too_many_arguments)]
+async fn race(
+    session: &Session,
+    transport: &Transport,
+    lan: Option<&LanDiscovery>,
+    file: FileId,
+    want: u16,
+    known: &[Holder],
+    saved: Option<Manifest>,
+    was_silent: bool,
+) -> Race {
+    let patience = patience(was_silent);
+    let tracker = tokio::time::timeout(patience, session.locate(file, false, want));
+    tokio::pin!(tracker);
+    let from_known = from_known_or_link(session, transport, lan, file, known, saved);
+    tokio::pin!(from_known);
+    let (answer, (manifest, found), waited) = tokio::select! {
+        // The tracker answered first: the holders known get a moment more, then the tracker's
+        // holders are asked too (with_manifest below).
+        answer = &mut tracker => {
+            let known = tokio::time::timeout(TRACKER_AFTER, &mut from_known).await;
+            (answer.ok(), known.unwrap_or((None, Vec::new())), true)
+        }
+        (manifest, found) = &mut from_known => {
+            // With the manifest in hand, the tracker gets a moment more (none if it was silent
+            // lately); without, all its patience.
+            let wait = match (&manifest, was_silent) {
+                (Some(_), true) => Duration::ZERO,
+                (Some(_), false) => SHORT_PATIENCE,
+                (None, _) => patience,
+            };
+            let answer = tokio::time::timeout(wait, &mut tracker).await;
+            let waited = manifest.is_none() || matches!(answer, Ok(Err(_)));
+            (answer.ok().and_then(|answer| answer.ok()), (manifest, found), waited)
+        }
+    };
+    Race {
+        answer,
+        manifest,
+        found,
+        waited,
+    }
 }
 
 /// Where a fetch with no holders of its own found some.

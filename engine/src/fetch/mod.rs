@@ -43,12 +43,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use swarm_proto::protocol::Holder;
-use swarm_proto::{Bitfield, FileId, FileMeta};
+use swarm_proto::{Bitfield, FileId, FileMeta, Manifest};
 use tracing::{debug, warn, Instrument};
 
 use crate::downloads::Registered;
 use crate::error::{Error, Result};
 use crate::state::DownloadRecord;
+use crate::store::Held;
+use crate::tracker_client::Located;
 pub use coordinator::NEIGHBOURS;
 pub(crate) use manifest_exchange::locate_with_manifest;
 pub use manifest_exchange::TRACKER_PATIENCE;
@@ -81,27 +83,11 @@ pub(crate) fn fetch(
 async fn fetch_registered(
     env: &Env,
     id: FileId,
-    options: FetchOptions,
+    mut options: FetchOptions,
     mut registered: Registered,
 ) -> Result<FetchReport> {
     let started = Instant::now();
-    let mut options = options;
-    let given = options.located.take().and_then(|mut l| Some((l.manifest.take()?, l)));
-    let (manifest, located) = match given {
-        Some((manifest, located)) => {
-            manifest
-                .verify(&id)
-                .map_err(|source| Error::Manifest { file: Some(id), source })?;
-            (manifest, located)
-        }
-        None => {
-            // A download being resumed saved its manifest with it.
-            let saved = env.state.download(&id).ok().flatten().map(|record| record.manifest);
-            let known = &options.holders;
-            let (lan, want) = (env.lan.as_ref(), coordinator::NEIGHBOURS);
-            locate_with_manifest(&env.session, &env.transport, lan, id, want, saved, known).await?
-        }
-    };
+    let (manifest, located) = manifest_and_holders(env, id, &mut options).await?;
     let (manifest, meta) = (Arc::new(manifest), located.meta);
     registered.set_name(&manifest.name);
     options.progress.set_total(manifest.size);
@@ -116,72 +102,21 @@ async fn fetch_registered(
         banned: Vec::new(),
         elapsed: started.elapsed(),
     };
-    let saved_as = options.save_as.as_deref().unwrap_or(&manifest.name);
-    if located.retired && located.live == 0 && !options.out_dir.join(saved_as).exists() {
-        return Err(Error::NotFound(format!(
-            "{} ({}) is no longer held: every peer that had it withdrew it (it was replaced or deleted); \
-             fetch its current version instead (swarm search '{}')",
-            manifest.name,
-            id.short(),
-            manifest.name
-        )));
-    }
+    refuse_if_retired(&options, &manifest, &located, id)?;
     let output = match Output::prepare(&options, &manifest, meta).await? {
         Prepared::Complete { path, meta } => {
             debug!(path = %path.display(), "already complete");
             options.progress.advance(manifest.size);
-            env.store.add(
-                manifest.clone(),
-                path.clone(),
-                Bitfield::full(manifest.chunk_count),
-                meta,
-            );
+            let chunks = Bitfield::full(manifest.chunk_count);
+            env.store.add(manifest.clone(), path.clone(), chunks, meta);
             return Ok(report(path, true, meta));
         }
         Prepared::Partial(output) => output,
     };
-    let have = output.have.clone();
-    let resumed_chunks = have.count();
-    options.progress.advance(manifest.bytes_in(&have));
-    let held = env
-        .store
-        .add(manifest.clone(), output.partial_path.clone(), have.clone(), meta);
-    // The download is on record (for `swarm status`) from its start, even if killed at once.
-    let record = DownloadRecord {
-        manifest: (*manifest).clone(),
-        partial: output.partial_path.clone(),
-        chunks: have.clone(),
-    };
-    env.state.save_download(&id, &record)?;
-    // Made durable at once so that a crash leaves progress to resume; a file of one chunk has
-    // none, and sled writes its record within half a second anyway.
-    if manifest.chunk_count > 1 {
-        env.state.flush()?;
-    }
-    if manifest.chunk_count <= 1 {
-        env.session.announce_later(held.clone());
-    } else if let Err(e) = env.session.announce_download(&held).await {
-        warn!("could not announce the download to the tracker: {e}");
-    }
-
-    let holders: Vec<Holder> = match &options.sources {
-        Sources::All => located.holders,
-        // The one peer asked for may not be in a random sample: look among all holders.
-        Sources::Only(_) => env
-            .session
-            .client()
-            .holdings(id)
-            .await?
-            .into_iter()
-            .map(|h| Holder {
-                peer: h.peer,
-                addr: h.addr,
-                other_addrs: Vec::new(),
-                complete: h.chunks.is_complete(),
-            })
-            .filter(|h| options.sources.admits(h))
-            .collect(),
-    };
+    let resumed_chunks = output.have.count();
+    options.progress.advance(manifest.bytes_in(&output.have));
+    let held = start_holding(env, id, &manifest, &output, meta).await?;
+    let holders = holders_to_use(env, id, &options.sources, located.holders).await?;
     let outcome = coordinator::run(coordinator::Plan {
         env: env.clone(),
         id,
@@ -209,4 +144,83 @@ async fn fetch_registered(
         banned: outcome.banned,
         ..report(path, false, meta)
     })
+}
+
+/// The manifest of `id`, checked against it, and where its holders are: as the options
+/// carry them (located ahead, by a sync), or asked of the holders and the tracker (with the
+/// manifest saved by an earlier run of this download, if any).
+async fn manifest_and_holders(env: &Env, id: FileId, options: &mut FetchOptions) -> Result<(Manifest, Located)> {
+    if let Some((manifest, located)) = options.located.take().and_then(|mut l| Some((l.manifest.take()?, l))) {
+        manifest
+            .verify(&id)
+            .map_err(|source| Error::Manifest { file: Some(id), source })?;
+        return Ok((manifest, located));
+    }
+    let saved = env.state.download(&id).ok().flatten().map(|record| record.manifest);
+    let (lan, want) = (env.lan.as_ref(), coordinator::NEIGHBOURS);
+    locate_with_manifest(&env.session, &env.transport, lan, id, want, saved, &options.holders).await
+}
+
+/// Refuses a file every holder withdrew (replaced or deleted), unless it is on disk already.
+fn refuse_if_retired(options: &FetchOptions, manifest: &Manifest, located: &Located, id: FileId) -> Result<()> {
+    let saved_as = options.save_as.as_deref().unwrap_or(&manifest.name);
+    if located.retired && located.live == 0 && !options.out_dir.join(saved_as).exists() {
+        return Err(Error::NotFound(format!(
+            "{} ({}) is no longer held: every peer that had it withdrew it (it was replaced or deleted); \
+             fetch its current version instead (swarm search '{}')",
+            manifest.name,
+            id.short(),
+            manifest.name
+        )));
+    }
+    Ok(())
+}
+
+/// Holds the partial file (it serves its chunks while it downloads), puts the download on
+/// record for `swarm status` and a resume, and tells the tracker.
+async fn start_holding(
+    env: &Env,
+    id: FileId,
+    manifest: &Arc<Manifest>,
+    output: &Output,
+    meta: FileMeta,
+) -> Result<Arc<Held>> {
+    let have = output.have.clone();
+    let held = env
+        .store
+        .add(manifest.clone(), output.partial_path.clone(), have.clone(), meta);
+    // The download is on record (for `swarm status`) from its start, even if killed at once.
+    let record = DownloadRecord {
+        manifest: (**manifest).clone(),
+        partial: output.partial_path.clone(),
+        chunks: have,
+    };
+    env.state.save_download(&id, &record)?;
+    // Made durable at once so that a crash leaves progress to resume; a file of one chunk has
+    // none, and sled writes its record within half a second anyway.
+    if manifest.chunk_count > 1 {
+        env.state.flush()?;
+    }
+    if manifest.chunk_count <= 1 {
+        env.session.announce_later(held.clone());
+    } else if let Err(e) = env.session.announce_download(&held).await {
+        warn!("could not announce the download to the tracker: {e}");
+    }
+    Ok(held)
+}
+
+/// The holders to fetch from: those located, or, when one peer is asked for, that one among
+/// all holders (it may not be in a random sample).
+async fn holders_to_use(env: &Env, id: FileId, sources: &Sources, located: Vec<Holder>) -> Result<Vec<Holder>> {
+    let Sources::Only(_) = sources else {
+        return Ok(located);
+    };
+    let holdings = env.session.client().holdings(id).await?;
+    let holders = holdings.into_iter().map(|h| Holder {
+        peer: h.peer,
+        addr: h.addr,
+        other_addrs: Vec::new(),
+        complete: h.chunks.is_complete(),
+    });
+    Ok(holders.filter(|h| sources.admits(h)).collect())
 }

@@ -10,7 +10,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{Connection, VarInt};
+use quinn::{Connection, RecvStream, VarInt};
 use swarm_proto::protocol::{Availability, CloseCode, ErrorCode, PeerRequest, PeerResponse};
 use swarm_proto::{transport, FileId, PeerId};
 use tokio::sync::Notify;
@@ -20,6 +20,7 @@ use tracing::{debug, trace, warn, Instrument};
 
 use super::output::no_space_or_io;
 use super::shared::Shared;
+use crate::chunk_io::ChunkBuf;
 use crate::error::Error;
 use crate::nat::Path;
 use crate::scheduler::Verdict;
@@ -440,67 +441,8 @@ enum Written {
 
 /// Asks for one chunk, verifies it and writes it in place. Returns its length.
 async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> Result<u32, Failure> {
-    if let Some(reason) = connection.close_reason() {
-        return Err(Failure::Gone(reason.to_string()));
-    }
-    let request = PeerRequest::GetChunk {
-        file: shared.id,
-        index: chunk,
-    };
-    let exchange = tokio::time::timeout(STALL_TIMEOUT, transport::exchange(connection, &request, MAX_ANSWER));
-    let (response, mut recv) = match exchange.await {
-        Err(_) => return Err(Failure::Other("no answer within the stall timeout".into())),
-        Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
-        Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
-        Ok(Ok(answer)) => answer,
-    };
-    let expected = shared.manifest.chunk_len(chunk);
-    match response {
-        PeerResponse::Chunk { len } if len == expected => {}
-        PeerResponse::Chunk { len } => {
-            let _ = recv.stop(CloseCode::Cancelled.code());
-            return Err(Failure::Corrupt(format!(
-                "announced {len} bytes, the chunk has {expected}"
-            )));
-        }
-        PeerResponse::Error {
-            code: ErrorCode::Busy, ..
-        } => return Err(Failure::Busy),
-        PeerResponse::Error {
-            code: ErrorCode::NotHeld | ErrorCode::NotFound,
-            ..
-        } => return Err(Failure::NotHeld),
-        PeerResponse::Error { code, message } => return Err(Failure::Other(format!("{code:?}: {message}"))),
-        other => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
-    }
-    let mut data = shared.buffers.take(expected as usize);
-    let mut filled = 0;
-    // Under a download cap, read in slices small enough that waiting for our own limiter never
-    // looks like a stalled transfer.
-    let limit = shared.env.download_limit.as_deref();
-    let slice = limit.map_or(usize::MAX, |l| (l.rate() / 16).clamp(1024, 64 * 1024) as usize);
-    while filled < data.len() {
-        let end = filled.saturating_add(slice).min(data.len());
-        match tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut data[filled..end])).await {
-            Err(_) => {
-                let _ = recv.stop(CloseCode::Cancelled.code());
-                return Err(Failure::Other("transfer stalled".into()));
-            }
-            Ok(Ok(Some(n))) => {
-                filled += n;
-                if let Some(limit) = limit {
-                    limit.acquire(n).await;
-                }
-            }
-            Ok(Ok(None)) => {
-                return Err(Failure::Corrupt(format!(
-                    "stream ended after {filled} of {expected} bytes"
-                )))
-            }
-            Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
-            Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
-        }
-    }
+    let (recv, expected) = ask_for_chunk(shared, connection, chunk).await?;
+    let data = receive_chunk(shared, connection, recv, expected).await?;
     let (manifest, file) = (shared.manifest.clone(), shared.file.clone());
     let _slot = shared
         .disk_slots
@@ -543,4 +485,80 @@ async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> 
     let why = error.to_string();
     shared.fail(error);
     Err(Failure::Fatal(why))
+}
+
+/// Sends the request for `chunk` and reads the answer's head: the stream its bytes follow on,
+/// and their length (the chunk's).
+async fn ask_for_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> Result<(RecvStream, u32), Failure> {
+    if let Some(reason) = connection.close_reason() {
+        return Err(Failure::Gone(reason.to_string()));
+    }
+    let request = PeerRequest::GetChunk {
+        file: shared.id,
+        index: chunk,
+    };
+    let exchange = tokio::time::timeout(STALL_TIMEOUT, transport::exchange(connection, &request, MAX_ANSWER));
+    let (response, mut recv) = match exchange.await {
+        Err(_) => return Err(Failure::Other("no answer within the stall timeout".into())),
+        Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
+        Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
+        Ok(Ok(answer)) => answer,
+    };
+    let expected = shared.manifest.chunk_len(chunk);
+    match response {
+        PeerResponse::Chunk { len } if len == expected => Ok((recv, expected)),
+        PeerResponse::Chunk { len } => {
+            let _ = recv.stop(CloseCode::Cancelled.code());
+            Err(Failure::Corrupt(format!(
+                "announced {len} bytes, the chunk has {expected}"
+            )))
+        }
+        PeerResponse::Error {
+            code: ErrorCode::Busy, ..
+        } => Err(Failure::Busy),
+        PeerResponse::Error {
+            code: ErrorCode::NotHeld | ErrorCode::NotFound,
+            ..
+        } => Err(Failure::NotHeld),
+        PeerResponse::Error { code, message } => Err(Failure::Other(format!("{code:?}: {message}"))),
+        other => Err(Failure::Other(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Reads the `expected` bytes of a chunk from `recv` (within the download cap, if any).
+async fn receive_chunk(
+    shared: &Shared,
+    connection: &Connection,
+    mut recv: RecvStream,
+    expected: u32,
+) -> Result<ChunkBuf, Failure> {
+    let mut data = shared.buffers.take(expected as usize);
+    let mut filled = 0;
+    // Under a download cap, read in slices small enough that waiting for our own limiter never
+    // looks like a stalled transfer.
+    let limit = shared.env.download_limit.as_deref();
+    let slice = limit.map_or(usize::MAX, |l| (l.rate() / 16).clamp(1024, 64 * 1024) as usize);
+    while filled < data.len() {
+        let end = filled.saturating_add(slice).min(data.len());
+        match tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut data[filled..end])).await {
+            Err(_) => {
+                let _ = recv.stop(CloseCode::Cancelled.code());
+                return Err(Failure::Other("transfer stalled".into()));
+            }
+            Ok(Ok(Some(n))) => {
+                filled += n;
+                if let Some(limit) = limit {
+                    limit.acquire(n).await;
+                }
+            }
+            Ok(Ok(None)) => {
+                return Err(Failure::Corrupt(format!(
+                    "stream ended after {filled} of {expected} bytes"
+                )))
+            }
+            Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
+            Ok(Err(e)) => return Err(Failure::Other(e.to_string())),
+        }
+    }
+    Ok(data)
 }

@@ -55,11 +55,13 @@ use swarm_proto::share::{ShareChange, ShareState};
 use swarm_proto::share_key::{ShareKey, SignedChange};
 
 mod conflict;
+mod events;
 pub mod folder_key;
 pub mod mirror;
 mod plan;
 
 use conflict::keep_as_conflict;
+pub use events::SyncEvent;
 use mirror::ShareMirror;
 use plan::{Planned, Replacing, Situation};
 
@@ -99,64 +101,6 @@ impl SyncOptions {
             keep_versions: Duration::from_secs(30 * 24 * 3600),
         }
     }
-}
-
-/// Something a sync did, for people.
-#[derive(Debug)]
-pub enum SyncEvent {
-    /// The folder was scanned: `files` shared, `hashed` of them hashed in this scan.
-    Scanned {
-        /// Files shared.
-        files: usize,
-        /// Files hashed now (new or changed).
-        hashed: usize,
-    },
-    /// A file was fetched into the folder.
-    Fetched(FetchReport),
-    /// A local edit lost to a newer version elsewhere and was kept under another name.
-    Conflict {
-        /// The name both versions have.
-        name: String,
-        /// The name the local version was moved to.
-        kept_as: String,
-    },
-    /// A file deleted elsewhere was put away here.
-    Removed {
-        /// Its name.
-        name: String,
-        /// Where it went, inside `.swarm/versions/`.
-        kept_as: String,
-    },
-    /// A file deleted here was deleted in the share.
-    Deleted {
-        /// Its name.
-        name: String,
-    },
-    /// A file or folder cannot be shared (said once per path while the sync runs).
-    Skipped(Skipped),
-    /// A file changed (or was deleted) here, on a node that has only the share's read-only
-    /// key: the change stays here (said once per path and version).
-    LocalOnly {
-        /// Its name.
-        name: String,
-        /// It was deleted here (else edited or added).
-        deleted: bool,
-    },
-    /// The tracker sent changes that are not the share's (not signed by its key, stamped in
-    /// the future, or unsafe): they were ignored.
-    Refused {
-        /// How many.
-        count: usize,
-        /// Why the first was.
-        why: String,
-    },
-    /// A download failed; it is tried again later.
-    Failed {
-        /// The file's name.
-        name: String,
-        /// Why.
-        error: Error,
-    },
 }
 
 /// A failed download is not tried again before this.

@@ -148,23 +148,7 @@ impl Service {
         match self.commit(change).await {
             Err(refusal) => refusal.into(),
             Ok(Outcome::Done(Err(refusal))) => refusal.into(),
-            Ok(Outcome::Done(Ok(()))) if registering => {
-                let state = self.state();
-                let Some(addr) = state.peer_addr(&peer) else {
-                    return Refusal::new(
-                        ErrorCode::NotRegistered,
-                        "registration lost at once; send Register again",
-                    )
-                    .into();
-                };
-                info!(%addr, "registered");
-                TrackerResponse::Registered {
-                    addr,
-                    peer,
-                    timeout_secs: state.peer_timeout().as_secs(),
-                    report_secs: report_every(state.peer_count()),
-                }
-            }
+            Ok(Outcome::Done(Ok(()))) if registering => self.registered(peer),
             Ok(Outcome::Done(Ok(()))) => match joining {
                 Some(file) => self.check_claim(peer, Ok((file, None)), audit).await,
                 None => TrackerResponse::Ok,
@@ -176,6 +160,26 @@ impl Service {
                 TrackerResponse::Ok
             }
             Ok(other) => unreachable!("a request's change gave {other:?}"),
+        }
+    }
+
+    /// The answer to a registration just made: the address the tracker gives out for `peer`,
+    /// and how often it must speak.
+    fn registered(&self, peer: PeerId) -> TrackerResponse {
+        let state = self.state();
+        let Some(addr) = state.peer_addr(&peer) else {
+            return Refusal::new(
+                ErrorCode::NotRegistered,
+                "registration lost at once; send Register again",
+            )
+            .into();
+        };
+        info!(%addr, "registered");
+        TrackerResponse::Registered {
+            addr,
+            peer,
+            timeout_secs: state.peer_timeout().as_secs(),
+            report_secs: report_every(state.peer_count()),
         }
     }
 
