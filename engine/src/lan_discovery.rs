@@ -23,7 +23,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::store::Store;
+use crate::held::HeldFiles;
 
 /// Most queries a node looks at a second: a node on the link cannot make it work or send more.
 const ANSWERS_PER_SECOND: NonZeroU32 = NonZeroU32::new(50).expect("not zero");
@@ -49,7 +49,7 @@ impl LanDiscovery {
 
     /// Answers the link's queries for the files in `store` with this node's QUIC `port`,
     /// until `shutdown`. Fails if the discovery port cannot be opened for either family.
-    pub fn serve(&self, store: Arc<Store>, port: u16, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub fn serve(&self, store: Arc<HeldFiles>, port: u16, shutdown: CancellationToken) -> std::io::Result<()> {
         let sockets = listening_sockets()?;
         let this = self.clone();
         tokio::spawn(async move {
@@ -61,7 +61,7 @@ impl LanDiscovery {
         Ok(())
     }
 
-    async fn answer(&self, sockets: &[UdpSocket], store: &Store, port: u16) {
+    async fn answer(&self, sockets: &[UdpSocket], store: &HeldFiles, port: u16) {
         let mut buffer = [0u8; MAX_MESSAGE + 1];
         let pace = RateLimiter::direct(Quota::per_second(ANSWERS_PER_SECOND));
         let mut tags = Tags::new(self.access.clone());
@@ -183,7 +183,7 @@ impl Tags {
 
     /// Whether `store` holds the file tagged `tag`; files held since the last look are tagged
     /// first, and files no longer held forgotten.
-    fn holds(&mut self, store: &Store, tag: &[u8; 32]) -> bool {
+    fn holds(&mut self, store: &HeldFiles, tag: &[u8; 32]) -> bool {
         if let Some(id) = self.of.get(tag) {
             if store.get(id).is_some() {
                 return true;
@@ -392,7 +392,7 @@ mod tests {
     use super::*;
     use swarm_proto::{Bitfield, Digest, FileMeta, Manifest};
 
-    fn hold(store: &Store, name: &str) -> FileId {
+    fn hold(store: &HeldFiles, name: &str) -> FileId {
         let manifest = Manifest {
             name: name.into(),
             hash: Digest([0; 32]),
@@ -408,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_query_finds_the_files_held_now_and_not_those_let_go() {
-        let store = Store::default();
+        let store = HeldFiles::default();
         let mut tags = Tags::new(Access::Open);
         let first = hold(&store, "first");
         assert!(tags.holds(&store, &tag_of(&first, &Access::Open)));

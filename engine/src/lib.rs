@@ -45,13 +45,14 @@
 //!   [`downloads`] and [`progress`] (downloads in flight, for people).
 //! - Trackers: [`tracker_client`] (talking to one, failing over among several),
 //!   [`known_trackers`] (trackers met before).
-//! - What a node holds: [`status`] (for `swarm status`), [`state`] (what it keeps in sled
-//!   between runs), [`trust`] (when a seeder's file on disk is trusted without hashing it again).
+//! - What a node holds: [`status`] (for `swarm status`), [`view`] (the same as JSON, for
+//!   `--json` and the HTTP API), [`db`] (what it keeps in sled between runs), [`trust`] (when a
+//!   seeder's file on disk is trusted without hashing it again).
 //! - Around it: [`doctor`] (why a fetch cannot reach a holder), [`netutil`] (this machine's
 //!   addresses), [`telemetry`] (metrics), `http` (web view, JSON API, streaming; the `http`
 //!   feature).
 //!
-//! Inside, not exported: the chunk server and its fair upload slots, the store of held files,
+//! Inside, not exported: the chunk server and its fair upload slots, the files it holds (in memory),
 //! the chunk scheduler (rarest first), chunk I/O, the tracker session, NAT traversal (hole
 //! punching, relays, port mapping), local discovery, folder scans and kept versions.
 //!
@@ -64,11 +65,13 @@
 
 mod chunk_io;
 pub mod collection;
+pub mod db;
 pub mod doctor;
 pub mod downloads;
 mod error;
 pub mod fetch;
 mod folder;
+mod held;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod known_trackers;
@@ -84,9 +87,7 @@ mod ratelimit;
 mod scheduler;
 mod server;
 mod session;
-pub mod state;
 pub mod status;
-mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tracker_client;

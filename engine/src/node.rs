@@ -1,7 +1,7 @@
 //! A running peer: the owner of named parts, each doing one job.
 //!
 //! - the endpoint ([`Transport`]) and the chunk server ([`crate::server`]) on it;
-//! - the [`Store`] of files it holds (complete or downloading) and its [`StateDb`];
+//! - the files it holds, complete or downloading ([`HeldFiles`]), and its [`StateDb`] (sled);
 //! - the [`Session`] with its tracker (register, keepalive, announce, batched chunk reports);
 //! - the [`Folders`] it shares (scan, settle, re-check);
 //! - the [`Downloads`] in flight, which the shell, sync and status all read.
@@ -25,19 +25,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{warn, Instrument};
 
+use crate::db::StateDb;
 use crate::downloads::Downloads;
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, FetchReport};
 use crate::folder::{DirScan, Folders, SeededFile};
+use crate::held::HeldFiles;
 use crate::known_trackers::KnownTrackers;
 use crate::lan_discovery::LanDiscovery;
 use crate::progress::Progress;
 use crate::ratelimit::RateLimiter;
 use crate::server::{self, ServerContext};
 use crate::session::Session;
-use crate::state::StateDb;
 use crate::status;
-use crate::store::Store;
 use crate::tracker_client::{Located, Registration, TrackerClient, Trackers};
 
 /// Files waiting for a re-check after the chunk server found them changed on disk.
@@ -92,7 +92,7 @@ pub struct Node {
 struct Inner {
     state_dir: PathBuf,
     transport: Transport,
-    store: Arc<Store>,
+    store: Arc<HeldFiles>,
     state: StateDb,
     session: Option<Session>,
     folders: Folders,
@@ -115,7 +115,7 @@ impl Node {
         let state = StateDb::open(dir)?;
         let identity = Arc::new(Identity::load_or_create(dir)?);
         let transport = Transport::bind_with(identity, config.listen, config.access.clone())?;
-        let store = Arc::new(Store::default());
+        let store = Arc::new(HeldFiles::default());
         let ways_in = Arc::new(crate::nat::WaysIn::default());
         let session = config.tracker.map(|addr| {
             let client = TrackerClient::new(transport.clone(), addr, Some(KnownTrackers::in_dir(dir)));
@@ -226,7 +226,7 @@ impl Node {
     }
 
     /// The files this node holds.
-    pub(crate) fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<HeldFiles> {
         &self.inner.store
     }
 

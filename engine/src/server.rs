@@ -1,5 +1,5 @@
 //! The chunk server: answers `GetChunk` requests from other peers with chunks from the
-//! [`Store`], one request per stream, any number of streams at once on a connection.
+//! [`HeldFiles`], one request per stream, any number of streams at once on a connection.
 //!
 //! Uploads take turns ([`crate::uploads`]): a request takes a free slot, or waits in its
 //! peer's line (up to [`QUEUE_WAIT`]), or is answered `Busy` when that line is full; a freed
@@ -25,9 +25,9 @@ use tracing::{debug, warn};
 
 use crate::chunk_io::{BufferPool, ChunkBuf};
 use crate::downloads::Downloads;
+use crate::held::{Held, HeldFiles, ReadError};
 use crate::ratelimit::RateLimiter;
 use crate::status;
-use crate::store::{Held, ReadError, Store};
 use crate::uploads::{Admission, Limits, UploadSlots};
 use crate::watch;
 
@@ -56,7 +56,7 @@ const STALL_BYTES: u64 = 32 * 1024;
 #[derive(Clone)]
 pub struct ServerContext {
     /// The files served.
-    pub store: Arc<Store>,
+    pub store: Arc<HeldFiles>,
     /// Upload cap across all connections.
     pub limit: Option<Arc<RateLimiter>>,
     /// The node's own id: only it may ask for the status.

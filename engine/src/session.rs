@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::error::{Error, Result};
-use crate::store::{Held, Store};
+use crate::held::{Held, HeldFiles};
 use crate::tracker_client::{Located, RegisteredOrNot, Registration, TrackerClient};
 
 /// Longest wait for the tracker to take a batch of chunk reports; the batch is kept and sent
@@ -48,7 +48,7 @@ pub struct Reachability {
 
 struct Inner {
     client: Arc<TrackerClient>,
-    store: Arc<Store>,
+    store: Arc<HeldFiles>,
     advertise: Option<SocketAddr>,
     port_mapping: bool,
     /// Addresses this node learnt it is reachable at (a port its router maps), registered
@@ -78,7 +78,7 @@ impl Session {
     /// [`Session::join`].
     pub fn new(
         client: Arc<TrackerClient>,
-        store: Arc<Store>,
+        store: Arc<HeldFiles>,
         reach: Reachability,
         ways_in: Arc<crate::nat::WaysIn>,
     ) -> Session {

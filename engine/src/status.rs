@@ -12,10 +12,10 @@ use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse, SkippedPath, M
 use swarm_proto::transport::{self, Transport};
 use swarm_proto::{Bitfield, Identity};
 
+use crate::db::StateDb;
 use crate::downloads::Downloads;
 use crate::error::{Error, Result};
-use crate::state::StateDb;
-use crate::store::Store;
+use crate::held::HeldFiles;
 use crate::upload_log::UploadLog;
 
 pub use swarm_proto::protocol::{FileState, FileStatus, NodeStatus, UploadStatus};
@@ -61,7 +61,7 @@ impl SkippedPaths {
 #[derive(Clone)]
 pub(crate) struct Answerer {
     /// The files served.
-    pub store: Arc<Store>,
+    pub store: Arc<HeldFiles>,
     /// The node's saved state.
     pub state: StateDb,
     /// The node's downloads in flight.
@@ -157,7 +157,7 @@ pub fn saved(db: &StateDb) -> Result<Vec<FileStatus>> {
 
 /// The status of a running node: what its store holds now (downloading if a fetch runs for
 /// it), plus downloads saved in sled that no fetch is running for.
-pub(crate) fn live(store: &Store, downloads: &Downloads, db: &StateDb) -> Result<Vec<FileStatus>> {
+pub(crate) fn live(store: &HeldFiles, downloads: &Downloads, db: &StateDb) -> Result<Vec<FileStatus>> {
     let mut files: Vec<FileStatus> = store
         .all()
         .iter()

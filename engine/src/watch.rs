@@ -27,7 +27,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use swarm_proto::protocol::{self, Availability, PeerRequest, PeerResponse, ProtocolError, MAX_FRAME};
 use swarm_proto::{transport, Bitfield, FileId, PeerId};
 
-use crate::store::Held;
+use crate::held::Held;
 
 /// Chunks a seeder offers a watcher at a time, beyond those the watcher has, when many watch:
 /// more than a fetcher of a busy swarm asks one peer for at once (two), so that its lanes to
@@ -445,7 +445,7 @@ impl Watching {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::held::HeldFiles;
     use swarm_proto::{Digest, FileMeta, Manifest};
 
     fn held(chunks: Bitfield) -> Arc<Held> {
@@ -458,7 +458,7 @@ mod tests {
             chunk_count: n,
             chunks: vec![Digest([1; 32]); n as usize],
         };
-        Store::default().add(Arc::new(manifest), "/f".into(), chunks, FileMeta::default())
+        HeldFiles::default().add(Arc::new(manifest), "/f".into(), chunks, FileMeta::default())
     }
 
     #[test]

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarm_engine::state::{decode_download, decode_seeded};
+use swarm_engine::db::{decode_download, decode_seeded};
 use swarm_proto::FileId;
 
 fuzz_target!(|bytes: &[u8]| {

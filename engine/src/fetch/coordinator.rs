@@ -24,10 +24,10 @@ use super::peer;
 use super::shared::{Env, Shared, Worker};
 use crate::chunk_io::ChunkFile;
 use crate::error::{Error, Result};
+use crate::held::Held;
 use crate::nat::Path;
 use crate::progress::{Progress, Source};
 use crate::scheduler::Scheduler;
-use crate::store::Held;
 
 /// Longest wait for the tracker; the fetch goes on with the peers it knows meanwhile.
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(3);

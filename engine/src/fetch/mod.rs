@@ -46,10 +46,10 @@ use swarm_proto::protocol::Holder;
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest};
 use tracing::{debug, warn, Instrument};
 
+use crate::db::DownloadRecord;
 use crate::downloads::Registered;
 use crate::error::{Error, Result};
-use crate::state::DownloadRecord;
-use crate::store::Held;
+use crate::held::Held;
 use crate::tracker_client::Located;
 pub use coordinator::NEIGHBOURS;
 pub(crate) use manifest_exchange::locate_with_manifest;

@@ -10,8 +10,8 @@ use swarm_proto::protocol::Holder;
 use swarm_proto::ticket::Ticket;
 use swarm_proto::{FileId, FileMeta, Manifest, PeerId};
 
+use crate::db::FileStamp;
 use crate::progress::Progress;
-use crate::state::FileStamp;
 use crate::tracker_client::Located;
 
 /// Which holders a fetch may use.

@@ -16,10 +16,10 @@ use tracing::{debug, info};
 
 use super::options::{DiskIo, FetchOptions, Replace};
 use crate::chunk_io::ChunkFile;
+use crate::db::FileStamp;
 use crate::error::{Error, Result};
+use crate::held::{self, Held};
 use crate::out_dir::{partial_name_for, Dir, Entry};
-use crate::state::FileStamp;
-use crate::store::{self, Held};
 
 /// Chunks verified, written and read back at once: plenty for a disk's queue (each takes a
 /// millisecond or two), and few read-back buffers and blocking threads.
@@ -199,7 +199,7 @@ async fn open_partial(manifest: &Manifest, dir: &Dir, name: &str, preallocate: b
     let (file, have) = if existed && manifest.chunk_count > 0 {
         let file = Arc::new(file);
         let (check, manifest_copy) = (file.clone(), manifest.clone());
-        let have = tokio::task::spawn_blocking(move || store::chunks_on_disk(&check, &manifest_copy)).await?;
+        let have = tokio::task::spawn_blocking(move || held::chunks_on_disk(&check, &manifest_copy)).await?;
         info!(
             chunks = have.count(),
             "resuming with the chunks already verified on disk"

@@ -18,15 +18,15 @@ use swarm_proto::transport::Transport;
 use tokio_util::sync::CancellationToken as Shutdown;
 
 use crate::chunk_io::{BufferPool, ChunkFile};
+use crate::db::StateDb;
 use crate::downloads::Downloads;
 use crate::error::Error;
+use crate::held::Held;
+use crate::held::HeldFiles;
 use crate::progress::Progress;
 use crate::ratelimit::RateLimiter;
 use crate::scheduler::Scheduler;
 use crate::session::Session;
-use crate::state::StateDb;
-use crate::store::Held;
-use crate::store::Store;
 
 /// What a download needs of the node it runs on.
 #[derive(Clone)]
@@ -34,7 +34,7 @@ pub struct Env {
     /// Dials the holders.
     pub transport: Transport,
     /// The node's files: a download is served while it runs.
-    pub store: Arc<Store>,
+    pub store: Arc<HeldFiles>,
     /// Progress records, for `swarm status`.
     pub state: StateDb,
     /// Locates holders and takes chunk reports.

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use swarm_proto::name;
 
 use super::Skipped;
+use crate::db::FileStamp;
 use crate::error::{Error, Result};
-use crate::state::FileStamp;
 use crate::trust::DiskStamp;
 
 /// A regular file found in a folder.

@@ -19,13 +19,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::db::{FileStamp, SeededRecord, StateDb};
 use crate::error::{Error, Result};
 use crate::fetch::FetchReport;
+use crate::held::{Held, HeldFiles};
 use crate::progress::Progress;
 use crate::session::Session;
-use crate::state::{FileStamp, SeededRecord, StateDb};
 pub use crate::status::{Skipped, SkippedPaths};
-use crate::store::{Held, Store};
 use crate::trust::DiskStamp;
 use listing::Listed;
 
@@ -100,7 +100,7 @@ impl Default for Announcements {
 /// The node's part that shares folders.
 #[derive(Clone)]
 pub struct Folders {
-    store: Arc<Store>,
+    store: Arc<HeldFiles>,
     state: StateDb,
     session: Option<Session>,
     /// The node's own state directory, never shared.
@@ -112,7 +112,7 @@ pub struct Folders {
 impl Folders {
     /// Shares into `store`, remembering manifests in `state`, announcing through `session`.
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<HeldFiles>,
         state: StateDb,
         session: Option<Session>,
         state_dir: PathBuf,
@@ -363,7 +363,7 @@ impl Folders {
         let before = held.chunks();
         let (path, manifest) = (held.path(), held.manifest.clone());
         let check = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
-            Ok(f) => crate::store::chunks_on_disk(&f, &manifest),
+            Ok(f) => crate::held::chunks_on_disk(&f, &manifest),
             Err(_) => Bitfield::new(manifest.chunk_count),
         });
         let Ok(now) = check.await else { return };

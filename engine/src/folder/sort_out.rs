@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use swarm_proto::FileId;
 
 use super::listing::Listed;
-use crate::state::SeededRecord;
+use crate::db::SeededRecord;
 
 /// The scan's verdicts.
 #[derive(Debug, Default)]
@@ -70,7 +70,7 @@ mod tests {
     use swarm_proto::{Digest, FileMeta, Manifest};
 
     use super::*;
-    use crate::state::FileStamp;
+    use crate::db::FileStamp;
     use crate::trust::DiskStamp;
 
     const NOW: u64 = 1_800_000_000;

@@ -20,7 +20,7 @@ use futures_util::stream;
 use super::app::{problem, App};
 use crate::chunk_io::BufferPool;
 use crate::downloads::Downloads;
-use crate::store::{Held, ReadError};
+use crate::held::{Held, ReadError};
 
 /// Bytes asked for ahead of a reader, from the chunk it waits for: enough to keep a fast
 /// download's pipeline full of chunks the reader will want next.

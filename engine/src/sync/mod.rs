@@ -39,13 +39,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::db::FileStamp;
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, FetchReport, Replace};
 use crate::folder::{DirScan, Origin, SeededFile, Skipped};
 use crate::node::Node;
 use crate::out_dir::Dir;
 use crate::progress::Progress;
-use crate::state::FileStamp;
 use crate::tracker_client::Located;
 use crate::versions::{self, Keep};
 use swarm_proto::ids::FileId;

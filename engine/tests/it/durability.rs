@@ -369,7 +369,7 @@ async fn a_fetch_replaces_only_what_it_was_allowed_to() {
     assert!(out.join(".f.bin.swarm-part").exists(), "the verified download is kept");
 
     // Allowed to replace exactly that version: it is replaced, and gets the seeder's mtime.
-    let stamp = swarm_engine::state::FileStamp::of(&std::fs::metadata(out.join("f.bin")).unwrap());
+    let stamp = swarm_engine::db::FileStamp::of(&std::fs::metadata(out.join("f.bin")).unwrap());
     let allowed = swarm_engine::FetchOptions {
         replace: swarm_engine::Replace::IfUnchanged(stamp),
         ..options(&out)
@@ -382,7 +382,7 @@ async fn a_fetch_replaces_only_what_it_was_allowed_to() {
     // Allowed to replace one version, but it is edited meanwhile: the edit stays.
     let other = tmp.path().join("other");
     write(&other, "f.bin", b"old version");
-    let stamp = swarm_engine::state::FileStamp::of(&std::fs::metadata(other.join("f.bin")).unwrap());
+    let stamp = swarm_engine::db::FileStamp::of(&std::fs::metadata(other.join("f.bin")).unwrap());
     let task = {
         let (fetcher, other) = (fetcher.clone(), other.clone());
         let allowed = swarm_engine::FetchOptions {

@@ -362,12 +362,12 @@ pub fn chunks_on_disk(file: &File, manifest: &Manifest) -> Bitfield {
 
 /// Every file this node holds, by id.
 #[derive(Debug, Default)]
-pub struct Store {
+pub struct HeldFiles {
     files: RwLock<HashMap<FileId, Arc<Held>>>,
     open_files: Arc<OpenFiles>,
 }
 
-impl Store {
+impl HeldFiles {
     /// Adds (or replaces) a file held at `path` with `chunks` verified.
     pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield, meta: FileMeta) -> Arc<Held> {
         let id = manifest.id();
@@ -421,7 +421,7 @@ mod tests {
     const CHUNK: u32 = 64 * 1024;
 
     /// A held file of `chunks` chunks in `dir`, hashed whole and trusted as a scan would.
-    fn held(store: &Store, dir: &Path, name: &str, chunks: usize) -> Arc<Held> {
+    fn held(store: &HeldFiles, dir: &Path, name: &str, chunks: usize) -> Arc<Held> {
         let path = dir.join(name);
         let data: Vec<u8> = (0..chunks * CHUNK as usize)
             .map(|i| (i * 7 + name.len()) as u8)
@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn no_more_than_so_many_files_stay_open() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::default();
+        let store = HeldFiles::default();
         let buffers = BufferPool::new(1);
         let files: Vec<_> = (0..MAX_OPEN_FILES + 40)
             .map(|i| held(&store, dir.path(), &format!("f{i}"), 1))
@@ -470,7 +470,7 @@ mod tests {
     #[test]
     fn a_file_kept_open_is_still_seen_edited_replaced_or_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::default();
+        let store = HeldFiles::default();
         let buffers = BufferPool::new(1);
         let file = held(&store, dir.path(), "a", 4);
         let path = file.path();
