@@ -2,100 +2,20 @@
 //! and HTTP ports, signals and a graceful exit.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use swarm_engine::known_trackers::KnownTrackers;
-use swarm_engine::{Node, NodeConfig, Trackers};
-use swarm_proto::access::{Access, SwarmKey};
+use swarm_engine::Node;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::args::NodeArgs;
+use crate::config::metrics_options;
+pub(super) use crate::config::{access, default_state, http_options, node_config, spare_states};
 
 /// How long a graceful exit waits for uploads in flight.
 pub(super) const EXIT_GRACE: Duration = Duration::from_secs(30);
-
-/// The state directory used when --state is not given.
-pub fn default_state(sub: &str) -> PathBuf {
-    dirs::data_dir()
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("swarm")
-        .join(sub)
-}
-
-/// Who a node talks to: everyone, or the nodes that hold the secret in `file`.
-pub(super) fn access(file: &Option<PathBuf>) -> Result<Access> {
-    Ok(match file {
-        None => Access::Open,
-        Some(path) => Access::Private(Arc::new(SwarmKey::from_file(path)?)),
-    })
-}
-
-/// Most state directories tried beside the default one when it is in use.
-const SPARE_STATES: u32 = 32;
-
-/// A node's state directory: --state, or the default one. When the default is in use by
-/// another swarm process on this machine (a `swarm seed` running while its printed fetch
-/// command is pasted in another terminal), the first free one beside it (`node-2`, `node-3`,
-/// ...), with a note on stderr; a directory given with --state is used or refused, never
-/// swapped.
-pub(super) fn node_state(given: &Option<PathBuf>) -> PathBuf {
-    if let Some(dir) = given {
-        return dir.clone();
-    }
-    let default = default_state("node");
-    let mut in_use = None;
-    for dir in std::iter::once(default.clone()).chain(spare_state_dirs()) {
-        if std::fs::create_dir_all(&dir).is_err() {
-            return default;
-        }
-        match swarm_proto::dir_lock::DirLock::acquire(&dir) {
-            Err(swarm_proto::dir_lock::LockError::Held { holder, .. }) => {
-                in_use.get_or_insert(holder);
-            }
-            // Free (the lock goes with this handle; the node takes it again), or a failure
-            // that the node reports with its path when it starts.
-            _ => {
-                if let Some(holder) = in_use {
-                    crate::note!(
-                        "note: {} is in use ({holder}); this node keeps its state in {}",
-                        default.display(),
-                        dir.display()
-                    );
-                }
-                return dir;
-            }
-        }
-    }
-    default
-}
-
-/// The state directories a node takes when the default one is busy: `node-2`, `node-3`, …
-fn spare_state_dirs() -> impl Iterator<Item = PathBuf> {
-    let default = default_state("node");
-    (2..=SPARE_STATES).map(move |n| default.with_file_name(format!("node-{n}")))
-}
-
-/// Those of [`spare_state_dirs`] that exist.
-pub(super) fn spare_states() -> Vec<PathBuf> {
-    spare_state_dirs().filter(|dir| dir.is_dir()).collect()
-}
-
-pub(super) fn node_config(args: &NodeArgs, tracker: Option<Trackers>) -> Result<NodeConfig> {
-    Ok(NodeConfig {
-        state_dir: node_state(&args.state),
-        listen: args.listen,
-        tracker,
-        advertise: args.advertise,
-        max_upload_rate: args.max_upload_rate,
-        max_download_rate: args.max_download_rate,
-        access: access(&args.secret_file)?,
-        lan_discovery: !args.no_lan,
-        port_mapping: !args.no_port_mapping,
-    })
-}
 
 /// Records this process's metrics and serves them on `addr`, if given, with the HTTP port's
 /// guard: in a private swarm (`secret_file`) or with `--http-token`, a scraper must send that
@@ -107,18 +27,8 @@ pub(super) async fn serve_metrics(
     http: &crate::args::HttpArgs,
 ) -> Result<()> {
     let Some(listen) = addr else { return Ok(()) };
+    let options = metrics_options(listen, secret_file, http)?;
     let metrics = swarm_engine::telemetry::install()?;
-    let mut allow_hosts = http.allow_hosts.clone();
-    if !listen.ip().is_loopback() {
-        allow_hosts.push("*".into());
-    }
-    let options = swarm_engine::http::HttpOptions {
-        listen,
-        public: true,
-        access: access(secret_file)?,
-        token: http.token.clone(),
-        allow_hosts,
-    };
     let bound = swarm_engine::http::serve_metrics(metrics, options).await?;
     info!(addr = %bound, "metrics at http://{bound}/metrics");
     Ok(())
@@ -201,19 +111,4 @@ pub(super) fn remember_tracker(args: &NodeArgs, state: &Path, trackers: &str) {
             tracing::debug!("could not remember the tracker: {e}");
         }
     }
-}
-
-/// The HTTP port's options from its flags, on `listen`.
-pub(super) fn http_options(
-    listen: std::net::SocketAddr,
-    http: &crate::args::HttpArgs,
-    secret_file: &Option<PathBuf>,
-) -> Result<swarm_engine::http::HttpOptions> {
-    Ok(swarm_engine::http::HttpOptions {
-        listen,
-        public: http.public,
-        access: access(secret_file)?,
-        token: http.token.clone(),
-        allow_hosts: http.allow_hosts.clone(),
-    })
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use swarm_engine::netutil::reachable_addr;
 use swarm_engine::TrackerAddr;
-use swarm_tracker::{RelayConfig, RelayElsewhere, RelayServer, Tracker, TrackerConfig};
+use swarm_tracker::{RelayConfig, RelayElsewhere, RelayServer, Tracker};
 use tracing::info;
 
 use crate::args::{RelayArgs, TrackerArgs};
@@ -13,32 +13,13 @@ use super::setup::{access, default_state, http_options, serve_metrics, shutdown_
 /// `swarm tracker`
 pub async fn tracker(args: TrackerArgs) -> Result<()> {
     serve_metrics(args.metrics, &args.secret_file, &args.http).await?;
-    let tracker = Tracker::start(TrackerConfig {
-        state_dir: args.state.unwrap_or_else(|| default_state("tracker")),
-        listen: args.listen,
-        peer_timeout: args.peer_timeout,
-        budgets: swarm_tracker::Budgets {
-            per_address: args.budget_per_address,
-            total: args.budget,
-            forget_after: args.forget_after,
-        },
-        audits: swarm_tracker::Audits {
-            enabled: !args.no_audits,
-            ..Default::default()
-        },
-        access: access(&args.secret_file)?,
-        store: args
-            .store
-            .clone()
-            .map_or(swarm_tracker::StoreConfig::Embedded, swarm_tracker::StoreConfig::Redis),
-        relay_rate: std::num::NonZeroU32::new(args.relay_rate.min(u64::from(u32::MAX)) as u32),
-        relay_elsewhere: match &args.relay {
-            Some(relay) => Some(relay_elsewhere(relay).await?),
-            None => None,
-        },
-    })
-    .await
-    .map_err(swarm_engine::Error::from)?;
+    let relay_elsewhere = match &args.relay {
+        Some(relay) => Some(relay_elsewhere(relay).await?),
+        None => None,
+    };
+    let tracker = Tracker::start(crate::config::tracker_config(&args, relay_elsewhere)?)
+        .await
+        .map_err(swarm_engine::Error::from)?;
     let reachable = reachable_addr(tracker.local_addr());
     match &args.secret_file {
         None => crate::out!(
