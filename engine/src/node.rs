@@ -225,7 +225,8 @@ impl Node {
         self.inner.transport.local_addr()
     }
 
-    /// The files this node holds.
+    /// The files this node holds (for the HTTP port's chunk maps and streams).
+    #[cfg(feature = "http")]
     pub(crate) fn store(&self) -> &Arc<HeldFiles> {
         &self.inner.store
     }
