@@ -16,7 +16,7 @@ use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::audit::{Claim, Verdict};
-use crate::change::{Change, Outcome};
+use crate::change::{Announce, Checked, Have, Join, Keepalive, Leave, Register, ShareUpdate, Withdraw};
 use crate::telemetry;
 
 use super::inner::{unix_ms_now, Audit, Service, Store, AUDITS_PER_BATCH, MAX_DEFERRED, REQUESTS_PER_SECOND};
@@ -104,62 +104,55 @@ impl Service {
         request: TrackerRequest,
         audit: Audit,
     ) -> TrackerResponse {
-        let change = match request {
+        match request {
             TrackerRequest::Register { advertise, addrs } => {
                 let addr = advertise.unwrap_or(remote);
-                Change::Register {
+                let register = Register {
                     peer,
                     addr,
                     other_addrs: crate::vantage::other_addrs(addr, addrs),
                     ip: remote.ip(),
+                };
+                match self.commit(register).await {
+                    Ok(Ok(())) => self.registered(peer),
+                    Ok(Err(refusal)) | Err(refusal) => refusal.into(),
                 }
             }
             TrackerRequest::Announce { manifest, chunks, meta } => {
-                return self.announce(peer, manifest, chunks, meta, audit).await;
+                self.announce(peer, manifest, chunks, meta, audit).await
             }
-            TrackerRequest::Batch(requests) => return self.batch(peer, remote, requests).await,
-            TrackerRequest::OpenRelay { .. } => {
-                return Refusal::new(
-                    ErrorCode::Unsupported,
-                    "this is a tracker: relay sessions are opened by a relay (swarm relay) for its trackers",
-                )
-                .into()
-            }
-            TrackerRequest::Join { file, chunks, meta } => Change::Join {
-                peer,
-                file,
-                chunks,
-                meta,
-            },
-            TrackerRequest::HaveChunks { file, chunks } => Change::Have { peer, file, chunks },
-            TrackerRequest::Withdraw { file } => Change::Withdraw { peer, file },
-            TrackerRequest::Keepalive => Change::Keepalive { peer },
-            TrackerRequest::Leave => Change::Leave { peer },
-            TrackerRequest::ShareUpdate { share, changes } => {
-                return self.share_update(peer, share, changes).await;
-            }
-            read => return self.answer(peer, read),
-        };
-        let registering = matches!(change, Change::Register { .. });
-        let joining = match &change {
-            Change::Join { file, .. } => Some(*file),
-            _ => None,
-        };
-        match self.commit(change).await {
-            Err(refusal) => refusal.into(),
-            Ok(Outcome::Done(Err(refusal))) => refusal.into(),
-            Ok(Outcome::Done(Ok(()))) if registering => self.registered(peer),
-            Ok(Outcome::Done(Ok(()))) => match joining {
-                Some(file) => self.check_claim(peer, Ok((file, None)), audit).await,
-                None => TrackerResponse::Ok,
-            },
-            Ok(Outcome::Dropped(left)) => {
-                if left {
-                    info!("left");
+            TrackerRequest::Batch(requests) => self.batch(peer, remote, requests).await,
+            TrackerRequest::OpenRelay { .. } => Refusal::new(
+                ErrorCode::Unsupported,
+                "this is a tracker: relay sessions are opened by a relay (swarm relay) for its trackers",
+            )
+            .into(),
+            TrackerRequest::Join { file, chunks, meta } => {
+                let join = Join {
+                    peer,
+                    file,
+                    chunks,
+                    meta,
+                };
+                match self.commit(join).await {
+                    Ok(Ok(())) => self.check_claim(peer, Ok((file, None)), audit).await,
+                    Ok(Err(refusal)) | Err(refusal) => refusal.into(),
                 }
-                TrackerResponse::Ok
             }
-            Ok(other) => unreachable!("a request's change gave {other:?}"),
+            TrackerRequest::HaveChunks { file, chunks } => done(self.commit(Have { peer, file, chunks }).await),
+            TrackerRequest::Withdraw { file } => done(self.commit(Withdraw { peer, file }).await),
+            TrackerRequest::Keepalive => done(self.commit(Keepalive { peer }).await),
+            TrackerRequest::Leave => match self.commit(Leave { peer }).await {
+                Ok(left) => {
+                    if left {
+                        info!("left");
+                    }
+                    TrackerResponse::Ok
+                }
+                Err(refusal) => refusal.into(),
+            },
+            TrackerRequest::ShareUpdate { share, changes } => self.share_update(peer, share, changes).await,
+            read => self.answer(peer, read),
         }
     }
 
@@ -202,16 +195,15 @@ impl Service {
             return Refusal::new(ErrorCode::Invalid, why).into();
         }
         let epoch = unix_ms_now();
-        let change = Change::ShareUpdate {
+        let update = ShareUpdate {
             peer,
             share,
             changes,
             epoch,
         };
-        match self.commit(change).await {
-            Ok(Outcome::Shared(Ok(_))) => TrackerResponse::Ok,
-            Ok(Outcome::Shared(Err(refusal))) | Err(refusal) => refusal.into(),
-            Ok(other) => unreachable!("a share update gave {other:?}"),
+        match self.commit(update).await {
+            Ok(Ok(_)) => TrackerResponse::Ok,
+            Ok(Err(refusal)) | Err(refusal) => refusal.into(),
         }
     }
 
@@ -311,18 +303,17 @@ impl Service {
         audit: Audit,
     ) -> TrackerResponse {
         let copy = matches!(self.store, Store::Embedded(_)).then(|| manifest.clone());
-        let change = Change::Announce {
+        let announce = Announce {
             peer,
             manifest,
             chunks,
             meta,
         };
-        match self.commit(change).await {
-            Ok(Outcome::Announced(announced)) => {
+        match self.commit(announce).await {
+            Ok(announced) => {
                 self.check_claim(peer, announced.map(|(id, is_new)| (id, copy.filter(|_| is_new))), audit)
                     .await
             }
-            Ok(other) => unreachable!("an announce gave {other:?}"),
             Err(refusal) => refusal.into(),
         }
     }
@@ -387,12 +378,12 @@ impl Service {
 
     /// Records the outcome of a spot check of `claim`.
     pub(super) async fn record_check(&self, claim: &Claim, lied: bool) {
-        let change = Change::Checked {
+        let checked = Checked {
             peer: claim.peer,
             file: claim.file,
             lied,
         };
-        if let Err(refusal) = self.commit(change).await {
+        if let Err(refusal) = self.commit(checked).await {
             debug!("spot check not recorded: {}", refusal.message);
         }
     }
@@ -423,8 +414,24 @@ impl Service {
                 Some(holdings) => TrackerResponse::Holdings(holdings),
                 None => not_in_catalogue(&file),
             },
-            change => unreachable!("{} changes the state", request_kind(&change)),
+            // Requests that change the state are made by `handle`, never answered from memory.
+            change => Refusal::new(
+                ErrorCode::Internal,
+                format!(
+                    "{} changes the state; it cannot be answered as a read",
+                    request_kind(&change)
+                ),
+            )
+            .into(),
         }
+    }
+}
+
+/// The answer to a change that gives only a refusal or nothing.
+fn done(committed: Result<Result<(), Refusal>, Refusal>) -> TrackerResponse {
+    match committed {
+        Ok(Ok(())) => TrackerResponse::Ok,
+        Ok(Err(refusal)) | Err(refusal) => refusal.into(),
     }
 }
 

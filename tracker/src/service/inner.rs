@@ -11,7 +11,7 @@ use swarm_proto::PeerId;
 use tracing::warn;
 
 use crate::audit::{Auditor, Claim};
-use crate::change::{Change, Outcome};
+use crate::change::Apply;
 use crate::introductions::Introducer;
 use crate::shared_log::SharedLog;
 use crate::state::TrackerState;
@@ -81,10 +81,10 @@ impl Service {
     }
 
     /// Makes `change`: at once in the embedded store, through the log in the shared one.
-    pub(super) async fn commit(&self, change: Change) -> Result<Outcome, Refusal> {
+    pub(super) async fn commit<C: Apply>(&self, change: C) -> Result<C::Outcome, Refusal> {
         match &self.store {
             Store::Embedded(_) => {
-                if !matches!(change, Change::Keepalive { .. }) {
+                if C::SAVED {
                     self.unsaved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(change.apply(&mut self.state(), Instant::now()))
@@ -92,7 +92,7 @@ impl Service {
             Store::Shared(log) => {
                 // What this tracker's copy of the state would refuse for lack of budget is
                 // refused here, before it reaches the log that every tracker reads.
-                self.precheck(&change)?;
+                change.precheck(&self.state())?;
                 log.commit(change).await.map_err(|e| {
                     warn!("{e}");
                     Refusal::new(
@@ -101,18 +101,6 @@ impl Service {
                     )
                 })
             }
-        }
-    }
-
-    /// Refuses `change` at once if the state as this tracker knows it has no budget for it.
-    pub(super) fn precheck(&self, change: &Change) -> Result<(), Refusal> {
-        let state = self.state();
-        match change {
-            Change::Announce { peer, manifest, .. } => state.precheck(peer, Some(manifest), 0),
-            Change::ShareUpdate {
-                peer, share, changes, ..
-            } => state.precheck(peer, None, state.share_cost(share, changes)),
-            _ => Ok(()),
         }
     }
 }

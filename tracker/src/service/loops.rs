@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::audit::Verdict;
-use crate::change::{Change, Outcome};
+use crate::change::Expire;
 use crate::telemetry;
 
 use super::inner::{Service, Store};
@@ -84,9 +84,8 @@ pub(super) async fn expiry_loop(
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let expired = match service.commit(Change::Expire).await {
-            Ok(Outcome::Expired(expired)) => expired,
-            _ => continue,
+        let Ok(expired) = service.commit(Expire).await else {
+            continue;
         };
         {
             let state = service.state();

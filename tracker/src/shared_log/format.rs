@@ -95,6 +95,98 @@ pub(super) fn decode_framed<T: serde::de::DeserializeOwned>(
 mod tests {
     use super::*;
 
+    /// Changes as the first format-1 trackers wrote them: struct variants of one enum. Each
+    /// kind is now a type of its own inside a newtype variant, encoded byte for byte alike,
+    /// so trackers of both builds read each other's log.
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum ChangeBefore {
+        Register {
+            peer: swarm_proto::PeerId,
+            addr: std::net::SocketAddr,
+            other_addrs: Vec<std::net::SocketAddr>,
+            ip: std::net::IpAddr,
+        },
+        Announce,
+        Join,
+        Have,
+        Withdraw,
+        Keepalive,
+        Leave,
+        Checked {
+            peer: swarm_proto::PeerId,
+            file: swarm_proto::FileId,
+            lied: bool,
+        },
+        Expire,
+        ShareUpdate {
+            peer: swarm_proto::PeerId,
+            share: swarm_proto::ShareId,
+            changes: Vec<swarm_proto::share_key::SignedChange>,
+            epoch: u64,
+        },
+    }
+
+    #[test]
+    fn changes_encode_as_they_did_when_they_were_struct_variants() {
+        use crate::change::{Checked, Expire, Register, ShareUpdate};
+        use swarm_proto::{FileId, PeerId, ShareId};
+        let (peer, addr, ip) = (
+            PeerId([3; 32]),
+            "10.0.0.1:7071".parse().unwrap(),
+            "10.0.0.9".parse().unwrap(),
+        );
+        let pairs: Vec<(Vec<u8>, Change)> = vec![
+            (
+                codec::encode(&ChangeBefore::Register {
+                    peer,
+                    addr,
+                    other_addrs: vec![addr],
+                    ip,
+                }),
+                Register {
+                    peer,
+                    addr,
+                    other_addrs: vec![addr],
+                    ip,
+                }
+                .into(),
+            ),
+            (
+                codec::encode(&ChangeBefore::Checked {
+                    peer,
+                    file: FileId([5; 32]),
+                    lied: true,
+                }),
+                Checked {
+                    peer,
+                    file: FileId([5; 32]),
+                    lied: true,
+                }
+                .into(),
+            ),
+            (codec::encode(&ChangeBefore::Expire), Expire.into()),
+            (
+                codec::encode(&ChangeBefore::ShareUpdate {
+                    peer,
+                    share: ShareId([6; 32]),
+                    changes: Vec::new(),
+                    epoch: 77,
+                }),
+                ShareUpdate {
+                    peer,
+                    share: ShareId([6; 32]),
+                    changes: Vec::new(),
+                    epoch: 77,
+                }
+                .into(),
+            ),
+        ];
+        for (before, now) in pairs {
+            assert_eq!(before, codec::encode(&now), "{now:?}");
+        }
+    }
+
     #[test]
     fn log_entries_and_snapshots_are_pinned() {
         use swarm_proto::PeerId;
@@ -103,7 +195,7 @@ mod tests {
             &LogEntry {
                 writer: 1,
                 seq: 300,
-                change: Change::Keepalive { peer: PeerId([7; 32]) },
+                change: crate::change::Keepalive { peer: PeerId([7; 32]) }.into(),
             },
         );
         // Magic, version 1, writer 1, seq 300 (varint), Keepalive (variant 5), the peer.

@@ -18,7 +18,7 @@ use super::format::{
 };
 use super::store_error::{redact, StoreError};
 use crate::budget::Budgets;
-use crate::change::{Change, Outcome};
+use crate::change::Apply;
 use crate::state::TrackerState;
 
 /// Longest wait for a change to come back from the stream applied.
@@ -35,6 +35,9 @@ const WENT_BACK_CHECK: Duration = Duration::from_secs(2);
 /// time instead: a stream id far in the future (written by hand) must not move the shared
 /// clock there.
 const MAX_AHEAD: Duration = Duration::from_secs(10);
+
+/// Applies one of this tracker's changes and hands its outcome to the commit that made it.
+type Applier = Box<dyn FnOnce(&mut TrackerState, Instant) + Send>;
 
 /// Redis's stream ids as times on this machine's monotonic clock, so that every tracker
 /// applies each change at the time Redis stamped on it (the milliseconds of its id).
@@ -76,7 +79,9 @@ pub struct SharedLog {
     writer: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     me: u64,
     next_seq: AtomicU64,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    /// This tracker's changes on their way through the log, by sequence number: the entry's
+    /// bytes, and what applies the change and hands its outcome back.
+    waiting: Mutex<HashMap<u64, (Vec<u8>, Applier)>>,
     state: Arc<Mutex<TrackerState>>,
     peer_timeout: Duration,
     budgets: Budgets,
@@ -180,7 +185,7 @@ impl SharedLog {
     }
 
     /// Appends `change` to the stream and returns its outcome once this tracker has applied it.
-    pub async fn commit(&self, change: Change) -> Result<Outcome, StoreError> {
+    pub async fn commit<C: Apply>(&self, change: C) -> Result<C::Outcome, StoreError> {
         if self.incompatible.load(Ordering::Relaxed) {
             return Err(self.error(
                 "the shared store holds changes of another format version; this tracker stopped following it (upgrade it)",
@@ -188,15 +193,21 @@ impl SharedLog {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (sender, outcome) = oneshot::channel();
-        self.waiting.lock().expect("lock poisoned").insert(seq, sender);
         let entry = encode_framed(
             LOG_MAGIC,
             &LogEntry {
                 writer: self.me,
                 seq,
-                change,
+                change: change.clone().into(),
             },
         );
+        let applier: Applier = Box::new(move |state, at| {
+            let _ = sender.send(change.apply(state, at));
+        });
+        self.waiting
+            .lock()
+            .expect("lock poisoned")
+            .insert(seq, (entry.clone(), applier));
         let result = match self.append(&entry).await {
             Ok(()) => match tokio::time::timeout(COMMIT_TIMEOUT, outcome).await {
                 Ok(Ok(outcome)) => Ok(outcome),
@@ -275,11 +286,19 @@ impl SharedLog {
             }
             match decode_framed::<LogEntry>(LOG_MAGIC, &bytes, false) {
                 Ok(entry) => {
-                    let outcome = entry.change.apply(&mut state, self.clock.at_id(&id));
-                    if entry.writer == self.me {
-                        if let Some(waiter) = self.waiting.lock().expect("lock poisoned").remove(&entry.seq) {
-                            let _ = waiter.send(outcome);
-                        }
+                    let at = self.clock.at_id(&id);
+                    let mine = if entry.writer == self.me {
+                        self.waiting.lock().expect("lock poisoned").remove(&entry.seq)
+                    } else {
+                        None
+                    };
+                    match mine {
+                        // This tracker's own change, as it wrote it: applied by its typed
+                        // applier, which hands the outcome back to the commit waiting for it.
+                        Some((written, applier)) if written == bytes => applier(&mut state, at),
+                        // Anyone else's (or bytes that only claim to be this tracker's: the
+                        // commit waiting for that number gets no outcome and fails).
+                        _ => entry.change.apply(&mut state, at),
                     }
                 }
                 Err(Unreadable::Foreign(why)) => {

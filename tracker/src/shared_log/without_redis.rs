@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::store_error::{redact, StoreError};
 use crate::budget::Budgets;
-use crate::change::{Change, Outcome};
+use crate::change::Apply;
 use crate::state::TrackerState;
 
 /// A link to the shared store, which this build cannot make.
@@ -31,7 +31,7 @@ impl SharedLog {
     }
 
     /// Never called: there is no link.
-    pub async fn commit(&self, _change: Change) -> Result<Outcome, StoreError> {
+    pub async fn commit<C: Apply>(&self, _change: C) -> Result<C::Outcome, StoreError> {
         match *self {}
     }
 

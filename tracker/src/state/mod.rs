@@ -928,25 +928,25 @@ pub(crate) mod tests {
         /// original did, then and after time passes (silences and unheld times survive).
         #[test]
         fn a_restored_snapshot_answers_as_the_original(ops in proptest::collection::vec(op(), 1..120), later in 0u64..40) {
-            use crate::change::Change;
+            use crate::change::{Announce, Change, Expire, Have, Leave, Register, Withdraw};
             let start = Instant::now();
             let budgets = Budgets { per_address: 4096, total: 10_000, forget_after: Duration::from_secs(20) };
             let mut t = TrackerState::new(Duration::from_secs(15), budgets);
             let files: Vec<Manifest> = (0..6).map(|i| manifest(&format!("f{i}"), 10)).collect();
             let mut clock = 0;
             for op in ops {
-                let change = match op {
-                    Op::Register(p) => Change::Register { peer: PeerId([p; 32]), addr: addr(u16::from(p)), other_addrs: vec![], ip: IpAddr::from([10, 0, 0, p % 3]) },
-                    Op::Announce(p, f, full) => Change::Announce {
+                let change: Change = match op {
+                    Op::Register(p) => Register { peer: PeerId([p; 32]), addr: addr(u16::from(p)), other_addrs: vec![], ip: IpAddr::from([10, 0, 0, p % 3]) }.into(),
+                    Op::Announce(p, f, full) => Announce {
                         peer: PeerId([p; 32]),
                         manifest: files[f as usize].clone(),
                         chunks: if full { Bitfield::full(10) } else { Bitfield::new(10) },
                         meta: FileMeta::default(),
-                    },
-                    Op::Have(p, f, c) => Change::Have { peer: PeerId([p; 32]), file: files[f as usize].id(), chunks: vec![c] },
-                    Op::Withdraw(p, f) => Change::Withdraw { peer: PeerId([p; 32]), file: files[f as usize].id() },
-                    Op::Leave(p) => Change::Leave { peer: PeerId([p; 32]) },
-                    Op::Expire(seconds) => { clock += seconds; Change::Expire }
+                    }.into(),
+                    Op::Have(p, f, c) => Have { peer: PeerId([p; 32]), file: files[f as usize].id(), chunks: vec![c] }.into(),
+                    Op::Withdraw(p, f) => Withdraw { peer: PeerId([p; 32]), file: files[f as usize].id() }.into(),
+                    Op::Leave(p) => Leave { peer: PeerId([p; 32]) }.into(),
+                    Op::Expire(seconds) => { clock += seconds; Expire.into() }
                 };
                 change.apply(&mut t, start + Duration::from_secs(clock));
             }
