@@ -244,15 +244,29 @@ pub enum Change {
     ShareUpdate(ShareUpdate),
 }
 
-/// `impl From<Kind> for Change` for each kind.
+/// For each kind: `impl From<Kind> for Change`; and `Change::apply`, which applies whichever
+/// kind it holds.
 macro_rules! any_change {
-    ($($kind:ident),*) => {$(
-        impl From<$kind> for Change {
-            fn from(change: $kind) -> Change {
-                Change::$kind(change)
+    ($($kind:ident),*) => {
+        $(
+            impl From<$kind> for Change {
+                fn from(change: $kind) -> Change {
+                    Change::$kind(change)
+                }
+            }
+        )*
+
+        impl Change {
+            /// Applies the change to `state` at `now` (its outcome is for whoever made it).
+            pub fn apply(self, state: &mut TrackerState, now: Instant) {
+                match self {
+                    $(Change::$kind(change) => {
+                        let _ = change.apply(state, now);
+                    })*
+                }
             }
         }
-    )*};
+    };
 }
 any_change!(
     Register,
@@ -266,41 +280,3 @@ any_change!(
     Expire,
     ShareUpdate
 );
-
-impl Change {
-    /// Applies the change to `state` at `now` (its outcome is for whoever made it).
-    pub fn apply(self, state: &mut TrackerState, now: Instant) {
-        match self {
-            Change::Register(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Announce(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Join(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Have(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Withdraw(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Keepalive(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Leave(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Checked(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::Expire(c) => {
-                let _ = c.apply(state, now);
-            }
-            Change::ShareUpdate(c) => {
-                let _ = c.apply(state, now);
-            }
-        }
-    }
-}
