@@ -229,8 +229,7 @@ async fn serve_watch(
         ..
     } = stream;
     let Some(held) = context.store.get(&file) else {
-        let message = format!("file {} is not held here", file.short());
-        return reply(&mut send, error(ErrorCode::NotFound, message)).await;
+        return reply(&mut send, not_held(file)).await;
     };
     if have.len() != held.manifest.chunk_count || !have.is_well_formed() {
         let message = "the bitfield does not fit the file";
@@ -268,8 +267,7 @@ async fn serve_chunk(
         ..
     } = stream;
     let Some(held) = context.store.get(&file) else {
-        let message = format!("file {} is not held here", file.short());
-        return reply(&mut send, error(ErrorCode::NotFound, message)).await;
+        return reply(&mut send, not_held(file)).await;
     };
     if !held.has(index) {
         let message = format!("chunk {index} of {} is not held here", file.short());
@@ -376,11 +374,7 @@ async fn send_manifest(
     send: &mut SendStream,
 ) -> Result<(), ProtocolError> {
     let Some(held) = context.store.get(&file) else {
-        return reply(
-            send,
-            error(ErrorCode::NotFound, format!("file {} is not held here", file.short())),
-        )
-        .await;
+        return reply(send, not_held(file)).await;
     };
     // Not queued for: the asker has other holders, and the tracker, to ask at once.
     let Some(_slot) = slots.try_acquire(from, transport::network_of(remote.ip())) else {
@@ -401,7 +395,7 @@ async fn check_rejected(
     index: u32,
 ) -> PeerResponse {
     let Some(held) = context.store.get(&file) else {
-        return error(ErrorCode::NotFound, format!("file {} is not held here", file.short()));
+        return not_held(file);
     };
     let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
         return error(ErrorCode::Busy, "too many uploads in progress; try again later");
@@ -478,6 +472,11 @@ async fn while_moving<F: std::future::Future>(
 
 async fn reply(send: &mut SendStream, response: PeerResponse) -> Result<(), ProtocolError> {
     transport::respond(send, &response).await
+}
+
+/// The answer to a request for a file this node does not hold.
+fn not_held(file: FileId) -> PeerResponse {
+    error(ErrorCode::NotFound, format!("file {} is not held here", file.short()))
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> PeerResponse {

@@ -10,8 +10,6 @@
 use serde::Serialize;
 use swarm_proto::protocol::{FileState, FileStatus, UploadStatus};
 
-use crate::status::Skipped;
-
 /// A file a node holds or is fetching.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileView {
@@ -103,15 +101,6 @@ pub struct SkippedView {
     pub path: String,
     /// Why, in a few words.
     pub why: String,
-}
-
-impl From<&Skipped> for SkippedView {
-    fn from(skipped: &Skipped) -> SkippedView {
-        SkippedView {
-            path: skipped.path.display().to_string(),
-            why: skipped.why.clone(),
-        }
-    }
 }
 
 impl From<&swarm_proto::protocol::SkippedPath> for SkippedView {
