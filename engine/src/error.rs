@@ -206,6 +206,21 @@ impl Error {
             _ => ErrorKind::Other,
         }
     }
+
+    /// Did a tracker or node refuse this one as not of its swarm (private, and this node
+    /// without its secret or with another)? Trying again, or going on without it, cannot help.
+    pub fn is_not_admitted(&self) -> bool {
+        matches!(
+            self,
+            Error::TrackerConnect {
+                source: ConnectError::NotAdmitted(_),
+                ..
+            } | Error::Connect {
+                source: ConnectError::NotAdmitted(_),
+                ..
+            }
+        )
+    }
 }
 
 /// `bytes` for people, in binary units: "1.5 GiB".

@@ -738,6 +738,10 @@ pub enum ProtocolError {
     /// The other side closed the connection, saying why.
     #[error("the other side closed the connection: {0}")]
     Closed(String),
+    /// The other side closed the connection because this node is not of its swarm (private
+    /// and this node without its secret, or the other way round), saying why.
+    #[error("not admitted: {0}")]
+    NotAdmitted(String),
 }
 
 /// Encodes `message` as one frame.

@@ -515,6 +515,9 @@ where
 /// The error for a connection that is closed: the other side's reason when it gave one.
 fn closed(reason: quinn::ConnectionError) -> ProtocolError {
     match reason {
+        quinn::ConnectionError::ApplicationClosed(close) if close.error_code == CloseCode::Unauthorized.code() => {
+            ProtocolError::NotAdmitted(String::from_utf8_lossy(&close.reason).into_owned())
+        }
         quinn::ConnectionError::ApplicationClosed(close) if !close.reason.is_empty() => {
             ProtocolError::Closed(String::from_utf8_lossy(&close.reason).into_owned())
         }

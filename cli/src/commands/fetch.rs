@@ -119,12 +119,17 @@ async fn register(node: &Node, deadline: Option<tokio::time::Instant>) -> Result
             .unwrap_or_else(|| swarm_engine::Error::Timeout("gave up after --timeout".into()))
             .into());
     }
-    if let Err(e) = registration {
-        output::warning(format_args!(
-            "could not register with the tracker ({e}); fetching without serving others"
-        ));
+    match registration {
+        // A private swarm's tracker will not locate holders either: said once, as the error.
+        Err(e) if e.is_not_admitted() => Err(e.into()),
+        Err(e) => {
+            output::warning(format_args!(
+                "could not register with the tracker ({e}); fetching without serving others"
+            ));
+            Ok(())
+        }
+        Ok(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// Refuses options that do not fit what `id` turned out to be (a folder or a file).

@@ -84,7 +84,8 @@ fn only_nodes_with_the_secret_take_part() {
         "127.0.0.1:0",
     ]);
     assert!(!fetch.status.success());
-    assert!(stderr_of(&fetch).contains("private"), "{}", stderr_of(&fetch));
+    let said = stderr_of(&fetch);
+    assert_eq!(said.matches("private").count(), 1, "the refusal, said once: {said}");
     assert!(!tmp.path().join("outsider-out/secret-plans.bin").exists());
 
     // A wrong secret is named as such.

@@ -11,7 +11,7 @@ use quinn::Connection;
 use tokio::sync::Mutex;
 
 use swarm_proto::access::Access;
-use swarm_proto::protocol::{ErrorCode, Holder, TrackerRequest, TrackerResponse, MAX_FRAME};
+use swarm_proto::protocol::{ErrorCode, Holder, ProtocolError, TrackerRequest, TrackerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Profile, Transport};
 use swarm_proto::{ConnectError, FileMeta, Identity, Manifest};
 
@@ -249,6 +249,14 @@ impl TrackerClient {
             };
             let failure = match tokio::time::timeout(wait, transport::exchange(&connection, request, MAX_FRAME)).await {
                 Ok(Ok((response, _))) => return Ok(response),
+                // Asking again, or another tracker of the same swarm, gets the same answer.
+                Ok(Err(ProtocolError::NotAdmitted(why))) => {
+                    return Err(Error::TrackerConnect {
+                        addr: self.trackers.0[index].host_port.clone(),
+                        source: ConnectError::NotAdmitted(why),
+                        hint: String::new(),
+                    })
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer within {wait:?}"),
             };
