@@ -496,7 +496,7 @@ pub struct FetchArgs {
     #[arg(long, env = "SWARM_LIST")]
     pub list: bool,
     /// Files of a folder fetched at once.
-    #[arg(long, env = "SWARM_PARALLEL", default_value_t = 8)]
+    #[arg(long, env = "SWARM_PARALLEL", default_value_t = swarm_engine::collection::DEFAULT_PARALLEL)]
     pub parallel: usize,
     /// Print the result as JSON.
     #[arg(long, env = "SWARM_JSON")]

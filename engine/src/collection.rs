@@ -26,6 +26,8 @@ use crate::progress::Progress;
 
 /// Largest collection file a fetcher reads into memory: 256 MiB, about two million files.
 const MAX_COLLECTION_BYTES: u64 = 256 * 1024 * 1024;
+/// Files of a folder fetched at once, unless told otherwise.
+pub const DEFAULT_PARALLEL: usize = 8;
 /// Where collections live inside a node's state directory.
 const COLLECTIONS_DIR: &str = "collections";
 
@@ -154,12 +156,14 @@ pub async fn open(node: &Node, id: FileId, each: &FetchOptions) -> Result<Option
     Ok(Some(collection))
 }
 
-/// Fetches `chosen` (entries of `collection`) into `options.out_dir/NAME`. Entries with the
-/// same file id (one file listed under several paths) are fetched one after the other, since
-/// a node downloads an id once at a time; the others several at once. A file that
-/// fails does not stop the others: see [`CollectionReport::failed`].
+/// Fetches `chosen` (entries of `collection`, whose id is `id`) into `options.out_dir/NAME`.
+/// Entries with the same file id (one file listed under several paths) are fetched one after
+/// the other, since a node downloads an id once at a time; the others several at once. A file
+/// that fails does not stop the others: see [`CollectionReport::failed`]. The folder is on the
+/// node's list of downloads ([`crate::downloads::Downloads::folders`]) while it is fetched.
 pub async fn fetch(
     node: &Node,
+    id: FileId,
     collection: &Collection,
     chosen: Vec<Entry>,
     options: CollectionOptions,
@@ -168,6 +172,10 @@ pub async fn fetch(
     let root = options.out_dir.join(&collection.name);
     let root_dir = Dir::open_root(&root)?;
     options.progress.set_total(chosen.iter().map(|e| e.size).sum());
+    let listed = node
+        .downloads()
+        .begin_folder(id, &collection.name, chosen.len(), options.progress.clone())
+        .ok_or_else(|| Error::AlreadyDownloading(format!("{}/", collection.name)))?;
     let mut by_id: BTreeMap<FileId, Vec<Entry>> = BTreeMap::new();
     for entry in chosen {
         by_id.entry(entry.file).or_default().push(entry);
@@ -205,7 +213,10 @@ pub async fn fetch(
     loop {
         tokio::select! {
             next = fetches.next() => match next {
-                Some((entry, Ok(fetched))) => report.done.push((entry, fetched)),
+                Some((entry, Ok(fetched))) => {
+                    listed.file_done();
+                    report.done.push((entry, fetched));
+                }
                 Some((_, Err(Error::Cancelled))) => return Err(Error::Cancelled),
                 Some((entry, Err(e))) => report.failed.push((entry, e)),
                 None => break,

@@ -1,10 +1,12 @@
 //! The downloads a node has in flight: the one list that `swarm shell`, `swarm sync` and
 //! `swarm status` read. A fetch registers here when it starts and is removed when it ends,
-//! however it ends.
+//! however it ends. A folder (collection) fetched as a whole is listed too, beside the
+//! downloads of its files.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -43,10 +45,56 @@ impl Download {
     }
 }
 
+/// A folder (a collection) being fetched: its files are downloads of their own.
+#[derive(Debug, Clone)]
+pub struct FolderDownload {
+    /// The collection's id.
+    pub id: FileId,
+    /// The folder's name.
+    pub name: String,
+    /// Files chosen.
+    pub files: usize,
+    /// Files fetched (or found complete) so far.
+    pub files_done: Arc<AtomicUsize>,
+    /// Bytes of the chosen files: verified so far, of how many, from how many peers.
+    pub progress: Arc<Progress>,
+    /// When it started.
+    pub started: Instant,
+}
+
+impl FolderDownload {
+    /// Files fetched (or found complete) so far.
+    pub fn files_done(&self) -> usize {
+        self.files_done.load(Ordering::Relaxed)
+    }
+}
+
 /// The registry; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Downloads {
     running: Arc<Mutex<HashMap<FileId, Download>>>,
+    folders: Arc<Mutex<HashMap<FileId, FolderDownload>>>,
+}
+
+/// Keeps a folder's fetch on the list while it lives.
+#[derive(Debug)]
+pub struct FolderRegistered {
+    downloads: Downloads,
+    id: FileId,
+    files_done: Arc<AtomicUsize>,
+}
+
+impl FolderRegistered {
+    /// Counts one more file done.
+    pub fn file_done(&self) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for FolderRegistered {
+    fn drop(&mut self) {
+        self.downloads.lock_folders().remove(&self.id);
+    }
 }
 
 /// Keeps a download on the list while it lives.
@@ -150,6 +198,43 @@ impl Downloads {
     pub fn get(&self, id: &FileId) -> Option<Download> {
         self.lock().get(id).cloned()
     }
+
+    fn lock_folders(&self) -> std::sync::MutexGuard<'_, HashMap<FileId, FolderDownload>> {
+        self.folders.lock().expect("folder downloads lock poisoned")
+    }
+
+    /// Puts the fetch of folder `id` (`files` files, `progress` their bytes) on the list, or
+    /// returns `None` if one is running already.
+    pub fn begin_folder(&self, id: FileId, name: &str, files: usize, progress: Arc<Progress>) -> Option<FolderRegistered> {
+        let mut folders = self.lock_folders();
+        if folders.contains_key(&id) {
+            return None;
+        }
+        let files_done = Arc::new(AtomicUsize::new(0));
+        folders.insert(
+            id,
+            FolderDownload {
+                id,
+                name: name.to_owned(),
+                files,
+                files_done: files_done.clone(),
+                progress,
+                started: Instant::now(),
+            },
+        );
+        Some(FolderRegistered {
+            downloads: self.clone(),
+            id,
+            files_done,
+        })
+    }
+
+    /// The folders being fetched, by name.
+    pub fn folders(&self) -> Vec<FolderDownload> {
+        let mut list: Vec<FolderDownload> = self.lock_folders().values().cloned().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +253,18 @@ mod tests {
         assert!(first.cancelled.is_cancelled());
         drop(first);
         assert!(downloads.list().is_empty());
+    }
+
+    #[test]
+    fn a_folder_is_listed_while_it_lives_and_counts_its_files() {
+        let downloads = Downloads::default();
+        let id = FileId([2; 32]);
+        let folder = downloads.begin_folder(id, "photos", 3, Arc::default()).unwrap();
+        assert!(downloads.begin_folder(id, "photos", 3, Arc::default()).is_none());
+        folder.file_done();
+        let listed = downloads.folders();
+        assert_eq!((listed.len(), listed[0].files, listed[0].files_done()), (1, 3, 1));
+        drop(folder);
+        assert!(downloads.folders().is_empty());
     }
 }

@@ -5,7 +5,7 @@
 //!   speaks another version is not) or one embedded in the same process;
 //! - [`LocalSwarm`]: a tracker and any number of nodes on loopback, in one directory.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -164,7 +164,7 @@ async fn embedded_tracker(
     events: &mut impl FnMut(LaunchEvent<'_>),
 ) -> Result<(String, Option<Tracker>)> {
     if let Some(id) = running_tracker(listen, &config.access).await {
-        let here = loopback_for(listen);
+        let here = tracker_seen_from(config.listen, listen);
         events(LaunchEvent::JoinedLocalTracker { id, addr: here });
         config.tracker = Some(
             TrackerAddr {
@@ -203,12 +203,22 @@ async fn embedded_tracker(
     });
     config.tracker = Some(
         TrackerAddr {
-            host_port: loopback_for(local).to_string(),
+            host_port: tracker_seen_from(config.listen, local).to_string(),
             id: Some(tracker.id()),
         }
         .into(),
     );
     Ok((format!("{}@{}", tracker.id(), reachable_addr(local)), Some(tracker)))
+}
+
+/// Where a node bound to `node` dials a tracker on this machine bound to `tracker`: on
+/// loopback, in the node's address family when the tracker listens on both (a node given
+/// `--listen 127.0.0.1:0` cannot dial `[::1]`).
+fn tracker_seen_from(node: SocketAddr, tracker: SocketAddr) -> SocketAddr {
+    match (node, tracker.ip()) {
+        (SocketAddr::V4(_), IpAddr::V6(ip)) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), tracker.port()),
+        _ => loopback_for(tracker),
+    }
 }
 
 /// How long a swarm tracker already on the asked port has to answer.
@@ -399,5 +409,21 @@ impl From<TrackerError> for Error {
                 message: e.message,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_dials_a_tracker_on_this_machine_in_its_own_family() {
+        let at = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let both = at("[::]:7070");
+        assert_eq!(tracker_seen_from(at("127.0.0.1:0"), both), at("127.0.0.1:7070"));
+        assert_eq!(tracker_seen_from(at("0.0.0.0:0"), both), at("127.0.0.1:7070"));
+        assert_eq!(tracker_seen_from(at("[::]:0"), both), at("[::1]:7070"));
+        assert_eq!(tracker_seen_from(at("127.0.0.1:0"), at("0.0.0.0:7070")), at("127.0.0.1:7070"));
+        assert_eq!(tracker_seen_from(at("[::]:0"), at("10.1.2.3:7070")), at("10.1.2.3:7070"));
     }
 }

@@ -133,6 +133,27 @@ pub struct DownloadView {
     pub sources: Vec<SourceView>,
 }
 
+/// A folder (a collection) being fetched; its files are downloads of their own.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderView {
+    /// The collection's id.
+    pub id: String,
+    /// The folder's name.
+    pub name: String,
+    /// Files chosen.
+    pub files: usize,
+    /// Files fetched (or found complete) so far.
+    pub files_done: usize,
+    /// Bytes of the chosen files verified so far.
+    pub done: u64,
+    /// Bytes of the chosen files in all.
+    pub total: u64,
+    /// Receiving rate lately.
+    pub bytes_per_second: f64,
+    /// Time since it started.
+    pub elapsed_seconds: f64,
+}
+
 /// One peer a download receives from.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceView {

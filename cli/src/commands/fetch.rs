@@ -277,7 +277,7 @@ async fn fetch_folder(
         output::show_progress(&label, progress, true)
     };
     let result = tokio::select! {
-        result = swarm_engine::collection::fetch(node, &collection, chosen.clone(), options) => result.map_err(anyhow::Error::from),
+        result = swarm_engine::collection::fetch(node, id, &collection, chosen.clone(), options) => result.map_err(anyhow::Error::from),
         _ = shutdown_signal() => Err(anyhow::Error::from(swarm_engine::Error::Cancelled)),
     };
     display.finish().await;

@@ -10,16 +10,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use swarm_proto::collection::Collection;
 use swarm_proto::protocol::Holding;
+use swarm_proto::ticket::Ticket;
 use swarm_proto::{Bitfield, FileId, Manifest, PeerId};
 
 use super::app::{error_status, problem, App};
+use crate::collection::{self, CollectionOptions};
 use crate::fetch::FetchOptions;
 use crate::progress::Progress;
-use crate::view::{DownloadView, FileView, SourceView, UploadView};
+use crate::view::{DownloadView, FileView, FolderView, SourceView, UploadView};
 
-/// `GET /api/status`: the node, its downloads and uploads with rates, the files it holds,
-/// and the fetches started here that ended.
+/// `GET /api/status`: the node, the folders and files it downloads and its uploads with
+/// rates, the files it holds, and the fetches started here that ended.
 pub(super) async fn status(State(app): State<App>) -> Response {
     let node = &app.node;
     let files = match node.status() {
@@ -28,8 +31,25 @@ pub(super) async fn status(State(app): State<App>) -> Response {
     };
     let now = Instant::now();
     let running = node.downloads().list();
-    app.tally
-        .keep_rates_of(&running.iter().map(|d| d.id).collect::<Vec<_>>());
+    let folders = node.downloads().folders();
+    let ids = running.iter().map(|d| d.id).chain(folders.iter().map(|f| f.id));
+    app.tally.keep_rates_of(&ids.collect::<Vec<_>>());
+    let folders: Vec<FolderView> = folders
+        .iter()
+        .map(|f| {
+            let done = f.progress.done();
+            FolderView {
+                id: f.id.to_string(),
+                name: f.name.clone(),
+                files: f.files,
+                files_done: f.files_done(),
+                done,
+                total: f.progress.total(),
+                bytes_per_second: app.tally.rate(f.id, None, done, now),
+                elapsed_seconds: f.started.elapsed().as_secs_f64(),
+            }
+        })
+        .collect();
     let downloads: Vec<DownloadView> = running
         .iter()
         .map(|d| {
@@ -67,6 +87,7 @@ pub(super) async fn status(State(app): State<App>) -> Response {
             "tracker": node.tracker().map(|t| t.addr().to_string()).ok(),
             "uploads_in_flight": node.uploads_in_flight(),
         },
+        "folders": folders,
         "downloads": downloads,
         "uploads": uploads,
         "files": files,
@@ -152,26 +173,48 @@ pub(super) struct FetchRequest {
     id: String,
 }
 
-/// `POST /api/fetches`: starts fetching a file into the node's download directory; its
-/// progress is in `/api/status` (`downloads`, then `finished`).
+/// `POST /api/fetches`: starts fetching a file, or a folder, into the node's download
+/// directory; its progress is in `/api/status` (`folders` and `downloads`, then `finished`).
 pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<FetchRequest>) -> Response {
-    // A ticket names its trackers too; the node asks its own.
-    let wanted = match request.id.parse::<swarm_proto::ticket::Ticket>() {
-        Ok(ticket) => ticket.file.to_string(),
-        Err(_) => request.id.clone(),
+    // A ticket names its trackers too; the node asks its own, and dials the holders it names.
+    let (wanted, holders) = match request.id.trim().parse::<Ticket>() {
+        Ok(ticket) => (ticket.file.to_string(), crate::fetch::holders_of(&ticket)),
+        Err(e) if Ticket::looks_like(request.id.trim()) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(_) => (request.id.trim().to_owned(), Vec::new()),
     };
     let id = match app.node.resolve(&wanted).await {
         Ok(id) => id,
         Err(e) => return problem(error_status(&e), e.to_string()),
     };
-    if app.node.downloads().get(&id).is_some() {
+    let downloads = app.node.downloads();
+    if downloads.get(&id).is_some() || downloads.folders().iter().any(|folder| folder.id == id) {
         return problem(StatusCode::CONFLICT, format!("{} is being fetched already", id.short()));
     }
-    let options = FetchOptions {
+    let each = FetchOptions {
         out_dir: app.downloads_dir.to_path_buf(),
         progress: Arc::new(Progress::default()),
+        holders,
         ..FetchOptions::default()
     };
+    let folder = match collection::open(&app.node, id, &each).await {
+        Ok(folder) => folder,
+        Err(e) => return problem(error_status(&e), e.to_string()),
+    };
+    let answer = json!({
+        "id": id.to_string(),
+        "folder": folder.as_ref().map(|f| f.name.clone()),
+        "progress": "/api/status",
+        "file": folder.is_none().then(|| format!("/files/{id}")),
+    });
+    match folder {
+        Some(folder) => spawn_folder_fetch(&app, id, folder, each),
+        None => spawn_file_fetch(&app, id, each),
+    }
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
+}
+
+/// Fetches file `id` in the background; its end is told in `/api/status`.
+fn spawn_file_fetch(app: &App, id: FileId, options: FetchOptions) {
     let fetching = app.node.fetch(id, options);
     let tally = app.tally.clone();
     tokio::spawn(async move {
@@ -182,8 +225,26 @@ pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<Fetc
         }
         tally.record(id, &id.short(), &result, started);
     });
-    let answer = json!({ "id": id.to_string(), "progress": "/api/status", "file": format!("/files/{id}") });
-    (StatusCode::ACCEPTED, Json(answer)).into_response()
+}
+
+/// Fetches every file of `folder` (collection `id`) in the background, several at once; its
+/// end is told in `/api/status`.
+fn spawn_folder_fetch(app: &App, id: FileId, folder: Collection, each: FetchOptions) {
+    let (node, tally) = (app.node.clone(), app.tally.clone());
+    let options = CollectionOptions {
+        out_dir: app.downloads_dir.to_path_buf(),
+        parallel: collection::DEFAULT_PARALLEL,
+        progress: Arc::new(Progress::default()),
+        each,
+    };
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let result = collection::fetch(&node, id, &folder, folder.entries.clone(), options).await;
+        if let Some(e) = result.as_ref().err() {
+            tracing::warn!(file = %id.short(), "a folder fetch started over HTTP failed: {e}");
+        }
+        tally.record_folder(id, &folder.name, &result, started);
+    });
 }
 
 /// `DELETE /api/fetches/ID`: cancels a download (its verified chunks are kept).

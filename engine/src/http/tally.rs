@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use swarm_proto::{FileId, PeerId};
 
+use crate::collection::CollectionReport;
 use crate::view::EndedView;
 use crate::Result;
 
@@ -31,7 +32,7 @@ struct Rate {
 const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Tally {
-    /// Records how a fetch started through the API ended.
+    /// Records how a fetch of a file started through the API ended.
     pub(super) fn record(&self, id: FileId, name: &str, result: &Result<crate::FetchReport>, started: Instant) {
         let (name, path, size, error) = match result {
             Ok(report) => (
@@ -42,15 +43,40 @@ impl Tally {
             ),
             Err(e) => (name.to_owned(), None, None, Some(e.to_string())),
         };
-        let entry = EndedView {
+        self.push(EndedView {
             id: id.to_string(),
             name,
-            ok: result.is_ok(),
+            ok: error.is_none(),
             seconds: started.elapsed().as_secs_f64(),
             path,
             size,
             error,
+        });
+    }
+
+    /// Records how a fetch of a folder started through the API ended: it failed if any of its
+    /// files did (the first failure is given).
+    pub(super) fn record_folder(&self, id: FileId, name: &str, result: &Result<CollectionReport>, started: Instant) {
+        let (path, size, error) = match result {
+            Ok(report) => (
+                Some(report.root.display().to_string()),
+                Some(report.done.iter().map(|(entry, _)| entry.size).sum()),
+                report.failed.first().map(|(entry, e)| format!("{}: {e}", entry.path)),
+            ),
+            Err(e) => (None, None, Some(e.to_string())),
         };
+        self.push(EndedView {
+            id: id.to_string(),
+            name: format!("{name}/"),
+            ok: error.is_none(),
+            seconds: started.elapsed().as_secs_f64(),
+            path,
+            size,
+            error,
+        });
+    }
+
+    fn push(&self, entry: EndedView) {
         let mut ended = self.ended.lock().expect("tally lock poisoned");
         ended.push_back(entry);
         while ended.len() > FINISHED_KEPT {

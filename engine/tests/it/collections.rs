@@ -74,6 +74,7 @@ async fn a_shared_folder_is_fetched_whole_with_modes_and_times() {
     let progress = Arc::new(Progress::default());
     let report = collection::fetch(
         &fetcher,
+        shared.id,
         &opened,
         opened.entries.clone(),
         CollectionOptions {
@@ -98,7 +99,7 @@ async fn a_shared_folder_is_fetched_whole_with_modes_and_times() {
     assert_eq!(std::fs::metadata(root.join("a.bin")).unwrap().modified().unwrap(), old);
 
     // Again: everything is found complete, nothing is received.
-    let again = collection::fetch(&fetcher, &opened, opened.entries.clone(), fetch_options(&out))
+    let again = collection::fetch(&fetcher, shared.id, &opened, opened.entries.clone(), fetch_options(&out))
         .await
         .unwrap();
     assert!(again.failed.is_empty());
@@ -166,7 +167,7 @@ async fn a_lying_size_fails_that_file_only_and_one_id_may_fill_two_paths() {
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
     let out = tmp.path().join("out");
     let opened = collection::open(&fetcher, id, &options(&out)).await.unwrap().unwrap();
-    let report = collection::fetch(&fetcher, &opened, opened.entries.clone(), fetch_options(&out))
+    let report = collection::fetch(&fetcher, id, &opened, opened.entries.clone(), fetch_options(&out))
         .await
         .unwrap();
     let root = out.join("crafted");
