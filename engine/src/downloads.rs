@@ -205,7 +205,13 @@ impl Downloads {
 
     /// Puts the fetch of folder `id` (`files` files, `progress` their bytes) on the list, or
     /// returns `None` if one is running already.
-    pub fn begin_folder(&self, id: FileId, name: &str, files: usize, progress: Arc<Progress>) -> Option<FolderRegistered> {
+    pub fn begin_folder(
+        &self,
+        id: FileId,
+        name: &str,
+        files: usize,
+        progress: Arc<Progress>,
+    ) -> Option<FolderRegistered> {
         let mut folders = self.lock_folders();
         if folders.contains_key(&id) {
             return None;

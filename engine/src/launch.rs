@@ -216,7 +216,9 @@ async fn embedded_tracker(
 /// `--listen 127.0.0.1:0` cannot dial `[::1]`).
 fn tracker_seen_from(node: SocketAddr, tracker: SocketAddr) -> SocketAddr {
     match (node, tracker.ip()) {
-        (SocketAddr::V4(_), IpAddr::V6(ip)) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), tracker.port()),
+        (SocketAddr::V4(_), IpAddr::V6(ip)) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), tracker.port())
+        }
         _ => loopback_for(tracker),
     }
 }
@@ -423,7 +425,13 @@ mod tests {
         assert_eq!(tracker_seen_from(at("127.0.0.1:0"), both), at("127.0.0.1:7070"));
         assert_eq!(tracker_seen_from(at("0.0.0.0:0"), both), at("127.0.0.1:7070"));
         assert_eq!(tracker_seen_from(at("[::]:0"), both), at("[::1]:7070"));
-        assert_eq!(tracker_seen_from(at("127.0.0.1:0"), at("0.0.0.0:7070")), at("127.0.0.1:7070"));
-        assert_eq!(tracker_seen_from(at("[::]:0"), at("10.1.2.3:7070")), at("10.1.2.3:7070"));
+        assert_eq!(
+            tracker_seen_from(at("127.0.0.1:0"), at("0.0.0.0:7070")),
+            at("127.0.0.1:7070")
+        );
+        assert_eq!(
+            tracker_seen_from(at("[::]:0"), at("10.1.2.3:7070")),
+            at("10.1.2.3:7070")
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod devtools;
 mod faults;
 mod http;
 mod lan;

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::*;
+use crate::devtools::Browser;
 
 /// Set in the copy of this test that runs inside the namespace, to a file it writes when it
 /// passed (so that a copy that ran nothing, its name filtered out, is no pass).
@@ -133,6 +134,8 @@ fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
         transfer_done(&second) != transfer_done(&first) && held_here(&second) > held_here(&first)
     });
 
+    fetch_a_folder_from_the_page(tmp.path(), &addr, &page, &out);
+
     let shot =
         std::env::var("SWARM_SCREENSHOT").unwrap_or_else(|_| format!("{}/web-view.png", env!("CARGO_TARGET_TMPDIR")));
     screenshot(&page, Path::new(&shot), tmp.path());
@@ -144,6 +147,60 @@ fn the_web_view_shows_transfers_and_chunk_maps_in_chromium() {
     );
     eprintln!("screenshot of the web view at {shot}");
     std::fs::write(passed, b"passed").unwrap();
+}
+
+/// A folder fetched from the node's page as a person does it: its ticket pasted into the form
+/// and Fetch clicked. The folder's row shows while it runs, and where it went once it ended;
+/// the files are on disk, whole.
+fn fetch_a_folder_from_the_page(dir: &Path, tracker: &str, page: &str, out: &Path) {
+    let photos = dir.join("photos");
+    // 1.5 MiB from a seeder capped at 300 KB/s: about 5 s, time for a few of the page's
+    // one-second refreshes.
+    let pictures: Vec<Vec<u8>> = (0..3).map(|i| content(8 * 65_536, 20 + i)).collect();
+    for (i, data) in pictures.iter().enumerate() {
+        write(photos.join(format!("p{i}.jpg")), data);
+    }
+    let state = dir.join("seeder-photos");
+    let seeder = Proc::spawn(&[
+        "seed",
+        s(&photos),
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+        "--tracker",
+        tracker,
+        "--max-upload-rate",
+        "300KB/s",
+    ]);
+    while !seeder.line().trim_end().ends_with("photos/ (3 file(s))") {}
+    let command = seeder.line();
+    let ticket = command
+        .trim()
+        .strip_prefix("swarm fetch ")
+        .expect("the folder's command");
+
+    let mut browser = Browser::open(page, dir);
+    browser.click("#fetch-what");
+    browser.type_text(ticket);
+    browser.click("#fetch button");
+    let mut shown = String::new();
+    browser.wait_for("the folder's row on the page", |b| {
+        shown = b.shown_text();
+        shown.contains("photos/ (")
+    });
+    assert!(shown.contains("of 3 files)"), "the folder's row: {shown}");
+    browser.wait_for("the page to say the folder was fetched", |b| {
+        shown = b.shown_text();
+        shown.contains("fetched photos/")
+    });
+    println!("the page, once the folder was fetched:\n{shown}");
+    for (i, data) in pictures.iter().enumerate() {
+        let fetched = std::fs::read(out.join(format!("photos/p{i}.jpg"))).unwrap();
+        assert!(fetched == *data, "photos/p{i}.jpg differs");
+    }
 }
 
 /// The "done" column of the transfer's row.

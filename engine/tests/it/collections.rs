@@ -99,9 +99,15 @@ async fn a_shared_folder_is_fetched_whole_with_modes_and_times() {
     assert_eq!(std::fs::metadata(root.join("a.bin")).unwrap().modified().unwrap(), old);
 
     // Again: everything is found complete, nothing is received.
-    let again = collection::fetch(&fetcher, shared.id, &opened, opened.entries.clone(), fetch_options(&out))
-        .await
-        .unwrap();
+    let again = collection::fetch(
+        &fetcher,
+        shared.id,
+        &opened,
+        opened.entries.clone(),
+        fetch_options(&out),
+    )
+    .await
+    .unwrap();
     assert!(again.failed.is_empty());
     assert_eq!(again.bytes_received(), 0);
 }
