@@ -186,7 +186,8 @@ impl Node {
             served: inner.served.clone(),
         };
         let span = tracing::info_span!("node", node = %self.id().short());
-        let sweep = crate::upload_log::sweep_until(inner.served.clone(), inner.shutdown.clone());
+        let tracker = inner.session.as_ref().map(|session| session.client().clone());
+        let sweep = crate::upload_log::sweep_until(inner.served.clone(), tracker, inner.shutdown.clone());
         inner.background.spawn(sweep.instrument(span.clone()));
         let server = server::serve(
             inner.transport.clone(),

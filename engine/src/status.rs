@@ -209,7 +209,15 @@ async fn ask_running(state_dir: &Path, addr: SocketAddr) -> Result<NodeStatus> {
         addr,
         message,
     };
-    match answer?.0 {
+
+    let answer = answer.map_err(|e| match e {
+        // Status goes with the build, not the protocol (only the node itself asks it).
+        swarm_proto::protocol::ProtocolError::Malformed(_) => peer_error(format!(
+            "its status reads in another format ({e}): the node runs another build of swarm; restart it with this one"
+        )),
+        e => e.into(),
+    })?;
+    match answer.0 {
         PeerResponse::Status(status) => Ok(status),
         PeerResponse::Error { code, message } => {
             Err(peer_error(format!("refused the status request ({code:?}): {message}")))

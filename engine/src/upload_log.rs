@@ -1,5 +1,9 @@
 //! Who this node serves, in its log: a line when a peer starts fetching a file from it, and a
 //! summary (bytes, time, rate) once that peer has been quiet for [`QUIET`] or the node stops.
+//!
+//! The tracker's spot checks come as strangers (a one-time key each, so that a holder cannot
+//! serve checks alone honestly): a peer that took one chunk and went quiet is asked about
+//! once [`ASK_AFTER`] has passed, and shown as the tracker's check if the tracker says it was.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,12 +13,19 @@ use std::time::{Duration, Instant};
 use swarm_proto::protocol::UploadStatus;
 use swarm_proto::{FileId, PeerId};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::nat::WaysIn;
+use crate::tracker_client::TrackerClient;
 
 /// A peer that asked for nothing of a file this long is done with it, as far as the log goes.
 pub const QUIET: Duration = Duration::from_secs(10);
+/// How long a peer that took one chunk is quiet before the tracker is asked whether it was a
+/// spot check: the tracker knows once the check has ended, a moment after the chunk arrived.
+pub const ASK_AFTER: Duration = Duration::from_secs(2);
+/// Failed asks in a row after which a node stops asking its tracker about checks (a tracker
+/// of an earlier build does not know the question).
+const ASKS_BEFORE_GIVING_UP: u32 = 3;
 
 /// What one peer fetched of one file.
 #[derive(Debug, Clone)]
@@ -25,6 +36,10 @@ struct Served {
     chunks: u32,
     first: Instant,
     last: Instant,
+    /// The tracker was asked whether this peer was its spot check.
+    asked: bool,
+    /// It said so.
+    spot_check: bool,
 }
 
 /// The peers being served, by file.
@@ -58,6 +73,8 @@ impl UploadLog {
                 chunks: 0,
                 first: now,
                 last: now,
+                asked: false,
+                spot_check: false,
             }
         });
         entry.bytes += bytes;
@@ -82,11 +99,39 @@ impl UploadLog {
                     rate: (s.bytes as f64 / seconds) as u64,
                     idle_ms: now.saturating_duration_since(s.last).as_millis() as u64,
                     path: self.ways_in.path_of(s.addr).to_string(),
+                    spot_check: s.spot_check,
                 }
             })
             .collect();
         list.sort_by_key(|u| std::cmp::Reverse(u.bytes));
         list
+    }
+
+    /// The peers to ask the tracker about at `now`: each served one chunk, quiet for
+    /// [`ASK_AFTER`], and not asked about before (they are marked asked).
+    pub fn to_ask(&self, now: Instant) -> Vec<PeerId> {
+        let mut served = self.served.lock().expect("upload log lock poisoned");
+        let mut peers: Vec<PeerId> = served
+            .iter_mut()
+            .filter(|(_, s)| !s.asked && s.chunks == 1 && now.saturating_duration_since(s.last) >= ASK_AFTER)
+            .map(|((peer, _), s)| {
+                s.asked = true;
+                *peer
+            })
+            .collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// Marks `checks` as the tracker's spot checks.
+    pub fn mark_checks(&self, checks: &[PeerId]) {
+        let mut served = self.served.lock().expect("upload log lock poisoned");
+        for ((peer, _), s) in served.iter_mut() {
+            if checks.contains(peer) {
+                s.spot_check = true;
+            }
+        }
     }
 
     /// Logs a summary of every peer quiet since `now - QUIET` (every peer, if `all`) and
@@ -101,6 +146,10 @@ impl UploadLog {
         for ((peer, file), s) in &done {
             let seconds = s.last.saturating_duration_since(s.first).as_secs_f64();
             let rate = s.bytes as f64 / seconds.max(0.001) / 1e6;
+            if s.spot_check {
+                info!(file = %file.short(), name = %s.name, "the tracker checked a chunk: it got it whole");
+                continue;
+            }
             info!(
                 peer = %peer.short(),
                 addr = %s.addr,
@@ -116,18 +165,38 @@ impl UploadLog {
     }
 }
 
-/// Sums up quiet peers every few seconds, and everyone when `shutdown` fires.
-pub async fn sweep_until(log: Arc<UploadLog>, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(QUIET / 2);
+/// Sums up quiet peers every few seconds, and everyone when `shutdown` fires; asks `tracker`
+/// (if the node has one) which peers were its spot checks, every second.
+pub async fn sweep_until(log: Arc<UploadLog>, tracker: Option<Arc<TrackerClient>>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
+    let mut failed_asks = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
                 log.sweep(Instant::now(), true);
                 return;
             }
-            _ = ticker.tick() => {
-                log.sweep(Instant::now(), false);
+            _ = ticker.tick() => {}
+        }
+        ticks += 1;
+        if let Some(tracker) = tracker.as_ref().filter(|_| failed_asks < ASKS_BEFORE_GIVING_UP) {
+            let peers = log.to_ask(Instant::now());
+            if !peers.is_empty() {
+                match tracker.which_were_checks(peers).await {
+                    Ok(checks) => {
+                        failed_asks = 0;
+                        log.mark_checks(&checks);
+                    }
+                    Err(e) => {
+                        failed_asks += 1;
+                        debug!("could not ask the tracker which peers were its checks: {e}");
+                    }
+                }
             }
+        }
+        if ticks.is_multiple_of(QUIET.as_secs() / 2) {
+            log.sweep(Instant::now(), false);
         }
     }
 }
@@ -160,6 +229,30 @@ mod tests {
             log.sweep(start + Duration::from_secs(12), true),
             1,
             "a stop sums up the rest"
+        );
+    }
+
+    #[test]
+    fn one_chunk_peers_are_asked_about_once_quiet_and_once_only() {
+        let log = UploadLog::default();
+        let start = Instant::now();
+        let (check, fetcher, file) = (PeerId([1; 32]), PeerId([2; 32]), FileId([3; 32]));
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        log.record(check, addr, file, "a.bin", 100, start);
+        log.record(fetcher, addr, file, "a.bin", 100, start);
+        log.record(fetcher, addr, file, "a.bin", 100, start);
+        assert!(log.to_ask(start + ASK_AFTER / 2).is_empty(), "not quiet yet");
+        assert_eq!(
+            log.to_ask(start + ASK_AFTER),
+            vec![check],
+            "a peer of two chunks is no check"
+        );
+        assert!(log.to_ask(start + ASK_AFTER * 2).is_empty(), "asked once");
+        log.mark_checks(&[check]);
+        let shown: Vec<(PeerId, bool)> = log.current(start).iter().map(|u| (u.peer, u.spot_check)).collect();
+        assert!(
+            shown.contains(&(check, true)) && shown.contains(&(fetcher, false)),
+            "{shown:?}"
         );
     }
 }

@@ -76,6 +76,9 @@ pub struct UploadView {
     pub idle_seconds: f64,
     /// How the connection runs: `direct`, `punched` or `relayed`.
     pub path: String,
+    /// It was the tracker's spot check of a chunk this node announced, not a download (as the
+    /// tracker said once the check had ended; until then it shows as any peer).
+    pub spot_check: bool,
 }
 
 impl From<&UploadStatus> for UploadView {
@@ -90,6 +93,7 @@ impl From<&UploadStatus> for UploadView {
             bytes_per_second: upload.rate,
             idle_seconds: upload.idle_ms as f64 / 1000.0,
             path: upload.path.clone(),
+            spot_check: upload.spot_check,
         }
     }
 }

@@ -218,7 +218,18 @@ pub enum TrackerRequest {
         /// The IP address of the peer that asked its tracker for the relay.
         asker: std::net::IpAddr,
     },
+    /// Which of these peers, that fetched a chunk from this one lately, were the tracker's own
+    /// spot checks (at most [`MAX_CHECKS_ASKED`])? A check dials with a key of its own, so that
+    /// a holder cannot tell it from a fetcher while it runs; once it has ended, the holder may
+    /// know, and show it as what it was. Answered with `Checks`, naming only checks that ended.
+    WhichWereChecks {
+        /// The peers the asker served.
+        peers: Vec<PeerId>,
+    },
 }
+
+/// Most peers asked about in one [`TrackerRequest::WhichWereChecks`].
+pub const MAX_CHECKS_ASKED: usize = 64;
 
 /// How long a tracker holds an [`TrackerRequest::AwaitIntroductions`] with nothing to say
 /// before answering it empty: under the 30 seconds after which many NATs forget a UDP mapping.
@@ -299,6 +310,9 @@ pub enum TrackerResponse {
         /// The asker's token, then the holder's.
         tokens: [[u8; 16]; 2],
     },
+    /// Answer to `WhichWereChecks`: those of the peers asked about that were this tracker's
+    /// spot checks of the asker, and have ended.
+    Checks(Vec<PeerId>),
 }
 
 /// What one peer asks of another.
@@ -557,6 +571,8 @@ pub struct UploadStatus {
     /// How it reached this node: `direct`, `punched` (through this node's NAT, introduced by
     /// the tracker) or `relayed`.
     pub path: String,
+    /// It was the tracker's spot check (as the tracker said once the check had ended).
+    pub spot_check: bool,
 }
 
 /// One file of a node's status.
@@ -952,6 +968,11 @@ mod tests {
                 },
                 vec![17, 0, 10, 0, 0, 5],
             ),
+            // WhichWereChecks (added in version 8, at the end): variant 18, one peer.
+            (
+                TrackerRequest::WhichWereChecks { peers: vec![PeerId(P)] },
+                cat(&[&[18, 1], &P]),
+            ),
         ];
         for (message, payload) in tracker {
             check(&message, &payload);
@@ -1096,6 +1117,8 @@ mod tests {
                 },
                 cat(&[&[11, 251, 64, 156], &[1; 16], &[2; 16]]),
             ),
+            // Checks: variant 12, one peer.
+            (TrackerResponse::Checks(vec![PeerId(P)]), cat(&[&[12, 1], &P])),
         ];
         for (message, payload) in responses {
             check(&message, &payload);
@@ -1139,7 +1162,12 @@ mod tests {
             rate: 250,
             idle_ms: 3,
             path: "relayed".into(),
+            spot_check: true,
         };
+        // Status is asked only by the node itself (`swarm status`, with the node's own key), so
+        // its form goes with the build rather than the protocol's version: a `swarm status` of
+        // another build says so and asks for a restart (it changed within version 8: an
+        // upload's `spot_check`).
         // Status: one file (id, name, path "/x", size, chunks, held, bytes held, state 2), then
         // one upload (peer, address as variant 0 with 4 bytes and port, file, name, bytes,
         // chunks, rate, idle, path "relayed"), then one skipped path.
@@ -1162,6 +1190,8 @@ mod tests {
                 &F,
                 &[1, b'a', 5, 1, 250, 3, 7],
                 b"relayed",
+                // The tracker's spot check: true.
+                &[1],
                 // One skipped path: "/y", why "z".
                 &[1, 2, b'/', b'y', 1, b'z'],
             ]),

@@ -9,7 +9,13 @@
 //! once and checked later), a few at a time. A holder behind a NAT that waits for
 //! introductions is told to let the check in (see [`crate::introductions`]); one the tracker
 //! still cannot reach (or too busy) is not held to have lied.
+//!
+//! A check dials with a one-time key of its own, so that a holder cannot tell it from a
+//! fetcher and serve checks alone. Once it ended, the holder may ask which of the peers it
+//! served were checks ([`Auditor::which_were_checks`]), and show them as such: a key is never
+//! used twice, so knowing it afterwards helps no holder pass the next check.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,6 +100,50 @@ pub struct Auditor {
     allowance: Mutex<Allowance>,
     /// Tells holders behind NATs that a check comes.
     introducer: Arc<Introducer>,
+    /// The keys of the checks that ended lately, for holders that ask.
+    ended: Mutex<EndedChecks>,
+}
+
+/// How long a holder may ask about a check after it ended: time for a node to see the
+/// upload end (it waits a second or two) and ask.
+const ENDED_KEPT: Duration = Duration::from_secs(300);
+/// Most checks of one holder remembered (at most [`Audits::checks_per_second`] are made in
+/// all, so a holder rarely has more than a few within [`ENDED_KEPT`]).
+const ENDED_PER_HOLDER: usize = 32;
+
+/// The keys of the checks that ended in the last [`ENDED_KEPT`], by the holder checked.
+#[derive(Default)]
+struct EndedChecks {
+    by_holder: HashMap<PeerId, VecDeque<(PeerId, Instant)>>,
+    /// When entries older than [`ENDED_KEPT`] were last dropped.
+    swept: Option<Instant>,
+}
+
+impl EndedChecks {
+    fn record(&mut self, holder: PeerId, key: PeerId, now: Instant) {
+        if self
+            .swept
+            .is_none_or(|at| now.saturating_duration_since(at) >= ENDED_KEPT)
+        {
+            self.by_holder.retain(|_, keys| {
+                keys.retain(|(_, at)| now.saturating_duration_since(*at) < ENDED_KEPT);
+                !keys.is_empty()
+            });
+            self.swept = Some(now);
+        }
+        let keys = self.by_holder.entry(holder).or_default();
+        if keys.len() == ENDED_PER_HOLDER {
+            keys.pop_front();
+        }
+        keys.push_back((key, now));
+    }
+
+    fn was_check(&self, holder: PeerId, key: PeerId, now: Instant) -> bool {
+        self.by_holder.get(&holder).is_some_and(|keys| {
+            keys.iter()
+                .any(|(k, at)| *k == key && now.saturating_duration_since(*at) < ENDED_KEPT)
+        })
+    }
 }
 
 struct Allowance {
@@ -112,6 +162,7 @@ impl Auditor {
             checker: Mutex::new(None),
             config,
             at_once: Semaphore::new(AT_ONCE),
+            ended: Mutex::default(),
             allowance: Mutex::new(Allowance {
                 bytes: config.bytes_per_second as f64,
                 checks: f64::from(config.checks_per_second),
@@ -151,9 +202,17 @@ impl Auditor {
         if !self.afford(u64::from(claim.manifest.chunk_len(claim.chunk))) {
             return None;
         }
-        let verdict = match tokio::time::timeout(CHECK_TIMEOUT, self.fetch(claim)).await {
-            Ok(verdict) => verdict,
-            Err(_) => Verdict::Unknown(format!("no chunk within {CHECK_TIMEOUT:?}")),
+        let verdict = match self.incognito() {
+            Ok(transport) => {
+                let verdict = tokio::time::timeout(CHECK_TIMEOUT, self.fetch_through(&transport, claim)).await;
+                self.ended.lock().expect("ended checks lock poisoned").record(
+                    claim.peer,
+                    transport.id(),
+                    Instant::now(),
+                );
+                verdict.unwrap_or_else(|_| Verdict::Unknown(format!("no chunk within {CHECK_TIMEOUT:?}")))
+            }
+            Err(e) => Verdict::Unknown(e),
         };
         crate::telemetry::audit(match verdict {
             Verdict::Held => "held",
@@ -181,11 +240,14 @@ impl Auditor {
         Ok(checker.as_ref().expect("bound above").with_identity(identity))
     }
 
-    async fn fetch(&self, claim: &Claim) -> Verdict {
-        match self.incognito() {
-            Ok(transport) => self.fetch_through(&transport, claim).await,
-            Err(e) => Verdict::Unknown(e),
-        }
+    /// Those of `peers` that were the keys of checks of `holder` that have ended.
+    pub fn which_were_checks(&self, holder: PeerId, peers: &[PeerId]) -> Vec<PeerId> {
+        let ended = self.ended.lock().expect("ended checks lock poisoned");
+        peers
+            .iter()
+            .copied()
+            .filter(|peer| ended.was_check(holder, *peer, Instant::now()))
+            .collect()
     }
 
     async fn fetch_through(&self, transport: &Transport, claim: &Claim) -> Verdict {
@@ -235,5 +297,34 @@ impl Auditor {
         };
         connection.close(swarm_proto::protocol::CloseCode::Done.code(), b"checked");
         verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_learns_of_its_own_ended_checks_only_and_for_a_while() {
+        let mut ended = EndedChecks::default();
+        let (holder, other, key, stranger) = (PeerId([1; 32]), PeerId([2; 32]), PeerId([3; 32]), PeerId([4; 32]));
+        let start = Instant::now();
+        ended.record(holder, key, start);
+        assert!(ended.was_check(holder, key, start));
+        assert!(!ended.was_check(holder, stranger, start), "a fetcher is not a check");
+        assert!(
+            !ended.was_check(other, key, start),
+            "another holder's check is not told"
+        );
+        assert!(!ended.was_check(holder, key, start + ENDED_KEPT), "forgotten in time");
+        for i in 0..ENDED_PER_HOLDER {
+            ended.record(holder, PeerId([10 + i as u8; 32]), start);
+        }
+        assert!(
+            !ended.was_check(holder, key, start),
+            "at most {ENDED_PER_HOLDER} a holder"
+        );
+        ended.record(other, key, start + ENDED_KEPT);
+        assert!(!ended.by_holder.contains_key(&holder), "old entries are swept");
     }
 }

@@ -129,9 +129,15 @@ fn node_table(node: &NodeShown) {
             "RATE"
         );
         for upload in &status.uploads {
+            // A check comes with a one-time key, which says nothing to a person.
+            let peer = if upload.spot_check {
+                "tracker's check".to_owned()
+            } else {
+                upload.peer.short()
+            };
             crate::out!(
                 "{:<16}  {:<21}  {:<8}  {:>10}  {:>11}  {}",
-                upload.peer.short(),
+                peer,
                 upload.addr,
                 upload.path,
                 bytes(upload.bytes),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use swarm_proto::protocol::{
     CatalogueEntry, ErrorCode, Holding, PageRequest, TrackerRequest, TrackerResponse, INTRODUCTION_WAIT, MAX_BATCH,
-    MAX_BATCH_LOCATES, MAX_BATCH_WANT, MAX_FRAME,
+    MAX_BATCH_LOCATES, MAX_BATCH_WANT, MAX_CHECKS_ASKED, MAX_FRAME,
 };
 use swarm_proto::share::SharePage;
 use swarm_proto::share_key::SignedChange;
@@ -490,6 +490,17 @@ impl TrackerClient {
                 code: ErrorCode::NotFound,
                 ..
             } => Err(self.not_in_catalogue(file)),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Those of `peers` (this node served them lately) that were the tracker's spot checks
+    /// of this node and have ended (at most [`MAX_CHECKS_ASKED`] are asked about; the rest are
+    /// left out).
+    pub async fn which_were_checks(&self, mut peers: Vec<PeerId>) -> Result<Vec<PeerId>> {
+        peers.truncate(MAX_CHECKS_ASKED);
+        match self.request(&TrackerRequest::WhichWereChecks { peers }).await? {
+            TrackerResponse::Checks(checks) => Ok(checks),
             other => Err(self.unexpected(other)),
         }
     }

@@ -174,3 +174,51 @@ async fn claims_are_spot_checked_at_once_and_again_later() {
     assert!(err.contains("spot check failed"), "{err}");
     assert!(!holders(&sly_client, &manifest).await.contains(&sly));
 }
+
+/// A holder shows the tracker's spot checks for what they are once they have ended (the
+/// tracker says so when asked, naming only its checks of that holder), and a fetcher that took
+/// one chunk as a fetcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_shows_the_trackers_checks_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(tmp.path()).await;
+    let share = tmp.path().join("share");
+    write(&share, "one-chunk.bin", &content(CHUNK as usize, 3));
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    seeder.join_tracker().await.unwrap();
+    let file = seeder
+        .seed_dir(&share, CHUNK, &Progress::default())
+        .await
+        .unwrap()
+        .remove(0);
+    // The announcement was checked before it was answered: one chunk, to a one-time key.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let uploads = seeder.uploads();
+        if uploads
+            .iter()
+            .any(|u| u.spot_check && u.file == file.id && u.chunks == 1)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no upload shown as the tracker's check: {uploads:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    fetcher.fetch(file.id, options(&tmp.path().join("out"))).await.unwrap();
+    let by_fetcher = |seeder: &swarm_engine::Node| seeder.uploads().into_iter().find(|u| u.peer == fetcher.id());
+    assert!(
+        by_fetcher(&seeder).is_some(),
+        "the fetch is among the uploads: {:?}",
+        seeder.uploads()
+    );
+    // Past the time the seeder asks about a one-chunk peer (2 s quiet, asked within the next
+    // second): a fetcher is still a fetcher.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let upload = by_fetcher(&seeder).expect("still listed within 10 s");
+    assert!(!upload.spot_check, "a fetcher shown as a check: {upload:?}");
+}

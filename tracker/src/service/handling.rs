@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use swarm_proto::meta::nanos_since_epoch;
 use swarm_proto::protocol::{
     CataloguePage, CloseCode, ErrorCode, ProtocolError, Refusal, TrackerRequest, TrackerResponse, MAX_BATCH,
-    MAX_BATCH_LOCATES, MAX_BATCH_LOCATE_CHUNKS, MAX_BATCH_WANT, MAX_FRAME,
+    MAX_BATCH_LOCATES, MAX_BATCH_LOCATE_CHUNKS, MAX_BATCH_WANT, MAX_CHECKS_ASKED, MAX_FRAME,
 };
 use swarm_proto::share::check_change;
 use swarm_proto::share_key::SignedChange;
@@ -152,6 +152,14 @@ impl Service {
                 Err(refusal) => refusal.into(),
             },
             TrackerRequest::ShareUpdate { share, changes } => self.share_update(peer, share, changes).await,
+            TrackerRequest::WhichWereChecks { peers } if peers.len() > MAX_CHECKS_ASKED => Refusal::new(
+                ErrorCode::Limit,
+                format!("at most {MAX_CHECKS_ASKED} peers may be asked about at once"),
+            )
+            .into(),
+            TrackerRequest::WhichWereChecks { peers } => {
+                TrackerResponse::Checks(self.auditor.which_were_checks(peer, &peers))
+            }
             read => self.answer(peer, read),
         }
     }
@@ -470,5 +478,6 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::AwaitIntroductions => "await_introductions",
         TrackerRequest::Introduce { .. } => "introduce",
         TrackerRequest::OpenRelay { .. } => "open_relay",
+        TrackerRequest::WhichWereChecks { .. } => "which_were_checks",
     }
 }
