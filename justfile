@@ -53,6 +53,12 @@ bench:
 compare size_mib="1024":
     bash benches/compare/run.sh {{size_mib}}
 
+# Two builds of swarm in one run, rounds alternating (root): MB/s and the fetcher's CPU per GiB,
+# with new/old ratios. `just ab /tmp/swarm-old target/release/swarm`; PATH_MTU=1500 (or 9000)
+# fetches across a veth pair of that MTU instead of loopback.
+ab old new size_mib="1024" rounds="3" seeders="1":
+    bash benches/ab.sh {{old}} {{new}} {{size_mib}} {{rounds}} {{seeders}}
+
 # swarm (1 and 4 seeders) and one bare QUIC stream (quic-perf) through wan-relay at 10, 50
 # and 100 ms round trips with 0% and 0.5% loss, in a loopback-only namespace (root).
 # CONGESTION="cubic newreno bbr" runs each controller in turn; RTTS, LOSSES, RATE_ONE and
