@@ -376,8 +376,17 @@ fn parse_store(s: &str) -> Result<String, String> {
 /// `swarm seed`
 #[derive(Debug, Args)]
 pub struct SeedArgs {
+    /// The folder or file to share. With --url, the folder the URLs' files are kept in
+    /// (default: `origins/` in the state directory), shared with whatever else it holds.
+    #[arg(value_name = "PATH", required_unless_present = "urls")]
+    pub dir: Option<PathBuf>,
+    /// Read the file at this http:// or https:// URL into PATH, hashing it as it streams in,
+    /// and share it (repeatable). The origin is read once: the swarm serves the copy. On a
+    /// later start the copy is kept if the origin says it has not changed.
+    #[arg(long = "url", value_name = "URL")]
+    pub urls: Vec<String>,
     #[command(flatten)]
-    pub share: ShareArgs,
+    pub peer: PeerArgs,
     /// Also print a ticket for every file of the folder (the folder's own ticket fetches them all).
     #[arg(long, env = "SWARM_EACH")]
     pub each: bool,

@@ -89,6 +89,14 @@ pub enum Error {
         /// What went wrong, and what to do.
         message: String,
     },
+    /// A file could not be read from its origin (an HTTP server).
+    #[error("origin {url}: {message}")]
+    Origin {
+        /// The file's URL.
+        url: String,
+        /// What went wrong, and what to do.
+        message: String,
+    },
     /// A peer failed or refused.
     #[error("peer {} at {addr}: {message}", peer.short())]
     Peer {

@@ -80,6 +80,8 @@ pub mod launch;
 mod nat;
 pub mod netutil;
 mod node;
+#[cfg(feature = "origins")]
+pub mod origin;
 mod out_dir;
 mod port_mapping;
 pub mod progress;

@@ -289,6 +289,12 @@ impl Node {
         self.inner.folders.remember_fetched(report).await
     }
 
+    /// Remembers the file at `path` as hashed into `manifest` elsewhere (as while it streamed
+    /// in from an origin), so that scanning its folder shares it without hashing it again.
+    pub async fn remember_hashed(&self, path: &Path, manifest: &Manifest, meta: FileMeta) -> Result<()> {
+        self.inner.folders.remember(path, manifest, meta, false).await
+    }
+
     /// Stops serving `file` and withdraws it from the tracker.
     pub async fn stop_holding(&self, file: FileId) {
         self.inner.folders.stop_holding(file).await

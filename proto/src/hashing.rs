@@ -119,6 +119,78 @@ pub fn hash_open_file(file: &File, chunk_size: u32) -> io::Result<FileHashes> {
     Ok(FileHashes { size, chunks, global })
 }
 
+/// Hashes content as it arrives, in order, in `chunk_size` pieces: the same [`FileHashes`] as
+/// [`hash_file`] would give of the whole, without reading it again (for content that streams
+/// in from elsewhere, as from an HTTP origin). Holds at most one chunk.
+#[derive(Debug)]
+pub struct StreamHasher {
+    chunk_size: u32,
+    /// The chunk being filled.
+    pending: Vec<u8>,
+    chunks: Vec<Digest>,
+    size: u64,
+}
+
+impl StreamHasher {
+    /// A hasher of `chunk_size` pieces (a power of two of at least 1 KiB, as manifests use).
+    pub fn new(chunk_size: u32) -> StreamHasher {
+        StreamHasher {
+            chunk_size,
+            pending: Vec::with_capacity(chunk_size as usize),
+            chunks: Vec::new(),
+            size: 0,
+        }
+    }
+
+    /// Takes the next bytes of the content.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.size += data.len() as u64;
+        let chunk = self.chunk_size as usize;
+        while !data.is_empty() {
+            let take = (chunk - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            // A full chunk is hashed only once more bytes follow: the last chunk of a file of
+            // exactly one chunk is hashed differently (see `finish`).
+            if self.pending.len() == chunk && !data.is_empty() {
+                self.hash_pending();
+            }
+        }
+    }
+
+    /// Bytes taken so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn hash_pending(&mut self) {
+        let index = self.chunks.len() as u64;
+        self.chunks.push(chunk_hash(index, self.chunk_size, &self.pending));
+        self.pending.clear();
+    }
+
+    /// The hashes of everything taken.
+    pub fn finish(mut self) -> FileHashes {
+        if self.chunks.is_empty() && !self.pending.is_empty() {
+            let global = blake3::hash(&self.pending).into();
+            return FileHashes {
+                size: self.size,
+                chunks: vec![chunk_hash(0, self.chunk_size, &self.pending)],
+                global,
+            };
+        }
+        if !self.pending.is_empty() {
+            self.hash_pending();
+        }
+        let global = global_from_chunks(self.size, self.chunk_size, &self.chunks).expect("none or two or more chunks");
+        FileHashes {
+            size: self.size,
+            chunks: self.chunks,
+            global,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +234,28 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn hashing_as_it_streams_in_equals_hashing_the_file(
+            len in 0usize..40_000,
+            shift in 10u32..13,
+            cuts in proptest::collection::vec(0usize..40_000, 0..8),
+        ) {
+            let chunk_size = 1u32 << shift;
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            file.write_all(&data).unwrap();
+            let whole = hash_file(file.path(), chunk_size).unwrap();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(len)).collect();
+            cuts.sort();
+            let mut streamed = StreamHasher::new(chunk_size);
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([len]) {
+                streamed.update(&data[from..cut]);
+                from = cut;
+            }
+            prop_assert_eq!(streamed.finish(), whole);
+        }
+
         #[test]
         fn tree_merge_equals_blake3(len in 0usize..70_000, shift in 10u32..14) {
             let chunk_size = 1u32 << shift;

@@ -162,6 +162,21 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Describes content hashed elsewhere (as by [`crate::hashing::StreamHasher`]) under
+    /// `name`, in chunks of `chunk_size`.
+    pub fn from_hashes(name: &str, chunk_size: u32, hashes: FileHashes) -> Result<Manifest, ManifestError> {
+        let manifest = Manifest {
+            name: name.to_owned(),
+            hash: hashes.global,
+            size: hashes.size,
+            chunk_size,
+            chunk_count: hashes.chunks.len() as u32,
+            chunks: hashes.chunks,
+        };
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
     /// The canonical encoding whose BLAKE3 hash is the file id: the fields in order, each
     /// integer and length as a varint (see `put_varint`), strings as UTF-8 bytes and
     /// digests as their 32 bytes.

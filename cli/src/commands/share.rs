@@ -176,11 +176,32 @@ impl Sharing {
 }
 
 /// `swarm seed`
-pub async fn seed(args: SeedArgs) -> Result<()> {
-    let path = &args.share.dir;
-    let sharing = Sharing::start(path, &args.share.peer, true).await?;
+pub async fn seed(mut args: SeedArgs) -> Result<()> {
+    let path = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            // The node and its origins' folder in one state directory, whichever it is.
+            let state = crate::config::node_state(&args.peer.node.state);
+            args.peer.node.state = Some(state.clone());
+            state.join("origins")
+        }
+    };
+    if !args.urls.is_empty() {
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot make {}", path.display()))?;
+    }
+    let path = &path;
+    let sharing = Sharing::start(path, &args.peer, true).await?;
+    for url in &args.urls {
+        let read = read_from_origin(&sharing, url, path).await;
+        if let Err(e) = read {
+            sharing.stop().await;
+            return Err(e);
+        }
+    }
     let files = sharing.share_dir(path, Duration::ZERO, "; Ctrl-C to stop").await?;
-    let folder = if path.is_dir() {
+    // The origins' own folder (no PATH given) is no folder of the user's: its files are
+    // told one by one.
+    let folder = if path.is_dir() && args.dir.is_some() {
         let name = folder_name(path)?;
         let shared = swarm_engine::collection::share(sharing.node(), &name, &files, sharing.chunk_size).await?;
         Some(shared)
@@ -189,7 +210,7 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
     };
     let tracker = &sharing.peer.public_tracker;
     let holder = sharing.peer.ticket_holder();
-    let secret = args.share.peer.node.secret_file.as_deref();
+    let secret = args.peer.node.secret_file.as_deref();
     let fetch_command = |id| fetch_command(id, tracker, holder.clone(), secret);
     if args.json {
         let trackers = tracker.parse::<Trackers>().ok();
@@ -222,6 +243,28 @@ pub async fn seed(args: SeedArgs) -> Result<()> {
     let _ = std::io::stdout().flush();
     shutdown_signal().await;
     sharing.stop().await;
+    Ok(())
+}
+
+/// Reads `url` into `dir` from its origin (with a progress bar), saying what it did.
+async fn read_from_origin(sharing: &Sharing, url: &str, dir: &Path) -> Result<()> {
+    let progress = Arc::new(swarm_engine::Progress::default());
+    let display = output::show_progress(&format!("reading {url}"), progress.clone(), false);
+    let read = tokio::select! {
+        read = swarm_engine::origin::read_from_origin(sharing.node(), url, dir, sharing.chunk_size, &progress) => read,
+        _ = shutdown_signal() => Err(swarm_engine::Error::Cancelled),
+    };
+    display.finish().await;
+    let read = read?;
+    if read.unchanged {
+        crate::note!("{}: unchanged at its origin, kept", output::shown_path(&read.path));
+    } else {
+        crate::note!(
+            "read {} from {url} into {}",
+            output::bytes(read.bytes_read),
+            output::shown_path(&read.path)
+        );
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod http;
 mod lan;
 mod metrics;
 mod nat;
+mod origins;
 mod private;
 mod redis_trackers;
 mod resume;

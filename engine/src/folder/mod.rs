@@ -274,18 +274,24 @@ impl Folders {
     /// folder later does not hash it again. The version it replaced at that path, if any, is
     /// no longer held and is withdrawn.
     pub async fn remember_fetched(&self, report: &FetchReport) -> Result<()> {
-        let path = report.path.canonicalize().map_err(|e| Error::io(&report.path, e))?;
+        self.remember(&report.path, &report.manifest, report.meta, true).await
+    }
+
+    /// Remembers the file at `path` as hashed into `manifest` (`fetched` if it came from the
+    /// swarm), so that a scan of its folder reuses the manifest while the file is unchanged.
+    pub async fn remember(&self, path: &Path, manifest: &Manifest, meta: FileMeta, fetched: bool) -> Result<()> {
+        let path = path.canonicalize().map_err(|e| Error::io(path, e))?;
         let metadata = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
         let record = SeededRecord {
             stamp: FileStamp::of(&metadata),
-            manifest: (*report.manifest).clone(),
-            meta: report.meta,
-            fetched: true,
+            manifest: manifest.clone(),
+            meta,
+            fetched,
         };
         // Not flushed at once (sled writes it within half a second): a record lost in a crash
         // costs one hashing of the file, and a sync of many small files one fsync each.
         let replaced = self.state.save_seeded(&path, &record)?;
-        if let Some(old) = replaced.map(|r| r.manifest.id()).filter(|old| *old != report.id) {
+        if let Some(old) = replaced.map(|r| r.manifest.id()).filter(|old| *old != manifest.id()) {
             self.stop_holding(old).await;
         }
         Ok(())

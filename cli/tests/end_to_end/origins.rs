@@ -1,0 +1,140 @@
+//! A file that starts on an HTTP server (Python's `http.server`, logging every request):
+//! `swarm seed --url` reads it once and seeds it; fetchers use the printed command; the origin
+//! sees one read, and on a restart one conditional request answered "not modified".
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+
+use crate::common::*;
+
+/// An HTTP server on loopback serving `dir`, its request log in `log`.
+struct Origin {
+    child: Child,
+    port: u16,
+}
+
+impl Origin {
+    fn serve(dir: &Path, log: &Path) -> Origin {
+        let port: u16 = free_ports(1)[0].rsplit_once(':').unwrap().1.parse().unwrap();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("python3 runs");
+        wait_until("the origin to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Origin { child, port }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The requests for `path` in the origin's log that were answered `status`.
+fn answered(log: &Path, path: &str, status: u16) -> usize {
+    let needle = format!("\"GET {path} HTTP/1.1\" {status}");
+    std::fs::read_to_string(log).unwrap().matches(&needle).count()
+}
+
+/// Starts `swarm seed --url URL` and returns it with the file id it printed and the ticket of
+/// the fetch command under it.
+fn seed_from(url: &str, tracker: &str, state: &Path) -> (Proc, String, String) {
+    let seeder = Proc::spawn(&[
+        "seed",
+        "--url",
+        url,
+        "--tracker",
+        tracker,
+        "--state",
+        s(state),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let mut before = String::new();
+    loop {
+        let line = seeder.line();
+        if let Some(ticket) = line.trim().strip_prefix("swarm fetch ") {
+            let id = before.split_whitespace().next().unwrap().to_owned();
+            return (seeder, id, ticket.to_owned());
+        }
+        before = line;
+    }
+}
+
+#[test]
+fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    let image = content(3 << 20, 17);
+    write(www.join("disk image.img"), &image);
+    let log = tmp.path().join("origin.log");
+    let origin = Origin::serve(&www, &log);
+    let (_tracker, addr) = start_tracker(tmp.path());
+    let state = tmp.path().join("seeder");
+    let url = origin.url("disk%20image.img");
+    let (seeder, id, ticket) = seed_from(&url, &addr, &state);
+    let kept = state.join("origins/disk image.img");
+    assert_eq!(std::fs::read(&kept).unwrap(), image, "the copy on disk");
+
+    // Three machines fetch at once with the printed command.
+    let fetchers: Vec<_> = (0..3)
+        .map(|i| {
+            let (ticket, dir) = (ticket.clone(), tmp.path().to_owned());
+            thread::spawn(move || {
+                let out = dir.join(format!("out{i}"));
+                let fetched = run(&[
+                    "fetch",
+                    &ticket,
+                    "-o",
+                    s(&out),
+                    "--state",
+                    s(&dir.join(format!("fetcher{i}"))),
+                    "--listen",
+                    "127.0.0.1:0",
+                ]);
+                assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+                std::fs::read(out.join("disk image.img")).unwrap()
+            })
+        })
+        .collect();
+    for fetcher in fetchers {
+        assert!(fetcher.join().unwrap() == image, "a fetched copy differs");
+    }
+    assert_eq!(answered(&log, "/disk%20image.img", 200), 1, "one read of the origin");
+
+    // Started again: the origin is asked whether it changed, and reads nothing.
+    drop(seeder);
+    let (_seeder, again, _) = seed_from(&url, &addr, &state);
+    assert_eq!(again, id, "the same file");
+    assert_eq!(answered(&log, "/disk%20image.img", 200), 1, "still one read");
+    assert_eq!(answered(&log, "/disk%20image.img", 304), 1, "one 'not modified'");
+
+    // A URL the origin does not have, and one that names no file, are refused in words.
+    for (bad, said) in [(origin.url("gone.img"), "404"), (origin.url(""), "names no file")] {
+        let refused = run(&[
+            "seed",
+            "--url",
+            &bad,
+            "--tracker",
+            &addr,
+            "--state",
+            s(&tmp.path().join("bad")),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains(said), "{bad}: {stderr}");
+    }
+}
