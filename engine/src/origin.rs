@@ -95,6 +95,7 @@ pub async fn read_from_origin(
         replaces: None,
     };
     node.remember_hashed(&path, &manifest, meta).await?;
+    crate::telemetry::origin_read(&manifest.id(), progress.done());
     Ok(FromOrigin {
         path,
         bytes_read: progress.done(),

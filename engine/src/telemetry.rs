@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 pub const DOWNLOADED: &str = "swarm_downloaded_bytes_total";
 /// Bytes of chunks sent to other peers, by file.
 pub const UPLOADED: &str = "swarm_uploaded_bytes_total";
+/// Bytes read from an HTTP origin (`swarm seed --url`), by file: beside [`UPLOADED`] of the
+/// same file, what the swarm spared the origin.
+pub const ORIGIN_READ: &str = "swarm_origin_read_bytes_total";
 /// Chunks verified against the manifest and written.
 pub const CHUNKS_VERIFIED: &str = "swarm_chunks_verified_total";
 /// Chunks refused, by reason (`bad data`, `read-back differs`).
@@ -55,6 +58,11 @@ pub fn peer_banned(reason: &'static str) {
 /// An upload of `bytes` of `file` sent whole.
 pub fn chunk_uploaded(file: &FileId, bytes: u64) {
     metrics::counter!(UPLOADED, "file" => file_label(file)).increment(bytes);
+}
+
+/// `bytes` of `file` read from its origin.
+pub fn origin_read(file: &FileId, bytes: u64) {
+    metrics::counter!(ORIGIN_READ, "file" => file_label(file)).increment(bytes);
 }
 
 /// Counts an upload in flight for as long as the value lives.

@@ -50,8 +50,8 @@ fn answered(log: &Path, path: &str, status: u16) -> usize {
 
 /// Starts `swarm seed --url URL` and returns it with the file id it printed and the ticket of
 /// the fetch command under it.
-fn seed_from(url: &str, tracker: &str, state: &Path) -> (Proc, String, String) {
-    let seeder = Proc::spawn(&[
+fn seed_from(url: &str, tracker: &str, state: &Path, extra: &[&str]) -> (Proc, String, String) {
+    let mut args = vec![
         "seed",
         "--url",
         url,
@@ -61,7 +61,9 @@ fn seed_from(url: &str, tracker: &str, state: &Path) -> (Proc, String, String) {
         s(state),
         "--listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let seeder = Proc::spawn(&args);
     let mut before = String::new();
     loop {
         let line = seeder.line();
@@ -84,7 +86,8 @@ fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
     let (_tracker, addr) = start_tracker(tmp.path());
     let state = tmp.path().join("seeder");
     let url = origin.url("disk%20image.img");
-    let (seeder, id, ticket) = seed_from(&url, &addr, &state);
+    let metrics = free_ports(1).remove(0);
+    let (seeder, id, ticket) = seed_from(&url, &addr, &state, &["--metrics", &metrics]);
     let kept = state.join("origins/disk image.img");
     assert_eq!(std::fs::read(&kept).unwrap(), image, "the copy on disk");
 
@@ -113,10 +116,28 @@ fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
         assert!(fetcher.join().unwrap() == image, "a fetched copy differs");
     }
     assert_eq!(answered(&log, "/disk%20image.img", 200), 1, "one read of the origin");
+    // The metrics tell the origin's bytes beside what the swarm served of the same file.
+    let scraped = ureq::get(&format!("http://{metrics}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let short = &id[..8];
+    let value = |name: &str| -> f64 {
+        let series = format!("{name}{{file=\"{short}\"}} ");
+        let line = scraped
+            .lines()
+            .find(|l| l.starts_with(&series))
+            .unwrap_or_else(|| panic!("no {series}in {scraped}"));
+        line[series.len()..].trim().parse().unwrap()
+    };
+    assert_eq!(value("swarm_origin_read_bytes_total"), image.len() as f64);
+    assert!(value("swarm_uploaded_bytes_total") >= image.len() as f64, "{scraped}");
 
     // Started again: the origin is asked whether it changed, and reads nothing.
     drop(seeder);
-    let (_seeder, again, _) = seed_from(&url, &addr, &state);
+    let (_seeder, again, _) = seed_from(&url, &addr, &state, &[]);
     assert_eq!(again, id, "the same file");
     assert_eq!(answered(&log, "/disk%20image.img", 200), 1, "still one read");
     assert_eq!(answered(&log, "/disk%20image.img", 304), 1, "one 'not modified'");
