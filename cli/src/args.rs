@@ -383,7 +383,7 @@ pub struct SeedArgs {
     /// Read the file at this http:// or https:// URL into PATH, hashing it as it streams in,
     /// and share it (repeatable). The origin is read once: the swarm serves the copy. On a
     /// later start the copy is kept if the origin says it has not changed.
-    #[arg(long = "url", value_name = "URL")]
+    #[arg(long = "url", env = "SWARM_URL", value_name = "URL")]
     pub urls: Vec<String>,
     #[command(flatten)]
     pub peer: PeerArgs,
