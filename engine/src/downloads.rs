@@ -235,6 +235,11 @@ impl Downloads {
         })
     }
 
+    /// Is folder `id` being fetched?
+    pub fn fetching_folder(&self, id: &FileId) -> bool {
+        self.lock_folders().contains_key(id)
+    }
+
     /// The folders being fetched, by name.
     pub fn folders(&self) -> Vec<FolderDownload> {
         let mut list: Vec<FolderDownload> = self.lock_folders().values().cloned().collect();

@@ -107,21 +107,25 @@ impl UploadLog {
         list
     }
 
-    /// The peers to ask the tracker about at `now`: each served one chunk, quiet for
-    /// [`ASK_AFTER`], and not asked about before (they are marked asked).
+    /// The peers to ask the tracker about at `now`: each took one chunk of one file in all (as
+    /// a check does; a fetcher of many small files is not asked about), is quiet for
+    /// [`ASK_AFTER`], and was not asked about before (they are marked asked).
     pub fn to_ask(&self, now: Instant) -> Vec<PeerId> {
         let mut served = self.served.lock().expect("upload log lock poisoned");
-        let mut peers: Vec<PeerId> = served
+        let mut entries: HashMap<PeerId, usize> = HashMap::new();
+        for (peer, _) in served.keys() {
+            *entries.entry(*peer).or_default() += 1;
+        }
+        served
             .iter_mut()
-            .filter(|(_, s)| !s.asked && s.chunks == 1 && now.saturating_duration_since(s.last) >= ASK_AFTER)
+            .filter(|((peer, _), s)| {
+                !s.asked && s.chunks == 1 && entries[peer] == 1 && now.saturating_duration_since(s.last) >= ASK_AFTER
+            })
             .map(|((peer, _), s)| {
                 s.asked = true;
                 *peer
             })
-            .collect();
-        peers.sort();
-        peers.dedup();
-        peers
+            .collect()
     }
 
     /// Marks `checks` as the tracker's spot checks.
@@ -237,15 +241,18 @@ mod tests {
         let log = UploadLog::default();
         let start = Instant::now();
         let (check, fetcher, file) = (PeerId([1; 32]), PeerId([2; 32]), FileId([3; 32]));
+        let small_files = PeerId([4; 32]);
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         log.record(check, addr, file, "a.bin", 100, start);
         log.record(fetcher, addr, file, "a.bin", 100, start);
         log.record(fetcher, addr, file, "a.bin", 100, start);
+        log.record(small_files, addr, file, "a.bin", 100, start);
+        log.record(small_files, addr, FileId([5; 32]), "b.bin", 100, start);
         assert!(log.to_ask(start + ASK_AFTER / 2).is_empty(), "not quiet yet");
         assert_eq!(
             log.to_ask(start + ASK_AFTER),
             vec![check],
-            "a peer of two chunks is no check"
+            "a peer of two chunks, or of one chunk of each of two files, is no check"
         );
         assert!(log.to_ask(start + ASK_AFTER * 2).is_empty(), "asked once");
         log.mark_checks(&[check]);

@@ -161,20 +161,8 @@ fn fetch_a_folder_from_the_page(dir: &Path, tracker: &str, page: &str, out: &Pat
         write(photos.join(format!("p{i}.jpg")), data);
     }
     let state = dir.join("seeder-photos");
-    let seeder = Proc::spawn(&[
-        "seed",
-        s(&photos),
-        "--state",
-        s(&state),
-        "--listen",
-        "127.0.0.1:0",
-        "--chunk-size",
-        "64KiB",
-        "--tracker",
-        tracker,
-        "--max-upload-rate",
-        "300KB/s",
-    ]);
+    let cap = ["--tracker", tracker, "--max-upload-rate", "300KB/s"];
+    let seeder = Proc::spawn(&seed_args(&photos, &state, &cap));
     while !seeder.line().trim_end().ends_with("photos/ (3 file(s))") {}
     let command = seeder.line();
     let ticket = command

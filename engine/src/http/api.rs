@@ -187,7 +187,7 @@ pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<Fetc
         Err(e) => return problem(error_status(&e), e.to_string()),
     };
     let downloads = app.node.downloads();
-    if downloads.get(&id).is_some() || downloads.folders().iter().any(|folder| folder.id == id) {
+    if downloads.get(&id).is_some() || downloads.fetching_folder(&id) {
         return problem(StatusCode::CONFLICT, format!("{} is being fetched already", id.short()));
     }
     let each = FetchOptions {

@@ -172,18 +172,8 @@ pub fn start_seeder_logged(
     log: Option<&Path>,
 ) -> (Proc, Vec<(String, String)>, Vec<String>) {
     let state = dir.join(name);
-    let mut args = vec![
-        "seed",
-        s(share),
-        "--state",
-        s(&state),
-        "--listen",
-        "127.0.0.1:0",
-        "--chunk-size",
-        "64KiB",
-        "--each",
-    ];
-    args.extend_from_slice(extra);
+    let mut args = seed_args(share, &state, extra);
+    args.push("--each");
     let seeder = match log {
         Some(log) => Proc::spawn_logged(&args, log),
         None => Proc::spawn(&args),
@@ -201,6 +191,23 @@ pub fn start_seeder_logged(
         commands.push(seeder.line().trim().to_owned());
     }
     (seeder, seeded, commands)
+}
+
+/// The arguments of `swarm seed SHARE` on loopback with 64 KiB chunks, its state in `state`,
+/// and `extra`.
+pub fn seed_args<'a>(share: &'a Path, state: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "seed",
+        s(share),
+        "--state",
+        s(state),
+        "--listen",
+        "127.0.0.1:0",
+        "--chunk-size",
+        "64KiB",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// `n` distinct free loopback TCP addresses: each is held until all are picked, so no two
