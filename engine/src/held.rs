@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::SystemTime;
 
@@ -45,6 +45,8 @@ pub struct Held {
     version: tokio::sync::watch::Sender<u64>,
     /// How often each chunk was uploaded, so that a seeder can offer the least sent first.
     sent: Vec<AtomicU32>,
+    /// Bytes of chunks sent whole to other peers since this node began holding it.
+    bytes_served: AtomicU64,
     /// How many watchers each chunk is offered to and not yet held by ([`crate::watch`]), so
     /// that a seeder offers different watchers different chunks.
     offered: Vec<AtomicU32>,
@@ -184,6 +186,16 @@ impl Held {
         self.sending
             .get(index as usize)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts `bytes` of a chunk sent whole to a peer.
+    pub fn note_served(&self, bytes: u64) {
+        self.bytes_served.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of chunks sent whole to other peers since this node began holding the file.
+    pub fn bytes_served(&self) -> u64 {
+        self.bytes_served.load(Ordering::Relaxed)
     }
 
     /// How often chunk `index` was uploaded or is being uploaded now.
@@ -386,6 +398,7 @@ impl HeldFiles {
             chunks: RwLock::new(chunks),
             version: tokio::sync::watch::Sender::new(0),
             sent,
+            bytes_served: AtomicU64::new(0),
             offered,
             copies,
             watchers: AtomicU32::new(0),

@@ -98,6 +98,8 @@ struct Inner {
     folders: Folders,
     downloads: Downloads,
     served: Arc<crate::upload_log::UploadLog>,
+    /// What was read from HTTP origins, by file.
+    origins: status::OriginReads,
     download_limit: Option<Arc<RateLimiter>>,
     shutdown: CancellationToken,
     uploads: TaskTracker,
@@ -148,6 +150,7 @@ impl Node {
                 folders: folders.clone(),
                 downloads: Downloads::default(),
                 served: served.clone(),
+                origins: status::OriginReads::default(),
                 download_limit: config.max_download_rate.map(|r| Arc::new(RateLimiter::new(r))),
                 shutdown: CancellationToken::new(),
                 uploads: TaskTracker::new(),
@@ -180,6 +183,7 @@ impl Node {
                 downloads: inner.downloads.clone(),
                 served: inner.served.clone(),
                 skipped,
+                origins: inner.origins.clone(),
             },
             downloads: inner.downloads.clone(),
             shutdown: inner.shutdown.clone(),
@@ -295,6 +299,12 @@ impl Node {
         self.inner.folders.remember(path, manifest, meta, false).await
     }
 
+    /// Counts `bytes` of `file` read from its HTTP origin, for the status to show.
+    #[cfg(feature = "origins")]
+    pub(crate) fn note_origin_read(&self, file: FileId, bytes: u64) {
+        self.inner.origins.add(file, bytes);
+    }
+
     /// Stops serving `file` and withdraws it from the tracker.
     pub async fn stop_holding(&self, file: FileId) {
         self.inner.folders.stop_holding(file).await
@@ -393,7 +403,8 @@ impl Node {
     /// What this node holds now: what it serves (downloading if a fetch runs for it), and
     /// downloads saved in sled that no fetch is running for (paused).
     pub fn status(&self) -> Result<Vec<status::FileStatus>> {
-        status::live(&self.inner.store, &self.inner.downloads, &self.inner.state)
+        let inner = &self.inner;
+        status::live(&inner.store, &inner.downloads, &inner.state, &inner.origins)
     }
 
     /// Chunks being uploaded right now.

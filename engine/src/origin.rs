@@ -10,8 +10,10 @@
 //!
 //! On a later start, the origin is asked whether the file changed since (`If-Modified-Since`
 //! with the copy's modification time, which is set to the origin's `Last-Modified`): `304 Not
-//! Modified` keeps the copy without reading anything. A copy is never replaced: if the origin
-//! has a new version, the old copy must be moved away first (it may be someone's file).
+//! Modified` keeps the copy without reading anything; an origin that cannot tell (no
+//! `Last-Modified`) is read again, and the copy kept if it holds the same bytes. A copy is never
+//! replaced: if the origin has a new version, the old copy must be moved away first (it may be
+//! someone's file by then).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -64,38 +66,45 @@ pub async fn read_from_origin(
             })
         }
     };
-    let response = match ask(&url, copy_time).await? {
-        Some(response) if copy_time.is_some() => {
-            drop(response);
-            return Err(origin_error(
-                url.as_str(),
-                format!(
-                    "{} is there already, and the origin has another version (or does not say): move the copy \
-                     away and run again",
-                    path.display()
-                ),
-            ));
-        }
-        Some(response) => response,
-        None => {
-            return Ok(FromOrigin {
-                path,
-                bytes_read: 0,
-                unchanged: true,
-            })
-        }
+    let unchanged = |bytes_read| FromOrigin {
+        path: path.clone(),
+        bytes_read,
+        unchanged: true,
+    };
+    let Some(response) = ask(&url, copy_time).await? else {
+        return Ok(unchanged(0));
     };
     let modified = response
         .headers()
         .get(LAST_MODIFIED)
         .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
-    let manifest = write_copy(&dir, &name, response, chunk_size, progress, &url, modified).await?;
+    let partial = partial_name_for(&name);
+    let manifest = write_partial(&dir, &partial, &name, response, chunk_size, progress, &url, modified).await?;
+    if copy_time.is_some() {
+        // The origin could not tell whether the file changed (it sends no Last-Modified, or
+        // ignores If-Modified-Since): the copy stays if it holds the same bytes, else it is
+        // left alone and the new version refused.
+        let same = same_content(&path, &manifest).await;
+        let _ = dir.remove(&partial);
+        return match same? {
+            true => Ok(unchanged(progress.done())),
+            false => Err(origin_error(
+                url.as_str(),
+                format!(
+                    "{} is there already, and the origin has another version: move the copy away and run again",
+                    path.display()
+                ),
+            )),
+        };
+    }
+    dir.rename(&partial, &name, false)?;
     let meta = FileMeta {
         modified_ns: swarm_proto::meta::nanos_since_epoch(modified.unwrap_or_else(SystemTime::now)),
         replaces: None,
     };
     node.remember_hashed(&path, &manifest, meta).await?;
     crate::telemetry::origin_read(&manifest.id(), progress.done());
+    node.note_origin_read(manifest.id(), progress.done());
     Ok(FromOrigin {
         path,
         bytes_read: progress.done(),
@@ -140,11 +149,12 @@ async fn ask(url: &reqwest::Url, copy_time: Option<SystemTime>) -> Result<Option
     }
 }
 
-/// Writes the body of `response` into `dir` as `name` (under a partial name until it is whole
-/// and synced, then given the origin's time `modified`), and returns its manifest, hashed on
-/// the way in.
-async fn write_copy(
+/// Writes the body of `response` into `dir` as `partial` (whole, synced, and given the origin's
+/// time `modified`), and returns its manifest as `name`, hashed on the way in.
+#[allow(clippy::too_many_arguments)] // Each is one fact of the copy; a struct would only rename them.
+async fn write_partial(
     dir: &Dir,
+    partial: &str,
     name: &str,
     response: reqwest::Response,
     chunk_size: u32,
@@ -158,23 +168,22 @@ async fn write_copy(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let chunk_size = announced.map_or(chunk_size, |size| chunk_size_for(size, chunk_size));
     progress.set_total(announced.unwrap_or(0));
-    let partial = partial_name_for(name);
-    if let Entry::File(_) = dir.entry(&partial)? {
-        dir.remove(&partial)?;
+    if let Entry::File(_) = dir.entry(partial)? {
+        dir.remove(partial)?;
     }
-    let (file, _) = dir.open_or_create(&partial)?;
-    let partial_path = dir.join(&partial);
+    let (file, _) = dir.open_or_create(partial)?;
+    let partial_path = dir.join(partial);
     let written = stream_into(response, file, chunk_size, progress, url.as_str(), &partial_path).await;
     let (file, hashes) = match written {
         Ok((file, hashes)) if announced.is_none_or(|a| a == hashes.size()) => (file, hashes),
         Ok((_, hashes)) => {
-            let _ = dir.remove(&partial);
+            let _ = dir.remove(partial);
             let (got, announced) = (hashes.size(), announced.unwrap_or_default());
             let message = format!("it sent {got} of the {announced} bytes it announced; run again");
             return Err(origin_error(url.as_str(), message));
         }
         Err(e) => {
-            let _ = dir.remove(&partial);
+            let _ = dir.remove(partial);
             return Err(e);
         }
     };
@@ -187,14 +196,23 @@ async fn write_copy(
     tokio::task::spawn_blocking(move || file.sync_all())
         .await?
         .map_err(|e| Error::io(&partial_path, e))?;
-    dir.rename(&partial, name, false)?;
     let manifest = match streamed {
         Some(hashes) => {
             Manifest::from_hashes(name, chunk_size, hashes).map_err(|source| Error::Manifest { file: None, source })?
         }
-        None => Manifest::from_file(&dir.join(name), name, chunk_size)?,
+        None => Manifest::from_file(&partial_path, name, chunk_size)?,
     };
     Ok(manifest)
+}
+
+/// Does the file at `path` hold the bytes `manifest` describes? (Its global hash and size.)
+async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {
+    let (path, chunk_size) = (path.to_owned(), manifest.chunk_size);
+    let hashes = tokio::task::spawn_blocking(move || {
+        swarm_proto::hashing::hash_file(&path, chunk_size).map_err(|e| Error::io(&path, e))
+    })
+    .await??;
+    Ok(hashes.size == manifest.size && hashes.global == manifest.hash)
 }
 
 /// Writes the body of `response` to `file`, hashing it on the way.

@@ -305,6 +305,7 @@ async fn serve_chunk(
     match while_moving(&connection, moving, slots, upload).await {
         Some(Ok(())) => {
             crate::telemetry::chunk_uploaded(&file, bytes);
+            held.note_served(bytes);
             let now = std::time::Instant::now();
             context
                 .served

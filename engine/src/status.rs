@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use swarm_proto::protocol::{ErrorCode, PeerRequest, PeerResponse, SkippedPath, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
-use swarm_proto::{Bitfield, Identity};
+use swarm_proto::{Bitfield, FileId, Identity};
 
 use crate::db::StateDb;
 use crate::downloads::Downloads;
@@ -70,12 +70,41 @@ pub(crate) struct Answerer {
     pub served: Arc<UploadLog>,
     /// What the node's scans could not share.
     pub skipped: SkippedPaths,
+    /// What was read from HTTP origins.
+    pub origins: OriginReads,
+}
+
+/// Bytes read from HTTP origins (`swarm seed --url`) since the node started, by file: shown
+/// beside what the node served of each.
+#[derive(Debug, Clone, Default)]
+pub struct OriginReads(Arc<std::sync::Mutex<HashMap<FileId, u64>>>);
+
+impl OriginReads {
+    /// Counts `bytes` of `file` read from its origin.
+    pub fn add(&self, file: FileId, bytes: u64) {
+        *self
+            .0
+            .lock()
+            .expect("origin reads lock poisoned")
+            .entry(file)
+            .or_default() += bytes;
+    }
+
+    /// Bytes of `file` read from its origin.
+    pub fn of(&self, file: &FileId) -> u64 {
+        self.0
+            .lock()
+            .expect("origin reads lock poisoned")
+            .get(file)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl Answerer {
     /// The node's status now, or why it cannot be told.
     pub fn answer(&self) -> PeerResponse {
-        match live(&self.store, &self.downloads, &self.state) {
+        match live(&self.store, &self.downloads, &self.state, &self.origins) {
             Ok(files) => PeerResponse::Status(NodeStatus {
                 files,
                 uploads: self.served.current(std::time::Instant::now()),
@@ -157,7 +186,12 @@ pub fn saved(db: &StateDb) -> Result<Vec<FileStatus>> {
 
 /// The status of a running node: what its store holds now (downloading if a fetch runs for
 /// it), plus downloads saved in sled that no fetch is running for.
-pub(crate) fn live(store: &HeldFiles, downloads: &Downloads, db: &StateDb) -> Result<Vec<FileStatus>> {
+pub(crate) fn live(
+    store: &HeldFiles,
+    downloads: &Downloads,
+    db: &StateDb,
+    origins: &OriginReads,
+) -> Result<Vec<FileStatus>> {
     let mut files: Vec<FileStatus> = store
         .all()
         .iter()
@@ -170,7 +204,11 @@ pub(crate) fn live(store: &HeldFiles, downloads: &Downloads, db: &StateDb) -> Re
             } else {
                 FileState::Paused
             };
-            FileStatus::new(&held.manifest, held.path(), &chunks, state)
+            FileStatus {
+                bytes_served: held.bytes_served(),
+                bytes_from_origin: origins.of(&held.id),
+                ..FileStatus::new(&held.manifest, held.path(), &chunks, state)
+            }
         })
         .collect();
     let paused: Vec<FileStatus> = saved(db)?

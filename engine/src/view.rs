@@ -29,6 +29,10 @@ pub struct FileView {
     pub chunks_held: u32,
     /// Bytes in those chunks.
     pub bytes_held: u64,
+    /// Bytes of it sent to other peers since the node began holding it.
+    pub bytes_served: u64,
+    /// Bytes of it read from an HTTP origin since the node started (`swarm seed --url`).
+    pub bytes_from_origin: u64,
 }
 
 impl From<&FileStatus> for FileView {
@@ -42,6 +46,8 @@ impl From<&FileStatus> for FileView {
             chunk_count: file.chunk_count,
             chunks_held: file.chunks_held,
             bytes_held: file.bytes_held,
+            bytes_served: file.bytes_served,
+            bytes_from_origin: file.bytes_from_origin,
         }
     }
 }

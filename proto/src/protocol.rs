@@ -594,6 +594,10 @@ pub struct FileStatus {
     pub bytes_held: u64,
     /// Downloading, paused or seeding.
     pub state: FileState,
+    /// Bytes of it sent whole to other peers since the node began holding it.
+    pub bytes_served: u64,
+    /// Bytes of it read from an HTTP origin since the node started (`swarm seed --url`).
+    pub bytes_from_origin: u64,
 }
 
 impl FileStatus {
@@ -608,6 +612,8 @@ impl FileStatus {
             chunks_held: chunks.count(),
             bytes_held: manifest.bytes_in(chunks),
             state,
+            bytes_served: 0,
+            bytes_from_origin: 0,
         }
     }
 
@@ -1151,6 +1157,8 @@ mod tests {
             chunks_held: 1,
             bytes_held: 5,
             state: FileState::Seeding,
+            bytes_served: 7,
+            bytes_from_origin: 5,
         };
         let upload = UploadStatus {
             peer: PeerId(F),
@@ -1168,7 +1176,8 @@ mod tests {
         // its form goes with the build rather than the protocol's version: a `swarm status` of
         // another build says so and asks for a restart (it changed within version 8: an
         // upload's `spot_check`).
-        // Status: one file (id, name, path "/x", size, chunks, held, bytes held, state 2), then
+        // Status: one file (id, name, path "/x", size, chunks, held, bytes held, state 2, served,
+        // from the origin), then
         // one upload (peer, address as variant 0 with 4 bytes and port, file, name, bytes,
         // chunks, rate, idle, path "relayed"), then one skipped path.
         check(
@@ -1183,7 +1192,8 @@ mod tests {
             &cat(&[
                 &[1, 1],
                 &F,
-                &[1, b'a', 2, b'/', b'x', 5, 1, 1, 5, 2],
+                // ..., then bytes served 7 and bytes from the origin 5.
+                &[1, b'a', 2, b'/', b'x', 5, 1, 1, 5, 2, 7, 5],
                 &[1],
                 &F,
                 &[0, 127, 0, 0, 1, 9],

@@ -86,8 +86,8 @@ fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
     let (_tracker, addr) = start_tracker(tmp.path());
     let state = tmp.path().join("seeder");
     let url = origin.url("disk%20image.img");
-    let metrics = free_ports(1).remove(0);
-    let (seeder, id, ticket) = seed_from(&url, &addr, &state, &["--metrics", &metrics]);
+    let [metrics, http] = <[String; 2]>::try_from(free_ports(2)).unwrap();
+    let (seeder, id, ticket) = seed_from(&url, &addr, &state, &["--metrics", &metrics, "--http", &http]);
     let kept = state.join("origins/disk image.img");
     assert_eq!(std::fs::read(&kept).unwrap(), image, "the copy on disk");
 
@@ -134,13 +134,59 @@ fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
     };
     assert_eq!(value("swarm_origin_read_bytes_total"), image.len() as f64);
     assert!(value("swarm_uploaded_bytes_total") >= image.len() as f64, "{scraped}");
+    // And so does the node's status, per file (the web page's "served" and "from its origin").
+    let status: serde_json::Value = ureq::get(&format!("http://{http}/api/status"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_json()
+        .unwrap();
+    let file = &status["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap();
+    assert_eq!(file["bytes_from_origin"], image.len() as u64, "{file}");
+    assert!(file["bytes_served"].as_u64().unwrap() >= image.len() as u64, "{file}");
 
     // Started again: the origin is asked whether it changed, and reads nothing.
     drop(seeder);
-    let (_seeder, again, _) = seed_from(&url, &addr, &state, &[]);
+    let (restarted, again, _) = seed_from(&url, &addr, &state, &[]);
     assert_eq!(again, id, "the same file");
     assert_eq!(answered(&log, "/disk%20image.img", 200), 1, "still one read");
     assert_eq!(answered(&log, "/disk%20image.img", 304), 1, "one 'not modified'");
+
+    // The origin gets a new version: the copy is someone's file now, so it stays as it is and
+    // the new version is refused in words (the seeder above still runs: stop it first).
+    drop(restarted);
+    write(www.join("disk image.img"), &content(3 << 20, 18));
+    // Seconds are all Last-Modified tells: the new version is dated a minute later.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(www.join("disk image.img"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let seed_args = [
+        "seed",
+        "--url",
+        &url,
+        "--tracker",
+        &addr,
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let refused = run(&seed_args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("another version"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&kept).unwrap(), image, "the copy is left alone");
 
     // A URL the origin does not have, and one that names no file, are refused in words.
     for (bad, said) in [(origin.url("gone.img"), "404"), (origin.url(""), "names no file")] {
