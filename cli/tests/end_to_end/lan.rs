@@ -2,9 +2,9 @@
 //! bridges and routers, each with its own home directory. `swarm seed ./videos` on one (its
 //! tracker started in the process), and the printed `swarm fetch …` pasted as printed on
 //! another, with no flag; the same through a tracker on a third machine that is gone by the
-//! time the command is pasted, on one LAN and across a router; and a holder on two networks
-//! reached on the one the fetcher shares with it. Needs root (CI runs as root); says so and
-//! passes without it.
+//! time the command is pasted, on one LAN and across a router; a holder on two networks
+//! reached on the one the fetcher shares with it; and `swarm seed --url` of a web server on a
+//! third machine, read once. Needs root (CI runs as root); says so and passes without it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -445,4 +445,40 @@ fn the_printed_command_works_on_a_lan_of_ipv6_alone() {
     seeder.child.wait().unwrap();
 
     fetch_from_a_holder_the_ticket_does_not_name(&lan);
+}
+
+#[test]
+fn a_file_from_a_web_server_on_the_lan_is_seeded_and_fetched_as_printed() {
+    let Some(lan) = lan_if_root("swo", |n| Lan::one_link(n, true)) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (home_a, home_b, home_t) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("t"));
+    let image = content(2 << 20, 12);
+    write(home_t.join("www/disk.img"), &image);
+    // The origin: a web server on machine t, logging each request.
+    let origin_log = tmp.path().join("origin.log");
+    let _origin = lan.start(
+        "t",
+        &home_t.join("www"),
+        "exec python3 -m http.server 8000 --bind 10.79.0.3",
+        &origin_log,
+    );
+    let reach = "python3 -c \"import socket; socket.create_connection(('10.79.0.3', 8000), 1)\" 2>/dev/null";
+    wait_until("the origin to answer from machine a", || {
+        lan.machine("a", &home_a, reach).status().is_ok_and(|s| s.success())
+    });
+
+    let seeder = lan.start(
+        "a",
+        &home_a,
+        "exec swarm seed --url http://10.79.0.3:8000/disk.img",
+        &tmp.path().join("seed.log"),
+    );
+    let printed = printed_from(&seeder, "swarm fetch ");
+    println!("printed on A: {printed}");
+    lan.run_ok("b", &home_b, &printed, "B fetched");
+    assert_eq!(std::fs::read(home_b.join("disk.img")).unwrap(), image);
+    let reads = std::fs::read_to_string(&origin_log).unwrap();
+    assert_eq!(reads.matches("\"GET /disk.img HTTP/1.1\" 200").count(), 1, "{reads}");
 }
