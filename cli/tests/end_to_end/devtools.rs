@@ -14,6 +14,20 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// Headless Chromium with everything that talks to the outside turned off (it calls home on
+/// its own otherwise), as every browser test starts it.
+pub const HEADLESS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+];
+
 /// Longest any one DevTools call may take before the test gives up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -33,13 +47,8 @@ impl Browser {
         // The shell hands Chromium its stdin as fd 3 and its stdout as fd 4, then lets go of both.
         let mut chromium = Command::new("sh")
             .args(["-c", r#"exec "$@" 3<&0 4>&1 </dev/null >/dev/null"#, "sh", "chromium"])
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-            .args([
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ])
-            .args(["--disable-sync", "--disable-default-apps", "--window-size=1200,900"])
+            .args(HEADLESS)
+            .arg("--window-size=1200,900")
             .arg("--remote-debugging-pipe")
             .arg(format!("--user-data-dir={}", profile.join("chromium-driven").display()))
             .arg("about:blank")

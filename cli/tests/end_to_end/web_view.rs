@@ -214,20 +214,9 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 fn chromium(profile: &Path) -> Command {
     let mut command = Command::new("timeout");
     command
-        .args([
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-        ])
-        .args([
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-        ])
-        .args(["--disable-sync", "--disable-default-apps", "--hide-scrollbars"])
+        .args(["60", "chromium"])
+        .args(crate::devtools::HEADLESS)
+        .arg("--hide-scrollbars")
         // Three rounds of the page's one-second refresh, in virtual time.
         .arg("--virtual-time-budget=3000")
         .arg(format!("--user-data-dir={}", profile.join("chromium").display()))
