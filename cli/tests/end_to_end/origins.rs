@@ -75,6 +75,21 @@ fn seed_from(url: &str, tracker: &str, state: &Path, extra: &[&str]) -> (Proc, S
     }
 }
 
+/// Runs `swarm seed --url URL` to its end (for the cases where it refuses).
+fn seed_once(url: &str, tracker: &str, state: &Path) -> std::process::Output {
+    run(&[
+        "seed",
+        "--url",
+        url,
+        "--tracker",
+        tracker,
+        "--state",
+        s(state),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+}
+
 #[test]
 fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
     let tmp = tempfile::tempdir().unwrap();
@@ -163,24 +178,8 @@ fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
     write(www.join("disk image.img"), &content(3 << 20, 18));
     // Seconds are all Last-Modified tells: the new version is dated a minute later.
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
-    std::fs::File::options()
-        .write(true)
-        .open(www.join("disk image.img"))
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
-    let seed_args = [
-        "seed",
-        "--url",
-        &url,
-        "--tracker",
-        &addr,
-        "--state",
-        s(&state),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    let refused = run(&seed_args);
+    set_modified(&www.join("disk image.img"), later);
+    let refused = seed_once(&url, &addr, &state);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && stderr.contains("another version"),
@@ -190,17 +189,7 @@ fn a_file_from_an_http_origin_is_read_once_and_spread_by_the_swarm() {
 
     // A URL the origin does not have, and one that names no file, are refused in words.
     for (bad, said) in [(origin.url("gone.img"), "404"), (origin.url(""), "names no file")] {
-        let refused = run(&[
-            "seed",
-            "--url",
-            &bad,
-            "--tracker",
-            &addr,
-            "--state",
-            s(&tmp.path().join("bad")),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
+        let refused = seed_once(&bad, &addr, &tmp.path().join("bad"));
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(!refused.status.success() && stderr.contains(said), "{bad}: {stderr}");
     }

@@ -38,15 +38,6 @@ fn modified(path: &Path) -> SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
 
-fn set_modified(path: &Path, time: SystemTime) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(time)
-        .unwrap();
-}
-
 /// Waits until every folder holds exactly the same files and `done` holds for them.
 fn converge(dirs: &[&Path], limit: Duration, done: impl Fn(&BTreeMap<String, Vec<u8>>) -> bool) -> Duration {
     let started = Instant::now();

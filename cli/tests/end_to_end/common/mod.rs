@@ -210,6 +210,16 @@ pub fn seed_args<'a>(share: &'a Path, state: &'a Path, extra: &[&'a str]) -> Vec
     args
 }
 
+/// Gives the file at `path` the modification time `time`.
+pub fn set_modified(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+}
+
 /// `n` distinct free loopback TCP addresses: each is held until all are picked, so no two
 /// are the same (another process may still take one before it is used).
 pub fn free_ports(n: usize) -> Vec<String> {
