@@ -16,10 +16,11 @@ use swarm_proto::{transport, FileId, PeerId};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, trace, warn, Instrument};
 
 use super::output::no_space_or_io;
-use super::shared::Shared;
+use super::shared::{Shared, Swarm};
 use crate::chunk_io::ChunkBuf;
 use crate::error::Error;
 use crate::nat::Path;
@@ -175,6 +176,7 @@ async fn work(
     };
     tokio::pin!(following, better);
     let draining = CancellationToken::new();
+    let tells = TaskTracker::new();
     let mut moving = None;
     let mut lanes = JoinSet::new();
     let mut window = u64::from(transport::CONNECTION_WINDOW);
@@ -196,6 +198,7 @@ async fn work(
                 peer,
                 index,
                 news.clone(),
+                tells.clone(),
                 draining.clone(),
             );
             lanes.spawn(lane.in_current_span());
@@ -208,6 +211,7 @@ async fn work(
                 draining.cancel();
                 moving = Some(found);
                 while lanes.join_next().await.is_some() {}
+                told(shared, tells).await;
                 return moving;
             }
             ended = &mut following => {
@@ -228,7 +232,19 @@ async fn work(
         }
     }
     lanes.shutdown().await;
+    told(shared, tells).await;
     None
+}
+
+/// Waits until the peers told of bad chunks on `tells` have answered (or the download is
+/// done): a peer checks its copy before it answers, and a connection closed under it would
+/// leave it serving the bad chunk.
+async fn told(shared: &Shared, tells: TaskTracker) {
+    tells.close();
+    tokio::select! {
+        _ = tells.wait() => {}
+        _ = shared.done.cancelled() => {}
+    }
 }
 
 /// What a lane does after a request settled.
@@ -240,13 +256,15 @@ enum Next {
 
 /// Lane `index` of the worker for `peer`. It ends when the download does, when the peer is
 /// dropped, when the peer's share of the budget no longer covers `index`, or when its
-/// connection is `draining` (after the chunk it is fetching).
+/// connection is `draining` (after the chunk it is fetching). A bad chunk is told to the peer
+/// on `tells`.
 async fn lane(
     shared: Arc<Shared>,
     connection: Connection,
     peer: PeerId,
     index: usize,
     news: Arc<Notify>,
+    tells: TaskTracker,
     draining: CancellationToken,
 ) {
     // A request holds one chunk in memory: the download's budget bounds them all. A lane keeps
@@ -304,6 +322,9 @@ async fn lane(
                 shared.changed.notify_waiters();
             }
         }
+        if matches!(&outcome, Some(Err(Failure::Mismatch))) {
+            tells.spawn(tell_rejected(connection.clone(), shared.id, chunk).in_current_span());
+        }
         let fatal = matches!(&outcome, Some(Err(Failure::Fatal(_))));
         let next = settle(&shared, peer, chunk, outcome);
         if fatal {
@@ -322,7 +343,9 @@ async fn lane(
 
 /// Why one chunk request did not deliver.
 enum Failure {
-    /// The data did not match the manifest.
+    /// The data did not match the manifest's hash: the peer is told ([`tell_rejected`]).
+    Mismatch,
+    /// The peer broke the protocol for this chunk (a wrong length, a short stream).
     Corrupt(String),
     /// The peer says it lacks the chunk.
     NotHeld,
@@ -364,15 +387,12 @@ fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32,
             }
             Next::Continue
         }
+        Some(Err(Failure::Mismatch)) => {
+            peer_went = ban(&mut swarm, peer, chunk, "content does not match the manifest");
+            Next::Stop
+        }
         Some(Err(Failure::Corrupt(why))) => {
-            if !swarm.scheduler.is_banned(&peer) {
-                warn!(chunk, "peer sent a bad chunk ({why}); banned for this download");
-                crate::telemetry::chunk_rejected("bad data");
-                crate::telemetry::peer_banned("bad data");
-                swarm.scheduler.ban(&peer);
-                swarm.banned.push(peer);
-                peer_went = true;
-            }
+            peer_went = ban(&mut swarm, peer, chunk, &why);
             Next::Stop
         }
         Some(Err(Failure::NotHeld)) => {
@@ -410,23 +430,31 @@ fn settle(shared: &Shared, peer: PeerId, chunk: u32, outcome: Option<Result<u32,
     next
 }
 
+/// Bans `peer`, which sent a bad `chunk`, for the rest of the download; false if it already was.
+fn ban(swarm: &mut Swarm, peer: PeerId, chunk: u32, why: &str) -> bool {
+    if swarm.scheduler.is_banned(&peer) {
+        return false;
+    }
+    warn!(chunk, "peer sent a bad chunk ({why}); banned for this download");
+    crate::telemetry::chunk_rejected("bad data");
+    crate::telemetry::peer_banned("bad data");
+    swarm.scheduler.ban(&peer);
+    swarm.banned.push(peer);
+    true
+}
+
 /// Tells the peer on `connection` that chunk `index` of `file` it sent did not match, so that
-/// it checks its copy and stops serving it if it changed ([`crate::trust`]). Nothing waits
-/// for the answer: the chunk is asked of another peer meanwhile.
-fn tell_rejected(connection: Connection, file: FileId, index: u32) {
-    tokio::spawn(
-        async move {
-            let request = PeerRequest::Rejected { file, index };
-            let told = transport::exchange::<_, PeerResponse>(&connection, &request, MAX_ANSWER);
-            match tokio::time::timeout(STALL_TIMEOUT, told).await {
-                Ok(Ok((PeerResponse::Checked { intact }, _))) => debug!(chunk = index, intact, "told the peer"),
-                Ok(Ok((other, _))) => debug!(chunk = index, "told the peer; it answered {other:?}"),
-                Ok(Err(e)) => debug!(chunk = index, "could not tell the peer: {e}"),
-                Err(_) => debug!(chunk = index, "the peer did not answer"),
-            }
-        }
-        .in_current_span(),
-    );
+/// it checks its copy and stops serving it if it changed ([`crate::trust`]). The lane does not
+/// wait for the answer: the chunk is asked of another peer meanwhile.
+async fn tell_rejected(connection: Connection, file: FileId, index: u32) {
+    let request = PeerRequest::Rejected { file, index };
+    let told = transport::exchange::<_, PeerResponse>(&connection, &request, MAX_ANSWER);
+    match tokio::time::timeout(STALL_TIMEOUT, told).await {
+        Ok(Ok((PeerResponse::Checked { intact }, _))) => debug!(chunk = index, intact, "told the peer"),
+        Ok(Ok((other, _))) => debug!(chunk = index, "told the peer; it answered {other:?}"),
+        Ok(Err(e)) => debug!(chunk = index, "could not tell the peer: {e}"),
+        Err(_) => debug!(chunk = index, "the peer did not answer"),
+    }
 }
 
 /// What became of a received chunk on its way to disk.
@@ -467,10 +495,7 @@ async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> 
     .map_err(|e| Failure::Other(e.to_string()))?;
     let error = match written {
         Ok(Written::Confirmed) => return Ok(expected),
-        Ok(Written::Corrupt) => {
-            tell_rejected(connection.clone(), shared.id, chunk);
-            return Err(Failure::Corrupt("content does not match the manifest".into()));
-        }
+        Ok(Written::Corrupt) => return Err(Failure::Mismatch),
         Ok(Written::ReadBackDiffers) => Error::Integrity(format!(
             "chunk {chunk} read back from {} differs from what was just written to it: the disk or file \
              system is losing data; check it (dmesg, SMART) and run the fetch again",

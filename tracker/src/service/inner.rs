@@ -44,6 +44,9 @@ pub(super) struct Service {
     /// Claims of holders behind NATs, checked by the audit loop rather than before the
     /// announcement is answered (reaching such a holder takes an introduction, or fails).
     pub(super) deferred: Mutex<std::collections::VecDeque<Claim>>,
+    /// The state directory's lock, held as long as the store it guards is open (a task that
+    /// outlives the [`super::Tracker`] still holds both).
+    pub(super) _lock: swarm_proto::dir_lock::DirLock,
 }
 
 /// Most claims waiting for a deferred check; beyond it they are left to the random checks.

@@ -35,7 +35,10 @@ pub(super) async fn audit_loop(service: Arc<Service>, shutdown: CancellationToke
             .pop_front();
         let claim = deferred.or_else(|| service.state().random_claim(rand::random()));
         let Some(claim) = claim else { continue };
-        let verdict = service.auditor.check(&claim).await;
+        let verdict = tokio::select! {
+            verdict = service.auditor.check(&claim) => verdict,
+            _ = shutdown.cancelled() => return,
+        };
         let lied = match &verdict {
             Some(Verdict::Lied(why)) => {
                 warn!(peer = %claim.peer.short(), file = %claim.file.short(), "spot check failed; dropped as a holder: {why}");

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarm_proto::access::Access;
-use swarm_proto::dir_lock::DirLock;
 use swarm_proto::transport::{self, IncomingStream, Profile, Transport};
 use swarm_proto::{FileId, PeerId};
 use tokio_util::sync::CancellationToken;
@@ -112,7 +111,6 @@ pub struct Tracker {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     catalogue_size: usize,
-    _lock: DirLock,
 }
 
 impl Tracker {
@@ -159,17 +157,21 @@ impl Tracker {
             introducer,
             deferred: Mutex::default(),
             unsaved: std::sync::atomic::AtomicU64::new(0),
+            _lock: lock,
         });
-        let handler = service.clone();
+        let (handler, stopping) = (service.clone(), shutdown.clone());
         tasks.spawn(transport::accept_streams(
             transport.clone(),
             shutdown.clone(),
             tasks.clone(),
             move |stream: IncomingStream| {
-                let service = handler.clone();
+                let (service, stopping) = (handler.clone(), stopping.clone());
                 async move {
-                    if let Err(e) = serve_stream(stream, &service).await {
-                        debug!("request failed: {e}");
+                    tokio::select! {
+                        served = serve_stream(stream, &service) => if let Err(e) = served {
+                            debug!("request failed: {e}");
+                        },
+                        _ = stopping.cancelled() => {}
                     }
                 }
             },
@@ -193,7 +195,6 @@ impl Tracker {
             shutdown,
             tasks,
             catalogue_size,
-            _lock: lock,
         })
     }
 
@@ -226,12 +227,14 @@ impl Tracker {
         self.catalogue_size
     }
 
-    /// Stops serving and closes the endpoint.
+    /// Stops serving, closes the endpoint and saves the state. Every task has ended when it
+    /// returns: once the tracker is dropped, its state directory is free for another.
     pub async fn stop(&self) {
         self.shutdown.cancel();
         self.tasks.close();
         self.transport.close().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        // Each task ends on the shutdown token (requests and checks under way are dropped).
+        self.tasks.wait().await;
         self.service.save_state();
     }
 }
