@@ -61,11 +61,16 @@ pub struct Scheduler {
 pub const MAX_URGENT: usize = 64;
 
 impl Scheduler {
-    /// A scheduler for a file of `chunk_count` chunks of which `have` are already verified.
+    /// A scheduler for a file of `have.len()` chunks of which `have` are already verified.
     pub fn new(have: Bitfield) -> Scheduler {
+        Scheduler::with_rng(have, &mut rand::rng())
+    }
+
+    /// [`Scheduler::new`], its tie-breaks drawn from `rng` (a simulation's are reproducible).
+    pub fn with_rng(have: Bitfield, rng: &mut impl rand::Rng) -> Scheduler {
         let count = have.len();
         let mut tiebreak: Vec<u32> = (0..count).collect();
-        tiebreak.shuffle(&mut rand::rng());
+        tiebreak.shuffle(rng);
         let queue = (0..count)
             .filter(|&c| !have.get(c))
             .map(|c| (0, tiebreak[c as usize], c))

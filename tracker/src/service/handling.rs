@@ -180,7 +180,7 @@ impl Service {
             addr,
             peer,
             timeout_secs: state.peer_timeout().as_secs(),
-            report_secs: report_every(state.peer_count()),
+            report_secs: state.report_secs(),
         }
     }
 
@@ -448,13 +448,6 @@ fn not_in_catalogue(file: &swarm_proto::FileId) -> TrackerResponse {
         code: ErrorCode::NotFound,
         message: format!("file {file} is not in the catalogue"),
     }
-}
-
-/// Seconds between a peer's chunk reports, given how many peers are registered: every second
-/// for a small swarm (listings stay fresh), up to every 30 s for 1,500 peers and more, so that
-/// reports stay under about 50 a second however large the swarm grows.
-fn report_every(peers: usize) -> u32 {
-    (peers / 50).clamp(1, 30) as u32
 }
 
 /// A short name for a request's kind, for spans and logs.

@@ -183,6 +183,13 @@ impl TrackerState {
         self.peer_timeout
     }
 
+    /// Seconds between a peer's chunk reports, given how many peers are registered: every
+    /// second for a small swarm (listings stay fresh), up to every 30 s for 1,500 peers and
+    /// more, so that reports stay under about 50 a second however large the swarm grows.
+    pub fn report_secs(&self) -> u32 {
+        (self.peer_count() / 50).clamp(1, 30) as u32
+    }
+
     /// Adds a manifest to the catalogue, charged to `payer` (nobody for one reloaded from
     /// disk), and unheld as of `now`. Returns true if it was new.
     pub fn add_manifest(&mut self, manifest: Manifest, payer: Option<IpAddr>, now: Instant) -> Result<bool, Refusal> {

@@ -1,0 +1,527 @@
+//! What a node offers each peer that watches a file it holds.
+//!
+//! A node that holds part of a file offers everything it holds and every chunk it verifies
+//! next. A node that holds the whole file *super-seeds*: it offers each watcher only chunks
+//! that none of its watchers holds and none is offered yet (those it has uploaded least
+//! first, ties broken differently for each watcher), at most [`OFFER_WINDOW`] outstanding,
+//! and more as the watcher gets them. Different watchers so fetch different chunks from the
+//! seeder and the rest from each other: the seeder sends about one copy, and the swarm carries
+//! the others. A watcher with nothing outstanding may take over chunks offered to another and
+//! not sent yet (near the end, so that a slow watcher's share does not hold everyone up), and
+//! one that has also gained nothing for [`STUCK`] is offered chunks others hold (it may not
+//! reach them). A watcher that takes nothing for [`OFFER_EXPIRY`] (no chunk gained, none on
+//! its way to it, whether it was offered some or none) is idle: its offers stop holding those
+//! chunks back from the others, it is offered nothing that counts, and it counts as a watcher
+//! again only once it gains a chunk, so that peers that only watch cost the seeder nothing.
+//! An idle watcher stuck for [`STUCK`] is told of everything it lacks, counted against
+//! nobody: one that was only slow takes something and is active again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use swarm_proto::Bitfield;
+
+use crate::held::Held;
+
+/// Chunks a seeder offers a watcher at a time, beyond those the watcher has, when many watch:
+/// more than a fetcher of a busy swarm asks one peer for at once (two), so that its lanes to
+/// the seeder stay busy, and few, so that chunks are not promised long before they are sent.
+/// With fewer watchers each is offered more (up to four times this), and a watcher alone is
+/// offered everything.
+pub const OFFER_WINDOW: usize = 8;
+/// A watcher of a seeder that gained nothing for this long, with nothing outstanding, is
+/// offered chunks its fellow watchers hold too.
+pub const STUCK: Duration = Duration::from_secs(2);
+/// A watcher of a seeder that gained nothing for this long since its last offer, and to whom
+/// none of its offered chunks is being sent, is idle.
+pub const OFFER_EXPIRY: Duration = Duration::from_millis(500);
+
+/// What an [`Offer`] reads and counts of the file it offers: the chunks held, how they have
+/// spread among the watchers, and the time. [`Held`] is the node's; the simulator
+/// (`swarm-sim`) gives its own, with its own clock.
+pub trait Supply: std::fmt::Debug {
+    /// Now, by the clock the offers are timed with.
+    fn now(&self) -> Instant;
+    /// The chunks held.
+    fn chunks(&self) -> Bitfield;
+    /// How many peers watch the file now.
+    fn watchers(&self) -> u32;
+    /// One more watcher (`true`), or one fewer; returns how many there are now.
+    fn count_watcher(&self, more: bool) -> u32;
+    /// How many watchers hold chunk `index`.
+    fn copies_of(&self, index: u32) -> u32;
+    /// One more watcher holds chunk `index` (`true`), or one fewer.
+    fn count_copy(&self, index: u32, more: bool);
+    /// To how many watchers that lack chunk `index` it is offered.
+    fn offers_of(&self, index: u32) -> u32;
+    /// Chunk `index` is offered to one more watcher that lacks it (`true`), or one fewer.
+    fn count_offer(&self, index: u32, more: bool);
+    /// How often chunk `index` was uploaded or is being uploaded now.
+    fn uploads_of(&self, index: u32) -> u32;
+    /// How many uploads of chunk `index` are under way now.
+    fn sending_now(&self, index: u32) -> u32;
+    /// Tells the watchers that offers were taken back from an idle one.
+    fn free_offers(&self);
+}
+
+impl Supply for Held {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn chunks(&self) -> Bitfield {
+        Held::chunks(self)
+    }
+    fn watchers(&self) -> u32 {
+        Held::watchers(self)
+    }
+    fn count_watcher(&self, more: bool) -> u32 {
+        Held::count_watcher(self, more)
+    }
+    fn copies_of(&self, index: u32) -> u32 {
+        Held::copies_of(self, index)
+    }
+    fn count_copy(&self, index: u32, more: bool) {
+        Held::count_copy(self, index, more)
+    }
+    fn offers_of(&self, index: u32) -> u32 {
+        Held::offers_of(self, index)
+    }
+    fn count_offer(&self, index: u32, more: bool) {
+        Held::count_offer(self, index, more)
+    }
+    fn uploads_of(&self, index: u32) -> u32 {
+        Held::uploads_of(self, index)
+    }
+    fn sending_now(&self, index: u32) -> u32 {
+        Held::sending_now(self, index)
+    }
+    fn free_offers(&self) {
+        Held::free_offers(self)
+    }
+}
+
+/// What a node offers one watcher.
+#[derive(Debug)]
+pub struct Offer<S: Supply> {
+    /// The file offered.
+    held: Arc<S>,
+    /// Chunks offered so far (and not since lost).
+    shown: Bitfield,
+    /// Offered chunks it lacks whose offer counts against offering them to others.
+    counted: Bitfield,
+    /// Chunks the watcher holds, as it said.
+    theirs: Bitfield,
+    /// Offer a window of the least-sent chunks instead of everything.
+    super_seed: bool,
+    /// Breaks ties between equally sent chunks differently for each watcher.
+    salt: u64,
+    /// When the watcher last gained a chunk.
+    last_gain: Instant,
+    /// When it was last offered more.
+    last_offer: Instant,
+    /// It counts among the file's watchers (it is not idle).
+    active: bool,
+    /// It has taken a chunk since it began to watch: only then do its offers hold chunks back
+    /// from the others (a fresh watch costs nothing, however many are opened).
+    proven: bool,
+}
+
+impl<S: Supply> Offer<S> {
+    /// The offer to a watcher holding `theirs` of `held`, and the chunks to tell it of now.
+    pub fn new(held: Arc<S>, theirs: Bitfield, salt: u64) -> (Offer<S>, Bitfield) {
+        let super_seed = held.chunks().is_complete();
+        held.count_watcher(true);
+        if super_seed {
+            theirs.iter().for_each(|c| held.count_copy(c, true));
+        }
+        let now = held.now();
+        let mut offer = Offer {
+            shown: Bitfield::new(theirs.len()),
+            counted: Bitfield::new(theirs.len()),
+            super_seed,
+            theirs,
+            salt,
+            held,
+            last_gain: now,
+            last_offer: now,
+            active: true,
+            proven: false,
+        };
+        let first = offer.more();
+        let mut shown = Bitfield::new(offer.theirs.len());
+        first.iter().for_each(|&c| {
+            shown.set(c);
+        });
+        (offer, shown)
+    }
+
+    /// The holder super-seeds: it holds the whole file, and offers a window of it at a time.
+    pub fn super_seeds(&self) -> bool {
+        self.super_seed
+    }
+
+    /// The watcher counts among the file's watchers (it is not idle).
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// The watcher now holds `chunks` too.
+    pub fn they_gained(&mut self, chunks: &[u32]) {
+        for &c in chunks {
+            if c < self.theirs.len() && self.theirs.set(c) && self.super_seed {
+                self.last_gain = self.held.now();
+                if !self.active {
+                    self.active = true;
+                    self.held.count_watcher(true);
+                }
+                self.held.count_copy(c, true);
+                self.uncount(c);
+                if !self.proven {
+                    self.proven = true;
+                    let outstanding: Vec<u32> = self.shown.minus(&self.theirs).collect();
+                    outstanding.into_iter().for_each(|c| self.count(c));
+                }
+            }
+        }
+    }
+
+    /// Chunks to offer now that were not offered before: everything newly held, or for a
+    /// seeder, enough of the chunks sent and offered least to keep [`OFFER_WINDOW`] offered
+    /// that the watcher lacks.
+    pub fn more(&mut self) -> Vec<u32> {
+        let held = &self.held;
+        let ours = held.chunks();
+        let watchers = held.watchers() as usize;
+        let new: Vec<u32> = if !self.super_seed || watchers < 2 {
+            // Not what the watcher holds already: it would never ask for those.
+            ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect()
+        } else if !self.active {
+            // Idle: its offers hold nothing back from the others. Once stuck, it is told of
+            // everything it lacks, counted against nobody, so that a watcher that was only
+            // slow can still take something and so become active again.
+            if self.since(self.last_gain) < STUCK {
+                return Vec::new();
+            }
+            ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect()
+        } else {
+            let outstanding = self.shown.minus(&self.theirs).count();
+            let window = (4 * OFFER_WINDOW / watchers).max(OFFER_WINDOW);
+            let room = window.saturating_sub(outstanding);
+            if room == 0 {
+                return Vec::new();
+            }
+            let lacked: Vec<u32> = ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect();
+            let spread = |c: u32| held.copies_of(c) + held.offers_of(c);
+            let tier =
+                |fits: &dyn Fn(u32) -> bool| -> Vec<u32> { lacked.iter().copied().filter(|&c| fits(c)).collect() };
+            let mut candidates = tier(&|c| spread(c) == 0);
+            let mut which = "fresh";
+            if candidates.is_empty() && outstanding == 0 {
+                candidates = tier(&|c| held.copies_of(c) == 0 && held.uploads_of(c) == 0);
+                which = "unsent";
+                if candidates.is_empty() && self.since(self.last_gain) >= STUCK {
+                    candidates = lacked;
+                    which = "stuck";
+                }
+            }
+            if !candidates.is_empty() {
+                tracing::debug!(which, n = candidates.len().min(room), "offer");
+            }
+
+            let key = |c: &u32| (spread(*c), held.uploads_of(*c), mix(u64::from(*c) ^ self.salt));
+            if candidates.len() > room {
+                candidates.select_nth_unstable_by_key(room, key);
+                candidates.truncate(room);
+            }
+            candidates.sort_unstable();
+            if self.proven {
+                candidates.iter().for_each(|&c| self.count(c));
+            }
+            if !candidates.is_empty() {
+                self.last_offer = self.held.now();
+            }
+            candidates
+        };
+        new.iter().for_each(|&c| {
+            self.shown.set(c);
+        });
+        new
+    }
+
+    /// The watcher no longer holds `chunks` (its file changed on disk).
+    pub fn they_lost(&mut self, chunks: &[u32]) {
+        for &c in chunks {
+            if c < self.theirs.len() && self.theirs.get(c) {
+                self.theirs.unset(c);
+                if self.super_seed {
+                    self.held.count_copy(c, false);
+                    if self.shown.get(c) && self.counted.set(c) {
+                        self.held.count_offer(c, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chunks offered before that are no longer held (the file changed on disk).
+    pub fn lost(&mut self) -> Vec<u32> {
+        let lost: Vec<u32> = self.shown.minus(&self.held.chunks()).collect();
+        for &c in &lost {
+            self.shown.unset(c);
+            self.uncount(c);
+        }
+        lost
+    }
+
+    /// How long ago `then` was.
+    fn since(&self, then: Instant) -> Duration {
+        self.held.now().saturating_duration_since(then)
+    }
+
+    /// Chunk `index` counts as offered to this watcher.
+    fn count(&mut self, index: u32) {
+        if self.counted.set(index) {
+            self.held.count_offer(index, true);
+        }
+    }
+
+    /// Chunk `index` no longer counts as offered to this watcher.
+    fn uncount(&mut self, index: u32) {
+        if self.counted.get(index) {
+            self.counted.unset(index);
+            self.held.count_offer(index, false);
+        }
+    }
+
+    /// If the watcher took nothing for [`OFFER_EXPIRY`] since it was last offered more (or
+    /// since it began to watch, offered nothing), it is idle: its offers stop counting
+    /// against the others, and it stops counting as a watcher, so that freed offers do not
+    /// pass from one idle watcher to the next. An upload started of a chunk offered to it
+    /// alone counts as taking (a slow link may take seconds to deliver one chunk).
+    pub fn expire_if_idle(&mut self) {
+        let quiet = self.since(self.last_gain) >= OFFER_EXPIRY && self.since(self.last_offer) >= OFFER_EXPIRY;
+        if !self.super_seed || !self.active || !quiet {
+            return;
+        }
+        if self.counted.iter().any(|c| self.held.sending_now(c) > 0) {
+            return;
+        }
+        let counted: Vec<u32> = self.counted.iter().collect();
+        counted.into_iter().for_each(|c| self.uncount(c));
+        self.active = false;
+        self.held.count_watcher(false);
+        self.held.free_offers();
+    }
+}
+
+impl<S: Supply> Drop for Offer<S> {
+    /// The watcher is gone: what it was offered and did not get is offered to nobody now,
+    /// and what it held is held by one fewer.
+    fn drop(&mut self) {
+        if self.active {
+            self.held.count_watcher(false);
+        }
+        if self.super_seed {
+            self.counted.iter().for_each(|c| self.held.count_offer(c, false));
+            self.theirs.iter().for_each(|c| self.held.count_copy(c, false));
+        }
+    }
+}
+
+/// A cheap, well-spread hash for tie-breaks.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::held::HeldFiles;
+    use swarm_proto::{Digest, FileMeta, Manifest};
+
+    fn held(chunks: Bitfield) -> Arc<Held> {
+        let n = chunks.len();
+        let manifest = Manifest {
+            name: "f".into(),
+            hash: Digest([0; 32]),
+            size: u64::from(n) * 65536,
+            chunk_size: 65536,
+            chunk_count: n,
+            chunks: vec![Digest([1; 32]); n as usize],
+        };
+        HeldFiles::default().add(Arc::new(manifest), "/f".into(), chunks, FileMeta::default())
+    }
+
+    #[test]
+    fn a_partial_holder_offers_everything_it_has_and_then_what_it_gains() {
+        let mut mine = Bitfield::new(100);
+        mine.set(3);
+        mine.set(7);
+        let held = held(mine);
+        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(100), 1);
+        assert_eq!(first.iter().collect::<Vec<_>>(), vec![3, 7]);
+        assert!(offer.more().is_empty());
+        held.mark(50);
+        assert_eq!(offer.more(), vec![50]);
+        held.unmark(&[3]);
+        assert_eq!(offer.lost(), vec![3]);
+    }
+
+    #[test]
+    fn a_watcher_that_loses_a_chunk_no_longer_counts_as_a_copy() {
+        let held = busy_seeder(10);
+        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(10), 1);
+        let mut window = first.iter();
+        let (c, d) = (window.next().unwrap(), window.next().expect("a window is offered"));
+        assert_eq!(
+            (held.copies_of(c), held.offers_of(c)),
+            (0, 0),
+            "a fresh watch holds nothing back"
+        );
+        offer.they_gained(&[c]);
+        assert_eq!((held.copies_of(c), held.offers_of(c)), (1, 0));
+        assert_eq!(
+            held.offers_of(d),
+            1,
+            "once it takes a chunk, the rest of its window counts"
+        );
+        offer.they_lost(&[c]);
+        assert_eq!(
+            (held.copies_of(c), held.offers_of(c)),
+            (0, 1),
+            "offered again, held by none"
+        );
+        drop(offer);
+        assert_eq!((held.copies_of(c), held.offers_of(c)), (0, 0));
+    }
+
+    #[test]
+    fn a_super_seeder_sends_one_chunk_to_one_peer_at_a_time() {
+        let held = busy_seeder(10);
+        let (_offer, _) = Offer::new(held.clone(), Bitfield::new(10), 1);
+        let first = held.start_sending(3).expect("nobody is sent chunk 3 yet");
+        assert!(held.start_sending(3).is_none(), "a second copy at once is refused");
+        assert!(held.start_sending(4).is_some(), "other chunks are not");
+        drop(first);
+        assert!(held.start_sending(3).is_some(), "once sent, it may be sent again");
+
+        let mut part = Bitfield::new(10);
+        part.set(3);
+        let partial = self::held(part);
+        partial.count_watcher(true);
+        partial.count_watcher(true);
+        let _one = partial.start_sending(3).unwrap();
+        assert!(
+            partial.start_sending(3).is_some(),
+            "a partial holder does not super-seed"
+        );
+    }
+
+    /// A seeder of `chunks` with another watcher already (super-seeding needs two).
+    fn busy_seeder(chunks: u32) -> Arc<Held> {
+        let held = held(Bitfield::full(chunks));
+        held.count_watcher(true);
+        held
+    }
+
+    #[test]
+    fn a_lone_watcher_is_offered_everything() {
+        let held = held(Bitfield::full(100));
+        let (_, first) = Offer::new(held, Bitfield::new(100), 1);
+        assert!(first.is_complete());
+    }
+
+    #[test]
+    fn a_seeder_offers_a_window_of_the_least_sent_chunks() {
+        let held = busy_seeder(200);
+        for c in 0..100 {
+            held.count_upload(c, true);
+        }
+        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(200), 7);
+        // Two watchers (the phantom and this one): each is offered twice the window.
+        assert_eq!(first.count() as usize, 2 * OFFER_WINDOW);
+        assert!(first.iter().all(|c| c >= 100), "the never-sent chunks come first");
+        assert!(offer.more().is_empty(), "the window is full");
+        // The watcher gets 4 of them: 4 more are offered.
+        let got: Vec<u32> = first.iter().take(4).collect();
+        offer.they_gained(&got);
+        let more = offer.more();
+        assert_eq!(more.len(), 4);
+        assert!(more.iter().all(|c| !first.get(*c)));
+        // Another watcher is offered other chunks: none offered to the first and still lacked.
+        let (other_offer, other) = Offer::new(held.clone(), Bitfield::new(200), 8);
+        let outstanding: Vec<u32> = first.iter().skip(4).chain(more.iter().copied()).collect();
+        assert!(outstanding.iter().all(|c| !other.get(*c)), "windows do not overlap");
+        // When a watcher goes, what it was offered is free again, and what it held is held by
+        // one fewer.
+        drop(offer);
+        drop(other_offer);
+        assert!((0..200).all(|c| held.offers_of(c) == 0 && held.copies_of(c) == 0));
+        assert_eq!(held.watchers(), 1, "the phantom is left");
+    }
+
+    #[test]
+    fn fresh_watches_hold_nothing_back_however_many() {
+        let held = busy_seeder(16);
+        let fresh: Vec<_> = (0..100)
+            .map(|n| Offer::new(held.clone(), Bitfield::new(16), n))
+            .collect();
+        assert!((0..16).all(|c| held.offers_of(c) == 0));
+        let (_, honest) = Offer::new(held.clone(), Bitfield::new(16), 1000);
+        assert!(honest.count() >= 1, "a newcomer is still offered chunks");
+        drop(fresh);
+    }
+
+    /// A seeder of 40 chunks; one watcher holds 0..36 (the last of them taken since it began
+    /// to watch) and is offered 36..40.
+    fn one_watcher_nearly_done(sent_already: bool) -> (Arc<Held>, Offer<Held>) {
+        let held = busy_seeder(40);
+        if sent_already {
+            (36..40).for_each(|c| held.count_upload(c, true));
+        }
+        let mut most = Bitfield::new(40);
+        (0..35).for_each(|c| {
+            most.set(c);
+        });
+        let (mut first, offered) = Offer::new(held.clone(), most, 1);
+        assert_eq!(offered.iter().collect::<Vec<_>>(), vec![35, 36, 37, 38, 39]);
+        first.they_gained(&[35]);
+        (held, first)
+    }
+
+    #[test]
+    fn a_seeder_does_not_offer_what_another_watcher_holds_unless_the_watcher_is_stuck() {
+        let (held, _first) = one_watcher_nearly_done(true);
+        let (mut second, offered) = Offer::new(held, Bitfield::new(40), 2);
+        assert_eq!(
+            offered.count(),
+            0,
+            "0..36 are held by the first watcher, 36..40 offered to it"
+        );
+        second.last_gain = Instant::now() - STUCK;
+        assert!(
+            second.more().len() >= OFFER_WINDOW,
+            "stuck: it is offered what others hold"
+        );
+    }
+
+    #[test]
+    fn an_idle_watcher_takes_over_chunks_offered_to_another_and_not_sent_yet() {
+        let (held, _first) = one_watcher_nearly_done(false);
+        let (_, offered) = Offer::new(held, Bitfield::new(40), 2);
+        assert_eq!(offered.iter().collect::<Vec<_>>(), vec![36, 37, 38, 39]);
+    }
+
+    #[test]
+    fn a_seeder_offers_everything_the_watcher_lacks_when_that_is_little() {
+        let held = busy_seeder(40);
+        let mut theirs = Bitfield::full(40);
+        for c in [1, 2, 3] {
+            theirs.unset(c);
+        }
+        let (_, first) = Offer::new(held, theirs, 0);
+        assert_eq!(first.iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+}
