@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::policy::PACE_EVERY;
+
 /// Most bytes of chunk data requested at once: it bounds a fetch's memory however many peers
 /// serve it, and its speed to this much per round trip (160 MiB/s at 100 ms); 32 MiB bought
 /// nothing on loopback or a LAN and took a 4-seeder fetch from 45 to 70 MB of memory.
@@ -41,6 +43,14 @@ const MAX_REQUESTS: u64 = 128;
 /// timeout merely for waiting its turn on the fetcher's link.
 pub const QUEUE_TIME: Duration = Duration::from_secs(2);
 
+/// Bytes requested from one peer at once: enough to keep a fast link busy.
+const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
+/// Requests in flight per peer, whatever the chunk size: two keep a peer sending while the
+/// next request travels.
+const MIN_LANES: u64 = 2;
+/// Most requests in flight per peer.
+const MAX_LANES: u64 = 32;
+
 /// Permits for requests in flight, their number following the download rate.
 pub struct Budget {
     permits: Arc<Semaphore>,
@@ -56,6 +66,8 @@ pub struct Budget {
     /// A rate was measured: the budget follows it, and no longer grows with each answer.
     measured: AtomicBool,
     chunk: u64,
+    /// Requests in flight to one peer at most, on a short path.
+    per_peer: u64,
 }
 
 impl Budget {
@@ -73,6 +85,7 @@ impl Budget {
             cap: AtomicUsize::new(max),
             measured: AtomicBool::new(false),
             chunk,
+            per_peer: (PIPELINE_BYTES / chunk).clamp(MIN_LANES, MAX_LANES),
         }
     }
 
@@ -98,6 +111,13 @@ impl Budget {
     /// How many times the short-path cap the cap is now (1 but on long fat paths).
     pub fn stretch(&self) -> f64 {
         self.cap.load(Ordering::Relaxed) as f64 / self.max as f64
+    }
+
+    /// Requests in flight to each of `workers` peers: an even share of the budget, at least
+    /// two and at most a pipeline's worth (stretched on long fat paths, as the cap is).
+    pub fn lanes_per_peer(&self, workers: usize) -> usize {
+        let pipeline = (self.per_peer as f64 * self.stretch()) as u64;
+        (self.size() as u64 / workers.max(1) as u64).clamp(MIN_LANES, pipeline) as usize
     }
 
     /// A request was answered. Until a rate is measured, the budget grows by one; says whether
@@ -136,6 +156,28 @@ impl Budget {
             let forgotten = self.permits.forget_permits(size - target);
             self.size.fetch_sub(forgotten, Ordering::Relaxed);
         }
+    }
+}
+
+/// The download rate, measured every [`PACE_EVERY`]: it rises at once and falls over a few
+/// seconds (chunks arrive in lumps).
+pub struct Rate {
+    done: u64,
+    per_second: f64,
+}
+
+impl Rate {
+    /// A rate measured from `done` bytes on.
+    pub fn new(done: u64) -> Rate {
+        Rate { done, per_second: 0.0 }
+    }
+
+    /// The rate, given the bytes done now.
+    pub fn sample(&mut self, done: u64) -> f64 {
+        let now = done.saturating_sub(self.done) as f64 / PACE_EVERY.as_secs_f64();
+        self.done = done;
+        self.per_second = now.max(0.95 * self.per_second + 0.05 * now);
+        self.per_second
     }
 }
 

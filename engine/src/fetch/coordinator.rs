@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
+use super::budget::Rate;
 use super::options::Sources;
+use super::policy::{relocate_after, room_to_make, NEIGHBOURS, PACE_EVERY, UNREACHABLE_PAUSE};
 use super::peer;
 use super::shared::{Env, Shared, Worker};
 use crate::chunk_io::ChunkFile;
@@ -33,23 +35,6 @@ use crate::scheduler::Scheduler;
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Progress is saved (for `swarm status`) at most this often.
 const SAVE_EVERY: Duration = Duration::from_millis(500);
-/// Neighbours asked of the tracker, and most neighbours at once: enough that some always have
-/// what is missing, few enough that every one gets real work and a swarm of thousands is many
-/// small overlapping groups (as BitTorrent's 30 to 80).
-pub const NEIGHBOURS: u16 = 40;
-/// Fewer neighbours than this and the tracker is asked for more every [`RELOCATE_SOON`].
-const FEW_NEIGHBOURS: usize = 8;
-/// How often more neighbours are asked for while they are few or lack missing chunks.
-const RELOCATE_SOON: Duration = Duration::from_secs(3);
-/// How often more neighbours are asked for otherwise.
-const RELOCATE_EVERY: Duration = Duration::from_secs(30);
-/// A peer that could not be reached is not dialled again for this long.
-const UNREACHABLE_PAUSE: Duration = Duration::from_secs(30);
-/// The in-flight budget follows the download rate measured this often.
-const PACE_EVERY: Duration = Duration::from_millis(500);
-/// Neighbours with nothing missing here that are let go, at most, when new ones come.
-const REPLACED_AT_ONCE: usize = 8;
-
 /// What a download starts from.
 pub struct Plan<'a> {
     /// The node.
@@ -152,11 +137,7 @@ async fn coordinate(shared: &Arc<Shared>, workers: &TaskTracker, plan: &mut Plan
             warn_starved(shared, unavailable);
             starved_reported = unavailable;
         }
-        let every = if unavailable > 0 || peers < FEW_NEIGHBOURS {
-            RELOCATE_SOON
-        } else {
-            RELOCATE_EVERY
-        };
+        let every = relocate_after(unavailable, peers);
         tokio::select! {
             _ = shared.wake.notified() => {}
             _ = plan.cancelled.cancelled() => return Err(Error::Cancelled),
@@ -284,27 +265,6 @@ fn hurry(shared: &Shared, chunks: std::ops::Range<u32>) {
     shared.changed.notify_waiters();
 }
 
-/// The download rate, measured every [`PACE_EVERY`]: it rises at once and falls over a few
-/// seconds (chunks arrive in lumps).
-struct Rate {
-    done: u64,
-    per_second: f64,
-}
-
-impl Rate {
-    fn new(done: u64) -> Rate {
-        Rate { done, per_second: 0.0 }
-    }
-
-    /// The rate, given the bytes done now.
-    fn sample(&mut self, done: u64) -> f64 {
-        let now = done.saturating_sub(self.done) as f64 / PACE_EVERY.as_secs_f64();
-        self.done = done;
-        self.per_second = now.max(0.95 * self.per_second + 0.05 * now);
-        self.per_second
-    }
-}
-
 /// Asks the tracker for more neighbours; when at the cap, lets go of neighbours that hold
 /// nothing missing here to make room.
 async fn relocate(shared: &Arc<Shared>, workers: &TaskTracker, sources: &Sources) {
@@ -333,13 +293,13 @@ async fn relocate(shared: &Arc<Shared>, workers: &TaskTracker, sources: &Sources
 /// missing here, if the neighbours are at the cap.
 fn make_room(shared: &Shared, wanted: usize) {
     let swarm = shared.lock();
-    let over = (swarm.workers.len() + wanted).saturating_sub(usize::from(NEIGHBOURS));
+    let over = room_to_make(swarm.workers.len(), wanted);
     let useless: Vec<&CancellationToken> = swarm
         .workers
         .iter()
         .filter(|(peer, _)| !swarm.scheduler.useful(peer))
         .map(|(_, worker)| &worker.stop)
-        .take(over.min(REPLACED_AT_ONCE))
+        .take(over)
         .collect();
     for stop in useless {
         stop.cancel();

@@ -29,12 +29,13 @@
 //! the partial file is hashed again, so a chunk that a crash lost is fetched again, and one
 //! written after the last progress record is kept. The finished file is synced, then renamed.
 
-mod budget;
+pub mod budget;
 mod coordinator;
 mod manifest_exchange;
 mod options;
 pub(crate) mod output;
 mod peer;
+pub mod policy;
 mod shared;
 
 use std::collections::HashMap;
@@ -51,7 +52,7 @@ use crate::downloads::Registered;
 use crate::error::{Error, Result};
 use crate::held::Held;
 use crate::tracker_client::Located;
-pub use coordinator::NEIGHBOURS;
+pub use policy::NEIGHBOURS;
 pub(crate) use manifest_exchange::locate_with_manifest;
 pub use manifest_exchange::TRACKER_PATIENCE;
 pub use options::{holders_of, DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
@@ -157,7 +158,7 @@ async fn manifest_and_holders(env: &Env, id: FileId, options: &mut FetchOptions)
         return Ok((manifest, located));
     }
     let saved = env.state.download(&id).ok().flatten().map(|record| record.manifest);
-    let (lan, want) = (env.lan.as_ref(), coordinator::NEIGHBOURS);
+    let (lan, want) = (env.lan.as_ref(), policy::NEIGHBOURS);
     locate_with_manifest(&env.session, &env.transport, lan, id, want, saved, &options.holders).await
 }
 

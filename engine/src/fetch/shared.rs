@@ -49,14 +49,6 @@ pub struct Env {
     pub lan: Option<crate::lan_discovery::LanDiscovery>,
 }
 
-/// Bytes requested from one peer at once: enough to keep a fast link busy.
-const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
-/// Requests in flight per peer, whatever the chunk size: two keep a peer sending while the
-/// next request travels.
-const MIN_LANES: u64 = 2;
-/// Most requests in flight per peer.
-const MAX_LANES: u64 = 32;
-
 /// The bookkeeping behind the lock.
 pub struct Swarm {
     /// Which chunk from which peer next.
@@ -161,7 +153,6 @@ pub struct Shared {
     pub changed: Notify,
     /// Wakes the coordinator: something in the bookkeeping changed.
     pub wake: Notify,
-    per_peer: u64,
     /// The longest round trip, in microseconds, of the peers that delivered a chunk since the
     /// coordinator last looked ([`Shared::take_rtt`]).
     longest_rtt: AtomicU64,
@@ -182,7 +173,6 @@ impl Shared {
     ) -> Shared {
         let chunk = u64::from(manifest.chunk_size);
         let budget = Budget::new(chunk);
-        let per_peer = (PIPELINE_BYTES / chunk).clamp(MIN_LANES, MAX_LANES);
         Shared {
             done: env.shutdown.child_token(),
             env,
@@ -196,7 +186,6 @@ impl Shared {
             disk_slots: Semaphore::new(super::output::DISK_WRITERS),
             changed: Notify::new(),
             wake: Notify::new(),
-            per_peer,
             longest_rtt: AtomicU64::new(0),
             swarm: Mutex::new(Swarm {
                 scheduler,
@@ -231,9 +220,8 @@ impl Shared {
     /// must leave the others theirs. On a long fat path the pipeline stretches as the budget's
     /// cap does.
     pub fn lanes_per_peer(&self) -> usize {
-        let workers = self.lock().workers.len().max(1) as u64;
-        let pipeline = (self.per_peer as f64 * self.in_flight.stretch()) as u64;
-        (self.in_flight.size() as u64 / workers).clamp(MIN_LANES, pipeline) as usize
+        let workers = self.lock().workers.len();
+        self.in_flight.lanes_per_peer(workers)
     }
 
     /// A peer delivered a chunk over a path with round trip `rtt`.
