@@ -129,6 +129,18 @@ netns-demo: build
 netns-forty: build
     bash testbed/forty-peers.sh
 
+# A simulated swarm (swarm-sim: the engine's own decisions over simulated links and clock):
+# HOSTS fetchers of SIZE in CHUNK chunks at MBIT Mbit/s (given out in turn), one seeder at
+# SEED_MBIT, 5% killed midway, RUNS seeds. `just sim-calibrate` compares it with the namespaces.
+sim hosts="1000" size="64MiB" chunk="1MiB" mbit="10,50,100,1000" seed_mbit="1000" runs="1":
+    cargo build --locked --release -p swarm-sim
+    target/release/swarm-sim --fetchers {{hosts}} --kill $(( {{hosts}} / 20 )) --size {{size}} --chunk {{chunk}} --mbit {{mbit}} --seed-mbit {{seed_mbit}} --runs {{runs}}
+
+# The simulator beside the namespace scenarios it is calibrated on (10, 40 and 100 hosts).
+sim-calibrate:
+    cargo build --locked --release -p swarm-sim
+    for preset in ten forty hundred; do target/release/swarm-sim --preset $preset --runs 3; done
+
 # A hundred hosts on namespaces and a bigger file (root; several minutes on 2 cores).
 netns-big: build
     NAME=hundred-peers FETCHERS=99 KILL=5 SIZE_MIB=16 CHUNK=64KiB SEED_RATE=10mbit \

@@ -36,6 +36,20 @@ pub const STUCK: Duration = Duration::from_secs(2);
 /// none of its offered chunks is being sent, is idle.
 pub const OFFER_EXPIRY: Duration = Duration::from_millis(500);
 
+/// Changes are sent at most this often, so that a fast download sends a few frames a second
+/// rather than one per chunk; with many watchers, less often still (see [`batch_interval`]).
+pub const BATCH: Duration = Duration::from_millis(200);
+/// The longest a change waits to be sent.
+pub const MAX_BATCH: Duration = Duration::from_secs(1);
+
+/// How long changes gather before they are sent to each watcher: every node tells each of
+/// its watchers, so a swarm of N neighbours sends N*N frames per interval; 200 ms for ten
+/// watchers, up to a second for fifty (40 peers at 200 ms sent more availability packets than
+/// chunk data on slow links).
+pub fn batch_interval(watchers: u32) -> Duration {
+    (BATCH / 10 * watchers).clamp(BATCH, MAX_BATCH)
+}
+
 /// What an [`Offer`] reads and counts of the file it offers: the chunks held, how they have
 /// spread among the watchers, and the time. [`Held`] is the node's; the simulator
 /// (`swarm-sim`) gives its own, with its own clock.

@@ -6,20 +6,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
 use swarm_proto::protocol::{self, Availability, PeerRequest, PeerResponse, ProtocolError, MAX_FRAME};
 use swarm_proto::{transport, Bitfield, FileId, PeerId};
 
 use crate::held::Held;
-use crate::offer::{Offer, OFFER_EXPIRY, STUCK};
+use crate::offer::{batch_interval, Offer, BATCH, OFFER_EXPIRY, STUCK};
 
-/// Changes are sent at most this often, so that a fast download sends a few frames a second
-/// rather than one per chunk; with many watchers, less often still (see [`batch_interval`]).
-const BATCH: Duration = Duration::from_millis(200);
-/// The longest a change waits to be sent.
-const MAX_BATCH: Duration = Duration::from_secs(1);
 /// Watch streams one peer may hold open on a node: one per file it fetches, and a node
 /// fetches 16 files at once by default.
 pub const MAX_WATCHES_PER_PEER: usize = 256;
@@ -71,14 +65,6 @@ impl Drop for WatchPass {
         crate::uploads::decrement(by_peer, &self.peer);
         crate::uploads::decrement(by_network, &self.network);
     }
-}
-
-/// How long changes gather before they are sent to each watcher: every node tells each of
-/// its watchers, so a swarm of N neighbours sends N*N frames per interval; 200 ms for ten
-/// watchers, up to a second for fifty (40 peers at 200 ms sent more availability packets than
-/// chunk data on slow links).
-pub fn batch_interval(watchers: u32) -> Duration {
-    (BATCH / 10 * watchers).clamp(BATCH, MAX_BATCH)
 }
 
 /// Serves a watch: answers what is offered of `held` to a watcher holding `theirs`, then

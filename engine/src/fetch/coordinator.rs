@@ -21,8 +21,8 @@ use tracing::{debug, warn, Instrument};
 
 use super::budget::Rate;
 use super::options::Sources;
-use super::policy::{relocate_after, room_to_make, NEIGHBOURS, PACE_EVERY, UNREACHABLE_PAUSE};
 use super::peer;
+use super::policy::{relocate_after, room_to_make, NEIGHBOURS, PACE_EVERY, UNREACHABLE_PAUSE};
 use super::shared::{Env, Shared, Worker};
 use crate::chunk_io::ChunkFile;
 use crate::error::{Error, Result};

@@ -52,11 +52,11 @@ use crate::downloads::Registered;
 use crate::error::{Error, Result};
 use crate::held::Held;
 use crate::tracker_client::Located;
-pub use policy::NEIGHBOURS;
 pub(crate) use manifest_exchange::locate_with_manifest;
 pub use manifest_exchange::TRACKER_PATIENCE;
 pub use options::{holders_of, DiskIo, FetchOptions, FetchReport, PeerFilter, Replace, Sources};
 use output::{Output, Prepared};
+pub use policy::NEIGHBOURS;
 pub(crate) use shared::Env;
 
 /// Fetches `id` (see the module doc). The download is on the node's list of downloads from
