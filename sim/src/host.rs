@@ -48,6 +48,8 @@ pub struct Host {
     pub started: Time,
     /// When it had the whole file.
     pub finished: Option<Time>,
+    /// Bytes of chunks it verified that came from a seeder.
+    pub from_seeders: u64,
     /// Something to tell the watchers at the next batch.
     pub offers_pending: bool,
     /// When the watchers may be told next.
@@ -83,6 +85,7 @@ impl Host {
             fetch: None,
             started: 0,
             finished: None,
+            from_seeders: 0,
             offers_pending: false,
             next_offers: 0,
             offers_queued: false,

@@ -99,8 +99,8 @@ fn main() -> anyhow::Result<()> {
         scenario.ramp.as_secs_f64(),
     );
     println!(
-        "{:>4} {:>8} {:>6} {:>6} {:>7} {:>8} {:>7} {:>12} {:>10} {:>8}",
-        "SEED", "FLOOR s", "p50", "p99", "p99.9", "slowest", "copies", "avail frames", "tracker/s", "wall s"
+        "{:>4} {:>8} {:>6} {:>6} {:>7} {:>8} {:>7} {:>8} {:>12} {:>10} {:>8}",
+        "SEED", "FLOOR s", "p50", "p99", "p99.9", "slowest", "copies", "to surv", "avail frames", "tracker/s", "wall s"
     );
     for seed in 1..=args.runs {
         scenario.seed = seed;
@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
 
 fn print_row(seed: u64, o: &Outcome) {
     println!(
-        "{:>4} {:>8.1} {:>5.2}x {:>5.2}x {:>6.2}x {:>7.2}x {:>7.2} {:>12} {:>10.1} {:>8.1}{}",
+        "{:>4} {:>8.1} {:>5.2}x {:>5.2}x {:>6.2}x {:>7.2}x {:>7.2} {:>8.2} {:>12} {:>10.1} {:>8.1}{}",
         seed,
         o.floor,
         o.percentile(50.0),
@@ -120,6 +120,7 @@ fn print_row(seed: u64, o: &Outcome) {
         o.percentile(99.9),
         o.multiples.last().copied().unwrap_or(f64::NAN),
         o.seeder_copies,
+        o.survivors_from_seeders,
         o.counts.availability_frames,
         o.tracker_rate(),
         o.wall.as_secs_f64(),

@@ -144,8 +144,10 @@ impl Scenario {
         let survivors = fetchers.clone().take(self.survivors());
         let mut multiples = Vec::new();
         let mut unfinished = 0;
+        let mut from_seeders = 0;
         for h in survivors {
             let host = &world.hosts[h];
+            from_seeders += host.from_seeders;
             match host.finished {
                 Some(done) => multiples.push(seconds(done - host.started) / floor),
                 None => unfinished += 1,
@@ -158,6 +160,7 @@ impl Scenario {
             multiples,
             unfinished,
             seeder_copies: seeded / PAYLOAD_SHARE / self.size as f64,
+            survivors_from_seeders: from_seeders as f64 / self.size as f64,
             simulated: seconds(world.queue.now()),
             counts: world.counts.clone(),
             wall: wall.elapsed(),
@@ -177,6 +180,8 @@ pub struct Outcome {
     /// What the seeders sent on their links, in copies of the file: headers, transfers cut
     /// short and killed fetchers' share included (as the namespace scenarios count it).
     pub seeder_copies: f64,
+    /// What the surviving fetchers verified from the seeders, in copies of the file.
+    pub survivors_from_seeders: f64,
     /// Simulated seconds.
     pub simulated: f64,
     /// What else the run counted.

@@ -48,3 +48,24 @@ fn a_flash_crowd_of_a_thousand_hosts_is_served() {
     assert_eq!(outcome.unfinished, 0);
     assert_eq!(outcome.multiples.len(), 950);
 }
+
+/// Two processes (whose hash maps iterate in different orders) print the same figures.
+#[test]
+fn two_processes_print_the_same_run() {
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-sim"))
+            .args(["--preset", "hundred"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Every column but the last (the run's wall time).
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| line.rsplit_once(' ').map_or(line, |(figures, _)| figures).to_owned())
+            .collect::<Vec<_>>()
+    };
+    let first = run();
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(first, run());
+}

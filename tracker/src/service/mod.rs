@@ -159,23 +159,7 @@ impl Tracker {
             unsaved: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
         });
-        let (handler, stopping) = (service.clone(), shutdown.clone());
-        tasks.spawn(transport::accept_streams(
-            transport.clone(),
-            shutdown.clone(),
-            tasks.clone(),
-            move |stream: IncomingStream| {
-                let (service, stopping) = (handler.clone(), stopping.clone());
-                async move {
-                    tokio::select! {
-                        served = serve_stream(stream, &service) => if let Err(e) = served {
-                            debug!("request failed: {e}");
-                        },
-                        _ = stopping.cancelled() => {}
-                    }
-                }
-            },
-        ));
+        tasks.spawn(answer_requests(&transport, &service, &shutdown, &tasks));
         if matches!(service.store, Store::Embedded(_)) {
             tasks.spawn(save_loop(service.clone(), shutdown.clone()));
         }
@@ -237,6 +221,33 @@ impl Tracker {
         self.tasks.wait().await;
         self.service.save_state();
     }
+}
+
+/// Answers every request stream on `transport` until `shutdown`, each on its own task on
+/// `tasks` (ended by `shutdown` too, so that stopping waits for none).
+fn answer_requests(
+    transport: &Transport,
+    service: &Arc<Service>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (service, stopping) = (service.clone(), shutdown.clone());
+    transport::accept_streams(
+        transport.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+        move |stream: IncomingStream| {
+            let (service, stopping) = (service.clone(), stopping.clone());
+            async move {
+                tokio::select! {
+                    served = serve_stream(stream, &service) => if let Err(e) = served {
+                        debug!("request failed: {e}");
+                    },
+                    _ = stopping.cancelled() => {}
+                }
+            }
+        },
+    )
 }
 
 /// A read-only view of a running tracker's state; cheap to clone.
