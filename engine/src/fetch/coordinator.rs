@@ -207,23 +207,39 @@ fn glance(shared: &Shared) -> Result<Glance> {
 /// Says that `unavailable` chunks wait for a holder, naming the holders that could not be
 /// reached from here.
 fn warn_starved(shared: &Shared, unavailable: u32) {
-    let unreachable: Vec<String> = shared
+    let mut unreachable: Vec<(std::time::Instant, String)> = shared
         .lock()
         .unreachable
         .iter()
-        .map(|(peer, u)| format!("{} ({})", u.describe(*peer), u.why))
+        .map(|(peer, u)| (u.at, format!("{} ({})", u.describe(*peer), u.why)))
         .collect();
     if unreachable.is_empty() {
         warn!("waiting for {unavailable} chunks that no live peer holds");
-    } else {
-        warn!(
-            "waiting for {unavailable} chunks that no reachable peer holds; {} holder(s) the tracker \
-             named could not be reached from here: {}",
-            unreachable.len(),
-            unreachable.join(", ")
-        );
+        return;
     }
+    // The latest few: forty holders' reasons in one line said nothing anyone could read.
+    unreachable.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    let named: Vec<&str> = unreachable
+        .iter()
+        .take(NAMED_UNREACHABLE)
+        .map(|(_, s)| s.as_str())
+        .collect();
+    let more = unreachable.len().saturating_sub(NAMED_UNREACHABLE);
+    warn!(
+        "waiting for {unavailable} chunks that no reachable peer holds; {} holder(s) the tracker named \
+         could not be reached from here: {}{}",
+        unreachable.len(),
+        named.join(", "),
+        if more > 0 {
+            format!(", and {more} more")
+        } else {
+            String::new()
+        }
+    );
 }
+
+/// Unreachable holders named in a warning, the latest first.
+const NAMED_UNREACHABLE: usize = 3;
 
 /// Every [`PACE_EVERY`]: records what each source sent (for people), and sizes the requests in
 /// flight to the rate and round-trip time measured.
