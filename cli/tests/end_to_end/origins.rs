@@ -51,17 +51,7 @@ fn answered(log: &Path, path: &str, status: u16) -> usize {
 /// Starts `swarm seed --url URL` and returns it with the file id it printed and the ticket of
 /// the fetch command under it.
 fn seed_from(url: &str, tracker: &str, state: &Path, extra: &[&str]) -> (Proc, String, String) {
-    let mut args = vec![
-        "seed",
-        "--url",
-        url,
-        "--tracker",
-        tracker,
-        "--state",
-        s(state),
-        "--listen",
-        "127.0.0.1:0",
-    ];
+    let mut args = seed_url_args(url, tracker, state);
     args.extend_from_slice(extra);
     let seeder = Proc::spawn(&args);
     let mut before = String::new();
@@ -77,7 +67,12 @@ fn seed_from(url: &str, tracker: &str, state: &Path, extra: &[&str]) -> (Proc, S
 
 /// Runs `swarm seed --url URL` to its end (for the cases where it refuses).
 fn seed_once(url: &str, tracker: &str, state: &Path) -> std::process::Output {
-    run(&[
+    run(&seed_url_args(url, tracker, state))
+}
+
+/// The arguments of `swarm seed --url URL` with its tracker and state, on loopback.
+fn seed_url_args<'a>(url: &'a str, tracker: &'a str, state: &'a Path) -> Vec<&'a str> {
+    vec![
         "seed",
         "--url",
         url,
@@ -87,7 +82,7 @@ fn seed_once(url: &str, tracker: &str, state: &Path) -> std::process::Output {
         s(state),
         "--listen",
         "127.0.0.1:0",
-    ])
+    ]
 }
 
 #[test]

@@ -125,6 +125,12 @@ impl World {
         if gone {
             fetch.unreachable.insert(n, self.queue.now());
         }
+        self.let_go(h, n, neighbour);
+        self.queue.after(0, Event::Fill(h));
+    }
+
+    /// `h` takes back what it asked of `n` and ends its watch there.
+    pub(super) fn let_go(&mut self, h: usize, n: usize, neighbour: Neighbour) {
         for chunk in neighbour.asked {
             self.cancel(Transfer {
                 holder: n,
@@ -134,7 +140,6 @@ impl World {
         }
         let delay = self.links.delay(h, n);
         self.queue.after(delay, Event::Unwatch { holder: n, watcher: h });
-        self.queue.after(0, Event::Fill(h));
     }
 
     pub(super) fn pace(&mut self, h: usize) {

@@ -65,6 +65,9 @@ impl World {
     }
 
     pub(super) fn request(&mut self, t: Transfer) {
+        if !self.hosts[t.fetcher].alive {
+            self.live.remove(&t);
+        }
         if !self.live.contains(&t) {
             return;
         }
@@ -146,7 +149,13 @@ impl World {
         }
         if let Some((_, _, token)) = host.slots.release(fetcher.0, fetcher.1) {
             if let Some(next) = host.waiting.remove(&token) {
-                self.upload(next);
+                if self.hosts[next.fetcher].alive {
+                    self.upload(next);
+                } else {
+                    // Its connection is gone: the slot passes on at once.
+                    self.live.remove(&next);
+                    self.end_upload(next, false);
+                }
             }
         }
     }
@@ -284,15 +293,7 @@ impl World {
         host.finished = Some(now);
         let Some(fetch) = host.fetch.take() else { return };
         for (n, neighbour) in fetch.neighbours {
-            for chunk in neighbour.asked {
-                self.cancel(Transfer {
-                    holder: n,
-                    fetcher: h,
-                    chunk,
-                });
-            }
-            let delay = self.links.delay(h, n);
-            self.queue.after(delay, Event::Unwatch { holder: n, watcher: h });
+            self.let_go(h, n, neighbour);
         }
         self.queue.after(0, Event::Report(h));
         self.queue.after(span(BATCH), Event::TellGains(h));

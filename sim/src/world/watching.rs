@@ -25,16 +25,7 @@ impl World {
         let (offer, first) = Offer::new(host.supply.clone(), theirs, salt);
         let super_seeds = offer.super_seeds();
         host.watchers.insert(watcher, offer);
-        self.counts.availability_frames += 1;
-        self.queue.after(
-            delay,
-            Event::Offered {
-                watcher,
-                holder,
-                chunks: first.iter().collect(),
-                first: true,
-            },
-        );
+        self.send_offer(holder, watcher, first.iter().collect(), true);
         if super_seeds && !self.hosts[holder].ticking {
             self.hosts[holder].ticking = true;
             self.queue.after(span(OFFER_EXPIRY / 2), Event::Tick(holder));
@@ -80,18 +71,23 @@ impl World {
         // A seeder tops the watcher's window up at once.
         let more = offer.more();
         if !more.is_empty() {
-            self.counts.availability_frames += 1;
-            let delay = self.links.delay(holder, watcher);
-            self.queue.after(
-                delay,
-                Event::Offered {
-                    watcher,
-                    holder,
-                    chunks: more,
-                    first: false,
-                },
-            );
+            self.send_offer(holder, watcher, more, false);
         }
+    }
+
+    /// `holder` tells `watcher` it offers `chunks` (`first`: its answer to the watch).
+    fn send_offer(&mut self, holder: usize, watcher: usize, chunks: Vec<u32>, first: bool) {
+        self.counts.availability_frames += 1;
+        let delay = self.links.delay(holder, watcher);
+        self.queue.after(
+            delay,
+            Event::Offered {
+                watcher,
+                holder,
+                chunks,
+                first,
+            },
+        );
     }
 
     /// Queues the batch that tells `h`'s watchers what it offers now.
@@ -122,17 +118,7 @@ impl World {
             }
         }
         for (watcher, chunks) in told {
-            self.counts.availability_frames += 1;
-            let delay = self.links.delay(h, watcher);
-            self.queue.after(
-                delay,
-                Event::Offered {
-                    watcher,
-                    holder: h,
-                    chunks,
-                    first: false,
-                },
-            );
+            self.send_offer(h, watcher, chunks, false);
         }
     }
 
