@@ -51,8 +51,8 @@ pub fn batch_interval(watchers: u32) -> Duration {
 }
 
 /// What an [`Offer`] reads and counts of the file it offers: the chunks held, how they have
-/// spread among the watchers, and the time. [`Held`] is the node's; the simulator
-/// (`swarm-sim`) gives its own, with its own clock.
+/// spread among the watchers, and the time. The node's copy of a file (`Held`) is one; the
+/// simulator (`swarm-sim`) gives its own, with its own clock.
 pub trait Supply: std::fmt::Debug {
     /// Now, by the clock the offers are timed with.
     fn now(&self) -> Instant;
