@@ -22,6 +22,10 @@ impl Lan {
     /// Machines `machines`, set up by the `ip` command lines `script` (in which `{n}` stands
     /// for the name, so that `{n}-a` is machine `a`), every loopback up.
     pub(super) fn build(name: &str, machines: &[&'static str], script: &[String]) -> Lan {
+        // Routers masquerade and filter with iptables, which a fresh Debian lacks.
+        if script.iter().any(|line| line.contains("iptables")) {
+            install_if_missing("iptables", "iptables");
+        }
         let lan = Lan {
             name: name.to_owned(),
             machines: machines.to_vec(),
