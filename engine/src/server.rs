@@ -28,7 +28,7 @@ use crate::downloads::Downloads;
 use crate::held::{Held, HeldFiles, ReadError};
 use crate::ratelimit::RateLimiter;
 use crate::status;
-use crate::uploads::{Admission, Limits, UploadSlots};
+use crate::uploads::{Admission, Limits, UploadSlots, QUEUE_WAIT, REFUSAL_DELAY};
 use crate::watch;
 
 /// Spare chunk buffers an idle server keeps for the next uploads.
@@ -37,13 +37,6 @@ const SPARE_BUFFERS: usize = 8;
 const RATE_SLICE: usize = 64 * 1024;
 /// Data is handed to QUIC in slices this big, so that a stalled stream is noticed mid-chunk.
 const SLICE: usize = 256 * 1024;
-/// Longest wait in line for an upload slot; then `Busy`. Well under a fetcher's patience for
-/// an answer (10 s).
-pub const QUEUE_WAIT: Duration = Duration::from_secs(3);
-/// A request beyond its peer's line waits this long before its `Busy`: a peer that asks again
-/// the moment it is refused gets nothing faster, and costs the server a sleeping task, not a
-/// spinning core.
-const REFUSAL_DELAY: Duration = Duration::from_secs(1);
 /// An upload whose connection has sent less than [`STALL_BYTES`] in this long is stalled: the
 /// peer is not reading. Its stream is reset and its slot freed.
 pub const UPLOAD_STALL: Duration = Duration::from_secs(5);

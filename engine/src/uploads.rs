@@ -26,8 +26,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use swarm_proto::PeerId;
+
+/// Longest wait in line for an upload slot; then `Busy`. Well under a fetcher's patience for
+/// an answer (10 s).
+pub const QUEUE_WAIT: Duration = Duration::from_secs(3);
+/// A request beyond its peer's line waits this long before its `Busy`: a peer that asks again
+/// the moment it is refused gets nothing faster, and costs the server a sleeping task, not a
+/// spinning core.
+pub const REFUSAL_DELAY: Duration = Duration::from_secs(1);
 
 /// The caps on upload slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, trace, warn, Instrument};
 
 use super::output::no_space_or_io;
+use super::policy::STALL_TIMEOUT;
 use super::shared::{Shared, Swarm};
 use crate::chunk_io::ChunkBuf;
 use crate::error::Error;
@@ -28,8 +29,6 @@ use crate::scheduler::Verdict;
 use crate::traversal;
 use crate::watch::{self, Watching};
 
-/// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
-const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// An idle lane looks for work again after this long even if nothing woke it (a safety net:
 /// every change that gives a peer work wakes its lanes).
 const IDLE_LOOK: Duration = Duration::from_secs(1);

@@ -20,6 +20,8 @@ pub const UNREACHABLE_PAUSE: Duration = Duration::from_secs(30);
 pub const PACE_EVERY: Duration = Duration::from_millis(500);
 /// Neighbours with nothing missing here that are let go, at most, when new ones come.
 pub const REPLACED_AT_ONCE: usize = 8;
+/// A chunk transfer that makes no progress for this long is abandoned and asked elsewhere.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long until the tracker is asked for more neighbours, given how many chunks no
 /// neighbour holds (`unavailable`) and how many neighbours there are.

@@ -22,15 +22,12 @@ mod neighbours;
 mod requests;
 mod watching;
 
-/// A fetcher gives up on a chunk that stops arriving after this long (the engine's stall
-/// timeout), and so finds out that its holder is gone.
-const STALL: Duration = Duration::from_secs(10);
-/// A dial to a host that is gone fails after this long.
+/// A fetcher gives up on a chunk that stops arriving after the engine's stall timeout, and so
+/// finds out that its holder is gone.
+const STALL: Duration = swarm_engine::fetch::policy::STALL_TIMEOUT;
+/// A dial to a host that is gone fails after this long (a handshake's patience is the peers'
+/// idle timeout, which the transport keeps to itself).
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-/// A request waits this long for an upload slot (the engine's `QUEUE_WAIT`).
-const QUEUE_WAIT: Duration = Duration::from_secs(3);
-/// A refusal for want of slots is said after this long (the engine's `REFUSAL_DELAY`).
-const REFUSAL_DELAY: Duration = Duration::from_secs(1);
 
 /// Something that happens at a time.
 #[derive(Debug)]

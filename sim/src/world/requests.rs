@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use swarm_engine::offer::BATCH;
-use swarm_engine::uploads::Admission;
+use swarm_engine::uploads::{Admission, QUEUE_WAIT, REFUSAL_DELAY};
 use swarm_proto::PeerId;
 
-use super::{Answer, Event, World, QUEUE_WAIT, REFUSAL_DELAY, STALL};
+use super::{Answer, Event, World, STALL};
 use crate::clock::span;
 use crate::host::Transfer;
 use crate::links::Due;
