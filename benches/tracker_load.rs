@@ -72,6 +72,10 @@ struct Args {
     /// holder sends the manifest does).
     #[arg(long)]
     manifest_from_tracker: bool,
+    /// Fetchers hang up right after they join and dial again to locate, as nodes did before
+    /// their session kept the join's connection until idle (one more handshake per join).
+    #[arg(long)]
+    hang_up_after_join: bool,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -156,6 +160,14 @@ async fn timed<T>(into: &Latencies, work: impl std::future::Future<Output = swar
     }
 }
 
+/// How the simulated fetchers behave, from the command line.
+#[derive(Clone, Copy)]
+struct Habits {
+    flooding: bool,
+    manifest_from_tracker: bool,
+    hang_up_after_join: bool,
+}
+
 /// One simulated fetcher: joins, locates (with the manifest if `manifest_from_tracker`), then
 /// reports its download's chunks and asks for neighbours again at the real node's cadence,
 /// until `end`.
@@ -165,17 +177,25 @@ async fn fetcher(
     download: Duration,
     stats: Arc<Stats>,
     end: Instant,
-    flooding: bool,
-    manifest_from_tracker: bool,
+    habits: Habits,
 ) {
+    let Habits {
+        flooding,
+        manifest_from_tracker,
+        hang_up_after_join,
+    } = habits;
     let Some(registration) = timed(&stats.register, client.register(None, lan_addrs())).await else {
         return;
     };
     let empty = Bitfield::new(manifest.chunk_count);
     // As a node's download does: by id, the tracker having the manifest already.
     timed(&stats.announce, client.join(manifest.id(), &empty, Default::default())).await;
-    // As a node's session does once it has joined; the fetch then dials again to locate.
-    client.hang_up().await;
+    // A node's session hangs up once idle; its fetch locates at once, on the same connection.
+    if hang_up_after_join {
+        client.hang_up().await;
+    }
+    let client = Arc::new(client);
+    hang_up_when_idle(&client);
     let id = manifest.id();
     let locate = |with_manifest: bool| TrackerRequest::Locate {
         file: id,
@@ -234,6 +254,15 @@ async fn fetcher(
     }
 }
 
+/// Hangs up once `client` has been idle a while, as a node's session does after it joined.
+fn hang_up_when_idle(client: &Arc<TrackerClient>) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(swarm_engine::tracker_client::HANG_UP_WHEN_IDLE).await;
+        client.hang_up_if_idle().await;
+    });
+}
+
 /// Keepalives back to back until `end` (`--flood`).
 async fn flood(client: &TrackerClient, stats: &Stats, end: Instant) {
     while Instant::now() < end {
@@ -259,7 +288,8 @@ async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant, 
         return flood(&client, &stats, end).await;
     }
     // As a node's session does once it has joined.
-    client.hang_up().await;
+    let client = Arc::new(client);
+    hang_up_when_idle(&client);
     let every = Duration::from_secs((registration.timeout_secs / 3).max(1));
     loop {
         let next = Instant::now() + every;
@@ -384,14 +414,17 @@ async fn run(args: Args) {
         let delay = ramp.mul_f64(rand::random::<f64>());
         let download = Duration::from_secs(args.download);
         let is_fetcher = n < args.fetchers;
-        let flooding = args.flood;
-        let manifest_from_tracker = args.manifest_from_tracker;
+        let habits = Habits {
+            flooding: args.flood,
+            manifest_from_tracker: args.manifest_from_tracker,
+            hang_up_after_join: args.hang_up_after_join,
+        };
         tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             if is_fetcher {
-                fetcher(client, manifest, download, stats, end, flooding, manifest_from_tracker).await;
+                fetcher(client, manifest, download, stats, end, habits).await;
             } else {
-                idle(client, n, stats, end, flooding).await;
+                idle(client, n, stats, end, habits.flooding).await;
             }
         });
     }

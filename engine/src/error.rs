@@ -81,6 +81,15 @@ pub enum Error {
         /// What to do, when something can be said.
         hint: String,
     },
+    /// The tracker did not answer a request in time, or its connection failed under it:
+    /// asking again may well work.
+    #[error("tracker {addr}: {message}")]
+    TrackerSilent {
+        /// Where the tracker was dialled.
+        addr: String,
+        /// What failed.
+        message: String,
+    },
     /// The tracker answered with a refusal or something unexpected.
     #[error("tracker {addr}: {message}")]
     Tracker {
@@ -213,6 +222,19 @@ impl Error {
             Error::Cancelled => ErrorKind::Cancelled,
             _ => ErrorKind::Other,
         }
+    }
+
+    /// Did the tracker stay silent (no answer to the handshake or the request, or a lost
+    /// connection), rather than answer or refuse? Asking again may then work.
+    pub fn is_tracker_silence(&self) -> bool {
+        matches!(
+            self,
+            Error::TrackerSilent { .. }
+                | Error::TrackerConnect {
+                    source: ConnectError::Unreachable(_),
+                    ..
+                }
+        )
     }
 
     /// Did a tracker or node refuse this one as not of its swarm (private, and this node

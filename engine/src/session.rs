@@ -28,6 +28,12 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait for the tracker when leaving.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The first pause before a silent tracker is asked again by
+/// [`Session::locate_until_answered`]; it doubles up to [`SILENT_TRACKER_MAX_PAUSE`]. Each try
+/// is a new handshake, so a crowd of silent fetchers comes back spread out, not in step.
+const SILENT_TRACKER_PAUSE: Duration = Duration::from_secs(1);
+const SILENT_TRACKER_MAX_PAUSE: Duration = Duration::from_secs(8);
+
 /// How long a tracker that did not answer is taken for silent (see [`Session::seems_silent`]).
 pub const SILENCE_REMEMBERED: Duration = Duration::from_secs(30);
 
@@ -125,8 +131,15 @@ impl Session {
         *slot = Some(registration);
         drop(slot);
         self.announce_added_since(&announced).await?;
-        // Nothing more to say for now: the tracker need not keep a connection for this peer.
-        self.inner.client.hang_up().await;
+        // Nothing more to say for now, unless a fetch follows (it asks on this connection): once
+        // idle, the tracker need not keep a connection for this peer.
+        let (client, stop) = (self.inner.client.clone(), self.inner.shutdown.clone());
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(crate::tracker_client::HANG_UP_WHEN_IDLE) => client.hang_up_if_idle().await,
+            }
+        });
         if first {
             let own = crate::netutil::own_addrs(self.inner.client.local_addr());
             let behind_nat = self.inner.advertise.is_none() && crate::nat::behind_nat(registration.addr, &own);
@@ -321,6 +334,38 @@ impl Session {
     /// Up to `want` live holders of a file, and its manifest (not yet checked) if `manifest`.
     pub async fn locate(&self, file: FileId, manifest: bool, want: u16) -> Result<Located> {
         self.inner.client.locate(file, manifest, want).await
+    }
+
+    /// [`Session::locate`] without the manifest, asked again while the tracker stays silent,
+    /// until it answers or the session ends: for a fetch that has no other way to find
+    /// holders. A tracker busy with a crowd, or behind a lossy link, can miss a handshake's
+    /// whole patience (40 s) and answer the next; the caller's own deadline (`--timeout`)
+    /// ends the wait sooner. Said once, as a warning.
+    pub async fn locate_until_answered(&self, file: FileId, want: u16) -> Result<Located> {
+        let mut pause = SILENT_TRACKER_PAUSE;
+        let mut said = false;
+        loop {
+            let asked = tokio::select! {
+                biased;
+                _ = self.inner.shutdown.cancelled() => return Err(Error::Cancelled),
+                asked = self.locate(file, false, want) => asked,
+            };
+            match asked {
+                Err(e) if e.is_tracker_silence() => {
+                    self.note_silence(true);
+                    if !said {
+                        warn!("{e}; asking again until it answers (--timeout or Ctrl-C to give up)");
+                        said = true;
+                    }
+                    tokio::select! {
+                        _ = self.inner.shutdown.cancelled() => return Err(Error::Cancelled),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(SILENT_TRACKER_MAX_PAUSE);
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Asks the router for a port and registers again with the address it gives.

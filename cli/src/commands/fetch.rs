@@ -74,7 +74,7 @@ async fn fetch_with(
     // Only now: a tracker that never answered is not the one to ask next time.
     remember_tracker(&args.node, node.state_dir(), shown_trackers);
     if holders.is_empty() {
-        register(node, deadline).await?;
+        register(node, deadline, shown_trackers).await?;
     } else {
         // With holders named in the ticket, the fetch does not wait for the tracker: it starts
         // with them, registers beside the download, and serves others once registered.
@@ -111,8 +111,9 @@ async fn fetch_with(
 
 /// Registers with the tracker before a fetch with no holders of its own: within --timeout,
 /// else the fetch goes on without serving others.
-async fn register(node: &Node, deadline: Option<tokio::time::Instant>) -> Result<()> {
-    let registration = by_deadline(deadline, "registering with the tracker", node.join_tracker()).await;
+async fn register(node: &Node, deadline: Option<tokio::time::Instant>, shown_trackers: &str) -> Result<()> {
+    let joining = telling_if_slow(shown_trackers, node.join_tracker());
+    let registration = by_deadline(deadline, "registering with the tracker", joining).await;
     if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
         return Err(registration
             .err()
@@ -124,8 +125,16 @@ async fn register(node: &Node, deadline: Option<tokio::time::Instant>) -> Result
         Err(e) if e.is_not_admitted() => Err(e.into()),
         Err(e) => {
             output::warning(format_args!(
-                "could not register with the tracker ({e}); fetching without serving others"
+                "could not register with the tracker ({e}); fetching without serving others until it answers"
             ));
+            // The fetch asks the silent tracker again for holders; once it answers, so should
+            // a second join, which announces the download too.
+            let node = node.clone();
+            tokio::spawn(async move {
+                if node.join_tracker().await.is_ok() {
+                    crate::note!("registered with the tracker: serving others too");
+                }
+            });
             Ok(())
         }
         Ok(_) => Ok(()),

@@ -224,9 +224,11 @@ enum Found {
 }
 
 /// The holders of `file` the tracker names; or, when it is slow (see [`LAN_AFTER`]) or fails,
-/// those on the local network, if any answer.
+/// those on the local network, if any answer. A silent tracker is asked until it answers (see
+/// [`Session::locate_until_answered`]).
 async fn tracker_or_link(session: &Session, lan: Option<&LanDiscovery>, file: FileId, want: u16) -> Result<Found> {
-    let tracker = session.locate(file, false, want);
+    // Nobody else to ask: a silent tracker is asked again rather than given up on.
+    let tracker = session.locate_until_answered(file, want);
     tokio::pin!(tracker);
     let Some(lan) = lan else {
         return Ok(Found::ByTracker(tracker.await?));

@@ -14,7 +14,7 @@ use swarm_proto::transport;
 use swarm_proto::traversal::{Introduction, RelayPass};
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
 
-use super::{Located, RegisteredOrNot, Registration, TrackerClient, ANSWER_TIMEOUT, HANG_UP_WHEN_IDLE, MAX_LISTED};
+use super::{Located, RegisteredOrNot, Registration, TrackerClient, ANSWER_TIMEOUT, MAX_LISTED};
 use crate::error::{Error, Result};
 
 impl TrackerClient {
@@ -284,13 +284,7 @@ impl TrackerClient {
     /// Refreshes this peer at the tracker.
     pub async fn keepalive(&self) -> Result<RegisteredOrNot> {
         let answer = self.simple(TrackerRequest::Keepalive).await;
-        let idle = self.last_busy.lock().expect("lock poisoned").elapsed() >= HANG_UP_WHEN_IDLE;
-        // A peer behind a NAT waits for introductions on this connection (and keeps its NAT's
-        // mapping to the tracker alive with it): it stays.
-        let waiting = self.waiting.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        if idle && !waiting {
-            self.hang_up().await;
-        }
+        self.hang_up_if_idle().await;
         answer
     }
 

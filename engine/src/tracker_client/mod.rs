@@ -77,10 +77,11 @@ pub struct TrackerClient {
     waiting: std::sync::atomic::AtomicUsize,
 }
 
-/// A client that made no request but keepalives for this long hangs up after each keepalive:
-/// an idle peer holds no connection (about 60 KiB of the tracker's memory) between its
-/// keepalives, once a minute.
-const HANG_UP_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
+/// A client that made no request but keepalives for this long hangs up (after it joined, and
+/// after each keepalive): an idle peer holds no connection (about 60 KiB of the tracker's
+/// memory) between its keepalives, once a minute, while a fetch that follows its join at once
+/// asks on the join's connection instead of paying for a second handshake.
+pub const HANG_UP_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl TrackerClient {
     /// A client for the tracker(s) at `trackers`; with `known`, unpinned trackers are
@@ -149,6 +150,14 @@ impl TrackerClient {
         Error::Tracker {
             addr: self.trackers.0[index].host_port.clone(),
             message: message.into(),
+        }
+    }
+
+    /// Tracker `index` did not answer: see [`Error::is_tracker_silence`].
+    fn silent_at(&self, index: usize, message: String) -> Error {
+        Error::TrackerSilent {
+            addr: self.trackers.0[index].host_port.clone(),
+            message,
         }
     }
 
@@ -240,7 +249,7 @@ impl TrackerClient {
                     }
                     Err(_) => {
                         self.fail_over(index);
-                        last_error = Some(self.error_at(index, format!("no connection within {wait:?}")));
+                        last_error = Some(self.silent_at(index, format!("no connection within {wait:?}")));
                         continue;
                     }
                 }
@@ -264,7 +273,7 @@ impl TrackerClient {
             if several {
                 self.fail_over(index);
             }
-            last_error = Some(self.error_at(index, format!("request failed: {failure}")));
+            last_error = Some(self.silent_at(index, format!("request failed: {failure}")));
         }
         Err(last_error.expect("loop ran"))
     }
@@ -320,6 +329,17 @@ impl TrackerClient {
     pub async fn hang_up(&self) {
         if let Some((_, connection)) = self.connection.lock().await.take() {
             connection.close(swarm_proto::protocol::CloseCode::Done.code(), b"idle");
+        }
+    }
+
+    /// Hangs up if nothing but keepalives was asked for [`HANG_UP_WHEN_IDLE`], unless
+    /// introductions are awaited on the connection (a peer behind a NAT waits for them there,
+    /// and keeps its NAT's mapping to the tracker alive with it).
+    pub async fn hang_up_if_idle(&self) {
+        let idle = self.last_busy.lock().expect("lock poisoned").elapsed() >= HANG_UP_WHEN_IDLE;
+        let waiting = self.waiting.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        if idle && !waiting {
+            self.hang_up().await;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Misbehaving peers and an absent tracker, on real loopback sockets: peers that send garbage,
 //! the wrong chunk, too few bytes or a wrong length are banned and reported; peers that stall
-//! or trickle are worked around; a fetch goes on when the tracker disappears.
+//! or trickle are worked around; a fetch goes on when the tracker disappears, and asks a silent
+//! tracker again until it answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,4 +189,118 @@ async fn a_fetch_goes_on_when_the_tracker_disappears() {
     let report = fetch.await.unwrap().unwrap();
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), *data);
     assert_eq!(report.received[&seeder.id()], data.len() as u64);
+}
+
+/// A fetch whose only way to find holders is the tracker asks a silent tracker again, with a
+/// new handshake, and finishes once it answers: a tracker swamped by a crowd, or behind a
+/// congested link, can miss a whole handshake's patience (40 s) and answer the next. Before,
+/// the fetch gave up with the first handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_asks_a_silent_tracker_again_until_it_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tracker, seeder, file, data) = swarm_with_honest_seeder(tmp.path(), 8, 100_000_000).await;
+    // The fetcher reaches the tracker only through a gate that drops everything until the
+    // fetcher dials a second time.
+    let gate = Gate::to(tracker.local_addr());
+    let fetcher = swarm_engine::Node::start(swarm_engine::NodeConfig {
+        state_dir: tmp.path().join("fetcher"),
+        listen: loopback(),
+        tracker: Some(
+            swarm_engine::TrackerAddr {
+                host_port: gate.addr.to_string(),
+                id: Some(tracker.id()),
+            }
+            .into(),
+        ),
+        // The tracker is the only way: the seeder is on this machine's network too.
+        lan_discovery: false,
+        port_mapping: false,
+        ..swarm_engine::NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    let out = tmp.path().join("out");
+    let options = swarm_engine::FetchOptions {
+        timeout: Some(Duration::from_secs(300)),
+        ..options(&out)
+    };
+    let started = Instant::now();
+    let report = fetcher
+        .fetch(file.id, options)
+        .await
+        .expect("fetched once the tracker answered");
+    println!(
+        "fetched in {:.1?}, the tracker dialled {} times",
+        started.elapsed(),
+        gate.dials()
+    );
+    assert!(gate.dials() >= 2, "the tracker was dialled again");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), *data);
+    assert_eq!(report.received[&seeder.id()], data.len() as u64);
+    tracker.stop().await;
+}
+
+/// A UDP relay to one address that drops every datagram until the one client behind it starts a
+/// second QUIC connection (a new destination id in a long-header Initial packet): a link that
+/// carries nothing for a first handshake's whole patience.
+struct Gate {
+    addr: std::net::SocketAddr,
+    dialled: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Gate {
+    fn to(target: std::net::SocketAddr) -> Gate {
+        use std::net::UdpSocket;
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(target).unwrap();
+        let addr = front.local_addr().unwrap();
+        let dialled: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let client = Arc::new(std::sync::Mutex::new(None));
+        let (front_in, back_out, seen, from) = (
+            front.try_clone().unwrap(),
+            back.try_clone().unwrap(),
+            dialled.clone(),
+            client.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, sender)) = front_in.recv_from(&mut buf) {
+                *from.lock().unwrap() = Some(sender);
+                let mut seen = seen.lock().unwrap();
+                if let Some(dcid) = initial_destination(&buf[..n]) {
+                    if !seen.contains(&dcid) {
+                        seen.push(dcid);
+                    }
+                }
+                if seen.len() >= 2 {
+                    let _ = back_out.send(&buf[..n]);
+                }
+            }
+        });
+        let seen = dialled.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok(n) = back.recv(&mut buf) {
+                let to = *client.lock().unwrap();
+                if let (Some(to), true) = (to, seen.lock().unwrap().len() >= 2) {
+                    let _ = front.send_to(&buf[..n], to);
+                }
+            }
+        });
+        Gate { addr, dialled }
+    }
+
+    /// QUIC connections the client started through the gate.
+    fn dials(&self) -> usize {
+        self.dialled.lock().unwrap().len()
+    }
+}
+
+/// The destination connection id of a QUIC v1 Initial packet (RFC 9000, 17.2).
+fn initial_destination(datagram: &[u8]) -> Option<Vec<u8>> {
+    let (&first, rest) = datagram.split_first()?;
+    let long_initial = first & 0x80 != 0 && (first >> 4) & 0x03 == 0;
+    let length = usize::from(*rest.get(4)?);
+    (long_initial && rest.get(..4)? == [0, 0, 0, 1]).then(|| rest.get(5..5 + length).map(<[u8]>::to_vec))?
 }
