@@ -54,7 +54,7 @@ struct Args {
     /// Seconds a simulated download takes (its chunk reports are spread over it).
     #[arg(long, default_value_t = 120)]
     download: u64,
-    /// The tracker's peer timeout (peers keep alive every third of it).
+    /// The tracker's peer timeout (peers keep alive twice per timeout).
     #[arg(long, default_value = "180s")]
     peer_timeout: String,
     /// Run the trackers on a Redis of their own (redis-server on a free loopback port).
@@ -190,7 +190,8 @@ async fn fetcher(
     let empty = Bitfield::new(manifest.chunk_count);
     // As a node's download does: by id, the tracker having the manifest already.
     timed(&stats.announce, client.join(manifest.id(), &empty, Default::default())).await;
-    // A node's session hangs up once idle; its fetch locates at once, on the same connection.
+    // A node's session hangs up unless asked something soon; its fetch locates at once, on the
+    // same connection.
     if hang_up_after_join {
         client.hang_up().await;
     }
@@ -214,7 +215,7 @@ async fn fetcher(
     }
     let started = Instant::now();
     let report_every = Duration::from_secs(u64::from(registration.report_secs.max(1)));
-    let keepalive_every = Duration::from_secs((registration.timeout_secs / 3).max(1));
+    let keepalive_every = registration.keepalive_every();
     let (mut next_report, mut next_relocate, mut next_keepalive) = (
         started + report_every,
         started + RELOCATE_EVERY,
@@ -254,12 +255,13 @@ async fn fetcher(
     }
 }
 
-/// Hangs up once `client` has been idle a while, as a node's session does after it joined.
+/// Hangs up unless `client` was asked something soon after it joined, as a node's session does.
 fn hang_up_when_idle(client: &Arc<TrackerClient>) {
     let client = client.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(swarm_engine::tracker_client::HANG_UP_WHEN_IDLE).await;
-        client.hang_up_if_idle().await;
+        let quiet = swarm_engine::tracker_client::HANG_UP_AFTER_JOIN;
+        tokio::time::sleep(quiet).await;
+        client.hang_up_if_idle(quiet).await;
     });
 }
 
@@ -290,7 +292,7 @@ async fn idle(client: TrackerClient, n: usize, stats: Arc<Stats>, end: Instant, 
     // As a node's session does once it has joined.
     let client = Arc::new(client);
     hang_up_when_idle(&client);
-    let every = Duration::from_secs((registration.timeout_secs / 3).max(1));
+    let every = registration.keepalive_every();
     loop {
         let next = Instant::now() + every;
         if next >= end {

@@ -20,7 +20,9 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::error::{Error, Result};
 use crate::held::{Held, HeldFiles};
-use crate::tracker_client::{Located, RegisteredOrNot, Registration, TrackerClient};
+use crate::tracker_client::{
+    Located, RegisteredOrNot, Registration, TrackerClient, HANG_UP_AFTER_JOIN, KEEPALIVE_RETRY,
+};
 
 /// Longest wait for the tracker to take a batch of chunk reports; the batch is kept and sent
 /// again later if it does not.
@@ -131,13 +133,13 @@ impl Session {
         *slot = Some(registration);
         drop(slot);
         self.announce_added_since(&announced).await?;
-        // Nothing more to say for now, unless a fetch follows (it asks on this connection): once
-        // idle, the tracker need not keep a connection for this peer.
+        // Nothing more to say for now, unless a fetch follows (it asks at once, on this
+        // connection): if nothing is asked soon, the tracker need not keep a connection for us.
         let (client, stop) = (self.inner.client.clone(), self.inner.shutdown.clone());
         self.inner.tasks.spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(crate::tracker_client::HANG_UP_WHEN_IDLE) => client.hang_up_if_idle().await,
+                _ = tokio::time::sleep(HANG_UP_AFTER_JOIN) => client.hang_up_if_idle(HANG_UP_AFTER_JOIN).await,
             }
         });
         if first {
@@ -164,7 +166,7 @@ impl Session {
                 self.inner.mapping_settled.cancel();
             }
             let session = self.clone();
-            let period = Duration::from_secs((registration.timeout_secs / 3).max(1));
+            let period = registration.keepalive_every();
             let reports = Duration::from_secs(u64::from(registration.report_secs.max(1)));
             let span = tracing::info_span!("tracker", addr = %self.inner.client.addr().host_port);
             self.inner
@@ -455,18 +457,18 @@ impl Session {
         }
     }
 
-    /// The task: keepalives every `period`, chunk reports every `report_every` (as the tracker
-    /// asked: less often when it serves many peers).
+    /// The task: keepalives every `period` (every [`KEEPALIVE_RETRY`] after one failed),
+    /// chunk reports every `report_every` (as the tracker asked: less often when it serves many
+    /// peers).
     async fn run(&self, period: Duration, report_every: Duration) {
-        let mut keepalive = tokio::time::interval(period);
-        keepalive.tick().await;
+        let mut next_keepalive = tokio::time::Instant::now() + period;
         let mut reports = tokio::time::interval(report_every);
         let mut healthy = true;
         loop {
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 _ = reports.tick() => self.send_reports().await,
-                _ = keepalive.tick() => {
+                _ = tokio::time::sleep_until(next_keepalive) => {
                     let outcome = match self.inner.client.keepalive().await {
                         Ok(RegisteredOrNot::Ok) => Ok(()),
                         Ok(RegisteredOrNot::NotRegistered) => self.rejoin().await,
@@ -485,6 +487,8 @@ impl Session {
                             healthy = false;
                         }
                     }
+                    let wait = if healthy { period } else { KEEPALIVE_RETRY.min(period) };
+                    next_keepalive = tokio::time::Instant::now() + wait;
                 }
             }
         }

@@ -102,7 +102,7 @@ pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const PEER_KEEP_ALIVE: Duration = Duration::from_millis(1500);
 /// With a tracker, a connection lives while it is used and ends quietly after this long idle
-/// (no pings keep it): a peer that only keeps its session alive, once a minute, dials anew
+/// (no pings keep it): a peer that only keeps its session alive (every 90 s by default) dials anew
 /// each time. An idle connection costs a tracker about 60 KiB, a handshake a fraction of a
 /// millisecond: for 10,000 idle peers, 600 MiB held against a few percent of a core. Longer
 /// than a fetcher's 30 s between locates, so that a busy peer keeps its connection.

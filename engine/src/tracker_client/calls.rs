@@ -14,7 +14,7 @@ use swarm_proto::transport;
 use swarm_proto::traversal::{Introduction, RelayPass};
 use swarm_proto::{Bitfield, FileId, FileMeta, Manifest, PeerId, ShareId};
 
-use super::{Located, RegisteredOrNot, Registration, TrackerClient, ANSWER_TIMEOUT, MAX_LISTED};
+use super::{Located, RegisteredOrNot, Registration, TrackerClient, ANSWER_TIMEOUT, HANG_UP_WHEN_IDLE, MAX_LISTED};
 use crate::error::{Error, Result};
 
 impl TrackerClient {
@@ -284,7 +284,7 @@ impl TrackerClient {
     /// Refreshes this peer at the tracker.
     pub async fn keepalive(&self) -> Result<RegisteredOrNot> {
         let answer = self.simple(TrackerRequest::Keepalive).await;
-        self.hang_up_if_idle().await;
+        self.hang_up_if_idle(HANG_UP_WHEN_IDLE).await;
         answer
     }
 

@@ -62,6 +62,19 @@ pub struct Registration {
     pub report_secs: u32,
 }
 
+/// How soon a keepalive that failed is tried again (see [`Registration::keepalive_every`]).
+pub const KEEPALIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Registration {
+    /// How often a peer keeps its registration alive: twice per timeout. Each keepalive of an
+    /// idle peer costs the tracker a (resumed) handshake, so 10,000 idle peers cost it a third
+    /// less than at three per timeout; a keepalive that fails is tried again every
+    /// [`KEEPALIVE_RETRY`], so a silent spell of the tracker's has half the timeout to pass.
+    pub fn keepalive_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs((self.timeout_secs / 2).max(1))
+    }
+}
+
 /// A connection to a tracker, re-dialled on demand; with several trackers, to the one in use.
 pub struct TrackerClient {
     transport: Transport,
@@ -77,11 +90,15 @@ pub struct TrackerClient {
     waiting: std::sync::atomic::AtomicUsize,
 }
 
-/// A client that made no request but keepalives for this long hangs up (after it joined, and
-/// after each keepalive): an idle peer holds no connection (about 60 KiB of the tracker's
-/// memory) between its keepalives, once a minute, while a fetch that follows its join at once
-/// asks on the join's connection instead of paying for a second handshake.
+/// A client that made no request but keepalives for this long hangs up after each keepalive:
+/// an idle peer holds no connection (about 60 KiB of the tracker's memory) between its
+/// keepalives (every 90 s by default).
 pub const HANG_UP_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a session keeps its connection after joining, for the request that usually
+/// follows at once (a fetch's first locate), which would otherwise pay a handshake of its own:
+/// it hangs up then unless asked something since. Short, because a crowd of seeders joining
+/// together would have the tracker hold all their connections meanwhile.
+pub const HANG_UP_AFTER_JOIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl TrackerClient {
     /// A client for the tracker(s) at `trackers`; with `known`, unpinned trackers are
@@ -332,11 +349,12 @@ impl TrackerClient {
         }
     }
 
-    /// Hangs up if nothing but keepalives was asked for [`HANG_UP_WHEN_IDLE`], unless
-    /// introductions are awaited on the connection (a peer behind a NAT waits for them there,
-    /// and keeps its NAT's mapping to the tracker alive with it).
-    pub async fn hang_up_if_idle(&self) {
-        let idle = self.last_busy.lock().expect("lock poisoned").elapsed() >= HANG_UP_WHEN_IDLE;
+    /// Hangs up if nothing but keepalives was asked for `quiet` (see [`HANG_UP_WHEN_IDLE`] and
+    /// [`HANG_UP_AFTER_JOIN`]), unless introductions are awaited on the connection (a peer
+    /// behind a NAT waits for them there, and keeps its NAT's mapping to the tracker alive
+    /// with it).
+    pub async fn hang_up_if_idle(&self, quiet: std::time::Duration) {
+        let idle = self.last_busy.lock().expect("lock poisoned").elapsed() >= quiet;
         let waiting = self.waiting.load(std::sync::atomic::Ordering::Relaxed) > 0;
         if idle && !waiting {
             self.hang_up().await;
