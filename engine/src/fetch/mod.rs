@@ -88,7 +88,11 @@ async fn fetch_registered(
     mut registered: Registered,
 ) -> Result<FetchReport> {
     let started = Instant::now();
-    let (manifest, located) = manifest_and_holders(env, id, &mut options).await?;
+    // Cancelled (from the web page, say) while a silent tracker is asked again and again.
+    let (manifest, located) = tokio::select! {
+        found = manifest_and_holders(env, id, &mut options) => found?,
+        _ = registered.cancelled.cancelled() => return Err(Error::Cancelled),
+    };
     let (manifest, meta) = (Arc::new(manifest), located.meta);
     registered.set_name(&manifest.name);
     options.progress.set_total(manifest.size);

@@ -304,3 +304,45 @@ fn initial_destination(datagram: &[u8]) -> Option<Vec<u8>> {
     let length = usize::from(*rest.get(4)?);
     (long_initial && rest.get(..4)? == [0, 0, 0, 1]).then(|| rest.get(5..5 + length).map(<[u8]>::to_vec))?
 }
+
+/// A download cancelled (as from the web page) while its tracker is silent ends at once, with
+/// `Cancelled`, instead of asking the tracker again for as long as the node runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_waiting_for_a_silent_tracker_can_be_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A socket that takes datagrams and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fetcher = swarm_engine::Node::start(swarm_engine::NodeConfig {
+        state_dir: tmp.path().join("fetcher"),
+        listen: loopback(),
+        tracker: Some(
+            swarm_engine::TrackerAddr {
+                host_port: silent.local_addr().unwrap().to_string(),
+                id: None,
+            }
+            .into(),
+        ),
+        lan_discovery: false,
+        port_mapping: false,
+        ..swarm_engine::NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    let id = swarm_engine::FileId([7; 32]);
+    let fetch = {
+        let (fetcher, out) = (fetcher.clone(), tmp.path().join("out"));
+        tokio::spawn(async move { fetcher.fetch(id, options(&out)).await })
+    };
+    let download = loop {
+        if let Some(download) = fetcher.downloads().get(&id) {
+            break download;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    download.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(30), fetch)
+        .await
+        .expect("the fetch ended on its cancel, not with the tracker's 40 s handshake")
+        .unwrap();
+    assert!(matches!(ended, Err(swarm_engine::Error::Cancelled)), "{ended:?}");
+}
