@@ -202,23 +202,7 @@ async fn a_fetch_asks_a_silent_tracker_again_until_it_answers() {
     // The fetcher reaches the tracker only through a gate that drops everything until the
     // fetcher dials a second time.
     let gate = Gate::to(tracker.local_addr());
-    let fetcher = swarm_engine::Node::start(swarm_engine::NodeConfig {
-        state_dir: tmp.path().join("fetcher"),
-        listen: loopback(),
-        tracker: Some(
-            swarm_engine::TrackerAddr {
-                host_port: gate.addr.to_string(),
-                id: Some(tracker.id()),
-            }
-            .into(),
-        ),
-        // The tracker is the only way: the seeder is on this machine's network too.
-        lan_discovery: false,
-        port_mapping: false,
-        ..swarm_engine::NodeConfig::default()
-    })
-    .await
-    .unwrap();
+    let fetcher = node_asking_only(tmp.path(), gate.addr, Some(tracker.id())).await;
     let out = tmp.path().join("out");
     let options = swarm_engine::FetchOptions {
         timeout: Some(Duration::from_secs(300)),
@@ -238,6 +222,31 @@ async fn a_fetch_asks_a_silent_tracker_again_until_it_answers() {
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), *data);
     assert_eq!(report.received[&seeder.id()], data.len() as u64);
     tracker.stop().await;
+}
+
+/// A node (not yet joined) whose only way to holders is the tracker at `tracker`: no local
+/// discovery (the seeder is on this machine's network too), no port mapping.
+async fn node_asking_only(
+    dir: &std::path::Path,
+    tracker: std::net::SocketAddr,
+    id: Option<PeerId>,
+) -> swarm_engine::Node {
+    swarm_engine::Node::start(swarm_engine::NodeConfig {
+        state_dir: dir.join("fetcher"),
+        listen: loopback(),
+        tracker: Some(
+            swarm_engine::TrackerAddr {
+                host_port: tracker.to_string(),
+                id,
+            }
+            .into(),
+        ),
+        lan_discovery: false,
+        port_mapping: false,
+        ..swarm_engine::NodeConfig::default()
+    })
+    .await
+    .unwrap()
 }
 
 /// A UDP relay to one address that drops every datagram until the one client behind it starts a
@@ -312,22 +321,7 @@ async fn a_fetch_waiting_for_a_silent_tracker_can_be_cancelled() {
     let tmp = tempfile::tempdir().unwrap();
     // A socket that takes datagrams and never answers.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let fetcher = swarm_engine::Node::start(swarm_engine::NodeConfig {
-        state_dir: tmp.path().join("fetcher"),
-        listen: loopback(),
-        tracker: Some(
-            swarm_engine::TrackerAddr {
-                host_port: silent.local_addr().unwrap().to_string(),
-                id: None,
-            }
-            .into(),
-        ),
-        lan_discovery: false,
-        port_mapping: false,
-        ..swarm_engine::NodeConfig::default()
-    })
-    .await
-    .unwrap();
+    let fetcher = node_asking_only(tmp.path(), silent.local_addr().unwrap(), None).await;
     let id = swarm_engine::FileId([7; 32]);
     let fetch = {
         let (fetcher, out) = (fetcher.clone(), tmp.path().join("out"));
