@@ -75,19 +75,23 @@ impl World {
         }
     }
 
+    /// One availability frame (an offer or a gain) from host `from`, arriving at `to` one
+    /// link delay later: counted, as the engine's Have traffic is.
+    fn send_availability(&mut self, from: usize, to: usize, frame: Event) {
+        self.counts.availability_frames += 1;
+        let delay = self.links.delay(from, to);
+        self.queue.after(delay, frame);
+    }
+
     /// `holder` tells `watcher` it offers `chunks` (`first`: its answer to the watch).
     fn send_offer(&mut self, holder: usize, watcher: usize, chunks: Vec<u32>, first: bool) {
-        self.counts.availability_frames += 1;
-        let delay = self.links.delay(holder, watcher);
-        self.queue.after(
-            delay,
-            Event::Offered {
-                watcher,
-                holder,
-                chunks,
-                first,
-            },
-        );
+        let offer = Event::Offered {
+            watcher,
+            holder,
+            chunks,
+            first,
+        };
+        self.send_availability(holder, watcher, offer);
     }
 
     /// Queues the batch that tells `h`'s watchers what it offers now.
@@ -146,16 +150,12 @@ impl World {
             })
             .unwrap_or_default();
         for holder in watched {
-            self.counts.availability_frames += 1;
-            let delay = self.links.delay(h, holder);
-            self.queue.after(
-                delay,
-                Event::Gained {
-                    holder,
-                    watcher: h,
-                    chunks: gained.clone(),
-                },
-            );
+            let gain = Event::Gained {
+                holder,
+                watcher: h,
+                chunks: gained.clone(),
+            };
+            self.send_availability(h, holder, gain);
         }
     }
 
