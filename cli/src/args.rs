@@ -121,6 +121,13 @@ pub enum Command {
   swarm sync ./shared --share swarmro1...    follow it (read-only)
   swarm sync ./shared --json                 what happens, as JSON lines")]
     Sync(SyncArgs),
+    /// Mirror a container registry for this host's container runtime: image manifests come from
+    /// the upstream, layers through the swarm, each read from the upstream once for all hosts.
+    #[command(after_help = "Examples:
+  swarm registry --upstream http://registry.internal:5000 --tracker t:7070
+      then pull through it: skopeo copy --src-tls-verify=false docker://127.0.0.1:5050/app:1 dir:app
+      (or name 127.0.0.1:5050 as a mirror in containerd's or Docker's registry settings)")]
+    Registry(RegistryArgs),
     /// Download a file or a whole folder by ticket or id (or a unique prefix of 8+ hex digits)
     /// from every peer holding it.
     #[command(after_help = "Examples:
@@ -393,6 +400,31 @@ pub struct SeedArgs {
     /// Print what is shared as JSON: the folder's collection and every file, with tickets.
     #[arg(long, env = "SWARM_JSON")]
     pub json: bool,
+}
+
+/// `swarm registry`
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// The registry mirrored, as http://HOST:PORT or https://HOST (anonymous pulls).
+    #[arg(long, env = "SWARM_UPSTREAM", value_name = "URL")]
+    pub upstream: String,
+    /// Where the mirror answers container runtimes (the OCI distribution API, pulls only;
+    /// --listen is the node's own port, as for every command).
+    #[arg(
+        long,
+        env = "SWARM_REGISTRY_SERVE",
+        default_value = "127.0.0.1:5050",
+        value_name = "HOST:PORT"
+    )]
+    pub serve: SocketAddr,
+    /// Answer on an address other machines can reach (by default only loopback is taken).
+    #[arg(long, env = "SWARM_REGISTRY_PUBLIC")]
+    pub serve_public: bool,
+    /// The folder blobs are kept in and shared from (default: `registry/` in the state directory).
+    #[arg(long, env = "SWARM_REGISTRY_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// What `swarm seed` and `swarm sync` share, and with which tracker.

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Tracker(args) => commands::tracker(args).await,
             Command::Seed(args) => commands::seed(args).await,
+            Command::Registry(args) => commands::registry(args).await,
             Command::Sync(args) => commands::sync(args).await,
             Command::Fetch(args) => commands::fetch(args).await,
             Command::Ls(args) => commands::ls(args).await,

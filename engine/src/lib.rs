@@ -87,6 +87,8 @@ mod out_dir;
 mod port_mapping;
 pub mod progress;
 mod ratelimit;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod scheduler;
 mod server;
 mod session;

@@ -40,6 +40,8 @@ pub struct FromOrigin {
     pub bytes_read: u64,
     /// The copy was already there and the origin said it had not changed.
     pub unchanged: bool,
+    /// The new copy's manifest (`None` when the copy was kept).
+    pub manifest: Option<Manifest>,
 }
 
 /// Reads `url` into `dir` (as the last part of the URL's path names it), hashing it as it
@@ -54,6 +56,23 @@ pub async fn read_from_origin(
     progress: &Progress,
 ) -> Result<FromOrigin> {
     let (url, name) = checked_url(url)?;
+    let read = read_named(node, &url, dir, &name, chunk_size, progress, None).await?;
+    Ok(read)
+}
+
+/// [`read_from_origin`] under the name `name` (one path part), with the content's SHA-256
+/// checked against `sha256` if given, before the copy takes its name: a registry's blob, whose
+/// digest the origin promised. The copy's manifest is in [`FromOrigin::manifest`].
+pub(crate) async fn read_named(
+    node: &Node,
+    url: &reqwest::Url,
+    dir: &Path,
+    name: &str,
+    chunk_size: u32,
+    progress: &Progress,
+    sha256: Option<[u8; 32]>,
+) -> Result<FromOrigin> {
+    let name = name.to_owned();
     let dir = Dir::open_root(dir)?;
     let path = dir.join(&name);
     let copy_time = match dir.entry(&name)? {
@@ -70,8 +89,9 @@ pub async fn read_from_origin(
         path: path.clone(),
         bytes_read,
         unchanged: true,
+        manifest: None,
     };
-    let Some(response) = ask(&url, copy_time).await? else {
+    let Some(response) = ask(url, copy_time).await? else {
         return Ok(unchanged(0));
     };
     let modified = response
@@ -79,7 +99,15 @@ pub async fn read_from_origin(
         .get(LAST_MODIFIED)
         .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
     let partial = partial_name_for(&name);
-    let manifest = write_partial(&dir, &partial, &name, response, chunk_size, progress, &url, modified).await?;
+    let written = Written {
+        dir: &dir,
+        partial: &partial,
+        name: &name,
+        url,
+        modified,
+        sha256,
+    };
+    let manifest = written.write(response, chunk_size, progress).await?;
     if copy_time.is_some() {
         // The origin could not tell whether the file changed (it sends no Last-Modified, or
         // ignores If-Modified-Since): the copy stays if it holds the same bytes, else it is
@@ -109,6 +137,7 @@ pub async fn read_from_origin(
         path,
         bytes_read: progress.done(),
         unchanged: false,
+        manifest: Some(manifest),
     })
 }
 
@@ -149,60 +178,90 @@ async fn ask(url: &reqwest::Url, copy_time: Option<SystemTime>) -> Result<Option
     }
 }
 
-/// Writes the body of `response` into `dir` as `partial` (whole, synced, and given the origin's
-/// time `modified`), and returns its manifest as `name`, hashed on the way in.
-#[allow(clippy::too_many_arguments)] // Each is one fact of the copy; a struct would only rename them.
-async fn write_partial(
-    dir: &Dir,
-    partial: &str,
-    name: &str,
-    response: reqwest::Response,
-    chunk_size: u32,
-    progress: &Progress,
-    url: &reqwest::Url,
+/// Where and how the body of an origin's response is written.
+struct Written<'a> {
+    dir: &'a Dir,
+    /// The partial file's name in `dir`.
+    partial: &'a str,
+    /// The copy's name (the manifest's).
+    name: &'a str,
+    url: &'a reqwest::Url,
+    /// The origin's time for the file, given to the copy.
     modified: Option<SystemTime>,
-) -> Result<Manifest> {
-    let announced = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let chunk_size = announced.map_or(chunk_size, |size| chunk_size_for(size, chunk_size));
-    progress.set_total(announced.unwrap_or(0));
-    if let Entry::File(_) = dir.entry(partial)? {
-        dir.remove(partial)?;
-    }
-    let (file, _) = dir.open_or_create(partial)?;
-    let partial_path = dir.join(partial);
-    let written = stream_into(response, file, chunk_size, progress, url.as_str(), &partial_path).await;
-    let (file, hashes) = match written {
-        Ok((file, hashes)) if announced.is_none_or(|a| a == hashes.size()) => (file, hashes),
-        Ok((_, hashes)) => {
+    /// The SHA-256 the content must have.
+    sha256: Option<[u8; 32]>,
+}
+
+impl Written<'_> {
+    /// Writes the body of `response` as the partial file (whole, synced, and given the origin's
+    /// time), and returns its manifest, hashed on the way in.
+    async fn write(&self, response: reqwest::Response, chunk_size: u32, progress: &Progress) -> Result<Manifest> {
+        let (dir, partial, url) = (self.dir, self.partial, self.url);
+        let announced = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let chunk_size = announced.map_or(chunk_size, |size| chunk_size_for(size, chunk_size));
+        progress.set_total(announced.unwrap_or(0));
+        if let Entry::File(_) = dir.entry(partial)? {
+            dir.remove(partial)?;
+        }
+        let (file, _) = dir.open_or_create(partial)?;
+        let partial_path = dir.join(partial);
+        let written = stream_into(
+            response,
+            file,
+            chunk_size,
+            progress,
+            url.as_str(),
+            &partial_path,
+            self.sha256.is_some(),
+        )
+        .await;
+        let (file, hashes, sha256) = match written {
+            Ok((file, hashes, sha256)) if announced.is_none_or(|a| a == hashes.size()) => (file, hashes, sha256),
+            Ok((_, hashes, _)) => {
+                let _ = dir.remove(partial);
+                let (got, announced) = (hashes.size(), announced.unwrap_or_default());
+                let message = format!("it sent {got} of the {announced} bytes it announced; run again");
+                return Err(origin_error(url.as_str(), message));
+            }
+            Err(e) => {
+                let _ = dir.remove(partial);
+                return Err(e);
+            }
+        };
+        if let (Some(promised), Some(got)) = (self.sha256, sha256.filter(|got| Some(*got) != self.sha256)) {
             let _ = dir.remove(partial);
-            let (got, announced) = (hashes.size(), announced.unwrap_or_default());
-            let message = format!("it sent {got} of the {announced} bytes it announced; run again");
+            let message = format!(
+                "its content has the SHA-256 {}, not the {} it was asked for: the origin is broken or lies",
+                hex(&got),
+                hex(&promised)
+            );
             return Err(origin_error(url.as_str(), message));
         }
-        Err(e) => {
-            let _ = dir.remove(partial);
-            return Err(e);
+        // With no length announced, a file may outgrow the chunk size: then it is hashed again.
+        let fits = hashes.size().div_ceil(u64::from(chunk_size)) <= u64::from(MAX_CHUNKS);
+        let streamed = fits.then(|| hashes.finish());
+        if let Some(time) = self.modified {
+            file.set_modified(time).map_err(|e| Error::io(&partial_path, e))?;
         }
-    };
-    // With no length announced, a file may outgrow the chunk size: then it is hashed again.
-    let fits = hashes.size().div_ceil(u64::from(chunk_size)) <= u64::from(MAX_CHUNKS);
-    let streamed = fits.then(|| hashes.finish());
-    if let Some(time) = modified {
-        file.set_modified(time).map_err(|e| Error::io(&partial_path, e))?;
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await?
+            .map_err(|e| Error::io(&partial_path, e))?;
+        let name = self.name;
+        let manifest = match streamed {
+            Some(hashes) => Manifest::from_hashes(name, chunk_size, hashes)
+                .map_err(|source| Error::Manifest { file: None, source })?,
+            None => Manifest::from_file(&partial_path, name, chunk_size)?,
+        };
+        Ok(manifest)
     }
-    tokio::task::spawn_blocking(move || file.sync_all())
-        .await?
-        .map_err(|e| Error::io(&partial_path, e))?;
-    let manifest = match streamed {
-        Some(hashes) => {
-            Manifest::from_hashes(name, chunk_size, hashes).map_err(|source| Error::Manifest { file: None, source })?
-        }
-        None => Manifest::from_file(&partial_path, name, chunk_size)?,
-    };
-    Ok(manifest)
+}
+
+/// Lowercase hex digits of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Does the file at `path` hold the bytes `manifest` describes? (Its global hash and size.)
@@ -215,7 +274,7 @@ async fn same_content(path: &Path, manifest: &Manifest) -> Result<bool> {
     Ok(hashes.size == manifest.size && hashes.global == manifest.hash)
 }
 
-/// Writes the body of `response` to `file`, hashing it on the way.
+/// Writes the body of `response` to `file`, hashing it on the way (BLAKE3 chunks and SHA-256).
 async fn stream_into(
     response: reqwest::Response,
     file: std::fs::File,
@@ -223,19 +282,26 @@ async fn stream_into(
     progress: &Progress,
     url: &str,
     partial_path: &Path,
-) -> Result<(std::fs::File, StreamHasher)> {
+    with_sha256: bool,
+) -> Result<(std::fs::File, StreamHasher, Option<[u8; 32]>)> {
+    use sha2::Digest;
     let mut hasher = StreamHasher::new(chunk_size);
+    // Beside BLAKE3, for a registry's digest, and only then.
+    let mut sha256 = with_sha256.then(sha2::Sha256::new);
     let mut out = tokio::fs::File::from_std(file);
     let mut body = response.bytes_stream();
     while let Some(piece) = body.next().await {
         let piece =
             piece.map_err(|e| origin_error(url, format!("the transfer broke off ({}); run again", causes(&e))))?;
         hasher.update(&piece);
+        if let Some(sha256) = &mut sha256 {
+            sha256.update(&piece);
+        }
         out.write_all(&piece).await.map_err(|e| Error::io(partial_path, e))?;
         progress.set_done(hasher.size());
     }
     out.flush().await.map_err(|e| Error::io(partial_path, e))?;
-    Ok((out.into_std().await, hasher))
+    Ok((out.into_std().await, hasher, sha256.map(|s| s.finalize().into())))
 }
 
 /// The name the copy of `url` goes by: the last part of its path, decoded, checked as any

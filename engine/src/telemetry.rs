@@ -20,6 +20,9 @@ pub const UPLOADED: &str = "swarm_uploaded_bytes_total";
 /// Bytes read from an HTTP origin (`swarm seed --url`), by file: beside [`UPLOADED`] of the
 /// same file, what the swarm spared the origin.
 pub const ORIGIN_READ: &str = "swarm_origin_read_bytes_total";
+/// Bytes of blobs a registry mirror handed out, by where each blob came from (`here`,
+/// `swarm`, `upstream`): beside [`ORIGIN_READ`], what the swarm spared the upstream registry.
+pub const REGISTRY_BLOB: &str = "swarm_registry_blob_bytes_total";
 /// Chunks verified against the manifest and written.
 pub const CHUNKS_VERIFIED: &str = "swarm_chunks_verified_total";
 /// Chunks refused, by reason (`bad data`, `read-back differs`).
@@ -63,6 +66,11 @@ pub fn chunk_uploaded(file: &FileId, bytes: u64) {
 /// `bytes` of `file` read from its origin.
 pub fn origin_read(file: &FileId, bytes: u64) {
     metrics::counter!(ORIGIN_READ, "file" => file_label(file)).increment(bytes);
+}
+
+/// A registry mirror handed out a blob of `bytes` that came from `source`.
+pub fn registry_blob(source: &'static str, bytes: u64) {
+    metrics::counter!(REGISTRY_BLOB, "source" => source).increment(bytes);
 }
 
 /// Counts an upload in flight for as long as the value lives.

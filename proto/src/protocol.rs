@@ -226,7 +226,25 @@ pub enum TrackerRequest {
         /// The peers the asker served.
         peers: Vec<PeerId>,
     },
+    /// Ask to be, for [`ORIGIN_LEASE`], the one peer that reads `key` (a blob's digest, or a
+    /// URL) from its origin, so that many peers wanting the same thing at once cause one
+    /// origin read: the others wait for it to appear in the catalogue. Asking again while
+    /// holding the lease extends it; `release` gives it up (the read failed, or is done).
+    /// Answered with `OriginLease`. `key` is at most [`MAX_LEASE_KEY`] bytes.
+    LeaseOrigin {
+        /// What is read.
+        key: String,
+        /// Give the lease up instead.
+        release: bool,
+    },
 }
+
+/// How long a [`TrackerRequest::LeaseOrigin`] lease lasts unless extended: its holder asks again
+/// well within it while it reads.
+pub const ORIGIN_LEASE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Longest key of a [`TrackerRequest::LeaseOrigin`], in bytes.
+pub const MAX_LEASE_KEY: usize = 512;
 
 /// Most peers asked about in one [`TrackerRequest::WhichWereChecks`].
 pub const MAX_CHECKS_ASKED: usize = 64;
@@ -313,6 +331,14 @@ pub enum TrackerResponse {
     /// Answer to `WhichWereChecks`: those of the peers asked about that were this tracker's
     /// spot checks of the asker, and have ended.
     Checks(Vec<PeerId>),
+    /// Answer to `LeaseOrigin`: who holds the lease now (the asker, if it was granted or
+    /// extended), and for how many more milliseconds (0 after a release).
+    OriginLease {
+        /// The lease's holder.
+        holder: PeerId,
+        /// Milliseconds left.
+        ms_left: u32,
+    },
 }
 
 /// What one peer asks of another.

@@ -25,6 +25,7 @@ pub mod change;
 mod error;
 pub mod file_record;
 pub mod introductions;
+pub mod origin_leases;
 pub mod relay;
 pub mod relay_server;
 pub mod service;

@@ -105,6 +105,11 @@ impl Sharing {
         &self.peer.node
     }
 
+    /// The chunk size asked for.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
     /// Hashes (what needs hashing) and shares every file in `dir` not modified for `settle`,
     /// with a progress bar and a summary line that ends with `then`.
     pub async fn share_dir(&self, dir: &Path, settle: Duration, then: &str) -> Result<Vec<SeededFile>> {

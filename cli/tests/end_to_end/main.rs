@@ -14,6 +14,7 @@ mod nat;
 mod origins;
 mod private;
 mod redis_trackers;
+mod registry;
 mod resume;
 mod scripting;
 mod shell;

@@ -116,7 +116,7 @@ pub async fn serve_metrics(
 }
 
 /// Binds the `port` (named in messages), refusing one other machines can reach unless asked.
-async fn bind(options: &HttpOptions, port: &str) -> Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(options: &HttpOptions, port: &str) -> Result<tokio::net::TcpListener> {
     let addr = options.listen;
     if !options.public && !addr.ip().is_loopback() {
         return Err(Error::Http(format!(
@@ -134,14 +134,14 @@ async fn bind(options: &HttpOptions, port: &str) -> Result<tokio::net::TcpListen
     })
 }
 
-fn local_addr(listener: &tokio::net::TcpListener, options: &HttpOptions) -> Result<SocketAddr> {
+pub(crate) fn local_addr(listener: &tokio::net::TcpListener, options: &HttpOptions) -> Result<SocketAddr> {
     listener
         .local_addr()
         .map_err(|e| Error::Http(format!("could not listen on {}: {e}", options.listen)))
 }
 
 /// Serves `router` on `listener`, behind the guard and within the limits, until `stop` fires.
-fn run(
+pub(crate) fn run(
     listener: tokio::net::TcpListener,
     router: Router,
     options: &HttpOptions,

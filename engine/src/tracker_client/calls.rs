@@ -499,6 +499,21 @@ impl TrackerClient {
         }
     }
 
+    /// Asks for (or, with `release`, gives up) the lease on reading `key` from its origin (see
+    /// [`TrackerRequest::LeaseOrigin`]): who holds it now, and for how much longer.
+    pub async fn lease_origin(&self, key: &str, release: bool) -> Result<(PeerId, std::time::Duration)> {
+        let request = TrackerRequest::LeaseOrigin {
+            key: key.to_owned(),
+            release,
+        };
+        match self.request(&request).await? {
+            TrackerResponse::OriginLease { holder, ms_left } => {
+                Ok((holder, std::time::Duration::from_millis(ms_left.into())))
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
     fn not_in_catalogue(&self, file: FileId) -> Error {
         Error::NotFound(format!(
             "file {file} is not in the catalogue of tracker {}",

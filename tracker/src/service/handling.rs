@@ -160,6 +160,7 @@ impl Service {
             TrackerRequest::WhichWereChecks { peers } => {
                 TrackerResponse::Checks(self.auditor.which_were_checks(peer, &peers))
             }
+            TrackerRequest::LeaseOrigin { key, release } => self.leases.ask(peer, key, release, Instant::now()),
             read => self.answer(peer, read),
         }
     }
@@ -472,5 +473,6 @@ fn request_kind(request: &TrackerRequest) -> &'static str {
         TrackerRequest::Introduce { .. } => "introduce",
         TrackerRequest::OpenRelay { .. } => "open_relay",
         TrackerRequest::WhichWereChecks { .. } => "which_were_checks",
+        TrackerRequest::LeaseOrigin { .. } => "lease_origin",
     }
 }

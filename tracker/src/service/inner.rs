@@ -41,6 +41,8 @@ pub(super) struct Service {
     pub(super) requests: DefaultKeyedRateLimiter<PeerId>,
     pub(super) auditor: Auditor,
     pub(super) introducer: Arc<Introducer>,
+    /// Who reads what from its origin now.
+    pub(super) leases: crate::origin_leases::OriginLeases,
     /// Claims of holders behind NATs, checked by the audit loop rather than before the
     /// announcement is answered (reaching such a holder takes an introduction, or fails).
     pub(super) deferred: Mutex<std::collections::VecDeque<Claim>>,

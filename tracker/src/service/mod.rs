@@ -155,6 +155,7 @@ impl Tracker {
             requests: request_limiter(),
             auditor: Auditor::new(transport.clone(), config.audits, introducer.clone()),
             introducer,
+            leases: Default::default(),
             deferred: Mutex::default(),
             unsaved: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
