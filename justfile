@@ -142,6 +142,20 @@ sim-calibrate:
     for preset in ten forty hundred; do target/release/swarm-sim --preset $preset --runs 3; done
 
 # A hundred hosts on namespaces and a bigger file (root; several minutes on 2 cores).
+# Twenty hosts fetch a 1 GiB file that starts on nginx (`swarm seed --url` on the seeder), every
+# link at 100 Mbit/s: prints the origin's bytes sent against the file (goal at most 1.05) and
+# completion against the floor (root; installs nginx if missing).
+origin-crowd: build
+    command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
+    ORIGIN=nginx NAME=origin-crowd FETCHERS=20 KILL=0 SIZE_MIB=1024 CHUNK=1MiB SEED_RATE=100mbit \
+      RATES=100mbit bash testbed/swarm-scenario.sh
+
+# `swarm registry` on HOSTS hosts pulling an image of three LAYER_MIB layers at once through
+# skopeo, against the same pulls straight from docker-registry (root; installs them if missing).
+registry-mirror hosts="20" layer_mib="64":
+    SWARM_REGISTRY_HOSTS={{hosts}} SWARM_REGISTRY_LAYER_MIB={{layer_mib}} cargo test --locked --release \
+      -p swarm-cli --test end_to_end registry:: -- --nocapture
+
 netns-big: build
     NAME=hundred-peers FETCHERS=99 KILL=5 SIZE_MIB=16 CHUNK=64KiB SEED_RATE=10mbit \
       RATES="2mbit 4mbit 8mbit" bash testbed/forty-peers.sh

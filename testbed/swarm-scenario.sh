@@ -12,6 +12,9 @@
 #   SIZE_MIB    the file (256)                 CHUNK      its chunk size (1MiB)
 #   SEED_RATE   the seeder's link (100mbit)    RATES      the fetchers' links, a list given
 #                                                         out in turn (100mbit)
+#   ORIGIN      `nginx`: the file starts on nginx on the tracker's host, and the seeder reads it
+#               with `swarm seed --url`; the origin's bytes sent (its access log) are printed
+#               against the file's size
 #
 # The floor is Kumar and Ross's bound on the time any swarm needs to give N peers a file of
 # F bits: max(F/u_seed, F/d_min, N*F/(u_seed + sum of the peers' uploads)), taken over the
@@ -82,9 +85,30 @@ wait_for "$WORK/n0.out" 10 "peers use --tracker" || fail "the tracker did not st
 tracker_id=$(sed -n 's/^tracker \([0-9a-f]*\) .*/\1/p' "$WORK/n0.out")
 TRACKER="$tracker_id@$(node_addr 0):7070"
 
-in_node 1 "$BIN" seed "$WORK/share/big.bin" --tracker "$TRACKER" --listen "$(node_addr 1):7000" \
+shared="$WORK/share/big.bin"
+if [ "${ORIGIN:-}" = nginx ]; then
+  command -v nginx >/dev/null || { echo "$NAME: ORIGIN=nginx needs nginx (apt-get install nginx)" >&2; exit 1; }
+  cat > "$WORK/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events {}
+http {
+  access_log $WORK/origin.log;
+  server { listen $(node_addr 0):8080; root $WORK/share; }
+}
+CONF
+  in_node 0 nginx -c "$WORK/nginx.conf" 2> "$WORK/nginx.err" &
+  sleep 0.5
+  shared="--url http://$(node_addr 0):8080/big.bin"
+  say "the file starts on nginx at $(node_addr 0):8080 (the tracker's host); the seeder reads it from there"
+fi
+# shellcheck disable=SC2086 # $shared is a path, or --url and a URL.
+in_node 1 "$BIN" seed $shared --tracker "$TRACKER" --listen "$(node_addr 1):7000" \
   --chunk-size "$CHUNK" --state "$WORK/n1" > "$WORK/n1.out" 2> "$WORK/n1.err" &
-wait_for "$WORK/n1.out" 60 "big.bin" || fail "the seeder did not start"
+wait_for "$WORK/n1.out" $((60 + SIZE_MIB / 4)) "big.bin" || fail "the seeder did not start"
 file_id=$(awk '/big.bin/ { print $1; exit }' "$WORK/n1.out")
 seeder_id=$(in_node 0 "$BIN" peers "$file_id" --tracker "$TRACKER" --state "$WORK/query" --json |
   sed -n 's/.*"peer": "\([0-9a-f]*\)".*/\1/p' | head -1)
@@ -195,8 +219,17 @@ echo "completion / own floor:   $(printf '%s' "$own_multiples" | percentiles)"
 cpu=$(awk -v b=$((busy_after - busy_before)) -v a=$((all_after - all_before)) 'BEGIN { printf "%.0f", 100 * b / a }')
 echo "the machine's CPUs were ${cpu}% busy while the peers fetched$([ "$cpu" -lt 85 ] || echo ': CPU-bound, so the times above say little; lower the RATES')"
 echo "seeder uploaded $copies copies' worth on its link ($uploaded bytes, QUIC overhead and killed peers' share included)"
+if [ "${ORIGIN:-}" = nginx ]; then
+  # Fields of the combined log format: the status is $9, the bytes sent $10.
+  origin_bytes=$(awk '$7 == "/big.bin" { b += $10 } END { print b + 0 }' "$WORK/origin.log")
+  echo "the origin (nginx) sent $(awk -v b="$origin_bytes" -v s="$SIZE" 'BEGIN { printf "%.3f", b / s }') copies of the file ($origin_bytes bytes in $(grep -c ' /big.bin ' "$WORK/origin.log") request(s))"
+fi
 echo "surviving peers got $payload copies from the seeder ($(awk -v a="$total_seeder" 'BEGIN { printf "%.0f", a / 1048576 }') MiB) and $(awk -v a="$total_peers" 'BEGIN { printf "%.0f", a / 1048576 }') MiB from each other"
 echo
+if [ "${ORIGIN:-}" = nginx ]; then
+  awk -v b="$origin_bytes" -v s="$SIZE" 'BEGIN { exit !(b <= s * 1.05) }' ||
+    fail "the origin sent $origin_bytes bytes: more than 1.05 times the file"
+fi
 awk -v c="$copies" -v n="$FETCHERS" 'BEGIN { exit !(c < n / 2) }' ||
   fail "the seeder uploaded $copies copies: swarming should keep it well under $FETCHERS"
 say "$NAME: PASSED"
