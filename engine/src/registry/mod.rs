@@ -184,7 +184,16 @@ impl Mirror {
             if let Some(blob) = self.fetch_from_swarm(digest).await {
                 return Ok(blob);
             }
-            let (holder, left) = session.lease_origin(&key, false).await?;
+            let (holder, left) = match session.lease_origin(&key, false).await {
+                Ok(lease) => lease,
+                Err(e) if e.is_tracker_silence() => {
+                    // With no tracker, no other host can be asked or waited for: the upstream
+                    // it is, as a plain mirror would.
+                    warn!(%digest, "the tracker does not answer ({e}): reading the blob from the upstream");
+                    return self.read_upstream(repository, digest).await;
+                }
+                Err(e) => return Err(e),
+            };
             if holder == self.inner.node.id() {
                 return self.read_from_upstream(repository, digest, &key).await;
             }
