@@ -81,6 +81,11 @@ seed-many n="20000":
     cargo build --locked --release -p swarm-cli
     bash benches/seed-many.sh {{n}} target/release/swarm
 
+# Files a second for `swarm fetch` of a folder of N tiny files from one seeder (release build).
+fetch-many n="10000":
+    cargo build --locked --release -p swarm-cli
+    bash benches/fetch-many.sh {{n}} target/release/swarm
+
 # Seconds for `swarm sync` to bring N tiny files to a second node (release build).
 sync-many n="2000":
     cargo build --locked --release -p swarm-cli
