@@ -157,7 +157,7 @@ origin-crowd: build
 
 # `swarm registry` on HOSTS hosts pulling an image of three LAYER_MIB layers at once through
 # skopeo, against the same pulls straight from docker-registry (root; installs them if missing).
-registry-mirror hosts="20" layer_mib="64":
+registry-mirror hosts="20" layer_mib="32":
     SWARM_REGISTRY_HOSTS={{hosts}} SWARM_REGISTRY_LAYER_MIB={{layer_mib}} cargo test --locked --release \
       -p swarm-cli --test end_to_end registry:: -- --nocapture
 
