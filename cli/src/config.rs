@@ -31,6 +31,15 @@ pub fn access(file: &Option<PathBuf>) -> Result<Access> {
 /// Most state directories tried beside the default one when it is in use.
 const SPARE_STATES: u32 = 32;
 
+/// A folder named `name` in the node's state directory (see [`node_state`]), which is then
+/// fixed in `given`, so that the node and the folder share one state directory whichever it
+/// is: `origins/` of `swarm seed --url`, `registry/` of `swarm registry`.
+pub fn folder_in_node_state(given: &mut Option<PathBuf>, name: &str) -> PathBuf {
+    let state = node_state(given);
+    *given = Some(state.clone());
+    state.join(name)
+}
+
 /// A node's state directory: --state, or the default one. When the default is in use by
 /// another swarm process on this machine (a `swarm seed` running while its printed fetch
 /// command is pasted in another terminal), the first free one beside it (`node-2`, `node-3`,

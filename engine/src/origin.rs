@@ -235,8 +235,8 @@ impl Written<'_> {
             let _ = dir.remove(partial);
             let message = format!(
                 "its content has the SHA-256 {}, not the {} it was asked for: the origin is broken or lies",
-                hex(&got),
-                hex(&promised)
+                swarm_proto::ids::hex(&got),
+                swarm_proto::ids::hex(&promised)
             );
             return Err(origin_error(url.as_str(), message));
         }
@@ -257,11 +257,6 @@ impl Written<'_> {
         };
         Ok(manifest)
     }
-}
-
-/// Lowercase hex digits of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Does the file at `path` hold the bytes `manifest` describes? (Its global hash and size.)

@@ -81,7 +81,8 @@ pub struct ParseIdError {
     input: String,
 }
 
-fn parse_hex32(s: &str) -> Result<[u8; 32], ParseIdError> {
+/// 32 bytes from 64 hex digits (either case), as ids and digests are written.
+pub fn parse_hex32(s: &str) -> Result<[u8; 32], ParseIdError> {
     let err = || ParseIdError {
         input: s.chars().take(80).collect(),
     };

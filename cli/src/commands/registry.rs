@@ -16,12 +16,7 @@ use crate::args::RegistryArgs;
 pub async fn registry(mut args: RegistryArgs) -> Result<()> {
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
-        None => {
-            // The node and its blobs in one state directory, whichever it is.
-            let state = crate::config::node_state(&args.peer.node.state);
-            args.peer.node.state = Some(state.clone());
-            state.join("registry")
-        }
+        None => crate::config::folder_in_node_state(&mut args.peer.node.state, "registry"),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
     let sharing = Sharing::start(&dir, &args.peer, false).await?;

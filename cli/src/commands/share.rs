@@ -184,12 +184,7 @@ impl Sharing {
 pub async fn seed(mut args: SeedArgs) -> Result<()> {
     let path = match &args.dir {
         Some(dir) => dir.clone(),
-        None => {
-            // The node and its origins' folder in one state directory, whichever it is.
-            let state = crate::config::node_state(&args.peer.node.state);
-            args.peer.node.state = Some(state.clone());
-            state.join("origins")
-        }
+        None => crate::config::folder_in_node_state(&mut args.peer.node.state, "origins"),
     };
     if !args.urls.is_empty() {
         std::fs::create_dir_all(&path).with_context(|| format!("cannot make {}", path.display()))?;

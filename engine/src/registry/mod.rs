@@ -28,7 +28,7 @@ pub use upstream::ImageManifest;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use swarm_proto::FileMeta;
 use tracing::{info, warn};
@@ -132,11 +132,6 @@ impl Mirror {
         })
     }
 
-    /// The folder blobs are kept in.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
-    }
-
     /// The blob `digest` of `repository` on this host's disk, checked: from the folder, else
     /// from the swarm, else from the upstream (by this host if the tracker gives it the lease,
     /// else by the host that has it, and then from the swarm).
@@ -147,7 +142,12 @@ impl Mirror {
         };
         let _one_at_a_time = lock.lock().await;
         let got = self.get(repository, digest).await;
-        self.inner.getting.lock().expect("mirror lock poisoned").remove(&digest);
+        let mut getting = self.inner.getting.lock().expect("mirror lock poisoned");
+        // Kept while other requests wait on it (each holds a clone), so that they all share it.
+        if Arc::strong_count(&lock) == 2 {
+            getting.remove(&digest);
+        }
+        drop(getting);
         let blob = got?;
         crate::telemetry::registry_blob(blob.source.label(), blob.size);
         Ok(blob)
@@ -178,7 +178,7 @@ impl Mirror {
         let session = self.inner.node.tracker()?;
         let key = format!("oci-blob {digest}");
         let mut pause = FIRST_POLL;
-        let mut waited_since: Option<Instant> = None;
+        let mut said_waiting = false;
         let stopping = self.inner.node.stopping();
         loop {
             if let Some(blob) = self.fetch_from_swarm(digest).await {
@@ -197,9 +197,9 @@ impl Mirror {
             if holder == self.inner.node.id() {
                 return self.read_from_upstream(repository, digest, &key).await;
             }
-            if waited_since.is_none() {
+            if !said_waiting {
                 info!(%digest, reader = %holder.short(), "another host reads this blob from the upstream; waiting for it");
-                waited_since = Some(Instant::now());
+                said_waiting = true;
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause.min(left.max(Duration::from_millis(50)))) => {}

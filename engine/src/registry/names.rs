@@ -24,17 +24,15 @@ impl FromStr for BlobDigest {
                 "{text:?} is not a sha256 digest (`sha256:` and 64 lowercase hex digits)"
             ));
         }
-        let mut bytes = [0u8; 32];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
-        Ok(BlobDigest(bytes))
+        swarm_proto::ids::parse_hex32(hex)
+            .map(BlobDigest)
+            .map_err(|e| e.to_string())
     }
 }
 
 impl fmt::Display for BlobDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", crate::origin::hex(&self.0))
+        write!(f, "sha256:{}", swarm_proto::ids::hex(&self.0))
     }
 }
 
