@@ -176,6 +176,31 @@ fn an_image_pulled_on_every_host_at_once_reads_each_layer_from_the_upstream_once
         blob_reads, 4,
         "three layers and a config, each read once: {mirrored_reads}"
     );
+
+    // Hostile or malformed names are refused with the distribution API's errors, never
+    // passed on to the upstream or the disk.
+    let status = |path: &str| -> String {
+        let ask = format!(
+            "python3 -c \"import urllib.request as u, urllib.error as e\ntry: print(u.urlopen('http://127.0.0.1:5050{path}').status)\nexcept e.HTTPError as x: print(x.code, x.read().decode())\""
+        );
+        lan.run_ok(hosts[0], &home(hosts[0]), &ask, path)
+    };
+    assert!(status("/v2/").starts_with("200"));
+    let bad_digest = status("/v2/test/app/blobs/sha256:..%2F..%2Fetc%2Fpasswd");
+    assert!(
+        bad_digest.starts_with("400") && bad_digest.contains("DIGEST_INVALID"),
+        "{bad_digest}"
+    );
+    let bad_name = status(&format!("/v2/Test/App/blobs/sha256:{layer}"));
+    assert!(
+        bad_name.starts_with("404") && bad_name.contains("NAME_INVALID"),
+        "{bad_name}"
+    );
+    let unknown = status("/v2/test/app/manifests/nope");
+    assert!(
+        unknown.starts_with("404") && unknown.contains("MANIFEST_UNKNOWN"),
+        "{unknown}"
+    );
     drop(mirrors);
 }
 
