@@ -56,8 +56,7 @@ pub async fn read_from_origin(
     progress: &Progress,
 ) -> Result<FromOrigin> {
     let (url, name) = checked_url(url)?;
-    let read = read_named(node, &url, dir, &name, chunk_size, progress, None).await?;
-    Ok(read)
+    read_named(node, &url, dir, &name, chunk_size, progress, None).await
 }
 
 /// [`read_from_origin`] under the name `name` (one path part), with the content's SHA-256
@@ -72,10 +71,9 @@ pub(crate) async fn read_named(
     progress: &Progress,
     sha256: Option<[u8; 32]>,
 ) -> Result<FromOrigin> {
-    let name = name.to_owned();
     let dir = Dir::open_root(dir)?;
-    let path = dir.join(&name);
-    let copy_time = match dir.entry(&name)? {
+    let path = dir.join(name);
+    let copy_time = match dir.entry(name)? {
         Entry::Missing => None,
         Entry::File(metadata) => Some(metadata.modified().map_err(|e| Error::io(&path, e))?),
         Entry::Link | Entry::Other => {
@@ -98,11 +96,11 @@ pub(crate) async fn read_named(
         .headers()
         .get(LAST_MODIFIED)
         .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
-    let partial = partial_name_for(&name);
+    let partial = partial_name_for(name);
     let written = Written {
         dir: &dir,
         partial: &partial,
-        name: &name,
+        name,
         url,
         modified,
         sha256,
@@ -125,7 +123,7 @@ pub(crate) async fn read_named(
             )),
         };
     }
-    dir.rename(&partial, &name, false)?;
+    dir.rename(&partial, name, false)?;
     let meta = FileMeta {
         modified_ns: swarm_proto::meta::nanos_since_epoch(modified.unwrap_or_else(SystemTime::now)),
         replaces: None,
@@ -231,7 +229,7 @@ impl Written<'_> {
                 return Err(e);
             }
         };
-        if let (Some(promised), Some(got)) = (self.sha256, sha256.filter(|got| Some(*got) != self.sha256)) {
+        if let Some((promised, got)) = self.sha256.zip(sha256).filter(|(promised, got)| promised != got) {
             let _ = dir.remove(partial);
             let message = format!(
                 "its content has the SHA-256 {}, not the {} it was asked for: the origin is broken or lies",
