@@ -92,6 +92,7 @@ pub mod registry;
 pub mod scheduler;
 mod server;
 mod session;
+mod small_files;
 pub mod status;
 pub mod sync;
 pub mod telemetry;

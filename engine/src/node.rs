@@ -249,6 +249,11 @@ impl Node {
         })
     }
 
+    /// The node's cap on downloads, if any.
+    pub(crate) fn download_limit(&self) -> Option<&Arc<RateLimiter>> {
+        self.inner.download_limit.as_ref()
+    }
+
     /// The node's QUIC endpoint.
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport

@@ -1,5 +1,6 @@
 //! The chunk server: answers `GetChunk` requests from other peers with chunks from the
-//! [`HeldFiles`], one request per stream, any number of streams at once on a connection.
+//! [`HeldFiles`] (and `GetSmallFiles` with whole small files), one request per stream, any
+//! number of streams at once on a connection.
 //!
 //! Uploads take turns ([`crate::uploads`]): a request takes a free slot, or waits in its
 //! peer's line (up to [`QUEUE_WAIT`]), or is answered `Busy` when that line is full; a freed
@@ -15,7 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, SendStream};
-use swarm_proto::protocol::{CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST};
+use swarm_proto::protocol::{
+    CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST, MAX_SMALL_FILE, MAX_SMALL_FILES,
+};
 use swarm_proto::transport::{self, IncomingStream, Transport};
 use swarm_proto::{Bitfield, FileId, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -199,6 +202,7 @@ async fn serve_stream(
         }
         PeerRequest::Watch { file, have } => serve_watch(stream, context, slots, file, have).await,
         PeerRequest::GetManifest { file } => send_manifest(context, slots, from, file, &mut stream.send).await,
+        PeerRequest::GetSmallFiles { files } => send_small_files(stream, context, slots, buffers, files).await,
         PeerRequest::Status if stream.peer != context.own_id => reply(&mut stream.send, status::refusal()).await,
         PeerRequest::Status => reply(&mut stream.send, context.status.answer()).await,
     }
@@ -378,6 +382,115 @@ async fn send_manifest(
     reply(send, PeerResponse::Manifest((*held.manifest).clone())).await
 }
 
+/// Sends `files` whole, each as its manifest and its one chunk (or an error frame for one not
+/// sent), all under one upload slot: see [`PeerRequest::GetSmallFiles`]. Files this small are
+/// not held back for super-seeding: a copy of one costs less than the request for it.
+async fn send_small_files(
+    stream: IncomingStream,
+    context: &ServerContext,
+    slots: &Arc<Slots>,
+    buffers: &Arc<BufferPool>,
+    files: Vec<FileId>,
+) -> Result<(), ProtocolError> {
+    let IncomingStream {
+        peer: from,
+        mut send,
+        connection,
+        remote,
+        ..
+    } = stream;
+    if files.len() > MAX_SMALL_FILES {
+        let message = format!("asked for {} files; at most {MAX_SMALL_FILES} a request", files.len());
+        return reply(&mut send, error(ErrorCode::Invalid, message)).await;
+    }
+    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
+        tokio::time::sleep(REFUSAL_DELAY).await;
+        crate::telemetry::busy("slots");
+        let message = "too many uploads in progress; try another peer or again later";
+        return reply(&mut send, error(ErrorCode::Busy, message)).await;
+    };
+    let held: Vec<Result<Arc<Held>, PeerResponse>> = files.iter().map(|file| small_file(context, *file)).collect();
+    // Read in one blocking task: at most MAX_SMALL_FILES of MAX_SMALL_FILE bytes.
+    let (reading, pool) = (held.iter().flatten().cloned().collect::<Vec<_>>(), buffers.clone());
+    let read = tokio::task::spawn_blocking(move || reading.iter().map(|h| h.read_chunk(0, &pool)).collect::<Vec<_>>())
+        .await
+        .map_err(|join| ProtocolError::Io(io::Error::other(join.to_string())))?;
+    let mut read = read.into_iter();
+    let limit = context
+        .limit
+        .as_deref()
+        .map(|limit| (limit, crate::uploads::network(remote.ip())));
+    let moving = context
+        .limit
+        .as_deref()
+        .map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
+    let upload = async {
+        let mut served = Vec::new();
+        for (file, held) in files.iter().zip(held) {
+            let held = match held {
+                Ok(held) => held,
+                Err(refusal) => {
+                    transport::send_frame(&mut send, &refusal).await?;
+                    continue;
+                }
+            };
+            let data = match read.next().expect("one read per file held") {
+                Ok(data) => data,
+                Err(e) => {
+                    stop_serving_if_changed(context, *file, 0, &e);
+                    transport::send_frame(&mut send, &error(ErrorCode::NotHeld, e.to_string())).await?;
+                    continue;
+                }
+            };
+            transport::send_frame(&mut send, &PeerResponse::Manifest((*held.manifest).clone())).await?;
+            held.count_upload(0, true);
+            send_data(&mut send, Bytes::from_owner(data), limit, &slots.sent).await?;
+            served.push(held);
+        }
+        let _ = send.finish();
+        let _ = send.stopped().await;
+        Ok::<_, ProtocolError>(served)
+    };
+    match while_moving(&connection, moving, slots, upload).await {
+        Some(Ok(served)) => {
+            let now = std::time::Instant::now();
+            for held in served {
+                let bytes = held.manifest.size;
+                crate::telemetry::chunk_uploaded(&held.id, bytes);
+                held.note_served(bytes);
+                context
+                    .served
+                    .record(from, remote, held.id, &held.manifest.name, bytes, now);
+            }
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        None => {
+            debug!("upload of small files stalled (the peer does not read); reset");
+            let _ = send.reset(CloseCode::Cancelled.code());
+            Ok(())
+        }
+    }
+}
+
+/// The held file `file` if it may be sent whole in answer to a request for small files, or
+/// the answer saying why not.
+fn small_file(context: &ServerContext, file: FileId) -> Result<Arc<Held>, PeerResponse> {
+    let held = context.store.get(&file).ok_or_else(|| not_held(file))?;
+    let manifest = &held.manifest;
+    if manifest.chunk_count != 1 || manifest.size > MAX_SMALL_FILE {
+        let message = format!("{} is not a small file; ask for its chunks", file.short());
+        return Err(error(ErrorCode::Invalid, message));
+    }
+    if !held.has(0) {
+        return Err(error(
+            ErrorCode::NotHeld,
+            format!("file {} is not complete here", file.short()),
+        ));
+    }
+    Ok(held)
+}
+
 /// A fetcher found chunk `index` of `file` did not match its manifest: hashes it again from
 /// disk (under an upload slot, so that asking costs a peer as much as fetching the chunk).
 async fn check_rejected(
@@ -414,6 +527,20 @@ async fn send_chunk(
     limit: Option<(&RateLimiter, std::net::IpAddr)>,
     sent: &AtomicU64,
 ) -> Result<(), ProtocolError> {
+    send_data(send, data, limit, sent).await?;
+    let _ = send.finish();
+    let _ = send.stopped().await;
+    Ok(())
+}
+
+/// Sends a chunk header and `data`, in slices, under `limit` if any (at the share of the
+/// peer's network).
+async fn send_data(
+    send: &mut SendStream,
+    data: Bytes,
+    limit: Option<(&RateLimiter, std::net::IpAddr)>,
+    sent: &AtomicU64,
+) -> Result<(), ProtocolError> {
     transport::send_frame(send, &PeerResponse::Chunk { len: data.len() as u32 }).await?;
     // Under a cap, slices small enough that even a low cap sends something several times a
     // second (a fetcher gives up on a transfer that stalls for seconds).
@@ -427,8 +554,6 @@ async fn send_chunk(
         send.write_chunk(piece).await.map_err(io::Error::from)?;
         sent.fetch_add(len, Ordering::Relaxed);
     }
-    let _ = send.finish();
-    let _ = send.stopped().await;
     Ok(())
 }
 

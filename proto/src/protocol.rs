@@ -82,6 +82,11 @@ pub const MAX_PEER_ADDRS: usize = 8;
 /// Largest request frame a peer takes: a `Watch` with the bitfield of the largest manifest
 /// (262,144 chunks: 32 KiB), with room to spare.
 pub const MAX_PEER_REQUEST: u32 = 64 * 1024;
+/// Most files asked for in one [`PeerRequest::GetSmallFiles`].
+pub const MAX_SMALL_FILES: usize = 128;
+/// Largest file sent in answer to [`PeerRequest::GetSmallFiles`]: 64 KiB, so that one answer
+/// carries at most 8 MiB.
+pub const MAX_SMALL_FILE: u64 = 64 * 1024;
 /// Most entries in one page of the catalogue ([`TrackerResponse::Catalogue`]).
 pub const MAX_CATALOGUE: usize = 10_000;
 /// Most bytes of names in one page of the catalogue: a page ends early rather than outgrow a
@@ -375,6 +380,17 @@ pub enum PeerRequest {
     GetManifest {
         /// The file.
         file: FileId,
+    },
+    /// Send these small files whole (at most [`MAX_SMALL_FILES`], each of one chunk of at most
+    /// [`MAX_SMALL_FILE`] bytes), so that a folder of many small files costs a request per
+    /// batch instead of a connection per file. Answered for each file in the order asked: a
+    /// [`PeerResponse::Manifest`] then a [`PeerResponse::Chunk`] and its bytes, or one
+    /// [`PeerResponse::Error`] for a file not sent (not held here, too big, or busy). The
+    /// asker checks every manifest against its id and every file against its manifest, as for
+    /// any fetch. A peer of an older build answers `Malformed`: ask file by file then.
+    GetSmallFiles {
+        /// The files.
+        files: Vec<FileId>,
     },
 }
 
@@ -1254,6 +1270,9 @@ mod tests {
         // GetManifest: variant 4, file; its answer: variant 5, the manifest as in `Located`.
         check(&PeerRequest::GetManifest { file: FileId(F) }, &cat(&[&[4], &F]));
         check(&PeerResponse::Manifest(manifest()), &cat(&[&[5], &manifest_bytes()]));
+        // GetSmallFiles: variant 5, the ids (a length, then each).
+        let files = vec![FileId(F), FileId([1; 32])];
+        check(&PeerRequest::GetSmallFiles { files }, &cat(&[&[5, 2], &F, &[1; 32]]));
         check(&Availability::Gained(vec![7, 300]), &[0, 2, 7, 251, 44, 1]);
         check(&Availability::Lost(vec![2]), &[1, 1, 2]);
     }

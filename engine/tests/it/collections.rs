@@ -196,3 +196,143 @@ async fn a_lying_size_fails_that_file_only_and_one_id_may_fill_two_paths() {
         report.failed[0].1
     );
 }
+
+/// A holder of the folder that serves the collection honestly and lies in every answer for
+/// small files: the real manifests, garbage bytes. Counts the requests for small files.
+async fn lying_small_files_holder(
+    tracker: &swarm_tracker::Tracker,
+    collection: &Collection,
+    manifests: Vec<swarm_engine::Manifest>,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use swarm_engine::{Bitfield, Identity, Manifest};
+    use swarm_proto::protocol::{self, PeerRequest, PeerResponse};
+    use swarm_proto::transport::{send_frame, Transport};
+    let bytes = collection.encode();
+    let scratch = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(scratch.path(), &bytes).unwrap();
+    let folder = Manifest::from_file(scratch.path(), &collection.file_name(), CHUNK).unwrap();
+    let transport = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
+    let client = swarm_engine::tracker_client::TrackerClient::new(transport.clone(), pinned(tracker), None);
+    client.register(None, Vec::new()).await.unwrap();
+    let all = Bitfield::full(folder.chunk_count);
+    client.announce(&folder, &all, Default::default()).await.unwrap();
+    let manifests: std::collections::HashMap<FileId, Manifest> = manifests.into_iter().map(|m| (m.id(), m)).collect();
+    let (endpoint, shared) = (transport.endpoint().clone(), Arc::new((folder, bytes, manifests)));
+    tokio::spawn(async move {
+        let _client = client; // keeps the tracker session open
+        while let Some(incoming) = endpoint.accept().await {
+            let (shared, asked) = (shared.clone(), asked.clone());
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                let (folder, bytes, manifests) = &*shared;
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    match protocol::read_frame(&mut recv, 64 * 1024).await {
+                        Ok(PeerRequest::GetManifest { .. }) => {
+                            let _ = send_frame(&mut send, &PeerResponse::Manifest(folder.clone())).await;
+                        }
+                        Ok(PeerRequest::Watch { .. }) => {
+                            let all = PeerResponse::Have(Bitfield::full(folder.chunk_count));
+                            let _ = send_frame(&mut send, &all).await;
+                            tokio::spawn(async move {
+                                let _ = recv.read_to_end(usize::MAX).await;
+                                drop(send);
+                            });
+                            continue;
+                        }
+                        Ok(PeerRequest::GetChunk { index, .. }) => {
+                            let start = folder.chunk_offset(index) as usize;
+                            let chunk = &bytes[start..start + folder.chunk_len(index) as usize];
+                            let _ = send_frame(
+                                &mut send,
+                                &PeerResponse::Chunk {
+                                    len: chunk.len() as u32,
+                                },
+                            )
+                            .await;
+                            let _ = send.write_all(chunk).await;
+                        }
+                        Ok(PeerRequest::GetSmallFiles { files }) => {
+                            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            for file in files {
+                                let manifest = manifests[&file].clone();
+                                let len = manifest.size as u32;
+                                let _ = send_frame(&mut send, &PeerResponse::Manifest(manifest)).await;
+                                let _ = send_frame(&mut send, &PeerResponse::Chunk { len }).await;
+                                let _ = send.write_all(&vec![0xEE; len as usize]).await;
+                            }
+                        }
+                        _ => return,
+                    }
+                    let _ = send.finish();
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn small_files_come_many_per_request_and_a_holder_that_lies_in_them_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tracker = start_credulous_tracker(tmp.path()).await;
+    let share = tmp.path().join("many");
+    let small = |i: usize| content(1 + i * 7, i as u64);
+    for i in 0..1000 {
+        write(&share, &format!("d{}/f{i}.txt", i % 7), &small(i));
+    }
+    write(&share, "big.bin", &content(3 * CHUNK as usize, 9));
+    let seeder = start_node(tmp.path(), "seeder", pinned(&tracker), None).await;
+    let files = seeder.seed_dir(&share, CHUNK, &Progress::default()).await.unwrap();
+    let shared = collection::share(&seeder, "many", &files, CHUNK).await.unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let manifests = files.iter().map(|f| (*f.manifest).clone()).collect();
+    lying_small_files_holder(&tracker, &shared.collection, manifests, asked.clone()).await;
+
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out");
+    let opened = collection::open(&fetcher, shared.id, &options(&out))
+        .await
+        .unwrap()
+        .unwrap();
+    let progress = Arc::new(Progress::default());
+    let options = CollectionOptions {
+        progress: progress.clone(),
+        ..fetch_options(&out)
+    };
+    let report = collection::fetch(&fetcher, shared.id, &opened, opened.entries.clone(), options)
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.done.len(), 1001);
+    assert_eq!((progress.done(), progress.total()), (opened.size(), opened.size()));
+    // The liar was asked for batches, and not again once it lied: eight batches in all, half
+    // of them its turn, four at once at first (two of them its own) before its first answer.
+    let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=3).contains(&asked), "the lying holder was asked {asked} times");
+    let root = out.join("many");
+    for i in 0..1000 {
+        assert_eq!(
+            std::fs::read(root.join(format!("d{}/f{i}.txt", i % 7))).unwrap(),
+            small(i)
+        );
+    }
+    assert_eq!(
+        std::fs::read(root.join("big.bin")).unwrap(),
+        content(3 * CHUNK as usize, 9)
+    );
+    let leftovers: Vec<_> = walk(&root).into_iter().filter(|p| p.contains(".swarm-part")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The names of everything under `dir`.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    found
+}

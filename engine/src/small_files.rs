@@ -1,0 +1,366 @@
+//! Small files of a folder fetched many per request ([`PeerRequest::GetSmallFiles`]).
+//!
+//! Fetched one by one, a file of a few bytes costs a tracker request, a connection with its
+//! handshake, a watch, a chunk request and a sync of its own: a folder of tiny files went at
+//! about 500 files a second. Here a batch of up to [`MAX_SMALL_FILES`] files costs one request
+//! on one connection per holder. Trust is unchanged: each manifest is checked against the
+//! file's id and each file against its manifest before a byte is written, each file is written
+//! under its hidden partial name, given its time and mode, synced, and only then renamed into
+//! place, never over anything. A holder that sends something that does not match is not asked
+//! again; whatever a batch did not bring (not held there, a local error, a lie, a lost
+//! connection) is left for the usual fetch, file by file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use futures_util::stream::{self, StreamExt};
+use quinn::{Connection, RecvStream};
+use swarm_proto::collection::Entry;
+use swarm_proto::protocol::{self, CloseCode, Holder, PeerRequest, PeerResponse, MAX_SMALL_FILE, MAX_SMALL_FILES};
+use swarm_proto::transport;
+use swarm_proto::{Bitfield, FileMeta, Manifest};
+use tokio::sync::OnceCell;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::fetch::FetchReport;
+use crate::node::Node;
+use crate::out_dir::{self, Dir, Entry as DirEntry};
+use crate::progress::Progress;
+use crate::traversal;
+
+/// Batches asked for at once, over all holders.
+const BATCHES_AT_ONCE: usize = 4;
+/// Holders of the folder asked for batches (more add connections, not speed).
+const HOLDERS_USED: usize = 4;
+/// How long a holder has for each file of a batch: a silent one leaves the rest of the batch to
+/// the usual fetch.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// Largest answer frame read: a manifest of one chunk and its name.
+const MAX_ANSWER: u32 = 64 * 1024;
+
+/// A file of the folder to fetch, and its share of the folder's progress.
+pub(crate) type Wanted = (Entry, Arc<Progress>);
+
+/// What fetching small files did.
+pub(crate) struct Outcome {
+    /// Files written, with their reports.
+    pub done: Vec<(Entry, FetchReport)>,
+    /// Files left for the usual fetch.
+    pub left: Vec<Wanted>,
+}
+
+/// Can `entry` come in a batch: a file small enough, not empty (that needs no peer)?
+pub(crate) fn is_small(entry: &Entry) -> bool {
+    entry.size > 0 && entry.size <= MAX_SMALL_FILE
+}
+
+/// Fetches `wanted` (small files, each listed once, see [`is_small`]) from `holders` into
+/// `root`, in batches; see the module doc.
+pub(crate) async fn fetch(node: &Node, root: &Arc<Dir>, holders: Vec<Holder>, wanted: Vec<Wanted>) -> Outcome {
+    let mut holders = holders;
+    // Complete holders first: they have every file.
+    holders.sort_by_key(|h| !h.complete);
+    holders.truncate(HOLDERS_USED);
+    let (Ok(session), false) = (node.session(), holders.is_empty()) else {
+        return Outcome {
+            done: Vec::new(),
+            left: wanted,
+        };
+    };
+    let links: Vec<Link> = holders.into_iter().map(Link::new).collect();
+    let mut batches = Vec::new();
+    let mut wanted = wanted.into_iter().peekable();
+    while wanted.peek().is_some() {
+        batches.push(wanted.by_ref().take(MAX_SMALL_FILES).collect::<Vec<_>>());
+    }
+    let (links, root) = (&links, root);
+    let results = stream::iter(batches.into_iter().enumerate())
+        .map(|(i, batch)| async move {
+            let link = &links[i % links.len()];
+            let Some(connection) = link.connect(node, session).await else {
+                return (Vec::new(), batch);
+            };
+            fetch_batch(node, root, link, &connection, batch).await
+        })
+        .buffer_unordered(BATCHES_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    for link in links {
+        if let Some(Some(connection)) = link.connection.get() {
+            connection.close(CloseCode::Done.code(), b"done");
+        }
+    }
+    let mut outcome = Outcome {
+        done: Vec::new(),
+        left: Vec::new(),
+    };
+    for (done, left) in results {
+        outcome.done.extend(done);
+        outcome.left.extend(left);
+    }
+    outcome
+}
+
+/// A holder asked for batches: its connection, made once, and whether it lied.
+struct Link {
+    holder: Holder,
+    connection: OnceCell<Option<Connection>>,
+    lied: AtomicBool,
+}
+
+impl Link {
+    fn new(holder: Holder) -> Link {
+        Link {
+            holder,
+            connection: OnceCell::new(),
+            lied: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection to the holder, unless it could not be reached or lied.
+    async fn connect(&self, node: &Node, session: &crate::session::Session) -> Option<Connection> {
+        if self.lied.load(Ordering::Relaxed) {
+            return None;
+        }
+        let reach = || async {
+            let (peer, addrs) = (self.holder.peer, self.holder.addrs());
+            match traversal::reach(node.transport(), session, peer, &addrs).await {
+                Ok(reached) => Some(reached.connection),
+                Err(e) => {
+                    debug!(peer = %peer.short(), "not reached for small files: {e}");
+                    None
+                }
+            }
+        };
+        self.connection.get_or_init(reach).await.clone()
+    }
+}
+
+/// A file received and checked, not yet written.
+struct Received {
+    wanted: Wanted,
+    manifest: Arc<Manifest>,
+    data: Vec<u8>,
+}
+
+/// One batch from `link`: the files received, written and held, and those left.
+async fn fetch_batch(
+    node: &Node,
+    root: &Arc<Dir>,
+    link: &Link,
+    connection: &Connection,
+    batch: Vec<Wanted>,
+) -> (Vec<(Entry, FetchReport)>, Vec<Wanted>) {
+    let started = Instant::now();
+    let (received, mut left) = receive(node, link, connection, batch).await;
+    let peer = link.holder.peer;
+    let root = root.clone();
+    let written = tokio::task::spawn_blocking(move || write_all(&root, received)).await;
+    let Ok((written, unwritten)) = written else {
+        return (Vec::new(), left);
+    };
+    left.extend(unwritten);
+    let mut done = Vec::with_capacity(written.len());
+    for (received, path) in written {
+        let (entry, progress) = received.wanted;
+        let meta = FileMeta {
+            modified_ns: entry.modified_ns,
+            replaces: None,
+        };
+        let held = node
+            .store()
+            .add(received.manifest.clone(), path.clone(), Bitfield::full(1), meta);
+        if let Ok(session) = node.session() {
+            session.announce_later(held);
+        }
+        progress.set_total(entry.size);
+        progress.advance(entry.size);
+        let report = FetchReport {
+            id: entry.file,
+            manifest: received.manifest,
+            path,
+            already_complete: false,
+            meta,
+            resumed_chunks: 0,
+            received: HashMap::from([(peer, entry.size)]),
+            banned: Vec::new(),
+            elapsed: started.elapsed(),
+        };
+        done.push((entry, report));
+    }
+    (done, left)
+}
+
+/// Asks `link` for the files of `batch` and checks what it sends: the files received, and those
+/// not (with every file after a lie or a failure).
+async fn receive(
+    node: &Node,
+    link: &Link,
+    connection: &Connection,
+    batch: Vec<Wanted>,
+) -> (Vec<Received>, Vec<Wanted>) {
+    let files = batch.iter().map(|(entry, _)| entry.file).collect();
+    let request = PeerRequest::GetSmallFiles { files };
+    let asked = tokio::time::timeout(ANSWER_WITHIN, transport::exchange(connection, &request, MAX_ANSWER)).await;
+    let (mut answer, mut recv) = match asked {
+        Ok(Ok((answer, recv))) => (Some(answer), recv),
+        Ok(Err(e)) => {
+            debug!(peer = %link.holder.peer.short(), "no small files: {e}");
+            return (Vec::new(), batch);
+        }
+        Err(_) => return (Vec::new(), batch),
+    };
+    let mut received = Vec::with_capacity(batch.len());
+    let mut left = Vec::new();
+    let mut batch = batch.into_iter();
+    for wanted in batch.by_ref() {
+        let first = answer.take();
+        let one = tokio::time::timeout(ANSWER_WITHIN, receive_one(&mut recv, first, &wanted.0)).await;
+        match one {
+            Ok(Ok(Some((manifest, data)))) => {
+                if let Some(limit) = node.download_limit() {
+                    limit.acquire(data.len()).await;
+                }
+                received.push(Received { wanted, manifest, data });
+            }
+            Ok(Ok(None)) => left.push(wanted),
+            Ok(Err(Answer::Lie(why))) => {
+                if !link.lied.swap(true, Ordering::Relaxed) {
+                    warn!(peer = %link.holder.peer.short(), "holder sent {}: {why}; not asked again", wanted.0.path);
+                }
+                left.push(wanted);
+                break;
+            }
+            Ok(Err(Answer::Failed(why))) => {
+                debug!(peer = %link.holder.peer.short(), "small files stopped: {why}");
+                left.push(wanted);
+                break;
+            }
+            Err(_) => {
+                left.push(wanted);
+                break;
+            }
+        }
+    }
+    let _ = recv.stop(CloseCode::Done.code());
+    left.extend(batch);
+    (received, left)
+}
+
+/// Why a batch stopped early.
+enum Answer {
+    /// The holder sent what does not match: it is not asked again.
+    Lie(String),
+    /// The stream broke.
+    Failed(String),
+}
+
+/// Reads the answer for `entry` (its first frame is `first`, when already read): the file's
+/// manifest and bytes, checked, or `None` when the holder did not send it.
+async fn receive_one(
+    recv: &mut RecvStream,
+    first: Option<PeerResponse>,
+    entry: &Entry,
+) -> std::result::Result<Option<(Arc<Manifest>, Vec<u8>)>, Answer> {
+    let failed = |e: protocol::ProtocolError| Answer::Failed(e.to_string());
+    let head = match first {
+        Some(head) => head,
+        None => protocol::read_frame(recv, MAX_ANSWER).await.map_err(failed)?,
+    };
+    let manifest = match head {
+        PeerResponse::Manifest(manifest) => manifest,
+        PeerResponse::Error { .. } => return Ok(None),
+        other => return Err(Answer::Lie(format!("an unexpected answer ({other:?})"))),
+    };
+    if let Err(e) = manifest.verify(&entry.file) {
+        return Err(Answer::Lie(format!("a manifest that does not match its id ({e})")));
+    }
+    if manifest.size != entry.size || manifest.chunk_count != 1 {
+        return Err(Answer::Lie(format!(
+            "a file of {} bytes in {} chunks where the folder lists {} bytes",
+            manifest.size, manifest.chunk_count, entry.size
+        )));
+    }
+    let len = match protocol::read_frame(recv, MAX_ANSWER).await.map_err(failed)? {
+        PeerResponse::Chunk { len } => len,
+        other => return Err(Answer::Lie(format!("an unexpected answer ({other:?})"))),
+    };
+    if u64::from(len) != manifest.size {
+        return Err(Answer::Lie(format!("{len} bytes for a file of {}", manifest.size)));
+    }
+    let mut data = vec![0; len as usize];
+    recv.read_exact(&mut data)
+        .await
+        .map_err(|e| Answer::Failed(e.to_string()))?;
+    if !manifest.chunk_matches(0, &data) {
+        return Err(Answer::Lie("bytes that do not match the manifest".into()));
+    }
+    Ok(Some((Arc::new(manifest), data)))
+}
+
+/// Writes every file received under its partial name with its time and mode, syncs them, then
+/// renames each into place (never over anything). Blocking. Returns the files written, with
+/// their paths, and those not (to be fetched the usual way, which says why if it fails too).
+#[allow(clippy::type_complexity)]
+fn write_all(root: &Dir, received: Vec<Received>) -> (Vec<(Received, std::path::PathBuf)>, Vec<Wanted>) {
+    let mut written = Vec::with_capacity(received.len());
+    let mut left = Vec::new();
+    let mut staged = Vec::with_capacity(received.len());
+    for file in received {
+        match stage(root, &file) {
+            Ok(Some(staged_file)) => staged.push((file, staged_file)),
+            Ok(None) => left.push(file.wanted),
+            Err(e) => {
+                debug!("{e}; fetched the usual way");
+                left.push(file.wanted);
+            }
+        }
+    }
+    for (file, (dir, name, handle)) in staged {
+        let partial = out_dir::partial_name_for(&name);
+        let synced = handle.sync_data().map_err(|e| Error::io(&dir.join(&partial), e));
+        match synced.and_then(|()| dir.rename(&partial, &name, false)) {
+            Ok(()) => {
+                let path = dir.join(&name);
+                written.push((file, path));
+            }
+            Err(e) => {
+                debug!("{e}; fetched the usual way");
+                let _ = dir.remove(&partial);
+                left.push(file.wanted);
+            }
+        }
+    }
+    (written, left)
+}
+
+/// Writes `file` under its partial name, with its time and mode: its directory, final name and
+/// open handle, or `None` when something is at its final or partial name already (the usual
+/// fetch knows what to do with it).
+fn stage(root: &Dir, file: &Received) -> Result<Option<(Dir, String, std::fs::File)>> {
+    let entry = &file.wanted.0;
+    let (dir, name) = root.parent_of(&entry.path)?;
+    let partial = out_dir::partial_name_for(name);
+    if !matches!(dir.entry(name)?, DirEntry::Missing) || !matches!(dir.entry(&partial)?, DirEntry::Missing) {
+        return Ok(None);
+    }
+    let (mut handle, _) = dir.open_or_create(&partial)?;
+    let written = (|| {
+        handle.write_all(&file.data)?;
+        if entry.modified_ns > 0 {
+            handle.set_modified(UNIX_EPOCH + Duration::from_nanos(entry.modified_ns))?;
+        }
+        handle.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o777 | 0o600))
+    })();
+    if let Err(e) = written {
+        let _ = dir.remove(&partial);
+        return Err(Error::io(&dir.join(&partial), e));
+    }
+    let name = name.to_owned();
+    Ok(Some((dir, name, handle)))
+}
