@@ -80,6 +80,9 @@ impl CollectionReport {
     }
 }
 
+/// Entries of one file id (fetched one after the other), each with its progress.
+type Group = (Vec<Entry>, Vec<Arc<Progress>>);
+
 /// Writes the collection of `files` (shared from the folder called `name`) into the state
 /// directory and serves it.
 pub async fn share(node: &Node, name: &str, files: &[SeededFile], chunk_size: u32) -> Result<SharedCollection> {
@@ -182,7 +185,7 @@ pub async fn fetch(
     for entry in chosen {
         by_id.entry(entry.file).or_default().push(entry);
     }
-    let groups: Vec<(Vec<Entry>, Vec<Arc<Progress>>)> = by_id
+    let groups: Vec<Group> = by_id
         .into_values()
         .map(|entries| {
             let progress = entries.iter().map(|_| Arc::default()).collect();
@@ -196,29 +199,7 @@ pub async fn fetch(
         failed: Vec::new(),
         elapsed: Duration::ZERO,
     };
-    // Small files listed once come many per request from the folder's holders; the rest, and
-    // whatever that did not bring, one by one.
-    let (small, mut groups): (Vec<_>, Vec<_>) = groups
-        .into_iter()
-        .partition(|(entries, _)| entries.len() == 1 && small_files::is_small(&entries[0]));
-    if !small.is_empty() {
-        let wanted = small
-            .into_iter()
-            .map(|(mut e, mut p)| (e.remove(0), p.remove(0)))
-            .collect();
-        let holders = folder_holders(node, id, &options.each).await;
-        let fetched = small_files::fetch(node, &root_dir, holders, wanted).await;
-        for (entry, fetched) in fetched.done {
-            listed.file_done();
-            report.done.push((entry, Some(fetched)));
-        }
-        groups.extend(
-            fetched
-                .left
-                .into_iter()
-                .map(|(entry, progress)| (vec![entry], vec![progress])),
-        );
-    }
+    let groups = fetch_small_files(node, id, &root_dir, &options.each, groups, &listed, &mut report).await;
     let fetches = stream::iter(groups)
         .map(|(entries, progress)| {
             let (root, root_dir, options) = (&root, &root_dir, &options);
@@ -259,6 +240,43 @@ pub async fn fetch(
     report.done.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Fetches the small files listed once many per request from the folder's holders (see
+/// [`small_files`]), into `report`; returns the other groups and the small files that did not
+/// come, to be fetched one by one.
+async fn fetch_small_files(
+    node: &Node,
+    id: FileId,
+    root_dir: &Arc<Dir>,
+    each: &FetchOptions,
+    groups: Vec<Group>,
+    listed: &crate::downloads::FolderRegistered,
+    report: &mut CollectionReport,
+) -> Vec<Group> {
+    let (small, mut groups): (Vec<_>, Vec<_>) = groups
+        .into_iter()
+        .partition(|(entries, _)| entries.len() == 1 && small_files::is_small(&entries[0]));
+    if small.is_empty() {
+        return groups;
+    }
+    let wanted = small
+        .into_iter()
+        .map(|(mut e, mut p)| (e.remove(0), p.remove(0)))
+        .collect();
+    let holders = folder_holders(node, id, each).await;
+    let fetched = small_files::fetch(node, root_dir, holders, wanted).await;
+    for (entry, fetched) in fetched.done {
+        listed.file_done();
+        report.done.push((entry, Some(fetched)));
+    }
+    groups.extend(
+        fetched
+            .left
+            .into_iter()
+            .map(|(entry, progress)| (vec![entry], vec![progress])),
+    );
+    groups
 }
 
 /// Holders of the folder `id` that `each` lets the fetch use (none if they cannot be found).

@@ -415,7 +415,6 @@ async fn send_small_files(
     let read = tokio::task::spawn_blocking(move || reading.iter().map(|h| h.read_chunk(0, &pool)).collect::<Vec<_>>())
         .await
         .map_err(|join| ProtocolError::Io(io::Error::other(join.to_string())))?;
-    let mut read = read.into_iter();
     let limit = context
         .limit
         .as_deref()
@@ -424,33 +423,7 @@ async fn send_small_files(
         .limit
         .as_deref()
         .map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
-    let upload = async {
-        let mut served = Vec::new();
-        for (file, held) in files.iter().zip(held) {
-            let held = match held {
-                Ok(held) => held,
-                Err(refusal) => {
-                    transport::send_frame(&mut send, &refusal).await?;
-                    continue;
-                }
-            };
-            let data = match read.next().expect("one read per file held") {
-                Ok(data) => data,
-                Err(e) => {
-                    stop_serving_if_changed(context, *file, 0, &e);
-                    transport::send_frame(&mut send, &error(ErrorCode::NotHeld, e.to_string())).await?;
-                    continue;
-                }
-            };
-            transport::send_frame(&mut send, &PeerResponse::Manifest((*held.manifest).clone())).await?;
-            held.count_upload(0, true);
-            send_data(&mut send, Bytes::from_owner(data), limit, &slots.sent).await?;
-            served.push(held);
-        }
-        let _ = send.finish();
-        let _ = send.stopped().await;
-        Ok::<_, ProtocolError>(served)
-    };
+    let upload = send_files(&mut send, context, &files, held, read, limit, &slots.sent);
     match while_moving(&connection, moving, slots, upload).await {
         Some(Ok(served)) => {
             let now = std::time::Instant::now();
@@ -471,6 +444,46 @@ async fn send_small_files(
             Ok(())
         }
     }
+}
+
+/// Sends each of `files` (with what was found `held` of it and `read` from disk for those held)
+/// as its manifest and bytes, or the error frame saying why not; then waits until the peer has
+/// it all. Returns the files sent.
+async fn send_files(
+    send: &mut SendStream,
+    context: &ServerContext,
+    files: &[FileId],
+    held: Vec<Result<Arc<Held>, PeerResponse>>,
+    read: Vec<Result<ChunkBuf, ReadError>>,
+    limit: Option<(&RateLimiter, std::net::IpAddr)>,
+    sent: &AtomicU64,
+) -> Result<Vec<Arc<Held>>, ProtocolError> {
+    let mut read = read.into_iter();
+    let mut served = Vec::new();
+    for (file, held) in files.iter().zip(held) {
+        let held = match held {
+            Ok(held) => held,
+            Err(refusal) => {
+                transport::send_frame(send, &refusal).await?;
+                continue;
+            }
+        };
+        let data = match read.next().expect("one read per file held") {
+            Ok(data) => data,
+            Err(e) => {
+                stop_serving_if_changed(context, *file, 0, &e);
+                transport::send_frame(send, &error(ErrorCode::NotHeld, e.to_string())).await?;
+                continue;
+            }
+        };
+        transport::send_frame(send, &PeerResponse::Manifest((*held.manifest).clone())).await?;
+        held.count_upload(0, true);
+        send_data(send, Bytes::from_owner(data), limit, sent).await?;
+        served.push(held);
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+    Ok(served)
 }
 
 /// The held file `file` if it may be sent whole in answer to a request for small files, or
