@@ -256,26 +256,30 @@ async fn fetch_small_files(
 ) -> Vec<Group> {
     let (small, mut groups): (Vec<_>, Vec<_>) = groups
         .into_iter()
-        .partition(|(entries, _)| entries.len() == 1 && small_files::is_small(&entries[0]));
+        .partition(|(entries, _)| entries.len() == 1 && small_files::is_small(entries[0].size));
     if small.is_empty() {
         return groups;
     }
-    let wanted = small
-        .into_iter()
-        .map(|(mut e, mut p)| (e.remove(0), p.remove(0)))
-        .collect();
+    let wanted = small.into_iter().map(|(mut entries, mut progress)| {
+        let entry = entries.remove(0);
+        let meta = FileMeta {
+            modified_ns: entry.modified_ns,
+            replaces: None,
+        };
+        small_files::Wanted {
+            entry,
+            meta,
+            set_mode: true,
+            progress: progress.remove(0),
+        }
+    });
     let holders = folder_holders(node, id, each).await;
-    let fetched = small_files::fetch(node, root_dir, holders, wanted).await;
-    for (entry, fetched) in fetched.done {
+    let fetched = small_files::fetch(node, root_dir, holders, wanted.collect()).await;
+    for (wanted, fetched) in fetched.done {
         listed.file_done();
-        report.done.push((entry, Some(fetched)));
+        report.done.push((wanted.entry, Some(fetched)));
     }
-    groups.extend(
-        fetched
-            .left
-            .into_iter()
-            .map(|(entry, progress)| (vec![entry], vec![progress])),
-    );
+    groups.extend(fetched.left.into_iter().map(|w| (vec![w.entry], vec![w.progress])));
     groups
 }
 

@@ -230,8 +230,7 @@ impl Node {
         self.inner.transport.local_addr()
     }
 
-    /// The files this node holds (for the HTTP port's chunk maps and streams).
-    #[cfg(feature = "http")]
+    /// The files this node holds.
     pub(crate) fn store(&self) -> &Arc<HeldFiles> {
         &self.inner.store
     }

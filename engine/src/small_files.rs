@@ -43,20 +43,29 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Largest answer frame read: a manifest of one chunk and its name.
 const MAX_ANSWER: u32 = 64 * 1024;
 
-/// A file of the folder to fetch, and its share of the folder's progress.
-pub(crate) type Wanted = (Entry, Arc<Progress>);
+/// A file of the folder to fetch.
+pub(crate) struct Wanted {
+    /// Its path in the folder, id, size, mode and time.
+    pub entry: Entry,
+    /// What it is held and announced with.
+    pub meta: FileMeta,
+    /// The file takes the entry's mode (else the usual one for new files).
+    pub set_mode: bool,
+    /// Its share of the folder's progress.
+    pub progress: Arc<Progress>,
+}
 
 /// What fetching small files did.
 pub(crate) struct Outcome {
     /// Files written, with their reports.
-    pub done: Vec<(Entry, FetchReport)>,
+    pub done: Vec<(Wanted, FetchReport)>,
     /// Files left for the usual fetch.
     pub left: Vec<Wanted>,
 }
 
-/// Can `entry` come in a batch: a file small enough, not empty (that needs no peer)?
-pub(crate) fn is_small(entry: &Entry) -> bool {
-    entry.size > 0 && entry.size <= MAX_SMALL_FILE
+/// Can a file of `size` bytes come in a batch: a file small enough, not empty (that needs no peer)?
+pub(crate) fn is_small(size: u64) -> bool {
+    size > 0 && size <= MAX_SMALL_FILE
 }
 
 /// Fetches `wanted` (small files, each listed once, see [`is_small`]) from `holders` into
@@ -155,7 +164,7 @@ async fn fetch_batch(
     link: &Link,
     connection: &Connection,
     batch: Vec<Wanted>,
-) -> (Vec<(Entry, FetchReport)>, Vec<Wanted>) {
+) -> (Vec<(Wanted, FetchReport)>, Vec<Wanted>) {
     let started = Instant::now();
     let (received, mut left) = receive(node, link, connection, batch).await;
     let peer = link.holder.peer;
@@ -167,19 +176,16 @@ async fn fetch_batch(
     left.extend(unwritten);
     let mut done = Vec::with_capacity(written.len());
     for (received, path) in written {
-        let (entry, progress) = received.wanted;
-        let meta = FileMeta {
-            modified_ns: entry.modified_ns,
-            replaces: None,
-        };
+        let wanted = received.wanted;
+        let (entry, meta) = (&wanted.entry, wanted.meta);
         let held = node
             .store()
             .add(received.manifest.clone(), path.clone(), Bitfield::full(1), meta);
         if let Ok(session) = node.session() {
             session.announce_later(held);
         }
-        progress.set_total(entry.size);
-        progress.advance(entry.size);
+        wanted.progress.set_total(entry.size);
+        wanted.progress.advance(entry.size);
         let report = FetchReport {
             id: entry.file,
             manifest: received.manifest,
@@ -191,7 +197,7 @@ async fn fetch_batch(
             banned: Vec::new(),
             elapsed: started.elapsed(),
         };
-        done.push((entry, report));
+        done.push((wanted, report));
     }
     (done, left)
 }
@@ -204,7 +210,7 @@ async fn receive(
     connection: &Connection,
     batch: Vec<Wanted>,
 ) -> (Vec<Received>, Vec<Wanted>) {
-    let files = batch.iter().map(|(entry, _)| entry.file).collect();
+    let files = batch.iter().map(|wanted| wanted.entry.file).collect();
     let request = PeerRequest::GetSmallFiles { files };
     let asked = tokio::time::timeout(ANSWER_WITHIN, transport::exchange(connection, &request, MAX_ANSWER)).await;
     let (mut answer, mut recv) = match asked {
@@ -220,7 +226,7 @@ async fn receive(
     let mut batch = batch.into_iter();
     for wanted in batch.by_ref() {
         let first = answer.take();
-        let one = tokio::time::timeout(ANSWER_WITHIN, receive_one(&mut recv, first, &wanted.0)).await;
+        let one = tokio::time::timeout(ANSWER_WITHIN, receive_one(&mut recv, first, &wanted.entry)).await;
         match one {
             Ok(Ok(Some((manifest, data)))) => {
                 if let Some(limit) = node.download_limit() {
@@ -231,7 +237,7 @@ async fn receive(
             Ok(Ok(None)) => left.push(wanted),
             Ok(Err(Answer::Lie(why))) => {
                 if !link.lied.swap(true, Ordering::Relaxed) {
-                    warn!(peer = %link.holder.peer.short(), "holder sent {}: {why}; not asked again", wanted.0.path);
+                    warn!(peer = %link.holder.peer.short(), "holder sent {}: {why}; not asked again", wanted.entry.path);
                 }
                 left.push(wanted);
                 break;
@@ -343,7 +349,7 @@ fn write_all(root: &Dir, received: Vec<Received>) -> (Vec<(Received, std::path::
 /// open handle, or `None` when something is at its final or partial name already (the usual
 /// fetch knows what to do with it).
 fn stage(root: &Dir, file: &Received) -> Result<Option<(Dir, String, std::fs::File)>> {
-    let entry = &file.wanted.0;
+    let entry = &file.wanted.entry;
     let (dir, name) = root.parent_of(&entry.path)?;
     let partial = out_dir::partial_name_for(name);
     if !matches!(dir.entry(name)?, DirEntry::Missing) || !matches!(dir.entry(&partial)?, DirEntry::Missing) {
@@ -355,7 +361,10 @@ fn stage(root: &Dir, file: &Received) -> Result<Option<(Dir, String, std::fs::Fi
         if entry.modified_ns > 0 {
             handle.set_modified(UNIX_EPOCH + Duration::from_nanos(entry.modified_ns))?;
         }
-        handle.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o777 | 0o600))
+        if file.wanted.set_mode {
+            handle.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o777 | 0o600))?;
+        }
+        Ok(())
     })();
     if let Err(e) = written {
         let _ = dir.remove(&partial);

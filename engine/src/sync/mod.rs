@@ -31,7 +31,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -41,7 +40,7 @@ use tracing::{debug, info, warn};
 
 use crate::db::FileStamp;
 use crate::error::{Error, Result};
-use crate::fetch::{FetchOptions, FetchReport, Replace};
+use crate::fetch::Replace;
 use crate::folder::{DirScan, Origin, SeededFile, Skipped};
 use crate::node::Node;
 use crate::out_dir::Dir;
@@ -51,16 +50,20 @@ use crate::versions::{self, Keep};
 use swarm_proto::ids::FileId;
 use swarm_proto::meta::nanos_since_epoch;
 use swarm_proto::name;
+use swarm_proto::protocol::MAX_SMALL_FILES;
 use swarm_proto::share::{ShareChange, ShareState};
 use swarm_proto::share_key::{ShareKey, SignedChange};
 
 mod conflict;
+mod download;
 mod events;
 pub mod folder_key;
 pub mod mirror;
 mod plan;
+mod small_batch;
 
 use conflict::keep_as_conflict;
+use download::{fetch_options, Download};
 pub use events::SyncEvent;
 use mirror::ShareMirror;
 use plan::{Planned, Replacing, Situation};
@@ -191,7 +194,7 @@ struct FolderSync {
     dir: PathBuf,
     options: SyncOptions,
     events: mpsc::UnboundedSender<SyncEvent>,
-    downloads: JoinSet<Download>,
+    downloads: JoinSet<Vec<Download>>,
     /// Names being downloaded, with the version being fetched.
     in_flight: HashMap<String, FileId>,
     /// Downloads cancelled because the share moved on to another version of their name.
@@ -482,12 +485,14 @@ impl FolderSync {
     }
 
     /// Starts queued downloads while slots are free, skipping those in flight, fetched since
-    /// the last scan, or failed lately. A small file waits for its batched locate.
+    /// the last scan, or failed lately. A small file waits for its batched locate; new small
+    /// files located go many to a slot ([`small_batch`]).
     fn fill(&mut self) {
         self.located.retain(|_, (at, _)| at.elapsed() < LOCATED_FOR);
-        while self.in_flight.len() < self.options.parallel {
+        let mut batch = Vec::new();
+        while self.downloads.len() < self.options.parallel {
             let Some(planned) = self.queue.front() else {
-                return;
+                break;
             };
             if !self.wanted(planned) {
                 self.queue.pop_front();
@@ -496,12 +501,29 @@ impl FolderSync {
             let batched = planned.size <= LOCATE_IN_BATCHES_UP_TO && !self.locate_alone.contains(&planned.file);
             if batched && !self.located.contains_key(&planned.file) {
                 self.locate_ahead();
-                return;
+                break;
             }
             let planned = self.queue.pop_front().expect("looked at above");
-            let located = self.located.remove(&planned.file).map(|(_, located)| located);
-            self.start_download(planned, located);
+            match self.located.remove(&planned.file).map(|(_, located)| located) {
+                Some(located) if small_batch::fits(&planned, &located) => {
+                    self.in_flight.insert(planned.name.clone(), planned.file);
+                    batch.push((planned, located));
+                    if batch.len() == MAX_SMALL_FILES {
+                        self.start_batch(std::mem::take(&mut batch));
+                    }
+                }
+                located => self.start_download(planned, located),
+            }
         }
+        if !batch.is_empty() {
+            self.start_batch(batch);
+        }
+    }
+
+    /// Fetches new small files, many per request, in one download slot.
+    fn start_batch(&mut self, batch: Vec<(Planned, Located)>) {
+        let (node, dir) = (self.node.clone(), self.dir.clone());
+        self.downloads.spawn(small_batch::fetch(node, dir, batch));
     }
 
     /// Cancels each download in flight whose name the share now lists in another version
@@ -624,17 +646,7 @@ impl FolderSync {
                 }
             }
         }
-        let options = FetchOptions {
-            out_dir: self.dir.clone(),
-            replace,
-            // A download whose holders all vanish gives up, so that a newer version can be
-            // fetched instead; it is tried again later.
-            timeout: Some(Duration::from_secs(120) + Duration::from_secs(planned.size / (1 << 20))),
-            progress: Arc::new(Progress::default()),
-            label: Some(planned.name.clone()),
-            located,
-            ..FetchOptions::default()
-        };
+        let options = fetch_options(&self.dir, &planned, replace, located);
         self.in_flight.insert(planned.name.clone(), planned.file);
         let node = self.node.clone();
         let root = self.dir.clone();
@@ -652,18 +664,23 @@ impl FolderSync {
                     }
                 }
             }
-            Download {
+            vec![Download {
                 name: planned.name,
                 file: planned.file,
                 result,
-            }
+            }]
         });
     }
 
-    fn download_done(&mut self, done: std::result::Result<Download, tokio::task::JoinError>) {
-        let Ok(Download { name, file, result }) = done else {
-            return;
-        };
+    fn download_done(&mut self, done: std::result::Result<Vec<Download>, tokio::task::JoinError>) {
+        for download in done.into_iter().flatten() {
+            self.one_done(download);
+        }
+        // The freed slot goes to the next file at once, not at the next tick.
+        self.fill();
+    }
+
+    fn one_done(&mut self, Download { name, file, result }: Download) {
         self.in_flight.remove(&name);
         self.scan_wanted = true;
         let event = match result {
@@ -671,27 +688,15 @@ impl FolderSync {
                 self.fetched.insert(file);
                 SyncEvent::Fetched(report)
             }
-            Err(_) if self.superseded.remove(&file) => {
-                // Its newer version takes the freed slot.
-                self.fill();
-                return;
-            }
+            // Its newer version takes the freed slot.
+            Err(_) if self.superseded.remove(&file) => return,
             Err(error) => {
                 self.failed.insert(file, Instant::now());
                 SyncEvent::Failed { name, error }
             }
         };
         let _ = self.events.send(event);
-        // The freed slot goes to the next file at once, not at the next tick.
-        self.fill();
     }
-}
-
-/// A finished download.
-struct Download {
-    name: String,
-    file: FileId,
-    result: Result<FetchReport>,
 }
 
 /// Watches `dir` recursively, sending `()` on every change that is not a partial download.
