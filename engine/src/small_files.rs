@@ -11,8 +11,9 @@
 //! connection) is left for the usual fetch, file by file.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -175,7 +176,7 @@ async fn fetch_batch(
     };
     left.extend(unwritten);
     let mut done = Vec::with_capacity(written.len());
-    for (received, path) in written {
+    for (received, path, already_complete) in written {
         let wanted = received.wanted;
         let (entry, meta) = (&wanted.entry, wanted.meta);
         let held = node
@@ -186,14 +187,19 @@ async fn fetch_batch(
         }
         wanted.progress.set_total(entry.size);
         wanted.progress.advance(entry.size);
+        wanted.progress.set_peers(u64::from(!already_complete));
         let report = FetchReport {
             id: entry.file,
             manifest: received.manifest,
             path,
-            already_complete: false,
+            already_complete,
             meta,
             resumed_chunks: 0,
-            received: HashMap::from([(peer, entry.size)]),
+            received: if already_complete {
+                HashMap::new()
+            } else {
+                HashMap::from([(peer, entry.size)])
+            },
             banned: Vec::new(),
             elapsed: started.elapsed(),
         };
@@ -310,31 +316,31 @@ async fn receive_one(
 }
 
 /// Writes every file received under its partial name with its time and mode, syncs them, then
-/// renames each into place (never over anything). Blocking. Returns the files written, with
-/// their paths, and those not (to be fetched the usual way, which says why if it fails too).
+/// renames each into place (never over anything); a file found there already with the same
+/// bytes is complete. Blocking. Returns the files in place, with their paths and whether they
+/// were there already, and those not (to be fetched the usual way, which says why if it fails
+/// too).
 #[allow(clippy::type_complexity)]
-fn write_all(root: &Dir, received: Vec<Received>) -> (Vec<(Received, std::path::PathBuf)>, Vec<Wanted>) {
+fn write_all(root: &Dir, received: Vec<Received>) -> (Vec<(Received, PathBuf, bool)>, Vec<Wanted>) {
     let mut written = Vec::with_capacity(received.len());
     let mut left = Vec::new();
     let mut staged = Vec::with_capacity(received.len());
     for file in received {
         match stage(root, &file) {
-            Ok(Some(staged_file)) => staged.push((file, staged_file)),
-            Ok(None) => left.push(file.wanted),
+            Ok(Staged::New(dir, name, handle)) => staged.push((file, dir, name, handle)),
+            Ok(Staged::Complete(path)) => written.push((file, path, true)),
+            Ok(Staged::Elsewhere) => left.push(file.wanted),
             Err(e) => {
                 debug!("{e}; fetched the usual way");
                 left.push(file.wanted);
             }
         }
     }
-    for (file, (dir, name, handle)) in staged {
+    for (file, dir, name, handle) in staged {
         let partial = out_dir::partial_name_for(&name);
         let synced = handle.sync_data().map_err(|e| Error::io(&dir.join(&partial), e));
         match synced.and_then(|()| dir.rename(&partial, &name, false)) {
-            Ok(()) => {
-                let path = dir.join(&name);
-                written.push((file, path));
-            }
+            Ok(()) => written.push((file, dir.join(&name), false)),
             Err(e) => {
                 debug!("{e}; fetched the usual way");
                 let _ = dir.remove(&partial);
@@ -345,31 +351,62 @@ fn write_all(root: &Dir, received: Vec<Received>) -> (Vec<(Received, std::path::
     (written, left)
 }
 
-/// Writes `file` under its partial name, with its time and mode: its directory, final name and
-/// open handle, or `None` when something is at its final or partial name already (the usual
-/// fetch knows what to do with it).
-fn stage(root: &Dir, file: &Received) -> Result<Option<(Dir, String, std::fs::File)>> {
+/// Where a file received stands on disk.
+enum Staged {
+    /// Written under its partial name (in that directory, to be renamed to that name).
+    New(Dir, String, std::fs::File),
+    /// Already at its name with the same bytes.
+    Complete(PathBuf),
+    /// Something else is at its name or partial name: the usual fetch knows what to do.
+    Elsewhere,
+}
+
+/// Writes `file` under its partial name, with its time and mode, unless something is at its
+/// name or partial name already (see [`Staged`]).
+fn stage(root: &Dir, file: &Received) -> Result<Staged> {
     let entry = &file.wanted.entry;
     let (dir, name) = root.parent_of(&entry.path)?;
     let partial = out_dir::partial_name_for(name);
-    if !matches!(dir.entry(name)?, DirEntry::Missing) || !matches!(dir.entry(&partial)?, DirEntry::Missing) {
-        return Ok(None);
+    match dir.entry(name)? {
+        DirEntry::Missing => {}
+        DirEntry::File(metadata) if metadata.len() == entry.size => {
+            let mut there = dir.open_read(name)?;
+            let mut bytes = Vec::with_capacity(file.data.len());
+            there
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::io(&dir.join(name), e))?;
+            if bytes != file.data {
+                return Ok(Staged::Elsewhere);
+            }
+            if file.wanted.set_mode {
+                set_time_and_mode(&there, &file.wanted).map_err(|e| Error::io(&dir.join(name), e))?;
+            }
+            return Ok(Staged::Complete(dir.join(name)));
+        }
+        _ => return Ok(Staged::Elsewhere),
+    }
+    if !matches!(dir.entry(&partial)?, DirEntry::Missing) {
+        return Ok(Staged::Elsewhere);
     }
     let (mut handle, _) = dir.open_or_create(&partial)?;
-    let written = (|| {
-        handle.write_all(&file.data)?;
-        if entry.modified_ns > 0 {
-            handle.set_modified(UNIX_EPOCH + Duration::from_nanos(entry.modified_ns))?;
-        }
-        if file.wanted.set_mode {
-            handle.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o777 | 0o600))?;
-        }
-        Ok(())
-    })();
+    let written = handle
+        .write_all(&file.data)
+        .and_then(|()| set_time_and_mode(&handle, &file.wanted));
     if let Err(e) = written {
         let _ = dir.remove(&partial);
         return Err(Error::io(&dir.join(&partial), e));
     }
-    let name = name.to_owned();
-    Ok(Some((dir, name, handle)))
+    Ok(Staged::New(dir, name.to_owned(), handle))
+}
+
+/// Gives `file` the entry's modification time, and its mode when the entry says so.
+fn set_time_and_mode(file: &std::fs::File, wanted: &Wanted) -> std::io::Result<()> {
+    let entry = &wanted.entry;
+    if entry.modified_ns > 0 {
+        file.set_modified(UNIX_EPOCH + Duration::from_nanos(entry.modified_ns))?;
+    }
+    if wanted.set_mode {
+        file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o777 | 0o600))?;
+    }
+    Ok(())
 }

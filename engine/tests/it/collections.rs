@@ -322,6 +322,27 @@ async fn small_files_come_many_per_request_and_a_holder_that_lies_in_them_change
     );
     let leftovers: Vec<_> = walk(&root).into_iter().filter(|p| p.contains(".swarm-part")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Again, with one file gone: it alone is written; the others are found complete.
+    std::fs::remove_file(root.join("d3/f10.txt")).unwrap();
+    let again = collection::fetch(
+        &fetcher,
+        shared.id,
+        &opened,
+        opened.entries.clone(),
+        fetch_options(&out),
+    )
+    .await
+    .unwrap();
+    assert!(again.failed.is_empty(), "{:?}", again.failed);
+    let fresh = again
+        .done
+        .iter()
+        .filter(|(_, r)| r.as_ref().is_some_and(|r| !r.already_complete));
+    let fresh: Vec<&str> = fresh.map(|(entry, _)| entry.path.as_str()).collect();
+    assert_eq!(fresh, ["d3/f10.txt"]);
+    assert_eq!(again.bytes_received(), small(10).len() as u64);
+    assert_eq!(std::fs::read(root.join("d3/f10.txt")).unwrap(), small(10));
 }
 
 /// The names of everything under `dir`.
