@@ -81,7 +81,8 @@ seed-many n="20000":
     cargo build --locked --release -p swarm-cli
     bash benches/seed-many.sh {{n}} target/release/swarm
 
-# Files a second for `swarm fetch` of a folder of N tiny files from one seeder (release build).
+# Files a second for `swarm fetch` of a folder of N tiny files from one seeder, then the same
+# command again with every file complete (release build).
 fetch-many n="10000":
     cargo build --locked --release -p swarm-cli
     bash benches/fetch-many.sh {{n}} target/release/swarm
