@@ -310,12 +310,13 @@ async fn lane(
             }
             continue;
         };
+        let asked = std::time::Instant::now();
         let outcome = tokio::select! {
             _ = token.cancelled() => None,
             result = request_chunk(&shared, &connection, chunk) => Some(result),
         };
         if matches!(outcome, Some(Ok(_))) {
-            shared.note_rtt(connection.rtt());
+            shared.note_round_trip(connection.rtt(), asked.elapsed());
             if shared.in_flight.answered() {
                 // More lanes per peer: the workers start them.
                 shared.changed.notify_waiters();

@@ -154,7 +154,7 @@ pub struct Shared {
     /// Wakes the coordinator: something in the bookkeeping changed.
     pub wake: Notify,
     /// The longest round trip, in microseconds, of the peers that delivered a chunk since the
-    /// coordinator last looked ([`Shared::take_rtt`]).
+    /// coordinator last looked ([`Shared::take_rtt`]), as [`Shared::note_round_trip`] counts them.
     longest_rtt: AtomicU64,
     swarm: Mutex<Swarm>,
 }
@@ -224,10 +224,12 @@ impl Shared {
         self.in_flight.lanes_per_peer(workers)
     }
 
-    /// A peer delivered a chunk over a path with round trip `rtt`.
-    pub fn note_rtt(&self, rtt: Duration) {
+    /// A peer delivered a chunk over a path with round trip `rtt`, `took` after it was asked
+    /// for (counted as [`super::budget::round_trip_counted`] says).
+    pub fn note_round_trip(&self, rtt: Duration, took: Duration) {
+        let counted = super::budget::round_trip_counted(rtt, took);
         self.longest_rtt
-            .fetch_max(rtt.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+            .fetch_max(counted.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
     }
 
     /// The longest round trip noted since the last call (`None`: no chunk came meanwhile).
