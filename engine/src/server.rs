@@ -112,6 +112,18 @@ impl Slots {
         }
     }
 
+    /// A slot for an upload to `peer` from `remote` (see [`Slots::acquire`]), or, after
+    /// [`REFUSAL_DELAY`], the `Busy` answer to send.
+    async fn upload_slot(self: &Arc<Self>, peer: PeerId, remote: SocketAddr) -> Result<Slot, PeerResponse> {
+        if let Some(slot) = self.acquire(peer, transport::network_of(remote.ip())).await {
+            return Ok(slot);
+        }
+        tokio::time::sleep(REFUSAL_DELAY).await;
+        crate::telemetry::busy("slots");
+        let message = "too many uploads in progress; try another peer or again later";
+        Err(error(ErrorCode::Busy, message))
+    }
+
     /// A slot for `peer` at `ip` if one is free now, without queueing for one.
     fn try_acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
         let (wake, woken) = oneshot::channel();
@@ -275,11 +287,9 @@ async fn serve_chunk(
         crate::telemetry::busy("super-seeding");
         return reply(&mut send, error(ErrorCode::Busy, message)).await;
     };
-    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
-        tokio::time::sleep(REFUSAL_DELAY).await;
-        let message = "too many uploads in progress; try another peer or again later";
-        crate::telemetry::busy("slots");
-        return reply(&mut send, error(ErrorCode::Busy, message)).await;
+    let _slot = match slots.upload_slot(from, remote).await {
+        Ok(slot) => slot,
+        Err(busy) => return reply(&mut send, busy).await,
     };
     let data = match read_for_upload(context, &held, file, index, buffers).await {
         Ok(data) => data,
@@ -292,8 +302,7 @@ async fn serve_chunk(
     // Handed to QUIC as it is, not copied; the buffer returns to the pool once sent.
     let data = Bytes::from_owner(data);
     let limit = context.limit.as_deref();
-    // Under a low cap the connection sends little even when nothing is wrong.
-    let moving = limit.map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
+    let moving = moving_bytes(limit);
     held.count_upload(index, true);
     let bytes = data.len() as u64;
     let _in_flight = crate::telemetry::UploadInFlight::start();
@@ -403,11 +412,9 @@ async fn send_small_files(
         let message = format!("asked for {} files; at most {MAX_SMALL_FILES} a request", files.len());
         return reply(&mut send, error(ErrorCode::Invalid, message)).await;
     }
-    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
-        tokio::time::sleep(REFUSAL_DELAY).await;
-        crate::telemetry::busy("slots");
-        let message = "too many uploads in progress; try another peer or again later";
-        return reply(&mut send, error(ErrorCode::Busy, message)).await;
+    let _slot = match slots.upload_slot(from, remote).await {
+        Ok(slot) => slot,
+        Err(busy) => return reply(&mut send, busy).await,
     };
     let held: Vec<Result<Arc<Held>, PeerResponse>> = files.iter().map(|file| small_file(context, *file)).collect();
     // Read in one blocking task: at most MAX_SMALL_FILES of MAX_SMALL_FILE bytes.
@@ -419,10 +426,7 @@ async fn send_small_files(
         .limit
         .as_deref()
         .map(|limit| (limit, crate::uploads::network(remote.ip())));
-    let moving = context
-        .limit
-        .as_deref()
-        .map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4));
+    let moving = moving_bytes(context.limit.as_deref());
     let upload = send_files(&mut send, context, &files, held, read, limit, &slots.sent);
     match while_moving(&connection, moving, slots, upload).await {
         Some(Ok(served)) => {
@@ -568,6 +572,12 @@ async fn send_data(
         sent.fetch_add(len, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Bytes an upload's connection must send per [`UPLOAD_STALL`] to count as moving, under the
+/// upload cap `limit` if any (a low cap sends little even when nothing is wrong).
+fn moving_bytes(limit: Option<&RateLimiter>) -> u64 {
+    limit.map_or(STALL_BYTES, |l| STALL_BYTES.min(l.rate() * UPLOAD_STALL.as_secs() / 4))
 }
 
 /// Runs `work` as long as `connection` keeps sending; `None` once it sent, in an

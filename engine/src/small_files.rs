@@ -71,8 +71,7 @@ pub(crate) fn is_small(size: u64) -> bool {
 
 /// Fetches `wanted` (small files, each listed once, see [`is_small`]) from `holders` into
 /// `root`, in batches; see the module doc.
-pub(crate) async fn fetch(node: &Node, root: &Arc<Dir>, holders: Vec<Holder>, wanted: Vec<Wanted>) -> Outcome {
-    let mut holders = holders;
+pub(crate) async fn fetch(node: &Node, root: &Arc<Dir>, mut holders: Vec<Holder>, wanted: Vec<Wanted>) -> Outcome {
     // Complete holders first: they have every file.
     holders.sort_by_key(|h| !h.complete);
     holders.truncate(HOLDERS_USED);
@@ -91,11 +90,14 @@ pub(crate) async fn fetch(node: &Node, root: &Arc<Dir>, holders: Vec<Holder>, wa
     let (links, root) = (&links, root);
     let results = stream::iter(batches.into_iter().enumerate())
         .map(|(i, batch)| async move {
-            let link = &links[i % links.len()];
-            let Some(connection) = link.connect(node, session).await else {
-                return (Vec::new(), batch);
-            };
-            fetch_batch(node, root, link, &connection, batch).await
+            // Its turn's holder, or the next that can be reached and has not lied.
+            for k in 0..links.len() {
+                let link = &links[(i + k) % links.len()];
+                if let Some(connection) = link.connect(node, session).await {
+                    return fetch_batch(node, root, link, &connection, batch).await;
+                }
+            }
+            (Vec::new(), batch)
         })
         .buffer_unordered(BATCHES_AT_ONCE)
         .collect::<Vec<_>>()
