@@ -14,7 +14,7 @@
 //! There the cap itself follows the bandwidth-delay product measured (the rate times the
 //! longest round trip of the peers serving, stretched by resends: [`round_trip_counted`]),
 //! with a margin of [`BDP_MARGIN`], up to [`LONG_PATH_IN_FLIGHT_BYTES`], so that a fetch's
-//! memory stays under 64 MiB; a peer gets at most [`MAX_LANES`] of it, what a chunk server
+//! memory stays under 64 MiB; a peer gets at most 32 requests of it, what a chunk server
 //! takes from one peer at once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -52,7 +52,7 @@ const STRETCHED_ROUND_TRIPS: u32 = 3;
 /// The round trip the budget's cap counts for a chunk asked for over a path of round trip
 /// `rtt` and delivered `took` later: the request's own time where loss stretched it (a chunk
 /// with a packet resent takes a round trip more; at 0.5% loss, nearly every chunk of 1 MiB),
-/// up to [`STRETCHED_ROUND_TRIPS`] round trips, so that the queueing a fetch causes itself on
+/// up to three round trips, so that the queueing a fetch causes itself on
 /// a short path stays out (three round trips of loopback are nothing). Counting the path's
 /// round trip alone held four seeders at 100 ms with 0.5% loss to 49% of their links.
 pub fn round_trip_counted(rtt: Duration, took: Duration) -> Duration {
