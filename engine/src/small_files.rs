@@ -134,7 +134,8 @@ impl Link {
         }
     }
 
-    /// The connection to the holder, unless it could not be reached or lied.
+    /// The connection to the holder, unless it could not be reached, lied, or closed the
+    /// connection (a peer of an older build does, at the request it does not know).
     async fn connect(&self, node: &Node, session: &crate::session::Session) -> Option<Connection> {
         if self.lied.load(Ordering::Relaxed) {
             return None;
@@ -149,7 +150,8 @@ impl Link {
                 }
             }
         };
-        self.connection.get_or_init(reach).await.clone()
+        let connection = self.connection.get_or_init(reach).await;
+        connection.clone().filter(|c| c.close_reason().is_none())
     }
 }
 
