@@ -2,8 +2,9 @@
 //! swarm fetch on the same path. Plain quinn with a self-signed certificate and nothing of
 //! swarm's (no disk, no hashing, no chunks); the flow-control windows are swarm's connection
 //! window (16 MiB), so that both may keep as much in flight, the UDP socket buffers are
-//! swarm's, and the congestion controller is swarm's, BBR (SWARM_CONGESTION overrides both alike). quinn's own perf tool is not on
-//! crates.io, and these machines reach nothing else.
+//! swarm's, and the congestion controller is swarm's (`transport::PEER_CONGESTION`;
+//! SWARM_CONGESTION overrides both alike). quinn's own perf tool is not on crates.io, and these
+//! machines reach nothing else.
 //!
 //!     quic-perf serve --listen 127.0.0.1:7400 --cert /tmp/perf.der
 //!     quic-perf fetch --from 127.0.0.1:7400 --cert /tmp/perf.der --size 1GiB
@@ -59,7 +60,7 @@ fn transport() -> Arc<TransportConfig> {
         .stream_receive_window(VarInt::from_u32(WINDOW))
         .receive_window(VarInt::from_u32(WINDOW))
         .send_window(u64::from(WINDOW))
-        .congestion_controller_factory(Congestion::from_env_or(Congestion::Bbr).factory());
+        .congestion_controller_factory(Congestion::from_env_or(swarm_proto::transport::PEER_CONGESTION).factory());
     Arc::new(config)
 }
 

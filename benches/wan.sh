@@ -11,7 +11,7 @@
 #
 # Usage: benches/wan.sh [SIZE_MIB]   (default 512; root, for unshare -n)
 # Settings from the environment: RTTS="10 50 100" (ms), LOSSES="0 0.5" (%), RATE_ONE=1gbit,
-# RATE_FOUR=250mbit, CONGESTION="bbr" (any of cubic newreno bbr; each is run in turn, by
+# RATE_FOUR=250mbit, CONGESTION="bbr-bound" (any of cubic newreno bbr bbr-bound; each is run in turn, by
 # SWARM_CONGESTION, for swarm and quic-perf alike), LIMIT=60 (seconds a transfer may take:
 # loss-based controllers crawl through random loss, and the table then shows "<" a bound),
 # SWARM_BIN (another swarm binary than target/release/swarm).
@@ -34,7 +34,7 @@ rtts=${RTTS:-10 50 100}
 losses=${LOSSES:-0 0.5}
 rate_one=${RATE_ONE:-1gbit}
 rate_four=${RATE_FOUR:-250mbit}
-controllers=${CONGESTION:-bbr}
+controllers=${CONGESTION:-bbr-bound}
 limit=${LIMIT:-60}
 work=$(mktemp -d)
 pids=()

@@ -1,11 +1,15 @@
 //! Which congestion controller a node's QUIC connections use. quinn ships three; the default
-//! (BBR, in `transport`) was chosen by measuring them through `wan-relay` (`just wan`).
-//! `SWARM_CONGESTION` (`cubic`, `newreno` or `bbr`) overrides it, for measuring them again.
+//! (BBR under a loss bound, in `transport`) was chosen by measuring them through `wan-relay`
+//! (`just wan`) and on the hundred-host namespace scenario.
+//! `SWARM_CONGESTION` (`cubic`, `newreno`, `bbr` or `bbr-bound`) overrides it, for measuring
+//! them again.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use quinn::congestion::{BbrConfig, ControllerFactory, CubicConfig, NewRenoConfig};
+
+use crate::loss_bound::LossBoundConfig;
 
 /// The environment variable that overrides the controller.
 pub const CONGESTION_ENV: &str = "SWARM_CONGESTION";
@@ -19,6 +23,9 @@ pub enum Congestion {
     NewReno,
     /// BBR (quinn's experimental version 1).
     Bbr,
+    /// BBR under a bound on what is in flight when a round trip loses more than 2%
+    /// ([`crate::loss_bound`], as BBR version 2 does).
+    BbrLossBound,
 }
 
 impl Congestion {
@@ -40,6 +47,7 @@ impl Congestion {
             Congestion::Cubic => Arc::new(CubicConfig::default()),
             Congestion::NewReno => Arc::new(NewRenoConfig::default()),
             Congestion::Bbr => Arc::new(BbrConfig::default()),
+            Congestion::BbrLossBound => Arc::new(LossBoundConfig::new(Arc::new(BbrConfig::default()))),
         }
     }
 }
@@ -52,7 +60,10 @@ impl FromStr for Congestion {
             "cubic" => Ok(Congestion::Cubic),
             "newreno" | "reno" => Ok(Congestion::NewReno),
             "bbr" => Ok(Congestion::Bbr),
-            other => Err(format!("no congestion controller {other:?}: cubic, newreno or bbr")),
+            "bbr-bound" => Ok(Congestion::BbrLossBound),
+            other => Err(format!(
+                "no congestion controller {other:?}: cubic, newreno, bbr or bbr-bound"
+            )),
         }
     }
 }

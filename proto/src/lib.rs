@@ -13,7 +13,8 @@
 //! - [`dial`]: reaching a node that has several addresses (happy eyeballs).
 //! - [`lan`]: finding holders on the local network (multicast queries and answers).
 //! - [`traversal`]: crossing NATs (introductions, hole punching, relay passes).
-//! - [`congestion`]: which congestion controller peer connections use.
+//! - [`congestion`]: which congestion controller peer connections use; [`loss_bound`]: a
+//!   bound on what one keeps in flight while the path drops much of it.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
 //! - [`collection`]: a folder as one content-addressed value.
@@ -32,6 +33,7 @@ pub mod hashing;
 pub mod identity;
 pub mod ids;
 pub mod lan;
+pub mod loss_bound;
 pub mod manifest;
 pub mod meta;
 pub mod name;

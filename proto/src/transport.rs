@@ -115,8 +115,11 @@ const TRACKER_WINDOW: u32 = 8 * 1024 * 1024;
 /// The congestion controller of every connection. BBR, measured through wan-relay (512 MiB,
 /// 1 Gbit/s, 50 ms): with 0.5% random loss a fetch made 52 MB/s where CUBIC made 0.5 (a loss
 /// read as congestion halves its window); without loss the two were level (96 and 95 MB/s).
-/// On loopback BBR costs about a tenth (420 against 464 MB/s, 1 GiB, one seeder).
-const PEER_CONGESTION: Congestion = Congestion::Bbr;
+/// On loopback BBR costs about a tenth (420 against 464 MB/s, 1 GiB, one seeder). BBR's
+/// version 1 does not slow down for loss at all: where many peers send into one shallow queue
+/// it lost a quarter of the packets, so it runs under a bound set by heavy loss
+/// ([`crate::loss_bound`]), which random loss under 2% never sets.
+pub const PEER_CONGESTION: Congestion = Congestion::BbrLossBound;
 
 /// What a connection is for, which sets how soon silence means death.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
