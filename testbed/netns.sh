@@ -10,6 +10,8 @@
 #   in_node K CMD...      runs CMD inside node K's namespace
 #   node_addr K           node K's address
 #   node_tx_bytes K       bytes node K has sent on its link so far
+#   node_drops K          packets node K's link has dropped so far: "UPLOAD DOWNLOAD" (its
+#                         queues overflowing; 0 0 for an uncapped link)
 #
 # Facts this rests on (Debian, a kernel without modules): veth, bridge and tc tbf are built
 # in; there is no netem. Bridged frames go through the host's iptables FORWARD chain when
@@ -22,6 +24,12 @@ NETNS_NODES=0
 node_addr() { echo "$NETNS_SUBNET.$(($1 + 1))"; }
 in_node() { local k=$1; shift; ip netns exec "$NETNS_PREFIX-n$k" "$@"; }
 node_tx_bytes() { in_node "$1" cat /sys/class/net/eth0/statistics/tx_bytes; }
+node_drops() {
+  local up down
+  up=$(tc -n "$NETNS_PREFIX-n$1" -s qdisc show dev eth0 | sed -n 's/.*(dropped \([0-9]*\),.*/\1/p' | head -1)
+  down=$(tc -s qdisc show dev "$NETNS_PREFIX-v$1" | sed -n 's/.*(dropped \([0-9]*\),.*/\1/p' | head -1)
+  echo "${up:-0} ${down:-0}"
+}
 
 # tbf needs a bucket of at least one MTU and enough for ~10 ms at the rate.
 tbf_burst() {

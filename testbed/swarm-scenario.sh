@@ -38,6 +38,7 @@ SIZE=$((SIZE_MIB * 1024 * 1024))
 
 WORK=$(mktemp -d "/var/tmp/swarm-$NAME.XXXXXX")
 cleanup() {
+  [ -z "${cpu_sampler:-}" ] || kill "$cpu_sampler" 2>/dev/null || true
   netns_down
   [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
@@ -140,6 +141,16 @@ done
 # Busy and total CPU time of the whole machine so far, in clock ticks.
 cpu_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; print busy, busy + $5 + $6 }' /proc/stat; }
 read -r busy_before all_before < <(cpu_ticks)
+# The average hides a busy start: the machine's busy share every 2 s goes to cpu.log.
+(
+  read -r b0 a0 < <(cpu_ticks)
+  while sleep 2; do
+    read -r b1 a1 < <(cpu_ticks)
+    awk -v b=$((b1 - b0)) -v a=$((a1 - a0)) 'BEGIN { if (a > 0) printf "%.0f\n", 100 * b / a }'
+    b0=$b1 a0=$a1
+  done
+) > "$WORK/cpu.log" &
+cpu_sampler=$!
 tx_before=$(node_tx_bytes 1)
 declare -A pid
 for ((k = first; k <= last; k++)); do
@@ -166,6 +177,16 @@ for ((k = first; k < first + survivors; k++)); do
 done
 tx_after=$(node_tx_bytes 1)
 read -r busy_after all_after < <(cpu_ticks)
+kill "$cpu_sampler" 2>/dev/null || true
+# Packets the links' queues dropped: the seeder's upload, and the fetchers' both ways.
+read -r seeder_drops _ < <(node_drops 1)
+fetcher_up_drops=0
+fetcher_down_drops=0
+for ((k = first; k <= last; k++)); do
+  read -r up down < <(node_drops "$k")
+  fetcher_up_drops=$((fetcher_up_drops + up))
+  fetcher_down_drops=$((fetcher_down_drops + down))
+done
 say "all $survivors surviving peers finished"
 
 for ((k = first; k < first + survivors; k++)); do
@@ -217,13 +238,17 @@ echo "floor (Kumar-Ross over the survivors): ${floor}s"
 echo "completion / floor:       $(printf '%s' "$multiples" | percentiles)"
 echo "completion / own floor:   $(printf '%s' "$own_multiples" | percentiles)"
 cpu=$(awk -v b=$((busy_after - busy_before)) -v a=$((all_after - all_before)) 'BEGIN { printf "%.0f", 100 * b / a }')
-echo "the machine's CPUs were ${cpu}% busy while the peers fetched$([ "$cpu" -lt 85 ] || echo ': CPU-bound, so the times above say little; lower the RATES')"
+# Seconds sampled at 85% busy or more, and the first 30 s alone.
+read -r saturated first_30s < <(awk '{ if ($1 >= 85) n += 2; if (NR <= 15) { s += $1; k++ } }
+  END { printf "%d %.0f\n", n, (k ? s / k : 0) }' "$WORK/cpu.log")
+echo "the machine's CPUs were ${cpu}% busy while the peers fetched (${first_30s}% in the first 30 s; ${saturated} s at 85% or more)$([ "$cpu" -lt 85 ] || echo ': CPU-bound, so the times above say little; lower the RATES')"
 echo "seeder uploaded $copies copies' worth on its link ($uploaded bytes, QUIC overhead and killed peers' share included)"
 if [ "${ORIGIN:-}" = nginx ]; then
   # Fields of the combined log format: the status is $9, the bytes sent $10.
   origin_bytes=$(awk '$7 == "/big.bin" { b += $10 } END { print b + 0 }' "$WORK/origin.log")
   echo "the origin (nginx) sent $(awk -v b="$origin_bytes" -v s="$SIZE" 'BEGIN { printf "%.3f", b / s }') copies of the file ($origin_bytes bytes in $(grep -c ' /big.bin ' "$WORK/origin.log") request(s))"
 fi
+echo "packets dropped by full link queues: seeder's upload $seeder_drops; fetchers' uploads $fetcher_up_drops, downloads $fetcher_down_drops"
 echo "surviving peers got $payload copies from the seeder ($(awk -v a="$total_seeder" 'BEGIN { printf "%.0f", a / 1048576 }') MiB) and $(awk -v a="$total_peers" 'BEGIN { printf "%.0f", a / 1048576 }') MiB from each other"
 echo
 if [ "${ORIGIN:-}" = nginx ]; then
