@@ -1,8 +1,8 @@
 //! `quic-perf`: the ceiling of one QUIC stream between two processes, for setting beside a
 //! swarm fetch on the same path. Plain quinn with a self-signed certificate and nothing of
 //! swarm's (no disk, no hashing, no chunks); the flow-control windows are swarm's connection
-//! window (16 MiB), so that both may keep as much in flight, the UDP socket buffers are
-//! swarm's, and the congestion controller is swarm's (`transport::PEER_CONGESTION`;
+//! window (16 MiB), so that both may keep as much in flight, the UDP socket buffers and the
+//! largest datagrams (`large_datagrams`) are swarm's, and the congestion controller is swarm's (`transport::PEER_CONGESTION`;
 //! SWARM_CONGESTION overrides both alike). quinn's own perf tool is not on crates.io, and these
 //! machines reach nothing else.
 //!
@@ -21,6 +21,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Endpoint, TransportConfig, VarInt};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use swarm_proto::congestion::Congestion;
+use swarm_proto::large_datagrams;
 
 /// Flow-control windows: swarm's per-connection window.
 const WINDOW: u32 = 16 * 1024 * 1024;
@@ -54,12 +55,14 @@ enum Command {
     },
 }
 
-fn transport() -> Arc<TransportConfig> {
+/// The settings of a connection with `peer`: swarm's windows, controller and path MTU search.
+fn transport(peer: SocketAddr) -> Arc<TransportConfig> {
     let mut config = TransportConfig::default();
     config
         .stream_receive_window(VarInt::from_u32(WINDOW))
         .receive_window(VarInt::from_u32(WINDOW))
         .send_window(u64::from(WINDOW))
+        .mtu_discovery_config(Some(large_datagrams::mtu_discovery(peer)))
         .congestion_controller_factory(Congestion::from_env_or(swarm_proto::transport::PEER_CONGESTION).factory());
     Arc::new(config)
 }
@@ -67,13 +70,7 @@ fn transport() -> Arc<TransportConfig> {
 /// An endpoint on a socket with swarm's buffers.
 fn endpoint(server: Option<quinn::ServerConfig>, addr: SocketAddr) -> Result<Endpoint> {
     let socket = swarm_proto::transport::bind_udp(addr)?;
-    let runtime = Arc::new(quinn::TokioRuntime);
-    Ok(Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        runtime,
-    )?)
+    Ok(large_datagrams::endpoint(server, socket)?)
 }
 
 #[tokio::main]
@@ -93,13 +90,17 @@ async fn serve(listen: SocketAddr, cert_path: PathBuf) -> Result<()> {
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    config.transport_config(transport());
-    let endpoint = endpoint(Some(config), listen)?;
+    let config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    let endpoint = endpoint(Some(config.clone()), listen)?;
     println!("{}", endpoint.local_addr()?);
     while let Some(incoming) = endpoint.accept().await {
+        let mut config = config.clone();
+        config.transport_config(transport(incoming.remote_address()));
         tokio::spawn(async move {
-            let Ok(connection) = incoming.await else { return };
+            let Ok(connecting) = incoming.accept_with(Arc::new(config)) else {
+                return;
+            };
+            let Ok(connection) = connecting.await else { return };
             while let Ok((mut send, mut recv)) = connection.accept_bi().await {
                 tokio::spawn(async move {
                     let mut asked = [0u8; 8];
@@ -133,7 +134,7 @@ async fn fetch(from: SocketAddr, cert_path: PathBuf, size: u64) -> Result<()> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(transport());
+    config.transport_config(transport(from));
     let mut endpoint = endpoint(None, "0.0.0.0:0".parse()?)?;
     endpoint.set_default_client_config(config);
     let connection = endpoint.connect(from, SERVER_NAME)?.await?;

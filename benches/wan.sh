@@ -14,7 +14,9 @@
 # RATE_FOUR=250mbit, CONGESTION="bbr-bound" (any of cubic newreno bbr bbr-bound; each is run in turn, by
 # SWARM_CONGESTION, for swarm and quic-perf alike), LIMIT=60 (seconds a transfer may take:
 # loss-based controllers crawl through random loss, and the table then shows "<" a bound),
-# SWARM_BIN (another swarm binary than target/release/swarm).
+# SWARM_BIN (another swarm binary than target/release/swarm), MTU=1500 (the path's: the relays
+# drop larger datagrams, and swarm and quic-perf are told their interface carries no more, as
+# on a host of such a path: loopback's 64 KiB would have them search for far larger packets).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -36,6 +38,8 @@ rate_one=${RATE_ONE:-1gbit}
 rate_four=${RATE_FOUR:-250mbit}
 controllers=${CONGESTION:-bbr-bound}
 limit=${LIMIT:-60}
+mtu=${MTU:-1500}
+export SWARM_MAX_DATAGRAM=$((mtu - 28))
 work=$(mktemp -d)
 pids=()
 relays=()
@@ -49,7 +53,7 @@ file=$work/src/file.bin
 mkdir -p "$work/src"
 head -c "$((size_mib << 20))" /dev/urandom >"$file"
 bytes=$(stat -c %s "$file")
-echo "machine: $(nproc) cores, $(uname -r); file: $size_mib MiB; loopback in a private network namespace"
+echo "machine: $(nproc) cores, $(uname -r); file: $size_mib MiB; loopback in a private network namespace; path MTU $mtu"
 "$bin/wan-relay" --blast 3s
 
 # bits per second from 1gbit / 250mbit
@@ -60,7 +64,7 @@ cap_four=$(bits "$rate_four")
 # relay N RTT LOSS RATE: relay 127.0.0.1:810N -> 127.0.0.1:710N (the seeders' and quic-perf's ports)
 relay() {
   "$bin/wan-relay" --listen "127.0.0.1:810$1" --to "127.0.0.1:710$1" --rtt "$2ms" --loss "$3" \
-    --rate "$4" >/dev/null 2>>"$work/relays.log" &
+    --rate "$4" --mtu "$mtu" >/dev/null 2>>"$work/relays.log" &
   relays+=($!)
 }
 stop_relays() {

@@ -33,6 +33,7 @@ pub mod hashing;
 pub mod identity;
 pub mod ids;
 pub mod lan;
+pub mod large_datagrams;
 pub mod loss_bound;
 pub mod manifest;
 pub mod meta;

@@ -20,6 +20,7 @@ use crate::access::{self, Access, PRIVATE_ALPN};
 use crate::congestion::Congestion;
 use crate::identity::{self, ClientIdVerifier, Identity, ServerIdVerifier};
 use crate::ids::PeerId;
+use crate::large_datagrams;
 use crate::protocol::{self, CloseCode, ErrorCode, ProtocolError, Refusal, ALPN};
 
 /// Why an endpoint could not be set up.
@@ -151,6 +152,10 @@ pub struct Transport {
     /// The endpoint's UDP socket (a second handle to it), for the bare datagrams that cross
     /// NATs ([`Transport::send_datagram`]): they must leave from the port QUIC uses.
     socket: Arc<std::net::UdpSocket>,
+    /// The settings connections are accepted with, but for each one's path MTU search
+    /// ([`Transport::server_config_for`]).
+    server: quinn::ServerConfig,
+    profile: Profile,
 }
 
 /// Client TLS settings by the id a dial expects (`None`: any).
@@ -163,7 +168,9 @@ type Dialer = (Arc<rustls::ClientConfig>, Arc<ServerIdVerifier>);
 /// Nodes whose TLS sessions a node remembers.
 const REMEMBERED_SESSIONS: usize = 1024;
 
-fn transport_config(profile: Profile) -> Arc<quinn::TransportConfig> {
+/// The settings of a connection of `profile`, whose path MTU search goes as far as the route
+/// to `peer` carries (without one, as far as quinn's default).
+fn transport_config(profile: Profile, peer: Option<SocketAddr>) -> Arc<quinn::TransportConfig> {
     let (idle, keep_alive) = match profile {
         Profile::Peer => (PEER_IDLE_TIMEOUT, Some(PEER_KEEP_ALIVE)),
         Profile::Tracker => (TRACKER_IDLE_TIMEOUT, None),
@@ -180,6 +187,9 @@ fn transport_config(profile: Profile) -> Arc<quinn::TransportConfig> {
         // swarm sends no unreliable datagrams: nothing to buffer for them.
         .datagram_receive_buffer_size(None)
         .congestion_controller_factory(Congestion::from_env_or(PEER_CONGESTION).factory());
+    if let Some(peer) = peer {
+        config.mtu_discovery_config(Some(large_datagrams::mtu_discovery(peer)));
+    }
     if profile == Profile::Tracker {
         // Requests and answers of at most a few megabytes, one at a time or nearly.
         config
@@ -226,23 +236,19 @@ impl Transport {
         tls.send_tls13_tickets = 1;
         let crypto = QuicServerConfig::try_from(tls).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(transport_config(profile));
+        server.transport_config(transport_config(profile, None));
         let cannot_listen = |source| BindError::Listen { addr, source };
         let socket = bind_udp(addr).map_err(cannot_listen)?;
         let raw = Arc::new(socket.try_clone().map_err(cannot_listen)?);
-        let endpoint = Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(cannot_listen)?;
+        let endpoint = large_datagrams::endpoint(Some(server.clone()), socket).map_err(cannot_listen)?;
         Ok(Transport {
             endpoint,
             identity,
             access,
             dialers: Arc::default(),
             socket: raw,
+            server,
+            profile,
         })
     }
 
@@ -260,6 +266,8 @@ impl Transport {
             access: self.access.clone(),
             dialers: Arc::default(),
             socket: self.socket.clone(),
+            server: self.server.clone(),
+            profile: self.profile,
         }
     }
 
@@ -279,6 +287,14 @@ impl Transport {
     /// The address the endpoint is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.endpoint.local_addr().expect("a bound endpoint has an address")
+    }
+
+    /// The settings to accept a connection from `peer` with: the endpoint's, with a path MTU
+    /// search as far as the route to `peer` carries.
+    pub fn server_config_for(&self, peer: SocketAddr) -> Arc<quinn::ServerConfig> {
+        let mut server = self.server.clone();
+        server.transport_config(transport_config(self.profile, Some(peer)));
+        Arc::new(server)
     }
 
     /// The underlying endpoint, for accepting connections.
@@ -307,7 +323,7 @@ impl Transport {
         let (tls, verifier) = self.dialer(expected)?;
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(transport_config(profile));
+        client.transport_config(transport_config(profile, Some(addr)));
         // Sessions are remembered by server name: one per node (ids, not names, are checked).
         let name = expected.map_or_else(|| SERVER_NAME.to_owned(), server_name_of);
         let connecting = self
@@ -586,7 +602,12 @@ where
         let transport = transport.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let connection = match incoming.await {
+            let remote = incoming.remote_address();
+            let accepted = match incoming.accept_with(transport.server_config_for(remote)) {
+                Ok(connecting) => connecting.await,
+                Err(e) => Err(e),
+            };
+            let connection = match accepted {
                 Ok(connection) => connection,
                 Err(e) => {
                     debug!("incoming connection failed: {e}");

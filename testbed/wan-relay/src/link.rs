@@ -1,5 +1,6 @@
 //! One direction of an emulated path: a bottleneck of a given rate with a first-in first-out
-//! buffer (drop-tail), then a propagation delay with jitter, and random loss. [`Link::admit`]
+//! buffer (drop-tail), then a propagation delay with jitter, and random loss; datagrams larger
+//! than the path's MTU are dropped, as a router does those it may not fragment. [`Link::admit`]
 //! decides each datagram's fate: dropped, or the instant it leaves the far end.
 
 use std::sync::Mutex;
@@ -18,6 +19,9 @@ pub struct Shape {
     pub rate: Option<f64>,
     /// Longest a datagram may wait in the bottleneck's buffer; beyond it, it is dropped.
     pub buffer: Duration,
+    /// Largest UDP payload the path carries (its MTU less the IP and UDP headers); larger
+    /// datagrams are dropped. `None`: any size.
+    pub max_datagram: Option<usize>,
 }
 
 /// A direction of the path, shared by every flow through it.
@@ -35,6 +39,7 @@ struct State {
     passed: u64,
     lost: u64,
     overflowed: u64,
+    oversized: u64,
 }
 
 /// Totals of one direction.
@@ -46,6 +51,8 @@ pub struct Tally {
     pub lost: u64,
     /// Datagrams dropped because the buffer was full.
     pub overflowed: u64,
+    /// Datagrams dropped because they were larger than the path carries.
+    pub oversized: u64,
 }
 
 impl Link {
@@ -60,6 +67,7 @@ impl Link {
                 passed: 0,
                 lost: 0,
                 overflowed: 0,
+                oversized: 0,
             }),
         }
     }
@@ -74,6 +82,10 @@ impl Link {
             self.shape.jitter.mul_f64(rand::random::<f64>())
         };
         let mut state = self.state.lock().expect("no panic while held");
+        if self.shape.max_datagram.is_some_and(|max| len > max) {
+            state.oversized += 1;
+            return None;
+        }
         if lost {
             state.lost += 1;
             return None;
@@ -103,6 +115,7 @@ impl Link {
             passed: state.passed,
             lost: state.lost,
             overflowed: state.overflowed,
+            oversized: state.oversized,
         }
     }
 }
@@ -118,7 +131,17 @@ mod tests {
             loss: 0.0,
             rate: None,
             buffer: Duration::from_millis(50),
+            max_datagram: Some(1472),
         }
+    }
+
+    #[test]
+    fn drops_datagrams_larger_than_the_path_carries() {
+        let link = Link::new(shape());
+        let now = Instant::now();
+        assert!(link.admit(1472, now).is_some());
+        assert_eq!(link.admit(1473, now), None);
+        assert_eq!(link.tally().oversized, 1);
     }
 
     #[test]

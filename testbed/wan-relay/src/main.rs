@@ -33,6 +33,10 @@ struct Args {
     /// Percent of datagrams lost, each way.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// The path's MTU: datagrams larger than it carries (its MTU less 28 bytes of IPv4 and UDP
+    /// headers) are dropped, as a router drops what it may not fragment; 0 for any size.
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
     /// Rate cap each way, in bits per second: 1gbit, 250mbit, 800kbit; 0 for none.
     #[arg(long, default_value = "0", value_parser = parse_rate)]
     rate: f64,
@@ -76,6 +80,7 @@ impl Args {
             loss: self.loss / 100.0,
             rate: (self.rate > 0.0).then_some(self.rate),
             buffer: self.buffer.unwrap_or(self.rtt.max(Duration::from_millis(10))),
+            max_datagram: (self.mtu > 0).then(|| self.mtu.saturating_sub(28)),
         })
     }
 }
@@ -99,8 +104,8 @@ async fn main() -> Result<()> {
     for (direction, link) in [("to target", &up), ("back", &down)] {
         let tally = link.tally();
         eprintln!(
-            "wan-relay {direction}: {} bytes passed, {} datagrams lost at random, {} dropped by a full buffer",
-            tally.passed, tally.lost, tally.overflowed
+            "wan-relay {direction}: {} bytes passed, {} datagrams lost at random, {} dropped by a full buffer, {} larger than the MTU",
+            tally.passed, tally.lost, tally.overflowed, tally.oversized
         );
     }
     Ok(())
@@ -133,6 +138,7 @@ async fn blast(length: Duration, up: Arc<Link>) -> Result<()> {
         loss: 0.0,
         rate: None,
         buffer: Duration::ZERO,
+        max_datagram: None,
     }));
     tokio::spawn(relay::run(listen, sink_addr, up, idle));
     let received = Arc::new(AtomicU64::new(0));

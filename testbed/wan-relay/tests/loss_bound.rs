@@ -26,6 +26,7 @@ async fn bound_was_set(loss: f64) -> bool {
         loss,
         rate: None,
         buffer: Duration::ZERO,
+        max_datagram: Some(1472),
     };
     let listen = Socket::bind(loopback).unwrap();
     let relay_at = listen.local_addr().unwrap();

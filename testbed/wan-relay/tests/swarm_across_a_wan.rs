@@ -17,6 +17,7 @@ fn path_shape() -> Shape {
         loss: 0.02,
         rate: Some(200e6 / 8.0),
         buffer: Duration::from_millis(40),
+        max_datagram: Some(1472),
     }
 }
 
