@@ -49,7 +49,8 @@ bench:
     cargo bench -p swarm-benches
 
 # swarm beside nginx+curl, aria2c (HTTP and BitTorrent), rqbit and sendme on one file over
-# loopback, in a loopback-only network namespace (root); installs the tools if missing.
+# loopback and over veth pairs of MTU 1500 and 9000, in private network namespaces (root);
+# installs the tools if missing. PATHS="1500" runs one path only.
 compare size_mib="1024":
     bash benches/compare/run.sh {{size_mib}}
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""The least BitTorrent needs to find peers on loopback, for benches/compare/run.sh.
+"""The least BitTorrent needs to find peers on this machine, for benches/compare/run.sh.
 
   bt_tracker.py torrent FILE ANNOUNCE_URL OUT   writes a .torrent for FILE (1 MiB pieces, SHA-1)
-  bt_tracker.py serve PORT                      an HTTP tracker: every announce of an info-hash
+  bt_tracker.py serve ADDRESS PORT              an HTTP tracker: every announce of an info-hash
                                                 is answered with the peers that announced it
 
-Only for the side-by-side benchmark: no expiry, no scrape, loopback only.
+Only for the side-by-side benchmark: no expiry, no scrape, IPv4 only.
 """
 import hashlib
 import os
@@ -70,4 +70,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "torrent":
         make_torrent(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
-        ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Announce).serve_forever()
+        ThreadingHTTPServer((sys.argv[2], int(sys.argv[3])), Announce).serve_forever()
