@@ -28,26 +28,14 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  [ -n "${PATH_MTU:-}" ] && ip netns del ab-fetcher 2>/dev/null
+  [ -z "${PATH_MTU:-}" ] || veth_down ab
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # Where the seeders listen and how the fetcher reaches them: loopback, or a veth pair.
-serve_ip=127.0.0.1
-fetch=()
-if [ -n "${PATH_MTU:-}" ]; then
-  ip netns add ab-fetcher
-  ip link add ab-seed type veth peer name ab-fetch
-  ip link set ab-fetch netns ab-fetcher
-  ip addr add 10.77.0.1/24 dev ab-seed
-  ip link set ab-seed mtu "$PATH_MTU" up
-  ip -n ab-fetcher addr add 10.77.0.2/24 dev ab-fetch
-  ip -n ab-fetcher link set ab-fetch mtu "$PATH_MTU" up
-  ip -n ab-fetcher link set lo up
-  serve_ip=10.77.0.1
-  fetch=(ip netns exec ab-fetcher)
-fi
+. "$(dirname "$0")/veth.sh"
+[ -z "${PATH_MTU:-}" ] || veth_up ab "$PATH_MTU"
 
 file=$work/file.bin
 head -c "$((size_mib << 20))" /dev/urandom >"$file"

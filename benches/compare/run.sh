@@ -53,29 +53,17 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true
-  [ -z "${PATH_MTU:-}" ] || ip netns del cmp-fetcher 2>/dev/null || true
+  [ -z "${PATH_MTU:-}" ] || veth_down cmp
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # Where the servers listen and where the downloads run: all on loopback, or the servers on
 # one end of a veth pair and the downloads in a namespace of their own at the other.
-serve_ip=127.0.0.1
-fetch_ip=127.0.0.1
-fetch=()
+. "$here/../veth.sh"
 path_name=loopback
 if [ -n "${PATH_MTU:-}" ]; then
-  ip netns add cmp-fetcher
-  ip link add cmp-serve type veth peer name cmp-fetch
-  ip link set cmp-fetch netns cmp-fetcher
-  ip addr add 10.78.0.1/24 dev cmp-serve
-  ip link set cmp-serve mtu "$PATH_MTU" up
-  ip -n cmp-fetcher addr add 10.78.0.2/24 dev cmp-fetch
-  ip -n cmp-fetcher link set cmp-fetch mtu "$PATH_MTU" up
-  ip -n cmp-fetcher link set lo up
-  serve_ip=10.78.0.1
-  fetch_ip=10.78.0.2
-  fetch=(ip netns exec cmp-fetcher)
+  veth_up cmp "$PATH_MTU"
   path_name="veth pair, MTU $PATH_MTU"
 fi
 mkdir -p "$work/src" "$work/results"
