@@ -8,18 +8,19 @@
 //! only while data moves: an upload whose connection sends nothing for [`UPLOAD_STALL`] (a
 //! peer that asks and never reads) is reset and its slot freed.
 
+use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, SendStream};
+use swarm_proto::loss_bound;
 use swarm_proto::protocol::{
     CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST, MAX_SMALL_FILE, MAX_SMALL_FILES,
 };
-use swarm_proto::transport::{self, IncomingStream, Transport};
+use swarm_proto::transport::{self, IncomingStream, Transport, CONNECTION_WINDOW};
 use swarm_proto::{Bitfield, FileId, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ use crate::downloads::Downloads;
 use crate::held::{Held, HeldFiles, ReadError};
 use crate::ratelimit::RateLimiter;
 use crate::status;
-use crate::uploads::{Admission, Limits, UploadSlots, QUEUE_WAIT, REFUSAL_DELAY};
+use crate::uploads::{Admission, Asker, Limits, UploadSlots, QUEUE_WAIT, REFUSAL_DELAY};
 use crate::watch;
 
 /// Spare chunk buffers an idle server keeps for the next uploads.
@@ -84,38 +85,49 @@ struct Slots {
 /// A held upload slot; dropping it hands it to the next waiter in turn.
 struct Slot {
     slots: Arc<Slots>,
-    peer: PeerId,
-    ip: IpAddr,
+    /// Who it was granted to, as they were then.
+    asker: Asker,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut slots = self.slots.slots.lock().expect("upload slots lock poisoned");
-        let mut next = slots.release(self.peer, self.ip);
+        let mut handed: VecDeque<_> = slots.release(&self.asker).into();
         // A waiter that gave up meanwhile passes its turn on.
-        while let Some((peer, ip, waiter)) = next {
-            if waiter.send(()).is_ok() {
-                return;
+        while let Some((asker, waiter)) = handed.pop_front() {
+            if waiter.send(()).is_err() {
+                handed.extend(slots.release(&asker));
             }
-            next = slots.release(peer, ip);
         }
     }
 }
 
+/// Who asks on `stream`, for the upload slots: its peer, address, and reach (from the shortest
+/// round trip its connection has shown).
+fn asker(stream: &IncomingStream) -> Asker {
+    let ip = transport::network_of(stream.remote.ip());
+    Asker::at(stream.peer, ip, loss_bound::min_rtt(&stream.connection))
+}
+
+/// Lets `connection` keep unacknowledged as many slots' worth of data as `asker`'s reach
+/// allows it: a far peer's slots would otherwise wait on the plain window, not on its path.
+fn widen_send_window(connection: &Connection, asker: &Asker) {
+    connection.set_send_window(asker.reach() as u64 * u64::from(CONNECTION_WINDOW));
+}
+
 impl Slots {
-    /// The slot `peer` at `ip` was granted.
-    fn granted(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Slot {
+    /// The slot `asker` was granted.
+    fn granted(self: &Arc<Self>, asker: Asker) -> Slot {
         Slot {
             slots: self.clone(),
-            peer,
-            ip,
+            asker,
         }
     }
 
-    /// A slot for an upload to `peer` from `remote` (see [`Slots::acquire`]), or, after
-    /// [`REFUSAL_DELAY`], the `Busy` answer to send.
-    async fn upload_slot(self: &Arc<Self>, peer: PeerId, remote: SocketAddr) -> Result<Slot, PeerResponse> {
-        if let Some(slot) = self.acquire(peer, transport::network_of(remote.ip())).await {
+    /// A slot for an upload to `asker` (see [`Slots::acquire`]), or, after [`REFUSAL_DELAY`],
+    /// the `Busy` answer to send.
+    async fn upload_slot(self: &Arc<Self>, asker: Asker) -> Result<Slot, PeerResponse> {
+        if let Some(slot) = self.acquire(asker).await {
             return Ok(slot);
         }
         tokio::time::sleep(REFUSAL_DELAY).await;
@@ -124,31 +136,27 @@ impl Slots {
         Err(error(ErrorCode::Busy, message))
     }
 
-    /// A slot for `peer` at `ip` if one is free now, without queueing for one.
-    fn try_acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
+    /// A slot for `asker` if one is free now, without queueing for one.
+    fn try_acquire(self: &Arc<Self>, asker: Asker) -> Option<Slot> {
         let (wake, woken) = oneshot::channel();
         let mut slots = self.slots.lock().expect("upload slots lock poisoned");
-        match slots.ask(peer, ip, wake) {
-            Admission::Granted => Some(self.granted(peer, ip)),
+        match slots.ask(asker, wake) {
+            Admission::Granted => Some(self.granted(asker)),
             Admission::Refused(_) => None,
             Admission::Queued => {
                 drop(woken);
-                slots.forget_waiters(&peer, |w| w.is_closed());
+                slots.forget_waiters(&asker.peer, |w| w.is_closed());
                 None
             }
         }
     }
 
-    /// A slot for `peer` at `ip`: at once, after waiting its turn, or `None` (busy: its line is
-    /// full, or its turn did not come within [`QUEUE_WAIT`]).
-    async fn acquire(self: &Arc<Self>, peer: PeerId, ip: IpAddr) -> Option<Slot> {
-        let slot = || self.granted(peer, ip);
+    /// A slot for `asker`: at once, after waiting its turn, or `None` (busy: its line is full,
+    /// or its turn did not come within [`QUEUE_WAIT`]).
+    async fn acquire(self: &Arc<Self>, asker: Asker) -> Option<Slot> {
+        let slot = || self.granted(asker);
         let (wake, woken) = oneshot::channel();
-        let admission = self
-            .slots
-            .lock()
-            .expect("upload slots lock poisoned")
-            .ask(peer, ip, wake);
+        let admission = self.slots.lock().expect("upload slots lock poisoned").ask(asker, wake);
         match admission {
             Admission::Granted => Some(slot()),
             Admission::Refused(_) => None,
@@ -161,7 +169,7 @@ impl Slots {
                         woken.close();
                         let granted = woken.try_recv().is_ok();
                         let mut slots = self.slots.lock().expect("upload slots lock poisoned");
-                        slots.forget_waiters(&peer, |w| w.is_closed());
+                        slots.forget_waiters(&asker.peer, |w| w.is_closed());
                         drop(slots);
                         granted.then(slot)
                     }
@@ -205,16 +213,18 @@ async fn serve_stream(
             return Ok(());
         }
     };
-    let from = (stream.peer, stream.remote);
+    let from = asker(&stream);
     match request {
-        PeerRequest::GetChunk { file, index } => serve_chunk(stream, context, slots, buffers, file, index).await,
+        PeerRequest::GetChunk { file, index } => {
+            serve_chunk(stream, from, context, slots, buffers, (file, index)).await
+        }
         PeerRequest::Rejected { file, index } => {
             let answer = check_rejected(context, slots, buffers, from, file, index).await;
             reply(&mut stream.send, answer).await
         }
         PeerRequest::Watch { file, have } => serve_watch(stream, context, slots, file, have).await,
         PeerRequest::GetManifest { file } => send_manifest(context, slots, from, file, &mut stream.send).await,
-        PeerRequest::GetSmallFiles { files } => send_small_files(stream, context, slots, buffers, files).await,
+        PeerRequest::GetSmallFiles { files } => send_small_files(stream, from, context, slots, buffers, files).await,
         PeerRequest::Status if stream.peer != context.own_id => reply(&mut stream.send, status::refusal()).await,
         PeerRequest::Status => reply(&mut stream.send, context.status.answer()).await,
     }
@@ -262,11 +272,11 @@ async fn serve_watch(
 /// and an upload slot frees in time; an upload the peer stops reading is reset.
 async fn serve_chunk(
     stream: IncomingStream,
+    asker: Asker,
     context: &ServerContext,
     slots: &Arc<Slots>,
     buffers: &Arc<BufferPool>,
-    file: FileId,
-    index: u32,
+    (file, index): (FileId, u32),
 ) -> Result<(), ProtocolError> {
     let IncomingStream {
         peer: from,
@@ -287,10 +297,11 @@ async fn serve_chunk(
         crate::telemetry::busy("super-seeding");
         return reply(&mut send, error(ErrorCode::Busy, message)).await;
     };
-    let _slot = match slots.upload_slot(from, remote).await {
+    let _slot = match slots.upload_slot(asker).await {
         Ok(slot) => slot,
         Err(busy) => return reply(&mut send, busy).await,
     };
+    widen_send_window(&connection, &asker);
     let data = match read_for_upload(context, &held, file, index, buffers).await {
         Ok(data) => data,
         Err(refusal) => return reply(&mut send, refusal).await,
@@ -376,7 +387,7 @@ fn stop_serving_if_changed(context: &ServerContext, file: FileId, index: u32, e:
 async fn send_manifest(
     context: &ServerContext,
     slots: &Arc<Slots>,
-    (from, remote): (PeerId, SocketAddr),
+    from: Asker,
     file: FileId,
     send: &mut SendStream,
 ) -> Result<(), ProtocolError> {
@@ -384,7 +395,7 @@ async fn send_manifest(
         return reply(send, not_held(file)).await;
     };
     // Not queued for: the asker has other holders, and the tracker, to ask at once.
-    let Some(_slot) = slots.try_acquire(from, transport::network_of(remote.ip())) else {
+    let Some(_slot) = slots.try_acquire(from) else {
         let message = "too many uploads in progress; ask another peer";
         return reply(send, error(ErrorCode::Busy, message)).await;
     };
@@ -396,6 +407,7 @@ async fn send_manifest(
 /// not held back for super-seeding: a copy of one costs less than the request for it.
 async fn send_small_files(
     stream: IncomingStream,
+    asker: Asker,
     context: &ServerContext,
     slots: &Arc<Slots>,
     buffers: &Arc<BufferPool>,
@@ -412,10 +424,11 @@ async fn send_small_files(
         let message = format!("asked for {} files; at most {MAX_SMALL_FILES} a request", files.len());
         return reply(&mut send, error(ErrorCode::Invalid, message)).await;
     }
-    let _slot = match slots.upload_slot(from, remote).await {
+    let _slot = match slots.upload_slot(asker).await {
         Ok(slot) => slot,
         Err(busy) => return reply(&mut send, busy).await,
     };
+    widen_send_window(&connection, &asker);
     let held: Vec<Result<Arc<Held>, PeerResponse>> = files.iter().map(|file| small_file(context, *file)).collect();
     // Read in one blocking task: at most MAX_SMALL_FILES of MAX_SMALL_FILE bytes.
     let (reading, pool) = (held.iter().flatten().cloned().collect::<Vec<_>>(), buffers.clone());
@@ -514,14 +527,14 @@ async fn check_rejected(
     context: &ServerContext,
     slots: &Arc<Slots>,
     buffers: &Arc<BufferPool>,
-    (from, remote): (PeerId, SocketAddr),
+    from: Asker,
     file: FileId,
     index: u32,
 ) -> PeerResponse {
     let Some(held) = context.store.get(&file) else {
         return not_held(file);
     };
-    let Some(_slot) = slots.acquire(from, transport::network_of(remote.ip())).await else {
+    let Some(_slot) = slots.acquire(from).await else {
         return error(ErrorCode::Busy, "too many uploads in progress; try again later");
     };
     let buffers = buffers.clone();

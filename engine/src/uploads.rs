@@ -12,11 +12,23 @@
 //! block routed to one site, and an IPv6 /48, a site's usual allocation, since one host may
 //! hold a whole /64). The price: peers behind one NAT or in one office share one turn.
 //!
+//! A slot is held from a chunk's first byte until the peer has acknowledged its last, so a
+//! slot carries about a chunk per round trip (two or more where loss makes a chunk wait for
+//! a resend), and a distant peer would get less of a link than a near one from the same
+//! slots: 16 slots of 1 MiB at 100 ms with 0.5% loss carry at most about 80 MB/s. So a peer's
+//! *reach* ([`reach`]: 1 up to 40 ms, 2 up to 80 ms, 3 beyond) multiplies the slots and the
+//! waiting requests it may have, and divides what each of its slots costs against the caps
+//! of its address, its network and the node ([`UNIT`]): a distant peer gets the same share
+//! of the node's uploads as a near one, spread over more chunks in flight. At worst the node
+//! holds `3 * limits.total` slots, all to distant peers.
+//!
 //! # Invariants
-//! - At most `limits.total` slots are held; each peer holds at most `limits.per_peer`, the
-//!   peers of one IP address at most `limits.per_ip` together, and those of one network at
-//!   most `limits.per_network`.
-//! - A peer has at most `limits.waiting_per_peer` requests waiting; beyond that it is refused.
+//! - Slots are counted in units of cost: a slot of a peer of reach `r` costs `UNIT / r`.
+//!   At most `limits.total` slots' worth of units are held; each peer of reach `r` holds at
+//!   most `r * limits.per_peer` slots, the peers of one IP address at most `limits.per_ip`
+//!   slots' worth together, and those of one network at most `limits.per_network`.
+//! - A peer has at most `r * limits.waiting_per_peer` requests waiting; beyond that it is
+//!   refused.
 //! - `turn` lists exactly the networks with waiting peers, each once, and each network's
 //!   line lists exactly its peers with waiting requests, each once. A freed slot goes to the
 //!   first peer under its caps in the first network (in turn) that has one; the peer moves
@@ -37,6 +49,51 @@ pub const QUEUE_WAIT: Duration = Duration::from_secs(3);
 /// the moment it is refused gets nothing faster, and costs the server a sleeping task, not a
 /// spinning core.
 pub const REFUSAL_DELAY: Duration = Duration::from_secs(1);
+
+/// A peer whose shortest round trip is at most this has reach 1: its plain slots cover the
+/// round trip (16 MiB in flight per 40 ms is 400 MB/s).
+pub const NEAR: Duration = Duration::from_millis(40);
+/// The greatest reach: three times the slots, for paths of 80 ms and longer (48 MiB in flight
+/// carries 1 Gbit/s across 120 ms with a resend in most chunks' round trip).
+pub const MAX_REACH: usize = 3;
+/// What a slot of a near peer costs against the caps; a slot of a peer of reach `r` costs
+/// `UNIT / r` (divisible by every reach).
+pub const UNIT: usize = 6;
+
+/// Who asks for a slot: a peer, its address, and its reach (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asker {
+    /// The peer that asks.
+    pub peer: PeerId,
+    /// The address it asks from.
+    pub ip: IpAddr,
+    reach: usize,
+}
+
+impl Asker {
+    /// `peer` at `ip`, whose shortest round trip is `min_rtt`: reach 1 up to [`NEAR`], one
+    /// more for each further [`NEAR`], at most [`MAX_REACH`].
+    pub fn at(peer: PeerId, ip: IpAddr, min_rtt: Duration) -> Asker {
+        let nears = min_rtt.as_nanos().div_ceil(NEAR.as_nanos());
+        let reach = usize::try_from(nears).unwrap_or(MAX_REACH).clamp(1, MAX_REACH);
+        Asker { peer, ip, reach }
+    }
+
+    /// `peer` at `ip`, near (reach 1).
+    pub fn near(peer: PeerId, ip: IpAddr) -> Asker {
+        Asker { peer, ip, reach: 1 }
+    }
+
+    /// How many times the plain slots it may hold: 1 to [`MAX_REACH`].
+    pub fn reach(&self) -> usize {
+        self.reach
+    }
+
+    /// What one of its slots costs against the caps of its address, network and the node.
+    fn cost(&self) -> usize {
+        UNIT / self.reach
+    }
+}
 
 /// The caps on upload slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +141,16 @@ pub enum Admission<W> {
 #[derive(Debug)]
 pub struct UploadSlots<W> {
     limits: Limits,
+    /// Slots held.
     held: usize,
-    by_peer: HashMap<PeerId, usize>,
+    /// Units of cost held ([`UNIT`]), in all, by address and by network.
+    units: usize,
     by_ip: HashMap<IpAddr, usize>,
     by_network: HashMap<IpAddr, usize>,
-    waiting: HashMap<PeerId, (IpAddr, VecDeque<W>)>,
+    /// Slots held by each peer.
+    by_peer: HashMap<PeerId, usize>,
+    /// Each waiting peer (as it last asked) and its waiters, oldest first.
+    waiting: HashMap<PeerId, (Asker, VecDeque<W>)>,
     /// Networks with waiting peers, in turn.
     turn: VecDeque<IpAddr>,
     /// Each network's peers with waiting requests, in turn.
@@ -118,6 +180,7 @@ impl<W> UploadSlots<W> {
         UploadSlots {
             limits,
             held: 0,
+            units: 0,
             by_peer: HashMap::new(),
             by_ip: HashMap::new(),
             by_network: HashMap::new(),
@@ -127,35 +190,47 @@ impl<W> UploadSlots<W> {
         }
     }
 
-    /// May `peer` at `ip` take a slot now?
-    fn may_take(&self, peer: &PeerId, ip: &IpAddr) -> bool {
-        self.held < self.limits.total
-            && self.by_peer.get(peer).copied().unwrap_or(0) < self.limits.per_peer
-            && self.by_ip.get(ip).copied().unwrap_or(0) < self.limits.per_ip
-            && self.by_network.get(&network(*ip)).copied().unwrap_or(0) < self.limits.per_network
+    /// May `asker` take a slot now?
+    fn may_take(&self, asker: &Asker) -> bool {
+        let fits = |held: usize, cap: usize| held + asker.cost() <= cap * UNIT;
+        fits(self.units, self.limits.total)
+            && self.by_peer.get(&asker.peer).copied().unwrap_or(0) < asker.reach * self.limits.per_peer
+            && fits(self.by_ip.get(&asker.ip).copied().unwrap_or(0), self.limits.per_ip)
+            && fits(
+                self.by_network.get(&network(asker.ip)).copied().unwrap_or(0),
+                self.limits.per_network,
+            )
     }
 
-    fn take(&mut self, peer: PeerId, ip: IpAddr) {
+    fn take(&mut self, asker: &Asker) {
+        let cost = asker.cost();
         self.held += 1;
-        *self.by_peer.entry(peer).or_default() += 1;
-        *self.by_ip.entry(ip).or_default() += 1;
-        *self.by_network.entry(network(ip)).or_default() += 1;
+        self.units += cost;
+        *self.by_peer.entry(asker.peer).or_default() += 1;
+        *self.by_ip.entry(asker.ip).or_default() += cost;
+        *self.by_network.entry(network(asker.ip)).or_default() += cost;
     }
 
-    /// A request of `peer` at `ip` for a slot, with `waiter` to wake if it has to wait.
-    pub fn ask(&mut self, peer: PeerId, ip: IpAddr, waiter: W) -> Admission<W> {
+    /// A request of `asker` for a slot, with `waiter` to wake if it has to wait.
+    pub fn ask(&mut self, asker: Asker, waiter: W) -> Admission<W> {
         // Nobody may jump the line: with others waiting, a free slot is theirs to take first
         // (release hands it over), so a new request only takes one when no one waits for it.
-        let nobody_eligible_waits = self.waiting.iter().all(|(p, (ip, _))| !self.may_take(p, ip));
-        if self.may_take(&peer, &ip) && nobody_eligible_waits {
-            self.take(peer, ip);
+        // Nor may a peer's new request pass its own older ones.
+        let nobody_eligible_waits = self.waiting.values().all(|(a, _)| !self.may_take(a));
+        if self.may_take(&asker) && nobody_eligible_waits && !self.waiting.contains_key(&asker.peer) {
+            self.take(&asker);
             return Admission::Granted;
         }
-        let (_, line) = self.waiting.entry(peer).or_insert_with(|| (ip, VecDeque::new()));
-        if line.len() >= self.limits.waiting_per_peer {
+        // A waiting peer waits as it was when its line began (address and reach).
+        let (waiting_as, line) = self
+            .waiting
+            .entry(asker.peer)
+            .or_insert_with(|| (asker, VecDeque::new()));
+        if line.len() >= waiting_as.reach * self.limits.waiting_per_peer {
             return Admission::Refused(waiter);
         }
         if line.is_empty() {
+            let (peer, ip) = (asker.peer, asker.ip);
             let net = network(ip);
             let peers = self.lines.entry(net).or_default();
             if peers.is_empty() {
@@ -167,29 +242,30 @@ impl<W> UploadSlots<W> {
         Admission::Queued
     }
 
-    /// `peer` at `ip` frees a slot. Returns the waiter whose turn it is (the slot is already
-    /// theirs: they release it in turn), with its peer and address, if any.
-    pub fn release(&mut self, peer: PeerId, ip: IpAddr) -> Option<(PeerId, IpAddr, W)> {
+    /// `asker` frees a slot it was given (as it was when given it). Returns the waiters whose
+    /// turn it is, in turn, with who each is for (the slots are already theirs: they release
+    /// them in turn): several when the slot freed cost more than theirs do.
+    pub fn release(&mut self, asker: &Asker) -> Vec<(Asker, W)> {
+        let cost = asker.cost();
         self.held -= 1;
-        decrement(&mut self.by_peer, &peer);
-        decrement(&mut self.by_ip, &ip);
-        decrement(&mut self.by_network, &network(ip));
-        self.hand_over()
+        self.units -= cost;
+        decrement(&mut self.by_peer, &asker.peer, 1);
+        decrement(&mut self.by_ip, &asker.ip, cost);
+        decrement(&mut self.by_network, &network(asker.ip), cost);
+        std::iter::from_fn(|| self.hand_over()).collect()
     }
 
     /// Gives a free slot to the first waiting peer that may take one, in the first network in
     /// turn that has one.
-    fn hand_over(&mut self) -> Option<(PeerId, IpAddr, W)> {
+    fn hand_over(&mut self) -> Option<(Asker, W)> {
         let (at, net, position) = self.turn.iter().enumerate().find_map(|(at, net)| {
-            let position = self.lines[net]
-                .iter()
-                .position(|p| self.may_take(p, &self.waiting[p].0))?;
+            let position = self.lines[net].iter().position(|p| self.may_take(&self.waiting[p].0))?;
             Some((at, *net, position))
         })?;
         let peers = self.lines.get_mut(&net).expect("networks in turn have a line");
         let peer = peers.remove(position).expect("the position is in range");
-        let (ip, line) = self.waiting.get_mut(&peer).expect("peers in line are waiting");
-        let ip = *ip;
+        let (asker, line) = self.waiting.get_mut(&peer).expect("peers in line are waiting");
+        let asker = *asker;
         let waiter = line.pop_front().expect("peers in line have a waiter");
         if line.is_empty() {
             self.waiting.remove(&peer);
@@ -202,19 +278,19 @@ impl<W> UploadSlots<W> {
         } else {
             self.turn.push_back(net);
         }
-        self.take(peer, ip);
-        Some((peer, ip, waiter))
+        self.take(&asker);
+        Some((asker, waiter))
     }
 
     /// Removes every waiter of `peer` that `gone` says has given up (a request that timed out
     /// or was cancelled).
     pub fn forget_waiters(&mut self, peer: &PeerId, mut gone: impl FnMut(&W) -> bool) {
-        let Some((ip, line)) = self.waiting.get_mut(peer) else {
+        let Some((asker, line)) = self.waiting.get_mut(peer) else {
             return;
         };
         line.retain(|w| !gone(w));
         if line.is_empty() {
-            let net = network(*ip);
+            let net = network(asker.ip);
             self.waiting.remove(peer);
             let peers = self
                 .lines
@@ -242,13 +318,20 @@ impl<W> UploadSlots<W> {
     /// Checks the invariants in the module doc; for tests.
     #[cfg(test)]
     pub fn check_invariants(&self) {
-        assert!(self.held <= self.limits.total);
+        assert!(self.units <= self.limits.total * UNIT);
+        assert!(self.held <= self.limits.total * MAX_REACH);
         assert_eq!(self.by_peer.values().sum::<usize>(), self.held);
-        assert_eq!(self.by_ip.values().sum::<usize>(), self.held);
-        assert!(self.by_peer.values().all(|&n| n > 0 && n <= self.limits.per_peer));
-        assert!(self.by_ip.values().all(|&n| n > 0 && n <= self.limits.per_ip));
-        assert_eq!(self.by_network.values().sum::<usize>(), self.held);
-        assert!(self.by_network.values().all(|&n| n > 0 && n <= self.limits.per_network));
+        assert!(self
+            .by_peer
+            .values()
+            .all(|&n| n > 0 && n <= MAX_REACH * self.limits.per_peer));
+        assert_eq!(self.by_ip.values().sum::<usize>(), self.units);
+        assert!(self.by_ip.values().all(|&n| n > 0 && n <= self.limits.per_ip * UNIT));
+        assert_eq!(self.by_network.values().sum::<usize>(), self.units);
+        assert!(self
+            .by_network
+            .values()
+            .all(|&n| n > 0 && n <= self.limits.per_network * UNIT));
         assert_eq!(self.turn.len(), self.lines.len());
         assert_eq!(
             self.lines.values().map(VecDeque::len).sum::<usize>(),
@@ -256,11 +339,11 @@ impl<W> UploadSlots<W> {
         );
         for net in &self.turn {
             for peer in &self.lines[net] {
-                let (ip, line) = &self.waiting[peer];
-                assert_eq!(network(*ip), *net);
-                assert!(!line.is_empty() && line.len() <= self.limits.waiting_per_peer);
+                let (asker, line) = &self.waiting[peer];
+                assert_eq!(network(asker.ip), *net);
+                assert!(!line.is_empty() && line.len() <= MAX_REACH * self.limits.waiting_per_peer);
                 assert!(
-                    !self.may_take(peer, ip),
+                    !self.may_take(asker),
                     "a waiter that may take a free slot was left waiting"
                 );
             }
@@ -268,10 +351,10 @@ impl<W> UploadSlots<W> {
     }
 }
 
-/// One fewer under `key`; a count that reaches zero is removed.
-pub(crate) fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+/// `by` fewer under `key`; a count that reaches zero is removed.
+pub(crate) fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K, by: usize) {
     if let Some(n) = counts.get_mut(key) {
-        *n -= 1;
+        *n = n.saturating_sub(by);
         if *n == 0 {
             counts.remove(key);
         }
@@ -299,51 +382,134 @@ mod tests {
         IpAddr::from([10, 0, 0, n])
     }
 
+    fn near(peer: PeerId, ip: IpAddr) -> Asker {
+        Asker::near(peer, ip)
+    }
+
+    fn far(peer: PeerId, ip: IpAddr) -> Asker {
+        Asker::at(peer, ip, Duration::from_millis(100))
+    }
+
+    #[test]
+    fn reach_grows_with_the_round_trip_up_to_three() {
+        let reach = |ms| Asker::at(peer(1), ip(1), Duration::from_millis(ms)).reach();
+        assert_eq!([reach(0), reach(1), reach(40)], [1, 1, 1]);
+        assert_eq!([reach(41), reach(80), reach(81), reach(120)], [2, 2, 3, 3]);
+        assert_eq!(reach(60_000), MAX_REACH);
+    }
+
+    #[test]
+    fn a_distant_peer_holds_more_slots_that_cost_less() {
+        let mut slots = UploadSlots::new(SMALL);
+        let (distant, nearby) = (far(peer(1), ip(1)), near(peer(2), ip(2)));
+        // Reach 3: three times its 2 slots, and 6 requests waiting instead of 2.
+        for _ in 0..6 {
+            assert_eq!(slots.ask(distant, 'd'), Admission::Granted);
+        }
+        for _ in 0..6 {
+            assert_eq!(slots.ask(distant, 'd'), Admission::Queued);
+        }
+        assert_eq!(slots.ask(distant, 'd'), Admission::Refused('d'));
+        // Its 6 slots cost what 2 of a near peer's do: a near peer still gets its 2.
+        assert_eq!(slots.ask(nearby, 'n'), Admission::Granted);
+        assert_eq!(slots.ask(nearby, 'n'), Admission::Granted);
+        assert_eq!(slots.held(), 8);
+        slots.check_invariants();
+        // The node is full (4 near slots' worth): a near release frees room for three far
+        // slots' cost, but the distant peer is at its own cap.
+        assert_eq!(slots.release(&nearby), vec![]);
+        assert_eq!(slots.release(&distant), vec![(distant, 'd')]);
+        slots.check_invariants();
+    }
+
+    #[test]
+    fn a_near_peers_slot_freed_goes_to_three_distant_waiters() {
+        let mut slots = UploadSlots::new(Limits { total: 2, ..SMALL });
+        let nearby = near(peer(1), ip(1));
+        let (b, c) = (far(peer(2), ip(2)), far(peer(3), ip(3)));
+        assert_eq!(slots.ask(nearby, 'a'), Admission::Granted);
+        assert_eq!(slots.ask(nearby, 'a'), Admission::Granted);
+        for (who, w) in [(b, 'b'), (c, 'c'), (b, 'b'), (c, 'c')] {
+            assert_eq!(slots.ask(who, w), Admission::Queued);
+        }
+        // Six units free: three slots of cost 2, in turn.
+        assert_eq!(slots.release(&nearby), vec![(b, 'b'), (c, 'c'), (b, 'b')]);
+        assert_eq!(slots.held(), 4);
+        slots.check_invariants();
+    }
+
+    #[test]
+    fn a_distant_peer_counts_against_its_address_as_one_near_peer() {
+        // Two distant ids on one address: together no more than the address's 3 slots' worth.
+        let mut slots = UploadSlots::new(Limits { total: 8, ..SMALL });
+        let (one, two) = (far(peer(1), ip(1)), far(peer(2), ip(1)));
+        for _ in 0..6 {
+            assert_eq!(slots.ask(one, ()), Admission::Granted);
+        }
+        for _ in 0..3 {
+            assert_eq!(slots.ask(two, ()), Admission::Granted);
+        }
+        assert_eq!(
+            slots.ask(two, ()),
+            Admission::Queued,
+            "address 1 holds 9 x 2 = 3 x 6 units"
+        );
+        slots.check_invariants();
+    }
+
     #[test]
     fn a_greedy_peer_cannot_take_every_freed_slot() {
         let mut slots = UploadSlots::new(SMALL);
         let (greedy, polite) = (peer(1), peer(2));
         // The greedy peer holds its 2 and a second address's peer the other 2.
         for _ in 0..2 {
-            assert_eq!(slots.ask(greedy, ip(1), 'g'), Admission::Granted);
-            assert_eq!(slots.ask(peer(3), ip(3), 'x'), Admission::Granted);
+            assert_eq!(slots.ask(near(greedy, ip(1)), 'g'), Admission::Granted);
+            assert_eq!(slots.ask(near(peer(3), ip(3)), 'x'), Admission::Granted);
         }
         // Both wait; the greedy peer asked first and asks more, but turns alternate.
-        assert_eq!(slots.ask(greedy, ip(1), 'g'), Admission::Queued);
-        assert_eq!(slots.ask(polite, ip(2), 'p'), Admission::Queued);
-        assert_eq!(slots.ask(greedy, ip(1), 'g'), Admission::Queued);
+        assert_eq!(slots.ask(near(greedy, ip(1)), 'g'), Admission::Queued);
+        assert_eq!(slots.ask(near(polite, ip(2)), 'p'), Admission::Queued);
+        assert_eq!(slots.ask(near(greedy, ip(1)), 'g'), Admission::Queued);
         assert_eq!(
-            slots.ask(greedy, ip(1), 'g'),
+            slots.ask(near(greedy, ip(1)), 'g'),
             Admission::Refused('g'),
             "its line is full"
         );
         // peer 3 finishes twice: the greedy peer is at its cap, so the polite one is served.
-        assert_eq!(slots.release(peer(3), ip(3)), Some((polite, ip(2), 'p')));
-        assert_eq!(slots.release(peer(3), ip(3)), None, "the greedy peer is at its cap");
-        assert_eq!(slots.release(greedy, ip(1)), Some((greedy, ip(1), 'g')));
+        assert_eq!(slots.release(&near(peer(3), ip(3))), vec![(near(polite, ip(2)), 'p')]);
+        assert_eq!(
+            slots.release(&near(peer(3), ip(3))),
+            vec![],
+            "the greedy peer is at its cap"
+        );
+        assert_eq!(slots.release(&near(greedy, ip(1))), vec![(near(greedy, ip(1)), 'g')]);
         slots.check_invariants();
     }
 
     #[test]
     fn new_requests_do_not_jump_the_line() {
         let mut slots = UploadSlots::new(Limits { total: 1, ..SMALL });
-        assert_eq!(slots.ask(peer(1), ip(1), 1), Admission::Granted);
-        assert_eq!(slots.ask(peer(2), ip(2), 2), Admission::Queued);
+        assert_eq!(slots.ask(near(peer(1), ip(1)), 1), Admission::Granted);
+        assert_eq!(slots.ask(near(peer(2), ip(2)), 2), Admission::Queued);
         // The slot frees and is handed to peer 2 at once: a third peer asking right then
         // finds nothing free.
-        assert_eq!(slots.release(peer(1), ip(1)), Some((peer(2), ip(2), 2)));
-        assert_eq!(slots.ask(peer(3), ip(3), 3), Admission::Queued);
+        assert_eq!(slots.release(&near(peer(1), ip(1))), vec![(near(peer(2), ip(2)), 2)]);
+        assert_eq!(slots.ask(near(peer(3), ip(3)), 3), Admission::Queued);
         slots.check_invariants();
     }
 
     #[test]
     fn the_peers_of_one_address_share_its_cap() {
         let mut slots = UploadSlots::new(SMALL);
-        assert_eq!(slots.ask(peer(1), ip(1), ()), Admission::Granted);
-        assert_eq!(slots.ask(peer(1), ip(1), ()), Admission::Granted);
-        assert_eq!(slots.ask(peer(2), ip(1), ()), Admission::Granted);
-        assert_eq!(slots.ask(peer(2), ip(1), ()), Admission::Queued, "address 1 holds 3");
-        assert_eq!(slots.ask(peer(3), ip(2), ()), Admission::Granted);
+        assert_eq!(slots.ask(near(peer(1), ip(1)), ()), Admission::Granted);
+        assert_eq!(slots.ask(near(peer(1), ip(1)), ()), Admission::Granted);
+        assert_eq!(slots.ask(near(peer(2), ip(1)), ()), Admission::Granted);
+        assert_eq!(
+            slots.ask(near(peer(2), ip(1)), ()),
+            Admission::Queued,
+            "address 1 holds 3"
+        );
+        assert_eq!(slots.ask(near(peer(3), ip(2)), ()), Admission::Granted);
         slots.check_invariants();
     }
 
@@ -357,19 +523,22 @@ mod tests {
             waiting_per_peer: 4,
         });
         let crowd = |n: u8| IpAddr::from([10, 0, 1, n]);
-        assert_eq!(slots.ask(peer(99), ip(99), 0), Admission::Granted);
+        assert_eq!(slots.ask(near(peer(99), ip(99)), 0), Admission::Granted);
         // Ten peers on ten addresses of one network wait, then one peer of another network.
         for n in 0..10 {
-            assert_eq!(slots.ask(peer(n), crowd(n), n), Admission::Queued);
+            assert_eq!(slots.ask(near(peer(n), crowd(n)), n), Admission::Queued);
         }
-        assert_eq!(slots.ask(peer(50), IpAddr::from([10, 0, 2, 1]), 50), Admission::Queued);
+        assert_eq!(
+            slots.ask(near(peer(50), IpAddr::from([10, 0, 2, 1])), 50),
+            Admission::Queued
+        );
         // The crowd's network got there first; the lone peer's network is next, not 11th.
-        let first = slots.release(peer(99), ip(99)).unwrap();
-        assert_eq!(first.0, peer(0));
-        let second = slots.release(first.0, first.1).unwrap();
-        assert_eq!(second.0, peer(50));
-        let third = slots.release(second.0, second.1).unwrap();
-        assert_eq!(third.0, peer(1), "then the crowd's next peer");
+        let first = slots.release(&near(peer(99), ip(99))).remove(0);
+        assert_eq!(first.0.peer, peer(0));
+        let second = slots.release(&first.0).remove(0);
+        assert_eq!(second.0.peer, peer(50));
+        let third = slots.release(&second.0).remove(0);
+        assert_eq!(third.0.peer, peer(1), "then the crowd's next peer");
         slots.check_invariants();
         assert_eq!(network(IpAddr::from([192, 168, 7, 9])), IpAddr::from([192, 168, 7, 0]));
         let v6: IpAddr = "2001:db8:1:2:3::4".parse().unwrap();
@@ -379,25 +548,26 @@ mod tests {
     #[test]
     fn waiters_that_gave_up_are_forgotten() {
         let mut slots = UploadSlots::new(Limits { total: 1, ..SMALL });
-        assert_eq!(slots.ask(peer(1), ip(1), 1), Admission::Granted);
-        assert_eq!(slots.ask(peer(2), ip(2), 2), Admission::Queued);
+        assert_eq!(slots.ask(near(peer(1), ip(1)), 1), Admission::Granted);
+        assert_eq!(slots.ask(near(peer(2), ip(2)), 2), Admission::Queued);
         slots.forget_waiters(&peer(2), |w| *w == 2);
         assert_eq!(slots.waiting(), 0);
-        assert_eq!(slots.release(peer(1), ip(1)), None);
+        assert_eq!(slots.release(&near(peer(1), ip(1))), vec![]);
         assert_eq!(slots.held(), 0);
         slots.check_invariants();
     }
 
     #[derive(Debug, Clone)]
     enum Op {
-        Ask(u8),
+        /// Peer, and its round trip in milliseconds.
+        Ask(u8, u64),
         Release(usize),
         GiveUp(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u8..6).prop_map(Op::Ask),
+            (0u8..6, 0u64..150).prop_map(|(p, ms)| Op::Ask(p, ms)),
             (0usize..16).prop_map(Op::Release),
             (0u8..6).prop_map(Op::GiveUp),
         ]
@@ -415,20 +585,21 @@ mod tests {
         #[test]
         fn invariants_hold_under_any_sequence(ops in proptest::collection::vec(op(), 1..300)) {
             let mut slots = UploadSlots::new(SMALL);
-            let mut holding: Vec<PeerId> = Vec::new();
+            let mut holding: Vec<Asker> = Vec::new();
             let mut next = 0u32;
             for op in ops {
                 match op {
-                    Op::Ask(p) => {
+                    Op::Ask(p, ms) => {
                         next += 1;
-                        if slots.ask(peer(p), address_of(&peer(p)), next) == Admission::Granted {
-                            holding.push(peer(p));
+                        let asker = Asker::at(peer(p), address_of(&peer(p)), Duration::from_millis(ms));
+                        if slots.ask(asker, next) == Admission::Granted {
+                            holding.push(asker);
                         }
                     }
                     Op::Release(i) if !holding.is_empty() => {
-                        let p = holding.swap_remove(i % holding.len());
-                        if let Some((got, address, _)) = slots.release(p, address_of(&p)) {
-                            prop_assert_eq!(address, address_of(&got));
+                        let asker = holding.swap_remove(i % holding.len());
+                        for (got, _) in slots.release(&asker) {
+                            prop_assert_eq!(got.ip, address_of(&got.peer));
                             holding.push(got);
                         }
                     }

@@ -62,8 +62,8 @@ impl Drop for WatchPass {
     fn drop(&mut self) {
         let mut open = self.watches.open.lock().expect("watch counts lock poisoned");
         let (by_peer, by_network) = &mut *open;
-        crate::uploads::decrement(by_peer, &self.peer);
-        crate::uploads::decrement(by_network, &self.network);
+        crate::uploads::decrement(by_peer, &self.peer, 1);
+        crate::uploads::decrement(by_network, &self.network, 1);
     }
 }
 

@@ -68,10 +68,25 @@ impl ControllerFactory for LossBoundConfig {
     }
 }
 
+/// The shortest round trip `connection`'s path has shown: its controller's, if it is a
+/// [`LossBound`] that has seen an acknowledgement, else the smoothed round trip (which counts
+/// whatever queueing the path has now).
+pub fn min_rtt(connection: &quinn::Connection) -> Duration {
+    connection
+        .congestion_state()
+        .into_any()
+        .downcast::<LossBound>()
+        .ok()
+        .and_then(|controller| controller.min_rtt())
+        .unwrap_or_else(|| connection.rtt())
+}
+
 /// A controller whose window is its inner controller's, under a bound set by heavy loss.
 pub struct LossBound {
     inner: Box<dyn Controller>,
     bound: Bound,
+    /// The shortest round trip seen so far, once a packet was acknowledged.
+    min_rtt: Option<Duration>,
 }
 
 impl LossBound {
@@ -80,7 +95,14 @@ impl LossBound {
         LossBound {
             inner,
             bound: Bound::new(now, mtu),
+            min_rtt: None,
         }
+    }
+
+    /// The shortest round trip of the path so far (queueing left out, as far as one packet
+    /// ever crossed without it), once a packet was acknowledged.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     /// The bound on bytes in flight, while one holds.
@@ -101,6 +123,7 @@ impl Controller for LossBound {
 
     fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool, rtt: &RttEstimator) {
         self.bound.acked(bytes, rtt.get());
+        self.min_rtt = Some(rtt.min());
         self.inner.on_ack(now, sent, bytes, app_limited, rtt);
     }
 
@@ -127,6 +150,7 @@ impl Controller for LossBound {
         Box::new(LossBound {
             inner: self.inner.clone_box(),
             bound: self.bound,
+            min_rtt: self.min_rtt,
         })
     }
 

@@ -14,8 +14,8 @@
 //! There the cap itself follows the bandwidth-delay product measured (the rate times the
 //! longest round trip of the peers serving, stretched by resends: [`round_trip_counted`]),
 //! with a margin of [`BDP_MARGIN`], up to [`LONG_PATH_IN_FLIGHT_BYTES`], so that a fetch's
-//! memory stays under 64 MiB; a peer gets at most 32 requests of it, what a chunk server
-//! takes from one peer at once.
+//! memory stays under 64 MiB; a peer gets at most 48 requests of it, what a chunk server
+//! keeps sending to one distant peer at once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,9 +64,13 @@ const PIPELINE_BYTES: u64 = 16 * 1024 * 1024;
 /// Requests in flight per peer, whatever the chunk size: two keep a peer sending while the
 /// next request travels.
 const MIN_LANES: u64 = 2;
-/// Most requests in flight per peer, however long the path: what a chunk server takes from one
-/// peer at once (16 sending, 16 waiting, `uploads::Limits::SERVER`); more are refused `Busy`.
+/// Most requests in flight per peer on a short path: what a chunk server takes from a near peer
+/// at once (16 sending, 16 waiting, `uploads::Limits::SERVER`); more are refused `Busy`.
 const MAX_LANES: u64 = 32;
+/// Most requests in flight per peer on a long fat path: what a chunk server keeps sending to a
+/// peer of the longest reach (3 x 16, `uploads::Asker`), the next requests' round trip hidden
+/// behind them. A chunk server of an older version takes 32 and refuses the rest `Busy`.
+const LONG_PATH_LANES: u64 = 48;
 
 /// Permits for requests in flight, their number following the download rate.
 pub struct Budget {
@@ -133,7 +137,7 @@ impl Budget {
     /// Requests in flight to each of `workers` peers: an even share of the budget, at least
     /// two and at most a pipeline's worth (stretched on long fat paths, as the cap is).
     pub fn lanes_per_peer(&self, workers: usize) -> usize {
-        let pipeline = ((self.per_peer as f64 * self.stretch()) as u64).min(MAX_LANES);
+        let pipeline = ((self.per_peer as f64 * self.stretch()) as u64).min(LONG_PATH_LANES);
         (self.size() as u64 / workers.max(1) as u64).clamp(MIN_LANES, pipeline) as usize
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use swarm_engine::offer::BATCH;
-use swarm_engine::uploads::{Admission, QUEUE_WAIT, REFUSAL_DELAY};
+use swarm_engine::uploads::{Admission, Asker, QUEUE_WAIT, REFUSAL_DELAY};
 use swarm_proto::PeerId;
 
 use super::{Answer, Event, World, STALL};
@@ -77,8 +77,8 @@ impl World {
                 .after(span(STALL).saturating_sub(delay), Event::Answer(t, Answer::Stalled));
             return;
         }
-        let fetcher_peer = self.hosts[t.fetcher].peer;
-        let fetcher_ip = self.hosts[t.fetcher].ip;
+        let round_trip = Duration::from_nanos(2 * delay);
+        let asker = Asker::at(self.hosts[t.fetcher].peer, self.hosts[t.fetcher].ip, round_trip);
         let host = &mut self.hosts[t.holder];
         if !host.supply.has(t.chunk) {
             self.queue.after(delay, Event::Answer(t, Answer::NotHeld));
@@ -91,7 +91,7 @@ impl World {
         }
         self.next_token += 1;
         let token = self.next_token;
-        match host.slots.ask(fetcher_peer, fetcher_ip, token) {
+        match host.slots.ask(asker, token) {
             Admission::Granted => self.upload(t),
             Admission::Queued => {
                 host.waiting.insert(token, t);
@@ -141,21 +141,23 @@ impl World {
 
     /// An upload of `t` ended (`whole`, or not): its slot goes to the next in line.
     pub(super) fn end_upload(&mut self, t: Transfer, whole: bool) {
-        let fetcher = (self.hosts[t.fetcher].peer, self.hosts[t.fetcher].ip);
+        let round_trip = Duration::from_nanos(2 * self.links.delay(t.holder, t.fetcher));
+        let asker = Asker::at(self.hosts[t.fetcher].peer, self.hosts[t.fetcher].ip, round_trip);
         let host = &mut self.hosts[t.holder];
         host.supply.stop_sending(t.chunk);
         if !whole {
             host.supply.count_upload(t.chunk, false);
         }
-        if let Some((_, _, token)) = host.slots.release(fetcher.0, fetcher.1) {
-            if let Some(next) = host.waiting.remove(&token) {
-                if self.hosts[next.fetcher].alive {
-                    self.upload(next);
-                } else {
-                    // Its connection is gone: the slot passes on at once.
-                    self.live.remove(&next);
-                    self.end_upload(next, false);
-                }
+        for (_, token) in host.slots.release(&asker) {
+            let Some(next) = self.hosts[t.holder].waiting.remove(&token) else {
+                continue;
+            };
+            if self.hosts[next.fetcher].alive {
+                self.upload(next);
+            } else {
+                // Its connection is gone: the slot passes on at once.
+                self.live.remove(&next);
+                self.end_upload(next, false);
             }
         }
     }
