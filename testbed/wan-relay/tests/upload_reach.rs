@@ -55,7 +55,12 @@ async fn refusals(seeder: &Node, relay: SocketAddr, file: FileId) -> usize {
                         assert_eq!(data.len(), CHUNK as usize, "chunk {index} arrives whole");
                         false
                     }
-                    Ok((PeerResponse::Error { code, .. }, _)) if code == ErrorCode::Busy => true,
+                    Ok((
+                        PeerResponse::Error {
+                            code: ErrorCode::Busy, ..
+                        },
+                        _,
+                    )) => true,
                     other => panic!("chunk {index}: unexpected answer {other:?}"),
                 }
             })
