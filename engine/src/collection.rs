@@ -128,10 +128,14 @@ pub async fn share(node: &Node, name: &str, files: &[SeededFile], chunk_size: u3
 }
 
 /// The collection `id` names, fetched (verified) into the state directory, or `None` if `id`
-/// names a plain file.
-pub async fn open(node: &Node, id: FileId, each: &FetchOptions) -> Result<Option<Collection>> {
-    let (manifest, _) = node.locate(id, &each.holders).await?;
+/// names a plain file. For a plain file, its manifest and the holders located with it are left
+/// in `each.located`, so that its fetch starts from them instead of locating it again (two
+/// round trips to a holder, one of them a handshake).
+pub async fn open(node: &Node, id: FileId, each: &mut FetchOptions) -> Result<Option<Collection>> {
+    let (manifest, mut located) = node.locate(id, &each.holders).await?;
     if !Collection::is_collection_name(&manifest.name) {
+        located.manifest = Some(manifest);
+        each.located = Some(located);
         return Ok(None);
     }
     if manifest.size > MAX_COLLECTION_BYTES {

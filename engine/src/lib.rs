@@ -103,6 +103,7 @@ mod upload_log;
 pub mod uploads;
 mod versions;
 pub mod view;
+mod warm;
 mod watch;
 
 pub use error::{human, Error, ErrorKind, Result};

@@ -74,6 +74,8 @@ struct Inner {
     silent_since: Mutex<Option<std::time::Instant>>,
     /// How holders were reached lately (directly, through their NAT, through a relay).
     paths: crate::nat::Paths,
+    /// Connections kept for the next dial of their holder.
+    warm: Arc<crate::warm::Warm>,
     /// Where peers introduced to this node come from.
     ways_in: Arc<crate::nat::WaysIn>,
     shutdown: CancellationToken,
@@ -103,6 +105,7 @@ impl Session {
                 joins: Mutex::new(BTreeMap::new()),
                 silent_since: Mutex::new(None),
                 paths: Default::default(),
+                warm: Default::default(),
                 ways_in,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -425,6 +428,11 @@ impl Session {
     /// How holders were reached lately.
     pub fn paths(&self) -> &crate::nat::Paths {
         &self.inner.paths
+    }
+
+    /// Connections kept for the next dial of their holder.
+    pub fn warm(&self) -> &Arc<crate::warm::Warm> {
+        &self.inner.warm
     }
 
     /// Asks the tracker to introduce this node to `peer` (with a relay session if `relay`):

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::nat::Path;
 use crate::session::Session;
+use crate::warm::Kept;
 
 /// How long direct dialling has alone before the tracker is asked for an introduction: longer
 /// than a handshake takes on all but the slowest links.
@@ -32,6 +33,18 @@ pub struct Reached {
     pub addr: SocketAddr,
     /// How.
     pub path: Path,
+}
+
+impl Reached {
+    /// Kept for the next dial of its holder `peer` ([`crate::warm`]).
+    pub fn keep_for_next_dial(self, session: &Session, peer: PeerId) {
+        let kept = Kept {
+            connection: self.connection,
+            addr: self.addr,
+            path: self.path,
+        };
+        session.warm().keep(peer, kept);
+    }
 }
 
 /// Every way to a holder failed.
@@ -60,13 +73,21 @@ impl fmt::Display for Unreached {
 
 /// Dials holder `peer`: at `addrs` at once; through its NAT after [`INTRODUCE_AFTER`] without
 /// an answer (the tracker of `session` introduces the two); through a relay after
-/// [`RELAY_AFTER`]. The first handshake that proves the holder's id wins.
+/// [`RELAY_AFTER`]. The first handshake that proves the holder's id wins. A connection kept
+/// for it ([`crate::warm`]) is taken instead, if it is still open.
 pub async fn reach(
     transport: &Transport,
     session: &Session,
     peer: PeerId,
     addrs: &[SocketAddr],
 ) -> Result<Reached, Unreached> {
+    if let Some(kept) = session.warm().take(&peer) {
+        return Ok(Reached {
+            connection: kept.connection,
+            addr: kept.addr,
+            path: kept.path,
+        });
+    }
     // A holder reached through its NAT or a relay lately is likely to be so again.
     let (introduce_after, relay_after) = match session.paths().get(&peer) {
         Some(Path::Punched) => (Duration::ZERO, RELAY_AFTER),

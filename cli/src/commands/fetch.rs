@@ -81,7 +81,7 @@ async fn fetch_with(
         tokio::spawn(join_beside_the_download(node.clone(), shown_trackers.to_owned()));
     }
     let progress = Arc::new(Progress::default());
-    let options = FetchOptions {
+    let mut options = FetchOptions {
         out_dir: args.output.clone(),
         sources: args.from.clone().map_or(Sources::All, Sources::Only),
         replace: if args.force { Replace::Always } else { Replace::Never },
@@ -97,7 +97,7 @@ async fn fetch_with(
         ..FetchOptions::default()
     };
     let folder = tokio::select! {
-        opened = by_deadline(deadline, "fetching the file's manifest", swarm_engine::collection::open(node, id, &options)) => opened,
+        opened = by_deadline(deadline, "fetching the file's manifest", swarm_engine::collection::open(node, id, &mut options)) => opened,
         _ = shutdown_signal() => Err(swarm_engine::Error::Cancelled),
     }?;
     refuse_misuse(args, id, folder.is_some())?;

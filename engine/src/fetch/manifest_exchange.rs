@@ -367,21 +367,25 @@ async fn ask(
     holder: Holder,
 ) -> (Holder, std::result::Result<Manifest, String>) {
     let exchange = async {
-        let connection = traversal::reach(&transport, &session, holder.peer, &holder.addrs())
+        let reached = traversal::reach(&transport, &session, holder.peer, &holder.addrs())
             .await
-            .map_err(|e| e.to_string())?
-            .connection;
+            .map_err(|e| e.to_string())?;
         let request = PeerRequest::GetManifest { file };
-        let answer = transport::exchange::<_, PeerResponse>(&connection, &request, MAX_FRAME).await;
-        connection.close(CloseCode::Done.code(), b"done");
-        match answer.map_err(|e| e.to_string())?.0 {
+        let answer = transport::exchange::<_, PeerResponse>(&reached.connection, &request, MAX_FRAME).await;
+        let manifest = match answer.map_err(|e| e.to_string())?.0 {
             PeerResponse::Manifest(manifest) => match manifest.verify(&file) {
                 Ok(()) => Ok(manifest),
                 Err(e) => Err(format!("sent a manifest that does not match the id: {e}")),
             },
             PeerResponse::Error { message, .. } => Err(message),
             _ => Err("answered with something other than a manifest".into()),
+        };
+        match &manifest {
+            // The fetch that follows works this holder: it takes the connection.
+            Ok(_) => reached.keep_for_next_dial(&session, holder.peer),
+            Err(_) => reached.connection.close(CloseCode::Done.code(), b"done"),
         }
+        manifest
     };
     let answer = match tokio::time::timeout(ANSWER_WITHIN, exchange).await {
         Ok(answer) => answer,

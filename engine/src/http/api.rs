@@ -190,13 +190,13 @@ pub(super) async fn start_fetch(State(app): State<App>, Json(request): Json<Fetc
     if downloads.get(&id).is_some() || downloads.fetching_folder(&id) {
         return problem(StatusCode::CONFLICT, format!("{} is being fetched already", id.short()));
     }
-    let each = FetchOptions {
+    let mut each = FetchOptions {
         out_dir: app.downloads_dir.to_path_buf(),
         progress: Arc::new(Progress::default()),
         holders,
         ..FetchOptions::default()
     };
-    let folder = match collection::open(&app.node, id, &each).await {
+    let folder = match collection::open(&app.node, id, &mut each).await {
         Ok(folder) => folder,
         Err(e) => return problem(error_status(&e), e.to_string()),
     };

@@ -60,13 +60,13 @@ async fn a_shared_folder_is_fetched_whole_with_modes_and_times() {
 
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
     let out = tmp.path().join("out");
-    let opened = collection::open(&fetcher, shared.id, &options(&out))
+    let opened = collection::open(&fetcher, shared.id, &mut options(&out))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(opened, *shared.collection);
     // A plain file's id opens no collection.
-    assert!(collection::open(&fetcher, files[0].id, &options(&out))
+    assert!(collection::open(&fetcher, files[0].id, &mut options(&out))
         .await
         .unwrap()
         .is_none());
@@ -145,7 +145,7 @@ async fn a_collection_with_an_unsafe_path_is_refused_before_anything_is_written(
     let (_hostile, id) = hostile(tmp.path(), &tracker, &evil.encode()).await;
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
     let out = tmp.path().join("out");
-    let refused = collection::open(&fetcher, id, &options(&out)).await;
+    let refused = collection::open(&fetcher, id, &mut options(&out)).await;
     assert!(matches!(refused, Err(Error::Collection { .. })), "{refused:?}");
     assert_eq!(refused.unwrap_err().kind(), swarm_engine::ErrorKind::Integrity);
     assert!(!tmp.path().join("escaped.bin").exists() && !out.exists());
@@ -172,7 +172,10 @@ async fn a_lying_size_fails_that_file_only_and_one_id_may_fill_two_paths() {
     let (_hostile, id) = hostile(tmp.path(), &tracker, &crafted.encode()).await;
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
     let out = tmp.path().join("out");
-    let opened = collection::open(&fetcher, id, &options(&out)).await.unwrap().unwrap();
+    let opened = collection::open(&fetcher, id, &mut options(&out))
+        .await
+        .unwrap()
+        .unwrap();
     let report = collection::fetch(&fetcher, id, &opened, opened.entries.clone(), fetch_options(&out))
         .await
         .unwrap();
@@ -290,7 +293,7 @@ async fn small_files_come_many_per_request_and_a_holder_that_lies_in_them_change
 
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
     let out = tmp.path().join("out");
-    let opened = collection::open(&fetcher, shared.id, &options(&out))
+    let opened = collection::open(&fetcher, shared.id, &mut options(&out))
         .await
         .unwrap()
         .unwrap();
