@@ -16,7 +16,7 @@
 //! slot carries about a chunk per round trip (two or more where loss makes a chunk wait for
 //! a resend), and a distant peer would get less of a link than a near one from the same
 //! slots: 16 slots of 1 MiB at 100 ms with 0.5% loss carry at most about 80 MB/s. So a peer's
-//! *reach* ([`reach`]: 1 up to 40 ms, 2 up to 80 ms, 3 beyond) multiplies the slots and the
+//! *reach* ([`Asker::at`]: 1 up to 40 ms, 2 up to 80 ms, 3 beyond) multiplies the slots and the
 //! waiting requests it may have, and divides what each of its slots costs against the caps
 //! of its address, its network and the node ([`UNIT`]): a distant peer gets the same share
 //! of the node's uploads as a near one, spread over more chunks in flight. At worst the node
