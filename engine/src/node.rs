@@ -258,6 +258,12 @@ impl Node {
         &self.inner.transport
     }
 
+    /// Handshakes the node has accepted since it started: dials of peers (and of trackers
+    /// checking what it holds).
+    pub fn handshakes_accepted(&self) -> u64 {
+        self.inner.transport.endpoint().stats().accepted_handshakes
+    }
+
     /// The tracker client.
     pub fn tracker(&self) -> Result<&Arc<TrackerClient>> {
         Ok(self.session()?.client())

@@ -34,6 +34,35 @@ fn fetch_options(out: &Path) -> CollectionOptions {
     }
 }
 
+/// `swarm fetch ID` of a plain file, as the CLI does it: `collection::open` finds no folder,
+/// then the file is fetched. Its holder is dialled once: the fetch starts from what `open`
+/// located, on the connection that brought the manifest (three dials before: `open`'s, the
+/// fetch's own locate, its worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plain_files_fetch_dials_its_holder_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No spot checks: the tracker's would be dials of the seeder too.
+    let tracker = start_credulous_tracker(tmp.path()).await;
+    let share = tmp.path().join("share");
+    let data = content(5 * CHUNK as usize + 3, 7);
+    write(&share, "plain.bin", &data);
+    let (seeder, files) = seed(tmp.path(), "seeder", &share, pinned(&tracker)).await;
+    let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
+    let out = tmp.path().join("out");
+
+    let before = seeder.handshakes_accepted();
+    let mut each = options(&out);
+    assert!(collection::open(&fetcher, files[0].1, &mut each)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(each.located.is_some(), "open leaves what it located to the fetch");
+    fetcher.fetch(files[0].1, each).await.unwrap();
+    let dials = seeder.handshakes_accepted() - before;
+    assert_eq!(std::fs::read(out.join("plain.bin")).unwrap(), data);
+    assert_eq!(dials, 1, "the seeder was dialled {dials} times for one fetch");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shared_folder_is_fetched_whole_with_modes_and_times() {
     let tmp = tempfile::tempdir().unwrap();
