@@ -31,6 +31,17 @@ pub enum Path {
     Relayed,
 }
 
+/// A holder reached: a connection whose holder's id the handshake proved.
+#[derive(Debug)]
+pub struct Reached {
+    /// The connection.
+    pub connection: quinn::Connection,
+    /// The address that answered (the relay's, for a relayed path).
+    pub addr: SocketAddr,
+    /// How.
+    pub path: Path,
+}
+
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

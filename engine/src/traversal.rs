@@ -7,45 +7,20 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use quinn::Connection;
 use swarm_proto::dial::{self, DialError};
 use swarm_proto::traversal::{bind_datagram, DIALS_AFTER_INTRODUCTION, PUNCH};
 use swarm_proto::{PeerId, Transport};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::nat::Path;
+use crate::nat::{Path, Reached};
 use crate::session::Session;
-use crate::warm::Kept;
 
 /// How long direct dialling has alone before the tracker is asked for an introduction: longer
 /// than a handshake takes on all but the slowest links.
 pub const INTRODUCE_AFTER: Duration = Duration::from_millis(600);
 /// How long from the start before a relay is asked for too.
 pub const RELAY_AFTER: Duration = Duration::from_secs(3);
-
-/// A holder reached.
-#[derive(Debug)]
-pub struct Reached {
-    /// The connection; its id proved.
-    pub connection: Connection,
-    /// The address that answered (the relay's, for a relayed path).
-    pub addr: SocketAddr,
-    /// How.
-    pub path: Path,
-}
-
-impl Reached {
-    /// Kept for the next dial of its holder `peer` ([`crate::warm`]).
-    pub fn keep_for_next_dial(self, session: &Session, peer: PeerId) {
-        let kept = Kept {
-            connection: self.connection,
-            addr: self.addr,
-            path: self.path,
-        };
-        session.warm().keep(peer, kept);
-    }
-}
 
 /// Every way to a holder failed.
 #[derive(Debug)]
@@ -82,11 +57,7 @@ pub async fn reach(
     addrs: &[SocketAddr],
 ) -> Result<Reached, Unreached> {
     if let Some(kept) = session.warm().take(&peer) {
-        return Ok(Reached {
-            connection: kept.connection,
-            addr: kept.addr,
-            path: kept.path,
-        });
+        return Ok(kept);
     }
     // A holder reached through its NAT or a relay lately is likely to be so again.
     let (introduce_after, relay_after) = match session.paths().get(&peer) {

@@ -10,36 +10,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
-use quinn::Connection;
 use swarm_proto::protocol::CloseCode;
 use swarm_proto::PeerId;
 
-use crate::nat::Path;
+use crate::nat::Reached;
 
 /// How long a connection waits to be taken: the gap between a manifest and the fetch's first
 /// dial is a few milliseconds, or a folder's files being listed.
 pub const KEPT_FOR: Duration = Duration::from_secs(10);
 
-/// A connection kept: what [`crate::traversal::Reached`] holds.
-pub struct Kept {
-    /// The connection; its holder's id proved.
-    pub connection: Connection,
-    /// The address that answered.
-    pub addr: SocketAddr,
-    /// How the holder was reached.
-    pub path: Path,
-}
-
 /// Connections kept for their holder's next dial, one per holder.
 #[derive(Default)]
-pub struct Warm(Mutex<HashMap<PeerId, Kept>>);
+pub struct Warm(Mutex<HashMap<PeerId, Reached>>);
 
 impl Warm {
     /// Keeps `reached` (a connection to `peer`) for the next dial of `peer`, closing any kept
     /// before; closes it after [`KEPT_FOR`] if nobody took it.
-    pub fn keep(self: &Arc<Self>, peer: PeerId, reached: Kept) {
+    pub fn keep(self: &Arc<Self>, peer: PeerId, reached: Reached) {
         let id = reached.connection.stable_id();
         if let Some(old) = self.lock().insert(peer, reached) {
             old.connection.close(CloseCode::Done.code(), b"done");
@@ -57,13 +44,13 @@ impl Warm {
     }
 
     /// The connection kept for `peer`, if it is still open.
-    pub fn take(&self, peer: &PeerId) -> Option<Kept> {
+    pub fn take(&self, peer: &PeerId) -> Option<Reached> {
         self.lock()
             .remove(peer)
             .filter(|reached| reached.connection.close_reason().is_none())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Kept>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Reached>> {
         self.0.lock().expect("warm connections lock poisoned")
     }
 }

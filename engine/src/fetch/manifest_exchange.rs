@@ -382,7 +382,7 @@ async fn ask(
         };
         match &manifest {
             // The fetch that follows works this holder: it takes the connection.
-            Ok(_) => reached.keep_for_next_dial(&session, holder.peer),
+            Ok(_) => session.warm().keep(holder.peer, reached),
             Err(_) => reached.connection.close(CloseCode::Done.code(), b"done"),
         }
         manifest

@@ -114,7 +114,7 @@ struct Watched {
 
 /// `reached`, with the holder's watch opened on it and what it offers given to the scheduler;
 /// `None` (the connection closed) if the holder would not say what it holds.
-async fn watched(shared: &Shared, peer: PeerId, reached: traversal::Reached) -> Option<Watched> {
+async fn watched(shared: &Shared, peer: PeerId, reached: crate::nat::Reached) -> Option<Watched> {
     match watch::open(&reached.connection, shared.id, &shared.held).await {
         Ok((watching, offered)) => {
             // Adding a peer again adds only the chunks it did not offer before.
