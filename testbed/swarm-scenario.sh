@@ -154,8 +154,11 @@ cpu_sampler=$!
 tx_before=$(node_tx_bytes 1)
 declare -A pid
 for ((k = first; k <= last; k++)); do
-  in_node "$k" "$BIN" fetch "$file_id" --tracker "$TRACKER" -o "$WORK/n$k" --state "$WORK/n$k/state" \
-    --listen "$(node_addr "$k"):7000" --seed --json > "$WORK/n$k.json" 2> "$WORK/n$k.err" &
+  # `ip netns exec` itself, not in_node: a function in the background is a subshell, and
+  # SIGKILL to the subshell would leave the peer running.
+  ip netns exec "$NETNS_PREFIX-n$k" "$BIN" fetch "$file_id" --tracker "$TRACKER" -o "$WORK/n$k" \
+    --state "$WORK/n$k/state" --listen "$(node_addr "$k"):7000" --seed --json \
+    > "$WORK/n$k.json" 2> "$WORK/n$k.err" &
   pid[$k]=$!
   disown "${pid[$k]}" # killed on purpose below: no job-control noise
 done
@@ -169,11 +172,20 @@ for ((k = first + survivors; k <= last; k++)); do
   kill -9 "${pid[$k]}"
   killed+=("$k")
 done
+sleep 0.2
+for k in "${killed[@]}"; do
+  # A peer that outlived its SIGKILL would make the run's churn a fiction (a zombie is dead).
+  [ ! -e "/proc/${pid[$k]}" ] || grep -q '^State:.*Z' "/proc/${pid[$k]}/status" \
+    || fail "peer n$k is still running after SIGKILL"
+done
 [ "$KILL" = 0 ] || say "killed ${#killed[@]} fetching peers with SIGKILL: ${killed[*]/#/n}"
 
 limit=$(awk -v f="$floor" 'BEGIN { print int(f * 20) + 60 }')
 for ((k = first; k < first + survivors; k++)); do
   wait_for "$WORK/n$k.json" "$limit" '"seconds"' || fail "peer n$k did not finish within ${limit}s"
+done
+for k in "${killed[@]}"; do
+  ! grep -q seconds "$WORK/n$k.json" || fail "peer n$k finished though it was killed"
 done
 tx_after=$(node_tx_bytes 1)
 read -r busy_after all_after < <(cpu_ticks)
