@@ -38,6 +38,21 @@ tbf_burst() {
     b = int(v * m / 8 / 100); if (b < 32768) b = 32768; print b }'
 }
 
+# The kernel keeps one ARP table for every namespace together, by default at most 1,024
+# entries (gc_thresh3) and trimmed above 512: N nodes that all talk to each other need about
+# N*N. Past the limit, packets to a neighbour not yet resolved are dropped ("neighbor table
+# overflow" in dmesg): at forty and a hundred nodes, dials, keep-alives and whole connections
+# timed out at random. Raised (never lowered) to four times N*N, and left so: lowering it
+# under another run would break that run.
+neighbour_room() {
+  local need=$((4 * $1 * $1)) t value
+  for t in 1 2 3; do
+    value=$((need * t / 3))
+    [ "$(cat /proc/sys/net/ipv4/neigh/default/gc_thresh$t)" -ge "$value" ] \
+      || echo "$value" > /proc/sys/net/ipv4/neigh/default/gc_thresh$t
+  done
+}
+
 netns_up() {
   local nodes=$1 bridge="$NETNS_PREFIX-br" k ns host_end burst rate
   shift
@@ -47,6 +62,7 @@ netns_up() {
     return 1
   }
   NETNS_NODES=$nodes
+  neighbour_room "$nodes"
   ip link add "$bridge" type bridge
   ip link set "$bridge" up
   if command -v iptables >/dev/null && iptables -w -S FORWARD >/dev/null 2>&1; then

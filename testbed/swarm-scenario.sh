@@ -172,11 +172,12 @@ for ((k = first + survivors; k <= last; k++)); do
   kill -9 "${pid[$k]}"
   killed+=("$k")
 done
-sleep 0.2
+# A peer that outlived its SIGKILL would make the run's churn a fiction (a zombie is dead;
+# a busy machine may take a moment to tear a process down).
+gone() { [ ! -e "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 for k in "${killed[@]}"; do
-  # A peer that outlived its SIGKILL would make the run's churn a fiction (a zombie is dead).
-  [ ! -e "/proc/${pid[$k]}" ] || grep -q '^State:.*Z' "/proc/${pid[$k]}/status" \
-    || fail "peer n$k is still running after SIGKILL"
+  for _ in $(seq 50); do gone "${pid[$k]}" && break; sleep 0.1; done
+  gone "${pid[$k]}" || fail "peer n$k is still running 5 s after SIGKILL"
 done
 [ "$KILL" = 0 ] || say "killed ${#killed[@]} fetching peers with SIGKILL: ${killed[*]/#/n}"
 
