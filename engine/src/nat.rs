@@ -1,5 +1,6 @@
 //! Where this node stands among NATs (the messages are in [`swarm_proto::traversal`]): how
-//! connections to holders run ([`Path`]) and how each was last reached ([`Paths`]); whether
+//! connections to holders run ([`Path`], and a holder reached on one: [`Reached`]) and how
+//! each was last reached ([`Paths`]); whether
 //! this node is behind a NAT, and if so, waiting at its tracker for introductions and punching
 //! towards whoever asks ([`answer_introductions`]), noting where each will come from
 //! ([`WaysIn`]). Reaching a holder, which needs the session, is [`crate::traversal`].
