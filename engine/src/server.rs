@@ -73,7 +73,8 @@ pub struct ServerContext {
 
 /// The upload slots and the order in which uploads are sent.
 struct Slots {
-    slots: Mutex<UploadSlots<oneshot::Sender<()>>>,
+    /// A waiter is woken with the asker its slot was charged as (its reach when its line began).
+    slots: Mutex<UploadSlots<oneshot::Sender<Asker>>>,
     /// Uploads started so far, for sending them in the order they were asked for.
     order: AtomicU32,
     /// Bytes of chunks handed to QUIC so far, over all connections.
@@ -95,7 +96,7 @@ impl Drop for Slot {
         let mut handed: VecDeque<_> = slots.release(&self.asker).into();
         // A waiter that gave up meanwhile passes its turn on.
         while let Some((asker, waiter)) = handed.pop_front() {
-            if waiter.send(()).is_err() {
+            if waiter.send(asker).is_err() {
                 handed.extend(slots.release(&asker));
             }
         }
@@ -154,24 +155,25 @@ impl Slots {
     /// A slot for `asker`: at once, after waiting its turn, or `None` (busy: its line is full,
     /// or its turn did not come within [`QUEUE_WAIT`]).
     async fn acquire(self: &Arc<Self>, asker: Asker) -> Option<Slot> {
-        let slot = || self.granted(asker);
         let (wake, woken) = oneshot::channel();
         let admission = self.slots.lock().expect("upload slots lock poisoned").ask(asker, wake);
         match admission {
-            Admission::Granted => Some(slot()),
+            Admission::Granted => Some(self.granted(asker)),
             Admission::Refused(_) => None,
             Admission::Queued => {
                 let mut woken = woken;
                 match tokio::time::timeout(QUEUE_WAIT, &mut woken).await {
-                    Ok(Ok(())) => Some(slot()),
+                    // Released as it was charged: a waiter's reach is its line's, which may
+                    // differ from this request's (books released at another cost underflowed).
+                    Ok(Ok(charged)) => Some(self.granted(charged)),
                     _ => {
                         // Out of patience; but a slot handed over just now is still ours.
                         woken.close();
-                        let granted = woken.try_recv().is_ok();
+                        let granted = woken.try_recv().ok();
                         let mut slots = self.slots.lock().expect("upload slots lock poisoned");
                         slots.forget_waiters(&asker.peer, |w| w.is_closed());
                         drop(slots);
-                        granted.then(slot)
+                        granted.map(|charged| self.granted(charged))
                     }
                 }
             }
@@ -638,5 +640,53 @@ fn error(code: ErrorCode, message: impl Into<String>) -> PeerResponse {
     PeerResponse::Error {
         code,
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uploads::Limits;
+
+    fn asker(id: u8, round_trip_ms: u64) -> Asker {
+        let ip = std::net::IpAddr::from([10, 0, 0, id]);
+        Asker::at(PeerId([id; 32]), ip, Duration::from_millis(round_trip_ms))
+    }
+
+    /// A request that waited in a line begun at another reach is charged as its line was, and
+    /// released so: the books balance (released at its own cost, they underflowed and the
+    /// seeder aborted).
+    #[tokio::test]
+    async fn a_slot_handed_over_is_released_as_it_was_charged() {
+        let one = Limits {
+            total: 1,
+            per_peer: 16,
+            per_ip: 16,
+            per_network: 16,
+            waiting_per_peer: 16,
+        };
+        let slots = Arc::new(Slots {
+            slots: Mutex::new(UploadSlots::new(one)),
+            order: AtomicU32::new(0),
+            sent: AtomicU64::new(0),
+            watches: Arc::default(),
+        });
+        let holder = slots.acquire(asker(1, 1)).await.expect("a free slot");
+        // A far peer's line begins (reach 3); its next request comes at reach 1.
+        let (first, _woken_first) = oneshot::channel();
+        assert!(matches!(
+            slots.slots.lock().unwrap().ask(asker(2, 200), first),
+            Admission::Queued
+        ));
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.acquire(asker(2, 1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(holder);
+        let second = waiting.await.unwrap().expect("handed over");
+        drop(second);
+        let books = slots.slots.lock().unwrap();
+        assert_eq!(books.held(), 1, "the first waiter's slot is still held");
     }
 }
