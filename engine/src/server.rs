@@ -682,7 +682,10 @@ mod tests {
             let slots = slots.clone();
             async move { slots.acquire(asker(2, 1)).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Hand over only once the second request waits in the line too.
+        while slots.slots.lock().unwrap().waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
         drop(holder);
         let second = waiting.await.unwrap().expect("handed over");
         drop(second);
