@@ -50,6 +50,9 @@ pub struct Held {
     /// How many watchers each chunk is offered to and not yet held by ([`crate::watch`]), so
     /// that a seeder offers different watchers different chunks.
     offered: Vec<AtomicU32>,
+    /// How many watchers on trial (that have taken nothing yet) each chunk is offered to, so
+    /// that a crowd's first windows differ too ([`crate::offer`]).
+    on_trial: Vec<AtomicU32>,
     /// How many watchers hold each chunk (as they said), so that a seeder offers what the
     /// swarm lacks.
     copies: Vec<AtomicU32>,
@@ -211,6 +214,18 @@ impl Held {
     /// To how many watchers that lack chunk `index` it is offered.
     pub fn offers_of(&self, index: u32) -> u32 {
         self.offered
+            .get(index as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Chunk `index` is offered to one more watcher on trial (`true`), or one fewer.
+    pub fn count_trial_offer(&self, index: u32, more: bool) {
+        step(&self.on_trial, index, more);
+    }
+
+    /// To how many watchers on trial chunk `index` is offered.
+    pub fn trial_offers_of(&self, index: u32) -> u32 {
+        self.on_trial
             .get(index as usize)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
@@ -384,7 +399,8 @@ impl HeldFiles {
     pub fn add(&self, manifest: Arc<Manifest>, path: PathBuf, chunks: Bitfield, meta: FileMeta) -> Arc<Held> {
         let id = manifest.id();
         let counters = || (0..manifest.chunk_count).map(|_| AtomicU32::new(0)).collect();
-        let (sent, offered, copies, sending) = (counters(), counters(), counters(), counters());
+        let (sent, offered, on_trial) = (counters(), counters(), counters());
+        let (copies, sending) = (counters(), counters());
         let trust = Trust::none(manifest.chunk_count);
         let held = Arc::new_cyclic(|me| Held {
             manifest,
@@ -400,6 +416,7 @@ impl HeldFiles {
             sent,
             bytes_served: AtomicU64::new(0),
             offered,
+            on_trial,
             copies,
             watchers: AtomicU32::new(0),
             offers_freed: tokio::sync::watch::Sender::new(0),

@@ -137,4 +137,6 @@ pub struct Neighbour {
     pub asked: BTreeSet<u32>,
     /// Not asked again before this (it said it was busy).
     pub backoff_until: Time,
+    /// The tracker said it holds the whole file when it was located.
+    pub seed: bool,
 }

@@ -52,6 +52,7 @@ pub struct HostSupply {
     watchers: Cell<u32>,
     copies: RefCell<Vec<u32>>,
     offered: RefCell<Vec<u32>>,
+    on_trial: RefCell<Vec<u32>>,
     uploads: RefCell<Vec<u32>>,
     sending: RefCell<Vec<u32>>,
     /// Offers were taken back from an idle watcher since this was last cleared.
@@ -68,6 +69,7 @@ impl HostSupply {
             watchers: Cell::new(0),
             copies: RefCell::new(vec![0; n]),
             offered: RefCell::new(vec![0; n]),
+            on_trial: RefCell::new(vec![0; n]),
             uploads: RefCell::new(vec![0; n]),
             sending: RefCell::new(vec![0; n]),
             freed: Cell::new(false),
@@ -150,6 +152,12 @@ impl Supply for HostSupply {
     }
     fn count_offer(&self, index: u32, more: bool) {
         step(&self.offered, index, more);
+    }
+    fn trial_offers_of(&self, index: u32) -> u32 {
+        self.on_trial.borrow()[index as usize]
+    }
+    fn count_trial_offer(&self, index: u32, more: bool) {
+        step(&self.on_trial, index, more);
     }
     fn uploads_of(&self, index: u32) -> u32 {
         self.uploads.borrow()[index as usize]

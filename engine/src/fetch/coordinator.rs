@@ -22,7 +22,7 @@ use tracing::{debug, warn, Instrument};
 use super::budget::Rate;
 use super::options::Sources;
 use super::peer;
-use super::policy::{relocate_after, room_to_make, NEIGHBOURS, PACE_EVERY, UNREACHABLE_PAUSE};
+use super::policy::{may_let_go, relocate_after, room_to_make, NEIGHBOURS, PACE_EVERY, UNREACHABLE_PAUSE};
 use super::shared::{Env, Shared, Worker};
 use crate::chunk_io::ChunkFile;
 use crate::error::{Error, Result};
@@ -306,14 +306,14 @@ async fn relocate(shared: &Arc<Shared>, workers: &TaskTracker, sources: &Sources
 }
 
 /// Lets go of up to `wanted` (at most [`REPLACED_AT_ONCE`]) neighbours that hold nothing
-/// missing here, if the neighbours are at the cap.
+/// missing here and are not seeds ([`may_let_go`]), if the neighbours are at the cap.
 fn make_room(shared: &Shared, wanted: usize) {
     let swarm = shared.lock();
     let over = room_to_make(swarm.workers.len(), wanted);
     let useless: Vec<&CancellationToken> = swarm
         .workers
         .iter()
-        .filter(|(peer, _)| !swarm.scheduler.useful(peer))
+        .filter(|(peer, worker)| may_let_go(swarm.scheduler.useful(peer), worker.seed))
         .map(|(_, worker)| &worker.stop)
         .take(over)
         .collect();

@@ -33,10 +33,30 @@ pub fn relocate_after(unavailable: u32, neighbours: usize) -> Duration {
     }
 }
 
+/// May a neighbour be let go to make room for new ones? Only one that holds nothing missing
+/// here (`useful` is false), and never a seed: a seeder offers a few chunks at a time and more
+/// as they spread, so offering nothing now says nothing of the next moment, and a watcher that
+/// leaves it takes along what the seeder knew it holds (the seeder would send those again).
+pub fn may_let_go(useful: bool, seed: bool) -> bool {
+    !useful && !seed
+}
+
 /// How many of `neighbours` to let go so that `wanted` new ones fit under [`NEIGHBOURS`]:
 /// at most [`REPLACED_AT_ONCE`], and only those with nothing missing here (the caller picks).
 pub fn room_to_make(neighbours: usize, wanted: usize) -> usize {
     (neighbours + wanted)
         .saturating_sub(usize::from(NEIGHBOURS))
         .min(REPLACED_AT_ONCE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_neighbours_with_nothing_missing_here_and_not_seeds_are_let_go() {
+        assert!(may_let_go(false, false));
+        assert!(!may_let_go(true, false), "it has what is missing");
+        assert!(!may_let_go(false, true), "a seed offers more as its chunks spread");
+    }
 }

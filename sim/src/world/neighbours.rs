@@ -64,12 +64,12 @@ impl World {
             .tracker
             .locate(&self.file, &peer, usize::from(NEIGHBOURS), now, &mut self.rng);
         let clock = self.queue.now();
-        let fresh: Vec<usize> = located
+        let fresh: Vec<(usize, bool)> = located
             .map(|l| l.holders)
             .unwrap_or_default()
             .iter()
-            .filter_map(|holder| self.by_peer.get(&holder.peer).copied())
-            .filter(|&n| {
+            .filter_map(|holder| Some((*self.by_peer.get(&holder.peer)?, holder.complete)))
+            .filter(|&(n, _)| {
                 n != h
                     && !fetch.neighbours.contains_key(&n)
                     && fetch
@@ -83,15 +83,15 @@ impl World {
         let useless: Vec<usize> = fetch
             .neighbours
             .iter()
-            .filter(|(n, _)| !fetch.scheduler.useful(&self.hosts[**n].peer))
+            .filter(|(n, neighbour)| policy::may_let_go(fetch.scheduler.useful(&self.hosts[**n].peer), neighbour.seed))
             .map(|(n, _)| *n)
             .take(over)
             .collect();
         for n in useless {
             self.drop_neighbour(h, n, false);
         }
-        for n in fresh {
-            self.add_neighbour(h, n, 3);
+        for (n, seed) in fresh {
+            self.add_neighbour(h, n, 3, seed);
         }
         let fetch = self.hosts[h].fetch.as_ref().expect("checked above");
         let after = policy::relocate_after(fetch.scheduler.unavailable(), fetch.neighbours.len());
@@ -100,14 +100,18 @@ impl World {
 
     /// `h` starts watching `n`: its watch request arrives after `legs` one-way delays (three
     /// for a new connection: a handshake's round trip, then the request).
-    pub(super) fn add_neighbour(&mut self, h: usize, n: usize, legs: u64) {
+    pub(super) fn add_neighbour(&mut self, h: usize, n: usize, legs: u64, seed: bool) {
         let Some(fetch) = self.hosts[h].fetch.as_mut() else {
             return;
         };
         if fetch.neighbours.len() >= usize::from(NEIGHBOURS) || fetch.neighbours.contains_key(&n) {
             return;
         }
-        fetch.neighbours.insert(n, Neighbour::default());
+        let neighbour = Neighbour {
+            seed,
+            ..Neighbour::default()
+        };
+        fetch.neighbours.insert(n, neighbour);
         let delay = self.links.delay(h, n);
         self.queue.after(legs * delay, Event::Dial { watcher: h, holder: n });
     }

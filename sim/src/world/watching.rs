@@ -33,7 +33,7 @@ impl World {
         // A peer that fetches from a fetcher is a source for it too (the engine's
         // `offer_source`): the watch back opens on the same connection.
         if self.hosts[holder].fetch.is_some() {
-            self.add_neighbour(holder, watcher, 1);
+            self.add_neighbour(holder, watcher, 1, false);
         }
     }
 
