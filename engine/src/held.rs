@@ -58,6 +58,8 @@ pub struct Held {
     copies: Vec<AtomicU32>,
     /// Peers watching this file here now.
     watchers: AtomicU32,
+    /// Watches open on this file, idle ones too.
+    watches: AtomicU32,
     /// Bumped when offers are taken back from an idle watcher: the others may be offered
     /// those chunks now ([`crate::watch`]).
     offers_freed: tokio::sync::watch::Sender<u64>,
@@ -254,6 +256,22 @@ impl Held {
         self.offers_freed.subscribe()
     }
 
+    /// One more watch is open on this file (`true`), or one fewer, idle or not.
+    pub fn count_watch(&self, more: bool) {
+        if more {
+            self.watches.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .watches
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    /// How many watches are open on this file, idle ones too.
+    pub fn watches(&self) -> u32 {
+        self.watches.load(Ordering::Relaxed)
+    }
+
     /// How many peers watch this file here now.
     pub fn watchers(&self) -> u32 {
         self.watchers.load(Ordering::Relaxed)
@@ -419,6 +437,7 @@ impl HeldFiles {
             on_trial,
             copies,
             watchers: AtomicU32::new(0),
+            watches: AtomicU32::new(0),
             offers_freed: tokio::sync::watch::Sender::new(0),
             sending,
         });

@@ -7,9 +7,10 @@
 //! and more as the watcher gets them. Different watchers so fetch different chunks from the
 //! seeder and the rest from each other: the seeder sends about one copy, and the swarm carries
 //! the others. When many watch, the chunks nobody holds or is offered are shared out among
-//! them, so that the last of a crowd finds some too. The only active watcher is offered
-//! everything once it has taken a chunk (at first a window of four times as many: the others
-//! of a crowd arrive a moment later, and whatever is offered to one cannot be taken back). A
+//! them, so that the last of a crowd finds some too. A watcher alone (no other watch open,
+//! idle or not) is offered everything once it has taken a chunk (at first a window of four
+//! times as many: the others of a crowd arrive a moment later, and whatever is offered to one
+//! cannot be taken back; and a fellow idle for a moment would find everything gone). A
 //! watcher with nothing outstanding may take over chunks offered to another and not sent yet
 //! (near the end, so that a slow watcher's share does not hold everyone up), and one that has
 //! also gained nothing for [`STUCK`] is offered chunks others hold (it may not reach them).
@@ -70,6 +71,10 @@ pub trait Supply: std::fmt::Debug {
     fn watchers(&self) -> u32;
     /// One more watcher (`true`), or one fewer; returns how many there are now.
     fn count_watcher(&self, more: bool) -> u32;
+    /// How many watches are open, idle ones too.
+    fn watches(&self) -> u32;
+    /// One more watch is open (`true`), or one fewer.
+    fn count_watch(&self, more: bool);
     /// How many watchers hold chunk `index`.
     fn copies_of(&self, index: u32) -> u32;
     /// One more watcher holds chunk `index` (`true`), or one fewer.
@@ -102,6 +107,12 @@ impl Supply for Held {
     }
     fn count_watcher(&self, more: bool) -> u32 {
         Held::count_watcher(self, more)
+    }
+    fn watches(&self) -> u32 {
+        Held::watches(self)
+    }
+    fn count_watch(&self, more: bool) {
+        Held::count_watch(self, more)
     }
     fn copies_of(&self, index: u32) -> u32 {
         Held::copies_of(self, index)
@@ -166,6 +177,7 @@ impl<S: Supply> Offer<S> {
     pub fn new(held: Arc<S>, theirs: Bitfield, salt: u64) -> (Offer<S>, Bitfield) {
         let super_seed = held.chunks().is_complete();
         held.count_watcher(true);
+        held.count_watch(true);
         if super_seed {
             theirs.iter().for_each(|c| held.count_copy(c, true));
         }
@@ -232,7 +244,8 @@ impl<S: Supply> Offer<S> {
         let held = &self.held;
         let ours = held.chunks();
         let watchers = held.watchers() as usize;
-        let new: Vec<u32> = if !self.super_seed || (watchers < 2 && self.active && self.proven) {
+        let alone = held.watches() < 2;
+        let new: Vec<u32> = if !self.super_seed || (alone && self.active && self.proven) {
             // Not what the watcher holds already: it would never ask for those.
             ours.minus(&self.shown).filter(|&c| !self.theirs.get(c)).collect()
         } else if !self.active {
@@ -426,6 +439,7 @@ impl<S: Supply> Drop for Offer<S> {
     /// The watcher is gone: what it was offered and did not get is offered to nobody now,
     /// and what it held is held by one fewer.
     fn drop(&mut self) {
+        self.held.count_watch(false);
         if self.active {
             self.held.count_watcher(false);
         }
@@ -532,6 +546,7 @@ mod tests {
     fn busy_seeder(chunks: u32) -> Arc<Held> {
         let held = held(Bitfield::full(chunks));
         held.count_watcher(true);
+        held.count_watch(true);
         held
     }
 
@@ -653,6 +668,25 @@ mod tests {
             (0..64).all(|c| held.offers_of(c) == 0 && held.trial_offers_of(c) == 0),
             "idle: nothing held back"
         );
+    }
+
+    #[test]
+    fn a_watcher_whose_fellows_are_idle_for_a_moment_is_not_offered_everything() {
+        let held = held(Bitfield::full(100));
+        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(100), 1);
+        let (mut fellow, _) = Offer::new(held.clone(), Bitfield::new(100), 2);
+        quiet_since_expiry(&mut fellow);
+        fellow.expire_if_idle();
+        assert_eq!(held.watchers(), 1, "the fellow is idle");
+        offer.they_gained(&[first.iter().next().unwrap()]);
+        let more = offer.more();
+        assert!(
+            more.len() <= 4 * OFFER_WINDOW,
+            "a window, not the rest of the file: {}",
+            more.len()
+        );
+        drop(fellow);
+        assert!(offer.more().len() > 4 * OFFER_WINDOW, "alone now: everything");
     }
 
     #[test]

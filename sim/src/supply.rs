@@ -50,6 +50,7 @@ pub struct HostSupply {
     clock: SimClock,
     chunks: RefCell<Bitfield>,
     watchers: Cell<u32>,
+    watches: Cell<u32>,
     copies: RefCell<Vec<u32>>,
     offered: RefCell<Vec<u32>>,
     on_trial: RefCell<Vec<u32>>,
@@ -67,6 +68,7 @@ impl HostSupply {
             clock,
             chunks: RefCell::new(chunks),
             watchers: Cell::new(0),
+            watches: Cell::new(0),
             copies: RefCell::new(vec![0; n]),
             offered: RefCell::new(vec![0; n]),
             on_trial: RefCell::new(vec![0; n]),
@@ -140,6 +142,13 @@ impl Supply for HostSupply {
         };
         self.watchers.set(n);
         n
+    }
+    fn watches(&self) -> u32 {
+        self.watches.get()
+    }
+    fn count_watch(&self, more: bool) {
+        let n = self.watches.get();
+        self.watches.set(if more { n + 1 } else { n.saturating_sub(1) });
     }
     fn copies_of(&self, index: u32) -> u32 {
         self.copies.borrow()[index as usize]
