@@ -152,8 +152,9 @@ pub struct Offer<S: Supply> {
     shown: Bitfield,
     /// Offered chunks it lacks whose offer counts against offering them to others.
     counted: Bitfield,
-    /// Chunks offered while on trial (before it took any) that it lacks: they count only as
-    /// a tie-break against offering them to others, so that a crowd's first windows differ.
+    /// Chunks offered while on trial (before it took any) that it lacks: they are not shown
+    /// to others while it is active, so that a crowd's first windows differ, and count as
+    /// offered once it takes a chunk.
     on_trial: Bitfield,
     /// Chunks the watcher holds, as it said.
     theirs: Bitfield,
