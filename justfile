@@ -62,9 +62,9 @@ ab old new size_mib="1024" rounds="3" seeders="1":
 
 # swarm (1 and 4 seeders) and one bare QUIC stream (quic-perf) through wan-relay at 10, 50
 # and 100 ms round trips with 0% and 0.5% loss, in a loopback-only namespace (root).
-# CONGESTION="cubic newreno bbr bbr-bound" runs each controller in turn (bbr-bound, the
-# default, is BBR under a bound set by heavy loss); RTTS, LOSSES, RATE_ONE and
-# RATE_FOUR change the paths (benches/wan.sh says how).
+# CONGESTION="cubic newreno bbr bbr-bound by-path" runs each controller in turn (by-path, the
+# default, is CUBIC under 10 ms and BBR under a bound set by heavy loss beyond); RTTS, LOSSES,
+# RATE_ONE and RATE_FOUR change the paths (benches/wan.sh says how).
 wan size_mib="512":
     bash benches/wan.sh {{size_mib}}
 

@@ -63,7 +63,9 @@ fn transport(peer: SocketAddr) -> Arc<TransportConfig> {
         .receive_window(VarInt::from_u32(WINDOW))
         .send_window(u64::from(WINDOW))
         .mtu_discovery_config(Some(large_datagrams::mtu_discovery(peer)))
-        .congestion_controller_factory(Congestion::from_env_or(swarm_proto::transport::PEER_CONGESTION).factory());
+        .congestion_controller_factory(
+            Congestion::from_env_or(swarm_proto::transport::PEER_CONGESTION).factory(Some(peer)),
+        );
     Arc::new(config)
 }
 

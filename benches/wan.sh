@@ -11,7 +11,7 @@
 #
 # Usage: benches/wan.sh [SIZE_MIB]   (default 512; root, for unshare -n)
 # Settings from the environment: RTTS="10 50 100" (ms), LOSSES="0 0.5" (%), RATE_ONE=1gbit,
-# RATE_FOUR=250mbit, CONGESTION="bbr-bound" (any of cubic newreno bbr bbr-bound; each is run in turn, by
+# RATE_FOUR=250mbit, CONGESTION="by-path" (any of cubic newreno bbr bbr-bound by-path; each is run in turn, by
 # SWARM_CONGESTION, for swarm and quic-perf alike), LIMIT=60 (seconds a transfer may take:
 # loss-based controllers crawl through random loss, and the table then shows "<" a bound),
 # SWARM_BIN (another swarm binary than target/release/swarm), MTU=1500 (the path's: the relays
@@ -29,6 +29,11 @@ if [ -z "${SWARM_WAN_INSIDE:-}" ]; then
 fi
 
 ip link set lo up
+# Every endpoint on an address of the benchmarking range (RFC 2544), not loopback's: nodes
+# choose their congestion controller by the peer's address, and these paths stand for the
+# internet, where a loopback or private address would mean the local network.
+host=198.18.0.1
+ip addr add "$host/15" dev lo
 bin=$root/target/release
 # SWARM_BIN runs another build of swarm (to compare two builds in one sitting).
 swarm=${SWARM_BIN:-$bin/swarm}
@@ -36,7 +41,7 @@ rtts=${RTTS:-10 50 100}
 losses=${LOSSES:-0 0.5}
 rate_one=${RATE_ONE:-1gbit}
 rate_four=${RATE_FOUR:-250mbit}
-controllers=${CONGESTION:-bbr-bound}
+controllers=${CONGESTION:-by-path}
 limit=${LIMIT:-60}
 mtu=${MTU:-1500}
 export SWARM_MAX_DATAGRAM=$((mtu - 28))
@@ -61,9 +66,9 @@ bits() { python3 -c "import re,sys; m=re.fullmatch(r'([0-9.]+)([kmg]?)bit', sys.
 cap_one=$(bits "$rate_one")
 cap_four=$(bits "$rate_four")
 
-# relay N RTT LOSS RATE: relay 127.0.0.1:810N -> 127.0.0.1:710N (the seeders' and quic-perf's ports)
+# relay N RTT LOSS RATE: relay $host:810N -> $host:710N (the seeders' and quic-perf's ports)
 relay() {
-  "$bin/wan-relay" --listen "127.0.0.1:810$1" --to "127.0.0.1:710$1" --rtt "$2ms" --loss "$3" \
+  "$bin/wan-relay" --listen "$host:810$1" --to "$host:710$1" --rtt "$2ms" --loss "$3" \
     --rate "$4" --mtu "$mtu" >/dev/null 2>>"$work/relays.log" &
   relays+=($!)
 }
@@ -94,19 +99,19 @@ timed() {
 }
 
 # --- servers: a tracker, four seeders advertising their relay's address, quic-perf ---
-SWARM_LOG=warn "$swarm" tracker --listen 127.0.0.1:7070 --state "$work/tracker" >/dev/null 2>&1 &
+SWARM_LOG=warn "$swarm" tracker --listen $host:7070 --state "$work/tracker" >/dev/null 2>&1 &
 pids+=($!)
 sleep 0.5
 start_servers() {
   for i in 1 2 3 4; do
-    SWARM_LOG=warn "$swarm" seed "$file" --tracker 127.0.0.1:7070 --state "$work/seed$i" \
-      --listen "127.0.0.1:710$i" --advertise "127.0.0.1:810$i" >"$work/seed$i.out" 2>/dev/null &
+    SWARM_LOG=warn "$swarm" seed "$file" --tracker $host:7070 --state "$work/seed$i" \
+      --listen "$host:710$i" --advertise "$host:810$i" >"$work/seed$i.out" 2>/dev/null &
     pids+=($!)
   done
   for i in 1 2 3 4; do
     until grep -q "swarm fetch" "$work/seed$i.out" 2>/dev/null; do sleep 0.1; done
   done
-  "$bin/quic-perf" serve --listen 127.0.0.1:7100 --cert "$work/perf.der" >/dev/null &
+  "$bin/quic-perf" serve --listen $host:7100 --cert "$work/perf.der" >/dev/null &
   pids+=($!)
   until [ -s "$work/perf.der" ]; do sleep 0.1; done
 }
@@ -128,18 +133,18 @@ for controller in $controllers; do
       relay 0 "$rtt" "$loss" "$rate_one"
       relay 1 "$rtt" "$loss" "$rate_one"
       sleep 0.2
-      t=$(timed "quic-perf" "" "$bin/quic-perf" fetch --from 127.0.0.1:8100 --cert "$work/perf.der" --size "$bytes")
+      t=$(timed "quic-perf" "" "$bin/quic-perf" fetch --from $host:8100 --cert "$work/perf.der" --size "$bytes")
       echo "$controller|$rtt|$loss|quic-perf|$t" >>"$work/results"
       rm -rf "$work/dl" "$work/f"
       t=$(timed "swarm x1" "$work/dl/file.bin" env SWARM_LOG=warn "$swarm" fetch "$id" \
-        --tracker 127.0.0.1:7070 -o "$work/dl" --state "$work/f" --listen 127.0.0.1:0 --from 127.0.0.1:8101)
+        --tracker $host:7070 -o "$work/dl" --state "$work/f" --listen $host:0 --from $host:8101)
       echo "$controller|$rtt|$loss|swarm x1|$t" >>"$work/results"
       stop_relays
       for i in 1 2 3 4; do relay "$i" "$rtt" "$loss" "$rate_four"; done
       sleep 0.2
       rm -rf "$work/dl" "$work/f"
       t=$(timed "swarm x4" "$work/dl/file.bin" env SWARM_LOG=warn "$swarm" fetch "$id" \
-        --tracker 127.0.0.1:7070 -o "$work/dl" --state "$work/f" --listen 127.0.0.1:0)
+        --tracker $host:7070 -o "$work/dl" --state "$work/f" --listen $host:0)
       echo "$controller|$rtt|$loss|swarm x4|$t" >>"$work/results"
       stop_relays
     done

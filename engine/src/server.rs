@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, SendStream};
-use swarm_proto::loss_bound;
+use swarm_proto::congestion;
 use swarm_proto::protocol::{
     CloseCode, ErrorCode, PeerRequest, PeerResponse, ProtocolError, MAX_PEER_REQUEST, MAX_SMALL_FILE, MAX_SMALL_FILES,
 };
@@ -107,7 +107,7 @@ impl Drop for Slot {
 /// round trip its connection has shown).
 fn asker(stream: &IncomingStream) -> Asker {
     let ip = transport::network_of(stream.remote.ip());
-    Asker::at(stream.peer, ip, loss_bound::min_rtt(&stream.connection))
+    Asker::at(stream.peer, ip, congestion::min_rtt(&stream.connection))
 }
 
 /// Lets `connection` keep unacknowledged as many slots' worth of data as `asker`'s reach

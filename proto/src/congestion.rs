@@ -1,15 +1,18 @@
 //! Which congestion controller a node's QUIC connections use. quinn ships three; the default
-//! (BBR under a loss bound, in `transport`) was chosen by measuring them through `wan-relay`
-//! (`just wan`) and on the hundred-host namespace scenario.
-//! `SWARM_CONGESTION` (`cubic`, `newreno`, `bbr` or `bbr-bound`) overrides it, for measuring
-//! them again.
+//! (CUBIC on the local network, BBR under a loss bound beyond, in `transport`) was chosen by
+//! measuring them through `wan-relay` (`just wan`) and on the namespace scenarios.
+//! `SWARM_CONGESTION` (`cubic`, `newreno`, `bbr`, `bbr-bound` or `by-path`) overrides it, for
+//! measuring them again.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::congestion::{BbrConfig, ControllerFactory, CubicConfig, NewRenoConfig};
 
-use crate::loss_bound::LossBoundConfig;
+use crate::by_path::{ByPath, ByPathConfig};
+use crate::loss_bound::{LossBound, LossBoundConfig};
 
 /// The environment variable that overrides the controller.
 pub const CONGESTION_ENV: &str = "SWARM_CONGESTION";
@@ -26,6 +29,9 @@ pub enum Congestion {
     /// BBR under a bound on what is in flight when a round trip loses more than 2%
     /// ([`crate::loss_bound`], as BBR version 2 does).
     BbrLossBound,
+    /// CUBIC with peers on the local network, BBR under the loss bound with the others
+    /// ([`crate::by_path`]).
+    ByPath,
 }
 
 impl Congestion {
@@ -41,13 +47,19 @@ impl Congestion {
         })
     }
 
-    /// What quinn needs to build one controller per connection.
-    pub fn factory(self) -> Arc<dyn ControllerFactory + Send + Sync + 'static> {
+    /// What quinn needs to build one controller per connection, for a connection with `peer`
+    /// (`None`: not known yet, as for the settings connections are accepted with by default).
+    pub fn factory(self, peer: Option<SocketAddr>) -> Arc<dyn ControllerFactory + Send + Sync + 'static> {
         match self {
             Congestion::Cubic => Arc::new(CubicConfig::default()),
             Congestion::NewReno => Arc::new(NewRenoConfig::default()),
             Congestion::Bbr => Arc::new(BbrConfig::default()),
             Congestion::BbrLossBound => Arc::new(LossBoundConfig::new(Arc::new(BbrConfig::default()))),
+            Congestion::ByPath => Arc::new(ByPathConfig::new(
+                peer,
+                Congestion::Cubic.factory(peer),
+                Congestion::BbrLossBound.factory(peer),
+            )),
         }
     }
 }
@@ -61,9 +73,22 @@ impl FromStr for Congestion {
             "newreno" | "reno" => Ok(Congestion::NewReno),
             "bbr" => Ok(Congestion::Bbr),
             "bbr-bound" => Ok(Congestion::BbrLossBound),
+            "by-path" => Ok(Congestion::ByPath),
             other => Err(format!(
-                "no congestion controller {other:?}: cubic, newreno, bbr or bbr-bound"
+                "no congestion controller {other:?}: cubic, newreno, bbr, bbr-bound or by-path"
             )),
         }
     }
+}
+
+/// The shortest round trip `connection`'s path has shown: its controller's, if it keeps one
+/// ([`ByPath`], [`LossBound`]) and has seen an acknowledgement, else the smoothed round trip
+/// (which counts whatever queueing the path has now).
+pub fn min_rtt(connection: &quinn::Connection) -> Duration {
+    let state = connection.congestion_state().into_any();
+    let kept = match state.downcast::<ByPath>() {
+        Ok(by_path) => by_path.min_rtt(),
+        Err(state) => state.downcast::<LossBound>().ok().and_then(|bound| bound.min_rtt()),
+    };
+    kept.unwrap_or_else(|| connection.rtt())
 }

@@ -13,8 +13,9 @@
 //! - [`dial`]: reaching a node that has several addresses (happy eyeballs).
 //! - [`lan`]: finding holders on the local network (multicast queries and answers).
 //! - [`traversal`]: crossing NATs (introductions, hole punching, relay passes).
-//! - [`congestion`]: which congestion controller peer connections use; [`loss_bound`]: a
-//!   bound on what one keeps in flight while the path drops much of it.
+//! - [`congestion`]: which congestion controller peer connections use; [`by_path`]: one
+//!   chosen by the path's round trip; [`loss_bound`]: a bound on what one keeps in flight
+//!   while the path drops much of it.
 //! - [`access`]: open and private swarms (a shared secret, proved per connection).
 //! - [`dir_lock`]: one process per state directory.
 //! - [`collection`]: a folder as one content-addressed value.
@@ -24,6 +25,7 @@
 
 pub mod access;
 pub mod bitfield;
+pub mod by_path;
 pub mod codec;
 pub mod collection;
 pub mod congestion;

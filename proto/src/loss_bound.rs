@@ -68,19 +68,6 @@ impl ControllerFactory for LossBoundConfig {
     }
 }
 
-/// The shortest round trip `connection`'s path has shown: its controller's, if it is a
-/// [`LossBound`] that has seen an acknowledgement, else the smoothed round trip (which counts
-/// whatever queueing the path has now).
-pub fn min_rtt(connection: &quinn::Connection) -> Duration {
-    connection
-        .congestion_state()
-        .into_any()
-        .downcast::<LossBound>()
-        .ok()
-        .and_then(|controller| controller.min_rtt())
-        .unwrap_or_else(|| connection.rtt())
-}
-
 /// A controller whose window is its inner controller's, under a bound set by heavy loss.
 pub struct LossBound {
     inner: Box<dyn Controller>,
