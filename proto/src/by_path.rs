@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use quinn::congestion::{Controller, ControllerFactory};
 use quinn_proto::RttEstimator;
 
+use crate::large_datagrams;
+
 /// Whether `ip` is on a local network: loopback, private, link-local or unique-local.
 pub fn is_local(ip: IpAddr) -> bool {
     match ip.to_canonical() {
@@ -35,6 +37,21 @@ pub fn is_local(ip: IpAddr) -> bool {
         }
     }
 }
+
+/// The initial window of a connection with a local `peer`: ten of the largest datagrams its
+/// route carries (RFC 9002's ten, of the datagrams in use), never under 14,720 bytes. Loopback
+/// carries 64 KiB datagrams and a LAN may carry 9,000-byte ones, and each path MTU probe of
+/// that size counts in flight as it goes: against CUBIC's default of 12,000 bytes, one probe
+/// blocked everything else until answered, a connection's closing frame included (a refused
+/// node heard "reset by peer" instead of why it was refused).
+pub fn near_initial_window(peer: SocketAddr) -> u64 {
+    let datagram =
+        large_datagrams::route_payload(peer).map_or(0, |route| route.min(large_datagrams::max_udp_payload()));
+    (10 * u64::from(datagram)).max(MIN_INITIAL_WINDOW)
+}
+
+/// RFC 9002's initial window for paths of 1,472-byte datagrams.
+const MIN_INITIAL_WINDOW: u64 = 14_720;
 
 /// Builds [`ByPath`] controllers for one peer: by the near factory if it is local, by the
 /// far one otherwise (and where the peer is not known).
@@ -200,6 +217,17 @@ mod tests {
         let peer = peer.map(|p| p.parse().unwrap());
         let config = ByPathConfig::new(peer, Arc::new(Marked(1)), Arc::new(Marked(2)));
         Arc::new(config).build(Instant::now(), 1200).window()
+    }
+
+    #[test]
+    fn a_local_peer_starts_with_ten_of_its_routes_datagrams_in_flight() {
+        let loopback = near_initial_window("127.0.0.1:7000".parse().unwrap());
+        let largest = u64::from(large_datagrams::max_udp_payload());
+        assert!(
+            loopback >= 10 * 16_000 && loopback <= 10 * largest,
+            "loopback carries datagrams of tens of kilobytes: {loopback}"
+        );
+        assert!(near_initial_window("192.0.2.1:7000".parse().unwrap()) >= MIN_INITIAL_WINDOW);
     }
 
     #[test]

@@ -51,7 +51,13 @@ impl Congestion {
     /// (`None`: not known yet, as for the settings connections are accepted with by default).
     pub fn factory(self, peer: Option<SocketAddr>) -> Arc<dyn ControllerFactory + Send + Sync + 'static> {
         match self {
-            Congestion::Cubic => Arc::new(CubicConfig::default()),
+            Congestion::Cubic => {
+                let mut cubic = CubicConfig::default();
+                if let Some(local) = peer.filter(|peer| crate::by_path::is_local(peer.ip())) {
+                    cubic.initial_window(crate::by_path::near_initial_window(local));
+                }
+                Arc::new(cubic)
+            }
             Congestion::NewReno => Arc::new(NewRenoConfig::default()),
             Congestion::Bbr => Arc::new(BbrConfig::default()),
             Congestion::BbrLossBound => Arc::new(LossBoundConfig::new(Arc::new(BbrConfig::default()))),
