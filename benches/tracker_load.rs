@@ -89,12 +89,19 @@ fn parse_size(text: &str) -> Result<u64, String> {
 struct Latencies {
     samples: Mutex<Vec<Duration>>,
     errors: AtomicU64,
+    /// What the first failed request of this kind said, and how long it had taken.
+    first_error: Mutex<Option<(String, Duration)>>,
     bytes: AtomicU64,
 }
 
 impl Latencies {
     fn record(&self, took: Duration) {
         self.samples.lock().expect("lock").push(took);
+    }
+
+    fn failed(&self, why: String, took: Duration) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.first_error.lock().expect("lock").get_or_insert((why, took));
     }
 
     fn line(&self, kind: &str) -> String {
@@ -146,15 +153,22 @@ fn synthetic(name: &str, size: u64, chunk_size: u32) -> Manifest {
     }
 }
 
+/// A request unanswered this long counts as failed.
+const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+
 async fn timed<T>(into: &Latencies, work: impl std::future::Future<Output = swarm_engine::Result<T>>) -> Option<T> {
     let started = Instant::now();
-    match tokio::time::timeout(Duration::from_secs(30), work).await {
+    match tokio::time::timeout(REQUEST_LIMIT, work).await {
         Ok(Ok(value)) => {
             into.record(started.elapsed());
             Some(value)
         }
-        _ => {
-            into.errors.fetch_add(1, Ordering::Relaxed);
+        Ok(Err(e)) => {
+            into.failed(e.to_string(), started.elapsed());
+            None
+        }
+        Err(_) => {
+            into.failed("no answer".into(), started.elapsed());
             None
         }
     }
@@ -493,6 +507,11 @@ async fn run(args: Args) {
     let located = stats.locate.samples.lock().expect("lock").len();
     if errors > 0 || (args.fetchers > 0 && located == 0) {
         eprintln!("tracker-load: FAILED: {errors} requests failed, {located} locates answered");
+        for (kind, latencies) in &kinds {
+            if let Some((why, took)) = latencies.first_error.lock().expect("lock").as_ref() {
+                eprintln!("  first {kind} that failed, after {:.1} s: {why}", took.as_secs_f64());
+            }
+        }
         std::process::exit(1);
     }
 }
