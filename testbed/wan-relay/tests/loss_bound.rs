@@ -13,10 +13,19 @@ use wan_relay::{relay, Link, Shape, Socket};
 /// Bytes sent through the relay.
 const SENT: usize = 4 * 1024 * 1024;
 
+/// The relay stands for a long lossy path, where a node uses BBR under the loss bound; on
+/// loopback it would choose CUBIC (`swarm_proto::by_path`), so these tests name the far path's
+/// controller. Set once, before any transport reads it.
+fn use_the_far_paths_controller() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| std::env::set_var(swarm_proto::congestion::CONGESTION_ENV, "bbr-bound"));
+}
+
 /// Sends `SENT` bytes from a server to a client through a relay losing `loss` of the datagrams
 /// each way (no delay, no cap); returns whether the loss bound was set on the server's
 /// connection during the send.
 async fn bound_was_set(loss: f64) -> bool {
+    use_the_far_paths_controller();
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback).unwrap();
     let client = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback).unwrap();
