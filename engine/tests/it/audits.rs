@@ -211,6 +211,12 @@ async fn a_holder_shows_the_trackers_checks_as_such() {
     let fetcher = start_node(tmp.path(), "fetcher", pinned(&tracker), None).await;
     fetcher.fetch(file.id, options(&tmp.path().join("out"))).await.unwrap();
     let by_fetcher = |seeder: &swarm_engine::Node| seeder.uploads().into_iter().find(|u| u.peer == fetcher.id());
+    // The seeder records an upload once the fetcher has acknowledged all of it, which may be
+    // a moment after the fetch has verified the chunk and returned.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while by_fetcher(&seeder).is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         by_fetcher(&seeder).is_some(),
         "the fetch is among the uploads: {:?}",
