@@ -14,8 +14,10 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(at) = stack.pop() {
-        for entry in std::fs::read_dir(&at).unwrap() {
-            let entry = entry.unwrap();
+        // A folder may go between listing and reading too (one a sync emptied and removed).
+        let Ok(entries) = std::fs::read_dir(&at) else { continue };
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
             let path = entry.path();
             if path == dir.join(".swarm") {
                 continue;
