@@ -9,14 +9,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use rayon::prelude::*;
 
 use crate::chunk_io::{BufferPool, ChunkBuf};
 use crate::trust::{DiskStamp, Trust, SPOT_CHECK};
 use swarm_proto::bitfield::Bitfield;
-use swarm_proto::ids::FileId;
+use swarm_proto::ids::{FileId, PeerId};
 use swarm_proto::manifest::Manifest;
 use swarm_proto::meta::FileMeta;
 
@@ -65,6 +65,9 @@ pub struct Held {
     offers_freed: tokio::sync::watch::Sender<u64>,
     /// Uploads of each chunk under way now.
     sending: Vec<AtomicU32>,
+    /// When each watcher last gained a chunk this node had not offered it, so got it from
+    /// another peer ([`crate::offer::leave_to_others`]).
+    gained_elsewhere: Mutex<HashMap<PeerId, Instant>>,
 }
 
 /// Most held files kept open at once for serving; the one opened longest ago is closed first.
@@ -249,6 +252,23 @@ impl Held {
     /// Tells the watchers that offers were taken back from an idle one.
     pub fn free_offers(&self) {
         self.offers_freed.send_modify(|n| *n += 1);
+    }
+
+    /// `watcher` gained a chunk it was not offered here, now.
+    pub fn note_gained_elsewhere(&self, watcher: PeerId) {
+        let mut gained = self.gained_elsewhere.lock().expect("lock poisoned");
+        gained.insert(watcher, Instant::now());
+    }
+
+    /// When `watcher` last gained a chunk it was not offered here.
+    pub fn gained_elsewhere(&self, watcher: &PeerId) -> Option<Instant> {
+        let gained = self.gained_elsewhere.lock().expect("lock poisoned");
+        gained.get(watcher).copied()
+    }
+
+    /// `watcher` no longer watches this file.
+    pub fn forget_watcher(&self, watcher: &PeerId) {
+        self.gained_elsewhere.lock().expect("lock poisoned").remove(watcher);
     }
 
     /// Wakes whenever offers are taken back from an idle watcher.
@@ -440,6 +460,7 @@ impl HeldFiles {
             watches: AtomicU32::new(0),
             offers_freed: tokio::sync::watch::Sender::new(0),
             sending,
+            gained_elsewhere: Mutex::default(),
         });
         self.files.write().expect("lock poisoned").insert(id, held.clone());
         held

@@ -24,11 +24,16 @@
 //! watcher again only once it gains a chunk, so that peers that only watch cost the seeder
 //! nothing. An idle watcher stuck for [`STUCK`] is offered a window of what it lacks, counted
 //! against nobody: one that was only slow takes something and is active again.
+//!
+//! What was shown cannot be taken back, so a seeder also decides per request
+//! ([`leave_to_others`]): a chunk it has sent and a watcher holds is refused to a watcher that
+//! gains chunks elsewhere, which can get it from them; a watcher that gains nothing elsewhere
+//! for [`STUCK`] is served.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarm_proto::Bitfield;
+use swarm_proto::{Bitfield, PeerId};
 
 use crate::held::Held;
 
@@ -93,6 +98,12 @@ pub trait Supply: std::fmt::Debug {
     fn sending_now(&self, index: u32) -> u32;
     /// Tells the watchers that offers were taken back from an idle one.
     fn free_offers(&self);
+    /// `watcher` gained a chunk it was not offered here: it reaches other holders.
+    fn note_gained_elsewhere(&self, watcher: PeerId);
+    /// When `watcher` last gained a chunk it was not offered here.
+    fn gained_elsewhere(&self, watcher: &PeerId) -> Option<Instant>;
+    /// `watcher` no longer watches the file.
+    fn forget_watcher(&self, watcher: &PeerId);
 }
 
 impl Supply for Held {
@@ -141,6 +152,33 @@ impl Supply for Held {
     fn free_offers(&self) {
         Held::free_offers(self)
     }
+    fn note_gained_elsewhere(&self, watcher: PeerId) {
+        Held::note_gained_elsewhere(self, watcher)
+    }
+    fn gained_elsewhere(&self, watcher: &PeerId) -> Option<Instant> {
+        Held::gained_elsewhere(self, watcher)
+    }
+    fn forget_watcher(&self, watcher: &PeerId) {
+        Held::forget_watcher(self, watcher)
+    }
+}
+
+/// Whether a super-seeder should refuse `watcher` chunk `index` and leave it to the peers
+/// that hold it: it does once it has sent the chunk and a watcher of its holds it, while
+/// `watcher` gains chunks it was not offered here (so reaches other holders), as it did
+/// within [`STUCK`]. A crowd's watchers are shown the same chunk now and then (an idle
+/// watcher's window goes to the others; a watcher that waits is shown what another was),
+/// and each would then ask the seeder for it: at a hundred simulated hosts a third of the
+/// seeder's uploads were such repeats. A watcher that gained nothing elsewhere for
+/// [`STUCK`] (it may reach nobody else) is served.
+pub fn leave_to_others<S: Supply>(held: &S, watcher: &PeerId, index: u32) -> bool {
+    held.copies_of(index) > 0
+        && held.uploads_of(index) > 0
+        && held.watchers() >= 2
+        && held
+            .gained_elsewhere(watcher)
+            .is_some_and(|at| held.now().saturating_duration_since(at) < STUCK)
+        && held.chunks().is_complete()
 }
 
 /// What a node offers one watcher.
@@ -148,6 +186,8 @@ impl Supply for Held {
 pub struct Offer<S: Supply> {
     /// The file offered.
     held: Arc<S>,
+    /// The peer that watches.
+    watcher: PeerId,
     /// Chunks offered so far (and not since lost).
     shown: Bitfield,
     /// Offered chunks it lacks whose offer counts against offering them to others.
@@ -174,8 +214,8 @@ pub struct Offer<S: Supply> {
 }
 
 impl<S: Supply> Offer<S> {
-    /// The offer to a watcher holding `theirs` of `held`, and the chunks to tell it of now.
-    pub fn new(held: Arc<S>, theirs: Bitfield, salt: u64) -> (Offer<S>, Bitfield) {
+    /// The offer to `watcher`, holding `theirs` of `held`, and the chunks to tell it of now.
+    pub fn new(held: Arc<S>, watcher: PeerId, theirs: Bitfield, salt: u64) -> (Offer<S>, Bitfield) {
         let super_seed = held.chunks().is_complete();
         held.count_watcher(true);
         held.count_watch(true);
@@ -191,6 +231,7 @@ impl<S: Supply> Offer<S> {
             theirs,
             salt,
             held,
+            watcher,
             last_gain: now,
             last_offer: now,
             active: true,
@@ -216,8 +257,10 @@ impl<S: Supply> Offer<S> {
 
     /// The watcher now holds `chunks` too.
     pub fn they_gained(&mut self, chunks: &[u32]) {
+        let mut elsewhere = false;
         for &c in chunks {
             if c < self.theirs.len() && self.theirs.set(c) && self.super_seed {
+                elsewhere |= !self.shown.get(c);
                 self.last_gain = self.held.now();
                 if !self.active {
                     self.active = true;
@@ -235,6 +278,9 @@ impl<S: Supply> Offer<S> {
                     });
                 }
             }
+        }
+        if elsewhere {
+            self.held.note_gained_elsewhere(self.watcher);
         }
     }
 
@@ -441,6 +487,7 @@ impl<S: Supply> Drop for Offer<S> {
     /// and what it held is held by one fewer.
     fn drop(&mut self) {
         self.held.count_watch(false);
+        self.held.forget_watcher(&self.watcher);
         if self.active {
             self.held.count_watcher(false);
         }
@@ -465,6 +512,13 @@ mod tests {
     use crate::held::HeldFiles;
     use swarm_proto::{Digest, FileMeta, Manifest};
 
+    /// A watcher's id, made from `n`.
+    fn watcher(n: u64) -> PeerId {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.to_le_bytes());
+        PeerId(id)
+    }
+
     fn held(chunks: Bitfield) -> Arc<Held> {
         let n = chunks.len();
         let manifest = Manifest {
@@ -484,7 +538,7 @@ mod tests {
         mine.set(3);
         mine.set(7);
         let held = held(mine);
-        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(100), 1);
+        let (mut offer, first) = Offer::new(held.clone(), watcher(1), Bitfield::new(100), 1);
         assert_eq!(first.iter().collect::<Vec<_>>(), vec![3, 7]);
         assert!(offer.more().is_empty());
         held.mark(50);
@@ -496,7 +550,7 @@ mod tests {
     #[test]
     fn a_watcher_that_loses_a_chunk_no_longer_counts_as_a_copy() {
         let held = busy_seeder(10);
-        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(10), 1);
+        let (mut offer, first) = Offer::new(held.clone(), watcher(1), Bitfield::new(10), 1);
         let mut window = first.iter();
         let (c, d) = (window.next().unwrap(), window.next().expect("a window is offered"));
         assert_eq!(
@@ -524,7 +578,7 @@ mod tests {
     #[test]
     fn a_super_seeder_sends_one_chunk_to_one_peer_at_a_time() {
         let held = busy_seeder(10);
-        let (_offer, _) = Offer::new(held.clone(), Bitfield::new(10), 1);
+        let (_offer, _) = Offer::new(held.clone(), watcher(1), Bitfield::new(10), 1);
         let first = held.start_sending(3).expect("nobody is sent chunk 3 yet");
         assert!(held.start_sending(3).is_none(), "a second copy at once is refused");
         assert!(held.start_sending(4).is_some(), "other chunks are not");
@@ -543,6 +597,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_seeder_leaves_a_chunk_it_sent_to_the_watcher_that_holds_it() {
+        let held = busy_seeder(16);
+        let (mut a, a_first) = Offer::new(held.clone(), watcher(1), Bitfield::new(16), 1);
+        let (mut b, _) = Offer::new(held.clone(), watcher(2), Bitfield::new(16), 2);
+        let c = a_first.iter().next().expect("a window is offered");
+        held.count_upload(c, true);
+        a.they_gained(&[c]);
+        assert!(
+            !leave_to_others(&*held, &watcher(2), c),
+            "B gained nothing elsewhere: it may reach nobody else"
+        );
+        let shown_to_b = b.shown.clone();
+        let elsewhere = (0..16).find(|&d| d != c && !shown_to_b.get(d)).unwrap();
+        b.they_gained(&[elsewhere]);
+        assert!(leave_to_others(&*held, &watcher(2), c), "B gains elsewhere; A holds c");
+        let unsent = (0..16).find(|&d| d != c && held.uploads_of(d) == 0).unwrap();
+        assert!(
+            !leave_to_others(&*held, &watcher(2), unsent),
+            "a chunk never sent is sent"
+        );
+        drop(b);
+        assert_eq!(held.gained_elsewhere(&watcher(2)), None, "a watch ended is forgotten");
+
+        let mut part = Bitfield::new(16);
+        part.set(c);
+        let partial = self::held(part);
+        partial.count_watcher(true);
+        partial.count_watcher(true);
+        partial.count_copy(c, true);
+        partial.count_upload(c, true);
+        partial.note_gained_elsewhere(watcher(4));
+        assert!(
+            !leave_to_others(&*partial, &watcher(4), c),
+            "a partial holder does not super-seed"
+        );
+    }
+
     /// A seeder of `chunks` with another watcher already (super-seeding needs two).
     fn busy_seeder(chunks: u32) -> Arc<Held> {
         let held = held(Bitfield::full(chunks));
@@ -554,7 +646,7 @@ mod tests {
     #[test]
     fn a_lone_watcher_is_offered_everything_once_it_takes_a_chunk() {
         let held = held(Bitfield::full(100));
-        let (mut offer, first) = Offer::new(held, Bitfield::new(100), 1);
+        let (mut offer, first) = Offer::new(held, watcher(1), Bitfield::new(100), 1);
         assert_eq!(
             first.count() as usize,
             4 * OFFER_WINDOW,
@@ -573,7 +665,7 @@ mod tests {
     #[test]
     fn a_watcher_whose_first_chunk_is_on_its_way_is_not_idle() {
         let held = busy_seeder(100);
-        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(100), 1);
+        let (mut offer, first) = Offer::new(held.clone(), watcher(1), Bitfield::new(100), 1);
         let sending = held.start_sending(first.iter().next().unwrap()).unwrap();
         quiet_since_expiry(&mut offer);
         offer.expire_if_idle();
@@ -590,7 +682,7 @@ mod tests {
     fn watchers_idle_together_are_not_each_offered_everything() {
         let held = busy_seeder(100);
         let offers: Vec<_> = (0..3)
-            .map(|n| Offer::new(held.clone(), Bitfield::new(100), n))
+            .map(|n| Offer::new(held.clone(), watcher(n), Bitfield::new(100), n))
             .collect();
         let taken = offers[0].1.iter().next().unwrap();
         let mut offers: Vec<_> = offers.into_iter().map(|(offer, _)| offer).collect();
@@ -612,7 +704,7 @@ mod tests {
         for c in 0..100 {
             held.count_upload(c, true);
         }
-        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(200), 7);
+        let (mut offer, first) = Offer::new(held.clone(), watcher(7), Bitfield::new(200), 7);
         // Two watchers (the phantom and this one): each is offered twice the window.
         assert_eq!(first.count() as usize, 2 * OFFER_WINDOW);
         assert!(first.iter().all(|c| c >= 100), "the never-sent chunks come first");
@@ -624,7 +716,7 @@ mod tests {
         assert_eq!(more.len(), 4);
         assert!(more.iter().all(|c| !first.get(*c)));
         // Another watcher is offered other chunks: none offered to the first and still lacked.
-        let (other_offer, other) = Offer::new(held.clone(), Bitfield::new(200), 8);
+        let (other_offer, other) = Offer::new(held.clone(), watcher(8), Bitfield::new(200), 8);
         let outstanding: Vec<u32> = first.iter().skip(4).chain(more.iter().copied()).collect();
         assert!(outstanding.iter().all(|c| !other.get(*c)), "windows do not overlap");
         // When a watcher goes, what it was offered is free again, and what it held is held by
@@ -639,7 +731,7 @@ mod tests {
     fn a_crowd_on_trial_is_offered_different_chunks_and_each_some() {
         let held = busy_seeder(64);
         let crowd: Vec<_> = (0..16)
-            .map(|n| Offer::new(held.clone(), Bitfield::new(64), n))
+            .map(|n| Offer::new(held.clone(), watcher(n), Bitfield::new(64), n))
             .collect();
         let mut shown = Bitfield::new(64);
         for (_, first) in &crowd {
@@ -657,7 +749,7 @@ mod tests {
     #[test]
     fn a_watcher_on_trial_counts_its_offers_once_it_takes_one() {
         let held = busy_seeder(64);
-        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(64), 3);
+        let (mut offer, first) = Offer::new(held.clone(), watcher(3), Bitfield::new(64), 3);
         let window: Vec<u32> = first.iter().collect();
         offer.they_gained(&window[..1]);
         assert!(window[1..]
@@ -674,8 +766,8 @@ mod tests {
     #[test]
     fn a_watcher_whose_fellows_are_idle_for_a_moment_is_not_offered_everything() {
         let held = held(Bitfield::full(100));
-        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(100), 1);
-        let (mut fellow, _) = Offer::new(held.clone(), Bitfield::new(100), 2);
+        let (mut offer, first) = Offer::new(held.clone(), watcher(1), Bitfield::new(100), 1);
+        let (mut fellow, _) = Offer::new(held.clone(), watcher(2), Bitfield::new(100), 2);
         quiet_since_expiry(&mut fellow);
         fellow.expire_if_idle();
         assert_eq!(held.watchers(), 1, "the fellow is idle");
@@ -693,9 +785,9 @@ mod tests {
     #[test]
     fn a_watcher_on_trial_is_offered_nothing_more_until_it_takes_a_chunk() {
         let held = busy_seeder(64);
-        let (mut offer, first) = Offer::new(held.clone(), Bitfield::new(64), 1);
+        let (mut offer, first) = Offer::new(held.clone(), watcher(1), Bitfield::new(64), 1);
         assert!(first.count() >= 1);
-        let (mut other, _) = Offer::new(held.clone(), Bitfield::new(64), 2);
+        let (mut other, _) = Offer::new(held.clone(), watcher(2), Bitfield::new(64), 2);
         quiet_since_expiry(&mut other);
         other.expire_if_idle();
         assert!(
@@ -711,18 +803,18 @@ mod tests {
         let held = busy_seeder(16);
         (0..16).for_each(|c| held.count_upload(c, true)); // a fetcher before, gone now
         let watches: Vec<_> = (0..16)
-            .map(|n| Offer::new(held.clone(), Bitfield::new(16), n))
+            .map(|n| Offer::new(held.clone(), watcher(n), Bitfield::new(16), n))
             .collect();
         assert!(
             (0..16).all(|c| held.trial_offers_of(c) >= 1),
             "all shown to watches on trial"
         );
-        let (_, newcomer) = Offer::new(held.clone(), Bitfield::new(16), 100);
+        let (_, newcomer) = Offer::new(held.clone(), watcher(100), Bitfield::new(16), 100);
         assert!(newcomer.count() >= 1, "watches that never ask hold nothing back");
         let asked = newcomer.iter().next().unwrap();
         let (_, next) = {
             let _sending = held.start_sending(asked);
-            Offer::new(held.clone(), Bitfield::new(16), 101)
+            Offer::new(held.clone(), watcher(101), Bitfield::new(16), 101)
         };
         assert!(!next.get(asked), "not a chunk on its way to someone");
         drop(watches);
@@ -731,7 +823,7 @@ mod tests {
     #[test]
     fn a_stuck_idle_watcher_is_offered_a_window_not_everything() {
         let held = busy_seeder(100);
-        let (mut offer, _) = Offer::new(held.clone(), Bitfield::new(100), 1);
+        let (mut offer, _) = Offer::new(held.clone(), watcher(1), Bitfield::new(100), 1);
         quiet_since_expiry(&mut offer);
         offer.expire_if_idle();
         assert!(!offer.is_active());
@@ -744,10 +836,10 @@ mod tests {
     fn fresh_watches_hold_nothing_back_however_many() {
         let held = busy_seeder(16);
         let fresh: Vec<_> = (0..100)
-            .map(|n| Offer::new(held.clone(), Bitfield::new(16), n))
+            .map(|n| Offer::new(held.clone(), watcher(n), Bitfield::new(16), n))
             .collect();
         assert!((0..16).all(|c| held.offers_of(c) == 0));
-        let (_, honest) = Offer::new(held.clone(), Bitfield::new(16), 1000);
+        let (_, honest) = Offer::new(held.clone(), watcher(1000), Bitfield::new(16), 1000);
         assert!(honest.count() >= 1, "a newcomer is still offered chunks");
         drop(fresh);
     }
@@ -763,7 +855,7 @@ mod tests {
         (0..35).for_each(|c| {
             most.set(c);
         });
-        let (mut first, offered) = Offer::new(held.clone(), most, 1);
+        let (mut first, offered) = Offer::new(held.clone(), watcher(1), most, 1);
         assert_eq!(offered.iter().collect::<Vec<_>>(), vec![35, 36, 37, 38, 39]);
         first.they_gained(&[35]);
         (held, first)
@@ -772,7 +864,7 @@ mod tests {
     #[test]
     fn a_seeder_does_not_offer_what_another_watcher_holds_unless_the_watcher_is_stuck() {
         let (held, _first) = one_watcher_nearly_done(true);
-        let (mut second, offered) = Offer::new(held, Bitfield::new(40), 2);
+        let (mut second, offered) = Offer::new(held, watcher(2), Bitfield::new(40), 2);
         assert_eq!(
             offered.count(),
             0,
@@ -789,7 +881,7 @@ mod tests {
     #[test]
     fn an_idle_watcher_takes_over_chunks_offered_to_another_and_not_sent_yet() {
         let (held, _first) = one_watcher_nearly_done(false);
-        let (_, offered) = Offer::new(held, Bitfield::new(40), 2);
+        let (_, offered) = Offer::new(held, watcher(2), Bitfield::new(40), 2);
         let offered: Vec<u32> = offered.iter().collect();
         assert!(
             offered.len() == 1 && (36..40).contains(&offered[0]),
@@ -804,11 +896,11 @@ mod tests {
         for c in [1, 2, 3] {
             theirs.unset(c);
         }
-        let (_one, first) = Offer::new(held.clone(), theirs, 0);
+        let (_one, first) = Offer::new(held.clone(), watcher(0), theirs, 0);
         let first: Vec<u32> = first.iter().collect();
         assert_eq!(first.len(), 1, "three chunks among (then) two watchers: {first:?}");
         assert!([1, 2, 3].contains(&first[0]));
-        let (_two, second) = Offer::new(held, Bitfield::new(40), 1);
+        let (_two, second) = Offer::new(held, watcher(1), Bitfield::new(40), 1);
         let second: Vec<u32> = second.iter().collect();
         assert_eq!(second.len(), 1, "{second:?}");
         assert!(

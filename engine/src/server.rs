@@ -265,7 +265,7 @@ async fn serve_watch(
     };
     context.downloads.offer_source(&file, from, remote);
     tokio::select! {
-        result = watch::serve(held, have, send, recv) => result,
+        result = watch::serve(held, from, have, send, recv) => result,
         _ = context.shutdown.cancelled() => Ok(()),
     }
 }
@@ -293,6 +293,11 @@ async fn serve_chunk(
     if !held.has(index) {
         let message = format!("chunk {index} of {} is not held here", file.short());
         return reply(&mut send, error(ErrorCode::NotHeld, message)).await;
+    }
+    if crate::offer::leave_to_others(held.as_ref(), &from, index) {
+        let message = format!("chunk {index} is held by other peers of the swarm; ask them for it");
+        crate::telemetry::busy("super-seeding");
+        return reply(&mut send, error(ErrorCode::Busy, message)).await;
     }
     let Some(_sending) = held.start_sending(index) else {
         let message = format!("chunk {index} is on its way to another peer; ask the others for it");

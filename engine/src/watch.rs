@@ -67,17 +67,18 @@ impl Drop for WatchPass {
     }
 }
 
-/// Serves a watch: answers what is offered of `held` to a watcher holding `theirs`, then
+/// Serves a watch: answers what is offered of `held` to `watcher`, holding `theirs`, then
 /// tells it of every change, and follows what it says it gains, until either side ends.
 pub async fn serve(
     held: Arc<Held>,
+    watcher: PeerId,
     theirs: Bitfield,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), ProtocolError> {
     let mut changes = held.subscribe();
     let mut freed = held.offers_freed();
-    let (mut offer, first) = Offer::new(held.clone(), theirs, rand::random());
+    let (mut offer, first) = Offer::new(held.clone(), watcher, theirs, rand::random());
     transport::send_frame(&mut send, &PeerResponse::Have(first)).await?;
     let mut next_batch = tokio::time::Instant::now();
     // A seeder looks again now and then, for watchers that are stuck, and for idle ones.

@@ -3,11 +3,12 @@
 //! watchers, and the simulated clock.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use swarm_engine::offer::Supply;
-use swarm_proto::Bitfield;
+use swarm_proto::{Bitfield, PeerId};
 
 use crate::clock::Time;
 
@@ -58,6 +59,7 @@ pub struct HostSupply {
     sending: RefCell<Vec<u32>>,
     /// Offers were taken back from an idle watcher since this was last cleared.
     pub freed: Cell<bool>,
+    gained_elsewhere: RefCell<HashMap<PeerId, Instant>>,
 }
 
 impl HostSupply {
@@ -75,6 +77,7 @@ impl HostSupply {
             uploads: RefCell::new(vec![0; n]),
             sending: RefCell::new(vec![0; n]),
             freed: Cell::new(false),
+            gained_elsewhere: RefCell::default(),
         }
     }
 
@@ -176,5 +179,14 @@ impl Supply for HostSupply {
     }
     fn free_offers(&self) {
         self.freed.set(true);
+    }
+    fn note_gained_elsewhere(&self, watcher: PeerId) {
+        self.gained_elsewhere.borrow_mut().insert(watcher, self.clock.instant());
+    }
+    fn gained_elsewhere(&self, watcher: &PeerId) -> Option<Instant> {
+        self.gained_elsewhere.borrow().get(watcher).copied()
+    }
+    fn forget_watcher(&self, watcher: &PeerId) {
+        self.gained_elsewhere.borrow_mut().remove(watcher);
     }
 }

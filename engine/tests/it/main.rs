@@ -14,4 +14,5 @@ mod faults;
 mod large;
 mod planted_links;
 mod server;
+mod super_seeding;
 mod swarm;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rand::Rng;
-use swarm_engine::offer::BATCH;
+use swarm_engine::offer::{leave_to_others, BATCH};
 use swarm_engine::uploads::{Admission, Asker, QUEUE_WAIT, REFUSAL_DELAY};
 use swarm_proto::PeerId;
 
@@ -84,7 +84,9 @@ impl World {
             self.queue.after(delay, Event::Answer(t, Answer::NotHeld));
             return;
         }
-        if !host.supply.start_sending(t.chunk) {
+        let fetcher = self.hosts[t.fetcher].peer;
+        let host = &mut self.hosts[t.holder];
+        if leave_to_others(host.supply.as_ref(), &fetcher, t.chunk) || !host.supply.start_sending(t.chunk) {
             self.counts.busy += 1;
             self.queue.after(delay, Event::Answer(t, Answer::Busy));
             return;

@@ -21,8 +21,9 @@ impl World {
         }
         let theirs = self.hosts[watcher].supply.chunks();
         let salt = self.rng.random();
+        let peer = self.hosts[watcher].peer;
         let host = &mut self.hosts[holder];
-        let (offer, first) = Offer::new(host.supply.clone(), theirs, salt);
+        let (offer, first) = Offer::new(host.supply.clone(), peer, theirs, salt);
         let super_seeds = offer.super_seeds();
         host.watchers.insert(watcher, offer);
         self.send_offer(holder, watcher, first.iter().collect(), true);
