@@ -1,18 +1,16 @@
 //! The chunk server answers every bad request with a clear error frame, over real QUIC.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use swarm_engine::{FileId, Identity, Node, NodeConfig, Progress};
+use swarm_engine::launch::loopback;
+use swarm_engine::{FileId, Identity};
 use swarm_proto::protocol::{self, CloseCode, ErrorCode, PeerRequest, PeerResponse, TrackerRequest, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
 
+use crate::common::lone_seeder;
+
 /// Largest answer frame read here.
 const MAX: u32 = MAX_FRAME;
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 async fn error_code(response: PeerResponse) -> ErrorCode {
     match response {
@@ -27,21 +25,7 @@ async fn error_code(response: PeerResponse) -> ErrorCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_error_frames() {
     let tmp = tempfile::tempdir().unwrap();
-    let share = tmp.path().join("share");
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::write(share.join("f.bin"), vec![3u8; 200_000]).unwrap();
-    let node = Node::start(NodeConfig {
-        state_dir: tmp.path().join("node"),
-        listen: loopback(),
-        ..NodeConfig::default()
-    })
-    .await
-    .unwrap();
-    let file = node
-        .seed_dir(&share, 65536, &Progress::default())
-        .await
-        .unwrap()
-        .remove(0);
+    let (node, file) = lone_seeder(tmp.path(), &[3u8; 200_000]).await;
 
     let client = Transport::bind(Arc::new(Identity::generate().unwrap()), loopback()).unwrap();
     let (connection, proved) = client.connect(node.local_addr(), Some(node.id())).await.unwrap();

@@ -1,20 +1,18 @@
 //! A seeder leaves a second copy of a chunk to the peers that hold it, over real QUIC: two
 //! watchers speak the protocol by hand, so that who holds what is exactly known.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn::{Connection, SendStream};
+use swarm_engine::launch::loopback;
 use swarm_engine::offer::STUCK;
-use swarm_engine::{Identity, Node, NodeConfig, Progress};
+use swarm_engine::{Identity, Node};
 use swarm_proto::protocol::{Availability, ErrorCode, PeerRequest, PeerResponse, MAX_FRAME};
 use swarm_proto::transport::{self, Transport};
 use swarm_proto::{Bitfield, FileId};
 
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
+use crate::common::lone_seeder;
 
 /// A peer of its own key, watching `file` on `node` while holding nothing: its connection,
 /// its watch's sending half, and what the node offers it.
@@ -56,21 +54,7 @@ async fn get(connection: &Connection, file: FileId, index: u32) -> Result<u32, (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeder_leaves_a_second_copy_to_the_peers_that_hold_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let share = tmp.path().join("share");
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::write(share.join("f.bin"), vec![5u8; 64 * 65536]).unwrap();
-    let node = Node::start(NodeConfig {
-        state_dir: tmp.path().join("node"),
-        listen: loopback(),
-        ..NodeConfig::default()
-    })
-    .await
-    .unwrap();
-    let file = node
-        .seed_dir(&share, 65536, &Progress::default())
-        .await
-        .unwrap()
-        .remove(0);
+    let (node, file) = lone_seeder(tmp.path(), &[5u8; 64 * 65536]).await;
     let (id, n) = (file.id, file.manifest.chunk_count);
 
     let (a, mut a_watch, a_offered) = watcher(&node, id, n).await;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use swarm_engine::launch::{self, Caps};
-use swarm_engine::{FetchOptions, Node, TrackerAddr};
+use swarm_engine::{FetchOptions, Node, NodeConfig, Progress, SeededFile, TrackerAddr};
 use swarm_tracker::Tracker;
 
 #[allow(unused_imports)]
@@ -31,6 +31,26 @@ pub async fn start_credulous_tracker(dir: &Path) -> Tracker {
     })
     .await
     .unwrap()
+}
+
+/// A node on loopback without a tracker, seeding `data` as `f.bin` in chunks of 64 KiB (its
+/// state and share under `dir`), and the file seeded.
+pub async fn lone_seeder(dir: &Path, data: &[u8]) -> (Node, SeededFile) {
+    let share = dir.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("f.bin"), data).unwrap();
+    let config = NodeConfig {
+        state_dir: dir.join("node"),
+        listen: launch::loopback(),
+        ..NodeConfig::default()
+    };
+    let node = Node::start(config).await.unwrap();
+    let file = node
+        .seed_dir(&share, 65536, &Progress::default())
+        .await
+        .unwrap()
+        .remove(0);
+    (node, file)
 }
 
 pub async fn start_node(dir: &Path, name: &str, tracker: TrackerAddr, upload_rate: Option<u64>) -> Node {
