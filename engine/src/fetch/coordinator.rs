@@ -101,6 +101,13 @@ pub async fn run(mut plan: Plan<'_>) -> Result<Outcome> {
     shared.done.cancel();
     workers.close();
     workers.wait().await;
+    // A write of a request dropped on the way out may still be running: the file is finished
+    // (its time set, renamed) only after every one has ended.
+    let _writes_ended = shared
+        .disk_slots
+        .acquire_many(super::output::DISK_WRITERS as u32)
+        .await
+        .expect("the disk slots are never closed");
     save_progress(&shared);
     result?;
     let swarm = shared.lock();

@@ -471,15 +471,24 @@ enum Written {
 async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> Result<u32, Failure> {
     let (recv, expected) = ask_for_chunk(shared, connection, chunk).await?;
     let data = receive_chunk(shared, connection, recv, expected).await?;
-    let (manifest, file) = (shared.manifest.clone(), shared.file.clone());
-    let _slot = shared
+    let (manifest, file, held) = (shared.manifest.clone(), shared.file.clone(), shared.held.clone());
+    let slot = shared
         .disk_slots
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .expect("the disk slots are never closed");
+    // The blocking write runs to its end even if this request is dropped (an endgame copy
+    // cancelled): it keeps its slot till then, so that the download waits for it to end.
     let written = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         if !manifest.chunk_matches(chunk, &data) {
             return Ok(Written::Corrupt);
+        }
+        // Another peer's copy got here first (endgame): the file is not written again, which
+        // once the download is complete would touch the modification time it was given.
+        if held.has(chunk) {
+            return Ok(Written::Confirmed);
         }
         let offset = manifest.chunk_offset(chunk);
         // Read back from the device (the write bypassed the page cache): the whole-file check.

@@ -142,8 +142,9 @@ pub struct Shared {
     pub buffers: Arc<BufferPool>,
     /// The in-flight budget, in chunks.
     pub in_flight: Budget,
-    /// Chunks being verified, written and read back at once.
-    pub disk_slots: Semaphore,
+    /// Chunks being verified, written and read back at once. A write holds its slot until it
+    /// ends, even if its request was dropped meanwhile: all slots free means no write runs.
+    pub disk_slots: Arc<Semaphore>,
     /// Fires when the download ends, however it ends.
     pub done: CancellationToken,
     /// Wakes every worker and idle lane: a peer went (its chunks are back in the queue and
@@ -183,7 +184,7 @@ impl Shared {
             progress,
             buffers: BufferPool::new(budget.ceiling()),
             in_flight: budget,
-            disk_slots: Semaphore::new(super::output::DISK_WRITERS),
+            disk_slots: Arc::new(Semaphore::new(super::output::DISK_WRITERS)),
             changed: Notify::new(),
             wake: Notify::new(),
             longest_rtt: AtomicU64::new(0),
