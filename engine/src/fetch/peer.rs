@@ -524,7 +524,7 @@ async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> 
 /// How long a request may go without a byte before it counts as stalled: the stall timeout,
 /// plus the time the download's other requests in flight take on its link (up to another stall
 /// timeout). A request waits behind those before its answer or its next bytes come; with only
-/// the stall timeout, 99 fetchers on 2-8 Mbit/s links (`just netns-big`) gave up on 1,500-2,800
+/// the stall timeout, 99 fetchers on 2-8 Mbit/s links (`just netns-big`) gave up on 1,700-2,800
 /// requests that were only waiting their turn, and their sources sent those chunks in vain.
 fn patience(shared: &Shared) -> Duration {
     STALL_TIMEOUT + shared.in_flight.wait_behind().min(STALL_TIMEOUT)
