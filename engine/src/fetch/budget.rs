@@ -17,7 +17,7 @@
 //! memory stays under 64 MiB; a peer gets at most 48 requests of it, what a chunk server
 //! keeps sending to one distant peer at once.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,8 +86,6 @@ pub struct Budget {
     cap: AtomicUsize,
     /// A rate was measured: the budget follows it, and no longer grows with each answer.
     measured: AtomicBool,
-    /// The download rate last measured, in bytes per second.
-    rate: AtomicU64,
     chunk: u64,
     /// Requests in flight to one peer at most, on a short path.
     per_peer: u64,
@@ -107,7 +105,6 @@ impl Budget {
             ceiling,
             cap: AtomicUsize::new(max),
             measured: AtomicBool::new(false),
-            rate: AtomicU64::new(0),
             chunk,
             per_peer: (PIPELINE_BYTES / chunk).clamp(MIN_LANES, MAX_LANES),
         }
@@ -135,18 +132,6 @@ impl Budget {
     /// How many times the short-path cap the cap is now (1 but on long fat paths).
     pub fn stretch(&self) -> f64 {
         self.cap.load(Ordering::Relaxed) as f64 / self.max as f64
-    }
-
-    /// How long the data of a full budget takes to arrive at the rate last measured (zero
-    /// until one is): what the last of the requests in flight may wait behind the others on
-    /// the fetcher's own link. It exceeds [`QUEUE_TIME`] where the minimum binds (2 MiB of
-    /// small chunks on a 2 Mbit/s link: 8 s).
-    pub fn wait_behind(&self) -> Duration {
-        let rate = self.rate.load(Ordering::Relaxed);
-        if rate == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((self.size() as u64 * self.chunk) as f64 / rate as f64)
     }
 
     /// Requests in flight to each of `workers` peers: an even share of the budget, at least
@@ -180,7 +165,6 @@ impl Budget {
         if bytes_per_second > 0.0 {
             self.measured.store(true, Ordering::Relaxed);
         }
-        self.rate.store(bytes_per_second as u64, Ordering::Relaxed);
         let chunks = |bytes: f64| (bytes / self.chunk as f64).ceil() as usize;
         let cap = chunks(BDP_MARGIN * bytes_per_second * rtt.as_secs_f64()).clamp(self.max, self.ceiling);
         self.cap.store(cap, Ordering::Relaxed);
@@ -237,21 +221,6 @@ mod tests {
         assert_eq!(round_trip_counted(ms(100), ms(900)), ms(300));
         // Never less than the path's round trip.
         assert_eq!(round_trip_counted(ms(100), ms(60)), ms(100));
-    }
-
-    #[test]
-    fn the_wait_behind_a_full_budget_follows_the_rate() {
-        let budget = Budget::new(64 * 1024);
-        let lan = Duration::from_millis(1);
-        assert_eq!(budget.wait_behind(), Duration::ZERO, "no rate measured yet");
-        // 2 Mbit/s: the minimum (2 MiB, 32 chunks) binds, and takes 8.4 s to arrive.
-        budget.follow(250_000.0, lan);
-        assert_eq!(budget.size(), 32);
-        assert_eq!(budget.wait_behind().as_millis(), 8388);
-        // 100 Mbit/s: the cap (128 requests) binds, well under the queue time.
-        budget.follow(12_500_000.0, lan);
-        assert_eq!(budget.size(), 128);
-        assert_eq!(budget.wait_behind().as_millis(), 671);
     }
 
     #[test]

@@ -521,15 +521,6 @@ async fn request_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> 
     Err(Failure::Fatal(why))
 }
 
-/// How long a request may go without a byte before it counts as stalled: the stall timeout,
-/// plus the time the download's other requests in flight take on its link (up to another stall
-/// timeout). A request waits behind those before its answer or its next bytes come; with only
-/// the stall timeout, 99 fetchers on 2-8 Mbit/s links (`just netns-big`) gave up on 1,700-2,800
-/// requests that were only waiting their turn, and their sources sent those chunks in vain.
-fn patience(shared: &Shared) -> Duration {
-    STALL_TIMEOUT + shared.in_flight.wait_behind().min(STALL_TIMEOUT)
-}
-
 /// Sends the request for `chunk` and reads the answer's head: the stream its bytes follow on,
 /// and their length (the chunk's).
 async fn ask_for_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> Result<(RecvStream, u32), Failure> {
@@ -540,7 +531,7 @@ async fn ask_for_chunk(shared: &Shared, connection: &Connection, chunk: u32) -> 
         file: shared.id,
         index: chunk,
     };
-    let exchange = tokio::time::timeout(patience(shared), transport::exchange(connection, &request, MAX_ANSWER));
+    let exchange = tokio::time::timeout(STALL_TIMEOUT, transport::exchange(connection, &request, MAX_ANSWER));
     let (response, mut recv) = match exchange.await {
         Err(_) => return Err(Failure::Other("no answer within the stall timeout".into())),
         Ok(Err(e)) if connection.close_reason().is_some() => return Err(Failure::Gone(e.to_string())),
@@ -583,7 +574,7 @@ async fn receive_chunk(
     let slice = limit.map_or(usize::MAX, |l| (l.rate() / 16).clamp(1024, 64 * 1024) as usize);
     while filled < data.len() {
         let end = filled.saturating_add(slice).min(data.len());
-        match tokio::time::timeout(patience(shared), recv.read(&mut data[filled..end])).await {
+        match tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut data[filled..end])).await {
             Err(_) => {
                 let _ = recv.stop(CloseCode::Cancelled.code());
                 return Err(Failure::Other("transfer stalled".into()));
